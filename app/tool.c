@@ -1,0 +1,88 @@
+/* tool.c - rwkv-tool: the companion for scripts and diagnostics. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/paths.h"
+#include "app/tool.h"
+#include "tokenizer/world.h"
+
+static const struct tool_command commands[] = {
+    { NULL, NULL, NULL },
+};
+
+void tool_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("rwkv-tool: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+char *tool_vocab_path(const char *option_value)
+{
+    char *p, *dirs;
+
+    if (option_value) {
+        return strdup(option_value);
+    }
+    if ((p = paths_find_data(WORLD_VOCAB_FILE)) != NULL) {
+        return p;
+    }
+    dirs = paths_data_dirs(WORLD_VOCAB_FILE);
+    tool_error("vocabulary not found (looked in %s): reinstall rwkv-chat or pass --vocab PATH",
+               dirs ? dirs : "");
+    free(dirs);
+    return NULL;
+}
+
+static void usage(FILE *f)
+{
+    const struct tool_command *c;
+
+    fprintf(f, "Usage: rwkv-tool COMMAND [OPTION]... [ARG]...\n"
+               "Scripting and diagnostic companion of rwkv-chat.\n\n"
+               "Commands:\n");
+    for (c = commands; c->name; c++) {
+        fprintf(f, "  %-12s %s\n", c->name, c->summary);
+    }
+    fprintf(f, "\nOptions:\n"
+               "  -h, --help     display this help and exit\n"
+               "  -V, --version  output version information and exit\n\n"
+               "Run 'rwkv-tool COMMAND --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const struct tool_command *c;
+
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("rwkv-tool (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+        return 0;
+    }
+    for (c = commands; c->name; c++) {
+        if (!strcmp(argv[1], c->name)) {
+            return c->run(argc - 1, argv + 1);
+        }
+    }
+    if (argv[1][0] == '-') {
+        tool_error("unrecognized option '%s'", argv[1]);
+    } else {
+        tool_error("unknown command '%s'", argv[1]);
+    }
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,30 @@
+/*
+ * tool.h - rwkv-tool subcommands.  Each takes the arguments after its name
+ * (argv[0] is the subcommand name) and returns the exit status: 0 success,
+ * 1 runtime error (one line on stderr), 2 usage error.
+ */
+#ifndef RWKV_TOOL_H
+#define RWKV_TOOL_H
+
+struct tool_command {
+    const char *name;
+    const char *summary;        /* one line for --help */
+    int (*run)(int argc, char **argv);
+};
+
+/* Prints "rwkv-tool: " + message + newline to stderr. */
+void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The vocabulary path: --vocab value if given, else the installed one.
+ * malloc'd, or NULL with an error printed. */
+char *tool_vocab_path(const char *option_value);
+
+int tool_tokenize(int argc, char **argv);
+int tool_detokenize(int argc, char **argv);
+int tool_bench(int argc, char **argv);
+int tool_info(int argc, char **argv);
+int tool_logits(int argc, char **argv);
+int tool_models(int argc, char **argv);
+int tool_mkmodel(int argc, char **argv);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * checkpoint.h - read tensors from official model files.
+ *
+ * Two containers: PyTorch's zip checkpoint (torch.save of a state dict,
+ * read with a minimal safe unpickler) and safetensors.  Tensor data stays in
+ * the mmap'd file where the layout allows; tensors that are not contiguous
+ * are copied once.  Nothing here allocates from sizes it has not checked
+ * against the file.
+ */
+#ifndef RWKV_CHECKPOINT_H
+#define RWKV_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ckpt_dtype { CKPT_F32, CKPT_F16, CKPT_BF16 };
+
+#define CKPT_MAX_DIMS 4
+
+struct ckpt_tensor {
+    char *name;                 /* "blocks.0.att.key.weight" */
+    enum ckpt_dtype dtype;
+    int ndim;
+    int64_t shape[CKPT_MAX_DIMS];
+    int64_t numel;
+    const void *data;           /* contiguous row-major, little-endian */
+    size_t nbytes;
+};
+
+typedef struct ckpt_file ckpt_file;
+
+/* Opens path, telling the container from its first bytes.  NULL on error
+ * with one line in err ("v7.pth: tensor blocks.0...: data runs past the end
+ * of entry archive/data/3"). */
+ckpt_file *ckpt_open(const char *path, char *err, size_t errlen);
+void ckpt_close(ckpt_file *file);
+
+const char *ckpt_path(const ckpt_file *file);
+uint64_t ckpt_file_size(const ckpt_file *file);
+size_t ckpt_count(const ckpt_file *file);
+const struct ckpt_tensor *ckpt_at(const ckpt_file *file, size_t i);
+/* NULL when absent. */
+const struct ckpt_tensor *ckpt_find(const ckpt_file *file, const char *name);
+
+const char *ckpt_dtype_name(enum ckpt_dtype dtype);
+size_t ckpt_dtype_size(enum ckpt_dtype dtype);
+/* Converts n elements of tensor data to float32. */
+void ckpt_to_f32(enum ckpt_dtype dtype, const void *src, float *dst, size_t n);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * kernels.h - the numeric kernels the forward passes are written against.
+ *
+ * Matrices are stored as [rows][cols] (torch Linear layout: y = W x with
+ * W of shape [out, in]).  The element format is chosen at load time; every
+ * kernel accumulates in float32.  The best implementation for the running
+ * CPU is chosen once (kernels_init) and reported by rwkv_kernels_name().
+ */
+#ifndef RWKV_KERNELS_H
+#define RWKV_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/checkpoint.h"
+#include "engine/rwkv.h"
+
+struct kmat {
+    enum rwkv_dtype type;       /* F32, F16, BF16, Q8, Q4 */
+    int rows, cols;
+    const void *data;           /* rows*cols elements (or blocks) */
+    const float *scales;        /* Q8: per row; Q4: per group of 32 */
+    void *owned;                /* memory to free with kmat_free, or NULL */
+    void *owned_scales;
+};
+
+/* Makes a kernel matrix from a 2-D tensor.  transpose: the tensor is
+ * stored [in][out] (LoRA w1/w2 style) and must be turned into [out][in].
+ * dtype: wanted format (AUTO keeps the stored float format).  Uses the
+ * mapped data in place when no conversion is needed. */
+int kmat_from_tensor(struct kmat *m, const struct ckpt_tensor *t, int transpose,
+                     enum rwkv_dtype dtype, char *err, size_t errlen);
+void kmat_free(struct kmat *m);
+/* Bytes of weight data one matvec reads. */
+size_t kmat_bytes(const struct kmat *m);
+
+/* Persistent worker pool: created once per model, never per token. */
+struct kpool;
+struct kpool *kpool_new(int n_threads);   /* n <= 0: online CPUs */
+void kpool_free(struct kpool *pool);
+int kpool_threads(const struct kpool *pool);
+/* Runs fn(ctx, i) for i in [0, n) on the pool's threads; returns when all
+ * are done.  pool may be NULL (runs inline). */
+void kpool_run(struct kpool *pool, void (*fn)(void *ctx, int i), void *ctx, int n);
+
+/* y[rows] = W x[cols]. */
+void k_matvec(struct kpool *pool, const struct kmat *W, const float *x, float *y);
+/* Y[T][rows] = X[T][cols] W^T  (sequence mode). */
+void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, float *Y);
+
+/* Vectors (n elements). */
+void k_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);
+/* GroupNorm over n_groups contiguous groups of n/n_groups elements. */
+void k_groupnorm(const float *x, const float *w, const float *b, int n, int n_groups,
+                 float eps, float *y);
+
+/* Called once; picks the implementation.  Safe to call repeatedly. */
+void kernels_init(void);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * rwkv.h - the public face of the rwkv-chat engine.
+ *
+ * Loads an official RWKV checkpoint (.pth or .safetensors, RWKV-4/5/6/7),
+ * holds recurrent states, and advances a state over tokens while producing
+ * logits.  The engine never prints: every fallible call fills a caller
+ * buffer `err` (at most `errlen` bytes, always NUL-terminated) with one line
+ * naming the file, the object and the problem, and returns an error value.
+ *
+ * Threading: one rwkv_eval at a time per model (the model owns its scratch
+ * buffers and its worker pool); states are independent values.
+ */
+#ifndef RWKV_H
+#define RWKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RWKV_ERRLEN 512
+
+/* Weight format the kernels compute from (chosen at load time). */
+enum rwkv_dtype {
+    RWKV_DTYPE_AUTO = 0,    /* keep the stored float format (f32/f16/bf16) */
+    RWKV_DTYPE_F32,
+    RWKV_DTYPE_F16,
+    RWKV_DTYPE_BF16,
+    RWKV_DTYPE_Q8,          /* int8, per-row (output channel) scales */
+    RWKV_DTYPE_Q4,          /* 4-bit, groups of 32 with one scale */
+};
+
+/* What a model is, read from its tensor shapes. */
+struct rwkv_info {
+    int version;            /* 4, 5, 6 or 7 */
+    int minor;              /* 5.0/5.1/5.2 -> 0/1/2; otherwise 0 */
+    char version_name[8];   /* "4", "5.2", "6", "7" */
+    int n_layer;
+    int n_embd;
+    int n_head;             /* 0 for RWKV-4 */
+    int head_size;          /* 0 for RWKV-4 */
+    int n_vocab;
+    int ffn_size;
+    int lora_decay, lora_aaa, lora_mv, lora_gate, lora_maa; /* 0 if absent */
+    enum rwkv_dtype stored_dtype;   /* F32, F16 or BF16: the file's weights */
+    enum rwkv_dtype compute_dtype;  /* what the kernels read */
+    uint64_t n_params;
+    uint64_t file_size;
+    uint64_t bytes_per_token;       /* weight bytes one generated token reads */
+    uint64_t fingerprint;           /* identity hash of shapes + weights */
+    size_t state_floats;            /* floats in a state, official order */
+    int n_extra_tensors;            /* tensors present but not used */
+};
+
+struct rwkv_load_options {
+    enum rwkv_dtype dtype;  /* RWKV_DTYPE_AUTO: as stored */
+    int n_threads;          /* 0: number of online CPUs */
+};
+
+typedef struct rwkv_model rwkv_model;
+typedef struct rwkv_state rwkv_state;
+
+/* Opens and validates the checkpoint at path.  NULL on error (err filled).
+ * opts may be NULL for defaults.  Free with rwkv_model_free. */
+rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
+                            char *err, size_t errlen);
+void rwkv_model_free(rwkv_model *model);
+const struct rwkv_info *rwkv_model_info(const rwkv_model *model);
+/* Names of tensors present in the file but not used by the version (for
+ * reporting); i < info->n_extra_tensors. */
+const char *rwkv_model_extra_tensor(const rwkv_model *model, int i);
+
+/* A state is the flat float array of the official package's order (see
+ * ../shared/fixtures/README.md): RWKV-4 five vectors per layer (att x_prev,
+ * aa, bb, pp, ffn x_prev); RWKV-5/6/7 att x_prev [C], wkv [H][N][N],
+ * ffn x_prev [C] per layer.  New states are the official zero state
+ * (pp = -1e30 for RWKV-4). */
+rwkv_state *rwkv_state_new(const rwkv_model *model);
+rwkv_state *rwkv_state_clone(const rwkv_state *state);
+void rwkv_state_copy(rwkv_state *dst, const rwkv_state *src); /* same model */
+void rwkv_state_reset(rwkv_state *state);
+void rwkv_state_free(rwkv_state *state);
+size_t rwkv_state_floats(const rwkv_state *state);
+float *rwkv_state_data(rwkv_state *state);
+const float *rwkv_state_cdata(const rwkv_state *state);
+
+/* Advances state over tokens[0..n-1] (n >= 1).  If logits is not NULL it
+ * receives n_vocab floats: the logits after the last token, or, when
+ * all_logits is set, n rows of n_vocab (one per token).  Sequence mode is
+ * used for n > 1.  Returns 0, or -1 with err filled (bad token id). */
+int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_t n,
+              float *logits, int all_logits, char *err, size_t errlen);
+
+/* Loads a state-tuned initial state (a .pth/.safetensors holding
+ * blocks.N.att.time_state tensors) into state.  0, or -1 with err. */
+int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char *path,
+                          char *err, size_t errlen);
+
+const char *rwkv_dtype_name(enum rwkv_dtype dtype);
+/* Parses "fp32", "f32", "bf16", "fp16", "f16", "int8", "q8", "q4"...; -1 if unknown. */
+int rwkv_dtype_parse(const char *name, enum rwkv_dtype *out);
+/* The kernel set chosen for this CPU ("avx512-bf16", "avx2", "portable"). */
+const char *rwkv_kernels_name(void);
+
+#endif
