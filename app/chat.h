@@ -1,0 +1,123 @@
+/*
+ * chat.h - a conversation with an RWKV model, independent of any UI.
+ *
+ * The TUI and --batch both drive this.  A chat owns the model state after
+ * the last fed token, the transcript, the sampler settings, the chat
+ * template (persona) and named snapshots.  Feeding is incremental: a new
+ * message costs only its own tokens.  Every fallible call returns 0 or -1
+ * with one line in err.
+ */
+#ifndef RWKV_CHAT_H
+#define RWKV_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/rwkv.h"
+#include "engine/sampler.h"
+#include "tokenizer/world.h"
+
+enum chat_role { CHAT_USER, CHAT_ASSISTANT };
+
+struct chat_turn {
+    enum chat_role role;
+    char *text;             /* normalised user text / stripped reply */
+};
+
+enum chat_stop {
+    CHAT_STOP_NONE = 0,     /* still generating */
+    CHAT_STOP_END,          /* end of the assistant turn ("\n\n") */
+    CHAT_STOP_LENGTH,       /* max_tokens reached */
+    CHAT_STOP_INTERRUPT,    /* caller stopped it */
+    CHAT_STOP_EOS,          /* token 0 (only when not banned) */
+};
+const char *chat_stop_name(enum chat_stop stop);  /* "end", "length", ... */
+
+/* A chat template: intro text fed once, then turns as
+ * "<user>: MSG\n\n<assistant>:" and the reply followed by "\n\n". */
+struct chat_template {
+    char *name;             /* "default", "translator", a file stem */
+    char *intro;            /* may be "" */
+    char *user;             /* "User" */
+    char *assistant;        /* "Assistant" */
+};
+
+/* Loads prompts/NAME.txt (searched in $XDG_CONFIG_HOME/rwkv-chat/prompts,
+ * then the data dirs) or a path containing '/'.  0 or -1 with err. */
+int chat_template_load(struct chat_template *t, const char *name_or_path, char *err, size_t errlen);
+/* Parses a template file's text (the format is documented in prompts/README). */
+int chat_template_parse(struct chat_template *t, const char *name, const char *text, size_t len,
+                        char *err, size_t errlen);
+void chat_template_free(struct chat_template *t);
+
+/* Timings and counts of the last reply (for the status line and JSONL). */
+struct chat_stats {
+    size_t prompt_tokens;   /* tokens fed for the last message */
+    size_t reply_tokens;
+    double prompt_seconds;
+    double reply_seconds;
+    size_t context_tokens;  /* tokens fed since reset */
+};
+
+typedef struct chat chat;
+
+/* The chat borrows model and tok (they must outlive it); the template is
+ * copied.  NULL with err on failure. */
+chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_template *t,
+               const struct sampler_settings *s, char *err, size_t errlen);
+void chat_free(chat *c);
+
+/* Settings are live: changes apply to the next sampled token. */
+struct sampler_settings *chat_settings(chat *c);
+void chat_settings_changed(chat *c);   /* call after editing settings */
+const struct chat_template *chat_get_template(const chat *c);
+/* Switches persona: new template, conversation reset. */
+int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t errlen);
+
+/* Normalises text the way ChatRWKV does (strip; runs of newlines -> one
+ * "\n").  Returns malloc'd text. */
+char *chat_normalize(const char *text);
+
+/* Starts a reply to user_text: records the turn, feeds its tokens (in
+ * sequence mode) and prepares generation. */
+int chat_send(chat *c, const char *user_text, char *err, size_t errlen);
+/* Raw completion: feeds prompt bytes as they are (no template). */
+int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t errlen);
+/* Generates one token.  *out/*out_len receive the printable bytes (complete
+ * UTF-8 characters; may be empty) valid until the next call.  Returns
+ * CHAT_STOP_NONE while the reply goes on, the stop reason when it ended,
+ * or -1 on error.  After a stop the reply is in the transcript and the
+ * state is consistent. */
+int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen);
+/* Ends the reply in progress as interrupted (partial reply kept). */
+void chat_interrupt(chat *c);
+int chat_generating(const chat *c);
+
+/* Transcript. */
+size_t chat_turn_count(const chat *c);
+const struct chat_turn *chat_turn_at(const chat *c, size_t i);
+const struct chat_stats *chat_get_stats(const chat *c);
+
+/* Conversation operations (cheap: snapshot copies, no re-feeding). */
+void chat_reset(chat *c);              /* back to the template's intro */
+int chat_undo(chat *c, char *err, size_t errlen);       /* drop last exchange */
+int chat_regen(chat *c, char *err, size_t errlen);      /* redo last reply */
+/* Drops the last exchange and returns its user text (malloc'd) for editing. */
+char *chat_edit_last(chat *c, char *err, size_t errlen);
+
+/* Named in-memory snapshots: state + transcript + settings. */
+int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen);
+int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen);
+int chat_snapshot_delete(chat *c, const char *name, char *err, size_t errlen);
+size_t chat_snapshot_count(const chat *c);
+const char *chat_snapshot_name(const chat *c, size_t i);
+const char *chat_current_snapshot(const chat *c);  /* NULL if none */
+
+/* State files (format in share/state-format.md): atomic save; load refuses
+ * another model, a truncated/corrupt file or a newer version. */
+int chat_save(chat *c, const char *path, char *err, size_t errlen);
+int chat_load(chat *c, const char *path, char *err, size_t errlen);
+/* Starts from a state-tuned initial state file (.pth time_state). */
+int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen);
+
+#endif
