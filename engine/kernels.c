@@ -1,0 +1,562 @@
+/*
+ * kernels.c - kernel matrices, the worker pool, and the portable kernels.
+ *
+ * The matrix kernels are reached through the dispatch table described in
+ * kernels_impl.h: kernels_init() picks, per weight format, the row kernels
+ * of the best kernel set the CPU can run.  This file holds the portable set
+ * (float32 rows in C, sequence-mode products through OpenBLAS sgemm) and
+ * the vector kernels (LayerNorm, GroupNorm), which are cheap next to the
+ * matrix products and stay portable.
+ */
+#include <assert.h>
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/kernels.h"
+#include "engine/kernels_impl.h"
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch                                                                  */
+
+/* Kernel sets in order of preference; the portable set must come last. */
+static const struct kernel_set *const candidates[] = {
+    &kernel_set_portable,
+};
+
+static struct kernel_format active[KERNEL_N_FORMATS];
+static const char *active_name = "portable";
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* Fills active[] from the first usable set that provides each format. */
+static void kernels_choose(void)
+{
+    size_t n = sizeof candidates / sizeof candidates[0];
+    int best_set_used = 0;
+
+    for (int t = 0; t < KERNEL_N_FORMATS; t++) {
+        for (size_t i = 0; i < n; i++) {
+            const struct kernel_set *s = candidates[i];
+
+            if (s->usable && !s->usable()) {
+                continue;
+            }
+            if (!best_set_used) {
+                active_name = s->name;
+                best_set_used = 1;
+            }
+            if (s->format[t].matvec_rows) {
+                active[t] = s->format[t];
+                break;
+            }
+        }
+    }
+}
+
+void kernels_init(void)
+{
+    pthread_once(&init_once, kernels_choose);
+}
+
+const struct kernel_format *kernels_format(enum rwkv_dtype t)
+{
+    kernels_init();
+    assert(t >= 0 && t < KERNEL_N_FORMATS);
+    return &active[t];
+}
+
+const char *rwkv_kernels_name(void)
+{
+    kernels_init();
+    return active_name;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Portable float32 kernels                                                   */
+
+static float dot_f32(const float *a, const float *b, int n)
+{
+    /* Four partial sums: lets the compiler vectorise without -ffast-math. */
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+
+    for (; i + 4 <= n; i += 4) {
+        s0 += a[i] * b[i];
+        s1 += a[i + 1] * b[i + 1];
+        s2 += a[i + 2] * b[i + 2];
+        s3 += a[i + 3] * b[i + 3];
+    }
+    for (; i < n; i++) {
+        s0 += a[i] * b[i];
+    }
+    return (s0 + s1) + (s2 + s3);
+}
+
+static int f32_pack(struct kmat *m, const float *src)
+{
+    size_t n = (size_t)m->rows * (size_t)m->cols;
+    float *d = malloc(n * sizeof *d);
+
+    if (!d) {
+        return -1;
+    }
+    memcpy(d, src, n * sizeof *d);
+    m->data = d;
+    m->owned = d;
+    return 0;
+}
+
+static void f32_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const float *w = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        y[r] = dot_f32(w + (size_t)r * W->cols, x, W->cols);
+    }
+}
+
+/* Y[T][rows] = X[T][cols] W^T for rows [r0, r1), one sgemm. */
+static void f32_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    const float *w = (const float *)W->data + (size_t)r0 * W->cols;
+
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r1 - r0, W->cols,
+                1.0f, X, W->cols, w, W->cols, 0.0f, Y + r0, W->rows);
+}
+
+static size_t f32_bytes(const struct kmat *W)
+{
+    return (size_t)W->rows * (size_t)W->cols * sizeof(float);
+}
+
+const struct kernel_set kernel_set_portable = {
+    .name = "portable",
+    .usable = NULL,
+    .format = {
+        [RWKV_DTYPE_F32] = { f32_pack, f32_matvec_rows, f32_matmul_rows, f32_bytes },
+    },
+};
+
+/* ------------------------------------------------------------------------ */
+/* Kernel matrices                                                            */
+
+/* The kernel format of a stored tensor's float type. */
+static enum rwkv_dtype stored_format(enum ckpt_dtype d)
+{
+    switch (d) {
+    case CKPT_F16:
+        return RWKV_DTYPE_F16;
+    case CKPT_BF16:
+        return RWKV_DTYPE_BF16;
+    default:
+        return RWKV_DTYPE_F32;
+    }
+}
+
+int kmat_from_tensor(struct kmat *m, const struct ckpt_tensor *t, int transpose,
+                     enum rwkv_dtype dtype, char *err, size_t errlen)
+{
+    enum rwkv_dtype want;
+    const struct kernel_format *fmt;
+    size_t n;
+    float *tmp;
+    int rows, cols;
+
+    memset(m, 0, sizeof *m);
+    if (t->ndim != 2 || t->shape[0] <= 0 || t->shape[1] <= 0 ||
+        t->shape[0] > INT32_MAX || t->shape[1] > INT32_MAX) {
+        snprintf(err, errlen, "tensor %s: expected a 2-D matrix", t->name);
+        return -1;
+    }
+    rows = (int)(transpose ? t->shape[1] : t->shape[0]);
+    cols = (int)(transpose ? t->shape[0] : t->shape[1]);
+    want = dtype == RWKV_DTYPE_AUTO ? stored_format(t->dtype) : dtype;
+    if ((int)want < 0 || want >= KERNEL_N_FORMATS || !kernels_format(want)->pack) {
+        want = RWKV_DTYPE_F32;
+    }
+    fmt = kernels_format(want);
+    m->type = want;
+    m->rows = rows;
+    m->cols = cols;
+
+    /* Float32 already in kernel layout: use the mapped data in place. */
+    if (want == RWKV_DTYPE_F32 && t->dtype == CKPT_F32 && !transpose &&
+        ((uintptr_t)t->data % sizeof(float)) == 0) {
+        m->data = t->data;
+        return 0;
+    }
+
+    n = (size_t)rows * (size_t)cols;
+    tmp = malloc(n * sizeof *tmp);
+    if (!tmp) {
+        snprintf(err, errlen, "tensor %s: out of memory (%zu bytes)", t->name, n * sizeof *tmp);
+        return -1;
+    }
+    ckpt_to_f32(t->dtype, t->data, tmp, n);
+    if (transpose) {
+        float *tr = malloc(n * sizeof *tr);
+
+        if (!tr) {
+            free(tmp);
+            snprintf(err, errlen, "tensor %s: out of memory (%zu bytes)", t->name,
+                     n * sizeof *tr);
+            return -1;
+        }
+        /* stored [cols][rows] -> [rows][cols] */
+        for (int i = 0; i < cols; i++) {
+            for (int j = 0; j < rows; j++) {
+                tr[(size_t)j * cols + i] = tmp[(size_t)i * rows + j];
+            }
+        }
+        free(tmp);
+        tmp = tr;
+    }
+    if (want == RWKV_DTYPE_F32) {
+        m->data = tmp;
+        m->owned = tmp;
+        return 0;
+    }
+    if (fmt->pack(m, tmp) != 0) {
+        free(tmp);
+        memset(m, 0, sizeof *m);
+        snprintf(err, errlen, "tensor %s: out of memory converting to %s", t->name,
+                 rwkv_dtype_name(want));
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+void kmat_free(struct kmat *m)
+{
+    if (!m) {
+        return;
+    }
+    free(m->owned);
+    free(m->owned_scales);
+    memset(m, 0, sizeof *m);
+}
+
+size_t kmat_bytes(const struct kmat *m)
+{
+    const struct kernel_format *fmt = kernels_format(m->type);
+
+    if (fmt->bytes) {
+        return fmt->bytes(m);
+    }
+    return (size_t)m->rows * (size_t)m->cols * sizeof(float);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Worker pool                                                                */
+
+/*
+ * n_threads - 1 workers sleep on a condition variable; kpool_run publishes a
+ * job (fn, ctx, n) under a new generation number, the caller joins in, and
+ * tasks are handed out by an atomic counter.  The last finisher signals.
+ */
+struct kpool {
+    int n_threads;
+    pthread_t *threads;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_cond_t done;
+    unsigned long generation;
+    int quit;
+    /* the current job */
+    void (*fn)(void *ctx, int i);
+    void *ctx;
+    int n_tasks;
+    int next_task;              /* atomic */
+    int tasks_left;             /* under lock */
+    int busy_workers;           /* workers inside the current job */
+};
+
+/* Takes tasks of the current job until none are left; returns how many. */
+static int kpool_work(struct kpool *p, void (*fn)(void *, int), void *ctx, int n)
+{
+    int done = 0;
+
+    for (;;) {
+        int i = __atomic_fetch_add(&p->next_task, 1, __ATOMIC_RELAXED);
+
+        if (i >= n) {
+            break;
+        }
+        fn(ctx, i);
+        done++;
+    }
+    return done;
+}
+
+static void *kpool_main(void *arg)
+{
+    struct kpool *p = arg;
+    unsigned long seen = 0;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->quit && p->generation == seen) {
+            pthread_cond_wait(&p->wake, &p->lock);
+        }
+        if (p->quit) {
+            break;
+        }
+        seen = p->generation;
+        void (*fn)(void *, int) = p->fn;
+        void *ctx = p->ctx;
+        int n = p->n_tasks;
+
+        p->busy_workers++;
+        pthread_mutex_unlock(&p->lock);
+        int did = kpool_work(p, fn, ctx, n);
+        pthread_mutex_lock(&p->lock);
+        p->tasks_left -= did;
+        p->busy_workers--;
+        if (p->tasks_left == 0 && p->busy_workers == 0) {
+            pthread_cond_signal(&p->done);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+struct kpool *kpool_new(int n_threads)
+{
+    struct kpool *p;
+
+    if (n_threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        n_threads = n > 0 ? (int)n : 1;
+    }
+    if (n_threads > 256) {
+        n_threads = 256;
+    }
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        return NULL;
+    }
+    p->n_threads = 1;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (n_threads > 1) {
+        p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
+        if (!p->threads) {
+            kpool_free(p);
+            return NULL;
+        }
+        for (int i = 0; i < n_threads - 1; i++) {
+            if (pthread_create(&p->threads[i], NULL, kpool_main, p) != 0) {
+                break;          /* run with the threads we got */
+            }
+            p->n_threads++;
+        }
+    }
+    return p;
+}
+
+void kpool_free(struct kpool *p)
+{
+    if (!p) {
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->n_threads - 1; i++) {
+        pthread_join(p->threads[i], NULL);
+    }
+    free(p->threads);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int kpool_threads(const struct kpool *p)
+{
+    return p ? p->n_threads : 1;
+}
+
+void kpool_run(struct kpool *p, void (*fn)(void *ctx, int i), void *ctx, int n)
+{
+    if (n <= 0) {
+        return;
+    }
+    if (!p || p->n_threads == 1 || n == 1) {
+        for (int i = 0; i < n; i++) {
+            fn(ctx, i);
+        }
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_tasks = n;
+    p->next_task = 0;
+    p->tasks_left = n;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+
+    int did = kpool_work(p, fn, ctx, n);
+
+    pthread_mutex_lock(&p->lock);
+    p->tasks_left -= did;
+    /* Wait for the stragglers, and for every worker to leave the job so
+     * none still reads fn/ctx after we return. */
+    while (p->tasks_left > 0 || p->busy_workers > 0) {
+        pthread_cond_wait(&p->done, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matrix products                                                            */
+
+/* Below this many weights a product runs on the calling thread. */
+#define PARALLEL_MIN_WEIGHTS (64 * 1024)
+
+struct rows_job {
+    const struct kernel_format *fmt;
+    const struct kmat *W;
+    const float *x;
+    float *y;
+    int T;
+    int n_tasks;
+};
+
+static void row_range(const struct rows_job *job, int i, int *r0, int *r1)
+{
+    int rows = job->W->rows;
+
+    *r0 = (int)((int64_t)rows * i / job->n_tasks);
+    *r1 = (int)((int64_t)rows * (i + 1) / job->n_tasks);
+}
+
+static void matvec_task(void *ctx, int i)
+{
+    const struct rows_job *job = ctx;
+    int r0, r1;
+
+    row_range(job, i, &r0, &r1);
+    if (r1 > r0) {
+        job->fmt->matvec_rows(job->W, job->x, job->y, r0, r1);
+    }
+}
+
+/* Task count for a product: one per thread, a few more for balance. */
+static int split_tasks(struct kpool *pool, const struct kmat *W)
+{
+    int threads = kpool_threads(pool);
+    size_t weights = (size_t)W->rows * (size_t)W->cols;
+    int n;
+
+    if (threads <= 1 || weights < PARALLEL_MIN_WEIGHTS) {
+        return 1;
+    }
+    n = threads * 4;
+    if (n > W->rows) {
+        n = W->rows;
+    }
+    return n;
+}
+
+void k_matvec(struct kpool *pool, const struct kmat *W, const float *x, float *y)
+{
+    struct rows_job job = { kernels_format(W->type), W, x, y, 1, 0 };
+
+    assert(job.fmt->matvec_rows);
+    job.n_tasks = split_tasks(pool, W);
+    kpool_run(pool, matvec_task, &job, job.n_tasks);
+}
+
+static void matmul_task(void *ctx, int i)
+{
+    const struct rows_job *job = ctx;
+    int r0, r1;
+
+    row_range(job, i, &r0, &r1);
+    if (r1 <= r0) {
+        return;
+    }
+    if (job->fmt->matmul_rows) {
+        job->fmt->matmul_rows(job->W, job->x, job->T, job->y, r0, r1);
+        return;
+    }
+    /* Blocks of rows stay in cache while every token passes over them. */
+    for (int t = 0; t < job->T; t++) {
+        job->fmt->matvec_rows(job->W, job->x + (size_t)t * job->W->cols,
+                              job->y + (size_t)t * job->W->rows, r0, r1);
+    }
+}
+
+void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, float *Y)
+{
+    struct rows_job job = { kernels_format(W->type), W, X, Y, T, 0 };
+
+    if (T <= 0) {
+        return;
+    }
+    if (T == 1) {
+        k_matvec(pool, W, X, Y);
+        return;
+    }
+    if (W->type == RWKV_DTYPE_F32 && job.fmt->matmul_rows == f32_matmul_rows) {
+        /* OpenBLAS threads the product itself. */
+        f32_matmul_rows(W, X, T, Y, 0, W->rows);
+        return;
+    }
+    job.n_tasks = split_tasks(pool, W);
+    kpool_run(pool, matmul_task, &job, job.n_tasks);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Normalisations                                                             */
+
+/* y = (x - mean) / sqrt(var + eps) * w + b over n elements (torch
+ * layer_norm: biased variance). */
+void k_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y)
+{
+    double mean = 0, var = 0;
+
+    for (int i = 0; i < n; i++) {
+        mean += x[i];
+    }
+    mean /= n;
+    for (int i = 0; i < n; i++) {
+        double d = x[i] - mean;
+
+        var += d * d;
+    }
+    var /= n;
+    float inv = (float)(1.0 / sqrt(var + (double)eps));
+    float m = (float)mean;
+
+    for (int i = 0; i < n; i++) {
+        y[i] = (x[i] - m) * inv * w[i] + b[i];
+    }
+}
+
+/* LayerNorm of each group of n/n_groups elements, then the per-channel
+ * affine w, b over all n (torch group_norm on one sample). */
+void k_groupnorm(const float *x, const float *w, const float *b, int n, int n_groups,
+                 float eps, float *y)
+{
+    int g_size = n / n_groups;
+
+    assert(n_groups > 0 && n % n_groups == 0);
+    for (int g = 0; g < n_groups; g++) {
+        k_layernorm(x + g * g_size, w + g * g_size, b + g * g_size, g_size, eps,
+                    y + g * g_size);
+    }
+}

@@ -1,0 +1,49 @@
+/*
+ * kernels_impl.h - how kernel sets plug into kernels.c.  Internal to
+ * engine/kernels*.c; the forward passes only see kernels.h.
+ *
+ * A kernel set is a table of per-format row kernels for one instruction
+ * set (portable C, AVX2, AVX-512...).  kernels.c lists the sets it knows in
+ * preference order; kernels_init() keeps, for every weight format, the
+ * entries of the first set whose usable() says the CPU can run it and that
+ * fills that entry.  Missing entries fall through to the next set, ending
+ * at the portable set, so a new file may implement only what it speeds up.
+ *
+ * To add a set: write engine/kernels_NAME.c defining
+ *     const struct kernel_set kernel_set_NAME = { "NAME", usable, { ... } };
+ * declare it below, and add &kernel_set_NAME to the candidates[] list in
+ * kernels.c (guarded by the configure macro that says it was compiled).
+ */
+#ifndef RWKV_KERNELS_IMPL_H
+#define RWKV_KERNELS_IMPL_H
+
+#include "engine/kernels.h"
+
+#define KERNEL_N_FORMATS (RWKV_DTYPE_Q4 + 1)
+
+/* The kernels of one weight format (indexed by enum rwkv_dtype). */
+struct kernel_format {
+    /* Fills m->data (and m->scales, m->owned, m->owned_scales) from a
+     * float32 [m->rows][m->cols] source; 0, or -1 when out of memory. */
+    int (*pack)(struct kmat *m, const float *src);
+    /* y[r] = W[r,:] . x for r in [r0, r1). */
+    void (*matvec_rows)(const struct kmat *W, const float *x, float *y, int r0, int r1);
+    /* Y[t][r] = W[r,:] . X[t,:] for t in [0, T), r in [r0, r1); Y rows have
+     * W->rows elements.  NULL: kernels.c calls matvec_rows per token. */
+    void (*matmul_rows)(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1);
+    /* Weight bytes of the whole matrix (what one matvec reads). */
+    size_t (*bytes)(const struct kmat *W);
+};
+
+struct kernel_set {
+    const char *name;           /* reported by rwkv_kernels_name() */
+    int (*usable)(void);        /* NULL: always */
+    struct kernel_format format[KERNEL_N_FORMATS];
+};
+
+extern const struct kernel_set kernel_set_portable;
+
+/* The active kernels of format t (after kernels_init). */
+const struct kernel_format *kernels_format(enum rwkv_dtype t);
+
+#endif
