@@ -1,31 +1,197 @@
 /*
- * rwkv5.c - the RWKV-5 forward pass (skeleton; being written).
+ * rwkv5.c - the RWKV-5 "Eagle" forward pass (5.0, 5.1, 5.2).
+ *
+ * Per layer:  x += TimeMix(ln1(x));  x += ChannelMix(ln2(x)).
+ * Time mix (Eagle and Finch paper, section 4, as the official package runs
+ * it), per head of N channels, with the matrix state S [N][N] (key index
+ * first), w = exp(-exp(time_decay)) and the bonus u:
+ *   r, k, v = R rx, K kx, V vx                (static token-shift mixes)
+ *   out_t   = r_t (diag(u) k_t^T v_t + S)
+ *   S       = k_t^T v_t + diag(w) S
+ *   x      += O (GroupNorm_H(out) * silu(G gx))
+ * The versions differ only in their tensors:
+ *   5.0: no gate; time_decay and time_first one per head; u = exp(time_first)
+ *   5.1: gate (time_mix_g, gate.weight); decay per head
+ *   5.2: gate; time_decay [H][N] per channel; u = time_faaaa as stored
+ * (a file with time_faaaa uses it as u; one with time_first stores log u).
  */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "engine/model.h"
+#include "engine/blocks.h"
 
-static int rwkv5_prepare(rwkv_model *m, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "%s: RWKV-5: not implemented", ckpt_path(m->file));
-    return -1;
-}
+struct rwkv5_layer {
+    struct blocks_norm ln1, ln_x;
+    float *mix_k, *mix_v, *mix_r, *mix_g;   /* mix_g NULL without a gate */
+    float *decay;                           /* w = exp(-exp(time_decay)), [C] */
+    float *first;                           /* u, [C] */
+    struct kmat key, value, receptance, gate, output;
+    int has_gate;
+    struct blocks_ffn ffn;
+};
+
+struct rwkv5_weights {
+    struct blocks_model base;
+    struct rwkv5_layer *layers;
+    int n_layer;
+};
 
 static void rwkv5_release(rwkv_model *m)
 {
+    struct rwkv5_weights *wt = m->weights;
+
+    if (!wt) {
+        return;
+    }
+    for (int i = 0; i < wt->n_layer; i++) {
+        struct rwkv5_layer *l = &wt->layers[i];
+
+        blocks_norm_free(&l->ln1);
+        blocks_norm_free(&l->ln_x);
+        free(l->mix_k);
+        free(l->mix_v);
+        free(l->mix_r);
+        free(l->mix_g);
+        free(l->decay);
+        free(l->first);
+        kmat_free(&l->key);
+        kmat_free(&l->value);
+        kmat_free(&l->receptance);
+        kmat_free(&l->gate);
+        kmat_free(&l->output);
+        blocks_ffn_free(&l->ffn);
+    }
+    free(wt->layers);
+    blocks_model_free(&wt->base);
+    free(wt);
     m->weights = NULL;
+}
+
+static void load_layer(struct blocks_loader *ld, struct rwkv5_layer *l, int i)
+{
+    const rwkv_model *m = ld->m;
+    int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
+    char prefix[64];
+
+    snprintf(prefix, sizeof prefix, "blocks.%d.ln1", i);
+    blocks_norm_load(ld, &l->ln1, C, prefix);
+    snprintf(prefix, sizeof prefix, "blocks.%d.att.ln_x", i);
+    blocks_norm_load(ld, &l->ln_x, C, prefix);
+    l->mix_k = blocks_vector(ld, C, "blocks.%d.att.time_mix_k", i);
+    l->mix_v = blocks_vector(ld, C, "blocks.%d.att.time_mix_v", i);
+    l->mix_r = blocks_vector(ld, C, "blocks.%d.att.time_mix_r", i);
+    l->decay = blocks_head_vector(ld, 1, H, N, "blocks.%d.att.time_decay", i);
+    if (l->decay) {
+        for (int c = 0; c < C; c++) {
+            l->decay[c] = expf(-expf(l->decay[c]));
+        }
+    }
+    l->first = blocks_head_vector(ld, 0, H, N, "blocks.%d.att.time_faaaa", i);
+    if (!l->first && !ld->failed) {
+        l->first = blocks_head_vector(ld, 1, H, N, "blocks.%d.att.time_first", i);
+        for (int c = 0; l->first && c < C; c++) {
+            l->first[c] = expf(l->first[c]);
+        }
+    }
+    blocks_matrix(ld, &l->key, C, C, 0, m->dtype, "blocks.%d.att.key.weight", i);
+    blocks_matrix(ld, &l->value, C, C, 0, m->dtype, "blocks.%d.att.value.weight", i);
+    blocks_matrix(ld, &l->receptance, C, C, 0, m->dtype, "blocks.%d.att.receptance.weight", i);
+    blocks_matrix(ld, &l->output, C, C, 0, m->dtype, "blocks.%d.att.output.weight", i);
+    snprintf(prefix, sizeof prefix, "blocks.%d.att.gate.weight", i);
+    l->has_gate = ckpt_find(m->file, prefix) != NULL;
+    if (l->has_gate) {
+        l->mix_g = blocks_vector(ld, C, "blocks.%d.att.time_mix_g", i);
+        blocks_matrix(ld, &l->gate, C, C, 0, m->dtype, "%s", prefix);
+    }
+    blocks_ffn_load(ld, &l->ffn, i, 0);
+}
+
+static int rwkv5_prepare(rwkv_model *m, char *err, size_t errlen)
+{
+    struct blocks_loader ld = { m, err, errlen, 0 };
+    struct rwkv5_weights *wt;
+    int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size, ffn_size = 0;
+
+    if (H <= 0 || N <= 0 || H * N != C) {
+        blocks_fail(&ld, "RWKV-5: %d heads of %d do not make n_embd %d", H, N, C);
+        return -1;
+    }
+    wt = calloc(1, sizeof *wt);
+    if (wt) {
+        wt->layers = calloc((size_t)m->info.n_layer, sizeof *wt->layers);
+    }
+    if (!wt || !wt->layers) {
+        free(wt);
+        blocks_fail(&ld, "out of memory");
+        return -1;
+    }
+    m->weights = wt;
+    wt->n_layer = m->info.n_layer;
+    for (int i = 0; i < wt->n_layer && !ld.failed; i++) {
+        load_layer(&ld, &wt->layers[i], i);
+        if (wt->layers[i].ffn.ffn_size > ffn_size) {
+            ffn_size = wt->layers[i].ffn.ffn_size;
+        }
+    }
+    blocks_model_load(&ld, &wt->base, ffn_size, (size_t)2 * C + (size_t)H * N * N);
+    if (ld.failed) {
+        rwkv5_release(m);
+        return -1;
+    }
+    return 0;
 }
 
 static void rwkv5_state_init(const rwkv_model *m, float *state)
 {
-    memset(state, 0, m->info.state_floats * sizeof(float));
+    memset(state, 0, m->info.state_floats * sizeof *state);
+}
+
+/* x[T][C] += TimeMix(ln1(x)); advances att x_prev and the wkv state. */
+static void time_mix(const struct rwkv5_layer *l, struct blocks_work *w, float *x, int T,
+                     int C, int H, float *state)
+{
+    float *xx = w->buf[0], *sx = w->buf[1], *kx = w->buf[2], *vx = w->buf[3];
+    float *rx = w->buf[4], *gx = w->buf[5], *r = w->buf[6], *k = w->buf[7];
+    float *v = w->buf[8], *g = w->buf[9], *out = w->buf[10], *y = w->buf[11];
+    size_t TC = (size_t)T * C;
+
+    blocks_layernorm(&l->ln1, x, T, C, xx);
+    blocks_shift(xx, T, C, state, sx);
+    blocks_mix(xx, sx, l->mix_k, T, C, kx);
+    blocks_mix(xx, sx, l->mix_v, T, C, vx);
+    blocks_mix(xx, sx, l->mix_r, T, C, rx);
+    blocks_linear(w->pool, &l->receptance, rx, T, r);
+    blocks_linear(w->pool, &l->key, kx, T, k);
+    blocks_linear(w->pool, &l->value, vx, T, v);
+    if (l->has_gate) {
+        blocks_mix(xx, sx, l->mix_g, T, C, gx);
+        blocks_linear(w->pool, &l->gate, gx, T, g);
+        blocks_silu(g, TC);
+    }
+    blocks_wkv5(w->pool, T, H, C / H, r, k, v, l->decay, 0, l->first, state + C, out);
+    blocks_lnx_gate(&l->ln_x, out, l->has_gate ? g : NULL, T, C, H);
+    blocks_linear(w->pool, &l->output, out, T, y);
+    blocks_add(x, y, TC);
+}
+
+static void rwkv5_layer_forward(rwkv_model *m, int i, float *x, int T, float *state)
+{
+    struct rwkv5_weights *wt = m->weights;
+    const struct rwkv5_layer *l = &wt->layers[i];
+    int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
+
+    time_mix(l, &wt->base.work, x, T, C, H, state);
+    blocks_ffn_forward(&l->ffn, &wt->base.work, x, T, C, state + C + (size_t)H * N * N);
 }
 
 static void rwkv5_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n,
                        float *logits, int all_logits)
 {
-    (void)m; (void)state; (void)tokens; (void)n; (void)logits; (void)all_logits;
+    struct rwkv5_weights *wt = m->weights;
+
+    blocks_run(m, &wt->base, rwkv5_layer_forward, state, tokens, n, logits, all_logits);
 }
 
 const struct rwkv_arch rwkv5_arch = {
