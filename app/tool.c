@@ -10,6 +10,11 @@
 #include "tokenizer/world.h"
 
 static const struct tool_command commands[] = {
+    { "tokenize", "print the token ids of the bytes on stdin", tool_tokenize },
+    { "detokenize", "write the bytes of the token ids on stdin", tool_detokenize },
+    { "bench", "measure the speed of a component (bench tokenizer FILE)", tool_bench },
+    { "mkmodel", "write a random-weight model of a released shape (.pth/.safetensors)",
+      tool_mkmodel },
     { NULL, NULL, NULL },
 };
 
