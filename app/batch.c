@@ -1,0 +1,620 @@
+/* batch.c - --batch: messages from stdin, streamed replies to stdout. */
+#include "app/batch.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "app/commands.h"
+
+/* Where a reply goes while it streams.  In chat mode the reply is written
+ * stripped, like the transcript: leading white space is dropped and
+ * trailing white space is held until more text follows it. */
+struct sink {
+    FILE *f;
+    int raw;                /* --complete / --jsonl: write bytes as they come */
+    int started;
+    char *held;             /* white space not yet written */
+    size_t n_held, cap_held;
+    char *all;              /* everything generated (--jsonl content) */
+    size_t n_all, cap_all;
+    int write_error;
+};
+
+struct batch {
+    chat *c;
+    const struct app_options *opts;
+    const char *model_label;
+    FILE *in, *out;
+    volatile sig_atomic_t *interrupted;
+    long lineno;
+    int quit;
+};
+
+static int grow(char **buf, size_t *cap, size_t need)
+{
+    char *nb;
+    size_t ncap = *cap ? *cap : 64;
+
+    if (need <= *cap) {
+        return 0;
+    }
+    while (ncap < need) {
+        ncap *= 2;
+    }
+    if (!(nb = realloc(*buf, ncap))) {
+        return -1;
+    }
+    *buf = nb;
+    *cap = ncap;
+    return 0;
+}
+
+static int sink_put(struct sink *s, const char *bytes, size_t n)
+{
+    size_t i;
+
+    if (s->all) {
+        if (grow(&s->all, &s->cap_all, s->n_all + n + 1) < 0) {
+            return -1;
+        }
+        memcpy(s->all + s->n_all, bytes, n);
+        s->n_all += n;
+        s->all[s->n_all] = 0;
+    }
+    if (!s->f) {
+        return 0;
+    }
+    if (s->raw) {
+        if (n && fwrite(bytes, 1, n, s->f) != n) {
+            s->write_error = 1;
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            if (isspace((unsigned char)bytes[i])) {
+                if (!s->started) {
+                    continue;
+                }
+                if (grow(&s->held, &s->cap_held, s->n_held + 1) < 0) {
+                    return -1;
+                }
+                s->held[s->n_held++] = bytes[i];
+                continue;
+            }
+            s->started = 1;
+            if (s->n_held && fwrite(s->held, 1, s->n_held, s->f) != s->n_held) {
+                s->write_error = 1;
+            }
+            s->n_held = 0;
+            if (putc(bytes[i], s->f) == EOF) {
+                s->write_error = 1;
+            }
+        }
+    }
+    if (fflush(s->f) != 0) {
+        s->write_error = 1;
+    }
+    return 0;
+}
+
+/* Ends the reply: the stripped reply is followed by one newline. */
+static void sink_end(struct sink *s)
+{
+    if (s->f && !s->raw) {
+        if (putc('\n', s->f) == EOF || fflush(s->f) != 0) {
+            s->write_error = 1;
+        }
+    }
+}
+
+static void sink_free(struct sink *s)
+{
+    free(s->held);
+    free(s->all);
+}
+
+static void error_line(const char *fmt, const char *a, const char *b)
+{
+    fputs("rwkv-chat: ", stderr);
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+}
+
+/* Streams the reply started by chat_send/chat_regen into s until it stops.
+ * Returns the stop reason, or -1 with err filled. */
+static int stream_reply(struct batch *b, struct sink *s, char *err, size_t errlen)
+{
+    const char *bytes;
+    size_t n;
+    int stop;
+
+    for (;;) {
+        if (*b->interrupted) {
+            chat_interrupt(b->c);
+            return CHAT_STOP_INTERRUPT;
+        }
+        stop = chat_step(b->c, &bytes, &n, err, errlen);
+        if (stop < 0) {
+            return -1;
+        }
+        if (n && sink_put(s, bytes, n) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (s->write_error) {
+            snprintf(err, errlen, "stdout: %s", strerror(errno ? errno : EIO));
+            return -1;
+        }
+        if (stop != CHAT_STOP_NONE) {
+            return stop;
+        }
+    }
+}
+
+static void verbose_stats(struct batch *b, int stop)
+{
+    const struct chat_stats *st = chat_get_stats(b->c);
+
+    if (!b->opts->verbose) {
+        return;
+    }
+    fprintf(stderr, "rwkv-chat: %zu prompt tokens in %.2f s, %zu reply tokens in %.2f s "
+            "(%.1f tokens/s), stop: %s, context %zu tokens\n", st->prompt_tokens,
+            st->prompt_seconds, st->reply_tokens, st->reply_seconds,
+            st->reply_seconds > 0 ? (double)st->reply_tokens / st->reply_seconds : 0.0,
+            chat_stop_name((enum chat_stop)stop), st->context_tokens);
+}
+
+/* Copies text into a malloc'd string that is valid UTF-8: each byte that
+ * does not start a well-formed sequence becomes U+FFFD. */
+static char *valid_utf8(const char *text, size_t len, size_t *out_len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    char *out = malloc(len * 3 + 1), *o = out;
+    size_t i = 0, k, need;
+    unsigned cp, min;
+
+    if (!out) {
+        return NULL;
+    }
+    while (i < len) {
+        unsigned char c = p[i];
+
+        if (c < 0x80) {
+            *o++ = (char)c;
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            need = 1, cp = c & 0x1f, min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2, cp = c & 0x0f, min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            need = 0, cp = 0, min = 1;
+        }
+        for (k = 1; need && k <= need; k++) {
+            if (i + k >= len || (p[i + k] & 0xc0) != 0x80) {
+                break;
+            }
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if (need && k > need && cp >= min && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff)) {
+            memcpy(o, p + i, need + 1);
+            o += need + 1;
+            i += need + 1;
+        } else {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    *o = 0;
+    *out_len = (size_t)(o - out);
+    return out;
+}
+
+/* Writes the JSONL object of the reply that just ended. */
+static int write_json_reply(struct batch *b, struct sink *s, int stop, char *err, size_t errlen)
+{
+    const struct chat_stats *st = chat_get_stats(b->c);
+    size_t n_turns = chat_turn_count(b->c), len;
+    const struct chat_turn *last = n_turns ? chat_turn_at(b->c, n_turns - 1) : NULL;
+    const char *content = s->all ? s->all : "";
+    struct json_object *obj;
+    const char *text;
+    char *clean;
+
+    /* The transcript holds the reply as the conversation keeps it
+     * (stripped); the streamed bytes are the fallback. */
+    if (last && last->role == CHAT_ASSISTANT && last->text) {
+        content = last->text;
+    }
+    if (!(clean = valid_utf8(content, strlen(content), &len))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    obj = json_object_new_object();
+    json_object_object_add(obj, "role", json_object_new_string("assistant"));
+    json_object_object_add(obj, "content", json_object_new_string_len(clean, (int)len));
+    json_object_object_add(obj, "stop_reason",
+                           json_object_new_string(chat_stop_name((enum chat_stop)stop)));
+    json_object_object_add(obj, "prompt_tokens", json_object_new_int64((int64_t)st->prompt_tokens));
+    json_object_object_add(obj, "reply_tokens", json_object_new_int64((int64_t)st->reply_tokens));
+    json_object_object_add(obj, "context_tokens",
+                           json_object_new_int64((int64_t)st->context_tokens));
+    json_object_object_add(obj, "prompt_seconds", json_object_new_double(st->prompt_seconds));
+    json_object_object_add(obj, "reply_seconds", json_object_new_double(st->reply_seconds));
+    json_object_object_add(obj, "tokens_per_second",
+                           json_object_new_double(st->reply_seconds > 0
+                                                  ? (double)st->reply_tokens / st->reply_seconds
+                                                  : 0.0));
+    text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (fprintf(b->out, "%s\n", text) < 0 || fflush(b->out) != 0) {
+        snprintf(err, errlen, "stdout: %s", strerror(errno));
+        json_object_put(obj);
+        free(clean);
+        return -1;
+    }
+    json_object_put(obj);
+    free(clean);
+    return 0;
+}
+
+/* Streams the reply just started and reports it.  Returns 0, 1 on error
+ * (printed) or BATCH_EXIT_INTERRUPTED. */
+static int finish_reply(struct batch *b)
+{
+    struct sink s;
+    char err[RWKV_ERRLEN];
+    int stop;
+
+    memset(&s, 0, sizeof(s));
+    if (b->opts->jsonl) {
+        s.f = NULL;
+        s.all = malloc(1);
+        if (s.all) {
+            s.all[0] = 0;
+            s.cap_all = 1;
+        }
+    } else {
+        s.f = b->out;
+        s.raw = b->opts->complete;
+    }
+    stop = stream_reply(b, &s, err, sizeof(err));
+    if (stop < 0) {
+        error_line("%s", err, NULL);
+        sink_free(&s);
+        return 1;
+    }
+    if (b->opts->jsonl) {
+        if (write_json_reply(b, &s, stop, err, sizeof(err)) < 0) {
+            error_line("%s", err, NULL);
+            sink_free(&s);
+            return 1;
+        }
+    } else {
+        sink_end(&s);
+        if (s.write_error) {
+            error_line("stdout: %s", strerror(errno ? errno : EIO), NULL);
+            sink_free(&s);
+            return 1;
+        }
+    }
+    sink_free(&s);
+    verbose_stats(b, stop);
+    return stop == CHAT_STOP_INTERRUPT ? BATCH_EXIT_INTERRUPTED : 0;
+}
+
+/* Sends one user message and streams the reply. */
+static int send_message(struct batch *b, const char *text)
+{
+    char err[RWKV_ERRLEN];
+
+    if (chat_send(b->c, text, err, sizeof(err)) < 0) {
+        error_line("%s", err, NULL);
+        return 1;
+    }
+    return finish_reply(b);
+}
+
+/* Runs a slash command.  Its text goes to stderr: info always, mere
+ * confirmations only with --verbose. */
+static int run_command(struct batch *b, const char *line)
+{
+    struct command_result r;
+    int rc = 0;
+
+    if (commands_run(b->c, b->opts, b->model_label, line, &r) < 0) {
+        fprintf(stderr, "rwkv-chat: stdin:%ld: %s\n", b->lineno, r.text ? r.text : "error");
+        command_result_free(&r);
+        return 1;
+    }
+    if (r.text && (!r.verbose_only || b->opts->verbose)) {
+        fprintf(stderr, "%s\n", r.text);
+    }
+    switch (r.action) {
+    case COMMAND_QUIT:
+        b->quit = 1;
+        break;
+    case COMMAND_REPLY:
+        rc = finish_reply(b);
+        break;
+    case COMMAND_EDIT:
+        fprintf(stderr, "rwkv-chat: stdin:%ld: /edit needs the new text in batch mode "
+                "(/edit TEXT)\n", b->lineno);
+        rc = 1;
+        break;
+    default:
+        break;
+    }
+    command_result_free(&r);
+    return rc;
+}
+
+/* Reads one line without its newline into *line; -1 at end of input. */
+static ssize_t read_line(struct batch *b, char **line, size_t *cap)
+{
+    ssize_t n = getline(line, cap, b->in);
+
+    if (n < 0) {
+        return -1;
+    }
+    b->lineno++;
+    if (n > 0 && (*line)[n - 1] == '\n') {
+        (*line)[--n] = 0;
+    }
+    if (n > 0 && (*line)[n - 1] == '\r') {
+        (*line)[--n] = 0;
+    }
+    return n;
+}
+
+static int is_blank(const char *s)
+{
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    return !*s;
+}
+
+/* Handles one JSONL line: a message object. */
+static int json_message(struct batch *b, const char *line)
+{
+    struct json_tokener *tok = json_tokener_new();
+    struct json_object *obj, *v;
+    struct sampler_settings saved, *s = chat_settings(b->c);
+    enum json_tokener_error jerr;
+    const char *content, *role;
+    int rc, changed = 0;
+
+    if (!tok) {
+        error_line("out of memory", NULL, NULL);
+        return 1;
+    }
+    obj = json_tokener_parse_ex(tok, line, (int)strlen(line));
+    jerr = json_tokener_get_error(tok);
+    if (!obj || jerr != json_tokener_success ||
+        !is_blank(line + json_tokener_get_parse_end(tok))) {
+        fprintf(stderr, "rwkv-chat: stdin:%ld: malformed JSON: %s\n", b->lineno,
+                jerr == json_tokener_success ? (obj ? "text after the object" : "expected an object")
+                : jerr == json_tokener_continue ? "unexpected end of line"
+                : json_tokener_error_desc(jerr));
+        json_object_put(obj);
+        json_tokener_free(tok);
+        return 1;
+    }
+    json_tokener_free(tok);
+    if (!json_object_is_type(obj, json_type_object)) {
+        fprintf(stderr, "rwkv-chat: stdin:%ld: expected a JSON object "
+                "{\"role\":\"user\",\"content\":...}\n", b->lineno);
+        json_object_put(obj);
+        return 1;
+    }
+    if (json_object_object_get_ex(obj, "role", &v)) {
+        role = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        if (strcmp(role, "user") != 0) {
+            fprintf(stderr, "rwkv-chat: stdin:%ld: role must be \"user\"\n", b->lineno);
+            json_object_put(obj);
+            return 1;
+        }
+    }
+    if (!json_object_object_get_ex(obj, "content", &v) || !json_object_is_type(v, json_type_string)) {
+        fprintf(stderr, "rwkv-chat: stdin:%ld: \"content\" must be a string\n", b->lineno);
+        json_object_put(obj);
+        return 1;
+    }
+    content = json_object_get_string(v);
+    saved = *s;
+    if (json_object_object_get_ex(obj, "temperature", &v)) {
+        double t = json_object_get_double(v);
+
+        if (!(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)) ||
+            t < 0 || t > 10) {
+            fprintf(stderr, "rwkv-chat: stdin:%ld: \"temperature\" must be a number from 0 to "
+                    "10\n", b->lineno);
+            json_object_put(obj);
+            return 1;
+        }
+        s->temperature = (float)t;
+        changed = 1;
+    }
+    if (json_object_object_get_ex(obj, "max_tokens", &v)) {
+        int64_t m = json_object_get_int64(v);
+
+        if (!json_object_is_type(v, json_type_int) || m < 0 || m > 1000000000) {
+            fprintf(stderr, "rwkv-chat: stdin:%ld: \"max_tokens\" must be a whole number "
+                    ">= 0\n", b->lineno);
+            json_object_put(obj);
+            return 1;
+        }
+        s->max_tokens = (int)m;
+        changed = 1;
+    }
+    if (changed) {
+        chat_settings_changed(b->c);
+    }
+    rc = send_message(b, content);
+    if (changed) {
+        s = chat_settings(b->c);
+        s->temperature = saved.temperature;
+        s->max_tokens = saved.max_tokens;
+        chat_settings_changed(b->c);
+    }
+    json_object_put(obj);
+    return rc;
+}
+
+/* Collects a """ block (the opening line was just read) into *msg. */
+static int read_block(struct batch *b, char **line, size_t *cap, char **msg)
+{
+    long start = b->lineno;
+    size_t len = 0, n, mcap = 0;
+    ssize_t r;
+
+    *msg = NULL;
+    while ((r = read_line(b, line, cap)) >= 0) {
+        if (!strcmp(*line, "\"\"\"")) {
+            if (!*msg) {
+                *msg = strdup("");
+            }
+            return *msg ? 0 : -1;
+        }
+        n = (size_t)r;
+        if (grow(msg, &mcap, len + n + 2) < 0) {
+            return -1;
+        }
+        if (len) {
+            (*msg)[len++] = '\n';
+        }
+        memcpy(*msg + len, *line, n);
+        len += n;
+        (*msg)[len] = 0;
+    }
+    free(*msg);
+    *msg = NULL;
+    if (*b->interrupted) {
+        return -2;
+    }
+    fprintf(stderr, "rwkv-chat: stdin:%ld: \"\"\" block not closed before the end of input\n",
+            start);
+    return -1;
+}
+
+static int run_chat(struct batch *b)
+{
+    char *line = NULL, *msg;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0, r;
+
+    while (!b->quit && rc == 0 && !*b->interrupted) {
+        errno = 0;
+        if ((n = read_line(b, &line, &cap)) < 0) {
+            if (ferror(b->in) && !*b->interrupted) {
+                error_line("stdin: %s", strerror(errno), NULL);
+                rc = 1;
+            }
+            break;
+        }
+        if (is_blank(line)) {
+            continue;
+        }
+        if (commands_is_command(line)) {
+            rc = run_command(b, line);
+        } else if (b->opts->jsonl) {
+            rc = json_message(b, line);
+        } else if (!strcmp(line, "\"\"\"")) {
+            r = read_block(b, &line, &cap, &msg);
+            if (r == -2) {
+                break;
+            }
+            if (r < 0) {
+                rc = 1;
+                break;
+            }
+            rc = send_message(b, msg);
+            free(msg);
+        } else {
+            /* "//text" is a message starting with '/'. */
+            rc = send_message(b, line[0] == '/' ? line + 1 : line);
+        }
+    }
+    free(line);
+    if (rc == 0 && *b->interrupted) {
+        rc = BATCH_EXIT_INTERRUPTED;
+    }
+    return rc;
+}
+
+/* --complete: the whole of stdin is the prompt. */
+static int run_complete(struct batch *b)
+{
+    char *text = NULL, err[RWKV_ERRLEN];
+    size_t len = 0, cap = 0, n;
+
+    for (;;) {
+        if (grow(&text, &cap, len + 65536) < 0) {
+            free(text);
+            error_line("out of memory", NULL, NULL);
+            return 1;
+        }
+        n = fread(text + len, 1, cap - len, b->in);
+        len += n;
+        if (n == 0) {
+            break;
+        }
+    }
+    if (ferror(b->in)) {
+        free(text);
+        if (*b->interrupted) {
+            return BATCH_EXIT_INTERRUPTED;
+        }
+        error_line("stdin: %s", strerror(errno), NULL);
+        return 1;
+    }
+    if (len == 0) {
+        free(text);
+        error_line("--complete: empty prompt on stdin", NULL, NULL);
+        return 1;
+    }
+    if (chat_send_raw(b->c, text, len, err, sizeof(err)) < 0) {
+        free(text);
+        error_line("%s", err, NULL);
+        return 1;
+    }
+    free(text);
+    return finish_reply(b);
+}
+
+int batch_run(chat *c, const struct app_options *opts, const char *model_label, FILE *in,
+              FILE *out, volatile sig_atomic_t *interrupted)
+{
+    struct batch b;
+    char err[RWKV_ERRLEN];
+    int rc;
+
+    memset(&b, 0, sizeof(b));
+    b.c = c;
+    b.opts = opts;
+    b.model_label = model_label;
+    b.in = in;
+    b.out = out;
+    b.interrupted = interrupted;
+    rc = opts->complete ? run_complete(&b) : run_chat(&b);
+    if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED) && opts->state_out) {
+        if (chat_save(c, opts->state_out, err, sizeof(err)) < 0) {
+            error_line("%s", err, NULL);
+            return 1;
+        }
+        if (opts->verbose) {
+            fprintf(stderr, "rwkv-chat: state saved to %s\n", opts->state_out);
+        }
+    }
+    return rc;
+}

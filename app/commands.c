@@ -1,0 +1,452 @@
+/* commands.c - the slash commands, implemented once for the TUI and --batch. */
+#include "app/commands.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const commands_names[] = {
+    "/help", "/reset", "/regen", "/undo", "/edit", "/save", "/load", "/snap", "/restore",
+    "/snapshots", "/delete", "/set", "/prompt", "/info", "/quit", NULL,
+};
+
+static const char help_text[] =
+    "/help               this list\n"
+    "/reset              start the conversation again\n"
+    "/regen              generate the last reply again\n"
+    "/undo               drop the last exchange (message and reply)\n"
+    "/edit [TEXT]        re-edit the last message (or replace it with TEXT) and regenerate\n"
+    "/save FILE          save the conversation state to FILE\n"
+    "/load FILE          load a conversation state from FILE\n"
+    "/snap NAME          take a snapshot of the conversation\n"
+    "/restore NAME       go back to a snapshot\n"
+    "/snapshots          list the snapshots\n"
+    "/delete NAME        delete a snapshot\n"
+    "/set [KNOB [VALUE]] show or change a sampling knob: temperature, top_p, top_k,\n"
+    "                    min_p, presence, frequency, decay, max_tokens, seed\n"
+    "/prompt NAME        switch persona (prompts/NAME.txt); resets the conversation\n"
+    "/info               model, context and settings\n"
+    "/quit               leave\n"
+    "A message starting with / is written with //.";
+
+const char *commands_help(void)
+{
+    return help_text;
+}
+
+int commands_is_command(const char *line)
+{
+    return line[0] == '/' && line[1] != '/';
+}
+
+void command_result_free(struct command_result *out)
+{
+    free(out->text);
+    out->text = NULL;
+}
+
+/* Sets out->text to a formatted message (allocation failure: no text). */
+static void say(struct command_result *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(struct command_result *out, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0) {
+        s = NULL;
+    }
+    va_end(ap);
+    free(out->text);
+    out->text = s;
+}
+
+static int fail(struct command_result *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fail(struct command_result *out, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0) {
+        s = NULL;
+    }
+    va_end(ap);
+    free(out->text);
+    out->text = s;
+    out->action = COMMAND_ERROR;
+    out->changed = 0;
+    return -1;
+}
+
+/* "~/x" -> "$HOME/x" (malloc'd); other paths copied. */
+static char *expand_home(const char *path)
+{
+    const char *home = getenv("HOME");
+    char *p;
+
+    if (path[0] == '~' && path[1] == '/' && home && *home) {
+        if (asprintf(&p, "%s%s", home, path + 1) < 0) {
+            return NULL;
+        }
+        return p;
+    }
+    return strdup(path);
+}
+
+/* Appends formatted text to a growing string *s. */
+static void append(char **s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(char **s, const char *fmt, ...)
+{
+    va_list ap;
+    char *add = NULL, *joined;
+
+    va_start(ap, fmt);
+    if (vasprintf(&add, fmt, ap) < 0) {
+        add = NULL;
+    }
+    va_end(ap);
+    if (!add) {
+        return;
+    }
+    if (!*s) {
+        *s = add;
+        return;
+    }
+    if (asprintf(&joined, "%s%s", *s, add) >= 0) {
+        free(*s);
+        *s = joined;
+    }
+    free(add);
+}
+
+static char *knobs_text(const struct sampler_settings *s)
+{
+    char *text = NULL, value[64];
+    size_t i;
+
+    for (i = 0; options_knob_names[i]; i++) {
+        options_get_knob(s, options_knob_names[i], value, sizeof(value));
+        append(&text, "%s%s %s", i ? "  " : "", options_knob_names[i], value);
+    }
+    return text;
+}
+
+static void info(chat *c, const struct app_options *opts, const char *model_label,
+                 struct command_result *out)
+{
+    const struct chat_stats *st = chat_get_stats(c);
+    const struct chat_template *t = chat_get_template(c);
+    const char *snap = chat_current_snapshot(c);
+    char *text = NULL, *knobs;
+
+    append(&text, "model: %s\n", model_label ? model_label : "?");
+    if (opts && !opts->model_from_user) {
+        append(&text, "%s\n", OPTIONS_DEMO_NOTICE);
+    }
+    append(&text, "prompt: %s\n", t && t->name ? t->name : "?");
+    append(&text, "context: %zu tokens, %zu turns\n", st->context_tokens, chat_turn_count(c));
+    if (st->reply_tokens > 0 || st->prompt_tokens > 0) {
+        append(&text, "last reply: %zu prompt tokens", st->prompt_tokens);
+        if (st->prompt_seconds > 0) {
+            append(&text, " (%.1f tokens/s)", (double)st->prompt_tokens / st->prompt_seconds);
+        }
+        append(&text, ", %zu reply tokens", st->reply_tokens);
+        if (st->reply_seconds > 0) {
+            append(&text, " (%.1f tokens/s)", (double)st->reply_tokens / st->reply_seconds);
+        }
+        append(&text, "\n");
+    }
+    append(&text, "snapshots: %zu%s%s%s\n", chat_snapshot_count(c), snap ? " (current: " : "",
+           snap ? snap : "", snap ? ")" : "");
+    knobs = knobs_text(chat_settings(c));
+    append(&text, "knobs: %s", knobs ? knobs : "");
+    free(knobs);
+    free(out->text);
+    out->text = text;
+}
+
+static int set_knob(chat *c, char *args, struct command_result *out)
+{
+    struct sampler_settings *s = chat_settings(c);
+    char *name = args, *value, err[256], buf[64];
+
+    if (!*args) {
+        out->text = knobs_text(s);
+        return 0;
+    }
+    for (value = name; *value && !isspace((unsigned char)*value); value++) {
+    }
+    if (*value) {
+        *value++ = 0;
+        while (isspace((unsigned char)*value)) {
+            value++;
+        }
+    }
+    if (!*value) {
+        char key[32];
+        size_t i;
+
+        for (i = 0; name[i] && i + 1 < sizeof(key); i++) {
+            key[i] = name[i] == '-' ? '_' : name[i];
+        }
+        key[i] = 0;
+        if (options_get_knob(s, key, buf, sizeof(buf)) < 0) {
+            return fail(out, "unknown knob '%s' (knobs: temperature, top_p, top_k, min_p, "
+                        "presence, frequency, decay, max_tokens, seed)", name);
+        }
+        say(out, "%s %s", key, buf);
+        return 0;
+    }
+    if (options_set_knob(s, name, value, err, sizeof(err)) < 0) {
+        return fail(out, "%s", err);
+    }
+    chat_settings_changed(c);
+    out->changed = COMMAND_CHANGED_SETTINGS;
+    out->verbose_only = 1;
+    say(out, "%s set to %s", name, value);
+    return 0;
+}
+
+static int snapshots(chat *c, struct command_result *out)
+{
+    const char *cur = chat_current_snapshot(c);
+    char *text = NULL;
+    size_t i, n = chat_snapshot_count(c);
+
+    if (n == 0) {
+        say(out, "no snapshots (take one with /snap NAME)");
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        const char *name = chat_snapshot_name(c, i);
+
+        append(&text, "%s%s%s", i ? "\n" : "", name,
+               cur && !strcmp(cur, name) ? " (current)" : "");
+    }
+    out->text = text;
+    return 0;
+}
+
+int commands_run(chat *c, const struct app_options *opts, const char *model_label,
+                 const char *line, struct command_result *out)
+{
+    char err[RWKV_ERRLEN], *copy, *cmd, *args, *end, *path, *text;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    out->action = COMMAND_SHOW;
+    if (!(copy = strdup(line))) {
+        return fail(out, "out of memory");
+    }
+    /* Split "/cmd   args  " into cmd and trimmed args. */
+    end = copy + strlen(copy);
+    while (end > copy && isspace((unsigned char)end[-1])) {
+        *--end = 0;
+    }
+    cmd = copy;
+    while (isspace((unsigned char)*cmd)) {
+        cmd++;
+    }
+    for (args = cmd; *args && !isspace((unsigned char)*args); args++) {
+    }
+    if (*args) {
+        *args++ = 0;
+        while (isspace((unsigned char)*args)) {
+            args++;
+        }
+    }
+
+#define NEED_ARG(what) \
+    if (!*args) { rc = fail(out, "%s needs %s", cmd, what); goto done; }
+#define NO_ARG() \
+    if (*args) { rc = fail(out, "%s takes no argument", cmd); goto done; }
+
+    if (!strcmp(cmd, "/help") || !strcmp(cmd, "/?")) {
+        say(out, "%s", help_text);
+    } else if (!strcmp(cmd, "/reset")) {
+        NO_ARG();
+        chat_reset(c);
+        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "conversation reset");
+    } else if (!strcmp(cmd, "/regen")) {
+        NO_ARG();
+        if (chat_regen(c, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->action = COMMAND_REPLY;
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
+    } else if (!strcmp(cmd, "/undo")) {
+        NO_ARG();
+        if (chat_undo(c, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
+        out->verbose_only = 1;
+        say(out, "last exchange removed");
+    } else if (!strcmp(cmd, "/edit")) {
+        if (!(text = chat_edit_last(c, err, sizeof(err)))) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
+        if (!*args) {
+            out->action = COMMAND_EDIT;
+            out->text = text;
+            goto done;
+        }
+        free(text);
+        if (chat_send(c, args, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            out->changed = COMMAND_CHANGED_TRANSCRIPT;
+            goto done;
+        }
+        out->action = COMMAND_REPLY;
+    } else if (!strcmp(cmd, "/save") || !strcmp(cmd, "/load")) {
+        NEED_ARG("a file name");
+        if (!(path = expand_home(args))) {
+            rc = fail(out, "out of memory");
+            goto done;
+        }
+        if (cmd[1] == 's' ? chat_save(c, path, err, sizeof(err))
+                          : chat_load(c, path, err, sizeof(err))) {
+            rc = fail(out, "%s", err);
+            free(path);
+            goto done;
+        }
+        if (cmd[1] == 'l') {
+            out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS |
+                           COMMAND_CHANGED_SNAPSHOTS | COMMAND_CHANGED_TEMPLATE;
+        }
+        out->verbose_only = 1;
+        say(out, "%s %s", cmd[1] == 's' ? "saved to" : "loaded", path);
+        free(path);
+    } else if (!strcmp(cmd, "/snap") || !strcmp(cmd, "/restore") || !strcmp(cmd, "/delete")) {
+        NEED_ARG("a snapshot name");
+        if (cmd[1] == 's' ? chat_snapshot_take(c, args, err, sizeof(err))
+            : cmd[1] == 'r' ? chat_snapshot_restore(c, args, err, sizeof(err))
+                            : chat_snapshot_delete(c, args, err, sizeof(err))) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_SNAPSHOTS;
+        if (cmd[1] == 'r') {
+            out->changed |= COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS;
+        }
+        out->verbose_only = 1;
+        say(out, "snapshot '%s' %s", args,
+            cmd[1] == 's' ? "taken" : cmd[1] == 'r' ? "restored" : "deleted");
+    } else if (!strcmp(cmd, "/snapshots")) {
+        NO_ARG();
+        rc = snapshots(c, out);
+    } else if (!strcmp(cmd, "/set")) {
+        rc = set_knob(c, args, out);
+    } else if (!strcmp(cmd, "/prompt")) {
+        struct chat_template t;
+
+        NEED_ARG("a prompt name");
+        memset(&t, 0, sizeof(t));
+        if (chat_template_load(&t, args, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        if (chat_set_template(c, &t, err, sizeof(err)) < 0) {
+            chat_template_free(&t);
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        chat_template_free(&t);
+        out->changed = COMMAND_CHANGED_TEMPLATE | COMMAND_CHANGED_TRANSCRIPT |
+                       COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "prompt '%s'; conversation reset", args);
+    } else if (!strcmp(cmd, "/info")) {
+        NO_ARG();
+        info(c, opts, model_label, out);
+    } else if (!strcmp(cmd, "/quit") || !strcmp(cmd, "/exit")) {
+        NO_ARG();
+        out->action = COMMAND_QUIT;
+    } else {
+        rc = fail(out, "unknown command '%s' (/help lists them)", cmd);
+    }
+#undef NEED_ARG
+#undef NO_ARG
+done:
+    free(copy);
+    return rc;
+}
+
+/* Adds the candidates among names that start with word. */
+static size_t complete_from(const char *const *names, size_t n_names, const char *word,
+                            size_t word_len, const char **matches, size_t max)
+{
+    size_t i, count = 0;
+
+    for (i = 0; i < n_names; i++) {
+        if (!strncmp(names[i], word, word_len)) {
+            if (count < max) {
+                matches[count] = names[i];
+            }
+            count++;
+        }
+    }
+    return count;
+}
+
+size_t commands_complete(const chat *c, const char *line, size_t point, const char **matches,
+                         size_t max, size_t *word_start)
+{
+    size_t start = point, first_end = 0, n, i;
+    const char **snaps;
+
+    while (start > 0 && !isspace((unsigned char)line[start - 1])) {
+        start--;
+    }
+    *word_start = start;
+    if (line[0] != '/') {
+        return 0;
+    }
+    if (start == 0) {
+        for (n = 0; commands_names[n]; n++) {
+        }
+        return complete_from(commands_names, n, line, point, matches, max);
+    }
+    while (line[first_end] && !isspace((unsigned char)line[first_end])) {
+        first_end++;
+    }
+    /* Only the first argument is completed. */
+    for (i = first_end; i < start; i++) {
+        if (!isspace((unsigned char)line[i])) {
+            return 0;
+        }
+    }
+    if (first_end == 4 && !strncmp(line, "/set", 4)) {
+        for (n = 0; options_knob_names[n]; n++) {
+        }
+        return complete_from(options_knob_names, n, line + start, point - start, matches, max);
+    }
+    if ((first_end == 8 && !strncmp(line, "/restore", 8)) ||
+        (first_end == 7 && !strncmp(line, "/delete", 7))) {
+        if (!c) {
+            return 0;
+        }
+        n = chat_snapshot_count(c);
+        if (!(snaps = malloc(sizeof(*snaps) * (n ? n : 1)))) {
+            return 0;
+        }
+        for (i = 0; i < n; i++) {
+            snaps[i] = chat_snapshot_name(c, i);
+        }
+        n = complete_from(snaps, n, line + start, point - start, matches, max);
+        free(snaps);
+        return n;
+    }
+    return 0;
+}

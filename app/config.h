@@ -1,0 +1,30 @@
+/*
+ * config.h - the config file (~/.config/rwkv-chat/config).
+ *
+ * Plain "key = value" lines; '#' starts a comment line; blank lines are
+ * ignored.  Keys: model, prompt, vocab, data_dir, threads, dtype, the
+ * sampling knobs (temperature, top_p, top_k, min_p, presence, frequency,
+ * decay, max_tokens, seed) and TUI colours (colour.user, colour.assistant,
+ * colour.status, colour.accent, colour.error; "color." also accepted).
+ */
+#ifndef RWKV_CONFIG_H
+#define RWKV_CONFIG_H
+
+#include <stddef.h>
+
+#include "app/options.h"
+
+/* The default config file path (paths_config_dir()/config), malloc'd. */
+char *config_default_path(void);
+
+/* Applies the file at path over opts.  Returns 0, 1 if the file does not
+ * exist (nothing applied), or -1 with one line "FILE:LINE: problem" (or
+ * "FILE: problem" for I/O errors) in err. */
+int config_load(struct app_options *opts, const char *path, char *err, size_t errlen);
+
+/* Applies one key = value pair; 0, or -1 with the problem (no FILE:LINE
+ * prefix) in err. */
+int config_apply(struct app_options *opts, const char *key, const char *value,
+                 char *err, size_t errlen);
+
+#endif
