@@ -1,0 +1,360 @@
+/* test_options.c - rwkv-chat options, config file, knobs, model lookup and
+ * slash-command completion. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/commands.h"
+#include "app/config.h"
+#include "app/models.h"
+#include "app/options.h"
+#include "app/paths.h"
+#include "tap.h"
+
+static char tmpdir[4096];
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static char *tmp(const char *name)
+{
+    return paths_join(tmpdir, name);
+}
+
+/* options_parse on a NULL-terminated list after "rwkv-chat"; stdout and
+ * stderr are silenced (usage errors, --help). */
+static int parse(struct app_options *o, const char **args)
+{
+    char *argv[64];
+    int argc = 0, rc, saved = dup(2), saved_out = dup(1);
+    FILE *null = fopen("/dev/null", "w");
+
+    argv[argc++] = "rwkv-chat";
+    while (*args && argc < 63) {
+        argv[argc++] = (char *)*args++;
+    }
+    argv[argc] = NULL;
+    fflush(stderr);
+    fflush(stdout);
+    if (null) {
+        dup2(fileno(null), 2);
+        dup2(fileno(null), 1);
+    }
+    rc = options_parse(o, argc, argv);
+    fflush(stderr);
+    fflush(stdout);
+    dup2(saved, 2);
+    dup2(saved_out, 1);
+    close(saved);
+    close(saved_out);
+    if (null) {
+        fclose(null);
+    }
+    return rc;
+}
+
+static int near(double a, double b)
+{
+    return fabs(a - b) < 1e-6;
+}
+
+static void test_command_line(void)
+{
+    struct app_options o, d;
+    char *cfg = tmp("none.conf");
+
+    setenv("XDG_CONFIG_HOME", tmpdir, 1);   /* no config file there */
+    options_defaults(&d);
+    {
+        const char *a[] = { NULL };
+        ok(parse(&o, a) == 0 && !o.model && !o.model_from_user && !o.batch &&
+           near(o.sampling.temperature, d.sampling.temperature) &&
+           near(o.sampling.top_p, d.sampling.top_p) && o.dtype == RWKV_DTYPE_AUTO,
+           "no options: sampler defaults, no model (demo), not batch");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--model", "x.pth", "--prompt", "bare", "--seed", "42",
+                            "--max-tokens", "99", "--temperature", "0.7", "--top-p", "0.9",
+                            "--top-k", "40", "--min-p", "0.05", "--presence", "0.1",
+                            "--frequency", "0.2", "--decay", "0.99", "-t", "3",
+                            "--batch", "--verbose", "--state-in", "a", "--state-out", "b",
+                            "--vocab", "v.txt", "--data-dir", "/d", NULL };
+        ok(parse(&o, a) == 0 && !strcmp(o.model, "x.pth") && o.model_from_user &&
+           !strcmp(o.prompt, "bare") && o.seed_set && o.sampling.seed == 42 &&
+           o.sampling.max_tokens == 99 && near(o.sampling.temperature, 0.7) &&
+           near(o.sampling.top_p, 0.9) && o.sampling.top_k == 40 &&
+           near(o.sampling.min_p, 0.05) && near(o.sampling.presence, 0.1) &&
+           near(o.sampling.frequency, 0.2) && near(o.sampling.decay, 0.99) &&
+           o.n_threads == 3 && o.batch && o.verbose && !strcmp(o.state_in, "a") &&
+           !strcmp(o.state_out, "b") && !strcmp(o.vocab, "v.txt") && !strcmp(o.data_dir, "/d"),
+           "every value option lands in app_options");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--temperature", "0.9", "--presence", "0.4", "--greedy", NULL };
+        ok(parse(&o, a) == 0 && o.greedy && o.sampling.temperature == 0 &&
+           o.sampling.presence == 0 && o.sampling.frequency == 0,
+           "--greedy: temperature 0 and no penalties");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--jsonl", NULL };
+        ok(parse(&o, a) == 0 && o.jsonl && o.batch, "--jsonl implies --batch");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--complete", NULL };
+        ok(parse(&o, a) == 0 && o.complete && o.batch, "--complete implies --batch");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--dtype", "q8", NULL };
+        ok(parse(&o, a) == 0 && o.dtype == RWKV_DTYPE_Q8, "--dtype q8");
+        options_free(&o);
+    }
+    {
+        static const char *bad[][3] = {
+            { "--temperature", "abc", NULL }, { "--temperature", "-1", NULL },
+            { "--top-p", "1.5", NULL }, { "--top-k", "-3", NULL }, { "--seed", "-1", NULL },
+            { "--max-tokens", "1e3", NULL }, { "--threads", "x", NULL },
+            { "--dtype", "fp8", NULL }, { "--no-such-option", NULL, NULL },
+            { "extra-argument", NULL, NULL }, { "--model", NULL, NULL },
+        };
+        size_t i, n_ok = 0;
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            if (parse(&o, bad[i]) == OPTIONS_USAGE) {
+                n_ok++;
+            } else {
+                diag("not a usage error: %s %s", bad[i][0], bad[i][1] ? bad[i][1] : "");
+            }
+            options_free(&o);
+        }
+        ok(n_ok == sizeof(bad) / sizeof(bad[0]), "bad values and unknown options are usage "
+           "errors (%zu of %zu)", n_ok, sizeof(bad) / sizeof(bad[0]));
+    }
+    {
+        const char *a[] = { "--complete", "--jsonl", NULL };
+        const char *b[] = { "--resume", "--state-in", "x", NULL };
+        ok(parse(&o, a) == OPTIONS_USAGE, "--complete with --jsonl is a usage error");
+        options_free(&o);
+        ok(parse(&o, b) == OPTIONS_USAGE, "--resume with --state-in is a usage error");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--config", cfg, NULL };
+        ok(parse(&o, a) == OPTIONS_ERROR, "--config naming a missing file is an error");
+        options_free(&o);
+    }
+    free(cfg);
+}
+
+static void test_config(void)
+{
+    struct app_options o;
+    char err[512], *path = tmp("config"), *dir;
+    int rc;
+
+    write_text(path, "# comment\n\nmodel = mymodel\nprompt=bare\ntemperature = 0.5\n"
+                     "top_k = 7\nseed = 9\nthreads = 2\ncolour.user = cyan\n"
+                     "color.accent = 244\ndtype = bf16\nmax_tokens = \"300\"\n");
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    ok(rc == 0 && !strcmp(o.model, "mymodel") && o.model_from_user &&
+       !strcmp(o.prompt, "bare") && near(o.sampling.temperature, 0.5) &&
+       o.sampling.top_k == 7 && o.seed_set && o.sampling.seed == 9 && o.n_threads == 2 &&
+       !strcmp(o.colours.user, "cyan") && !strcmp(o.colours.accent, "244") &&
+       o.dtype == RWKV_DTYPE_BF16 && o.sampling.max_tokens == 300,
+       "config file: model, prompt, knobs, threads, dtype and colours (rc %d %s)", rc,
+       rc ? err : "");
+    options_free(&o);
+
+    /* The command line wins over the config file (default path via XDG). */
+    dir = paths_join(tmpdir, "rwkv-chat");
+    mkdir(dir, 0700);
+    free(path);
+    path = paths_join(dir, "config");
+    write_text(path, "temperature = 0.5\nmodel = frommconfig\n");
+    setenv("XDG_CONFIG_HOME", tmpdir, 1);
+    {
+        const char *a[] = { "--temperature", "0.25", NULL };
+        ok(parse(&o, a) == 0 && near(o.sampling.temperature, 0.25) &&
+           !strcmp(o.model, "frommconfig") && !strcmp(o.config_path, path),
+           "command line overrides the config file found in XDG_CONFIG_HOME");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--help", NULL };
+        write_text(path, "bogus line\n");
+        ok(parse(&o, a) == OPTIONS_EXIT, "--help works even with a broken config file");
+        options_free(&o);
+    }
+    unlink(path);
+    free(path);
+    rmdir(dir);
+    free(dir);
+
+    {
+        static const struct { const char *text; const char *expect; } bad[] = {
+            { "temperature = 0.5\nno equals sign\n", ":2: expected 'key = value'" },
+            { "\n\ncolour = red\n", ":3: unknown key 'colour'" },
+            { "colour.title = red\n", ":1: unknown colour 'title'" },
+            { "flavour = mint\n", ":1: unknown key 'flavour'" },
+            { "top_p = 2\n", ":1: top_p: '2' is not a number from 0 to 1" },
+            { "model =\n", ":1: model: missing value" },
+            { "colour.user = chartreuse\n", ":1: colour.user: 'chartreuse' is not a colour" },
+            { " = 3\n", ":1: missing key" },
+        };
+        size_t i;
+
+        path = tmp("bad.conf");
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            write_text(path, bad[i].text);
+            options_defaults(&o);
+            err[0] = 0;
+            rc = config_load(&o, path, err, sizeof(err));
+            ok(rc == -1 && !strncmp(err, path, strlen(path)) && strstr(err, bad[i].expect) &&
+               !strchr(err, '\n'), "bad config line: one line \"FILE%s...\" (%s)", bad[i].expect,
+               err);
+            options_free(&o);
+        }
+        options_defaults(&o);
+        rc = config_load(&o, tmpdir, err, sizeof(err));
+        ok(rc == -1, "a directory as config file is an error (%s)", err);
+        options_free(&o);
+        options_defaults(&o);
+        ok(config_load(&o, "/nonexistent/rwkv-chat-config", err, sizeof(err)) == 1,
+           "a missing default config file is no error");
+        options_free(&o);
+        unlink(path);
+        free(path);
+    }
+}
+
+static void test_knobs(void)
+{
+    struct sampler_settings s;
+    char err[256], buf[64];
+    size_t i, n_ok = 0;
+
+    sampler_defaults(&s);
+    ok(options_set_knob(&s, "top-p", "0.5", err, sizeof(err)) == 0 && near(s.top_p, 0.5),
+       "knob names accept '-' for '_'");
+    ok(options_set_knob(&s, "warmth", "1", err, sizeof(err)) == -1 && strstr(err, "warmth"),
+       "unknown knob is refused (%s)", err);
+    ok(options_set_knob(&s, "decay", "1.5", err, sizeof(err)) == -1, "decay above 1 is refused");
+    for (i = 0; options_knob_names[i]; i++) {
+        if (options_get_knob(&s, options_knob_names[i], buf, sizeof(buf)) == 0 &&
+            options_set_knob(&s, options_knob_names[i], buf, err, sizeof(err)) == 0) {
+            n_ok++;
+        }
+    }
+    ok(n_ok == i && i == 9, "every knob's printed value reads back (%zu of %zu)", n_ok, i);
+    options_set_knob(&s, "seed", "18446744073709551615", err, sizeof(err));
+    ok(s.seed == UINT64_MAX, "seed takes the whole 64-bit range");
+}
+
+static void test_models(void)
+{
+    char err[2048], *home = tmp("data"), *mdir, *p, *want, *dirs;
+    struct models_entry *list;
+    size_t n, i;
+    int seen_a = 0, seen_demo = 0;
+
+    setenv("XDG_DATA_HOME", home, 1);
+    mdir = paths_join(home, "rwkv-chat/models");
+    paths_mkdirs(mdir);
+    want = paths_join(mdir, "alpha.pth");
+    write_text(want, "not really a model");
+    p = models_find("alpha", err, sizeof(err));
+    ok(p && !strcmp(p, want), "bare name found as NAME.pth in $XDG_DATA_HOME/rwkv-chat/models");
+    free(p);
+    p = models_find("alpha.pth", err, sizeof(err));
+    ok(p && !strcmp(p, want), "bare name with extension found too");
+    free(p);
+    p = models_find(want, err, sizeof(err));
+    ok(p && !strcmp(p, want), "a path is taken as it is");
+    free(p);
+    p = models_find("rwkv7-tiny-chat", err, sizeof(err));
+    ok(p && strstr(p, "/models/rwkv7-tiny-chat.pth"), "demo model found by name in the data "
+       "dirs (%s)", p ? p : err);
+    free(p);
+    p = models_find_demo(err, sizeof(err));
+    ok(p && strstr(p, "/models/" OPTIONS_DEMO_MODEL), "demo model found");
+    free(p);
+    p = models_find("no-such-model", err, sizeof(err));
+    ok(!p && strstr(err, "no-such-model.pth") && strstr(err, mdir) &&
+       strstr(err, PKGDATADIR "/models") && !strchr(err, '\n'),
+       "missing model: one line naming every place looked (%s)", err);
+    free(p);
+    p = models_find("/nonexistent/dir/m.pth", err, sizeof(err));
+    ok(!p && strstr(err, "/nonexistent/dir/m.pth"), "missing path: error names it (%s)", err);
+    ok(models_list(&list, &n, &dirs) == 0, "models_list");
+    for (i = 0; i < n; i++) {
+        seen_a |= !strcmp(list[i].name, "alpha.pth") && i == 0;
+        seen_demo |= !strcmp(list[i].name, OPTIONS_DEMO_MODEL);
+    }
+    ok(seen_a && seen_demo && dirs && strstr(dirs, mdir) == dirs,
+       "listing: the user's models first, then the installed demo (%s)", dirs ? dirs : "");
+    models_list_free(list, n);
+    free(dirs);
+    unlink(want);
+    free(want);
+    free(mdir);
+    free(home);
+}
+
+static void test_completion(void)
+{
+    const char *m[20];
+    size_t n, start;
+
+    n = commands_complete(NULL, "/s", 2, m, 20, &start);
+    ok(n == 4 && start == 0, "\"/s\" completes to /save /snap /snapshots /set (%zu)", n);
+    n = commands_complete(NULL, "/he", 3, m, 20, &start);
+    ok(n == 1 && !strcmp(m[0], "/help"), "\"/he\" completes to /help");
+    n = commands_complete(NULL, "/set te", 7, m, 20, &start);
+    ok(n == 1 && !strcmp(m[0], "temperature") && start == 5, "\"/set te\" completes the knob");
+    n = commands_complete(NULL, "/set top", 8, m, 20, &start);
+    ok(n == 2, "\"/set top\" has two candidates (top_p, top_k)");
+    n = commands_complete(NULL, "hello /s", 8, m, 20, &start);
+    ok(n == 0, "no completion inside a message");
+    ok(commands_is_command("/reset") && !commands_is_command("//x") &&
+       !commands_is_command("x"), "commands_is_command: '/' yes, '//' and text no");
+}
+
+int main(void)
+{
+    char templ[] = "/tmp/test_options.XXXXXX";
+
+    if (!mkdtemp(templ)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "%s", templ);
+    test_command_line();
+    test_config();
+    test_knobs();
+    test_models();
+    test_completion();
+    {
+        char cmd[4200];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) {
+            diag("could not remove %s", tmpdir);
+        }
+    }
+    return tap_done();
+}
