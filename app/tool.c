@@ -15,6 +15,8 @@ static const struct tool_command commands[] = {
     { "bench", "measure the speed of a component (bench tokenizer FILE)", tool_bench },
     { "mkmodel", "write a random-weight model of a released shape (.pth/.safetensors)",
       tool_mkmodel },
+    { "info", "describe a model file: version, sizes, parameters, bytes per token",
+      tool_info },
     { NULL, NULL, NULL },
 };
 

@@ -1,0 +1,416 @@
+/* checkpoint.c - the tensor list shared by the .pth and safetensors readers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/checkpoint.h"
+
+struct ckpt_file {
+    char *path;
+    const unsigned char *map;   /* whole file, read-only */
+    size_t size;
+    struct ckpt_tensor *tensors;
+    size_t count, cap;
+    size_t *by_name;            /* indexes sorted by name, for ckpt_find */
+    void **owned;               /* copies and names freed by ckpt_close */
+    size_t n_owned, cap_owned;
+};
+
+const char *ckpt_dtype_name(enum ckpt_dtype dtype)
+{
+    switch (dtype) {
+    case CKPT_F32: return "float32";
+    case CKPT_F16: return "float16";
+    case CKPT_BF16: return "bfloat16";
+    }
+    return "?";
+}
+
+size_t ckpt_dtype_size(enum ckpt_dtype dtype)
+{
+    return dtype == CKPT_F32 ? 4 : 2;
+}
+
+/* IEEE 754 binary16 to binary32, subnormals, infinities and NaN included. */
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    float f;
+
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (mant << 13);
+    } else if (mant == 0) {
+        bits = sign;
+    } else {
+        /* subnormal: normalise the mantissa */
+        exp = 113;
+        while (!(mant & 0x400)) {
+            mant <<= 1;
+            exp--;
+        }
+        bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+void ckpt_to_f32(enum ckpt_dtype dtype, const void *src, float *dst, size_t n)
+{
+    const unsigned char *p = src;
+    size_t i;
+
+    switch (dtype) {
+    case CKPT_F32:
+        memcpy(dst, src, n * 4);
+        break;
+    case CKPT_F16:
+        for (i = 0; i < n; i++) {
+            dst[i] = half_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        }
+        break;
+    case CKPT_BF16:
+        for (i = 0; i < n; i++) {
+            uint32_t bits = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
+            memcpy(&dst[i], &bits, 4);
+        }
+        break;
+    }
+}
+
+int64_t ckpt_numel(int ndim, const int64_t *shape, int64_t max)
+{
+    int64_t n = 1;
+    int i;
+
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            return -1;
+        }
+        if (shape[i] != 0 && n > max / shape[i]) {
+            return -1;
+        }
+        n *= shape[i];
+    }
+    return n;
+}
+
+const char *ckpt_shape_str(int ndim, const int64_t *shape, char *buf, size_t len)
+{
+    size_t used = 0;
+    int i;
+
+    if (ndim == 0) {
+        snprintf(buf, len, "scalar");
+        return buf;
+    }
+    buf[0] = '\0';
+    for (i = 0; i < ndim && used < len; i++) {
+        int w = snprintf(buf + used, len - used, "%s%lld", i ? "x" : "", (long long)shape[i]);
+        if (w < 0) {
+            break;
+        }
+        used += (size_t)w;
+    }
+    return buf;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void *ckpt_alloc(ckpt_file *file, size_t nbytes)
+{
+    void *p;
+
+    if (file->n_owned == file->cap_owned) {
+        size_t cap = file->cap_owned ? 2 * file->cap_owned : 64;
+        void **o = realloc(file->owned, cap * sizeof(*o));
+        if (!o) {
+            return NULL;
+        }
+        file->owned = o;
+        file->cap_owned = cap;
+    }
+    p = malloc(nbytes ? nbytes : 1);
+    if (p) {
+        file->owned[file->n_owned++] = p;
+    }
+    return p;
+}
+
+const unsigned char *ckpt_bytes(const ckpt_file *file, size_t *size)
+{
+    *size = file->size;
+    return file->map;
+}
+
+int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype dtype,
+             int ndim, const int64_t *shape, const void *data, size_t nbytes,
+             char *err, size_t errlen)
+{
+    struct ckpt_tensor *t;
+    size_t esize = ckpt_dtype_size(dtype);
+    const unsigned char *d = data;
+    int64_t numel;
+    char *copy;
+    char sbuf[96];
+    int i;
+
+    if (namelen == 0 || namelen > 4096 || memchr(name, '\0', namelen)) {
+        set_err(err, errlen, "%s: tensor name of %zu bytes is not usable", file->path, namelen);
+        return -1;
+    }
+    if (ndim < 0 || ndim > CKPT_MAX_DIMS) {
+        set_err(err, errlen, "%s: tensor %.*s: %d dimensions (at most %d supported)",
+                file->path, (int)namelen, name, ndim, CKPT_MAX_DIMS);
+        return -1;
+    }
+    numel = ckpt_numel(ndim, shape, (int64_t)(SIZE_MAX / 8));
+    if (numel < 0 || (uint64_t)numel * esize != nbytes) {
+        set_err(err, errlen, "%s: tensor %.*s: shape %s of %s needs %lld bytes, data has %zu",
+                file->path, (int)namelen, name, ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)),
+                ckpt_dtype_name(dtype), numel < 0 ? -1LL : (long long)numel * (long long)esize,
+                nbytes);
+        return -1;
+    }
+    if (d >= file->map && d <= file->map + file->size) {
+        if (nbytes > (size_t)(file->map + file->size - d)) {
+            set_err(err, errlen, "%s: tensor %.*s: data runs past the end of the file",
+                    file->path, (int)namelen, name);
+            return -1;
+        }
+        if ((uintptr_t)d % esize) {
+            void *aligned = ckpt_alloc(file, nbytes);
+            if (!aligned) {
+                set_err(err, errlen, "%s: tensor %.*s: out of memory", file->path,
+                        (int)namelen, name);
+                return -1;
+            }
+            memcpy(aligned, d, nbytes);
+            d = aligned;
+        }
+    }
+    if (file->count == file->cap) {
+        size_t cap = file->cap ? 2 * file->cap : 256;
+        struct ckpt_tensor *n = realloc(file->tensors, cap * sizeof(*n));
+        if (!n) {
+            set_err(err, errlen, "%s: out of memory", file->path);
+            return -1;
+        }
+        file->tensors = n;
+        file->cap = cap;
+    }
+    copy = ckpt_alloc(file, namelen + 1);
+    if (!copy) {
+        set_err(err, errlen, "%s: out of memory", file->path);
+        return -1;
+    }
+    memcpy(copy, name, namelen);
+    copy[namelen] = '\0';
+    t = &file->tensors[file->count++];
+    memset(t, 0, sizeof(*t));
+    t->name = copy;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+    }
+    t->numel = numel;
+    t->data = d;
+    t->nbytes = nbytes;
+    return 0;
+}
+
+/* Orders tensor indexes by name (glibc qsort_r; ctx is the tensor array). */
+static int cmp_index(const void *a, const void *b, void *ctx)
+{
+    const struct ckpt_tensor *t = ctx;
+
+    return strcmp(t[*(const size_t *)a].name, t[*(const size_t *)b].name);
+}
+
+/* Sorts tensor indexes by name and refuses duplicate names. */
+static int build_index(ckpt_file *file, char *err, size_t errlen)
+{
+    size_t i;
+
+    file->by_name = malloc((file->count ? file->count : 1) * sizeof(size_t));
+    if (!file->by_name) {
+        set_err(err, errlen, "%s: out of memory", file->path);
+        return -1;
+    }
+    for (i = 0; i < file->count; i++) {
+        file->by_name[i] = i;
+    }
+    qsort_r(file->by_name, file->count, sizeof(size_t), cmp_index, file->tensors);
+    for (i = 1; i < file->count; i++) {
+        if (!strcmp(file->tensors[file->by_name[i]].name,
+                    file->tensors[file->by_name[i - 1]].name)) {
+            set_err(err, errlen, "%s: tensor %s appears twice", file->path,
+                    file->tensors[file->by_name[i]].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
+{
+    ckpt_file *file;
+    struct stat st;
+    int fd, rc;
+    void *map;
+
+    file = calloc(1, sizeof(*file));
+    if (!file || !(file->path = strdup(path))) {
+        free(file);
+        set_err(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        ckpt_close(file);
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory"
+                                                 : "not a regular file");
+        close(fd);
+        ckpt_close(file);
+        return NULL;
+    }
+    if (st.st_size == 0) {
+        set_err(err, errlen, "%s: empty file (0 bytes), not a model", path);
+        close(fd);
+        ckpt_close(file);
+        return NULL;
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX) {
+        set_err(err, errlen, "%s: too large to map", path);
+        close(fd);
+        ckpt_close(file);
+        return NULL;
+    }
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        set_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
+        ckpt_close(file);
+        return NULL;
+    }
+    file->map = map;
+    file->size = (size_t)st.st_size;
+
+    if (file->size >= 4 && !memcmp(file->map, "PK\003\004", 4)) {
+        rc = pth_read(file, err, errlen);
+    } else if (file->size >= 9 && file->map[8] == '{') {
+        rc = safetensors_read(file, err, errlen);
+    } else if (file->size >= 2 && file->map[0] == 0x80 && file->map[1] <= 5) {
+        set_err(err, errlen, "%s: legacy (pre-1.6) PyTorch pickle format is not supported; "
+                "re-save it with a current torch.save", path);
+        rc = -1;
+    } else if (file->size >= 2 && !memcmp(file->map, "PK", 2)) {
+        set_err(err, errlen, "%s: offset 0: zip file does not start with a local file header",
+                path);
+        rc = -1;
+    } else {
+        set_err(err, errlen, "%s: not a model file (neither a PyTorch zip checkpoint nor "
+                "safetensors)", path);
+        rc = -1;
+    }
+    if (rc == 0) {
+        rc = build_index(file, err, errlen);
+    }
+    if (rc == 0 && file->count == 0) {
+        set_err(err, errlen, "%s: holds no tensors", path);
+        rc = -1;
+    }
+    if (rc != 0) {
+        ckpt_close(file);
+        return NULL;
+    }
+    return file;
+}
+
+void ckpt_close(ckpt_file *file)
+{
+    size_t i;
+
+    if (!file) {
+        return;
+    }
+    if (file->map) {
+        munmap((void *)file->map, file->size);
+    }
+    for (i = 0; i < file->n_owned; i++) {
+        free(file->owned[i]);
+    }
+    free(file->owned);
+    free(file->tensors);
+    free(file->by_name);
+    free(file->path);
+    free(file);
+}
+
+const char *ckpt_path(const ckpt_file *file)
+{
+    return file->path;
+}
+
+uint64_t ckpt_file_size(const ckpt_file *file)
+{
+    return file->size;
+}
+
+size_t ckpt_count(const ckpt_file *file)
+{
+    return file->count;
+}
+
+const struct ckpt_tensor *ckpt_at(const ckpt_file *file, size_t i)
+{
+    return i < file->count ? &file->tensors[i] : NULL;
+}
+
+const struct ckpt_tensor *ckpt_find(const ckpt_file *file, const char *name)
+{
+    size_t lo = 0, hi = file->count;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct ckpt_tensor *t = &file->tensors[file->by_name[mid]];
+        int c = strcmp(name, t->name);
+        if (c == 0) {
+            return t;
+        }
+        if (c < 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return NULL;
+}

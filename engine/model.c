@@ -1,0 +1,933 @@
+/*
+ * model.c - what a checkpoint is: version, sizes, validated tensors; and
+ * the public model and state objects of rwkv.h.
+ *
+ * The version is told from the key names the way the official rwkv package
+ * does it (rwkv/model.py): RWKV-7 has the att.x_r / w0 / k_k family; RWKV-6
+ * has time_maa; RWKV-5.x has ln_x, 5.1 adds the gate, 5.2 has a time_decay
+ * of [heads][head size]; anything else is RWKV-4.  Every size comes from a
+ * tensor shape, then every tensor the version needs is checked against a
+ * per-version table before the forward pass sees it.
+ */
+#include <assert.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "engine/model.h"
+
+#define MAX_LAYERS 100000
+
+struct rwkv_state {
+    const rwkv_model *model;
+    size_t n;
+    float data[];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------ tensor tables --- */
+
+enum scope {
+    GLOBAL,         /* once */
+    LAYER,          /* every layer */
+    FIRST_LAYER,    /* layer 0 only (ln0) */
+    LATER_LAYERS,   /* layers >= 1 (RWKV-7 v0/v1/v2: layer 0 makes v_first) */
+};
+
+/* A required tensor: name (printf format taking the layer), where it
+ * appears, and its shape.  Shapes are comma-separated dimensions, each a
+ * number or a size symbol (C n_embd, V vocab, F ffn, H heads, N head size,
+ * Dw/Da/Dv/Dg/Dm LoRA ranks, Dm5 = 5 Dm); "v:X" is a vector of X elements
+ * in any shape that squeezes to [X] (official files store [1][1][C]);
+ * "A|B" accepts either shape. */
+struct spec {
+    const char *name;
+    enum scope scope;
+    const char *shape;
+};
+
+#define COMMON_GLOBALS \
+    { "emb.weight", GLOBAL, "V,C" }, \
+    { "blocks.0.ln0.weight", FIRST_LAYER, "v:C" }, \
+    { "blocks.0.ln0.bias", FIRST_LAYER, "v:C" }, \
+    { "ln_out.weight", GLOBAL, "v:C" }, \
+    { "ln_out.bias", GLOBAL, "v:C" }, \
+    { "head.weight", GLOBAL, "V,C" }, \
+    { "blocks.%d.ln1.weight", LAYER, "v:C" }, \
+    { "blocks.%d.ln1.bias", LAYER, "v:C" }, \
+    { "blocks.%d.ln2.weight", LAYER, "v:C" }, \
+    { "blocks.%d.ln2.bias", LAYER, "v:C" }
+
+#define FFN_V4 \
+    { "blocks.%d.ffn.time_mix_k", LAYER, "v:C" }, \
+    { "blocks.%d.ffn.time_mix_r", LAYER, "v:C" }, \
+    { "blocks.%d.ffn.key.weight", LAYER, "F,C" }, \
+    { "blocks.%d.ffn.receptance.weight", LAYER, "C,C" }, \
+    { "blocks.%d.ffn.value.weight", LAYER, "C,F" }
+
+#define ATT_LINEAR \
+    { "blocks.%d.att.key.weight", LAYER, "C,C" }, \
+    { "blocks.%d.att.value.weight", LAYER, "C,C" }, \
+    { "blocks.%d.att.receptance.weight", LAYER, "C,C" }, \
+    { "blocks.%d.att.output.weight", LAYER, "C,C" }
+
+static const struct spec v4_specs[] = {
+    COMMON_GLOBALS,
+    { "blocks.%d.att.time_decay", LAYER, "v:C" },
+    { "blocks.%d.att.time_first", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
+    ATT_LINEAR,
+    FFN_V4,
+    { NULL, 0, NULL }
+};
+
+/* 5.0 and 5.1: one decay and one bonus per head; the bonus is stored as
+ * time_faaaa or (older files) time_first - see bonus_name(). */
+static const struct spec v50_specs[] = {
+    COMMON_GLOBALS,
+    { "blocks.%d.att.time_decay", LAYER, "v:H" },
+    { "blocks.%d.att.BONUS", LAYER, "v:H|H,N" },
+    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
+    ATT_LINEAR,
+    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
+    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
+    FFN_V4,
+    { NULL, 0, NULL }
+};
+
+static const struct spec v51_specs[] = {
+    COMMON_GLOBALS,
+    { "blocks.%d.att.time_decay", LAYER, "v:H" },
+    { "blocks.%d.att.BONUS", LAYER, "v:H|H,N" },
+    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_g", LAYER, "v:C" },
+    ATT_LINEAR,
+    { "blocks.%d.att.gate.weight", LAYER, "C,C" },
+    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
+    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
+    FFN_V4,
+    { NULL, 0, NULL }
+};
+
+static const struct spec v52_specs[] = {
+    COMMON_GLOBALS,
+    { "blocks.%d.att.time_decay", LAYER, "H,N" },
+    { "blocks.%d.att.BONUS", LAYER, "H,N" },
+    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_g", LAYER, "v:C" },
+    ATT_LINEAR,
+    { "blocks.%d.att.gate.weight", LAYER, "C,C" },
+    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
+    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
+    FFN_V4,
+    { NULL, 0, NULL }
+};
+
+static const struct spec v6_specs[] = {
+    COMMON_GLOBALS,
+    { "blocks.%d.att.time_maa_x", LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_w", LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_k", LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_v", LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_r", LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_g", LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_w1", LAYER, "C,Dm5" },
+    { "blocks.%d.att.time_maa_w2", LAYER, "5,Dm,C" },
+    { "blocks.%d.att.time_decay", LAYER, "v:C" },
+    { "blocks.%d.att.time_decay_w1", LAYER, "C,Dw" },
+    { "blocks.%d.att.time_decay_w2", LAYER, "Dw,C" },
+    { "blocks.%d.att.time_faaaa", LAYER, "H,N" },
+    ATT_LINEAR,
+    { "blocks.%d.att.gate.weight", LAYER, "C,C" },
+    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
+    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
+    { "blocks.%d.ffn.time_maa_k", LAYER, "v:C" },
+    { "blocks.%d.ffn.time_maa_r", LAYER, "v:C" },
+    { "blocks.%d.ffn.key.weight", LAYER, "F,C" },
+    { "blocks.%d.ffn.receptance.weight", LAYER, "C,C" },
+    { "blocks.%d.ffn.value.weight", LAYER, "C,F" },
+    { NULL, 0, NULL }
+};
+
+static const struct spec v7_specs[] = {
+    COMMON_GLOBALS,
+    { "blocks.%d.att.x_r", LAYER, "v:C" },
+    { "blocks.%d.att.x_w", LAYER, "v:C" },
+    { "blocks.%d.att.x_k", LAYER, "v:C" },
+    { "blocks.%d.att.x_v", LAYER, "v:C" },
+    { "blocks.%d.att.x_a", LAYER, "v:C" },
+    { "blocks.%d.att.x_g", LAYER, "v:C" },
+    { "blocks.%d.att.w0", LAYER, "v:C" },
+    { "blocks.%d.att.w1", LAYER, "C,Dw" },
+    { "blocks.%d.att.w2", LAYER, "Dw,C" },
+    { "blocks.%d.att.a0", LAYER, "v:C" },
+    { "blocks.%d.att.a1", LAYER, "C,Da" },
+    { "blocks.%d.att.a2", LAYER, "Da,C" },
+    { "blocks.%d.att.v0", LATER_LAYERS, "v:C" },
+    { "blocks.%d.att.v1", LATER_LAYERS, "C,Dv" },
+    { "blocks.%d.att.v2", LATER_LAYERS, "Dv,C" },
+    { "blocks.%d.att.g1", LAYER, "C,Dg" },
+    { "blocks.%d.att.g2", LAYER, "Dg,C" },
+    { "blocks.%d.att.k_k", LAYER, "v:C" },
+    { "blocks.%d.att.k_a", LAYER, "v:C" },
+    { "blocks.%d.att.r_k", LAYER, "H,N" },
+    ATT_LINEAR,
+    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
+    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
+    { "blocks.%d.ffn.x_k", LAYER, "v:C" },
+    { "blocks.%d.ffn.key.weight", LAYER, "F,C" },
+    { "blocks.%d.ffn.value.weight", LAYER, "C,F" },
+    { NULL, 0, NULL }
+};
+
+/* The sizes shapes are written in; -1 while unknown. */
+struct dims {
+    int64_t C, V, F, H, N, Dw, Da, Dv, Dg, Dm;
+};
+
+static int64_t dim_value(const struct dims *d, const char *sym, size_t len)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } syms[] = {
+        { "C", offsetof(struct dims, C) }, { "V", offsetof(struct dims, V) },
+        { "F", offsetof(struct dims, F) }, { "H", offsetof(struct dims, H) },
+        { "N", offsetof(struct dims, N) }, { "Dw", offsetof(struct dims, Dw) },
+        { "Da", offsetof(struct dims, Da) }, { "Dv", offsetof(struct dims, Dv) },
+        { "Dg", offsetof(struct dims, Dg) }, { "Dm", offsetof(struct dims, Dm) },
+    };
+    size_t i;
+
+    if (len > 0 && sym[0] >= '0' && sym[0] <= '9') {
+        return strtoll(sym, NULL, 10);
+    }
+    if (len == 3 && !memcmp(sym, "Dm5", 3)) {
+        return d->Dm < 0 ? -1 : 5 * d->Dm;
+    }
+    for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+        if (strlen(syms[i].name) == len && !memcmp(syms[i].name, sym, len)) {
+            return *(const int64_t *)((const char *)d + syms[i].off);
+        }
+    }
+    assert(!"unknown shape symbol");
+    return -1;
+}
+
+/* Resolves one alternative of a shape spec ("v:C" or "5,Dm,C") into dims;
+ * returns ndim, with *vector set for "v:" specs. */
+static int resolve_shape(const struct dims *d, const char *s, size_t len, int64_t *out,
+                         int *vector)
+{
+    int n = 0;
+    size_t i = 0;
+
+    *vector = 0;
+    if (len >= 2 && s[0] == 'v' && s[1] == ':') {
+        *vector = 1;
+        i = 2;
+    }
+    while (i < len && n < CKPT_MAX_DIMS) {
+        size_t j = i;
+        while (j < len && s[j] != ',') {
+            j++;
+        }
+        out[n++] = dim_value(d, s + i, j - i);
+        i = j + 1;
+    }
+    return n;
+}
+
+/* Whether tensor t has the shape of one alternative. */
+static int shape_matches(const struct ckpt_tensor *t, int ndim, const int64_t *want, int vector)
+{
+    int i, big = 0;
+
+    if (vector) {
+        /* any shape that squeezes to [want[0]] */
+        if (t->numel != want[0] || t->ndim < 1) {
+            return 0;
+        }
+        for (i = 0; i < t->ndim; i++) {
+            big += t->shape[i] != 1;
+        }
+        return big <= 1;
+    }
+    if (t->ndim != ndim) {
+        return 0;
+    }
+    for (i = 0; i < ndim; i++) {
+        if (t->shape[i] != want[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------- detection --- */
+
+/* The layer index of a "blocks.N." name, or -1. */
+static long layer_of(const char *name)
+{
+    long n = 0;
+    const char *p;
+
+    if (strncmp(name, "blocks.", 7)) {
+        return -1;
+    }
+    for (p = name + 7; *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (*p - '0');
+        if (n > MAX_LAYERS) {
+            return -1;
+        }
+    }
+    return p > name + 7 && *p == '.' ? n : -1;
+}
+
+static const struct ckpt_tensor *find(const rwkv_model *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static const struct ckpt_tensor *find(const rwkv_model *m, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    return ckpt_find(m->file, name);
+}
+
+const struct ckpt_tensor *model_tensor(const rwkv_model *m, const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    const struct ckpt_tensor *t;
+
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    t = ckpt_find(m->file, name);
+    assert(t != NULL);
+    return t;
+}
+
+/* The 5.0/5.1 bonus tensor's name in this file. */
+static const char *bonus_name(const rwkv_model *m)
+{
+    return find(m, "blocks.0.att.time_faaaa") ? "time_faaaa" : "time_first";
+}
+
+/* Tells the version from the key names, as the official package does. */
+static void detect_version(rwkv_model *m)
+{
+    struct rwkv_info *info = &m->info;
+    const struct ckpt_tensor *td;
+    size_t i, n = ckpt_count(m->file);
+    int ln_x = 0, gate = 0, maa = 0;
+
+    info->version = 4;
+    info->minor = 0;
+    if (find(m, "blocks.0.att.x_r") && find(m, "blocks.0.att.w0") &&
+        find(m, "blocks.0.att.k_k")) {
+        info->version = 7;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        const char *name = ckpt_at(m->file, i)->name;
+        ln_x |= strstr(name, "ln_x") != NULL;
+        gate |= strstr(name, "gate.weight") != NULL;
+        maa |= strstr(name, "time_maa") != NULL;
+    }
+    if (maa) {
+        info->version = 6;
+    } else if (ln_x) {
+        info->version = 5;
+        info->minor = gate ? 1 : 0;
+        td = find(m, "blocks.0.att.time_decay");
+        if (td && td->ndim >= 2 && td->shape[1] > 1) {
+            info->minor = 2;
+        }
+    }
+}
+
+/* Reads n_layer and every size from tensor shapes.  0, or -1 with err. */
+static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
+{
+    struct rwkv_info *info = &m->info;
+    const char *path = ckpt_path(m->file);
+    const struct ckpt_tensor *t;
+    size_t i, n = ckpt_count(m->file);
+    long layers = 0;
+    char sbuf[64];
+
+    memset(d, 0xff, sizeof(*d));    /* all -1 */
+    t = ckpt_find(m->file, "emb.weight");
+    if (!t) {
+        set_err(err, errlen, "%s: not an RWKV model: no emb.weight tensor among its %zu "
+                "tensors (first: %s)", path, n, ckpt_at(m->file, 0)->name);
+        return -1;
+    }
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > INT32_MAX ||
+        t->shape[1] > 65536) {
+        set_err(err, errlen, "%s: tensor emb.weight: expected [vocab][n_embd], found %s", path,
+                ckpt_shape_str(t->ndim, t->shape, sbuf, sizeof(sbuf)));
+        return -1;
+    }
+    d->V = t->shape[0];
+    d->C = t->shape[1];
+    for (i = 0; i < n; i++) {
+        long l = layer_of(ckpt_at(m->file, i)->name);
+        if (l + 1 > layers) {
+            layers = l + 1;
+        }
+    }
+    if (layers == 0) {
+        set_err(err, errlen, "%s: not an RWKV model: no blocks.N.* tensors", path);
+        return -1;
+    }
+    info->n_layer = (int)layers;
+    info->n_embd = (int)d->C;
+    info->n_vocab = (int)d->V;
+
+    if ((t = find(m, "blocks.0.ffn.key.weight")) && t->ndim == 2) {
+        d->F = t->shape[0];
+    }
+    switch (info->version) {
+    case 5:
+        t = find(m, "blocks.0.att.time_decay");
+        if (t && info->minor == 2) {
+            d->H = t->shape[0];
+            d->N = t->shape[1];
+        } else if (t) {
+            d->H = t->numel;
+            d->N = d->H > 0 && d->C % d->H == 0 ? d->C / d->H : -1;
+        }
+        break;
+    case 6:
+        if ((t = find(m, "blocks.0.att.time_faaaa")) && t->ndim == 2) {
+            d->H = t->shape[0];
+            d->N = t->shape[1];
+        }
+        if ((t = find(m, "blocks.0.att.time_maa_w1")) && t->ndim == 2 && t->shape[1] % 5 == 0) {
+            d->Dm = t->shape[1] / 5;
+        }
+        if ((t = find(m, "blocks.0.att.time_decay_w1")) && t->ndim == 2) {
+            d->Dw = t->shape[1];
+        }
+        break;
+    case 7:
+        if ((t = find(m, "blocks.0.att.r_k")) && t->ndim == 2) {
+            d->H = t->shape[0];
+            d->N = t->shape[1];
+        }
+        if ((t = find(m, "blocks.0.att.w1")) && t->ndim == 2) {
+            d->Dw = t->shape[1];
+        }
+        if ((t = find(m, "blocks.0.att.a1")) && t->ndim == 2) {
+            d->Da = t->shape[1];
+        }
+        if ((t = find(m, "blocks.0.att.g1")) && t->ndim == 2) {
+            d->Dg = t->shape[1];
+        }
+        if ((t = find(m, "blocks.1.att.v1")) && t->ndim == 2) {
+            d->Dv = t->shape[1];
+        }
+        break;
+    }
+    if (info->version >= 5) {
+        if (d->H < 1 || d->N < 1 || d->H * d->N != d->C) {
+            const char *src = info->version == 7 ? "blocks.0.att.r_k"
+                            : info->version == 6 ? "blocks.0.att.time_faaaa"
+                            : "blocks.0.att.time_decay";
+            t = ckpt_find(m->file, src);
+            if (!t) {
+                set_err(err, errlen, "%s: tensor %s missing (RWKV-%s needs it for the head "
+                        "layout)", path, src, info->version_name);
+            } else {
+                set_err(err, errlen, "%s: tensor %s: shape %s does not split n_embd %lld into "
+                        "heads", path, src, ckpt_shape_str(t->ndim, t->shape, sbuf,
+                                                           sizeof(sbuf)), (long long)d->C);
+            }
+            return -1;
+        }
+        info->n_head = (int)d->H;
+        info->head_size = (int)d->N;
+    }
+    info->ffn_size = (int)(d->F > 0 ? d->F : 0);
+    info->lora_decay = (int)(d->Dw > 0 ? d->Dw : 0);
+    info->lora_aaa = (int)(d->Da > 0 ? d->Da : 0);
+    info->lora_mv = (int)(d->Dv > 0 ? d->Dv : 0);
+    info->lora_gate = (int)(d->Dg > 0 ? d->Dg : 0);
+    info->lora_maa = (int)(d->Dm > 0 ? d->Dm : 0);
+    return 0;
+}
+
+/* Checks one required tensor; marks it used.  0, or -1 with err. */
+static int check_tensor(rwkv_model *m, const struct dims *d, const char *name,
+                        const char *shape, unsigned char *used, char *err, size_t errlen)
+{
+    const struct ckpt_tensor *t = ckpt_find(m->file, name);
+    const char *alt = shape, *bar;
+    char want[96], found[64];
+    int64_t dims[CKPT_MAX_DIMS];
+    int ndim, vector, first = 1;
+
+    if (!t) {
+        set_err(err, errlen, "%s: tensor %s missing (RWKV-%s needs it)", ckpt_path(m->file),
+                name, m->info.version_name);
+        return -1;
+    }
+    want[0] = '\0';
+    for (;;) {
+        bar = strchr(alt, '|');
+        ndim = resolve_shape(d, alt, bar ? (size_t)(bar - alt) : strlen(alt), dims, &vector);
+        if (shape_matches(t, ndim, dims, vector)) {
+            used[t - ckpt_at(m->file, 0)] = 1;
+            return 0;
+        }
+        if (first) {
+            if (vector) {
+                snprintf(want, sizeof(want), "%lld elements", (long long)dims[0]);
+            } else {
+                ckpt_shape_str(ndim, dims, want, sizeof(want));
+            }
+            first = 0;
+        }
+        if (!bar) {
+            break;
+        }
+        alt = bar + 1;
+    }
+    set_err(err, errlen, "%s: tensor %s: expected %s, found %s", ckpt_path(m->file), name,
+            want, ckpt_shape_str(t->ndim, t->shape, found, sizeof(found)));
+    return -1;
+}
+
+/* Checks every tensor of the version's table; the others become extras. */
+static int validate(rwkv_model *m, const struct dims *d, char *err, size_t errlen)
+{
+    static const struct spec *tables[] = { v4_specs, v50_specs, v51_specs, v52_specs,
+                                           v6_specs, v7_specs };
+    const struct spec *table, *s;
+    size_t n = ckpt_count(m->file), i;
+    unsigned char *used = calloc(n, 1);
+    char name[256];
+    int layer, n_extra = 0, rc = -1;
+
+    if (!used) {
+        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        return -1;
+    }
+    switch (m->info.version) {
+    case 4: table = tables[0]; break;
+    case 5: table = tables[1 + m->info.minor]; break;
+    case 6: table = tables[4]; break;
+    default: table = tables[5]; break;
+    }
+    for (s = table; s->name; s++) {
+        if (s->scope == GLOBAL || s->scope == FIRST_LAYER) {
+            if (check_tensor(m, d, s->name, s->shape, used, err, errlen)) {
+                goto out;
+            }
+        }
+    }
+    for (layer = 0; layer < m->info.n_layer; layer++) {
+        for (s = table; s->name; s++) {
+            const char *bonus;
+            if (s->scope == GLOBAL || s->scope == FIRST_LAYER ||
+                (s->scope == LATER_LAYERS && layer == 0)) {
+                continue;
+            }
+            if ((bonus = strstr(s->name, "BONUS")) != NULL) {
+                snprintf(name, sizeof(name), "blocks.%d.att.%s", layer, bonus_name(m));
+            } else {
+                snprintf(name, sizeof(name), s->name, layer);
+            }
+            if (check_tensor(m, d, name, s->shape, used, err, errlen)) {
+                goto out;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        n_extra += !used[i];
+    }
+    m->extra = calloc((size_t)n_extra + 1, sizeof(*m->extra));
+    if (!m->extra) {
+        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        goto out;
+    }
+    m->info.n_extra_tensors = 0;
+    for (i = 0; i < n; i++) {
+        if (!used[i]) {
+            m->extra[m->info.n_extra_tensors++] = ckpt_at(m->file, i)->name;
+        } else {
+            const struct ckpt_tensor *t = ckpt_at(m->file, i);
+            m->info.n_params += (uint64_t)t->numel;
+        }
+    }
+    rc = 0;
+out:
+    free(used);
+    return rc;
+}
+
+/* ------------------------------------------------------------ summary --- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A 64-bit identity of the weights: FNV-1a over each tensor's name, type
+ * and shape and a sample of its bytes (head, tail and 16 spread windows),
+ * so that it costs a few pages per tensor, not a read of the file.  The
+ * per-tensor hashes are mixed and summed, so the order of the tensors in
+ * the file (.pth or safetensors) does not matter. */
+static uint64_t fingerprint(const ckpt_file *file)
+{
+    uint64_t sum = 0;
+    size_t i, n = ckpt_count(file);
+
+    for (i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(file, i);
+        const unsigned char *b = t->data;
+        uint64_t h = 0xcbf29ce484222325ULL;
+        int32_t dt = (int32_t)t->dtype;
+        size_t k;
+
+        h = fnv(h, t->name, strlen(t->name) + 1);
+        h = fnv(h, &dt, sizeof(dt));
+        h = fnv(h, t->shape, sizeof(t->shape[0]) * (size_t)t->ndim);
+        if (t->nbytes <= 256) {
+            h = fnv(h, b, t->nbytes);
+        } else {
+            h = fnv(h, b, 64);
+            h = fnv(h, b + t->nbytes - 64, 64);
+            for (k = 1; k <= 16; k++) {
+                h = fnv(h, b + (t->nbytes - 8) / 17 * k, 8);
+            }
+        }
+        /* splitmix64 finaliser before summing */
+        h ^= h >> 30;
+        h *= 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 27;
+        h *= 0x94d049bb133111ebULL;
+        h ^= h >> 31;
+        sum += h;
+    }
+    return sum;
+}
+
+/* Whether a tensor becomes a kernel matrix (read in the compute format):
+ * two dimensions above 1; vectors and per-head parameters become float32. */
+static int is_matrix(const struct ckpt_tensor *t)
+{
+    int i, big = 0;
+
+    for (i = 0; i < t->ndim; i++) {
+        big += t->shape[i] > 1;
+    }
+    return big >= 2;
+}
+
+/* Bytes of weights one matrix-vector pass reads in format d. */
+static double matrix_bytes(const struct ckpt_tensor *t, enum rwkv_dtype d)
+{
+    double numel = (double)t->numel, rows = (double)t->shape[0];
+
+    switch (d) {
+    case RWKV_DTYPE_AUTO: return numel * (double)ckpt_dtype_size(t->dtype);
+    case RWKV_DTYPE_F32: return numel * 4;
+    case RWKV_DTYPE_F16: case RWKV_DTYPE_BF16: return numel * 2;
+    case RWKV_DTYPE_Q8: return numel + rows * 4;
+    case RWKV_DTYPE_Q4: return numel / 2 + numel / 32 * 4;
+    }
+    return numel * 4;
+}
+
+/* Fills stored dtype, bytes per token and state size. */
+static void summarize(rwkv_model *m)
+{
+    struct rwkv_info *info = &m->info;
+    uint64_t by_type[3] = { 0, 0, 0 };
+    double bytes = 0;
+    size_t i, n = ckpt_count(m->file);
+    int e;
+
+    for (i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(m->file, i);
+        int extra = 0;
+
+        for (e = 0; e < info->n_extra_tensors; e++) {
+            if (m->extra[e] == t->name) {
+                extra = 1;
+                break;
+            }
+        }
+        if (extra) {
+            continue;
+        }
+        by_type[t->dtype] += t->nbytes;
+        if (!strcmp(t->name, "emb.weight")) {
+            bytes += (double)info->n_embd * 4;   /* one row */
+        } else if (is_matrix(t)) {
+            bytes += matrix_bytes(t, m->dtype);
+        } else {
+            bytes += (double)t->numel * 4;
+        }
+    }
+    /* the format that holds most of the bytes */
+    info->stored_dtype = RWKV_DTYPE_F32;
+    if (by_type[CKPT_F16] > by_type[CKPT_F32] && by_type[CKPT_F16] >= by_type[CKPT_BF16]) {
+        info->stored_dtype = RWKV_DTYPE_F16;
+    } else if (by_type[CKPT_BF16] > by_type[CKPT_F32] && by_type[CKPT_BF16] > by_type[CKPT_F16]) {
+        info->stored_dtype = RWKV_DTYPE_BF16;
+    }
+    info->compute_dtype = m->dtype == RWKV_DTYPE_AUTO ? info->stored_dtype : m->dtype;
+    info->bytes_per_token = (uint64_t)bytes;
+    info->file_size = ckpt_file_size(m->file);
+    info->fingerprint = fingerprint(m->file);
+    if (info->version == 4) {
+        info->state_floats = (size_t)info->n_layer * 5 * (size_t)info->n_embd;
+    } else {
+        info->state_floats = (size_t)info->n_layer *
+            (2 * (size_t)info->n_embd + (size_t)info->n_head * info->head_size * info->head_size);
+    }
+}
+
+/* ------------------------------------------------------------- public --- */
+
+rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
+                            char *err, size_t errlen)
+{
+    rwkv_model *m;
+    struct dims d;
+
+    if (err && errlen) {
+        err[0] = '\0';
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        set_err(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    m->dtype = opts ? opts->dtype : RWKV_DTYPE_AUTO;
+    if (m->dtype < RWKV_DTYPE_AUTO || m->dtype > RWKV_DTYPE_Q4) {
+        set_err(err, errlen, "%s: unknown weight format %d", path, (int)m->dtype);
+        free(m);
+        return NULL;
+    }
+    m->file = ckpt_open(path, err, errlen);
+    if (!m->file) {
+        free(m);
+        return NULL;
+    }
+    detect_version(m);
+    if (m->info.version == 5) {
+        snprintf(m->info.version_name, sizeof(m->info.version_name), "5.%d", m->info.minor);
+    } else {
+        snprintf(m->info.version_name, sizeof(m->info.version_name), "%d", m->info.version);
+    }
+    if (read_dims(m, &d, err, errlen) || validate(m, &d, err, errlen)) {
+        rwkv_model_free(m);
+        return NULL;
+    }
+    summarize(m);
+    switch (m->info.version) {
+    case 4: m->arch = &rwkv4_arch; break;
+    case 5: m->arch = &rwkv5_arch; break;
+    case 6: m->arch = &rwkv6_arch; break;
+    default: m->arch = &rwkv7_arch; break;
+    }
+    m->pool = kpool_new(opts ? opts->n_threads : 0);
+    if (!m->pool) {
+        set_err(err, errlen, "%s: cannot start worker threads", path);
+        rwkv_model_free(m);
+        return NULL;
+    }
+    if (m->arch->prepare(m, err, errlen)) {
+        /* prepare cleans up after itself or leaves what release frees */
+        if (!m->weights) {
+            m->arch = NULL;
+        }
+        rwkv_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void rwkv_model_free(rwkv_model *m)
+{
+    if (!m) {
+        return;
+    }
+    if (m->arch && m->weights) {
+        m->arch->release(m);
+    }
+    kpool_free(m->pool);
+    free(m->extra);
+    ckpt_close(m->file);
+    free(m);
+}
+
+const struct rwkv_info *rwkv_model_info(const rwkv_model *model)
+{
+    return &model->info;
+}
+
+const char *rwkv_model_extra_tensor(const rwkv_model *model, int i)
+{
+    if (i < 0 || i >= model->info.n_extra_tensors) {
+        return NULL;
+    }
+    return model->extra[i];
+}
+
+rwkv_state *rwkv_state_new(const rwkv_model *model)
+{
+    size_t n = model->info.state_floats;
+    rwkv_state *s = malloc(sizeof(*s) + n * sizeof(float));
+
+    if (!s) {
+        return NULL;
+    }
+    s->model = model;
+    s->n = n;
+    model->arch->state_init(model, s->data);
+    return s;
+}
+
+rwkv_state *rwkv_state_clone(const rwkv_state *state)
+{
+    rwkv_state *s = malloc(sizeof(*s) + state->n * sizeof(float));
+
+    if (!s) {
+        return NULL;
+    }
+    memcpy(s, state, sizeof(*s) + state->n * sizeof(float));
+    return s;
+}
+
+void rwkv_state_copy(rwkv_state *dst, const rwkv_state *src)
+{
+    assert(dst->n == src->n);
+    memcpy(dst->data, src->data, src->n * sizeof(float));
+}
+
+void rwkv_state_reset(rwkv_state *state)
+{
+    state->model->arch->state_init(state->model, state->data);
+}
+
+void rwkv_state_free(rwkv_state *state)
+{
+    free(state);
+}
+
+size_t rwkv_state_floats(const rwkv_state *state)
+{
+    return state->n;
+}
+
+float *rwkv_state_data(rwkv_state *state)
+{
+    return state->data;
+}
+
+const float *rwkv_state_cdata(const rwkv_state *state)
+{
+    return state->data;
+}
+
+int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_t n,
+              float *logits, int all_logits, char *err, size_t errlen)
+{
+    size_t i;
+
+    if (n == 0) {
+        set_err(err, errlen, "%s: no tokens to evaluate", ckpt_path(model->file));
+        return -1;
+    }
+    if (state->n != model->info.state_floats) {
+        set_err(err, errlen, "%s: state of %zu floats does not belong to this model (%zu)",
+                ckpt_path(model->file), state->n, model->info.state_floats);
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= model->info.n_vocab) {
+            set_err(err, errlen, "token %ld out of range (n_vocab %d) at position %zu",
+                    (long)tokens[i], model->info.n_vocab, i);
+            return -1;
+        }
+    }
+    model->arch->eval(model, state->data, tokens, n, logits, all_logits);
+    return 0;
+}
+
+const char *rwkv_dtype_name(enum rwkv_dtype dtype)
+{
+    switch (dtype) {
+    case RWKV_DTYPE_AUTO: return "auto";
+    case RWKV_DTYPE_F32: return "fp32";
+    case RWKV_DTYPE_F16: return "fp16";
+    case RWKV_DTYPE_BF16: return "bf16";
+    case RWKV_DTYPE_Q8: return "q8";
+    case RWKV_DTYPE_Q4: return "q4";
+    }
+    return "?";
+}
+
+int rwkv_dtype_parse(const char *name, enum rwkv_dtype *out)
+{
+    static const struct {
+        const char *name;
+        enum rwkv_dtype dtype;
+    } names[] = {
+        { "auto", RWKV_DTYPE_AUTO }, { "fp32", RWKV_DTYPE_F32 }, { "f32", RWKV_DTYPE_F32 },
+        { "float32", RWKV_DTYPE_F32 }, { "fp16", RWKV_DTYPE_F16 }, { "f16", RWKV_DTYPE_F16 },
+        { "float16", RWKV_DTYPE_F16 }, { "bf16", RWKV_DTYPE_BF16 },
+        { "bfloat16", RWKV_DTYPE_BF16 }, { "q8", RWKV_DTYPE_Q8 }, { "int8", RWKV_DTYPE_Q8 },
+        { "i8", RWKV_DTYPE_Q8 }, { "q4", RWKV_DTYPE_Q4 }, { "int4", RWKV_DTYPE_Q4 },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!strcasecmp(name, names[i].name)) {
+            *out = names[i].dtype;
+            return 0;
+        }
+    }
+    return -1;
+}
