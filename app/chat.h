@@ -83,7 +83,7 @@ char *chat_normalize(const char *text);
 int chat_send(chat *c, const char *user_text, char *err, size_t errlen);
 /* Raw completion: feeds prompt bytes as they are (no template). */
 int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t errlen);
-/* Generates one token.  *out/*out_len receive the printable bytes (complete
+/* Generates one token.  *out and *out_len receive the printable bytes (complete
  * UTF-8 characters; may be empty) valid until the next call.  Returns
  * CHAT_STOP_NONE while the reply goes on, the stop reason when it ended,
  * or -1 on error.  After a stop the reply is in the transcript and the

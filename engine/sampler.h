@@ -43,12 +43,34 @@ void sampler_reset_counts(sampler *smp);
 void sampler_ban(sampler *smp, int32_t id, int banned);
 
 /* Applies penalties/bans to logits in place and draws a token.  Does not
- * record it: call sampler_accept with the token actually emitted. */
+ * record it: call sampler_accept with the token actually emitted.
+ * Returns -1 only when every token is banned. */
 int32_t sampler_sample(sampler *smp, float *logits);
 /* Decays all counts, then counts token (ChatRWKV order). */
 void sampler_accept(sampler *smp, int32_t token);
 
 /* Serialisable random state and counts, for snapshots/state files. */
 size_t sampler_state_size(const sampler *smp);
+/* Writes the serialised state (random generator, penalty counts, bans,
+ * count weights; not the settings) to buf, which has room for
+ * sampler_state_size bytes.  Returns the bytes written. */
+size_t sampler_state_save(const sampler *smp, void *buf);
+/* Restores a state written by sampler_state_save for the same n_vocab.
+ * 0, or -1 (sampler unchanged) when buf is malformed. */
+int sampler_state_load(sampler *smp, const void *buf, size_t len);
+
+/* How much one occurrence of id adds to its count (1 by default).  ChatRWKV
+ * counts tokens that decode to a piece of " \t0123456789" with weight 0:
+ * they still get the presence penalty once seen, never the frequency one. */
+void sampler_set_count_weight(sampler *smp, int32_t id, float weight);
+/* The decayed count of id, and whether it occurred since the last reset. */
+float sampler_count(const sampler *smp, int32_t id);
+int sampler_present(const sampler *smp, int32_t id);
+
+/* The candidate set of the last sampler_sample: ids and their final
+ * probabilities (after penalties, top-k, top-p, min-p and temperature),
+ * valid until the next call.  Sorted by decreasing probability when there
+ * are at most 4096 of them; otherwise in no particular order. */
+size_t sampler_last_candidates(sampler *smp, const int32_t **ids, const float **probs);
 
 #endif
