@@ -1,0 +1,743 @@
+/*
+ * test_checkpoint.c - the .pth and safetensors readers: every fixture loads,
+ * tensors match bytes this test finds in the files by itself, the same
+ * weights read the same from every container, and damaged copies (made
+ * here, in a temporary folder) give one-line errors naming the problem.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/checkpoint.h"
+#include "tests/tap.h"
+
+static char tmpdir[64];
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[4][256];
+    static int next;
+    char *b = buf[next++ & 3];
+
+    snprintf(b, sizeof(buf[0]), "%s/%s", tmpdir, name);
+    return b;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (!f || fwrite(data, 1, len, f) != len) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(99);
+    }
+    fclose(f);
+}
+
+static uint16_t rd16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void wr16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void wr32(unsigned char *p, uint32_t v)
+{
+    wr16(p, v & 0xffff);
+    wr16(p + 2, v >> 16);
+}
+
+static void wr64(unsigned char *p, uint64_t v)
+{
+    wr32(p, (uint32_t)v);
+    wr32(p + 4, (uint32_t)(v >> 32));
+}
+
+struct raw_entry {
+    const char *name;
+    size_t nlen;
+    const unsigned char *data;
+    size_t size;
+    uint32_t crc;
+};
+
+/* Lists a (non-ZIP64, comment-free) zip's entries from its central
+ * directory, independently of the reader under test.  torch writes data
+ * descriptors, so local headers carry no sizes. */
+static size_t raw_entries(const unsigned char *buf, size_t len, struct raw_entry *ent,
+                          size_t max)
+{
+    const unsigned char *eocd = buf + len - 22;
+    size_t n, i, pos;
+
+    if (len < 22 || rd32(eocd) != 0x06054b50) {
+        return 0;
+    }
+    n = rd16(eocd + 10);
+    pos = rd32(eocd + 16);
+    for (i = 0; i < n && i < max; i++) {
+        const unsigned char *h = buf + pos, *l;
+        ent[i].nlen = rd16(h + 28);
+        ent[i].name = (const char *)h + 46;
+        ent[i].size = rd32(h + 24);
+        ent[i].crc = rd32(h + 16);
+        l = buf + rd32(h + 42);
+        ent[i].data = l + 30 + rd16(l + 26) + rd16(l + 28);
+        pos += 46 + ent[i].nlen + rd16(h + 30) + rd16(h + 32);
+    }
+    return i;
+}
+
+static struct raw_entry entries[8192];
+
+/* Finds a stored zip entry by name; its data and size. */
+static const unsigned char *raw_entry(const unsigned char *buf, size_t len, const char *name,
+                                      size_t *size)
+{
+    size_t n = raw_entries(buf, len, entries, 8192), i;
+
+    for (i = 0; i < n; i++) {
+        if (entries[i].nlen == strlen(name) && !memcmp(entries[i].name, name, entries[i].nlen)) {
+            *size = entries[i].size;
+            return entries[i].data;
+        }
+    }
+    return NULL;
+}
+
+/* Number of entries whose name contains sub. */
+static int count_entries(const unsigned char *buf, size_t len, const char *sub)
+{
+    size_t n = raw_entries(buf, len, entries, 8192), i;
+    int count = 0;
+
+    for (i = 0; i < n; i++) {
+        char name[512];
+        snprintf(name, sizeof(name), "%.*s", (int)entries[i].nlen, entries[i].name);
+        count += strstr(name, sub) != NULL;
+    }
+    return count;
+}
+
+/* Offset of needle in buf at or after from, or -1. */
+static long find_bytes(const unsigned char *buf, size_t len, size_t from, const void *needle,
+                       size_t nlen)
+{
+    size_t i;
+
+    for (i = from; i + nlen <= len; i++) {
+        if (!memcmp(buf + i, needle, nlen)) {
+            return (long)i;
+        }
+    }
+    return -1;
+}
+
+/* Counts tensors of a safetensors file by its header text. */
+static int count_safetensors(const unsigned char *buf, size_t len)
+{
+    uint64_t hlen = rd32(buf) | (uint64_t)rd32(buf + 4) << 32;
+    int n = 0;
+    long pos = 8;
+
+    while ((pos = find_bytes(buf, 8 + hlen < len ? 8 + hlen : len, (size_t)pos,
+                             "\"data_offsets\"", 14)) >= 0) {
+        n++;
+        pos++;
+    }
+    return n;
+}
+
+static int same_tensor(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
+{
+    int i;
+
+    if (!a || !b || a->dtype != b->dtype || a->ndim != b->ndim || a->nbytes != b->nbytes) {
+        return 0;
+    }
+    for (i = 0; i < a->ndim; i++) {
+        if (a->shape[i] != b->shape[i]) {
+            return 0;
+        }
+    }
+    return !memcmp(a->data, b->data, a->nbytes);
+}
+
+/* Every tensor of a is in b with the same shape, type and bytes. */
+static int same_contents(const ckpt_file *a, const ckpt_file *b, char *why, size_t len)
+{
+    size_t i;
+
+    if (ckpt_count(a) != ckpt_count(b)) {
+        snprintf(why, len, "%zu vs %zu tensors", ckpt_count(a), ckpt_count(b));
+        return 0;
+    }
+    for (i = 0; i < ckpt_count(a); i++) {
+        const struct ckpt_tensor *t = ckpt_at(a, i);
+        if (!same_tensor(t, ckpt_find(b, t->name))) {
+            snprintf(why, len, "tensor %s differs", t->name);
+            return 0;
+        }
+    }
+    snprintf(why, len, "%zu tensors", ckpt_count(a));
+    return 1;
+}
+
+static void test_fixture(const char *rel)
+{
+    const char *path = shared_path(rel);
+    char err[512], sbuf[64];
+    unsigned char *buf;
+    size_t len, esize = 0, i;
+    ckpt_file *f;
+    int expect, aligned = 1;
+
+    buf = read_file(path, &len);
+    if (!buf) {
+        skip("%s not found", rel);
+        return;
+    }
+    f = ckpt_open(path, err, sizeof(err));
+    if (!ok(f != NULL, "%s opens", rel)) {
+        diag("%s", err);
+        free(buf);
+        return;
+    }
+    expect = strstr(rel, ".safetensors") ? count_safetensors(buf, len)
+                                         : count_entries(buf, len, "/data/");
+    ok((int)ckpt_count(f) == expect, "%s: %zu tensors (expected %d)", rel, ckpt_count(f),
+       expect);
+    ok(ckpt_file_size(f) == len, "%s: file size %llu", rel,
+       (unsigned long long)ckpt_file_size(f));
+    for (i = 0; i < ckpt_count(f); i++) {
+        const struct ckpt_tensor *t = ckpt_at(f, i);
+        if ((uintptr_t)t->data % ckpt_dtype_size(t->dtype) ||
+            t->nbytes != (size_t)t->numel * ckpt_dtype_size(t->dtype) ||
+            ckpt_find(f, t->name) != t) {
+            aligned = 0;
+        }
+    }
+    ok(aligned, "%s: every tensor aligned, sized and found by name", rel);
+    ok(ckpt_find(f, "no.such.tensor") == NULL, "%s: unknown name gives NULL", rel);
+
+    if (strstr(rel, ".pth")) {
+        /* emb.weight is storage 0 in every fixture: compare with the raw entry */
+        const struct ckpt_tensor *emb = ckpt_find(f, "emb.weight");
+        char name[256];
+        const char *base = strrchr(rel, '/') + 1;
+        const unsigned char *raw;
+
+        snprintf(name, sizeof(name), "%.*s/data/0", (int)(strlen(base) - 4), base);
+        raw = raw_entry(buf, len, name, &esize);
+        ok(emb && raw && emb->nbytes == esize && !memcmp(emb->data, raw, esize) &&
+           emb->ndim == 2, "%s: emb.weight (%s) is the bytes of entry %s", rel,
+           emb ? ckpt_shape_str(emb->ndim, emb->shape, sbuf, sizeof(sbuf)) : "missing", name);
+    }
+    ckpt_close(f);
+    free(buf);
+}
+
+/* The same weights read the same from .pth, torch 2 .pth and safetensors. */
+static void test_same_weights(const char *a_rel, const char *b_rel)
+{
+    char err[512], why[256];
+    ckpt_file *a = ckpt_open(shared_path(a_rel), err, sizeof(err));
+    ckpt_file *b = a ? ckpt_open(shared_path(b_rel), err, sizeof(err)) : NULL;
+
+    if (!a || !b) {
+        ok(0, "%s and %s open: %s", a_rel, b_rel, err);
+    } else {
+        ok(same_contents(a, b, why, sizeof(why)), "%s and %s hold the same tensors (%s)", a_rel,
+           b_rel, why);
+    }
+    ckpt_close(a);
+    ckpt_close(b);
+}
+
+static void test_conversions(void)
+{
+    static const uint16_t half[] = { 0x3c00, 0xc000, 0x0001, 0x03ff, 0x7bff, 0x7c00, 0x3555,
+                                     0x8000 };
+    static const float half_want[] = { 1.0f, -2.0f, 5.9604645e-8f, 6.0975552e-5f, 65504.0f,
+                                       INFINITY, 0.33325195f, -0.0f };
+    static const uint16_t bf[] = { 0x3f80, 0x4049, 0xbf00, 0x7f80 };
+    static const float bf_want[] = { 1.0f, 3.140625f, -0.5f, INFINITY };
+    static const float f32[] = { 1.5f, -7.25f };
+    unsigned char bytes[16];
+    float out[8], nan_out;
+    uint16_t nan_half = 0x7e00;
+    size_t i;
+    int good = 1;
+
+    for (i = 0; i < 8; i++) {
+        wr16(bytes + 2 * i, half[i]);
+    }
+    ckpt_to_f32(CKPT_F16, bytes, out, 8);
+    for (i = 0; i < 8; i++) {
+        if (out[i] != half_want[i] || signbit(out[i]) != signbit(half_want[i])) {
+            diag("f16 %04x -> %g, want %g", half[i], out[i], half_want[i]);
+            good = 0;
+        }
+    }
+    ok(good, "float16 to float32: normal, subnormal, max, inf, -0 exact");
+    wr16(bytes, nan_half);
+    ckpt_to_f32(CKPT_F16, bytes, &nan_out, 1);
+    ok(isnan(nan_out), "float16 NaN stays NaN");
+    for (i = 0; i < 4; i++) {
+        wr16(bytes + 2 * i, bf[i]);
+    }
+    ckpt_to_f32(CKPT_BF16, bytes, out, 4);
+    ok(out[0] == bf_want[0] && out[1] == bf_want[1] && out[2] == bf_want[2] &&
+       out[3] == bf_want[3], "bfloat16 to float32 exact (%g %g %g %g)", out[0], out[1], out[2],
+       out[3]);
+    ckpt_to_f32(CKPT_F32, f32, out, 2);
+    ok(out[0] == 1.5f && out[1] == -7.25f, "float32 copies");
+    ok(ckpt_dtype_size(CKPT_F32) == 4 && ckpt_dtype_size(CKPT_BF16) == 2 &&
+       !strcmp(ckpt_dtype_name(CKPT_F16), "float16"), "dtype sizes and names");
+}
+
+/* A transposed view (strides 1,128) of a stored matrix reads as its
+ * transpose: the strided-copy path. */
+static void test_strided(void)
+{
+    const char *path = shared_path("fixtures/models/v7.pth");
+    static const unsigned char stride[] = { 'K', 0x80, 'K', 0x01, 0x86 };
+    const struct ckpt_tensor *a, *b;
+    unsigned char *buf;
+    size_t len;
+    long name, pos;
+    ckpt_file *orig, *tr;
+    char err[512];
+    int i, j, good = 1;
+
+    buf = read_file(path, &len);
+    if (!buf) {
+        skip("v7.pth not found");
+        return;
+    }
+    name = find_bytes(buf, len, 0, "blocks.0.att.key.weight", 23);
+    pos = name < 0 ? -1 : find_bytes(buf, len, (size_t)name, stride, sizeof(stride));
+    if (pos < 0) {
+        ok(0, "stride tuple of blocks.0.att.key.weight found in v7.pth");
+        free(buf);
+        return;
+    }
+    buf[pos + 1] = 0x01;
+    buf[pos + 3] = 0x80;
+    write_file(tmp_path("transposed.pth"), buf, len);
+    orig = ckpt_open(path, err, sizeof(err));
+    tr = ckpt_open(tmp_path("transposed.pth"), err, sizeof(err));
+    if (!ok(orig && tr, "checkpoint with a transposed (strided) tensor opens")) {
+        diag("%s", err);
+    } else {
+        const uint16_t *x, *y;
+        a = ckpt_find(orig, "blocks.0.att.key.weight");
+        b = ckpt_find(tr, "blocks.0.att.key.weight");
+        x = a->data;
+        y = b->data;
+        for (i = 0; i < 128 && good; i++) {
+            for (j = 0; j < 128; j++) {
+                if (x[i * 128 + j] != y[j * 128 + i]) {
+                    good = 0;
+                    break;
+                }
+            }
+        }
+        ok(good && b->ndim == 2 && b->shape[0] == 128, "strided tensor is copied as the "
+           "transpose of the stored matrix");
+        ok(same_tensor(ckpt_find(orig, "head.weight"), ckpt_find(tr, "head.weight")),
+           "other tensors unaffected");
+    }
+    ckpt_close(orig);
+    ckpt_close(tr);
+    free(buf);
+}
+
+/* Rewrites a torch zip as ZIP64 (every size and offset in ZIP64 extra
+ * fields, ZIP64 end records) under another top-level folder name. */
+static size_t make_zip64(const unsigned char *in, size_t len, unsigned char **outp,
+                         const char *old_dir, const char *new_dir)
+{
+    size_t out_len = 0, cd_start, n_entries, cap = len * 2 + 65536, i;
+    unsigned char *out = malloc(cap);
+    struct {
+        char name[256];
+        size_t nlen;
+        uint64_t offset, size;
+        uint32_t crc;
+    } *ent = calloc(8192, sizeof(*ent));
+
+    n_entries = raw_entries(in, len, entries, 8192);
+    for (i = 0; i < n_entries; i++) {
+        size_t olen = strlen(old_dir), size = entries[i].size;
+
+        ent[i].nlen = (size_t)snprintf(ent[i].name, 256, "%s%.*s", new_dir,
+                                       (int)(entries[i].nlen - olen), entries[i].name + olen);
+        ent[i].offset = out_len;
+        ent[i].size = size;
+        ent[i].crc = entries[i].crc;
+        /* local header: sizes 0xffffffff with a ZIP64 extra of both sizes */
+        memset(out + out_len, 0, 30);
+        wr32(out + out_len, 0x04034b50);
+        wr16(out + out_len + 4, 45);
+        wr32(out + out_len + 14, ent[i].crc);
+        wr32(out + out_len + 18, 0xffffffffu);
+        wr32(out + out_len + 22, 0xffffffffu);
+        wr16(out + out_len + 26, (unsigned)ent[i].nlen);
+        wr16(out + out_len + 28, 20);
+        memcpy(out + out_len + 30, ent[i].name, ent[i].nlen);
+        out_len += 30 + ent[i].nlen;
+        wr16(out + out_len, 1);
+        wr16(out + out_len + 2, 16);
+        wr64(out + out_len + 4, size);
+        wr64(out + out_len + 12, size);
+        out_len += 20;
+        /* no alignment padding: odd offsets exercise the copy path */
+        memcpy(out + out_len, entries[i].data, size);
+        out_len += size;
+    }
+    cd_start = out_len;
+    for (i = 0; i < n_entries; i++) {
+        unsigned char *h = out + out_len;
+        memset(h, 0, 46);
+        wr32(h, 0x02014b50);
+        wr16(h + 4, 45);
+        wr16(h + 6, 45);
+        wr32(h + 16, ent[i].crc);
+        wr32(h + 20, 0xffffffffu);
+        wr32(h + 24, 0xffffffffu);
+        wr16(h + 28, (unsigned)ent[i].nlen);
+        wr16(h + 30, 28);
+        wr32(h + 42, 0xffffffffu);
+        memcpy(h + 46, ent[i].name, ent[i].nlen);
+        h += 46 + ent[i].nlen;
+        wr16(h, 1);
+        wr16(h + 2, 24);
+        wr64(h + 4, ent[i].size);
+        wr64(h + 12, ent[i].size);
+        wr64(h + 20, ent[i].offset);
+        out_len += 46 + ent[i].nlen + 28;
+    }
+    {
+        unsigned char *z = out + out_len;
+        size_t cd_size = out_len - cd_start, e64 = out_len;
+
+        memset(z, 0, 56 + 20 + 22);
+        wr32(z, 0x06064b50);
+        wr64(z + 4, 44);
+        wr16(z + 12, 45);
+        wr16(z + 14, 45);
+        wr64(z + 24, n_entries);
+        wr64(z + 32, n_entries);
+        wr64(z + 40, cd_size);
+        wr64(z + 48, cd_start);
+        z += 56;
+        wr32(z, 0x07064b50);
+        wr64(z + 8, e64);
+        wr32(z + 16, 1);
+        z += 20;
+        wr32(z, 0x06054b50);
+        wr16(z + 8, 0xffff);
+        wr16(z + 10, 0xffff);
+        wr32(z + 12, 0xffffffffu);
+        wr32(z + 16, 0xffffffffu);
+        out_len += 56 + 20 + 22;
+    }
+    free(ent);
+    *outp = out;
+    return out_len;
+}
+
+static void test_zip64(void)
+{
+    const char *path = shared_path("fixtures/models/v7.pth");
+    unsigned char *buf, *z64;
+    size_t len, zlen;
+    ckpt_file *a, *b;
+    char err[512], why[256];
+
+    buf = read_file(path, &len);
+    if (!buf) {
+        skip("v7.pth not found");
+        return;
+    }
+    zlen = make_zip64(buf, len, &z64, "v7/", "archive/");
+    write_file(tmp_path("zip64.pth"), z64, zlen);
+    a = ckpt_open(path, err, sizeof(err));
+    b = ckpt_open(tmp_path("zip64.pth"), err, sizeof(err));
+    if (!ok(b != NULL, "ZIP64 checkpoint under folder archive/ opens")) {
+        diag("%s", err);
+    } else {
+        ok(same_contents(a, b, why, sizeof(why)), "ZIP64 copy holds the same tensors (%s)",
+           why);
+    }
+    ckpt_close(a);
+    ckpt_close(b);
+    free(z64);
+    free(buf);
+}
+
+/* Opens path expecting failure; checks the error is one line holding the
+ * file name and every word in want (NULL-terminated). */
+static void expect_error(const char *what, const char *path, const char *const *want)
+{
+    char err[512];
+    ckpt_file *f;
+    int good;
+
+    memset(err, 0, sizeof(err));
+    f = ckpt_open(path, err, sizeof(err));
+    good = f == NULL && strstr(err, path) == err && !strchr(err, '\n');
+    for (; good && *want; want++) {
+        good = strstr(err, *want) != NULL;
+    }
+    ok(good, "%s: \"%s\"", what, err);
+    ckpt_close(f);
+}
+
+#define WANT(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
+/* Writes a copy of buf with the first occurrence of from (after the first
+ * occurrence of anchor, if any) replaced by to (same length). */
+static const char *patched(const char *name, const unsigned char *buf, size_t len,
+                           const char *anchor, const void *from, const void *to, size_t n)
+{
+    unsigned char *copy = malloc(len);
+    long a = anchor ? find_bytes(buf, len, 0, anchor, strlen(anchor)) : 0;
+    long pos = a < 0 ? -1 : find_bytes(buf, len, (size_t)a, from, n);
+
+    memcpy(copy, buf, len);
+    if (pos < 0) {
+        diag("patch for %s not found", name);
+    } else {
+        memcpy(copy + pos, to, n);
+    }
+    write_file(tmp_path(name), copy, len);
+    free(copy);
+    return tmp_path(name);
+}
+
+static void test_damaged_pth(void)
+{
+    const char *path = shared_path("fixtures/models/v7.pth");
+    unsigned char *buf, *copy;
+    size_t len, i;
+    const char *p;
+
+    buf = read_file(path, &len);
+    if (!buf) {
+        skip("v7.pth not found");
+        return;
+    }
+    write_file(tmp_path("empty.pth"), "", 0);
+    expect_error("empty file", tmp_path("empty.pth"), WANT("empty"));
+
+    write_file(tmp_path("half.pth"), buf, len / 2);
+    expect_error("truncated .pth", tmp_path("half.pth"), WANT("truncated"));
+
+    write_file(tmp_path("tail-cut.pth"), buf, len - 10);
+    expect_error(".pth missing its last bytes", tmp_path("tail-cut.pth"), WANT("truncated"));
+
+    /* a zip with entries but no data.pkl */
+    copy = malloc(len);
+    memcpy(copy, buf, len);
+    for (i = 0; i + 8 <= len; i++) {
+        if (!memcmp(copy + i, "data.pkl", 8)) {
+            memcpy(copy + i, "data.txt", 8);
+        }
+    }
+    write_file(tmp_path("notckpt.zip"), copy, len);
+    free(copy);
+    expect_error("zip that is not a checkpoint", tmp_path("notckpt.zip"),
+                 WANT("not a PyTorch checkpoint", "data.pkl"));
+
+    p = patched("global.pth", buf, len, NULL, "torch._utils\n_rebuild_tensor_v2\n",
+                "os\nsystem\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", 32);
+    expect_error("pickle with a foreign GLOBAL", p,
+                 WANT("data.pkl offset 23", "refusing foreign GLOBAL os.system"));
+
+    p = patched("opcode.pth", buf, len, NULL, "\x80\x02}", "\x80\x02]", 3);
+    expect_error("pickle with a disallowed opcode (EMPTY_LIST)", p,
+                 WANT("data.pkl offset 2", "opcode 0x5d not allowed"));
+
+    /* storage offset 0 -> 16 elements: head.weight's view runs past its entry */
+    p = patched("offset.pth", buf, len, "head.weight", "QK\x00", "QK\x10", 3);
+    expect_error("tensor data running past its entry", p,
+                 WANT("tensor head.weight", "runs past the end of entry v7/data/101"));
+
+    /* storage size 128000 -> 128001 elements: more than the entry holds */
+    p = patched("storage.pth", buf, len, "emb.weight", "J\x00\xf4\x01\x00", "J\x01\xf4\x01\x00",
+                5);
+    expect_error("storage larger than its entry", p,
+                 WANT("tensor emb.weight", "runs past the end of entry v7/data/0"));
+
+    /* shape (128,) -> (129,): the view needs one element more than stored */
+    p = patched("bigshape.pth", buf, len, "ln_out.weight", "K\x80\x85", "K\x81\x85", 3);
+    expect_error("tensor shape larger than its storage", p,
+                 WANT("tensor ln_out.weight", "runs past the end of entry v7/data/99"));
+
+    /* legacy pickle and random bytes */
+    write_file(tmp_path("legacy.pth"), "\x80\x02\x8a\x0al\xfc\x9c" "F\xf9 j\xa8" "P\x19.", 16);
+    expect_error("legacy torch pickle", tmp_path("legacy.pth"), WANT("legacy"));
+    write_file(tmp_path("text.pth"), "hello, this is not a model\n", 27);
+    expect_error("text file", tmp_path("text.pth"), WANT("not a model file"));
+    expect_error("missing file", tmp_path("nonexistent.pth"), WANT("No such file"));
+    free(buf);
+}
+
+static void put_safetensors(const char *name, const char *header, const void *data,
+                            size_t dlen)
+{
+    size_t hlen = strlen(header), len = 8 + hlen + dlen;
+    unsigned char *b = malloc(len);
+
+    wr64(b, hlen);
+    memcpy(b + 8, header, hlen);
+    memcpy(b + 8 + hlen, data, dlen);
+    write_file(tmp_path(name), b, len);
+    free(b);
+}
+
+static void test_safetensors_small(void)
+{
+    float data[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    char err[512];
+    const struct ckpt_tensor *t;
+    ckpt_file *f;
+
+    put_safetensors("ok.safetensors",
+                    "{\"__metadata__\":{\"format\":\"pt\",\"n\":\"\\u00e9\\ud83d\\ude00\"},"
+                    " \"a\\u002eb\" : {\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+                    "\"c\":{\"shape\":[],\"dtype\":\"F32\",\"data_offsets\":[16,20]},"
+                    "\"h\":{\"dtype\":\"F16\",\"shape\":[6],\"data_offsets\":[20,32]}}  ",
+                    data, sizeof(data));
+    f = ckpt_open(tmp_path("ok.safetensors"), err, sizeof(err));
+    if (!ok(f != NULL, "hand-made safetensors opens (escapes, metadata, scalar, spaces)")) {
+        diag("%s", err);
+    } else {
+        t = ckpt_find(f, "a.b");
+        ok(t && t->ndim == 2 && t->shape[1] == 2 && ((const float *)t->data)[3] == 4.0f,
+           "tensor a.b [2][2] = 1 2 3 4");
+        t = ckpt_find(f, "c");
+        ok(t && t->ndim == 0 && t->numel == 1 && ((const float *)t->data)[0] == 5.0f,
+           "scalar c = 5");
+        t = ckpt_find(f, "h");
+        ok(t && t->dtype == CKPT_F16 && t->numel == 6, "float16 tensor h of 6");
+    }
+    ckpt_close(f);
+
+    put_safetensors("overlap.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+                    data, sizeof(data));
+    expect_error("safetensors with overlapping tensors", tmp_path("overlap.safetensors"),
+                 WANT("tensor b", "overlaps tensor a"));
+    put_safetensors("dtype.safetensors",
+                    "{\"a\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}",
+                    data, sizeof(data));
+    expect_error("safetensors with an integer tensor", tmp_path("dtype.safetensors"),
+                 WANT("tensor a", "dtype I64 not supported"));
+    put_safetensors("past.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[0,64]}}",
+                    data, sizeof(data));
+    expect_error("safetensors tensor past the end of the data", tmp_path("past.safetensors"),
+                 WANT("tensor a", "past the end"));
+    put_safetensors("shape.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}",
+                    data, sizeof(data));
+    expect_error("safetensors shape contradicting its byte range", tmp_path("shape.safetensors"),
+                 WANT("tensor a", "shape 3 of float32 needs 12 bytes, data has 16"));
+    put_safetensors("json.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},}",
+                    data, sizeof(data));
+    expect_error("safetensors with a trailing comma", tmp_path("json.safetensors"),
+                 WANT("header offset"));
+    put_safetensors("neg.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}",
+                    data, sizeof(data));
+    expect_error("safetensors with a negative dimension", tmp_path("neg.safetensors"),
+                 WANT("header offset", "non-negative integer"));
+    put_safetensors("dup.safetensors",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+                    data, sizeof(data));
+    expect_error("safetensors with a name twice", tmp_path("dup.safetensors"),
+                 WANT("tensor a appears twice"));
+    {
+        unsigned char hdr[16] = { 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, '{', '}' };
+        write_file(tmp_path("hlen.safetensors"), hdr, sizeof(hdr));
+        expect_error("safetensors header length past the end", tmp_path("hlen.safetensors"),
+                     WANT("header", "runs past the end of the file"));
+    }
+}
+
+static void test_damaged_safetensors(void)
+{
+    const char *path = shared_path("fixtures/models/v7.safetensors");
+    unsigned char *buf;
+    size_t len;
+
+    buf = read_file(path, &len);
+    if (!buf) {
+        skip("v7.safetensors not found");
+        return;
+    }
+    write_file(tmp_path("cut.safetensors"), buf, len - 100);
+    expect_error("truncated safetensors", tmp_path("cut.safetensors"),
+                 WANT("tensor ", "run past the end of the data", "truncated"));
+    write_file(tmp_path("cut-header.safetensors"), buf, 200);
+    expect_error("safetensors cut inside the header", tmp_path("cut-header.safetensors"),
+                 WANT("header", "truncated"));
+    free(buf);
+}
+
+int main(void)
+{
+    static const char *fixtures[] = {
+        "fixtures/models/v4.pth", "fixtures/models/v5.2.pth", "fixtures/models/v6.pth",
+        "fixtures/models/v7.pth", "fixtures/models/v7-fp32.pth",
+        "fixtures/models/v7-world.pth", "fixtures/models/v7.torch2.pth",
+        "fixtures/models/v7.safetensors", "fixtures/models/v6.safetensors",
+        "fixtures/trained/tiny-4v0-660K.pth", "fixtures/trained/tiny-5v1-730K.pth",
+        "fixtures/trained/tiny-5v2-730K.pth", "fixtures/trained/tiny-7v0-834K.pth",
+    };
+    size_t i;
+
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_checkpoint.XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 99;
+    }
+    for (i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
+        test_fixture(fixtures[i]);
+    }
+    test_same_weights("fixtures/models/v7.pth", "fixtures/models/v7.safetensors");
+    test_same_weights("fixtures/models/v7.pth", "fixtures/models/v7.torch2.pth");
+    test_same_weights("fixtures/models/v6.pth", "fixtures/models/v6.safetensors");
+    test_conversions();
+    test_strided();
+    test_zip64();
+    test_damaged_pth();
+    test_safetensors_small();
+    test_damaged_safetensors();
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) {
+            diag("could not remove %s", tmpdir);
+        }
+    }
+    return tap_done();
+}
