@@ -1,38 +1,256 @@
-/* main.c - rwkv-chat: options, then the TUI or --batch. */
-#include <getopt.h>
+/* main.c - rwkv-chat: options, model and chat set-up, then the TUI or --batch. */
+#include <errno.h>
+#include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
-static void usage(FILE *f)
+#include "app/batch.h"
+#include "app/chat.h"
+#include "app/models.h"
+#include "app/options.h"
+#include "app/paths.h"
+#include "app/tui.h"
+#include "engine/rwkv.h"
+#include "tokenizer/world.h"
+
+/* Set by SIGINT in batch mode; batch checks it between tokens. */
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
 {
-    fprintf(f, "Usage: rwkv-chat [OPTION]...\n"
-               "Chat with an RWKV language model in the terminal.\n\n"
-               "  -h, --help     display this help and exit\n"
-               "  -V, --version  output version information and exit\n");
+    (void)sig;
+    interrupted = 1;
+}
+
+static void error_line(const char *fmt, const char *a, const char *b)
+{
+    fputs("rwkv-chat: ", stderr);
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+}
+
+/* "rwkv7-tiny-chat.pth  RWKV-7 18.2M": what the status line and /info show. */
+static void make_label(char *buf, size_t len, const char *path, const struct rwkv_info *info)
+{
+    const char *base = strrchr(path, '/');
+    double p = (double)info->n_params;
+
+    base = base ? base + 1 : path;
+    if (p >= 1e9) {
+        snprintf(buf, len, "%s  RWKV-%s %.1fB", base, info->version_name, p / 1e9);
+    } else if (p >= 1e6) {
+        snprintf(buf, len, "%s  RWKV-%s %.1fM", base, info->version_name, p / 1e6);
+    } else {
+        snprintf(buf, len, "%s  RWKV-%s %.1fK", base, info->version_name, p / 1e3);
+    }
+}
+
+/* --data-dir: searched before $RWKV_CHAT_DATADIR and $(pkgdatadir). */
+static int add_data_dir(const char *dir)
+{
+    const char *old = getenv("RWKV_CHAT_DATADIR");
+    char *v;
+    int rc;
+
+    if (old && *old) {
+        if (asprintf(&v, "%s:%s", dir, old) < 0) {
+            return -1;
+        }
+    } else if (!(v = strdup(dir))) {
+        return -1;
+    }
+    rc = setenv("RWKV_CHAT_DATADIR", v, 1);
+    free(v);
+    return rc;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Loads the vocabulary, the model and the template, and makes the chat.
+ * Returns the exit status (0 on success, with *out_* set). */
+static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokenizer **out_tok,
+                  chat **out_chat, char *label, size_t label_len)
+{
+    char err[2048], *model_path, *vocab_path;
+    struct rwkv_load_options load = { opts->dtype, opts->n_threads };
+    const struct rwkv_info *info;
+    struct chat_template t;
+    const char *prompt;
+    world_tokenizer *tok;
+    rwkv_model *model;
+    double t0;
+    chat *c;
+
+    model_path = opts->model ? models_find(opts->model, err, sizeof(err))
+                             : models_find_demo(err, sizeof(err));
+    if (!model_path) {
+        error_line("%s", err, NULL);
+        return 1;
+    }
+    if (opts->vocab) {
+        vocab_path = strdup(opts->vocab);
+    } else if (!(vocab_path = paths_find_data(WORLD_VOCAB_FILE))) {
+        char *dirs = paths_data_dirs(WORLD_VOCAB_FILE);
+
+        error_line("vocabulary not found (looked in %s): reinstall rwkv-chat or pass --vocab PATH",
+                   dirs ? dirs : "", NULL);
+        free(dirs);
+        free(model_path);
+        return 1;
+    }
+    if (!(tok = world_load(vocab_path, err, sizeof(err)))) {
+        error_line("%s", err, NULL);
+        free(vocab_path);
+        free(model_path);
+        return 1;
+    }
+    free(vocab_path);
+    t0 = now();
+    if (!(model = rwkv_model_load(model_path, &load, err, sizeof(err)))) {
+        error_line("%s", err, NULL);
+        world_free(tok);
+        free(model_path);
+        return 1;
+    }
+    info = rwkv_model_info(model);
+    make_label(label, label_len, model_path, info);
+    if (opts->verbose) {
+        fprintf(stderr, "rwkv-chat: %s: RWKV-%s, %d layers, n_embd %d, %llu parameters, %s "
+                "weights (%s kernels), loaded in %.2f s\n", model_path, info->version_name,
+                info->n_layer, info->n_embd, (unsigned long long)info->n_params,
+                rwkv_dtype_name(info->compute_dtype), rwkv_kernels_name(), now() - t0);
+        if (!opts->model_from_user) {
+            fprintf(stderr, "rwkv-chat: %s\n", OPTIONS_DEMO_NOTICE);
+        }
+    }
+    free(model_path);
+    /* The demo model was trained on bare "User: ...\n\nAssistant:" turns
+     * from the zero state; real models get the default persona. */
+    prompt = opts->prompt ? opts->prompt : !opts->model_from_user ? "bare" : "default";
+    memset(&t, 0, sizeof(t));
+    if (chat_template_load(&t, prompt, err, sizeof(err)) < 0) {
+        error_line("%s", err, NULL);
+        rwkv_model_free(model);
+        world_free(tok);
+        return 1;
+    }
+    c = chat_new(model, tok, &t, &opts->sampling, err, sizeof(err));
+    chat_template_free(&t);
+    if (!c) {
+        error_line("%s", err, NULL);
+        rwkv_model_free(model);
+        world_free(tok);
+        return 1;
+    }
+    *out_model = model;
+    *out_tok = tok;
+    *out_chat = c;
+    return 0;
+}
+
+/* --state-in / --resume: continue a saved conversation. */
+static int load_state(chat *c, const struct app_options *opts)
+{
+    char err[RWKV_ERRLEN], *dir, *path;
+    int rc = 0;
+
+    if (opts->state_in) {
+        if (chat_load(c, opts->state_in, err, sizeof(err)) < 0) {
+            error_line("%s", err, NULL);
+            return 1;
+        }
+        return 0;
+    }
+    if (!opts->resume) {
+        return 0;
+    }
+    dir = paths_state_dir();
+    path = dir ? paths_join(dir, "session.state") : NULL;
+    if (!path) {
+        error_line("out of memory", NULL, NULL);
+        rc = 1;
+    } else if (access(path, F_OK) != 0) {
+        error_line("--resume: no saved session (%s: %s)", path, strerror(errno));
+        rc = 1;
+    } else if (chat_load(c, path, err, sizeof(err)) < 0) {
+        error_line("%s", err, NULL);
+        rc = 1;
+    } else if (opts->verbose) {
+        fprintf(stderr, "rwkv-chat: resumed %s\n", path);
+    }
+    free(path);
+    free(dir);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
-    };
-    int c;
+    struct app_options opts;
+    world_tokenizer *tok = NULL;
+    rwkv_model *model = NULL;
+    char label[512];
+    chat *c = NULL;
+    int rc;
 
-    while ((c = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("rwkv-chat (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+    setlocale(LC_ALL, "");
+    setlocale(LC_NUMERIC, "C");
+    rc = options_parse(&opts, argc, argv);
+    if (rc != 0) {
+        options_free(&opts);
+        return rc == OPTIONS_EXIT ? 0 : rc;
+    }
+    if (!opts.seed_set) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        opts.sampling.seed = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+                             ((uint64_t)getpid() << 32);
+    }
+    if (opts.data_dir && add_data_dir(opts.data_dir) < 0) {
+        error_line("--data-dir: %s", strerror(errno), NULL);
+        options_free(&opts);
+        return 1;
+    }
+    if (!opts.batch && !(isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))) {
+        opts.batch = 1;
+    }
+    rc = set_up(&opts, &model, &tok, &c, label, sizeof(label));
+    if (rc == 0) {
+        rc = load_state(c, &opts);
+    }
+    if (rc == 0 && opts.batch) {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_sigint;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0;        /* no SA_RESTART: a blocked read returns */
+        sigaction(SIGINT, &sa, NULL);
+        rc = batch_run(c, &opts, label, stdin, stdout, &interrupted);
+    } else if (rc == 0) {
+        rc = tui_run(c, &opts, label);
+        if (rc == 0 && opts.state_out) {
+            char err[RWKV_ERRLEN];
+
+            if (chat_save(c, opts.state_out, err, sizeof(err)) < 0) {
+                error_line("%s", err, NULL);
+                rc = 1;
+            }
         }
     }
-    return 0;
+    chat_free(c);
+    rwkv_model_free(model);
+    world_free(tok);
+    options_free(&opts);
+    return rc;
 }

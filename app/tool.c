@@ -17,6 +17,8 @@ static const struct tool_command commands[] = {
       tool_mkmodel },
     { "info", "describe a model file: version, sizes, parameters, bytes per token",
       tool_info },
+    { "models", "list the models --model NAME finds, with version, size and parameters",
+      tool_models },
     { NULL, NULL, NULL },
 };
 
