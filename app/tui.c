@@ -535,6 +535,10 @@ static void handle_key(struct tui *t, int key)
             on_escape(t);
         } else if (t->focus == t->input && next >= 0 && next <= 0xff) {
             t->input->ops->key(t->input, t, TUI_KEY_META | next);
+        } else {
+            /* Alt means nothing in the side panels: Esc, then the key. */
+            on_escape(t);
+            handle_key(t, next);
         }
         return;
     }
@@ -729,6 +733,10 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
     t->opts = opts;
     t->model_label = model_label ? model_label : "model";
     t->demo_model = opts && !opts->model_from_user;
+    /* The test suite slows replies down to watch them stream. */
+    if (getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS")) {
+        t->token_delay_ms = atoi(getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS"));
+    }
     want_utf8_locale();
     install_signals();
     if (start_curses(t) < 0) {
@@ -773,7 +781,7 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
             draw(t);
             last_frame = now_seconds();
         }
-        if (read_keys(t, 0) > 0) {
+        if (read_keys(t, t->token_delay_ms) > 0) {
             last_frame = 0;
         }
         if (t->generating && !t->quit) {

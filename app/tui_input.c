@@ -195,6 +195,7 @@ int tui_input_start(struct tui *t)
 
     /* Multi-line messages survive in the history file. */
     history_write_timestamps = 1;
+    history_comment_char = '#';     /* timestamps are written only with it */
     history_multiline_entries = 1;
     using_history();
     stifle_history(HISTORY_MAX);

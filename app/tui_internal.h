@@ -77,6 +77,7 @@ struct tui {
     int relayout;                   /* geometry must be recomputed */
 
     int generating;                 /* a reply is streaming */
+    int token_delay_ms;             /* tests: wait this long for keys between tokens */
     int ctrl_c_armed;               /* a second Ctrl-C at an empty prompt quits */
     int quit;
     int exit_status;

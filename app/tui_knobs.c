@@ -124,8 +124,8 @@ static void knobs_draw(struct tui_panel *p, struct tui *t)
             waddch(p->win, ' ');
         }
         mvwaddnstr(p->win, (int)i + 1, 2, knobs[i].label, inner - 2);
-        if (inner - vw - 1 > (int)strlen(knobs[i].label) + 2) {
-            mvwaddstr(p->win, (int)i + 1, 1 + inner - vw - 1, value);
+        if (inner - vw >= (int)strlen(knobs[i].label) + 3) {
+            mvwaddstr(p->win, (int)i + 1, inner - vw, value);
         }
         wattroff(p->win, a);
     }

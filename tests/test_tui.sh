@@ -1,0 +1,250 @@
+#!/bin/sh
+# test_tui.sh - drives the real rwkv-chat TUI in a private tmux server with
+# the v7-world fixture: streaming, knobs, snapshots, /save and --resume,
+# resizing mid-reply, wide characters, stopping a reply and quitting.
+# Every wait polls capture-pane with a deadline; nothing sleeps blindly.
+n=0
+fail=0
+ok() { # ok COND-STATUS DESCRIPTION
+    n=$((n + 1))
+    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
+}
+
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "1..1"
+    echo "ok 1 # SKIP tmux not installed"
+    exit 0
+fi
+B=${TOP_BUILDDIR:-.}
+model=${SHARED_DIR:-../shared}/fixtures/models/v7-world.pth
+if [ ! -f "$model" ]; then
+    echo "1..1"
+    echo "ok 1 # SKIP $model not found"
+    exit 0
+fi
+
+# Wide characters need a UTF-8 locale, in tmux as in rwkv-chat.
+LC_ALL=C.UTF-8
+export LC_ALL
+work=$(mktemp -d "${TMPDIR:-/tmp}/test_tui.XXXXXX") || exit 1
+XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data XDG_STATE_HOME=$work/state
+export XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME
+# Replies wait this long for keys between tokens, so a test can watch one
+# stream and act in the middle of it.
+RWKV_CHAT_TUI_TOKEN_DELAY_MS=25
+export RWKV_CHAT_TUI_TOKEN_DELAY_MS
+sock=rwkvtest-$$
+T="tmux -L $sock -f /dev/null"
+cleanup() {
+    $T kill-server >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+prog="$B/rwkv-chat --model $model --seed 11 --max-tokens 48"
+# start SESSION [OPTION...]: rwkv-chat in a new 100x30 session; its exit
+# status is printed when it ends.
+start() {
+    s=$1
+    shift
+    $T new-session -d -s "$s" -x 100 -y 30 \
+        "sh -c 'echo \$\$ >$work/pid.$s; exec $prog $*'; echo \"EXITED \$?\"; sleep 30" ||
+        return 1
+}
+screen() { # screen SESSION: the visible text
+    $T capture-pane -p -t "$1"
+}
+# wait_for SESSION EXTENDED-REGEX [SECONDS]: polls the screen until it matches.
+wait_for() {
+    i=0
+    limit=$(( ${3:-10} * 10 ))
+    while [ "$i" -lt "$limit" ]; do
+        if screen "$1" | grep -Eq -- "$2"; then
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "# timed out waiting for /$2/ in:" >&2
+    screen "$1" | sed 's/^/#   /' >&2
+    return 1
+}
+# wait_gone SESSION EXTENDED-REGEX [SECONDS]: polls until it no longer matches.
+wait_gone() {
+    i=0
+    limit=$(( ${3:-10} * 10 ))
+    while [ "$i" -lt "$limit" ]; do
+        if ! screen "$1" | grep -Eq -- "$2"; then
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    return 1
+}
+keys() { # keys SESSION KEY...: tmux key names
+    s=$1
+    shift
+    $T send-keys -t "$s" "$@"
+}
+type_text() { # type_text SESSION TEXT: literal text
+    $T send-keys -t "$1" -l -- "$2"
+}
+# The reply is streaming while the key bar offers to stop it; it has ended
+# when the key bar is back to the idle keys.
+STREAMING='^Esc Stop'
+IDLE='^F1 Help'
+
+start a
+wait_for a "v7-world.pth" 20
+ok $? "the status line names the model"
+screen a | head -1 | grep -q "RWKV-7"
+ok $? "the status line shows the model version"
+
+# 1. A message and a reply seen while it streams.
+type_text a "Hello there"
+keys a Enter
+wait_for a "$STREAMING"
+streaming=$?
+wait_for a "Assistant: ." 5
+partial=$(screen a)
+echo "$partial" | grep -Eq "$STREAMING"
+ok $(( streaming + $? )) "the reply is drawn while it streams"
+wait_for a "$IDLE" 20
+ok $? "the reply ends and the input comes back"
+screen a | grep -q "User: Hello there"
+ok $? "the user turn is in the transcript"
+screen a | head -1 | grep -Eq "reply [0-9.]+ tok/s"
+ok $? "the status line shows the reply speed"
+screen a | head -1 | grep -Eq "ctx [1-9][0-9]* tok"
+ok $? "the status line counts the context"
+
+# 2. Temperature up one step in the knobs panel, seen there and in /info.
+keys a F2
+wait_for a "Left/Right Change" 5
+keys a Right
+wait_for a "temperature +1\.05" 5
+ok $? "Right arrow in the knobs panel raises the temperature"
+keys a Escape
+wait_for a "$IDLE" 5
+type_text a "/info"
+keys a Enter
+wait_for a "knobs: temperature 1\.05" 5
+ok $? "/info shows the new temperature"
+
+# 3. A snapshot, one more exchange, then restoring it from the panel.
+type_text a "/snap before"
+keys a Enter
+wait_for a "snapshot 'before' taken" 5
+ok $? "/snap takes a snapshot"
+type_text a "Another message"
+keys a Enter
+wait_for a "User: Another message" 5 && wait_for a "$IDLE" 20
+ok $? "the conversation goes on after the snapshot"
+keys a F3
+wait_for a "Enter Restore" 5
+keys a Enter
+wait_for a "restored snapshot before" 5
+restored=$?
+screen a | grep -q "Another message"
+[ $? -ne 0 ] && [ $restored -eq 0 ]
+ok $? "restoring the snapshot takes the transcript back"
+screen a | head -1 | grep -q "snap before"
+ok $? "the status line names the current snapshot"
+keys a Escape
+wait_for a "$IDLE" 5
+
+# 4. Wide characters: CJK (2 columns), emoji (2), a combining accent (0).
+wide="你好世界😀 cafe$(printf '\314\201')!"
+wide_extra=4    # 5 wide characters, one combining mark: +5 -1 columns
+type_text a "$wide"
+wait_for a "^> 你好世界" 5
+cursor=$($T display -p -t a '#{cursor_x}')
+# "> " + 4 CJK + emoji + " cafe\xcc\x81!" = 2 + 8 + 2 + 6 = 18 columns
+[ "$cursor" = 18 ]
+ok $? "the input cursor sits after the wide characters (column $cursor, want 18)"
+keys a Enter
+wait_for a "User: 你好世界" 5
+line=$(screen a | grep "User: 你好世界" | head -1)
+left=${line%%│*}
+chars=$(printf '%s' "$left" | wc -m)
+width=$((chars + wide_extra))
+[ "$width" -eq 70 ]
+ok $? "the side panel stays aligned beside CJK and emoji (column $width, want 70)"
+wait_for a "$IDLE" 20
+
+# 5. Resizing the window in the middle of a reply.
+type_text a "Tell me a long story"
+keys a Enter
+wait_for a "$STREAMING"
+$T resize-window -t a -x 60 -y 20
+wait_for a "^─{60}$" 5
+ok $? "the screen is redrawn at the new size mid-reply"
+wait_for a "$IDLE" 20
+ok $? "the reply goes on to its end after the resize"
+$T resize-window -t a -x 100 -y 30
+wait_for a "^─{100}$" 5
+ok $? "and redrawn again when the window grows"
+
+# 6. Esc stops a reply; the partial reply stays.
+type_text a "One more"
+keys a Enter
+wait_for a "$STREAMING" && wait_for a "Assistant: ." 5
+keys a Escape
+wait_for a "reply stopped" 5
+ok $? "Esc stops the reply"
+wait_for a "$IDLE" 5
+ok $? "the input is back after stopping"
+
+# 7. /save, then quit with Ctrl-C twice: the session is saved for --resume.
+type_text a "/save $work/conv.state"
+keys a Enter
+wait_for a "saved to" 5
+[ $? -eq 0 ] && [ -s "$work/conv.state" ]
+ok $? "/save writes a state file"
+keys a C-c
+wait_for a "Ctrl-C again" 5
+ok $? "a first Ctrl-C at an empty prompt asks for a second"
+keys a C-c
+wait_for a "EXITED 0" 10
+ok $? "a second Ctrl-C quits with status 0"
+[ -s "$XDG_STATE_HOME/rwkv-chat/session.state" ]
+ok $? "quitting saved the session"
+grep -q "Tell me a long story" "$XDG_STATE_HOME/rwkv-chat/history" 2>/dev/null
+ok $? "the input history was written"
+
+start b --resume
+wait_for b "User: Hello there" 20
+ok $? "--resume shows the old transcript"
+screen b | grep -q "Another message"
+[ $? -ne 0 ]
+ok $? "--resume continues from the restored branch"
+keys b Up
+wait_for b "^> /save " 5
+ok $? "the history persists across runs (Up recalls the last line)"
+keys b C-u
+type_text b "/quit"
+keys b Enter
+wait_for b "EXITED 0" 10
+ok $? "/quit quits with status 0"
+
+start c --state-in "$work/conv.state"
+wait_for c "User: One more" 20
+ok $? "--state-in of the /save file shows its transcript"
+keys c C-d
+wait_for c "EXITED 0" 10
+ok $? "Ctrl-D at an empty prompt quits"
+
+# 8. SIGTERM: the terminal is restored and the session still saved.
+rm -f "$XDG_STATE_HOME/rwkv-chat/session.state"
+start d
+wait_for d "v7-world.pth" 20
+kill -TERM "$(cat "$work/pid.d")"
+wait_for d "EXITED 143" 10
+ok $? "SIGTERM ends rwkv-chat with status 143"
+[ -s "$XDG_STATE_HOME/rwkv-chat/session.state" ]
+ok $? "the session is saved on SIGTERM"
+
+echo "1..$n"
+exit $fail
