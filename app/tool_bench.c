@@ -1,4 +1,5 @@
 /* tool_bench.c - rwkv-tool bench WHAT ...: timing of one component. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,7 +95,7 @@ static uint8_t *load_input(const char *path, size_t *len)
     long n;
 
     if (!f) {
-        tool_error("%s: %m", path);
+        tool_error("%s: %s", path, strerror(errno));
         return NULL;
     }
     if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
@@ -161,7 +162,16 @@ static int bench_tokenizer(int argc, char **argv)
         tokenizer_usage(stderr);
         return 2;
     }
+    if (!(input = load_input(argv[optind], &n))) {
+        return 1;
+    }
+    if (n == 0) {
+        tool_error("%s: empty file, nothing to measure", argv[optind]);
+        free(input);
+        return 1;
+    }
     if (!(vocab = tool_vocab_path(vocab_option))) {
+        free(input);
         return 1;
     }
 
@@ -179,13 +189,6 @@ static int bench_tokenizer(int argc, char **argv)
     printf("vocabulary: %s, %d ids, load %.1f ms (median of 9, best %.1f ms)\n", vocab,
            world_vocab_size(tok), loads[4] * 1e3, loads[0] * 1e3);
 
-    if (!(input = load_input(argv[optind], &n))) {
-        goto out;
-    }
-    if (n == 0) {
-        tool_error("%s: empty file, nothing to measure", argv[optind]);
-        goto out;
-    }
 
     best = 1e30;
     total = 0;

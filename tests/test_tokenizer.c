@@ -207,8 +207,8 @@ static void check_against_reference(const world_tokenizer *tok)
         for (len = 0; len < n; len++) {
             uint32_t r = rnd();
 
-            buf[len] = (uint8_t)(r % 4 ? "abcdefghijklmnopqrstuvwxyz "[(r >> 8) % 27]
-                                       : (r >> 16) & 0xFF);
+            buf[len] = r % 4 ? (uint8_t)"abcdefghijklmnopqrstuvwxyz "[(r >> 8) % 27]
+                             : (uint8_t)(r >> 16);
         }
         good_random += same_as_reference(tok, buf, n);
 

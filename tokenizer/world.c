@@ -2,11 +2,11 @@
  * world.c - the RWKV World tokenizer: vocabulary parser, byte trie,
  * greedy longest-match encoder, decoder and streaming UTF-8 decoder.
  *
- * The trie is stored breadth first so that the children of a node are
- * consecutive nodes sorted by byte: a node needs only the index of its
- * first child and a child count, and finding a child scans a few bytes of
- * the label array.  The first two levels are skipped with a table indexed
- * by the first two bytes, which is where the fan-out is widest.
+ * The trie lives in one array of 32-bit words so that a step of the
+ * longest-match walk touches one place in memory: each node with children
+ * has a block holding its children's labels and, per child, a record
+ * (token id, block of the child).  The first two bytes are looked up in a
+ * table, where the fan-out is widest.
  */
 #include "tokenizer/world.h"
 
@@ -18,27 +18,36 @@
 
 #include <utf8proc.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define NO_TOKEN (-1)
 #define UNUSED_ID UINT32_MAX
 /* Ids above this are surely a typo in the file, not a vocabulary. */
 #define MAX_ID (1 << 24)
 
-struct trie_node {
-    uint32_t first;     /* index of the first child */
-    int32_t token;      /* id of the token ending here, or NO_TOKEN */
-    uint32_t count;     /* number of children */
-};
+/*
+ * Block of a node with n children (word offsets into the arena):
+ *   [0]       n | lo << 16 | hi << 24 (smallest and largest child label)
+ *   n <= SCAN_CHILDREN: ceil(n / 4) words of labels in ascending order,
+ *             then one record per child in the same order;
+ *   n > SCAN_CHILDREN: one record per label lo..hi, NO_CHILD where absent.
+ * A record is two words: the child's token id (or NO_TOKEN) and the
+ * offset of the child's block (0 if the child has no children).
+ * Offset 0 is never a block or a record, so 0 means none.
+ */
+#define SCAN_CHILDREN 16
+#define NO_CHILD ((uint32_t)-2)
 
 struct world_tokenizer {
     int vocab_size;             /* largest id + 1 */
     uint8_t *blob;              /* all token bytes */
     uint32_t *offset;           /* [vocab_size] start of each token in blob */
     uint32_t *length;           /* [vocab_size] its length, UNUSED_ID if absent */
-    struct trie_node *nodes;    /* breadth first, node 0 is the root */
-    uint8_t *label;             /* [n_nodes] byte leading into each node */
-    uint32_t n_nodes;
+    uint32_t *arena;            /* trie blocks, see above */
     int32_t byte_token[256];    /* the one-byte tokens */
-    uint32_t pair[65536];       /* node after bytes (a << 8 | b), 0 if none */
+    uint32_t pair[65536];       /* record of bytes (a << 8 | b), 0 if none */
 };
 
 /* One vocabulary entry while loading. */
@@ -49,13 +58,18 @@ struct entry {
     uint32_t line;
 };
 
-/* The trie while it is built: children in sorted singly linked lists. */
+/* The trie while it is built: children in singly linked lists sorted by
+ * descending label, so that entries given in ascending order (as in the
+ * World vocabulary) add each new child at the head. */
 struct build_node {
     uint32_t child;     /* first child, 0 if none (node 0 is the root) */
-    uint32_t sibling;   /* next sibling with a larger label, 0 if none */
+    uint32_t sibling;   /* next sibling with a smaller label, 0 if none */
     int32_t token;
     uint8_t label;
 };
+
+/* Longest prefix remembered between consecutive entries while building. */
+#define PATH_CACHE 256
 
 struct loader {
     const char *path;
@@ -408,13 +422,49 @@ error:
     return NULL;
 }
 
+/* The record of the child of the node with block blk reached by byte c,
+ * or 0 if there is none. */
+static inline uint32_t find_record(const uint32_t *arena, uint32_t blk, uint8_t c)
+{
+    uint32_t header = arena[blk], n = header & 0xFFFF;
+    uint32_t lo = (header >> 16) & 0xFF, hi = header >> 24;
+
+    if (n <= SCAN_CHILDREN) {
+        const uint8_t *labels = (const uint8_t *)(arena + blk + 1);
+        uint32_t k;
+#ifdef __SSE2__
+        /* Compare c with 16 labels at once (the arena is padded), keep the
+         * matches among the real children. */
+        __m128i v = _mm_loadu_si128((const __m128i *)labels);
+        unsigned match = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8((char)c)));
+
+        match &= (1u << n) - 1;
+        if (!match) {
+            return 0;
+        }
+        k = (uint32_t)__builtin_ctz(match);
+#else
+        for (k = 0; k < n && labels[k] != c; k++) {
+        }
+        if (k == n) {
+            return 0;
+        }
+#endif
+        return blk + 1 + (n + 3) / 4 + 2 * k;
+    }
+    if (c < lo || c > hi || arena[blk + 1 + 2 * (c - lo)] == NO_CHILD) {
+        return 0;
+    }
+    return blk + 1 + 2 * (c - lo);
+}
+
 /* Finds or adds the child of build node parent with the given label. */
 static uint32_t build_child(struct build_node *b, uint32_t *n_nodes, uint32_t parent,
                             uint8_t label)
 {
     uint32_t *link = &b[parent].child, x;
 
-    while (*link && b[*link].label < label) {
+    while (*link && b[*link].label > label) {
         link = &b[*link].sibling;
     }
     if (*link && b[*link].label == label) {
@@ -429,15 +479,25 @@ static uint32_t build_child(struct build_node *b, uint32_t *n_nodes, uint32_t pa
     return x;
 }
 
-/* Builds the breadth-first trie and the pair table from the entries.
- * 0, or -1 with the error set (duplicate tokens, missing bytes). */
+/* Words of the block of a node with n children, labels lo..hi. */
+static uint32_t block_words(uint32_t n, uint32_t lo, uint32_t hi)
+{
+    if (n <= SCAN_CHILDREN) {
+        return 1 + (n + 3) / 4 + 2 * n;
+    }
+    return 1 + 2 * (hi - lo + 1);
+}
+
+/* Builds the arena and the pair table from the entries.  0, or -1 with
+ * the error set (duplicate tokens, bytes without a token). */
 static int build_trie(struct loader *ld, world_tokenizer *tok, const struct entry *entries,
                       size_t n_entries, size_t total_bytes)
 {
     struct build_node *b;
-    uint32_t *queue = NULL, *final_index = NULL;
-    uint32_t n_build = 257, head, tail, next, x, c;
-    size_t i, k;
+    uint32_t *order = NULL, *stack = NULL, *block = NULL, path[PATH_CACHE + 1];
+    uint32_t n_build = 257, words = 1, n_stack = 0, head, tail, x, c;
+    const uint8_t *prev = NULL;
+    size_t i, k, prev_len = 0;
     int rc = -1;
 
     /* Nodes: root, the 256 one-byte nodes, one per further byte at most. */
@@ -450,18 +510,37 @@ static int build_trie(struct loader *ld, world_tokenizer *tok, const struct entr
     for (c = 0; c < 256; c++) {
         b[1 + c].label = (uint8_t)c;
         b[1 + c].token = NO_TOKEN;
-        b[1 + c].sibling = c < 255 ? 2 + c : 0;
+        b[1 + c].sibling = c > 0 ? c : 0;   /* descending: 255 first */
     }
     b[0].token = NO_TOKEN;
-    b[0].child = 1;
+    b[0].child = 256;
 
     for (i = 0; i < n_entries; i++) {
         const uint8_t *s = tok->blob + entries[i].offset;
+        size_t len = entries[i].length, common = 0;
 
-        x = 1 + s[0];
-        for (k = 1; k < entries[i].length; k++) {
-            x = build_child(b, &n_build, x, s[k]);
+        /* Resume from the prefix shared with the previous entry. */
+        if (prev) {
+            size_t limit = len < prev_len ? len : prev_len;
+
+            limit = limit < PATH_CACHE ? limit : PATH_CACHE;
+            while (common < limit && s[common] == prev[common]) {
+                common++;
+            }
         }
+        if (common == 0) {
+            path[1] = 1 + s[0];
+            common = 1;
+        }
+        x = path[common];
+        for (k = common; k < len; k++) {
+            x = build_child(b, &n_build, x, s[k]);
+            if (k + 1 <= PATH_CACHE) {
+                path[k + 1] = x;
+            }
+        }
+        prev = s;
+        prev_len = len;
         if (b[x].token != NO_TOKEN) {
             ld->line = entries[i].line;
             fail(ld, "id %d has the same bytes as id %d", (int)entries[i].id, (int)b[x].token);
@@ -478,48 +557,89 @@ static int build_trie(struct loader *ld, world_tokenizer *tok, const struct entr
         tok->byte_token[c] = b[1 + c].token;
     }
 
-    /* Breadth-first renumbering: children of a node become consecutive. */
-    queue = malloc(n_build * sizeof *queue);
-    final_index = malloc(n_build * sizeof *final_index);
-    tok->nodes = malloc(n_build * sizeof *tok->nodes);
-    tok->label = malloc(n_build);
-    if (!queue || !final_index || !tok->nodes || !tok->label) {
+    /* A block for every node with children, in depth-first order from the
+     * one-byte nodes, which keeps the blocks of a subtree together. */
+    order = malloc(n_build * sizeof *order);
+    stack = malloc(n_build * sizeof *stack);
+    block = calloc(n_build, sizeof *block);
+    if (!order || !stack || !block) {
         fail(ld, "out of memory");
         goto out;
     }
-    queue[0] = 0;
-    final_index[0] = 0;
-    tail = 1;
-    for (head = 0; head < tail; head++) {
-        uint32_t from = queue[head], n = 0;
-        struct trie_node *node = &tok->nodes[head];
+    tail = 0;
+    for (c = 0; c < 256; c++) {
+        stack[n_stack++] = 256 - c;
+    }
+    while (n_stack) {
+        uint32_t from = stack[--n_stack], n = 0, lo = 0, hi;
 
-        node->first = tail;
-        node->token = b[from].token;
-        tok->label[head] = b[from].label;
-        for (next = b[from].child; next; next = b[next].sibling) {
-            final_index[next] = tail;
-            queue[tail++] = next;
+        order[tail++] = from;
+        if (!b[from].child) {
+            continue;
+        }
+        hi = b[b[from].child].label;
+        for (x = b[from].child; x; x = b[x].sibling) {
+            stack[n_stack++] = x;
+            lo = b[x].label;
             n++;
         }
-        node->count = n;
+        block[from] = words;
+        words += block_words(n, lo, hi);
     }
-    tok->n_nodes = tail;
+    if (!(tok->arena = calloc((size_t)words + 4, sizeof *tok->arena))) {
+        fail(ld, "out of memory");
+        goto out;
+    }
+    for (head = 0; head < tail; head++) {
+        uint32_t from = order[head], n = 0, lo = 0, hi, children[256];
+        uint32_t *w = tok->arena + block[from], *record;
 
-    /* Depth 2 is reached through the pair table. */
+        if (!b[from].child) {
+            continue;
+        }
+        for (x = b[from].child; x; x = b[x].sibling) {
+            children[n++] = x;      /* descending */
+        }
+        hi = b[children[0]].label;
+        lo = b[children[n - 1]].label;
+        w[0] = n | lo << 16 | hi << 24;
+        if (n <= SCAN_CHILDREN) {
+            uint8_t *labels = (uint8_t *)(w + 1);
+
+            record = w + 1 + (n + 3) / 4;
+            for (k = 0; k < n; k++) {
+                x = children[n - 1 - k];
+                labels[k] = b[x].label;
+                record[2 * k] = (uint32_t)b[x].token;
+                record[2 * k + 1] = block[x];
+            }
+        } else {
+            record = w + 1;
+            for (k = 0; k <= hi - lo; k++) {
+                record[2 * k] = NO_CHILD;
+            }
+            for (k = 0; k < n; k++) {
+                x = children[k];
+                record[2 * (b[x].label - lo)] = (uint32_t)b[x].token;
+                record[2 * (b[x].label - lo) + 1] = block[x];
+            }
+        }
+    }
+
+    /* The pair table points at the records of the depth-2 nodes. */
     memset(tok->pair, 0, sizeof tok->pair);
     for (c = 0; c < 256; c++) {
-        const struct trie_node *one = &tok->nodes[1 + c];
+        uint32_t blk = block[1 + c];
 
-        for (k = 0; k < one->count; k++) {
-            x = one->first + (uint32_t)k;
-            tok->pair[c << 8 | tok->label[x]] = x;
+        for (x = blk ? b[1 + c].child : 0; x; x = b[x].sibling) {
+            tok->pair[c << 8 | b[x].label] = find_record(tok->arena, blk, b[x].label);
         }
     }
     rc = 0;
 out:
-    free(queue);
-    free(final_index);
+    free(order);
+    free(stack);
+    free(block);
     free(b);
     return rc;
 }
@@ -632,8 +752,7 @@ void world_free(world_tokenizer *tok)
     free(tok->blob);
     free(tok->offset);
     free(tok->length);
-    free(tok->nodes);
-    free(tok->label);
+    free(tok->arena);
     free(tok);
 }
 
@@ -642,38 +761,12 @@ int world_vocab_size(const world_tokenizer *tok)
     return tok->vocab_size;
 }
 
-/* The child of node x reached by byte c, or 0 if there is none. */
-static inline uint32_t find_child(const world_tokenizer *tok, const struct trie_node *node,
-                                  uint8_t c)
-{
-    const uint8_t *labels = tok->label + node->first;
-    uint32_t lo = 0, hi = node->count;
-
-    if (hi <= 8) {
-        for (; lo < hi; lo++) {
-            if (labels[lo] == c) {
-                return node->first + lo;
-            }
-        }
-        return 0;
-    }
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-
-        if (labels[mid] < c) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return lo < node->count && labels[lo] == c ? node->first + lo : 0;
-}
-
 /* Greedy longest match (the official TRIE_TOKENIZER): at each position
  * take the longest vocabulary entry that prefixes the remaining bytes. */
 int world_encode(const world_tokenizer *tok, const uint8_t *bytes, size_t n,
                  int32_t **ids, size_t *n_ids)
 {
+    const uint32_t *arena = tok->arena;
     size_t cap = n / 3 + 16, k = 0, i = 0;
     int32_t *out = malloc(cap * sizeof *out);
 
@@ -685,7 +778,7 @@ int world_encode(const world_tokenizer *tok, const uint8_t *bytes, size_t n,
     while (i < n) {
         int32_t best;
         size_t best_len, j;
-        uint32_t x;
+        uint32_t x, blk;
 
         if (k == cap) {
             int32_t *grown;
@@ -702,20 +795,22 @@ int world_encode(const world_tokenizer *tok, const uint8_t *bytes, size_t n,
             i++;
             continue;
         }
-        best = tok->nodes[x].token;
+        best = (int32_t)arena[x];
         best_len = 2;
         if (best == NO_TOKEN) {
             best = tok->byte_token[bytes[i]];
             best_len = 1;
         }
-        for (j = i + 2; j < n && tok->nodes[x].count; j++) {
-            if (!(x = find_child(tok, &tok->nodes[x], bytes[j]))) {
+        /* x is a record: follow the child blocks while the bytes match. */
+        for (j = i + 2, blk = arena[x + 1]; blk && j < n; j++) {
+            if (!(x = find_record(arena, blk, bytes[j]))) {
                 break;
             }
-            if (tok->nodes[x].token != NO_TOKEN) {
-                best = tok->nodes[x].token;
+            if ((int32_t)arena[x] != NO_TOKEN) {
+                best = (int32_t)arena[x];
                 best_len = j + 1 - i;
             }
+            blk = arena[x + 1];
         }
         out[k++] = best;
         i += best_len;

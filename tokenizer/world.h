@@ -16,7 +16,9 @@
 
 typedef struct world_tokenizer world_tokenizer;
 
-/* Loads a vocabulary file.  NULL on error with err filled
+/* Loads a vocabulary file: lines "ID LITERAL LENGTH" with a Python str or
+ * bytes literal; every single byte must be a token, so that any input
+ * encodes.  NULL on error with err filled
  * ("vocab.txt:17: declared length 3, decoded 2 bytes"). */
 world_tokenizer *world_load(const char *path, char *err, size_t errlen);
 void world_free(world_tokenizer *tok);
