@@ -89,9 +89,19 @@ int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t err
  * or -1 on error.  After a stop the reply is in the transcript and the
  * state is consistent. */
 int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen);
-/* Ends the reply in progress as interrupted (partial reply kept). */
+/* Ends the reply in progress as interrupted (partial reply kept).  Called
+ * between chat_step calls it ends the reply at once; called while a
+ * chat_step runs (another thread) the reply ends when that step returns. */
 void chat_interrupt(chat *c);
+/* Async-signal-safe: only asks the next chat_step to end the reply as
+ * interrupted (it returns CHAT_STOP_INTERRUPT without generating). */
+void chat_request_stop(chat *c);
 int chat_generating(const chat *c);
+/* The logits after the last fed token (n_vocab floats): what the next
+ * token is sampled from while a reply is in progress. */
+const float *chat_logits(const chat *c);
+/* The model state after the last fed token. */
+const rwkv_state *chat_state(const chat *c);
 
 /* Transcript. */
 size_t chat_turn_count(const chat *c);

@@ -1,0 +1,1488 @@
+/*
+ * chat.c - a conversation with an RWKV model: turns, streaming, stop rules,
+ * undo/regen, snapshots and state files.
+ *
+ * What the model sees is exactly what ChatRWKV's API_DEMO_CHAT.py feeds:
+ * the template's intro once, then per message "User: MSG\n\nAssistant:"
+ * (one rwkv_eval in sequence mode), then the reply's tokens one by one as
+ * they are sampled, including the token that completes "\n\n".  The state
+ * after each step is kept, so a message costs only its own tokens.
+ *
+ * Undo and regenerate never re-feed: every exchange keeps the state before
+ * its message and the state (and logits) right after its prompt.  States
+ * are shared by reference between the exchange stack and snapshots.
+ */
+#include "app/chat.h"
+#include "engine/statefile.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define UNDO_BUDGET ((size_t)1 << 30)  /* bytes of states kept for undo */
+#define UNDO_MIN 2
+#define UNDO_MAX 1000
+
+/* A state (and optionally the logits after it), shared by reference. */
+struct shared {
+    int refs;
+    rwkv_state *state;
+    float *logits;                  /* NULL when not kept */
+};
+
+struct exchange {
+    struct shared *before;          /* state before the message */
+    struct shared *prompted;        /* after the prompt, with logits */
+    size_t n_turns;                 /* transcript length before the message */
+    size_t context_tokens;          /* context before the message */
+    size_t prompt_tokens;
+    double prompt_seconds;
+    int sep;                        /* separator owed before the message */
+    int raw;
+};
+
+struct transcript {
+    struct chat_turn *turns;
+    size_t n, cap;
+};
+
+struct snapshot {
+    char *name;
+    struct shared *state;
+    struct shared *base;
+    struct transcript tr;
+    struct sampler_settings settings;
+    uint64_t seeded;
+    sampler *smp;
+    struct chat_template tmpl;
+    struct exchange *ex;
+    size_t n_ex;
+    struct chat_stats stats;
+    int sep;
+};
+
+struct chat {
+    rwkv_model *model;
+    const world_tokenizer *tok;
+    int n_vocab;
+    struct chat_template tmpl;
+    struct sampler_settings settings;
+    uint64_t seeded;                /* seed the sampler was last seeded with */
+    sampler *smp;
+    rwkv_state *state;              /* after the last fed token */
+    float *logits;                  /* after the last fed token, when generating */
+    struct shared *base;            /* after the intro (or the tuned state) */
+    size_t base_tokens;
+    rwkv_state *tuned;              /* state-tuned start, replaces the intro */
+    struct transcript tr;
+    struct exchange *ex;
+    size_t n_ex, cap_ex, undo_limit;
+    struct snapshot *snaps;
+    size_t n_snaps;
+    char *current;                  /* current snapshot name */
+    struct chat_stats stats;
+    /* "\n" bytes owed before the next "User:" because the last reply did
+     * not end with "\n\n" (interrupted, cut at max_tokens, token 0). */
+    int sep;
+    /* the reply being generated */
+    int generating, raw;
+    atomic_int interrupt_req, in_step;
+    char *reply;                    /* bytes of the sampled tokens */
+    size_t reply_len, reply_cap;
+    size_t pushed;                  /* reply bytes given to the stream */
+    struct world_stream stream;
+    char *shown;                    /* bytes emitted (the transcript text) */
+    size_t shown_len, shown_cap;
+    char *out;                      /* what chat_step hands out */
+    size_t out_cap;
+    double reply_started;
+};
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* Grows *buf (capacity *cap) to hold need bytes; 0 or -1. */
+static int reserve(char **buf, size_t *cap, size_t need)
+{
+    char *nb;
+    size_t nc;
+
+    if (need <= *cap) {
+        return 0;
+    }
+    nc = *cap ? *cap : 256;
+    while (nc < need) {
+        nc *= 2;
+    }
+    nb = realloc(*buf, nc);
+    if (!nb) {
+        return -1;
+    }
+    *buf = nb;
+    *cap = nc;
+    return 0;
+}
+
+static void oom(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "out of memory");
+}
+
+/* --- shared states ------------------------------------------------------ */
+
+static struct shared *share(const rwkv_state *st, const float *logits, int n_vocab)
+{
+    struct shared *s = calloc(1, sizeof *s);
+
+    if (!s) {
+        return NULL;
+    }
+    s->refs = 1;
+    s->state = rwkv_state_clone(st);
+    if (logits) {
+        s->logits = malloc((size_t)n_vocab * sizeof(float));
+        if (s->logits) {
+            memcpy(s->logits, logits, (size_t)n_vocab * sizeof(float));
+        }
+    }
+    if (!s->state || (logits && !s->logits)) {
+        rwkv_state_free(s->state);
+        free(s->logits);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static struct shared *ref(struct shared *s)
+{
+    if (s) {
+        s->refs++;
+    }
+    return s;
+}
+
+static void unref(struct shared *s)
+{
+    if (s && --s->refs == 0) {
+        rwkv_state_free(s->state);
+        free(s->logits);
+        free(s);
+    }
+}
+
+/* --- transcript --------------------------------------------------------- */
+
+static void transcript_truncate(struct transcript *tr, size_t n)
+{
+    while (tr->n > n) {
+        free(tr->turns[--tr->n].text);
+    }
+}
+
+static void transcript_free(struct transcript *tr)
+{
+    transcript_truncate(tr, 0);
+    free(tr->turns);
+    tr->turns = NULL;
+    tr->cap = 0;
+}
+
+/* Appends a turn with a copy of text[0..len-1]. */
+static int transcript_add(struct transcript *tr, enum chat_role role, const char *text, size_t len)
+{
+    char *t;
+
+    if (tr->n == tr->cap) {
+        size_t nc = tr->cap ? tr->cap * 2 : 16;
+        struct chat_turn *nt = realloc(tr->turns, nc * sizeof *nt);
+
+        if (!nt) {
+            return -1;
+        }
+        tr->turns = nt;
+        tr->cap = nc;
+    }
+    t = malloc(len + 1);
+    if (!t) {
+        return -1;
+    }
+    memcpy(t, text, len);
+    t[len] = '\0';
+    tr->turns[tr->n].role = role;
+    tr->turns[tr->n].text = t;
+    tr->n++;
+    return 0;
+}
+
+static int transcript_copy(struct transcript *dst, const struct transcript *src)
+{
+    size_t i;
+
+    memset(dst, 0, sizeof *dst);
+    for (i = 0; i < src->n; i++) {
+        if (transcript_add(dst, src->turns[i].role, src->turns[i].text,
+                           strlen(src->turns[i].text)) < 0) {
+            transcript_free(dst);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --- templates ---------------------------------------------------------- */
+
+static int template_copy(struct chat_template *dst, const struct chat_template *src)
+{
+    dst->name = strdup(src->name ? src->name : "custom");
+    dst->intro = strdup(src->intro ? src->intro : "");
+    dst->user = strdup(src->user ? src->user : "User");
+    dst->assistant = strdup(src->assistant ? src->assistant : "Assistant");
+    if (!dst->name || !dst->intro || !dst->user || !dst->assistant) {
+        chat_template_free(dst);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- feeding ------------------------------------------------------------ */
+
+/* Feeds text (tokenised as one piece, sequence mode) into state; the
+ * logits after it go to logits (may be NULL).  *n_tokens receives the
+ * count.  0 or -1 with err. */
+static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float *logits,
+                size_t *n_tokens, char *err, size_t errlen)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc;
+
+    *n_tokens = 0;
+    if (len == 0) {
+        return 0;
+    }
+    if (world_encode(c->tok, (const uint8_t *)text, len, &ids, &n) < 0) {
+        oom(err, errlen);
+        return -1;
+    }
+    rc = n ? rwkv_eval(c->model, state, ids, n, logits, 0, err, errlen) : 0;
+    free(ids);
+    if (rc == 0) {
+        *n_tokens = n;
+    }
+    return rc;
+}
+
+/* Builds the base state: the tuned state, or the zero state plus the
+ * template's intro. */
+static struct shared *make_base(chat *c, const struct chat_template *t, size_t *n_tokens,
+                                char *err, size_t errlen)
+{
+    rwkv_state *st = c->tuned ? rwkv_state_clone(c->tuned) : rwkv_state_new(c->model);
+    struct shared *s;
+
+    *n_tokens = 0;
+    if (!st) {
+        oom(err, errlen);
+        return NULL;
+    }
+    if (!c->tuned && feed(c, st, t->intro, strlen(t->intro), NULL, n_tokens, err, errlen) < 0) {
+        rwkv_state_free(st);
+        return NULL;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        rwkv_state_free(st);
+        oom(err, errlen);
+        return NULL;
+    }
+    s->refs = 1;
+    s->state = st;
+    return s;
+}
+
+/* --- exchanges ---------------------------------------------------------- */
+
+static void exchange_release(struct exchange *e)
+{
+    unref(e->before);
+    unref(e->prompted);
+}
+
+static void exchanges_clear(chat *c)
+{
+    while (c->n_ex > 0) {
+        exchange_release(&c->ex[--c->n_ex]);
+    }
+}
+
+/* Copies an exchange stack, taking references. */
+static struct exchange *exchanges_copy(const struct exchange *src, size_t n)
+{
+    struct exchange *e = malloc((n ? n : 1) * sizeof *e);
+    size_t i;
+
+    if (!e) {
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        e[i] = src[i];
+        ref(e[i].before);
+        ref(e[i].prompted);
+    }
+    return e;
+}
+
+/* --- lifetime ----------------------------------------------------------- */
+
+/* ChatRWKV counts tokens that decode to a piece of " \t0123456789" with
+ * weight 0 (pip utils.py PIPELINE.generate); ids the tokenizer cannot
+ * decode are banned. */
+static void configure_vocab(chat *c)
+{
+    static const char digits[] = " \t0123456789";
+    int32_t id, n_tok = world_vocab_size(c->tok);
+
+    for (id = 1; id < c->n_vocab; id++) {
+        size_t len = 0;
+        const uint8_t *b = id < n_tok ? world_token(c->tok, id, &len) : NULL;
+
+        if (!b || len == 0) {
+            sampler_ban(c->smp, id, 1);
+        } else if (len < sizeof digits && memmem(digits, sizeof digits - 1, b, len)) {
+            sampler_set_count_weight(c->smp, id, 0.0f);
+        }
+    }
+}
+
+chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_template *t,
+               const struct sampler_settings *s, char *err, size_t errlen)
+{
+    const struct rwkv_info *info = rwkv_model_info(model);
+    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    size_t state_bytes;
+    chat *c = calloc(1, sizeof *c);
+
+    if (!c) {
+        oom(err, errlen);
+        return NULL;
+    }
+    c->model = model;
+    c->tok = tok;
+    c->n_vocab = info->n_vocab;
+    if (s) {
+        c->settings = *s;
+    } else {
+        sampler_defaults(&c->settings);
+    }
+    c->seeded = c->settings.seed;
+    c->smp = sampler_new(c->n_vocab, &c->settings);
+    c->state = rwkv_state_new(model);
+    c->logits = malloc((size_t)c->n_vocab * sizeof(float));
+    if (!c->smp || !c->state || !c->logits || template_copy(&c->tmpl, t ? t : &bare) < 0) {
+        oom(err, errlen);
+        chat_free(c);
+        return NULL;
+    }
+    configure_vocab(c);
+    c->base = make_base(c, &c->tmpl, &c->base_tokens, err, errlen);
+    if (!c->base) {
+        chat_free(c);
+        return NULL;
+    }
+    state_bytes = 2 * info->state_floats * sizeof(float) + (size_t)c->n_vocab * sizeof(float);
+    c->undo_limit = UNDO_BUDGET / (state_bytes ? state_bytes : 1);
+    c->undo_limit = c->undo_limit < UNDO_MIN ? UNDO_MIN
+                  : c->undo_limit > UNDO_MAX ? UNDO_MAX : c->undo_limit;
+    chat_reset(c);
+    return c;
+}
+
+static void snapshot_release(struct snapshot *s)
+{
+    size_t i;
+
+    free(s->name);
+    unref(s->state);
+    unref(s->base);
+    transcript_free(&s->tr);
+    sampler_free(s->smp);
+    chat_template_free(&s->tmpl);
+    for (i = 0; i < s->n_ex; i++) {
+        exchange_release(&s->ex[i]);
+    }
+    free(s->ex);
+}
+
+void chat_free(chat *c)
+{
+    size_t i;
+
+    if (!c) {
+        return;
+    }
+    exchanges_clear(c);
+    free(c->ex);
+    for (i = 0; i < c->n_snaps; i++) {
+        snapshot_release(&c->snaps[i]);
+    }
+    free(c->snaps);
+    transcript_free(&c->tr);
+    chat_template_free(&c->tmpl);
+    sampler_free(c->smp);
+    rwkv_state_free(c->state);
+    rwkv_state_free(c->tuned);
+    unref(c->base);
+    free(c->logits);
+    free(c->reply);
+    free(c->shown);
+    free(c->out);
+    free(c->current);
+    free(c);
+}
+
+/* --- small accessors ---------------------------------------------------- */
+
+const char *chat_stop_name(enum chat_stop stop)
+{
+    switch (stop) {
+    case CHAT_STOP_NONE:
+        return "none";
+    case CHAT_STOP_END:
+        return "end";
+    case CHAT_STOP_LENGTH:
+        return "length";
+    case CHAT_STOP_INTERRUPT:
+        return "interrupt";
+    case CHAT_STOP_EOS:
+        return "eos";
+    }
+    return "?";
+}
+
+struct sampler_settings *chat_settings(chat *c)
+{
+    return &c->settings;
+}
+
+void chat_settings_changed(chat *c)
+{
+    sampler_configure(c->smp, &c->settings);
+    if (c->settings.seed != c->seeded) {
+        sampler_seed(c->smp, c->settings.seed);
+        c->seeded = c->settings.seed;
+    }
+}
+
+const struct chat_template *chat_get_template(const chat *c)
+{
+    return &c->tmpl;
+}
+
+size_t chat_turn_count(const chat *c)
+{
+    return c->tr.n;
+}
+
+const struct chat_turn *chat_turn_at(const chat *c, size_t i)
+{
+    return i < c->tr.n ? &c->tr.turns[i] : NULL;
+}
+
+const struct chat_stats *chat_get_stats(const chat *c)
+{
+    return &c->stats;
+}
+
+int chat_generating(const chat *c)
+{
+    return c->generating;
+}
+
+const float *chat_logits(const chat *c)
+{
+    return c->logits;
+}
+
+const rwkv_state *chat_state(const chat *c)
+{
+    return c->state;
+}
+
+static void set_current(chat *c, const char *name)
+{
+    free(c->current);
+    c->current = name ? strdup(name) : NULL;
+}
+
+/* --- normalisation ------------------------------------------------------ */
+
+char *chat_normalize(const char *text)
+{
+    size_t len = strlen(text), i, o = 0, start = 0, end = len;
+    char *out = malloc(len + 1);
+
+    if (!out) {
+        return NULL;
+    }
+    while (start < end && is_space(text[start])) {
+        start++;
+    }
+    while (end > start && is_space(text[end - 1])) {
+        end--;
+    }
+    for (i = start; i < end; i++) {
+        char ch = text[i];
+
+        if (ch == '\r' && i + 1 < end && text[i + 1] == '\n') {
+            continue;           /* CRLF -> LF, as run_rnn does */
+        }
+        if (ch == '\n' && o > 0 && out[o - 1] == '\n') {
+            continue;           /* runs of newlines -> one */
+        }
+        out[o++] = ch;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* --- generation --------------------------------------------------------- */
+
+/* Position of the first "\n\n" in the reply, or -1. */
+static long reply_end(const chat *c)
+{
+    const char *p = c->reply_len >= 2 ? memmem(c->reply, c->reply_len, "\n\n", 2) : NULL;
+
+    return p ? (long)(p - c->reply) : -1;
+}
+
+/* Pushes reply bytes up to what is certain into the stream decoder and
+ * appends its output to c->shown; *from receives where this call's output
+ * starts in c->shown.  Chat replies are stripped: leading whitespace is
+ * skipped and trailing whitespace held back until something follows it
+ * (it may be the end of the turn).  Raw completions hold back only a
+ * trailing "\n".  final: the reply is over (flush). */
+static int emit(chat *c, int final, size_t *from)
+{
+    long e = reply_end(c);
+    size_t limit = e >= 0 ? (size_t)e : c->reply_len, n;
+
+    *from = c->shown_len;
+    if (c->raw) {
+        if (!final && limit > 0 && c->reply[limit - 1] == '\n') {
+            limit--;
+        }
+    } else {
+        while (limit > c->pushed && is_space(c->reply[limit - 1])) {
+            limit--;
+        }
+        if (c->shown_len == 0 && c->stream.n_held == 0) {
+            while (c->pushed < limit && is_space(c->reply[c->pushed])) {
+                c->pushed++;
+            }
+        }
+    }
+    if (limit > c->pushed) {
+        n = limit - c->pushed;
+        if (reserve(&c->shown, &c->shown_cap, c->shown_len + 3 * (n + 8) + 1) < 0) {
+            return -1;
+        }
+        c->shown_len += world_stream_push(&c->stream, (const uint8_t *)c->reply + c->pushed, n,
+                                          (uint8_t *)c->shown + c->shown_len);
+        c->pushed = limit;
+    }
+    if (final) {
+        if (reserve(&c->shown, &c->shown_cap, c->shown_len + 8 * 3 + 1) < 0) {
+            return -1;
+        }
+        c->shown_len += world_stream_flush(&c->stream, (uint8_t *)c->shown + c->shown_len);
+    }
+    return 0;
+}
+
+/* Ends the reply: the transcript gets what was shown. */
+static void finish(chat *c, enum chat_stop stop, size_t *from)
+{
+    size_t dummy;
+
+    if (emit(c, 1, from ? from : &dummy) < 0 && from) {
+        *from = c->shown_len;
+    }
+    if (transcript_add(&c->tr, CHAT_ASSISTANT, c->shown ? c->shown : "", c->shown_len) < 0) {
+        /* Out of memory: the turn is lost, the state stays consistent. */
+    }
+    if (stop == CHAT_STOP_END) {
+        c->sep = 0;
+    } else {
+        c->sep = c->reply_len > 0 && c->reply[c->reply_len - 1] == '\n' ? 1 : 2;
+    }
+    c->stats.reply_seconds = now() - c->reply_started;
+    c->generating = 0;
+}
+
+/* Finishes a reply left in progress as interrupted. */
+static void settle(chat *c)
+{
+    if (c->generating) {
+        finish(c, CHAT_STOP_INTERRUPT, NULL);
+    }
+}
+
+/* Starts generating from the current state and logits. */
+static void begin_reply(chat *c, int raw)
+{
+    c->generating = 1;
+    c->raw = raw;
+    atomic_store(&c->interrupt_req, 0);
+    c->reply_len = 0;
+    c->pushed = 0;
+    c->shown_len = 0;
+    world_stream_init(&c->stream);
+    sampler_reset_counts(c->smp);
+    c->stats.reply_tokens = 0;
+    c->stats.reply_seconds = 0;
+    c->reply_started = now();
+}
+
+/* Records a new exchange and feeds its prompt. */
+static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const char *fed,
+                          size_t fed_len, int raw, char *err, size_t errlen)
+{
+    struct exchange e;
+    double t0;
+    size_t n = 0;
+
+    memset(&e, 0, sizeof e);
+    e.before = share(c->state, NULL, c->n_vocab);
+    if (!e.before) {
+        oom(err, errlen);
+        return -1;
+    }
+    e.n_turns = c->tr.n;
+    e.context_tokens = c->stats.context_tokens;
+    e.sep = c->sep;
+    e.raw = raw;
+    t0 = now();
+    if (feed(c, c->state, fed, fed_len, c->logits, &n, err, errlen) < 0 || n == 0) {
+        if (n == 0 && !err[0]) {
+            snprintf(err, errlen, "nothing to feed");
+        }
+        rwkv_state_copy(c->state, e.before->state);
+        unref(e.before);
+        return -1;
+    }
+    e.prompt_tokens = n;
+    e.prompt_seconds = now() - t0;
+    e.prompted = share(c->state, c->logits, c->n_vocab);
+    if (!e.prompted || transcript_add(&c->tr, CHAT_USER, turn_text, turn_len) < 0) {
+        rwkv_state_copy(c->state, e.before->state);
+        exchange_release(&e);
+        oom(err, errlen);
+        return -1;
+    }
+    if (c->n_ex == c->cap_ex) {
+        size_t nc = c->cap_ex ? c->cap_ex * 2 : 16;
+        struct exchange *ne = realloc(c->ex, nc * sizeof *ne);
+
+        if (!ne) {
+            transcript_truncate(&c->tr, e.n_turns);
+            rwkv_state_copy(c->state, e.before->state);
+            exchange_release(&e);
+            oom(err, errlen);
+            return -1;
+        }
+        c->ex = ne;
+        c->cap_ex = nc;
+    }
+    if (c->n_ex >= c->undo_limit) {
+        /* Oldest exchange falls off the undo stack. */
+        exchange_release(&c->ex[0]);
+        memmove(c->ex, c->ex + 1, (c->n_ex - 1) * sizeof *c->ex);
+        c->n_ex--;
+    }
+    c->ex[c->n_ex++] = e;
+    c->sep = 0;
+    c->stats.prompt_tokens = n;
+    c->stats.prompt_seconds = e.prompt_seconds;
+    c->stats.context_tokens += n;
+    set_current(c, NULL);
+    begin_reply(c, raw);
+    return 0;
+}
+
+int chat_send(chat *c, const char *user_text, char *err, size_t errlen)
+{
+    char *msg, *fed;
+    size_t ml, fl;
+    int rc;
+
+    settle(c);
+    err[0] = '\0';
+    msg = chat_normalize(user_text);
+    if (!msg) {
+        oom(err, errlen);
+        return -1;
+    }
+    ml = strlen(msg);
+    if (ml == 0) {
+        free(msg);
+        snprintf(err, errlen, "empty message");
+        return -1;
+    }
+    fed = malloc(ml + strlen(c->tmpl.user) + strlen(c->tmpl.assistant) + 16);
+    if (!fed) {
+        free(msg);
+        oom(err, errlen);
+        return -1;
+    }
+    /* "\n\n" first if the last reply did not end its turn. */
+    fl = (size_t)sprintf(fed, "%s%s: %s\n\n%s:", c->sep == 2 ? "\n\n" : c->sep == 1 ? "\n" : "",
+                         c->tmpl.user, msg, c->tmpl.assistant);
+    rc = start_exchange(c, msg, ml, fed, fl, 0, err, errlen);
+    free(fed);
+    free(msg);
+    return rc;
+}
+
+int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t errlen)
+{
+    settle(c);
+    err[0] = '\0';
+    if (len == 0) {
+        snprintf(err, errlen, "empty prompt");
+        return -1;
+    }
+    return start_exchange(c, prompt, len, prompt, len, 1, err, errlen);
+}
+
+static int step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
+{
+    const struct sampler_settings *s = &c->settings;
+    size_t from = c->shown_len, old_len, blen = 0, n;
+    const uint8_t *bytes;
+    int32_t token;
+    enum chat_stop stop = CHAT_STOP_NONE;
+
+    if (atomic_load(&c->interrupt_req)) {
+        stop = CHAT_STOP_INTERRUPT;
+    } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
+        stop = CHAT_STOP_LENGTH;
+    } else {
+        token = sampler_sample(c->smp, c->logits);
+        if (token < 0) {
+            snprintf(err, errlen, "every token is banned: nothing to sample");
+            finish(c, CHAT_STOP_INTERRUPT, NULL);
+            return -1;
+        }
+        if (token == 0) {
+            stop = CHAT_STOP_EOS;
+        } else {
+            sampler_accept(c->smp, token);
+            bytes = world_token(c->tok, token, &blen);
+            old_len = c->reply_len;
+            if (reserve(&c->reply, &c->reply_cap, c->reply_len + blen + 1) < 0) {
+                oom(err, errlen);
+                finish(c, CHAT_STOP_INTERRUPT, NULL);
+                return -1;
+            }
+            if (bytes && blen) {
+                memcpy(c->reply + c->reply_len, bytes, blen);
+                c->reply_len += blen;
+            }
+            if (rwkv_eval(c->model, c->state, &token, 1, c->logits, 0, err, errlen) < 0) {
+                finish(c, CHAT_STOP_INTERRUPT, NULL);
+                return -1;
+            }
+            c->stats.reply_tokens++;
+            c->stats.context_tokens++;
+            (void)old_len;
+            if (reply_end(c) >= 0) {
+                stop = CHAT_STOP_END;
+            } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
+                stop = CHAT_STOP_LENGTH;
+            }
+        }
+    }
+    if (stop != CHAT_STOP_NONE) {
+        finish(c, stop, &from);
+    } else if (emit(c, 0, &from) < 0) {
+        oom(err, errlen);
+        finish(c, CHAT_STOP_INTERRUPT, NULL);
+        return -1;
+    } else {
+        c->stats.reply_seconds = now() - c->reply_started;
+    }
+    /* Hand out this step's bytes (copied: c->shown may move next time). */
+    n = c->shown_len - from;
+    if (reserve(&c->out, &c->out_cap, n + 1) < 0) {
+        oom(err, errlen);
+        return -1;
+    }
+    if (n) {
+        memcpy(c->out, c->shown + from, n);
+    }
+    c->out[n] = '\0';
+    *out = c->out;
+    *out_len = n;
+    return (int)stop;
+}
+
+int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
+{
+    int rc;
+
+    *out = "";
+    *out_len = 0;
+    if (!c->generating) {
+        snprintf(err, errlen, "no reply in progress");
+        return -1;
+    }
+    atomic_store(&c->in_step, 1);
+    rc = step(c, out, out_len, err, errlen);
+    atomic_store(&c->in_step, 0);
+    return rc;
+}
+
+void chat_request_stop(chat *c)
+{
+    atomic_store(&c->interrupt_req, 1);
+}
+
+void chat_interrupt(chat *c)
+{
+    atomic_store(&c->interrupt_req, 1);
+    if (!atomic_load(&c->in_step) && c->generating) {
+        finish(c, CHAT_STOP_INTERRUPT, NULL);
+    }
+}
+
+/* --- conversation operations -------------------------------------------- */
+
+void chat_reset(chat *c)
+{
+    settle(c);
+    rwkv_state_copy(c->state, c->base->state);
+    transcript_truncate(&c->tr, 0);
+    exchanges_clear(c);
+    memset(&c->stats, 0, sizeof c->stats);
+    c->stats.context_tokens = c->base_tokens;
+    c->sep = 0;
+    sampler_reset_counts(c->smp);
+    set_current(c, NULL);
+}
+
+int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t errlen)
+{
+    struct chat_template copy;
+    struct shared *base;
+    size_t n;
+
+    settle(c);
+    if (template_copy(&copy, t) < 0) {
+        oom(err, errlen);
+        return -1;
+    }
+    base = make_base(c, &copy, &n, err, errlen);
+    if (!base) {
+        chat_template_free(&copy);
+        return -1;
+    }
+    chat_template_free(&c->tmpl);
+    c->tmpl = copy;
+    unref(c->base);
+    c->base = base;
+    c->base_tokens = n;
+    chat_reset(c);
+    return 0;
+}
+
+int chat_undo(chat *c, char *err, size_t errlen)
+{
+    struct exchange *e;
+
+    settle(c);
+    if (c->n_ex == 0) {
+        snprintf(err, errlen, c->tr.n ? "nothing more to undo (older exchanges are not kept)"
+                                      : "nothing to undo");
+        return -1;
+    }
+    e = &c->ex[--c->n_ex];
+    rwkv_state_copy(c->state, e->before->state);
+    transcript_truncate(&c->tr, e->n_turns);
+    c->stats.context_tokens = e->context_tokens;
+    c->sep = e->sep;
+    exchange_release(e);
+    set_current(c, NULL);
+    return 0;
+}
+
+int chat_regen(chat *c, char *err, size_t errlen)
+{
+    struct exchange *e;
+
+    settle(c);
+    if (c->n_ex == 0) {
+        snprintf(err, errlen, "no reply to regenerate");
+        return -1;
+    }
+    e = &c->ex[c->n_ex - 1];
+    rwkv_state_copy(c->state, e->prompted->state);
+    memcpy(c->logits, e->prompted->logits, (size_t)c->n_vocab * sizeof(float));
+    transcript_truncate(&c->tr, e->n_turns + 1);
+    c->stats.context_tokens = e->context_tokens + e->prompt_tokens;
+    c->stats.prompt_tokens = 0;
+    c->stats.prompt_seconds = 0;
+    c->sep = 0;
+    set_current(c, NULL);
+    begin_reply(c, e->raw);
+    return 0;
+}
+
+char *chat_edit_last(chat *c, char *err, size_t errlen)
+{
+    char *text;
+
+    settle(c);
+    if (c->n_ex == 0) {
+        snprintf(err, errlen, "no message to edit");
+        return NULL;
+    }
+    text = strdup(c->tr.turns[c->ex[c->n_ex - 1].n_turns].text);
+    if (!text) {
+        oom(err, errlen);
+        return NULL;
+    }
+    if (chat_undo(c, err, errlen) < 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* --- snapshots ---------------------------------------------------------- */
+
+static struct snapshot *find_snapshot(const chat *c, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < c->n_snaps; i++) {
+        if (!strcmp(c->snaps[i].name, name)) {
+            return &c->snaps[i];
+        }
+    }
+    return NULL;
+}
+
+int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
+{
+    struct snapshot s, *old;
+
+    if (!name || !*name) {
+        snprintf(err, errlen, "a snapshot needs a name");
+        return -1;
+    }
+    if (c->generating) {
+        snprintf(err, errlen, "a reply is being generated: stop it before taking a snapshot");
+        return -1;
+    }
+    memset(&s, 0, sizeof s);
+    s.name = strdup(name);
+    s.state = share(c->state, NULL, c->n_vocab);
+    s.base = ref(c->base);
+    s.smp = sampler_clone(c->smp);
+    s.ex = exchanges_copy(c->ex, c->n_ex);
+    s.n_ex = s.ex ? c->n_ex : 0;
+    s.settings = c->settings;
+    s.seeded = c->seeded;
+    s.stats = c->stats;
+    s.sep = c->sep;
+    if (!s.name || !s.state || !s.smp || !s.ex || transcript_copy(&s.tr, &c->tr) < 0 ||
+        template_copy(&s.tmpl, &c->tmpl) < 0) {
+        snapshot_release(&s);
+        oom(err, errlen);
+        return -1;
+    }
+    old = find_snapshot(c, name);
+    if (old) {
+        snapshot_release(old);
+        *old = s;
+    } else {
+        struct snapshot *ns = realloc(c->snaps, (c->n_snaps + 1) * sizeof *ns);
+
+        if (!ns) {
+            snapshot_release(&s);
+            oom(err, errlen);
+            return -1;
+        }
+        c->snaps = ns;
+        c->snaps[c->n_snaps++] = s;
+    }
+    set_current(c, name);
+    return 0;
+}
+
+int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
+{
+    struct snapshot *s = find_snapshot(c, name);
+    struct transcript tr;
+    struct chat_template tmpl;
+    struct exchange *ex;
+    sampler *smp;
+
+    if (!s) {
+        snprintf(err, errlen, "no snapshot named '%s'", name);
+        return -1;
+    }
+    settle(c);
+    smp = sampler_clone(s->smp);
+    ex = exchanges_copy(s->ex, s->n_ex);
+    tr.turns = NULL;
+    tr.n = tr.cap = 0;
+    tmpl.name = tmpl.intro = tmpl.user = tmpl.assistant = NULL;
+    if (!smp || !ex || transcript_copy(&tr, &s->tr) < 0 || template_copy(&tmpl, &s->tmpl) < 0) {
+        size_t i;
+
+        sampler_free(smp);
+        for (i = 0; ex && i < s->n_ex; i++) {
+            exchange_release(&ex[i]);
+        }
+        free(ex);
+        transcript_free(&tr);
+        oom(err, errlen);
+        return -1;
+    }
+    rwkv_state_copy(c->state, s->state->state);
+    transcript_free(&c->tr);
+    c->tr = tr;
+    chat_template_free(&c->tmpl);
+    c->tmpl = tmpl;
+    sampler_free(c->smp);
+    c->smp = smp;
+    exchanges_clear(c);
+    free(c->ex);
+    c->ex = ex;
+    c->n_ex = c->cap_ex = s->n_ex;
+    if (c->cap_ex == 0) {
+        c->cap_ex = 1;
+    }
+    unref(c->base);
+    c->base = ref(s->base);
+    c->settings = s->settings;
+    c->seeded = s->seeded;
+    c->stats = s->stats;
+    c->sep = s->sep;
+    set_current(c, name);
+    return 0;
+}
+
+int chat_snapshot_delete(chat *c, const char *name, char *err, size_t errlen)
+{
+    struct snapshot *s = find_snapshot(c, name);
+    size_t i;
+
+    if (!s) {
+        snprintf(err, errlen, "no snapshot named '%s'", name);
+        return -1;
+    }
+    i = (size_t)(s - c->snaps);
+    snapshot_release(s);
+    memmove(c->snaps + i, c->snaps + i + 1, (c->n_snaps - i - 1) * sizeof *c->snaps);
+    c->n_snaps--;
+    if (c->current && !strcmp(c->current, name)) {
+        set_current(c, NULL);
+    }
+    return 0;
+}
+
+size_t chat_snapshot_count(const chat *c)
+{
+    return c->n_snaps;
+}
+
+const char *chat_snapshot_name(const chat *c, size_t i)
+{
+    return i < c->n_snaps ? c->snaps[i].name : NULL;
+}
+
+const char *chat_current_snapshot(const chat *c)
+{
+    return c->current;
+}
+
+/* --- state files -------------------------------------------------------- */
+
+/* A growable little-endian byte buffer for the sections. */
+struct buf {
+    uint8_t *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void buf_put(struct buf *b, const void *data, size_t n)
+{
+    if (b->failed || reserve((char **)&b->p, &b->cap, b->len + n) < 0) {
+        b->failed = 1;
+        return;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+static void buf_u32(struct buf *b, uint32_t v)
+{
+    uint8_t x[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+
+    buf_put(b, x, 4);
+}
+
+static void buf_u64(struct buf *b, uint64_t v)
+{
+    buf_u32(b, (uint32_t)v);
+    buf_u32(b, (uint32_t)(v >> 32));
+}
+
+static void buf_f32(struct buf *b, float f)
+{
+    uint32_t u;
+
+    memcpy(&u, &f, 4);
+    buf_u32(b, u);
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+    size_t n = strlen(s);
+
+    buf_u32(b, (uint32_t)n);
+    buf_put(b, s, n);
+}
+
+/* A reader over a section; any overrun sets failed. */
+struct reader {
+    const uint8_t *p;
+    size_t len, pos;
+    int failed;
+};
+
+static uint32_t rd_u32(struct reader *r)
+{
+    const uint8_t *p;
+
+    if (r->failed || r->len - r->pos < 4) {
+        r->failed = 1;
+        return 0;
+    }
+    p = r->p + r->pos;
+    r->pos += 4;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t rd_u64(struct reader *r)
+{
+    uint64_t lo = rd_u32(r);
+
+    return lo | (uint64_t)rd_u32(r) << 32;
+}
+
+static float rd_f32(struct reader *r)
+{
+    uint32_t u = rd_u32(r);
+    float f;
+
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* malloc'd string; NULL (and failed) on overrun. */
+static char *rd_str(struct reader *r)
+{
+    uint32_t n = rd_u32(r);
+    char *s;
+
+    if (r->failed || r->len - r->pos < n) {
+        r->failed = 1;
+        return NULL;
+    }
+    s = malloc((size_t)n + 1);
+    if (!s) {
+        r->failed = 1;
+        return NULL;
+    }
+    memcpy(s, r->p + r->pos, n);
+    s[n] = '\0';
+    r->pos += n;
+    return s;
+}
+
+static void put_settings(struct buf *b, const struct sampler_settings *s, uint64_t seeded)
+{
+    buf_f32(b, s->temperature);
+    buf_f32(b, s->top_p);
+    buf_u32(b, (uint32_t)s->top_k);
+    buf_f32(b, s->min_p);
+    buf_f32(b, s->presence);
+    buf_f32(b, s->frequency);
+    buf_f32(b, s->decay);
+    buf_u32(b, (uint32_t)s->max_tokens);
+    buf_u64(b, s->seed);
+    buf_u64(b, seeded);
+}
+
+int chat_save(chat *c, const char *path, char *err, size_t errlen)
+{
+    struct buf tr = { 0 }, tm = { 0 }, st = { 0 }, sm = { 0 }, cs = { 0 };
+    struct rwkv_statefile_section sec[6];
+    size_t i, n_sec = 0;
+    int rc;
+
+    if (c->generating) {
+        snprintf(err, errlen, "%s: a reply is being generated: stop it before saving", path);
+        return -1;
+    }
+    buf_u32(&tr, (uint32_t)c->tr.n);
+    for (i = 0; i < c->tr.n; i++) {
+        buf_u32(&tr, (uint32_t)c->tr.turns[i].role);
+        buf_str(&tr, c->tr.turns[i].text);
+    }
+    buf_str(&tm, c->tmpl.name);
+    buf_str(&tm, c->tmpl.user);
+    buf_str(&tm, c->tmpl.assistant);
+    buf_str(&tm, c->tmpl.intro);
+    put_settings(&st, &c->settings, c->seeded);
+    if (reserve((char **)&sm.p, &sm.cap, sampler_state_size(c->smp)) < 0) {
+        sm.failed = 1;
+    } else {
+        sm.len = sampler_state_save(c->smp, sm.p);
+    }
+    buf_u32(&cs, (uint32_t)c->sep);
+    buf_u64(&cs, c->stats.context_tokens);
+    buf_u64(&cs, c->base_tokens);
+    if (tr.failed || tm.failed || st.failed || sm.failed || cs.failed) {
+        rc = -1;
+        snprintf(err, errlen, "%s: out of memory", path);
+    } else {
+        sec[n_sec++] = (struct rwkv_statefile_section){ "transcript", tr.p, tr.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "template", tm.p, tm.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "settings", st.p, st.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "sampler", sm.p, sm.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "chat", cs.p, cs.len };
+        if (c->tuned) {
+            sec[n_sec++] = (struct rwkv_statefile_section){
+                "tuned", rwkv_state_cdata(c->tuned), rwkv_state_floats(c->tuned) * sizeof(float)
+            };
+        }
+        rc = rwkv_statefile_save(path, c->model, c->state, sec, n_sec, err, errlen);
+    }
+    free(tr.p);
+    free(tm.p);
+    free(st.p);
+    free(sm.p);
+    free(cs.p);
+    return rc;
+}
+
+/* Opens a section for reading; 0, or -1 with err when absent. */
+static int section(const rwkv_statefile *sf, const char *path, const char *tag, struct reader *r,
+                   char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->p = rwkv_statefile_section(sf, tag, &r->len);
+    if (!r->p) {
+        snprintf(err, errlen, "%s: no '%s' section: not a chat state file", path, tag);
+        return -1;
+    }
+    return 0;
+}
+
+int chat_load(chat *c, const char *path, char *err, size_t errlen)
+{
+    rwkv_statefile *sf;
+    struct reader r;
+    struct transcript tr = { 0 };
+    struct chat_template tm = { NULL, NULL, NULL, NULL };
+    struct sampler_settings set;
+    struct shared *base = NULL;
+    rwkv_state *tuned = NULL, *saved_tuned;
+    sampler *smp = NULL;
+    uint64_t seeded = 0, context = 0, base_tokens = 0;
+    uint32_t n, i, sep = 0;
+    size_t nb;
+    const char *what = NULL;
+
+    settle(c);
+    sf = rwkv_statefile_load(path, c->model, err, errlen);
+    if (!sf) {
+        return -1;
+    }
+    /* Parse everything into temporaries; the chat changes only at the end. */
+    if (section(sf, path, "transcript", &r, err, errlen) < 0) {
+        goto fail;
+    }
+    n = rd_u32(&r);
+    for (i = 0; i < n && !r.failed; i++) {
+        uint32_t role = rd_u32(&r);
+        char *text = rd_str(&r);
+
+        if (!r.failed && (role > CHAT_ASSISTANT || transcript_add(&tr, (enum chat_role)role, text,
+                                                                   strlen(text)) < 0)) {
+            r.failed = 1;
+        }
+        free(text);
+    }
+    if (r.failed || r.pos != r.len) {
+        what = "transcript";
+        goto corrupt;
+    }
+    if (section(sf, path, "template", &r, err, errlen) < 0) {
+        goto fail;
+    }
+    tm.name = rd_str(&r);
+    tm.user = rd_str(&r);
+    tm.assistant = rd_str(&r);
+    tm.intro = rd_str(&r);
+    if (r.failed || r.pos != r.len) {
+        what = "template";
+        goto corrupt;
+    }
+    if (section(sf, path, "settings", &r, err, errlen) < 0) {
+        goto fail;
+    }
+    sampler_defaults(&set);
+    set.temperature = rd_f32(&r);
+    set.top_p = rd_f32(&r);
+    set.top_k = (int)rd_u32(&r);
+    set.min_p = rd_f32(&r);
+    set.presence = rd_f32(&r);
+    set.frequency = rd_f32(&r);
+    set.decay = rd_f32(&r);
+    set.max_tokens = (int)rd_u32(&r);
+    set.seed = rd_u64(&r);
+    seeded = rd_u64(&r);
+    if (r.failed || r.pos != r.len) {
+        what = "settings";
+        goto corrupt;
+    }
+    if (section(sf, path, "sampler", &r, err, errlen) < 0) {
+        goto fail;
+    }
+    smp = sampler_clone(c->smp);
+    if (!smp) {
+        oom(err, errlen);
+        goto fail;
+    }
+    if (sampler_state_load(smp, r.p, r.len) < 0) {
+        what = "sampler";
+        goto corrupt;
+    }
+    sampler_configure(smp, &set);
+    if (section(sf, path, "chat", &r, err, errlen) < 0) {
+        goto fail;
+    }
+    sep = rd_u32(&r);
+    context = rd_u64(&r);
+    base_tokens = rd_u64(&r);
+    if (r.failed || r.pos != r.len || sep > 2) {
+        what = "chat";
+        goto corrupt;
+    }
+    {
+        const void *p = rwkv_statefile_section(sf, "tuned", &nb);
+
+        if (p) {
+            if (nb != rwkv_state_floats(c->state) * sizeof(float)) {
+                what = "tuned";
+                goto corrupt;
+            }
+            tuned = rwkv_state_new(c->model);
+            if (!tuned) {
+                oom(err, errlen);
+                goto fail;
+            }
+            memcpy(rwkv_state_data(tuned), p, nb);
+        }
+    }
+    /* The base state (for /reset) of the saved template. */
+    saved_tuned = c->tuned;
+    c->tuned = tuned;
+    base = make_base(c, &tm, &nb, err, errlen);
+    c->tuned = saved_tuned;
+    if (!base) {
+        goto fail;
+    }
+    /* Commit. */
+    rwkv_statefile_get_state(sf, c->state);
+    rwkv_statefile_free(sf);
+    exchanges_clear(c);
+    transcript_free(&c->tr);
+    c->tr = tr;
+    chat_template_free(&c->tmpl);
+    c->tmpl = tm;
+    sampler_free(c->smp);
+    c->smp = smp;
+    c->settings = set;
+    c->seeded = seeded;
+    rwkv_state_free(c->tuned);
+    c->tuned = tuned;
+    unref(c->base);
+    c->base = base;
+    c->base_tokens = (size_t)base_tokens;
+    memset(&c->stats, 0, sizeof c->stats);
+    c->stats.context_tokens = (size_t)context;
+    c->sep = (int)sep;
+    set_current(c, NULL);
+    return 0;
+
+corrupt:
+    snprintf(err, errlen, "%s: corrupt '%s' section", path, what);
+fail:
+    rwkv_statefile_free(sf);
+    transcript_free(&tr);
+    chat_template_free(&tm);
+    sampler_free(smp);
+    rwkv_state_free(tuned);
+    unref(base);
+    return -1;
+}
+
+int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen)
+{
+    rwkv_state *st = rwkv_state_new(c->model), *old;
+    struct shared *base;
+    size_t n;
+
+    if (!st) {
+        oom(err, errlen);
+        return -1;
+    }
+    if (rwkv_state_load_tuned(c->model, st, path, err, errlen) < 0) {
+        rwkv_state_free(st);
+        return -1;
+    }
+    settle(c);
+    old = c->tuned;
+    c->tuned = st;
+    base = make_base(c, &c->tmpl, &n, err, errlen);
+    if (!base) {
+        c->tuned = old;
+        rwkv_state_free(st);
+        return -1;
+    }
+    rwkv_state_free(old);
+    unref(c->base);
+    c->base = base;
+    c->base_tokens = n;
+    chat_reset(c);
+    return 0;
+}

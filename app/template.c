@@ -1,0 +1,331 @@
+/*
+ * template.c - chat templates (personas): prompts/NAME.txt files.
+ *
+ * The file format is documented in prompts/README: optional "key: value"
+ * header lines (user, assistant, description) and '#' comments above a
+ * line "---", then the intro text, fed verbatim once at the start of a
+ * conversation.  A file without a "---" line is all intro.
+ */
+#include "app/chat.h"
+#include "app/paths.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char *dup_range(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static int is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
+void chat_template_free(struct chat_template *t)
+{
+    if (!t) {
+        return;
+    }
+    free(t->name);
+    free(t->intro);
+    free(t->user);
+    free(t->assistant);
+    t->name = t->intro = t->user = t->assistant = NULL;
+}
+
+/* Finds the "---" separator line; returns the offset of the line or -1. */
+static long find_separator(const char *text, size_t len)
+{
+    size_t pos = 0;
+
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len, n = end - pos;
+
+        while (n > 0 && is_space(text[pos + n - 1])) {
+            n--;
+        }
+        if (n == 3 && !memcmp(text + pos, "---", 3)) {
+            return (long)pos;
+        }
+        pos = end + 1;
+    }
+    return -1;
+}
+
+/* Parses the header lines text[0..len-1] into t; 0 or -1 with err. */
+static int parse_header(struct chat_template *t, const char *name, const char *text, size_t len,
+                        char *err, size_t errlen)
+{
+    size_t pos = 0;
+    int line = 0;
+
+    while (pos < len) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        const char *s = text + pos, *colon;
+        size_t n = end - pos, klen, vstart, vlen;
+        char **slot = NULL;
+
+        line++;
+        pos = end + 1;
+        while (n > 0 && is_space(s[n - 1])) {
+            n--;
+        }
+        while (n > 0 && is_space(*s)) {
+            s++;
+            n--;
+        }
+        if (n == 0 || *s == '#') {
+            continue;
+        }
+        colon = memchr(s, ':', n);
+        if (!colon) {
+            snprintf(err, errlen, "%s: line %d: expected \"key: value\" or \"---\"", name, line);
+            return -1;
+        }
+        klen = (size_t)(colon - s);
+        while (klen > 0 && is_space(s[klen - 1])) {
+            klen--;
+        }
+        vstart = (size_t)(colon - s) + 1;
+        while (vstart < n && is_space(s[vstart])) {
+            vstart++;
+        }
+        vlen = n - vstart;
+        if (klen == 4 && !memcmp(s, "user", 4)) {
+            slot = &t->user;
+        } else if (klen == 9 && !memcmp(s, "assistant", 9)) {
+            slot = &t->assistant;
+        } else if (klen == 11 && !memcmp(s, "description", 11)) {
+            continue;
+        } else {
+            snprintf(err, errlen, "%s: line %d: unknown key '%.*s' (expected user, assistant or "
+                     "description)", name, line, (int)klen, s);
+            return -1;
+        }
+        if (vlen == 0) {
+            snprintf(err, errlen, "%s: line %d: empty value for '%.*s'", name, line, (int)klen, s);
+            return -1;
+        }
+        free(*slot);
+        if (!(*slot = dup_range(s + vstart, vlen))) {
+            snprintf(err, errlen, "%s: out of memory", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int chat_template_parse(struct chat_template *t, const char *name, const char *text, size_t len,
+                        char *err, size_t errlen)
+{
+    struct chat_template n = { NULL, NULL, NULL, NULL };
+    long sep = find_separator(text, len);
+    const char *body = text;
+    size_t blen = len, i, o;
+    char *intro;
+
+    if (memchr(text, '\0', len)) {
+        snprintf(err, errlen, "%s: contains a NUL byte: not a text file", name);
+        return -1;
+    }
+    if (sep >= 0) {
+        const char *nl;
+
+        if (parse_header(&n, name, text, (size_t)sep, err, errlen) < 0) {
+            chat_template_free(&n);
+            return -1;
+        }
+        nl = memchr(text + sep, '\n', len - (size_t)sep);
+        body = nl ? nl + 1 : text + len;
+        blen = (size_t)(text + len - body);
+    }
+    /* The intro: CRLF -> LF, leading blank lines and trailing whitespace
+     * dropped, then "\n\n" so the first "User:" starts a new turn. */
+    intro = malloc(blen + 3);
+    if (!intro) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        chat_template_free(&n);
+        return -1;
+    }
+    for (i = o = 0; i < blen; i++) {
+        if (body[i] == '\r' && i + 1 < blen && body[i + 1] == '\n') {
+            continue;
+        }
+        intro[o++] = body[i];
+    }
+    while (o > 0 && is_space(intro[o - 1])) {
+        o--;
+    }
+    for (i = 0; i < o && (intro[i] == '\n' || intro[i] == '\r'); i++) {
+    }
+    memmove(intro, intro + i, o - i);
+    o -= i;
+    if (o > 0) {
+        intro[o++] = '\n';
+        intro[o++] = '\n';
+    }
+    intro[o] = '\0';
+    n.intro = intro;
+    n.name = strdup(name);
+    if (!n.user) {
+        n.user = strdup("User");
+    }
+    if (!n.assistant) {
+        n.assistant = strdup("Assistant");
+    }
+    if (!n.name || !n.user || !n.assistant) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        chat_template_free(&n);
+        return -1;
+    }
+    *t = n;
+    return 0;
+}
+
+/* The stem of a path: "dir/coder.txt" -> "coder". malloc'd. */
+static char *stem(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    size_t n;
+
+    base = base ? base + 1 : path;
+    n = strlen(base);
+    if (n > 4 && !strcmp(base + n - 4, ".txt")) {
+        n -= 4;
+    }
+    return dup_range(base, n);
+}
+
+/* Reads and parses the file at path as template name. */
+static int load_file(struct chat_template *t, const char *name, const char *path, char *err,
+                     size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+    int rc;
+
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    do {
+        if (len == cap) {
+            char *nb;
+
+            if (cap > (1u << 24)) {
+                snprintf(err, errlen, "%s: larger than 16 MiB: not a chat template", path);
+                fclose(f);
+                free(buf);
+                return -1;
+            }
+            cap = cap ? cap * 2 : 4096;
+            nb = realloc(buf, cap);
+            if (!nb) {
+                snprintf(err, errlen, "%s: out of memory", path);
+                fclose(f);
+                free(buf);
+                return -1;
+            }
+            buf = nb;
+        }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
+        fclose(f);
+        free(buf);
+        return -1;
+    }
+    fclose(f);
+    /* Parsed under the path so that errors name the file. */
+    rc = chat_template_parse(t, path, buf ? buf : "", len, err, errlen);
+    if (rc == 0) {
+        char *n = strdup(name);
+
+        if (!n) {
+            chat_template_free(t);
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        } else {
+            free(t->name);
+            t->name = n;
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static int is_file(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int chat_template_load(struct chat_template *t, const char *name_or_path, char *err, size_t errlen)
+{
+    char *name, *rel, *dir, *path = NULL, *dirs;
+    int rc;
+
+    if (!name_or_path || !*name_or_path) {
+        snprintf(err, errlen, "empty template name");
+        return -1;
+    }
+    if (strchr(name_or_path, '/')) {
+        name = stem(name_or_path);
+        if (!name) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        rc = load_file(t, name, name_or_path, err, errlen);
+        free(name);
+        return rc;
+    }
+    rel = malloc(strlen(name_or_path) + 16);
+    if (!rel) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    sprintf(rel, "prompts/%s.txt", name_or_path);
+    /* The user's own prompts first, then the installed ones. */
+    dir = paths_config_dir();
+    if (dir) {
+        path = paths_join(dir, rel);
+        if (path && !is_file(path)) {
+            free(path);
+            path = NULL;
+        }
+    }
+    if (!path) {
+        path = paths_find_data(rel);
+    }
+    if (!path) {
+        dirs = paths_data_dirs("prompts");
+        snprintf(err, errlen, "no prompt named '%s' (looked for %s.txt in %s/prompts, %s)",
+                 name_or_path, name_or_path, dir ? dir : "~/.config/rwkv-chat",
+                 dirs ? dirs : "the data directories");
+        free(dirs);
+        free(dir);
+        free(rel);
+        return -1;
+    }
+    rc = load_file(t, name_or_path, path, err, errlen);
+    free(path);
+    free(dir);
+    free(rel);
+    return rc;
+}

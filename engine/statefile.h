@@ -1,0 +1,51 @@
+/*
+ * statefile.h - the rwkv-chat state file: a model state plus opaque
+ * sections for the application, bound to one model.
+ *
+ * Layout in share/state-format.md: a header with magic, format version and
+ * the model's identity (version, shapes, rwkv_info.fingerprint), a section
+ * table, the state floats (little-endian float32, official order), the
+ * application's sections, and an FNV-1a 64 checksum over everything before
+ * it.  Saving is atomic (temporary file in the same directory, fsync,
+ * rename, fsync of the directory).  Loading checks everything (size,
+ * version, checksum, table, model) before handing anything out, so a
+ * refused file changes nothing.  Never prints; errors are one line in err.
+ */
+#ifndef RWKV_STATEFILE_H
+#define RWKV_STATEFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/rwkv.h"
+
+#define RWKV_STATEFILE_MAGIC "RWKVSTAT"
+#define RWKV_STATEFILE_VERSION 1
+#define RWKV_STATEFILE_TAGLEN 16    /* tags are at most 15 bytes */
+
+struct rwkv_statefile_section {
+    const char *tag;                /* "transcript"; "state" is reserved */
+    const void *data;
+    size_t size;
+};
+
+/* Writes state and sections to path for model.  0, or -1 with err; on
+ * failure an existing file at path is left as it was. */
+int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_state *state,
+                        const struct rwkv_statefile_section *sections, size_t n_sections,
+                        char *err, size_t errlen);
+
+typedef struct rwkv_statefile rwkv_statefile;
+
+/* Reads and verifies path against model.  NULL with err on any problem:
+ * not a state file, newer format version, truncated, bad checksum,
+ * malformed table, made for another model. */
+rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, char *err,
+                                    size_t errlen);
+void rwkv_statefile_free(rwkv_statefile *sf);
+/* Copies the saved state into state (a state of the same model). */
+void rwkv_statefile_get_state(const rwkv_statefile *sf, rwkv_state *state);
+/* A section's bytes (valid until rwkv_statefile_free), or NULL if absent. */
+const void *rwkv_statefile_section(const rwkv_statefile *sf, const char *tag, size_t *size);
+
+#endif
