@@ -718,8 +718,8 @@ static void welcome(struct tui *t)
         tui_transcript_note(t, TUI_NOTE_INFO, text);
     } else {
         tui_transcript_note(t, TUI_NOTE_INFO,
-                            "Type a message and press Enter.  /help (or F1) lists the commands; "
-                            "F2 sampling knobs, F3 snapshots; Ctrl-D quits.");
+                            "Type a message and press Enter. /help (or F1) lists the commands, "
+                            "F2 opens the sampling knobs, F3 the snapshots; Ctrl-D quits.");
     }
 }
 

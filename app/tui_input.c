@@ -450,6 +450,13 @@ char *tui_input_take_line(struct tui *t)
     return line;
 }
 
+const char *tui_input_mode_line(struct tui *t)
+{
+    (void)t;
+    /* Our prompt is "": anything readline displays instead is a mode. */
+    return rl_display_prompt && *rl_display_prompt ? rl_display_prompt : NULL;
+}
+
 int tui_input_eof(struct tui *t)
 {
     return ((struct input *)t->input->data)->eof;

@@ -104,6 +104,8 @@ attr_t tui_attr(const struct tui *t, enum tui_colour colour, attr_t fallback);
 /* --- tui_text.c: UTF-8 and display width ------------------------------- */
 struct tui_span {
     size_t off, len;        /* bytes of one display line */
+    int indent;             /* blank columns before it (a wrapped line keeps
+                               its paragraph's indentation) */
 };
 /* Decodes the code point at s[*i] (n bytes in all), advancing *i;
  * malformed bytes decode to U+FFFD one byte at a time. */
@@ -114,9 +116,11 @@ int tui_text_cpwidth(int32_t cp);
 /* Columns of s[0..n). */
 int tui_text_width(const char *s, size_t n);
 /* Splits s into lines at most width columns wide, at '\n', after spaces
- * or next to wide (CJK) characters, else anywhere.  *spans is malloc'd
+ * or next to wide (CJK) characters, else anywhere; continuation lines are
+ * indented like their paragraph's first line, or, with columns set, like
+ * the text after its first run of two blanks (help and /info output).  *spans is malloc'd
  * (caller frees); returns the count (at least 1). */
-size_t tui_text_wrap(const char *s, size_t n, int width, struct tui_span **spans);
+size_t tui_text_wrap(const char *s, size_t n, int width, int columns, struct tui_span **spans);
 /* Draws s[0..n) at the cursor of win within maxw columns; returns the
  * columns used.  Characters the terminal would measure differently from
  * utf8proc are replaced so columns stay aligned. */
@@ -159,6 +163,9 @@ void tui_input_set_text(struct tui *t, const char *text);
 int tui_input_empty(struct tui *t);
 /* The oldest line accepted with Enter and not yet taken (malloc'd), or NULL. */
 char *tui_input_take_line(struct tui *t);
+/* What readline is asking for instead of a line ("(reverse-i-search)`x': ",
+ * "(arg: 4) "), or NULL. */
+const char *tui_input_mode_line(struct tui *t);
 /* 1 once Ctrl-D was pressed at an empty line. */
 int tui_input_eof(struct tui *t);
 

@@ -143,6 +143,14 @@ static void keybar_draw(struct tui_panel *p, struct tui *t)
 
     werase(p->win);
     wmove(p->win, 0, 0);
+    const char *mode = t->focus == t->input ? tui_input_mode_line(t) : NULL;
+
+    if (mode) {
+        wattron(p->win, A_BOLD);
+        tui_text_draw(p->win, mode, strlen(mode), p->w - 1);
+        wattroff(p->win, A_BOLD);
+        return;
+    }
     if (t->message[0]) {
         attr_t a = t->message_is_error ? tui_attr(t, TUI_COLOUR_ERROR, A_BOLD) : A_BOLD;
 

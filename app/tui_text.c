@@ -68,8 +68,9 @@ struct spans {
     size_t n, cap;
 };
 
-/* Appends a line s[off..end), trailing blanks removed. */
-static void spans_push(struct spans *sp, const char *s, size_t off, size_t end)
+/* Appends a line s[off..end) drawn after indent blanks, trailing blanks
+ * removed. */
+static void spans_push(struct spans *sp, const char *s, size_t off, size_t end, int indent)
 {
     while (end > off && s[end - 1] == ' ') {
         end--;
@@ -80,31 +81,58 @@ static void spans_push(struct spans *sp, const char *s, size_t off, size_t end)
     }
     sp->v[sp->n].off = off;
     sp->v[sp->n].len = end - off;
+    sp->v[sp->n].indent = indent;
     sp->n++;
 }
 
 /* Greedy wrap of one paragraph s[start..end) (no '\n' inside).  A line may
  * break after a run of spaces (the spaces are dropped) or on either side
- * of a wide character, since CJK text has no spaces. */
-static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t end, int width)
+ * of a wide character, since CJK text has no spaces.  Continuation lines
+ * keep the paragraph's leading blanks (lists), or with columns set its
+ * second column ("NAME   text"), unless that leaves too little room. */
+static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t end, int width,
+                           int columns)
 {
     size_t i = start, line = start, brk = 0;
-    int col = 0, brk_col = 0, have_brk = 0;
+    int col = 0, brk_col = 0, have_brk = 0, indent = 0, lead = 0, room = width;
 
+    while (start + (size_t)lead < end && s[start + lead] == ' ') {
+        lead++;
+    }
+    if (columns) {
+        /* "NAME   text": continuation lines start under the text. */
+        const char *gap = memmem(s + start + lead, end - start - (size_t)lead, "  ", 2);
+
+        if (gap) {
+            size_t after = (size_t)(gap - s);
+
+            while (after < end && s[after] == ' ') {
+                after++;
+            }
+            if (after < end) {
+                lead = tui_text_width(s + start, after - start);
+            }
+        }
+    }
+    if (lead > width / 2) {
+        lead = 0;
+    }
     while (i < end) {
         size_t j = i;
         int32_t cp = tui_text_decode(s, end, &j);
         int w = tui_text_cpwidth(cp);
 
-        if (cp == ' ') {
-            if (col + w > width) {
-                spans_push(sp, s, line, i);
+        if (cp == ' ' && i > line) {
+            if (col + w > room) {
+                spans_push(sp, s, line, i, indent);
                 while (i < end && s[i] == ' ') {
                     i++;
                 }
                 line = i;
                 col = 0;
                 have_brk = 0;
+                indent = lead;
+                room = width - lead;
                 continue;
             }
             col += w;
@@ -119,21 +147,20 @@ static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t
             brk_col = col;
             have_brk = 1;
         }
-        if (col + w > width && col > 0) {
+        if (col + w > room && col > 0) {
             if (have_brk && brk > line) {
-                spans_push(sp, s, line, brk);
+                spans_push(sp, s, line, brk, indent);
                 line = brk;
                 col -= brk_col;
                 have_brk = 0;
-                while (line < i && s[line] == ' ') {
-                    line++;
-                }
-                continue;
+            } else {
+                spans_push(sp, s, line, i, indent);
+                line = i;
+                col = 0;
+                have_brk = 0;
             }
-            spans_push(sp, s, line, i);
-            line = i;
-            col = 0;
-            have_brk = 0;
+            indent = lead;
+            room = width - lead;
             continue;
         }
         col += w;
@@ -144,10 +171,10 @@ static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t
             have_brk = 1;
         }
     }
-    spans_push(sp, s, line, end);
+    spans_push(sp, s, line, end, indent);
 }
 
-size_t tui_text_wrap(const char *s, size_t n, int width, struct tui_span **out)
+size_t tui_text_wrap(const char *s, size_t n, int width, int columns, struct tui_span **out)
 {
     struct spans sp = { NULL, 0, 0 };
     size_t start = 0;
@@ -159,7 +186,7 @@ size_t tui_text_wrap(const char *s, size_t n, int width, struct tui_span **out)
         const char *nl = memchr(s + start, '\n', n - start);
         size_t end = nl ? (size_t)(nl - s) : n;
 
-        wrap_paragraph(&sp, s, start, end, width);
+        wrap_paragraph(&sp, s, start, end, width, columns);
         if (!nl) {
             break;
         }

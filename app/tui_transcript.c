@@ -91,7 +91,7 @@ static void entry_wrap(struct tui *t, struct entry *e, int width)
 
     free(e->spans);
     entry_text(e, &s, &n);
-    e->n_spans = tui_text_wrap(s, n, width - indent - 1, &e->spans);
+    e->n_spans = tui_text_wrap(s, n, width - indent - 1, e->kind == ENTRY_NOTE, &e->spans);
 }
 
 static void wrap_all(struct tui *t, int width)
@@ -293,8 +293,10 @@ static void draw_line(struct tui *t, WINDOW *win, int y, int width, const struct
         attr_t a = c ? tui_attr(t, c, e->note == TUI_NOTE_ERROR ? A_BOLD : A_DIM) : A_NORMAL;
 
         waddstr(win, k == 0 ? (e->note == TUI_NOTE_ERROR ? "! " : "- ") : "  ");
+        wmove(win, y, NOTE_INDENT + e->spans[k].indent);
         wattron(win, a);
-        tui_text_draw(win, s + e->spans[k].off, e->spans[k].len, width - NOTE_INDENT);
+        tui_text_draw(win, s + e->spans[k].off, e->spans[k].len,
+                      width - NOTE_INDENT - e->spans[k].indent);
         wattroff(win, a);
         return;
     }
@@ -317,13 +319,13 @@ static void draw_line(struct tui *t, WINDOW *win, int y, int width, const struct
         waddch(win, ':');
         wattroff(win, label);
         waddch(win, ' ');
-    } else {
-        wmove(win, y, lw + 2);
     }
+    wmove(win, y, lw + 2 + e->spans[k].indent);
     attr_t body = user ? tui_attr(t, TUI_COLOUR_USER, A_BOLD) : A_NORMAL;
 
     wattron(win, body);
-    col = tui_text_draw(win, s + e->spans[k].off, e->spans[k].len, width - lw - 2);
+    col = e->spans[k].indent;
+    col += tui_text_draw(win, s + e->spans[k].off, e->spans[k].len, width - lw - 2 - col);
     wattroff(win, body);
     if (live && k + 1 == e->n_spans && lw + 2 + col < width) {
         wattron(win, A_DIM);
