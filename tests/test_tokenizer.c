@@ -633,7 +633,9 @@ int main(void)
     if (!tok) {
         return tap_done();
     }
-    diag("vocabulary load %.1f ms (best of 3)", best * 1e3);
+    /* The target is well under 50 ms in an optimised build; the bound
+     * leaves room for sanitizers and a busy machine. */
+    ok(best < 0.25, "vocabulary loads in %.1f ms (best of 3, bound 250 ms)", best * 1e3);
     ok(world_vocab_size(tok) == 65530, "vocab size 65530 (%d)", world_vocab_size(tok));
     ok(world_token(tok, 0, &len) != NULL && len == 0, "token 0 (end of text) has no bytes");
     ok(world_token(tok, -1, &len) == NULL && world_token(tok, 65530, &len) == NULL,

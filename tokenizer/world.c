@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <utf8proc.h>
 
@@ -389,13 +390,26 @@ static char *slurp(struct loader *ld, size_t *size)
     FILE *f = fopen(ld->path, "rb");
     char *data = NULL, *grown;
     size_t cap = 0, n = 0, got;
+    struct stat st;
 
     if (!f) {
         fail(ld, "%s", strerror(errno));
         return NULL;
     }
+    /* Room for the whole file in one read when its size is known. */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (1L << 30)) {
+        cap = (size_t)st.st_size + 65536;
+        if (!(data = malloc(cap))) {
+            fail(ld, "out of memory");
+            goto error;
+        }
+    }
     for (;;) {
         if (cap - n < 65536) {
+            if (cap >= (size_t)1 << 30) {
+                fail(ld, "too large for a vocabulary");
+                goto error;
+            }
             cap = cap ? cap * 2 : (size_t)1 << 20;
             if (!(grown = realloc(data, cap))) {
                 fail(ld, "out of memory");
@@ -943,6 +957,9 @@ size_t world_stream_push(struct world_stream *s, const uint8_t *in, size_t n, ui
     uint8_t join[8];
     size_t written = 0, used, take, rest;
 
+    if (n == 0) {
+        return 0;
+    }
     /* First finish the held character with up to 4 new bytes. */
     if (s->n_held) {
         take = n < 4 ? n : 4;
