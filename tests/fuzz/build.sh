@@ -1,0 +1,34 @@
+#!/bin/sh
+# build.sh - builds the libFuzzer targets (called by `make fuzz`).
+#   build.sh SRCDIR BUILDDIR   with FUZZ_CC, FUZZ_CFLAGS, FUZZ_LIBS in the environment.
+# The module under test is compiled by clang with coverage and sanitizers;
+# what it calls into (the engine for state files) links from the normal
+# build's libraries.
+set -eu
+src=$1
+build=$2
+cc=${FUZZ_CC:-clang}
+flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+ -I$src -D_GNU_SOURCE -DFUZZ_DEFAULT_SHARE=\"$src/share\" -DPKGDATADIR=\"/nonexistent\"
+ ${FUZZ_CFLAGS:-}"
+if ! command -v "$cc" >/dev/null 2>&1; then
+    echo "build.sh: $cc not found: apt-get install clang" >&2
+    exit 1
+fi
+mkdir -p "$build/fuzz"
+target() { # target NAME HARNESS SOURCES... [-- LINK...]
+    name=$1; shift
+    srcs=
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do srcs="$srcs $src/$1"; shift; done
+    [ $# -gt 0 ] && shift
+    echo "  FUZZ     fuzz/$name"
+    # shellcheck disable=SC2086
+    $cc $flags -o "$build/fuzz/$name" $srcs "$@"
+}
+CKPT="engine/checkpoint.c engine/pth.c engine/safetensors.c"
+target fuzz_pth tests/fuzz/fuzz_pth.c $CKPT
+target fuzz_safetensors tests/fuzz/fuzz_pth.c $CKPT
+target fuzz_pickle tests/fuzz/fuzz_pickle.c $CKPT
+target fuzz_vocab tests/fuzz/fuzz_vocab.c tokenizer/world.c -- ${FUZZ_LIBS:-}
+target fuzz_tokenizer tests/fuzz/fuzz_tokenizer.c tokenizer/world.c -- ${FUZZ_LIBS:-}
+target fuzz_template tests/fuzz/fuzz_template.c app/template.c app/paths.c -- ${FUZZ_LIBS:-}
