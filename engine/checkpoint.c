@@ -178,8 +178,14 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
     char sbuf[96];
     int i;
 
-    if (namelen == 0 || namelen > 4096 || memchr(name, '\0', namelen)) {
-        set_err(err, errlen, "%s: tensor name of %zu bytes is not usable", file->path, namelen);
+    for (i = 0; i < (int)namelen && namelen <= 4096; i++) {
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+            break;
+        }
+    }
+    if (namelen == 0 || namelen > 4096 || i < (int)namelen) {
+        set_err(err, errlen, "%s: tensor %zu: name of %zu bytes is empty, too long or holds "
+                "control characters", file->path, file->count, namelen);
         return -1;
     }
     if (ndim < 0 || ndim > CKPT_MAX_DIMS) {
@@ -282,6 +288,7 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
     struct stat st;
     int fd, rc;
     void *map;
+    char *p;
 
     file = calloc(1, sizeof(*file));
     if (!file || !(file->path = strdup(path))) {
@@ -349,6 +356,15 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         rc = -1;
     }
     if (rc != 0) {
+        /* names and globals in the message come from the file: keep the
+         * message one printable line whatever they hold */
+        if (err && errlen) {
+            for (p = err; p < err + errlen && *p; p++) {
+                if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                    *p = '?';
+                }
+            }
+        }
         ckpt_close(file);
         return NULL;
     }

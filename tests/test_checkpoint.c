@@ -529,6 +529,137 @@ static const char *patched(const char *name, const unsigned char *buf, size_t le
     return tmp_path(name);
 }
 
+/* torch.save of an OrderedDict state dict with its _metadata attribute
+ * (made in Python with stand-ins for the torch globals, protocol 2):
+ * a = storage 0 [2][3]; b = storage 0 viewed from offset 1 as [3][2] with
+ * strides (1, 3); c = float16 storage 1 [4]; big = storage 0 element 7. */
+static const unsigned char ordered_pickle[] =
+    "\x80\x02\x63\x63\x6f\x6c\x6c\x65\x63\x74\x69\x6f\x6e\x73\x0a\x4f"
+    "\x72\x64\x65\x72\x65\x64\x44\x69\x63\x74\x0a\x71\x00\x29\x52\x71"
+    "\x01\x28\x58\x01\x00\x00\x00\x61\x71\x02\x63\x74\x6f\x72\x63\x68"
+    "\x2e\x5f\x75\x74\x69\x6c\x73\x0a\x5f\x72\x65\x62\x75\x69\x6c\x64"
+    "\x5f\x74\x65\x6e\x73\x6f\x72\x5f\x76\x32\x0a\x71\x03\x28\x28\x58"
+    "\x07\x00\x00\x00\x73\x74\x6f\x72\x61\x67\x65\x71\x04\x63\x74\x6f"
+    "\x72\x63\x68\x0a\x46\x6c\x6f\x61\x74\x53\x74\x6f\x72\x61\x67\x65"
+    "\x0a\x71\x05\x58\x01\x00\x00\x00\x30\x71\x06\x58\x03\x00\x00\x00"
+    "\x63\x70\x75\x71\x07\x4b\x08\x74\x71\x08\x51\x4b\x00\x4b\x02\x4b"
+    "\x03\x86\x71\x09\x4b\x03\x4b\x01\x86\x71\x0a\x89\x68\x00\x29\x52"
+    "\x71\x0b\x74\x71\x0c\x52\x71\x0d\x58\x01\x00\x00\x00\x62\x71\x0e"
+    "\x68\x03\x28\x28\x68\x04\x68\x05\x68\x06\x68\x07\x4b\x08\x74\x71"
+    "\x0f\x51\x4b\x01\x4b\x03\x4b\x02\x86\x71\x10\x4b\x01\x4b\x03\x86"
+    "\x71\x11\x89\x68\x00\x29\x52\x71\x12\x74\x71\x13\x52\x71\x14\x58"
+    "\x01\x00\x00\x00\x63\x71\x15\x68\x03\x28\x28\x68\x04\x63\x74\x6f"
+    "\x72\x63\x68\x0a\x48\x61\x6c\x66\x53\x74\x6f\x72\x61\x67\x65\x0a"
+    "\x71\x16\x58\x01\x00\x00\x00\x31\x71\x17\x68\x07\x4b\x04\x74\x71"
+    "\x18\x51\x4b\x00\x4b\x04\x85\x71\x19\x4b\x01\x85\x71\x1a\x89\x68"
+    "\x00\x29\x52\x71\x1b\x74\x71\x1c\x52\x71\x1d\x58\x03\x00\x00\x00"
+    "\x62\x69\x67\x71\x1e\x68\x03\x28\x28\x68\x04\x68\x05\x68\x06\x68"
+    "\x07\x4b\x08\x74\x71\x1f\x51\x4b\x07\x68\x1a\x68\x1a\x89\x68\x00"
+    "\x29\x52\x71\x20\x74\x71\x21\x52\x71\x22\x75\x7d\x71\x23\x58\x09"
+    "\x00\x00\x00\x5f\x6d\x65\x74\x61\x64\x61\x74\x61\x71\x24\x68\x00"
+    "\x29\x52\x71\x25\x28\x58\x00\x00\x00\x00\x71\x26\x7d\x71\x27\x58"
+    "\x07\x00\x00\x00\x76\x65\x72\x73\x69\x6f\x6e\x71\x28\x4b\x01\x73"
+    "\x58\x05\x00\x00\x00\x6c\x61\x79\x65\x72\x71\x29\x7d\x71\x2a\x68"
+    "\x28\x4b\x02\x73\x75\x73\x62\x2e";
+
+/* Writes a stored zip of n entries (torch style: 64-byte aligned data). */
+static void write_zip(const char *path, const char *const *names, const void *const *data,
+                      const size_t *sizes, int n)
+{
+    unsigned char *out = calloc(1, 1 << 16), *h;
+    size_t len = 0, cd, offsets[16];
+    int i;
+
+    for (i = 0; i < n; i++) {
+        size_t nlen = strlen(names[i]), pad = (64 - (len + 30 + nlen + 4) % 64) % 64;
+        offsets[i] = len;
+        h = out + len;
+        wr32(h, 0x04034b50);
+        wr16(h + 4, 20);
+        wr32(h + 18, (uint32_t)sizes[i]);
+        wr32(h + 22, (uint32_t)sizes[i]);
+        wr16(h + 26, (unsigned)nlen);
+        wr16(h + 28, (unsigned)(pad + 4));
+        memcpy(h + 30, names[i], nlen);
+        wr16(h + 30 + nlen, 0x5a46);     /* padding extra field, as torch writes */
+        wr16(h + 32 + nlen, (unsigned)pad);
+        len += 30 + nlen + 4 + pad;
+        memcpy(out + len, data[i], sizes[i]);
+        len += sizes[i];
+    }
+    cd = len;
+    for (i = 0; i < n; i++) {
+        size_t nlen = strlen(names[i]);
+        h = out + len;
+        wr32(h, 0x02014b50);
+        wr16(h + 4, 20);
+        wr16(h + 6, 20);
+        wr32(h + 20, (uint32_t)sizes[i]);
+        wr32(h + 24, (uint32_t)sizes[i]);
+        wr16(h + 28, (unsigned)nlen);
+        wr32(h + 42, (uint32_t)offsets[i]);
+        memcpy(h + 46, names[i], nlen);
+        len += 46 + nlen;
+    }
+    h = out + len;
+    wr32(h, 0x06054b50);
+    wr16(h + 8, (unsigned)n);
+    wr16(h + 10, (unsigned)n);
+    wr32(h + 12, (uint32_t)(len - cd));
+    wr32(h + 16, (uint32_t)cd);
+    len += 22;
+    write_file(path, out, len);
+    free(out);
+}
+
+static void test_ordered_dict(void)
+{
+    static const float s0[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    static const unsigned char s1[8] = { 0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38, 0x00, 0x00 };
+    const char *names[] = { "my model/data.pkl", "my model/byteorder", "my model/data/0",
+                            "my model/data/1" };
+    const void *data[] = { ordered_pickle, "little", s0, s1 };
+    size_t sizes[] = { sizeof(ordered_pickle), 6, sizeof(s0), sizeof(s1) };
+    const struct ckpt_tensor *a, *b, *c, *big;
+    char err[512];
+    ckpt_file *f;
+    float cf[4];
+
+    write_zip(tmp_path("ordered.pth"), names, data, sizes, 4);
+    f = ckpt_open(tmp_path("ordered.pth"), err, sizeof(err));
+    if (!ok(f != NULL, "OrderedDict state dict with _metadata (BUILD) under 'my model/' opens")) {
+        diag("%s", err);
+        return;
+    }
+    a = ckpt_find(f, "a");
+    b = ckpt_find(f, "b");
+    c = ckpt_find(f, "c");
+    big = ckpt_find(f, "big");
+    ok(ckpt_count(f) == 4 && a && b && c && big, "4 tensors, _metadata is not one");
+    ok(a && a->ndim == 2 && a->shape[0] == 2 && a->shape[1] == 3 &&
+       !memcmp(a->data, s0, 24), "a = [[0 1 2] [3 4 5]]");
+    if (b) {
+        const float *x = b->data;
+        ok(b->ndim == 2 && b->shape[0] == 3 && b->shape[1] == 2 && x[0] == 1 && x[1] == 4 &&
+           x[2] == 2 && x[3] == 5 && x[4] == 3 && x[5] == 6,
+           "b = strided view from offset 1 = [[1 4] [2 5] [3 6]] (got %g %g %g %g %g %g)",
+           x[0], x[1], x[2], x[3], x[4], x[5]);
+    }
+    if (c) {
+        ckpt_to_f32(c->dtype, c->data, cf, 4);
+        ok(c->dtype == CKPT_F16 && c->numel == 4 && cf[0] == 1 && cf[1] == -2 &&
+           cf[2] == 0.5f && cf[3] == 0, "c = float16 [1 -2 0.5 0]");
+    }
+    ok(big && big->numel == 1 && ((const float *)big->data)[0] == 7,
+       "big = last element of the shared storage");
+    ckpt_close(f);
+
+    data[1] = "big\0\0\0";
+    write_zip(tmp_path("bigendian.pth"), names, data, sizes, 4);
+    expect_error("big-endian checkpoint", tmp_path("bigendian.pth"),
+                 WANT("byteorder", "only little-endian"));
+}
+
 static void test_damaged_pth(void)
 {
     const char *path = shared_path("fixtures/models/v7.pth");
@@ -675,6 +806,11 @@ static void test_safetensors_small(void)
                     data, sizeof(data));
     expect_error("safetensors with a name twice", tmp_path("dup.safetensors"),
                  WANT("tensor a appears twice"));
+    put_safetensors("ctrl.safetensors",
+                    "{\"a\\u000a\\u001b[2Jb\":{\"dtype\":\"F32\",\"shape\":[2],"
+                    "\"data_offsets\":[0,8]}}", data, sizeof(data));
+    expect_error("tensor name with a newline and an escape sequence",
+                 tmp_path("ctrl.safetensors"), WANT("tensor 0", "control characters"));
     {
         unsigned char hdr[16] = { 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, '{', '}' };
         write_file(tmp_path("hlen.safetensors"), hdr, sizeof(hdr));
@@ -729,6 +865,7 @@ int main(void)
     test_conversions();
     test_strided();
     test_zip64();
+    test_ordered_dict();
     test_damaged_pth();
     test_safetensors_small();
     test_damaged_safetensors();
