@@ -1,8 +1,559 @@
-/* test_chat.c - placeholder, being written. */
+/* test_chat.c - the chat session: templates, normalisation, the greedy
+ * replies of the demo model, stop rules, streaming, undo/regen/edit,
+ * snapshots, seeded sampling, raw completion and state-tuned starts. */
+#include "app/chat.h"
+#include "app/pthwrite.h"
 #include "tests/tap.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+static world_tokenizer *tok;
+
+/* Streams the reply in progress; returns it (malloc'd) and the stop. */
+static char *reply(chat *c, int *stop, int *stream_ok)
+{
+    char err[RWKV_ERRLEN], *buf = malloc(1);
+    size_t len = 0;
+    const char *out;
+    size_t n;
+    int rc;
+
+    do {
+        rc = chat_step(c, &out, &n, err, sizeof err);
+        if (rc < 0) {
+            diag("chat_step: %s", err);
+            break;
+        }
+        buf = realloc(buf, len + n + 1);
+        memcpy(buf + len, out, n);
+        len += n;
+    } while (rc == CHAT_STOP_NONE);
+    buf[len] = '\0';
+    *stop = rc;
+    if (stream_ok) {
+        const struct chat_turn *t = chat_turn_at(c, chat_turn_count(c) - 1);
+
+        *stream_ok = rc > 0 && t && t->role == CHAT_ASSISTANT && strcmp(t->text, buf) == 0;
+    }
+    return buf;
+}
+
+static rwkv_model *load_model(const char *path)
+{
+    char err[RWKV_ERRLEN];
+    rwkv_model *m = rwkv_model_load(path, NULL, err, sizeof err);
+
+    if (!m) {
+        diag("%s", err);
+    }
+    return m;
+}
+
+static struct sampler_settings greedy(void)
+{
+    struct sampler_settings s;
+
+    sampler_defaults(&s);
+    s.temperature = 0.0f;
+    s.presence = 0.0f;
+    s.frequency = 0.0f;
+    s.max_tokens = 300;
+    return s;
+}
+
+/* "a\\nb" -> "a\nb" in place. */
+static void unescape(char *s)
+{
+    char *o = s;
+
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] == 'n') {
+            *o++ = '\n';
+            s++;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+}
+
+static int same_state(const chat *a, const rwkv_state *b)
+{
+    const rwkv_state *x = chat_state(a);
+
+    return rwkv_state_floats(x) == rwkv_state_floats(b) &&
+           !memcmp(rwkv_state_cdata(x), rwkv_state_cdata(b), rwkv_state_floats(b) * sizeof(float));
+}
+
+static void test_normalize_and_templates(void)
+{
+    struct chat_template t;
+    char err[RWKV_ERRLEN], *n;
+    const char *text;
+
+    n = chat_normalize("  \n hello\n\n\n world \r\n\r\n again\t \n");
+    ok(n && !strcmp(n, "hello\n world \n again"), "normalise: strip, CRLF, runs of newlines -> one");
+    free(n);
+    n = chat_normalize(" \n\t ");
+    ok(n && !*n, "normalise: whitespace only -> empty");
+    free(n);
+
+    text = "# c\nuser: Bob\nassistant: Alice\n---\n\nBob: hi\n\nAlice: yo\n\n\n";
+    ok(chat_template_parse(&t, "x", text, strlen(text), err, sizeof err) == 0 &&
+       !strcmp(t.user, "Bob") && !strcmp(t.assistant, "Alice") && !strcmp(t.name, "x") &&
+       !strcmp(t.intro, "Bob: hi\n\nAlice: yo\n\n"),
+       "template: header names, intro ends with exactly one blank line");
+    chat_template_free(&t);
+    text = "User: hi\n\nAssistant: hello";
+    ok(chat_template_parse(&t, "y", text, strlen(text), err, sizeof err) == 0 &&
+       !strcmp(t.user, "User") && !strcmp(t.intro, "User: hi\n\nAssistant: hello\n\n"),
+       "template without ---: all intro, default names");
+    chat_template_free(&t);
+    text = "usr: Bob\n---\n";
+    ok(chat_template_parse(&t, "z", text, strlen(text), err, sizeof err) == -1 &&
+       !strcmp(err, "z: line 1: unknown key 'usr' (expected user, assistant or description)"),
+       "template: unknown key refused (%s)", err);
+    text = "user:\n---\n";
+    ok(chat_template_parse(&t, "z", text, strlen(text), err, sizeof err) == -1 &&
+       strstr(err, "empty value"), "template: empty value refused (%s)", err);
+
+    if (chat_template_load(&t, "bare", err, sizeof err) == 0) {
+        ok(!strcmp(t.name, "bare") && !strcmp(t.intro, "") && !strcmp(t.user, "User") &&
+           !strcmp(t.assistant, "Assistant"), "prompts/bare.txt: no intro, User/Assistant");
+        chat_template_free(&t);
+    } else {
+        ok(0, "prompts/bare.txt loads (%s)", err);
+    }
+    {
+        static const char *names[] = { "default", "translator", "coder" };
+        size_t i;
+        int all = 1;
+
+        for (i = 0; i < 3; i++) {
+            if (chat_template_load(&t, names[i], err, sizeof err) < 0) {
+                diag("%s", err);
+                all = 0;
+                continue;
+            }
+            all &= strlen(t.intro) > 20 && !strcmp(t.intro + strlen(t.intro) - 2, "\n\n") &&
+                   !strncmp(t.intro, "User: ", 6);
+            chat_template_free(&t);
+        }
+        ok(all, "default, translator, coder: intros in the chat format");
+    }
+    ok(chat_template_load(&t, "no-such-persona", err, sizeof err) == -1 &&
+       strstr(err, "no prompt named 'no-such-persona'"), "unknown prompt name: %s", err);
+
+    /* A user's own template in $XDG_CONFIG_HOME/rwkv-chat/prompts wins. */
+    {
+        const char *cfg = getenv("XDG_CONFIG_HOME");
+        char dir[1024], path[1100];
+        FILE *f;
+
+        if (cfg && *cfg == '/') {
+            snprintf(dir, sizeof dir, "mkdir -p '%s/rwkv-chat/prompts'", cfg);
+            if (system(dir) == 0) {
+                snprintf(path, sizeof path, "%s/rwkv-chat/prompts/pirate.txt", cfg);
+                f = fopen(path, "w");
+                fputs("user: Me\nassistant: Pirate\n---\nMe: hi\n\nPirate: Arr.\n", f);
+                fclose(f);
+                ok(chat_template_load(&t, "pirate", err, sizeof err) == 0 &&
+                   !strcmp(t.assistant, "Pirate") && !strcmp(t.name, "pirate"),
+                   "user template found in $XDG_CONFIG_HOME/rwkv-chat/prompts");
+                chat_template_free(&t);
+                ok(chat_template_load(&t, path, err, sizeof err) == 0 && !strcmp(t.name, "pirate"),
+                   "template by path, named by its stem");
+                chat_template_free(&t);
+                unlink(path);
+            }
+        } else {
+            skip("XDG_CONFIG_HOME not set (run under make check)");
+            skip("XDG_CONFIG_HOME not set");
+        }
+    }
+}
+
+/* The official greedy replies of the demo model, from the bare template. */
+static void test_greedy(rwkv_model *m)
+{
+    struct sampler_settings s = greedy();
+    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    char err[RWKV_ERRLEN], *tsv, *line, *save = NULL;
+    chat *c = chat_new(m, tok, &bare, &s, err, sizeof err);
+    int n = 0, good = 0, streams = 1;
+
+    tsv = read_file(shared_path("models/greedy.tsv"), NULL);
+    if (!c || !tsv) {
+        ok(0, "greedy.tsv and a chat (%s)", c ? "no greedy.tsv" : err);
+        free(tsv);
+        chat_free(c);
+        return;
+    }
+    for (line = strtok_r(tsv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *tab = strchr(line, '\t'), *got;
+        int stop, stream_ok;
+        int32_t *ids;
+        size_t n_ids;
+        char prompt[512];
+
+        if (!tab) {
+            continue;
+        }
+        *tab = '\0';
+        unescape(tab + 1);
+        chat_reset(c);
+        if (chat_send(c, line, err, sizeof err) < 0) {
+            diag("%s", err);
+            continue;
+        }
+        /* The fed prompt is exactly "User: Q\n\nAssistant:". */
+        snprintf(prompt, sizeof prompt, "User: %s\n\nAssistant:", line);
+        world_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &n_ids);
+        got = reply(c, &stop, &stream_ok);
+        n++;
+        if (!strcmp(got, tab + 1) && stop == CHAT_STOP_END &&
+            chat_get_stats(c)->prompt_tokens == n_ids) {
+            good++;
+        } else {
+            diag("%s: got [%s] (%s), want [%s]", line, got, chat_stop_name(stop), tab + 1);
+        }
+        streams &= stream_ok;
+        free(ids);
+        free(got);
+    }
+    ok(n >= 5 && good == n, "demo model: %d/%d greedy replies exactly as the official package", good,
+       n);
+    ok(streams, "streamed bytes == transcript reply, for every greedy reply");
+    free(tsv);
+    chat_free(c);
+}
+
+/* Multi-turn feeding, undo, regen, edit, snapshots, interrupt, length. */
+static void test_operations(rwkv_model *m)
+{
+    struct sampler_settings s = greedy();
+    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    char err[RWKV_ERRLEN], *r1, *r2, *r3, *text;
+    chat *c = chat_new(m, tok, &bare, &s, err, sizeof err);
+    rwkv_state *zero = rwkv_state_new(m), *after1, *after2;
+    int stop, sok;
+    size_t n;
+    const char *out;
+
+    if (!c) {
+        ok(0, "chat_new: %s", err);
+        return;
+    }
+    ok(same_state(c, zero) && chat_turn_count(c) == 0, "new chat with the bare template: zero state");
+    chat_send(c, "hi", err, sizeof err);
+    r1 = reply(c, &stop, &sok);
+    after1 = rwkv_state_clone(chat_state(c));
+    chat_send(c, "Who are you?", err, sizeof err);
+    ok(chat_get_stats(c)->prompt_tokens == 10, "second message costs only its own 10 tokens (%zu)",
+       chat_get_stats(c)->prompt_tokens);
+    r2 = reply(c, &stop, &sok);
+    after2 = rwkv_state_clone(chat_state(c));
+    ok(chat_turn_count(c) == 4 && chat_turn_at(c, 0)->role == CHAT_USER &&
+       !strcmp(chat_turn_at(c, 2)->text, "Who are you?") && chat_turn_at(c, 3)->role == CHAT_ASSISTANT,
+       "transcript: user, assistant, user, assistant");
+    ok(chat_get_stats(c)->context_tokens == 7 + 33 + 10 + chat_get_stats(c)->reply_tokens,
+       "context counts every fed token (%zu)", chat_get_stats(c)->context_tokens);
+
+    /* Regen at temperature 0 gives the same reply and the same state. */
+    ok(chat_regen(c, err, sizeof err) == 0 && chat_turn_count(c) == 3 && chat_generating(c),
+       "regen drops the last reply and starts a new one");
+    r3 = reply(c, &stop, &sok);
+    ok(!strcmp(r3, r2) && same_state(c, after2), "greedy regen: same reply, identical state");
+    free(r3);
+
+    /* Undo restores the exact state before the message. */
+    ok(chat_undo(c, err, sizeof err) == 0 && chat_turn_count(c) == 2 && same_state(c, after1),
+       "undo: transcript back to 2 turns, state bit-identical to after reply 1");
+    ok(chat_undo(c, err, sizeof err) == 0 && chat_turn_count(c) == 0 && same_state(c, zero),
+       "undo again: back to the zero state");
+    ok(chat_undo(c, err, sizeof err) == -1 && !strcmp(err, "nothing to undo"), "undo on empty: %s",
+       err);
+    ok(chat_regen(c, err, sizeof err) == -1, "regen on empty refused: %s", err);
+
+    /* Snapshots. */
+    chat_send(c, "hi", err, sizeof err);
+    free(reply(c, &stop, &sok));
+    ok(chat_snapshot_take(c, "after-hi", err, sizeof err) == 0 &&
+       !strcmp(chat_current_snapshot(c), "after-hi") && chat_snapshot_count(c) == 1,
+       "snapshot taken and current");
+    chat_send(c, "What is RWKV?", err, sizeof err);
+    free(reply(c, &stop, &sok));
+    ok(chat_current_snapshot(c) == NULL, "a new message leaves the snapshot");
+    ok(chat_snapshot_restore(c, "after-hi", err, sizeof err) == 0 && same_state(c, after1) &&
+       chat_turn_count(c) == 2 && !strcmp(chat_turn_at(c, 1)->text, r1),
+       "restore: state and transcript of the snapshot");
+    chat_send(c, "Who are you?", err, sizeof err);
+    r3 = reply(c, &stop, &sok);
+    ok(!strcmp(r3, r2) && same_state(c, after2), "branch from the snapshot continues exactly");
+    free(r3);
+    ok(chat_snapshot_restore(c, "after-hi", err, sizeof err) == 0 && chat_undo(c, err, sizeof err) == 0 &&
+       same_state(c, zero), "undo works across a restore (the snapshot keeps the undo stack)");
+    ok(chat_snapshot_restore(c, "nope", err, sizeof err) == -1 &&
+       !strcmp(err, "no snapshot named 'nope'"), "restore unknown: %s", err);
+    ok(chat_snapshot_delete(c, "after-hi", err, sizeof err) == 0 && chat_snapshot_count(c) == 0 &&
+       chat_snapshot_delete(c, "after-hi", err, sizeof err) == -1, "delete, then delete again refused");
+
+    /* Edit: drops the exchange and hands back the text. */
+    chat_reset(c);
+    chat_send(c, "hi", err, sizeof err);
+    free(reply(c, &stop, &sok));
+    chat_send(c, "What  is\n\n\nRWKV?", err, sizeof err);
+    free(reply(c, &stop, &sok));
+    text = chat_edit_last(c, err, sizeof err);
+    ok(text && !strcmp(text, "What  is\nRWKV?") && chat_turn_count(c) == 2 && same_state(c, after1),
+       "edit_last returns the (normalised) message and restores the state");
+    free(text);
+
+    /* Interrupt: partial reply kept, the next message is preceded by "\n\n". */
+    chat_reset(c);
+    chat_send(c, "hi", err, sizeof err);
+    chat_step(c, &out, &n, err, sizeof err);
+    chat_step(c, &out, &n, err, sizeof err);
+    chat_interrupt(c);
+    ok(!chat_generating(c) && chat_turn_count(c) == 2 && !strcmp(chat_turn_at(c, 1)->text, "Hi."),
+       "interrupt after 2 tokens: reply ends at once, partial reply \"%s\" kept",
+       chat_turn_at(c, 1) ? chat_turn_at(c, 1)->text : "");
+    chat_send(c, "hi", err, sizeof err);
+    ok(chat_get_stats(c)->prompt_tokens == 8, "next message owes the \"\\n\\n\": 1 + 7 tokens (%zu)",
+       chat_get_stats(c)->prompt_tokens);
+    chat_request_stop(c);
+    ok(chat_step(c, &out, &n, err, sizeof err) == CHAT_STOP_INTERRUPT && !chat_generating(c),
+       "chat_request_stop: the next step ends the reply");
+
+    /* max_tokens. */
+    chat_settings(c)->max_tokens = 3;
+    chat_settings_changed(c);
+    chat_send(c, "Tell me about ssh.", err, sizeof err);
+    free(reply(c, &stop, &sok));
+    ok(stop == CHAT_STOP_LENGTH && chat_get_stats(c)->reply_tokens == 3 && sok,
+       "max_tokens 3: stop 'length' after 3 tokens");
+    ok(!strcmp(chat_stop_name(CHAT_STOP_END), "end") && !strcmp(chat_stop_name(CHAT_STOP_EOS), "eos"),
+       "stop names");
+
+    /* Raw completion: bytes as they are, up to a blank line. */
+    chat_settings(c)->max_tokens = 300;
+    chat_settings_changed(c);
+    chat_reset(c);
+    ok(chat_send_raw(c, "User: hi\n\nAssistant:", 20, err, sizeof err) == 0, "raw prompt fed");
+    r3 = reply(c, &stop, &sok);
+    if (!(stop == CHAT_STOP_END && r3[0] == ' ' && !strcmp(r3 + 1, r1))) {
+        diag("raw: [%s] %s", r3, chat_stop_name(stop));
+    }
+    ok(stop == CHAT_STOP_END && r3[0] == ' ' && !strcmp(r3 + 1, r1),
+       "raw completion keeps the leading space and stops at the blank line");
+    free(r3);
+    ok(chat_send(c, "   \n ", err, sizeof err) == -1 && !strcmp(err, "empty message"),
+       "empty message refused");
+
+    free(r1);
+    free(r2);
+    rwkv_state_free(zero);
+    rwkv_state_free(after1);
+    rwkv_state_free(after2);
+    chat_free(c);
+}
+
+/* Sampling: the same seed gives the same reply, byte for byte. */
+static void test_seeded(rwkv_model *m, const char *what)
+{
+    struct sampler_settings s;
+    struct chat_template t;
+    char err[RWKV_ERRLEN], *a, *b, *d;
+    chat *x, *y;
+    int stop, sok, sok2;
+
+    sampler_defaults(&s);
+    s.temperature = 1.0f;
+    s.top_p = 0.9f;
+    s.max_tokens = 40;
+    s.seed = 1234;
+    if (chat_template_load(&t, "default", err, sizeof err) < 0) {
+        t.name = strdup("x");
+        t.intro = strdup("");
+        t.user = strdup("User");
+        t.assistant = strdup("Assistant");
+    }
+    x = chat_new(m, tok, &t, &s, err, sizeof err);
+    y = chat_new(m, tok, &t, &s, err, sizeof err);
+    chat_template_free(&t);
+    if (!x || !y) {
+        ok(0, "%s: chats: %s", what, err);
+        chat_free(x);
+        chat_free(y);
+        return;
+    }
+    chat_send(x, "Tell me a story.", err, sizeof err);
+    a = reply(x, &stop, &sok);
+    chat_send(y, "Tell me a story.", err, sizeof err);
+    b = reply(y, &stop, &sok2);
+    ok(!strcmp(a, b) && sok && sok2, "%s: same seed, same reply (%zu bytes)", what, strlen(a));
+    chat_settings(y)->seed = 99;
+    chat_settings_changed(y);
+    chat_regen(y, err, sizeof err);
+    d = reply(y, &stop, &sok);
+    ok(strcmp(a, d) != 0 || strlen(a) == 0, "%s: another seed, another reply", what);
+    ok(sok, "%s: sampled reply streamed == transcript", what);
+    free(a);
+    free(b);
+    free(d);
+    chat_free(x);
+    chat_free(y);
+}
+
+/* Writes a state-tuned file for the demo model shape: time_state[l] is
+ * [H][N][N] with value (l, h, i, j) -> l + h/10 + i/1000 + j/100000. */
+static int write_tuned(const char *path, const struct rwkv_info *info, int transposed_ok)
+{
+    char err[RWKV_ERRLEN];
+    pthw *w = pthw_new(path, PTHW_PTH, err, sizeof err);
+    int64_t shape[3] = { info->n_head, info->head_size, info->head_size };
+    size_t n = (size_t)(info->n_head * info->head_size * info->head_size), k;
+    float *data = malloc(n * sizeof(float));
+    int l, rc = 0;
+    char name[64];
+
+    if (!w || !data) {
+        diag("%s", err);
+        free(data);
+        return -1;
+    }
+    if (!transposed_ok) {
+        shape[0] = info->n_head + 1;
+    }
+    for (l = 0; l < info->n_layer && rc == 0; l++) {
+        snprintf(name, sizeof name, "blocks.%d.att.time_state", l);
+        rc = pthw_declare(w, name, CKPT_F32, 3, shape, err, sizeof err);
+    }
+    rc = rc ? rc : pthw_begin(w, err, sizeof err);
+    for (l = 0; l < info->n_layer && rc == 0; l++) {
+        size_t h, i, j, N = (size_t)info->head_size;
+
+        data = realloc(data, (size_t)(shape[0] * shape[1] * shape[2]) * sizeof(float));
+        for (h = 0; h < (size_t)shape[0]; h++) {
+            for (i = 0; i < N; i++) {
+                for (j = 0; j < N; j++) {
+                    data[(h * N + i) * N + j] = (float)(l + h / 10.0 + i / 1000.0 + j / 100000.0);
+                }
+            }
+        }
+        rc = pthw_write(w, data, err, sizeof err);
+    }
+    rc = rc ? rc : pthw_finish(w, err, sizeof err);
+    if (rc) {
+        diag("%s", err);
+    }
+    pthw_free(w);
+    free(data);
+    (void)k;
+    return rc;
+}
+
+static void test_tuned(rwkv_model *m)
+{
+    const struct rwkv_info *info = rwkv_model_info(m);
+    char err[RWKV_ERRLEN];
+    rwkv_state *st = rwkv_state_new(m);
+    const char *path = "tests/tmp/tuned.pth", *bad = "tests/tmp/tuned-bad.pth";
+    size_t C = (size_t)info->n_embd, H = (size_t)info->n_head, N = (size_t)info->head_size;
+    size_t per = 2 * C + H * N * N, l, h, i, j;
+    int good = 1;
+
+    err[0] = '\0';
+    mkdir("tests", 0755);
+    mkdir("tests/tmp", 0755);
+    if (write_tuned(path, info, 1) < 0 || write_tuned(bad, info, 0) < 0) {
+        ok(0, "writing state-tuned test files");
+        rwkv_state_free(st);
+        return;
+    }
+    ok(rwkv_state_load_tuned(m, st, path, err, sizeof err) == 0, "state-tuned file loads (%s)",
+       err);
+    for (l = 0; l < (size_t)info->n_layer; l++) {
+        const float *p = rwkv_state_cdata(st) + l * per;
+
+        for (i = 0; i < C; i++) {
+            good &= p[i] == 0.0f && p[C + H * N * N + i] == 0.0f;
+        }
+        for (h = 0; h < H; h++) {
+            for (i = 0; i < N; i++) {
+                for (j = 0; j < N; j++) {
+                    /* wkv[h][i][j] = time_state[h][j][i] */
+                    good &= p[C + (h * N + i) * N + j] ==
+                            (float)(l + h / 10.0 + j / 1000.0 + i / 100000.0);
+                }
+            }
+        }
+    }
+    ok(good, "time_state transposed into the wkv state (transpose(1,2)), x_prev zero");
+    ok(rwkv_state_load_tuned(m, st, bad, err, sizeof err) == -1 &&
+       strstr(err, "tensor blocks.0.att.time_state: expected"), "wrong shape refused: %s", err);
+    ok(rwkv_state_load_tuned(m, st, shared_path("fixtures/models/v7.pth"), err, sizeof err) == -1 &&
+       strstr(err, "time_state missing"), "a model file is not a state: %s", err);
+    {
+        struct sampler_settings s = greedy();
+        struct chat_template def = { "d", "User: hi\n\nAssistant: Hello.\n\n", "User", "Assistant" };
+        chat *c = chat_new(m, tok, &def, &s, err, sizeof err);
+        rwkv_state *ref = rwkv_state_new(m);
+
+        rwkv_state_load_tuned(m, ref, path, err, sizeof err);
+        ok(c && chat_load_tuned_state(c, path, err, sizeof err) == 0 && same_state(c, ref),
+           "chat starts from the tuned state (it replaces the intro, as in ChatRWKV)");
+        chat_send(c, "hi", err, sizeof err);
+        chat_interrupt(c);
+        chat_reset(c);
+        ok(same_state(c, ref), "reset goes back to the tuned state");
+        rwkv_state_free(ref);
+        chat_free(c);
+    }
+    unlink(path);
+    unlink(bad);
+    rwkv_state_free(st);
+}
 
 int main(void)
 {
-    skip("not written yet");
+    char err[WORLD_ERRLEN];
+    rwkv_model *demo, *world;
+    const char *datadir = getenv("RWKV_CHAT_DATADIR");
+    char demo_path[4096];
+
+    tok = world_load(shared_path("fixtures/rwkv_vocab_v20230424.txt"), err, sizeof err);
+    if (!tok) {
+        ok(0, "vocabulary: %s", err);
+        return tap_done();
+    }
+    test_normalize_and_templates();
+
+    snprintf(demo_path, sizeof demo_path, "%s/../share/models/rwkv7-tiny-chat.pth",
+             getenv("SHARED_DIR") ? getenv("SHARED_DIR") : "..");
+    if (getenv("TOP_SRCDIR")) {
+        snprintf(demo_path, sizeof demo_path, "%s/share/models/rwkv7-tiny-chat.pth",
+                 getenv("TOP_SRCDIR"));
+    }
+    (void)datadir;
+    demo = load_model(demo_path);
+    if (demo) {
+        test_greedy(demo);
+        test_operations(demo);
+        test_seeded(demo, "demo model");
+        test_tuned(demo);
+        rwkv_model_free(demo);
+    } else {
+        ok(0, "demo model %s loads", demo_path);
+    }
+    world = load_model(shared_path("fixtures/models/v7-world.pth"));
+    if (world) {
+        test_seeded(world, "v7-world (random weights)");
+        rwkv_model_free(world);
+    } else {
+        ok(0, "v7-world.pth loads");
+    }
+    world_free(tok);
     return tap_done();
 }
