@@ -94,8 +94,9 @@ void blocks_mix(const float *xx, const float *sx, const float *mix, int T, int n
  * may be a [T][n] array when per_token, else one [n] vector). */
 void blocks_maa(const float *xx, const float *sx, const float *maa, int per_token, int T,
                 int n, float *y);
-/* x += y over T rows of n. */
+/* x[i] += y[i] for count elements. */
 void blocks_add(float *x, const float *y, size_t count);
+/* In place: x = 1 / (1 + e^-x), and x = x sigmoid(x). */
 void blocks_sigmoid(float *x, size_t count);
 void blocks_silu(float *x, size_t count);
 
