@@ -604,6 +604,36 @@ static void check_stream(const world_tokenizer *tok)
     }
 }
 
+/* FNV-1a 64 over (id, length, bytes) of every token, in id order. */
+static uint64_t vocabulary_hash(const world_tokenizer *tok, size_t *total)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    int32_t id;
+    size_t len, k;
+
+    *total = 0;
+    for (id = 1; id < world_vocab_size(tok); id++) {
+        const uint8_t *b = world_token(tok, id, &len);
+        uint8_t head[8];
+
+        if (!b) {
+            continue;
+        }
+        for (k = 0; k < 4; k++) {
+            head[k] = (uint8_t)((uint32_t)id >> (8 * k));
+            head[4 + k] = (uint8_t)((uint32_t)len >> (8 * k));
+        }
+        for (k = 0; k < 8; k++) {
+            h = (h ^ head[k]) * 0x100000001b3ull;
+        }
+        for (k = 0; k < len; k++) {
+            h = (h ^ b[k]) * 0x100000001b3ull;
+        }
+        *total += len;
+    }
+    return h;
+}
+
 int main(void)
 {
     char err[WORLD_ERRLEN] = "";
@@ -614,6 +644,7 @@ int main(void)
     size_t len;
     uint8_t *out = NULL;
     int32_t ids[3] = { 1, 70000, 2 };
+    uint64_t hash;
 
     ok(path != NULL, "vocabulary found through RWKV_CHAT_DATADIR");
     if (!path) {
@@ -637,6 +668,11 @@ int main(void)
      * leaves room for sanitizers and a busy machine. */
     ok(best < 0.25, "vocabulary loads in %.1f ms (best of 3, bound 250 ms)", best * 1e3);
     ok(world_vocab_size(tok) == 65530, "vocab size 65530 (%d)", world_vocab_size(tok));
+    /* The figure comes from Python: eval() of each literal, str encoded as
+     * UTF-8, hashed the same way. */
+    hash = vocabulary_hash(tok, &len);
+    ok(hash == 0x5051c95515dafe6eull && len == 373358, "all 65529 tokens decode as Python's "
+       "eval() does (FNV-1a %016llx, %zu bytes)", (unsigned long long)hash, len);
     ok(world_token(tok, 0, &len) != NULL && len == 0, "token 0 (end of text) has no bytes");
     ok(world_token(tok, -1, &len) == NULL && world_token(tok, 65530, &len) == NULL,
        "ids -1 and 65530 have no token");

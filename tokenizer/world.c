@@ -24,7 +24,7 @@
 #endif
 
 #define NO_TOKEN (-1)
-#define UNUSED_ID UINT32_MAX
+#define ABSENT UINT32_MAX      /* length of an id missing from the file */
 /* Ids above this are surely a typo in the file, not a vocabulary. */
 #define MAX_ID (1 << 24)
 
@@ -45,7 +45,7 @@ struct world_tokenizer {
     int vocab_size;             /* largest id + 1 */
     uint8_t *blob;              /* all token bytes */
     uint32_t *offset;           /* [vocab_size] start of each token in blob */
-    uint32_t *length;           /* [vocab_size] its length, UNUSED_ID if absent */
+    uint32_t *length;           /* [vocab_size] its length, ABSENT if absent */
     uint32_t *arena;            /* trie blocks, see above */
     int32_t byte_token[256];    /* the one-byte tokens */
     uint32_t pair[65536];       /* record of bytes (a << 8 | b), 0 if none */
@@ -79,6 +79,8 @@ struct loader {
     size_t errlen;
 };
 
+/* Fills the caller's error buffer: "PATH:LINE: message", or "PATH: message"
+ * for the file as a whole. */
 __attribute__((format(printf, 2, 3)))
 static void fail(struct loader *ld, const char *fmt, ...)
 {
@@ -727,14 +729,14 @@ world_tokenizer *world_load(const char *path, char *err, size_t errlen)
         goto error;
     }
     for (i = 0; i < (size_t)tok->vocab_size; i++) {
-        tok->length[i] = UNUSED_ID;
+        tok->length[i] = ABSENT;
     }
     tok->offset[0] = 0;
     tok->length[0] = 0;
     for (i = 0; i < n_entries; i++) {
         const struct entry *e = &entries[i];
 
-        if (tok->length[e->id] != UNUSED_ID) {
+        if (tok->length[e->id] != ABSENT) {
             ld.line = e->line;
             fail(&ld, "id %d appears twice (first on line %u)", (int)e->id,
                  (unsigned)first_line[e->id]);
@@ -836,7 +838,7 @@ int world_encode(const world_tokenizer *tok, const uint8_t *bytes, size_t n,
 
 const uint8_t *world_token(const world_tokenizer *tok, int32_t id, size_t *len)
 {
-    if (id < 0 || id >= tok->vocab_size || tok->length[id] == UNUSED_ID) {
+    if (id < 0 || id >= tok->vocab_size || tok->length[id] == ABSENT) {
         if (len) {
             *len = 0;
         }
@@ -862,7 +864,7 @@ int world_decode(const world_tokenizer *tok, const int32_t *ids, size_t n,
                      (long)ids[i], tok->vocab_size);
             return -1;
         }
-        if (tok->length[ids[i]] == UNUSED_ID) {
+        if (tok->length[ids[i]] == ABSENT) {
             snprintf(err, errlen, "id %ld is not in the vocabulary", (long)ids[i]);
             return -1;
         }
