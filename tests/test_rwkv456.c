@@ -324,7 +324,9 @@ static void gen_add(const char *name, int ndim, int d0, int d1, int d2)
     t->shape[2] = d2;
 }
 
-/* Tensor list of a one-layer model: C = 16, 2 heads of 8, vocab 8. */
+/* Tensor list of a one-layer model: C = 16, 2 heads of 8, vocab 8.
+ * version 5: 5.2; 51: 5.1 (decay and bonus one per head, as time_first =
+ * log u); 6: 6. */
 static void gen_model(int version)
 {
     const int C = 16, H = 2, N = 8, V = 8, F = 32;
@@ -344,9 +346,16 @@ static void gen_model(int version)
     gen_add("blocks.0.att.receptance.weight", 2, C, C, 0);
     gen_add("blocks.0.att.gate.weight", 2, C, C, 0);
     gen_add("blocks.0.att.output.weight", 2, C, C, 0);
-    gen_add("blocks.0.att.time_faaaa", 2, H, N, 0);
+    if (version == 51) {
+        gen_add("blocks.0.att.time_first", 1, H, 0, 0);
+        gen_add("blocks.0.att.time_decay", 1, H, 0, 0);
+    } else {
+        gen_add("blocks.0.att.time_faaaa", 2, H, N, 0);
+    }
     if (version == 5) {
         gen_add("blocks.0.att.time_decay", 2, H, N, 0);
+    }
+    if (version == 5 || version == 51) {
         gen_add("blocks.0.att.time_mix_k", 3, 1, 1, C);
         gen_add("blocks.0.att.time_mix_v", 3, 1, 1, C);
         gen_add("blocks.0.att.time_mix_r", 3, 1, 1, C);
@@ -384,6 +393,33 @@ static size_t gen_numel(const struct gen_tensor *t)
         n *= (size_t)t->shape[d];
     }
     return n;
+}
+
+/* Element j of a generated tensor: a pattern that depends on the name, so
+ * the same tensor has the same values in every generated file.  Decay and
+ * bonus depend on the head only, so a 5.1 file (one per head) and a 5.2
+ * file (one per channel) describe the same model. */
+static float gen_value(const struct gen_tensor *t, size_t j)
+{
+    size_t head = gen_numel(t) == 2 ? j : j / 8;    /* 2 heads of 8 */
+    unsigned hash = 0;
+
+    if (strstr(t->name, "time_decay") && !strstr(t->name, "_w")) {
+        return -1.0f - 0.5f * (float)head;
+    }
+    if (strstr(t->name, "time_first")) {
+        return 0.1f * (float)head - 0.3f;
+    }
+    if (strstr(t->name, "time_faaaa")) {
+        return expf(0.1f * (float)head - 0.3f);
+    }
+    if (strstr(t->name, "ln")) {
+        return 1.0f;
+    }
+    for (const char *p = t->name; *p; p++) {
+        hash = hash * 31 + (unsigned char)*p;
+    }
+    return 0.01f * (float)((j * 7 + hash) % 13) - 0.03f;
 }
 
 /* Writes the generated tensors as a float32 safetensors file. */
@@ -424,7 +460,7 @@ static int gen_write(const char *path)
         size_t n = gen_numel(&gen[i]);
 
         for (size_t j = 0; j < n; j++) {
-            float v = strstr(gen[i].name, "ln") ? 1.0f : 0.01f * (float)((j * 7 + i) % 13);
+            float v = gen_value(&gen[i], j);
 
             fwrite(&v, 4, 1, f);
         }
@@ -484,6 +520,68 @@ static void test_broken(int version, const char *tensor, int ndim, int d0, int d
     remove(path);
 }
 
+/* Logits of tokens (all rows, in chunks of chunk) and the final state of
+ * a generated model, or -1 if it does not load. */
+static int gen_run(const char *path, int chunk, float *logits, float *state,
+                   struct rwkv_info *info)
+{
+    static const int32_t tokens[6] = { 1, 7, 3, 3, 0, 5 };
+    char err[RWKV_ERRLEN];
+    rwkv_model *model = rwkv_model_load(path, NULL, err, sizeof err);
+    rwkv_state *st;
+
+    if (!model) {
+        diag("%s", err);
+        return -1;
+    }
+    *info = *rwkv_model_info(model);
+    st = rwkv_state_new(model);
+    for (int t = 0; t < 6; t += chunk) {
+        rwkv_eval(model, st, tokens + t, (size_t)chunk, logits + t * info->n_vocab, 1, err,
+                  sizeof err);
+    }
+    memcpy(state, rwkv_state_cdata(st), info->state_floats * sizeof *state);
+    rwkv_state_free(st);
+    rwkv_model_free(model);
+    return 0;
+}
+
+/* RWKV-5.1 (decay and bonus per head, bonus stored as its log) against the
+ * same model written as 5.2 (per channel): no golden exists for 5.1, but
+ * the two files must compute the same thing. */
+static void test_v51(void)
+{
+    float logits[2][6 * 8], state[2][1024];
+    struct rwkv_info info[2];
+    int ran;
+
+    mkdir("tests", 0777);
+    mkdir("tests/tmp", 0777);
+    gen_model(51);
+    gen_write("tests/tmp/rwkv456-v51.safetensors");
+    gen_model(5);
+    gen_write("tests/tmp/rwkv456-v52.safetensors");
+    for (int chunk = 1; chunk <= 6; chunk *= 6) {
+        ran = gen_run("tests/tmp/rwkv456-v51.safetensors", chunk, logits[0], state[0],
+                      &info[0]) == 0 &&
+              gen_run("tests/tmp/rwkv456-v52.safetensors", chunk, logits[1], state[1],
+                      &info[1]) == 0;
+        if (chunk == 1) {
+            ok(ran && info[0].version == 5 && info[0].minor == 1 &&
+               strcmp(info[0].version_name, "5.1") == 0 && info[1].minor == 2,
+               "generated 5.1 and 5.2 files detected as such (%s, %s)",
+               ran ? info[0].version_name : "-", ran ? info[1].version_name : "-");
+        }
+        ok(ran && info[0].state_floats == info[1].state_floats &&
+           max_diff(logits[0], logits[1], 6 * 8) <= 1e-5 &&
+           max_diff(state[0], state[1], info[0].state_floats) <= 1e-5,
+           "RWKV-5.1 per-head decay and exp(time_first) match the 5.2 form (chunks of %d)",
+           chunk);
+    }
+    remove("tests/tmp/rwkv456-v51.safetensors");
+    remove("tests/tmp/rwkv456-v52.safetensors");
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
@@ -491,5 +589,6 @@ int main(void)
     }
     test_broken(5, "blocks.0.att.time_decay", 1, 3, 0, 0);
     test_broken(6, "blocks.0.att.time_maa_w2", 3, 5, 3, 16);
+    test_v51();
     return tap_done();
 }
