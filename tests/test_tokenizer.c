@@ -562,6 +562,35 @@ static void check_stream(const world_tokenizer *tok)
            "whole-input decoding (%zu mismatches)", cases[ci].name, bad);
     }
 
+    /* Random byte soup (UTF-8 pieces, continuation bytes, leads, ASCII)
+     * cut at random places. */
+    {
+        static const uint8_t soup[] = { 'a', ' ', 0x00, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+                                        0xc0, 0xc2, 0xdf, 0xe0, 0xe4, 0xed, 0xef, 0xf0,
+                                        0xf4, 0xf5, 0xff };
+        size_t trial, bad = 0, cuts[64], n_cuts;
+        uint8_t s[48];
+
+        all_valid = 1;
+        for (trial = 0; trial < 3000; trial++) {
+            n = 1 + rnd() % sizeof s;
+            for (a = 0; a < n; a++) {
+                s[a] = soup[rnd() % sizeof soup];
+            }
+            for (n_cuts = 0, a = 1; a < n; a++) {
+                if (rnd() % 3 == 0) {
+                    cuts[n_cuts++] = a;
+                }
+            }
+            want_len = reference_clean(s, n, want);
+            k = stream_pieces(s, n, cuts, n_cuts, got, &valid);
+            bad += k != want_len || memcmp(got, want, k);
+            all_valid &= valid;
+        }
+        ok(bad == 0 && all_valid, "stream: 3000 random byte soups cut at random places give "
+           "the whole-input decoding (%zu mismatches)", bad);
+    }
+
     /* Exact output of the policy. */
     world_stream_init(&st);
     k = world_stream_push(&st, (const uint8_t *)"a\xe4\xb8", 3, out);
