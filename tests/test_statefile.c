@@ -1,8 +1,417 @@
-/* test_statefile.c - placeholder, being written. */
+/* test_statefile.c - state files: a saved conversation continues exactly
+ * (in a fresh chat and in a fresh process), and every bad file is refused
+ * with one line, changing nothing. */
+#include "app/chat.h"
+#include "engine/statefile.h"
 #include "tests/tap.h"
 
-int main(void)
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TMPDIR "tests/tmp"
+
+static world_tokenizer *tok;
+
+static struct sampler_settings sampling(void)
 {
-    skip("not written yet");
+    struct sampler_settings s;
+
+    sampler_defaults(&s);          /* ChatRWKV's: T 1, top_p 0.3, penalties */
+    s.max_tokens = 24;
+    s.seed = 20260101;
+    return s;
+}
+
+static struct chat_template *tmpl(void)
+{
+    static struct chat_template t = { "saved", "User: hi\n\nAssistant: Hello!\n\n", "User",
+                                      "Assistant" };
+
+    return &t;
+}
+
+/* Streams a reply to the end into a malloc'd string. */
+static char *reply(chat *c)
+{
+    char err[RWKV_ERRLEN], *buf = malloc(1);
+    size_t len = 0, n;
+    const char *out;
+    int rc;
+
+    do {
+        rc = chat_step(c, &out, &n, err, sizeof err);
+        if (rc < 0) {
+            diag("chat_step: %s", err);
+            break;
+        }
+        buf = realloc(buf, len + n + 1);
+        memcpy(buf + len, out, n);
+        len += n;
+    } while (rc == CHAT_STOP_NONE);
+    buf[len] = '\0';
+    return buf;
+}
+
+static const char *turns[] = { "Who are you?", "What does ls do?", "Tell me about ssh." };
+
+/* Sends the third message and writes its logits and reply to path. */
+static int continue_to(chat *c, const char *path, int n_vocab)
+{
+    char err[RWKV_ERRLEN], *r;
+    FILE *f;
+
+    if (chat_send(c, turns[2], err, sizeof err) < 0) {
+        diag("%s", err);
+        return -1;
+    }
+    f = fopen(path, "wb");
+    if (!f) {
+        return -1;
+    }
+    fwrite(chat_logits(c), sizeof(float), (size_t)n_vocab, f);
+    r = reply(c);
+    fwrite(r, 1, strlen(r), f);
+    fclose(f);
+    free(r);
+    return 0;
+}
+
+/* The child: loads the file in a fresh process and continues. */
+static int child(const char *model_path, const char *state_path, const char *out_path)
+{
+    char err[RWKV_ERRLEN];
+    struct sampler_settings s = sampling();
+    rwkv_model *m = rwkv_model_load(model_path, NULL, err, sizeof err);
+    chat *c;
+
+    if (!m) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    s.seed = 777;   /* the file's settings and random state must win */
+    c = chat_new(m, tok, NULL, &s, err, sizeof err);
+    if (!c || chat_load(c, state_path, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (continue_to(c, out_path, rwkv_model_info(m)->n_vocab) < 0) {
+        return 1;
+    }
+    chat_free(c);
+    rwkv_model_free(m);
+    return 0;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = read_file(a, &la), *y = read_file(b, &lb);
+    int same = x && y && la == lb && !memcmp(x, y, la);
+
+    free(x);
+    free(y);
+    return same;
+}
+
+static void copy_file(const char *from, const char *to, size_t len)
+{
+    size_t n;
+    char *d = read_file(from, &n);
+    FILE *f = fopen(to, "wb");
+
+    fwrite(d, 1, len < n ? len : n, f);
+    fclose(f);
+    free(d);
+}
+
+/* Patches bytes at off in file and (if fix) recomputes the checksum. */
+static void patch(const char *path, size_t off, const void *bytes, size_t n, int fix)
+{
+    size_t len, i;
+    unsigned char *d = read_file(path, &len);
+    FILE *f;
+
+    memcpy(d + off, bytes, n);
+    if (fix) {
+        uint64_t h = 0xcbf29ce484222325ULL;
+
+        for (i = 0; i + 8 < len; i++) {
+            h = (h ^ d[i]) * 0x100000001b3ULL;
+        }
+        for (i = 0; i < 8; i++) {
+            d[len - 8 + i] = (unsigned char)(h >> (8 * i));
+        }
+    }
+    f = fopen(path, "wb");
+    fwrite(d, 1, len, f);
+    fclose(f);
+    free(d);
+}
+
+/* Saves two turns, then continues (a) uninterrupted, (b) in a fresh chat
+ * object loaded from the file, (c) in a fresh process. */
+static void test_continue(const char *self, const char *model_path, const char *what)
+{
+    char err[RWKV_ERRLEN], cmd[8192];
+    struct sampler_settings s = sampling();
+    rwkv_model *m = rwkv_model_load(model_path, NULL, err, sizeof err);
+    chat *a, *b;
+    int i, n_vocab;
+    char *r;
+
+    if (!m) {
+        ok(0, "%s: %s", what, err);
+        return;
+    }
+    n_vocab = rwkv_model_info(m)->n_vocab;
+    a = chat_new(m, tok, tmpl(), &s, err, sizeof err);
+    for (i = 0; i < 2; i++) {
+        chat_send(a, turns[i], err, sizeof err);
+        free(reply(a));
+    }
+    ok(chat_save(a, TMPDIR "/two.state", err, sizeof err) == 0, "%s: saved after two turns (%s)", what,
+       err);
+    ok(continue_to(a, TMPDIR "/uninterrupted.out", n_vocab) == 0, "%s: uninterrupted third turn", what);
+
+    s.seed = 4242;
+    b = chat_new(m, tok, NULL, &s, err, sizeof err);
+    ok(b && chat_load(b, TMPDIR "/two.state", err, sizeof err) == 0, "%s: loaded into a fresh chat (%s)",
+       what, err);
+    ok(chat_turn_count(b) == 4 && !strcmp(chat_turn_at(b, 2)->text, turns[1]) &&
+       !strcmp(chat_turn_at(a, 3)->text, chat_turn_at(b, 3)->text) &&
+       !strcmp(chat_get_template(b)->name, "saved") &&
+       chat_settings(b)->seed == 20260101 && chat_settings(b)->max_tokens == 24,
+       "%s: transcript, template and settings restored", what);
+    continue_to(b, TMPDIR "/fresh-chat.out", n_vocab);
+    ok(same_file(TMPDIR "/uninterrupted.out", TMPDIR "/fresh-chat.out"),
+       "%s: fresh chat: third-turn logits bit-identical, same sampled reply", what);
+    r = read_file(TMPDIR "/uninterrupted.out", NULL);
+    diag("%s: third reply: %s", what, r ? r + n_vocab * sizeof(float) : "?");
+    free(r);
+
+    snprintf(cmd, sizeof cmd, "'%s' --continue '%s' " TMPDIR "/two.state " TMPDIR "/fresh-process.out",
+             self, model_path);
+    ok(system(cmd) == 0 && same_file(TMPDIR "/uninterrupted.out", TMPDIR "/fresh-process.out"),
+       "%s: fresh process: third-turn logits bit-identical, same sampled reply", what);
+    chat_free(a);
+    chat_free(b);
+    rwkv_model_free(m);
+}
+
+/* 1 if a file in dir starts with prefix. */
+static int temporaries(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+
+    while (d && (e = readdir(d))) {
+        found |= !strncmp(e->d_name, prefix, strlen(prefix));
+    }
+    if (d) {
+        closedir(d);
+    }
+    return found;
+}
+
+/* Every refusal: one line, nothing changed. */
+static void test_refusals(void)
+{
+    char err[RWKV_ERRLEN], path[512];
+    struct sampler_settings s = sampling();
+    rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7.pth"), NULL, err, sizeof err);
+    rwkv_model *m32 = rwkv_model_load(shared_path("fixtures/models/v7-fp32.pth"), NULL, err,
+                                      sizeof err);
+    rwkv_state *before;
+    chat *c, *d;
+    size_t len, n_turns;
+    struct stat st;
+    uint32_t v;
+    int i;
+
+    if (!m || !m32) {
+        ok(0, "v7.pth and v7-fp32.pth load: %s", err);
+        return;
+    }
+    /* v7.pth has a 1000-token vocabulary: feed control bytes, which the
+     * World tokenizer keeps as single-byte tokens (ids 1..256). */
+    s.max_tokens = 5;
+    c = chat_new(m, tok, NULL, &s, err, sizeof err);
+    ok(chat_send_raw(c, "\x10\x11\x12", 3, err, sizeof err) == 0, "v7.pth: raw prompt fed (%s)", err);
+    free(reply(c));
+    ok(chat_save(c, TMPDIR "/v7.state", err, sizeof err) == 0, "v7.pth: saved");
+    stat(TMPDIR "/v7.state", &st);
+    len = (size_t)st.st_size;
+
+    /* A chat with some history of its own, which a refused load must keep. */
+    d = chat_new(m32, tok, NULL, &s, err, sizeof err);
+    chat_send_raw(d, "\x13\x14", 2, err, sizeof err);
+    free(reply(d));
+    n_turns = chat_turn_count(d);
+    before = rwkv_state_clone(chat_state(d));
+#define UNCHANGED(x)                                                                           \
+    (chat_turn_count(x) == n_turns &&                                                          \
+     !memcmp(rwkv_state_cdata(chat_state(x)), rwkv_state_cdata(before),                        \
+             rwkv_state_floats(before) * sizeof(float)))
+
+    ok(chat_load(d, TMPDIR "/v7.state", err, sizeof err) == -1 &&
+       strstr(err, "v7.state: saved with another model (RWKV-7, 3 layers x 128, vocab 1000, "
+                   "fingerprint ") && strstr(err, "not this one (RWKV-7, 3 layers x 128") &&
+       !strchr(err, '\n') && UNCHANGED(d),
+       "another model of the same shape (v7.pth vs v7-fp32.pth) refused: %s", err);
+
+    /* Load into a chat of the right model, then try the broken files on it. */
+    n_turns = chat_turn_count(c);
+    rwkv_state_free(before);
+    before = rwkv_state_clone(chat_state(c));
+    d = (chat_free(d), NULL);
+
+    snprintf(path, sizeof path, TMPDIR "/truncated.state");
+    copy_file(TMPDIR "/v7.state", path, len - 100);
+    ok(chat_load(c, path, err, sizeof err) == -1 &&
+       strstr(err, "truncated.state: truncated: ") && strstr(err, " bytes") && UNCHANGED(c),
+       "truncated file refused: %s", err);
+    copy_file(TMPDIR "/v7.state", path, 60);
+    ok(chat_load(c, path, err, sizeof err) == -1 && strstr(err, "truncated") && UNCHANGED(c),
+       "file cut inside the header refused: %s", err);
+
+    snprintf(path, sizeof path, TMPDIR "/flipped.state");
+    copy_file(TMPDIR "/v7.state", path, len);
+    patch(path, len / 2, "\x55", 1, 0);
+    ok(chat_load(c, path, err, sizeof err) == -1 &&
+       !strcmp(strstr(err, "flipped.state:"), "flipped.state: checksum mismatch: the file is corrupt") &&
+       UNCHANGED(c), "one flipped byte: bad checksum refused: %s", err);
+
+    snprintf(path, sizeof path, TMPDIR "/newer.state");
+    copy_file(TMPDIR "/v7.state", path, len);
+    v = 2;
+    patch(path, 8, &v, 4, 1);
+    ok(chat_load(c, path, err, sizeof err) == -1 &&
+       strstr(err, "newer.state: state file format version 2 is newer than this rwkv-chat reads (1)") &&
+       UNCHANGED(c), "newer format version refused: %s", err);
+
+    snprintf(path, sizeof path, TMPDIR "/magic.state");
+    copy_file(TMPDIR "/v7.state", path, len);
+    patch(path, 0, "GGUF", 4, 1);
+    ok(chat_load(c, path, err, sizeof err) == -1 && strstr(err, "not an rwkv-chat state file") &&
+       UNCHANGED(c), "bad magic refused: %s", err);
+
+    ok(chat_load(c, shared_path("fixtures/models/v7.pth"), err, sizeof err) == -1 &&
+       strstr(err, "not an rwkv-chat state file") && UNCHANGED(c), "a model file is not a state file");
+    ok(chat_load(c, TMPDIR "/missing.state", err, sizeof err) == -1 &&
+       strstr(err, "No such file") && UNCHANGED(c), "missing file: %s", err);
+
+    /* A valid container whose chat sections are corrupt (checksum fixed). */
+    snprintf(path, sizeof path, TMPDIR "/sections.state");
+    copy_file(TMPDIR "/v7.state", path, len);
+    {
+        unsigned char *d8 = read_file(path, NULL);
+        uint32_t n_sec = d8[24];
+        uint64_t off = 0;
+
+        for (i = 0; i < (int)n_sec; i++) {
+            if (!strcmp((char *)d8 + 128 + i * 32, "transcript")) {
+                memcpy(&off, d8 + 128 + i * 32 + 16, 8);
+            }
+        }
+        free(d8);
+        v = 1000000;
+        patch(path, (size_t)off, &v, 4, 1);
+    }
+    ok(chat_load(c, path, err, sizeof err) == -1 &&
+       strstr(err, "sections.state: corrupt 'transcript' section") && UNCHANGED(c),
+       "corrupt transcript section refused: %s", err);
+
+    /* The good file still loads into the same chat. */
+    ok(chat_load(c, TMPDIR "/v7.state", err, sizeof err) == 0 && UNCHANGED(c), "the good file loads");
+
+    /* Atomic save: a failed save leaves the old file as it was. */
+    {
+        size_t l1, l2;
+        char *old = read_file(TMPDIR "/v7.state", &l1), *now;
+
+        ok(chat_save(c, TMPDIR "/no-such-dir/x.state", err, sizeof err) == -1 &&
+           strstr(err, "cannot create"), "save into a missing directory fails: %s", err);
+        chat_send_raw(c, "\x15", 1, err, sizeof err);
+        ok(chat_save(c, TMPDIR "/v7.state", err, sizeof err) == -1 && strstr(err, "being generated"),
+           "save during a reply refused");
+        now = read_file(TMPDIR "/v7.state", &l2);
+        ok(l1 == l2 && !memcmp(old, now, l1), "the old file is untouched");
+        free(old);
+        free(now);
+        chat_interrupt(c);
+        ok(chat_save(c, TMPDIR "/v7.state", err, sizeof err) == 0 && !temporaries(TMPDIR, "v7.state.tmp"),
+           "save replaces the file, no temporary left");
+    }
+    rwkv_state_free(before);
+    chat_free(c);
+    rwkv_model_free(m);
+    rwkv_model_free(m32);
+}
+
+/* The container itself: sections round-trip, tags checked. */
+static void test_container(void)
+{
+    char err[RWKV_ERRLEN];
+    rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7.pth"), NULL, err, sizeof err);
+    rwkv_state *st, *st2;
+    struct rwkv_statefile_section sec[2] = { { "alpha", "hello", 5 }, { "empty", "", 0 } };
+    rwkv_statefile *sf;
+    const char *p;
+    size_t n, i;
+
+    if (!m) {
+        ok(0, "v7.pth: %s", err);
+        return;
+    }
+    st = rwkv_state_new(m);
+    st2 = rwkv_state_new(m);
+    for (i = 0; i < rwkv_state_floats(st); i++) {
+        rwkv_state_data(st)[i] = (float)i * 0.25f - 3.0f;
+    }
+    ok(rwkv_statefile_save(TMPDIR "/raw.state", m, st, sec, 2, err, sizeof err) == 0, "container saved");
+    sf = rwkv_statefile_load(TMPDIR "/raw.state", m, err, sizeof err);
+    ok(sf != NULL, "container loads (%s)", sf ? "" : err);
+    if (sf) {
+        rwkv_statefile_get_state(sf, st2);
+        ok(!memcmp(rwkv_state_cdata(st), rwkv_state_cdata(st2), rwkv_state_floats(st) * 4),
+           "state floats round-trip exactly");
+        p = rwkv_statefile_section(sf, "alpha", &n);
+        ok(p && n == 5 && !memcmp(p, "hello", 5), "section round-trips");
+        p = rwkv_statefile_section(sf, "empty", &n);
+        ok(p && n == 0 && rwkv_statefile_section(sf, "nope", &n) == NULL, "empty and absent sections");
+        rwkv_statefile_free(sf);
+    }
+    sec[0].tag = "state";
+    ok(rwkv_statefile_save(TMPDIR "/raw2.state", m, st, sec, 1, err, sizeof err) == -1,
+       "reserved tag refused: %s", err);
+    rwkv_state_free(st);
+    rwkv_state_free(st2);
+    rwkv_model_free(m);
+}
+
+int main(int argc, char **argv)
+{
+    char err[WORLD_ERRLEN], demo[4096];
+
+    tok = world_load(shared_path("fixtures/rwkv_vocab_v20230424.txt"), err, sizeof err);
+    if (!tok) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (argc == 5 && !strcmp(argv[1], "--continue")) {
+        return child(argv[2], argv[3], argv[4]);
+    }
+    mkdir("tests", 0755);
+    mkdir(TMPDIR, 0755);
+    test_container();
+    snprintf(demo, sizeof demo, "%s/share/models/rwkv7-tiny-chat.pth",
+             getenv("TOP_SRCDIR") ? getenv("TOP_SRCDIR") : "..");
+    test_continue(argv[0], demo, "demo model");
+    test_continue(argv[0], shared_path("fixtures/models/v7-world.pth"), "v7-world");
+    test_refusals();
+    world_free(tok);
     return tap_done();
 }
