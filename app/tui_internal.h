@@ -60,7 +60,6 @@ struct tui {
     chat *chat;
     const struct app_options *opts;
     const char *model_label;
-    const struct rwkv_info *info;   /* may be NULL */
     int demo_model;                 /* the bundled demo model is in use */
     int has_colour;
 
@@ -118,8 +117,8 @@ int tui_text_width(const char *s, size_t n);
 /* Splits s into lines at most width columns wide, at '\n', after spaces
  * or next to wide (CJK) characters, else anywhere; continuation lines are
  * indented like their paragraph's first line, or, with columns set, like
- * the text after its first run of two blanks (help and /info output).  *spans is malloc'd
- * (caller frees); returns the count (at least 1). */
+ * the text after its first run of two blanks (help and /info output).
+ * *spans is malloc'd (caller frees); returns the count (at least 1). */
 size_t tui_text_wrap(const char *s, size_t n, int width, int columns, struct tui_span **spans);
 /* Draws s[0..n) at the cursor of win within maxw columns; returns the
  * columns used.  Characters the terminal would measure differently from

@@ -2,6 +2,7 @@
  * snapshot) at the top and the key bar at the bottom. */
 #include "app/tui_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,85 +20,104 @@ static void format_bytes(char *buf, size_t len, double bytes)
     }
 }
 
-/* "0.1B", "19M" parameters. */
-static void format_params(char *buf, size_t len, double n)
+#define N_SEGMENTS 8
+
+struct segment {
+    char text[128];
+    int priority;           /* lower goes first when the line is too narrow */
+    int shown;
+};
+
+static void add(struct segment *seg, int *n, int priority, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add(struct segment *seg, int *n, int priority, const char *fmt, ...)
 {
-    if (n >= 1e9) {
-        snprintf(buf, len, "%.1fB", n / 1e9);
-    } else {
-        snprintf(buf, len, "%.0fM", n / 1e6);
-    }
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(seg[*n].text, sizeof(seg[*n].text), fmt, ap);
+    va_end(ap);
+    seg[*n].priority = priority;
+    seg[*n].shown = 1;
+    (*n)++;
 }
 
-#define N_SEGMENTS 8
+#define SEPARATOR " | "
 
 static void status_draw(struct tui_panel *p, struct tui *t)
 {
-    char seg[N_SEGMENTS][128];
-    int n = 0, col = 0;
+    struct segment seg[N_SEGMENTS];
+    int n = 0, col = 0, total;
     const struct chat_stats *st = chat_get_stats(t->chat);
     const char *snap = chat_current_snapshot(t->chat);
+    const char *tag = t->demo_model ? " DEMO " : "";
     attr_t base = tui_attr(t, TUI_COLOUR_STATUS, A_REVERSE);
 
-    if (t->info) {
-        char params[32];
-
-        format_params(params, sizeof(params), (double)t->info->n_params);
-        snprintf(seg[n++], sizeof(seg[0]), "%s  RWKV-%s %s", t->model_label,
-                 t->info->version_name, params);
-    } else {
-        snprintf(seg[n++], sizeof(seg[0]), "%s", t->model_label);
-    }
-    snprintf(seg[n++], sizeof(seg[0]), "ctx %zu tok", st->context_tokens);
+    /* main's label already says "FILE  RWKV-7 0.4M". */
+    add(seg, &n, 9, "%s", t->model_label);
+    add(seg, &n, 8, "ctx %zu", st->context_tokens);
     if (st->reply_tokens > 0 && st->reply_seconds > 0) {
-        snprintf(seg[n++], sizeof(seg[0]), "reply %.1f tok/s",
-                 (double)st->reply_tokens / st->reply_seconds);
+        add(seg, &n, 7, "%.1f tok/s", (double)st->reply_tokens / st->reply_seconds);
     } else {
-        snprintf(seg[n++], sizeof(seg[0]), "reply - tok/s");
+        add(seg, &n, 7, "- tok/s");
     }
     if (st->prompt_tokens > 0 && st->prompt_seconds > 0) {
-        snprintf(seg[n++], sizeof(seg[0]), "prompt %.0f tok/s",
-                 (double)st->prompt_tokens / st->prompt_seconds);
+        add(seg, &n, 5, "prompt %.0f tok/s", (double)st->prompt_tokens / st->prompt_seconds);
     } else {
-        snprintf(seg[n++], sizeof(seg[0]), "prompt - tok/s");
+        add(seg, &n, 5, "prompt - tok/s");
     }
-    if (t->info) {
+    if (chat_state(t->chat)) {
         char size[32];
 
-        format_bytes(size, sizeof(size), (double)t->info->state_floats * sizeof(float));
-        snprintf(seg[n++], sizeof(seg[0]), "state %s", size);
+        format_bytes(size, sizeof(size),
+                     (double)rwkv_state_floats(chat_state(t->chat)) * sizeof(float));
+        add(seg, &n, 4, "state %s", size);
     }
-    snprintf(seg[n++], sizeof(seg[0]), "snap %s", snap ? snap : "-");
+    add(seg, &n, 6, "snap %s", snap ? snap : "-");
+
+    /* Leave out the least important segments until the line fits. */
+    for (;;) {
+        int lowest = -1;
+
+        total = (int)strlen(tag) + 1;
+        for (int i = 0; i < n; i++) {
+            if (seg[i].shown) {
+                total += tui_text_width(seg[i].text, strlen(seg[i].text)) +
+                         (i ? (int)strlen(SEPARATOR) : 0);
+                if (i > 0 && (lowest < 0 || seg[i].priority < seg[lowest].priority)) {
+                    lowest = i;
+                }
+            }
+        }
+        if (total <= p->w || lowest < 0) {
+            break;
+        }
+        seg[lowest].shown = 0;
+    }
 
     wbkgdset(p->win, ' ' | base);
     werase(p->win);
     wmove(p->win, 0, 0);
-    wattron(p->win, base);
-    if (t->demo_model) {
+    if (*tag) {
         attr_t demo = tui_attr(t, TUI_COLOUR_DEMO, A_BOLD);
-        const char *tag = " DEMO MODEL ";
 
         wattron(p->win, demo);
         waddstr(p->win, tag);
         wattroff(p->win, demo);
-        wattron(p->win, base);
         col = (int)strlen(tag);
     }
-    /* Segments that do not fit are left out from the right. */
-    for (int i = 0; i < n; i++) {
-        const char *sep = i == 0 ? " " : " | ";
-        int w = tui_text_width(seg[i], strlen(seg[i])) + (int)strlen(sep);
-
-        if (col + w > p->w - 1) {
-            if (i == 0) {
-                waddstr(p->win, sep);
-                col += (int)strlen(sep);
-                col += tui_text_draw(p->win, seg[i], strlen(seg[i]), p->w - col - 1);
-            }
-            break;
+    wattron(p->win, base);
+    waddch(p->win, ' ');
+    col++;
+    for (int i = 0; i < n && col < p->w; i++) {
+        if (!seg[i].shown) {
+            continue;
         }
-        waddstr(p->win, sep);
-        col += tui_text_draw(p->win, seg[i], strlen(seg[i]), p->w - col) + (int)strlen(sep);
+        if (i > 0) {
+            waddstr(p->win, SEPARATOR);
+            col += (int)strlen(SEPARATOR);
+        }
+        col += tui_text_draw(p->win, seg[i].text, strlen(seg[i].text), p->w - col);
     }
     wattroff(p->win, base);
 }

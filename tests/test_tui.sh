@@ -115,9 +115,9 @@ wait_for a "$IDLE" 20
 ok $? "the reply ends and the input comes back"
 screen a | grep -q "User: Hello there"
 ok $? "the user turn is in the transcript"
-screen a | head -1 | grep -Eq "reply [0-9.]+ tok/s"
+screen a | head -1 | grep -Eq "\| [0-9.]+ tok/s"
 ok $? "the status line shows the reply speed"
-screen a | head -1 | grep -Eq "ctx [1-9][0-9]* tok"
+screen a | head -1 | grep -Eq "ctx [1-9][0-9]* "
 ok $? "the status line counts the context"
 
 # 2. Temperature up one step in the knobs panel, seen there and in /info.
@@ -197,7 +197,32 @@ ok $? "Esc stops the reply"
 wait_for a "$IDLE" 5
 ok $? "the input is back after stopping"
 
-# 7. /save, then quit with Ctrl-C twice: the session is saved for --resume.
+# 7. Scrollback with the mouse wheel (X10 mouse reports, as tmux sends
+# them), /help, Tab completion and Alt-Enter.
+type_text a "/help"
+keys a Enter
+wait_for a "/restore NAME" 5
+ok $? "/help lists the commands"
+$T send-keys -t a -l "$(printf '\033[M`!!')"
+wait_for a "more lines \(PgDn\)" 5
+ok $? "the mouse wheel scrolls the transcript back"
+keys a NPage
+wait_gone a "more lines \(PgDn\)" 5
+ok $? "PgDn scrolls to the end again"
+type_text a "/rest"
+keys a Tab
+wait_for a "^> /restore *$" 5
+ok $? "Tab completes a slash command"
+keys a C-c
+type_text a "first line"
+keys a M-Enter
+type_text a "second line"
+wait_for a "^\. second line" 5
+ok $? "Alt-Enter starts a new line in the input"
+keys a C-c
+wait_for a "^> type a message" 5
+
+# 8. /save, then quit with Ctrl-C twice: the session is saved for --resume.
 type_text a "/save $work/conv.state"
 keys a Enter
 wait_for a "saved to" 5
@@ -236,7 +261,7 @@ keys c C-d
 wait_for c "EXITED 0" 10
 ok $? "Ctrl-D at an empty prompt quits"
 
-# 8. SIGTERM: the terminal is restored and the session still saved.
+# 9. SIGTERM: the terminal is restored and the session still saved.
 rm -f "$XDG_STATE_HOME/rwkv-chat/session.state"
 start d
 wait_for d "v7-world.pth" 20
