@@ -27,6 +27,11 @@
 
 /* Kernel sets in order of preference; the portable set must come last. */
 static const struct kernel_set *const candidates[] = {
+#ifdef __x86_64__
+    &kernel_set_avx512,
+    &kernel_set_avx2,
+#endif
+    &kernel_set_quant,
     &kernel_set_portable,
 };
 
@@ -185,6 +190,14 @@ int kmat_from_tensor(struct kmat *m, const struct ckpt_tensor *t, int transpose,
     m->rows = rows;
     m->cols = cols;
 
+    /* Half-precision weights already in the wanted format (a bf16 or fp16
+     * file at --dtype auto): read in place from the mapped file. */
+    if ((want == RWKV_DTYPE_BF16 || want == RWKV_DTYPE_F16) && want == stored_format(t->dtype) &&
+        !transpose && ((uintptr_t)t->data % 2) == 0) {
+        m->data = t->data;
+        return 0;
+    }
+
     /* Float32 already in kernel layout: use the mapped data in place. */
     if (want == RWKV_DTYPE_F32 && t->dtype == CKPT_F32 && !transpose &&
         ((uintptr_t)t->data % sizeof(float)) == 0) {
@@ -259,7 +272,9 @@ size_t kmat_bytes(const struct kmat *m)
 /*
  * n_threads - 1 workers sleep on a condition variable; kpool_run publishes a
  * job (fn, ctx, n) under a new generation number, the caller joins in, and
- * tasks are handed out by an atomic counter.  The last finisher signals.
+ * tasks are handed out by an atomic counter tagged with the generation.
+ * The caller returns once every task is done and no worker is inside the
+ * job any more.
  */
 struct kpool {
     int n_threads;
@@ -267,30 +282,37 @@ struct kpool {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t done;
-    unsigned long generation;
+    uint32_t generation;
     int quit;
     /* the current job */
     void (*fn)(void *ctx, int i);
     void *ctx;
     int n_tasks;
-    int next_task;              /* atomic */
+    uint64_t claim;             /* atomic: generation << 32 | next task */
     int tasks_left;             /* under lock */
     int busy_workers;           /* workers inside the current job */
 };
 
-/* Takes tasks of the current job until none are left; returns how many. */
-static int kpool_work(struct kpool *p, void (*fn)(void *, int), void *ctx, int n)
+/* Takes tasks of job `generation` until none are left; returns how many.
+ * A task is claimed by a compare-and-swap on (generation << 32 | next
+ * index), so a worker that wakes late for a finished job can never take an
+ * index that belongs to the next one. */
+static int kpool_work(struct kpool *p, uint32_t generation, void (*fn)(void *, int), void *ctx,
+                      int n)
 {
+    uint64_t cur = __atomic_load_n(&p->claim, __ATOMIC_ACQUIRE);
     int done = 0;
 
     for (;;) {
-        int i = __atomic_fetch_add(&p->next_task, 1, __ATOMIC_RELAXED);
-
-        if (i >= n) {
+        if ((uint32_t)(cur >> 32) != generation || (int)(uint32_t)cur >= n) {
             break;
         }
-        fn(ctx, i);
-        done++;
+        if (__atomic_compare_exchange_n(&p->claim, &cur, cur + 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            fn(ctx, (int)(uint32_t)cur);
+            done++;
+            cur = __atomic_load_n(&p->claim, __ATOMIC_ACQUIRE);
+        }
     }
     return done;
 }
@@ -298,7 +320,7 @@ static int kpool_work(struct kpool *p, void (*fn)(void *, int), void *ctx, int n
 static void *kpool_main(void *arg)
 {
     struct kpool *p = arg;
-    unsigned long seen = 0;
+    uint32_t seen = 0;
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
@@ -315,7 +337,7 @@ static void *kpool_main(void *arg)
 
         p->busy_workers++;
         pthread_mutex_unlock(&p->lock);
-        int did = kpool_work(p, fn, ctx, n);
+        int did = kpool_work(p, seen, fn, ctx, n);
         pthread_mutex_lock(&p->lock);
         p->tasks_left -= did;
         p->busy_workers--;
@@ -402,13 +424,14 @@ void kpool_run(struct kpool *p, void (*fn)(void *ctx, int i), void *ctx, int n)
     p->fn = fn;
     p->ctx = ctx;
     p->n_tasks = n;
-    p->next_task = 0;
     p->tasks_left = n;
     p->generation++;
+    __atomic_store_n(&p->claim, (uint64_t)p->generation << 32, __ATOMIC_RELEASE);
+    uint32_t generation = p->generation;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
 
-    int did = kpool_work(p, fn, ctx, n);
+    int did = kpool_work(p, generation, fn, ctx, n);
 
     pthread_mutex_lock(&p->lock);
     p->tasks_left -= did;

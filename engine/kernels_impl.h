@@ -42,6 +42,11 @@ struct kernel_set {
 };
 
 extern const struct kernel_set kernel_set_portable;
+/* quant.c: portable BF16/F16/Q8/Q4 kernels; kernels_avx2.c, kernels_avx512.c:
+ * x86-64 sets (compiled only there). */
+extern const struct kernel_set kernel_set_quant;
+extern const struct kernel_set kernel_set_avx2;
+extern const struct kernel_set kernel_set_avx512;
 
 /* The active kernels of format t (after kernels_init). */
 const struct kernel_format *kernels_format(enum rwkv_dtype t);

@@ -1,20 +1,337 @@
 /*
- * rwkv7.c - the RWKV-7 "Goose" forward pass (work in progress).
+ * rwkv7.c - the RWKV-7 "Goose" forward pass.
+ *
+ * Written against the equations of the official package (RWKV_x070 in
+ * BlinkDL's rwkv pip package: TMix_one / TMix_seq / CMix_one).  Every step
+ * works on a chunk of T tokens: the projections are matrix-matrix products
+ * (k_matmul; with T = 1 they are matrix-vector products, which is RNN mode)
+ * and only the wkv recurrence runs token by token.  Per layer and token,
+ * with ln1(x) the layer input and x_prev the previous token's ln1(x):
+ *
+ *   token shift   xr = x + (x_prev - x) * x_r       (also w, k, v, a, g)
+ *   projections   r = R xr   k = K xk   v = V xv
+ *   decay         w = exp(-e^-0.5 * sigmoid(w0 + w2 tanh(w1 xw)))
+ *   in-context lr a = sigmoid(a0 + a2 a1 xa)
+ *   gate          g = g2 sigmoid(g1 xg)
+ *   key           kk = normalize_per_head(k * k_k);  k = k * (1 + (a-1) * k_a)
+ *   value         layer 0: v_first = v;  later: v += (v_first - v) * sigmoid(v0 + v2 v1 xv)
+ *   wkv           S = S diag(w) + S (-kk)(kk a)^T + v k^T;  y = S r
+ *                 (S[h][i][j]: value index i, key index j)
+ *   output        y = GroupNorm_H(y; eps 64e-5) + ((r * k * r_k).sum per head) v
+ *                 x += O (y * g)
+ *   channel mix   xk = x + (x_prev - x) * x_k;  x += Wv relu(Wk xk)^2   (on ln2(x))
+ *
+ * The embedding goes through ln0 in float32 as each token is read (the
+ * reference folds ln0 into its float32 copy of the embedding at load time;
+ * doing it per token gives the same numbers without a float32 copy of the
+ * whole table).  The head runs only on the rows whose logits are wanted.
  */
+#include <assert.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/model.h"
+#include "engine/rwkv7_test.h"
 
-static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
+/* Tokens per sequence-mode step: bounds the scratch memory. */
+#define CHUNK_MAX 64
+
+/* exp(-0.5): the decay is exp(-exp(-0.5) * sigmoid(...)), in (0.545, 1). */
+#define DECAY_SCALE 0.606531f
+#define LN_EPS 1e-5f
+#define GROUPNORM_EPS 64e-5f
+
+struct layer {
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    const float *x_r, *x_w, *x_k, *x_v, *x_a, *x_g;     /* token-shift mixes */
+    const float *w0, *a0, *v0;                          /* v0: NULL in layer 0 */
+    struct kmat w1, w2, a1, a2, v1, v2, g1, g2;         /* LoRA pairs, [out][in] */
+    const float *k_k, *k_a, *r_k;
+    struct kmat receptance, key, value, output;
+    const float *ln_x_w, *ln_x_b;
+    const float *ffn_x_k;
+    struct kmat ffn_key, ffn_value;
+};
+
+/* Per-chunk work buffers, [CHUNK_MAX][...] each. */
+struct scratch {
+    float *x;                   /* residual stream */
+    float *ln;                  /* LayerNorm output of x */
+    float *xr, *xw, *xk, *xv, *xa, *xg;
+    float *r, *w, *k, *v, *a, *g, *kk;
+    float *v_first;
+    float *y;                   /* wkv output, then the gated attention output */
+    float *lora;                /* LoRA hidden layer [lora_max] */
+    float *ffn;                 /* channel-mix hidden layer [ffn_size] */
+    float *emb_row;             /* one embedding row [C] */
+};
+
+struct weights {
+    int C, H, N, L, V, F, lora_max;
+    size_t layer_floats;        /* state floats per layer */
+    const struct ckpt_tensor *emb;
+    const float *ln0_w, *ln0_b, *ln_out_w, *ln_out_b;
+    struct layer *layers;
+    struct kmat head;
+    float **vectors;            /* float32 copies of the small tensors */
+    int n_vectors;
+    float *scratch_mem;
+    struct scratch s;
+    unsigned dropped;           /* test hook: enum rwkv7_term mask */
+    struct kpool *pool;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                    */
+
+/* A float32 copy of a tensor that must hold exactly n elements. */
+static const float *load_vector(rwkv_model *m, struct weights *W, const struct ckpt_tensor *t,
+                                int64_t n, char *err, size_t errlen)
 {
-    snprintf(err, errlen, "%s: RWKV-7 forward pass not implemented yet", ckpt_path(m->file));
-    return -1;
+    float *v;
+
+    if (t->numel != n) {
+        snprintf(err, errlen, "%s: tensor %s: expected %lld elements, found %lld",
+                 ckpt_path(m->file), t->name, (long long)n, (long long)t->numel);
+        return NULL;
+    }
+    v = malloc((size_t)n * sizeof *v);
+    if (!v) {
+        snprintf(err, errlen, "%s: tensor %s: out of memory", ckpt_path(m->file), t->name);
+        return NULL;
+    }
+    ckpt_to_f32(t->dtype, t->data, v, (size_t)n);
+    W->vectors[W->n_vectors++] = v;
+    return v;
+}
+
+static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t,
+                       int transpose, int rows, int cols, enum rwkv_dtype dtype,
+                       char *err, size_t errlen)
+{
+    char e[RWKV_ERRLEN];
+
+    if (kmat_from_tensor(k, t, transpose, dtype, e, sizeof e) != 0) {
+        snprintf(err, errlen, "%s: %s", ckpt_path(m->file), e);
+        return -1;
+    }
+    if (k->rows != rows || k->cols != cols) {
+        snprintf(err, errlen, "%s: tensor %s: expected %dx%d, found %dx%d",
+                 ckpt_path(m->file), t->name, transpose ? cols : rows,
+                 transpose ? rows : cols, transpose ? k->cols : k->rows,
+                 transpose ? k->rows : k->cols);
+        kmat_free(k);
+        return -1;
+    }
+    return 0;
+}
+
+#define VEC(dst, n, ...)                                                          \
+    do {                                                                          \
+        if (!((dst) = load_vector(m, W, model_tensor(m, __VA_ARGS__), (n), err,   \
+                                  errlen))) {                                     \
+            return -1;                                                            \
+        }                                                                         \
+    } while (0)
+
+/* A LoRA factor stored [in][out] (used as x @ w1), kept as [out][in]. */
+#define LORA(dst, rows, cols, ...)                                                \
+    do {                                                                          \
+        if (load_matrix(m, &(dst), model_tensor(m, __VA_ARGS__), 1, (rows), (cols), \
+                        RWKV_DTYPE_F32, err, errlen)) {                           \
+            return -1;                                                            \
+        }                                                                         \
+    } while (0)
+
+/* A Linear weight stored [out][in], in the model's compute format. */
+#define LINEAR(dst, rows, cols, ...)                                              \
+    do {                                                                          \
+        if (load_matrix(m, &(dst), model_tensor(m, __VA_ARGS__), 0, (rows), (cols), \
+                        m->dtype, err, errlen)) {                                 \
+            return -1;                                                            \
+        }                                                                         \
+    } while (0)
+
+/* Width of a LoRA: the out dimension of the tensor stored [C][D]. */
+static int lora_width(rwkv_model *m, int layer, const char *name)
+{
+    const struct ckpt_tensor *t = model_tensor(m, "blocks.%d.att.%s", layer, name);
+
+    return (int)t->shape[t->ndim - 1];
+}
+
+static int load_layer(rwkv_model *m, struct weights *W, int i, char *err, size_t errlen)
+{
+    struct layer *l = &W->layers[i];
+    int C = W->C, F = W->F;
+    int dw = lora_width(m, i, "w1"), da = lora_width(m, i, "a1"), dg = lora_width(m, i, "g1");
+
+    VEC(l->ln1_w, C, "blocks.%d.ln1.weight", i);
+    VEC(l->ln1_b, C, "blocks.%d.ln1.bias", i);
+    VEC(l->ln2_w, C, "blocks.%d.ln2.weight", i);
+    VEC(l->ln2_b, C, "blocks.%d.ln2.bias", i);
+    VEC(l->x_r, C, "blocks.%d.att.x_r", i);
+    VEC(l->x_w, C, "blocks.%d.att.x_w", i);
+    VEC(l->x_k, C, "blocks.%d.att.x_k", i);
+    VEC(l->x_v, C, "blocks.%d.att.x_v", i);
+    VEC(l->x_a, C, "blocks.%d.att.x_a", i);
+    VEC(l->x_g, C, "blocks.%d.att.x_g", i);
+    VEC(l->w0, C, "blocks.%d.att.w0", i);
+    VEC(l->a0, C, "blocks.%d.att.a0", i);
+    VEC(l->k_k, C, "blocks.%d.att.k_k", i);
+    VEC(l->k_a, C, "blocks.%d.att.k_a", i);
+    VEC(l->r_k, C, "blocks.%d.att.r_k", i);
+    VEC(l->ln_x_w, C, "blocks.%d.att.ln_x.weight", i);
+    VEC(l->ln_x_b, C, "blocks.%d.att.ln_x.bias", i);
+    VEC(l->ffn_x_k, C, "blocks.%d.ffn.x_k", i);
+    LORA(l->w1, dw, C, "blocks.%d.att.w1", i);
+    LORA(l->w2, C, dw, "blocks.%d.att.w2", i);
+    LORA(l->a1, da, C, "blocks.%d.att.a1", i);
+    LORA(l->a2, C, da, "blocks.%d.att.a2", i);
+    LORA(l->g1, dg, C, "blocks.%d.att.g1", i);
+    LORA(l->g2, C, dg, "blocks.%d.att.g2", i);
+    /* Layer 0 makes v_first; released files carry no v0/v1/v2 there. */
+    if (i > 0) {
+        int dv = lora_width(m, i, "v1");
+
+        VEC(l->v0, C, "blocks.%d.att.v0", i);
+        LORA(l->v1, dv, C, "blocks.%d.att.v1", i);
+        LORA(l->v2, C, dv, "blocks.%d.att.v2", i);
+        if (dv > W->lora_max) {
+            W->lora_max = dv;
+        }
+    }
+    LINEAR(l->receptance, C, C, "blocks.%d.att.receptance.weight", i);
+    LINEAR(l->key, C, C, "blocks.%d.att.key.weight", i);
+    LINEAR(l->value, C, C, "blocks.%d.att.value.weight", i);
+    LINEAR(l->output, C, C, "blocks.%d.att.output.weight", i);
+    LINEAR(l->ffn_key, F, C, "blocks.%d.ffn.key.weight", i);
+    LINEAR(l->ffn_value, C, F, "blocks.%d.ffn.value.weight", i);
+    if (dw > W->lora_max) {
+        W->lora_max = dw;
+    }
+    if (da > W->lora_max) {
+        W->lora_max = da;
+    }
+    if (dg > W->lora_max) {
+        W->lora_max = dg;
+    }
+    return 0;
+}
+
+/* Carves the scratch buffers out of one allocation. */
+static int alloc_scratch(struct weights *W)
+{
+    size_t C = (size_t)W->C, T = CHUNK_MAX;
+    size_t total = T * C * 17 + T * (size_t)W->lora_max + T * (size_t)W->F + C;
+    float *p = calloc(total, sizeof *p);
+    struct scratch *s = &W->s;
+    float **vecs[] = { &s->x, &s->ln, &s->xr, &s->xw, &s->xk, &s->xv, &s->xa, &s->xg,
+                       &s->r, &s->w, &s->k, &s->v, &s->a, &s->g, &s->kk, &s->v_first,
+                       &s->y, NULL };
+
+    if (!p) {
+        return -1;
+    }
+    W->scratch_mem = p;
+    for (int i = 0; vecs[i]; i++) {
+        *vecs[i] = p;
+        p += T * C;
+    }
+    s->lora = p;
+    p += T * (size_t)W->lora_max;
+    s->ffn = p;
+    p += T * (size_t)W->F;
+    s->emb_row = p;
+    return 0;
 }
 
 static void rwkv7_release(rwkv_model *m)
 {
+    struct weights *W = m->weights;
+
+    if (!W) {
+        return;
+    }
+    if (W->layers) {
+        for (int i = 0; i < W->L; i++) {
+            struct layer *l = &W->layers[i];
+            struct kmat *mats[] = { &l->w1, &l->w2, &l->a1, &l->a2, &l->v1, &l->v2, &l->g1,
+                                    &l->g2, &l->receptance, &l->key, &l->value, &l->output,
+                                    &l->ffn_key, &l->ffn_value };
+
+            for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++) {
+                kmat_free(mats[j]);
+            }
+        }
+    }
+    kmat_free(&W->head);
+    for (int i = 0; i < W->n_vectors; i++) {
+        free(W->vectors[i]);
+    }
+    free(W->vectors);
+    free(W->layers);
+    free(W->scratch_mem);
+    free(W);
     m->weights = NULL;
+}
+
+static int prepare(rwkv_model *m, struct weights *W, char *err, size_t errlen)
+{
+    const struct rwkv_info *info = &m->info;
+
+    W->C = info->n_embd;
+    W->H = info->n_head;
+    W->N = info->head_size;
+    W->L = info->n_layer;
+    W->V = info->n_vocab;
+    W->F = (int)model_tensor(m, "blocks.0.ffn.key.weight")->shape[0];
+    W->layer_floats = 2 * (size_t)W->C + (size_t)W->H * W->N * W->N;
+    W->pool = m->pool;
+    assert(W->H * W->N == W->C);
+
+    /* 18 vectors per layer, 1 more from layer 1 on, and 4 model-wide. */
+    W->vectors = calloc((size_t)W->L * 19 + 4, sizeof *W->vectors);
+    W->layers = calloc((size_t)W->L, sizeof *W->layers);
+    if (!W->vectors || !W->layers) {
+        snprintf(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        return -1;
+    }
+    W->emb = model_tensor(m, "emb.weight");
+    VEC(W->ln0_w, W->C, "blocks.0.ln0.weight");
+    VEC(W->ln0_b, W->C, "blocks.0.ln0.bias");
+    VEC(W->ln_out_w, W->C, "ln_out.weight");
+    VEC(W->ln_out_b, W->C, "ln_out.bias");
+    LINEAR(W->head, W->V, W->C, "head.weight");
+    for (int i = 0; i < W->L; i++) {
+        if (load_layer(m, W, i, err, errlen)) {
+            return -1;
+        }
+    }
+    if (alloc_scratch(W)) {
+        snprintf(err, errlen, "%s: out of memory for the work buffers", ckpt_path(m->file));
+        return -1;
+    }
+    return 0;
+}
+
+static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
+{
+    struct weights *W = calloc(1, sizeof *W);
+
+    if (!W) {
+        snprintf(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        return -1;
+    }
+    kernels_init();
+    m->weights = W;
+    if (prepare(m, W, err, errlen)) {
+        rwkv7_release(m);
+        return -1;
+    }
+    return 0;
 }
 
 static void rwkv7_state_init(const rwkv_model *m, float *state)
@@ -22,10 +339,352 @@ static void rwkv7_state_init(const rwkv_model *m, float *state)
     memset(state, 0, m->info.state_floats * sizeof *state);
 }
 
+void rwkv7_test_drop_terms(rwkv_model *m, unsigned mask)
+{
+    struct weights *W = m->weights;
+
+    assert(m->arch == &rwkv7_arch && W);
+    W->dropped = mask;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The forward pass                                                           */
+
+static float sigmoid(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* Per-layer views of the official-order state. */
+struct layer_state {
+    float *att_x_prev;          /* [C] */
+    float *wkv;                 /* [H][N][N], value index first */
+    float *ffn_x_prev;          /* [C] */
+};
+
+static struct layer_state layer_state(const struct weights *W, float *state, int i)
+{
+    float *p = state + (size_t)i * W->layer_floats;
+    struct layer_state ls = { p, p + W->C, p + W->C + (size_t)W->H * W->N * W->N };
+
+    return ls;
+}
+
+/* Token shift: mixes each token with the previous token's (the first with
+ * x_prev), out[t] = x[t] + (prev[t] - x[t]) * mix; updates x_prev to the
+ * chunk's last token. */
+static void token_shift(const float *x, int T, int C, const float *x_prev,
+                        const float *const *mix, float *const *out, int n_mix)
+{
+    for (int t = 0; t < T; t++) {
+        const float *cur = x + (size_t)t * C;
+        const float *prev = t ? cur - C : x_prev;
+
+        for (int j = 0; j < n_mix; j++) {
+            float *o = out[j] + (size_t)t * C;
+
+            for (int c = 0; c < C; c++) {
+                o[c] = cur[c] + (prev[c] - cur[c]) * mix[j][c];
+            }
+        }
+    }
+}
+
+static void layernorm_rows(const float *x, int T, int C, const float *w, const float *b,
+                           float *y)
+{
+    for (int t = 0; t < T; t++) {
+        k_layernorm(x + (size_t)t * C, w, b, C, LN_EPS, y + (size_t)t * C);
+    }
+}
+
+/* w = exp(-e^-0.5 sigmoid(w0 + w2 tanh(w1 xw))): the data-dependent decay. */
+static void decay(struct weights *W, const struct layer *l, int T)
+{
+    struct scratch *s = &W->s;
+    int C = W->C, D = l->w1.rows;
+
+    if (W->dropped & RWKV7_TERM_DECAY_LORA) {
+        memset(s->w, 0, (size_t)T * C * sizeof *s->w);
+    } else {
+        k_matmul(W->pool, &l->w1, s->xw, T, s->lora);
+        for (size_t i = 0; i < (size_t)T * D; i++) {
+            s->lora[i] = tanhf(s->lora[i]);
+        }
+        k_matmul(W->pool, &l->w2, s->lora, T, s->w);
+    }
+    for (int t = 0; t < T; t++) {
+        float *w = s->w + (size_t)t * C;
+
+        for (int c = 0; c < C; c++) {
+            w[c] = expf(-DECAY_SCALE * sigmoid(l->w0[c] + w[c]));
+        }
+    }
+}
+
+/* out = sigmoid(bias + B A x): the low-rank gates of a and of the v residual. */
+static void lora_sigmoid(struct weights *W, const struct kmat *A, const struct kmat *B,
+                         const float *bias, const float *x, int T, float *out)
+{
+    int C = W->C;
+
+    k_matmul(W->pool, A, x, T, W->s.lora);
+    k_matmul(W->pool, B, W->s.lora, T, out);
+    for (int t = 0; t < T; t++) {
+        for (int c = 0; c < C; c++) {
+            out[(size_t)t * C + c] = sigmoid(bias[c] + out[(size_t)t * C + c]);
+        }
+    }
+}
+
+/* g = g2 sigmoid(g1 xg): the output gate. */
+static void output_gate(struct weights *W, const struct layer *l, int T)
+{
+    struct scratch *s = &W->s;
+    int D = l->g1.rows;
+
+    k_matmul(W->pool, &l->g1, s->xg, T, s->lora);
+    for (size_t i = 0; i < (size_t)T * D; i++) {
+        s->lora[i] = sigmoid(s->lora[i]);
+    }
+    k_matmul(W->pool, &l->g2, s->lora, T, s->g);
+}
+
+/* kk = k * k_k normalised to unit L2 norm per head (torch F.normalize,
+ * eps 1e-12); then k = k * (1 + (a - 1) * k_a), the in-context-rate key. */
+static void key_normalise(struct weights *W, const struct layer *l, int T)
+{
+    struct scratch *s = &W->s;
+    int C = W->C, N = W->N;
+
+    for (int t = 0; t < T; t++) {
+        float *k = s->k + (size_t)t * C, *kk = s->kk + (size_t)t * C;
+        const float *a = s->a + (size_t)t * C;
+
+        for (int h = 0; h < W->H; h++) {
+            float sum = 0;
+
+            for (int j = h * N; j < (h + 1) * N; j++) {
+                kk[j] = k[j] * l->k_k[j];
+                sum += kk[j] * kk[j];
+            }
+            float inv = 1.0f / fmaxf(sqrtf(sum), 1e-12f);
+
+            for (int j = h * N; j < (h + 1) * N; j++) {
+                kk[j] *= inv;
+            }
+        }
+        if (!(W->dropped & RWKV7_TERM_K_A)) {
+            for (int c = 0; c < C; c++) {
+                k[c] = k[c] * (1.0f + (a[c] - 1.0f) * l->k_a[c]);
+            }
+        }
+    }
+}
+
+/* Layer 0 keeps its v as v_first; later layers pull v towards it:
+ * v += (v_first - v) * sigmoid(v0 + v2 v1 xv). */
+static void value_residual(struct weights *W, const struct layer *l, int layer, int T)
+{
+    struct scratch *s = &W->s;
+    size_t n = (size_t)T * W->C;
+
+    if (layer == 0) {
+        memcpy(s->v_first, s->v, n * sizeof *s->v);
+        return;
+    }
+    if (W->dropped & RWKV7_TERM_V_FIRST) {
+        return;
+    }
+    /* s->y is free until the wkv step: use it for the mixing factor. */
+    lora_sigmoid(W, &l->v1, &l->v2, l->v0, s->xv, T, s->y);
+    for (size_t i = 0; i < n; i++) {
+        s->v[i] += (s->v_first[i] - s->v[i]) * s->y[i];
+    }
+}
+
+struct wkv_job {
+    struct weights *W;
+    float *S;                   /* the layer's [H][N][N] state */
+    int T;
+};
+
+/* The wkv recurrence of one head over the chunk, token by token:
+ *   S = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S r. */
+static void wkv_head(void *ctx, int h)
+{
+    const struct wkv_job *job = ctx;
+    const struct weights *W = job->W;
+    const struct scratch *s = &W->s;
+    int C = W->C, N = W->N;
+    float *S = job->S + (size_t)h * N * N;
+    int use_kk = !(W->dropped & RWKV7_TERM_STATE_KK);
+
+    for (int t = 0; t < job->T; t++) {
+        size_t o = (size_t)t * C + (size_t)h * N;
+        const float *r = s->r + o, *w = s->w + o, *k = s->k + o, *v = s->v + o;
+        const float *kk = s->kk + o, *a = s->a + o;
+        float *y = s->y + o;
+        float b[N];
+
+        for (int j = 0; j < N; j++) {
+            b[j] = kk[j] * a[j];
+        }
+        for (int i = 0; i < N; i++) {
+            float *Si = S + (size_t)i * N;
+            float sa = 0, out = 0;
+
+            if (use_kk) {
+                for (int j = 0; j < N; j++) {
+                    sa -= Si[j] * kk[j];
+                }
+            }
+            for (int j = 0; j < N; j++) {
+                Si[j] = Si[j] * w[j] + sa * b[j] + v[i] * k[j];
+                out += Si[j] * r[j];
+            }
+            y[i] = out;
+        }
+    }
+}
+
+/* Output of the attention: GroupNorm over heads, the r_k bonus
+ * ((r * k * r_k).sum per head) v, times the gate g. */
+static void wkv_output(struct weights *W, const struct layer *l, int T)
+{
+    struct scratch *s = &W->s;
+    int C = W->C, N = W->N;
+
+    for (int t = 0; t < T; t++) {
+        size_t o = (size_t)t * C;
+        float *y = s->y + o;
+        const float *r = s->r + o, *k = s->k + o, *v = s->v + o, *g = s->g + o;
+
+        k_groupnorm(y, l->ln_x_w, l->ln_x_b, C, W->H, GROUPNORM_EPS, y);
+        if (!(W->dropped & RWKV7_TERM_BONUS)) {
+            for (int h = 0; h < W->H; h++) {
+                float bonus = 0;
+
+                for (int j = h * N; j < (h + 1) * N; j++) {
+                    bonus += r[j] * k[j] * l->r_k[j];
+                }
+                for (int j = h * N; j < (h + 1) * N; j++) {
+                    y[j] += bonus * v[j];
+                }
+            }
+        }
+        if (!(W->dropped & RWKV7_TERM_GATE)) {
+            for (int c = 0; c < C; c++) {
+                y[c] *= g[c];
+            }
+        }
+    }
+}
+
+/* The time-mixing block: x += TimeMix(ln1(x)). */
+static void time_mix(struct weights *W, const struct layer *l, int layer, struct layer_state *ls,
+                     int T)
+{
+    struct scratch *s = &W->s;
+    int C = W->C;
+    const float *mix[6] = { l->x_r, l->x_w, l->x_k, l->x_v, l->x_a, l->x_g };
+    float *out[6] = { s->xr, s->xw, s->xk, s->xv, s->xa, s->xg };
+    struct wkv_job job = { W, ls->wkv, T };
+
+    layernorm_rows(s->x, T, C, l->ln1_w, l->ln1_b, s->ln);
+    token_shift(s->ln, T, C, ls->att_x_prev, mix, out, 6);
+    memcpy(ls->att_x_prev, s->ln + (size_t)(T - 1) * C, (size_t)C * sizeof *s->ln);
+
+    k_matmul(W->pool, &l->receptance, s->xr, T, s->r);
+    k_matmul(W->pool, &l->key, s->xk, T, s->k);
+    k_matmul(W->pool, &l->value, s->xv, T, s->v);
+    decay(W, l, T);
+    lora_sigmoid(W, &l->a1, &l->a2, l->a0, s->xa, T, s->a);
+    output_gate(W, l, T);
+    key_normalise(W, l, T);
+    value_residual(W, l, layer, T);
+
+    kpool_run(W->pool, wkv_head, &job, W->H);
+    wkv_output(W, l, T);
+
+    /* s->ln is free again: the projected output lands there. */
+    k_matmul(W->pool, &l->output, s->y, T, s->ln);
+    for (size_t i = 0; i < (size_t)T * C; i++) {
+        s->x[i] += s->ln[i];
+    }
+}
+
+/* The channel-mixing block: x += Wv relu(Wk shift(ln2(x)))^2. */
+static void channel_mix(struct weights *W, const struct layer *l, struct layer_state *ls, int T)
+{
+    struct scratch *s = &W->s;
+    int C = W->C;
+    const float *mix[1] = { l->ffn_x_k };
+    float *out[1] = { s->xk };
+
+    layernorm_rows(s->x, T, C, l->ln2_w, l->ln2_b, s->ln);
+    token_shift(s->ln, T, C, ls->ffn_x_prev, mix, out, 1);
+    memcpy(ls->ffn_x_prev, s->ln + (size_t)(T - 1) * C, (size_t)C * sizeof *s->ln);
+
+    k_matmul(W->pool, &l->ffn_key, s->xk, T, s->ffn);
+    for (size_t i = 0; i < (size_t)T * W->F; i++) {
+        float h = s->ffn[i] > 0 ? s->ffn[i] : 0;
+
+        s->ffn[i] = h * h;
+    }
+    k_matmul(W->pool, &l->ffn_value, s->ffn, T, s->ln);
+    for (size_t i = 0; i < (size_t)T * C; i++) {
+        s->x[i] += s->ln[i];
+    }
+}
+
+/* x[t] = ln0(emb[token t]), computed in float32. */
+static void embed(struct weights *W, const int32_t *tokens, int T)
+{
+    const struct ckpt_tensor *e = W->emb;
+    size_t row_bytes = (size_t)W->C * ckpt_dtype_size(e->dtype);
+
+    for (int t = 0; t < T; t++) {
+        assert(tokens[t] >= 0 && tokens[t] < W->V);
+        ckpt_to_f32(e->dtype, (const char *)e->data + (size_t)tokens[t] * row_bytes,
+                    W->s.emb_row, (size_t)W->C);
+        k_layernorm(W->s.emb_row, W->ln0_w, W->ln0_b, W->C, LN_EPS,
+                    W->s.x + (size_t)t * W->C);
+    }
+}
+
+/* logits[rows] = head ln_out(x[first .. first+rows-1]). */
+static void head(struct weights *W, int first, int rows, float *logits)
+{
+    struct scratch *s = &W->s;
+    int C = W->C;
+
+    layernorm_rows(s->x + (size_t)first * C, rows, C, W->ln_out_w, W->ln_out_b, s->ln);
+    k_matmul(W->pool, &W->head, s->ln, rows, logits);
+}
+
 static void rwkv7_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n,
                        float *logits, int all_logits)
 {
-    (void)m, (void)state, (void)tokens, (void)n, (void)logits, (void)all_logits;
+    struct weights *W = m->weights;
+
+    for (size_t done = 0; done < n;) {
+        int T = n - done < CHUNK_MAX ? (int)(n - done) : CHUNK_MAX;
+
+        embed(W, tokens + done, T);
+        for (int i = 0; i < W->L; i++) {
+            struct layer_state ls = layer_state(W, state, i);
+
+            time_mix(W, &W->layers[i], i, &ls, T);
+            channel_mix(W, &W->layers[i], &ls, T);
+        }
+        if (logits && all_logits) {
+            head(W, 0, T, logits + done * (size_t)W->V);
+        } else if (logits && done + (size_t)T == n) {
+            head(W, T - 1, 1, logits);
+        }
+        done += (size_t)T;
+    }
 }
 
 const struct rwkv_arch rwkv7_arch = {
