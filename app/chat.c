@@ -92,6 +92,8 @@ struct chat {
     char *reply;                    /* bytes of the sampled tokens */
     size_t reply_len, reply_cap;
     size_t pushed;                  /* reply bytes given to the stream */
+    size_t scanned;                 /* reply bytes searched for "\n\n" */
+    long end_at;                    /* where "\n\n" starts, or -1 */
     struct world_stream stream;
     char *shown;                    /* bytes emitted (the transcript text) */
     size_t shown_len, shown_cap;
@@ -560,12 +562,21 @@ char *chat_normalize(const char *text)
 
 /* --- generation --------------------------------------------------------- */
 
-/* Position of the first "\n\n" in the reply, or -1. */
-static long reply_end(const chat *c)
+/* Position of the first "\n\n" in the reply, or -1.  Only the bytes
+ * added since the last call (and the one before them) are searched. */
+static long reply_end(chat *c)
 {
-    const char *p = c->reply_len >= 2 ? memmem(c->reply, c->reply_len, "\n\n", 2) : NULL;
+    const char *p;
+    size_t from;
 
-    return p ? (long)(p - c->reply) : -1;
+    if (c->end_at >= 0 || c->reply_len < 2) {
+        return c->end_at;
+    }
+    from = c->scanned > 0 ? c->scanned - 1 : 0;
+    p = memmem(c->reply + from, c->reply_len - from, "\n\n", 2);
+    c->scanned = c->reply_len;
+    c->end_at = p ? (long)(p - c->reply) : -1;
+    return c->end_at;
 }
 
 /* Pushes reply bytes up to what is certain into the stream decoder and
@@ -648,6 +659,8 @@ static void begin_reply(chat *c, int raw)
     atomic_store(&c->interrupt_req, 0);
     c->reply_len = 0;
     c->pushed = 0;
+    c->scanned = 0;
+    c->end_at = -1;
     c->shown_len = 0;
     world_stream_init(&c->stream);
     sampler_reset_counts(c->smp);
@@ -770,7 +783,7 @@ int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t err
 static int step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
 {
     const struct sampler_settings *s = &c->settings;
-    size_t from = c->shown_len, old_len, blen = 0, n;
+    size_t from = c->shown_len, blen = 0, n;
     const uint8_t *bytes;
     int32_t token;
     enum chat_stop stop = CHAT_STOP_NONE;
@@ -791,7 +804,6 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
         } else {
             sampler_accept(c->smp, token);
             bytes = world_token(c->tok, token, &blen);
-            old_len = c->reply_len;
             if (reserve(&c->reply, &c->reply_cap, c->reply_len + blen + 1) < 0) {
                 oom(err, errlen);
                 finish(c, CHAT_STOP_INTERRUPT, NULL);
@@ -807,7 +819,6 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
             }
             c->stats.reply_tokens++;
             c->stats.context_tokens++;
-            (void)old_len;
             if (reply_end(c) >= 0) {
                 stop = CHAT_STOP_END;
             } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
