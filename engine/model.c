@@ -20,6 +20,7 @@
 #include "engine/model.h"
 
 #define MAX_LAYERS 100000
+#define MAX_HEAD_SIZE 1024       /* a state holds head_size^2 floats per head */
 
 struct rwkv_state {
     const rwkv_model *model;
@@ -476,6 +477,11 @@ static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
             }
             return -1;
         }
+        if (d->N > MAX_HEAD_SIZE) {
+            set_err(err, errlen, "%s: head size %lld above %d is not supported", path,
+                    (long long)d->N, MAX_HEAD_SIZE);
+            return -1;
+        }
         info->n_head = (int)d->H;
         info->head_size = (int)d->N;
     }
@@ -515,7 +521,16 @@ static int check_tensor(rwkv_model *m, const struct dims *d, const char *name,
             if (vector) {
                 snprintf(want, sizeof(want), "%lld elements", (long long)dims[0]);
             } else {
-                ckpt_shape_str(ndim, dims, want, sizeof(want));
+                int k;
+                size_t used = 0;
+                /* an unknown rank (its source tensor was malformed) shows as ? */
+                for (k = 0; k < ndim && used < sizeof(want); k++) {
+                    int w = dims[k] < 0
+                        ? snprintf(want + used, sizeof(want) - used, "%s?", k ? "x" : "")
+                        : snprintf(want + used, sizeof(want) - used, "%s%lld", k ? "x" : "",
+                                   (long long)dims[k]);
+                    used += w > 0 ? (size_t)w : 0;
+                }
             }
             first = 0;
         }

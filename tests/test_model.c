@@ -329,6 +329,10 @@ static void test_damaged(void)
                     "K\x04K\x20K\x80\x87", 7, 0);
         expect_error("RWKV-6 mix LoRA of the wrong shape", p,
                      "tensor blocks.1.att.time_maa_w2: expected 5x32x128, found 4x32x128");
+        p = patched("v6w1.pth", buf, len, "blocks.0.att.time_maa_w1", "K\x80K\xa0\x86",
+                    "K\x80K\x9f\x86", 5, 0);
+        expect_error("RWKV-6 mix LoRA width not a multiple of 5", p,
+                     "tensor blocks.0.att.time_maa_w1: expected 128x?, found 128x159");
         free(buf);
     }
     buf = read_file(shared_path("fixtures/models/v4.pth"), &len);
