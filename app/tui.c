@@ -3,6 +3,7 @@
 #include "app/tui.h"
 #include "app/tui_internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <langinfo.h>
 #include <locale.h>
@@ -58,6 +59,8 @@ static void on_fatal_signal(int sig)
 static void restore_terminal(void)
 {
     if (curses_active) {
+        fputs("\033[?2004l", stdout);
+        fflush(stdout);
         endwin();
         curses_active = 0;
     }
@@ -234,6 +237,7 @@ static void layout(struct tui *t)
 
     t->rows = rows;
     t->cols = cols;
+    werase(stdscr);     /* the old rule above the input must go */
     if (rows < MIN_ROWS || cols < MIN_COLS) {
         place(t->status, 0, 0, 0, 0);
         place(t->transcript, 0, 0, 0, 0);
@@ -300,7 +304,6 @@ static void draw(struct tui *t)
         return;
     }
     /* The rule between the conversation and the input line. */
-    wnoutrefresh(stdscr);
     attron(A_DIM);
     mvhline(t->input->y - 1, 0, ACS_HLINE, t->cols);
     attroff(A_DIM);
@@ -502,9 +505,82 @@ static void handle_mouse(struct tui *t)
 }
 
 static int ctrl_left, ctrl_right;  /* curses codes of kLFT5/kRIT5, if any */
+static int paste_begin, paste_end;  /* curses codes of the paste brackets, if any */
+
+static void handle_key(struct tui *t, int key);
+
+#define PASTE_BEGIN "\033[200~"
+#define PASTE_END "\033[201~"
+
+/* Bracketed paste: everything up to ESC [ 201 ~ is text, newlines and
+ * tabs included, inserted in the input in one go. */
+static void paste_key(struct tui *t, int key)
+{
+    size_t end_len = strlen(PASTE_END);
+
+    if (key == paste_end && paste_end) {
+        t->paste_len += end_len;    /* as if the bytes had come */
+        if (t->paste_len > t->paste_cap) {
+            t->paste_cap = t->paste_len;
+            t->paste = tui_xrealloc(t->paste, t->paste_cap);
+        }
+        memcpy(t->paste + t->paste_len - end_len, PASTE_END, end_len);
+    } else if (key >= 0 && key <= 0xff) {
+        if (t->paste_len == t->paste_cap) {
+            t->paste_cap = t->paste_cap ? t->paste_cap * 2 : 256;
+            t->paste = tui_xrealloc(t->paste, t->paste_cap);
+        }
+        t->paste[t->paste_len++] = (char)key;
+    }
+    if (t->paste_len >= end_len &&
+        memcmp(t->paste + t->paste_len - end_len, PASTE_END, end_len) == 0) {
+        t->pasting = 0;
+        tui_focus(t, t->input);
+        tui_input_insert(t, t->paste, t->paste_len - end_len);
+        t->paste_len = 0;
+    }
+}
+
+/* After ESC [: the start of a paste, or a sequence curses does not know,
+ * which goes to readline as it came. */
+static void escape_bracket(struct tui *t)
+{
+    char seq[8] = "\033[";
+    size_t n = 2;
+    int c;
+
+    while (n < 6 && (c = wgetch(stdscr)) != ERR && c >= 0 && c <= 0xff) {
+        seq[n++] = (char)c;
+        if (!isdigit(c)) {
+            break;
+        }
+    }
+    if (n == strlen(PASTE_BEGIN) && memcmp(seq, PASTE_BEGIN, n) == 0) {
+        t->pasting = 1;
+        t->paste_len = 0;
+        return;
+    }
+    if (t->focus == t->input) {
+        tui_input_feed(t, seq, n);
+    } else {
+        on_escape(t);
+        for (size_t i = 1; i < n; i++) {
+            handle_key(t, (unsigned char)seq[i]);
+        }
+    }
+}
 
 static void handle_key(struct tui *t, int key)
 {
+    if (t->pasting) {
+        paste_key(t, key);
+        return;
+    }
+    if (key == paste_begin && paste_begin) {
+        t->pasting = 1;
+        t->paste_len = 0;
+        return;
+    }
     if (key != 3) {
         t->ctrl_c_armed = 0;
     }
@@ -533,6 +609,8 @@ static void handle_key(struct tui *t, int key)
         next = wgetch(stdscr);
         if (next == ERR) {
             on_escape(t);
+        } else if (next == '[') {
+            escape_bracket(t);
         } else if (t->focus == t->input && next >= 0 && next <= 0xff) {
             t->input->ops->key(t->input, t, TUI_KEY_META | next);
         } else {
@@ -675,6 +753,11 @@ static int start_curses(struct tui *t)
 #endif
               , NULL);
     mouseinterval(0);
+    paste_begin = key_defined(PASTE_BEGIN) > 0 ? key_defined(PASTE_BEGIN) : 0;
+    paste_end = key_defined(PASTE_END) > 0 ? key_defined(PASTE_END) : 0;
+    /* Ask for bracketed paste, so pasted lines are not sent one by one. */
+    fputs("\033[?2004h", stdout);
+    fflush(stdout);
     ctrl_left = key_defined("\033[1;5D");
     ctrl_right = key_defined("\033[1;5C");
     if (ctrl_left <= 0) {
@@ -799,5 +882,6 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
     tui_panel_free(t->snapshots);
     tui_panel_free(t->input);
     tui_panel_free(t->keybar);
+    free(t->paste);
     return t->exit_status;
 }

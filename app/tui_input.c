@@ -423,6 +423,32 @@ void tui_input_place_cursor(struct tui *t)
     wnoutrefresh(t->input->win);
 }
 
+void tui_input_insert(struct tui *t, const char *text, size_t n)
+{
+    char *clean = tui_xmalloc(n + 1);
+    size_t k = 0;
+
+    (void)t;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == '\r') {
+            clean[k++] = '\n';
+            if (i + 1 < n && text[i + 1] == '\n') {
+                i++;
+            }
+        } else if (text[i] != '\0') {
+            clean[k++] = text[i];
+        }
+    }
+    clean[k] = '\0';
+    rl_insert_text(clean);
+    free(clean);
+}
+
+void tui_input_feed(struct tui *t, const char *bytes, size_t n)
+{
+    feed(t->input->data, bytes, n);
+}
+
 void tui_input_set_text(struct tui *t, const char *text)
 {
     (void)t;

@@ -78,6 +78,9 @@ struct tui {
     int generating;                 /* a reply is streaming */
     int token_delay_ms;             /* tests: wait this long for keys between tokens */
     int ctrl_c_armed;               /* a second Ctrl-C at an empty prompt quits */
+    int pasting;                    /* inside a bracketed paste */
+    char *paste;                    /* the pasted bytes so far */
+    size_t paste_len, paste_cap;
     int quit;
     int exit_status;
     char message[256];              /* transient line in the key bar */
@@ -110,7 +113,7 @@ struct tui_span {
  * malformed bytes decode to U+FFFD one byte at a time. */
 int32_t tui_text_decode(const char *s, size_t n, size_t *i);
 /* Columns a code point takes (utf8proc_charwidth; controls count 1 as
- * they are shown as '?'). */
+ * they are shown as '?', a tab as a blank). */
 int tui_text_cpwidth(int32_t cp);
 /* Columns of s[0..n). */
 int tui_text_width(const char *s, size_t n);
@@ -156,6 +159,12 @@ void tui_input_stop(struct tui *t);
 int tui_input_rows(struct tui *t, int w);
 /* Puts the terminal cursor where the input's cursor is. */
 void tui_input_place_cursor(struct tui *t);
+/* Inserts text at the cursor as it is (pasted text: newlines stay,
+ * CR LF and CR become LF). */
+void tui_input_insert(struct tui *t, const char *text, size_t n);
+/* Feeds bytes to readline as if typed (an escape sequence curses did not
+ * decode). */
+void tui_input_feed(struct tui *t, const char *bytes, size_t n);
 /* Replaces the edited text and puts the cursor at its end. */
 void tui_input_set_text(struct tui *t, const char *text);
 /* Whether the edited line is empty. */

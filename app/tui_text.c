@@ -210,13 +210,13 @@ int tui_text_draw(WINDOW *win, const char *s, size_t n, int maxw)
             break;
         }
         if (is_control(cp)) {
-            wc = L'?';
+            wc = cp == '\t' ? L' ' : L'?';
         } else if (w == 0 && used == 0) {
             continue;       /* a combining mark with nothing to combine with */
         }
         /* Keep our column count and the terminal's in step: a character
          * that curses (wcwidth) measures differently is drawn as '?'s. */
-        if (wc != L'?' && wcwidth(wc) != w) {
+        if (!is_control(cp) && wcwidth(wc) != w) {
             for (int k = 0; k < w; k++) {
                 waddch(win, '?');
             }

@@ -31,7 +31,7 @@ XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data XDG_STATE_HOME=$work/state
 export XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME
 # Replies wait this long for keys between tokens, so a test can watch one
 # stream and act in the middle of it.
-RWKV_CHAT_TUI_TOKEN_DELAY_MS=25
+RWKV_CHAT_TUI_TOKEN_DELAY_MS=40
 export RWKV_CHAT_TUI_TOKEN_DELAY_MS
 sock=rwkvtest-$$
 T="tmux -L $sock -f /dev/null"
@@ -219,6 +219,11 @@ keys a M-Enter
 type_text a "second line"
 wait_for a "^\. second line" 5
 ok $? "Alt-Enter starts a new line in the input"
+keys a C-c
+$T set-buffer "$(printf 'pasted one\npasted two')"
+$T paste-buffer -p -t a
+wait_for a "^\. pasted two" 5
+ok $? "a bracketed paste of two lines stays in the input as two lines"
 keys a C-c
 wait_for a "^> type a message" 5
 
