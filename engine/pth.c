@@ -7,9 +7,9 @@
  * entries we only glance at (byteorder, version, .data/serialization_id).
  *
  * data.pkl is read by a deliberately tiny pickle machine: it knows the
- * protocol 2 opcodes that a state dict needs and only five globals
- * (torch._utils._rebuild_tensor_v2, collections.OrderedDict and the float,
- * half and bfloat16 storage types).  Anything else is refused, so a model
+ * protocol 2 opcodes that a state dict needs and only six globals
+ * (torch._utils._rebuild_tensor_v2 and _rebuild_parameter,
+ * collections.OrderedDict and the float, half and bfloat16 storage types).  Anything else is refused, so a model
  * file can never make us call code: it can only describe tensors.
  */
 #include <stdarg.h>
@@ -276,13 +276,15 @@ enum pk_kind {
 };
 
 enum pk_global {
-    G_REBUILD_TENSOR_V2, G_ORDERED_DICT, G_FLOAT_STORAGE, G_HALF_STORAGE, G_BFLOAT16_STORAGE,
+    G_REBUILD_TENSOR_V2, G_REBUILD_PARAMETER, G_ORDERED_DICT, G_FLOAT_STORAGE, G_HALF_STORAGE,
+    G_BFLOAT16_STORAGE,
 };
 
 static const struct {
     const char *module, *name;
 } allowed_globals[] = {
     [G_REBUILD_TENSOR_V2] = { "torch._utils", "_rebuild_tensor_v2" },
+    [G_REBUILD_PARAMETER] = { "torch._utils", "_rebuild_parameter" },
     [G_ORDERED_DICT] = { "collections", "OrderedDict" },
     [G_FLOAT_STORAGE] = { "torch", "FloatStorage" },
     [G_HALF_STORAGE] = { "torch", "HalfStorage" },
@@ -531,6 +533,11 @@ static int pk_global(struct pk *k)
             return pk_push(k, g);
         }
     }
+    if (modlen == 5 && !memcmp(mod, "torch", 5) && namelen > 7 &&
+        !memcmp(name + namelen - 7, "Storage", 7)) {
+        return pk_fail(k, "tensor type torch.%.*s not supported (float32, float16 or bfloat16 "
+                       "only)", (int)(namelen > 40 ? 40 : namelen), name);
+    }
     return pk_fail(k, "refusing foreign GLOBAL %.*s.%.*s: a checkpoint may only hold tensors",
                    (int)(modlen > 80 ? 80 : modlen), mod, (int)(namelen > 80 ? 80 : namelen),
                    name);
@@ -608,6 +615,14 @@ static int pk_reduce(struct pk *k)
             return pk_fail(k, "OrderedDict called with arguments");
         }
         return pk_push(k, pk_new(k, PK_DICT));
+    }
+    if (fn->i == G_REBUILD_PARAMETER) {
+        /* nn.Parameter(data, requires_grad, hooks): the data tensor itself */
+        if (args->n != 3 || args->items[0]->kind != PK_TENSOR) {
+            return pk_fail(k, "_rebuild_parameter arguments are not (tensor, requires_grad, "
+                           "hooks)");
+        }
+        return pk_push(k, args->items[0]);
     }
     if (fn->i != G_REBUILD_TENSOR_V2) {
         return pk_fail(k, "storage type called as a function");

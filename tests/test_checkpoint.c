@@ -654,6 +654,40 @@ static void test_ordered_dict(void)
        "big = last element of the shared storage");
     ckpt_close(f);
 
+    {
+        /* {'p': nn.Parameter(tensor of 8 floats)}, written by hand */
+        static const char param[] =
+            "\x80\x02" "}" "(" "X\x01\x00\x00\x00" "p"
+            "ctorch._utils\n_rebuild_parameter\n"
+            "ctorch._utils\n_rebuild_tensor_v2\n"
+            "((" "X\x07\x00\x00\x00" "storage" "ctorch\nFloatStorage\n"
+            "X\x01\x00\x00\x00" "0" "X\x03\x00\x00\x00" "cpu" "K\x08" "t" "Q"
+            "K\x00" "K\x08\x85" "K\x01\x85" "\x89" "ccollections\nOrderedDict\n" ")R" "tR"
+            "\x88" "ccollections\nOrderedDict\n" ")R" "\x87" "R" "u" ".";
+        const char *pnames[] = { "archive/data.pkl", "archive/data/0" };
+        const void *pdata[] = { param, s0 };
+        size_t psizes[] = { sizeof(param) - 1, sizeof(s0) };
+
+        write_zip(tmp_path("param.pth"), pnames, pdata, psizes, 2);
+        f = ckpt_open(tmp_path("param.pth"), err, sizeof(err));
+        ok(f && ckpt_count(f) == 1 && (a = ckpt_find(f, "p")) && a->numel == 8 &&
+           !memcmp(a->data, s0, 32), "nn.Parameter (_rebuild_parameter) reads as its tensor%s%s",
+           f ? "" : ": ", f ? "" : err);
+        ckpt_close(f);
+    }
+    {
+        char *dbl = malloc(sizeof(ordered_pickle));
+        long pos = find_bytes(ordered_pickle, sizeof(ordered_pickle), 0, "FloatStorage\n", 13);
+
+        memcpy(dbl, ordered_pickle, sizeof(ordered_pickle));
+        memcpy(dbl + pos - 6, "torch\nShortStorage\n", 19);
+        data[0] = dbl;
+        write_zip(tmp_path("double.pth"), names, data, sizes, 4);
+        expect_error("int16 storage", tmp_path("double.pth"),
+                     WANT("tensor type torch.ShortStorage not supported"));
+        data[0] = ordered_pickle;
+        free(dbl);
+    }
     data[1] = "big\0\0\0";
     write_zip(tmp_path("bigendian.pth"), names, data, sizes, 4);
     expect_error("big-endian checkpoint", tmp_path("bigendian.pth"),
