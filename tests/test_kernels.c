@@ -313,6 +313,66 @@ static void test_pool(void)
     kpool_free(pool);
 }
 
+/* Half-precision files at dtype auto keep their format (where a kernel set
+ * has it): the products must equal float32 ones on the rounded weights. */
+static void test_half_products(struct kpool *pool)
+{
+    static const int sizes[][2] = { { 5, 3 }, { 37, 53 }, { 301, 257 } };
+
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int rows = sizes[s][0], cols = sizes[s][1];
+        size_t n = (size_t)rows * cols;
+        float *Wf = random_vec(n), *x = random_vec((size_t)9 * cols);
+        uint16_t *bf = malloc(n * 2);
+        _Float16 *hf = malloc(n * sizeof *hf);
+        float *y = calloc((size_t)9 * rows, sizeof *y);
+        double *ref = calloc((size_t)9 * rows, sizeof *ref);
+        char err[256];
+
+        for (int half = 0; half < 2; half++) {
+            struct ckpt_tensor t;
+            struct kmat m;
+
+            for (size_t i = 0; i < n; i++) {
+                if (half) {
+                    hf[i] = (_Float16)Wf[i];
+                } else {
+                    bf[i] = to_bf16(Wf[i]);
+                }
+            }
+            float *rounded = malloc(n * sizeof *rounded);
+            for (size_t i = 0; i < n; i++) {
+                rounded[i] = half ? (float)hf[i] : from_bf16(bf[i]);
+            }
+            t = tensor("h", half ? CKPT_F16 : CKPT_BF16, rows, cols, half ? (void *)hf : (void *)bf);
+            if (kmat_from_tensor(&m, &t, 0, RWKV_DTYPE_AUTO, err, sizeof err) != 0) {
+                ok(0, "kmat from %s: %s", half ? "f16" : "bf16", err);
+                free(rounded);
+                continue;
+            }
+            for (int i = 0; i < 9; i++) {
+                naive_matvec(rounded, x + (size_t)i * cols, rows, cols, ref + (size_t)i * rows);
+            }
+            k_matvec(pool, &m, x, y);
+            ok(max_err(y, ref, (size_t)rows) < 1e-5, "%s stored, %s kernel: matvec %dx%d (err %g)",
+               half ? "f16" : "bf16", rwkv_dtype_name(m.type), rows, cols,
+               max_err(y, ref, (size_t)rows));
+            k_matmul(pool, &m, x, 9, y);
+            ok(max_err(y, ref, (size_t)9 * rows) < 1e-5,
+               "%s stored, %s kernel: matmul %dx%d T=9 (err %g)", half ? "f16" : "bf16",
+               rwkv_dtype_name(m.type), rows, cols, max_err(y, ref, (size_t)9 * rows));
+            kmat_free(&m);
+            free(rounded);
+        }
+        free(Wf);
+        free(x);
+        free(bf);
+        free(hf);
+        free(y);
+        free(ref);
+    }
+}
+
 int main(void)
 {
     struct kpool *pool;
@@ -326,6 +386,8 @@ int main(void)
     test_products(NULL, "inline");
     pool = kpool_new(3);
     test_products(pool, "pool3");
+    test_half_products(pool);
+    test_half_products(NULL);
     kpool_free(pool);
     return tap_done();
 }
