@@ -6,7 +6,7 @@
  * longest-match walk touches one place in memory: each node with children
  * has a block holding its children's labels and, per child, a record
  * (token id, block of the child).  The first two bytes are looked up in a
- * table, where the fan-out is widest.
+ * table (which holds their records), where the fan-out is widest.
  */
 #include "tokenizer/world.h"
 
@@ -40,6 +40,14 @@
  */
 #define SCAN_CHILDREN 16
 #define NO_CHILD ((uint32_t)-2)
+#define NO_PAIR (-3)
+
+/* A record outside the arena: the pair table's copy of the records of
+ * the depth-2 nodes, token NO_PAIR where no token starts with the pair. */
+struct trie_record {
+    int32_t token;
+    uint32_t block;
+};
 
 struct world_tokenizer {
     int vocab_size;             /* largest id + 1 */
@@ -48,7 +56,7 @@ struct world_tokenizer {
     uint32_t *length;           /* [vocab_size] its length, ABSENT if absent */
     uint32_t *arena;            /* trie blocks, see above */
     int32_t byte_token[256];    /* the one-byte tokens */
-    uint32_t pair[65536];       /* record of bytes (a << 8 | b), 0 if none */
+    struct trie_record pair[65536]; /* the node after bytes (a << 8 | b) */
 };
 
 /* One vocabulary entry while loading. */
@@ -642,13 +650,19 @@ static int build_trie(struct loader *ld, world_tokenizer *tok, const struct entr
         }
     }
 
-    /* The pair table points at the records of the depth-2 nodes. */
-    memset(tok->pair, 0, sizeof tok->pair);
+    /* The pair table holds the records of the depth-2 nodes. */
+    for (x = 0; x < 65536; x++) {
+        tok->pair[x].token = NO_PAIR;
+        tok->pair[x].block = 0;
+    }
     for (c = 0; c < 256; c++) {
         uint32_t blk = block[1 + c];
 
         for (x = blk ? b[1 + c].child : 0; x; x = b[x].sibling) {
-            tok->pair[c << 8 | b[x].label] = find_record(tok->arena, blk, b[x].label);
+            uint32_t r = find_record(tok->arena, blk, b[x].label);
+
+            tok->pair[c << 8 | b[x].label].token = (int32_t)tok->arena[r];
+            tok->pair[c << 8 | b[x].label].block = tok->arena[r + 1];
         }
     }
     rc = 0;
@@ -792,6 +806,7 @@ int world_encode(const world_tokenizer *tok, const uint8_t *bytes, size_t n,
         return -1;
     }
     while (i < n) {
+        const struct trie_record *pair;
         int32_t best;
         size_t best_len, j;
         uint32_t x, blk;
@@ -806,19 +821,19 @@ int world_encode(const world_tokenizer *tok, const uint8_t *bytes, size_t n,
             }
             out = grown;
         }
-        if (i + 1 == n || !(x = tok->pair[bytes[i] << 8 | bytes[i + 1]])) {
+        if (i + 1 == n || (pair = &tok->pair[bytes[i] << 8 | bytes[i + 1]])->token == NO_PAIR) {
             out[k++] = tok->byte_token[bytes[i]];
             i++;
             continue;
         }
-        best = (int32_t)arena[x];
+        best = pair->token;
         best_len = 2;
         if (best == NO_TOKEN) {
             best = tok->byte_token[bytes[i]];
             best_len = 1;
         }
-        /* x is a record: follow the child blocks while the bytes match. */
-        for (j = i + 2, blk = arena[x + 1]; blk && j < n; j++) {
+        /* Follow the child blocks while the bytes match. */
+        for (j = i + 2, blk = pair->block; blk && j < n; j++) {
             if (!(x = find_record(arena, blk, bytes[j]))) {
                 break;
             }
