@@ -52,11 +52,11 @@ struct sampler {
     int kept_sorted;
     int32_t *tie;                       /* members of the cut bucket */
     uint64_t *key;                      /* sort keys */
-    int32_t *next;                      /* bucket member lists */
-    int32_t head[N_BUCKETS];
     int32_t *banned;                    /* ids with FLAG_BANNED */
     size_t n_banned;
     double mass[N_BUCKETS];
+    double part_mass[4][N_BUCKETS];
+    uint32_t part_filled[4][N_BUCKETS];
     size_t filled[N_BUCKETS];
 };
 
@@ -152,11 +152,10 @@ sampler *sampler_new(int n_vocab, const struct sampler_settings *s)
     smp->kept_p = malloc(n * sizeof *smp->kept_p);
     smp->tie = malloc(n * sizeof *smp->tie);
     smp->key = malloc(n * sizeof *smp->key);
-    smp->next = malloc(n * sizeof *smp->next);
     smp->banned = malloc(n * sizeof *smp->banned);
     if (!smp->count || !smp->weight || !smp->flags || !smp->present || !smp->e ||
         !smp->bucket || !smp->kept || !smp->kept_p || !smp->tie || !smp->key ||
-        !smp->next || !smp->banned) {
+        !smp->banned) {
         sampler_free(smp);
         return NULL;
     }
@@ -188,7 +187,6 @@ void sampler_free(sampler *smp)
     free(smp->kept_p);
     free(smp->tie);
     free(smp->key);
-    free(smp->next);
     free(smp->banned);
     free(smp);
 }
@@ -440,33 +438,33 @@ static float exp_scalar(float x)
     return res.f;
 }
 
-/* Histogram of the buckets: mass, count and a list of members per
- * bucket (head/next), so the kept set is gathered without another pass
- * over the vocabulary.  Returns the total mass; *n_valid counts e > 0. */
+/* Histogram of the buckets: mass and count per bucket.  Four interleaved
+ * partial histograms keep consecutive tokens that land in the same
+ * bucket from waiting on each other's store.  Returns the total mass;
+ * *n_valid counts e > 0. */
 static double histogram(sampler *smp, size_t *n_valid)
 {
     int32_t id, n = smp->n_vocab;
     double total = 0.0;
     size_t b, valid = 0;
+    int lane;
 
-    memset(smp->mass, 0, sizeof smp->mass);
-    memset(smp->filled, 0, sizeof smp->filled);
-    for (b = 0; b < N_BUCKETS; b++) {
-        smp->head[b] = -1;
-    }
-    for (id = n - 1; id >= 0; id--) {
+    memset(smp->part_mass, 0, sizeof smp->part_mass);
+    memset(smp->part_filled, 0, sizeof smp->part_filled);
+    for (id = 0; id < n; id++) {
         float e = smp->e[id];
 
         if (e > 0.0f) {
-            uint16_t k = smp->bucket[id];
-
-            smp->mass[k] += e;
-            smp->filled[k]++;
-            smp->next[id] = smp->head[k];
-            smp->head[k] = id;
+            lane = id & 3;
+            smp->part_mass[lane][smp->bucket[id]] += e;
+            smp->part_filled[lane][smp->bucket[id]]++;
         }
     }
     for (b = 0; b < N_BUCKETS; b++) {
+        smp->mass[b] = smp->part_mass[0][b] + smp->part_mass[1][b] + smp->part_mass[2][b] +
+                       smp->part_mass[3][b];
+        smp->filled[b] = smp->part_filled[0][b] + smp->part_filled[1][b] +
+                         smp->part_filled[2][b] + smp->part_filled[3][b];
         total += smp->mass[b];
         valid += smp->filled[b];
     }
@@ -504,27 +502,14 @@ static size_t cut(sampler *smp, double total, size_t n_valid)
         cnt += smp->filled[b];
     }
     /* Buckets before cut_b are kept whole: the cut is inside cut_b, whose
-     * members are sorted and taken while every rule still allows.  A
-     * large set is gathered by a sequential scan, a small one from the
-     * bucket lists. */
-    if (cnt + smp->filled[cut_b] > (size_t)smp->n_vocab / 16) {
-        for (id = 0; id < smp->n_vocab; id++) {
-            if (smp->e[id] > 0.0f) {
-                if (smp->bucket[id] < cut_b) {
-                    smp->kept[n_kept++] = id;
-                } else if (smp->bucket[id] == cut_b) {
-                    smp->tie[n_tie++] = id;
-                }
-            }
-        }
-    } else {
-        for (b = 0; b < cut_b; b++) {
-            for (id = smp->head[b]; id >= 0; id = smp->next[id]) {
+     * members are sorted and taken while every rule still allows. */
+    for (id = 0; id < smp->n_vocab; id++) {
+        if (smp->bucket[id] <= cut_b && smp->e[id] > 0.0f) {
+            if (smp->bucket[id] < cut_b) {
                 smp->kept[n_kept++] = id;
+            } else {
+                smp->tie[n_tie++] = id;
             }
-        }
-        for (id = smp->head[cut_b]; id >= 0; id = smp->next[id]) {
-            smp->tie[n_tie++] = id;
         }
     }
     assert(n_kept == cnt);
@@ -585,6 +570,10 @@ int32_t sampler_sample(sampler *smp, float *logits)
     } else {
         total = histogram(smp, &n_valid);
         smp->n_kept = cut(smp, total, n_valid);
+    }
+    if (smp->n_kept == 0) {
+        /* Only NaN or infinite logits: fall back to the argmax. */
+        return argmax(smp, logits);
     }
     /* Step 5: p^(1/T) = exp((logit - max) / T) over the kept set. */
     for (i = 0; i < smp->n_kept; i++) {
