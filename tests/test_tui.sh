@@ -152,6 +152,14 @@ screen a | grep -q "Another message"
 ok $? "restoring the snapshot takes the transcript back"
 screen a | head -1 | grep -q "snap before"
 ok $? "the status line names the current snapshot"
+keys a b
+wait_for a "branched before\.1 from snapshot before" 5
+ok $? "b in the snapshots panel branches from the selected snapshot"
+screen a | head -1 | grep -q "snap before\.1"
+ok $? "the branch becomes the current snapshot"
+keys a Down d
+wait_gone a "│[ *] before\.1 " 5
+ok $? "d in the snapshots panel deletes the selected snapshot"
 keys a Escape
 wait_for a "$IDLE" 5
 
@@ -183,9 +191,23 @@ wait_for a "^─{60}$" 5
 ok $? "the screen is redrawn at the new size mid-reply"
 wait_for a "$IDLE" 20
 ok $? "the reply goes on to its end after the resize"
+$T resize-window -t a -x 80 -y 24
+wait_for a "^─{80}$" 5
+screen a | grep -q "Knobs F2"
+[ $? -ne 0 ]
+ok $? "at 80x24 the side panels make room for the conversation"
+keys a F2
+wait_for a "Knobs F2" 5
+ok $? "F2 brings the knobs panel in at 80x24"
+keys a Escape
+wait_gone a "Knobs F2" 5
+ok $? "Esc takes it away again"
+$T resize-window -t a -x 300 -y 100
+wait_for a "^─{300}$" 5
+ok $? "a 300x100 terminal is used whole"
 $T resize-window -t a -x 100 -y 30
 wait_for a "^─{100}$" 5
-ok $? "and redrawn again when the window grows"
+ok $? "and 100x30 again"
 
 # 6. Esc stops a reply; the partial reply stays.
 type_text a "One more"
