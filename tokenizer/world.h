@@ -3,7 +3,8 @@
  *
  * Greedy longest match over bytes, identical to the official
  * TRIE_TOKENIZER; decode is its exact inverse.  Never prints: errors are
- * returned as one line in a caller buffer.
+ * returned as one line in a caller buffer.  A loaded tokenizer is never
+ * modified, so threads may share it.
  */
 #ifndef RWKV_WORLD_H
 #define RWKV_WORLD_H
