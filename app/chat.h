@@ -62,7 +62,9 @@ struct chat_stats {
 typedef struct chat chat;
 
 /* The chat borrows model and tok (they must outlive it); the template is
- * copied.  NULL with err on failure. */
+ * copied (NULL: no intro, "User"/"Assistant") and its intro fed at once;
+ * s NULL: sampler_defaults.  Token 0 and ids the tokenizer cannot decode
+ * are banned.  NULL with err on failure. */
 chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_template *t,
                const struct sampler_settings *s, char *err, size_t errlen);
 void chat_free(chat *c);
@@ -78,16 +80,23 @@ int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t 
  * "\n").  Returns malloc'd text. */
 char *chat_normalize(const char *text);
 
-/* Starts a reply to user_text: records the turn, feeds its tokens (in
- * sequence mode) and prepares generation. */
+/* Starts a reply to user_text: records the turn, feeds
+ * "USER: MSG\n\nASSISTANT:" (normalised MSG, one rwkv_eval in sequence
+ * mode) and prepares generation.  A reply still in progress is first ended
+ * as interrupted.  "empty message" if nothing is left after normalising. */
 int chat_send(chat *c, const char *user_text, char *err, size_t errlen);
-/* Raw completion: feeds prompt bytes as they are (no template). */
+/* Raw completion: feeds prompt bytes as they are (no template).  The
+ * reply is not stripped (a leading space stays); it still ends at "\n\n"
+ * (not included), max_tokens, an interrupt or token 0. */
 int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t errlen);
 /* Generates one token.  *out and *out_len receive the printable bytes (complete
  * UTF-8 characters; may be empty) valid until the next call.  Returns
  * CHAT_STOP_NONE while the reply goes on, the stop reason when it ended,
  * or -1 on error.  After a stop the reply is in the transcript and the
- * state is consistent. */
+ * state is consistent.  The bytes handed out over a whole reply are
+ * exactly the transcript's reply text: leading and trailing whitespace is
+ * held back (trailing until something follows it), and the "\n\n" that
+ * ends the turn is never shown (it stays in the model's context). */
 int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen);
 /* Ends the reply in progress as interrupted (partial reply kept).  Called
  * between chat_step calls it ends the reply at once; called while a
@@ -108,14 +117,20 @@ size_t chat_turn_count(const chat *c);
 const struct chat_turn *chat_turn_at(const chat *c, size_t i);
 const struct chat_stats *chat_get_stats(const chat *c);
 
-/* Conversation operations (cheap: snapshot copies, no re-feeding). */
+/* Conversation operations (cheap: snapshot copies, no re-feeding).  Each
+ * exchange keeps the state before its message and after its prompt; the
+ * oldest are dropped past a memory budget (1 GiB of states, at least 2
+ * exchanges).  A reply in progress is ended as interrupted first. */
 void chat_reset(chat *c);              /* back to the template's intro */
 int chat_undo(chat *c, char *err, size_t errlen);       /* drop last exchange */
 int chat_regen(chat *c, char *err, size_t errlen);      /* redo last reply */
 /* Drops the last exchange and returns its user text (malloc'd) for editing. */
 char *chat_edit_last(chat *c, char *err, size_t errlen);
 
-/* Named in-memory snapshots: state + transcript + settings. */
+/* Named in-memory snapshots: state, transcript, template, settings,
+ * sampler (random state and counts) and the undo stack.  Taking one under
+ * an existing name replaces it; refused while a reply is generated.
+ * Restoring one branches the conversation from there. */
 int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen);
 int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen);
 int chat_snapshot_delete(chat *c, const char *name, char *err, size_t errlen);
@@ -123,11 +138,15 @@ size_t chat_snapshot_count(const chat *c);
 const char *chat_snapshot_name(const chat *c, size_t i);
 const char *chat_current_snapshot(const chat *c);  /* NULL if none */
 
-/* State files (format in share/state-format.md): atomic save; load refuses
- * another model, a truncated/corrupt file or a newer version. */
+/* State files (format in share/state-format.md): atomic save (refused
+ * while a reply is generated); load refuses another model, a
+ * truncated/corrupt file or a newer version with one line and then
+ * changes nothing.  The undo stack is not saved. */
 int chat_save(chat *c, const char *path, char *err, size_t errlen);
 int chat_load(chat *c, const char *path, char *err, size_t errlen);
-/* Starts from a state-tuned initial state file (.pth time_state). */
+/* Starts from a state-tuned initial state file (.pth time_state): it
+ * replaces the template's intro (as in ChatRWKV) and the conversation is
+ * reset to it. */
 int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen);
 
 #endif
