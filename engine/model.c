@@ -545,20 +545,16 @@ static int check_tensor(rwkv_model *m, const struct dims *d, const char *name,
 }
 
 /* Checks every tensor of the version's table; the others become extras. */
-static int validate(rwkv_model *m, const struct dims *d, char *err, size_t errlen)
+static int validate(rwkv_model *m, const struct dims *d, unsigned char *used, char *err,
+                    size_t errlen)
 {
     static const struct spec *tables[] = { v4_specs, v50_specs, v51_specs, v52_specs,
                                            v6_specs, v7_specs };
     const struct spec *table, *s;
     size_t n = ckpt_count(m->file), i;
-    unsigned char *used = calloc(n, 1);
     char name[256];
     int layer, n_extra = 0, rc = -1;
 
-    if (!used) {
-        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
-        return -1;
-    }
     switch (m->info.version) {
     case 4: table = tables[0]; break;
     case 5: table = tables[1 + m->info.minor]; break;
@@ -608,7 +604,6 @@ static int validate(rwkv_model *m, const struct dims *d, char *err, size_t errle
     }
     rc = 0;
 out:
-    free(used);
     return rc;
 }
 
@@ -692,26 +687,18 @@ static double matrix_bytes(const struct ckpt_tensor *t, enum rwkv_dtype d)
     return numel * 4;
 }
 
-/* Fills stored dtype, bytes per token and state size. */
-static void summarize(rwkv_model *m)
+/* Fills stored dtype, bytes per token and state size from the used tensors. */
+static void summarize(rwkv_model *m, const unsigned char *used)
 {
     struct rwkv_info *info = &m->info;
     uint64_t by_type[3] = { 0, 0, 0 };
     double bytes = 0;
     size_t i, n = ckpt_count(m->file);
-    int e;
 
     for (i = 0; i < n; i++) {
         const struct ckpt_tensor *t = ckpt_at(m->file, i);
-        int extra = 0;
 
-        for (e = 0; e < info->n_extra_tensors; e++) {
-            if (m->extra[e] == t->name) {
-                extra = 1;
-                break;
-            }
-        }
-        if (extra) {
+        if (!used[i]) {
             continue;
         }
         by_type[t->dtype] += t->nbytes;
@@ -749,6 +736,7 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
 {
     rwkv_model *m;
     struct dims d;
+    unsigned char *used;
 
     if (err && errlen) {
         err[0] = '\0';
@@ -775,11 +763,19 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
     } else {
         snprintf(m->info.version_name, sizeof(m->info.version_name), "%d", m->info.version);
     }
-    if (read_dims(m, &d, err, errlen) || validate(m, &d, err, errlen)) {
+    used = calloc(ckpt_count(m->file), 1);
+    if (!used) {
+        set_err(err, errlen, "%s: out of memory", path);
         rwkv_model_free(m);
         return NULL;
     }
-    summarize(m);
+    if (read_dims(m, &d, err, errlen) || validate(m, &d, used, err, errlen)) {
+        free(used);
+        rwkv_model_free(m);
+        return NULL;
+    }
+    summarize(m, used);
+    free(used);
     switch (m->info.version) {
     case 4: m->arch = &rwkv4_arch; break;
     case 5: m->arch = &rwkv5_arch; break;
