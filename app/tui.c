@@ -229,11 +229,20 @@ static void place(struct tui_panel *p, int y, int x, int h, int w)
     p->w = w;
 }
 
+/* Rows for the input: what its text needs, at most a third of the screen. */
+static int input_height(struct tui *t)
+{
+    int max = (t->rows - 3) / 3 > 1 ? (t->rows - 3) / 3 : 1;
+    int rows = tui_input_rows(t, t->cols);
+
+    return rows > max ? max : rows;
+}
+
 /* Computes every panel's geometry from the terminal size and the input's
  * height.  Side panels show in wide terminals or while they have focus. */
 static void layout(struct tui *t)
 {
-    int rows = LINES, cols = COLS, input_h, body_h, side_w = 0, max_input;
+    int rows = LINES, cols = COLS, input_h, body_h, side_w = 0;
 
     t->rows = rows;
     t->cols = cols;
@@ -251,9 +260,7 @@ static void layout(struct tui *t)
     if (t->side_shown) {
         side_w = cols >= 3 * SIDE_WIDTH ? SIDE_WIDTH : cols / 3;
     }
-    max_input = (rows - 3) / 3 > 1 ? (rows - 3) / 3 : 1;
-    input_h = tui_input_rows(t, cols);
-    input_h = input_h > max_input ? max_input : input_h;
+    input_h = input_height(t);
     body_h = rows - 3 - input_h;
 
     place(t->status, 0, 0, 1, cols);
@@ -284,17 +291,8 @@ static void draw_panel(struct tui *t, struct tui_panel *p)
 /* Draws every panel and puts the cursor in the focused one. */
 static void draw(struct tui *t)
 {
-    int want = t->input->h;
-
-    if (t->rows >= MIN_ROWS && t->cols >= MIN_COLS) {
-        int rows = tui_input_rows(t, t->cols), max_input = (t->rows - 3) / 3;
-
-        rows = rows > max_input ? max_input : rows;
-        if ((rows < 1 ? 1 : rows) != want) {
-            t->relayout = 1;
-        }
-    }
-    if (t->relayout || t->rows != LINES || t->cols != COLS) {
+    if (t->relayout || t->rows != LINES || t->cols != COLS ||
+        (t->input->win && input_height(t) != t->input->h)) {
         layout(t);
     }
     if (!t->transcript->win) {
