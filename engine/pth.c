@@ -654,16 +654,20 @@ static int pk_setitems(struct pk *k, long mark)
     struct pk_value *d;
     size_t i;
 
-    if (mark < 0 || (size_t)mark < 1 || (k->depth - (size_t)mark - 1) % 2) {
+    if (mark < 0) {
+        return -1;
+    }
+    if (mark == 0 || k->stack[mark - 1]->kind != PK_DICT) {
+        return pk_fail(k, "SETITEMS on something that is not a dict");
+    }
+    if ((k->depth - (size_t)mark - 1) % 2) {
         return pk_fail(k, "SETITEMS with an odd number of items");
     }
     d = k->stack[mark - 1];
-    if (d->kind != PK_DICT) {
-        return pk_fail(k, "SETITEMS on something that is not a dict");
-    }
+    /* the topmost MARK is at mark: nothing above it is a MARK */
     for (i = (size_t)mark + 1; i < k->depth; i++) {
-        if (k->stack[i] == &pk_mark || pk_append(k, d, k->stack[i])) {
-            return k->stack[i] == &pk_mark ? pk_fail(k, "MARK inside SETITEMS") : -1;
+        if (pk_append(k, d, k->stack[i])) {
+            return -1;
         }
     }
     k->depth = (size_t)mark;
