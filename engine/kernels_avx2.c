@@ -1,0 +1,375 @@
+/*
+ * kernels_avx2.c - row kernels for x86-64 CPUs with AVX2, FMA and F16C
+ * (Haswell and later, Zen).  Compiled with -mavx2 -mfma -mf16c in its own
+ * library and chosen at run time (kernels_impl.h); the formats and the
+ * exact value each kernel computes are defined in quant.h.
+ *
+ * Generation reads every weight once per token, so these kernels are built
+ * to stream memory: four rows at a time share each load of x, and the
+ * per-weight work is a handful of instructions (one widening load, one
+ * shift or convert, one FMA).
+ */
+#include <immintrin.h>
+#include <stdlib.h>
+
+#include "engine/kernels_impl.h"
+#include "engine/quant.h"
+
+static int avx2_usable(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Four horizontal sums at once: lane i of the result is the sum of v_i. */
+static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    __m256 s = _mm256_hadd_ps(ab, cd);
+
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* ---- BF16 ----------------------------------------------------------------
+ * 16 weights per load: the even elements become floats by a shift left of
+ * 16, the odd ones by masking the low half, so x is first split into its
+ * even and odd elements (per 16-column chunk) to match. */
+
+static inline __m256 bf16_even(__m256i v)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static inline __m256 bf16_odd(__m256i v)
+{
+    return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+/* xs[32 k .. 32 k + 7] = even elements of chunk k, [+8 .. +15] the odd. */
+static void split_even_odd(const float *x, int chunks, float *xs)
+{
+    for (int k = 0; k < chunks; k++) {
+        const float *xc = x + 16 * k;
+        __m256 a = _mm256_loadu_ps(xc), b = _mm256_loadu_ps(xc + 8);
+        /* a = x0..x7, b = x8..x15 -> even x0 x2 .. x14, odd x1 x3 .. x15 */
+        __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        __m256 od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        /* shuffle_ps works per 128-bit lane: fix the order of the 64-bit
+         * pieces (a0a2 b0b2 a4a6 b4b6 -> a0a2 a4a6 b0b2 b4b6). */
+        ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+        od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), _MM_SHUFFLE(3, 1, 2, 0)));
+        _mm256_storeu_ps(xs + 16 * k, ev);
+        _mm256_storeu_ps(xs + 16 * k + 8, od);
+    }
+}
+
+#define X_STACK 4096
+
+static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, chunks = cols / 16, tail = chunks * 16;
+    float stack[X_STACK], *xs = chunks * 16 <= X_STACK ? stack : malloc((size_t)tail * 4);
+    const uint16_t *base = W->data;
+    int r = r0;
+
+    if (!xs) {
+        /* No memory for the split copy: the portable kernel needs none. */
+        kernel_set_quant.format[RWKV_DTYPE_BF16].matvec_rows(W, x, y, r0, r1);
+        return;
+    }
+    split_even_odd(x, chunks, xs);
+    for (; r + 4 <= r1; r += 4) {
+        const uint16_t *w0 = base + (size_t)r * cols, *w1 = w0 + cols, *w2 = w1 + cols,
+                       *w3 = w2 + cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+
+        for (int k = 0; k < chunks; k++) {
+            __m256 xe = _mm256_loadu_ps(xs + 16 * k), xo = _mm256_loadu_ps(xs + 16 * k + 8);
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + 16 * k));
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w1 + 16 * k));
+            __m256i v2 = _mm256_loadu_si256((const __m256i *)(w2 + 16 * k));
+            __m256i v3 = _mm256_loadu_si256((const __m256i *)(w3 + 16 * k));
+
+            a0 = _mm256_fmadd_ps(bf16_even(v0), xe, a0);
+            b0 = _mm256_fmadd_ps(bf16_odd(v0), xo, b0);
+            a1 = _mm256_fmadd_ps(bf16_even(v1), xe, a1);
+            b1 = _mm256_fmadd_ps(bf16_odd(v1), xo, b1);
+            a2 = _mm256_fmadd_ps(bf16_even(v2), xe, a2);
+            b2 = _mm256_fmadd_ps(bf16_odd(v2), xo, b2);
+            a3 = _mm256_fmadd_ps(bf16_even(v3), xe, a3);
+            b3 = _mm256_fmadd_ps(bf16_odd(v3), xo, b3);
+        }
+        float s[4];
+
+        _mm_storeu_ps(s, hsum4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1),
+                               _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)));
+        for (int c = tail; c < cols; c++) {
+            s[0] += quant_bf16_to_f32(w0[c]) * x[c];
+            s[1] += quant_bf16_to_f32(w1[c]) * x[c];
+            s[2] += quant_bf16_to_f32(w2[c]) * x[c];
+            s[3] += quant_bf16_to_f32(w3[c]) * x[c];
+        }
+        y[r] = s[0];
+        y[r + 1] = s[1];
+        y[r + 2] = s[2];
+        y[r + 3] = s[3];
+    }
+    for (; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m256 a = _mm256_setzero_ps(), b = a;
+        float s;
+
+        for (int k = 0; k < chunks; k++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
+
+            a = _mm256_fmadd_ps(bf16_even(v), _mm256_loadu_ps(xs + 16 * k), a);
+            b = _mm256_fmadd_ps(bf16_odd(v), _mm256_loadu_ps(xs + 16 * k + 8), b);
+        }
+        s = hsum(_mm256_add_ps(a, b));
+        for (int c = tail; c < cols; c++) {
+            s += quant_bf16_to_f32(w[c]) * x[c];
+        }
+        y[r] = s;
+    }
+    if (xs != stack) {
+        free(xs);
+    }
+}
+
+/* ---- F16 (F16C converts 8 at a time) ------------------------------------- */
+
+static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~7;
+    const uint16_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m256 a = _mm256_setzero_ps(), b = a;
+        int c = 0;
+        float s;
+
+        for (; c + 16 <= tail; c += 16) {
+            a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
+                                _mm256_loadu_ps(x + c), a);
+            b = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c + 8))),
+                                _mm256_loadu_ps(x + c + 8), b);
+        }
+        for (; c < tail; c += 8) {
+            a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
+                                _mm256_loadu_ps(x + c), a);
+        }
+        s = hsum(_mm256_add_ps(a, b));
+        for (; c < cols; c++) {
+            s += quant_f16_to_f32(w[c]) * x[c];
+        }
+        y[r] = s;
+    }
+}
+
+/* ---- Q8: int8 widened to float, exact against the per-row scale --------- */
+
+static inline __m256 q8_load8(const int8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~7;
+    const int8_t *base = W->data;
+    int r = r0;
+
+    for (; r + 4 <= r1; r += 4) {
+        const int8_t *w0 = base + (size_t)r * cols, *w1 = w0 + cols, *w2 = w1 + cols,
+                     *w3 = w2 + cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        float s[4];
+
+        for (int c = 0; c < tail; c += 8) {
+            __m256 xv = _mm256_loadu_ps(x + c);
+
+            a0 = _mm256_fmadd_ps(q8_load8(w0 + c), xv, a0);
+            a1 = _mm256_fmadd_ps(q8_load8(w1 + c), xv, a1);
+            a2 = _mm256_fmadd_ps(q8_load8(w2 + c), xv, a2);
+            a3 = _mm256_fmadd_ps(q8_load8(w3 + c), xv, a3);
+        }
+        _mm_storeu_ps(s, hsum4(a0, a1, a2, a3));
+        for (int c = tail; c < cols; c++) {
+            s[0] += (float)w0[c] * x[c];
+            s[1] += (float)w1[c] * x[c];
+            s[2] += (float)w2[c] * x[c];
+            s[3] += (float)w3[c] * x[c];
+        }
+        for (int i = 0; i < 4; i++) {
+            y[r + i] = W->scales[r + i] * s[i];
+        }
+    }
+    for (; r < r1; r++) {
+        const int8_t *w = base + (size_t)r * cols;
+        __m256 a = _mm256_setzero_ps();
+        float s;
+
+        for (int c = 0; c < tail; c += 8) {
+            a = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a);
+        }
+        s = hsum(a);
+        for (int c = tail; c < cols; c++) {
+            s += (float)w[c] * x[c];
+        }
+        y[r] = W->scales[r] * s;
+    }
+}
+
+/* ---- Q4: 4-bit codes times int8 activation blocks ------------------------ */
+
+/* quant_xq_fill with AVX2: dx = max|x| / 127, qx = round(x / dx). */
+static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d, int32_t *sum)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+
+    for (int b = 0; b < n_blocks; b++) {
+        const float *xb = x + 32 * b;
+        float tmp[32];
+
+        if (32 * b + 32 > cols) {
+            int n = cols - 32 * b;
+
+            for (int j = 0; j < 32; j++) {
+                tmp[j] = j < n ? xb[j] : 0.0f;
+            }
+            xb = tmp;
+        }
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        __m256 inv = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+
+        d[b] = amax / 127.0f;
+        /* cvtps rounds to nearest even, as lrintf does */
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inv));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inv));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inv));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+        sum[b] = _mm_cvtsi128_si32(s4);
+        /* pack to int8 in element order */
+        __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+    }
+}
+
+/* The 32 codes of a block as unsigned bytes, element order. */
+static inline __m256i q4_codes(const struct q4_block *b)
+{
+    __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+/* sum_j u_j * qx_j as 8 int32 lanes (u in [0,15]: maddubs cannot saturate). */
+static inline __m256i q4_dot(__m256i u, __m256i qx)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, qx), _mm256_set1_epi16(1));
+}
+
+static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    int8_t qstack[X_STACK] __attribute__((aligned(32)));
+    float dstack[X_STACK / 32];
+    int32_t sstack[X_STACK / 32];
+    int8_t *qx = qstack;
+    float *dx = dstack;
+    int32_t *sx = sstack;
+    const struct q4_block *base = W->data;
+    int r = r0;
+
+    if (nb * 32 > X_STACK) {
+        qx = malloc((size_t)nb * 32);
+        dx = malloc((size_t)nb * sizeof *dx);
+        sx = malloc((size_t)nb * sizeof *sx);
+        if (!qx || !dx || !sx) {
+            free(qx);
+            free(dx);
+            free(sx);
+            kernel_set_quant.format[RWKV_DTYPE_Q4].matvec_rows(W, x, y, r0, r1);
+            return;
+        }
+    }
+    xq_fill(x, W->cols, nb, qx, dx, sx);
+    for (; r + 2 <= r1; r += 2) {
+        const struct q4_block *b0 = base + (size_t)r * nb, *b1 = b0 + nb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        float c0 = 0, c1 = 0;
+
+        for (int b = 0; b < nb; b++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
+            float s0 = _cvtsh_ss(b0[b].d) * dx[b], s1 = _cvtsh_ss(b1[b].d) * dx[b];
+
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
+                                 _mm256_set1_ps(s0), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b1[b]), q)),
+                                 _mm256_set1_ps(s1), a1);
+            c0 += s0 * (float)sx[b];
+            c1 += s1 * (float)sx[b];
+        }
+        y[r] = hsum(a0) - 8.0f * c0;
+        y[r + 1] = hsum(a1) - 8.0f * c1;
+    }
+    for (; r < r1; r++) {
+        const struct q4_block *b0 = base + (size_t)r * nb;
+        __m256 a0 = _mm256_setzero_ps();
+        float c0 = 0;
+
+        for (int b = 0; b < nb; b++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
+            float s0 = _cvtsh_ss(b0[b].d) * dx[b];
+
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
+                                 _mm256_set1_ps(s0), a0);
+            c0 += s0 * (float)sx[b];
+        }
+        y[r] = hsum(a0) - 8.0f * c0;
+    }
+    if (qx != qstack) {
+        free(qx);
+        free(dx);
+        free(sx);
+    }
+}
+
+const struct kernel_set kernel_set_avx2 = {
+    .name = "avx2",
+    .usable = avx2_usable,
+    .format = {
+        [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
+        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4 },
+    },
+};

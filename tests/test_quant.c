@@ -1,0 +1,505 @@
+/*
+ * test_quant.c - every weight format and every kernel set this CPU can run,
+ * against the float64 value quant.h defines for it, on sizes that are not
+ * multiples of 16, 32 or 64; the conversions of kmat_from_tensor; and the
+ * quality of each format on the v7 fixture model (max / mean absolute logit
+ * error and KL divergence against float32, printed as diagnostics).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "engine/kernels_impl.h"
+#include "engine/quant.h"
+#include "engine/rwkv.h"
+#include "tests/tap.h"
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static double urand(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Roughly normal values with a few outliers, as trained weights have. */
+static float wrand(void)
+{
+    double s = urand() + urand() + urand() + urand() - 2.0;
+
+    if (urand() < 0.01) {
+        s *= 6;
+    }
+    return (float)(s * 0.1);
+}
+
+static const char *const format_names[] = { "auto", "f32", "f16", "bf16", "q8", "q4" };
+
+/* The exact value of row r of W times x (quant.h), in float64, and the sum
+ * of |w x| that bounds float32 rounding of the kernel's sum. */
+static double reference_row(const struct kmat *W, int r, const float *x,
+                            const struct quant_xq *xq, double *mag)
+{
+    double s = 0, m = 0;
+
+    if (W->type == RWKV_DTYPE_Q4) {
+        int nb = quant_q4_blocks(W->cols);
+        const struct q4_block *blk = (const struct q4_block *)W->data + (size_t)r * nb;
+
+        for (int b = 0; b < nb; b++) {
+            double d = (double)quant_f16_to_f32(blk[b].d) * xq->d[b];
+            long dot = 0, adot = 0;
+
+            for (int j = 0; j < 16; j++) {
+                int lo = (blk[b].qs[j] & 15) - 8, hi = (blk[b].qs[j] >> 4) - 8;
+
+                dot += lo * xq->q[32 * b + j] + hi * xq->q[32 * b + j + 16];
+                adot += labs((long)lo * xq->q[32 * b + j]) + labs((long)hi * xq->q[32 * b + j + 16]);
+            }
+            s += d * (double)dot;
+            m += fabs(d) * (double)adot;
+        }
+    } else {
+        float *w = malloc((size_t)W->cols * sizeof *w);
+
+        quant_dequant_row(W, r, w);
+        for (int c = 0; c < W->cols; c++) {
+            s += (double)w[c] * x[c];
+            m += fabs((double)w[c] * x[c]);
+        }
+        free(w);
+    }
+    *mag = m;
+    return s;
+}
+
+/* Runs one set's matvec_rows for format t on a rows x cols matrix against
+ * the reference; also checks that rows outside [r0, r1) are not written.
+ * Returns the worst error in units of the tolerance (<= 1 passes). */
+static double check_kernel(const struct kernel_set *set, enum rwkv_dtype t, int rows, int cols)
+{
+    struct kmat W = { 0 };
+    float *src = malloc((size_t)rows * cols * sizeof *src), *x = malloc((size_t)cols * sizeof *x);
+    float *y = malloc((size_t)rows * sizeof *y);
+    struct quant_xq xq = { 0 };
+    double worst = 0;
+    int r0 = rows > 2 ? 1 : 0, r1 = rows > 2 ? rows - 1 : rows;
+
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        src[i] = wrand();
+    }
+    for (int c = 0; c < cols; c++) {
+        x[c] = (float)(urand() * 4 - 2);
+    }
+    W.type = t;
+    W.rows = rows;
+    W.cols = cols;
+    if (kernel_set_quant.format[t].pack(&W, src) != 0 || quant_xq_alloc(&xq, cols) != 0) {
+        return 1e9;
+    }
+    quant_xq_fill(&xq, x);
+    for (int r = 0; r < rows; r++) {
+        y[r] = NAN;
+    }
+    set->format[t].matvec_rows(&W, x, y, r0, r1);
+    for (int r = 0; r < rows; r++) {
+        double mag, ref = reference_row(&W, r, x, &xq, &mag), tol = 2e-6 * mag + 1e-6, e;
+
+        if (r < r0 || r >= r1) {
+            e = isnan(y[r]) ? 0 : 1e9;
+        } else {
+            e = isfinite(y[r]) ? fabs(y[r] - ref) / tol : 1e9;
+        }
+        if (e > worst) {
+            worst = e;
+        }
+    }
+    kmat_free(&W);
+    quant_xq_free(&xq);
+    free(src);
+    free(x);
+    free(y);
+    return worst;
+}
+
+static void test_kernel_sets(void)
+{
+    static const int sizes[][2] = {
+        { 1, 1 }, { 3, 7 }, { 5, 17 }, { 37, 45 }, { 67, 131 }, { 13, 1037 }, { 9, 4133 }, { 6, 5003 },
+    };
+    const struct kernel_set *sets[3];
+    int n_sets = 0;
+
+    sets[n_sets++] = &kernel_set_quant;
+#ifdef __x86_64__
+    if (kernel_set_avx2.usable()) {
+        sets[n_sets++] = &kernel_set_avx2;
+    } else {
+        skip("avx2 kernels: this CPU has no AVX2/FMA");
+    }
+    if (kernel_set_avx512.usable()) {
+        sets[n_sets++] = &kernel_set_avx512;
+    } else {
+        skip("avx512 kernels: this CPU has no AVX-512 F/BW/VL");
+    }
+#endif
+    for (int s = 0; s < n_sets; s++) {
+        for (int t = RWKV_DTYPE_F16; t <= RWKV_DTYPE_Q4; t++) {
+            double worst = 0;
+            int at = 0;
+
+            if (!sets[s]->format[t].matvec_rows) {
+                continue;
+            }
+            for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+                double e = check_kernel(sets[s], (enum rwkv_dtype)t, sizes[k][0], sizes[k][1]);
+
+                if (e > worst) {
+                    worst = e;
+                    at = (int)k;
+                }
+            }
+            ok(worst <= 1.0, "%s %s matvec matches the exact value on 8 odd shapes "
+               "(worst %.2f of tolerance 2e-6*sum|wx|, at %dx%d)", sets[s]->name,
+               format_names[t], worst, sizes[at][0], sizes[at][1]);
+        }
+    }
+}
+
+/* Quantisation error of each format against the float32 product, relative
+ * to the rms of the output. */
+static void test_format_error(void)
+{
+    const int rows = 97, cols = 771;
+    float *src = malloc((size_t)rows * cols * sizeof *src), *x = malloc(cols * sizeof *x);
+    float *y = malloc(rows * sizeof *y), *yf = malloc(rows * sizeof *yf);
+    static const double bound[] = { 0, 0, 1e-3, 1e-2, 5e-2, 0.2 };
+
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        src[i] = wrand();
+    }
+    for (int c = 0; c < cols; c++) {
+        x[c] = (float)(urand() * 2 - 1);
+    }
+    double rms = 0;
+
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+
+        for (int c = 0; c < cols; c++) {
+            s += (double)src[(size_t)r * cols + c] * x[c];
+        }
+        yf[r] = (float)s;
+        rms += s * s;
+    }
+    rms = sqrt(rms / rows);
+    for (int t = RWKV_DTYPE_F16; t <= RWKV_DTYPE_Q4; t++) {
+        struct kmat W = { .type = (enum rwkv_dtype)t, .rows = rows, .cols = cols };
+        double err = 0;
+
+        kernels_format(W.type)->pack(&W, src);
+        k_matvec(NULL, &W, x, y);
+        for (int r = 0; r < rows; r++) {
+            err += (y[r] - yf[r]) * (double)(y[r] - yf[r]);
+        }
+        err = sqrt(err / rows) / rms;
+        ok(err < bound[t], "%s product error vs float32: %.2e of output rms (bound %.0e)",
+           format_names[t], err, bound[t]);
+        kmat_free(&W);
+    }
+    free(src);
+    free(x);
+    free(y);
+    free(yf);
+}
+
+/* Q4 blocks: the element of largest magnitude maps to code 0 and comes back
+ * as d * -8 with d its binary16 value / -8; padding columns are zero. */
+static void test_q4_layout(void)
+{
+    float src[2 * 40];
+    struct kmat W = { .type = RWKV_DTYPE_Q4, .rows = 2, .cols = 40 };
+    float row[40];
+    int good = 1;
+
+    for (int i = 0; i < 80; i++) {
+        src[i] = (float)(i % 7) * 0.01f;
+    }
+    src[5] = -0.5f;
+    src[33] = 0.75f;
+    quant_pack_q4(&W, src);
+    const struct q4_block *b = W.data;
+
+    good &= quant_bytes_q4(&W) == 2 * 2 * 18;
+    good &= b[0].d == quant_f32_to_f16(0.5f / 8) && (b[0].qs[5] & 15) == 0;
+    good &= b[1].d == quant_f32_to_f16(-0.75f / 8) && (b[1].qs[1] & 15) == 0;
+    for (int j = 8; j < 32; j++) {      /* columns 40..63 of each row */
+        int u = j < 16 ? b[1].qs[j] & 15 : b[1].qs[j - 16] >> 4;
+
+        good &= u == 8;
+    }
+    quant_dequant_row(&W, 0, row);
+    good &= row[5] == -0.5f && row[33] == 0.75f;
+    ok(good, "q4 block layout: 18-byte blocks, extreme value exact, padding is zero");
+    kmat_free(&W);
+}
+
+/* kmat_from_tensor: a bf16 tensor at AUTO is used in place; conversions to
+ * every format (and transposed) agree with the float32 matrix. */
+static void test_from_tensor(void)
+{
+    const int rows = 19, cols = 45;
+    uint16_t *bf = malloc((size_t)rows * cols * 2);
+    float *f = malloc((size_t)rows * cols * sizeof *f), x[45], y[45], yr[45];
+    struct ckpt_tensor t = { 0 };
+    char err[256];
+    struct kmat m;
+
+    for (int i = 0; i < rows * cols; i++) {
+        bf[i] = quant_f32_to_bf16(wrand());
+        f[i] = quant_bf16_to_f32(bf[i]);
+    }
+    for (int c = 0; c < cols; c++) {
+        x[c] = (float)(urand() - 0.5);
+    }
+    t.name = "blocks.0.att.key.weight";
+    t.dtype = CKPT_BF16;
+    t.ndim = 2;
+    t.shape[0] = rows;
+    t.shape[1] = cols;
+    t.numel = rows * cols;
+    t.data = bf;
+    t.nbytes = (size_t)rows * cols * 2;
+
+    int rc0 = kmat_from_tensor(&m, &t, 0, RWKV_DTYPE_AUTO, err, sizeof err);
+    size_t bytes = rc0 == 0 ? kmat_bytes(&m) : 0;
+
+    ok(rc0 == 0 && m.type == RWKV_DTYPE_BF16 && m.data == (const void *)bf && m.owned == NULL &&
+       bytes == (size_t)rows * cols * 2,
+       "bf16 tensor at dtype auto is read in place (%zu bytes per product)", bytes);
+    kmat_free(&m);
+
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+
+        for (int c = 0; c < cols; c++) {
+            s += (double)f[r * cols + c] * x[c];
+        }
+        yr[r] = (float)s;
+    }
+    for (int d = RWKV_DTYPE_F32; d <= RWKV_DTYPE_Q4; d++) {
+        double worst = 0;
+        int rc = kmat_from_tensor(&m, &t, 0, (enum rwkv_dtype)d, err, sizeof err);
+
+        if (rc == 0) {
+            k_matvec(NULL, &m, x, y);
+            for (int r = 0; r < rows; r++) {
+                worst = fmax(worst, fabs(y[r] - yr[r]));
+            }
+        }
+        ok(rc == 0 && m.type == (enum rwkv_dtype)d && worst < (d >= RWKV_DTYPE_Q8 ? 0.05 : 1e-4),
+           "bf16 tensor converted to %s at load: max error %.2e", format_names[d], worst);
+        kmat_free(&m);
+    }
+    /* transposed: the tensor is [in][out] = [45][19] (LoRA w1 layout), the
+     * kernel matrix [out][in] = [19][45]: W[r][c] = data[c * 19 + r] */
+    t.shape[0] = cols;
+    t.shape[1] = rows;
+    {
+        float yt[19], yref[19];
+        double worst = 0;
+
+        for (int r = 0; r < rows; r++) {
+            double s = 0;
+
+            for (int c = 0; c < cols; c++) {
+                s += (double)f[c * rows + r] * x[c];
+            }
+            yref[r] = (float)s;
+        }
+        int rc = kmat_from_tensor(&m, &t, 1, RWKV_DTYPE_Q8, err, sizeof err);
+
+        if (rc == 0) {
+            k_matvec(NULL, &m, x, yt);
+            for (int r = 0; r < rows; r++) {
+                worst = fmax(worst, fabs(yt[r] - yref[r]));
+            }
+        }
+        ok(rc == 0 && m.rows == rows && m.cols == cols && worst < 0.02,
+           "transposed [in][out] tensor to q8: %dx%d, max error %.2e", m.rows, m.cols, worst);
+        kmat_free(&m);
+    }
+    free(bf);
+    free(f);
+}
+
+/* k_matvec on the pool and k_matmul over a few tokens give the rows of the
+ * single-threaded product, for every format. */
+static void test_pool_products(void)
+{
+    const int rows = 301, cols = 517, T = 3;
+    struct kpool *pool = kpool_new(2);
+    float *src = malloc((size_t)rows * cols * sizeof *src), *X = malloc((size_t)T * cols * 4);
+    float *Y = malloc((size_t)T * rows * 4), *y1 = malloc((size_t)rows * 4);
+
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        src[i] = wrand();
+    }
+    for (int i = 0; i < T * cols; i++) {
+        X[i] = (float)(urand() - 0.5);
+    }
+    for (int t = RWKV_DTYPE_F16; t <= RWKV_DTYPE_Q4; t++) {
+        struct kmat W = { .type = (enum rwkv_dtype)t, .rows = rows, .cols = cols };
+        double worst = 0;
+
+        kernels_format(W.type)->pack(&W, src);
+        k_matmul(pool, &W, X, T, Y);
+        for (int k = 0; k < T; k++) {
+            kernels_format(W.type)->matvec_rows(&W, X + k * cols, y1, 0, rows);
+            for (int r = 0; r < rows; r++) {
+                worst = fmax(worst, fabs(Y[k * rows + r] - y1[r]) / (1e-5 + fabs(y1[r])));
+            }
+        }
+        k_matvec(pool, &W, X, Y);
+        kernels_format(W.type)->matvec_rows(&W, X, y1, 0, rows);
+        for (int r = 0; r < rows; r++) {
+            worst = fmax(worst, fabs(Y[r] - y1[r]) / (1e-5 + fabs(y1[r])));
+        }
+        ok(worst < 1e-4, "%s k_matvec and k_matmul (T=%d) on 2 threads match the row kernel "
+           "(worst relative %.1e)", format_names[t], T, worst);
+        kmat_free(&W);
+    }
+    kpool_free(pool);
+    free(src);
+    free(X);
+    free(Y);
+    free(y1);
+}
+
+/* ---- quality on the fixture model ----------------------------------------- */
+
+static int read_tokens(const char *path, int32_t *tok, int max)
+{
+    char *s = read_file(path, NULL), *p, *end;
+    int n = 0;
+
+    if (!s) {
+        return -1;
+    }
+    for (p = s; n < max; p = end) {
+        long v = strtol(p, &end, 10);
+
+        if (end == p) {
+            break;
+        }
+        tok[n++] = (int32_t)v;
+    }
+    free(s);
+    return n;
+}
+
+/* Logits after each token (RNN mode) at one weight format: n x vocab. */
+static float *run_model(const char *path, enum rwkv_dtype d, const int32_t *tok, int n,
+                        int *vocab)
+{
+    struct rwkv_load_options lo = { .dtype = d, .n_threads = 2 };
+    char err[RWKV_ERRLEN];
+    rwkv_model *m = rwkv_model_load(path, &lo, err, sizeof err);
+    rwkv_state *s;
+    float *out;
+
+    if (!m) {
+        diag("%s", err);
+        return NULL;
+    }
+    *vocab = rwkv_model_info(m)->n_vocab;
+    s = rwkv_state_new(m);
+    out = malloc((size_t)n * *vocab * sizeof *out);
+    for (int i = 0; i < n; i++) {
+        if (rwkv_eval(m, s, &tok[i], 1, out + (size_t)i * *vocab, 0, err, sizeof err) != 0) {
+            diag("%s", err);
+            free(out);
+            out = NULL;
+            break;
+        }
+    }
+    rwkv_state_free(s);
+    rwkv_model_free(m);
+    return out;
+}
+
+static void test_quality(const char *name)
+{
+    char path[512], tpath[512];
+    int32_t tok[256];
+    int n, vocab = 0;
+    float *ref;
+    static const double kl_bound[] = { 0, 0, 1e-6, 1e-6, 3e-3, 0.3 };
+
+    snprintf(path, sizeof path, "%s", shared_path(name));
+    snprintf(tpath, sizeof tpath, "%.*s.tokens", (int)(strlen(path) - 4), path);
+    n = read_tokens(tpath, tok, 256);
+    ref = n > 0 ? run_model(path, RWKV_DTYPE_F32, tok, n, &vocab) : NULL;
+    if (!ref) {
+        ok(0, "%s: float32 run for the quality reference", name);
+        return;
+    }
+    for (int d = RWKV_DTYPE_F16; d <= RWKV_DTYPE_Q4; d++) {
+        float *q = run_model(path, (enum rwkv_dtype)d, tok, n, &vocab);
+        double maxe = 0, meane = 0, kl = 0;
+
+        if (!q) {
+            ok(0, "%s: %s run", name, format_names[d]);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            const float *a = ref + (size_t)i * vocab, *b = q + (size_t)i * vocab;
+            double ma = a[0], mb = b[0], za = 0, zb = 0;
+
+            for (int v = 0; v < vocab; v++) {
+                double e = fabs(a[v] - b[v]);
+
+                maxe = fmax(maxe, e);
+                meane += e;
+                ma = fmax(ma, a[v]);
+                mb = fmax(mb, b[v]);
+            }
+            for (int v = 0; v < vocab; v++) {
+                za += exp(a[v] - ma);
+                zb += exp(b[v] - mb);
+            }
+            for (int v = 0; v < vocab; v++) {
+                double la = a[v] - ma - log(za), lb = b[v] - mb - log(zb);
+
+                kl += exp(la) * (la - lb);
+            }
+        }
+        meane /= (double)n * vocab;
+        kl /= n;
+        diag("%s %-4s vs fp32: max |dlogit| %.4f, mean |dlogit| %.5f, KL %.2e nats/token "
+             "(%d tokens)", name, format_names[d], maxe, meane, kl, n);
+        ok(kl <= kl_bound[d], "%s %s quality: KL %.2e <= %.0e", name, format_names[d], kl,
+           kl_bound[d]);
+        free(q);
+    }
+    free(ref);
+}
+
+int main(void)
+{
+    kernels_init();
+    diag("kernels chosen for this CPU: %s", rwkv_kernels_name());
+    test_kernel_sets();
+    test_format_error();
+    test_q4_layout();
+    test_from_tensor();
+    test_pool_products();
+    test_quality("fixtures/models/v7.pth");
+    test_quality("fixtures/models/v7-world.pth");
+    return tap_done();
+}
