@@ -502,6 +502,18 @@ static void handle_mouse(struct tui *t)
 #endif
 }
 
+static const char key_help[] =
+    "Enter               send the message (Alt-Enter: new line)\n"
+    "Tab                 complete a command, knob or snapshot name\n"
+    "Up/Down, Ctrl-R     history (kept between runs), search it\n"
+    "emacs keys          Ctrl-A/E/K/U/W/Y, Alt-B/F, Ctrl-arrows\n"
+    "PgUp/PgDn, wheel    scroll the conversation\n"
+    "Esc, Ctrl-C         stop the reply (the partial reply is kept)\n"
+    "F2                  sampling knobs: Up/Down pick, Left/Right change\n"
+    "F3                  snapshots: Enter restore, n new, b branch, d delete\n"
+    "Ctrl-L              redraw the screen\n"
+    "Ctrl-D, Ctrl-C x2   quit (the conversation is saved for --resume)";
+
 static int ctrl_left, ctrl_right;  /* curses codes of kLFT5/kRIT5, if any */
 static int paste_begin, paste_end;  /* curses codes of the paste brackets, if any */
 
@@ -626,6 +638,7 @@ static void handle_key(struct tui *t, int key)
         return;
     case KEY_F(1):
         tui_submit(t, "/help");
+        tui_transcript_note(t, TUI_NOTE_OUTPUT, key_help);
         return;
     case KEY_F(2):
         toggle_focus(t, t->knobs);

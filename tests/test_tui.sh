@@ -23,6 +23,8 @@ if [ ! -f "$model" ]; then
     exit 0
 fi
 
+# The crash test must not leave a core file.
+ulimit -c 0 2>/dev/null
 # Wide characters need a UTF-8 locale, in tmux as in rwkv-chat.
 LC_ALL=C.UTF-8
 export LC_ALL
@@ -297,6 +299,16 @@ wait_for d "EXITED 143" 10
 ok $? "SIGTERM ends rwkv-chat with status 143"
 [ -s "$XDG_STATE_HOME/rwkv-chat/session.state" ]
 ok $? "the session is saved on SIGTERM"
+
+ok $(( $($T display -p -t d '#{alternate_on}') )) "the terminal is restored after SIGTERM"
+
+# 10. A crash (SIGSEGV) still gives the terminal back.
+start e
+wait_for e "v7-world.pth" 20
+kill -SEGV "$(cat "$work/pid.e")"
+wait_for e "EXITED 139" 10
+ok $? "SIGSEGV ends rwkv-chat by that signal"
+ok $(( $($T display -p -t e '#{alternate_on}') )) "the terminal is restored after a crash"
 
 echo "1..$n"
 exit $fail
