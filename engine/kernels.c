@@ -39,6 +39,26 @@ static struct kernel_format active[KERNEL_N_FORMATS];
 static const char *active_name = "portable";
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* Plain 16-bit [rows][cols] matrices (as mapped from a bf16/f16 file) to
+ * float32, rows [r0, r1). */
+static void bf16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const uint16_t *p = (const uint16_t *)W->data + (size_t)r0 * W->cols;
+    size_t n = (size_t)(r1 - r0) * (size_t)W->cols;
+
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)p[i] << 16;
+
+        memcpy(&out[i], &u, sizeof u);
+    }
+}
+
+static void f16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    ckpt_to_f32(CKPT_F16, (const uint16_t *)W->data + (size_t)r0 * W->cols, out,
+                (size_t)(r1 - r0) * (size_t)W->cols);
+}
+
 /* Fills active[] from the first usable set that provides each format. */
 static void kernels_choose(void)
 {
@@ -61,6 +81,12 @@ static void kernels_choose(void)
                 break;
             }
         }
+    }
+    if (!active[RWKV_DTYPE_BF16].rows_to_f32) {
+        active[RWKV_DTYPE_BF16].rows_to_f32 = bf16_rows_to_f32;
+    }
+    if (!active[RWKV_DTYPE_F16].rows_to_f32) {
+        active[RWKV_DTYPE_F16].rows_to_f32 = f16_rows_to_f32;
     }
 }
 
@@ -291,6 +317,8 @@ struct kpool {
     uint64_t claim;             /* atomic: generation << 32 | next task */
     int tasks_left;             /* under lock */
     int busy_workers;           /* workers inside the current job */
+    float *tile;                /* k_matmul's conversion buffer, kept between calls */
+    size_t tile_floats;
 };
 
 /* Takes tasks of job `generation` until none are left; returns how many.
@@ -398,6 +426,7 @@ void kpool_free(struct kpool *p)
         pthread_join(p->threads[i], NULL);
     }
     free(p->threads);
+    free(p->tile);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
@@ -523,6 +552,76 @@ static void matmul_task(void *ctx, int i)
     }
 }
 
+/* Tokens from which converting weights to float32 for sgemm pays off. */
+#define DEQUANT_MIN_T 4
+/* Float32 tile of converted rows: about 2 MB. */
+#define DEQUANT_TILE_FLOATS (512 * 1024)
+
+struct dequant_job {
+    const struct kernel_format *fmt;
+    const struct kmat *W;
+    int r0, r1, n_tasks;
+    float *tile;
+};
+
+static void dequant_task(void *ctx, int i)
+{
+    const struct dequant_job *job = ctx;
+    int n = job->r1 - job->r0;
+    int a = job->r0 + (int)((int64_t)n * i / job->n_tasks);
+    int b = job->r0 + (int)((int64_t)n * (i + 1) / job->n_tasks);
+
+    if (b > a) {
+        job->fmt->rows_to_f32(job->W, a, b, job->tile + (size_t)(a - job->r0) * job->W->cols);
+    }
+}
+
+/* Y = X W^T for formats without a matmul kernel: blocks of rows are
+ * converted to float32 (on the pool) and multiplied with sgemm.  Returns -1
+ * when the tile cannot be allocated. */
+static int matmul_by_conversion(struct kpool *pool, const struct kernel_format *fmt,
+                                const struct kmat *W, const float *X, int T, float *Y)
+{
+    int block = DEQUANT_TILE_FLOATS / W->cols;
+    size_t need;
+    float *tile;
+
+    if (block < 16) {
+        block = 16;
+    }
+    if (block > W->rows) {
+        block = W->rows;
+    }
+    /* The pool keeps the tile: a fresh 2 MB allocation per product would
+     * cost page faults every time. */
+    need = (size_t)block * (size_t)W->cols;
+    if (pool && pool->tile_floats >= need) {
+        tile = pool->tile;
+    } else {
+        tile = malloc(need * sizeof *tile);
+        if (!tile) {
+            return -1;
+        }
+        if (pool) {
+            free(pool->tile);
+            pool->tile = tile;
+            pool->tile_floats = need;
+        }
+    }
+    for (int r0 = 0; r0 < W->rows; r0 += block) {
+        int r1 = r0 + block < W->rows ? r0 + block : W->rows;
+        struct dequant_job job = { fmt, W, r0, r1, kpool_threads(pool), tile };
+
+        kpool_run(pool, dequant_task, &job, job.n_tasks);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r1 - r0, W->cols, 1.0f, X,
+                    W->cols, tile, W->cols, 0.0f, Y + r0, W->rows);
+    }
+    if (!pool) {
+        free(tile);
+    }
+    return 0;
+}
+
 void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, float *Y)
 {
     struct rows_job job = { kernels_format(W->type), W, X, Y, T, 0 };
@@ -537,6 +636,10 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
     if (W->type == RWKV_DTYPE_F32 && job.fmt->matmul_rows == f32_matmul_rows) {
         /* OpenBLAS threads the product itself. */
         f32_matmul_rows(W, X, T, Y, 0, W->rows);
+        return;
+    }
+    if (!job.fmt->matmul_rows && job.fmt->rows_to_f32 && T >= DEQUANT_MIN_T &&
+        matmul_by_conversion(pool, job.fmt, W, X, T, Y) == 0) {
         return;
     }
     job.n_tasks = split_tasks(pool, W);

@@ -34,7 +34,9 @@ void kmat_free(struct kmat *m);
 /* Bytes of weight data one matvec reads. */
 size_t kmat_bytes(const struct kmat *m);
 
-/* Persistent worker pool: created once per model, never per token. */
+/* Persistent worker pool: created once per model, never per token.  One
+ * caller at a time: kpool_run and the products on one pool must not overlap
+ * (the pool also keeps k_matmul's conversion buffer). */
 struct kpool;
 struct kpool *kpool_new(int n_threads);   /* n <= 0: online CPUs */
 void kpool_free(struct kpool *pool);

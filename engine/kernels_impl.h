@@ -8,6 +8,9 @@
  * entries of the first set whose usable() says the CPU can run it and that
  * fills that entry.  Missing entries fall through to the next set, ending
  * at the portable set, so a new file may implement only what it speeds up.
+ * Sequence-mode products (k_matmul) use, in order: the format's matmul_rows;
+ * else rows_to_f32 + OpenBLAS sgemm on blocks of rows; else matvec_rows
+ * once per token.
  *
  * To add a set: write engine/kernels_NAME.c defining
  *     const struct kernel_set kernel_set_NAME = { "NAME", usable, { ... } };
@@ -33,6 +36,12 @@ struct kernel_format {
     void (*matmul_rows)(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1);
     /* Weight bytes of the whole matrix (what one matvec reads). */
     size_t (*bytes)(const struct kmat *W);
+    /* out[(r - r0) * cols + c] = W[r][c] as float32 for r in [r0, r1).
+     * With matmul_rows NULL, sequence-mode products convert blocks of rows
+     * with it and multiply them with sgemm.  NULL for F16/BF16: kernels.c
+     * fills in its own converter (those formats are always plain 16-bit
+     * [rows][cols] arrays). */
+    void (*rows_to_f32)(const struct kmat *W, int r0, int r1, float *out);
 };
 
 struct kernel_set {
