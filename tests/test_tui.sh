@@ -23,6 +23,8 @@ if [ ! -f "$model" ]; then
     exit 0
 fi
 
+# A private server, whether or not make check runs inside tmux.
+unset TMUX
 # The crash test must not leave a core file.
 ulimit -c 0 2>/dev/null
 # Wide characters need a UTF-8 locale, in tmux as in rwkv-chat.
@@ -309,6 +311,16 @@ kill -SEGV "$(cat "$work/pid.e")"
 wait_for e "EXITED 139" 10
 ok $? "SIGSEGV ends rwkv-chat by that signal"
 ok $(( $($T display -p -t e '#{alternate_on}') )) "the terminal is restored after a crash"
+
+# 11. Without --model: the bundled demo model, and a plain notice saying so.
+prog="$B/rwkv-chat --seed 11"
+start f
+wait_for f "tiny demo model: knows a little about Debian" 20
+ok $? "the demo model notice is shown when no model is given"
+screen f | head -1 | grep -q "DEMO .*rwkv7-tiny-chat"
+ok $? "the status line marks the demo model"
+keys f C-d
+wait_for f "EXITED 0" 10
 
 echo "1..$n"
 exit $fail
