@@ -25,6 +25,7 @@ struct input {
     char *history_path;
     int first_row;              /* first text row shown (long input scrolls) */
     FILE *null_out;
+    struct tui *tui;            /* for completion and messages */
 };
 
 /* readline's callbacks carry no context pointer, so the one input that is
@@ -108,8 +109,6 @@ static int rl_insert_newline(int count, int key)
     return 0;
 }
 
-static struct tui *completing_tui;
-
 #define MAX_MATCHES 64
 
 /* Candidates found by commands_complete for the word being completed. */
@@ -135,10 +134,10 @@ static char **rl_complete_line(const char *text, int start, int end)
 
     (void)start;
     rl_attempted_completion_over = 1;
-    if (!completing_tui || !rl_line_buffer) {
+    if (!active || !rl_line_buffer) {
         return NULL;
     }
-    n = commands_complete(completing_tui->chat, rl_line_buffer, (size_t)end, matches_found,
+    n = commands_complete(active->tui->chat, rl_line_buffer, (size_t)end, matches_found,
                           MAX_MATCHES, &word_start);
     n_matches_found = n < MAX_MATCHES ? n : MAX_MATCHES;
     if (n_matches_found == 0) {
@@ -146,7 +145,6 @@ static char **rl_complete_line(const char *text, int start, int end)
     }
     return rl_completion_matches(text, next_match);
 }
-
 
 /* Several matches: listed in the key bar instead of on the terminal. */
 static void rl_show_matches(char **matches, int n, int max_len)
@@ -164,8 +162,8 @@ static void rl_show_matches(char **matches, int n, int max_len)
         }
         used += (size_t)k;
     }
-    if (completing_tui) {
-        tui_message(completing_tui, 0, "%s", buf);
+    if (active) {
+        tui_message(active->tui, 0, "%s", buf);
     }
 }
 
@@ -175,7 +173,7 @@ int tui_input_start(struct tui *t)
     char *dir = paths_state_dir();
 
     active = in;
-    completing_tui = t;
+    in->tui = t;
     in->null_out = fopen("/dev/null", "w");
     rl_readline_name = "rwkv-chat";
     rl_instream = stdin;
@@ -237,7 +235,6 @@ void tui_input_stop(struct tui *t)
     }
     rl_outstream = stdout;
     active = NULL;
-    completing_tui = NULL;
 }
 
 /* Feeds queued bytes to readline; it reads them through rl_getc_function. */
