@@ -27,8 +27,8 @@
 #define ESC_DELAY_MS 25
 #define FRAME_SECONDS 0.02      /* redraw at most this often while streaming */
 
-/* Signals only set flags; the loop acts on them.  These are the only
- * process-wide variables of the interface (a handler has no context). */
+/* Signals only set flags and the loop acts on them; a handler has no
+ * context, hence these file-level flags. */
 static volatile sig_atomic_t quit_signal;
 static volatile sig_atomic_t interrupt_signal;
 static volatile sig_atomic_t curses_active;
@@ -49,6 +49,11 @@ static void on_interrupt_signal(int sig)
 static void on_fatal_signal(int sig)
 {
     if (curses_active) {
+        static const char paste_off[] = "\033[?2004l";
+
+        if (write(STDOUT_FILENO, paste_off, sizeof(paste_off) - 1) < 0) {
+            /* nothing more to do for a dying process */
+        }
         endwin();
         curses_active = 0;
     }
@@ -514,9 +519,6 @@ static const char key_help[] =
     "Ctrl-L              redraw the screen\n"
     "Ctrl-D, Ctrl-C x2   quit (the conversation is saved for --resume)";
 
-static int ctrl_left, ctrl_right;  /* curses codes of kLFT5/kRIT5, if any */
-static int paste_begin, paste_end;  /* curses codes of the paste brackets, if any */
-
 static void handle_key(struct tui *t, int key);
 
 #define PASTE_BEGIN "\033[200~"
@@ -528,7 +530,7 @@ static void paste_key(struct tui *t, int key)
 {
     size_t end_len = strlen(PASTE_END);
 
-    if (key == paste_end && paste_end) {
+    if (key == t->key_paste_end && t->key_paste_end) {
         t->paste_len += end_len;    /* as if the bytes had come */
         if (t->paste_len > t->paste_cap) {
             t->paste_cap = t->paste_len;
@@ -586,7 +588,7 @@ static void handle_key(struct tui *t, int key)
         paste_key(t, key);
         return;
     }
-    if (key == paste_begin && paste_begin) {
+    if (key == t->key_paste_begin && t->key_paste_begin) {
         t->pasting = 1;
         t->paste_len = 0;
         return;
@@ -597,9 +599,9 @@ static void handle_key(struct tui *t, int key)
     if (key != KEY_RESIZE && key != KEY_MOUSE) {
         t->message[0] = '\0';
     }
-    if (key == ctrl_left && key) {
+    if (key == t->key_ctrl_left && key) {
         key = TUI_KEY_CTRL_LEFT;
-    } else if (key == ctrl_right && key) {
+    } else if (key == t->key_ctrl_right && key) {
         key = TUI_KEY_CTRL_RIGHT;
     }
     switch (key) {
@@ -764,19 +766,13 @@ static int start_curses(struct tui *t)
 #endif
               , NULL);
     mouseinterval(0);
-    paste_begin = key_defined(PASTE_BEGIN) > 0 ? key_defined(PASTE_BEGIN) : 0;
-    paste_end = key_defined(PASTE_END) > 0 ? key_defined(PASTE_END) : 0;
+    t->key_paste_begin = key_defined(PASTE_BEGIN) > 0 ? key_defined(PASTE_BEGIN) : 0;
+    t->key_paste_end = key_defined(PASTE_END) > 0 ? key_defined(PASTE_END) : 0;
     /* Ask for bracketed paste, so pasted lines are not sent one by one. */
     fputs("\033[?2004h", stdout);
     fflush(stdout);
-    ctrl_left = key_defined("\033[1;5D");
-    ctrl_right = key_defined("\033[1;5C");
-    if (ctrl_left <= 0) {
-        ctrl_left = 0;
-    }
-    if (ctrl_right <= 0) {
-        ctrl_right = 0;
-    }
+    t->key_ctrl_left = key_defined("\033[1;5D") > 0 ? key_defined("\033[1;5D") : 0;
+    t->key_ctrl_right = key_defined("\033[1;5C") > 0 ? key_defined("\033[1;5C") : 0;
     return 0;
 }
 

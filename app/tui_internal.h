@@ -71,6 +71,9 @@ struct tui {
     struct tui_panel *keybar;       /* bottom line: keys and messages */
     struct tui_panel *focus;        /* input, knobs or snapshots */
 
+    /* curses codes for keys only known at run time (0: none). */
+    int key_ctrl_left, key_ctrl_right, key_paste_begin, key_paste_end;
+
     int rows, cols;
     int side_shown;                 /* the side column is laid out */
     int relayout;                   /* geometry must be recomputed */
