@@ -4,9 +4,10 @@
  * The matrix kernels are reached through the dispatch table described in
  * kernels_impl.h: kernels_init() picks, per weight format, the row kernels
  * of the best kernel set the CPU can run.  This file holds the portable set
- * (float32 rows in C, sequence-mode products through OpenBLAS sgemm) and
- * the vector kernels (LayerNorm, GroupNorm), which are cheap next to the
- * matrix products and stay portable.
+ * (float32 rows in C, sequence-mode products through OpenBLAS sgemm), the
+ * generic sequence-mode path for other formats (row blocks converted to
+ * float32, then sgemm), and the vector kernels (LayerNorm, GroupNorm),
+ * which are cheap next to the matrix products and stay portable.
  */
 #include <assert.h>
 #include <cblas.h>

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "app/pthwrite.h"
 #include "engine/rwkv.h"
 #include "engine/rwkv7_test.h"
 #include "tests/tap.h"
@@ -327,6 +329,363 @@ static void check_threads_and_errors(void)
     free_golden(&g);
 }
 
+/* ------------------------------------------------------------------------ */
+/* A float64 reference on a model of unusual shape                            */
+
+/* Sizes with nothing a multiple of 64: 3 heads of 16, odd LoRA ranks. */
+enum { RV = 53, RC = 48, RH = 3, RN = 16, RL = 3, RF = 88, RDW = 7, RDA = 5, RDV = 3, RDG = 9 };
+
+struct rtensor {
+    char name[64];
+    int ndim;
+    int64_t shape[3];
+    float *data;
+};
+
+static struct rtensor rt[RL * 40 + 8];
+static int n_rt;
+
+/* A tensor of uniform values in centre +- spread. */
+static float *rt_add(int layer, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                     double centre, double spread)
+{
+    struct rtensor *t = &rt[n_rt++];
+    int64_t n = d0 * (ndim > 1 ? d1 : 1) * (ndim > 2 ? d2 : 1);
+
+    if (layer >= 0) {
+        snprintf(t->name, sizeof t->name, "blocks.%d.%s", layer, name);
+    } else {
+        snprintf(t->name, sizeof t->name, "%s", name);
+    }
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->shape[2] = d2;
+    t->data = malloc((size_t)n * sizeof *t->data);
+    for (int64_t i = 0; i < n; i++) {
+        t->data[i] = (float)(centre + spread * (2.0 * rand() / RAND_MAX - 1.0));
+    }
+    return t->data;
+}
+
+static const float *rt_get(int layer, const char *name)
+{
+    char full[64];
+
+    if (layer >= 0) {
+        snprintf(full, sizeof full, "blocks.%d.%s", layer, name);
+    } else {
+        snprintf(full, sizeof full, "%s", name);
+    }
+    for (int i = 0; i < n_rt; i++) {
+        if (!strcmp(rt[i].name, full)) {
+            return rt[i].data;
+        }
+    }
+    abort();
+}
+
+/* Random weights in the released key names and shapes, written as .pth. */
+static int write_reference_model(const char *path)
+{
+    char err[RWKV_ERRLEN];
+    pthw *w;
+    int rc = 0;
+    double sc = 1 / sqrt((double)RC);
+
+    srand(7);
+    rt_add(-1, "emb.weight", 2, RV, RC, 0, 0, 1);
+    rt_add(0, "ln0.weight", 1, RC, 0, 0, 1, 0.2);
+    rt_add(0, "ln0.bias", 1, RC, 0, 0, 0, 0.2);
+    for (int l = 0; l < RL; l++) {
+        static const char *mixes[] = { "att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_a",
+                                       "att.x_g", "ffn.x_k" };
+
+        rt_add(l, "ln1.weight", 1, RC, 0, 0, 1, 0.2);
+        rt_add(l, "ln1.bias", 1, RC, 0, 0, 0, 0.2);
+        rt_add(l, "ln2.weight", 1, RC, 0, 0, 1, 0.2);
+        rt_add(l, "ln2.bias", 1, RC, 0, 0, 0, 0.2);
+        for (int i = 0; i < 7; i++) {
+            rt_add(l, mixes[i], 3, 1, 1, RC, 0.5, 0.5);
+        }
+        rt_add(l, "att.w0", 3, 1, 1, RC, -2, 2);
+        rt_add(l, "att.w1", 2, RC, RDW, 0, 0, 0.5);
+        rt_add(l, "att.w2", 2, RDW, RC, 0, 0, 0.5);
+        rt_add(l, "att.a0", 3, 1, 1, RC, 0, 1);
+        rt_add(l, "att.a1", 2, RC, RDA, 0, 0, 0.5);
+        rt_add(l, "att.a2", 2, RDA, RC, 0, 0, 0.5);
+        if (l > 0) {
+            rt_add(l, "att.v0", 3, 1, 1, RC, 0, 1);
+            rt_add(l, "att.v1", 2, RC, RDV, 0, 0, 0.5);
+            rt_add(l, "att.v2", 2, RDV, RC, 0, 0, 0.5);
+        }
+        rt_add(l, "att.g1", 2, RC, RDG, 0, 0, 0.5);
+        rt_add(l, "att.g2", 2, RDG, RC, 0, 0, 0.5);
+        rt_add(l, "att.k_k", 3, 1, 1, RC, 1, 0.5);
+        rt_add(l, "att.k_a", 3, 1, 1, RC, 1, 0.5);
+        rt_add(l, "att.r_k", 2, RH, RN, 0, 0, 0.5);
+        rt_add(l, "att.receptance.weight", 2, RC, RC, 0, 0, 2 * sc);
+        rt_add(l, "att.key.weight", 2, RC, RC, 0, 0, 2 * sc);
+        rt_add(l, "att.value.weight", 2, RC, RC, 0, 0, 2 * sc);
+        rt_add(l, "att.output.weight", 2, RC, RC, 0, 0, 2 * sc);
+        rt_add(l, "att.ln_x.weight", 1, RC, 0, 0, 1, 0.2);
+        rt_add(l, "att.ln_x.bias", 1, RC, 0, 0, 0, 0.2);
+        rt_add(l, "ffn.key.weight", 2, RF, RC, 0, 0, 2 * sc);
+        rt_add(l, "ffn.value.weight", 2, RC, RF, 0, 0, 2 / sqrt((double)RF));
+    }
+    rt_add(-1, "ln_out.weight", 1, RC, 0, 0, 1, 0.2);
+    rt_add(-1, "ln_out.bias", 1, RC, 0, 0, 0, 0.2);
+    rt_add(-1, "head.weight", 2, RV, RC, 0, 0, 3 * sc);
+
+    w = pthw_new(path, PTHW_PTH, err, sizeof err);
+    for (int i = 0; w && rc == 0 && i < n_rt; i++) {
+        rc = pthw_declare(w, rt[i].name, CKPT_F32, rt[i].ndim, rt[i].shape, err, sizeof err);
+    }
+    rc = !w ? -1 : rc ? rc : pthw_begin(w, err, sizeof err);
+    for (int i = 0; rc == 0 && i < n_rt; i++) {
+        rc = pthw_write(w, rt[i].data, err, sizeof err);
+    }
+    rc = rc ? rc : pthw_finish(w, err, sizeof err);
+    if (rc) {
+        diag("writing %s: %s", path, err);
+    }
+    pthw_free(w);
+    return rc;
+}
+
+static void ref_layernorm(const double *x, const float *w, const float *b, int n, double eps,
+                          double *y)
+{
+    double mean = 0, var = 0;
+
+    for (int i = 0; i < n; i++) {
+        mean += x[i];
+    }
+    mean /= n;
+    for (int i = 0; i < n; i++) {
+        var += (x[i] - mean) * (x[i] - mean);
+    }
+    var /= n;
+    for (int i = 0; i < n; i++) {
+        y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i];
+    }
+}
+
+/* y[out] = M x with M stored [out][in] (transposed: stored [in][out]). */
+static void ref_linear(const float *M, int out, int in, int transposed, const double *x,
+                       double *y)
+{
+    for (int o = 0; o < out; o++) {
+        double s = 0;
+
+        for (int i = 0; i < in; i++) {
+            s += (transposed ? M[(size_t)i * out + o] : M[(size_t)o * in + i]) * x[i];
+        }
+        y[o] = s;
+    }
+}
+
+static double ref_sigmoid(double x)
+{
+    return 1 / (1 + exp(-x));
+}
+
+/* One token of RWKV-7 in float64, straight from the equations; state as
+ * the engine keeps it (att x_prev, S[h][i][j] value-first, ffn x_prev). */
+static void ref_token(int token, double *state, double *logits)
+{
+    double x[RC], xa[RC], mix[6][RC], r[RC], w[RC], k[RC], v[RC], a[RC], g[RC], kk[RC];
+    double y[RC], o[RC], hid[RF], low[16], tmp[RC];
+    static double v_first[RC];
+    static const char *mix_names[6] = { "att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_a",
+                                        "att.x_g" };
+    const float *e = rt_get(-1, "emb.weight") + (size_t)token * RC;
+
+    for (int c = 0; c < RC; c++) {
+        tmp[c] = e[c];
+    }
+    ref_layernorm(tmp, rt_get(0, "ln0.weight"), rt_get(0, "ln0.bias"), RC, 1e-5, x);
+    for (int l = 0; l < RL; l++) {
+        double *att_prev = state + (size_t)l * (2 * RC + RH * RN * RN);
+        double *S = att_prev + RC, *ffn_prev = S + RH * RN * RN;
+
+        ref_layernorm(x, rt_get(l, "ln1.weight"), rt_get(l, "ln1.bias"), RC, 1e-5, xa);
+        for (int m = 0; m < 6; m++) {
+            const float *mu = rt_get(l, mix_names[m]);
+
+            for (int c = 0; c < RC; c++) {
+                mix[m][c] = xa[c] + (att_prev[c] - xa[c]) * mu[c];
+            }
+        }
+        memcpy(att_prev, xa, sizeof xa);
+        ref_linear(rt_get(l, "att.receptance.weight"), RC, RC, 0, mix[0], r);
+        ref_linear(rt_get(l, "att.key.weight"), RC, RC, 0, mix[2], k);
+        ref_linear(rt_get(l, "att.value.weight"), RC, RC, 0, mix[3], v);
+        ref_linear(rt_get(l, "att.w1"), RDW, RC, 1, mix[1], low);
+        for (int i = 0; i < RDW; i++) {
+            low[i] = tanh(low[i]);
+        }
+        ref_linear(rt_get(l, "att.w2"), RC, RDW, 1, low, w);
+        ref_linear(rt_get(l, "att.a1"), RDA, RC, 1, mix[4], low);
+        ref_linear(rt_get(l, "att.a2"), RC, RDA, 1, low, a);
+        ref_linear(rt_get(l, "att.g1"), RDG, RC, 1, mix[5], low);
+        for (int i = 0; i < RDG; i++) {
+            low[i] = ref_sigmoid(low[i]);
+        }
+        ref_linear(rt_get(l, "att.g2"), RC, RDG, 1, low, g);
+        for (int c = 0; c < RC; c++) {
+            w[c] = exp(-exp(-0.5) * ref_sigmoid(rt_get(l, "att.w0")[c] + w[c]));
+            a[c] = ref_sigmoid(rt_get(l, "att.a0")[c] + a[c]);
+            kk[c] = k[c] * rt_get(l, "att.k_k")[c];
+        }
+        for (int h = 0; h < RH; h++) {
+            double n2 = 0;
+
+            for (int j = h * RN; j < (h + 1) * RN; j++) {
+                n2 += kk[j] * kk[j];
+            }
+            for (int j = h * RN; j < (h + 1) * RN; j++) {
+                kk[j] /= fmax(sqrt(n2), 1e-12);
+            }
+        }
+        for (int c = 0; c < RC; c++) {
+            k[c] *= 1 + (a[c] - 1) * rt_get(l, "att.k_a")[c];
+        }
+        if (l == 0) {
+            memcpy(v_first, v, sizeof v);
+        } else {
+            ref_linear(rt_get(l, "att.v1"), RDV, RC, 1, mix[3], low);
+            ref_linear(rt_get(l, "att.v2"), RC, RDV, 1, low, tmp);
+            for (int c = 0; c < RC; c++) {
+                v[c] += (v_first[c] - v[c]) * ref_sigmoid(rt_get(l, "att.v0")[c] + tmp[c]);
+            }
+        }
+        for (int h = 0; h < RH; h++) {
+            double *Sh = S + h * RN * RN;
+            int b = h * RN;
+
+            for (int i = 0; i < RN; i++) {
+                double sa = 0;
+
+                for (int j = 0; j < RN; j++) {
+                    sa += Sh[i * RN + j] * -kk[b + j];
+                }
+                y[b + i] = 0;
+                for (int j = 0; j < RN; j++) {
+                    Sh[i * RN + j] = Sh[i * RN + j] * w[b + j] + sa * kk[b + j] * a[b + j] +
+                                     v[b + i] * k[b + j];
+                    y[b + i] += Sh[i * RN + j] * r[b + j];
+                }
+            }
+        }
+        for (int h = 0; h < RH; h++) {
+            double bonus = 0;
+            int b = h * RN;
+
+            ref_layernorm(y + b, rt_get(l, "att.ln_x.weight") + b, rt_get(l, "att.ln_x.bias") + b,
+                          RN, 64e-5, tmp + b);
+            for (int j = b; j < b + RN; j++) {
+                bonus += r[j] * k[j] * rt_get(l, "att.r_k")[j];
+            }
+            for (int j = b; j < b + RN; j++) {
+                y[j] = (tmp[j] + bonus * v[j]) * g[j];
+            }
+        }
+        ref_linear(rt_get(l, "att.output.weight"), RC, RC, 0, y, o);
+        for (int c = 0; c < RC; c++) {
+            x[c] += o[c];
+        }
+        ref_layernorm(x, rt_get(l, "ln2.weight"), rt_get(l, "ln2.bias"), RC, 1e-5, xa);
+        for (int c = 0; c < RC; c++) {
+            tmp[c] = xa[c] + (ffn_prev[c] - xa[c]) * rt_get(l, "ffn.x_k")[c];
+        }
+        memcpy(ffn_prev, xa, sizeof xa);
+        ref_linear(rt_get(l, "ffn.key.weight"), RF, RC, 0, tmp, hid);
+        for (int i = 0; i < RF; i++) {
+            hid[i] = hid[i] > 0 ? hid[i] * hid[i] : 0;
+        }
+        ref_linear(rt_get(l, "ffn.value.weight"), RC, RF, 0, hid, o);
+        for (int c = 0; c < RC; c++) {
+            x[c] += o[c];
+        }
+    }
+    ref_layernorm(x, rt_get(-1, "ln_out.weight"), rt_get(-1, "ln_out.bias"), RC, 1e-5, tmp);
+    ref_linear(rt_get(-1, "head.weight"), RV, RC, 0, tmp, logits);
+}
+
+/* Head size 16, three heads, odd sizes: the engine against float64. */
+static void check_reference(void)
+{
+    const char *path = "tests/tmp/rwkv7-h16.pth";
+    enum { NT = 40 };
+    static const size_t rnn[] = { 1 }, seq[] = { 0 }, mixed[] = { 3, 1, 11 };
+    static const size_t *modes[] = { rnn, seq, mixed };
+    static const int n_modes[] = { 1, 1, 3 };
+    static const char *mode_names[] = { "RNN mode", "sequence mode", "chunks 3,1,11" };
+    size_t state_floats = (size_t)RL * (2 * RC + RH * RN * RN);
+    double *state = calloc(state_floats, sizeof *state), logits[RV];
+    struct golden g = { 0 };
+    char err[RWKV_ERRLEN];
+    rwkv_model *m;
+
+    mkdir("tests", 0755);
+    mkdir("tests/tmp", 0755);
+    if (!ok(write_reference_model(path) == 0, "wrote a random RWKV-7 with 3 heads of 16")) {
+        free(state);
+        return;
+    }
+    m = rwkv_model_load(path, NULL, err, sizeof err);
+    if (!ok(m != NULL, "it loads: %s", m ? "yes" : err)) {
+        free(state);
+        return;
+    }
+    ok(rwkv_model_info(m)->head_size == RN && rwkv_model_info(m)->n_head == RH,
+       "head size %d, %d heads", rwkv_model_info(m)->head_size, rwkv_model_info(m)->n_head);
+
+    /* Golden outputs from the float64 reference. */
+    g.n = NT;
+    g.tokens = malloc(NT * sizeof *g.tokens);
+    g.logits = malloc((size_t)NT * RV * sizeof *g.logits);
+    g.state = malloc(state_floats * sizeof *g.state);
+    g.state_floats = state_floats;
+    for (int t = 0; t < NT; t++) {
+        g.tokens[t] = (int32_t)((t * 31 + 7) % RV);
+        ref_token(g.tokens[t], state, logits);
+        for (int i = 0; i < RV; i++) {
+            g.logits[(size_t)t * RV + i] = (float)logits[i];
+        }
+    }
+    for (size_t i = 0; i < state_floats; i++) {
+        g.state[i] = (float)state[i];
+    }
+    {
+        double sum = 0, sq = 0, n = (double)NT * RV;
+
+        for (size_t i = 0; i < (size_t)NT * RV; i++) {
+            sum += g.logits[i];
+            sq += (double)g.logits[i] * g.logits[i];
+        }
+        ok(sqrt(sq / n - (sum / n) * (sum / n)) > 0.5,
+           "reference logits are not degenerate (std %.2f)", sqrt(sq / n - (sum / n) * (sum / n)));
+    }
+    for (int i = 0; i < 3; i++) {
+        double le, se;
+        int rc = run_chunks(m, &g, modes[i], n_modes[i], &le, &se);
+
+        ok(rc == 0 && le < TOL && se < TOL,
+           "head size 16, %s: %d rows match float64 (max %.2e), state (max %.2e)",
+           mode_names[i], NT, le, se);
+    }
+    rwkv_model_free(m);
+    free_golden(&g);
+    free(state);
+    for (int i = 0; i < n_rt; i++) {
+        free(rt[i].data);
+    }
+    n_rt = 0;
+    remove(path);
+}
+
 int main(void)
 {
     diag("kernels: %s", rwkv_kernels_name());
@@ -340,5 +699,6 @@ int main(void)
     check_terms_matter();
     check_greedy();
     check_threads_and_errors();
+    check_reference();
     return tap_done();
 }
