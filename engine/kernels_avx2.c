@@ -5,9 +5,10 @@
  * exact value each kernel computes are defined in quant.h.
  *
  * Generation reads every weight once per token, so these kernels are built
- * to stream memory: four rows at a time share each load of x, and the
- * per-weight work is a handful of instructions (one widening load, one
- * shift or convert, one FMA).
+ * to stream memory: one row at a time (a single stream per thread for the
+ * hardware prefetcher, which four interleaved rows measurably confused),
+ * several accumulators, and a handful of instructions per weight (one
+ * widening load, one shift or convert, one FMA).
  */
 #include <immintrin.h>
 #include <stdlib.h>
@@ -74,12 +75,16 @@ static void split_even_odd(const float *x, int chunks, float *xs)
 
 #define X_STACK 4096
 
+/* How far ahead of the loads the rows are prefetched: one row at a time
+ * keeps a single stream per thread for the hardware prefetcher, and this
+ * hint covers the start of the next row. */
+#define PREFETCH_BYTES 512
+
 static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
     const int cols = W->cols, chunks = cols / 16, tail = chunks * 16;
-    float stack[X_STACK], *xs = chunks * 16 <= X_STACK ? stack : malloc((size_t)tail * 4);
+    float stack[X_STACK], *xs = tail <= X_STACK ? stack : malloc((size_t)tail * 4);
     const uint16_t *base = W->data;
-    int r = r0;
 
     if (!xs) {
         /* No memory for the split copy: the portable kernel needs none. */
@@ -87,55 +92,29 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
         return;
     }
     split_even_odd(x, chunks, xs);
-    for (; r + 4 <= r1; r += 4) {
-        const uint16_t *w0 = base + (size_t)r * cols, *w1 = w0 + cols, *w2 = w1 + cols,
-                       *w3 = w2 + cols;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-
-        for (int k = 0; k < chunks; k++) {
-            __m256 xe = _mm256_loadu_ps(xs + 16 * k), xo = _mm256_loadu_ps(xs + 16 * k + 8);
-            __m256i v0 = _mm256_loadu_si256((const __m256i *)(w0 + 16 * k));
-            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w1 + 16 * k));
-            __m256i v2 = _mm256_loadu_si256((const __m256i *)(w2 + 16 * k));
-            __m256i v3 = _mm256_loadu_si256((const __m256i *)(w3 + 16 * k));
-
-            a0 = _mm256_fmadd_ps(bf16_even(v0), xe, a0);
-            b0 = _mm256_fmadd_ps(bf16_odd(v0), xo, b0);
-            a1 = _mm256_fmadd_ps(bf16_even(v1), xe, a1);
-            b1 = _mm256_fmadd_ps(bf16_odd(v1), xo, b1);
-            a2 = _mm256_fmadd_ps(bf16_even(v2), xe, a2);
-            b2 = _mm256_fmadd_ps(bf16_odd(v2), xo, b2);
-            a3 = _mm256_fmadd_ps(bf16_even(v3), xe, a3);
-            b3 = _mm256_fmadd_ps(bf16_odd(v3), xo, b3);
-        }
-        float s[4];
-
-        _mm_storeu_ps(s, hsum4(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1),
-                               _mm256_add_ps(a2, b2), _mm256_add_ps(a3, b3)));
-        for (int c = tail; c < cols; c++) {
-            s[0] += quant_bf16_to_f32(w0[c]) * x[c];
-            s[1] += quant_bf16_to_f32(w1[c]) * x[c];
-            s[2] += quant_bf16_to_f32(w2[c]) * x[c];
-            s[3] += quant_bf16_to_f32(w3[c]) * x[c];
-        }
-        y[r] = s[0];
-        y[r + 1] = s[1];
-        y[r + 2] = s[2];
-        y[r + 3] = s[3];
-    }
-    for (; r < r1; r++) {
+    for (int r = r0; r < r1; r++) {
         const uint16_t *w = base + (size_t)r * cols;
-        __m256 a = _mm256_setzero_ps(), b = a;
+        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0;
+        int k = 0;
         float s;
 
-        for (int k = 0; k < chunks; k++) {
+        for (; k + 2 <= chunks; k += 2) {
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 16 * k + 16));
+
+            _mm_prefetch((const char *)(w + 16 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xs + 16 * k), a0);
+            b0 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xs + 16 * k + 8), b0);
+            a1 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xs + 16 * k + 16), a1);
+            b1 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xs + 16 * k + 24), b1);
+        }
+        if (k < chunks) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
 
-            a = _mm256_fmadd_ps(bf16_even(v), _mm256_loadu_ps(xs + 16 * k), a);
-            b = _mm256_fmadd_ps(bf16_odd(v), _mm256_loadu_ps(xs + 16 * k + 8), b);
+            a0 = _mm256_fmadd_ps(bf16_even(v), _mm256_loadu_ps(xs + 16 * k), a0);
+            b0 = _mm256_fmadd_ps(bf16_odd(v), _mm256_loadu_ps(xs + 16 * k + 8), b0);
         }
-        s = hsum(_mm256_add_ps(a, b));
+        s = hsum(_mm256_add_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1)));
         for (int c = tail; c < cols; c++) {
             s += quant_bf16_to_f32(w[c]) * x[c];
         }
@@ -160,6 +139,7 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
         float s;
 
         for (; c + 16 <= tail; c += 16) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
             a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
                                 _mm256_loadu_ps(x + c), a);
             b = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c + 8))),
@@ -188,43 +168,25 @@ static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r
 {
     const int cols = W->cols, tail = cols & ~7;
     const int8_t *base = W->data;
-    int r = r0;
 
-    for (; r + 4 <= r1; r += 4) {
-        const int8_t *w0 = base + (size_t)r * cols, *w1 = w0 + cols, *w2 = w1 + cols,
-                     *w3 = w2 + cols;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        float s[4];
-
-        for (int c = 0; c < tail; c += 8) {
-            __m256 xv = _mm256_loadu_ps(x + c);
-
-            a0 = _mm256_fmadd_ps(q8_load8(w0 + c), xv, a0);
-            a1 = _mm256_fmadd_ps(q8_load8(w1 + c), xv, a1);
-            a2 = _mm256_fmadd_ps(q8_load8(w2 + c), xv, a2);
-            a3 = _mm256_fmadd_ps(q8_load8(w3 + c), xv, a3);
-        }
-        _mm_storeu_ps(s, hsum4(a0, a1, a2, a3));
-        for (int c = tail; c < cols; c++) {
-            s[0] += (float)w0[c] * x[c];
-            s[1] += (float)w1[c] * x[c];
-            s[2] += (float)w2[c] * x[c];
-            s[3] += (float)w3[c] * x[c];
-        }
-        for (int i = 0; i < 4; i++) {
-            y[r + i] = W->scales[r + i] * s[i];
-        }
-    }
-    for (; r < r1; r++) {
+    for (int r = r0; r < r1; r++) {
         const int8_t *w = base + (size_t)r * cols;
-        __m256 a = _mm256_setzero_ps();
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
         float s;
 
-        for (int c = 0; c < tail; c += 8) {
-            a = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a);
+        for (; c + 32 <= tail; c += 32) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(q8_load8(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+            a2 = _mm256_fmadd_ps(q8_load8(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+            a3 = _mm256_fmadd_ps(q8_load8(w + c + 24), _mm256_loadu_ps(x + c + 24), a3);
         }
-        s = hsum(a);
-        for (int c = tail; c < cols; c++) {
+        for (; c < tail; c += 8) {
+            a0 = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a0);
+        }
+        s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; c < cols; c++) {
             s += (float)w[c] * x[c];
         }
         y[r] = W->scales[r] * s;
@@ -322,31 +284,25 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
         }
     }
     xq_fill(x, W->cols, nb, qx, dx, sx);
-    for (; r + 2 <= r1; r += 2) {
-        const struct q4_block *b0 = base + (size_t)r * nb, *b1 = b0 + nb;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        float c0 = 0, c1 = 0;
-
-        for (int b = 0; b < nb; b++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
-            float s0 = _cvtsh_ss(b0[b].d) * dx[b], s1 = _cvtsh_ss(b1[b].d) * dx[b];
-
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
-                                 _mm256_set1_ps(s0), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b1[b]), q)),
-                                 _mm256_set1_ps(s1), a1);
-            c0 += s0 * (float)sx[b];
-            c1 += s1 * (float)sx[b];
-        }
-        y[r] = hsum(a0) - 8.0f * c0;
-        y[r + 1] = hsum(a1) - 8.0f * c1;
-    }
     for (; r < r1; r++) {
         const struct q4_block *b0 = base + (size_t)r * nb;
-        __m256 a0 = _mm256_setzero_ps();
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
         float c0 = 0;
+        int b = 0;
 
-        for (int b = 0; b < nb; b++) {
+        for (; b + 2 <= nb; b += 2) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
+            __m256i q1 = _mm256_loadu_si256((const __m256i *)(qx + 32 * b + 32));
+            float s0 = _cvtsh_ss(b0[b].d) * dx[b], s1 = _cvtsh_ss(b0[b + 1].d) * dx[b + 1];
+
+            _mm_prefetch((const char *)&b0[b] + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
+                                 _mm256_set1_ps(s0), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b + 1]), q1)),
+                                 _mm256_set1_ps(s1), a1);
+            c0 += s0 * (float)sx[b] + s1 * (float)sx[b + 1];
+        }
+        if (b < nb) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
             float s0 = _cvtsh_ss(b0[b].d) * dx[b];
 
@@ -354,7 +310,7 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
                                  _mm256_set1_ps(s0), a0);
             c0 += s0 * (float)sx[b];
         }
-        y[r] = hsum(a0) - 8.0f * c0;
+        y[r] = hsum(_mm256_add_ps(a0, a1)) - 8.0f * c0;
     }
     if (qx != qstack) {
         free(qx);
@@ -369,7 +325,7 @@ const struct kernel_set kernel_set_avx2 = {
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4 },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
     },
 };

@@ -332,7 +332,7 @@ const struct kernel_set kernel_set_avx512 = {
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4 },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
     },
 };

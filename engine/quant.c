@@ -212,6 +212,13 @@ void quant_dequant_row(const struct kmat *W, int r, float *dst)
     }
 }
 
+void quant_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    for (int r = r0; r < r1; r++) {
+        quant_dequant_row(W, r, out + (size_t)(r - r0) * W->cols);
+    }
+}
+
 int quant_xq_alloc(struct quant_xq *xq, int cols)
 {
     xq->cols = cols;
@@ -388,7 +395,7 @@ const struct kernel_set kernel_set_quant = {
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4 },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
     },
 };

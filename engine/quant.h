@@ -108,6 +108,9 @@ static inline int quant_q4_blocks(int cols)
 /* Row r of W dequantised into dst[cols] (any format; the reference the
  * tests compare kernels with). */
 void quant_dequant_row(const struct kmat *W, int r, float *dst);
+/* Rows [r0, r1) dequantised to out (kernel_format.rows_to_f32: sequence
+ * mode multiplies them with sgemm). */
+void quant_rows_to_f32(const struct kmat *W, int r0, int r1, float *out);
 
 /* Quantises x for the Q4 product (see above); xq buffers sized by
  * quant_xq_alloc.  0, or -1 when out of memory. */
