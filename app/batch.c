@@ -154,6 +154,12 @@ static int stream_reply(struct batch *b, struct sink *s, char *err, size_t errle
     }
 }
 
+/* The stop reason as --jsonl reports it (issue 8: "interrupted"). */
+static const char *stop_reason(int stop)
+{
+    return stop == CHAT_STOP_INTERRUPT ? "interrupted" : chat_stop_name((enum chat_stop)stop);
+}
+
 static void verbose_stats(struct batch *b, int stop)
 {
     const struct chat_stats *st = chat_get_stats(b->c);
@@ -165,7 +171,7 @@ static void verbose_stats(struct batch *b, int stop)
             "(%.1f tokens/s), stop: %s, context %zu tokens\n", st->prompt_tokens,
             st->prompt_seconds, st->reply_tokens, st->reply_seconds,
             st->reply_seconds > 0 ? (double)st->reply_tokens / st->reply_seconds : 0.0,
-            chat_stop_name((enum chat_stop)stop), st->context_tokens);
+            stop_reason(stop), st->context_tokens);
 }
 
 /* Copies text into a malloc'd string that is valid UTF-8: each byte that
@@ -242,7 +248,7 @@ static int write_json_reply(struct batch *b, struct sink *s, int stop, char *err
     json_object_object_add(obj, "role", json_object_new_string("assistant"));
     json_object_object_add(obj, "content", json_object_new_string_len(clean, (int)len));
     json_object_object_add(obj, "stop_reason",
-                           json_object_new_string(chat_stop_name((enum chat_stop)stop)));
+                           json_object_new_string(stop_reason(stop)));
     json_object_object_add(obj, "prompt_tokens", json_object_new_int64((int64_t)st->prompt_tokens));
     json_object_object_add(obj, "reply_tokens", json_object_new_int64((int64_t)st->reply_tokens));
     json_object_object_add(obj, "context_tokens",

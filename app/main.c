@@ -123,6 +123,13 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
         return 1;
     }
     info = rwkv_model_info(model);
+    {
+        const char *base = strrchr(model_path, '/');
+
+        if (!strcmp(base ? base + 1 : model_path, OPTIONS_DEMO_MODEL)) {
+            opts->model_from_user = 0;
+        }
+    }
     make_label(label, label_len, model_path, info);
     if (opts->verbose) {
         fprintf(stderr, "rwkv-chat: %s: RWKV-%s, %d layers, n_embd %d, %llu parameters, %s "

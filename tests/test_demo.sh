@@ -27,7 +27,7 @@ awk -F '\t' '{ r = $2; gsub(/\\n/, "\n", r); print r }' "$TSV" >"$T/want"
 nq=$(wc -l <"$TSV")
 
 # No --model: the bundled demo model.
-"$CHAT" --batch --greedy -t 2 <"$T/in" >"$T/out" 2>"$T/err"
+"$CHAT" --batch --greedy -t 1 <"$T/in" >"$T/out" 2>"$T/err"
 ok $? "rwkv-chat --batch --greedy on the bundled model exits 0 $(head -c 200 "$T/err")"
 ok "$(cmp -s "$T/out" "$T/want"; echo $?)" "all $nq greedy replies match greedy.tsv exactly"
 if ! cmp -s "$T/out" "$T/want"; then
@@ -43,7 +43,7 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
         q = line.rstrip("\n").split("\t")[0]
         f.write(json.dumps({"role": "user", "content": q}) + "\n/reset\n")
 PY
-    "$CHAT" --batch --jsonl --greedy -t 2 <"$T/jin" >"$T/jout" 2>"$T/jerr"
+    "$CHAT" --batch --jsonl --greedy -t 1 <"$T/jin" >"$T/jout" 2>"$T/jerr"
     ok $? "--jsonl run exits 0"
     python3 - "$TSV" "$T/jout" >"$T/tap" <<'PY'
 import json, sys
