@@ -83,6 +83,10 @@ static void kernels_choose(void)
             }
         }
     }
+    /* Every product is split over the model's own pool (its --threads), so
+     * OpenBLAS must not start threads of its own: they would oversubscribe
+     * the cores and spin between calls. */
+    openblas_set_num_threads(1);
     if (!active[RWKV_DTYPE_BF16].rows_to_f32) {
         active[RWKV_DTYPE_BF16].rows_to_f32 = bf16_rows_to_f32;
     }
@@ -561,25 +565,32 @@ static void matmul_task(void *ctx, int i)
 struct dequant_job {
     const struct kernel_format *fmt;
     const struct kmat *W;
-    int r0, r1, n_tasks;
+    const float *X;
+    float *Y;
+    int T, r0, r1, n_tasks;
     float *tile;
 };
 
+/* One task's share of a row block: convert its rows, multiply them. */
 static void dequant_task(void *ctx, int i)
 {
     const struct dequant_job *job = ctx;
+    const struct kmat *W = job->W;
     int n = job->r1 - job->r0;
     int a = job->r0 + (int)((int64_t)n * i / job->n_tasks);
     int b = job->r0 + (int)((int64_t)n * (i + 1) / job->n_tasks);
+    float *tile = job->tile + (size_t)(a - job->r0) * W->cols;
 
     if (b > a) {
-        job->fmt->rows_to_f32(job->W, a, b, job->tile + (size_t)(a - job->r0) * job->W->cols);
+        job->fmt->rows_to_f32(W, a, b, tile);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, job->T, b - a, W->cols, 1.0f,
+                    job->X, W->cols, tile, W->cols, 0.0f, job->Y + a, W->rows);
     }
 }
 
 /* Y = X W^T for formats without a matmul kernel: blocks of rows are
- * converted to float32 (on the pool) and multiplied with sgemm.  Returns -1
- * when the tile cannot be allocated. */
+ * converted to float32 and multiplied with sgemm, both on the pool.
+ * Returns -1 when the tile cannot be allocated. */
 static int matmul_by_conversion(struct kpool *pool, const struct kernel_format *fmt,
                                 const struct kmat *W, const float *X, int T, float *Y)
 {
@@ -587,8 +598,8 @@ static int matmul_by_conversion(struct kpool *pool, const struct kernel_format *
     size_t need;
     float *tile;
 
-    if (block < 16) {
-        block = 16;
+    if (block < 16 * kpool_threads(pool)) {
+        block = 16 * kpool_threads(pool);
     }
     if (block > W->rows) {
         block = W->rows;
@@ -611,11 +622,12 @@ static int matmul_by_conversion(struct kpool *pool, const struct kernel_format *
     }
     for (int r0 = 0; r0 < W->rows; r0 += block) {
         int r1 = r0 + block < W->rows ? r0 + block : W->rows;
-        struct dequant_job job = { fmt, W, r0, r1, kpool_threads(pool), tile };
+        struct dequant_job job = { fmt, W, X, Y, T, r0, r1, kpool_threads(pool), tile };
 
+        if (job.n_tasks > r1 - r0) {
+            job.n_tasks = r1 - r0;
+        }
         kpool_run(pool, dequant_task, &job, job.n_tasks);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r1 - r0, W->cols, 1.0f, X,
-                    W->cols, tile, W->cols, 0.0f, Y + r0, W->rows);
     }
     if (!pool) {
         free(tile);
@@ -634,9 +646,10 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
         k_matvec(pool, W, X, Y);
         return;
     }
-    if (W->type == RWKV_DTYPE_F32 && job.fmt->matmul_rows == f32_matmul_rows) {
-        /* OpenBLAS threads the product itself. */
-        f32_matmul_rows(W, X, T, Y, 0, W->rows);
+    if (job.fmt->matmul_rows) {
+        /* Matrix kernels (sgemm) want big blocks: one per thread. */
+        job.n_tasks = split_tasks(pool, W) > 1 ? kpool_threads(pool) : 1;
+        kpool_run(pool, matmul_task, &job, job.n_tasks);
         return;
     }
     if (!job.fmt->matmul_rows && job.fmt->rows_to_f32 && T >= DEQUANT_MIN_T &&
