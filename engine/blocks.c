@@ -260,6 +260,7 @@ void blocks_layernorm(const struct blocks_norm *norm, const float *x, int T, int
 
 void blocks_shift(const float *xx, int T, int n, float *prev, float *sx)
 {
+    assert(T >= 1 && T <= BLOCKS_CHUNK);
     memcpy(sx, prev, (size_t)n * sizeof *sx);
     memcpy(sx + n, xx, (size_t)(T - 1) * n * sizeof *sx);
     memcpy(prev, xx + (size_t)(T - 1) * n, (size_t)n * sizeof *prev);
