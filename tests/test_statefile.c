@@ -410,7 +410,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (argc == 5 && !strcmp(argv[1], "--continue")) {
-        return child(argv[2], argv[3], argv[4]);
+        int rc = child(argv[2], argv[3], argv[4]);
+
+        world_free(tok);
+        return rc;
     }
     mkdir("tests", 0755);
     mkdir(TMPDIR, 0755);
