@@ -232,8 +232,13 @@ int main(int argc, char **argv)
         opts.batch = 1;
     }
     rc = set_up(&opts, &model, &tok, &c, label, sizeof(label));
-    if (rc == 0) {
+    if (rc == 0 && (opts.state_in || opts.resume)) {
         rc = load_state(c, &opts);
+        if (rc == 0) {
+            /* The state brings its own knobs; the command line still wins. */
+            options_apply_given(&opts, chat_settings(c));
+            chat_settings_changed(c);
+        }
     }
     if (rc == 0 && opts.batch) {
         struct sigaction sa;

@@ -251,6 +251,60 @@ bad_range:
     return -1;
 }
 
+/* Index of a knob in options_knob_names ('-' or '_'), or -1. */
+static int knob_index(const char *name)
+{
+    int i;
+    size_t k;
+
+    for (i = 0; options_knob_names[i]; i++) {
+        const char *a = options_knob_names[i];
+
+        for (k = 0; a[k] && (name[k] == a[k] || (name[k] == '-' && a[k] == '_')); k++) {
+        }
+        if (!a[k] && !name[k]) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+void options_apply_given(const struct app_options *opts, struct sampler_settings *s)
+{
+    const struct sampler_settings *o = &opts->sampling;
+    unsigned g = opts->knobs_given;
+
+#define GIVEN(name) (g & (1u << knob_index(name)))
+    if (GIVEN("temperature")) {
+        s->temperature = o->temperature;
+    }
+    if (GIVEN("top_p")) {
+        s->top_p = o->top_p;
+    }
+    if (GIVEN("top_k")) {
+        s->top_k = o->top_k;
+    }
+    if (GIVEN("min_p")) {
+        s->min_p = o->min_p;
+    }
+    if (GIVEN("presence")) {
+        s->presence = o->presence;
+    }
+    if (GIVEN("frequency")) {
+        s->frequency = o->frequency;
+    }
+    if (GIVEN("decay")) {
+        s->decay = o->decay;
+    }
+    if (GIVEN("max_tokens")) {
+        s->max_tokens = o->max_tokens;
+    }
+    if (GIVEN("seed")) {
+        s->seed = o->seed;
+    }
+#undef GIVEN
+}
+
 int options_get_knob(const struct sampler_settings *s, const char *name, char *buf, size_t len)
 {
     if (!strcmp(name, "temperature")) {
@@ -361,6 +415,7 @@ int options_parse(struct app_options *opts, int argc, char **argv)
             if (c == OPT_SEED) {
                 opts->seed_set = 1;
             }
+            opts->knobs_given |= 1u << knob_index(knob);
             continue;
         }
         switch (c) {
@@ -447,6 +502,9 @@ int options_parse(struct app_options *opts, int argc, char **argv)
         opts->sampling.temperature = 0;
         opts->sampling.presence = 0;
         opts->sampling.frequency = 0;
+        opts->knobs_given |= 1u << knob_index("temperature");
+        opts->knobs_given |= 1u << knob_index("presence");
+        opts->knobs_given |= 1u << knob_index("frequency");
     }
     return 0;
 }

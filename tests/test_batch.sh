@@ -53,6 +53,10 @@ ok "$(cmp -s "$T/a.out" "$T/s1.out" && test -s "$T/cmd.state"; echo $?)" \
 printf 'What is the capital of France?\n' | run s2 $SAMPLING --state-in "$T/cmd.state"
 ok "$(cmp -s "$T/p2.out" "$T/s2.out"; echo $?)" "a /save state continues like --state-out's"
 
+printf '/set\n' | run knobs --state-in "$T/p1.state" --greedy
+ok "$(test "$(rc knobs)" = 0 && grep -q '^temperature 0  top_p 0.9 .* presence 0 .* max_tokens 24  seed 1234$' "$T/knobs.err"; echo $?)" \
+    "a state brings its knobs (top_p 0.9), options given on the command line win (--greedy)"
+
 # --- multi-line messages and commands ------------------------------------------
 printf '"""\nfirst line\nsecond line\n"""\n' | run ml1 --greedy --max-tokens 16
 printf '{"role":"user","content":"first line\\nsecond line"}\n' |

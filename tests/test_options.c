@@ -109,6 +109,20 @@ static void test_command_line(void)
         options_free(&o);
     }
     {
+        const char *a[] = { "--top-k", "5", "--greedy", NULL };
+        struct sampler_settings s;
+
+        memset(&s, 0, sizeof(s));
+        s.top_p = 0.5f;
+        s.decay = 0.9f;
+        ok(parse(&o, a) == 0, "--top-k 5 --greedy");
+        options_apply_given(&o, &s);
+        ok(s.top_k == 5 && s.temperature == 0 && s.presence == 0 && s.frequency == 0 &&
+           near(s.top_p, 0.5) && near(s.decay, 0.9),
+           "options_apply_given copies only the knobs given on the command line");
+        options_free(&o);
+    }
+    {
         const char *a[] = { "--jsonl", NULL };
         ok(parse(&o, a) == 0 && o.jsonl && o.batch, "--jsonl implies --batch");
         options_free(&o);
