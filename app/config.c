@@ -183,6 +183,18 @@ int config_load(struct app_options *opts, const char *path, char *err, size_t er
         *eq = 0;
         value = trim(eq + 1);
         key = trim(key);
+        /* " # ..." after an unquoted value is a comment. */
+        if (value[0] != '"') {
+            char *hash;
+
+            for (hash = value; (hash = strchr(hash, '#')) != NULL; hash++) {
+                if (hash > value && (hash[-1] == ' ' || hash[-1] == '\t')) {
+                    *hash = 0;
+                    value = trim(value);
+                    break;
+                }
+            }
+        }
         len = strlen(value);
         if (len >= 2 && value[0] == '"' && value[len - 1] == '"') {
             value[len - 1] = 0;

@@ -219,6 +219,43 @@ static void test_config(void)
     rmdir(dir);
     free(dir);
 
+    /* Inline comments, and every key of share/config.example uncommented. */
+    path = tmp("inline.conf");
+    write_text(path, "top_k = 9   # nine\nprompt = \"a # b\"\n");
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    ok(rc == 0 && o.sampling.top_k == 9 && !strcmp(o.prompt, "a # b"),
+       "'#' after white space starts a comment, not inside quotes (%s)", rc ? err : "");
+    options_free(&o);
+    {
+        const char *src = getenv("TOP_SRCDIR");
+        char *example = paths_join(src ? src : "..", "share/config.example");
+        char *text = read_file(example, NULL), *line, *save = NULL;
+        FILE *f = fopen(path, "w");
+        int keys = 0;
+
+        for (line = text ? strtok_r(text, "\n", &save) : NULL; line && f;
+             line = strtok_r(NULL, "\n", &save)) {
+            if (line[0] == '#' && line[1] >= 'a' && line[1] <= 'z') {
+                fprintf(f, "%s\n", line + 1);
+                keys++;
+            }
+        }
+        if (f) {
+            fclose(f);
+        }
+        options_defaults(&o);
+        rc = config_load(&o, path, err, sizeof(err));
+        ok(text && keys >= 20 && rc == 0 && o.model && o.colours.error && o.seed_set,
+           "every key in share/config.example is accepted (%d keys%s%s)", keys, rc ? ": " : "",
+           rc ? err : "");
+        options_free(&o);
+        free(text);
+        free(example);
+    }
+    unlink(path);
+    free(path);
+
     {
         static const struct { const char *text; const char *expect; } bad[] = {
             { "temperature = 0.5\nno equals sign\n", ":2: expected 'key = value'" },
