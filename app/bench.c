@@ -32,6 +32,7 @@ struct opts {
     int prompt, gen, repeats;
     long ctx;
     int no_reexec;
+    double bandwidth;           /* --bandwidth: given, not measured (bytes/s) */
 };
 
 static double now(void)
@@ -273,6 +274,7 @@ static void usage(FILE *f)
         "  -r, --repeats N    repeats, the median is reported (default 5)\n"
         "      --ctx N        also measure generation after an N-token context\n"
         "      --no-reexec    keep the OpenBLAS core type the library detected\n"
+        "      --bandwidth G  take the read bandwidth as G GB/s instead of measuring\n"
         "  -h, --help         display this help and exit\n");
 }
 
@@ -300,6 +302,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "repeats", required_argument, NULL, 'r' },
         { "ctx", required_argument, NULL, 'c' },
         { "no-reexec", no_argument, NULL, 'X' },
+        { "bandwidth", required_argument, NULL, 'B' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -351,6 +354,16 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'X':
             o->no_reexec = 1;
             break;
+        case 'B': {
+            char *end;
+
+            o->bandwidth = strtod(optarg, &end) * 1e9;
+            if (*end || !(o->bandwidth > 0)) {
+                fprintf(stderr, "rwkv-bench: bad --bandwidth '%s' (GB/s)\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'h':
             usage(stdout);
             exit(0);
@@ -412,7 +425,7 @@ int main(int argc, char **argv)
         maybe_reexec(argv);
     }
     openblas_set_num_threads(o.threads);
-    bw = measure_bandwidth(o.threads);
+    bw = o.bandwidth > 0 ? o.bandwidth : measure_bandwidth(o.threads);
 
     lo.dtype = o.dtype;
     lo.n_threads = o.threads;
@@ -454,8 +467,8 @@ int main(int argc, char **argv)
     printf("kernels: %s; BLAS: OpenBLAS core %s (OPENBLAS_CORETYPE=%s); threads: %d\n",
            rwkv_kernels_name(), openblas_get_corename(),
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset", o.threads);
-    printf("machine: read bandwidth %.1f GB/s (%d threads, 1 GiB, best of 5); "
-           "generation ceiling %.1f tok/s\n", bw / 1e9, o.threads,
+    printf("machine: read bandwidth %.1f GB/s (%s); generation ceiling %.1f tok/s\n",
+           bw / 1e9, o.bandwidth > 0 ? "given" : "measured: 1 GiB, same threads, best of 5",
            bw / (double)info->bytes_per_token);
     printf("load: %.2f s to model, %.3f s more to the first token\n\n", load_s, first_s);
     row("model", "test", "tok/s (min-max)", "ms/tok", "of ceiling", "peak RSS");

@@ -12,6 +12,7 @@
  */
 #include <immintrin.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/kernels_impl.h"
 #include "engine/quant.h"
@@ -319,13 +320,87 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     }
 }
 
+/* ---- rows to float32 for sequence mode (sgemm) ---------------------------- */
+
+static void bf16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const uint16_t *p = (const uint16_t *)W->data + (size_t)r0 * W->cols;
+    size_t n = (size_t)(r1 - r0) * (size_t)W->cols, i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + i)));
+
+        _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+    for (; i < n; i++) {
+        out[i] = quant_bf16_to_f32(p[i]);
+    }
+}
+
+static void f16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const uint16_t *p = (const uint16_t *)W->data + (size_t)r0 * W->cols;
+    size_t n = (size_t)(r1 - r0) * (size_t)W->cols, i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + i))));
+    }
+    for (; i < n; i++) {
+        out[i] = quant_f16_to_f32(p[i]);
+    }
+}
+
+static void q8_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const int cols = W->cols, tail = cols & ~7;
+
+    for (int r = r0; r < r1; r++) {
+        const int8_t *q = (const int8_t *)W->data + (size_t)r * cols;
+        float *o = out + (size_t)(r - r0) * cols;
+        __m256 s = _mm256_set1_ps(W->scales[r]);
+        int c = 0;
+
+        for (; c < tail; c += 8) {
+            _mm256_storeu_ps(o + c, _mm256_mul_ps(q8_load8(q + c), s));
+        }
+        for (; c < cols; c++) {
+            o[c] = W->scales[r] * q[c];
+        }
+    }
+}
+
+static void q4_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const int cols = W->cols, nb = quant_q4_blocks(cols);
+
+    for (int r = r0; r < r1; r++) {
+        const struct q4_block *blk = (const struct q4_block *)W->data + (size_t)r * nb;
+        float *o = out + (size_t)(r - r0) * cols;
+
+        for (int b = 0; b < nb; b++) {
+            __m256i u = q4_codes(&blk[b]);
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d)), eight = _mm256_set1_ps(8.0f);
+            float tmp[32], *dst = 32 * b + 32 <= cols ? o + 32 * b : tmp;
+            __m128i lo = _mm256_castsi256_si128(u), hi = _mm256_extracti128_si256(u, 1);
+
+            _mm256_storeu_ps(dst, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), eight)));
+            _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), eight)));
+            _mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), eight)));
+            _mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), eight)));
+            if (dst == tmp) {
+                memcpy(o + 32 * b, tmp, (size_t)(cols - 32 * b) * sizeof *tmp);
+            }
+        }
+    }
+}
+
 const struct kernel_set kernel_set_avx2 = {
     .name = "avx2",
     .usable = avx2_usable,
     .format = {
-        [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
+        [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half, f16_rows_to_f32 },
+        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32 },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
     },
 };
