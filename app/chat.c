@@ -488,6 +488,17 @@ void chat_settings_changed(chat *c)
     }
 }
 
+int chat_ban(chat *c, int32_t id, int banned, char *err, size_t errlen)
+{
+    if (id < 0 || id >= c->n_vocab) {
+        snprintf(err, errlen, "token %ld is outside the vocabulary (0..%d)", (long)id,
+                 c->n_vocab - 1);
+        return -1;
+    }
+    sampler_ban(c->smp, id, banned);
+    return 0;
+}
+
 const struct chat_template *chat_get_template(const chat *c)
 {
     return &c->tmpl;

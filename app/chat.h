@@ -72,6 +72,9 @@ void chat_free(chat *c);
 /* Settings are live: changes apply to the next sampled token. */
 struct sampler_settings *chat_settings(chat *c);
 void chat_settings_changed(chat *c);   /* call after editing settings */
+/* Bans (or unbans) a token id; token 0 (end of text) is banned by default,
+ * as in ChatRWKV.  0, or -1 with err for an id outside the vocabulary. */
+int chat_ban(chat *c, int32_t id, int banned, char *err, size_t errlen);
 const struct chat_template *chat_get_template(const chat *c);
 /* Switches persona: new template, conversation reset. */
 int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t errlen);

@@ -54,6 +54,7 @@ struct sampler {
     uint64_t *key;                      /* sort keys */
     int32_t *banned;                    /* ids with FLAG_BANNED */
     size_t n_banned;
+    int banned_stale;                   /* flags changed since the list was built */
     double mass[N_BUCKETS];
     double part_mass[4][N_BUCKETS];
     uint32_t part_filled[4][N_BUCKETS];
@@ -233,6 +234,7 @@ static void list_banned(sampler *smp)
     int32_t id;
 
     smp->n_banned = 0;
+    smp->banned_stale = 0;
     for (id = 0; id < smp->n_vocab; id++) {
         if (smp->flags[id] & FLAG_BANNED) {
             smp->banned[smp->n_banned++] = id;
@@ -250,7 +252,7 @@ void sampler_ban(sampler *smp, int32_t id, int banned)
     } else {
         smp->flags[id] &= (uint8_t)~FLAG_BANNED;
     }
-    list_banned(smp);
+    smp->banned_stale = 1;      /* the list is rebuilt at the next draw */
 }
 
 void sampler_set_count_weight(sampler *smp, int32_t id, float weight)
@@ -543,6 +545,9 @@ int32_t sampler_sample(sampler *smp, float *logits)
     for (i = 0; i < smp->n_present; i++) {
         id = smp->present[i];
         logits[id] -= s->presence + smp->count[id] * s->frequency;
+    }
+    if (smp->banned_stale) {
+        list_banned(smp);
     }
     for (i = 0; i < smp->n_banned; i++) {
         logits[smp->banned[i]] = -INFINITY;

@@ -336,6 +336,30 @@ static void test_operations(rwkv_model *m)
     ok(!strcmp(chat_stop_name(CHAT_STOP_END), "end") && !strcmp(chat_stop_name(CHAT_STOP_EOS), "eos"),
        "stop names");
 
+    /* Token 0 unbanned and the only one allowed: the reply ends at once. */
+    {
+        int32_t id;
+        int bans = chat_ban(c, 0, 0, err, sizeof err) == 0;
+
+        for (id = 1; id < rwkv_model_info(m)->n_vocab; id++) {
+            bans &= chat_ban(c, id, 1, err, sizeof err) == 0;
+        }
+        chat_send(c, "hi", err, sizeof err);
+        free(reply(c, &stop, &sok));
+        ok(bans && stop == CHAT_STOP_EOS && chat_get_stats(c)->reply_tokens == 0 && sok &&
+           !strcmp(chat_turn_at(c, chat_turn_count(c) - 1)->text, ""),
+           "token 0 unbanned: stop 'eos', empty reply");
+        ok(chat_ban(c, -1, 1, err, sizeof err) == -1 && chat_ban(c, 65536, 1, err, sizeof err) == -1,
+           "ban outside the vocabulary refused: %s", err);
+        for (id = 1; id < rwkv_model_info(m)->n_vocab; id++) {
+            chat_ban(c, id, 0, err, sizeof err);
+        }
+        chat_ban(c, 0, 1, err, sizeof err);
+        for (id = world_vocab_size(tok); id < rwkv_model_info(m)->n_vocab; id++) {
+            chat_ban(c, id, 1, err, sizeof err);
+        }
+    }
+
     /* Raw completion: bytes as they are, up to a blank line. */
     chat_settings(c)->max_tokens = 300;
     chat_settings_changed(c);
