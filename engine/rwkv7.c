@@ -526,6 +526,31 @@ static float dot(const float *a, const float *b, int n)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* One row of the state update, fused with its output:
+ *   S_i = S_i * w + sa * b + v_i * k,  returns S_i . r
+ * (eight lanes written out so the compiler vectorises without -ffast-math). */
+static float state_row(float *restrict Si, const float *restrict w, const float *restrict b,
+                       const float *restrict k, const float *restrict r, float sa, float vi,
+                       int n)
+{
+    float acc[8] = { 0 };
+    int j = 0;
+
+    for (; j + 8 <= n; j += 8) {
+        for (int l = 0; l < 8; l++) {
+            float x = Si[j + l] * w[j + l] + sa * b[j + l] + vi * k[j + l];
+
+            Si[j + l] = x;
+            acc[l] += x * r[j + l];
+        }
+    }
+    for (; j < n; j++) {
+        Si[j] = Si[j] * w[j] + sa * b[j] + vi * k[j];
+        acc[0] += Si[j] * r[j];
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
 /* The wkv recurrence of one head over the chunk, token by token:
  *   S = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S r. */
 static void wkv_head(void *ctx, int h)
@@ -550,12 +575,8 @@ static void wkv_head(void *ctx, int h)
         for (int i = 0; i < N; i++) {
             float *Si = S + (size_t)i * N;
             float sa = use_kk ? -dot(Si, kk, N) : 0.0f;
-            float vi = v[i];
 
-            for (int j = 0; j < N; j++) {
-                Si[j] = Si[j] * w[j] + sa * b[j] + vi * k[j];
-            }
-            y[i] = dot(Si, r, N);
+            y[i] = state_row(Si, w, b, k, r, sa, v[i], N);
         }
     }
 }
