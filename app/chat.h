@@ -49,6 +49,12 @@ int chat_template_load(struct chat_template *t, const char *name_or_path, char *
 int chat_template_parse(struct chat_template *t, const char *name, const char *text, size_t len,
                         char *err, size_t errlen);
 void chat_template_free(struct chat_template *t);
+/* Names chat_template_load finds: the stems of the *.txt files in
+ * $XDG_CONFIG_HOME/rwkv-chat/prompts and in the data directories'
+ * prompts/, sorted, without duplicates.  A NULL-terminated malloc'd array
+ * (free with chat_template_names_free); NULL on allocation failure. */
+char **chat_template_names(void);
+void chat_template_names_free(char **names);
 
 /* Timings and counts of the last reply (for the status line and JSONL). */
 struct chat_stats {

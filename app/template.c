@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 static char *dup_range(const char *s, size_t n)
@@ -328,4 +329,107 @@ int chat_template_load(struct chat_template *t, const char *name_or_path, char *
     free(dir);
     free(rel);
     return rc;
+}
+
+void chat_template_names_free(char **names)
+{
+    size_t i;
+
+    for (i = 0; names && names[i]; i++) {
+        free(names[i]);
+    }
+    free(names);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds the stems of dir's *.txt files to *names (n used, cap allocated). */
+static int add_names(const char *dir, char ***names, size_t *n, size_t *cap)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    if (!d) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+
+        if (len <= 4 || strcmp(e->d_name + len - 4, ".txt") != 0 || e->d_name[0] == '.') {
+            continue;
+        }
+        if (*n + 2 > *cap) {
+            size_t nc = *cap ? *cap * 2 : 16;
+            char **nn = realloc(*names, nc * sizeof *nn);
+
+            if (!nn) {
+                closedir(d);
+                return -1;
+            }
+            *names = nn;
+            *cap = nc;
+        }
+        if (!((*names)[*n] = dup_range(e->d_name, len - 4))) {
+            closedir(d);
+            return -1;
+        }
+        (*n)++;
+    }
+    closedir(d);
+    return 0;
+}
+
+char **chat_template_names(void)
+{
+    char **names = NULL, *cfg = paths_config_dir(), *dirs = paths_data_dirs("prompts");
+    size_t n = 0, cap = 0, i, o;
+    int rc = 0;
+
+    if (cfg) {
+        char *p = paths_join(cfg, "prompts");
+
+        rc = p ? add_names(p, &names, &n, &cap) : -1;
+        free(p);
+    }
+    /* paths_data_dirs joins the directories with ", ". */
+    if (dirs && rc == 0) {
+        char *d = dirs, *sep;
+
+        for (;;) {
+            sep = strstr(d, ", ");
+            if (sep) {
+                *sep = '\0';
+            }
+            if (*d && add_names(d, &names, &n, &cap) < 0) {
+                rc = -1;
+                break;
+            }
+            if (!sep) {
+                break;
+            }
+            d = sep + 2;
+        }
+    }
+    free(cfg);
+    free(dirs);
+    if (rc < 0 || (!names && !(names = malloc(sizeof *names)))) {
+        for (i = 0; i < n; i++) {
+            free(names[i]);
+        }
+        free(names);
+        return NULL;
+    }
+    qsort(names, n, sizeof *names, by_name);
+    for (i = o = 0; i < n; i++) {
+        if (o > 0 && !strcmp(names[o - 1], names[i])) {
+            free(names[i]);
+        } else {
+            names[o++] = names[i];
+        }
+    }
+    names[o] = NULL;
+    return names;
 }

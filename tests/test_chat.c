@@ -142,6 +142,20 @@ static void test_normalize_and_templates(void)
         }
         ok(all, "default, translator, coder: intros in the chat format");
     }
+    {
+        char **names = chat_template_names();
+        size_t i, k = 0;
+        int has_bare = 0, has_coder = 0;
+
+        for (i = 0; names && names[i]; i++) {
+            has_bare |= !strcmp(names[i], "bare");
+            has_coder |= !strcmp(names[i], "coder");
+            k += i > 0 && strcmp(names[i - 1], names[i]) >= 0;
+        }
+        ok(names && has_bare && has_coder && k == 0, "template names listed, sorted, unique (%zu)",
+           i);
+        chat_template_names_free(names);
+    }
     ok(chat_template_load(&t, "no-such-persona", err, sizeof err) == -1 &&
        strstr(err, "no prompt named 'no-such-persona'"), "unknown prompt name: %s", err);
 
