@@ -370,9 +370,9 @@ static struct layer_state layer_state(const struct weights *W, float *state, int
     return ls;
 }
 
-/* Token shift: mixes each token with the previous token's (the first with
- * x_prev), out[t] = x[t] + (prev[t] - x[t]) * mix; updates x_prev to the
- * chunk's last token. */
+/* Token shift: mixes each token with the previous one (the chunk's first
+ * with x_prev from the state), out_j[t] = x[t] + (prev[t] - x[t]) * mix_j.
+ * The caller then stores the chunk's last x as the new x_prev. */
 static void token_shift(const float *x, int T, int C, const float *x_prev,
                         const float *const *mix, float *const *out, int n_mix)
 {
