@@ -444,6 +444,50 @@ static void test_seeded(rwkv_model *m, const char *what)
     chat_free(y);
 }
 
+static int is_ws(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* Random replies (random weights, top_p 1): whatever the tokens, the
+ * streamed bytes are the transcript text, stripped, valid UTF-8 pieces,
+ * never containing the end of the turn. */
+static void test_stream_invariants(rwkv_model *m)
+{
+    struct sampler_settings s;
+    char err[RWKV_ERRLEN];
+    chat *c;
+    int seed, good = 1, ends = 0, ws_inside = 0;
+
+    sampler_defaults(&s);
+    s.top_p = 1.0f;
+    s.presence = s.frequency = 0.0f;
+    s.max_tokens = 40;
+    c = chat_new(m, tok, NULL, &s, err, sizeof err);
+    for (seed = 0; seed < 20 && c; seed++) {
+        char *r;
+        int stop, sok;
+        size_t len;
+
+        chat_settings(c)->seed = (uint64_t)seed;
+        chat_settings_changed(c);
+        chat_reset(c);
+        chat_send(c, "Write something.", err, sizeof err);
+        r = reply(c, &stop, &sok);
+        len = strlen(r);
+        ends += stop == CHAT_STOP_END;
+        ws_inside += strchr(r, '\n') != NULL || strchr(r, ' ') != NULL;
+        if (!sok || strstr(r, "\n\n") || (len && (is_ws(r[0]) || is_ws(r[len - 1])))) {
+            diag("seed %d: [%s] stream ok %d", seed, r, sok);
+            good = 0;
+        }
+        free(r);
+    }
+    ok(c && good, "20 random replies: stream == transcript, stripped, no \\n\\n (%d ended the turn, "
+       "%d with inner whitespace)", ends, ws_inside);
+    chat_free(c);
+}
+
 /* Writes a state-tuned file for the demo model shape: time_state[l] is
  * [H][N][N] with value (l, h, i, j) -> l + h/10 + i/1000 + j/100000. */
 static int write_tuned(const char *path, const struct rwkv_info *info, int transposed_ok)
@@ -588,6 +632,7 @@ int main(void)
     world = load_model(shared_path("fixtures/models/v7-world.pth"));
     if (world) {
         test_seeded(world, "v7-world (random weights)");
+        test_stream_invariants(world);
         rwkv_model_free(world);
     } else {
         ok(0, "v7-world.pth loads");
