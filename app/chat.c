@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define UNDO_BUDGET ((size_t)1 << 30)  /* bytes of states kept for undo */
+#define UNDO_BUDGET ((size_t)512 << 20) /* bytes of states kept for undo */
 #define UNDO_MIN 2
 #define UNDO_MAX 1000
 

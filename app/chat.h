@@ -128,7 +128,7 @@ const struct chat_stats *chat_get_stats(const chat *c);
 
 /* Conversation operations (cheap: snapshot copies, no re-feeding).  Each
  * exchange keeps the state before its message and after its prompt; the
- * oldest are dropped past a memory budget (1 GiB of states, at least 2
+ * oldest are dropped past a memory budget (512 MiB of states, at least 2
  * exchanges).  A reply in progress is ended as interrupted first. */
 void chat_reset(chat *c);              /* back to the template's intro */
 int chat_undo(chat *c, char *err, size_t errlen);       /* drop last exchange */
