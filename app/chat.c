@@ -804,6 +804,8 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
     } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
         stop = CHAT_STOP_LENGTH;
     } else {
+        /* Settings are live even if the caller forgot chat_settings_changed. */
+        chat_settings_changed(c);
         token = sampler_sample(c->smp, c->logits);
         if (token < 0) {
             snprintf(err, errlen, "every token is banned: nothing to sample");
