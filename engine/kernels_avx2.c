@@ -320,6 +320,70 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     }
 }
 
+/* ---- packing at load time -------------------------------------------------- */
+
+/* quant_pack_q8 with 8 lanes: the same scales and codes (cvtps rounds to
+ * nearest even like the portable code; |w / s| <= 127 needs no clamp). */
+static int q8_pack(struct kmat *m, const float *src)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const int cols = m->cols, tail = cols & ~31;
+    int8_t *q = malloc((size_t)m->rows * (size_t)cols);
+    float *s = malloc((size_t)m->rows * sizeof *s);
+
+    if (!q || !s) {
+        free(q);
+        free(s);
+        return -1;
+    }
+    for (int r = 0; r < m->rows; r++) {
+        const float *w = src + (size_t)r * cols;
+        int8_t *qr = q + (size_t)r * cols;
+        __m256 mx = _mm256_setzero_ps();
+        float amax, inv;
+        int c = 0;
+
+        for (; c + 8 <= cols; c += 8) {
+            mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(w + c), absmask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        amax = _mm_cvtss_f32(m4);
+        for (; c < cols; c++) {
+            float a = w[c] < 0 ? -w[c] : w[c];
+
+            amax = a > amax ? a : amax;
+        }
+        s[r] = amax / 127.0f;
+        inv = amax > 0 ? 127.0f / amax : 0.0f;
+        __m256 iv = _mm256_set1_ps(inv);
+
+        for (c = 0; c < tail; c += 32) {
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c), iv));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c + 8), iv));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c + 16), iv));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c + 24), iv));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(qr + c), p);
+        }
+        for (; c < cols; c++) {
+            float v = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(w[c] * inv),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+
+            qr[c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+    }
+    m->data = q;
+    m->owned = q;
+    m->scales = s;
+    m->owned_scales = s;
+    return 0;
+}
+
 /* ---- rows to float32 for sequence mode (sgemm) ---------------------------- */
 
 static void bf16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
@@ -400,7 +464,7 @@ const struct kernel_set kernel_set_avx2 = {
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half, f16_rows_to_f32 },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32 },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32 },
+        [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
     },
 };

@@ -65,6 +65,16 @@ uint16_t quant_f32_to_f16(float f)
 /* ------------------------------------------------------------------------ */
 /* Packing                                                                    */
 
+/* Round to nearest, ties to even, for |v| < 2^22 (the codes here are at
+ * most 127): adding and removing 1.5 * 2^23 leaves the rounded value, as
+ * lrintf would in the default rounding mode, without a library call. */
+static inline float round_small(float v)
+{
+    const float m = 12582912.0f;    /* not folded: float addition is not associative */
+
+    return (v + m) - m;
+}
+
 static int pack_half(struct kmat *m, const float *src, int bf16)
 {
     size_t n = (size_t)m->rows * (size_t)m->cols, i;
@@ -108,13 +118,15 @@ int quant_pack_q8(struct kmat *m, const float *src)
         float amax = 0;
 
         for (int c = 0; c < m->cols; c++) {
-            amax = fmaxf(amax, fabsf(w[c]));
+            float a = fabsf(w[c]);
+
+            amax = a > amax ? a : amax;
         }
         s[r] = amax / 127.0f;
         float inv = amax > 0 ? 127.0f / amax : 0.0f;
 
         for (int c = 0; c < m->cols; c++) {
-            long v = lrintf(w[c] * inv);
+            float v = round_small(w[c] * inv);
 
             qr[c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
         }
@@ -155,7 +167,7 @@ int quant_pack_q4(struct kmat *m, const float *src)
             d = quant_f16_to_f32(blk->d);
             inv = d != 0 ? 1.0f / d : 0.0f;
             for (j = 0; j < QUANT_Q4_GROUP / 2; j++) {
-                long lo = lrintf(v[j] * inv) + 8, hi = lrintf(v[j + 16] * inv) + 8;
+                int lo = (int)round_small(v[j] * inv) + 8, hi = (int)round_small(v[j + 16] * inv) + 8;
 
                 lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
                 hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;

@@ -102,6 +102,17 @@ static double check_kernel(const struct kernel_set *set, enum rwkv_dtype t, int 
     if (kernel_set_quant.format[t].pack(&W, src) != 0 || quant_xq_alloc(&xq, cols) != 0) {
         return 1e9;
     }
+    if (set->format[t].pack != kernel_set_quant.format[t].pack) {
+        /* the set's own packer must give the portable bytes */
+        struct kmat V = { .type = t, .rows = rows, .cols = cols };
+
+        if (set->format[t].pack(&V, src) != 0 ||
+            memcmp(V.data, W.data, t == RWKV_DTYPE_Q8 ? (size_t)rows * cols : kmat_bytes(&W)) != 0 ||
+            (W.scales && memcmp(V.scales, W.scales, (size_t)rows * sizeof(float)) != 0)) {
+            worst = 1e9;
+        }
+        kmat_free(&V);
+    }
     quant_xq_fill(&xq, x);
     for (int r = 0; r < rows; r++) {
         y[r] = NAN;
