@@ -231,5 +231,24 @@ ok "$(test -s "$T/int.state"; echo $?)" "SIGINT: --state-out is written"
 printf 'Hello.\n' | run afterint --state-in "$T/int.state" --max-tokens 4
 ok "$(test "$(rc afterint)" = 0; echo $?)" "the state saved on SIGINT loads and the chat goes on"
 
+# Streaming: an endless reply shows up on stdout while it is being generated.
+mkfifo "$T/fifo2"
+"$CHAT" --batch --model "$MODEL" -t 1 --seed 9 --temperature 1 --top-p 1 --max-tokens 0 \
+    <"$T/fifo2" >"$T/stream.out" 2>"$T/stream.err" &
+pid=$!
+exec 4>"$T/fifo2"
+printf 'Write a very long story.\n' >&4
+i=0
+while [ ! -s "$T/stream.out" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+size1=$(wc -c <"$T/stream.out")
+sleep 0.5
+size2=$(wc -c <"$T/stream.out")
+kill -INT $pid
+wait $pid
+echo $? >"$T/stream.rc"
+exec 4>&-
+ok "$(test "$size1" -gt 0 && test "$size2" -gt "$size1" && test "$(rc stream)" = 130; echo $?)" \
+    "replies stream: stdout grows token by token before the reply ends ($size1 then $size2 bytes)"
+
 echo "1..$n"
 exit $fail
