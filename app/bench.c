@@ -91,7 +91,9 @@ typedef uint64_t bw_vec __attribute__((vector_size(32)));
 
 /* Sums 32-byte vectors (256-bit loads where the CPU has them), four
  * independent sums so loads, not additions, set the pace. */
+#if defined(__x86_64__)
 __attribute__((target_clones("avx2", "default")))
+#endif
 static uint64_t bw_sum(const bw_vec *a, size_t n)
 {
     bw_vec s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
@@ -206,6 +208,7 @@ static double measure_bandwidth(int threads)
  * on such a CPU, restart once with the SkylakeX kernels named. */
 static void maybe_reexec(char **argv)
 {
+#if defined(__x86_64__)
     const char *core = openblas_get_corename();
 
     __builtin_cpu_init();
@@ -221,6 +224,9 @@ static void maybe_reexec(char **argv)
     setenv("RWKV_BENCH_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
     /* exec failed: go on with the detected core */
+#else
+    (void)argv;
+#endif
 }
 
 /* ---- measurements ---------------------------------------------------------- */

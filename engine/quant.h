@@ -118,29 +118,4 @@ int quant_xq_alloc(struct quant_xq *xq, int cols);
 void quant_xq_free(struct quant_xq *xq);
 void quant_xq_fill(struct quant_xq *xq, const float *x);
 
-/* ---- conversion cache ---------------------------------------------------
- * MODEL.rwkvcache-DTYPE beside the model holds the converted matrices of
- * one model for one format, so a second start maps them instead of
- * converting.  The header records the source file's size, mtime and the
- * model fingerprint; any difference (or a version bump) makes it stale and
- * it is rebuilt.  Layout: a 4096-byte header, then each matrix's data and
- * scales, 64-byte aligned, in the order the model prepares them. */
-#define QUANT_CACHE_VERSION 1
-
-typedef struct quant_cache quant_cache;
-
-/* Opens (or prepares to write) the cache for model_path and dtype.  NULL
- * when caching is impossible (not an error: conversion just happens). */
-quant_cache *quant_cache_open(const char *model_path, enum rwkv_dtype dtype,
-                              uint64_t fingerprint);
-/* Takes matrix number i from a valid cache (fills m, data mapped in place):
- * 1; or 0 when the cache is being written (m is then converted by the
- * caller and handed to quant_cache_put). */
-int quant_cache_get(quant_cache *c, struct kmat *m, int rows, int cols);
-void quant_cache_put(quant_cache *c, const struct kmat *m);
-/* Writes the cache file if it was being built; unmaps nothing that a kmat
- * still uses (the mapping lives until quant_cache_close). */
-void quant_cache_commit(quant_cache *c);
-void quant_cache_close(quant_cache *c);
-
 #endif
