@@ -729,6 +729,134 @@ static void summarize(rwkv_model *m, const unsigned char *used)
     }
 }
 
+/* ------------------------------------------------------ finite check --- */
+
+/* Bytes of tensor data one task of the NaN/Inf scan reads. */
+#define SCAN_CHUNK ((size_t)1 << 20)
+
+struct scan {
+    const struct ckpt_tensor **tensors;     /* the used tensors */
+    size_t *first_chunk;                    /* of each tensor; [n] = total */
+    size_t n;
+    size_t *bad;                            /* per chunk: NaN/Inf values */
+};
+
+/* Counts the NaN and infinite values among n elements: those whose
+ * exponent bits are all ones. */
+static size_t count_nonfinite_exact(enum ckpt_dtype dtype, const void *data, size_t n)
+{
+    size_t bad = 0, i;
+
+    if (dtype == CKPT_F32) {
+        const uint32_t *p = data;
+        for (i = 0; i < n; i++) {
+            bad += (p[i] & 0x7f800000u) == 0x7f800000u;
+        }
+    } else {
+        const uint16_t *p = data;
+        uint16_t mask = dtype == CKPT_F16 ? 0x7c00 : 0x7f80;
+        for (i = 0; i < n; i++) {
+            bad += (uint16_t)(p[i] & mask) == mask;
+        }
+    }
+    return bad;
+}
+
+/* The same count, fast when it is 0: eight bytes at a time, a lane's
+ * clear exponent bits plus 0x7fff (0x7fffffff) set its top bit unless the
+ * exponent is all ones, and no lane carries into the next. */
+static size_t count_nonfinite(enum ckpt_dtype dtype, const void *data, size_t n)
+{
+    const unsigned char *b = data;
+    size_t nbytes = n * ckpt_dtype_size(dtype), words = nbytes / 8, i;
+    uint64_t exp, low, top, acc = ~(uint64_t)0, w;
+
+    exp = dtype == CKPT_F32 ? 0x7f8000007f800000ULL
+        : dtype == CKPT_F16 ? 0x7c007c007c007c00ULL : 0x7f807f807f807f80ULL;
+    low = dtype == CKPT_F32 ? 0x7fffffff7fffffffULL : 0x7fff7fff7fff7fffULL;
+    top = dtype == CKPT_F32 ? 0x8000000080000000ULL : 0x8000800080008000ULL;
+    for (i = 0; i < words; i++) {
+        memcpy(&w, b + 8 * i, 8);
+        acc &= (~w & exp) + low;
+    }
+    if ((acc & top) == top && nbytes % 8 == 0) {
+        return 0;
+    }
+    return count_nonfinite_exact(dtype, data, n);
+}
+
+/* One pool task: chunk i of the concatenated used tensors. */
+static void scan_chunk(void *ctx, int i)
+{
+    struct scan *s = ctx;
+    size_t c = (size_t)i, lo = 0, hi = s->n, esize, begin, end;
+    const struct ckpt_tensor *t;
+
+    while (hi - lo > 1) {       /* the tensor whose chunks hold c */
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->first_chunk[mid] <= c) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    t = s->tensors[lo];
+    esize = ckpt_dtype_size(t->dtype);
+    begin = (c - s->first_chunk[lo]) * SCAN_CHUNK;
+    end = begin + SCAN_CHUNK < t->nbytes ? begin + SCAN_CHUNK : t->nbytes;
+    s->bad[c] = count_nonfinite(t->dtype, (const unsigned char *)t->data + begin,
+                                (end - begin) / esize);
+}
+
+/* Refuses weights holding NaN or infinity, naming the first such tensor:
+ * they would only turn every logit into NaN later.  Reads each used
+ * tensor once, on the pool's threads. */
+static int check_finite(rwkv_model *m, const unsigned char *used, char *err, size_t errlen)
+{
+    struct scan s;
+    size_t n = ckpt_count(m->file), i, k, chunks = 0;
+    int rc = -1;
+
+    memset(&s, 0, sizeof(s));
+    s.tensors = malloc((n ? n : 1) * sizeof(*s.tensors));
+    s.first_chunk = malloc((n + 1) * sizeof(*s.first_chunk));
+    if (!s.tensors || !s.first_chunk) {
+        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(m->file, i);
+        if (used[i] && t->nbytes > 0) {
+            s.tensors[s.n] = t;
+            s.first_chunk[s.n++] = chunks;
+            chunks += (t->nbytes + SCAN_CHUNK - 1) / SCAN_CHUNK;
+        }
+    }
+    s.first_chunk[s.n] = chunks;
+    if (chunks > (size_t)INT32_MAX || !(s.bad = calloc(chunks ? chunks : 1, sizeof(*s.bad)))) {
+        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        goto out;
+    }
+    kpool_run(m->pool, scan_chunk, &s, (int)chunks);
+    for (i = 0; i < s.n; i++) {
+        size_t bad = 0;
+        for (k = s.first_chunk[i]; k < s.first_chunk[i + 1]; k++) {
+            bad += s.bad[k];
+        }
+        if (bad) {
+            set_err(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", ckpt_path(m->file),
+                    s.tensors[i]->name, bad, bad == 1 ? "" : "s");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(s.tensors);
+    free(s.first_chunk);
+    free(s.bad);
+    return rc;
+}
+
 /* ------------------------------------------------------------- public --- */
 
 rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
@@ -775,7 +903,6 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
         return NULL;
     }
     summarize(m, used);
-    free(used);
     switch (m->info.version) {
     case 4: m->arch = &rwkv4_arch; break;
     case 5: m->arch = &rwkv5_arch; break;
@@ -785,9 +912,17 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
     m->pool = kpool_new(opts ? opts->n_threads : 0);
     if (!m->pool) {
         set_err(err, errlen, "%s: cannot start worker threads", path);
+        free(used);
         rwkv_model_free(m);
         return NULL;
     }
+    if (check_finite(m, used, err, errlen)) {
+        free(used);
+        m->arch = NULL;
+        rwkv_model_free(m);
+        return NULL;
+    }
+    free(used);
     if (m->arch->prepare(m, err, errlen)) {
         /* prepare cleans up after itself or leaves what release frees */
         if (!m->weights) {

@@ -327,7 +327,7 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
 {
     struct json j;
     const unsigned char *map;
-    size_t size, n_ranges = 0, cap_ranges = 0, i;
+    size_t size, n_ranges = 0, cap_ranges = 0, i, far;
     uint64_t hlen, data_size;
     const unsigned char *data;
     struct range *ranges = NULL;
@@ -465,13 +465,25 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
         json_fail(&j, "trailing bytes after the header object");
         goto out;
     }
-    qsort(ranges, n_ranges, sizeof(*ranges), cmp_range);
-    for (i = 1; i < n_ranges; i++) {
-        if (ranges[i].begin < ranges[i - 1].end && ranges[i].begin != ranges[i].end) {
+    /* Sorted by start, a range overlaps an earlier one exactly when it
+     * starts before the furthest end so far; empty ranges overlap nothing
+     * (and must not hide an overlap behind them). */
+    if (n_ranges > 1) {
+        qsort(ranges, n_ranges, sizeof(*ranges), cmp_range);
+    }
+    far = SIZE_MAX;     /* the non-empty range that ends last so far */
+    for (i = 0; i < n_ranges; i++) {
+        if (ranges[i].begin == ranges[i].end) {
+            continue;
+        }
+        if (far != SIZE_MAX && ranges[i].begin < ranges[far].end) {
             snprintf(err, errlen, "%s: tensor %s: data [%llu, %llu] overlaps tensor %s",
                      j.path, ranges[i].name, (unsigned long long)ranges[i].begin,
-                     (unsigned long long)ranges[i].end, ranges[i - 1].name);
+                     (unsigned long long)ranges[i].end, ranges[far].name);
             goto out;
+        }
+        if (far == SIZE_MAX || ranges[i].end > ranges[far].end) {
+            far = i;
         }
     }
     rc = 0;

@@ -1,0 +1,1256 @@
+/*
+ * test_badinput.c - the loaders against bad files (issue 10): for the .pth
+ * and safetensors readers, the model loader, the vocabulary, state files
+ * and chat templates, files that are empty, cut at every structural
+ * boundary, declare huge sizes, overlap, hold NaN/Inf weights, claim
+ * big-endian data, or belong to another model.  Each case asserts the
+ * exact one-line error and that the file on disk is unchanged.
+ *
+ * Allocation bombs: outside ASan the address space is capped at 1 GiB, so
+ * a loader that believed a 2^60-byte size would fail with "out of memory"
+ * instead of the expected message; under ASan such a malloc aborts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/chat.h"
+#include "engine/checkpoint.h"
+#include "engine/rwkv.h"
+#include "engine/statefile.h"
+#include "tests/tap.h"
+#include "tokenizer/world.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+static char tmpdir[64];
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[8][256];
+    static int next;
+    char *b = buf[next++ & 7];
+
+    snprintf(b, sizeof(buf[0]), "%s/%s", tmpdir, name);
+    return b;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(99);
+    }
+}
+
+static uint16_t rd16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void wr16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void wr32(unsigned char *p, uint32_t v)
+{
+    wr16(p, v & 0xffff);
+    wr16(p + 2, v >> 16);
+}
+
+static void wr64(unsigned char *p, uint64_t v)
+{
+    wr32(p, (uint32_t)v);
+    wr32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t fnv_bytes(const void *data, size_t n)
+{
+    const unsigned char *b = data;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A checksum of a file's bytes (FNV-1a over 8-byte words, then the tail)
+ * and its size; ~0 if unreadable. */
+static uint64_t file_sum(const char *path, size_t *size)
+{
+    size_t n = 0, i;
+    struct stat st;
+    unsigned char *data;
+    uint64_t h = 0xcbf29ce484222325ULL, w;
+
+    *size = 0;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+        return ~(uint64_t)0;    /* a directory, a missing file: nothing to compare */
+    }
+    data = read_file(path, &n);
+    *size = n;
+    if (!data) {
+        return ~(uint64_t)0;
+    }
+    for (i = 0; i + 8 <= n; i += 8) {
+        memcpy(&w, data + i, 8);
+        h = (h ^ w) * 0x100000001b3ULL;
+        h ^= h >> 29;
+    }
+    h = fnv_bytes(data + i, n - i) ^ (h * 31);
+    free(data);
+    return h;
+}
+
+/* ------------------------------------------------------------ loaders --- */
+
+enum loader { L_CKPT, L_MODEL, L_VOCAB, L_STATE, L_TEMPLATE };
+
+static rwkv_model *state_model;     /* the model L_STATE loads against */
+
+/* Runs a loader on path; 1 if it accepted the file (freed again). */
+static int run_loader(enum loader l, const char *path, char *err, size_t errlen)
+{
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1 };
+    struct chat_template t;
+    ckpt_file *f;
+    rwkv_model *m;
+    world_tokenizer *tok;
+    rwkv_statefile *sf;
+
+    err[0] = '\0';
+    switch (l) {
+    case L_CKPT:
+        f = ckpt_open(path, err, errlen);
+        ckpt_close(f);
+        return f != NULL;
+    case L_MODEL:
+        m = rwkv_model_load(path, &opts, err, errlen);
+        rwkv_model_free(m);
+        return m != NULL;
+    case L_VOCAB:
+        tok = world_load(path, err, errlen);
+        world_free(tok);
+        return tok != NULL;
+    case L_STATE:
+        sf = rwkv_statefile_load(path, state_model, err, errlen);
+        rwkv_statefile_free(sf);
+        return sf != NULL;
+    case L_TEMPLATE:
+        memset(&t, 0, sizeof(t));
+        if (chat_template_load(&t, path, err, errlen) < 0) {
+            return 0;
+        }
+        chat_template_free(&t);
+        return 1;
+    }
+    return 0;
+}
+
+static int quiet;       /* 1: report only failures (loops of many cases) */
+static int n_quiet_ok;
+
+/* Loads path with l expecting exactly the error want (printf format), one
+ * line, and the file unchanged.  want NULL: the file must load. */
+__attribute__((format(printf, 4, 5)))
+static int expect(const char *what, enum loader l, const char *path, const char *want, ...)
+{
+    char err[1024], exp[1024];
+    size_t before_size, after_size;
+    uint64_t before = file_sum(path, &before_size), after;
+    int loaded, good;
+    va_list ap;
+
+    exp[0] = '\0';
+    if (want) {
+        va_start(ap, want);
+        vsnprintf(exp, sizeof(exp), want, ap);
+        va_end(ap);
+    }
+    loaded = run_loader(l, path, err, sizeof(err));
+    after = file_sum(path, &after_size);
+    good = want ? !loaded && !strcmp(err, exp) && !strchr(err, '\n')
+                : loaded;
+    good = good && before == after && before_size == after_size;
+    if (quiet && good) {
+        n_quiet_ok++;
+        return 1;
+    }
+    if (!good) {
+        diag("%s: got  \"%s\"%s", what, loaded ? "(loaded)" : err,
+             before == after ? "" : " and the file changed");
+        diag("%s: want \"%s\"", what, want ? exp : "(loads)");
+    }
+    ok(good, "%s: %s%s%s", what, want ? "\"" : "loads", want ? exp : "", want ? "\"" : "");
+    return good;
+}
+
+/* ---------------------------------------------------------------- zip --- */
+
+struct zent {
+    char name[256];
+    const unsigned char *data;
+    size_t size;
+    size_t header, data_off;    /* offsets in the file */
+    size_t cd;                  /* offset of its central directory entry */
+};
+
+/* Lists a plain (non-ZIP64, no comment) zip; returns the count, fills
+ * *cd_off and *eocd. */
+static int zip_list(const unsigned char *b, size_t len, struct zent *e, int max, size_t *cd_off,
+                    size_t *eocd)
+{
+    size_t pos, n, i;
+
+    *eocd = len - 22;
+    if (rd32(b + *eocd) != 0x06054b50) {
+        return -1;
+    }
+    n = rd16(b + *eocd + 10);
+    pos = *cd_off = rd32(b + *eocd + 16);
+    for (i = 0; i < n && (int)i < max; i++) {
+        size_t nlen = rd16(b + pos + 28), lh = rd32(b + pos + 42);
+        snprintf(e[i].name, sizeof(e[i].name), "%.*s", (int)nlen, b + pos + 46);
+        e[i].cd = pos;
+        e[i].size = rd32(b + pos + 24);
+        e[i].header = lh;
+        e[i].data_off = lh + 30 + rd16(b + lh + 26) + rd16(b + lh + 28);
+        e[i].data = b + e[i].data_off;
+        pos += 46 + nlen + rd16(b + pos + 30) + rd16(b + pos + 32);
+    }
+    return (int)n;
+}
+
+/* Writes a stored zip of n entries, data 64-byte aligned as torch does. */
+static void write_zip(const char *path, int n, const char *const *names,
+                      const void *const *data, const size_t *sizes)
+{
+    size_t total = 22, len = 0, cd;
+    size_t *offsets = calloc((size_t)n, sizeof(size_t));
+    unsigned char *out, *h;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        total += 2 * (46 + strlen(names[i])) + 64 + sizes[i] + 8;
+    }
+    out = calloc(1, total);
+    for (i = 0; i < n; i++) {
+        size_t nlen = strlen(names[i]), pad = (64 - (len + 30 + nlen + 4) % 64) % 64;
+        offsets[i] = len;
+        h = out + len;
+        wr32(h, 0x04034b50);
+        wr16(h + 4, 20);
+        wr32(h + 18, (uint32_t)sizes[i]);
+        wr32(h + 22, (uint32_t)sizes[i]);
+        wr16(h + 26, (unsigned)nlen);
+        wr16(h + 28, (unsigned)(pad + 4));
+        memcpy(h + 30, names[i], nlen);
+        wr16(h + 30 + nlen, 0x5a46);
+        wr16(h + 32 + nlen, (unsigned)pad);
+        len += 30 + nlen + 4 + pad;
+        memcpy(out + len, data[i], sizes[i]);
+        len += sizes[i];
+    }
+    cd = len;
+    for (i = 0; i < n; i++) {
+        size_t nlen = strlen(names[i]);
+        h = out + len;
+        wr32(h, 0x02014b50);
+        wr16(h + 4, 20);
+        wr16(h + 6, 20);
+        wr32(h + 20, (uint32_t)sizes[i]);
+        wr32(h + 24, (uint32_t)sizes[i]);
+        wr16(h + 28, (unsigned)nlen);
+        wr32(h + 42, (uint32_t)offsets[i]);
+        memcpy(h + 46, names[i], nlen);
+        len += 46 + nlen;
+    }
+    h = out + len;
+    wr32(h, 0x06054b50);
+    wr16(h + 8, (unsigned)n);
+    wr16(h + 10, (unsigned)n);
+    wr32(h + 12, (uint32_t)(len - cd));
+    wr32(h + 16, (uint32_t)cd);
+    len += 22;
+    write_file(path, out, len);
+    free(out);
+    free(offsets);
+}
+
+/* Length of the pickle opcode at p (with its argument), as far as the
+ * opcodes of a torch state dict go; may run past len (a cut opcode). */
+static size_t op_len(const unsigned char *p, size_t len)
+{
+    const unsigned char *nl;
+
+    switch (p[0]) {
+    case 0x80: case 'q': case 'h': case 'K': return 2;
+    case 'M': return 3;
+    case 'r': case 'j': case 'J': return 5;
+    case 'X': return len < 5 ? 5 : 5 + rd32(p + 1);
+    case 0x8c: case 0x8a: return len < 2 ? 2 : 2 + p[1];
+    case 'c':
+        nl = memchr(p + 1, '\n', len - 1);
+        nl = nl ? memchr(nl + 1, '\n', len - (size_t)(nl + 1 - p)) : NULL;
+        return nl ? (size_t)(nl - p) + 1 : len + 1;
+    default: return 1;
+    }
+}
+
+/* ---------------------------------------------------------------- pth --- */
+
+/* Cuts at every structural boundary of the zip, each local header, entry,
+ * central directory entry and the end record. */
+static void test_pth_cuts(const unsigned char *buf, size_t len, const struct zent *e, int n,
+                          size_t cd_off, size_t eocd)
+{
+    const char *p = tmp_path("cut.pth");
+    size_t *cuts = malloc(sizeof(size_t) * ((size_t)n * 12 + 16)), nc = 0, i;
+    int k, fd;
+
+    cuts[nc++] = 1;
+    cuts[nc++] = 2;
+    cuts[nc++] = 4;
+    cuts[nc++] = 21;
+    for (k = 0; k < n; k++) {
+        size_t b[] = { e[k].header, e[k].header + 30, e[k].data_off, e[k].data_off + 1,
+                       e[k].data_off + e[k].size - 1, e[k].data_off + e[k].size,
+                       e[k].cd, e[k].cd + 46 };
+        for (i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+            if (b[i] > 0 && b[i] < len) {
+                cuts[nc++] = b[i];
+            }
+        }
+    }
+    cuts[nc++] = cd_off;
+    cuts[nc++] = eocd;
+    cuts[nc++] = eocd + 10;
+    cuts[nc++] = len - 1;
+    /* One copy of the file, shortened cut by cut (longest first). */
+    for (i = 1; i < nc; i++) {
+        size_t j = i, t = cuts[i];
+        while (j > 0 && cuts[j - 1] < t) {
+            cuts[j] = cuts[j - 1];
+            j--;
+        }
+        cuts[j] = t;
+    }
+    write_file(p, buf, len);
+    quiet = 1;
+    n_quiet_ok = 0;
+    for (i = 0; i < nc; i++) {
+        char what[64];
+        size_t c = cuts[i];
+
+        if (i > 0 && c == cuts[i - 1]) {
+            n_quiet_ok++;
+            continue;
+        }
+        if (truncate(p, (off_t)c) != 0) {
+            perror("truncate");
+            exit(99);
+        }
+        snprintf(what, sizeof(what), "v7.pth cut at %zu", c);
+        if (c < 2) {
+            expect(what, L_CKPT, p, "%s: not a model file (neither a PyTorch zip checkpoint "
+                   "nor safetensors)", p);
+        } else if (c < 4) {
+            expect(what, L_CKPT, p, "%s: offset 0: zip file does not start with a local file "
+                   "header", p);
+        } else if (c < 22) {
+            expect(what, L_CKPT, p, "%s: truncated zip file (%zu bytes)", p, c);
+        } else {
+            expect(what, L_CKPT, p, "%s: truncated or damaged zip file: no end of central "
+                   "directory record (file is %zu bytes)", p, c);
+        }
+    }
+    quiet = 0;
+    ok(n_quiet_ok == (int)nc, "v7.pth cut at %zu structural boundaries (local headers, entry "
+       "data, central directory entries, end record): exact error each time", nc);
+    (void)fd;
+    free(cuts);
+
+    /* The central directory cut short but an end record after it. */
+    quiet = 1;
+    n_quiet_ok = 0;
+    {
+        unsigned char *copy = malloc(len + 22);
+        for (k = 0; k < n; k++) {
+            memcpy(copy, buf, e[k].cd);
+            memcpy(copy + e[k].cd, buf + eocd, 22);
+            write_file(p, copy, e[k].cd + 22);
+            expect("central directory cut", L_CKPT, p, "%s: offset %zu: central directory "
+                   "(%u bytes) runs past its end record: truncated or damaged zip", p, cd_off,
+                   rd32(buf + eocd + 12));
+        }
+        free(copy);
+    }
+    quiet = 0;
+    ok(n_quiet_ok == n, "v7.pth with its central directory cut before each of its %d entries "
+       "and an end record appended: exact error each time", n);
+}
+
+/* Every zip entry the reader uses, its local header damaged; entries cut
+ * one byte short; data.pkl cut at every byte. */
+static void test_pth_entries(const unsigned char *buf, size_t len, const struct zent *e, int n)
+{
+    const char *p = tmp_path("entry.pth");
+    unsigned char *copy = malloc(len);
+    const char **names = malloc(sizeof(char *) * (size_t)n);
+    const void **data = malloc(sizeof(void *) * (size_t)n);
+    size_t *sizes = malloc(sizeof(size_t) * (size_t)n), i;
+    const struct zent *pkl = NULL;
+    char err[512];
+    ckpt_file *good;
+    int k, n_entries = 0, n_cut = 0;
+
+    for (k = 0; k < n; k++) {
+        names[k] = e[k].name;
+        data[k] = e[k].data;
+        sizes[k] = e[k].size;
+        if (strstr(e[k].name, "data.pkl")) {
+            pkl = &e[k];
+        }
+    }
+    /* a damaged local header signature */
+    quiet = 1;
+    n_quiet_ok = 0;
+    for (k = 0; k < n; k++) {
+        int used = strstr(e[k].name, "/data/") || strstr(e[k].name, "data.pkl") ||
+                   strstr(e[k].name, "byteorder");
+        memcpy(copy, buf, len);
+        copy[e[k].header + 3] = 0;
+        write_file(p, copy, len);
+        if (e[k].header == 0) {
+            expect(e[k].name, L_CKPT, p, "%s: offset 0: zip file does not start with a local "
+                   "file header", p);
+        } else if (used) {
+            expect(e[k].name, L_CKPT, p, "%s: offset %zu: zip entry %s: no local file header "
+                   "there (truncated file?)", p, e[k].header, e[k].name);
+        } else {
+            expect(e[k].name, L_CKPT, p, NULL);
+        }
+    }
+    quiet = 0;
+    ok(n_quiet_ok == n, "v7.pth with each of its %d local headers damaged: exact error naming "
+       "the entry (or loads when the entry is not read)", n);
+
+    /* storage entries one byte short (a consistent zip around them) */
+    good = ckpt_open(shared_path("fixtures/models/v7.pth"), err, sizeof(err));
+    quiet = 1;
+    n_quiet_ok = 0;
+    for (k = 0; good && k < n; k++) {
+        const struct ckpt_tensor *t = NULL;
+        size_t mlen;
+        const unsigned char *map = ckpt_bytes(good, &mlen);
+
+        if (!strstr(e[k].name, "/data/")) {
+            continue;
+        }
+        for (i = 0; i < ckpt_count(good); i++) {
+            const unsigned char *d = ckpt_at(good, i)->data;
+            if (d >= map + e[k].data_off && d < map + e[k].data_off + e[k].size) {
+                t = ckpt_at(good, i);
+            }
+        }
+        n_entries++;
+        if (!t) {
+            continue;
+        }
+        sizes[k] = e[k].size - 1;
+        write_zip(p, n, names, data, sizes);
+        sizes[k] = e[k].size;
+        expect(e[k].name, L_CKPT, p, "%s: tensor %s: storage of %zu %s elements runs past the "
+               "end of entry %s (%zu bytes)", p, t->name, e[k].size / ckpt_dtype_size(t->dtype),
+               ckpt_dtype_name(t->dtype), e[k].name, e[k].size - 1);
+        n_cut++;
+    }
+    quiet = 0;
+    ok(good && n_quiet_ok == n_cut && n_cut == n_entries && n_cut > 90,
+       "each of the %d storage entries of v7.pth one byte short: exact error naming its tensor",
+       n_cut);
+    ckpt_close(good);
+
+    /* data.pkl cut at every opcode boundary and inside every opcode
+     * argument, in a zip of its own */
+    if (pkl) {
+        const char *pn[] = { "v7/data.pkl" };
+        const void *pd[] = { pkl->data };
+        size_t pos, l, ps[1], n_cuts = 0, c, inner[2];
+        int j;
+
+        quiet = 1;
+        n_quiet_ok = 0;
+        for (pos = 0; pos < pkl->size; pos += l) {
+            l = op_len(pkl->data + pos, pkl->size - pos);
+            ps[0] = pos;
+            write_zip(p, 1, pn, pd, ps);
+            expect("data.pkl cut", L_CKPT, p, "%s: v7/data.pkl offset %zu: pickle ends "
+                   "without STOP (truncated data.pkl)", p, pos);
+            n_cuts++;
+            inner[0] = pos + 1;
+            inner[1] = pos + l / 2 + 1;
+            for (j = 0; j < 2; j++) {
+                c = inner[j];
+                if (c >= pos + l || (j == 1 && c == inner[0])) {
+                    continue;
+                }
+                ps[0] = c;
+                write_zip(p, 1, pn, pd, ps);
+                if (pkl->data[pos] == 'c') {
+                    expect("data.pkl cut", L_CKPT, p, "%s: v7/data.pkl offset %zu: "
+                           "unterminated GLOBAL", p, pos);
+                } else {
+                    expect("data.pkl cut", L_CKPT, p, "%s: v7/data.pkl offset %zu: pickle "
+                           "ends inside an opcode argument (truncated data.pkl)", p, pos);
+                }
+                n_cuts++;
+            }
+        }
+        quiet = 0;
+        ok(n_quiet_ok == (int)n_cuts, "data.pkl of v7.pth (%zu bytes) cut at each opcode and "
+           "inside each argument (%zu cuts): exact error (offset of the cut opcode)",
+           pkl->size, n_cuts);
+    }
+    free(copy);
+    free(names);
+    free(data);
+    free(sizes);
+}
+
+/* A hand-made state dict {'a': tensor} whose numbers are 8-byte LONG1
+ * values: storage numel, the size tuple and the stride tuple. */
+static size_t bomb_pickle(unsigned char *out, int64_t numel, int ndim, const int64_t *shape,
+                          const int64_t *stride)
+{
+    static const char head[] =
+        "\x80\x02}(X\x01\x00\x00\x00" "a" "ctorch._utils\n_rebuild_tensor_v2\n"
+        "((X\x07\x00\x00\x00" "storage" "ctorch\nFloatStorage\n"
+        "X\x01\x00\x00\x00" "0" "X\x03\x00\x00\x00" "cpu";
+    static const char tail[] = "\x89" "ccollections\nOrderedDict\n" ")R" "tR" "u.";
+    size_t n = sizeof(head) - 1;
+    int i, pass;
+
+    memcpy(out, head, n);
+    out[n++] = 0x8a;
+    out[n++] = 8;
+    wr64(out + n, (uint64_t)numel);
+    n += 8;
+    out[n++] = 't';
+    out[n++] = 'Q';
+    out[n++] = 'K';
+    out[n++] = 0;
+    for (pass = 0; pass < 2; pass++) {
+        out[n++] = '(';
+        for (i = 0; i < ndim; i++) {
+            out[n++] = 0x8a;
+            out[n++] = 8;
+            wr64(out + n, (uint64_t)(pass ? stride[i] : shape[i]));
+            n += 8;
+        }
+        out[n++] = 't';
+    }
+    memcpy(out + n, tail, sizeof(tail) - 1);
+    return n + sizeof(tail) - 1;
+}
+
+static void write_bomb(const char *p, int64_t numel, int ndim, const int64_t *shape,
+                       const int64_t *stride)
+{
+    static const float s0[4] = { 1, 2, 3, 4 };
+    unsigned char pk[512];
+    const char *names[] = { "archive/data.pkl", "archive/data/0" };
+    const void *data[] = { pk, s0 };
+    size_t sizes[] = { bomb_pickle(pk, numel, ndim, shape, stride), sizeof(s0) };
+
+    write_zip(p, 2, names, data, sizes);
+}
+
+static void test_pth_bombs(const unsigned char *buf, size_t len, const struct zent *e, int n,
+                           size_t eocd)
+{
+    const char *p = tmp_path("bomb.pth");
+    int64_t big = (int64_t)1 << 60, big59 = (int64_t)1 << 59, four = 4, one = 1;
+    unsigned char *copy;
+    int k;
+
+    write_bomb(p, 4, 1, &four, &one);
+    expect("hand-made .pth", L_CKPT, p, NULL);
+    write_bomb(p, big, 1, &four, &one);
+    expect("storage claiming 2^60 elements", L_CKPT, p, "%s: tensor a: storage of "
+           "1152921504606846976 float32 elements runs past the end of entry archive/data/0 "
+           "(16 bytes)", p);
+    write_bomb(p, 4, 1, &big59, &one);
+    expect("tensor of 2^59 elements over 4 stored", L_CKPT, p, "%s: tensor a: data runs past "
+           "the end of entry archive/data/0 (element 576460752303423487 of a storage of 4)", p);
+    write_bomb(p, 4, 1, &big, &one);
+    expect("tensor of 2^60 elements", L_CKPT, p, "%s: tensor a: size overflows", p);
+    {
+        int64_t shape[2] = { (int64_t)1 << 40, (int64_t)1 << 40 }, stride[2] = { 1, 1 };
+        write_bomb(p, 4, 2, shape, stride);
+        expect("tensor of 2^80 elements", L_CKPT, p, "%s: tensor a: size overflows", p);
+    }
+    {
+        int64_t shape[2] = { 2, 2 }, stride[2] = { 0, 0 };
+        write_bomb(p, 4, 2, shape, stride);
+        expect("expanded (zero-stride) view", L_CKPT, p, NULL);
+        shape[0] = shape[1] = 3;
+        write_bomb(p, 4, 2, shape, stride);
+        expect("expanded view larger than its storage", L_CKPT, p, "%s: tensor a: overlapping "
+               "(expanded) view of 9 elements over a storage of 4 not supported", p);
+    }
+    {
+        static const char memo[] = "\x80\x02}r\xf0\xff\xff\xff.";
+        static const char str[] = "\x80\x02}X\xff\xff\xff\xff" "abc";
+        const char *names[] = { "archive/data.pkl" };
+        const void *data[] = { memo };
+        size_t sizes[] = { sizeof(memo) - 1 };
+
+        write_zip(p, 1, names, data, sizes);
+        expect("pickle memo index 2^32-16", L_CKPT, p, "%s: archive/data.pkl offset 3: memo "
+               "index 4294967280 out of range", p);
+        data[0] = str;
+        sizes[0] = sizeof(str) - 1;
+        write_zip(p, 1, names, data, sizes);
+        expect("pickle string of 2^32-1 bytes", L_CKPT, p, "%s: archive/data.pkl offset 3: "
+               "pickle ends inside an opcode argument (truncated data.pkl)", p);
+    }
+    copy = malloc(len);
+    /* end record: 60000 entries in the directory */
+    memcpy(copy, buf, len);
+    wr16(copy + eocd + 8, 60000);
+    wr16(copy + eocd + 10, 60000);
+    write_file(p, copy, len);
+    expect("end record claiming 60000 entries", L_CKPT, p, "%s: zip claims 60000 entries in a "
+           "%u-byte central directory", p, rd32(buf + eocd + 12));
+    /* an entry claiming 4 GiB - 2 bytes */
+    for (k = 0; k < n && !strstr(e[k].name, "/data/0"); k++) {
+    }
+    memcpy(copy, buf, len);
+    wr32(copy + e[k].cd + 20, 0xfffffffeu);
+    wr32(copy + e[k].cd + 24, 0xfffffffeu);
+    write_file(p, copy, len);
+    expect("entry claiming 4 GiB", L_CKPT, p, "%s: offset %zu: zip entry %s (4294967294 bytes) "
+           "runs past the end of the file (%zu bytes): truncated file", p, e[k].data_off,
+           e[k].name, len);
+    free(copy);
+}
+
+/* torch2-style files say "little" or "big" in PREFIX/byteorder. */
+static void test_pth_byteorder(void)
+{
+    size_t len, eocd, cd_off;
+    unsigned char *buf = read_file(shared_path("fixtures/models/v7.torch2.pth"), &len);
+    static struct zent e[512];
+    const char *names[512];
+    const void *data[512];
+    size_t sizes[512];
+    const char *p = tmp_path("byteorder.pth");
+    int n, k, bo = -1;
+
+    if (!buf || (n = zip_list(buf, len, e, 512, &cd_off, &eocd)) <= 0) {
+        skip("v7.torch2.pth not readable as a plain zip");
+        free(buf);
+        return;
+    }
+    for (k = 0; k < n; k++) {
+        names[k] = e[k].name;
+        data[k] = e[k].data;
+        sizes[k] = e[k].size;
+        if (strstr(e[k].name, "/byteorder")) {
+            bo = k;
+        }
+    }
+    if (bo < 0) {
+        skip("v7.torch2.pth has no byteorder entry");
+        free(buf);
+        return;
+    }
+    write_zip(p, n, names, data, sizes);
+    expect("v7.torch2.pth rewritten", L_MODEL, p, NULL);
+    data[bo] = "big";
+    sizes[bo] = 3;
+    write_zip(p, n, names, data, sizes);
+    expect("byteorder \"big\"", L_CKPT, p, "%s: entry %s: only little-endian checkpoints are "
+           "supported", p, e[bo].name);
+    data[bo] = "little\n";
+    sizes[bo] = 7;
+    write_zip(p, n, names, data, sizes);
+    expect("byteorder \"little\\n\"", L_CKPT, p, "%s: entry %s: only little-endian checkpoints "
+           "are supported", p, e[bo].name);
+    free(buf);
+}
+
+static void test_pth(void)
+{
+    size_t len, cd_off, eocd;
+    unsigned char *buf = read_file(shared_path("fixtures/models/v7.pth"), &len);
+    static struct zent e[512];
+    int n;
+
+    if (!buf || (n = zip_list(buf, len, e, 512, &cd_off, &eocd)) <= 0) {
+        skip("v7.pth not readable");
+        free(buf);
+        return;
+    }
+    write_file(tmp_path("empty.pth"), "", 0);
+    expect("empty .pth", L_CKPT, tmp_path("empty.pth"), "%s: empty file (0 bytes), not a model",
+           tmp_path("empty.pth"));
+    expect("empty .pth as a model", L_MODEL, tmp_path("empty.pth"), "%s: empty file (0 bytes), "
+           "not a model", tmp_path("empty.pth"));
+    test_pth_cuts(buf, len, e, n, cd_off, eocd);
+    test_pth_entries(buf, len, e, n);
+    test_pth_bombs(buf, len, e, n, eocd);
+    test_pth_byteorder();
+    free(buf);
+}
+
+/* -------------------------------------------------------- safetensors --- */
+
+static void put_safetensors(const char *p, const char *header, const void *data, size_t dlen)
+{
+    size_t hlen = strlen(header), len = 8 + hlen + dlen;
+    unsigned char *b = malloc(len);
+
+    wr64(b, hlen);
+    memcpy(b + 8, header, hlen);
+    memcpy(b + 8 + hlen, data, dlen);
+    write_file(p, b, len);
+    free(b);
+}
+
+static void test_safetensors(void)
+{
+    const char *src = shared_path("fixtures/models/v7.safetensors");
+    const char *p = tmp_path("cut.safetensors");
+    unsigned char *buf;
+    size_t len, hlen, i, nc = 0, *cuts;
+    char err[512];
+    ckpt_file *f;
+    float data[16] = { 0 };
+
+    buf = read_file(src, &len);
+    f = buf ? ckpt_open(src, err, sizeof(err)) : NULL;
+    if (!f) {
+        skip("v7.safetensors not readable");
+        free(buf);
+        return;
+    }
+    hlen = (size_t)buf[0] | (size_t)buf[1] << 8 | (size_t)buf[2] << 16 | (size_t)buf[3] << 24;
+    write_file(tmp_path("empty.safetensors"), "", 0);
+    expect("empty safetensors", L_CKPT, tmp_path("empty.safetensors"), "%s: empty file (0 "
+           "bytes), not a model", tmp_path("empty.safetensors"));
+
+    /* cuts: in the length prefix, the header, and each tensor's data */
+    cuts = malloc(sizeof(size_t) * (3 * ckpt_count(f) + 16));
+    for (i = 1; i <= 8; i++) {
+        cuts[nc++] = i;
+    }
+    cuts[nc++] = 9;
+    cuts[nc++] = 8 + hlen / 2;
+    cuts[nc++] = 8 + hlen - 1;
+    for (i = 0; i < ckpt_count(f); i++) {
+        const struct ckpt_tensor *t = ckpt_at(f, i);
+        size_t mlen, off = (size_t)((const unsigned char *)t->data - ckpt_bytes(f, &mlen));
+        cuts[nc++] = off;
+        cuts[nc++] = off + t->nbytes / 2;
+        cuts[nc++] = off + t->nbytes - 1;
+    }
+    quiet = 1;
+    n_quiet_ok = 0;
+    for (i = 0; i < nc; i++) {
+        size_t c = cuts[i], data_size = c > 8 + hlen ? c - 8 - hlen : 0, k;
+        write_file(p, buf, c);
+        if (c < 9) {
+            expect("safetensors cut", L_CKPT, p, "%s: not a model file (neither a PyTorch zip "
+                   "checkpoint nor safetensors)", p);
+        } else if (c < 8 + hlen) {
+            expect("safetensors cut", L_CKPT, p, "%s: safetensors header of %zu bytes runs past "
+                   "the end of the file (%zu bytes): truncated or not safetensors", p, hlen, c);
+        } else {
+            /* the first tensor, in header order, whose data is cut */
+            for (k = 0; k < ckpt_count(f); k++) {
+                const struct ckpt_tensor *t = ckpt_at(f, k);
+                size_t mlen, begin = (size_t)((const unsigned char *)t->data -
+                                              ckpt_bytes(f, &mlen)) - 8 - hlen;
+                if (begin + t->nbytes > data_size) {
+                    expect("safetensors cut", L_CKPT, p, "%s: tensor %s: data_offsets [%zu, "
+                           "%zu] run past the end of the data (%zu bytes): truncated file",
+                           p, t->name, begin, begin + t->nbytes, data_size);
+                    break;
+                }
+            }
+        }
+    }
+    quiet = 0;
+    ok(n_quiet_ok == (int)nc, "v7.safetensors cut at %zu boundaries (length prefix, header, "
+       "start, middle and end of each tensor's data): exact error each time", nc);
+    free(cuts);
+    ckpt_close(f);
+    free(buf);
+
+    /* huge declared sizes */
+    {
+        unsigned char b[16] = { 0, 0, 0, 0, 0, 0, 0, 0x10, '{', '}' };
+        write_file(p, b, sizeof(b));
+        expect("header length 2^60", L_CKPT, p, "%s: safetensors header of 1152921504606846976 "
+               "bytes runs past the end of the file (16 bytes): truncated or not safetensors", p);
+    }
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],"
+                    "\"data_offsets\":[0,1152921504606846976]}}", data, 16);
+    expect("data_offsets to 2^60", L_CKPT, p, "%s: tensor a: data_offsets [0, "
+           "1152921504606846976] run past the end of the data (16 bytes): truncated file", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],"
+                    "\"data_offsets\":[0,16]}}", data, 16);
+    expect("shape of 2^62 elements", L_CKPT, p, "%s: tensor a: shape 4611686018427387904 of "
+           "float32 needs -1 bytes, data has 16", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1073741824,1073741824,16],"
+                    "\"data_offsets\":[0,16]}}", data, 16);
+    expect("shape of 2^64 elements", L_CKPT, p, "%s: tensor a: shape 1073741824x1073741824x16 "
+           "of float32 needs -1 bytes, data has 16", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],"
+                    "\"data_offsets\":[0,99999999999999999999]}}", data, 16);
+    expect("offset above 2^63", L_CKPT, p, "%s: header offset 76: number too large", p);
+
+    /* found by fuzz_pth: no tensors at all sorted a NULL array (UBSan) */
+    put_safetensors(p, "{}", data, 0);
+    expect("safetensors header {}", L_CKPT, p, "%s: holds no tensors", p);
+    put_safetensors(p, "{\"__metadata__\":{\"format\":\"pt\"}}", data, 0);
+    expect("safetensors with metadata only", L_CKPT, p, "%s: holds no tensors", p);
+
+    /* overlapping data */
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+                    data, 32);
+    expect("overlapping tensors", L_CKPT, p, "%s: tensor b: data [8, 24] overlaps tensor a", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[0,32]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                    "\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,24]}}",
+                    data, 32);
+    expect("tensor inside another, an empty tensor between them", L_CKPT, p,
+           "%s: tensor c: data [16, 24] overlaps tensor a", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+                    data, 16);
+    expect("two tensors on the same bytes", L_CKPT, p, "%s: tensor b: data [0, 16] overlaps "
+           "tensor a", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                    "\"c\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}",
+                    data, 32);
+    expect("adjacent tensors and an empty one", L_CKPT, p, NULL);
+}
+
+/* ------------------------------------------------------------ NaN/Inf --- */
+
+/* Writes a copy of a model with count values of tensor name set to
+ * non-finite bit patterns of its format; returns the path. */
+static const char *poison(const char *rel, const char *out, const char *name, int count)
+{
+    size_t len, mlen, off;
+    unsigned char *buf = read_file(shared_path(rel), &len);
+    char err[512];
+    ckpt_file *f = buf ? ckpt_open(shared_path(rel), err, sizeof(err)) : NULL;
+    const struct ckpt_tensor *t = f ? ckpt_find(f, name) : NULL;
+    int i;
+
+    if (!t) {
+        free(buf);
+        ckpt_close(f);
+        return NULL;
+    }
+    off = (size_t)((const unsigned char *)t->data - ckpt_bytes(f, &mlen));
+    for (i = 0; i < count; i++) {
+        size_t at = off + ((size_t)i * 7919 % (size_t)t->numel) * ckpt_dtype_size(t->dtype);
+        int kind = i % 3;   /* NaN, +Inf, -Inf */
+        if (t->dtype == CKPT_F32) {
+            wr32(buf + at, kind == 0 ? 0x7fc00001u : kind == 1 ? 0x7f800000u : 0xff800000u);
+        } else if (t->dtype == CKPT_F16) {
+            wr16(buf + at, kind == 0 ? 0x7e01 : kind == 1 ? 0x7c00 : 0xfc00);
+        } else {
+            wr16(buf + at, kind == 0 ? 0x7fc1 : kind == 1 ? 0x7f80 : 0xff80);
+        }
+    }
+    write_file(tmp_path(out), buf, len);
+    ckpt_close(f);
+    free(buf);
+    return tmp_path(out);
+}
+
+static void test_nonfinite(void)
+{
+    static const struct {
+        const char *rel, *out, *tensor;
+        int count;
+    } cases[] = {
+        { "fixtures/models/v7.pth", "nan-v7.pth", "blocks.0.att.key.weight", 3 },
+        { "fixtures/models/v7.safetensors", "nan-v7.safetensors", "blocks.2.ffn.value.weight",
+          1 },
+        { "fixtures/models/v7-fp32.pth", "nan-fp32.pth", "blocks.1.att.w0", 5 },
+        { "fixtures/models/v4.pth", "nan-v4.pth", "head.weight", 2 },
+        { "fixtures/models/v7.pth", "nan-emb.pth", "emb.weight", 1000 },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *p = poison(cases[i].rel, cases[i].out, cases[i].tensor, cases[i].count);
+        char what[128];
+
+        snprintf(what, sizeof(what), "%s with %d NaN/Inf in %s", cases[i].rel, cases[i].count,
+                 cases[i].tensor);
+        if (!p) {
+            skip("%s: tensor not found", what);
+            continue;
+        }
+        expect(what, L_MODEL, p, "%s: tensor %s: %d NaN/Inf value%s", p, cases[i].tensor,
+               cases[i].count, cases[i].count == 1 ? "" : "s");
+    }
+}
+
+/* --------------------------------------------------------- vocabulary --- */
+
+static void test_vocab(void)
+{
+    const char *src = shared_path("fixtures/rwkv_vocab_v20230424.txt");
+    const char *p = tmp_path("vocab.txt");
+    size_t len, i, line_start[300], nl = 0;
+    char *buf = read_file(src, &len);
+
+    if (!buf) {
+        skip("vocabulary fixture not found");
+        return;
+    }
+    expect("the vocabulary", L_VOCAB, src, NULL);
+    write_file(p, "", 0);
+    expect("empty vocabulary", L_VOCAB, p, "%s: no token for byte 0x00 (every byte needs one)",
+           p);
+    /* line starts of the first lines */
+    line_start[nl++] = 0;
+    for (i = 0; i < len && nl < 300; i++) {
+        if (buf[i] == '\n') {
+            line_start[nl++] = i + 1;
+        }
+    }
+    /* cut after whole lines: bytes 0x00.. are ids 1..256, one a line */
+    write_file(p, buf, line_start[10]);
+    expect("vocabulary of 10 lines", L_VOCAB, p, "%s: no token for byte 0x0a (every byte needs "
+           "one)", p);
+    write_file(p, buf, line_start[255]);
+    expect("vocabulary of 255 lines", L_VOCAB, p, "%s: no token for byte 0xff (every byte needs "
+           "one)", p);
+    write_file(p, buf, line_start[256]);
+    expect("vocabulary of the 256 single bytes", L_VOCAB, p, NULL);
+    /* cut inside line 257 at every byte: "257 '\\x..' 2" style lines */
+    {
+        int n_cuts = 0;
+        quiet = 1;
+        n_quiet_ok = 0;
+        for (i = line_start[256] + 1; i < line_start[257] - 1; i++) {
+            char what[64];
+            size_t k = i - line_start[256];
+            const char *l = buf + line_start[256];
+            size_t sp1 = (size_t)((const char *)memchr(l, ' ', 8) - l);
+            size_t sp2 = (size_t)((const char *)memrchr(l, ' ', line_start[257] -
+                                                        line_start[256]) - l);
+            write_file(p, buf, i);
+            snprintf(what, sizeof(what), "line 257 cut after %zu bytes", k);
+            n_cuts++;
+            if (k <= sp1) {
+                expect(what, L_VOCAB, p, "%s:257: expected a space after the id", p);
+            } else if (k == sp1 + 1) {
+                expect(what, L_VOCAB, p, "%s:257: expected a Python string literal after the "
+                       "id", p);
+            } else if (k < sp2) {
+                expect(what, L_VOCAB, p, "%s:257: unterminated string literal", p);
+            } else if (k == sp2) {
+                expect(what, L_VOCAB, p, "%s:257: expected a space and the length after the "
+                       "string literal", p);
+            } else {
+                expect(what, L_VOCAB, p, "%s:257: expected the token length after the string "
+                       "literal", p);
+            }
+        }
+        quiet = 0;
+        ok(n_quiet_ok == n_cuts, "vocabulary cut at each of the %d bytes inside line 257: "
+           "exact error", n_cuts);
+    }
+    /* huge numbers */
+    {
+        size_t n = line_start[256];
+        char *text = malloc(n + 64), what[96];
+        memcpy(text, buf, n);
+        {
+            const char *bad[] = { "257 'ab' 99999999999999999999999\n",
+                                  "99999999999999999999 'ab' 2\n",
+                                  "257 'ab' 18446744073709551618\n",
+                                  "257 'ab' -2\n" };
+            const char *want[] = { "%s:257: expected the token length after the string literal",
+                                   "%s:257: expected a token id (a number up to 16777216) at "
+                                   "the start of the line",
+                                   "%s:257: expected the token length after the string literal",
+                                   "%s:257: expected the token length after the string literal" };
+            for (i = 0; i < 4; i++) {
+                size_t bl = strlen(bad[i]);
+                memcpy(text + n, bad[i], bl);
+                write_file(p, text, n + bl);
+                snprintf(what, sizeof(what), "vocabulary line \"%.*s\"", (int)bl - 1, bad[i]);
+                expect(what, L_VOCAB, p, want[i], p);
+            }
+        }
+        free(text);
+    }
+    free(buf);
+}
+
+/* ---------------------------------------------------------- templates --- */
+
+static void test_templates(void)
+{
+    const char *p = tmp_path("persona.txt");
+    int fd;
+
+    write_file(p, "", 0);
+    expect("empty template", L_TEMPLATE, p, NULL);
+    write_file(p, "user: Bob\nassistant\n---\nhi\n", 27);
+    expect("template header line without a colon", L_TEMPLATE, p, "%s: line 2: expected \"key: "
+           "value\" or \"---\"", p);
+    write_file(p, "user: Bob\ncolour: red\n---\nhi\n", 29);
+    expect("template with an unknown key", L_TEMPLATE, p, "%s: line 2: unknown key 'colour' "
+           "(expected user, assistant or description)", p);
+    write_file(p, "user:\n---\n", 10);
+    expect("template with an empty name", L_TEMPLATE, p, "%s: line 1: empty value for 'user'", p);
+    write_file(p, "user: A\0B\n---\n", 14);
+    expect("template with a NUL byte", L_TEMPLATE, p, "%s: contains a NUL byte: not a text file",
+           p);
+    write_file(p, "user: \xff\xfe\n---\n\xc3(\n", 16);
+    expect("template with invalid UTF-8 (fed as bytes)", L_TEMPLATE, p, NULL);
+    /* 40 MiB of nothing (sparse): refused after reading at most 32 MiB */
+    fd = open(p, O_WRONLY | O_TRUNC);
+    if (fd >= 0 && ftruncate(fd, 40 << 20) == 0) {
+        close(fd);
+        expect("40 MiB template", L_TEMPLATE, p, "%s: larger than 16 MiB: not a chat template",
+               p);
+    } else {
+        skip("cannot make a sparse file");
+    }
+    expect("template that is a directory", L_TEMPLATE, tmpdir, "%s: Is a directory", tmpdir);
+    expect("missing template", L_TEMPLATE, tmp_path("none/x.txt"), "%s: No such file or "
+           "directory", tmp_path("none/x.txt"));
+}
+
+/* --------------------------------------------------------- state files --- */
+
+static void put_checksum(unsigned char *b, size_t len)
+{
+    wr64(b + len - 8, fnv_bytes(b, len - 8));
+}
+
+static void describe(char *buf, size_t len, const struct rwkv_info *i)
+{
+    if (i->version == 5) {
+        snprintf(buf, len, "RWKV-5.%d, %d layers x %d, vocab %d, fingerprint %016llx", i->minor,
+                 i->n_layer, i->n_embd, i->n_vocab, (unsigned long long)i->fingerprint);
+    } else {
+        snprintf(buf, len, "RWKV-%d, %d layers x %d, vocab %d, fingerprint %016llx", i->version,
+                 i->n_layer, i->n_embd, i->n_vocab, (unsigned long long)i->fingerprint);
+    }
+}
+
+static void test_statefile(void)
+{
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1 };
+    const char *p = tmp_path("chat.state"), *q = tmp_path("cut.state");
+    static const char transcript[] = "a transcript section, opaque to the engine";
+    struct rwkv_statefile_section sec[2] = {
+        { "transcript", transcript, sizeof(transcript) },
+        { "extra", "xyz", 3 },
+    };
+    const char *others[] = { "fixtures/models/v6.pth", "fixtures/models/v7-fp32.pth",
+                             "fixtures/models/v4.pth" };
+    int32_t tokens[4] = { 1, 2, 3, 4 };
+    char err[512], ours[200], theirs[200];
+    unsigned char *buf, *copy;
+    size_t len, i, nc = 0, cuts[64];
+    rwkv_state *st;
+    uint64_t n_sec;
+
+    state_model = rwkv_model_load(shared_path("fixtures/models/v7.pth"), &opts, err,
+                                  sizeof(err));
+    if (!state_model) {
+        skip("v7.pth: %s", err);
+        return;
+    }
+    st = rwkv_state_new(state_model);
+    rwkv_eval(state_model, st, tokens, 4, NULL, 0, err, sizeof(err));
+    if (rwkv_statefile_save(p, state_model, st, sec, 2, err, sizeof(err)) != 0) {
+        ok(0, "state file saved: %s", err);
+        goto out;
+    }
+    expect("a state file of v7.pth", L_STATE, p, NULL);
+    buf = read_file(p, &len);
+    n_sec = rd32(buf + 24);
+
+    write_file(q, "", 0);
+    expect("empty state file", L_STATE, q, "%s: not an rwkv-chat state file (no RWKVSTAT magic)",
+           q);
+    /* cuts: inside the magic, each header field, each table entry, each
+     * section's start and end, the checksum */
+    {
+        size_t fields[] = { 4, 8, 12, 24, 28, 32, 96, 127, 128 };
+        for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+            cuts[nc++] = fields[i];
+        }
+    }
+    for (i = 0; i < n_sec && nc + 4 < 64; i++) {
+        const unsigned char *e = buf + 128 + 32 * i;
+        cuts[nc++] = 128 + 32 * i + 16;
+        cuts[nc++] = 128 + 32 * (i + 1);
+        cuts[nc++] = (size_t)rd32(e + 16);
+        cuts[nc++] = (size_t)rd32(e + 16) + (size_t)rd32(e + 24) - 1;
+    }
+    cuts[nc++] = len - 8;
+    cuts[nc++] = len - 1;
+    quiet = 1;
+    n_quiet_ok = 0;
+    for (i = 0; i < nc; i++) {
+        char what[64];
+        size_t c = cuts[i];
+        write_file(q, buf, c);
+        snprintf(what, sizeof(what), "state file cut at %zu", c);
+        if (c < 8) {
+            expect(what, L_STATE, q, "%s: not an rwkv-chat state file (no RWKVSTAT magic)", q);
+        } else if (c < 16) {
+            expect(what, L_STATE, q, "%s: truncated: %zu bytes, the header alone is 128", q, c);
+        } else {
+            expect(what, L_STATE, q, "%s: truncated: %zu of %zu bytes", q, c, c < 24 ? 0 : len);
+        }
+    }
+    quiet = 0;
+    ok(n_quiet_ok == (int)nc, "state file cut at %zu boundaries (header fields, table entries, "
+       "sections, checksum): exact error each time", nc);
+
+    copy = malloc(len);
+    /* huge sizes */
+    memcpy(copy, buf, len);
+    wr64(copy + 16, (uint64_t)1 << 60);
+    write_file(q, copy, len);
+    expect("header claiming 2^60 bytes", L_STATE, q, "%s: truncated: %zu of "
+           "1152921504606846976 bytes", q, len);
+    memcpy(copy, buf, len);
+    wr32(copy + 24, 0x80000000u);
+    put_checksum(copy, len);
+    write_file(q, copy, len);
+    expect("table of 2^31 sections", L_STATE, q, "%s: corrupt section table (2147483648 sections)",
+           q);
+    memcpy(copy, buf, len);
+    wr64(copy + 128 + 32 + 24, (uint64_t)1 << 60);
+    put_checksum(copy, len);
+    write_file(q, copy, len);
+    expect("section of 2^60 bytes", L_STATE, q, "%s: corrupt section table (entry 1)", q);
+    memcpy(copy, buf, len);
+    wr64(copy + 128 + 32 + 16, ~(uint64_t)0 - 4);
+    put_checksum(copy, len);
+    write_file(q, copy, len);
+    expect("section offset near 2^64", L_STATE, q, "%s: corrupt section table (entry 1)", q);
+    memcpy(copy, buf, len);
+    copy[len / 2] ^= 1;
+    write_file(q, copy, len);
+    expect("one bit flipped", L_STATE, q, "%s: checksum mismatch: the file is corrupt", q);
+    memcpy(copy, buf, len);
+    wr32(copy + 8, 2);
+    write_file(q, copy, len);
+    expect("format version 2", L_STATE, q, "%s: state file format version 2 is newer than this "
+           "rwkv-chat reads (1): upgrade rwkv-chat", q);
+    free(copy);
+
+    /* the same file against other models */
+    describe(theirs, sizeof(theirs), rwkv_model_info(state_model));
+    for (i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        rwkv_model *m = rwkv_model_load(shared_path(others[i]), &opts, err, sizeof(err));
+        rwkv_model *keep = state_model;
+        char what[96];
+
+        if (!m) {
+            skip("%s: %s", others[i], err);
+            continue;
+        }
+        describe(ours, sizeof(ours), rwkv_model_info(m));
+        state_model = m;
+        snprintf(what, sizeof(what), "v7.pth state file with %s", others[i]);
+        expect(what, L_STATE, p, "%s: saved with another model (%s), not this one (%s)", p,
+               theirs, ours);
+        state_model = keep;
+        rwkv_model_free(m);
+    }
+    {
+        /* the same weights in safetensors: the same model */
+        rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7.safetensors"), &opts,
+                                        err, sizeof(err));
+        rwkv_model *keep = state_model;
+        if (m) {
+            state_model = m;
+            expect("v7.pth state file with v7.safetensors (same weights)", L_STATE, p, NULL);
+            state_model = keep;
+            rwkv_model_free(m);
+        }
+    }
+    free(buf);
+out:
+    rwkv_state_free(st);
+    rwkv_model_free(state_model);
+    state_model = NULL;
+}
+
+int main(void)
+{
+#ifndef UNDER_ASAN
+    struct rlimit rl = { (rlim_t)1 << 30, (rlim_t)1 << 30 };
+
+    /* an allocation bomb fails with "out of memory", not the expected text */
+    if (setrlimit(RLIMIT_AS, &rl) != 0) {
+        diag("setrlimit: %s", strerror(errno));
+    }
+#endif
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_badinput.XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 99;
+    }
+    test_pth();
+    test_safetensors();
+    test_nonfinite();
+    test_vocab();
+    test_templates();
+    test_statefile();
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) {
+            diag("could not remove %s", tmpdir);
+        }
+    }
+    return tap_done();
+}
