@@ -50,6 +50,7 @@ struct sampler {
     float *kept_p;
     size_t n_kept;
     int kept_sorted;
+    double kept_sum;                    /* kept_p sum to this */
     int32_t *tie;                       /* members of the cut bucket */
     uint64_t *key;                      /* sort keys */
     int32_t *banned;                    /* ids with FLAG_BANNED */
@@ -277,6 +278,12 @@ size_t sampler_last_candidates(sampler *smp, const int32_t **ids, const float **
     uint64_t *key = smp->key;
     size_t i, n = smp->n_kept;
 
+    if (smp->kept_sum != 1.0) {
+        for (i = 0; i < n; i++) {
+            smp->kept_p[i] = (float)(smp->kept_p[i] / smp->kept_sum);
+        }
+        smp->kept_sum = 1.0;
+    }
     if (!smp->kept_sorted && n <= SORTED_LIMIT) {
         /* Probabilities are positive floats: their bits order like them. */
         for (i = 0; i < n; i++) {
@@ -553,6 +560,7 @@ int32_t sampler_sample(sampler *smp, float *logits)
         logits[smp->banned[i]] = -INFINITY;
     }
     smp->kept_sorted = 0;
+    smp->kept_sum = 1.0;
     if (!(s->temperature > 0.0f)) {
         return argmax(smp, logits);
     }
@@ -607,9 +615,7 @@ int32_t sampler_sample(sampler *smp, float *logits)
             break;
         }
     }
-    for (i = 0; i < smp->n_kept; i++) {
-        smp->kept_p[i] = (float)(smp->kept_p[i] / wsum);
-    }
+    smp->kept_sum = wsum;       /* normalised when someone asks */
     return chosen;
 }
 
