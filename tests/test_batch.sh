@@ -6,12 +6,7 @@ S=${SHARED_DIR:-../shared}
 CHAT="$B/rwkv-chat"
 MODEL="$S/fixtures/models/v7-world.pth"
 T="$B/tests/tmp/batch.$$"
-n=0
-fail=0
-ok() { # ok COND_STATUS DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
-}
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 # run NAME [ARGS...] < input: stdout to $T/NAME.out, stderr to $T/NAME.err, status to $T/NAME.rc
 run() {
     name=$1; shift
@@ -21,8 +16,7 @@ run() {
 rc() { cat "$T/$1.rc"; }
 
 if [ ! -f "$MODEL" ]; then
-    echo "1..0 # SKIP $MODEL not found"
-    exit 0
+    skip_all "$MODEL not found"
 fi
 if command -v python3 >/dev/null 2>&1; then PY=python3; else PY=; fi
 mkdir -p "$T" || exit 1
@@ -156,8 +150,8 @@ assert objs[0]["stop_reason"] in ("end", "length")
 EOF
     ok $? "JSONL escapes in input; per-message temperature and max_tokens"
 else
-    n=$((n + 1)); echo "ok $n # SKIP python3 not found"
-    n=$((n + 1)); echo "ok $n # SKIP python3 not found"
+    skip "python3 not found"
+    skip "python3 not found"
 fi
 printf '{"role":"user","content":"Hello there."}\n{"role":"user","content":\n' |
     run jbad --jsonl --max-tokens 4
@@ -250,5 +244,4 @@ exec 4>&-
 ok "$(test "$size1" -gt 0 && test "$size2" -gt "$size1" && test "$(rc stream)" = 130; echo $?)" \
     "replies stream: stdout grows token by token before the reply ends ($size1 then $size2 bytes)"
 
-echo "1..$n"
-exit $fail
+tap_done

@@ -1,12 +1,6 @@
 #!/bin/sh
 # test_cli.sh - GNU-style --help, --version and usage errors of both programs.
-n=0
-fail=0
-t() { # t DESCRIPTION COMMAND...
-    desc=$1; shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fail=1; fi
-}
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 B=${TOP_BUILDDIR:-.}
 for prog in rwkv-chat rwkv-tool; do
     t "$prog --help exits 0 with usage on stdout" sh -c "'$B/$prog' --help | grep -q '^Usage: $prog'"
@@ -15,5 +9,4 @@ for prog in rwkv-chat rwkv-tool; do
     t "$prog unknown option prints usage on stderr only" sh -c \
         "out=\$('$B/$prog' --no-such-option 2>/dev/null); test -z \"\$out\" && '$B/$prog' --no-such-option 2>&1 | grep -q Usage"
 done
-echo "1..$n"
-exit $fail
+tap_done

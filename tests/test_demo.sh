@@ -7,16 +7,10 @@ S=${SHARED_DIR:-../shared}
 CHAT="$B/rwkv-chat"
 TSV="$S/models/greedy.tsv"
 T="$B/tests/tmp/demo.$$"
-n=0
-fail=0
-ok() { # ok STATUS DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
-}
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 
 if [ ! -f "$TSV" ]; then
-    echo "1..0 # SKIP $TSV not found"
-    exit 0
+    skip_all "$TSV not found"
 fi
 mkdir -p "$T" || exit 1
 trap 'rm -rf "$T"' EXIT
@@ -91,5 +85,4 @@ rc=$?
 ok "$(test $rc = 1 && grep -q "$T/xdg/rwkv-chat/models" "$T/missing.err" &&
       grep -q 'share/models' "$T/missing.err"; echo $?)" "a missing model names every place it looked"
 
-echo "1..$n"
-exit $fail
+tap_done

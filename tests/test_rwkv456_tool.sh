@@ -2,13 +2,7 @@
 # test_rwkv456_tool.sh - rwkv-tool info and rwkv-tool logits on the RWKV-4,
 # 5.x and 6 fixtures: version names, and logits / --state-out against the
 # official goldens (within 1e-4) in RNN mode, sequence mode and chunks.
-n=0
-fail=0
-t() { # t DESCRIPTION COMMAND...
-    desc=$1; shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fail=1; fi
-}
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 B=${TOP_BUILDDIR:-.}
 S=${SHARED_DIR:-../shared}
 TOOL="$B/rwkv-tool"
@@ -62,5 +56,4 @@ t "logits: tiny-5v1-730K.pth --chunk 7" logits trained tiny-5v1-730K.pth tiny-5v
 t "logits: tiny-5v2-730K.pth RNN mode (--chunk 1)" logits trained tiny-5v2-730K.pth \
     tiny-5v2-730K --chunk 1
 
-echo "1..$n"
-exit $fail
+tap_done

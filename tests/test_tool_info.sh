@@ -1,12 +1,6 @@
 #!/bin/sh
 # test_tool_info.sh - rwkv-tool info on every fixture, and its errors.
-n=0
-fail=0
-t() { # t DESCRIPTION COMMAND...
-    desc=$1; shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fail=1; fi
-}
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 B=${TOP_BUILDDIR:-.}
 S=${SHARED_DIR:-../shared}
 TOOL="$B/rwkv-tool"
@@ -80,5 +74,4 @@ t "unknown --dtype: exit 2" one_error 2 "unknown weight format 'fp8'" --dtype fp
 t "unknown option: exit 2" one_error 2 "unrecognized option '--frobnicate'" --frobnicate "$M/v7.pth"
 t "--help on stdout, exit 0" sh -c "'$TOOL' info --help | grep -q '^Usage: rwkv-tool info'"
 t "rwkv-tool --help lists info" sh -c "'$TOOL' --help | grep -q '^  info '"
-echo "1..$n"
-exit $fail
+tap_done

@@ -1,13 +1,7 @@
 #!/bin/sh
 # test_tool_tokenize.sh - rwkv-tool tokenize / detokenize against the golden
 # tokenizations, the byte-exact round trip, and their errors.
-n=0
-fail=0
-t() { # t DESCRIPTION COMMAND...
-    desc=$1; shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fail=1; fi
-}
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 B=${TOP_BUILDDIR:-.}
 TOOL=$B/rwkv-tool
 FIX=${SHARED_DIR:-../shared}/fixtures/tokenizer
@@ -108,5 +102,4 @@ bench() {
 }
 t "bench tokenizer prints load time and MB/s" bench
 
-echo "1..$n"
-exit $fail
+tap_done

@@ -3,24 +3,15 @@
 # the v7-world fixture: streaming, knobs, snapshots, /save and --resume,
 # resizing mid-reply, wide characters, stopping a reply and quitting.
 # Every wait polls capture-pane with a deadline; nothing sleeps blindly.
-n=0
-fail=0
-ok() { # ok COND-STATUS DESCRIPTION
-    n=$((n + 1))
-    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
-}
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 
 if ! command -v tmux >/dev/null 2>&1; then
-    echo "1..1"
-    echo "ok 1 # SKIP tmux not installed"
-    exit 0
+    skip_all "tmux not installed"
 fi
 B=${TOP_BUILDDIR:-.}
 model=${SHARED_DIR:-../shared}/fixtures/models/v7-world.pth
 if [ ! -f "$model" ]; then
-    echo "1..1"
-    echo "ok 1 # SKIP $model not found"
-    exit 0
+    skip_all "$model not found"
 fi
 
 # A private server, whether or not make check runs inside tmux.
@@ -322,5 +313,4 @@ ok $? "the status line marks the demo model"
 keys f C-d
 wait_for f "EXITED 0" 10
 
-echo "1..$n"
-exit $fail
+tap_done
