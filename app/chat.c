@@ -574,13 +574,14 @@ char *chat_normalize(const char *text)
 /* --- generation --------------------------------------------------------- */
 
 /* Position of the first "\n\n" in the reply, or -1.  Only the bytes
- * added since the last call (and the one before them) are searched. */
+ * added since the last call (and the one before them) are searched.  A
+ * raw completion has no turns: it never ends at a blank line. */
 static long reply_end(chat *c)
 {
     const char *p;
     size_t from;
 
-    if (c->end_at >= 0 || c->reply_len < 2) {
+    if (c->raw || c->end_at >= 0 || c->reply_len < 2) {
         return c->end_at;
     }
     from = c->scanned > 0 ? c->scanned - 1 : 0;

@@ -85,7 +85,7 @@ void options_usage(FILE *f)
         "      --frequency=X      frequency penalty (default 0.5)\n"
         "      --decay=D          penalty decay per token (default 0.996)\n"
         "      --greedy           temperature 0 and no penalties\n"
-        "      --max-tokens=N     reply length limit, 0 = none\n"
+        "      --max-tokens=N     reply length limit (default 1000), 0 = none\n"
         "      --seed=N           random seed (default: random)\n"
         "\n"
         "Batch mode:\n"
@@ -114,6 +114,8 @@ void options_defaults(struct app_options *opts)
 {
     memset(opts, 0, sizeof(*opts));
     sampler_defaults(&opts->sampling);
+    /* A model that never ends its turn must not generate forever. */
+    opts->sampling.max_tokens = OPTIONS_DEFAULT_MAX_TOKENS;
     opts->dtype = RWKV_DTYPE_AUTO;
 }
 

@@ -14,6 +14,8 @@
 #include "engine/rwkv.h"
 #include "engine/sampler.h"
 
+/* Reply length limit unless set (0 on the command line means none). */
+#define OPTIONS_DEFAULT_MAX_TOKENS 1000
 /* The name of the bundled demo model, found via paths_find_data. */
 #define OPTIONS_DEMO_MODEL "rwkv7-tiny-chat.pth"
 /* What rwkv-chat says about the demo model (status line, /info, --verbose). */
