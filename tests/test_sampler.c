@@ -53,7 +53,7 @@ static float kept_prob(sampler *smp, int32_t id)
     return 0.0f;
 }
 
-/* 1 under ASan/UBSan or valgrind, where timings mean nothing. */
+/* 1 under ASan/UBSan or valgrind, where long loops are cut short. */
 static int instrumented(void)
 {
     const char *preload = getenv("LD_PRELOAD");
@@ -66,16 +66,6 @@ static int instrumented(void)
 #endif
 #endif
     return preload && strstr(preload, "vgpreload") != NULL;
-}
-
-/* CPU time of this thread: the figure is about the sampler, not about
- * other tests sharing the machine. */
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Standard normal from a small LCG (test data only). */
@@ -421,14 +411,13 @@ int main(void)
         sampler_free(z);
     }
 
-    /* 65536 logits: agreement with a full sort, and speed. */
+    /* 65536 logits: agreement with a full sort (speed: rwkv-tool bench sampler). */
     {
-        int n = 65536, rep, k;
+        int n = 65536, k;
         float *base = malloc(sizeof(float) * n), *lg = malloc(sizeof(float) * n);
         uint64_t x = 1;
         const float tops[] = { 0.0f, 0.1f, 0.3f, 0.5f, 0.7f, 0.9f, 0.99f };
         int agree = 1;
-        double t0, best, worst_case = 0;
 
         for (i = 0; i < n; i++) {
             base[i] = (float)(3.0 * gauss(&x));
@@ -475,50 +464,6 @@ int main(void)
             free(sorted);
         }
 
-        /* Timing: best of 7 runs of 200 draws per setting. */
-        {
-            struct { const char *name; float top_p; int top_k; float min_p; float t; } cfg[] = {
-                { "defaults (top_p 0.3)", 0.3f, 0, 0.0f, 1.0f },
-                { "top_p 0.9, T 0.8", 0.9f, 0, 0.0f, 0.8f },
-                { "top_p 1 (no cut)", 1.0f, 0, 0.0f, 1.0f },
-                { "top_k 40", 1.0f, 40, 0.0f, 1.0f },
-                { "min_p 0.05", 1.0f, 0, 0.05f, 1.0f },
-                { "greedy", 1.0f, 0, 0.0f, 0.0f },
-            };
-            size_t c;
-
-            for (c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
-                sampler_defaults(&s);
-                s.top_p = cfg[c].top_p;
-                s.top_k = cfg[c].top_k;
-                s.min_p = cfg[c].min_p;
-                s.temperature = cfg[c].t;
-                sampler_configure(smp, &s);
-                sampler_reset_counts(smp);
-                best = 1e9;
-                for (rep = 0; rep < (instrumented() ? 1 : 7); rep++) {
-                    t0 = now();
-                    for (i = 0; i < (instrumented() ? 10 : 200); i++) {
-                        int32_t tok;
-
-                        memcpy(lg, base, sizeof(float) * n);
-                        tok = sampler_sample(smp, lg);
-                        sampler_accept(smp, tok);
-                    }
-                    t0 = (now() - t0) / (instrumented() ? 10 : 200);
-                    best = t0 < best ? t0 : best;
-                }
-                diag("sampling over 65536 logits, %s: %.3f ms CPU (incl. a 256 KB memcpy)", cfg[c].name,
-                     best * 1e3);
-                worst_case = best > worst_case ? best : worst_case;
-            }
-        }
-        if (instrumented()) {
-            skip("timing under a sanitizer or valgrind (worst %.3f ms)", worst_case * 1e3);
-        } else {
-            ok(worst_case < 1e-3, "every setting samples 65536 logits in under 1 ms (worst %.3f ms)",
-               worst_case * 1e3);
-        }
         sampler_free(smp);
         free(base);
         free(lg);
