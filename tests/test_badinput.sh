@@ -1,0 +1,226 @@
+#!/bin/sh
+# test_badinput.sh - rwkv-chat --batch against bad input (issue 10):
+# invalid UTF-8, 1 MB lines, a state file of another model, and Ctrl-C
+# (SIGINT) while loading, while feeding the prompt, during the reply and
+# around the --state-out save.  Each case checks the exit status, the exact
+# one-line error, and that no input file was modified or lost (checksums).
+B=${TOP_BUILDDIR:-.}
+S=${SHARED_DIR:-../shared}
+CHAT="$B/rwkv-chat"
+MODEL="$S/fixtures/models/v7-world.pth"
+T="$B/tests/tmp/badinput.$$"
+n=0
+fail=0
+ok() { # ok STATUS DESCRIPTION
+    n=$((n + 1))
+    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fail=1; fi
+}
+# same FILE EXPECTED_TEXT: the file holds exactly that text (one line)
+same() {
+    printf '%s\n' "$2" >"$T/expected"
+    if cmp -s "$1" "$T/expected"; then return 0; fi
+    echo "# got:  $(head -c 300 "$1" | head -n 2)" >&2
+    echo "# want: $(head -c 300 "$T/expected")" >&2
+    return 1
+}
+sums() { cksum "$@" 2>&1; }
+# run NAME [ARGS...] < input
+run() {
+    name=$1; shift
+    "$CHAT" --batch --model "$MODEL" -t 1 "$@" >"$T/$name.out" 2>"$T/$name.err"
+    echo $? >"$T/$name.rc"
+}
+rc() { cat "$T/$1.rc"; }
+# wait_pid PID SECONDS: waits for a background rwkv-chat; kills it (and
+# fails) if it outlives SECONDS.  Leaves its status in $status.
+wait_pid() {
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        status=999
+        return 1
+    fi
+    wait "$1"
+    status=$?
+    return 0
+}
+
+if [ ! -f "$MODEL" ]; then
+    echo "1..0 # SKIP $MODEL not found"
+    exit 0
+fi
+if command -v python3 >/dev/null 2>&1; then PY=python3; else PY=; fi
+mkdir -p "$T" || exit 1
+trap 'rm -rf "$T"' EXIT
+SAMPLING="--seed 7 --temperature 1 --top-p 0.9"
+# A shell starts background jobs with SIGINT ignored; a user's Ctrl-C finds
+# it at its default.  BG runs rwkv-chat the way a terminal would.
+if env --default-signal=INT true 2>/dev/null; then
+    BG="env --default-signal=INT"
+else
+    BG=
+fi
+now() { date +%s.%N; }
+model_sum=$(sums "$MODEL")
+
+# --- invalid UTF-8 ---------------------------------------------------------------
+printf 'caf\351 \377\376 \300\257 \355\240\200 \364\220\200\200 end\n' >"$T/bad.in"
+cp "$T/bad.in" "$T/bad.orig"
+run utf8 $SAMPLING --max-tokens 8 <"$T/bad.in"
+ok "$(test "$(rc utf8)" = 0 && test ! -s "$T/utf8.err" && test -s "$T/utf8.out"; echo $?)" \
+    "invalid UTF-8 message (Latin-1, overlong, surrogate, > U+10FFFF): a reply, exit 0"
+printf '{"role":"user","content":"caf\351 \377 ok"}\n' >"$T/badjson.in"
+run utf8j $SAMPLING --max-tokens 8 --jsonl <"$T/badjson.in"
+if [ -n "$PY" ]; then
+    $PY -c 'import json,sys; o=json.loads(open(sys.argv[1],"rb").read().decode("utf-8")); sys.exit(0 if o["role"]=="assistant" else 1)' "$T/utf8j.out" 2>/dev/null
+    st=$?
+else
+    grep -q '"role":"assistant"' "$T/utf8j.out"
+    st=$?
+fi
+ok "$(test "$(rc utf8j)" = 0 && test "$st" = 0; echo $?)" \
+    "--jsonl: a JSON string holding invalid UTF-8 is accepted; the reply is valid UTF-8 JSON"
+printf '\377\376{"role":"user"}\n' | run utf8k --jsonl --max-tokens 4
+ok "$(test "$(rc utf8k)" = 1 && same "$T/utf8k.err" \
+    "rwkv-chat: stdin:1: malformed JSON: unexpected character"; echo $?)" \
+    "--jsonl: a line starting with invalid UTF-8 bytes: exit 1, exact error"
+ok "$(cmp -s "$T/bad.in" "$T/bad.orig"; echo $?)" "the input file is untouched"
+
+# --- 1 MB lines -------------------------------------------------------------------
+head -c 1048576 /dev/zero | tr '\0' 'x' >"$T/x1m"
+{ printf '/'; cat "$T/x1m"; echo; } >"$T/cmd1m.in"
+run cmd1m <"$T/cmd1m.in"
+{ printf "rwkv-chat: stdin:1: unknown command '/"; cat "$T/x1m"; printf "' (/help lists them)\n"; } \
+    >"$T/cmd1m.want"
+ok "$(test "$(rc cmd1m)" = 1 && cmp -s "$T/cmd1m.err" "$T/cmd1m.want" && test ! -s "$T/cmd1m.out"; echo $?)" \
+    "a 1 MB unknown /command: exit 1, one line naming it"
+{ printf '{"role":"user","content":"'; cat "$T/x1m"; echo; } | run json1m --jsonl
+ok "$(test "$(rc json1m)" = 1 && same "$T/json1m.err" \
+    "rwkv-chat: stdin:1: malformed JSON: unexpected end of line"; echo $?)" \
+    "--jsonl: a 1 MB unterminated string: exit 1, exact error"
+{ echo '{"role":"user","content":"Hi."}'; printf '{"role":"user","content":"hi"}'; cat "$T/x1m"; echo; } | run json1m2 --jsonl --max-tokens 2 $SAMPLING
+ok "$(test "$(rc json1m2)" = 1 && same "$T/json1m2.err" \
+    "rwkv-chat: stdin:2: malformed JSON: text after the object"; echo $?)" \
+    "--jsonl: 1 MB of text after the object: exit 1, exact error naming line 2"
+# a 100 kB message is fed (about 100k tokens) and replied to
+head -c 102400 /dev/zero | tr '\0' 'y' >"$T/y100k"
+{ cat "$T/y100k"; echo; } >"$T/msg100k.in"
+run msg100k $SAMPLING --max-tokens 3 --state-out "$T/msg100k.state" <"$T/msg100k.in"
+ok "$(test "$(rc msg100k)" = 0 && test ! -s "$T/msg100k.err" && test -s "$T/msg100k.state"; echo $?)" \
+    "a 100 kB one-line message: fed, replied, state saved, exit 0"
+
+# --- a state file of another model -----------------------------------------------
+printf 'Hi.\n' | "$CHAT" --batch -t 1 --max-tokens 1 --state-out "$T/demo.state" >/dev/null 2>&1
+demo_sum=$(sums "$T/demo.state")
+run swap --state-in "$T/demo.state" </dev/null
+ok "$(test "$(rc swap)" = 1 && same "$T/swap.err" "rwkv-chat: $T/demo.state: saved with another model (RWKV-7, 6 layers x 128, vocab 65536, fingerprint d3c63b02d5df9717), not this one (RWKV-7, 2 layers x 64, vocab 65536, fingerprint 66812b369e8e5606)"; echo $?)" \
+    "--state-in of the demo model's state with v7-world.pth: exit 1, exact error"
+ok "$(test "$(sums "$T/demo.state")" = "$demo_sum"; echo $?)" "the refused state file is untouched"
+run swapout --state-in "$T/demo.state" --state-out "$T/demo.state" </dev/null
+ok "$(test "$(rc swapout)" = 1 && test "$(sums "$T/demo.state")" = "$demo_sum"; echo $?)" \
+    "refused --state-in FILE with --state-out FILE: exit 1, FILE not overwritten"
+: >"$T/empty.state"
+run empty --state-in "$T/empty.state" </dev/null
+ok "$(test "$(rc empty)" = 1 && same "$T/empty.err" \
+    "rwkv-chat: $T/empty.state: not an rwkv-chat state file (no RWKVSTAT magic)"; echo $?)" \
+    "--state-in of an empty file: exit 1, exact error"
+
+# --- Ctrl-C while loading -----------------------------------------------------------
+# The vocabulary is a FIFO nobody writes: rwkv-chat waits inside the loader.
+mkfifo "$T/vocab.fifo"
+cp "$T/msg100k.state" "$T/keep.state"
+keep_sum=$(sums "$T/keep.state")
+$BG "$CHAT" --batch --model "$MODEL" -t 1 --vocab "$T/vocab.fifo" --state-out "$T/keep.state" \
+    </dev/null >"$T/load.out" 2>"$T/load.err" &
+pid=$!
+sleep 0.5
+kill -INT $pid
+wait_pid $pid 10
+ok "$(test "$status" = 130 && test ! -s "$T/load.out"; echo $?)" \
+    "SIGINT while loading: rwkv-chat ends by SIGINT (status $status), prints nothing"
+ok "$(test "$(sums "$T/keep.state")" = "$keep_sum"; echo $?)" \
+    "SIGINT while loading: the --state-out file is untouched"
+
+# --- Ctrl-C while feeding a long prompt ---------------------------------------------
+for i in 1 2 3; do cat "$T/y100k"; done >"$T/y300k"
+{ cat "$T/y300k"; echo; } >"$T/feed.in"
+cp "$T/keep.state" "$T/feed.state"
+$BG "$CHAT" --batch --model "$MODEL" -t 1 $SAMPLING --max-tokens 50 --state-out "$T/feed.state" \
+    <"$T/feed.in" >"$T/feed.out" 2>"$T/feed.err" &
+pid=$!
+sleep 0.5
+kill -INT $pid
+t0=$(now)
+wait_pid $pid 60
+echo "# exit $(echo "$(now) - $t0" | bc 2>/dev/null) s after SIGINT (the prompt is fed in one piece)"
+ok "$(test "$status" = 130 && test ! -s "$T/feed.err"; echo $?)" \
+    "SIGINT while feeding a 300 kB message: exit 130 (got $status), no error"
+run feedload --state-in "$T/feed.state" --max-tokens 2 $SAMPLING </dev/null
+ok "$(test "$(rc feedload)" = 0; echo $?)" \
+    "SIGINT while feeding: the --state-out file is a complete state file that loads"
+
+# --- Ctrl-C during the reply (plain text) --------------------------------------------
+mkfifo "$T/in.fifo"
+cp "$T/keep.state" "$T/reply.state"
+$BG "$CHAT" --batch --model "$MODEL" -t 1 --seed 3 --temperature 1 --top-p 1 --max-tokens 0 \
+    --state-out "$T/reply.state" <"$T/in.fifo" >"$T/reply.out" 2>"$T/reply.err" &
+pid=$!
+exec 3>"$T/in.fifo"
+printf 'Tell me a very long story.\n' >&3
+sleep 1
+kill -INT $pid
+wait_pid $pid 20
+exec 3>&-
+ok "$(test "$status" = 130 && test -s "$T/reply.out" && test ! -s "$T/reply.err"; echo $?)" \
+    "SIGINT during the reply: exit 130 (got $status), partial reply on stdout, no error"
+ok "$(test "$(sums "$T/reply.state")" != "$keep_sum"; echo $?)" \
+    "SIGINT during the reply: --state-out replaced the old file"
+run replyload --state-in "$T/reply.state" --max-tokens 2 $SAMPLING </dev/null
+ok "$(test "$(rc replyload)" = 0; echo $?)" "the state saved after SIGINT loads"
+
+# --- Ctrl-C at random moments, the save included -------------------------------------
+# Each run either finishes (0), or stops (130) before or after its save; the
+# --state-out file is then the old one or a complete new one, never torn.
+printf 'One.\nTwo.\nThree.\n' >"$T/three.in"
+cp "$T/keep.state" "$T/rand.state"
+good=0
+runs=0
+for delay in 0 0.01 0.03 0.05 0.08 0.12 0.16 0.2 0.25 0.3 0.4 0.5; do
+    before=$(sums "$T/rand.state")
+    $BG "$CHAT" --batch --model "$MODEL" -t 1 $SAMPLING --max-tokens 6 --state-out "$T/rand.state" \
+        <"$T/three.in" >"$T/rand.out" 2>"$T/rand.err" &
+    pid=$!
+    sleep $delay
+    kill -INT $pid 2>/dev/null
+    wait_pid $pid 20
+    runs=$((runs + 1))
+    after=$(sums "$T/rand.state")
+    if [ "$status" != 0 ] && [ "$status" != 130 ]; then
+        echo "# delay $delay: status $status: $(head -c 200 "$T/rand.err")"
+        continue
+    fi
+    if [ -s "$T/rand.err" ]; then
+        echo "# delay $delay: stderr: $(head -c 200 "$T/rand.err")"
+        continue
+    fi
+    if [ "$after" != "$before" ]; then
+        "$CHAT" --batch --model "$MODEL" -t 1 --state-in "$T/rand.state" </dev/null \
+            >/dev/null 2>"$T/rand.load" || {
+            echo "# delay $delay: new state file does not load: $(head -c 200 "$T/rand.load")"
+            continue
+        }
+    fi
+    good=$((good + 1))
+done
+ok "$(test "$good" = "$runs"; echo $?)" \
+    "SIGINT at $runs moments from start-up to exit: each ends with 0 or 130, no error, state file old or new and loading ($good good)"
+ok "$(test -z "$(find "$T" -name '*.tmp*')"; echo $?)" "no temporary files left behind"
+ok "$(test "$(sums "$MODEL")" = "$model_sum"; echo $?)" "the model file is untouched"
+
+echo "1..$n"
+exit $fail
