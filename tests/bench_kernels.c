@@ -1,0 +1,102 @@
+/*
+ * bench_kernels.c - speed of each weight format's matrix-vector kernel on
+ * one thread, against a plain streaming read of the same memory, both timed
+ * in thread CPU time so that other processes on a shared machine do not
+ * count.  Not a test (no timed assertions in make check): build it with
+ * `make tests/bench_kernels` and run `tests/bench_kernels [ROWS COLS]`.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "engine/kernels.h"
+#include "engine/kernels_impl.h"
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef uint64_t read_vec __attribute__((vector_size(32)));
+
+/* Sum of 32-byte vectors with four independent chains: the read ceiling
+ * (256-bit loads where the CPU has them, as the kernels use). */
+#if defined(__x86_64__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static uint64_t read_all(const read_vec *a, size_t n)
+{
+    read_vec s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
+
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        s0 += a[i];
+        s1 += a[i + 1];
+        s2 += a[i + 2];
+        s3 += a[i + 3];
+    }
+    s0 ^= s1 ^ s2 ^ s3;
+    return s0[0] ^ s0[1] ^ s0[2] ^ s0[3];
+}
+
+int main(int argc, char **argv)
+{
+    int rows = argc > 2 ? atoi(argv[1]) : 131072, cols = argc > 2 ? atoi(argv[2]) : 768;
+    size_t n = (size_t)rows * (size_t)cols;
+    float *src = malloc(n * sizeof *src), *x = malloc((size_t)cols * sizeof *x);
+    float *y = malloc((size_t)rows * sizeof *y);
+    uint64_t state = 88172645463325252ull, sink = 0;
+
+    if (!src || !x || !y || rows < 1 || cols < 1) {
+        fprintf(stderr, "bench_kernels: bad size or out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        src[i] = (float)((int64_t)(state >> 40) - (1 << 23)) / (float)(1 << 26);
+    }
+    for (int c = 0; c < cols; c++) {
+        x[c] = (float)c / (float)cols - 0.5f;
+    }
+    kernels_init();
+    printf("kernels: %s; matrix %d x %d; one thread, CPU time, best of 5\n",
+           rwkv_kernels_name(), rows, cols);
+    printf("| format | MB | matvec GB/s | read GB/s | matvec / read |\n|---|---|---|---|---|\n");
+    for (int t = RWKV_DTYPE_F32; t <= RWKV_DTYPE_Q4; t++) {
+        struct kmat W = { .type = (enum rwkv_dtype)t, .rows = rows, .cols = cols };
+        double best = 1e30, best_read = 1e30;
+        size_t bytes;
+
+        if (t == RWKV_DTYPE_F32) {
+            W.data = src;
+        } else if (kernels_format(W.type)->pack(&W, src) != 0) {
+            fprintf(stderr, "bench_kernels: out of memory\n");
+            return 1;
+        }
+        bytes = kmat_bytes(&W);
+        for (int r = 0; r < 5; r++) {
+            double t0 = cpu_now();
+
+            k_matvec(NULL, &W, x, y);
+            best = best < cpu_now() - t0 ? best : cpu_now() - t0;
+            t0 = cpu_now();
+            /* the same number of bytes, read from the float32 source */
+            sink ^= read_all((const read_vec *)src, bytes / 32);
+            best_read = best_read < cpu_now() - t0 ? best_read : cpu_now() - t0;
+        }
+        printf("| %s | %.0f | %.1f | %.1f | %.0f %% |\n", rwkv_dtype_name(W.type), bytes / 1e6,
+               bytes / best / 1e9, bytes / best_read / 1e9, 100.0 * best_read / best);
+        if (t != RWKV_DTYPE_F32) {
+            kmat_free(&W);
+        }
+    }
+    free(src);
+    free(x);
+    free(y);
+    return sink == 42;
+}
