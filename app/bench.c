@@ -33,6 +33,7 @@ struct opts {
     long ctx;
     int no_reexec;
     double bandwidth;           /* --bandwidth: given, not measured (bytes/s) */
+    int quality;                /* --quality N: compare N tokens with fp32 */
 };
 
 static double now(void)
@@ -281,6 +282,8 @@ static void usage(FILE *f)
         "      --ctx N        also measure generation after an N-token context\n"
         "      --no-reexec    keep the OpenBLAS core type the library detected\n"
         "      --bandwidth G  take the read bandwidth as G GB/s instead of measuring\n"
+        "      --quality N    only compare the logits of N tokens with fp32 weights\n"
+        "                     (max and mean |logit error|, KL divergence)\n"
         "  -h, --help         display this help and exit\n");
 }
 
@@ -309,6 +312,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "ctx", required_argument, NULL, 'c' },
         { "no-reexec", no_argument, NULL, 'X' },
         { "bandwidth", required_argument, NULL, 'B' },
+        { "quality", required_argument, NULL, 'Q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -360,6 +364,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'X':
             o->no_reexec = 1;
             break;
+        case 'Q':
+            if (parse_long(optarg, 1, 100000, &v)) {
+                fprintf(stderr, "rwkv-bench: bad --quality '%s'\n", optarg);
+                return 2;
+            }
+            o->quality = (int)v;
+            break;
         case 'B': {
             char *end;
 
@@ -409,6 +420,93 @@ static void fmt_speed(char *buf, size_t n, double *tps, int k)
     snprintf(buf, n, "%.1f (%.0f-%.0f)", med, lo, hi);
 }
 
+/* Logits after each of n tokens (RNN mode) with weights in format d. */
+static float *run_logits(const char *path, enum rwkv_dtype d, int threads, const int32_t *tok,
+                         int n, int *vocab)
+{
+    struct rwkv_load_options lo = { .dtype = d, .n_threads = threads };
+    char err[RWKV_ERRLEN];
+    rwkv_model *m = rwkv_model_load(path, &lo, err, sizeof err);
+    rwkv_state *s;
+    float *out;
+
+    if (!m) {
+        fprintf(stderr, "rwkv-bench: %s\n", err);
+        return NULL;
+    }
+    *vocab = rwkv_model_info(m)->n_vocab;
+    s = rwkv_state_new(m);
+    out = malloc((size_t)n * (size_t)*vocab * sizeof *out);
+    for (int i = 0; s && out && i < n; i++) {
+        if (rwkv_eval(m, s, &tok[i], 1, out + (size_t)i * *vocab, 0, err, sizeof err) != 0) {
+            fprintf(stderr, "rwkv-bench: %s\n", err);
+            free(out);
+            out = NULL;
+        }
+    }
+    rwkv_state_free(s);
+    rwkv_model_free(m);
+    return out;
+}
+
+/* --quality: how far the chosen format's logits are from float32 weights
+ * over n pseudo-random tokens. */
+static int quality(const struct opts *o)
+{
+    int32_t *tok = malloc((size_t)o->quality * sizeof *tok);
+    int vocab = 0, vq = 0;
+    float *ref, *q;
+    double maxe = 0, meane = 0, kl = 0;
+    int agree = 0;
+
+    if (!tok) {
+        return 1;
+    }
+    ref = run_logits(o->model, RWKV_DTYPE_F32, o->threads, NULL, 0, &vocab);
+    free(ref);
+    fill_tokens(tok, o->quality, vocab > 1 ? vocab : 2, 4242);
+    ref = run_logits(o->model, RWKV_DTYPE_F32, o->threads, tok, o->quality, &vocab);
+    q = run_logits(o->model, o->dtype, o->threads, tok, o->quality, &vq);
+    if (!ref || !q) {
+        free(ref);
+        free(q);
+        free(tok);
+        return 1;
+    }
+    for (int i = 0; i < o->quality; i++) {
+        const float *a = ref + (size_t)i * vocab, *b = q + (size_t)i * vocab;
+        double ma = a[0], mb = b[0], za = 0, zb = 0;
+
+        for (int v = 0; v < vocab; v++) {
+            double e = fabs((double)a[v] - b[v]);
+
+            maxe = e > maxe ? e : maxe;
+            meane += e;
+            ma = a[v] > ma ? a[v] : ma;
+            mb = b[v] > mb ? b[v] : mb;
+        }
+        for (int v = 0; v < vocab; v++) {
+            za += exp(a[v] - ma);
+            zb += exp(b[v] - mb);
+        }
+        for (int v = 0; v < vocab; v++) {
+            double la = a[v] - ma - log(za), lb = b[v] - mb - log(zb);
+
+            kl += exp(la) * (la - lb);
+        }
+        agree += argmax(a, vocab) == argmax(b, vocab);
+    }
+    printf("%s: %s vs fp32 weights over %d tokens: max |logit error| %.4f, mean %.5f, "
+           "KL %.3e nats/token, same argmax %d/%d\n", o->model,
+           o->dtype == RWKV_DTYPE_AUTO ? "stored format" : rwkv_dtype_name(o->dtype),
+           o->quality, maxe, meane / ((double)o->quality * vocab), kl / o->quality, agree,
+           o->quality);
+    free(ref);
+    free(q);
+    free(tok);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -431,6 +529,9 @@ int main(int argc, char **argv)
         maybe_reexec(argv);
     }
     openblas_set_num_threads(o.threads);
+    if (o.quality) {
+        return quality(&o);
+    }
     bw = o.bandwidth > 0 ? o.bandwidth : measure_bandwidth(o.threads);
 
     lo.dtype = o.dtype;
