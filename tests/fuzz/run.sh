@@ -10,7 +10,12 @@ src=$1
 build=$2
 secs=$3
 shift 3
-targets=${*:-"fuzz_pth fuzz_safetensors fuzz_pickle fuzz_vocab fuzz_tokenizer fuzz_template fuzz_statefile fuzz_jsonl"}
+# Default: every target build.sh made.
+targets=${*:-$(cd "$build/fuzz" 2>/dev/null && for f in fuzz_*; do [ -x "$f" ] && [ -f "$f" ] && echo "$f"; done)}
+if [ -z "$targets" ]; then
+    echo "run.sh: no fuzz targets in $build/fuzz: run make fuzz" >&2
+    exit 1
+fi
 export FUZZ_SHARE="$src/share"
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 mkdir -p "$build/fuzz/artifacts"
