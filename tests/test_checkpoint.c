@@ -13,57 +13,7 @@
 
 #include "engine/checkpoint.h"
 #include "tests/tap.h"
-
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][256];
-    static int next;
-    char *b = buf[next++ & 3];
-
-    snprintf(b, sizeof(buf[0]), "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-
-    if (!f || fwrite(data, 1, len, f) != len) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(99);
-    }
-    fclose(f);
-}
-
-static uint16_t rd16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void wr16(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void wr32(unsigned char *p, uint32_t v)
-{
-    wr16(p, v & 0xffff);
-    wr16(p + 2, v >> 16);
-}
-
-static void wr64(unsigned char *p, uint64_t v)
-{
-    wr32(p, (uint32_t)v);
-    wr32(p + 4, (uint32_t)(v >> 32));
-}
+#include "tests/testutil.h"
 
 struct raw_entry {
     const char *name;
@@ -129,20 +79,6 @@ static int count_entries(const unsigned char *buf, size_t len, const char *sub)
         count += strstr(name, sub) != NULL;
     }
     return count;
-}
-
-/* Offset of needle in buf at or after from, or -1. */
-static long find_bytes(const unsigned char *buf, size_t len, size_t from, const void *needle,
-                       size_t nlen)
-{
-    size_t i;
-
-    for (i = from; i + nlen <= len; i++) {
-        if (!memcmp(buf + i, needle, nlen)) {
-            return (long)i;
-        }
-    }
-    return -1;
 }
 
 /* Counts tensors of a safetensors file by its header text. */
@@ -509,26 +445,6 @@ static void expect_error(const char *what, const char *path, const char *const *
 
 #define WANT(...) ((const char *const[]){ __VA_ARGS__, NULL })
 
-/* Writes a copy of buf with the first occurrence of from (after the first
- * occurrence of anchor, if any) replaced by to (same length). */
-static const char *patched(const char *name, const unsigned char *buf, size_t len,
-                           const char *anchor, const void *from, const void *to, size_t n)
-{
-    unsigned char *copy = malloc(len);
-    long a = anchor ? find_bytes(buf, len, 0, anchor, strlen(anchor)) : 0;
-    long pos = a < 0 ? -1 : find_bytes(buf, len, (size_t)a, from, n);
-
-    memcpy(copy, buf, len);
-    if (pos < 0) {
-        diag("patch for %s not found", name);
-    } else {
-        memcpy(copy + pos, to, n);
-    }
-    write_file(tmp_path(name), copy, len);
-    free(copy);
-    return tmp_path(name);
-}
-
 /* torch.save of an OrderedDict state dict with its _metadata attribute
  * (made in Python with stand-ins for the torch globals, protocol 2):
  * a = storage 0 [2][3]; b = storage 0 viewed from offset 1 as [3][2] with
@@ -729,27 +645,27 @@ static void test_damaged_pth(void)
                  WANT("not a PyTorch checkpoint", "data.pkl"));
 
     p = patched("global.pth", buf, len, NULL, "torch._utils\n_rebuild_tensor_v2\n",
-                "os\nsystem\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", 32);
+                "os\nsystem\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", 32, 0);
     expect_error("pickle with a foreign GLOBAL", p,
                  WANT("data.pkl offset 23", "refusing foreign GLOBAL os.system"));
 
-    p = patched("opcode.pth", buf, len, NULL, "\x80\x02}", "\x80\x02]", 3);
+    p = patched("opcode.pth", buf, len, NULL, "\x80\x02}", "\x80\x02]", 3, 0);
     expect_error("pickle with a disallowed opcode (EMPTY_LIST)", p,
                  WANT("data.pkl offset 2", "opcode 0x5d not allowed"));
 
     /* storage offset 0 -> 16 elements: head.weight's view runs past its entry */
-    p = patched("offset.pth", buf, len, "head.weight", "QK\x00", "QK\x10", 3);
+    p = patched("offset.pth", buf, len, "head.weight", "QK\x00", "QK\x10", 3, 0);
     expect_error("tensor data running past its entry", p,
                  WANT("tensor head.weight", "runs past the end of entry v7/data/101"));
 
     /* storage size 128000 -> 128001 elements: more than the entry holds */
     p = patched("storage.pth", buf, len, "emb.weight", "J\x00\xf4\x01\x00", "J\x01\xf4\x01\x00",
-                5);
+                5, 0);
     expect_error("storage larger than its entry", p,
                  WANT("tensor emb.weight", "runs past the end of entry v7/data/0"));
 
     /* shape (128,) -> (129,): the view needs one element more than stored */
-    p = patched("bigshape.pth", buf, len, "ln_out.weight", "K\x80\x85", "K\x81\x85", 3);
+    p = patched("bigshape.pth", buf, len, "ln_out.weight", "K\x80\x85", "K\x81\x85", 3, 0);
     expect_error("tensor shape larger than its storage", p,
                  WANT("tensor ln_out.weight", "runs past the end of entry v7/data/99"));
 
@@ -940,9 +856,7 @@ int main(void)
     };
     size_t i;
 
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_checkpoint.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmpdir_make("test_checkpoint") != 0) {
         return 99;
     }
     for (i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
@@ -961,12 +875,6 @@ int main(void)
     test_mutations("small .pth (OrderedDict, strided view, two storages)",
                    tmp_path("ordered.pth"), 600, 1);
     test_mutations("small safetensors", tmp_path("ok.safetensors"), 400, 2);
-    {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) {
-            diag("could not remove %s", tmpdir);
-        }
-    }
+    tmpdir_remove();
     return tap_done();
 }

@@ -14,29 +14,7 @@
 #include "engine/checkpoint.h"
 #include "engine/rwkv.h"
 #include "tests/tap.h"
-
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[4][256];
-    static int next;
-    char *b = buf[next++ & 3];
-
-    snprintf(b, sizeof(buf[0]), "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-
-    if (!f || fwrite(data, 1, len, f) != len) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(99);
-    }
-    fclose(f);
-}
+#include "tests/testutil.h"
 
 /* What the fixtures are (fixtures/README.md, the manifests, and shapes
  * listed with Python's zipfile + pickletools). */
@@ -240,43 +218,6 @@ static void test_eval_errors(void)
     rwkv_model_free(m);
 }
 
-/* Offset of needle in buf at or after from, or -1. */
-static long find_bytes(const unsigned char *buf, size_t len, size_t from, const void *needle,
-                       size_t nlen)
-{
-    size_t i;
-
-    for (i = from; i + nlen <= len; i++) {
-        if (!memcmp(buf + i, needle, nlen)) {
-            return (long)i;
-        }
-    }
-    return -1;
-}
-
-/* Writes a copy of buf with every (all) or the first occurrence of from
- * after anchor replaced by to (same length). */
-static const char *patched(const char *name, const unsigned char *buf, size_t len,
-                           const char *anchor, const void *from, const void *to, size_t n,
-                           int all)
-{
-    unsigned char *copy = malloc(len);
-    long a = anchor ? find_bytes(buf, len, 0, anchor, strlen(anchor)) : 0;
-    long pos = a < 0 ? -1 : find_bytes(buf, len, (size_t)a, from, n);
-
-    memcpy(copy, buf, len);
-    if (pos < 0) {
-        diag("patch for %s not found", name);
-    }
-    while (pos >= 0) {
-        memcpy(copy + pos, to, n);
-        pos = all ? find_bytes(copy, len, (size_t)pos + n, from, n) : -1;
-    }
-    write_file(tmp_path(name), copy, len);
-    free(copy);
-    return tmp_path(name);
-}
-
 static void expect_error(const char *what, const char *path, const char *want)
 {
     char err[RWKV_ERRLEN];
@@ -345,15 +286,6 @@ static void test_damaged(void)
     }
     write_file(tmp_path("empty.pth"), "", 0);
     expect_error("empty file", tmp_path("empty.pth"), "empty file");
-}
-
-static void wr64(unsigned char *p, uint64_t v)
-{
-    int i;
-
-    for (i = 0; i < 8; i++) {
-        p[i] = (unsigned char)(v >> (8 * i));
-    }
 }
 
 /* Writes every tensor of src (plus one named extra, a copy of the tensor
@@ -473,9 +405,7 @@ int main(void)
 {
     size_t i;
 
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_model.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmpdir_make("test_model") != 0) {
         return 99;
     }
     for (i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++) {
@@ -485,12 +415,6 @@ int main(void)
     test_damaged();
     test_extra_and_fingerprint();
     test_dtype_names();
-    {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) {
-            diag("could not remove %s", tmpdir);
-        }
-    }
+    tmpdir_remove();
     return tap_done();
 }

@@ -13,17 +13,12 @@
 #include "app/options.h"
 #include "app/paths.h"
 #include "tap.h"
+#include "testutil.h"
 
-static char tmpdir[4096];
-
+/* Writes text to path. */
 static void write_text(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
-
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
+    write_file(path, text, strlen(text));
 }
 
 static char *tmp(const char *name)
@@ -387,25 +382,14 @@ static void test_completion(void)
 
 int main(void)
 {
-    char templ[] = "/tmp/test_options.XXXXXX";
-
-    if (!mkdtemp(templ)) {
-        perror("mkdtemp");
-        return 1;
+    if (tmpdir_make("test_options") != 0) {
+        return 99;
     }
-    snprintf(tmpdir, sizeof(tmpdir), "%s", templ);
     test_command_line();
     test_config();
     test_knobs();
     test_models();
     test_completion();
-    {
-        char cmd[4200];
-
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) {
-            diag("could not remove %s", tmpdir);
-        }
-    }
+    tmpdir_remove();
     return tap_done();
 }
