@@ -132,6 +132,20 @@ float *blocks_head_vector(struct blocks_loader *ld, int required, int H, int N,
     return v;
 }
 
+float *blocks_bonus(struct blocks_loader *ld, int layer)
+{
+    int H = ld->m->info.n_head, N = ld->m->info.head_size;
+    float *u = blocks_head_vector(ld, 0, H, N, "blocks.%d.att.time_faaaa", layer);
+
+    if (!u && !ld->failed) {
+        u = blocks_head_vector(ld, 1, H, N, "blocks.%d.att.time_first", layer);
+        for (int c = 0; u && c < H * N; c++) {
+            u[c] = expf(u[c]);
+        }
+    }
+    return u;
+}
+
 static void matrix_of(struct blocks_loader *ld, struct kmat *mat, const struct ckpt_tensor *t,
                       int rows, int cols, int transpose, enum rwkv_dtype dtype)
 {

@@ -47,6 +47,9 @@ float *blocks_vector_opt(struct blocks_loader *ld, size_t n, const char *fmt, ..
 float *blocks_head_vector(struct blocks_loader *ld, int required, int H, int N,
                           const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* The RWKV-5/6 bonus u per channel [H*N]: time_faaaa as stored, or
+ * exp(time_first) from files that store log u (5.0). */
+float *blocks_bonus(struct blocks_loader *ld, int layer);
 /* A kernel matrix [rows][cols] from a 2-D tensor.  transpose: stored
  * [in][out] (LoRA w1/w2).  dtype as kmat_from_tensor. */
 void blocks_matrix(struct blocks_loader *ld, struct kmat *mat, int rows, int cols,

@@ -88,13 +88,7 @@ static void load_layer(struct blocks_loader *ld, struct rwkv5_layer *l, int i)
             l->decay[c] = expf(-expf(l->decay[c]));
         }
     }
-    l->first = blocks_head_vector(ld, 0, H, N, "blocks.%d.att.time_faaaa", i);
-    if (!l->first && !ld->failed) {
-        l->first = blocks_head_vector(ld, 1, H, N, "blocks.%d.att.time_first", i);
-        for (int c = 0; l->first && c < C; c++) {
-            l->first[c] = expf(l->first[c]);
-        }
-    }
+    l->first = blocks_bonus(ld, i);
     blocks_matrix(ld, &l->key, C, C, 0, m->dtype, "blocks.%d.att.key.weight", i);
     blocks_matrix(ld, &l->value, C, C, 0, m->dtype, "blocks.%d.att.value.weight", i);
     blocks_matrix(ld, &l->receptance, C, C, 0, m->dtype, "blocks.%d.att.receptance.weight", i);

@@ -99,7 +99,7 @@ static void load_layer(struct blocks_loader *ld, struct rwkv6_layer *l, int i)
 {
     static const char mix_names[RWKV6_N_MIX] = { 'w', 'k', 'v', 'r', 'g' };
     const rwkv_model *m = ld->m;
-    int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
+    int C = m->info.n_embd;
     char prefix[64];
 
     snprintf(prefix, sizeof prefix, "blocks.%d.ln1", i);
@@ -126,13 +126,7 @@ static void load_layer(struct blocks_loader *ld, struct rwkv6_layer *l, int i)
                   "blocks.%d.att.time_decay_w1", i);
     blocks_matrix(ld, &l->decay_w2, C, l->lora_decay, 1, RWKV_DTYPE_F32,
                   "blocks.%d.att.time_decay_w2", i);
-    l->first = blocks_head_vector(ld, 0, H, N, "blocks.%d.att.time_faaaa", i);
-    if (!l->first && !ld->failed) {
-        l->first = blocks_head_vector(ld, 1, H, N, "blocks.%d.att.time_first", i);
-        for (int c = 0; l->first && c < C; c++) {
-            l->first[c] = expf(l->first[c]);
-        }
-    }
+    l->first = blocks_bonus(ld, i);
     blocks_matrix(ld, &l->key, C, C, 0, m->dtype, "blocks.%d.att.key.weight", i);
     blocks_matrix(ld, &l->value, C, C, 0, m->dtype, "blocks.%d.att.value.weight", i);
     blocks_matrix(ld, &l->receptance, C, C, 0, m->dtype, "blocks.%d.att.receptance.weight", i);
