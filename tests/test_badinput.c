@@ -10,6 +10,7 @@
  * a loader that believed a 2^60-byte size would fail with "out of memory"
  * instead of the expected message; under ASan such a malloc aborts.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -1224,6 +1225,49 @@ out:
     state_model = NULL;
 }
 
+/* Replays tests/fuzz/regress/TARGET-NAME (inputs that once crashed a fuzz
+ * target) through the loader of that target: each must load or be refused
+ * with one line naming the file. */
+static void test_fuzz_regressions(void)
+{
+    const char *top = getenv("TOP_SRCDIR");
+    char dir[4096], path[8192], err[1024];
+    struct dirent *d;
+    DIR *dp;
+    int n = 0, good = 0;
+
+    snprintf(dir, sizeof(dir), "%s/tests/fuzz/regress", top ? top : ".");
+    if (!(dp = opendir(dir))) {
+        skip("%s: %s", dir, strerror(errno));
+        return;
+    }
+    while ((d = readdir(dp)) != NULL) {
+        enum loader l;
+        int loaded;
+
+        if (!strncmp(d->d_name, "fuzz_pth-", 9) || !strncmp(d->d_name, "fuzz_safetensors-", 17)) {
+            l = L_CKPT;
+        } else if (!strncmp(d->d_name, "fuzz_vocab-", 11)) {
+            l = L_VOCAB;
+        } else if (!strncmp(d->d_name, "fuzz_template-", 14)) {
+            l = L_TEMPLATE;
+        } else {
+            continue;
+        }
+        snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+        loaded = run_loader(l, path, err, sizeof(err));
+        n++;
+        if (loaded || (strstr(err, path) == err && !strchr(err, '\n'))) {
+            good++;
+        } else {
+            diag("%s: \"%s\"", d->d_name, err);
+        }
+    }
+    closedir(dp);
+    ok(n > 0 && good == n, "%d inputs that crashed fuzz targets (tests/fuzz/regress) are "
+       "handled", n);
+}
+
 int main(void)
 {
 #ifndef UNDER_ASAN
@@ -1245,6 +1289,7 @@ int main(void)
     test_vocab();
     test_templates();
     test_statefile();
+    test_fuzz_regressions();
     {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

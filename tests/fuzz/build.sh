@@ -32,3 +32,10 @@ target fuzz_pickle tests/fuzz/fuzz_pickle.c $CKPT
 target fuzz_vocab tests/fuzz/fuzz_vocab.c tokenizer/world.c -- ${FUZZ_LIBS:-}
 target fuzz_tokenizer tests/fuzz/fuzz_tokenizer.c tokenizer/world.c -- ${FUZZ_LIBS:-}
 target fuzz_template tests/fuzz/fuzz_template.c app/template.c app/paths.c -- ${FUZZ_LIBS:-}
+# State files: the container (engine/statefile.c) and the chat's sections
+# (app/chat.c) against the model in $FUZZ_MODEL (default: the fixture).
+target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/statefile.c app/chat.c app/template.c \
+    app/paths.c -- "-DFUZZ_DEFAULT_MODEL=\"${FUZZ_MODEL:-${SHARED_DIR:-$src/../shared}/fixtures/models/v7-world.pth}\"" \
+    ${FUZZ_LIBS:-}
+# The --batch reader and JSONL writer (app/batch.c) against a stand-in chat.
+target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/batch.c -- ${FUZZ_LIBS:-}
