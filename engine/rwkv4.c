@@ -30,8 +30,8 @@ struct rwkv4_layer {
 
 struct rwkv4_weights {
     struct blocks_model base;
-    struct rwkv4_layer *layers;
     int n_layer;
+    struct rwkv4_layer layers[];
 };
 
 static void rwkv4_release(rwkv_model *m)
@@ -56,7 +56,6 @@ static void rwkv4_release(rwkv_model *m)
         kmat_free(&l->output);
         blocks_ffn_free(&l->ffn);
     }
-    free(wt->layers);
     blocks_model_free(&wt->base);
     free(wt);
     m->weights = NULL;
@@ -93,12 +92,8 @@ static int rwkv4_prepare(rwkv_model *m, char *err, size_t errlen)
     struct rwkv4_weights *wt;
     int C = m->info.n_embd, ffn_size = 0;
 
-    wt = calloc(1, sizeof *wt);
-    if (wt) {
-        wt->layers = calloc((size_t)m->info.n_layer, sizeof *wt->layers);
-    }
-    if (!wt || !wt->layers) {
-        free(wt);
+    wt = calloc(1, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
+    if (!wt) {
         blocks_fail(&ld, "out of memory");
         return -1;
     }

@@ -34,8 +34,8 @@ struct rwkv5_layer {
 
 struct rwkv5_weights {
     struct blocks_model base;
-    struct rwkv5_layer *layers;
     int n_layer;
+    struct rwkv5_layer layers[];
 };
 
 static void rwkv5_release(rwkv_model *m)
@@ -63,7 +63,6 @@ static void rwkv5_release(rwkv_model *m)
         kmat_free(&l->output);
         blocks_ffn_free(&l->ffn);
     }
-    free(wt->layers);
     blocks_model_free(&wt->base);
     free(wt);
     m->weights = NULL;
@@ -112,12 +111,8 @@ static int rwkv5_prepare(rwkv_model *m, char *err, size_t errlen)
         blocks_fail(&ld, "RWKV-5: %d heads of %d do not make n_embd %d", H, N, C);
         return -1;
     }
-    wt = calloc(1, sizeof *wt);
-    if (wt) {
-        wt->layers = calloc((size_t)m->info.n_layer, sizeof *wt->layers);
-    }
-    if (!wt || !wt->layers) {
-        free(wt);
+    wt = calloc(1, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
+    if (!wt) {
         blocks_fail(&ld, "out of memory");
         return -1;
     }
