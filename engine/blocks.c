@@ -77,20 +77,6 @@ float *blocks_vector(struct blocks_loader *ld, size_t n, const char *fmt, ...)
     return t ? vector_of(ld, t, n) : NULL;
 }
 
-float *blocks_vector_opt(struct blocks_loader *ld, size_t n, const char *fmt, ...)
-{
-    const struct ckpt_tensor *t;
-    va_list ap;
-
-    if (ld->failed) {
-        return NULL;
-    }
-    va_start(ap, fmt);
-    t = find_tensor(ld, 0, fmt, ap);
-    va_end(ap);
-    return t ? vector_of(ld, t, n) : NULL;
-}
-
 float *blocks_head_vector(struct blocks_loader *ld, int required, int H, int N,
                           const char *fmt, ...)
 {

@@ -38,9 +38,6 @@ struct blocks_loader {
  * that many elements: time_mix [1,1,C] is a vector of C).  Freed with free(). */
 float *blocks_vector(struct blocks_loader *ld, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Same, NULL without an error when the tensor is absent. */
-float *blocks_vector_opt(struct blocks_loader *ld, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* A per-channel vector [H*N] from a tensor of H*N elements, or of H
  * (one value per head, repeated over the head's N channels: RWKV-5.0/5.1).
  * NULL without an error when absent and !required. */
