@@ -58,7 +58,9 @@ struct rwkv_load_options {
 typedef struct rwkv_model rwkv_model;
 typedef struct rwkv_state rwkv_state;
 
-/* Opens and validates the checkpoint at path.  NULL on error (err filled).
+/* Opens and validates the checkpoint at path: shapes, and no NaN or
+ * infinite value in any weight it uses ("v7.pth: tensor
+ * blocks.0.att.key.weight: 3 NaN/Inf values").  NULL on error (err filled).
  * opts may be NULL for defaults.  Free with rwkv_model_free. */
 rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
                             char *err, size_t errlen);
