@@ -48,36 +48,40 @@ void command_result_free(struct command_result *out)
 }
 
 /* Sets out->text to a formatted message (allocation failure: no text). */
-static void say(struct command_result *out, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(struct command_result *out, const char *fmt, ...)
+static void vsay(struct command_result *out, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void vsay(struct command_result *out, const char *fmt, va_list ap)
 {
-    va_list ap;
     char *s = NULL;
 
-    va_start(ap, fmt);
     if (vasprintf(&s, fmt, ap) < 0) {
         s = NULL;
     }
-    va_end(ap);
     free(out->text);
     out->text = s;
 }
 
+static void say(struct command_result *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(struct command_result *out, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsay(out, fmt, ap);
+    va_end(ap);
+}
+
+/* say(), and the command fails: returns -1. */
 static int fail(struct command_result *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static int fail(struct command_result *out, const char *fmt, ...)
 {
     va_list ap;
-    char *s = NULL;
 
     va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0) {
-        s = NULL;
-    }
+    vsay(out, fmt, ap);
     va_end(ap);
-    free(out->text);
-    out->text = s;
     out->action = COMMAND_ERROR;
     out->changed = 0;
     return -1;
