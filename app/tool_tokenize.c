@@ -122,24 +122,36 @@ static uint8_t *read_stdin(size_t *len)
     return data;
 }
 
-int tool_tokenize(int argc, char **argv)
+/* What both commands start with: the options, the vocabulary and all of
+ * stdin.  Returns -1 to exit with *status (any error printed), else 0. */
+static int start(int argc, char **argv, world_tokenizer **tok, uint8_t **input, size_t *n,
+                 int *status)
 {
     const char *vocab;
+
+    if (parse_options(argc, argv, &vocab, status) < 0) {
+        return -1;
+    }
+    if (!(*tok = load_vocab(vocab))) {
+        return -1;
+    }
+    if (!(*input = read_stdin(n))) {
+        world_free(*tok);
+        return -1;
+    }
+    return 0;
+}
+
+int tool_tokenize(int argc, char **argv)
+{
     world_tokenizer *tok;
     uint8_t *input;
     int32_t *ids;
     size_t n, n_ids, i;
     int status = 1;
 
-    if (parse_options(argc, argv, &vocab, &status) < 0) {
+    if (start(argc, argv, &tok, &input, &n, &status) < 0) {
         return status;
-    }
-    if (!(tok = load_vocab(vocab))) {
-        return 1;
-    }
-    if (!(input = read_stdin(&n))) {
-        world_free(tok);
-        return 1;
     }
     if (world_encode(tok, input, n, &ids, &n_ids) < 0) {
         tool_error("stdin: out of memory encoding %zu bytes", n);
@@ -164,22 +176,15 @@ out:
 int tool_detokenize(int argc, char **argv)
 {
     char err[WORLD_ERRLEN];
-    const char *vocab;
     world_tokenizer *tok;
-    uint8_t *input = NULL, *bytes = NULL;
+    uint8_t *input, *bytes = NULL;
     int32_t *ids = NULL;
     size_t n, n_ids = 0, len;
     char *p, *word;
     int status = 1;
 
-    if (parse_options(argc, argv, &vocab, &status) < 0) {
+    if (start(argc, argv, &tok, &input, &n, &status) < 0) {
         return status;
-    }
-    if (!(tok = load_vocab(vocab))) {
-        return 1;
-    }
-    if (!(input = read_stdin(&n))) {
-        goto out;
     }
     /* Room for every id: each takes at least two bytes with its separator. */
     if (!(ids = malloc((n / 2 + 1) * sizeof *ids))) {
