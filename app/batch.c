@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,6 +122,20 @@ static void error_line(const char *fmt, const char *a, const char *b)
     fputs("rwkv-chat: ", stderr);
     fprintf(stderr, fmt, a, b);
     fputc('\n', stderr);
+}
+
+/* Prints "rwkv-chat: stdin:LINE: message"; returns 1, the exit status. */
+static int input_error(long lineno, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int input_error(long lineno, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "rwkv-chat: stdin:%ld: ", lineno);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
 }
 
 /* Streams the reply started by chat_send/chat_regen into s until it stops.
@@ -337,7 +352,7 @@ static int run_command(struct batch *b, const char *line)
     int rc = 0;
 
     if (commands_run(b->c, b->opts, b->model_label, line, &r) < 0) {
-        fprintf(stderr, "rwkv-chat: stdin:%ld: %s\n", b->lineno, r.text ? r.text : "error");
+        input_error(b->lineno, "%s", r.text ? r.text : "error");
         command_result_free(&r);
         return 1;
     }
@@ -352,9 +367,7 @@ static int run_command(struct batch *b, const char *line)
         rc = finish_reply(b);
         break;
     case COMMAND_EDIT:
-        fprintf(stderr, "rwkv-chat: stdin:%ld: /edit needs the new text in batch mode "
-                "(/edit TEXT)\n", b->lineno);
-        rc = 1;
+        rc = input_error(b->lineno, "/edit needs the new text in batch mode (/edit TEXT)");
         break;
     default:
         break;
@@ -407,7 +420,7 @@ static int json_message(struct batch *b, const char *line)
     jerr = json_tokener_get_error(tok);
     if (!obj || jerr != json_tokener_success ||
         !is_blank(line + json_tokener_get_parse_end(tok))) {
-        fprintf(stderr, "rwkv-chat: stdin:%ld: malformed JSON: %s\n", b->lineno,
+        input_error(b->lineno, "malformed JSON: %s",
                 jerr == json_tokener_success ? (obj ? "text after the object" : "expected an object")
                 : jerr == json_tokener_continue ? "unexpected end of line"
                 : json_tokener_error_desc(jerr));
@@ -417,23 +430,19 @@ static int json_message(struct batch *b, const char *line)
     }
     json_tokener_free(tok);
     if (!json_object_is_type(obj, json_type_object)) {
-        fprintf(stderr, "rwkv-chat: stdin:%ld: expected a JSON object "
-                "{\"role\":\"user\",\"content\":...}\n", b->lineno);
         json_object_put(obj);
-        return 1;
+        return input_error(b->lineno, "expected a JSON object {\"role\":\"user\",\"content\":...}");
     }
     if (json_object_object_get_ex(obj, "role", &v)) {
         role = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
         if (strcmp(role, "user") != 0) {
-            fprintf(stderr, "rwkv-chat: stdin:%ld: role must be \"user\"\n", b->lineno);
             json_object_put(obj);
-            return 1;
+            return input_error(b->lineno, "role must be \"user\"");
         }
     }
     if (!json_object_object_get_ex(obj, "content", &v) || !json_object_is_type(v, json_type_string)) {
-        fprintf(stderr, "rwkv-chat: stdin:%ld: \"content\" must be a string\n", b->lineno);
         json_object_put(obj);
-        return 1;
+        return input_error(b->lineno, "\"content\" must be a string");
     }
     content = json_object_get_string(v);
     saved = *s;
@@ -442,10 +451,8 @@ static int json_message(struct batch *b, const char *line)
 
         if (!(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)) ||
             t < 0 || t > 10) {
-            fprintf(stderr, "rwkv-chat: stdin:%ld: \"temperature\" must be a number from 0 to "
-                    "10\n", b->lineno);
             json_object_put(obj);
-            return 1;
+            return input_error(b->lineno, "\"temperature\" must be a number from 0 to 10");
         }
         s->temperature = (float)t;
         changed = 1;
@@ -454,10 +461,8 @@ static int json_message(struct batch *b, const char *line)
         int64_t m = json_object_get_int64(v);
 
         if (!json_object_is_type(v, json_type_int) || m < 0 || m > 1000000000) {
-            fprintf(stderr, "rwkv-chat: stdin:%ld: \"max_tokens\" must be a whole number "
-                    ">= 0\n", b->lineno);
             json_object_put(obj);
-            return 1;
+            return input_error(b->lineno, "\"max_tokens\" must be a whole number >= 0");
         }
         s->max_tokens = (int)m;
         changed = 1;
@@ -507,8 +512,7 @@ static int read_block(struct batch *b, char **line, size_t *cap, char **msg)
     if (*b->interrupted) {
         return -2;
     }
-    fprintf(stderr, "rwkv-chat: stdin:%ld: \"\"\" block not closed before the end of input\n",
-            start);
+    input_error(start, "\"\"\" block not closed before the end of input");
     return -1;
 }
 
