@@ -118,7 +118,16 @@ ok "$(test "$(rc msg100k)" = 0 && test ! -s "$T/msg100k.err" && test -s "$T/msg1
 printf 'Hi.\n' | "$CHAT" --batch -t 1 --max-tokens 1 --state-out "$T/demo.state" >/dev/null 2>&1
 demo_sum=$(sums "$T/demo.state")
 run swap --state-in "$T/demo.state" </dev/null
-ok "$(test "$(rc swap)" = 1 && same "$T/swap.err" "rwkv-chat: $T/demo.state: saved with another model (RWKV-7, 6 layers x 128, vocab 65536, fingerprint d3c63b02d5df9717), not this one (RWKV-7, 2 layers x 64, vocab 65536, fingerprint 66812b369e8e5606)"; echo $?)" \
+# describe MODEL: "RWKV-7, 2 layers x 64, vocab 65536, fingerprint ..." from rwkv-tool info
+describe() {
+    "$B/rwkv-tool" info "$1" 2>/dev/null | awk -F': *' '
+        $1 == "version" { v = $2 } $1 == "layers" { l = $2 } $1 == "embedding" { e = $2 }
+        $1 == "vocab" { n = $2 } $1 == "fingerprint" { f = $2 }
+        END { printf "%s, %s layers x %s, vocab %s, fingerprint %s", v, l, e, n, f }'
+}
+demo_model=$("$CHAT" --batch --verbose -t 1 --max-tokens 1 </dev/null 2>&1 |
+    sed -n 's/^rwkv-chat: \(.*rwkv7-tiny-chat.pth\): RWKV.*/\1/p' | head -n 1)
+ok "$(test "$(rc swap)" = 1 && same "$T/swap.err" "rwkv-chat: $T/demo.state: saved with another model ($(describe "$demo_model")), not this one ($(describe "$MODEL"))"; echo $?)" \
     "--state-in of the demo model's state with v7-world.pth: exit 1, exact error"
 ok "$(test "$(sums "$T/demo.state")" = "$demo_sum"; echo $?)" "the refused state file is untouched"
 run swapout --state-in "$T/demo.state" --state-out "$T/demo.state" </dev/null
@@ -135,14 +144,19 @@ ok "$(test "$(rc empty)" = 1 && same "$T/empty.err" \
 mkfifo "$T/vocab.fifo"
 cp "$T/msg100k.state" "$T/keep.state"
 keep_sum=$(sums "$T/keep.state")
-$BG "$CHAT" --batch --model "$MODEL" -t 1 --vocab "$T/vocab.fifo" --state-out "$T/keep.state" \
-    </dev/null >"$T/load.out" 2>"$T/load.err" &
-pid=$!
-sleep 0.5
-kill -INT $pid
-wait_pid $pid 10
-ok "$(test "$status" = 130 && test ! -s "$T/load.out"; echo $?)" \
-    "SIGINT while loading: rwkv-chat ends by SIGINT (status $status), prints nothing"
+if [ -n "$BG" ]; then
+    $BG "$CHAT" --batch --model "$MODEL" -t 1 --vocab "$T/vocab.fifo" --state-out "$T/keep.state" \
+        </dev/null >"$T/load.out" 2>"$T/load.err" &
+    pid=$!
+    sleep 0.5
+    kill -INT $pid
+    wait_pid $pid 10
+    ok "$(test "$status" = 130 && test ! -s "$T/load.out"; echo $?)" \
+        "SIGINT while loading: rwkv-chat ends by SIGINT (status $status), prints nothing"
+else
+    n=$((n + 1))
+    echo "ok $n # SKIP env --default-signal missing: background jobs ignore SIGINT"
+fi
 ok "$(test "$(sums "$T/keep.state")" = "$keep_sum"; echo $?)" \
     "SIGINT while loading: the --state-out file is untouched"
 
