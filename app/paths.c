@@ -26,8 +26,36 @@ char *paths_join(const char *a, const char *b)
     return p;
 }
 
+/* True when this program runs from its build tree rather than an install:
+ * then its data is still in the source tree (README: build/rwkv-chat). */
+static int running_uninstalled(void)
+{
+#if defined(ABS_TOP_SRCDIR) && defined(ABS_TOP_BUILDDIR)
+    char exe[4096], *slash, *builddir;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    int same;
+
+    if (n <= 0) {
+        return 0;
+    }
+    exe[n] = '\0';
+    if (!(slash = strrchr(exe, '/'))) {
+        return 0;
+    }
+    *slash = '\0';
+    builddir = realpath(ABS_TOP_BUILDDIR, NULL);
+    same = builddir && strcmp(builddir, exe) == 0;
+    free(builddir);
+    return same;
+#else
+    return 0;
+#endif
+}
+
 /* Calls fn on each data directory in search order until it returns
- * non-zero; returns that value. */
+ * non-zero; returns that value.  Order: $RWKV_CHAT_DATADIR, the source
+ * tree when running uninstalled (share/ holds the vocabulary and models,
+ * the top holds prompts/), then $(pkgdatadir). */
 static int each_data_dir(int (*fn)(const char *dir, void *ctx), void *ctx)
 {
     const char *env = getenv("RWKV_CHAT_DATADIR");
@@ -47,6 +75,13 @@ static int each_data_dir(int (*fn)(const char *dir, void *ctx), void *ctx)
         }
         free(copy);
     }
+#if defined(ABS_TOP_SRCDIR) && defined(ABS_TOP_BUILDDIR)
+    if (running_uninstalled()) {
+        if ((r = fn(ABS_TOP_SRCDIR "/share", ctx)) != 0 || (r = fn(ABS_TOP_SRCDIR, ctx)) != 0) {
+            return r;
+        }
+    }
+#endif
     return fn(PKGDATADIR, ctx);
 }
 

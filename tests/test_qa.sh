@@ -1,0 +1,89 @@
+#!/bin/sh
+# test_qa.sh - regression checks for what a QA pass found as a new user:
+# the uninstalled build finds its data (README: build/rwkv-chat), a model
+# that does not fit the World tokenizer is refused at load, and --state-out
+# and /save never replace anything but a regular file (nor lose the
+# conversation to a path that cannot be written).
+B=${TOP_BUILDDIR:-.}
+S=${SHARED_DIR:-../shared}
+CHAT="$B/rwkv-chat"
+TOOL="$B/rwkv-tool"
+T="$B/tests/tmp/qa.$$"
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
+
+mkdir -p "$T" || exit 1
+trap 'rm -rf "$T"' EXIT
+T=$(cd "$T" && pwd)
+export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
+
+# one_line FILE: FILE holds exactly one line.
+one_line() {
+    test "$(wc -l <"$1")" -eq 1
+}
+
+# --- the build tree runs without RWKV_CHAT_DATADIR (not installed) ----------
+echo "Who are you?" | env -u RWKV_CHAT_DATADIR "$CHAT" --batch --greedy -t 1 --max-tokens 20 \
+    >"$T/uninst.out" 2>"$T/uninst.err"
+ok "$(test $? = 0 && test -s "$T/uninst.out"; echo $?)" \
+    "uninstalled rwkv-chat finds the demo model, vocabulary and prompts $(head -c 200 "$T/uninst.err")"
+env -u RWKV_CHAT_DATADIR "$TOOL" models >"$T/models.out" 2>&1
+ok "$(grep -q 'rwkv7-tiny-chat' "$T/models.out"; echo $?)" \
+    "uninstalled rwkv-tool models lists the demo model"
+
+# --- a model without the World vocabulary is refused at load -----------------
+if [ -f "$S/fixtures/models/v7.pth" ]; then
+    echo hi | "$CHAT" --batch -t 1 --model "$S/fixtures/models/v7.pth" >"$T/vocab.out" 2>"$T/vocab.err"
+    rc=$?
+    ok "$(test $rc = 1 && test ! -s "$T/vocab.out" && one_line "$T/vocab.err" &&
+          grep -q 'v7.pth: vocabulary of 1000 tokens.*World' "$T/vocab.err"; echo $?)" \
+        "1000-token model: exit 1, one line naming the file and the World vocabulary ($(cat "$T/vocab.err"))"
+else
+    skip "fixture v7.pth not found"
+fi
+
+# --- --state-out that cannot be written is refused before the conversation --
+echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --state-out "$T/no/such/dir/x.state" \
+    >"$T/nodir.out" 2>"$T/nodir.err"
+rc=$?
+ok "$(test $rc = 1 && test ! -s "$T/nodir.out" && one_line "$T/nodir.err" &&
+      grep -q 'x.state: cannot write into' "$T/nodir.err"; echo $?)" \
+    "--state-out into a missing directory: exit 1 before any reply, one line"
+
+# --- never replace something that is not a regular file ----------------------
+# (a FIFO stands for /dev/null here: renaming over a device replaces it)
+if mkfifo "$T/fifo" 2>/dev/null; then
+    echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --state-out "$T/fifo" >"$T/fifo.out" 2>"$T/fifo.err"
+    rc=$?
+    ok "$(test $rc = 1 && test -p "$T/fifo" && one_line "$T/fifo.err"; echo $?)" \
+        "--state-out onto a FIFO: exit 1, one line, the FIFO is left alone"
+    printf 'hi\n/save %s\n' "$T/fifo" | "$CHAT" --batch -t 1 --max-tokens 3 \
+        >"$T/fsave.out" 2>"$T/fsave.err"
+    rc=$?
+    ok "$(test $rc = 1 && test -p "$T/fifo" && one_line "$T/fsave.err" &&
+          grep -q 'not a regular file' "$T/fsave.err"; echo $?)" \
+        "/save onto a FIFO: exit 1, 'not a regular file', the FIFO is left alone"
+else
+    skip "mkfifo failed"
+    skip "mkfifo failed"
+fi
+mkdir -p "$T/adir"
+printf 'hi\n/save %s\n' "$T/adir" | "$CHAT" --batch -t 1 --max-tokens 3 >/dev/null 2>"$T/dsave.err"
+ok "$(test $? = 1 && test -d "$T/adir" && one_line "$T/dsave.err"; echo $?)" \
+    "/save onto a directory: exit 1, one line"
+
+# --- a symbolic link is written through, not replaced -------------------------
+echo old >"$T/real.state"
+ln -s real.state "$T/link.state"
+echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --seed 1 --state-out "$T/link.state" >/dev/null 2>&1
+ok "$(test $? = 0 && test -L "$T/link.state" && test "$(head -c 8 "$T/real.state")" = RWKVSTAT; echo $?)" \
+    "--state-out through a symlink: the link stays, its target holds the state"
+echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --state-in "$T/link.state" >/dev/null 2>"$T/lin.err"
+ok "$(test $? = 0; echo $?)" "the state written through the link loads $(head -c 200 "$T/lin.err")"
+ok "$(ls "$T" | grep -q '\.tmp'; test $? = 1; echo $?)" "no temporary files are left behind"
+
+# --- rwkv-tool models: usage errors name the program ---------------------------
+"$TOOL" models --bogus >/dev/null 2>"$T/mbogus.err"
+ok "$(test $? = 2 && head -1 "$T/mbogus.err" | grep -q "^rwkv-tool: models: unrecognized option '--bogus'"; echo $?)" \
+    "rwkv-tool models --bogus: exit 2, 'rwkv-tool: models: unrecognized option'"
+
+tap_done
