@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/batch.h"
@@ -123,6 +124,16 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
         return 1;
     }
     info = rwkv_model_info(model);
+    if (info->n_vocab < world_vocab_size(tok)) {
+        /* Not a World model: its first reply would fail on an unknown id. */
+        fprintf(stderr, "rwkv-chat: %s: vocabulary of %d tokens, not the %d of the World "
+                "tokenizer: use an RWKV World model\n", model_path, info->n_vocab,
+                world_vocab_size(tok));
+        rwkv_model_free(model);
+        world_free(tok);
+        free(model_path);
+        return 1;
+    }
     {
         const char *base = strrchr(model_path, '/');
 
@@ -200,6 +211,31 @@ static int load_state(chat *c, const struct app_options *opts)
     return rc;
 }
 
+/* --state-out is written when the conversation ends: refuse a path that
+ * cannot be written now, rather than lose the conversation then. */
+static int check_state_out(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    struct stat st;
+    int rc = 0;
+
+    if (!dir) {
+        error_line("out of memory", NULL, NULL);
+        return 1;
+    }
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        error_line("--state-out: %s: not a regular file", path, NULL);
+        rc = 1;
+    } else if (access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "rwkv-chat: --state-out: %s: cannot write into %s: %s\n", path, dir,
+                strerror(errno));
+        rc = 1;
+    }
+    free(dir);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct app_options opts;
@@ -231,7 +267,10 @@ int main(int argc, char **argv)
     if (!opts.batch && !(isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))) {
         opts.batch = 1;
     }
-    rc = set_up(&opts, &model, &tok, &c, label, sizeof(label));
+    rc = opts.state_out ? check_state_out(opts.state_out) : 0;
+    if (rc == 0) {
+        rc = set_up(&opts, &model, &tok, &c, label, sizeof(label));
+    }
     if (rc == 0 && (opts.state_in || opts.resume)) {
         rc = load_state(c, &opts);
         if (rc == 0) {

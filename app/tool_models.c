@@ -46,12 +46,14 @@ int tool_models(int argc, char **argv)
     int c;
 
     optind = 0;
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'h':
             usage(stdout);
             return 0;
         default:
+            tool_error("models: unrecognized option '%s'", argv[optind - 1]);
             usage(stderr);
             return 2;
         }

@@ -217,7 +217,8 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
     size_t n_floats = rwkv_state_floats(state), n_total = n_sections + 1, i, offset;
     uint8_t header[HEADER_SIZE], entry[ENTRY_SIZE], sum[8];
     struct writer *w;
-    char *tmp, *dir;
+    struct stat st;
+    char *tmp, *dir, *target;
     int dfd;
 
     if (n_floats != info->state_floats) {
@@ -253,20 +254,33 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
         put64(header + 16, (uint64_t)end + 8);
     }
 
+    /* The file is replaced by rename(), so only a regular file may be
+     * (renaming over /dev/null would replace the device), and a symbolic
+     * link is written through to the file it names. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file, not replacing it", path);
+        return -1;
+    }
+    target = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ? realpath(path, NULL) : NULL;
+    if (!target) {
+        target = strdup(path);
+    }
     w = malloc(sizeof *w);
-    tmp = malloc(strlen(path) + 32);
+    tmp = target ? malloc(strlen(target) + 32) : NULL;
     if (!w || !tmp) {
         free(w);
         free(tmp);
+        free(target);
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
+    sprintf(tmp, "%s.tmp.%ld", target, (long)getpid());
     w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
         snprintf(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
         free(w);
         free(tmp);
+        free(target);
         return -1;
     }
     w->hash = FNV_OFFSET;
@@ -306,7 +320,7 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
     if (close(w->fd) < 0 && !w->error) {
         w->error = errno;
     }
-    if (!w->error && rename(tmp, path) < 0) {
+    if (!w->error && rename(tmp, target) < 0) {
         w->error = errno;
     }
     if (w->error) {
@@ -314,12 +328,14 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
         unlink(tmp);
         free(w);
         free(tmp);
+        free(target);
         return -1;
     }
     free(w);
     free(tmp);
     /* Make the rename itself durable. */
-    dir = dir_of(path);
+    dir = dir_of(target);
+    free(target);
     if (dir) {
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
