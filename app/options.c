@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,88 +172,6 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-int options_set_knob(struct sampler_settings *s, const char *name, const char *value,
-                     char *err, size_t errlen)
-{
-    char key[32];
-    size_t i;
-    double d;
-    long l;
-
-    for (i = 0; name[i] && i + 1 < sizeof(key); i++) {
-        key[i] = name[i] == '-' ? '_' : name[i];
-    }
-    key[i] = 0;
-    if (!strcmp(key, "temperature") || !strcmp(key, "temp")) {
-        if (parse_double(value, 0, 10, &d) < 0) {
-            goto bad_range;
-        }
-        s->temperature = (float)d;
-    } else if (!strcmp(key, "top_p")) {
-        if (parse_double(value, 0, 1, &d) < 0) {
-            goto bad_range;
-        }
-        s->top_p = (float)d;
-    } else if (!strcmp(key, "top_k")) {
-        if (parse_long(value, 0, 1 << 20, &l) < 0) {
-            goto bad_range;
-        }
-        s->top_k = (int)l;
-    } else if (!strcmp(key, "min_p")) {
-        if (parse_double(value, 0, 1, &d) < 0) {
-            goto bad_range;
-        }
-        s->min_p = (float)d;
-    } else if (!strcmp(key, "presence")) {
-        if (parse_double(value, -100, 100, &d) < 0) {
-            goto bad_range;
-        }
-        s->presence = (float)d;
-    } else if (!strcmp(key, "frequency")) {
-        if (parse_double(value, -100, 100, &d) < 0) {
-            goto bad_range;
-        }
-        s->frequency = (float)d;
-    } else if (!strcmp(key, "decay")) {
-        if (parse_double(value, 0, 1, &d) < 0) {
-            goto bad_range;
-        }
-        s->decay = (float)d;
-    } else if (!strcmp(key, "max_tokens")) {
-        if (parse_long(value, 0, 1000000000L, &l) < 0) {
-            goto bad_range;
-        }
-        s->max_tokens = (int)l;
-    } else if (!strcmp(key, "seed")) {
-        char *end;
-        unsigned long long v;
-
-        errno = 0;
-        v = strtoull(value, &end, 10);
-        if (end == value || *end || errno || value[0] == '-') {
-            goto bad_range;
-        }
-        s->seed = (uint64_t)v;
-    } else {
-        snprintf(err, errlen, "unknown knob '%s' (knobs: temperature, top_p, top_k, min_p, "
-                 "presence, frequency, decay, max_tokens, seed)", name);
-        return -1;
-    }
-    return 0;
-
-bad_range:
-    if (!strcmp(key, "top_k") || !strcmp(key, "max_tokens") || !strcmp(key, "seed")) {
-        snprintf(err, errlen, "%s: '%s' is not a whole number >= 0", name, value);
-    } else if (!strcmp(key, "temperature") || !strcmp(key, "temp")) {
-        snprintf(err, errlen, "%s: '%s' is not a number from 0 to 10", name, value);
-    } else if (!strcmp(key, "presence") || !strcmp(key, "frequency")) {
-        snprintf(err, errlen, "%s: '%s' is not a number from -100 to 100", name, value);
-    } else {
-        snprintf(err, errlen, "%s: '%s' is not a number from 0 to 1", name, value);
-    }
-    return -1;
-}
-
 /* Index of a knob in options_knob_names ('-' or '_'), or -1. */
 static int knob_index(const char *name)
 {
@@ -271,64 +190,113 @@ static int knob_index(const char *name)
     return -1;
 }
 
+/* Each knob of options_knob_names (same order): its field in struct
+ * sampler_settings and the values it takes. */
+enum knob_type {
+    KNOB_NUMBER,    /* float in [lo, hi] */
+    KNOB_WHOLE,     /* int in [lo, hi] */
+    KNOB_SEED,      /* uint64_t */
+};
+#define KNOB(type, field, lo, hi) \
+    { type, offsetof(struct sampler_settings, field), \
+      sizeof(((struct sampler_settings *)0)->field), lo, hi }
+static const struct knob {
+    enum knob_type type;
+    size_t offset, size;
+    double lo, hi;
+} knobs[] = {
+    KNOB(KNOB_NUMBER, temperature, 0, 10),
+    KNOB(KNOB_NUMBER, top_p, 0, 1),
+    KNOB(KNOB_WHOLE, top_k, 0, 1 << 20),
+    KNOB(KNOB_NUMBER, min_p, 0, 1),
+    KNOB(KNOB_NUMBER, presence, -100, 100),
+    KNOB(KNOB_NUMBER, frequency, -100, 100),
+    KNOB(KNOB_NUMBER, decay, 0, 1),
+    KNOB(KNOB_WHOLE, max_tokens, 0, 1000000000L),
+    KNOB(KNOB_SEED, seed, 0, 0),
+};
+#undef KNOB
+_Static_assert(sizeof(knobs) / sizeof(knobs[0]) + 1 ==
+               sizeof(options_knob_names) / sizeof(options_knob_names[0]),
+               "one entry of knobs[] per name in options_knob_names");
+
+int options_set_knob(struct sampler_settings *s, const char *name, const char *value,
+                     char *err, size_t errlen)
+{
+    int i = knob_index(strcmp(name, "temp") ? name : "temperature");
+    unsigned long long seed;
+    char *field, *end;
+    double d;
+    long l;
+
+    if (i < 0) {
+        snprintf(err, errlen, "unknown knob '%s' (knobs: temperature, top_p, top_k, min_p, "
+                 "presence, frequency, decay, max_tokens, seed)", name);
+        return -1;
+    }
+    field = (char *)s + knobs[i].offset;
+    switch (knobs[i].type) {
+    case KNOB_NUMBER:
+        if (parse_double(value, knobs[i].lo, knobs[i].hi, &d) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not a number from %g to %g", name, value,
+                     knobs[i].lo, knobs[i].hi);
+            return -1;
+        }
+        *(float *)field = (float)d;
+        break;
+    case KNOB_WHOLE:
+        if (parse_long(value, (long)knobs[i].lo, (long)knobs[i].hi, &l) < 0) {
+            goto not_whole;
+        }
+        *(int *)field = (int)l;
+        break;
+    case KNOB_SEED:
+        errno = 0;
+        seed = strtoull(value, &end, 10);
+        if (end == value || *end || errno || value[0] == '-') {
+            goto not_whole;
+        }
+        *(uint64_t *)field = (uint64_t)seed;
+        break;
+    }
+    return 0;
+
+not_whole:
+    snprintf(err, errlen, "%s: '%s' is not a whole number >= 0", name, value);
+    return -1;
+}
+
 void options_apply_given(const struct app_options *opts, struct sampler_settings *s)
 {
-    const struct sampler_settings *o = &opts->sampling;
-    unsigned g = opts->knobs_given;
-
-#define GIVEN(name) (g & (1u << knob_index(name)))
-    if (GIVEN("temperature")) {
-        s->temperature = o->temperature;
+    for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+        if (opts->knobs_given & (1u << i)) {
+            memcpy((char *)s + knobs[i].offset,
+                   (const char *)&opts->sampling + knobs[i].offset, knobs[i].size);
+        }
     }
-    if (GIVEN("top_p")) {
-        s->top_p = o->top_p;
-    }
-    if (GIVEN("top_k")) {
-        s->top_k = o->top_k;
-    }
-    if (GIVEN("min_p")) {
-        s->min_p = o->min_p;
-    }
-    if (GIVEN("presence")) {
-        s->presence = o->presence;
-    }
-    if (GIVEN("frequency")) {
-        s->frequency = o->frequency;
-    }
-    if (GIVEN("decay")) {
-        s->decay = o->decay;
-    }
-    if (GIVEN("max_tokens")) {
-        s->max_tokens = o->max_tokens;
-    }
-    if (GIVEN("seed")) {
-        s->seed = o->seed;
-    }
-#undef GIVEN
 }
 
 int options_get_knob(const struct sampler_settings *s, const char *name, char *buf, size_t len)
 {
-    if (!strcmp(name, "temperature")) {
-        snprintf(buf, len, "%g", s->temperature);
-    } else if (!strcmp(name, "top_p")) {
-        snprintf(buf, len, "%g", s->top_p);
-    } else if (!strcmp(name, "top_k")) {
-        snprintf(buf, len, "%d", s->top_k);
-    } else if (!strcmp(name, "min_p")) {
-        snprintf(buf, len, "%g", s->min_p);
-    } else if (!strcmp(name, "presence")) {
-        snprintf(buf, len, "%g", s->presence);
-    } else if (!strcmp(name, "frequency")) {
-        snprintf(buf, len, "%g", s->frequency);
-    } else if (!strcmp(name, "decay")) {
-        snprintf(buf, len, "%g", s->decay);
-    } else if (!strcmp(name, "max_tokens")) {
-        snprintf(buf, len, "%d", s->max_tokens);
-    } else if (!strcmp(name, "seed")) {
-        snprintf(buf, len, "%llu", (unsigned long long)s->seed);
-    } else {
+    const char *field;
+    int i;
+
+    for (i = 0; options_knob_names[i] && strcmp(name, options_knob_names[i]); i++) {
+    }
+    if (!options_knob_names[i]) {
         return -1;
+    }
+    field = (const char *)s + knobs[i].offset;
+    switch (knobs[i].type) {
+    case KNOB_NUMBER:
+        snprintf(buf, len, "%g", *(const float *)field);
+        break;
+    case KNOB_WHOLE:
+        snprintf(buf, len, "%d", *(const int *)field);
+        break;
+    case KNOB_SEED:
+        snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
     }
     return 0;
 }
