@@ -482,13 +482,14 @@ void blocks_lnx_gate(const struct blocks_norm *ln_x, float *out, const float *g,
 /* ------------------------------------------------------------------------ */
 /* Embedding, head and the chunk driver                                       */
 
-void blocks_model_load(struct blocks_loader *ld, struct blocks_model *bm, int wide_width,
-                       size_t layer_floats)
+void blocks_model_load(struct blocks_loader *ld, struct blocks_model *bm, blocks_layer_fn layer,
+                       int wide_width, size_t layer_floats)
 {
     rwkv_model *m = ld->m;
     int C = m->info.n_embd, V = m->info.n_vocab;
 
     memset(bm, 0, sizeof *bm);
+    bm->layer = layer;
     bm->layer_floats = layer_floats;
     bm->emb = ckpt_find(m->file, "emb.weight");
     if (!bm->emb) {
@@ -531,9 +532,15 @@ static void embed(const struct blocks_model *bm, int32_t token, int C, float *x)
     k_layernorm(x, bm->ln0.weight, bm->ln0.bias, C, BLOCKS_LN_EPS, x);
 }
 
-void blocks_run(rwkv_model *m, struct blocks_model *bm, blocks_layer_fn layer, float *state,
-                const int32_t *tokens, size_t n, float *logits, int all_logits)
+void blocks_state_zero(const rwkv_model *m, float *state)
 {
+    memset(state, 0, m->info.state_floats * sizeof *state);
+}
+
+void blocks_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n, float *logits,
+                 int all_logits)
+{
+    struct blocks_model *bm = m->weights;
     int C = m->info.n_embd, V = m->info.n_vocab;
     float *xx = bm->work.buf[0];
 
@@ -545,7 +552,7 @@ void blocks_run(rwkv_model *m, struct blocks_model *bm, blocks_layer_fn layer, f
             embed(bm, tokens[start + t], C, bm->x + (size_t)t * C);
         }
         for (int i = 0; i < m->info.n_layer; i++) {
-            layer(m, i, bm->x, T, state + (size_t)i * bm->layer_floats);
+            bm->layer(m, i, bm->x, T, state + (size_t)i * bm->layer_floats);
         }
         if (!logits) {
             continue;

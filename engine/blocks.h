@@ -130,25 +130,30 @@ void blocks_wkv5(struct kpool *pool, int T, int H, int N, const float *r, const 
 void blocks_lnx_gate(const struct blocks_norm *ln_x, float *out, const float *g, int T, int C,
                      int H);
 
-/* What every version has around its layers. */
+/* One layer over a chunk: x[T][C] in/out, state of that layer. */
+typedef void (*blocks_layer_fn)(rwkv_model *m, int layer, float *x, int T, float *state);
+
+/* What every version has around its layers.  A version's m->weights
+ * starts with its struct blocks_model (blocks_eval finds it there). */
 struct blocks_model {
     const struct ckpt_tensor *emb;  /* emb.weight [V][C], read a row at a time */
     struct blocks_norm ln0, ln_out;
     struct kmat head;
     struct blocks_work work;
     float *x;                       /* residual stream [BLOCKS_CHUNK][C] */
+    blocks_layer_fn layer;          /* the version's layer */
     size_t layer_floats;            /* state floats per layer */
 };
 /* Loads emb, ln0, ln_out and head; allocates the scratch (wide_width for
  * the version's widest rows, e.g. the FFN size).  Check ld->failed. */
-void blocks_model_load(struct blocks_loader *ld, struct blocks_model *bm, int wide_width,
-                       size_t layer_floats);
+void blocks_model_load(struct blocks_loader *ld, struct blocks_model *bm, blocks_layer_fn layer,
+                       int wide_width, size_t layer_floats);
 void blocks_model_free(struct blocks_model *bm);
-/* One layer over a chunk: x[T][C] in/out, state of that layer. */
-typedef void (*blocks_layer_fn)(rwkv_model *m, int layer, float *x, int T, float *state);
+/* rwkv_arch.state_init for versions whose zero state is all zeros (5, 6). */
+void blocks_state_zero(const rwkv_model *m, float *state);
 /* rwkv_arch.eval for RWKV-4/5/6: chunks the tokens, embeds them (ln0 in
- * float32), runs layer() for each layer, and writes the logits asked for. */
-void blocks_run(rwkv_model *m, struct blocks_model *bm, blocks_layer_fn layer, float *state,
-                const int32_t *tokens, size_t n, float *logits, int all_logits);
+ * float32), runs the layers over each chunk, and writes the logits asked for. */
+void blocks_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n, float *logits,
+                 int all_logits);
 
 #endif

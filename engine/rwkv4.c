@@ -29,10 +29,12 @@ struct rwkv4_layer {
 };
 
 struct rwkv4_weights {
-    struct blocks_model base;
+    struct blocks_model base;   /* first: blocks_eval finds it at m->weights */
     int n_layer;
     struct rwkv4_layer layers[];
 };
+
+static void rwkv4_layer_forward(rwkv_model *m, int i, float *x, int T, float *state);
 
 static void rwkv4_release(rwkv_model *m)
 {
@@ -105,7 +107,7 @@ static int rwkv4_prepare(rwkv_model *m, char *err, size_t errlen)
             ffn_size = wt->layers[i].ffn.ffn_size;
         }
     }
-    blocks_model_load(&ld, &wt->base, ffn_size, (size_t)5 * C);
+    blocks_model_load(&ld, &wt->base, rwkv4_layer_forward, ffn_size, (size_t)5 * C);
     if (ld.failed) {
         rwkv4_release(m);
         return -1;
@@ -190,14 +192,6 @@ static void rwkv4_layer_forward(rwkv_model *m, int i, float *x, int T, float *st
     blocks_ffn_forward(&l->ffn, &wt->base.work, x, T, C, state + 4 * C);
 }
 
-static void rwkv4_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n,
-                       float *logits, int all_logits)
-{
-    struct rwkv4_weights *wt = m->weights;
-
-    blocks_run(m, &wt->base, rwkv4_layer_forward, state, tokens, n, logits, all_logits);
-}
-
 const struct rwkv_arch rwkv4_arch = {
-    rwkv4_prepare, rwkv4_release, rwkv4_state_init, rwkv4_eval,
+    rwkv4_prepare, rwkv4_release, rwkv4_state_init, blocks_eval,
 };

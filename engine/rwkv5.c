@@ -33,10 +33,12 @@ struct rwkv5_layer {
 };
 
 struct rwkv5_weights {
-    struct blocks_model base;
+    struct blocks_model base;   /* first: blocks_eval finds it at m->weights */
     int n_layer;
     struct rwkv5_layer layers[];
 };
+
+static void rwkv5_layer_forward(rwkv_model *m, int i, float *x, int T, float *state);
 
 static void rwkv5_release(rwkv_model *m)
 {
@@ -124,17 +126,13 @@ static int rwkv5_prepare(rwkv_model *m, char *err, size_t errlen)
             ffn_size = wt->layers[i].ffn.ffn_size;
         }
     }
-    blocks_model_load(&ld, &wt->base, ffn_size, (size_t)2 * C + (size_t)H * N * N);
+    blocks_model_load(&ld, &wt->base, rwkv5_layer_forward, ffn_size,
+                      (size_t)2 * C + (size_t)H * N * N);
     if (ld.failed) {
         rwkv5_release(m);
         return -1;
     }
     return 0;
-}
-
-static void rwkv5_state_init(const rwkv_model *m, float *state)
-{
-    memset(state, 0, m->info.state_floats * sizeof *state);
 }
 
 /* x[T][C] += TimeMix(ln1(x)); advances att x_prev and the wkv state. */
@@ -175,14 +173,6 @@ static void rwkv5_layer_forward(rwkv_model *m, int i, float *x, int T, float *st
     blocks_ffn_forward(&l->ffn, &wt->base.work, x, T, C, state + C + (size_t)H * N * N);
 }
 
-static void rwkv5_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n,
-                       float *logits, int all_logits)
-{
-    struct rwkv5_weights *wt = m->weights;
-
-    blocks_run(m, &wt->base, rwkv5_layer_forward, state, tokens, n, logits, all_logits);
-}
-
 const struct rwkv_arch rwkv5_arch = {
-    rwkv5_prepare, rwkv5_release, rwkv5_state_init, rwkv5_eval,
+    rwkv5_prepare, rwkv5_release, blocks_state_zero, blocks_eval,
 };

@@ -38,10 +38,12 @@ struct rwkv6_layer {
 };
 
 struct rwkv6_weights {
-    struct blocks_model base;
+    struct blocks_model base;   /* first: blocks_eval finds it at m->weights */
     int n_layer;
     struct rwkv6_layer layers[];
 };
+
+static void rwkv6_layer_forward(rwkv_model *m, int i, float *x, int T, float *state);
 
 static void rwkv6_release(rwkv_model *m)
 {
@@ -167,17 +169,13 @@ static int rwkv6_prepare(rwkv_model *m, char *err, size_t errlen)
             wide = l->lora_decay;
         }
     }
-    blocks_model_load(&ld, &wt->base, wide, (size_t)2 * C + (size_t)H * N * N);
+    blocks_model_load(&ld, &wt->base, rwkv6_layer_forward, wide,
+                      (size_t)2 * C + (size_t)H * N * N);
     if (ld.failed) {
         rwkv6_release(m);
         return -1;
     }
     return 0;
-}
-
-static void rwkv6_state_init(const rwkv_model *m, float *state)
-{
-    memset(state, 0, m->info.state_floats * sizeof *state);
 }
 
 static void tanh_all(float *x, size_t count)
@@ -270,14 +268,6 @@ static void rwkv6_layer_forward(rwkv_model *m, int i, float *x, int T, float *st
     blocks_ffn_forward(&l->ffn, &wt->base.work, x, T, C, state + C + (size_t)H * N * N);
 }
 
-static void rwkv6_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n,
-                       float *logits, int all_logits)
-{
-    struct rwkv6_weights *wt = m->weights;
-
-    blocks_run(m, &wt->base, rwkv6_layer_forward, state, tokens, n, logits, all_logits);
-}
-
 const struct rwkv_arch rwkv6_arch = {
-    rwkv6_prepare, rwkv6_release, rwkv6_state_init, rwkv6_eval,
+    rwkv6_prepare, rwkv6_release, blocks_state_zero, blocks_eval,
 };
