@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/tool.h"
@@ -133,7 +134,9 @@ static int write_floats(FILE *f, const float *v, size_t n)
 #endif
 }
 
-/* An output file written as PATH.tmp and renamed into place on success. */
+/* An output file written as PATH.tmp and renamed into place on success;
+ * a device or pipe (/dev/null, /dev/stdout) is written in place (tmp NULL),
+ * as renaming over it would replace it. */
 struct outfile {
     const char *path;
     char *tmp;
@@ -143,8 +146,17 @@ struct outfile {
 static int out_open(struct outfile *o, const char *path)
 {
     size_t len = strlen(path) + 5;
+    struct stat st;
 
     o->path = path;
+    o->tmp = NULL;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (!(o->f = fopen(path, "wb"))) {
+            tool_error("%s: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
     o->tmp = malloc(len);
     if (!o->tmp) {
         tool_error("%s: out of memory", path);
@@ -164,25 +176,26 @@ static int out_open(struct outfile *o, const char *path)
 /* Closes; keep: fsync and rename into place, else remove the temporary. */
 static int out_close(struct outfile *o, int keep)
 {
+    const char *name = o->tmp ? o->tmp : o->path;
     int rc = 0;
 
     if (!o->f) {
         return 0;
     }
-    if (keep && (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0)) {
-        tool_error("%s: %s", o->tmp, strerror(errno));
+    if (keep && (fflush(o->f) != 0 || (o->tmp && fsync(fileno(o->f)) != 0))) {
+        tool_error("%s: %s", name, strerror(errno));
         rc = -1;
     }
     if (fclose(o->f) != 0 && keep && rc == 0) {
-        tool_error("%s: %s", o->tmp, strerror(errno));
+        tool_error("%s: %s", name, strerror(errno));
         rc = -1;
     }
     o->f = NULL;
-    if (keep && rc == 0 && rename(o->tmp, o->path) != 0) {
+    if (keep && rc == 0 && o->tmp && rename(o->tmp, o->path) != 0) {
         tool_error("%s: %s", o->path, strerror(errno));
         rc = -1;
     }
-    if (!keep || rc != 0) {
+    if ((!keep || rc != 0) && o->tmp) {
         unlink(o->tmp);
     }
     free(o->tmp);
@@ -227,7 +240,7 @@ static int evaluate(rwkv_model *model, rwkv_state *state, const int32_t *ids, si
             return -1;
         }
         if (write_floats(out->f, logits, c * (size_t)info->n_vocab) != 0) {
-            tool_error("%s: %s", out->tmp, strerror(errno));
+            tool_error("%s: %s", out->tmp ? out->tmp : out->path, strerror(errno));
             free(logits);
             return -1;
         }
@@ -324,7 +337,7 @@ int tool_logits(int argc, char **argv)
         rc = 0;
         if (state_path &&
             write_floats(state_out.f, rwkv_state_cdata(state), rwkv_state_floats(state)) != 0) {
-            tool_error("%s: %s", state_out.tmp, strerror(errno));
+            tool_error("%s: %s", state_out.tmp ? state_out.tmp : state_out.path, strerror(errno));
             rc = 1;
         }
     }

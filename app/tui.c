@@ -786,8 +786,9 @@ static void save_session(struct tui *t)
         path = paths_join(dir, "session.state");
     }
     if (!path) {
-        fprintf(stderr, "rwkv-chat: cannot create %s: %s\n", dir ? dir : "state directory",
-                strerror(errno));
+        fprintf(stderr, "rwkv-chat: session not saved for --resume: cannot create %s: %s\n",
+                dir ? dir : "the state directory", strerror(errno));
+        t->exit_status = 1;
     } else if (chat_save(t->chat, path, err, sizeof(err)) < 0) {
         fprintf(stderr, "rwkv-chat: %s\n", err);
         t->exit_status = 1;

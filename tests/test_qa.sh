@@ -86,4 +86,28 @@ ok "$(ls "$T" | grep -q '\.tmp'; test $? = 1; echo $?)" "no temporary files are 
 ok "$(test $? = 2 && head -1 "$T/mbogus.err" | grep -q "^rwkv-tool: models: unrecognized option '--bogus'"; echo $?)" \
     "rwkv-tool models --bogus: exit 2, 'rwkv-tool: models: unrecognized option'"
 
+# --- the TUI says so, and exits 1, when it cannot save the session ------------
+if command -v tmux >/dev/null 2>&1; then
+    unset TMUX
+    sock=rwkvqa-$$
+    echo x >"$T/notadir"
+    tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
+        "XDG_STATE_HOME='$T/notadir' '$CHAT' -t 1 --seed 1 2>'$T/tui.err'; echo \$? >'$T/tui.rc'; sleep 30"
+    i=0
+    while [ $i -lt 100 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'type a message'; do
+        sleep 0.1; i=$((i + 1))
+    done
+    tmux -L "$sock" send-keys '/quit' Enter
+    i=0
+    while [ $i -lt 100 ] && [ ! -s "$T/tui.rc" ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    tmux -L "$sock" kill-server >/dev/null 2>&1
+    ok "$(test "$(cat "$T/tui.rc" 2>/dev/null)" = 1 && one_line "$T/tui.err" &&
+          grep -q 'session not saved' "$T/tui.err"; echo $?)" \
+        "TUI quit with an unusable state directory: exit 1, 'session not saved' ($(cat "$T/tui.err" 2>/dev/null))"
+else
+    skip "tmux not installed"
+fi
+
 tap_done

@@ -67,5 +67,24 @@ t "failed run leaves no output" test ! -e "$TMP/o" -a ! -e "$TMP/o.tmp"
 t "missing model file" expect_fail 1 "rwkv-tool: " "$TOOL" logits "$TMP/nope.pth" \
     --tokens-file "$M/v7.tokens" -o "$TMP/o"
 
+# -o onto a pipe or device (/dev/null, /dev/stdout) writes into it in place: a
+# rename over it would replace it (a FIFO stands in for /dev/null here).
+fifo_out() {
+    mkfifo "$TMP/fifo" || return 1
+    cat "$TMP/fifo" >"$TMP/fifo.data" &
+    reader=$!
+    "$TOOL" logits "$M/v7.pth" --tokens-file "$M/v7.tokens" -o "$TMP/fifo"
+    rc=$?
+    if [ "$rc" -ne 0 ] || [ ! -p "$TMP/fifo" ]; then
+        kill "$reader" 2>/dev/null    # its open() of the FIFO never returns
+        echo "# exit $rc, or the FIFO was replaced"
+        return 1
+    fi
+    wait "$reader"
+    "$TOOL" logits "$M/v7.pth" --tokens-file "$M/v7.tokens" -o "$TMP/regular" || return 1
+    cmp -s "$TMP/fifo.data" "$TMP/regular" || { echo "# the FIFO's reader got other bytes"; return 1; }
+}
+t "-o onto a FIFO writes the logits through it and leaves it a FIFO" fifo_out
+
 echo "1..$n"
 exit $fail
