@@ -719,48 +719,46 @@ static void test_safetensors_small(void)
     }
     ckpt_close(f);
 
-    put_safetensors("overlap.safetensors",
-                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-                    "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
-                    data, sizeof(data));
-    expect_error("safetensors with overlapping tensors", tmp_path("overlap.safetensors"),
-                 WANT("tensor b", "overlaps tensor a"));
-    put_safetensors("dtype.safetensors",
-                    "{\"a\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}",
-                    data, sizeof(data));
-    expect_error("safetensors with an integer tensor", tmp_path("dtype.safetensors"),
-                 WANT("tensor a", "dtype I64 not supported"));
-    put_safetensors("past.safetensors",
-                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[0,64]}}",
-                    data, sizeof(data));
-    expect_error("safetensors tensor past the end of the data", tmp_path("past.safetensors"),
-                 WANT("tensor a", "past the end"));
-    put_safetensors("shape.safetensors",
-                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}",
-                    data, sizeof(data));
-    expect_error("safetensors shape contradicting its byte range", tmp_path("shape.safetensors"),
-                 WANT("tensor a", "shape 3 of float32 needs 12 bytes, data has 16"));
-    put_safetensors("json.safetensors",
-                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},}",
-                    data, sizeof(data));
-    expect_error("safetensors with a trailing comma", tmp_path("json.safetensors"),
-                 WANT("header offset"));
-    put_safetensors("neg.safetensors",
-                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}",
-                    data, sizeof(data));
-    expect_error("safetensors with a negative dimension", tmp_path("neg.safetensors"),
-                 WANT("header offset", "non-negative integer"));
-    put_safetensors("dup.safetensors",
-                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                    "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
-                    data, sizeof(data));
-    expect_error("safetensors with a name twice", tmp_path("dup.safetensors"),
-                 WANT("tensor a appears twice"));
-    put_safetensors("ctrl.safetensors",
-                    "{\"a\\u000a\\u001b[2Jb\":{\"dtype\":\"F32\",\"shape\":[2],"
-                    "\"data_offsets\":[0,8]}}", data, sizeof(data));
-    expect_error("tensor name with a newline and an escape sequence",
-                 tmp_path("ctrl.safetensors"), WANT("tensor 0", "control characters"));
+    /* Headers that must be refused, each over the same 32 bytes of data. */
+    const struct {
+        const char *file, *header, *what;
+        const char *const *want;
+    } bad[] = {
+        { "overlap.safetensors",
+          "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+          "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+          "safetensors with overlapping tensors", WANT("tensor b", "overlaps tensor a") },
+        { "dtype.safetensors",
+          "{\"a\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}",
+          "safetensors with an integer tensor", WANT("tensor a", "dtype I64 not supported") },
+        { "past.safetensors",
+          "{\"a\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[0,64]}}",
+          "safetensors tensor past the end of the data", WANT("tensor a", "past the end") },
+        { "shape.safetensors",
+          "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}",
+          "safetensors shape contradicting its byte range",
+          WANT("tensor a", "shape 3 of float32 needs 12 bytes, data has 16") },
+        { "json.safetensors",
+          "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},}",
+          "safetensors with a trailing comma", WANT("header offset") },
+        { "neg.safetensors",
+          "{\"a\":{\"dtype\":\"F32\",\"shape\":[-4],\"data_offsets\":[0,16]}}",
+          "safetensors with a negative dimension", WANT("header offset", "non-negative integer") },
+        { "dup.safetensors",
+          "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+          "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+          "safetensors with a name twice", WANT("tensor a appears twice") },
+        { "ctrl.safetensors",
+          "{\"a\\u000a\\u001b[2Jb\":{\"dtype\":\"F32\",\"shape\":[2],"
+          "\"data_offsets\":[0,8]}}",
+          "tensor name with a newline and an escape sequence",
+          WANT("tensor 0", "control characters") },
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        put_safetensors(bad[i].file, bad[i].header, data, sizeof(data));
+        expect_error(bad[i].what, tmp_path(bad[i].file), bad[i].want);
+    }
     {
         unsigned char hdr[16] = { 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0, '{', '}' };
         write_file(tmp_path("hlen.safetensors"), hdr, sizeof(hdr));
