@@ -52,6 +52,21 @@ static int running_uninstalled(void)
 #endif
 }
 
+/* True when dir is one of the colon-separated directories in list. */
+static int in_list(const char *list, const char *dir)
+{
+    size_t n = strlen(dir);
+
+    while (list && *list) {
+        if (strncmp(list, dir, n) == 0 && (list[n] == ':' || list[n] == '\0')) {
+            return 1;
+        }
+        list = strchr(list, ':');
+        list = list ? list + 1 : NULL;
+    }
+    return 0;
+}
+
 /* Calls fn on each data directory in search order until it returns
  * non-zero; returns that value.  Order: $RWKV_CHAT_DATADIR, the source
  * tree when running uninstalled (share/ holds the vocabulary and models,
@@ -77,7 +92,10 @@ static int each_data_dir(int (*fn)(const char *dir, void *ctx), void *ctx)
     }
 #if defined(ABS_TOP_SRCDIR) && defined(ABS_TOP_BUILDDIR)
     if (running_uninstalled()) {
-        if ((r = fn(ABS_TOP_SRCDIR "/share", ctx)) != 0 || (r = fn(ABS_TOP_SRCDIR, ctx)) != 0) {
+        if (!in_list(env, ABS_TOP_SRCDIR "/share") && (r = fn(ABS_TOP_SRCDIR "/share", ctx)) != 0) {
+            return r;
+        }
+        if (!in_list(env, ABS_TOP_SRCDIR) && (r = fn(ABS_TOP_SRCDIR, ctx)) != 0) {
             return r;
         }
     }

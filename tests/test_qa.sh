@@ -30,6 +30,10 @@ env -u RWKV_CHAT_DATADIR "$TOOL" models >"$T/models.out" 2>&1
 ok "$(grep -q 'rwkv7-tiny-chat' "$T/models.out"; echo $?)" \
     "uninstalled rwkv-tool models lists the demo model"
 
+"$TOOL" models >"$T/models2.out" 2>&1
+ok "$(test "$(grep -c 'rwkv7-tiny-chat' "$T/models2.out")" = 1; echo $?)" \
+    "with RWKV_CHAT_DATADIR naming the source tree too, the demo model is listed once"
+
 # --- a model without the World vocabulary is refused at load -----------------
 if [ -f "$S/fixtures/models/v7.pth" ]; then
     echo hi | "$CHAT" --batch -t 1 --model "$S/fixtures/models/v7.pth" >"$T/vocab.out" 2>"$T/vocab.err"
