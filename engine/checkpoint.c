@@ -20,6 +20,7 @@ struct ckpt_file {
     size_t *by_name;            /* indexes sorted by name, for ckpt_find */
     void **owned;               /* copies and names freed by ckpt_close */
     size_t n_owned, cap_owned;
+    size_t owned_bytes;         /* their total: at most 4 x file size + 16 MiB */
 };
 
 const char *ckpt_dtype_name(enum ckpt_dtype dtype)
@@ -144,19 +145,27 @@ void *ckpt_alloc(ckpt_file *file, size_t nbytes)
 {
     void *p;
 
+    if (nbytes > file->size || file->owned_bytes > 4 * file->size - nbytes + (16u << 20)) {
+        errno = EFBIG;
+        return NULL;
+    }
     if (file->n_owned == file->cap_owned) {
         size_t cap = file->cap_owned ? 2 * file->cap_owned : 64;
         void **o = realloc(file->owned, cap * sizeof(*o));
         if (!o) {
+            errno = ENOMEM;
             return NULL;
         }
         file->owned = o;
         file->cap_owned = cap;
     }
     p = malloc(nbytes ? nbytes : 1);
-    if (p) {
-        file->owned[file->n_owned++] = p;
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
     }
+    file->owned[file->n_owned++] = p;
+    file->owned_bytes += nbytes;
     return p;
 }
 
@@ -210,8 +219,8 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
         if ((uintptr_t)d % esize) {
             void *aligned = ckpt_alloc(file, nbytes);
             if (!aligned) {
-                set_err(err, errlen, "%s: tensor %.*s: out of memory", file->path,
-                        (int)namelen, name);
+                set_err(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
+                        CKPT_ALLOC_ERROR());
                 return -1;
             }
             memcpy(aligned, d, nbytes);
@@ -230,7 +239,8 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
     }
     copy = ckpt_alloc(file, namelen + 1);
     if (!copy) {
-        set_err(err, errlen, "%s: out of memory", file->path);
+        set_err(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
+                CKPT_ALLOC_ERROR());
         return -1;
     }
     memcpy(copy, name, namelen);

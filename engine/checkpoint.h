@@ -10,6 +10,7 @@
 #ifndef RWKV_CHECKPOINT_H
 #define RWKV_CHECKPOINT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,8 +63,13 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
              int ndim, const int64_t *shape, const void *data, size_t nbytes,
              char *err, size_t errlen);
 /* Memory freed by ckpt_close (for tensors that had to be copied).  NULL if
- * out of memory. */
+ * out of memory (errno ENOMEM), or with errno EFBIG once the copies made
+ * for one file would pass four times its size plus 16 MiB: many views of
+ * one storage must not turn a small file into gigabytes of copies. */
 void *ckpt_alloc(ckpt_file *file, size_t nbytes);
+#define CKPT_COPY_LIMIT_MSG "copied tensors and names would exceed four times the file size"
+/* What a NULL from ckpt_alloc means, for messages. */
+#define CKPT_ALLOC_ERROR() (errno == EFBIG ? CKPT_COPY_LIMIT_MSG : "out of memory")
 /* Number of elements of a shape, or -1 on a negative dimension or when the
  * product overflows max. */
 int64_t ckpt_numel(int ndim, const int64_t *shape, int64_t max);

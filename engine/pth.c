@@ -12,6 +12,7 @@
  * collections.OrderedDict and the float, half and bfloat16 storage types).  Anything else is refused, so a model
  * file can never make us call code: it can only describe tensors.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -942,7 +943,7 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         }
         copy = ckpt_alloc(file, (size_t)numel * esize);
         if (!copy) {
-            set_err(err, errlen, "%s: tensor %.*s: out of memory", path, nk, key->s);
+            set_err(err, errlen, "%s: tensor %.*s: %s", path, nk, key->s, CKPT_ALLOC_ERROR());
             return -1;
         }
         for (j = 0; j < numel; j++) {

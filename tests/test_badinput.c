@@ -607,6 +607,44 @@ static void write_bomb(const char *p, int64_t numel, int ndim, const int64_t *sh
     write_zip(p, 2, names, data, sizes);
 }
 
+/* A state dict of n tensors t0, t1, ... that all view one float32 storage
+ * of 128x128 transposed (strides 1, 128): each must be copied (gathered),
+ * so a 1 MB pickle could ask for gigabytes of copies. */
+static void write_amplifier(const char *p, int n)
+{
+    static float s0[128 * 128];
+    size_t cap = 256 + (size_t)n * 64, len = 0;
+    unsigned char *pk = malloc(cap);
+    const char *names[] = { "archive/data.pkl", "archive/data/0" };
+    const void *data[] = { pk, s0 };
+    size_t sizes[2];
+    int i;
+    static const char head[] =
+        "\x80\x02}(" "\x8c\x02" "t0" "ctorch._utils\n_rebuild_tensor_v2\nq\x00"
+        "((X\x07\x00\x00\x00" "storage" "ctorch\nFloatStorage\n"
+        "X\x01\x00\x00\x00" "0" "X\x03\x00\x00\x00" "cpu" "J\x00\x40\x00\x00" "tq\x01Q"
+        "K\x00" "K\x80K\x80\x86q\x02" "K\x01K\x80\x86q\x03" "\x89tR";
+
+    memcpy(pk, head, sizeof(head) - 1);
+    len = sizeof(head) - 1;
+    for (i = 1; i < n; i++) {
+        char name[16];
+        int nl = snprintf(name, sizeof(name), "t%d", i);
+        pk[len++] = 0x8c;               /* SHORT_BINUNICODE name */
+        pk[len++] = (unsigned char)nl;
+        memcpy(pk + len, name, (size_t)nl);
+        len += (size_t)nl;
+        memcpy(pk + len, "h\x00(h\x01QK\x00h\x02h\x03\x89tR", 15);
+        len += 15;
+    }
+    memcpy(pk + len, "u.", 2);
+    len += 2;
+    sizes[0] = len;
+    sizes[1] = sizeof(s0);
+    write_zip(p, 2, names, data, sizes);
+    free(pk);
+}
+
 static void test_pth_bombs(const unsigned char *buf, size_t len, const struct zent *e, int n,
                            size_t eocd)
 {
@@ -617,6 +655,33 @@ static void test_pth_bombs(const unsigned char *buf, size_t len, const struct ze
 
     write_bomb(p, 4, 1, &four, &one);
     expect("hand-made .pth", L_CKPT, p, NULL);
+    write_amplifier(p, 10);
+    expect("10 transposed views of one storage", L_CKPT, p, NULL);
+    /* 20000 x 64 KiB = 1.3 GB of copies from a 0.5 MB file: refused once
+     * the copies (and names) pass four times the file size + 16 MiB */
+    write_amplifier(p, 20000);
+    {
+        struct stat st;
+        size_t owned = 0, limit;
+        int k = 0;
+
+        stat(p, &st);
+        limit = 4 * (size_t)st.st_size + (16u << 20);
+        for (;; k++) {
+            char name[16];
+            if (owned + 65536 > limit) {
+                break;
+            }
+            owned += 65536;
+            owned += (size_t)snprintf(name, sizeof(name), "t%d", k) + 1;
+            if (owned > limit) {
+                break;
+            }
+        }
+        expect("20000 transposed views of one storage (1.3 GB of copies)", L_CKPT, p,
+               "%s: tensor t%d: copied tensors and names would exceed four times the file "
+               "size", p, k);
+    }
     write_bomb(p, big, 1, &four, &one);
     expect("storage claiming 2^60 elements", L_CKPT, p, "%s: tensor a: storage of "
            "1152921504606846976 float32 elements runs past the end of entry archive/data/0 "
