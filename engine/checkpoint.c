@@ -365,6 +365,23 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         set_err(err, errlen, "%s: holds no tensors", path);
         rc = -1;
     }
+    if (rc == 0) {
+        /* Views may share a storage (.pth), but a model built from a few
+         * megabytes seen a thousand times over would ask the loader for
+         * gigabytes: the tensors may add up to four times the file. */
+        uint64_t total = 0;
+        size_t i;
+
+        for (i = 0; i < file->count; i++) {
+            total += file->tensors[i].nbytes;
+        }
+        if (total > 4 * (uint64_t)file->size + (16u << 20)) {
+            set_err(err, errlen, "%s: its tensors add up to %llu bytes, more than four times "
+                    "the file (%zu bytes): storages shared by many tensors", path,
+                    (unsigned long long)total, file->size);
+            rc = -1;
+        }
+    }
     if (rc != 0) {
         /* names and globals in the message come from the file: keep the
          * message one printable line whatever they hold */

@@ -610,7 +610,7 @@ static void write_bomb(const char *p, int64_t numel, int ndim, const int64_t *sh
 /* A state dict of n tensors t0, t1, ... that all view one float32 storage
  * of 128x128 transposed (strides 1, 128): each must be copied (gathered),
  * so a 1 MB pickle could ask for gigabytes of copies. */
-static void write_amplifier(const char *p, int n)
+static void write_amplifier(const char *p, int n, int contiguous)
 {
     static float s0[128 * 128];
     size_t cap = 256 + (size_t)n * 64, len = 0;
@@ -626,6 +626,10 @@ static void write_amplifier(const char *p, int n)
         "K\x00" "K\x80K\x80\x86q\x02" "K\x01K\x80\x86q\x03" "\x89tR";
 
     memcpy(pk, head, sizeof(head) - 1);
+    if (contiguous) {   /* strides (128, 1) instead of (1, 128) */
+        unsigned char *st = memmem(pk, sizeof(head) - 1, "K\x01K\x80\x86", 5);
+        memcpy(st, "K\x80K\x01\x86", 5);
+    }
     len = sizeof(head) - 1;
     for (i = 1; i < n; i++) {
         char name[16];
@@ -655,11 +659,11 @@ static void test_pth_bombs(const unsigned char *buf, size_t len, const struct ze
 
     write_bomb(p, 4, 1, &four, &one);
     expect("hand-made .pth", L_CKPT, p, NULL);
-    write_amplifier(p, 10);
+    write_amplifier(p, 10, 0);
     expect("10 transposed views of one storage", L_CKPT, p, NULL);
     /* 20000 x 64 KiB = 1.3 GB of copies from a 0.5 MB file: refused once
      * the copies (and names) pass four times the file size + 16 MiB */
-    write_amplifier(p, 20000);
+    write_amplifier(p, 20000, 0);
     {
         struct stat st;
         size_t owned = 0, limit;
@@ -681,6 +685,13 @@ static void test_pth_bombs(const unsigned char *buf, size_t len, const struct ze
         expect("20000 transposed views of one storage (1.3 GB of copies)", L_CKPT, p,
                "%s: tensor t%d: copied tensors and names would exceed four times the file "
                "size", p, k);
+        /* the same as plain views: nothing copied, but a model made of them
+         * would convert 1.3 GB of weights */
+        write_amplifier(p, 20000, 1);
+        stat(p, &st);
+        expect("20000 views of one storage", L_CKPT, p, "%s: its tensors add up to %d bytes, "
+               "more than four times the file (%zu bytes): storages shared by many tensors",
+               p, 20000 * 65536, (size_t)st.st_size);
     }
     write_bomb(p, big, 1, &four, &one);
     expect("storage claiming 2^60 elements", L_CKPT, p, "%s: tensor a: storage of "
