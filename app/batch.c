@@ -356,7 +356,8 @@ static int run_command(struct batch *b, const char *line)
         command_result_free(&r);
         return 1;
     }
-    if (r.text && (!r.verbose_only || b->opts->verbose)) {
+    /* /edit's text is the message for the TUI's input line, not a report. */
+    if (r.text && r.action != COMMAND_EDIT && (!r.verbose_only || b->opts->verbose)) {
         fprintf(stderr, "%s\n", r.text);
     }
     switch (r.action) {

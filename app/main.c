@@ -54,9 +54,18 @@ static void make_label(char *buf, size_t len, const char *path, const struct rwk
 static int add_data_dir(const char *dir)
 {
     const char *old = getenv("RWKV_CHAT_DATADIR");
+    struct stat st;
     char *v;
     int rc;
 
+    /* A mistyped directory would otherwise be searched, silently, in vain. */
+    if (stat(dir, &st) < 0) {
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
     if (old && *old) {
         if (asprintf(&v, "%s:%s", dir, old) < 0) {
             return -1;
@@ -260,7 +269,7 @@ int main(int argc, char **argv)
                              ((uint64_t)getpid() << 32);
     }
     if (opts.data_dir && add_data_dir(opts.data_dir) < 0) {
-        error_line("--data-dir: %s", strerror(errno), NULL);
+        error_line("--data-dir: %s: %s", opts.data_dir, strerror(errno));
         options_free(&opts);
         return 1;
     }

@@ -45,6 +45,17 @@ else
     skip "fixture v7.pth not found"
 fi
 
+# --- batch /edit without text: one error line, not the message as well --------
+printf 'hello there\n/edit\n' | "$CHAT" --batch -t 1 --max-tokens 3 >/dev/null 2>"$T/edit.err"
+ok "$(test $? = 1 && one_line "$T/edit.err" && grep -q '/edit TEXT' "$T/edit.err"; echo $?)" \
+    "batch /edit with no text: exit 1, one line ($(head -c 200 "$T/edit.err"))"
+
+# --- a mistyped --data-dir is an error, not a silent no-op ---------------------
+echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --data-dir "$T/no-such-dir" >"$T/dd.out" 2>"$T/dd.err"
+ok "$(test $? = 1 && test ! -s "$T/dd.out" && one_line "$T/dd.err" &&
+      grep -q -- "--data-dir: .*no-such-dir: No such file or directory" "$T/dd.err"; echo $?)" \
+    "--data-dir naming a missing directory: exit 1, one line"
+
 # --- --state-out that cannot be written is refused before the conversation --
 echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --state-out "$T/no/such/dir/x.state" \
     >"$T/nodir.out" 2>"$T/nodir.err"
