@@ -417,8 +417,17 @@ static int json_message(struct batch *b, const char *line)
         error_line("out of memory", NULL, NULL);
         return 1;
     }
+    if (b->lineno == 1 && !strncmp(line, "\xEF\xBB\xBF", 3)) {
+        line += 3;      /* a UTF-8 byte order mark, as some editors write */
+    }
     obj = json_tokener_parse_ex(tok, line, (int)strlen(line));
     jerr = json_tokener_get_error(tok);
+    if (line[strspn(line, " \t\r")] != '{') {
+        /* null, 5, "text", [...]: valid or not, not a message. */
+        json_object_put(obj);
+        json_tokener_free(tok);
+        return input_error(b->lineno, "expected a JSON object {\"role\":\"user\",\"content\":...}");
+    }
     if (!obj || jerr != json_tokener_success ||
         !is_blank(line + json_tokener_get_parse_end(tok))) {
         input_error(b->lineno, "malformed JSON: %s",

@@ -135,7 +135,8 @@ char *models_find(const char *name_or_path, char *err, size_t errlen)
             return NULL;
         }
         if (!S_ISREG(st.st_mode)) {
-            snprintf(err, errlen, "%s: not a model file", name_or_path);
+            snprintf(err, errlen, "%s: %s", name_or_path,
+                     S_ISDIR(st.st_mode) ? "is a directory, not a model file" : "not a model file");
             return NULL;
         }
         if (!(found = strdup(name_or_path))) {

@@ -50,6 +50,23 @@ printf 'hello there\n/edit\n' | "$CHAT" --batch -t 1 --max-tokens 3 >/dev/null 2
 ok "$(test $? = 1 && one_line "$T/edit.err" && grep -q '/edit TEXT' "$T/edit.err"; echo $?)" \
     "batch /edit with no text: exit 1, one line ($(head -c 200 "$T/edit.err"))"
 
+# --- --model naming a directory says so --------------------------------------
+mkdir -p "$T/modeldir"
+echo hi | "$CHAT" --batch -t 1 --model "$T/modeldir" >/dev/null 2>"$T/mdir.err"
+ok "$(test $? = 1 && one_line "$T/mdir.err" && grep -q 'modeldir: is a directory' "$T/mdir.err"; echo $?)" \
+    "--model DIRECTORY: exit 1, 'is a directory'"
+
+# --- JSONL: a value that is not an object is named as such; a BOM is skipped ----
+for v in null 5 '"text"'; do
+    printf '%s\n' "$v" | "$CHAT" --jsonl -t 1 --max-tokens 2 >/dev/null 2>"$T/jv.err"
+    ok "$(test $? = 1 && one_line "$T/jv.err" && grep -q 'stdin:1: expected a JSON object' "$T/jv.err"; echo $?)" \
+        "--jsonl line '$v': exit 1, 'expected a JSON object'"
+done
+printf '\357\273\277{"role":"user","content":"hi"}\n' | "$CHAT" --jsonl -t 1 --max-tokens 2 \
+    >"$T/bom.out" 2>"$T/bom.err"
+ok "$(test $? = 0 && grep -q '"role":"assistant"' "$T/bom.out"; echo $?)" \
+    "--jsonl input starting with a UTF-8 byte order mark is read $(head -c 200 "$T/bom.err")"
+
 # --- a mistyped --data-dir is an error, not a silent no-op ---------------------
 echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --data-dir "$T/no-such-dir" >"$T/dd.out" 2>"$T/dd.err"
 ok "$(test $? = 1 && test ! -s "$T/dd.out" && one_line "$T/dd.err" &&
