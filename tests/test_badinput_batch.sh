@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_badinput.sh - rwkv-chat --batch against bad input (issue 10):
+# test_badinput_batch.sh - rwkv-chat --batch against bad input (issue 10):
 # invalid UTF-8, 1 MB lines, a state file of another model, and Ctrl-C
 # (SIGINT) while loading, while feeding the prompt, during the reply and
 # around the --state-out save.  Each case checks the exit status, the exact
