@@ -422,7 +422,8 @@ static int json_message(struct batch *b, const char *line)
     }
     obj = json_tokener_parse_ex(tok, line, (int)strlen(line));
     jerr = json_tokener_get_error(tok);
-    if (line[strspn(line, " \t\r")] != '{') {
+    if (line[strspn(line, " \t\r")] != '{' &&
+        (jerr == json_tokener_success || jerr == json_tokener_continue)) {
         /* null, 5, "text", [...]: valid or not, not a message. */
         json_object_put(obj);
         json_tokener_free(tok);

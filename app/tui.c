@@ -749,7 +749,15 @@ static int start_curses(struct tui *t)
     const char *term = getenv("TERM");
 
     if (!newterm(term && *term ? term : "xterm", stdout, stdin)) {
-        fprintf(stderr, "rwkv-chat: cannot use terminal type '%s'\n", term ? term : "");
+        fprintf(stderr, "rwkv-chat: cannot use terminal type '%s': set TERM to your terminal's "
+                "(e.g. xterm-256color), or use --batch\n", term ? term : "");
+        return -1;
+    }
+    if (!tigetstr("cup") || tigetstr("cup") == (char *)-1) {
+        /* A terminal that cannot move the cursor (TERM=dumb) cannot show panels. */
+        endwin();
+        fprintf(stderr, "rwkv-chat: terminal type '%s' cannot move the cursor: set TERM to your "
+                "terminal's (e.g. xterm-256color), or use --batch\n", term ? term : "");
         return -1;
     }
     curses_active = 1;

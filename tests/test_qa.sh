@@ -138,7 +138,19 @@ if command -v tmux >/dev/null 2>&1; then
     ok "$(test "$(cat "$T/tui.rc" 2>/dev/null)" = 1 && one_line "$T/tui.err" &&
           grep -q 'session not saved' "$T/tui.err"; echo $?)" \
         "TUI quit with an unusable state directory: exit 1, 'session not saved' ($(cat "$T/tui.err" 2>/dev/null))"
+    # TERM=dumb cannot draw panels: one line saying what to do, exit 1.
+    tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
+        "TERM=dumb '$CHAT' -t 1 2>'$T/dumb.err'; echo \$? >'$T/dumb.rc'; sleep 30"
+    i=0
+    while [ $i -lt 100 ] && [ ! -s "$T/dumb.rc" ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    tmux -L "$sock" kill-server >/dev/null 2>&1
+    ok "$(test "$(cat "$T/dumb.rc" 2>/dev/null)" = 1 && one_line "$T/dumb.err" &&
+          grep -q "'dumb' cannot move the cursor.*--batch" "$T/dumb.err"; echo $?)" \
+        "TUI with TERM=dumb: exit 1, one line suggesting TERM or --batch"
 else
+    skip "tmux not installed"
     skip "tmux not installed"
 fi
 
