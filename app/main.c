@@ -210,7 +210,8 @@ static int load_state(chat *c, const struct app_options *opts)
         error_line("--resume: no saved session (%s: %s)", path, strerror(errno));
         rc = 1;
     } else if (chat_load(c, path, err, sizeof(err)) < 0) {
-        error_line("%s", err, NULL);
+        error_line("%s (--resume: pass the --model the session was saved with, or start afresh "
+                   "without --resume)", err, NULL);
         rc = 1;
     } else if (opts->verbose) {
         fprintf(stderr, "rwkv-chat: resumed %s\n", path);

@@ -50,6 +50,20 @@ printf 'hello there\n/edit\n' | "$CHAT" --batch -t 1 --max-tokens 3 >/dev/null 2
 ok "$(test $? = 1 && one_line "$T/edit.err" && grep -q '/edit TEXT' "$T/edit.err"; echo $?)" \
     "batch /edit with no text: exit 1, one line ($(head -c 200 "$T/edit.err"))"
 
+# --- --resume of a session saved with another model says what to do -----------
+if [ -f "$S/fixtures/models/v7-world.pth" ]; then
+    mkdir -p "$T/rs/rwkv-chat"
+    echo hi | "$CHAT" --batch -t 1 --max-tokens 2 --model "$S/fixtures/models/v7-world.pth" \
+        --state-out "$T/rs/rwkv-chat/session.state" >/dev/null 2>&1
+    echo hi | XDG_STATE_HOME="$T/rs" "$CHAT" --batch -t 1 --max-tokens 2 --resume \
+        >"$T/rs.out" 2>"$T/rs.err"
+    ok "$(test $? = 1 && test ! -s "$T/rs.out" && one_line "$T/rs.err" &&
+          grep -q 'saved with another model.*pass the --model the session was saved with' "$T/rs.err"; echo $?)" \
+        "--resume with another model: exit 1, one line saying to pass its --model"
+else
+    skip "fixture v7-world.pth not found"
+fi
+
 # --- --model naming a directory says so --------------------------------------
 mkdir -p "$T/modeldir"
 echo hi | "$CHAT" --batch -t 1 --model "$T/modeldir" >/dev/null 2>"$T/mdir.err"
