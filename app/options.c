@@ -363,6 +363,10 @@ int options_parse(struct app_options *opts, int argc, char **argv)
         } else {
             opts->config_path = config_default_path();
         }
+        if (config && !*config) {
+            short_usage("--config: empty file name", NULL, NULL);
+            return OPTIONS_USAGE;
+        }
         if (opts->config_path) {
             r = config_load(opts, opts->config_path, err, sizeof(err));
             if (r < 0 || (r == 1 && config)) {
@@ -387,6 +391,13 @@ int options_parse(struct app_options *opts, int argc, char **argv)
             }
             opts->knobs_given |= 1u << knob_index(knob);
             continue;
+        }
+        if ((c == OPT_STATE_IN || c == OPT_STATE_OUT || c == OPT_VOCAB || c == OPT_DATA_DIR) &&
+            !*optarg) {
+            short_usage("--%s: empty file name", c == OPT_STATE_IN ? "state-in"
+                        : c == OPT_STATE_OUT ? "state-out" : c == OPT_VOCAB ? "vocab" : "data-dir",
+                        NULL);
+            return OPTIONS_USAGE;
         }
         switch (c) {
         case 'm':

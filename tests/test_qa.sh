@@ -64,6 +64,14 @@ else
     skip "fixture v7-world.pth not found"
 fi
 
+# --- an empty file name is a usage error naming the option ----------------------
+for o in --state-in --state-out --vocab --config --data-dir; do
+    echo hi | "$CHAT" --batch -t 1 --max-tokens 2 "$o" "" >"$T/empty.out" 2>"$T/empty.err"
+    ok "$(test $? = 2 && test ! -s "$T/empty.out" &&
+          head -1 "$T/empty.err" | grep -q "^rwkv-chat: $o: empty file name\$"; echo $?)" \
+        "$o '': exit 2, 'rwkv-chat: $o: empty file name'"
+done
+
 # --- --model naming a directory says so --------------------------------------
 mkdir -p "$T/modeldir"
 echo hi | "$CHAT" --batch -t 1 --model "$T/modeldir" >/dev/null 2>"$T/mdir.err"
