@@ -793,7 +793,9 @@ static void save_session(struct tui *t)
     if (dir && paths_mkdirs(dir) == 0) {
         path = paths_join(dir, "session.state");
     }
-    if (!path) {
+    if (path && chat_turn_count(t->chat) == 0 && access(path, F_OK) == 0) {
+        /* Nothing was said: keep the conversation saved last time. */
+    } else if (!path) {
         fprintf(stderr, "rwkv-chat: session not saved for --resume: cannot create %s: %s\n",
                 dir ? dir : "the state directory", strerror(errno));
         t->exit_status = 1;

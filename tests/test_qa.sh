@@ -151,6 +151,12 @@ if command -v tmux >/dev/null 2>&1; then
     while [ $i -lt 100 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'type a message'; do
         sleep 0.1; i=$((i + 1))
     done
+    tmux -L "$sock" send-keys 'hi' Enter
+    i=0
+    while [ $i -lt 100 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'Assistant:'; do
+        sleep 0.1; i=$((i + 1))
+    done
+    sleep 1
     tmux -L "$sock" send-keys '/quit' Enter
     i=0
     while [ $i -lt 100 ] && [ ! -s "$T/tui.rc" ]; do
@@ -160,6 +166,27 @@ if command -v tmux >/dev/null 2>&1; then
     ok "$(test "$(cat "$T/tui.rc" 2>/dev/null)" = 1 && one_line "$T/tui.err" &&
           grep -q 'session not saved' "$T/tui.err"; echo $?)" \
         "TUI quit with an unusable state directory: exit 1, 'session not saved' ($(cat "$T/tui.err" 2>/dev/null))"
+    # Quitting an empty conversation keeps the session saved before it.
+    mkdir -p "$T/keep/rwkv-chat"
+    echo hi | "$CHAT" --batch -t 1 --max-tokens 2 --state-out "$T/keep/rwkv-chat/session.state" \
+        >/dev/null 2>&1
+    cp "$T/keep/rwkv-chat/session.state" "$T/keep.orig"
+    tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
+        "XDG_STATE_HOME='$T/keep' '$CHAT' -t 1 2>'$T/keep.err'; echo \$? >'$T/keep.rc'; sleep 30"
+    i=0
+    while [ $i -lt 100 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'type a message'; do
+        sleep 0.1; i=$((i + 1))
+    done
+    tmux -L "$sock" send-keys '/quit' Enter
+    i=0
+    while [ $i -lt 100 ] && [ ! -s "$T/keep.rc" ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    tmux -L "$sock" kill-server >/dev/null 2>&1
+    ok "$(test "$(cat "$T/keep.rc" 2>/dev/null)" = 0 &&
+          cmp -s "$T/keep.orig" "$T/keep/rwkv-chat/session.state"; echo $?)" \
+        "TUI quit with nothing said: the session saved before is kept for --resume"
+
     # TERM=dumb cannot draw panels: one line saying what to do, exit 1.
     tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
         "TERM=dumb '$CHAT' -t 1 2>'$T/dumb.err'; echo \$? >'$T/dumb.rc'; sleep 30"
@@ -172,6 +199,7 @@ if command -v tmux >/dev/null 2>&1; then
           grep -q "'dumb' cannot move the cursor.*--batch" "$T/dumb.err"; echo $?)" \
         "TUI with TERM=dumb: exit 1, one line suggesting TERM or --batch"
 else
+    skip "tmux not installed"
     skip "tmux not installed"
     skip "tmux not installed"
 fi
