@@ -85,6 +85,18 @@ int main(int argc, char **argv)
     }
     for (c = commands; c->name; c++) {
         if (!strcmp(argv[1], c->name)) {
+            int i;
+
+            /* No subcommand takes an empty argument; a script's unset variable gives one. */
+            for (i = 2; i < argc; i++) {
+                if (!argv[i][0] && i > 2 && argv[i - 1][0] == '-') {
+                    tool_error("%s: %s: empty value", c->name, argv[i - 1]);
+                    return 2;
+                } else if (!argv[i][0]) {
+                    tool_error("%s: argument %d is empty", c->name, i - 1);
+                    return 2;
+                }
+            }
             return c->run(argc - 1, argv + 1);
         }
     }

@@ -135,6 +135,14 @@ echo hi | "$CHAT" --batch -t 1 --max-tokens 3 --state-in "$T/link.state" >/dev/n
 ok "$(test $? = 0; echo $?)" "the state written through the link loads $(head -c 200 "$T/lin.err")"
 ok "$(ls "$T" | grep -q '\.tmp'; test $? = 1; echo $?)" "no temporary files are left behind"
 
+# --- rwkv-tool: an empty argument (a script's unset variable) is a usage error --
+"$TOOL" info "" >/dev/null 2>"$T/te1.err"
+ok "$(test $? = 2 && one_line "$T/te1.err" && grep -q '^rwkv-tool: info: argument 1 is empty$' "$T/te1.err"; echo $?)" \
+    "rwkv-tool info '': exit 2, 'argument 1 is empty'"
+echo hi | "$TOOL" tokenize --vocab "" >/dev/null 2>"$T/te2.err"
+ok "$(test $? = 2 && one_line "$T/te2.err" && grep -q '^rwkv-tool: tokenize: --vocab: empty value$' "$T/te2.err"; echo $?)" \
+    "rwkv-tool tokenize --vocab '': exit 2, '--vocab: empty value'"
+
 # --- rwkv-tool models: usage errors name the program ---------------------------
 "$TOOL" models --bogus >/dev/null 2>"$T/mbogus.err"
 ok "$(test $? = 2 && head -1 "$T/mbogus.err" | grep -q "^rwkv-tool: models: unrecognized option '--bogus'"; echo $?)" \
