@@ -60,13 +60,84 @@ static void f16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
                 (size_t)(r1 - r0) * (size_t)W->cols);
 }
 
-/* Fills active[] from the first usable set that provides each format. */
+/* One product y = W x (matvec_rows) and Y = X W^T for T = 3 (matmul_rows
+ * when present) with format f on a fixed pseudo-random W [rows][cols];
+ * y gets rows + 3 * rows floats.  -1 if packing fails. */
+static int self_check_product(const struct kernel_format *f, enum rwkv_dtype t, const float *w,
+                              const float *x, int rows, int cols, float *y)
+{
+    struct kmat m;
+
+    memset(&m, 0, sizeof m);
+    m.type = t;
+    m.rows = rows;
+    m.cols = cols;
+    if (f->pack(&m, w) < 0) {
+        return -1;
+    }
+    f->matvec_rows(&m, x, y, 0, rows);
+    if (f->matmul_rows) {
+        f->matmul_rows(&m, x, 3, y + rows, 0, rows);
+    } else {
+        for (int i = 0; i < 3; i++) {
+            f->matvec_rows(&m, x + (size_t)i * cols, y + rows + (size_t)i * rows, 0, rows);
+        }
+    }
+    free(m.owned);
+    free(m.owned_scales);
+    return 0;
+}
+
+/* Trust, but verify (see kernels_impl.h): a set that disagrees with the
+ * reference is skipped for that format and the next one serves. */
+int kernels_self_check(const struct kernel_format *f, const struct kernel_format *ref,
+                       enum rwkv_dtype t)
+{
+    enum { ROWS = 37, COLS = 301, T = 3 };
+    static float w[ROWS * COLS], x[T * COLS], y[4 * ROWS], y_ref[4 * ROWS];
+    uint32_t r = 2463534242u;
+    double err = 0, norm = 0;
+
+    if (f == ref || !f->pack || !ref->pack) {
+        return 1;       /* nothing to compare with */
+    }
+    for (int i = 0; i < ROWS * COLS; i++) {
+        r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+        w[i] = (float)((int)(r % 2001) - 1000) / 1000.0f;
+    }
+    for (int i = 0; i < T * COLS; i++) {
+        r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+        x[i] = (float)((int)(r % 2001) - 1000) / 1000.0f;
+    }
+    if (self_check_product(f, t, w, x, ROWS, COLS, y) < 0 ||
+        self_check_product(ref, t, w, x, ROWS, COLS, y_ref) < 0) {
+        return 0;
+    }
+    for (int i = 0; i < 4 * ROWS; i++) {
+        err = fmax(err, fabs((double)y[i] - (double)y_ref[i]));
+        norm = fmax(norm, fabs((double)y_ref[i]));
+    }
+    /* Same quantisation on both sides: only the order of float additions
+     * may differ (and NaN fails). */
+    return err <= 1e-4 * (norm + 1.0);
+}
+
+/* Fills active[] from the first usable set that provides each format and
+ * passes its self-check. */
 static void kernels_choose(void)
 {
     size_t n = sizeof candidates / sizeof candidates[0];
     int best_set_used = 0;
 
     for (int t = 0; t < KERNEL_N_FORMATS; t++) {
+        const struct kernel_format *ref = NULL;
+
+        for (size_t i = n; i-- > 0;) {
+            if (candidates[i]->format[t].matvec_rows) {
+                ref = &candidates[i]->format[t];
+                break;
+            }
+        }
         for (size_t i = 0; i < n; i++) {
             const struct kernel_set *s = candidates[i];
 
@@ -77,7 +148,7 @@ static void kernels_choose(void)
                 active_name = s->name;
                 best_set_used = 1;
             }
-            if (s->format[t].matvec_rows) {
+            if (s->format[t].matvec_rows && kernels_self_check(&s->format[t], ref, (enum rwkv_dtype)t)) {
                 active[t] = s->format[t];
                 break;
             }

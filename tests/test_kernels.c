@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/kernels_impl.h"
 #include "tests/tap.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -373,6 +374,61 @@ static void test_half_products(struct kpool *pool)
     }
 }
 
+/* A broken kernel: right shape, every output off by 0.5. */
+static const struct kernel_format *broken_base;
+
+static void broken_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    broken_base->matvec_rows(W, x, y, r0, r1);
+    for (int r = r0; r < r1; r++) {
+        y[r] += 0.5f;
+    }
+}
+
+/* Dispatch keeps the fastest set for every format only if it reproduces
+ * the plain C kernels; a set that gets the numbers wrong is refused. */
+static void test_self_check(void)
+{
+    static const char *names[] = { "auto", "f32", "f16", "bf16", "q8", "q4" };
+    const struct kernel_set *sets[] = {
+#ifdef __x86_64__
+        &kernel_set_avx512, &kernel_set_avx2,
+#endif
+        &kernel_set_quant, &kernel_set_portable,
+    };
+    size_t n = sizeof sets / sizeof sets[0];
+
+    for (int t = RWKV_DTYPE_F32; t < KERNEL_N_FORMATS; t++) {
+        const struct kernel_format *ref = NULL, *first = NULL;
+        struct kernel_format bad;
+
+        for (size_t i = n; i-- > 0;) {
+            if (sets[i]->format[t].matvec_rows) {
+                ref = &sets[i]->format[t];
+                break;
+            }
+        }
+        for (size_t i = 0; i < n && !first; i++) {
+            if ((!sets[i]->usable || sets[i]->usable()) && sets[i]->format[t].matvec_rows) {
+                first = &sets[i]->format[t];
+            }
+        }
+        if (!ref || !first) {
+            continue;
+        }
+        ok(kernels_self_check(first, ref, (enum rwkv_dtype)t) &&
+           kernels_format((enum rwkv_dtype)t)->matvec_rows == first->matvec_rows,
+           "%s: the fastest usable kernels pass the self-check and are the ones in use",
+           names[t]);
+        broken_base = first;
+        bad = *first;
+        bad.matvec_rows = broken_matvec_rows;
+        bad.matmul_rows = NULL;
+        ok(!kernels_self_check(&bad, ref, (enum rwkv_dtype)t),
+           "%s: kernels that get the numbers wrong fail the self-check", names[t]);
+    }
+}
+
 int main(void)
 {
     struct kpool *pool;
@@ -380,6 +436,7 @@ int main(void)
     kernels_init();
     kernels_init();
     ok(rwkv_kernels_name() && rwkv_kernels_name()[0], "kernel set: %s", rwkv_kernels_name());
+    test_self_check();
     test_kmat();
     test_norms();
     test_pool();
