@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/pthwrite.h"
@@ -165,10 +166,17 @@ enum pthw_format pthw_format_for(const char *path)
 
 pthw *pthw_new(const char *path, enum pthw_format format, char *err, size_t errlen)
 {
-    pthw *w = calloc(1, sizeof *w);
+    pthw *w;
     const char *base;
     char *dot;
+    struct stat st;
 
+    /* The file is replaced by rename(): never over a device or a FIFO. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fail(err, errlen, "%s: not a regular file: give a file name for the model", path);
+        return NULL;
+    }
+    w = calloc(1, sizeof *w);
     if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(strlen(path) + 5))) {
         fail(err, errlen, "%s: out of memory", path);
         pthw_free(w);

@@ -212,4 +212,15 @@ else
     skip "tmux not installed"
 fi
 
+# --- rwkv-tool mkmodel never replaces a device or FIFO ----------------------
+if mkfifo "$T/mkfifo" 2>/dev/null; then
+    "$TOOL" mkmodel --version 7 --layers 1 --embd 64 --vocab 16 -o "$T/mkfifo" \
+        >/dev/null 2>"$T/mk.err"
+    ok "$(test $? = 1 && one_line "$T/mk.err" && grep -q 'not a regular file' "$T/mk.err" &&
+          test -p "$T/mkfifo"; echo $?)" \
+        "mkmodel onto a FIFO: exit 1, 'not a regular file', the FIFO is left alone"
+else
+    skip "mkfifo failed"
+fi
+
 tap_done
