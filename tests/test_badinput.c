@@ -8,7 +8,8 @@
  *
  * Allocation bombs: outside ASan the address space is capped at 1 GiB, so
  * a loader that believed a 2^60-byte size would fail with "out of memory"
- * instead of the expected message; under ASan such a malloc aborts.
+ * instead of the expected message; under ASan any malloc above 1 GiB
+ * aborts (max_allocation_size_mb).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -35,6 +36,16 @@
 #if __has_feature(address_sanitizer)
 #define UNDER_ASAN 1
 #endif
+#endif
+
+#ifdef UNDER_ASAN
+/* Under ASan the address-space cap cannot be used: cap single allocations
+ * at 1 GiB instead, so that a believed 2^60-byte size aborts the test. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "max_allocation_size_mb=1024";
+}
 #endif
 
 static char tmpdir[64];
