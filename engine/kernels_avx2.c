@@ -320,6 +320,53 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     }
 }
 
+/* ---- F32 (the LoRA matrices, kept in float32 in every format) -------------- */
+
+static void f32_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~7;
+    const float *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const float *w = base + (size_t)r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        float s;
+
+        for (; c + 32 <= tail; c += 32) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+        }
+        for (; c < tail; c += 8) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+        }
+        s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; c < cols; c++) {
+            s += w[c] * x[c];
+        }
+        y[r] = s;
+    }
+}
+
+/* Packing, sizes and sequence mode stay the portable set's (sgemm). */
+static int f32_pack(struct kmat *m, const float *src)
+{
+    return kernel_set_portable.format[RWKV_DTYPE_F32].pack(m, src);
+}
+
+static void f32_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    kernel_set_portable.format[RWKV_DTYPE_F32].matmul_rows(W, X, T, Y, r0, r1);
+}
+
+static size_t f32_bytes(const struct kmat *W)
+{
+    return (size_t)W->rows * (size_t)W->cols * sizeof(float);
+}
+
 /* ---- packing at load time -------------------------------------------------- */
 
 /* quant_pack_q8 with 8 lanes: the same scales and codes (cvtps rounds to
@@ -532,6 +579,7 @@ const struct kernel_set kernel_set_avx2 = {
     .name = "avx2",
     .usable = avx2_usable,
     .format = {
+        [RWKV_DTYPE_F32] = { f32_pack, f32_matvec_rows, f32_matmul_rows, f32_bytes, NULL },
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half, f16_rows_to_f32 },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32 },
         [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32 },

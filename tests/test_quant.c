@@ -99,10 +99,15 @@ static double check_kernel(const struct kernel_set *set, enum rwkv_dtype t, int 
     W.type = t;
     W.rows = rows;
     W.cols = cols;
-    if (kernel_set_quant.format[t].pack(&W, src) != 0 || quant_xq_alloc(&xq, cols) != 0) {
+    if (t == RWKV_DTYPE_F32) {
+        W.data = src;
+    } else if (kernel_set_quant.format[t].pack(&W, src) != 0) {
         return 1e9;
     }
-    if (set->format[t].pack != kernel_set_quant.format[t].pack) {
+    if (quant_xq_alloc(&xq, cols) != 0) {
+        return 1e9;
+    }
+    if (t != RWKV_DTYPE_F32 && set->format[t].pack != kernel_set_quant.format[t].pack) {
         /* the set's own packer must give the portable bytes */
         struct kmat V = { .type = t, .rows = rows, .cols = cols };
 
@@ -144,7 +149,9 @@ static double check_kernel(const struct kernel_set *set, enum rwkv_dtype t, int 
             worst = e;
         }
     }
-    kmat_free(&W);
+    if (t != RWKV_DTYPE_F32) {
+        kmat_free(&W);
+    }
     quant_xq_free(&xq);
     free(src);
     free(x);
@@ -174,7 +181,7 @@ static void test_kernel_sets(void)
     }
 #endif
     for (int s = 0; s < n_sets; s++) {
-        for (int t = RWKV_DTYPE_F16; t <= RWKV_DTYPE_Q4; t++) {
+        for (int t = RWKV_DTYPE_F32; t <= RWKV_DTYPE_Q4; t++) {
             double worst = 0;
             int at = 0;
 
