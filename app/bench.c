@@ -528,7 +528,8 @@ int main(int argc, char **argv)
     if (!o.no_reexec) {
         maybe_reexec(argv);
     }
-    openblas_set_num_threads(o.threads);
+    /* (the engine sets OpenBLAS to one thread: products are split over
+     * its own pool of --threads) */
     if (o.quality) {
         return quality(&o);
     }
