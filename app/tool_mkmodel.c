@@ -101,59 +101,6 @@ static float rng_uniform(struct rng *r)
     return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0));
 }
 
-static uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) {
-        return (uint16_t)((u >> 16) | 0x40);
-    }
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-/* IEEE binary16 with round-to-nearest-even, subnormals and overflow to inf. */
-static uint16_t f32_to_f16(float f)
-{
-    uint32_t u, sign, mant;
-    int exp;
-
-    memcpy(&u, &f, 4);
-    sign = (u >> 16) & 0x8000;
-    exp = (int)((u >> 23) & 0xff) - 127 + 15;
-    mant = u & 0x7fffff;
-    if (((u >> 23) & 0xff) == 0xff) {
-        return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-    }
-    if (exp >= 31) {
-        return (uint16_t)(sign | 0x7c00);
-    }
-    if (exp <= 0) {
-        uint32_t m, shift, half, rest;
-
-        if (exp < -10) {
-            return (uint16_t)sign;
-        }
-        m = mant | 0x800000;
-        shift = (uint32_t)(14 - exp);
-        half = 1u << (shift - 1);
-        rest = m & ((1u << shift) - 1);
-        m >>= shift;
-        if (rest > half || (rest == half && (m & 1))) {
-            m++;
-        }
-        return (uint16_t)(sign | m);
-    }
-    {
-        uint32_t h = sign | ((uint32_t)exp << 10) | (mant >> 13), rest = mant & 0x1fff;
-
-        if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) {
-            h++;                /* may carry into the exponent: still correct */
-        }
-        return (uint16_t)h;
-    }
-}
-
 /* Draws one tensor's values, converts them to the output format and hands
  * them to the writer. */
 static int gen_tensor(struct gen *g, const char *name, int ndim, const int64_t *shape,
@@ -185,9 +132,9 @@ static int gen_tensor(struct gen *g, const char *name, int ndim, const int64_t *
         if (g->dtype == CKPT_F32) {
             ((float *)g->buf)[i] = v;
         } else if (g->dtype == CKPT_BF16) {
-            ((uint16_t *)g->buf)[i] = f32_to_bf16(v);
+            ((uint16_t *)g->buf)[i] = ckpt_f32_to_bf16(v);
         } else {
-            ((uint16_t *)g->buf)[i] = f32_to_f16(v);
+            ((uint16_t *)g->buf)[i] = ckpt_f32_to_f16(v);
         }
     }
     g->n_params += n;

@@ -10,57 +10,6 @@
 #include "engine/kernels_impl.h"
 #include "engine/quant.h"
 
-uint16_t quant_f32_to_bf16(float f)
-{
-    uint32_t u;
-
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) {
-        return (uint16_t)((u >> 16) | 0x40);
-    }
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-/* float32 -> IEEE binary16, round to nearest even (subnormals, overflow to
- * infinity). */
-uint16_t quant_f32_to_f16(float f)
-{
-    uint32_t u, sign, mant;
-    int exp;
-
-    memcpy(&u, &f, 4);
-    sign = (u >> 16) & 0x8000;
-    exp = (int)((u >> 23) & 0xff) - 127 + 15;
-    mant = u & 0x7fffff;
-    if (((u >> 23) & 0xff) == 0xff) {
-        return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-    }
-    if (exp >= 31) {
-        return (uint16_t)(sign | 0x7c00);
-    }
-    if (exp <= 0) {
-        uint32_t m, shift, half, rest;
-
-        if (exp < -10) {
-            return (uint16_t)sign;
-        }
-        m = mant | 0x800000;
-        shift = (uint32_t)(14 - exp);
-        half = 1u << (shift - 1);
-        rest = m & ((1u << shift) - 1);
-        m >>= shift;
-        if (rest > half || (rest == half && (m & 1))) {
-            m++;
-        }
-        return (uint16_t)(sign | m);
-    }
-    uint32_t h = sign | ((uint32_t)exp << 10) | (mant >> 13), rest = mant & 0x1fff;
-
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) {
-        h++;                    /* a carry into the exponent is still right */
-    }
-    return (uint16_t)h;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Packing                                                                    */
@@ -84,7 +33,7 @@ static int pack_half(struct kmat *m, const float *src, int bf16)
         return -1;
     }
     for (i = 0; i < n; i++) {
-        d[i] = bf16 ? quant_f32_to_bf16(src[i]) : quant_f32_to_f16(src[i]);
+        d[i] = bf16 ? ckpt_f32_to_bf16(src[i]) : ckpt_f32_to_f16(src[i]);
     }
     m->data = d;
     m->owned = d;
@@ -163,7 +112,7 @@ int quant_pack_q4(struct kmat *m, const float *src)
                     big = v[j];
                 }
             }
-            blk->d = quant_f32_to_f16(big / -8.0f);
+            blk->d = ckpt_f32_to_f16(big / -8.0f);
             d = quant_f16_to_f32(blk->d);
             inv = d != 0 ? 1.0f / d : 0.0f;
             for (j = 0; j < QUANT_Q4_GROUP / 2; j++) {

@@ -96,9 +96,6 @@ size_t quant_bytes_half(const struct kmat *W);
 size_t quant_bytes_q8(const struct kmat *W);
 size_t quant_bytes_q4(const struct kmat *W);
 
-uint16_t quant_f32_to_f16(float f);
-uint16_t quant_f32_to_bf16(float f);
-
 /* Blocks per Q4 row. */
 static inline int quant_q4_blocks(int cols)
 {

@@ -268,8 +268,8 @@ static void test_q4_layout(void)
     const struct q4_block *b = W.data;
 
     good &= quant_bytes_q4(&W) == 2 * 2 * 18;
-    good &= b[0].d == quant_f32_to_f16(0.5f / 8) && (b[0].qs[5] & 15) == 0;
-    good &= b[1].d == quant_f32_to_f16(-0.75f / 8) && (b[1].qs[1] & 15) == 0;
+    good &= b[0].d == ckpt_f32_to_f16(0.5f / 8) && (b[0].qs[5] & 15) == 0;
+    good &= b[1].d == ckpt_f32_to_f16(-0.75f / 8) && (b[1].qs[1] & 15) == 0;
     for (int j = 8; j < 32; j++) {      /* columns 40..63 of each row */
         int u = j < 16 ? b[1].qs[j] & 15 : b[1].qs[j - 16] >> 4;
 
@@ -293,7 +293,7 @@ static void test_from_tensor(void)
     struct kmat m;
 
     for (int i = 0; i < rows * cols; i++) {
-        bf[i] = quant_f32_to_bf16(wrand());
+        bf[i] = ckpt_f32_to_bf16(wrand());
         f[i] = quant_bf16_to_f32(bf[i]);
     }
     for (int c = 0; c < cols; c++) {
