@@ -423,7 +423,7 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
         close(fd);
         return NULL;
     }
-    if (got < 16) {
+    if (got < HEADER_SIZE) {
         snprintf(err, errlen, "%s: truncated: %lld bytes, the header alone is %d", path,
                  (long long)st.st_size, HEADER_SIZE);
         close(fd);
@@ -436,14 +436,14 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
         close(fd);
         return NULL;
     }
-    if (version == 0 || (got == HEADER_SIZE && get32(header + 12) != HEADER_SIZE)) {
+    if (version == 0 || get32(header + 12) != HEADER_SIZE) {
         snprintf(err, errlen, "%s: corrupt header (version %u, header size %u)", path, version,
                  get32(header + 12));
         close(fd);
         return NULL;
     }
-    declared = got >= 24 ? get64(header + 16) : 0;
-    if (got < HEADER_SIZE || (uint64_t)st.st_size < declared) {
+    declared = get64(header + 16);
+    if ((uint64_t)st.st_size < declared) {
         snprintf(err, errlen, "%s: truncated: %lld of %llu bytes", path, (long long)st.st_size,
                  (unsigned long long)declared);
         close(fd);
