@@ -378,7 +378,17 @@ int commands_run(chat *c, const struct app_options *opts, const char *model_labe
         NO_ARG();
         out->action = COMMAND_QUIT;
     } else {
-        rc = fail(out, "unknown command '%s' (/help lists them)", cmd);
+        /* Quote at most 40 bytes (a whole character) of a runaway name. */
+        int n = (int)strlen(cmd);
+
+        if (n > 40) {
+            n = 40;
+            while (n > 1 && ((unsigned char)cmd[n] & 0xc0) == 0x80) {
+                n--;
+            }
+        }
+        rc = fail(out, "unknown command '%.*s%s' (/help lists them)", n, cmd,
+                  cmd[n] ? "..." : "");
     }
 #undef NEED_ARG
 #undef NO_ARG
