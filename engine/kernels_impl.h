@@ -60,9 +60,10 @@ extern const struct kernel_set kernel_set_avx512;
 /* 1 if kernels f of format t reproduce ref (the plain C kernels) on an
  * odd-sized pseudo-random matrix, for matvec and a 3-token matmul, to
  * 1e-4 of the largest output.  kernels_init runs it on every faster set
- * before using it, so SIMD code that could not be run where it was written
- * (e.g. AVX-512 on an AVX2 machine) can only ever cost speed, never
- * correctness.  Not thread-safe (static scratch). */
+ * before using it, a guard for SIMD code that could not be run where it
+ * was written (e.g. AVX-512 on an AVX2 machine): a set giving wrong
+ * numbers there costs speed, not results.  Not thread-safe (static
+ * scratch). */
 int kernels_self_check(const struct kernel_format *f, const struct kernel_format *ref,
                        enum rwkv_dtype t);
 
