@@ -27,7 +27,7 @@
 #include "engine/checkpoint.h"
 #include "engine/rwkv.h"
 #include "engine/statefile.h"
-#include "tests/tap.h"
+#include "tests/testutil.h"
 #include "tokenizer/world.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -47,56 +47,6 @@ const char *__asan_default_options(void)
     return "max_allocation_size_mb=1024";
 }
 #endif
-
-static char tmpdir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[8][256];
-    static int next;
-    char *b = buf[next++ & 7];
-
-    snprintf(b, sizeof(buf[0]), "%s/%s", tmpdir, name);
-    return b;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-
-    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(99);
-    }
-}
-
-static uint16_t rd16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void wr16(unsigned char *p, unsigned v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void wr32(unsigned char *p, uint32_t v)
-{
-    wr16(p, v & 0xffff);
-    wr16(p + 2, v >> 16);
-}
-
-static void wr64(unsigned char *p, uint64_t v)
-{
-    wr32(p, (uint32_t)v);
-    wr32(p + 4, (uint32_t)(v >> 32));
-}
 
 static uint64_t fnv_bytes(const void *data, size_t n)
 {
@@ -271,62 +221,6 @@ static int zip_list(const unsigned char *b, size_t len, struct zent *e, int max,
         pos += 46 + nlen + rd16(b + pos + 30) + rd16(b + pos + 32);
     }
     return (int)n;
-}
-
-/* Writes a stored zip of n entries, data 64-byte aligned as torch does. */
-static void write_zip(const char *path, int n, const char *const *names,
-                      const void *const *data, const size_t *sizes)
-{
-    size_t total = 22, len = 0, cd;
-    size_t *offsets = calloc((size_t)n, sizeof(size_t));
-    unsigned char *out, *h;
-    int i;
-
-    for (i = 0; i < n; i++) {
-        total += 2 * (46 + strlen(names[i])) + 64 + sizes[i] + 8;
-    }
-    out = calloc(1, total);
-    for (i = 0; i < n; i++) {
-        size_t nlen = strlen(names[i]), pad = (64 - (len + 30 + nlen + 4) % 64) % 64;
-        offsets[i] = len;
-        h = out + len;
-        wr32(h, 0x04034b50);
-        wr16(h + 4, 20);
-        wr32(h + 18, (uint32_t)sizes[i]);
-        wr32(h + 22, (uint32_t)sizes[i]);
-        wr16(h + 26, (unsigned)nlen);
-        wr16(h + 28, (unsigned)(pad + 4));
-        memcpy(h + 30, names[i], nlen);
-        wr16(h + 30 + nlen, 0x5a46);
-        wr16(h + 32 + nlen, (unsigned)pad);
-        len += 30 + nlen + 4 + pad;
-        memcpy(out + len, data[i], sizes[i]);
-        len += sizes[i];
-    }
-    cd = len;
-    for (i = 0; i < n; i++) {
-        size_t nlen = strlen(names[i]);
-        h = out + len;
-        wr32(h, 0x02014b50);
-        wr16(h + 4, 20);
-        wr16(h + 6, 20);
-        wr32(h + 20, (uint32_t)sizes[i]);
-        wr32(h + 24, (uint32_t)sizes[i]);
-        wr16(h + 28, (unsigned)nlen);
-        wr32(h + 42, (uint32_t)offsets[i]);
-        memcpy(h + 46, names[i], nlen);
-        len += 46 + nlen;
-    }
-    h = out + len;
-    wr32(h, 0x06054b50);
-    wr16(h + 8, (unsigned)n);
-    wr16(h + 10, (unsigned)n);
-    wr32(h + 12, (uint32_t)(len - cd));
-    wr32(h + 16, (uint32_t)cd);
-    len += 22;
-    write_file(path, out, len);
-    free(out);
-    free(offsets);
 }
 
 /* Length of the pickle opcode at p (with its argument), as far as the
@@ -1382,9 +1276,7 @@ int main(void)
         diag("setrlimit: %s", strerror(errno));
     }
 #endif
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_badinput.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (tmpdir_make("test_badinput") != 0) {
         return 99;
     }
     test_pth();
@@ -1394,12 +1286,6 @@ int main(void)
     test_templates();
     test_statefile();
     test_fuzz_regressions();
-    {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) {
-            diag("could not remove %s", tmpdir);
-        }
-    }
+    tmpdir_remove();
     return tap_done();
 }

@@ -478,56 +478,6 @@ static const unsigned char ordered_pickle[] =
     "\x58\x05\x00\x00\x00\x6c\x61\x79\x65\x72\x71\x29\x7d\x71\x2a\x68"
     "\x28\x4b\x02\x73\x75\x73\x62\x2e";
 
-/* Writes a stored zip of n entries (torch style: 64-byte aligned data). */
-static void write_zip(const char *path, const char *const *names, const void *const *data,
-                      const size_t *sizes, int n)
-{
-    unsigned char *out = calloc(1, 1 << 16), *h;
-    size_t len = 0, cd, offsets[16];
-    int i;
-
-    for (i = 0; i < n; i++) {
-        size_t nlen = strlen(names[i]), pad = (64 - (len + 30 + nlen + 4) % 64) % 64;
-        offsets[i] = len;
-        h = out + len;
-        wr32(h, 0x04034b50);
-        wr16(h + 4, 20);
-        wr32(h + 18, (uint32_t)sizes[i]);
-        wr32(h + 22, (uint32_t)sizes[i]);
-        wr16(h + 26, (unsigned)nlen);
-        wr16(h + 28, (unsigned)(pad + 4));
-        memcpy(h + 30, names[i], nlen);
-        wr16(h + 30 + nlen, 0x5a46);     /* padding extra field, as torch writes */
-        wr16(h + 32 + nlen, (unsigned)pad);
-        len += 30 + nlen + 4 + pad;
-        memcpy(out + len, data[i], sizes[i]);
-        len += sizes[i];
-    }
-    cd = len;
-    for (i = 0; i < n; i++) {
-        size_t nlen = strlen(names[i]);
-        h = out + len;
-        wr32(h, 0x02014b50);
-        wr16(h + 4, 20);
-        wr16(h + 6, 20);
-        wr32(h + 20, (uint32_t)sizes[i]);
-        wr32(h + 24, (uint32_t)sizes[i]);
-        wr16(h + 28, (unsigned)nlen);
-        wr32(h + 42, (uint32_t)offsets[i]);
-        memcpy(h + 46, names[i], nlen);
-        len += 46 + nlen;
-    }
-    h = out + len;
-    wr32(h, 0x06054b50);
-    wr16(h + 8, (unsigned)n);
-    wr16(h + 10, (unsigned)n);
-    wr32(h + 12, (uint32_t)(len - cd));
-    wr32(h + 16, (uint32_t)cd);
-    len += 22;
-    write_file(path, out, len);
-    free(out);
-}
-
 static void test_ordered_dict(void)
 {
     static const float s0[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
@@ -541,7 +491,7 @@ static void test_ordered_dict(void)
     ckpt_file *f;
     float cf[4];
 
-    write_zip(tmp_path("ordered.pth"), names, data, sizes, 4);
+    write_zip(tmp_path("ordered.pth"), 4, names, data, sizes);
     f = ckpt_open(tmp_path("ordered.pth"), err, sizeof(err));
     if (!ok(f != NULL, "OrderedDict state dict with _metadata (BUILD) under 'my model/' opens")) {
         diag("%s", err);
@@ -584,7 +534,7 @@ static void test_ordered_dict(void)
         const void *pdata[] = { param, s0 };
         size_t psizes[] = { sizeof(param) - 1, sizeof(s0) };
 
-        write_zip(tmp_path("param.pth"), pnames, pdata, psizes, 2);
+        write_zip(tmp_path("param.pth"), 2, pnames, pdata, psizes);
         f = ckpt_open(tmp_path("param.pth"), err, sizeof(err));
         ok(f && ckpt_count(f) == 1 && (a = ckpt_find(f, "p")) && a->numel == 8 &&
            !memcmp(a->data, s0, 32), "nn.Parameter (_rebuild_parameter) reads as its tensor%s%s",
@@ -598,14 +548,14 @@ static void test_ordered_dict(void)
         memcpy(dbl, ordered_pickle, sizeof(ordered_pickle));
         memcpy(dbl + pos - 6, "torch\nShortStorage\n", 19);
         data[0] = dbl;
-        write_zip(tmp_path("double.pth"), names, data, sizes, 4);
+        write_zip(tmp_path("double.pth"), 4, names, data, sizes);
         expect_error("int16 storage", tmp_path("double.pth"),
                      WANT("tensor type torch.ShortStorage not supported"));
         data[0] = ordered_pickle;
         free(dbl);
     }
     data[1] = "big\0\0\0";
-    write_zip(tmp_path("bigendian.pth"), names, data, sizes, 4);
+    write_zip(tmp_path("bigendian.pth"), 4, names, data, sizes);
     expect_error("big-endian checkpoint", tmp_path("bigendian.pth"),
                  WANT("byteorder", "only little-endian"));
 }

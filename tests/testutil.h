@@ -45,13 +45,13 @@ static void tmpdir_remove(void)
     }
 }
 
-/* Path of name in tmpdir (static buffer, one of four used in turn). */
+/* Path of name in tmpdir (static buffer, one of eight used in turn). */
 __attribute__((unused))
 static const char *tmp_path(const char *name)
 {
-    static char buf[4][256];
+    static char buf[8][256];
     static int next;
-    char *b = buf[next++ & 3];
+    char *b = buf[next++ & 7];
 
     snprintf(b, sizeof(buf[0]), "%s/%s", tmpdir, name);
     return b;
@@ -63,11 +63,10 @@ static void write_file(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
 
-    if (!f || fwrite(data, 1, len, f) != len) {
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
         fprintf(stderr, "cannot write %s\n", path);
         exit(99);
     }
-    fclose(f);
 }
 
 /* Offset of needle in buf at or after from, or -1. */
@@ -142,6 +141,64 @@ static void wr64(unsigned char *p, uint64_t v)
 {
     wr32(p, (uint32_t)v);
     wr32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Writes a stored (uncompressed) zip of n entries as torch.save lays them
+ * out: entry data aligned to 64 bytes by a padding extra field. */
+__attribute__((unused))
+static void write_zip(const char *path, int n, const char *const *names,
+                      const void *const *data, const size_t *sizes)
+{
+    size_t total = 22, len = 0, cd;
+    size_t *offsets = calloc((size_t)n, sizeof(size_t));
+    unsigned char *out, *h;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        total += 2 * (46 + strlen(names[i])) + 64 + sizes[i] + 8;
+    }
+    out = calloc(1, total);
+    for (i = 0; i < n; i++) {
+        size_t nlen = strlen(names[i]), pad = (64 - (len + 30 + nlen + 4) % 64) % 64;
+        offsets[i] = len;
+        h = out + len;
+        wr32(h, 0x04034b50);
+        wr16(h + 4, 20);
+        wr32(h + 18, (uint32_t)sizes[i]);
+        wr32(h + 22, (uint32_t)sizes[i]);
+        wr16(h + 26, (unsigned)nlen);
+        wr16(h + 28, (unsigned)(pad + 4));
+        memcpy(h + 30, names[i], nlen);
+        wr16(h + 30 + nlen, 0x5a46);     /* padding extra field, as torch writes */
+        wr16(h + 32 + nlen, (unsigned)pad);
+        len += 30 + nlen + 4 + pad;
+        memcpy(out + len, data[i], sizes[i]);
+        len += sizes[i];
+    }
+    cd = len;
+    for (i = 0; i < n; i++) {
+        size_t nlen = strlen(names[i]);
+        h = out + len;
+        wr32(h, 0x02014b50);
+        wr16(h + 4, 20);
+        wr16(h + 6, 20);
+        wr32(h + 20, (uint32_t)sizes[i]);
+        wr32(h + 24, (uint32_t)sizes[i]);
+        wr16(h + 28, (unsigned)nlen);
+        wr32(h + 42, (uint32_t)offsets[i]);
+        memcpy(h + 46, names[i], nlen);
+        len += 46 + nlen;
+    }
+    h = out + len;
+    wr32(h, 0x06054b50);
+    wr16(h + 8, (unsigned)n);
+    wr16(h + 10, (unsigned)n);
+    wr32(h + 12, (uint32_t)(len - cd));
+    wr32(h + 16, (uint32_t)cd);
+    len += 22;
+    write_file(path, out, len);
+    free(out);
+    free(offsets);
 }
 
 #endif
