@@ -1,8 +1,8 @@
 /*
  * tool_mkmodel.c - rwkv-tool mkmodel: write a random-weight model with the
- * key names and shapes of a released RWKV-7 checkpoint, in the official
- * .pth (or .safetensors) format, so benchmarks run at real sizes without
- * downloads.
+ * key names, shapes and order of a released RWKV-4, 5.x, 6 or 7
+ * checkpoint, in the official .pth (or .safetensors) format, so benchmarks
+ * run at real sizes without downloads.
  *
  * Values are drawn in the ranges trained models have (LayerNorm weights
  * near 1, token-shift mixes in [0, 1], decays across their trained range,
@@ -145,12 +145,12 @@ static int gen_tensor(struct gen *g, const char *name, int ndim, const int64_t *
     return 0;
 }
 
-/* The tensors of an RWKV-7 ("x070") checkpoint, in the order the released
- * files list them; the same walk declares them (g->w not begun) and then
- * writes them. */
-struct v7 {
-    int L, C, V, H;
-    int d_decay, d_aaa, d_mv, d_gate;
+/* The shape of the model to write. */
+struct arch {
+    int version, minor;         /* 4, 5.0 / 5.1 / 5.2, 6, 7 */
+    int L, C, V, H, N, F;       /* layers, n_embd, vocab, heads x head size, ffn */
+    int d_decay, d_aaa, d_mv, d_gate;   /* RWKV-7 LoRA ranks */
+    int d_mix;                  /* RWKV-6 token-shift LoRA rank (d_decay: its decay rank) */
 };
 
 /* LoRA ranks of the released RWKV-7 models: RWKV-LM's suggestion
@@ -162,13 +162,8 @@ static int lora_rank(double k, double p, int C)
     return r < 32 ? 32 : r;
 }
 
-static int v7_walk(struct gen *g, const struct v7 *m, int declare)
-{
-    const int64_t C = m->C;
-    const double sc = 1.0 / sqrt((double)C);
-    char name[128];
-    int l, i;
-
+/* T declares (g->w not begun) or writes the next tensor, named in `name`;
+ * the walks below run once to declare and once to write. */
 #define T(nd, s0, s1, s2, sp) do { \
         int64_t shape_[3] = { (s0), (s1), (s2) }; \
         char e_[512]; \
@@ -183,6 +178,15 @@ static int v7_walk(struct gen *g, const struct v7 *m, int declare)
 #define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
 #define NRM(mean, sd) ((struct spec){ NORMAL, (mean), (sd) })
 #define UNI(lo, hi) ((struct spec){ UNIFORM, (lo), (hi) })
+
+/* The tensors of an RWKV-7 ("x070") checkpoint, in the order the released
+ * files list them. */
+static int v7_walk(struct gen *g, const struct arch *m, int declare)
+{
+    const int64_t C = m->C;
+    const double sc = 1.0 / sqrt((double)C);
+    char name[128];
+    int l, i;
 
     NAME("emb.weight");
     T(2, m->V, C, 0, NRM(0, 1));
@@ -213,7 +217,7 @@ static int v7_walk(struct gen *g, const struct v7 *m, int declare)
         NAME("blocks.%d.att.w0", l);
         T(3, 1, 1, C, UNI(-6, 1));
         NAME("blocks.%d.att.r_k", l);
-        T(2, m->H, 64, 0, NRM(0, 0.2));
+        T(2, m->H, m->N, 0, NRM(0, 0.2));
         NAME("blocks.%d.att.w1", l);
         T(2, C, m->d_decay, 0, NRM(0, r1));
         NAME("blocks.%d.att.w2", l);
@@ -266,28 +270,199 @@ static int v7_walk(struct gen *g, const struct v7 *m, int declare)
     NAME("head.weight");
     T(2, m->V, C, 0, NRM(0, 3 * sc));
     return 0;
+}
+
+/* A LayerNorm's weight (near 1) and bias (near 0). */
+static int norm_pair(struct gen *g, int declare, const char *prefix, int64_t C, double lo,
+                     double hi)
+{
+    char name[128];
+
+    NAME("%s.weight", prefix);
+    T(1, C, 0, 0, UNI(lo, hi));
+    NAME("%s.bias", prefix);
+    T(1, C, 0, 0, NRM(0, 0.05));
+    return 0;
+}
+
+/* The time mix of RWKV-4 ("RWKV_TimeMix"): a decay and a bonus per channel,
+ * both [C], with w = -exp(time_decay) per token in log space. */
+static int v4_att(struct gen *g, const struct arch *m, int declare, int l)
+{
+    static const char *const mix[] = { "k", "v", "r" };
+    static const char *const lin[] = { "key", "value", "receptance", "output" };
+    const int64_t C = m->C;
+    const double sc = 1.0 / sqrt((double)C);
+    char name[128];
+    int i;
+
+    NAME("blocks.%d.att.time_decay", l);
+    T(1, C, 0, 0, UNI(-5, 3));
+    NAME("blocks.%d.att.time_first", l);
+    T(1, C, 0, 0, UNI(-2, 1));
+    for (i = 0; i < 3; i++) {
+        NAME("blocks.%d.att.time_mix_%s", l, mix[i]);
+        T(3, 1, 1, C, UNI(0, 1));
+    }
+    for (i = 0; i < 4; i++) {
+        NAME("blocks.%d.att.%s.weight", l, lin[i]);
+        T(2, C, C, 0, NRM(0, sc));
+    }
+    return 0;
+}
+
+/* The time mix of RWKV-5.x ("RWKV_Tmix_x052" and its 5.0 / 5.1 forerunners):
+ * decay w = exp(-exp(time_decay)) per channel [H][N] (5.2) or per head [H]
+ * (5.0, 5.1); bonus u = time_faaaa (5.1, 5.2) or exp(time_first) (5.0). */
+static int v5_att(struct gen *g, const struct arch *m, int declare, int l)
+{
+    static const char *const mix[] = { "k", "v", "r", "g" };
+    static const char *const lin[] = { "receptance", "key", "value", "output", "gate" };
+    const int64_t C = m->C;
+    const double sc = 1.0 / sqrt((double)C);
+    const int gated = m->minor >= 1;
+    const int nd = m->minor == 2 ? 2 : 1;
+    const int64_t d0 = m->H, d1 = m->minor == 2 ? m->N : 0;
+    char name[128];
+    int i;
+
+    for (i = 0; i < 3 + gated; i++) {
+        NAME("blocks.%d.att.time_mix_%s", l, mix[i]);
+        T(3, 1, 1, C, UNI(0, 1));
+    }
+    NAME("blocks.%d.att.time_decay", l);
+    T(nd, d0, d1, 0, UNI(-6, 1));
+    if (m->minor == 0) {
+        NAME("blocks.%d.att.time_first", l);
+        T(1, m->H, 0, 0, UNI(-3, 0));
+    } else {
+        NAME("blocks.%d.att.time_faaaa", l);
+        T(nd, d0, d1, 0, UNI(-0.3, 1));
+    }
+    for (i = 0; i < 4 + gated; i++) {
+        NAME("blocks.%d.att.%s.weight", l, lin[i]);
+        T(2, C, C, 0, NRM(0, sc));
+    }
+    NAME("blocks.%d.att.ln_x", l);
+    return norm_pair(g, declare, name, C, 0.5, 1.5);
+}
+
+/* The time mix of RWKV-6 ("RWKV_Tmix_x060"): the data-dependent token shift
+ * (time_maa_x, time_maa_w1 [C][5 D], time_maa_w2 [5][D][C]) and the decay
+ * LoRA (time_decay_w1 [C][Dd], time_decay_w2 [Dd][C]) around
+ * w = exp(-exp(time_decay + lora)). */
+static int v6_att(struct gen *g, const struct arch *m, int declare, int l)
+{
+    static const char *const mix[] = { "x", "w", "k", "v", "r", "g" };
+    static const char *const lin[] = { "receptance", "key", "value", "output", "gate" };
+    const int64_t C = m->C;
+    const double sc = 1.0 / sqrt((double)C), r1 = 1.13 * sc;
+    char name[128];
+    int i;
+
+    for (i = 0; i < 6; i++) {
+        NAME("blocks.%d.att.time_maa_%s", l, mix[i]);
+        T(3, 1, 1, C, UNI(0, 1));
+    }
+    NAME("blocks.%d.att.time_maa_w1", l);
+    T(2, C, 5 * m->d_mix, 0, NRM(0, r1));
+    NAME("blocks.%d.att.time_maa_w2", l);
+    T(3, 5, m->d_mix, C, NRM(0, 0.3 / sqrt((double)m->d_mix)));
+    NAME("blocks.%d.att.time_decay", l);
+    T(3, 1, 1, C, UNI(-6, 0.5));
+    NAME("blocks.%d.att.time_decay_w1", l);
+    T(2, C, m->d_decay, 0, NRM(0, r1));
+    NAME("blocks.%d.att.time_decay_w2", l);
+    T(2, m->d_decay, C, 0, NRM(0, 0.566 / sqrt((double)m->d_decay)));
+    NAME("blocks.%d.att.time_faaaa", l);
+    T(2, m->H, m->N, 0, UNI(-0.3, 1));
+    for (i = 0; i < 5; i++) {
+        NAME("blocks.%d.att.%s.weight", l, lin[i]);
+        T(2, C, C, 0, NRM(0, sc));
+    }
+    NAME("blocks.%d.att.ln_x", l);
+    return norm_pair(g, declare, name, C, 0.5, 1.5);
+}
+
+/* The tensors of an RWKV-4, 5.x or 6 checkpoint in the order torch.save
+ * lists the training code's state dict: per block ln1, ln2, (ln0), then
+ * each module's parameters before its sub-modules. */
+static int v456_walk(struct gen *g, const struct arch *m, int declare)
+{
+    const int64_t C = m->C, F = m->F;
+    const double sc = 1.0 / sqrt((double)C);
+    const char *mixk = m->version == 6 ? "time_maa_k" : "time_mix_k";
+    const char *mixr = m->version == 6 ? "time_maa_r" : "time_mix_r";
+    char name[128], prefix[64];
+    int l, rc;
+
+    NAME("emb.weight");
+    T(2, m->V, C, 0, NRM(0, 1));
+    for (l = 0; l < m->L; l++) {
+        snprintf(prefix, sizeof prefix, "blocks.%d.ln1", l);
+        if (norm_pair(g, declare, prefix, C, 0.8, 1.2) != 0) {
+            return -1;
+        }
+        snprintf(prefix, sizeof prefix, "blocks.%d.ln2", l);
+        if (norm_pair(g, declare, prefix, C, 0.8, 1.2) != 0) {
+            return -1;
+        }
+        if (l == 0 && norm_pair(g, declare, "blocks.0.ln0", C, 0.8, 1.2) != 0) {
+            return -1;
+        }
+        rc = m->version == 4 ? v4_att(g, m, declare, l)
+           : m->version == 5 ? v5_att(g, m, declare, l)
+           : v6_att(g, m, declare, l);
+        if (rc != 0) {
+            return -1;
+        }
+        NAME("blocks.%d.ffn.%s", l, mixk);
+        T(3, 1, 1, C, UNI(0, 1));
+        NAME("blocks.%d.ffn.%s", l, mixr);
+        T(3, 1, 1, C, UNI(0, 1));
+        NAME("blocks.%d.ffn.key.weight", l);
+        T(2, F, C, 0, NRM(0, sc));
+        NAME("blocks.%d.ffn.receptance.weight", l);
+        T(2, C, C, 0, NRM(0, sc));
+        NAME("blocks.%d.ffn.value.weight", l);
+        T(2, C, F, 0, NRM(0, 0.5 / sqrt((double)F)));
+    }
+    if (norm_pair(g, declare, "ln_out", C, 0.8, 1.2) != 0) {
+        return -1;
+    }
+    NAME("head.weight");
+    T(2, m->V, C, 0, NRM(0, 3 * sc));
+    return 0;
+}
 #undef T
 #undef NAME
 #undef NRM
 #undef UNI
-}
 
 static void usage(FILE *f)
 {
     fprintf(f,
-        "Usage: rwkv-tool mkmodel --version 7 --layers L --embd C [OPTION]... -o FILE\n"
-        "Write a random-weight RWKV model with the key names and shapes of the\n"
-        "released checkpoints, as a PyTorch .pth (or FILE.safetensors).\n\n"
-        "  --version N     RWKV version (7)\n"
+        "Usage: rwkv-tool mkmodel --version V --layers L --embd C [OPTION]... -o FILE\n"
+        "Write a random-weight RWKV model with the key names, shapes and order of\n"
+        "the released checkpoints, as a PyTorch .pth (or FILE.safetensors).\n\n"
+        "  --version V     RWKV version: 4, 5 (= 5.2), 5.0, 5.1, 5.2, 6 or 7 (default 7)\n"
         "  --layers L      number of blocks\n"
-        "  --embd C        embedding size (a multiple of 64: head size 64)\n"
-        "  --vocab V       vocabulary size (default 65536)\n"
+        "  --embd C        embedding size (5.x, 6, 7: a multiple of the head size)\n"
+        "  --head-size N   head size for 5.x, 6 and 7 (default 64, as released)\n"
+        "  --vocab V       vocabulary size (default 65536, World; RWKV-4 Pile: 50277)\n"
         "  --dtype D       bf16 (default), fp16 or fp32\n"
         "  --seed N        random seed (default 1)\n"
         "  -o, --output F  output file (.pth or .safetensors)\n"
         "  -h, --help      display this help and exit\n\n"
-        "Released shapes: 0.1B --layers 12 --embd 768; 0.4B 24/1024; 1.5B 24/2048;\n"
-        "2.9B 32/2560.\n");
+        "Released shapes (--layers/--embd):\n"
+        "  RWKV-7:   0.1B 12/768, 0.4B 24/1024, 1.5B 24/2048, 2.9B 32/2560\n"
+        "  RWKV-6:   1.6B 24/2048, 3B 32/2560, 7B 32/4096, 14B 61/4096\n"
+        "  RWKV-5.2: 0.4B 24/1024, 1.5B 24/2048, 3B 32/2560, 7B 32/4096\n"
+        "  RWKV-4:   0.1B 12/768, 0.4B 24/1024, 1.5B 24/2048, 3B 32/2560, 7B 32/4096,\n"
+        "            14B 40/5120 (Pile)\n"
+        "FFN width 4 C (RWKV-4, 5.0, 5.1, 7) or 3.5 C rounded down to a multiple of 32\n"
+        "(5.2, 6). RWKV-6 LoRA ranks: token shift 32, decay 64 (64 and 128 from C\n"
+        "4096). RWKV-7 LoRA ranks as released for each width.\n");
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out)
@@ -302,12 +477,84 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* Reads "4", "5", "5.0", "5.1", "5.2", "6" or "7"; "5" is 5.2. */
+static int parse_version(const char *s, struct arch *m)
+{
+    static const struct {
+        const char *name;
+        int version, minor;
+    } names[] = {
+        { "4", 4, 0 }, { "5", 5, 2 }, { "5.0", 5, 0 }, { "5.1", 5, 1 }, { "5.2", 5, 2 },
+        { "6", 6, 0 }, { "7", 7, 0 },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!strcmp(s, names[i].name)) {
+            m->version = names[i].version;
+            m->minor = names[i].minor;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* "4", "5.2", "6": the version as the loader names it. */
+static const char *version_name(const struct arch *m)
+{
+    static const char *const v5[] = { "5.0", "5.1", "5.2" };
+
+    return m->version == 4 ? "4" : m->version == 5 ? v5[m->minor]
+         : m->version == 6 ? "6" : "7";
+}
+
+/* Fills the sizes that follow from version, C and head size; a usage error
+ * (printed) gives -1. */
+static int derive_sizes(struct arch *m, int head_size_set)
+{
+    if (m->version == 4) {
+        if (head_size_set) {
+            tool_error("mkmodel: --head-size does not apply to RWKV-4 (it has no heads)");
+            return -1;
+        }
+        m->H = m->N = 0;
+    } else {
+        if (m->C % m->N != 0) {
+            tool_error("mkmodel: --embd %d is not a multiple of the head size %d (RWKV-%s "
+                       "splits it into heads)", m->C, m->N, version_name(m));
+            return -1;
+        }
+        m->H = m->C / m->N;
+    }
+    if ((m->version == 5 && m->minor == 2) || m->version == 6) {
+        m->F = (int)((m->C * 7L / 2) / 32 * 32);
+        if (m->F == 0) {
+            tool_error("mkmodel: --embd %d is too small for RWKV-%s (its FFN width, 3.5 C "
+                       "rounded down to a multiple of 32, would be 0)", m->C, version_name(m));
+            return -1;
+        }
+    } else {
+        m->F = 4 * m->C;
+    }
+    if (m->version == 6) {
+        m->d_mix = m->C >= 4096 ? 64 : 32;
+        m->d_decay = m->C >= 4096 ? 128 : 64;
+    } else if (m->version == 7) {
+        m->d_decay = lora_rank(1.8, 0.5, m->C);
+        m->d_aaa = lora_rank(1.8, 0.5, m->C);
+        m->d_mv = lora_rank(1.3, 0.5, m->C);
+        m->d_gate = m->C == 1024 ? 128 : lora_rank(0.6, 0.8, m->C);
+    }
+    return 0;
+}
+
 int tool_mkmodel(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "version", required_argument, NULL, 'v' },
         { "layers", required_argument, NULL, 'l' },
         { "embd", required_argument, NULL, 'c' },
+        { "head-size", required_argument, NULL, 'n' },
         { "vocab", required_argument, NULL, 'V' },
         { "dtype", required_argument, NULL, 'd' },
         { "seed", required_argument, NULL, 's' },
@@ -315,33 +562,40 @@ int tool_mkmodel(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    long version = 7, layers = 0, embd = 0, vocab = 65536, seed = 1;
+    long layers = 0, embd = 0, vocab = 65536, seed = 1, head_size = 64;
     const char *out = NULL, *dtype = "bf16";
     struct gen g = { 0 };
-    struct v7 m;
+    struct arch m = { .version = 7 };
     char err[512];
-    int c, rc = 1;
+    int c, rc = 1, head_size_set = 0;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'v':
-            if (parse_int(optarg, 4, 7, &version)) {
-                tool_error("mkmodel: bad --version '%s'", optarg);
+            if (parse_version(optarg, &m)) {
+                tool_error("mkmodel: bad --version '%s' (4, 5, 5.0, 5.1, 5.2, 6 or 7)", optarg);
                 return 2;
             }
             break;
         case 'l':
             if (parse_int(optarg, 1, 4096, &layers)) {
-                tool_error("mkmodel: bad --layers '%s'", optarg);
+                tool_error("mkmodel: bad --layers '%s' (1 to 4096)", optarg);
                 return 2;
             }
             break;
         case 'c':
-            if (parse_int(optarg, 64, 65536, &embd) || embd % 64) {
-                tool_error("mkmodel: bad --embd '%s' (a multiple of 64)", optarg);
+            if (parse_int(optarg, 1, 65536, &embd)) {
+                tool_error("mkmodel: bad --embd '%s' (1 to 65536)", optarg);
                 return 2;
             }
+            break;
+        case 'n':
+            if (parse_int(optarg, 1, 1024, &head_size)) {
+                tool_error("mkmodel: bad --head-size '%s' (1 to 1024)", optarg);
+                return 2;
+            }
+            head_size_set = 1;
             break;
         case 'V':
             if (parse_int(optarg, 1, 1 << 24, &vocab)) {
@@ -373,10 +627,6 @@ int tool_mkmodel(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (version != 7) {
-        tool_error("mkmodel: --version %ld is not supported (only 7)", version);
-        return 2;
-    }
     if (!strcmp(dtype, "bf16")) {
         g.dtype = CKPT_BF16;
     } else if (!strcmp(dtype, "fp16") || !strcmp(dtype, "f16")) {
@@ -390,32 +640,45 @@ int tool_mkmodel(int argc, char **argv)
     m.L = (int)layers;
     m.C = (int)embd;
     m.V = (int)vocab;
-    m.H = m.C / 64;
-    m.d_decay = lora_rank(1.8, 0.5, m.C);
-    m.d_aaa = lora_rank(1.8, 0.5, m.C);
-    m.d_mv = lora_rank(1.3, 0.5, m.C);
-    m.d_gate = m.C == 1024 ? 128 : lora_rank(0.6, 0.8, m.C);
+    m.N = (int)head_size;
+    if (derive_sizes(&m, head_size_set) != 0) {
+        return 2;
+    }
     g.seed = (uint64_t)seed;
     if (!(g.w = pthw_new(out, pthw_format_for(out), err, sizeof err))) {
         tool_error("%s", err);
         return 1;
     }
-    if (v7_walk(&g, &m, 1) != 0) {
+    if ((m.version == 7 ? v7_walk(&g, &m, 1) : v456_walk(&g, &m, 1)) != 0) {
         goto done;
     }
     if (pthw_begin(g.w, err, sizeof err) != 0) {
         tool_error("%s", err);
         goto done;
     }
-    if (v7_walk(&g, &m, 0) != 0) {
+    if ((m.version == 7 ? v7_walk(&g, &m, 0) : v456_walk(&g, &m, 0)) != 0) {
         goto done;
     }
     if (pthw_finish(g.w, err, sizeof err) != 0) {
         tool_error("%s", err);
         goto done;
     }
-    printf("%s: RWKV-7 L%d C%d V%d %s, LoRA %d/%d/%d/%d, %llu parameters\n", out, m.L, m.C,
-           m.V, dtype, m.d_decay, m.d_aaa, m.d_mv, m.d_gate, (unsigned long long)g.n_params);
+    if (m.version == 7) {
+        printf("%s: RWKV-7 L%d C%d V%d %s, LoRA %d/%d/%d/%d, %llu parameters\n", out, m.L,
+               m.C, m.V, dtype, m.d_decay, m.d_aaa, m.d_mv, m.d_gate,
+               (unsigned long long)g.n_params);
+    } else if (m.version == 6) {
+        printf("%s: RWKV-6 L%d C%d V%d %s, heads %dx%d, ffn %d, LoRA mix %d decay %d, "
+               "%llu parameters\n", out, m.L, m.C, m.V, dtype, m.H, m.N, m.F, m.d_mix,
+               m.d_decay, (unsigned long long)g.n_params);
+    } else if (m.version == 5) {
+        printf("%s: RWKV-%s L%d C%d V%d %s, heads %dx%d, ffn %d, %llu parameters\n", out,
+               version_name(&m), m.L, m.C, m.V, dtype, m.H, m.N, m.F,
+               (unsigned long long)g.n_params);
+    } else {
+        printf("%s: RWKV-4 L%d C%d V%d %s, ffn %d, %llu parameters\n", out, m.L, m.C, m.V,
+               dtype, m.F, (unsigned long long)g.n_params);
+    }
     rc = 0;
 done:
     pthw_free(g.w);
