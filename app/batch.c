@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -25,6 +26,16 @@ struct sink {
     int write_error;
 };
 
+/* SIGTERM or SIGHUP received: batch stops at the next check (a state file
+ * being written is finished first), then dies of it.  A handler has no
+ * context, hence a file-level flag. */
+static volatile sig_atomic_t term_signal;
+
+static void on_term_signal(int sig)
+{
+    term_signal = sig;
+}
+
 struct batch {
     chat *c;
     const struct app_options *opts;
@@ -34,6 +45,20 @@ struct batch {
     long lineno;
     int quit;
 };
+
+/* Whether a signal asked batch to stop. */
+static int stopping(const struct batch *b)
+{
+    return *b->interrupted || term_signal;
+}
+
+/* The chat's progress callback: stops a long prompt on a signal. */
+static int prompt_progress(void *ctx, size_t fed, size_t total)
+{
+    (void)fed;
+    (void)total;
+    return stopping(ctx);
+}
 
 static int grow(char **buf, size_t *cap, size_t need)
 {
@@ -147,7 +172,7 @@ static int stream_reply(struct batch *b, struct sink *s, char *err, size_t errle
     int stop;
 
     for (;;) {
-        if (*b->interrupted) {
+        if (stopping(b)) {
             chat_interrupt(b->c);
             return CHAT_STOP_INTERRUPT;
         }
@@ -332,12 +357,28 @@ static int finish_reply(struct batch *b)
     return stop == CHAT_STOP_INTERRUPT ? BATCH_EXIT_INTERRUPTED : 0;
 }
 
+/* Reports a message whose prompt a signal stopped (the conversation is as
+ * before it); returns the exit status. */
+static int prompt_interrupted(const struct batch *b, const char *err)
+{
+    if (b->opts->complete) {
+        error_line("stdin: prompt not sent: %s", err, NULL);
+    } else {
+        input_error(b->lineno, "message not sent: %s (the conversation is as before it)", err);
+    }
+    return BATCH_EXIT_INTERRUPTED;
+}
+
 /* Sends one user message and streams the reply. */
 static int send_message(struct batch *b, const char *text)
 {
     char err[RWKV_ERRLEN];
+    int rc = chat_send(b->c, text, err, sizeof(err));
 
-    if (chat_send(b->c, text, err, sizeof(err)) < 0) {
+    if (rc == CHAT_INTERRUPTED) {
+        return prompt_interrupted(b, err);
+    }
+    if (rc < 0) {
         error_line("%s", err, NULL);
         return 1;
     }
@@ -354,7 +395,8 @@ static int run_command(struct batch *b, const char *line)
     if (commands_run(b->c, b->opts, b->model_label, line, &r) < 0) {
         input_error(b->lineno, "%s", r.text ? r.text : "error");
         command_result_free(&r);
-        return 1;
+        /* /edit TEXT whose prompt a signal stopped */
+        return stopping(b) ? BATCH_EXIT_INTERRUPTED : 1;
     }
     /* /edit's text is the message for the TUI's input line, not a report. */
     if (r.text && r.action != COMMAND_EDIT && (!r.verbose_only || b->opts->verbose)) {
@@ -520,7 +562,7 @@ static int read_block(struct batch *b, char **line, size_t *cap, char **msg)
     }
     free(*msg);
     *msg = NULL;
-    if (*b->interrupted) {
+    if (stopping(b)) {
         return -2;
     }
     input_error(start, "\"\"\" block not closed before the end of input");
@@ -534,10 +576,10 @@ static int run_chat(struct batch *b)
     ssize_t n;
     int rc = 0, r;
 
-    while (!b->quit && rc == 0 && !*b->interrupted) {
+    while (!b->quit && rc == 0 && !stopping(b)) {
         errno = 0;
         if ((n = read_line(b, &line, &cap)) < 0) {
-            if (ferror(b->in) && !*b->interrupted) {
+            if (ferror(b->in) && !stopping(b)) {
                 error_line("stdin: %s", strerror(errno), NULL);
                 rc = 1;
             }
@@ -567,7 +609,7 @@ static int run_chat(struct batch *b)
         }
     }
     free(line);
-    if (rc == 0 && *b->interrupted) {
+    if (rc == 0 && stopping(b)) {
         rc = BATCH_EXIT_INTERRUPTED;
     }
     return rc;
@@ -578,6 +620,7 @@ static int run_complete(struct batch *b)
 {
     char *text = NULL, err[RWKV_ERRLEN];
     size_t len = 0, cap = 0, n;
+    int rc;
 
     for (;;) {
         if (grow(&text, &cap, len + 65536) < 0) {
@@ -593,7 +636,7 @@ static int run_complete(struct batch *b)
     }
     if (ferror(b->in)) {
         free(text);
-        if (*b->interrupted) {
+        if (stopping(b)) {
             return BATCH_EXIT_INTERRUPTED;
         }
         error_line("stdin: %s", strerror(errno), NULL);
@@ -604,19 +647,62 @@ static int run_complete(struct batch *b)
         error_line("--complete: empty prompt on stdin", NULL, NULL);
         return 1;
     }
-    if (chat_send_raw(b->c, text, len, err, sizeof(err)) < 0) {
-        free(text);
+    rc = chat_send_raw(b->c, text, len, err, sizeof(err));
+    free(text);
+    if (rc == CHAT_INTERRUPTED) {
+        return prompt_interrupted(b, err);
+    }
+    if (rc < 0) {
         error_line("%s", err, NULL);
         return 1;
     }
-    free(text);
     return finish_reply(b);
+}
+
+static const int term_signals[2] = { SIGTERM, SIGHUP };
+
+/* SIGTERM and SIGHUP only set term_signal while batch runs (unless they
+ * were ignored, as under nohup), so that no state file is left half
+ * written: the work in progress stops at the next token, piece of prompt
+ * or read, and a save in progress is finished. */
+static void catch_term_signals(struct sigaction *old)
+{
+    struct sigaction sa;
+    size_t i;
+
+    memset(&sa, 0, sizeof(sa));
+    memset(old, 0, 2 * sizeof(*old));
+    sa.sa_handler = on_term_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;        /* no SA_RESTART: a blocked read returns */
+    term_signal = 0;
+    for (i = 0; i < 2; i++) {
+        if (sigaction(term_signals[i], NULL, &old[i]) == 0 && old[i].sa_handler != SIG_IGN) {
+            sigaction(term_signals[i], &sa, NULL);
+        }
+    }
+}
+
+/* Puts the dispositions back; a signal caught meanwhile is raised again
+ * under them, so rwkv-chat dies of it as it would have. */
+static void restore_term_signals(const struct sigaction *old)
+{
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        sigaction(term_signals[i], &old[i], NULL);
+    }
+    if (term_signal) {
+        fflush(NULL);
+        raise(term_signal);
+    }
 }
 
 int batch_run(chat *c, const struct app_options *opts, const char *model_label, FILE *in,
               FILE *out, volatile sig_atomic_t *interrupted)
 {
     struct batch b;
+    struct sigaction old[2];
     char err[RWKV_ERRLEN];
     int rc;
 
@@ -627,15 +713,18 @@ int batch_run(chat *c, const struct app_options *opts, const char *model_label, 
     b.in = in;
     b.out = out;
     b.interrupted = interrupted;
+    catch_term_signals(old);
+    chat_set_progress(c, prompt_progress, &b);
     rc = opts->complete ? run_complete(&b) : run_chat(&b);
-    if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED) && opts->state_out) {
+    if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED) && opts->state_out && !term_signal) {
         if (chat_save(c, opts->state_out, err, sizeof(err)) < 0) {
             error_line("%s", err, NULL);
-            return 1;
-        }
-        if (opts->verbose) {
+            rc = 1;
+        } else if (opts->verbose) {
             fprintf(stderr, "rwkv-chat: state saved to %s\n", opts->state_out);
         }
     }
+    chat_set_progress(c, NULL, NULL);
+    restore_term_signals(old);
     return rc;
 }

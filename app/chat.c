@@ -4,9 +4,10 @@
  *
  * What the model sees is exactly what ChatRWKV's API_DEMO_CHAT.py feeds:
  * the template's intro once, then per message "User: MSG\n\nAssistant:"
- * (one rwkv_eval in sequence mode), then the reply's tokens one by one as
- * they are sampled, including the token that completes "\n\n".  The state
- * after each step is kept, so a message costs only its own tokens.
+ * (sequence mode, in pieces of CHAT_PROMPT_CHUNK tokens so that a long
+ * prompt can be stopped), then the reply's tokens one by one as they are
+ * sampled, including the token that completes "\n\n".  The state after
+ * each step is kept, so a message costs only its own tokens.
  *
  * Undo and regenerate never re-feed: every exchange keeps the state before
  * its message and the state (and logits) right after its prompt.  States
@@ -82,6 +83,8 @@ struct chat {
     struct snapshot *snaps;
     size_t n_snaps;
     char *current;                  /* current snapshot name */
+    chat_progress_fn progress;      /* asked between pieces of a prompt */
+    void *progress_ctx;
     struct chat_stats stats;
     /* "\n" bytes owed before the next "User:" because the last reply did
      * not end with "\n\n" (interrupted, cut at max_tokens, token 0). */
@@ -261,15 +264,18 @@ static int template_copy(struct chat_template *dst, const struct chat_template *
 
 /* --- feeding ------------------------------------------------------------ */
 
-/* Feeds text (tokenised as one piece, sequence mode) into state; the
- * logits after it go to logits (may be NULL).  *n_tokens receives the
- * count.  0 or -1 with err. */
+/* Feeds text (tokenised as one piece) into state in pieces of
+ * CHAT_PROMPT_CHUNK tokens; the logits after the last token go to logits
+ * (may be NULL).  *n_tokens receives the count.  With stoppable set the
+ * progress callback is asked before each piece of a longer text.  0, -1
+ * with err, or CHAT_INTERRUPTED with state part-fed (the caller restores
+ * it). */
 static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float *logits,
-                size_t *n_tokens, char *err, size_t errlen)
+                int stoppable, size_t *n_tokens, char *err, size_t errlen)
 {
     int32_t *ids = NULL;
-    size_t n = 0;
-    int rc;
+    size_t n = 0, done, k;
+    int rc = 0;
 
     *n_tokens = 0;
     if (len == 0) {
@@ -279,7 +285,17 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
         oom(err, errlen);
         return -1;
     }
-    rc = n ? rwkv_eval(c->model, state, ids, n, logits, 0, err, errlen) : 0;
+    for (done = 0; done < n && rc == 0; done += k) {
+        k = n - done < CHAT_PROMPT_CHUNK ? n - done : CHAT_PROMPT_CHUNK;
+        if (stoppable && c->progress && n > CHAT_PROMPT_CHUNK &&
+            c->progress(c->progress_ctx, done, n)) {
+            snprintf(err, errlen, "interrupted after %zu of %zu prompt tokens", done, n);
+            rc = CHAT_INTERRUPTED;
+            break;
+        }
+        rc = rwkv_eval(c->model, state, ids + done, k, done + k == n ? logits : NULL, 0, err,
+                       errlen);
+    }
     free(ids);
     if (rc == 0) {
         *n_tokens = n;
@@ -300,7 +316,7 @@ static struct shared *make_base(chat *c, const struct chat_template *t, size_t *
         oom(err, errlen);
         return NULL;
     }
-    if (!c->tuned && feed(c, st, t->intro, strlen(t->intro), NULL, n_tokens, err, errlen) < 0) {
+    if (!c->tuned && feed(c, st, t->intro, strlen(t->intro), NULL, 0, n_tokens, err, errlen) < 0) {
         rwkv_state_free(st);
         return NULL;
     }
@@ -688,6 +704,7 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     struct exchange e;
     double t0;
     size_t n = 0;
+    int rc;
 
     memset(&e, 0, sizeof e);
     e.before = share(c->state, NULL, c->n_vocab);
@@ -700,13 +717,15 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     e.sep = c->sep;
     e.raw = raw;
     t0 = now();
-    if (feed(c, c->state, fed, fed_len, c->logits, &n, err, errlen) < 0 || n == 0) {
+    rc = feed(c, c->state, fed, fed_len, c->logits, 1, &n, err, errlen);
+    if (rc < 0 || n == 0) {
         if (n == 0 && !err[0]) {
             snprintf(err, errlen, "nothing to feed");
         }
+        /* An interrupted prompt leaves nothing behind: the state before it. */
         rwkv_state_copy(c->state, e.before->state);
         unref(e.before);
-        return -1;
+        return rc == CHAT_INTERRUPTED ? CHAT_INTERRUPTED : -1;
     }
     e.prompt_tokens = n;
     e.prompt_seconds = now() - t0;
@@ -878,6 +897,12 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
     rc = step(c, out, out_len, err, errlen);
     atomic_store(&c->in_step, 0);
     return rc;
+}
+
+void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx)
+{
+    c->progress = fn;
+    c->progress_ctx = ctx;
 }
 
 void chat_request_stop(chat *c)

@@ -5,7 +5,7 @@
  * the last fed token, the transcript, the sampler settings, the chat
  * template (persona) and named snapshots.  Feeding is incremental: a new
  * message costs only its own tokens.  Every fallible call returns 0 or -1
- * with one line in err.
+ * with one line in err (chat_send also CHAT_INTERRUPTED).
  */
 #ifndef RWKV_CHAT_H
 #define RWKV_CHAT_H
@@ -89,14 +89,31 @@ int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t 
  * "\n").  Returns malloc'd text. */
 char *chat_normalize(const char *text);
 
+/* Prompts are fed in pieces of this many tokens (sequence mode; RWKV is
+ * exact in pieces, and a multiple of the engine's own piece size gives
+ * bit-identical results), so that a long one can be stopped. */
+#define CHAT_PROMPT_CHUNK 256
+/* chat_send / chat_send_raw: the progress callback stopped the prompt. */
+#define CHAT_INTERRUPTED (-2)
+/* Asked before each piece of a prompt longer than one piece, with the
+ * tokens fed so far and the prompt's total; nonzero stops the prompt. */
+typedef int (*chat_progress_fn)(void *ctx, size_t fed, size_t total);
+/* Sets (fn NULL: removes) the callback of chat_send and chat_send_raw. */
+void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx);
+
 /* Starts a reply to user_text: records the turn, feeds
- * "USER: MSG\n\nASSISTANT:" (normalised MSG, one rwkv_eval in sequence
- * mode) and prepares generation.  A reply still in progress is first ended
- * as interrupted.  "empty message" if nothing is left after normalising. */
+ * "USER: MSG\n\nASSISTANT:" (normalised MSG, in pieces of
+ * CHAT_PROMPT_CHUNK tokens) and prepares generation.  A reply still in
+ * progress is first ended as interrupted.  "empty message" if nothing is
+ * left after normalising.  Returns 0, -1 with err, or CHAT_INTERRUPTED
+ * (err says how far it got) when the progress callback stopped the
+ * prompt: the message is dropped and state, transcript and undo stack are
+ * as before it. */
 int chat_send(chat *c, const char *user_text, char *err, size_t errlen);
 /* Raw completion: feeds prompt bytes as they are (no template).  The
  * reply is not stripped (a leading space stays); it still ends at "\n\n"
- * (not included), max_tokens, an interrupt or token 0. */
+ * (not included), max_tokens, an interrupt or token 0.  Returns as
+ * chat_send. */
 int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t errlen);
 /* Generates one token.  *out and *out_len receive the printable bytes (complete
  * UTF-8 characters; may be empty) valid until the next call.  Returns

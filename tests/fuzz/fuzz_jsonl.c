@@ -91,6 +91,13 @@ void chat_interrupt(chat *c)
     generating = 0;
 }
 
+void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx)
+{
+    (void)c;
+    (void)fn;
+    (void)ctx;
+}
+
 struct sampler_settings *chat_settings(chat *c)
 {
     (void)c;
