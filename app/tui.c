@@ -61,6 +61,8 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
+static double now_seconds(void);
+
 static void restore_terminal(void)
 {
     if (curses_active) {
@@ -423,10 +425,61 @@ static void run_command(struct tui *t, const char *line)
     command_result_free(&res);
 }
 
+/* Between the pieces of a long prompt (the chat's progress callback):
+ * shows how far it got and reads the keys typed meanwhile.  Ctrl-C, Esc or
+ * a signal stops the prompt; other keys are held until it is over. */
+static int prompt_progress(void *ctx, size_t fed, size_t total)
+{
+    struct tui *t = ctx;
+    int key, next, stop = 0;
+
+    t->prompt_fed = fed;
+    t->prompt_total = total;
+    if (quit_signal || interrupt_signal) {
+        interrupt_signal = 0;
+        return 1;
+    }
+    wtimeout(stdscr, t->prompt_delay_ms);
+    while (!stop && t->n_held < TUI_HELD_KEYS && (key = wgetch(stdscr)) != ERR) {
+        wtimeout(stdscr, 0);
+        if (key == 3) {
+            stop = 1;
+        } else if (key == 27 && !t->pasting) {
+            /* a lone Esc (curses waited for a sequence); Esc+key is Alt */
+            if ((next = wgetch(stdscr)) == ERR) {
+                stop = 1;
+            } else {
+                t->held[t->n_held++] = key;
+                if (t->n_held < TUI_HELD_KEYS) {
+                    t->held[t->n_held++] = next;
+                } else {
+                    ungetch(next);
+                }
+            }
+        } else {
+            t->held[t->n_held++] = key;
+        }
+    }
+    if (fed == 0 || now_seconds() - t->prompt_drawn >= FRAME_SECONDS) {
+        draw(t);
+        t->prompt_drawn = now_seconds();
+    }
+    return stop;
+}
+
+/* Gives the keys held while a prompt was read back to curses, in order. */
+static void release_held_keys(struct tui *t)
+{
+    while (t->n_held > 0) {
+        ungetch(t->held[--t->n_held]);
+    }
+}
+
 void tui_submit(struct tui *t, const char *line)
 {
     char err[RWKV_ERRLEN];
     const char *s = line;
+    int rc;
 
     while (*s == ' ' || *s == '\t' || *s == '\n') {
         s++;
@@ -441,12 +494,24 @@ void tui_submit(struct tui *t, const char *line)
     if (s[0] == '/' && s[1] == '/') {
         s++;    /* "//text" sends "/text" */
     }
-    if (chat_send(t->chat, s, err, sizeof(err)) < 0) {
+    rc = chat_send(t->chat, s, err, sizeof(err));
+    t->prompt_total = 0;
+    if (rc == CHAT_INTERRUPTED) {
+        /* Nothing was sent: the message goes back to the input line. */
+        char note[RWKV_ERRLEN + 64];
+
+        tui_transcript_sync(t);
+        snprintf(note, sizeof(note), "message not sent: %s", err);
+        tui_transcript_note(t, TUI_NOTE_INFO, note);
+        tui_input_set_text(t, line);
+        tui_message(t, 0, "prompt interrupted: the message is back in the input line");
+    } else if (rc < 0) {
         tui_transcript_sync(t);
         tui_transcript_note(t, TUI_NOTE_ERROR, err);
-        return;
+    } else {
+        tui_start_reply(t);
     }
-    tui_start_reply(t);
+    release_held_keys(t);
 }
 
 /* --- keys ---------------------------------------------------------------- */
@@ -838,6 +903,9 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
     if (getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS")) {
         t->token_delay_ms = atoi(getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS"));
     }
+    if (getenv("RWKV_CHAT_TUI_PROMPT_DELAY_MS")) {
+        t->prompt_delay_ms = atoi(getenv("RWKV_CHAT_TUI_PROMPT_DELAY_MS"));
+    }
     want_utf8_locale();
     install_signals();
     if (start_curses(t) < 0) {
@@ -851,6 +919,7 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
     t->keybar = tui_keybar_new();
     t->focus = t->input;
     t->relayout = 1;
+    chat_set_progress(c, prompt_progress, t);
     tui_input_start(t);
     tui_transcript_sync(t);
     welcome(t);
@@ -891,6 +960,7 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
     }
 
     stop_reply(t);
+    chat_set_progress(c, NULL, NULL);
     tui_input_stop(t);
     restore_terminal();
     save_session(t);

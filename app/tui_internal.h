@@ -56,6 +56,10 @@ enum { TUI_KEY_CTRL_LEFT = 0x200001, TUI_KEY_CTRL_RIGHT };
 
 enum tui_note_kind { TUI_NOTE_INFO, TUI_NOTE_ERROR, TUI_NOTE_OUTPUT };
 
+/* Keys typed while a prompt is read wait here (beyond that many they wait
+ * in the terminal, and Ctrl-C is seen only after them). */
+#define TUI_HELD_KEYS 128
+
 struct tui {
     chat *chat;
     const struct app_options *opts;
@@ -79,7 +83,12 @@ struct tui {
     int relayout;                   /* geometry must be recomputed */
 
     int generating;                 /* a reply is streaming */
+    size_t prompt_fed, prompt_total;    /* a long prompt being read (total 0: none) */
+    double prompt_drawn;            /* when its progress was last drawn */
+    int held[TUI_HELD_KEYS];        /* keys typed while a prompt was read */
+    int n_held;
     int token_delay_ms;             /* tests: wait this long for keys between tokens */
+    int prompt_delay_ms;            /* tests: and between pieces of a prompt */
     int ctrl_c_armed;               /* a second Ctrl-C at an empty prompt quits */
     int pasting;                    /* inside a bracketed paste */
     char *paste;                    /* the pasted bytes so far */

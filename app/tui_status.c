@@ -55,6 +55,9 @@ static void status_draw(struct tui_panel *p, struct tui *t)
 
     /* main's label already says "FILE  RWKV-7 0.4M". */
     add(seg, &n, 9, "%s", t->model_label);
+    if (t->prompt_total > 0) {
+        add(seg, &n, 9, "reading prompt %zu/%zu tokens", t->prompt_fed, t->prompt_total);
+    }
     add(seg, &n, 8, "ctx %zu", st->context_tokens);
     if (st->reply_tokens > 0 && st->reply_seconds > 0) {
         add(seg, &n, 7, "%.1f tok/s", (double)st->reply_tokens / st->reply_seconds);
@@ -183,7 +186,7 @@ static void keybar_draw(struct tui_panel *p, struct tui *t)
         hints = knob_keys;
     } else if (t->focus == t->snapshots) {
         hints = snapshot_keys;
-    } else if (t->generating) {
+    } else if (t->generating || t->prompt_total > 0) {
         hints = generating_keys;
     }
     for (int i = 0; hints[i].key; i++) {
