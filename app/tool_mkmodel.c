@@ -385,8 +385,10 @@ static int v6_att(struct gen *g, const struct arch *m, int declare, int l)
 }
 
 /* The tensors of an RWKV-4, 5.x or 6 checkpoint in the order torch.save
- * lists the training code's state dict: per block ln1, ln2, (ln0), then
- * each module's parameters before its sub-modules. */
+ * lists the training code's state dict (RWKV-LM): per block ln1, ln2,
+ * (ln0), then each module's parameters before its sub-modules.  All in one
+ * dtype, vectors included, as in the released files (RWKV-4 World keeps
+ * time_decay and time_first in bf16 too) and the fixtures. */
 static int v456_walk(struct gen *g, const struct arch *m, int declare)
 {
     const int64_t C = m->C, F = m->F;
