@@ -137,7 +137,7 @@ static void matrix_of(struct blocks_loader *ld, struct kmat *mat, const struct c
 {
     char msg[RWKV_ERRLEN];
 
-    if (kmat_from_tensor(mat, t, transpose, dtype, msg, sizeof msg) != 0) {
+    if (model_matrix(ld->m, mat, t, transpose, dtype, msg, sizeof msg) != 0) {
         blocks_fail(ld, "%s", msg);
         return;
     }

@@ -48,7 +48,8 @@ float *blocks_head_vector(struct blocks_loader *ld, int required, int H, int N,
  * exp(time_first) from files that store log u (5.0). */
 float *blocks_bonus(struct blocks_loader *ld, int layer);
 /* A kernel matrix [rows][cols] from a 2-D tensor.  transpose: stored
- * [in][out] (LoRA w1/w2).  dtype as kmat_from_tensor. */
+ * [in][out] (LoRA w1/w2).  dtype as kmat_from_tensor; made by model_matrix
+ * (in place, from the conversion cache, or converted). */
 void blocks_matrix(struct blocks_loader *ld, struct kmat *mat, int rows, int cols,
                    int transpose, enum rwkv_dtype dtype, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));

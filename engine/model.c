@@ -16,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "engine/model.h"
+#include "engine/quant.h"
 
 #define MAX_LAYERS 100000
 #define MAX_HEAD_SIZE 1024       /* a state holds head_size^2 floats per head */
@@ -660,39 +662,12 @@ static uint64_t fingerprint(const ckpt_file *file)
     return sum;
 }
 
-/* Whether a tensor becomes a kernel matrix (read in the compute format):
- * two dimensions above 1; vectors and per-head parameters become float32. */
-static int is_matrix(const struct ckpt_tensor *t)
-{
-    int i, big = 0;
-
-    for (i = 0; i < t->ndim; i++) {
-        big += t->shape[i] > 1;
-    }
-    return big >= 2;
-}
-
-/* Bytes of weights one matrix-vector pass reads in format d. */
-static double matrix_bytes(const struct ckpt_tensor *t, enum rwkv_dtype d)
-{
-    double numel = (double)t->numel, rows = (double)t->shape[0];
-
-    switch (d) {
-    case RWKV_DTYPE_AUTO: return numel * (double)ckpt_dtype_size(t->dtype);
-    case RWKV_DTYPE_F32: return numel * 4;
-    case RWKV_DTYPE_F16: case RWKV_DTYPE_BF16: return numel * 2;
-    case RWKV_DTYPE_Q8: return numel + rows * 4;
-    case RWKV_DTYPE_Q4: return numel / 2 + numel / 32 * 4;
-    }
-    return numel * 4;
-}
-
-/* Fills stored dtype, bytes per token and state size from the used tensors. */
+/* Fills stored dtype, fingerprint and state size from the used tensors
+ * (bytes_per_token comes from the kernel matrices, after prepare). */
 static void summarize(rwkv_model *m, const unsigned char *used)
 {
     struct rwkv_info *info = &m->info;
     uint64_t by_type[3] = { 0, 0, 0 };
-    double bytes = 0;
     size_t i, n = ckpt_count(m->file);
 
     for (i = 0; i < n; i++) {
@@ -702,13 +677,6 @@ static void summarize(rwkv_model *m, const unsigned char *used)
             continue;
         }
         by_type[t->dtype] += t->nbytes;
-        if (!strcmp(t->name, "emb.weight")) {
-            bytes += (double)info->n_embd * 4;   /* one row */
-        } else if (is_matrix(t)) {
-            bytes += matrix_bytes(t, m->dtype);
-        } else {
-            bytes += (double)t->numel * 4;
-        }
     }
     /* the format that holds most of the bytes */
     info->stored_dtype = RWKV_DTYPE_F32;
@@ -718,7 +686,6 @@ static void summarize(rwkv_model *m, const unsigned char *used)
         info->stored_dtype = RWKV_DTYPE_BF16;
     }
     info->compute_dtype = m->dtype == RWKV_DTYPE_AUTO ? info->stored_dtype : m->dtype;
-    info->bytes_per_token = (uint64_t)bytes;
     info->file_size = ckpt_file_size(m->file);
     info->fingerprint = fingerprint(m->file);
     if (info->version == 4) {
@@ -857,6 +824,204 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------------- conversion cache --- */
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Where tensor t's data lies in the model file (tells the slices of one
+ * tensor apart); UINT64_MAX for data copied out of the mapping. */
+static uint64_t tensor_offset(const rwkv_model *m, const struct ckpt_tensor *t)
+{
+    size_t size;
+    uintptr_t base = (uintptr_t)ckpt_bytes(m->file, &size), p = (uintptr_t)t->data;
+
+    return p >= base && p - base < size ? (uint64_t)(p - base) : UINT64_MAX;
+}
+
+int model_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, int transpose,
+                 enum rwkv_dtype dtype, char *err, size_t errlen)
+{
+    struct model_cache *c = &m->cache;
+    struct model_matrix_rec *rec;
+    uint64_t off = tensor_offset(m, t);
+    int rc = kmat_plan(k, t, transpose, dtype, err, errlen), from_cache = 0;
+
+    if (rc < 0) {
+        return -1;
+    }
+    if (rc == 0) {
+        from_cache = c->active && convcache_find(c->cache, t->name, off, transpose, k);
+        if (!from_cache && kmat_convert(k, t, transpose, m->pool, err, errlen) != 0) {
+            memset(k, 0, sizeof *k);
+            return -1;
+        }
+        c->n_from_cache += (size_t)from_cache;
+        c->n_converted += (size_t)!from_cache;
+    }
+    if (c->n_recs == c->cap_recs) {
+        size_t cap = c->cap_recs ? 2 * c->cap_recs : 256;
+        struct model_matrix_rec *p = realloc(c->recs, cap * sizeof *p);
+
+        if (!p) {
+            c->failed = 1;
+            return 0;
+        }
+        c->recs = p;
+        c->cap_recs = cap;
+    }
+    rec = &c->recs[c->n_recs++];
+    rec->item.name = t->name;
+    rec->item.src_off = off;
+    rec->item.transpose = transpose;
+    rec->item.m = k;
+    rec->converted = rc == 0;
+    return 0;
+}
+
+/* Before prepare: decides whether this load uses a cache and opens the
+ * one there is.  A load uses one when it converts the big matrices (its
+ * format is not the file's); LoRA factors alone are cheap to convert. */
+static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
+{
+    struct model_cache *c = &m->cache;
+    const char *path = ckpt_path(m->file);
+    char why[RWKV_ERRLEN], fallback[PATH_MAX];
+    double t0 = seconds_now();
+
+    c->info.path = c->path;
+    c->info.reason = c->reason;
+    if (m->dtype == RWKV_DTYPE_AUTO || m->dtype == m->info.stored_dtype) {
+        return;
+    }
+    if (opts && opts->cache == RWKV_CACHE_MODE_OFF) {
+        c->info.result = RWKV_CACHE_OFF;
+        snprintf(c->reason, sizeof c->reason, "the cache is turned off");
+        return;
+    }
+    if (convcache_key_of(path, m->dtype, m->info.fingerprint, &c->key) != 0) {
+        c->info.result = RWKV_CACHE_NOT_WRITTEN;
+        snprintf(c->reason, sizeof c->reason, "cannot stat %s", path);
+        return;
+    }
+    c->active = 1;
+    if (convcache_path(path, m->dtype, 0, c->path, sizeof c->path) == 0) {
+        c->cache = convcache_open(c->path, &c->key, m->pool, c->reason, sizeof c->reason);
+    } else {
+        snprintf(c->reason, sizeof c->reason, "no cache yet");
+    }
+    if (!c->cache && convcache_path(path, m->dtype, 1, fallback, sizeof fallback) == 0) {
+        c->cache = convcache_open(fallback, &c->key, m->pool, why, sizeof why);
+        if (c->cache) {
+            snprintf(c->path, sizeof c->path, "%s", fallback);
+        } else if (!strcmp(c->reason, "no cache yet")) {
+            snprintf(c->reason, sizeof c->reason, "%s", why);
+        }
+    }
+    c->info.seconds = seconds_now() - t0;
+}
+
+/* After prepare: reports the cache as used, or writes a new one holding
+ * every converted matrix (next to the model, else in the user's cache
+ * directory). */
+static void cache_finish(rwkv_model *m)
+{
+    struct model_cache *c = &m->cache;
+    struct convcache_item *items;
+    char why[RWKV_ERRLEN], why2[RWKV_ERRLEN], fallback[PATH_MAX];
+    size_t n = 0;
+    double t0;
+
+    if (!c->active) {
+        return;
+    }
+    if (c->n_converted == 0 && c->n_from_cache > 0) {
+        c->info.result = RWKV_CACHE_USED;
+        c->reason[0] = '\0';
+        return;
+    }
+    if (c->n_converted == 0) {
+        c->info.result = RWKV_CACHE_NONE;
+        c->path[0] = '\0';
+        return;
+    }
+    c->info.result = RWKV_CACHE_NOT_WRITTEN;
+    if (c->cache) {
+        snprintf(c->reason, sizeof c->reason, "the cache lacked %zu of the matrices",
+                 c->n_converted);
+    }
+    if (c->failed || !(items = malloc(c->n_recs * sizeof *items))) {
+        snprintf(c->reason, sizeof c->reason, "out of memory");
+        c->path[0] = '\0';
+        return;
+    }
+    for (size_t i = 0; i < c->n_recs; i++) {
+        if (c->recs[i].converted) {
+            items[n++] = c->recs[i].item;
+        }
+    }
+    t0 = seconds_now();
+    if (c->path[0] && convcache_write(c->path, 0, &c->key, items, n, m->pool, why,
+                                      sizeof why) == 0) {
+        c->info.result = RWKV_CACHE_WRITTEN;
+    } else if (convcache_path(ckpt_path(m->file), m->dtype, 1, fallback, sizeof fallback) != 0) {
+        snprintf(c->reason, sizeof c->reason, "%.400s; no user cache directory (HOME unset)", why);
+        c->path[0] = '\0';
+    } else if (convcache_write(fallback, 1, &c->key, items, n, m->pool, why2,
+                               sizeof why2) == 0) {
+        c->info.result = RWKV_CACHE_WRITTEN;
+        snprintf(c->path, sizeof c->path, "%s", fallback);
+    } else {
+        snprintf(c->reason, sizeof c->reason, "%.250s; %.250s", why, why2);
+        c->path[0] = '\0';
+    }
+    c->info.seconds = seconds_now() - t0;
+    free(items);
+}
+
+/* Weight bytes one generated token reads: every kernel matrix as it is
+ * held (kmat_bytes: LoRA factors in their float32 format, the Linear
+ * weights in the compute format), the float32 copies of the other used
+ * tensors, and one embedding row. */
+static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)
+{
+    const struct model_cache *c = &m->cache;
+    size_t n = ckpt_count(m->file);
+    unsigned char *is_kmat = calloc(n ? n : 1, 1);
+    uint64_t bytes = 0;
+
+    for (size_t i = 0; i < c->n_recs; i++) {
+        const struct ckpt_tensor *t = ckpt_find(m->file, c->recs[i].item.name);
+
+        bytes += kmat_bytes(c->recs[i].item.m);
+        for (size_t j = 0; is_kmat && t && j < n; j++) {
+            if (ckpt_at(m->file, j) == t) {
+                is_kmat[j] = 1;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(m->file, i);
+
+        if (!used[i] || (is_kmat && is_kmat[i])) {
+            continue;
+        }
+        if (!strcmp(t->name, "emb.weight")) {
+            bytes += (uint64_t)m->info.n_embd * ckpt_dtype_size(t->dtype);
+        } else {
+            bytes += (uint64_t)t->numel * sizeof(float);
+        }
+    }
+    free(is_kmat);
+    return bytes;
+}
+
 /* ------------------------------------------------------------- public --- */
 
 rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
@@ -922,15 +1087,19 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
         rwkv_model_free(m);
         return NULL;
     }
-    free(used);
+    cache_begin(m, opts);
     if (m->arch->prepare(m, err, errlen)) {
         /* prepare cleans up after itself or leaves what release frees */
         if (!m->weights) {
             m->arch = NULL;
         }
+        free(used);
         rwkv_model_free(m);
         return NULL;
     }
+    cache_finish(m);
+    m->info.bytes_per_token = bytes_per_token(m, used);
+    free(used);
     return m;
 }
 
@@ -942,6 +1111,8 @@ void rwkv_model_free(rwkv_model *m)
     if (m->arch && m->weights) {
         m->arch->release(m);
     }
+    convcache_close(m->cache.cache);
+    free(m->cache.recs);
     kpool_free(m->pool);
     free(m->extra);
     ckpt_close(m->file);
@@ -951,6 +1122,11 @@ void rwkv_model_free(rwkv_model *m)
 const struct rwkv_info *rwkv_model_info(const rwkv_model *model)
 {
     return &model->info;
+}
+
+const struct rwkv_cache_info *rwkv_model_cache(const rwkv_model *model)
+{
+    return &model->cache.info;
 }
 
 const char *rwkv_model_extra_tensor(const rwkv_model *model, int i)

@@ -96,6 +96,33 @@ size_t quant_bytes_half(const struct kmat *W);
 size_t quant_bytes_q8(const struct kmat *W);
 size_t quant_bytes_q4(const struct kmat *W);
 
+/* Version of the packed layouts above (and of struct q4_block): bump it
+ * whenever a format's bytes change, so conversion caches written by an
+ * older engine are rebuilt rather than misread. */
+#define QUANT_LAYOUT_VERSION 1
+
+/* Bytes of one packed row of format t with cols columns (kmat.data is
+ * rows of this size), and float scales per row (kmat.scales: 1 for Q8). */
+size_t quant_row_bytes(enum rwkv_dtype t, int cols);
+int quant_row_scales(enum rwkv_dtype t);
+
+/* Conversion at load (kmat.c), in two steps so that a caller can take the
+ * result from a cache instead.  kmat_plan sets m's format and shape for
+ * tensor t at dtype (as kmat_from_tensor); returns 1 when the mapped data
+ * serves in place (m complete), 0 when t needs converting, -1 on error.
+ * kmat_convert then converts a planned m from t by blocks of rows, spread
+ * over pool (NULL: this thread); 0, or -1 with err when out of memory. */
+int kmat_plan(struct kmat *m, const struct ckpt_tensor *t, int transpose, enum rwkv_dtype dtype,
+              char *err, size_t errlen);
+int kmat_convert(struct kmat *m, const struct ckpt_tensor *t, int transpose,
+                 struct kpool *pool, char *err, size_t errlen);
+
+/* A hash of what the active packer of format t makes of a fixed matrix:
+ * part of a conversion cache's key, so that a change in a packer's output
+ * invalidates old caches even where QUANT_LAYOUT_VERSION was not bumped.
+ * 0 for F32 and formats without a packer. */
+uint64_t kmat_pack_signature(enum rwkv_dtype t);
+
 /* Blocks per Q4 row. */
 static inline int quant_q4_blocks(int cols)
 {

@@ -50,9 +50,36 @@ struct rwkv_info {
     int n_extra_tensors;            /* tensors present but not used */
 };
 
+/* Whether a load that converts weights (--dtype q8, q4, or a float format
+ * other than the file's) keeps them in a conversion cache file next to the
+ * model (MODEL.DTYPE.rwkvcache, or under $XDG_CACHE_HOME/rwkv-chat/ when
+ * that directory is read-only) and reads them from it next time. */
+enum rwkv_cache_mode {
+    RWKV_CACHE_MODE_ON = 0,     /* default */
+    RWKV_CACHE_MODE_OFF,        /* neither read nor write a cache */
+};
+
 struct rwkv_load_options {
     enum rwkv_dtype dtype;  /* RWKV_DTYPE_AUTO: as stored */
     int n_threads;          /* 0: number of online CPUs */
+    enum rwkv_cache_mode cache;
+};
+
+/* What the conversion cache did during a load. */
+enum rwkv_cache_result {
+    RWKV_CACHE_NONE = 0,        /* weights used as stored: nothing to cache */
+    RWKV_CACHE_USED,            /* converted weights read from path */
+    RWKV_CACHE_WRITTEN,         /* converted at load and saved to path */
+    RWKV_CACHE_NOT_WRITTEN,     /* converted at load, not saved: reason */
+    RWKV_CACHE_OFF,             /* converted at load; the cache is turned off */
+};
+
+struct rwkv_cache_info {
+    enum rwkv_cache_result result;
+    const char *path;           /* the cache file, "" when none */
+    const char *reason;         /* WRITTEN: why (re)built ("no cache yet", "the
+                                 * model file changed..."); NOT_WRITTEN: why not */
+    double seconds;             /* reading and checking, or converting and writing */
 };
 
 typedef struct rwkv_model rwkv_model;
@@ -66,6 +93,8 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
                             char *err, size_t errlen);
 void rwkv_model_free(rwkv_model *model);
 const struct rwkv_info *rwkv_model_info(const rwkv_model *model);
+/* What the conversion cache did at load (valid while the model lives). */
+const struct rwkv_cache_info *rwkv_model_cache(const rwkv_model *model);
 /* Names of tensors present in the file but not used by the version (for
  * reporting); i < info->n_extra_tensors. */
 const char *rwkv_model_extra_tensor(const rwkv_model *model, int i);

@@ -113,7 +113,7 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
 {
     char e[RWKV_ERRLEN];
 
-    if (kmat_from_tensor(k, t, transpose, dtype, e, sizeof e) != 0) {
+    if (model_matrix(m, k, t, transpose, dtype, e, sizeof e) != 0) {
         snprintf(err, errlen, "%s: %s", ckpt_path(m->file), e);
         return -1;
     }

@@ -113,7 +113,7 @@ static rwkv_model *state_model;     /* the model L_STATE loads against */
 /* Runs a loader on path; 1 if it accepted the file (freed again). */
 static int run_loader(enum loader l, const char *path, char *err, size_t errlen)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1 };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
     struct chat_template t;
     ckpt_file *f;
     rwkv_model *m;
@@ -1080,7 +1080,7 @@ static void describe(char *buf, size_t len, const struct rwkv_info *i)
 
 static void test_statefile(void)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1 };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
     const char *p = tmp_path("chat.state"), *q = tmp_path("cut.state");
     static const char transcript[] = "a transcript section, opaque to the engine";
     struct rwkv_statefile_section sec[2] = {

@@ -55,7 +55,7 @@ static const struct expect {
       RWKV_DTYPE_F32, 829888, 32, 32, 32, 32, 0 },
 };
 
-static const struct rwkv_load_options one_thread = { RWKV_DTYPE_AUTO, 1 };
+static const struct rwkv_load_options one_thread = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
 
 /* Reads the first row of the golden logits next to a fixture. */
 static float *golden_row(const char *model_rel, int n_vocab, int32_t *first_token)

@@ -119,7 +119,7 @@ static int run_chunks(rwkv_model *m, const struct golden *g, const size_t *sizes
 static rwkv_model *load(const char *dir, const char *file, enum rwkv_dtype dtype)
 {
     char rel[256], err[RWKV_ERRLEN];
-    struct rwkv_load_options opts = { dtype, 2 };
+    struct rwkv_load_options opts = { dtype, 2, RWKV_CACHE_MODE_ON };
     rwkv_model *m;
 
     snprintf(rel, sizeof rel, "fixtures/%s/%s", dir, file);
@@ -295,7 +295,7 @@ static void check_threads_and_errors(void)
 {
     static const size_t seq[] = { 0 }, rnn[] = { 1 };
     char rel[] = "fixtures/models/v7-world.pth", err[RWKV_ERRLEN];
-    struct rwkv_load_options one = { RWKV_DTYPE_F32, 1 };
+    struct rwkv_load_options one = { RWKV_DTYPE_F32, 1, RWKV_CACHE_MODE_ON };
     struct golden g;
     rwkv_model *m = rwkv_model_load(shared_path(rel), &one, err, sizeof err);
     double le, se;

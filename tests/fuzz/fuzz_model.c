@@ -14,7 +14,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1 };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
     uint8_t len[8];
     char path[64], err[1024];
     rwkv_model *m;

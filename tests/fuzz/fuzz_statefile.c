@@ -25,7 +25,7 @@ static rwkv_state *state;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1 };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
     const char *path = getenv("FUZZ_MODEL");
     char err[1024], vocab[4096];
 

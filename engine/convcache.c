@@ -1,0 +1,617 @@
+/*
+ * convcache.c - the conversion cache file (format in convcache.h): reading
+ * it with every offset checked against the file size, and writing it
+ * atomically.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/convcache.h"
+#include "engine/quant.h"
+
+#define MAGIC "RWKVCNV1"
+#define ENDIAN_MARK 0x01020304u
+#define ALIGN 64
+
+struct header {
+    char magic[8];
+    uint32_t version, layout, endian, dtype;
+    uint64_t src_size, src_ino, src_dev;
+    int64_t src_mtime_ns;
+    uint64_t fingerprint;
+    uint64_t n_entries, file_size, hash;
+    uint64_t pack_signature;
+    unsigned char pad[32];
+};
+
+struct entry {
+    char name[CONVCACHE_NAME_MAX];
+    uint64_t src_off;
+    uint64_t data_off, data_size, scales_off, scales_size;
+    uint64_t hash;
+    int32_t type, rows, cols, transpose;
+};
+
+_Static_assert(sizeof(struct header) == 128, "cache header is 128 bytes");
+_Static_assert(sizeof(struct entry) == 192, "cache entry is 192 bytes");
+
+struct convcache {
+    const unsigned char *base;
+    size_t size;
+    void *map;                  /* base when mapped by convcache_open */
+    struct entry *entries;
+    size_t n, next;             /* next: where the following lookup starts */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Hashing                                                                    */
+
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* A 64-bit hash of n bytes, four independent lanes of 8-byte words so it
+ * runs near memory speed; it guards against corruption, not attacks. */
+static uint64_t hash_bytes(uint64_t seed, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    const uint64_t k = 0x9e3779b97f4a7c15ULL;
+    uint64_t h[4] = { seed, seed ^ 1, seed ^ 2, seed ^ 3 }, w;
+    size_t i = 0;
+
+    for (; i + 32 <= n; i += 32) {
+        for (int j = 0; j < 4; j++) {
+            memcpy(&w, b + i + 8 * j, 8);
+            h[j] = (rotl(h[j], 23) ^ w) * k;
+        }
+    }
+    for (; i < n; i++) {
+        h[0] = (rotl(h[0], 23) ^ b[i]) * k;
+    }
+    return mix(mix(h[0] ^ (uint64_t)n) + mix(h[1]) * 3 + mix(h[2]) * 5 + mix(h[3]) * 7);
+}
+
+/* Hash of one matrix: its data, then its scales. */
+static uint64_t hash_matrix(const void *data, size_t data_size, const void *scales,
+                            size_t scales_size)
+{
+    uint64_t h = hash_bytes(0x5eed, data, data_size);
+
+    return scales_size ? hash_bytes(h, scales, scales_size) : h;
+}
+
+static uint64_t hash_table(const struct header *hdr, const void *table, size_t table_size)
+{
+    struct header h = *hdr;
+
+    h.hash = 0;
+    return hash_bytes(hash_bytes(0x7ab1e, &h, sizeof h), table, table_size);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Keys and names                                                             */
+
+int convcache_key_of(const char *model_path, enum rwkv_dtype dtype, uint64_t fingerprint,
+                     struct convcache_key *key)
+{
+    struct stat st;
+
+    if (stat(model_path, &st) != 0) {
+        return -1;
+    }
+    memset(key, 0, sizeof *key);
+    key->size = (uint64_t)st.st_size;
+    key->ino = (uint64_t)st.st_ino;
+    key->dev = (uint64_t)st.st_dev;
+    key->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    key->fingerprint = fingerprint;
+    key->dtype = (int32_t)dtype;
+    key->pack_signature = kmat_pack_signature(dtype);
+    return 0;
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    while (*s) {
+        h = (h ^ (unsigned char)*s++) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+int convcache_path(const char *model_path, enum rwkv_dtype dtype, int fallback, char *out,
+                   size_t outlen)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME"), *base;
+    char abs[PATH_MAX];
+    int n;
+
+    if (!fallback) {
+        n = snprintf(out, outlen, "%s.%s.rwkvcache", model_path, rwkv_dtype_name(dtype));
+        return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    }
+    if (!realpath(model_path, abs)) {
+        return -1;
+    }
+    base = strrchr(abs, '/');
+    base = base ? base + 1 : abs;
+    /* XDG: a relative XDG_CACHE_HOME is invalid and ignored */
+    if (xdg && xdg[0] == '/') {
+        n = snprintf(out, outlen, "%s/rwkv-chat/%016llx-%.100s.%s.rwkvcache", xdg,
+                     (unsigned long long)fnv1a(abs), base, rwkv_dtype_name(dtype));
+    } else if (home && home[0] == '/') {
+        n = snprintf(out, outlen, "%s/.cache/rwkv-chat/%016llx-%.100s.%s.rwkvcache", home,
+                     (unsigned long long)fnv1a(abs), base, rwkv_dtype_name(dtype));
+    } else {
+        return -1;
+    }
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                    */
+
+/* Bytes of a rows x cols matrix of format t: data and scales; -1 when the
+ * format is unknown or the size overflows. */
+static int matrix_sizes(int32_t t, int32_t rows, int32_t cols, uint64_t *data, uint64_t *scales)
+{
+    uint64_t row;
+
+    if (t < RWKV_DTYPE_F32 || t > RWKV_DTYPE_Q4 || rows <= 0 || cols <= 0) {
+        return -1;
+    }
+    row = quant_row_bytes((enum rwkv_dtype)t, cols);
+    if (row > UINT64_MAX / (uint64_t)rows) {
+        return -1;
+    }
+    *data = row * (uint64_t)rows;
+    *scales = quant_row_scales((enum rwkv_dtype)t) ? (uint64_t)rows * sizeof(float) : 0;
+    return 0;
+}
+
+/* Whether [off, off + len) lies in a file of size bytes, aligned. */
+static int in_file(uint64_t off, uint64_t len, uint64_t size)
+{
+    return off % ALIGN == 0 && off <= size && len <= size - off;
+}
+
+struct verify {
+    const convcache *c;
+    int *bad;
+};
+
+static void verify_entry(void *ctx, int i)
+{
+    struct verify *v = ctx;
+    const struct entry *e = &v->c->entries[i];
+
+    v->bad[i] = hash_matrix(v->c->base + e->data_off, e->data_size,
+                            v->c->base + e->scales_off, e->scales_size) != e->hash;
+}
+
+convcache *convcache_parse(const void *buf, size_t size, const struct convcache_key *key,
+                           struct kpool *pool, char *why, size_t whylen)
+{
+    const unsigned char *b = buf;
+    struct header h;
+    convcache *c;
+    uint64_t table_size;
+    struct verify v;
+
+    if (size < sizeof h) {
+        snprintf(why, whylen, "corrupt: %zu bytes, shorter than the header", size);
+        return NULL;
+    }
+    memcpy(&h, b, sizeof h);
+    if (memcmp(h.magic, MAGIC, sizeof h.magic) != 0) {
+        snprintf(why, whylen, "corrupt: not a conversion cache");
+        return NULL;
+    }
+    if (h.version != CONVCACHE_VERSION || h.layout != QUANT_LAYOUT_VERSION ||
+        h.endian != ENDIAN_MARK) {
+        snprintf(why, whylen, "written by another engine version");
+        return NULL;
+    }
+    if (h.file_size != size) {
+        snprintf(why, whylen, "corrupt: %zu bytes, the header says %llu", size,
+                 (unsigned long long)h.file_size);
+        return NULL;
+    }
+    if ((int32_t)h.dtype != key->dtype) {
+        snprintf(why, whylen, "written for another weight format");
+        return NULL;
+    }
+    if (h.src_size != key->size || h.src_ino != key->ino || h.src_dev != key->dev ||
+        h.src_mtime_ns != key->mtime_ns || h.fingerprint != key->fingerprint) {
+        snprintf(why, whylen, "the model file changed since it was written");
+        return NULL;
+    }
+    if (h.pack_signature != key->pack_signature) {
+        snprintf(why, whylen, "written by an engine that packs %s differently",
+                 rwkv_dtype_name((enum rwkv_dtype)key->dtype));
+        return NULL;
+    }
+    if (h.n_entries > (size - sizeof h) / sizeof(struct entry)) {
+        snprintf(why, whylen, "corrupt: %llu entries do not fit in %zu bytes",
+                 (unsigned long long)h.n_entries, size);
+        return NULL;
+    }
+    table_size = h.n_entries * sizeof(struct entry);
+    if (hash_table(&h, b + sizeof h, (size_t)table_size) != h.hash) {
+        snprintf(why, whylen, "corrupt: header or table hash mismatch");
+        return NULL;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c || !(c->entries = malloc(h.n_entries ? (size_t)table_size : 1))) {
+        free(c);
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    memcpy(c->entries, b + sizeof h, (size_t)table_size);
+    c->base = b;
+    c->size = size;
+    c->n = (size_t)h.n_entries;
+    for (size_t i = 0; i < c->n; i++) {
+        struct entry *e = &c->entries[i];
+        uint64_t data, scales;
+
+        if (memchr(e->name, '\0', sizeof e->name) == NULL || e->transpose < 0 ||
+            e->transpose > 1 || matrix_sizes(e->type, e->rows, e->cols, &data, &scales) != 0 ||
+            e->data_size != data || e->scales_size != scales ||
+            !in_file(e->data_off, e->data_size, size) ||
+            !in_file(e->scales_off, e->scales_size, size)) {
+            snprintf(why, whylen, "corrupt: entry %zu is malformed", i);
+            convcache_close(c);
+            return NULL;
+        }
+    }
+    if (c->n > 0 && c->n <= INT32_MAX) {
+        v.c = c;
+        v.bad = calloc(c->n, sizeof *v.bad);
+        if (!v.bad) {
+            snprintf(why, whylen, "out of memory");
+            convcache_close(c);
+            return NULL;
+        }
+        kpool_run(pool, verify_entry, &v, (int)c->n);
+        for (size_t i = 0; i < c->n; i++) {
+            if (v.bad[i]) {
+                snprintf(why, whylen, "corrupt: the data of %.64s does not match its hash",
+                         c->entries[i].name);
+                free(v.bad);
+                convcache_close(c);
+                return NULL;
+            }
+        }
+        free(v.bad);
+    }
+    return c;
+}
+
+convcache *convcache_open(const char *path, const struct convcache_key *key,
+                          struct kpool *pool, char *why, size_t whylen)
+{
+    struct stat st;
+    convcache *c;
+    void *map;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        snprintf(why, whylen, errno == ENOENT ? "no cache yet" : "cannot open: %s",
+                 strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    if (st.st_size < (off_t)sizeof(struct header)) {
+        snprintf(why, whylen, "corrupt: %lld bytes, shorter than the header",
+                 (long long)st.st_size);
+        close(fd);
+        return NULL;
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX) {
+        snprintf(why, whylen, "too large to map");
+        close(fd);
+        return NULL;
+    }
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        snprintf(why, whylen, "cannot map: %s", strerror(errno));
+        return NULL;
+    }
+    c = convcache_parse(map, (size_t)st.st_size, key, pool, why, whylen);
+    if (!c) {
+        munmap(map, (size_t)st.st_size);
+        return NULL;
+    }
+    c->map = map;
+    return c;
+}
+
+void convcache_close(convcache *c)
+{
+    if (!c) {
+        return;
+    }
+    if (c->map) {
+        munmap(c->map, c->size);
+    }
+    free(c->entries);
+    free(c);
+}
+
+size_t convcache_count(const convcache *c)
+{
+    return c ? c->n : 0;
+}
+
+static int entry_matches(const struct entry *e, const char *name, uint64_t src_off,
+                         int transpose, const struct kmat *m)
+{
+    return e->src_off == src_off && e->transpose == transpose && e->type == (int32_t)m->type &&
+           e->rows == m->rows && e->cols == m->cols &&
+           strncmp(e->name, name, sizeof e->name) == 0;
+}
+
+int convcache_find(convcache *c, const char *name, uint64_t src_off, int transpose,
+                   struct kmat *m)
+{
+    if (!c) {
+        return 0;
+    }
+    /* loads ask in the order they wrote: start where the last one matched */
+    for (size_t k = 0; k < c->n; k++) {
+        size_t i = (c->next + k) % c->n;
+        const struct entry *e = &c->entries[i];
+
+        if (entry_matches(e, name, src_off, transpose, m)) {
+            m->data = c->base + e->data_off;
+            m->scales = e->scales_size ? (const float *)(c->base + e->scales_off) : NULL;
+            m->owned = NULL;
+            m->owned_scales = NULL;
+            c->next = i + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                    */
+
+static uint64_t align_up(uint64_t x)
+{
+    return (x + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+struct hash_job {
+    const struct convcache_item *items;
+    struct entry *entries;
+};
+
+static void hash_item(void *ctx, int i)
+{
+    struct hash_job *j = ctx;
+    const struct kmat *m = j->items[i].m;
+    struct entry *e = &j->entries[i];
+
+    e->hash = hash_matrix(m->data, e->data_size, m->scales, e->scales_size);
+}
+
+/* Writes n bytes, then zeros up to the next multiple of ALIGN from *pos. */
+static int write_padded(int fd, const void *p, size_t n, uint64_t *pos)
+{
+    static const unsigned char zeros[ALIGN];
+    const unsigned char *b = p;
+    size_t pad;
+
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+        *pos += (uint64_t)w;
+    }
+    pad = (size_t)(align_up(*pos) - *pos);
+    if (pad && write(fd, zeros, pad) != (ssize_t)pad) {
+        if (errno == 0) {
+            errno = ENOSPC;
+        }
+        return -1;
+    }
+    *pos += pad;
+    return 0;
+}
+
+/* mkdir -p of path's directory. */
+static int make_parents(const char *path)
+{
+    char dir[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n >= sizeof dir) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(dir, path, n + 1);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') {
+            continue;
+        }
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+/* Whether the directory of path may be written: it exists and has a write
+ * permission bit (checked by mode too, so that root leaves a directory
+ * marked read-only alone). */
+static int dir_writable(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    struct stat st;
+    size_t n;
+
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        n = slash == path ? 1 : (size_t)(slash - path);
+        if (n >= sizeof dir) {
+            return 0;
+        }
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+           (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) && access(dir, W_OK) == 0;
+}
+
+int convcache_write(const char *path, int make_dir, const struct convcache_key *key,
+                    const struct convcache_item *items, size_t n, struct kpool *pool,
+                    char *why, size_t whylen)
+{
+    struct header h;
+    struct entry *entries;
+    struct hash_job job;
+    uint64_t pos, off;
+    char tmp[PATH_MAX + 32];
+    int fd, saved;
+
+    if (n > INT32_MAX / 2) {
+        snprintf(why, whylen, "too many matrices");
+        return -1;
+    }
+    if (make_dir && make_parents(path) != 0) {
+        snprintf(why, whylen, "cannot create the directory of %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!dir_writable(path)) {
+        snprintf(why, whylen, "the directory of %s is read-only", path);
+        return -1;
+    }
+    entries = calloc(n ? n : 1, sizeof *entries);
+    if (!entries) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, MAGIC, sizeof h.magic);
+    h.version = CONVCACHE_VERSION;
+    h.layout = QUANT_LAYOUT_VERSION;
+    h.endian = ENDIAN_MARK;
+    h.dtype = (uint32_t)key->dtype;
+    h.src_size = key->size;
+    h.src_ino = key->ino;
+    h.src_dev = key->dev;
+    h.src_mtime_ns = key->mtime_ns;
+    h.fingerprint = key->fingerprint;
+    h.pack_signature = key->pack_signature;
+    h.n_entries = n;
+    off = align_up(sizeof h + n * sizeof *entries);
+    for (size_t i = 0; i < n; i++) {
+        struct entry *e = &entries[i];
+        const struct kmat *m = items[i].m;
+
+        if (strlen(items[i].name) >= sizeof e->name) {
+            snprintf(why, whylen, "tensor name %.40s... is too long", items[i].name);
+            free(entries);
+            return -1;
+        }
+        strcpy(e->name, items[i].name);
+        e->src_off = items[i].src_off;
+        e->transpose = items[i].transpose;
+        e->type = (int32_t)m->type;
+        e->rows = m->rows;
+        e->cols = m->cols;
+        matrix_sizes(e->type, e->rows, e->cols, &e->data_size, &e->scales_size);
+        e->data_off = off;
+        off = align_up(off + e->data_size);
+        e->scales_off = e->scales_size ? off : 0;
+        off = align_up(off + e->scales_size);
+    }
+    h.file_size = off;
+    job.items = items;
+    job.entries = entries;
+    kpool_run(pool, hash_item, &job, (int)n);
+    h.hash = hash_table(&h, entries, n * sizeof *entries);
+
+    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(why, whylen, "cannot create %s: %s", tmp, strerror(errno));
+        free(entries);
+        return -1;
+    }
+    pos = 0;
+    errno = 0;
+    /* 128-byte header, table, padding: data starts aligned */
+    if (write_padded(fd, &h, sizeof h, &pos) != 0 ||
+        write_padded(fd, entries, n * sizeof *entries, &pos) != 0) {
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct kmat *m = items[i].m;
+
+        if (write_padded(fd, m->data, (size_t)entries[i].data_size, &pos) != 0 ||
+            (entries[i].scales_size &&
+             write_padded(fd, m->scales, (size_t)entries[i].scales_size, &pos) != 0)) {
+            goto fail;
+        }
+    }
+    if (pos != h.file_size || fsync(fd) != 0) {
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        goto fail;
+    }
+    free(entries);
+    return 0;
+fail:
+    saved = errno ? errno : EIO;
+    if (fd >= 0) {
+        close(fd);
+    }
+    unlink(tmp);
+    free(entries);
+    snprintf(why, whylen, "cannot write %s: %s", path, strerror(saved));
+    return -1;
+}
