@@ -34,6 +34,7 @@ struct opts {
     int no_reexec;
     double bandwidth;           /* --bandwidth: given, not measured (bytes/s) */
     int quality;                /* --quality N: compare N tokens with fp32 */
+    int no_cache;               /* --no-cache: convert at load, no cache file */
 };
 
 static double now(void)
@@ -276,6 +277,7 @@ static void usage(FILE *f)
         "Measure prompt processing and generation speed of a model.\n\n"
         "  -t, --threads N    worker threads (default: online CPUs)\n"
         "      --dtype D      weight format: auto, fp32, fp16, bf16, int8/q8, q4\n"
+        "      --no-cache     convert the weights at load; no conversion cache\n"
         "  -p, --prompt N     prompt tokens (default 512; 0 skips)\n"
         "  -n, --gen N        generated tokens (default 128; 0 skips)\n"
         "  -r, --repeats N    repeats, the median is reported (default 5)\n"
@@ -313,6 +315,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "no-reexec", no_argument, NULL, 'X' },
         { "bandwidth", required_argument, NULL, 'B' },
         { "quality", required_argument, NULL, 'Q' },
+        { "no-cache", no_argument, NULL, 'N' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -339,6 +342,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
                 fprintf(stderr, "rwkv-bench: bad --dtype '%s'\n", optarg);
                 return 2;
             }
+            break;
+        case 'N':
+            o->no_cache = 1;
             break;
         case 'p':
         case 'n':
@@ -421,10 +427,11 @@ static void fmt_speed(char *buf, size_t n, double *tps, int k)
 }
 
 /* Logits after each of n tokens (RNN mode) with weights in format d. */
-static float *run_logits(const char *path, enum rwkv_dtype d, int threads, const int32_t *tok,
-                         int n, int *vocab)
+static float *run_logits(const char *path, enum rwkv_dtype d, int threads, int no_cache,
+                         const int32_t *tok, int n, int *vocab)
 {
-    struct rwkv_load_options lo = { .dtype = d, .n_threads = threads };
+    struct rwkv_load_options lo = { .dtype = d, .n_threads = threads,
+                                    .cache = no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON };
     char err[RWKV_ERRLEN];
     rwkv_model *m = rwkv_model_load(path, &lo, err, sizeof err);
     rwkv_state *s;
@@ -462,11 +469,11 @@ static int quality(const struct opts *o)
     if (!tok) {
         return 1;
     }
-    ref = run_logits(o->model, RWKV_DTYPE_F32, o->threads, NULL, 0, &vocab);
+    ref = run_logits(o->model, RWKV_DTYPE_F32, o->threads, o->no_cache, NULL, 0, &vocab);
     free(ref);
     fill_tokens(tok, o->quality, vocab > 1 ? vocab : 2, 4242);
-    ref = run_logits(o->model, RWKV_DTYPE_F32, o->threads, tok, o->quality, &vocab);
-    q = run_logits(o->model, o->dtype, o->threads, tok, o->quality, &vq);
+    ref = run_logits(o->model, RWKV_DTYPE_F32, o->threads, o->no_cache, tok, o->quality, &vocab);
+    q = run_logits(o->model, o->dtype, o->threads, o->no_cache, tok, o->quality, &vq);
     if (!ref || !q) {
         free(ref);
         free(q);
@@ -507,6 +514,28 @@ static int quality(const struct opts *o)
     return 0;
 }
 
+/* One header line on what the conversion cache did at load. */
+static void print_cache(const struct rwkv_cache_info *ci)
+{
+    switch (ci->result) {
+    case RWKV_CACHE_NONE:
+        printf("conversion cache: none needed (weights used as stored)\n");
+        break;
+    case RWKV_CACHE_USED:
+        printf("conversion cache: used %s (%.2f s)\n", ci->path, ci->seconds);
+        break;
+    case RWKV_CACHE_WRITTEN:
+        printf("conversion cache: written %s (%.2f s; %s)\n", ci->path, ci->seconds, ci->reason);
+        break;
+    case RWKV_CACHE_NOT_WRITTEN:
+        printf("conversion cache: not written: %s\n", ci->reason);
+        break;
+    case RWKV_CACHE_OFF:
+        printf("conversion cache: off (--no-cache)\n");
+        break;
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -537,6 +566,7 @@ int main(int argc, char **argv)
 
     lo.dtype = o.dtype;
     lo.n_threads = o.threads;
+    lo.cache = o.no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON;
     t0 = now();
     m = rwkv_model_load(o.model, &lo, err, sizeof err);
     if (!m) {
@@ -578,7 +608,9 @@ int main(int argc, char **argv)
     printf("machine: read bandwidth %.1f GB/s (%s); generation ceiling %.1f tok/s\n",
            bw / 1e9, o.bandwidth > 0 ? "given" : "measured: 1 GiB, same threads, best of 5",
            bw / (double)info->bytes_per_token);
-    printf("load: %.2f s to model, %.3f s more to the first token\n\n", load_s, first_s);
+    printf("load: %.2f s to model, %.3f s more to the first token\n", load_s, first_s);
+    print_cache(rwkv_model_cache(m));
+    printf("\n");
     row("model", "test", "tok/s (min-max)", "ms/tok", "of ceiling", "peak RSS");
     printf("|%s|%s|%s|%s|%s|%s|\n", "------------------------", "------------------",
            "--------------------", "----------", "------------", "-----------");

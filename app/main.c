@@ -92,7 +92,8 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
                   chat **out_chat, char *label, size_t label_len)
 {
     char err[2048], *model_path, *vocab_path;
-    struct rwkv_load_options load = { opts->dtype, opts->n_threads };
+    struct rwkv_load_options load = { opts->dtype, opts->n_threads,
+                                      opts->no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON };
     const struct rwkv_info *info;
     struct chat_template t;
     const char *prompt;
@@ -156,6 +157,17 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
                 "weights (%s kernels), loaded in %.2f s\n", model_path, info->version_name,
                 info->n_layer, info->n_embd, (unsigned long long)info->n_params,
                 rwkv_dtype_name(info->compute_dtype), rwkv_kernels_name(), now() - t0);
+        {
+            const struct rwkv_cache_info *ci = rwkv_model_cache(model);
+
+            if (ci->result == RWKV_CACHE_USED || ci->result == RWKV_CACHE_WRITTEN) {
+                fprintf(stderr, "rwkv-chat: conversion cache: %s %s (%.2f s)\n",
+                        ci->result == RWKV_CACHE_USED ? "used" : "written", ci->path,
+                        ci->seconds);
+            } else if (ci->result == RWKV_CACHE_NOT_WRITTEN) {
+                fprintf(stderr, "rwkv-chat: conversion cache: not written: %s\n", ci->reason);
+            }
+        }
         if (!opts->model_from_user) {
             fprintf(stderr, "rwkv-chat: %s\n", OPTIONS_DEMO_NOTICE);
         }

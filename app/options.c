@@ -20,7 +20,7 @@ const char *const options_knob_names[] = {
 enum {
     OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_SEED, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P,
     OPT_TOP_K, OPT_MIN_P, OPT_PRESENCE, OPT_FREQUENCY, OPT_DECAY, OPT_GREEDY, OPT_BATCH,
-    OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_CONFIG,
+    OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
 };
 
 static const struct option longopts[] = {
@@ -47,6 +47,7 @@ static const struct option longopts[] = {
     { "data-dir", required_argument, NULL, OPT_DATA_DIR },
     { "threads", required_argument, NULL, 't' },
     { "dtype", required_argument, NULL, OPT_DTYPE },
+    { "no-cache", no_argument, NULL, OPT_NO_CACHE },
     { "config", required_argument, NULL, OPT_CONFIG },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -75,6 +76,7 @@ void options_usage(FILE *f)
         "      --data-dir=DIR     search DIR for prompts, models and the vocabulary first\n"
         "  -t, --threads=N        worker threads (default: all CPUs)\n"
         "      --dtype=TYPE       weights as fp32, fp16, bf16, q8 or q4 (default: as stored)\n"
+        "      --no-cache         convert the weights at every start; no conversion cache\n"
         "      --config=FILE      read FILE instead of ~/.config/rwkv-chat/config\n"
         "\n"
         "Sampling:\n"
@@ -449,6 +451,9 @@ int options_parse(struct app_options *opts, int argc, char **argv)
                 short_usage("--dtype: unknown type '%s' (fp32, fp16, bf16, q8, q4)", optarg, NULL);
                 return OPTIONS_USAGE;
             }
+            break;
+        case OPT_NO_CACHE:
+            opts->no_cache = 1;
             break;
         case OPT_CONFIG:
             break;

@@ -55,6 +55,7 @@ struct app_options {
     int resume;             /* --resume */
     int n_threads;          /* -t/--threads, 0 = all CPUs */
     enum rwkv_dtype dtype;  /* --dtype */
+    int no_cache;           /* --no-cache: no conversion cache */
     struct app_colours colours;
 };
 
