@@ -30,6 +30,9 @@
 #define HEADER_SIZE 128
 #define ENTRY_SIZE 32
 #define MAX_SECTIONS 1024
+/* The application's sections together (the state aside) are at most this
+ * big: a reader never allocates more than the state plus this. */
+#define MAX_SECTION_BYTES ((uint64_t)1 << 30)
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 
@@ -215,6 +218,7 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
 {
     const struct rwkv_info *info = rwkv_model_info(model);
     size_t n_floats = rwkv_state_floats(state), n_total = n_sections + 1, i, offset;
+    uint64_t app;
     uint8_t header[HEADER_SIZE], entry[ENTRY_SIZE], sum[8];
     struct writer *w;
     struct stat st;
@@ -229,13 +233,20 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
         snprintf(err, errlen, "%s: too many sections (%zu)", path, n_sections);
         return -1;
     }
-    for (i = 0; i < n_sections; i++) {
+    for (i = 0, app = 0; i < n_sections; i++) {
         size_t tl = strlen(sections[i].tag);
 
         if (tl == 0 || tl >= RWKV_STATEFILE_TAGLEN || !strcmp(sections[i].tag, "state")) {
             snprintf(err, errlen, "%s: bad section tag '%s'", path, sections[i].tag);
             return -1;
         }
+        /* What the reader would refuse is never written. */
+        if (sections[i].size > MAX_SECTION_BYTES - app) {
+            snprintf(err, errlen, "%s: more than %llu bytes to save: the conversation is too long",
+                     path, (unsigned long long)MAX_SECTION_BYTES);
+            return -1;
+        }
+        app += sections[i].size;
     }
     /* Offsets: the table, then "state", then each section, 8-aligned. */
     offset = HEADER_SIZE + n_total * ENTRY_SIZE;
@@ -369,6 +380,81 @@ static void describe(char *buf, size_t len, uint32_t version, uint32_t minor, ui
     }
 }
 
+/* Before anything is allocated: the file must be for this model and its
+ * size must be what its section table lays out (the state first, each
+ * section 8-aligned right after the one before, the checksum last), with
+ * at most MAX_SECTION_BYTES of sections besides the state.  size is the
+ * file's size, already equal to the header's.  0, or -1 with err. */
+static int check_layout(int fd, const char *path, const uint8_t *header,
+                        const struct rwkv_info *info, uint64_t size, char *err, size_t errlen)
+{
+    uint8_t mine[64], *table;
+    uint64_t n_sec = get32(header + 24), end, app = 0, i;
+    size_t table_bytes;
+
+    put_identity(mine, info);
+    if (memcmp(mine, header + 32, 64) != 0) {
+        const uint8_t *h = header + 32;
+        char theirs[160], ours[160];
+
+        describe(theirs, sizeof theirs, get32(h), get32(h + 4), get32(h + 8), get32(h + 12),
+                 get32(h + 24), get64(h + 32));
+        describe(ours, sizeof ours, (uint32_t)info->version, (uint32_t)info->minor,
+                 (uint32_t)info->n_layer, (uint32_t)info->n_embd, (uint32_t)info->n_vocab,
+                 info->fingerprint);
+        snprintf(err, errlen, "%s: saved with another model (%s), not this one (%s)", path,
+                 theirs, ours);
+        return -1;
+    }
+    if (n_sec == 0 || n_sec > MAX_SECTIONS || HEADER_SIZE + n_sec * ENTRY_SIZE > size - 8) {
+        snprintf(err, errlen, "%s: corrupt section table (%llu sections)", path,
+                 (unsigned long long)n_sec);
+        return -1;
+    }
+    table_bytes = (size_t)n_sec * ENTRY_SIZE;
+    table = malloc(table_bytes);
+    if (!table) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    if (pread(fd, table, table_bytes, HEADER_SIZE) != (ssize_t)table_bytes) {
+        snprintf(err, errlen, "%s: cannot read the section table", path);
+        free(table);
+        return -1;
+    }
+    end = HEADER_SIZE + table_bytes;
+    for (i = 0; i < n_sec; i++) {
+        const uint8_t *e = table + i * ENTRY_SIZE;
+        uint64_t offset = get64(e + 16), n = get64(e + 24);
+        int is_state = !memcmp(e, "state", 6);
+
+        if (offset != end || (i == 0) != is_state ||
+            (is_state && n != (uint64_t)info->state_floats * sizeof(float))) {
+            snprintf(err, errlen, "%s: corrupt section table (entry %llu)", path,
+                     (unsigned long long)i);
+            free(table);
+            return -1;
+        }
+        if (!is_state) {
+            if (n > MAX_SECTION_BYTES - app) {
+                snprintf(err, errlen, "%s: sections of more than %llu bytes: not a state file "
+                         "rwkv-chat writes", path, (unsigned long long)MAX_SECTION_BYTES);
+                free(table);
+                return -1;
+            }
+            app += n;
+        }
+        end = (offset + n + 7) & ~(uint64_t)7;
+    }
+    free(table);
+    if (end + 8 != size) {
+        snprintf(err, errlen, "%s: corrupt: its sections take %llu bytes, the file has %llu", path,
+                 (unsigned long long)(end + 8), (unsigned long long)size);
+        return -1;
+    }
+    return 0;
+}
+
 /* Reads all of fd (size bytes) into a new buffer. */
 static uint8_t *read_all(int fd, size_t size, int *error)
 {
@@ -453,6 +539,10 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
         declared > (uint64_t)SIZE_MAX) {
         snprintf(err, errlen, "%s: corrupt: header says %llu bytes, the file has %lld", path,
                  (unsigned long long)declared, (long long)st.st_size);
+        close(fd);
+        return NULL;
+    }
+    if (check_layout(fd, path, header, info, declared, err, errlen) < 0) {
         close(fd);
         return NULL;
     }

@@ -6,6 +6,8 @@
 #include "tests/tap.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -359,6 +361,183 @@ static void test_refusals(void)
     rwkv_model_free(m32);
 }
 
+/* 1 when built with AddressSanitizer (which reserves terabytes of
+ * address space, so RLIMIT_AS cannot be used). */
+static int under_asan(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 1;
+#endif
+#endif
+    return 0;
+}
+
+static void put_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    if (f) {
+        fwrite(data, 1, len, f);
+        fclose(f);
+    }
+}
+
+/* Writes the first head bytes of from to path and makes it size bytes
+ * long (sparse: nothing is written past head); the header's size field
+ * says size.  0, or -1 when the file system cannot hold such a file. */
+static int sparse_copy(const char *from, const char *path, size_t head, uint64_t size)
+{
+    size_t n;
+    unsigned char *d = read_file(from, &n);
+    int fd, rc = -1, i;
+
+    if (!d || n < head) {
+        free(d);
+        return -1;
+    }
+    for (i = 0; i < 8; i++) {
+        d[16 + i] = (unsigned char)(size >> (8 * i));
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0 && write(fd, d, head) == (ssize_t)head && ftruncate(fd, (off_t)size) == 0) {
+        rc = 0;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(d);
+    return rc;
+}
+
+/* Loads path in a child whose address space is capped at what it uses now
+ * plus 512 MiB; 1 if the load was refused with an error containing want. */
+static int refused_in_little_memory(const rwkv_model *m, const char *path, const char *want)
+{
+    pid_t pid = fork();
+    int status;
+
+    if (pid == 0) {
+        char err[RWKV_ERRLEN];
+        unsigned long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        struct rlimit lim;
+        rwkv_statefile *sf;
+
+        if (!f || fscanf(f, "%lu", &pages) != 1) {
+            _exit(2);
+        }
+        fclose(f);
+        lim.rlim_cur = lim.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) +
+                                      ((rlim_t)512 << 20);
+        if (setrlimit(RLIMIT_AS, &lim) < 0) {
+            _exit(2);
+        }
+        sf = rwkv_statefile_load(path, m, err, sizeof err);
+        _exit(!sf && strstr(err, want) ? 0 : 1);
+    }
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
+/* A file is checked against the size its header and section table lay out
+ * before anything is allocated: an 8 GB (sparse) file with a valid header
+ * is refused at once, whether its table is small or claims 8 GB. */
+static void test_size_cap(void)
+{
+    char err[RWKV_ERRLEN], want[128];
+    rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7.pth"), NULL, err, sizeof err);
+    const uint64_t huge = (uint64_t)8 << 30;
+    rwkv_statefile *sf;
+    rwkv_state *st;
+    struct rwkv_statefile_section sec[2] = { { "alpha", "hello", 5 }, { "big", "0123456789", 10 } };
+    unsigned char *d;
+    size_t len, head;
+    uint64_t off, size;
+    int i;
+
+    if (!m) {
+        ok(0, "v7.pth: %s", err);
+        return;
+    }
+    st = rwkv_state_new(m);
+    rwkv_statefile_save(TMPDIR "/small.state", m, st, sec, 2, err, sizeof err);
+    d = read_file(TMPDIR "/small.state", &len);
+    head = 128 + 3 * 32;        /* header and table: state, alpha, big */
+    ok(d && len > head, "a small state file to start from (%zu bytes)", len);
+
+    /* 1. The table lays out len bytes; the header and the file say 8 GB. */
+    if (sparse_copy(TMPDIR "/small.state", TMPDIR "/huge.state", head, huge) < 0) {
+        skip("cannot make an 8 GB sparse file here");
+        skip("cannot make an 8 GB sparse file here");
+        skip("cannot make an 8 GB sparse file here");
+    } else {
+        snprintf(want, sizeof want, "huge.state: corrupt: its sections take %zu bytes, the file "
+                 "has %llu", len, (unsigned long long)huge);
+        sf = rwkv_statefile_load(TMPDIR "/huge.state", m, err, sizeof err);
+        ok(!sf && strstr(err, want) && !strchr(err, '\n'),
+           "8 GB file whose table lays out %zu bytes refused before reading: %s", len, err);
+        rwkv_statefile_free(sf);
+        if (under_asan() || under_valgrind()) {
+            skip("address space cap under a sanitizer");
+        } else {
+            ok(refused_in_little_memory(m, TMPDIR "/huge.state", want),
+               "refused the same way with the address space capped 512 MiB above what is used");
+        }
+
+        /* 2. The last section claims the 8 GB: refused by the cap. */
+        memcpy(&off, d + 128 + 2 * 32 + 16, 8);
+        size = huge - 8 - off;
+        for (i = 0; i < 8; i++) {
+            d[128 + 2 * 32 + 24 + i] = (unsigned char)(size >> (8 * i));
+            d[16 + i] = (unsigned char)(huge >> (8 * i));
+        }
+        put_file(TMPDIR "/bigsec.state", d, head);
+        sf = NULL;
+        err[0] = '\0';
+        if (truncate(TMPDIR "/bigsec.state", (off_t)huge) == 0) {
+            sf = rwkv_statefile_load(TMPDIR "/bigsec.state", m, err, sizeof err);
+        }
+        ok(!sf && strstr(err, "bigsec.state: sections of more than 1073741824 bytes"),
+           "8 GB file whose table claims an 8 GB section refused by the 1 GiB cap: %s", err);
+        rwkv_statefile_free(sf);
+    }
+    unlink(TMPDIR "/huge.state");
+    unlink(TMPDIR "/bigsec.state");
+
+    /* 3. A gap between sections (the size field and checksum agree). */
+    d = (free(d), read_file(TMPDIR "/small.state", &len));
+    if (d) {
+        unsigned char *g = malloc(len + 8);
+
+        memcpy(g, d, len);
+        memcpy(&off, g + 128 + 2 * 32 + 16, 8);
+        off += 8;
+        memcpy(g + 128 + 2 * 32 + 16, &off, 8);
+        memmove(g + off, g + off - 8, len - (off - 8));
+        put_file(TMPDIR "/gap.state", g, len + 8);
+        size = len + 8;
+        patch(TMPDIR "/gap.state", 16, &size, 8, 1);
+        sf = rwkv_statefile_load(TMPDIR "/gap.state", m, err, sizeof err);
+        ok(!sf && strstr(err, "gap.state: corrupt section table (entry 2)"),
+           "a section not where the one before it ends is refused: %s", err);
+        rwkv_statefile_free(sf);
+        free(g);
+    }
+    free(d);
+
+    /* 4. The writer refuses what the reader would. */
+    sec[1].size = ((size_t)1 << 30) - 4;
+    ok(rwkv_statefile_save(TMPDIR "/toobig.state", m, st, sec, 2, err, sizeof err) == -1 &&
+       strstr(err, "toobig.state: more than 1073741824 bytes to save") &&
+       access(TMPDIR "/toobig.state", F_OK) != 0,
+       "sections over the cap are not written: %s", err);
+    rwkv_state_free(st);
+    rwkv_model_free(m);
+}
+
 /* The container itself: sections round-trip, tags checked. */
 static void test_container(void)
 {
@@ -462,6 +641,7 @@ int main(int argc, char **argv)
     mkdir("tests", 0755);
     mkdir(TMPDIR, 0755);
     test_container();
+    test_size_cap();
     snprintf(demo, sizeof demo, "%s/share/models/rwkv7-tiny-chat.pth",
              getenv("TOP_SRCDIR") ? getenv("TOP_SRCDIR") : "..");
     test_continue(argv[0], demo, "demo model");
