@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/kernels.h"
@@ -254,48 +256,73 @@ const struct kernel_set kernel_set_portable = {
 /* Worker pool                                                                */
 
 /*
- * n_threads - 1 workers sleep on a condition variable; kpool_run publishes a
- * job (fn, ctx, n) under a new generation number, the caller joins in, and
- * tasks are handed out by an atomic counter tagged with the generation.
- * The caller returns once every task is done and no worker is inside the
- * job any more.
+ * n_threads - 1 workers wait for jobs; kpool_run publishes a job (fn, ctx,
+ * n) under a new generation number, joins in, and returns once every task
+ * has finished.  Tasks are handed out through one atomic word,
+ *     claim = generation << 32 | n << 16 | next index,
+ * so a worker late for a finished job can never take a task: its
+ * compare-and-swap fails on the generation, or finds next == n.  fn and ctx
+ * are read only after a successful claim, while the caller is still
+ * waiting for that task, so they are the claimed job's.
+ *
+ * Generation calls one product after another, a few microseconds apart: a
+ * worker that went to sleep between them would cost a futex wake-up (tens
+ * of microseconds on a virtual machine) every time.  So workers, and the
+ * caller waiting for stragglers, spin for a while (SPIN_NS) before they
+ * sleep on the condition variable.
  */
+#define SPIN_NS 200000
+#define MAX_TASKS 0xFFFF
+
 struct kpool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    pthread_cond_t done;
-    uint32_t generation;
-    int quit;
+    int quit;                   /* atomic */
+    uint32_t generation;        /* atomic: the newest job */
+    int sleepers;               /* atomic: workers asleep or about to be */
     /* the current job */
     void (*fn)(void *ctx, int i);
     void *ctx;
-    int n_tasks;
-    uint64_t claim;             /* atomic: generation << 32 | next task */
-    int tasks_left;             /* under lock */
-    int busy_workers;           /* workers inside the current job */
+    uint64_t claim;             /* atomic, see above */
+    int tasks_left;             /* atomic: tasks not finished yet */
     float *tile;                /* k_matmul's conversion buffer, kept between calls */
     size_t tile_floats;
 };
 
-/* Takes tasks of job `generation` until none are left; returns how many.
- * A task is claimed by a compare-and-swap on (generation << 32 | next
- * index), so a worker that wakes late for a finished job can never take an
- * index that belongs to the next one. */
-static int kpool_work(struct kpool *p, uint32_t generation, void (*fn)(void *, int), void *ctx,
-                      int n)
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Takes tasks of job `generation` until none are left; returns how many. */
+static int kpool_work(struct kpool *p, uint32_t generation)
 {
     uint64_t cur = __atomic_load_n(&p->claim, __ATOMIC_ACQUIRE);
     int done = 0;
 
     for (;;) {
-        if ((uint32_t)(cur >> 32) != generation || (int)(uint32_t)cur >= n) {
+        unsigned next = (unsigned)(cur & 0xFFFF), n = (unsigned)(cur >> 16) & 0xFFFF;
+
+        if ((uint32_t)(cur >> 32) != generation || next >= n) {
             break;
         }
         if (__atomic_compare_exchange_n(&p->claim, &cur, cur + 1, 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE)) {
-            fn(ctx, (int)(uint32_t)cur);
+            p->fn(p->ctx, (int)next);
             done++;
             cur = __atomic_load_n(&p->claim, __ATOMIC_ACQUIRE);
         }
@@ -303,35 +330,58 @@ static int kpool_work(struct kpool *p, uint32_t generation, void (*fn)(void *, i
     return done;
 }
 
+/* Waits until the pool's generation differs from seen (or quit); returns it. */
+static uint32_t kpool_wait_job(struct kpool *p, uint32_t seen)
+{
+    uint64_t start = 0;
+    uint32_t g;
+
+    for (unsigned spins = 0;; spins++) {
+        g = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE);
+        if (g != seen || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) {
+            return g;
+        }
+        if ((spins & 255) == 0) {
+            uint64_t t = now_ns();
+
+            if (!start) {
+                start = t;
+            } else if (t - start > SPIN_NS) {
+                break;
+            }
+        }
+        cpu_relax();
+    }
+    /* Sleep.  The caller stores the generation, then reads sleepers; we
+     * count ourselves in, then read the generation (both sequentially
+     * consistent): one of us sees the other, so no wake-up is lost. */
+    pthread_mutex_lock(&p->lock);
+    __atomic_add_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
+    while ((g = __atomic_load_n(&p->generation, __ATOMIC_SEQ_CST)) == seen &&
+           !__atomic_load_n(&p->quit, __ATOMIC_SEQ_CST)) {
+        pthread_cond_wait(&p->wake, &p->lock);
+    }
+    __atomic_sub_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&p->lock);
+    return g;
+}
+
 static void *kpool_main(void *arg)
 {
     struct kpool *p = arg;
     uint32_t seen = 0;
 
-    pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (!p->quit && p->generation == seen) {
-            pthread_cond_wait(&p->wake, &p->lock);
-        }
-        if (p->quit) {
+        seen = kpool_wait_job(p, seen);
+        if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) {
             break;
         }
-        seen = p->generation;
-        void (*fn)(void *, int) = p->fn;
-        void *ctx = p->ctx;
-        int n = p->n_tasks;
+        int did = kpool_work(p, seen);
 
-        p->busy_workers++;
-        pthread_mutex_unlock(&p->lock);
-        int did = kpool_work(p, seen, fn, ctx, n);
-        pthread_mutex_lock(&p->lock);
-        p->tasks_left -= did;
-        p->busy_workers--;
-        if (p->tasks_left == 0 && p->busy_workers == 0) {
-            pthread_cond_signal(&p->done);
+        if (did) {
+            __atomic_sub_fetch(&p->tasks_left, did, __ATOMIC_RELEASE);
         }
     }
-    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -354,7 +404,6 @@ struct kpool *kpool_new(int n_threads)
     p->n_threads = 1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
@@ -377,7 +426,7 @@ void kpool_free(struct kpool *p)
         return;
     }
     pthread_mutex_lock(&p->lock);
-    p->quit = 1;
+    __atomic_store_n(&p->quit, 1, __ATOMIC_SEQ_CST);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->n_threads - 1; i++) {
@@ -387,7 +436,6 @@ void kpool_free(struct kpool *p)
     free(p->tile);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
     free(p);
 }
 
@@ -396,38 +444,56 @@ int kpool_threads(const struct kpool *p)
     return p ? p->n_threads : 1;
 }
 
+/* Runs fn(ctx, i) for i in [0, n), 1 < n <= MAX_TASKS, on the pool. */
+static void kpool_run_some(struct kpool *p, void (*fn)(void *ctx, int i), void *ctx, int n)
+{
+    uint32_t generation = p->generation + 1;
+    uint64_t start = 0;
+
+    p->fn = fn;
+    p->ctx = ctx;
+    __atomic_store_n(&p->tasks_left, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->claim, (uint64_t)generation << 32 | (uint64_t)n << 16,
+                     __ATOMIC_RELEASE);
+    __atomic_store_n(&p->generation, generation, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&p->sleepers, __ATOMIC_SEQ_CST) > 0) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+    }
+
+    int did = kpool_work(p, generation);
+    int left = __atomic_sub_fetch(&p->tasks_left, did, __ATOMIC_ACQ_REL);
+
+    /* Stragglers: spin, then give the CPU away (a worker may have been
+     * descheduled in the middle of its task). */
+    for (unsigned spins = 0; left > 0; spins++) {
+        if ((spins & 255) == 0) {
+            uint64_t t = now_ns();
+
+            if (!start) {
+                start = t;
+            } else if (t - start > SPIN_NS) {
+                sched_yield();
+            }
+        }
+        cpu_relax();
+        left = __atomic_load_n(&p->tasks_left, __ATOMIC_ACQUIRE);
+    }
+}
+
 void kpool_run(struct kpool *p, void (*fn)(void *ctx, int i), void *ctx, int n)
 {
     if (n <= 0) {
         return;
     }
-    if (!p || p->n_threads == 1 || n == 1) {
+    if (!p || p->n_threads == 1 || n == 1 || n > MAX_TASKS) {
         for (int i = 0; i < n; i++) {
             fn(ctx, i);
         }
         return;
     }
-    pthread_mutex_lock(&p->lock);
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n_tasks = n;
-    p->tasks_left = n;
-    p->generation++;
-    __atomic_store_n(&p->claim, (uint64_t)p->generation << 32, __ATOMIC_RELEASE);
-    uint32_t generation = p->generation;
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->lock);
-
-    int did = kpool_work(p, generation, fn, ctx, n);
-
-    pthread_mutex_lock(&p->lock);
-    p->tasks_left -= did;
-    /* Wait for the stragglers, and for every worker to leave the job so
-     * none still reads fn/ctx after we return. */
-    while (p->tasks_left > 0 || p->busy_workers > 0) {
-        pthread_cond_wait(&p->done, &p->lock);
-    }
-    pthread_mutex_unlock(&p->lock);
+    kpool_run_some(p, fn, ctx, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -611,6 +677,69 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
     }
     job.n_tasks = split_tasks(pool, W);
     kpool_run(pool, matmul_task, &job, job.n_tasks);
+}
+
+/* Pieces a batch of matrix-vector products may be cut into. */
+#define BATCH_TASKS 256
+
+struct batch_job {
+    const struct k_product *p;
+    int n_tasks;
+    struct {
+        unsigned short product;
+        int r0, r1;
+    } task[BATCH_TASKS];
+};
+
+static void batch_task(void *ctx, int i)
+{
+    const struct batch_job *job = ctx;
+    const struct k_product *p = &job->p[job->task[i].product];
+
+    kernels_format(p->W->type)->matvec_rows(p->W, p->X, p->Y, job->task[i].r0, job->task[i].r1);
+}
+
+void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T)
+{
+    struct batch_job job;
+    size_t total = 0, grain;
+    int threads = kpool_threads(pool);
+
+    if (T != 1 || n <= 1 || n > BATCH_TASKS / 8 || threads <= 1) {
+        for (int i = 0; i < n; i++) {
+            k_matmul(pool, p[i].W, p[i].X, T, p[i].Y);
+        }
+        return;
+    }
+    /* Cut every matrix into pieces of about `grain` bytes: several per
+     * thread for balance, and never fewer than one per matrix. */
+    for (int i = 0; i < n; i++) {
+        total += kmat_bytes(p[i].W);
+    }
+    grain = total / ((size_t)threads * 4) + 1;
+    if (grain < 16384) {
+        grain = 16384;
+    }
+    job.p = p;
+    job.n_tasks = 0;
+    for (int i = 0; i < n; i++) {
+        int rows = p[i].W->rows;
+        size_t pieces = kmat_bytes(p[i].W) / grain + 1;
+
+        if (pieces > (size_t)rows) {
+            pieces = (size_t)rows;
+        }
+        if (pieces > (size_t)(BATCH_TASKS - job.n_tasks - (n - 1 - i))) {
+            pieces = (size_t)(BATCH_TASKS - job.n_tasks - (n - 1 - i));
+        }
+        for (size_t j = 0; j < pieces; j++) {
+            job.task[job.n_tasks].product = (unsigned short)i;
+            job.task[job.n_tasks].r0 = (int)((int64_t)rows * (int64_t)j / (int64_t)pieces);
+            job.task[job.n_tasks].r1 = (int)((int64_t)rows * (int64_t)(j + 1) / (int64_t)pieces);
+            job.n_tasks++;
+        }
+    }
+    kpool_run(pool, batch_task, &job, job.n_tasks);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -50,6 +50,18 @@ void k_matvec(struct kpool *pool, const struct kmat *W, const float *x, float *y
 /* Y[T][rows] = X[T][cols] W^T  (sequence mode). */
 void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, float *Y);
 
+/* One product of a batch: Y[T][W->rows] = X[T][W->cols] W^T. */
+struct k_product {
+    const struct kmat *W;
+    const float *X;
+    float *Y;
+};
+/* Runs n independent products.  With T = 1 they are one job on the pool,
+ * their rows shared out together: generation hands the pool one job for
+ * r, k, v and the LoRA factors instead of one per matrix, and small
+ * matrices no longer run on one thread. */
+void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T);
+
 /* Vectors (n elements). */
 void k_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);
 /* GroupNorm over n_groups contiguous groups of n/n_groups elements. */

@@ -36,7 +36,7 @@
 #include "engine/rwkv7_test.h"
 
 /* Tokens per sequence-mode step: bounds the scratch memory. */
-#define CHUNK_MAX 128
+#define CHUNK_MAX 512
 
 /* exp(-0.5): the decay is exp(-exp(-0.5) * sigmoid(...)), in (0.545, 1). */
 #define DECAY_SCALE 0.606531f
@@ -63,7 +63,7 @@ struct scratch {
     float *r, *w, *k, *v, *a, *g, *kk;
     float *v_first;
     float *y;                   /* wkv output, then the gated attention output */
-    float *lora;                /* LoRA hidden layer [lora_max] */
+    float *hw, *ha, *hg, *hv;   /* LoRA hidden layers [lora_max] */
     float *ffn;                 /* channel-mix hidden layer [ffn_size] */
     float *emb_row;             /* one embedding row [C] */
 };
@@ -140,7 +140,7 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
 #define LORA(dst, rows, cols, ...)                                                \
     do {                                                                          \
         if (load_matrix(m, &(dst), model_tensor(m, __VA_ARGS__), 1, (rows), (cols), \
-                        RWKV_DTYPE_F32, err, errlen)) {                           \
+                        lora_dtype(m), err, errlen)) {                            \
             return -1;                                                            \
         }                                                                         \
     } while (0)
@@ -153,6 +153,22 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
             return -1;                                                            \
         }                                                                         \
     } while (0)
+
+/* The LoRA factors are small but read for every token: a tenth of the
+ * bytes of a bf16 model.  They follow the big matrices to bf16 when those
+ * are bf16 or quantised (released files store them in bf16 anyway), and
+ * stay float32 otherwise. */
+static enum rwkv_dtype lora_dtype(const rwkv_model *m)
+{
+    switch (m->info.compute_dtype) {
+    case RWKV_DTYPE_BF16:
+    case RWKV_DTYPE_Q8:
+    case RWKV_DTYPE_Q4:
+        return RWKV_DTYPE_BF16;
+    default:
+        return RWKV_DTYPE_F32;
+    }
+}
 
 /* Width of a LoRA: the out dimension of the tensor stored [C][D]. */
 static int lora_width(rwkv_model *m, int layer, const char *name)
@@ -225,7 +241,7 @@ static int load_layer(rwkv_model *m, struct weights *W, int i, char *err, size_t
 static int alloc_scratch(struct weights *W)
 {
     size_t C = (size_t)W->C, T = CHUNK_MAX;
-    size_t total = T * C * 17 + T * (size_t)W->lora_max + T * (size_t)W->F + C;
+    size_t total = T * C * 17 + 4 * T * (size_t)W->lora_max + T * (size_t)W->F + C;
     float *p = calloc(total, sizeof *p);
     struct scratch *s = &W->s;
     float **vecs[] = { &s->x, &s->ln, &s->xr, &s->xw, &s->xk, &s->xv, &s->xa, &s->xg,
@@ -240,8 +256,12 @@ static int alloc_scratch(struct weights *W)
         *vecs[i] = p;
         p += T * C;
     }
-    s->lora = p;
-    p += T * (size_t)W->lora_max;
+    float **hidden[] = { &s->hw, &s->ha, &s->hg, &s->hv };
+
+    for (int i = 0; i < 4; i++) {
+        *hidden[i] = p;
+        p += T * (size_t)W->lora_max;
+    }
     s->ffn = p;
     p += T * (size_t)W->F;
     s->emb_row = p;
@@ -398,56 +418,69 @@ static void layernorm_rows(const float *x, int T, int C, const float *w, const f
     }
 }
 
-/* w = exp(-e^-0.5 sigmoid(w0 + w2 tanh(w1 xw))): the data-dependent decay. */
-static void decay(struct weights *W, const struct layer *l, int T)
+/* The projections of the time mix, all from the token-shifted inputs:
+ * r, k, v, and the LoRA factors
+ *   decay         w = exp(-e^-0.5 sigmoid(w0 + w2 tanh(w1 xw)))
+ *   in-context lr a = sigmoid(a0 + a2 a1 xa)
+ *   gate          g = g2 sigmoid(g1 xg)
+ *   v residual    s->y = sigmoid(v0 + v2 v1 xv)   (layers after the first)
+ * Independent products go to the pool together (k_matmul_batch): two
+ * hand-offs for the lot in generation, not one per matrix. */
+static void projections(struct weights *W, const struct layer *l, int layer, int T)
 {
     struct scratch *s = &W->s;
-    int C = W->C, D = l->w1.rows;
+    int C = W->C;
+    int with_decay = !(W->dropped & RWKV7_TERM_DECAY_LORA);
+    int with_vres = layer > 0 && !(W->dropped & RWKV7_TERM_V_FIRST);
+    struct k_product down[7], up[4];
+    int n_down = 0, n_up = 0;
 
-    if (W->dropped & RWKV7_TERM_DECAY_LORA) {
-        memset(s->w, 0, (size_t)T * C * sizeof *s->w);
-    } else {
-        k_matmul(W->pool, &l->w1, s->xw, T, s->lora);
-        for (size_t i = 0; i < (size_t)T * D; i++) {
-            s->lora[i] = tanhf(s->lora[i]);
+    down[n_down++] = (struct k_product){ &l->receptance, s->xr, s->r };
+    down[n_down++] = (struct k_product){ &l->key, s->xk, s->k };
+    down[n_down++] = (struct k_product){ &l->value, s->xv, s->v };
+    down[n_down++] = (struct k_product){ &l->a1, s->xa, s->ha };
+    down[n_down++] = (struct k_product){ &l->g1, s->xg, s->hg };
+    up[n_up++] = (struct k_product){ &l->a2, s->ha, s->a };
+    up[n_up++] = (struct k_product){ &l->g2, s->hg, s->g };
+    if (with_decay) {
+        down[n_down++] = (struct k_product){ &l->w1, s->xw, s->hw };
+        up[n_up++] = (struct k_product){ &l->w2, s->hw, s->w };
+    }
+    if (with_vres) {
+        down[n_down++] = (struct k_product){ &l->v1, s->xv, s->hv };
+        up[n_up++] = (struct k_product){ &l->v2, s->hv, s->y };
+    }
+    k_matmul_batch(W->pool, down, n_down, T);
+
+    if (with_decay) {
+        for (size_t i = 0; i < (size_t)T * l->w1.rows; i++) {
+            s->hw[i] = tanhf(s->hw[i]);
         }
-        k_matmul(W->pool, &l->w2, s->lora, T, s->w);
+    }
+    for (size_t i = 0; i < (size_t)T * l->g1.rows; i++) {
+        s->hg[i] = sigmoid(s->hg[i]);
+    }
+    k_matmul_batch(W->pool, up, n_up, T);
+
+    if (!with_decay) {
+        memset(s->w, 0, (size_t)T * C * sizeof *s->w);
     }
     for (int t = 0; t < T; t++) {
-        float *w = s->w + (size_t)t * C;
+        size_t o = (size_t)t * C;
+        float *w = s->w + o, *a = s->a + o;
 
         for (int c = 0; c < C; c++) {
             w[c] = expf(-DECAY_SCALE * sigmoid(l->w0[c] + w[c]));
+            a[c] = sigmoid(l->a0[c] + a[c]);
+        }
+        if (with_vres) {
+            float *y = s->y + o;
+
+            for (int c = 0; c < C; c++) {
+                y[c] = sigmoid(l->v0[c] + y[c]);
+            }
         }
     }
-}
-
-/* out = sigmoid(bias + B A x): the low-rank gates of a and of the v residual. */
-static void lora_sigmoid(struct weights *W, const struct kmat *A, const struct kmat *B,
-                         const float *bias, const float *x, int T, float *out)
-{
-    int C = W->C;
-
-    k_matmul(W->pool, A, x, T, W->s.lora);
-    k_matmul(W->pool, B, W->s.lora, T, out);
-    for (int t = 0; t < T; t++) {
-        for (int c = 0; c < C; c++) {
-            out[(size_t)t * C + c] = sigmoid(bias[c] + out[(size_t)t * C + c]);
-        }
-    }
-}
-
-/* g = g2 sigmoid(g1 xg): the output gate. */
-static void output_gate(struct weights *W, const struct layer *l, int T)
-{
-    struct scratch *s = &W->s;
-    int D = l->g1.rows;
-
-    k_matmul(W->pool, &l->g1, s->xg, T, s->lora);
-    for (size_t i = 0; i < (size_t)T * D; i++) {
-        s->lora[i] = sigmoid(s->lora[i]);
-    }
-    k_matmul(W->pool, &l->g2, s->lora, T, s->g);
 }
 
 /* kk = k * k_k normalised to unit L2 norm per head (torch F.normalize,
@@ -483,8 +516,8 @@ static void key_normalise(struct weights *W, const struct layer *l, int T)
 }
 
 /* Layer 0 keeps its v as v_first; later layers pull v towards it:
- * v += (v_first - v) * sigmoid(v0 + v2 v1 xv). */
-static void value_residual(struct weights *W, const struct layer *l, int layer, int T)
+ * v += (v_first - v) * s->y, the mixing factor projections() left there. */
+static void value_residual(struct weights *W, int layer, int T)
 {
     struct scratch *s = &W->s;
     size_t n = (size_t)T * W->C;
@@ -496,8 +529,6 @@ static void value_residual(struct weights *W, const struct layer *l, int layer, 
     if (W->dropped & RWKV7_TERM_V_FIRST) {
         return;
     }
-    /* s->y is free until the wkv step: use it for the mixing factor. */
-    lora_sigmoid(W, &l->v1, &l->v2, l->v0, s->xv, T, s->y);
     for (size_t i = 0; i < n; i++) {
         s->v[i] += (s->v_first[i] - s->v[i]) * s->y[i];
     }
@@ -628,14 +659,9 @@ static void time_mix(struct weights *W, const struct layer *l, int layer, struct
     token_shift(s->ln, T, C, ls->att_x_prev, mix, out, 6);
     memcpy(ls->att_x_prev, s->ln + (size_t)(T - 1) * C, (size_t)C * sizeof *s->ln);
 
-    k_matmul(W->pool, &l->receptance, s->xr, T, s->r);
-    k_matmul(W->pool, &l->key, s->xk, T, s->k);
-    k_matmul(W->pool, &l->value, s->xv, T, s->v);
-    decay(W, l, T);
-    lora_sigmoid(W, &l->a1, &l->a2, l->a0, s->xa, T, s->a);
-    output_gate(W, l, T);
+    projections(W, l, layer, T);
     key_normalise(W, l, T);
-    value_residual(W, l, layer, T);
+    value_residual(W, layer, T);
 
     kpool_run(W->pool, wkv_head, &job, W->H);
     wkv_output(W, l, T);
