@@ -271,7 +271,7 @@ const struct kernel_set kernel_set_portable = {
  * caller waiting for stragglers, spin for a while (SPIN_NS) before they
  * sleep on the condition variable.
  */
-#define SPIN_NS 200000
+#define SPIN_NS 50000
 #define MAX_TASKS 0xFFFF
 
 struct kpool {
@@ -747,6 +747,7 @@ void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T)
 
 /* y = (x - mean) / sqrt(var + eps) * w + b over n elements (torch
  * layer_norm: biased variance). */
+K_CLONES
 void k_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y)
 {
     double mean = 0, var = 0;
@@ -771,6 +772,7 @@ void k_layernorm(const float *x, const float *w, const float *b, int n, float ep
 
 /* LayerNorm of each group of n/n_groups elements, then the per-channel
  * affine w, b over all n (torch group_norm on one sample). */
+K_CLONES
 void k_groupnorm(const float *x, const float *w, const float *b, int n, int n_groups,
                  float eps, float *y)
 {

@@ -15,6 +15,16 @@
 #include "engine/checkpoint.h"
 #include "engine/rwkv.h"
 
+/* Put before a function of plain C loops to have it compiled twice, for
+ * x86-64-v3 (AVX2, FMA) and for the baseline, the copy picked once at load
+ * time (function multi-versioning).  For the vector steps that are not
+ * worth hand-written kernels; elsewhere it expands to nothing. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(RWKV_NO_CLONES)
+#define K_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define K_CLONES
+#endif
+
 struct kmat {
     enum rwkv_dtype type;       /* F32, F16, BF16, Q8, Q4 */
     int rows, cols;

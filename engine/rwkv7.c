@@ -390,13 +390,63 @@ static struct layer_state layer_state(const struct weights *W, float *state, int
     return ls;
 }
 
-/* Token shift: mixes each token with the previous one (the chunk's first
- * with x_prev from the state), out_j[t] = x[t] + (prev[t] - x[t]) * mix_j.
- * The caller then stores the chunk's last x as the new x_prev. */
-static void token_shift(const float *x, int T, int C, const float *x_prev,
+/* ------------------------------------------------------------------------ */
+/* Token-range steps                                                          */
+
+/*
+ * Between the matrix products everything works token by token.  Each such
+ * step is a function over a range of tokens [t0, t1); in sequence mode the
+ * pool runs it with one range per thread, in RNN mode it runs inline.
+ * Every step only reads rows that earlier steps finished, except the token
+ * shift, which reads the previous token's row: it runs as a step of its own.
+ */
+struct span {
+    struct weights *W;
+    const struct layer *l;
+    struct layer_state *ls;
+    int layer, T;
+    int with_decay;             /* the decay LoRA is applied */
+    int with_vres;              /* v is pulled towards v_first */
+};
+
+typedef void span_fn(const struct span *sp, int t0, int t1);
+
+struct span_job {
+    const struct span *sp;
+    span_fn *fn;
+    int n;
+};
+
+/* Chunks shorter than this run their steps inline. */
+#define SPAN_MIN_T 4
+
+static void span_task(void *ctx, int i)
+{
+    const struct span_job *job = ctx;
+    int T = job->sp->T;
+
+    job->fn(job->sp, (int)((int64_t)T * i / job->n), (int)((int64_t)T * (i + 1) / job->n));
+}
+
+static void for_tokens(const struct span *sp, span_fn *fn)
+{
+    struct span_job job = { sp, fn, kpool_threads(sp->W->pool) };
+
+    if (sp->T < SPAN_MIN_T || job.n <= 1) {
+        fn(sp, 0, sp->T);
+        return;
+    }
+    kpool_run(sp->W->pool, span_task, &job, job.n);
+}
+
+/* Token shift of rows [t0, t1): each token mixed with the previous one (the
+ * chunk's first with x_prev from the state),
+ * out_j[t] = x[t] + (prev[t] - x[t]) * mix_j. */
+K_CLONES
+static void token_shift(const float *x, int t0, int t1, int C, const float *x_prev,
                         const float *const *mix, float *const *out, int n_mix)
 {
-    for (int t = 0; t < T; t++) {
+    for (int t = t0; t < t1; t++) {
         const float *cur = x + (size_t)t * C;
         const float *prev = t ? cur - C : x_prev;
 
@@ -418,82 +468,74 @@ static void layernorm_rows(const float *x, int T, int C, const float *w, const f
     }
 }
 
-/* The projections of the time mix, all from the token-shifted inputs:
- * r, k, v, and the LoRA factors
- *   decay         w = exp(-e^-0.5 sigmoid(w0 + w2 tanh(w1 xw)))
- *   in-context lr a = sigmoid(a0 + a2 a1 xa)
- *   gate          g = g2 sigmoid(g1 xg)
- *   v residual    s->y = sigmoid(v0 + v2 v1 xv)   (layers after the first)
- * Independent products go to the pool together (k_matmul_batch): two
- * hand-offs for the lot in generation, not one per matrix. */
-static void projections(struct weights *W, const struct layer *l, int layer, int T)
+/* ln = ln1(x). */
+static void step_ln1(const struct span *sp, int t0, int t1)
 {
-    struct scratch *s = &W->s;
-    int C = W->C;
-    int with_decay = !(W->dropped & RWKV7_TERM_DECAY_LORA);
-    int with_vres = layer > 0 && !(W->dropped & RWKV7_TERM_V_FIRST);
-    struct k_product down[7], up[4];
-    int n_down = 0, n_up = 0;
+    struct scratch *s = &sp->W->s;
+    size_t C = (size_t)sp->W->C;
 
-    down[n_down++] = (struct k_product){ &l->receptance, s->xr, s->r };
-    down[n_down++] = (struct k_product){ &l->key, s->xk, s->k };
-    down[n_down++] = (struct k_product){ &l->value, s->xv, s->v };
-    down[n_down++] = (struct k_product){ &l->a1, s->xa, s->ha };
-    down[n_down++] = (struct k_product){ &l->g1, s->xg, s->hg };
-    up[n_up++] = (struct k_product){ &l->a2, s->ha, s->a };
-    up[n_up++] = (struct k_product){ &l->g2, s->hg, s->g };
-    if (with_decay) {
-        down[n_down++] = (struct k_product){ &l->w1, s->xw, s->hw };
-        up[n_up++] = (struct k_product){ &l->w2, s->hw, s->w };
-    }
-    if (with_vres) {
-        down[n_down++] = (struct k_product){ &l->v1, s->xv, s->hv };
-        up[n_up++] = (struct k_product){ &l->v2, s->hv, s->y };
-    }
-    k_matmul_batch(W->pool, down, n_down, T);
+    layernorm_rows(s->x + t0 * C, t1 - t0, (int)C, sp->l->ln1_w, sp->l->ln1_b, s->ln + t0 * C);
+}
 
-    if (with_decay) {
-        for (size_t i = 0; i < (size_t)T * l->w1.rows; i++) {
+/* xr, xw, xk, xv, xa, xg: the token-shifted inputs of the time mix. */
+static void step_att_shift(const struct span *sp, int t0, int t1)
+{
+    const struct layer *l = sp->l;
+    struct scratch *s = &sp->W->s;
+    const float *mix[6] = { l->x_r, l->x_w, l->x_k, l->x_v, l->x_a, l->x_g };
+    float *out[6] = { s->xr, s->xw, s->xk, s->xv, s->xa, s->xg };
+
+    token_shift(s->ln, t0, t1, sp->W->C, sp->ls->att_x_prev, mix, out, 6);
+}
+
+/* The LoRA hidden layers: tanh(w1 xw), (a1 xa as it is), sigmoid(g1 xg),
+ * (v1 xv as it is). */
+K_CLONES
+static void step_hidden(const struct span *sp, int t0, int t1)
+{
+    const struct layer *l = sp->l;
+    struct scratch *s = &sp->W->s;
+
+    if (sp->with_decay) {
+        size_t D = (size_t)l->w1.rows;
+
+        for (size_t i = t0 * D; i < t1 * D; i++) {
             s->hw[i] = tanhf(s->hw[i]);
         }
     }
-    for (size_t i = 0; i < (size_t)T * l->g1.rows; i++) {
+    size_t D = (size_t)l->g1.rows;
+
+    for (size_t i = t0 * D; i < t1 * D; i++) {
         s->hg[i] = sigmoid(s->hg[i]);
     }
-    k_matmul_batch(W->pool, up, n_up, T);
+}
 
-    if (!with_decay) {
-        memset(s->w, 0, (size_t)T * C * sizeof *s->w);
-    }
-    for (int t = 0; t < T; t++) {
+/* After the projections, per token:
+ *   decay         w = exp(-e^-0.5 sigmoid(w0 + w2 tanh(w1 xw)))
+ *   in-context lr a = sigmoid(a0 + a2 a1 xa)
+ *   key           kk = k * k_k normalised to unit L2 norm per head (torch
+ *                 F.normalize, eps 1e-12); k = k * (1 + (a - 1) * k_a)
+ *   value         layer 0 keeps v as v_first; later layers
+ *                 v += (v_first - v) * sigmoid(v0 + v2 v1 xv). */
+K_CLONES
+static void step_after_proj(const struct span *sp, int t0, int t1)
+{
+    const struct weights *W = sp->W;
+    const struct layer *l = sp->l;
+    const struct scratch *s = &W->s;
+    int C = W->C, N = W->N;
+
+    for (int t = t0; t < t1; t++) {
         size_t o = (size_t)t * C;
-        float *w = s->w + o, *a = s->a + o;
+        float *w = s->w + o, *a = s->a + o, *k = s->k + o, *kk = s->kk + o, *v = s->v + o;
 
+        if (!sp->with_decay) {
+            memset(w, 0, (size_t)C * sizeof *w);
+        }
         for (int c = 0; c < C; c++) {
             w[c] = expf(-DECAY_SCALE * sigmoid(l->w0[c] + w[c]));
             a[c] = sigmoid(l->a0[c] + a[c]);
         }
-        if (with_vres) {
-            float *y = s->y + o;
-
-            for (int c = 0; c < C; c++) {
-                y[c] = sigmoid(l->v0[c] + y[c]);
-            }
-        }
-    }
-}
-
-/* kk = k * k_k normalised to unit L2 norm per head (torch F.normalize,
- * eps 1e-12); then k = k * (1 + (a - 1) * k_a), the in-context-rate key. */
-static void key_normalise(struct weights *W, const struct layer *l, int T)
-{
-    struct scratch *s = &W->s;
-    int C = W->C, N = W->N;
-
-    for (int t = 0; t < T; t++) {
-        float *k = s->k + (size_t)t * C, *kk = s->kk + (size_t)t * C;
-        const float *a = s->a + (size_t)t * C;
-
         for (int h = 0; h < W->H; h++) {
             float sum = 0;
 
@@ -512,25 +554,16 @@ static void key_normalise(struct weights *W, const struct layer *l, int T)
                 k[c] = k[c] * (1.0f + (a[c] - 1.0f) * l->k_a[c]);
             }
         }
-    }
-}
+        if (sp->layer == 0) {
+            memcpy(s->v_first + o, v, (size_t)C * sizeof *v);
+        } else if (sp->with_vres) {
+            const float *vf = s->v_first + o;
+            float *y = s->y + o;
 
-/* Layer 0 keeps its v as v_first; later layers pull v towards it:
- * v += (v_first - v) * s->y, the mixing factor projections() left there. */
-static void value_residual(struct weights *W, int layer, int T)
-{
-    struct scratch *s = &W->s;
-    size_t n = (size_t)T * W->C;
-
-    if (layer == 0) {
-        memcpy(s->v_first, s->v, n * sizeof *s->v);
-        return;
-    }
-    if (W->dropped & RWKV7_TERM_V_FIRST) {
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        s->v[i] += (s->v_first[i] - s->v[i]) * s->y[i];
+            for (int c = 0; c < C; c++) {
+                v[c] += (vf[c] - v[c]) * sigmoid(l->v0[c] + y[c]);
+            }
+        }
     }
 }
 
@@ -541,7 +574,7 @@ struct wkv_job {
 };
 
 /* a . b with eight partial sums, so the compiler can use vector lanes. */
-static float dot(const float *a, const float *b, int n)
+static inline float dot(const float *a, const float *b, int n)
 {
     float acc[8] = { 0 };
     int j = 0;
@@ -560,7 +593,7 @@ static float dot(const float *a, const float *b, int n)
 /* One row of the state update, fused with its output:
  *   S_i = S_i * w + sa * b + v_i * k,  returns S_i . r
  * (eight lanes written out so the compiler vectorises without -ffast-math). */
-static float state_row(float *restrict Si, const float *restrict w, const float *restrict b,
+static inline float state_row(float *restrict Si, const float *restrict w, const float *restrict b,
                        const float *restrict k, const float *restrict r, float sa, float vi,
                        int n)
 {
@@ -584,6 +617,7 @@ static float state_row(float *restrict Si, const float *restrict w, const float 
 
 /* The wkv recurrence of one head over the chunk, token by token:
  *   S = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S r. */
+K_CLONES
 static void wkv_head(void *ctx, int h)
 {
     const struct wkv_job *job = ctx;
@@ -614,12 +648,15 @@ static void wkv_head(void *ctx, int h)
 
 /* Output of the attention: GroupNorm over heads, the r_k bonus
  * ((r * k * r_k).sum per head) v, times the gate g. */
-static void wkv_output(struct weights *W, const struct layer *l, int T)
+K_CLONES
+static void step_wkv_output(const struct span *sp, int t0, int t1)
 {
-    struct scratch *s = &W->s;
+    const struct weights *W = sp->W;
+    const struct layer *l = sp->l;
+    const struct scratch *s = &W->s;
     int C = W->C, N = W->N;
 
-    for (int t = 0; t < T; t++) {
+    for (int t = t0; t < t1; t++) {
         size_t o = (size_t)t * C;
         float *y = s->y + o;
         const float *r = s->r + o, *k = s->k + o, *v = s->v + o, *g = s->g + o;
@@ -645,56 +682,117 @@ static void wkv_output(struct weights *W, const struct layer *l, int T)
     }
 }
 
-/* The time-mixing block: x += TimeMix(ln1(x)). */
-static void time_mix(struct weights *W, const struct layer *l, int layer, struct layer_state *ls,
-                     int T)
+/* x += the attention output (in ln); then ln = ln2(x). */
+K_CLONES
+static void step_att_residual(const struct span *sp, int t0, int t1)
 {
-    struct scratch *s = &W->s;
-    int C = W->C;
-    const float *mix[6] = { l->x_r, l->x_w, l->x_k, l->x_v, l->x_a, l->x_g };
-    float *out[6] = { s->xr, s->xw, s->xk, s->xv, s->xa, s->xg };
-    struct wkv_job job = { W, ls->wkv, T };
+    struct scratch *s = &sp->W->s;
+    size_t C = (size_t)sp->W->C;
 
-    layernorm_rows(s->x, T, C, l->ln1_w, l->ln1_b, s->ln);
-    token_shift(s->ln, T, C, ls->att_x_prev, mix, out, 6);
-    memcpy(ls->att_x_prev, s->ln + (size_t)(T - 1) * C, (size_t)C * sizeof *s->ln);
+    for (size_t i = t0 * C; i < t1 * C; i++) {
+        s->x[i] += s->ln[i];
+    }
+    layernorm_rows(s->x + t0 * C, t1 - t0, (int)C, sp->l->ln2_w, sp->l->ln2_b, s->ln + t0 * C);
+}
 
-    projections(W, l, layer, T);
-    key_normalise(W, l, T);
-    value_residual(W, layer, T);
+/* xk: the token-shifted input of the channel mix. */
+static void step_ffn_shift(const struct span *sp, int t0, int t1)
+{
+    struct scratch *s = &sp->W->s;
+    const float *mix[1] = { sp->l->ffn_x_k };
+    float *out[1] = { s->xk };
 
-    kpool_run(W->pool, wkv_head, &job, W->H);
-    wkv_output(W, l, T);
+    token_shift(s->ln, t0, t1, sp->W->C, sp->ls->ffn_x_prev, mix, out, 1);
+}
 
-    /* s->ln is free again: the projected output lands there. */
-    k_matmul(W->pool, &l->output, s->y, T, s->ln);
-    for (size_t i = 0; i < (size_t)T * C; i++) {
+/* ffn = relu(ffn)^2. */
+K_CLONES
+static void step_relu_sq(const struct span *sp, int t0, int t1)
+{
+    float *f = sp->W->s.ffn;
+    size_t F = (size_t)sp->W->F;
+
+    for (size_t i = t0 * F; i < t1 * F; i++) {
+        float h = f[i] > 0 ? f[i] : 0;
+
+        f[i] = h * h;
+    }
+}
+
+/* x += the channel-mix output (in ln). */
+K_CLONES
+static void step_ffn_residual(const struct span *sp, int t0, int t1)
+{
+    struct scratch *s = &sp->W->s;
+    size_t C = (size_t)sp->W->C;
+
+    for (size_t i = t0 * C; i < t1 * C; i++) {
         s->x[i] += s->ln[i];
     }
 }
 
-/* The channel-mixing block: x += Wv relu(Wk shift(ln2(x)))^2. */
-static void channel_mix(struct weights *W, const struct layer *l, struct layer_state *ls, int T)
+/* ------------------------------------------------------------------------ */
+/* One layer                                                                  */
+
+/* The projections of the time mix, all from the token-shifted inputs: r,
+ * k, v and the LoRA factors (w, a, g, and the v residual's mixing factor,
+ * left in s->y).  Independent products go to the pool together
+ * (k_matmul_batch): two hand-offs for the lot in generation, not one per
+ * matrix. */
+static void projections(const struct span *sp)
 {
+    const struct layer *l = sp->l;
+    struct scratch *s = &sp->W->s;
+    struct k_product down[7], up[4];
+    int n_down = 0, n_up = 0;
+
+    down[n_down++] = (struct k_product){ &l->receptance, s->xr, s->r };
+    down[n_down++] = (struct k_product){ &l->key, s->xk, s->k };
+    down[n_down++] = (struct k_product){ &l->value, s->xv, s->v };
+    down[n_down++] = (struct k_product){ &l->a1, s->xa, s->ha };
+    down[n_down++] = (struct k_product){ &l->g1, s->xg, s->hg };
+    up[n_up++] = (struct k_product){ &l->a2, s->ha, s->a };
+    up[n_up++] = (struct k_product){ &l->g2, s->hg, s->g };
+    if (sp->with_decay) {
+        down[n_down++] = (struct k_product){ &l->w1, s->xw, s->hw };
+        up[n_up++] = (struct k_product){ &l->w2, s->hw, s->w };
+    }
+    if (sp->with_vres) {
+        down[n_down++] = (struct k_product){ &l->v1, s->xv, s->hv };
+        up[n_up++] = (struct k_product){ &l->v2, s->hv, s->y };
+    }
+    k_matmul_batch(sp->W->pool, down, n_down, sp->T);
+    for_tokens(sp, step_hidden);
+    k_matmul_batch(sp->W->pool, up, n_up, sp->T);
+}
+
+/* x += TimeMix(ln1(x)), then x += ChannelMix(ln2(x)). */
+static void layer_forward(struct weights *W, int i, struct layer_state *ls, int T)
+{
+    const struct layer *l = &W->layers[i];
     struct scratch *s = &W->s;
-    int C = W->C;
-    const float *mix[1] = { l->ffn_x_k };
-    float *out[1] = { s->xk };
+    size_t C = (size_t)W->C;
+    struct span sp = { W, l, ls, i, T, !(W->dropped & RWKV7_TERM_DECAY_LORA),
+                       i > 0 && !(W->dropped & RWKV7_TERM_V_FIRST) };
+    struct wkv_job job = { W, ls->wkv, T };
 
-    layernorm_rows(s->x, T, C, l->ln2_w, l->ln2_b, s->ln);
-    token_shift(s->ln, T, C, ls->ffn_x_prev, mix, out, 1);
-    memcpy(ls->ffn_x_prev, s->ln + (size_t)(T - 1) * C, (size_t)C * sizeof *s->ln);
+    for_tokens(&sp, step_ln1);
+    for_tokens(&sp, step_att_shift);
+    memcpy(ls->att_x_prev, s->ln + (size_t)(T - 1) * C, C * sizeof *s->ln);
+    projections(&sp);
+    for_tokens(&sp, step_after_proj);
+    kpool_run(W->pool, wkv_head, &job, W->H);
+    for_tokens(&sp, step_wkv_output);
+    /* s->ln is free again: the projected output lands there. */
+    k_matmul(W->pool, &l->output, s->y, T, s->ln);
+    for_tokens(&sp, step_att_residual);
 
+    for_tokens(&sp, step_ffn_shift);
+    memcpy(ls->ffn_x_prev, s->ln + (size_t)(T - 1) * C, C * sizeof *s->ln);
     k_matmul(W->pool, &l->ffn_key, s->xk, T, s->ffn);
-    for (size_t i = 0; i < (size_t)T * W->F; i++) {
-        float h = s->ffn[i] > 0 ? s->ffn[i] : 0;
-
-        s->ffn[i] = h * h;
-    }
+    for_tokens(&sp, step_relu_sq);
     k_matmul(W->pool, &l->ffn_value, s->ffn, T, s->ln);
-    for (size_t i = 0; i < (size_t)T * C; i++) {
-        s->x[i] += s->ln[i];
-    }
+    for_tokens(&sp, step_ffn_residual);
 }
 
 /* x[t] = ln0(emb[token t]), computed in float32. */
@@ -734,8 +832,7 @@ static void rwkv7_eval(rwkv_model *m, float *state, const int32_t *tokens, size_
         for (int i = 0; i < W->L; i++) {
             struct layer_state ls = layer_state(W, state, i);
 
-            time_mix(W, &W->layers[i], i, &ls, T);
-            channel_mix(W, &W->layers[i], &ls, T);
+            layer_forward(W, i, &ls, T);
         }
         if (logits && all_logits) {
             head(W, 0, T, logits + done * (size_t)W->V);
