@@ -89,10 +89,11 @@ int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t 
  * "\n").  Returns malloc'd text. */
 char *chat_normalize(const char *text);
 
-/* Prompts are fed in pieces of this many tokens (sequence mode; RWKV is
- * exact in pieces, and a multiple of the engine's own piece size gives
- * bit-identical results), so that a long one can be stopped. */
-#define CHAT_PROMPT_CHUNK 256
+/* Prompts are fed in pieces of this many tokens, so that a long one can
+ * be stopped.  RWKV is exact in pieces, and pieces the size of the
+ * engine's own (RWKV-7 sequence mode: 512 tokens) give results
+ * bit-identical to one rwkv_eval and cost nothing extra. */
+#define CHAT_PROMPT_CHUNK 512
 /* chat_send / chat_send_raw: the progress callback stopped the prompt. */
 #define CHAT_INTERRUPTED (-2)
 /* Asked before each piece of a prompt longer than one piece, with the

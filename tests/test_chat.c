@@ -404,6 +404,124 @@ static void test_operations(rwkv_model *m)
     chat_free(c);
 }
 
+/* Counts the progress calls of a long prompt; stops it at call stop_at. */
+struct progress {
+    size_t calls, total;
+    size_t stop_at;             /* 0: never */
+    int in_order;               /* every call came CHAT_PROMPT_CHUNK tokens after the last */
+};
+
+static int on_progress(void *ctx, size_t fed, size_t total)
+{
+    struct progress *p = ctx;
+
+    p->in_order &= fed == p->calls * CHAT_PROMPT_CHUNK && fed < total;
+    p->calls++;
+    p->total = total;
+    return p->stop_at && p->calls == p->stop_at;
+}
+
+/* A prompt of n_words words, malloc'd. */
+static char *long_text(size_t n_words)
+{
+    static const char *const words[] = { "river", "stone", "cloud", "paper", "light", "green" };
+    char *text = malloc(n_words * 8 + 1), *o = text;
+    size_t i;
+
+    for (i = 0; i < n_words; i++) {
+        o += sprintf(o, "%s%s", i ? " " : "", words[(i * 7 + i / 5) % 6]);
+    }
+    return text;
+}
+
+/* Long prompts: fed in pieces with progress calls, exactly as one
+ * rwkv_eval would feed them; stopping one leaves the conversation as it
+ * was, and it goes on as if the message had never been sent. */
+static void test_long_prompt(rwkv_model *m, const char *what)
+{
+    struct sampler_settings s = greedy();
+    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    struct progress p = { 0, 0, 0, 1 };
+    char err[RWKV_ERRLEN], *text = long_text(1300), *r1, *r2, *r3 = NULL;
+    chat *c = chat_new(m, tok, &bare, &s, err, sizeof err);
+    chat *d = chat_new(m, tok, &bare, &s, err, sizeof err);
+    rwkv_state *zero = rwkv_state_new(m), *after1, *ref = rwkv_state_new(m);
+    float *ref_logits = malloc((size_t)rwkv_model_info(m)->n_vocab * sizeof(float));
+    int32_t *ids = NULL;
+    size_t n_ids = 0, ctx1;
+    int stop, sok, rc;
+
+    if (!c || !d) {
+        ok(0, "%s: chat_new: %s", what, err);
+        return;
+    }
+    chat_set_progress(c, on_progress, &p);
+
+    /* Raw: compare with one rwkv_eval of the same tokens from the zero state. */
+    world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n_ids);
+    rc = rwkv_eval(m, ref, ids, n_ids, ref_logits, 0, err, sizeof err);
+    ok(rc == 0 && chat_send_raw(c, text, strlen(text), err, sizeof err) == 0 && same_state(c, ref) &&
+       !memcmp(chat_logits(c), ref_logits, (size_t)rwkv_model_info(m)->n_vocab * sizeof(float)),
+       "%s: a %zu-token prompt fed in pieces: state and logits bit-identical to one rwkv_eval",
+       what, n_ids);
+    ok(p.calls == (n_ids + CHAT_PROMPT_CHUNK - 1) / CHAT_PROMPT_CHUNK && p.total == n_ids &&
+       p.in_order, "%s: progress asked before each of its %zu pieces, in order (%zu calls)", what,
+       (n_ids + CHAT_PROMPT_CHUNK - 1) / CHAT_PROMPT_CHUNK, p.calls);
+    chat_interrupt(c);
+    chat_reset(c);
+    p.calls = 0;
+    ok(chat_send(c, "hi", err, sizeof err) == 0 && p.calls == 0,
+       "%s: a short message is fed without progress calls", what);
+    r1 = reply(c, &stop, &sok);
+    after1 = rwkv_state_clone(chat_state(c));
+    ctx1 = chat_get_stats(c)->context_tokens;
+
+    /* Stopped at the second piece. */
+    p.stop_at = 2;
+    p.calls = 0;
+    rc = chat_send(c, text, err, sizeof err);
+    ok(rc == CHAT_INTERRUPTED && strstr(err, "interrupted after 512 of ") && !strchr(err, '\n'),
+       "%s: the progress callback stops the prompt after its first piece: %s", what, err);
+    ok(!chat_generating(c) && chat_turn_count(c) == 2 && same_state(c, after1) &&
+       chat_get_stats(c)->context_tokens == ctx1,
+       "%s: after the stopped prompt: no reply, 2 turns, state and context as before it", what);
+    ok(chat_regen(c, err, sizeof err) == 0 && (r3 = reply(c, &stop, &sok)) && !strcmp(r3, r1) &&
+       same_state(c, after1), "%s: regen still redoes the last reply (undo stack intact)", what);
+    free(r3);
+
+    /* The conversation goes on as if the message had never been sent. */
+    p.stop_at = 0;
+    chat_send(c, "Who are you?", err, sizeof err);
+    r2 = reply(c, &stop, &sok);
+    chat_send(d, "hi", err, sizeof err);
+    free(reply(d, &stop, &sok));
+    chat_send(d, "Who are you?", err, sizeof err);
+    r3 = reply(d, &stop, &sok);
+    ok(!strcmp(r2, r3) && same_state(c, chat_state(d)) && chat_turn_count(c) == chat_turn_count(d),
+       "%s: the next message gives the reply and state of a chat that never saw it", what);
+    ok(chat_undo(c, err, sizeof err) == 0 && chat_undo(c, err, sizeof err) == 0 &&
+       same_state(c, zero) && chat_turn_count(c) == 0, "%s: undo goes back to the start", what);
+
+    /* A reply in progress is ended first; stopping the prompt keeps it. */
+    chat_send(c, "hi", err, sizeof err);
+    p.stop_at = 1;
+    p.calls = 0;
+    ok(chat_send(c, text, err, sizeof err) == CHAT_INTERRUPTED && chat_turn_count(c) == 2 &&
+       !chat_generating(c) && strstr(err, "interrupted after 0 of "),
+       "%s: stopped before the first piece: the reply in progress ended, kept as it was", what);
+    free(r1);
+    free(r2);
+    free(r3);
+    free(ids);
+    free(text);
+    free(ref_logits);
+    rwkv_state_free(ref);
+    rwkv_state_free(after1);
+    rwkv_state_free(zero);
+    chat_free(c);
+    chat_free(d);
+}
+
 /* Sampling: the same seed gives the same reply, byte for byte. */
 static void test_seeded(rwkv_model *m, const char *what)
 {
@@ -630,6 +748,7 @@ int main(void)
     if (demo) {
         test_greedy(demo);
         test_operations(demo);
+        test_long_prompt(demo, "demo model");
         test_seeded(demo, "demo model");
         test_tuned(demo);
         rwkv_model_free(demo);
@@ -640,6 +759,7 @@ int main(void)
     if (world) {
         test_seeded(world, "v7-world (random weights)");
         test_stream_invariants(world);
+        test_long_prompt(world, "v7-world");
         rwkv_model_free(world);
     } else {
         ok(0, "v7-world.pth loads");
