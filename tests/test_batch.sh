@@ -225,6 +225,60 @@ ok "$(test -s "$T/int.state"; echo $?)" "SIGINT: --state-out is written"
 printf 'Hello.\n' | run afterint --state-in "$T/int.state" --max-tokens 4
 ok "$(test "$(rc afterint)" = 0; echo $?)" "the state saved on SIGINT loads and the chat goes on"
 
+# SIGINT while a long message is read: the message is dropped, the state
+# saved is exactly the one without it.  The first reply comes back before
+# the 1.2 MB message (seconds to feed) is written, so the signal lands in
+# its prompt.
+$PY -c '
+import sys
+w = ["river", "stone", "cloud", "paper", "light", "green"]
+sys.stdout.write(" ".join(w[(i * 7 + i // 5) % 6] for i in range(200000)) + "\n")' >"$T/long.in" 2>/dev/null ||
+    awk 'BEGIN { for (i = 0; i < 200000; i++) printf "%s ", (i % 2 ? "river" : "stone"); print "" }' >"$T/long.in"
+printf 'Hello there.\n' | run first $SAMPLING --state-out "$T/first.state"
+mkfifo "$T/fifo3"
+"$CHAT" --batch --model "$MODEL" -t 1 $SAMPLING --state-out "$T/longint.state" \
+    <"$T/fifo3" >"$T/longint.out" 2>"$T/longint.err" &
+pid=$!
+exec 5>"$T/fifo3"
+printf 'Hello there.\n' >&5
+i=0
+while [ ! -s "$T/longint.out" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+cat "$T/long.in" >&5
+sleep 0.5
+kill -INT $pid
+wait $pid
+echo $? >"$T/longint.rc"
+exec 5>&-
+ok "$(test "$(rc longint)" = 130 &&
+      grep -Eqx 'rwkv-chat: stdin:2: message not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens \(the conversation is as before it\)' "$T/longint.err" &&
+      test "$(wc -l <"$T/longint.err")" = 1; echo $?)" \
+    "SIGINT while a long message is read: exit 130, one line saying it was not sent ($(cat "$T/longint.err"))"
+ok "$(cmp -s "$T/first.out" "$T/longint.out" && cmp -s "$T/first.state" "$T/longint.state"; echo $?)" \
+    "SIGINT while a long message is read: --state-out is byte for byte the state without it"
+
+# SIGTERM there: rwkv-chat dies of it as before, writes no state.
+"$CHAT" --batch --model "$MODEL" -t 1 $SAMPLING --state-out "$T/longterm.state" \
+    <"$T/long.in" >/dev/null 2>"$T/longterm.err" &
+pid=$!
+sleep 0.5
+kill -TERM $pid
+wait $pid
+echo $? >"$T/longterm.rc"
+ok "$(test "$(rc longterm)" = 143 && test ! -e "$T/longterm.state" &&
+      test -z "$(find "$T" -name 'longterm.state.tmp*')"; echo $?)" \
+    "SIGTERM while a long message is read: status 143, no state file, no temporary (got $(rc longterm))"
+
+# --complete: the same for a raw prompt.
+"$CHAT" --batch --model "$MODEL" -t 1 --complete <"$T/long.in" >/dev/null 2>"$T/longcomp.err" &
+pid=$!
+sleep 0.5
+kill -INT $pid
+wait $pid
+echo $? >"$T/longcomp.rc"
+ok "$(test "$(rc longcomp)" = 130 &&
+      grep -Eqx 'rwkv-chat: stdin: prompt not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens' "$T/longcomp.err"; echo $?)" \
+    "--complete: SIGINT while the prompt is read: exit 130, says it was not sent ($(cat "$T/longcomp.err"))"
+
 # Streaming: an endless reply shows up on stdout while it is being generated.
 mkfifo "$T/fifo2"
 "$CHAT" --batch --model "$MODEL" -t 1 --seed 9 --temperature 1 --top-p 1 --max-tokens 0 \
