@@ -368,6 +368,24 @@ size_t convcache_count(const convcache *c)
     return c ? c->n : 0;
 }
 
+int convcache_entry(const convcache *c, size_t i, const char **name, struct kmat *m)
+{
+    const struct entry *e;
+
+    if (!c || i >= c->n) {
+        return -1;
+    }
+    e = &c->entries[i];
+    memset(m, 0, sizeof *m);
+    m->type = (enum rwkv_dtype)e->type;
+    m->rows = e->rows;
+    m->cols = e->cols;
+    m->data = c->base + e->data_off;
+    m->scales = e->scales_size ? (const float *)(c->base + e->scales_off) : NULL;
+    *name = e->name;
+    return 0;
+}
+
 static int entry_matches(const struct entry *e, const char *name, uint64_t src_off,
                          int transpose, const struct kmat *m)
 {
@@ -397,6 +415,35 @@ int convcache_find(convcache *c, const char *name, uint64_t src_off, int transpo
         }
     }
     return 0;
+}
+
+void convcache_seal(void *buf, size_t size)
+{
+    unsigned char *b = buf;
+    struct header h;
+
+    if (size < sizeof h) {
+        return;
+    }
+    memcpy(&h, b, sizeof h);
+    if (h.n_entries > (size - sizeof h) / sizeof(struct entry)) {
+        return;
+    }
+    for (size_t i = 0; i < h.n_entries; i++) {
+        struct entry e;
+        unsigned char *p = b + sizeof h + i * sizeof e;
+
+        memcpy(&e, p, sizeof e);
+        if (e.data_off <= size && e.data_size <= size - e.data_off &&
+            e.scales_off <= size && e.scales_size <= size - e.scales_off) {
+            e.hash = hash_matrix(b + e.data_off, (size_t)e.data_size, b + e.scales_off,
+                                 (size_t)e.scales_size);
+            memcpy(p, &e, sizeof e);
+        }
+    }
+    h.file_size = size;
+    h.hash = hash_table(&h, b + sizeof h, (size_t)h.n_entries * sizeof(struct entry));
+    memcpy(b, &h, sizeof h);
 }
 
 /* ------------------------------------------------------------------------ */

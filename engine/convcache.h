@@ -77,11 +77,21 @@ convcache *convcache_parse(const void *buf, size_t size, const struct convcache_
                            struct kpool *pool, char *why, size_t whylen);
 void convcache_close(convcache *cache);
 size_t convcache_count(const convcache *cache);
+/* Entry i (< convcache_count): its tensor name, and m filled as
+ * convcache_find would.  0, or -1 when i is out of range. */
+int convcache_entry(const convcache *cache, size_t i, const char **name, struct kmat *m);
 
 /* Fills m (planned: format, rows and cols set) with the entry for it, the
  * data read in place from the cache.  1 when found, 0 otherwise. */
 int convcache_find(convcache *cache, const char *name, uint64_t src_off, int transpose,
                    struct kmat *m);
+
+/* For tests and fuzzing: makes a cache image in memory self-consistent
+ * again after an edit (its size field, the hash of every entry whose
+ * data lies in the image, the table hash), so that what follows the
+ * hashes gets exercised.  Does nothing to an image shorter than a header
+ * or whose table does not fit. */
+void convcache_seal(void *buf, size_t size);
 
 /* Writes the n matrices to path atomically; make_dir creates its directory
  * (and missing parents).  0, or -1 with why filled. */

@@ -42,3 +42,5 @@ target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/batch.c -- ${FUZZ_LIBS:-}
 # Model loading and one forward step, on checkpoints made from fuzzed
 # safetensors headers.
 target fuzz_model tests/fuzz/fuzz_model.c engine/model.c $CKPT -- ${FUZZ_LIBS:-}
+# The conversion cache reader, on files sealed with consistent hashes.
+target fuzz_convcache tests/fuzz/fuzz_convcache.c engine/convcache.c -- ${FUZZ_LIBS:-}

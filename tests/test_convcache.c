@@ -1,0 +1,635 @@
+/*
+ * test_convcache.c - weight conversion by blocks of rows, and the
+ * conversion cache (engine/kmat.c, engine/convcache.c, engine/model.c).
+ *
+ * Blocked conversion must give the bytes the old whole-matrix conversion
+ * gave (every format, transposed or not, odd shapes, inline or on a pool).
+ * The cache must give bit-identical logits to converting, be rebuilt when
+ * the model file changes or the cache is damaged, fall back to
+ * $XDG_CACHE_HOME when the model's directory is read-only, and never stop
+ * a load.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "engine/checkpoint.h"
+#include "engine/convcache.h"
+#include "engine/kernels.h"
+#include "engine/kernels_impl.h"
+#include "engine/quant.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------------------ */
+/* Blocked conversion == whole-matrix conversion                              */
+
+/* The conversion as it was: the whole tensor to float32, transposed, then
+ * one pack of the whole matrix. */
+static int old_convert(struct kmat *m, const struct ckpt_tensor *t, int transpose,
+                       enum rwkv_dtype want)
+{
+    size_t n = (size_t)t->numel;
+    float *tmp = malloc(n * sizeof *tmp);
+
+    memset(m, 0, sizeof *m);
+    m->type = want;
+    m->rows = (int)(transpose ? t->shape[1] : t->shape[0]);
+    m->cols = (int)(transpose ? t->shape[0] : t->shape[1]);
+    ckpt_to_f32(t->dtype, t->data, tmp, n);
+    if (transpose) {
+        float *tr = malloc(n * sizeof *tr);
+
+        for (int i = 0; i < m->cols; i++) {
+            for (int j = 0; j < m->rows; j++) {
+                tr[(size_t)j * m->cols + i] = tmp[(size_t)i * m->rows + j];
+            }
+        }
+        free(tmp);
+        tmp = tr;
+    }
+    if (want == RWKV_DTYPE_F32) {
+        m->data = tmp;
+        m->owned = tmp;
+        return 0;
+    }
+    if (kernels_format(want)->pack(m, tmp) != 0) {
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+static int same_kmat(const struct kmat *a, const struct kmat *b)
+{
+    size_t n;
+
+    if (a->type != b->type || a->rows != b->rows || a->cols != b->cols) {
+        return 0;
+    }
+    n = (size_t)a->rows * quant_row_bytes(a->type, a->cols);
+    if (memcmp(a->data, b->data, n) != 0) {
+        return 0;
+    }
+    if (quant_row_scales(a->type)) {
+        return a->scales && b->scales &&
+               memcmp(a->scales, b->scales, (size_t)a->rows * sizeof(float)) == 0;
+    }
+    return 1;
+}
+
+static void test_blocked(void)
+{
+    static const int shapes[][2] = { { 1, 1 }, { 517, 131 }, { 3, 70001 }, { 300, 33 },
+                                     { 37, 1000 }, { 257, 7 } };
+    static const enum ckpt_dtype stored[] = { CKPT_F32, CKPT_BF16, CKPT_F16 };
+    static const enum rwkv_dtype formats[] = { RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_BF16,
+                                               RWKV_DTYPE_Q8, RWKV_DTYPE_Q4 };
+    struct kpool *pool = kpool_new(3);
+    uint32_t r = 12345;
+
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+        for (int transpose = 0; transpose <= 1; transpose++) {
+            int cases = 0, same = 0;
+
+            for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+                for (size_t d = 0; d < sizeof stored / sizeof stored[0]; d++) {
+                    size_t n = (size_t)shapes[s][0] * shapes[s][1];
+                    unsigned char *buf = malloc(n * 4);
+                    struct ckpt_tensor t;
+                    struct kmat want, got, pooled;
+                    char err[256];
+                    int rc;
+
+                    for (size_t i = 0; i < n; i++) {
+                        float v;
+                        uint16_t h;
+
+                        r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+                        v = (float)((int)(r % 200001) - 100000) / (i % 97 == 0 ? 10.0f : 7.0e4f);
+                        if (stored[d] == CKPT_F32) {
+                            memcpy(buf + 4 * i, &v, 4);
+                        } else {
+                            h = stored[d] == CKPT_BF16 ? ckpt_f32_to_bf16(v) : ckpt_f32_to_f16(v);
+                            memcpy(buf + 2 * i, &h, 2);
+                        }
+                    }
+                    memset(&t, 0, sizeof t);
+                    t.name = "blocks.0.att.test";
+                    t.dtype = stored[d];
+                    t.ndim = 2;
+                    t.shape[0] = shapes[s][0];
+                    t.shape[1] = shapes[s][1];
+                    t.numel = (int64_t)n;
+                    t.data = buf;
+                    t.nbytes = n * ckpt_dtype_size(stored[d]);
+                    cases++;
+                    if (old_convert(&want, &t, transpose, formats[f]) != 0 ||
+                        kmat_from_tensor(&got, &t, transpose, formats[f], err, sizeof err) != 0) {
+                        diag("conversion failed: %s", err);
+                        free(buf);
+                        continue;
+                    }
+                    rc = kmat_plan(&pooled, &t, transpose, formats[f], err, sizeof err);
+                    if (rc == 0) {
+                        rc = kmat_convert(&pooled, &t, transpose, pool, err, sizeof err);
+                    } else {
+                        rc = rc == 1 ? 0 : -1;
+                    }
+                    if (rc == 0 && same_kmat(&want, &got) && same_kmat(&want, &pooled)) {
+                        same++;
+                    } else {
+                        diag("%s %dx%d from %s%s differs", rwkv_dtype_name(formats[f]),
+                             shapes[s][0], shapes[s][1], ckpt_dtype_name(stored[d]),
+                             transpose ? " transposed" : "");
+                    }
+                    kmat_free(&want);
+                    kmat_free(&got);
+                    kmat_free(&pooled);
+                    free(buf);
+                }
+            }
+            ok(same == cases, "%s%s: blocked conversion (inline and on 3 threads) gives the bytes "
+               "of the whole-matrix conversion on %d odd shapes x 3 stored types",
+               rwkv_dtype_name(formats[f]), transpose ? ", transposed" : "", cases / 3);
+        }
+    }
+    kpool_free(pool);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The cache on a copy of the v7 fixture                                      */
+
+#define N_TOK 6
+
+static const int32_t tokens[N_TOK] = { 1, 17, 400, 999, 3, 250 };
+
+static char model[512];         /* the copy in tmpdir */
+
+struct load {
+    float *logits;              /* after the N_TOK tokens, n_vocab floats */
+    enum rwkv_cache_result result;
+    char path[512], reason[512];
+    uint64_t bytes_per_token;
+    int n_vocab;
+};
+
+/* Loads path at dtype (cache on or off) and runs the tokens; 0, or -1. */
+static int load_run(const char *path, enum rwkv_dtype dtype, int cache, struct load *out)
+{
+    struct rwkv_load_options lo = { dtype, 2, cache ? RWKV_CACHE_MODE_ON : RWKV_CACHE_MODE_OFF };
+    char err[RWKV_ERRLEN];
+    rwkv_model *m = rwkv_model_load(path, &lo, err, sizeof err);
+    const struct rwkv_cache_info *ci;
+    rwkv_state *s;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (!m) {
+        diag("%s", err);
+        return -1;
+    }
+    ci = rwkv_model_cache(m);
+    out->result = ci->result;
+    snprintf(out->path, sizeof out->path, "%s", ci->path);
+    snprintf(out->reason, sizeof out->reason, "%s", ci->reason);
+    out->bytes_per_token = rwkv_model_info(m)->bytes_per_token;
+    out->n_vocab = rwkv_model_info(m)->n_vocab;
+    out->logits = malloc((size_t)out->n_vocab * sizeof(float));
+    s = rwkv_state_new(m);
+    rc = rwkv_eval(m, s, tokens, N_TOK, out->logits, 0, err, sizeof err);
+    rwkv_state_free(s);
+    rwkv_model_free(m);
+    return rc;
+}
+
+static int same_logits(const struct load *a, const struct load *b)
+{
+    return a->logits && b->logits && a->n_vocab == b->n_vocab &&
+           memcmp(a->logits, b->logits, (size_t)a->n_vocab * sizeof(float)) == 0;
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t n;
+    unsigned char *data = read_file(from, &n);
+
+    if (!data) {
+        printf("Bail out! cannot read %s\n", from);
+        exit(99);
+    }
+    write_file(to, data, n);
+    free(data);
+}
+
+static const char *result_name(enum rwkv_cache_result r)
+{
+    static const char *const names[] = { "none", "used", "written", "not written", "off" };
+
+    return (unsigned)r < 5 ? names[r] : "?";
+}
+
+/* Round trip at one format: written, then used, logits bit-identical, and
+ * identical to converting without a cache. */
+static void test_round_trip(enum rwkv_dtype dtype, struct load *ref)
+{
+    struct load first, second, off;
+    char cache[600];
+    const char *name = rwkv_dtype_name(dtype);
+
+    snprintf(cache, sizeof cache, "%s.%s.rwkvcache", model, name);
+    unlink(cache);
+    load_run(model, dtype, 0, &off);
+    ok(off.result == RWKV_CACHE_OFF && !exists(cache),
+       "%s with the cache off: converted, nothing written (%s)", name, result_name(off.result));
+    load_run(model, dtype, 1, &first);
+    ok(first.result == RWKV_CACHE_WRITTEN && !strcmp(first.path, cache) && exists(cache) &&
+       !strcmp(first.reason, "no cache yet"),
+       "%s first load writes %s (%s: %s)", name, cache, result_name(first.result), first.reason);
+    load_run(model, dtype, 1, &second);
+    ok(second.result == RWKV_CACHE_USED && !strcmp(second.path, cache),
+       "%s second load uses the cache (%s)", name, result_name(second.result));
+    ok(same_logits(&first, &second) && same_logits(&first, &off),
+       "%s logits from the cache are bit-identical to converting", name);
+    ok(first.bytes_per_token == second.bytes_per_token,
+       "%s bytes per token the same from the cache (%llu)", name,
+       (unsigned long long)second.bytes_per_token);
+    free(off.logits);
+    free(second.logits);
+    *ref = first;
+}
+
+/* Replaces the cache with what damage() makes of it; the next load must
+ * rebuild it (reason starting with want) with the right logits. */
+static void expect_rebuilt(const char *what, const char *cache, const struct load *ref,
+                           const char *want)
+{
+    struct load l;
+
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_WRITTEN && !strncmp(l.reason, want, strlen(want)) &&
+       same_logits(&l, ref) && !strchr(l.reason, '\n'),
+       "%s: ignored and rewritten (%s: %s), logits right", what, result_name(l.result), l.reason);
+    free(l.logits);
+    (void)cache;
+}
+
+static void test_damage(const struct load *ref)
+{
+    char cache[600];
+    unsigned char *img;
+    size_t n;
+    struct load l;
+
+    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", model);
+    img = read_file(cache, &n);
+    if (!img || n < 4096) {
+        ok(0, "q8 cache readable (%zu bytes)", n);
+        free(img);
+        return;
+    }
+    img[n - 100] ^= 0x40;
+    write_file(cache, img, n);
+    expect_rebuilt("a cache with one flipped data bit", cache, ref, "corrupt");
+    img[n - 100] ^= 0x40;
+    write_file(cache, img, n / 2);
+    expect_rebuilt("a truncated cache", cache, ref, "corrupt");
+    write_file(cache, "RWKVCNV1 but nothing else", 25);
+    expect_rebuilt("a 25-byte cache", cache, ref, "corrupt");
+    write_file(cache, "", 0);
+    expect_rebuilt("an empty cache", cache, ref, "corrupt");
+    memset(img, 'x', 200);
+    write_file(cache, img, n);
+    expect_rebuilt("a cache with a garbage header", cache, ref, "corrupt");
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_USED && same_logits(&l, ref), "the rewritten cache is used (%s)",
+       result_name(l.result));
+    free(l.logits);
+    free(img);
+}
+
+static void test_invalidation(const struct load *ref)
+{
+    struct timespec times[2] = { { 0, 0 }, { 1500000000, 123456789 } };
+    struct load l;
+    struct stat st;
+    char other[600];
+
+    /* a new modification time */
+    times[0].tv_nsec = UTIME_OMIT;
+    utimensat(AT_FDCWD, model, times, 0);
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_WRITTEN && strstr(l.reason, "changed") && same_logits(&l, ref),
+       "touching the model invalidates the cache (%s: %s)", result_name(l.result), l.reason);
+    free(l.logits);
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_USED, "and the new cache is used (%s)", result_name(l.result));
+    free(l.logits);
+
+    /* another file put in its place with the same size and time (new inode) */
+    stat(model, &st);
+    snprintf(other, sizeof other, "%s.new", model);
+    copy_file(model, other);
+    times[1] = st.st_mtim;
+    utimensat(AT_FDCWD, other, times, 0);
+    rename(other, model);
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_WRITTEN && strstr(l.reason, "changed") && same_logits(&l, ref),
+       "a model file replaced (same size and time, new inode) invalidates the cache (%s: %s)",
+       result_name(l.result), l.reason);
+    free(l.logits);
+
+    /* a cache for another format at this name */
+    {
+        char q4[600], q8[600];
+
+        snprintf(q4, sizeof q4, "%s.q4.rwkvcache", model);
+        snprintf(q8, sizeof q8, "%s.q8.rwkvcache", model);
+        copy_file(q4, q8);
+    }
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_WRITTEN && strstr(l.reason, "format") && same_logits(&l, ref),
+       "a q4 cache under the q8 name is not used (%s: %s)", result_name(l.result), l.reason);
+    free(l.logits);
+}
+
+static void test_read_only(const struct load *ref)
+{
+    char dir[300], ro_model[400], xdg[400], next_to[500], afile[300];
+    struct load l, again;
+
+    snprintf(dir, sizeof dir, "%s", tmp_path("ro"));
+    snprintf(xdg, sizeof xdg, "%s", tmp_path("xdg"));
+    mkdir(dir, 0755);
+    snprintf(ro_model, sizeof ro_model, "%s/v7.pth", dir);
+    copy_file(shared_path("fixtures/models/v7.pth"), ro_model);
+    chmod(dir, 0555);
+    setenv("XDG_CACHE_HOME", xdg, 1);
+    snprintf(next_to, sizeof next_to, "%s.q8.rwkvcache", ro_model);
+
+    load_run(ro_model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_WRITTEN && !strncmp(l.path, xdg, strlen(xdg)) &&
+       strstr(l.path, "/rwkv-chat/") && strstr(l.path, "-v7.pth.q8.rwkvcache") &&
+       !exists(next_to) && exists(l.path),
+       "read-only model directory: the cache goes to $XDG_CACHE_HOME (%s)", l.path);
+    load_run(ro_model, RWKV_DTYPE_Q8, 1, &again);
+    ok(again.result == RWKV_CACHE_USED && !strcmp(again.path, l.path) &&
+       same_logits(&again, ref) && same_logits(&l, ref),
+       "and is used from there (%s), logits right", result_name(again.result));
+    free(l.logits);
+    free(again.logits);
+
+    /* no writable place at all: runs without a cache */
+    snprintf(afile, sizeof afile, "%s", tmp_path("afile"));
+    write_file(afile, "x", 1);
+    snprintf(xdg, sizeof xdg, "%s/sub", afile);
+    setenv("XDG_CACHE_HOME", xdg, 1);
+    load_run(ro_model, RWKV_DTYPE_Q4, 1, &l);
+    ok(l.result == RWKV_CACHE_NOT_WRITTEN && l.reason[0] && !strchr(l.reason, '\n') &&
+       l.logits != NULL,
+       "nowhere to write: loads without a cache (%s: %s)", result_name(l.result), l.reason);
+    free(l.logits);
+    chmod(dir, 0755);
+}
+
+static void test_no_conversion(void)
+{
+    struct load l;
+    char a[600], b[600];
+
+    snprintf(a, sizeof a, "%s.auto.rwkvcache", model);
+    snprintf(b, sizeof b, "%s.bf16.rwkvcache", model);
+    load_run(model, RWKV_DTYPE_AUTO, 1, &l);
+    ok(l.result == RWKV_CACHE_NONE && !l.path[0] && !exists(a),
+       "bf16 file at dtype auto: no cache (%s)", result_name(l.result));
+    free(l.logits);
+    load_run(model, RWKV_DTYPE_BF16, 1, &l);
+    ok(l.result == RWKV_CACHE_NONE && !exists(b), "bf16 file at dtype bf16: no cache (%s)",
+       result_name(l.result));
+    free(l.logits);
+}
+
+/* bytes_per_token = the matrices as held + vectors in float32 + one
+ * embedding row, counted here from the tensors.  The LoRA factors' format
+ * is the forward pass's choice (float32 or bf16): what remains once the
+ * rest is counted must be one of the two. */
+static void test_bytes_per_token(void)
+{
+    static const char *const lora[] = { ".att.w1", ".att.w2", ".att.a1", ".att.a2", ".att.v1",
+                                        ".att.v2", ".att.g1", ".att.g2" };
+    static const char *const linear[] = { "key.weight", "value.weight", "receptance.weight",
+                                          "output.weight", "head.weight" };
+    char err[RWKV_ERRLEN];
+    ckpt_file *f = ckpt_open(model, err, sizeof err);
+    struct rwkv_load_options lo = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_OFF };
+    rwkv_model *m[2];
+    uint64_t want[2] = { 0, 0 }, lora_numel = 0, lora_bytes, got[2];
+
+    lo.dtype = RWKV_DTYPE_AUTO;
+    m[0] = rwkv_model_load(model, &lo, err, sizeof err);
+    lo.dtype = RWKV_DTYPE_Q8;
+    m[1] = rwkv_model_load(model, &lo, err, sizeof err);
+    if (!f || !m[0] || !m[1]) {
+        ok(0, "bytes per token: %s", err);
+        return;
+    }
+    for (size_t i = 0; i < ckpt_count(f); i++) {
+        const struct ckpt_tensor *t = ckpt_at(f, i);
+        size_t len = strlen(t->name);
+        int is_lora = 0, is_linear = 0, extra = 0;
+
+        for (int j = 0; j < rwkv_model_info(m[0])->n_extra_tensors; j++) {
+            extra |= !strcmp(rwkv_model_extra_tensor(m[0], j), t->name);
+        }
+        if (extra) {
+            continue;
+        }
+        for (size_t j = 0; j < sizeof lora / sizeof lora[0]; j++) {
+            is_lora |= len > strlen(lora[j]) && !strcmp(t->name + len - strlen(lora[j]), lora[j]);
+        }
+        for (size_t j = 0; j < sizeof linear / sizeof linear[0]; j++) {
+            is_linear |= len >= strlen(linear[j]) &&
+                         !strcmp(t->name + len - strlen(linear[j]), linear[j]) && t->ndim == 2;
+        }
+        if (!strcmp(t->name, "emb.weight")) {
+            want[0] += (uint64_t)t->shape[1] * 2;
+            want[1] += (uint64_t)t->shape[1] * 2;
+        } else if (is_linear) {
+            want[0] += (uint64_t)t->numel * 2;
+            want[1] += (uint64_t)t->shape[0] * ((uint64_t)t->shape[1] + 4);
+        } else if (is_lora) {
+            lora_numel += (uint64_t)t->numel;
+        } else {
+            want[0] += (uint64_t)t->numel * 4;     /* vectors: float32 */
+            want[1] += (uint64_t)t->numel * 4;
+        }
+    }
+    got[0] = rwkv_model_info(m[0])->bytes_per_token;
+    got[1] = rwkv_model_info(m[1])->bytes_per_token;
+    lora_bytes = got[0] - want[0];
+    ok(lora_numel > 0 && (lora_bytes == 2 * lora_numel || lora_bytes == 4 * lora_numel) &&
+       got[1] - want[1] == lora_bytes,
+       "bytes per token from the matrices as held: bf16 %llu, q8 %llu (%llu without the LoRA "
+       "factors, which take %.0f bytes per element)", (unsigned long long)got[0],
+       (unsigned long long)got[1], (unsigned long long)want[1],
+       (double)lora_bytes / (double)(lora_numel ? lora_numel : 1));
+    rwkv_model_free(m[0]);
+    rwkv_model_free(m[1]);
+    ckpt_close(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The reader on edited images                                                */
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Edits a copy of img with edit(copy), seals it, and expects the parser
+ * to refuse it with a reason starting with want. */
+static void expect_refused(const char *what, const unsigned char *img, size_t n,
+                           const struct convcache_key *key, void (*edit)(unsigned char *, size_t),
+                           const char *want)
+{
+    unsigned char *c = malloc(n);
+    char why[512] = "";
+    convcache *cc;
+
+    memcpy(c, img, n);
+    edit(c, n);
+    convcache_seal(c, n);
+    cc = convcache_parse(c, n, key, NULL, why, sizeof why);
+    ok(!cc && !strncmp(why, want, strlen(want)), "%s: refused (%s)", what, why);
+    convcache_close(cc);
+    free(c);
+}
+
+/* Offsets in the file (convcache.h): header fields and entry 0. */
+#define H_VERSION 8
+#define H_ENTRIES 64
+#define E0 128
+#define E_DATA_OFF (E0 + 136)
+#define E_DATA_SIZE (E0 + 144)
+#define E_SCALES_OFF (E0 + 152)
+#define E_SCALES_SIZE (E0 + 160)
+#define E_TYPE (E0 + 176)
+#define E_ROWS (E0 + 180)
+#define E_TRANSPOSE (E0 + 188)
+
+static void ed_version(unsigned char *c, size_t n) { (void)n; put32(c + H_VERSION, 99); }
+static void ed_entries(unsigned char *c, size_t n) { put64(c + H_ENTRIES, (uint64_t)n); }
+static void ed_past_end(unsigned char *c, size_t n) { put64(c + E_DATA_OFF, (n + 64) & ~(uint64_t)63); }
+static void ed_wrap(unsigned char *c, size_t n) { (void)n; put64(c + E_DATA_SIZE, UINT64_MAX - 32); }
+static void ed_size(unsigned char *c, size_t n) { (void)n; put64(c + E_DATA_SIZE, get64(c + E_DATA_SIZE) + 1); }
+static void ed_align(unsigned char *c, size_t n) { (void)n; put64(c + E_DATA_OFF, get64(c + E_DATA_OFF) + 8); }
+static void ed_type(unsigned char *c, size_t n) { (void)n; put32(c + E_TYPE, 77); }
+static void ed_rows(unsigned char *c, size_t n) { (void)n; put32(c + E_ROWS, (uint32_t)-5); }
+static void ed_transpose(unsigned char *c, size_t n) { (void)n; put32(c + E_TRANSPOSE, 2); }
+static void ed_name(unsigned char *c, size_t n) { (void)n; memset(c + E0, 'a', 128); }
+static void ed_scales(unsigned char *c, size_t n) { put64(c + E_SCALES_OFF, (uint64_t)n & ~(uint64_t)63); put64(c + E_SCALES_SIZE, 4096); }
+
+static void test_reader(void)
+{
+    char cache[600], why[512];
+    unsigned char *img;
+    size_t n;
+    struct convcache_key key;
+    struct stat st;
+    convcache *c;
+
+    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", model);
+    img = read_file(cache, &n);
+    stat(model, &st);
+    /* the key of the model as it is now, as model.c makes it */
+    {
+        struct rwkv_load_options lo = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_OFF };
+        char err[RWKV_ERRLEN];
+        rwkv_model *m = rwkv_model_load(model, &lo, err, sizeof err);
+
+        convcache_key_of(model, RWKV_DTYPE_Q8, m ? rwkv_model_info(m)->fingerprint : 0, &key);
+        rwkv_model_free(m);
+    }
+    if (!img) {
+        ok(0, "q8 cache readable");
+        return;
+    }
+    c = convcache_parse(img, n, &key, NULL, why, sizeof why);
+    ok(c && convcache_count(c) > 10, "the q8 cache parses from memory (%zu entries)",
+       convcache_count(c));
+    convcache_close(c);
+    {
+        unsigned char *s = malloc(n);
+
+        memcpy(s, img, n);
+        convcache_seal(s, n);
+        c = convcache_parse(s, n, &key, NULL, why, sizeof why);
+        ok(c != NULL && !memcmp(s, img, n), "sealing an intact image changes nothing");
+        convcache_close(c);
+        free(s);
+    }
+    expect_refused("another cache version", img, n, &key, ed_version, "written by another engine");
+    expect_refused("more entries than fit", img, n, &key, ed_entries, "corrupt");
+    expect_refused("data past the end", img, n, &key, ed_past_end, "corrupt: entry 0");
+    expect_refused("data size wrapping around", img, n, &key, ed_wrap, "corrupt: entry 0");
+    expect_refused("data size not rows x row bytes", img, n, &key, ed_size, "corrupt: entry 0");
+    expect_refused("misaligned data", img, n, &key, ed_align, "corrupt: entry 0");
+    expect_refused("unknown format", img, n, &key, ed_type, "corrupt: entry 0");
+    expect_refused("negative rows", img, n, &key, ed_rows, "corrupt: entry 0");
+    expect_refused("transpose flag 2", img, n, &key, ed_transpose, "corrupt: entry 0");
+    expect_refused("name without NUL", img, n, &key, ed_name, "corrupt: entry 0");
+    expect_refused("scales past the end", img, n, &key, ed_scales, "corrupt: entry 0");
+    key.dtype = RWKV_DTYPE_Q4;
+    c = convcache_parse(img, n, &key, NULL, why, sizeof why);
+    ok(!c && strstr(why, "format"), "another dtype's key: refused (%s)", why);
+    convcache_close(c);
+    free(img);
+}
+
+int main(void)
+{
+    struct load q8, q4;
+
+    test_blocked();
+    if (tmpdir_make("test_convcache") != 0) {
+        return 99;
+    }
+    setenv("XDG_CACHE_HOME", tmp_path("xdg-unused"), 1);
+    snprintf(model, sizeof model, "%s", tmp_path("v7.pth"));
+    copy_file(shared_path("fixtures/models/v7.pth"), model);
+    test_no_conversion();
+    test_round_trip(RWKV_DTYPE_Q8, &q8);
+    test_round_trip(RWKV_DTYPE_Q4, &q4);
+    test_bytes_per_token();
+    test_reader();
+    test_damage(&q8);
+    test_invalidation(&q8);
+    test_read_only(&q8);
+    free(q8.logits);
+    free(q4.logits);
+    tmpdir_remove();
+    return tap_done();
+}
