@@ -478,9 +478,12 @@ static int write_padded(int fd, const void *p, size_t n, uint64_t *pos)
     while (n > 0) {
         ssize_t w = write(fd, b, n);
 
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            if (w == 0) {
+                errno = ENOSPC;
             }
             return -1;
         }
@@ -523,28 +526,83 @@ static int make_parents(const char *path)
     return 0;
 }
 
+/* The directory part of path ("." when none) into dir; -1 if too long. */
+static int dir_of(const char *path, char *dir, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n;
+
+    if (!slash) {
+        snprintf(dir, len, ".");
+        return 0;
+    }
+    n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= len) {
+        return -1;
+    }
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    return 0;
+}
+
 /* Whether the directory of path may be written: it exists and has a write
  * permission bit (checked by mode too, so that root leaves a directory
  * marked read-only alone). */
 static int dir_writable(const char *path)
 {
     char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
     struct stat st;
-    size_t n;
 
-    if (!slash) {
-        strcpy(dir, ".");
-    } else {
-        n = slash == path ? 1 : (size_t)(slash - path);
-        if (n >= sizeof dir) {
-            return 0;
-        }
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+    return dir_of(path, dir, sizeof dir) == 0 && stat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
            (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) && access(dir, W_OK) == 0;
+}
+
+/* A file to write the cache into before it gets its name: unnamed
+ * (O_TMPFILE) where the file system allows, so that a process killed while
+ * writing leaves nothing behind; else tmp, created.  *unnamed says which. */
+static int open_temp(const char *path, const char *tmp, int *unnamed)
+{
+    int fd;
+
+    *unnamed = 0;
+#ifdef O_TMPFILE
+    {
+        char dir[PATH_MAX];
+
+        if (dir_of(path, dir, sizeof dir) == 0 &&
+            (fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644)) >= 0) {
+            *unnamed = 1;
+            return fd;
+        }
+    }
+#endif
+    return open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+/* Gives the written file its name: the temporary name first (an unnamed
+ * file is linked there), then rename over path; fsyncs the directory. */
+static int publish(int fd, int unnamed, const char *tmp, const char *path)
+{
+    char dir[PATH_MAX];
+    int dfd;
+
+    if (unnamed) {
+        char proc[64];
+
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        unlink(tmp);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0) {
+            return -1;
+        }
+    }
+    if (rename(tmp, path) != 0) {
+        return -1;
+    }
+    if (dir_of(path, dir, sizeof dir) == 0 && (dfd = open(dir, O_RDONLY | O_CLOEXEC)) >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
 }
 
 int convcache_write(const char *path, int make_dir, const struct convcache_key *key,
@@ -556,7 +614,7 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
     struct hash_job job;
     uint64_t pos, off;
     char tmp[PATH_MAX + 32];
-    int fd, saved;
+    int fd, saved, unnamed;
 
     if (n > INT32_MAX / 2) {
         snprintf(why, whylen, "too many matrices");
@@ -617,7 +675,7 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
     h.hash = hash_table(&h, entries, n * sizeof *entries);
 
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open_temp(path, tmp, &unnamed);
     if (fd < 0) {
         snprintf(why, whylen, "cannot create %s: %s", tmp, strerror(errno));
         free(entries);
@@ -639,15 +697,11 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
             goto fail;
         }
     }
-    if (pos != h.file_size || fsync(fd) != 0) {
+    if (pos != h.file_size || fsync(fd) != 0 || publish(fd, unnamed, tmp, path) != 0) {
         goto fail;
     }
     if (close(fd) != 0) {
         fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
         goto fail;
     }
     free(entries);
