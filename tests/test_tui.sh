@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_tui.sh - drives the real rwkv-chat TUI in a private tmux server with
 # the v7-world fixture: streaming, knobs, snapshots, /save and --resume,
-# resizing mid-reply, wide characters, stopping a reply and quitting.
+# resizing mid-reply, wide characters, stopping a reply or a long prompt and
+# quitting.
 # Every wait polls capture-pane with a deadline; nothing sleeps blindly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 
@@ -312,5 +313,47 @@ screen f | head -1 | grep -q "DEMO .*rwkv7-tiny-chat"
 ok $? "the status line marks the demo model"
 keys f C-d
 wait_for f "EXITED 0" 10
+
+# 12. A long pasted message: the status line counts its prompt tokens,
+# Ctrl-C (or Esc) stops it, the message comes back to the input line, the
+# conversation is as before and the next message gets its reply.  Prompts
+# wait 500 ms for keys between pieces here, so the test can act mid-way.
+prog="env RWKV_CHAT_TUI_PROMPT_DELAY_MS=500 $B/rwkv-chat --model $model --seed 11 --max-tokens 8"
+start g
+wait_for g "v7-world.pth" 20
+ctx0=$(screen g | head -1 | grep -Eo "ctx [0-9]+")
+awk 'BEGIN { for (i = 0; i < 3000; i++) printf "%s ", (i % 3 ? "river" : "stone"); printf "THE-END" }' \
+    >"$work/long.txt"
+$T load-buffer "$work/long.txt"
+$T paste-buffer -p -t g
+wait_for g "THE-END" 20
+keys g Enter
+wait_for g "reading prompt [0-9]+/[0-9]+ tokens" 10
+ok $? "a long message: the status line shows 'reading prompt N/M tokens'"
+keys g C-c
+wait_for g "message not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens" 10
+ok $? "Ctrl-C stops the long prompt and says the message was not sent"
+wait_gone g "reading prompt" 5 && screen g | head -1 | grep -q "$ctx0 "
+ok $? "the status line is back, the context as before ($ctx0)"
+screen g | grep -q "THE-END" && ! screen g | grep -q "User: "
+ok $? "the message is back in the input line, not in the transcript"
+keys g C-c
+wait_for g "^> type a message" 5
+type_text g "Hello there"
+keys g Enter
+wait_for g "User: Hello there" 10 && wait_for g "Assistant: ." 10 && wait_for g "$IDLE" 20
+ok $? "the next message gets its reply"
+$T paste-buffer -p -t g
+wait_for g "THE-END" 20
+keys g Enter
+wait_for g "reading prompt [0-9]+/[0-9]+ tokens" 10
+keys g Escape
+wait_for g "^> .*THE-END|^\. .*THE-END" 10 && [ "$(screen g | grep -c "message not sent")" = 2 ]
+ok $? "Esc stops a long prompt too"
+keys g C-c
+wait_for g "^> type a message" 5
+keys g C-d
+wait_for g "EXITED 0" 10
+ok $? "and rwkv-chat quits normally afterwards"
 
 tap_done
