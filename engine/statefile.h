@@ -9,7 +9,10 @@
  * it.  Saving is atomic (temporary file in the same directory, fsync,
  * rename, fsync of the directory).  Loading checks everything (size,
  * version, checksum, table, model) before handing anything out, so a
- * refused file changes nothing.  Never prints; errors are one line in err.
+ * refused file changes nothing; the model and the size the section table
+ * lays out are checked before the file is read, and the sections besides
+ * the state may hold at most 1 GiB, so a reader never allocates more than
+ * the state plus that.  Never prints; errors are one line in err.
  */
 #ifndef RWKV_STATEFILE_H
 #define RWKV_STATEFILE_H
