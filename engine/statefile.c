@@ -428,7 +428,8 @@ static int check_layout(int fd, const char *path, const uint8_t *header,
         uint64_t offset = get64(e + 16), n = get64(e + 24);
         int is_state = !memcmp(e, "state", 6);
 
-        if (offset != end || (i == 0) != is_state ||
+        if (offset != end || offset > size - 8 || n > size - 8 - offset ||
+            (i == 0) != is_state ||
             (is_state && n != (uint64_t)info->state_floats * sizeof(float))) {
             snprintf(err, errlen, "%s: corrupt section table (entry %llu)", path,
                      (unsigned long long)i);
