@@ -933,7 +933,8 @@ static void cache_finish(rwkv_model *m)
 {
     struct model_cache *c = &m->cache;
     struct convcache_item *items;
-    char why[RWKV_ERRLEN], why2[RWKV_ERRLEN], fallback[PATH_MAX];
+    char why[RWKV_ERRLEN] = "the cache file name beside the model is too long";
+    char why2[RWKV_ERRLEN], fallback[PATH_MAX];
     size_t n = 0;
     double t0;
 

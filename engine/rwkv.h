@@ -79,7 +79,8 @@ struct rwkv_cache_info {
     const char *path;           /* the cache file, "" when none */
     const char *reason;         /* WRITTEN: why (re)built ("no cache yet", "the
                                  * model file changed..."); NOT_WRITTEN: why not */
-    double seconds;             /* reading and checking, or converting and writing */
+    double seconds;             /* USED: mapping and checking the file; WRITTEN:
+                                 * writing it (the conversion not included) */
 };
 
 typedef struct rwkv_model rwkv_model;
