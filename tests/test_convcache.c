@@ -402,6 +402,28 @@ static void test_read_only(const struct load *ref)
     chmod(dir, 0755);
 }
 
+/* RWKV-4/5/6 (blocks.c; v6 keeps five slices of one tensor apart). */
+static void test_versions(void)
+{
+    static const char *const files[] = { "v4.pth", "v5.2.pth", "v6.pth" };
+
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char rel[64], copy[300];
+        struct load a, b;
+
+        snprintf(rel, sizeof rel, "fixtures/models/%s", files[i]);
+        snprintf(copy, sizeof copy, "%s", tmp_path(files[i]));
+        copy_file(shared_path(rel), copy);
+        load_run(copy, RWKV_DTYPE_Q4, 1, &a);
+        load_run(copy, RWKV_DTYPE_Q4, 1, &b);
+        ok(a.result == RWKV_CACHE_WRITTEN && b.result == RWKV_CACHE_USED && same_logits(&a, &b),
+           "%s at q4: cache written, then used, logits bit-identical (%s, %s)", files[i],
+           result_name(a.result), result_name(b.result));
+        free(a.logits);
+        free(b.logits);
+    }
+}
+
 static void test_no_conversion(void)
 {
     struct load l;
@@ -624,6 +646,7 @@ int main(void)
     test_round_trip(RWKV_DTYPE_Q8, &q8);
     test_round_trip(RWKV_DTYPE_Q4, &q4);
     test_bytes_per_token();
+    test_versions();
     test_reader();
     test_damage(&q8);
     test_invalidation(&q8);
