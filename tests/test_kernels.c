@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
@@ -305,6 +306,19 @@ static void test_pool(void)
     kpool_run(pool, count_task, &c, 0);
     kpool_run(NULL, count_task, &c, 5);
     ok(hits[0] == 1 && hits[4] == 1 && hits[5] == 0, "n=0 runs nothing; NULL pool runs inline");
+    /* Jobs after the workers stopped spinning and went to sleep. */
+    good = 1;
+    for (int run = 0; run < 5 && good; run++) {
+        struct timespec pause = { 0, 2000000 };
+
+        nanosleep(&pause, NULL);
+        memset(hits, 0, sizeof hits);
+        kpool_run(pool, count_task, &c, 64);
+        for (int i = 0; i < 101; i++) {
+            good &= hits[i] == (i < 64);
+        }
+    }
+    ok(good, "jobs after 2 ms idle (sleeping workers) run every task once");
     kpool_free(pool);
     kpool_free(NULL);
 
@@ -312,6 +326,56 @@ static void test_pool(void)
     ok(pool != NULL && kpool_threads(pool) >= 1, "pool sized from online CPUs (%d)",
        kpool_threads(pool));
     kpool_free(pool);
+}
+
+/* k_matmul_batch gives what one k_matmul per product gives, bit for bit
+ * (the same row kernels on the same rows), for mixed formats and odd
+ * sizes, in RNN mode (one pool job) and sequence mode. */
+static void test_batch(struct kpool *pool, const char *pname)
+{
+    static const int shapes[][2] = { { 37, 53 }, { 301, 257 }, { 5, 3 }, { 64, 1031 }, { 1, 7 } };
+    static const enum rwkv_dtype types[] = { RWKV_DTYPE_F32, RWKV_DTYPE_BF16, RWKV_DTYPE_Q8,
+                                             RWKV_DTYPE_Q4, RWKV_DTYPE_F16 };
+    enum { NP = 5 };
+    struct kmat m[NP];
+    struct k_product p[NP];
+    float *w[NP], *x[NP], *y[NP], *ref[NP];
+    char err[256];
+    int built = 1;
+
+    for (int i = 0; i < NP; i++) {
+        int rows = shapes[i][0], cols = shapes[i][1];
+        struct ckpt_tensor t;
+
+        w[i] = random_vec((size_t)rows * cols);
+        x[i] = random_vec((size_t)3 * cols);
+        y[i] = calloc((size_t)3 * rows, sizeof *y[i]);
+        ref[i] = calloc((size_t)3 * rows, sizeof *ref[i]);
+        t = tensor("batch", CKPT_F32, rows, cols, w[i]);
+        built &= kmat_from_tensor(&m[i], &t, 0, types[i], err, sizeof err) == 0;
+        p[i] = (struct k_product){ &m[i], x[i], y[i] };
+    }
+    ok(built, "%s: five matrices in five formats for a batch", pname);
+    for (int T = 1; T <= 3; T += 2) {
+        int same = 1;
+
+        for (int i = 0; i < NP; i++) {
+            memset(y[i], 0, (size_t)3 * shapes[i][0] * sizeof *y[i]);
+            k_matmul(pool, &m[i], x[i], T, ref[i]);
+        }
+        k_matmul_batch(pool, p, NP, T);
+        for (int i = 0; i < NP; i++) {
+            same &= memcmp(y[i], ref[i], (size_t)T * shapes[i][0] * sizeof *y[i]) == 0;
+        }
+        ok(same, "%s: k_matmul_batch T=%d equals one k_matmul per product", pname, T);
+    }
+    for (int i = 0; i < NP; i++) {
+        kmat_free(&m[i]);
+        free(w[i]);
+        free(x[i]);
+        free(y[i]);
+        free(ref[i]);
+    }
 }
 
 /* Half-precision files at dtype auto keep their format (where a kernel set
@@ -443,6 +507,8 @@ int main(void)
     test_products(NULL, "inline");
     pool = kpool_new(3);
     test_products(pool, "pool3");
+    test_batch(NULL, "inline");
+    test_batch(pool, "pool3");
     test_half_products(pool);
     test_half_products(NULL);
     kpool_free(pool);
