@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/blascore.h"
 #include "engine/rwkv.h"
 
 struct opts {
@@ -202,33 +203,6 @@ static double measure_bandwidth(int threads)
         waitpid(pid, NULL, 0);
     }
     return bw > 0 ? bw : measure_bandwidth_here(threads);
-}
-
-/* ---- OpenBLAS core type ----------------------------------------------------
- * OpenBLAS reads OPENBLAS_CORETYPE when the library loads.  Debian's 0.3.21
- * takes some AVX-512 CPUs (Zen 4/5) for Haswell and runs its AVX2 sgemm;
- * on such a CPU, restart once with the SkylakeX kernels named. */
-static void maybe_reexec(char **argv)
-{
-#if defined(__x86_64__)
-    const char *core = openblas_get_corename();
-
-    __builtin_cpu_init();
-    if (getenv("OPENBLAS_CORETYPE") || getenv("RWKV_BENCH_REEXEC") ||
-        !__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512vl") || !core) {
-        return;
-    }
-    if (strcasecmp(core, "haswell") && strcasecmp(core, "zen")) {
-        return;
-    }
-    setenv("OPENBLAS_CORETYPE", __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX", 1);
-    setenv("RWKV_BENCH_REEXEC", "1", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: go on with the detected core */
-#else
-    (void)argv;
-#endif
 }
 
 /* ---- measurements ---------------------------------------------------------- */
@@ -555,7 +529,7 @@ int main(int argc, char **argv)
         return rc;
     }
     if (!o.no_reexec) {
-        maybe_reexec(argv);
+        blascore_pick(argv);
     }
     /* (the engine sets OpenBLAS to one thread: products are split over
      * its own pool of --threads) */
@@ -603,7 +577,7 @@ int main(int argc, char **argv)
            (double)info->n_params / 1e6, rwkv_dtype_name(info->compute_dtype),
            rwkv_dtype_name(info->stored_dtype), (double)info->bytes_per_token / 1e6);
     printf("kernels: %s; BLAS: OpenBLAS core %s (OPENBLAS_CORETYPE=%s); threads: %d\n",
-           rwkv_kernels_name(), openblas_get_corename(),
+           rwkv_kernels_name(), blascore_name(),
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset", o.threads);
     printf("machine: read bandwidth %.1f GB/s (%s); generation ceiling %.1f tok/s\n",
            bw / 1e9, o.bandwidth > 0 ? "given" : "measured: 1 GiB, same threads, best of 5",

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "app/batch.h"
+#include "app/blascore.h"
 #include "app/chat.h"
 #include "app/models.h"
 #include "app/options.h"
@@ -154,9 +155,10 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
     make_label(label, label_len, model_path, info);
     if (opts->verbose) {
         fprintf(stderr, "rwkv-chat: %s: RWKV-%s, %d layers, n_embd %d, %llu parameters, %s "
-                "weights (%s kernels), loaded in %.2f s\n", model_path, info->version_name,
-                info->n_layer, info->n_embd, (unsigned long long)info->n_params,
-                rwkv_dtype_name(info->compute_dtype), rwkv_kernels_name(), now() - t0);
+                "weights (%s kernels, OpenBLAS core %s), loaded in %.2f s\n", model_path,
+                info->version_name, info->n_layer, info->n_embd,
+                (unsigned long long)info->n_params, rwkv_dtype_name(info->compute_dtype),
+                rwkv_kernels_name(), blascore_name(), now() - t0);
         {
             const struct rwkv_cache_info *ci = rwkv_model_cache(model);
 
@@ -267,6 +269,7 @@ int main(int argc, char **argv)
     chat *c = NULL;
     int rc;
 
+    blascore_pick(argv);
     setlocale(LC_ALL, "");
     setlocale(LC_NUMERIC, "C");
     rc = options_parse(&opts, argc, argv);

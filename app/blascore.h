@@ -1,0 +1,22 @@
+/*
+ * blascore.h - the OpenBLAS kernels the program runs with.
+ *
+ * OpenBLAS picks its kernels ("core") once, when the library loads, from
+ * its own CPU detection or the OPENBLAS_CORETYPE variable.  Debian's
+ * 0.3.21 takes some AVX-512 CPUs (Zen 4, Zen 5) for Haswell or Zen and runs
+ * its AVX2 sgemm there, at about half the speed.
+ */
+#ifndef RWKV_APP_BLASCORE_H
+#define RWKV_APP_BLASCORE_H
+
+/* On an AVX-512 CPU that the library took for Haswell/Zen, restarts the
+ * program (argv) once with OPENBLAS_CORETYPE naming the AVX-512 kernels.
+ * Does nothing when the user set OPENBLAS_CORETYPE, on other CPUs, when
+ * it already restarted, or when the restart fails.  Call first thing in
+ * main, before any other thread or open terminal state exists. */
+void blascore_pick(char **argv);
+
+/* The core OpenBLAS runs with ("Zen", "SkylakeX", ...), or "unknown". */
+const char *blascore_name(void);
+
+#endif
