@@ -170,10 +170,13 @@ static void time_mix(const struct rwkv4_layer *l, struct blocks_work *w, float *
     blocks_mix(xx, sx, l->mix_k, T, C, kx);
     blocks_mix(xx, sx, l->mix_v, T, C, vx);
     blocks_mix(xx, sx, l->mix_r, T, C, rx);
-    blocks_linear(w->pool, &l->receptance, rx, T, r);
+    {
+        struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
+                                 { &l->value, vx, v } };
+
+        k_matmul_batch(w->pool, p, 3, T);
+    }
     blocks_sigmoid(r, TC);
-    blocks_linear(w->pool, &l->key, kx, T, k);
-    blocks_linear(w->pool, &l->value, vx, T, v);
     wkv4(l, T, C, k, v, state + C, state + 2 * C, state + 3 * C, wkv);
     for (size_t i = 0; i < TC; i++) {
         wkv[i] *= r[i];

@@ -149,12 +149,16 @@ static void time_mix(const struct rwkv5_layer *l, struct blocks_work *w, float *
     blocks_mix(xx, sx, l->mix_k, T, C, kx);
     blocks_mix(xx, sx, l->mix_v, T, C, vx);
     blocks_mix(xx, sx, l->mix_r, T, C, rx);
-    blocks_linear(w->pool, &l->receptance, rx, T, r);
-    blocks_linear(w->pool, &l->key, kx, T, k);
-    blocks_linear(w->pool, &l->value, vx, T, v);
     if (l->has_gate) {
         blocks_mix(xx, sx, l->mix_g, T, C, gx);
-        blocks_linear(w->pool, &l->gate, gx, T, g);
+    }
+    {
+        struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
+                                 { &l->value, vx, v }, { &l->gate, gx, g } };
+
+        k_matmul_batch(w->pool, p, l->has_gate ? 4 : 3, T);
+    }
+    if (l->has_gate) {
         blocks_silu(g, TC);
     }
     blocks_wkv5(w->pool, T, H, C / H, r, k, v, l->decay, 0, l->first, state + C, out);

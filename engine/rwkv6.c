@@ -247,10 +247,12 @@ static void time_mix(const struct rwkv6_layer *l, struct blocks_work *w, float *
     ddlerp(l, w, xx, sx, T, C, tmp, inputs);
     decay_lora(l, w, wx, T, C, decay);
     /* xx, sx and tmp are free from here on. */
-    blocks_linear(w->pool, &l->receptance, rx, T, r);
-    blocks_linear(w->pool, &l->key, kx, T, k);
-    blocks_linear(w->pool, &l->value, vx, T, v);
-    blocks_linear(w->pool, &l->gate, gx, T, g);
+    {
+        struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
+                                 { &l->value, vx, v }, { &l->gate, gx, g } };
+
+        k_matmul_batch(w->pool, p, 4, T);
+    }
     blocks_silu(g, TC);
     blocks_wkv5(w->pool, T, H, C / H, r, k, v, decay, (size_t)C, l->first, state + C, out);
     blocks_lnx_gate(&l->ln_x, out, g, T, C, H);
