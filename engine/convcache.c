@@ -368,6 +368,16 @@ size_t convcache_count(const convcache *c)
     return c ? c->n : 0;
 }
 
+int convcache_has_name(const convcache *c, const char *name)
+{
+    for (size_t i = 0; c && i < c->n; i++) {
+        if (strncmp(c->entries[i].name, name, sizeof c->entries[i].name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int convcache_entry(const convcache *c, size_t i, const char **name, struct kmat *m)
 {
     const struct entry *e;

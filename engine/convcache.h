@@ -77,6 +77,8 @@ convcache *convcache_parse(const void *buf, size_t size, const struct convcache_
                            struct kpool *pool, char *why, size_t whylen);
 void convcache_close(convcache *cache);
 size_t convcache_count(const convcache *cache);
+/* Whether some entry was made from the tensor called name. */
+int convcache_has_name(const convcache *cache, const char *name);
 /* Entry i (< convcache_count): its tensor name, and m filled as
  * convcache_find would.  0, or -1 when i is out of range. */
 int convcache_entry(const convcache *cache, size_t i, const char **name, struct kmat *m);

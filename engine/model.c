@@ -777,7 +777,8 @@ static void scan_chunk(void *ctx, int i)
 
 /* Refuses weights holding NaN or infinity, naming the first such tensor:
  * they would only turn every logit into NaN later.  Reads each used
- * tensor once, on the pool's threads. */
+ * tensor once, on the pool's threads, except those the open conversion
+ * cache holds. */
 static int check_finite(rwkv_model *m, const unsigned char *used, char *err, size_t errlen)
 {
     struct scan s;
@@ -793,7 +794,13 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
     }
     for (i = 0; i < n; i++) {
         const struct ckpt_tensor *t = ckpt_at(m->file, i);
-        if (used[i] && t->nbytes > 0) {
+        if (used[i] && t->nbytes > 0 && m->cache.cache &&
+            convcache_has_name(m->cache.cache, t->name)) {
+            /* read from the conversion cache instead: it was written from
+             * this very file (size, time, inode, fingerprint) after a load
+             * that checked it; model_matrix checks it on a cache miss */
+            m->cache.scan_skipped = 1;
+        } else if (used[i] && t->nbytes > 0) {
             s.tensors[s.n] = t;
             s.first_chunk[s.n++] = chunks;
             chunks += (t->nbytes + SCAN_CHUNK - 1) / SCAN_CHUNK;
@@ -851,12 +858,21 @@ int model_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, int
     struct model_matrix_rec *rec;
     uint64_t off = tensor_offset(m, t);
     int rc = kmat_plan(k, t, transpose, dtype, err, errlen), from_cache = 0;
+    size_t bad;
 
     if (rc < 0) {
         return -1;
     }
     if (rc == 0) {
         from_cache = c->active && convcache_find(c->cache, t->name, off, transpose, k);
+        if (!from_cache && c->scan_skipped &&
+            (bad = count_nonfinite(t->dtype, t->data, (size_t)t->numel)) != 0) {
+            /* a tensor check_finite left to the cache, which lacks it */
+            snprintf(err, errlen, "tensor %s: %zu NaN/Inf value%s", t->name, bad,
+                     bad == 1 ? "" : "s");
+            memset(k, 0, sizeof *k);
+            return -1;
+        }
         if (!from_cache && kmat_convert(k, t, transpose, m->pool, err, errlen) != 0) {
             memset(k, 0, sizeof *k);
             return -1;
@@ -1082,13 +1098,13 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
         rwkv_model_free(m);
         return NULL;
     }
+    cache_begin(m, opts);
     if (check_finite(m, used, err, errlen)) {
         free(used);
         m->arch = NULL;
         rwkv_model_free(m);
         return NULL;
     }
-    cache_begin(m, opts);
     if (m->arch->prepare(m, err, errlen)) {
         /* prepare cleans up after itself or leaves what release frees */
         if (!m->weights) {

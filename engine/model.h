@@ -43,6 +43,7 @@ struct model_cache {
     size_t n_recs, cap_recs;
     size_t n_from_cache, n_converted;
     int failed;                 /* out of memory for recs: write nothing */
+    int scan_skipped;           /* check_finite left tensors to the cache */
     struct rwkv_cache_info info;
     char path[PATH_MAX];
     char reason[RWKV_ERRLEN];

@@ -160,6 +160,24 @@ static void test_blocked(void)
     kpool_free(pool);
 }
 
+static void put64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v;
+
+    memcpy(&v, p, 8);
+    return v;
+}
+
 /* ------------------------------------------------------------------------ */
 /* The cache on a copy of the v7 fixture                                      */
 
@@ -424,6 +442,76 @@ static void test_versions(void)
     }
 }
 
+/* The NaN/Inf scan leaves the tensors the cache holds to the cache (it
+ * was written from this file, checked): a NaN put into a cached weight
+ * later, with the file's time restored, goes unread; but once the cache
+ * lacks that matrix, the load checks the tensor and refuses it. */
+static void test_nan_behind_cache(const struct load *ref)
+{
+    const char *name = "blocks.1.att.key.weight";
+    char copy[300], cache[400], err[RWKV_ERRLEN];
+    struct load l;
+    struct stat st;
+    struct timespec times[2];
+    const struct ckpt_tensor *t;
+    ckpt_file *f;
+    size_t size, n;
+    long off;
+    unsigned char *img;
+    int fd;
+
+    snprintf(copy, sizeof copy, "%s", tmp_path("nan.pth"));
+    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", copy);
+    copy_file(shared_path("fixtures/models/v7.pth"), copy);
+    load_run(copy, RWKV_DTYPE_Q8, 1, &l);
+    free(l.logits);
+    f = ckpt_open(copy, err, sizeof err);
+    t = f ? ckpt_find(f, name) : NULL;
+    if (!t) {
+        ok(0, "%s in the fixture", name);
+        ckpt_close(f);
+        return;
+    }
+    /* mid-tensor: outside the fingerprint's samples */
+    off = (long)((const unsigned char *)t->data - ckpt_bytes(f, &size)) + (long)(t->nbytes / 2 & ~1u);
+    ckpt_close(f);
+    stat(copy, &st);
+    fd = open(copy, O_WRONLY);
+    if (fd < 0 || pwrite(fd, "\xc0\x7f", 2, off) != 2) {
+        ok(0, "cannot write a NaN into %s", copy);
+    }
+    close(fd);
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;
+    times[1] = st.st_mtim;
+    utimensat(AT_FDCWD, copy, times, 0);
+
+    load_run(copy, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_USED && same_logits(&l, ref),
+       "a NaN behind a valid cache is not read: loads from the cache (%s)", result_name(l.result));
+    free(l.logits);
+
+    /* the cache's entry for that tensor no longer matches (transposed) */
+    img = read_file(cache, &n);
+    for (size_t e = 128; img && e + 192 <= n && e < 128 + 192 * 64; e += 192) {
+        if (!strcmp((const char *)img + e, name)) {
+            put32(img + e + 188, 1);
+            convcache_seal(img, n);
+            write_file(cache, img, n);
+            break;
+        }
+    }
+    free(img);
+    {
+        struct rwkv_load_options lo = { RWKV_DTYPE_Q8, 1, RWKV_CACHE_MODE_ON };
+        rwkv_model *m = rwkv_model_load(copy, &lo, err, sizeof err);
+
+        ok(!m && strstr(err, name) && strstr(err, "1 NaN/Inf value"),
+           "the cache lacking that matrix: the tensor is checked and refused (%s)", err);
+        rwkv_model_free(m);
+    }
+}
+
 static void test_no_conversion(void)
 {
     struct load l;
@@ -512,24 +600,6 @@ static void test_bytes_per_token(void)
 
 /* ------------------------------------------------------------------------ */
 /* The reader on edited images                                                */
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v;
-
-    memcpy(&v, p, 8);
-    return v;
-}
 
 /* Edits a copy of img with edit(copy), seals it, and expects the parser
  * to refuse it with a reason starting with want. */
@@ -651,6 +721,7 @@ int main(void)
     test_damage(&q8);
     test_invalidation(&q8);
     test_read_only(&q8);
+    test_nan_behind_cache(&q8);
     free(q8.logits);
     free(q4.logits);
     tmpdir_remove();
