@@ -36,7 +36,7 @@ static void try_image(const uint8_t *data, size_t size)
         struct kmat m, again;
         size_t n;
 
-        if (convcache_entry(c, i, &name, &m) != 0) {
+        if (convcache_entry(c, i, &name, &m) != 0 || !convcache_has_name(c, name)) {
             __builtin_trap();
         }
         n = (size_t)m.rows * quant_row_bytes(m.type, m.cols);
