@@ -1021,6 +1021,69 @@ char *chat_edit_last(chat *c, char *err, size_t errlen)
     return text;
 }
 
+/* Replaces the last exchange's message with user_text and starts its
+ * reply; on any failure the last exchange, transcript, state and counts are
+ * put back as they were. */
+int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen)
+{
+    struct exchange e;
+    struct shared *after;
+    struct chat_turn *tail;
+    struct chat_stats stats;
+    char *current = NULL;
+    size_t n_tail, i;
+    int sep, rc;
+
+    settle(c);
+    err[0] = '\0';
+    if (c->n_ex == 0) {
+        snprintf(err, errlen, "no message to edit");
+        return -1;
+    }
+    e = c->ex[c->n_ex - 1];
+    n_tail = c->tr.n - e.n_turns;
+    after = share(c->state, NULL, c->n_vocab);
+    tail = malloc((n_tail ? n_tail : 1) * sizeof *tail);
+    if (!after || !tail || (c->current && !(current = strdup(c->current)))) {
+        unref(after);
+        free(tail);
+        free(current);
+        oom(err, errlen);
+        return -1;
+    }
+    stats = c->stats;
+    sep = c->sep;
+    /* chat_undo, keeping what it would free. */
+    c->n_ex--;
+    memcpy(tail, c->tr.turns + e.n_turns, n_tail * sizeof *tail);
+    c->tr.n = e.n_turns;
+    rwkv_state_copy(c->state, e.before->state);
+    c->stats.context_tokens = e.context_tokens;
+    c->sep = e.sep;
+    set_current(c, NULL);
+    rc = chat_send(c, user_text, err, errlen);
+    if (rc < 0) {
+        /* chat_send failed before recording anything: the slots are free. */
+        c->ex[c->n_ex++] = e;
+        memcpy(c->tr.turns + c->tr.n, tail, n_tail * sizeof *tail);
+        c->tr.n += n_tail;
+        rwkv_state_copy(c->state, after->state);
+        c->stats = stats;
+        c->sep = sep;
+        free(c->current);
+        c->current = current;
+    } else {
+        exchange_release(&e);
+        for (i = 0; i < n_tail; i++) {
+            free(tail[i].text);
+        }
+        free(current);
+    }
+    unref(after);
+    free(tail);
+    return rc;
+}
+
 /* --- snapshots ---------------------------------------------------------- */
 
 static struct snapshot *find_snapshot(const chat *c, const char *name)

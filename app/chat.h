@@ -91,9 +91,9 @@ char *chat_normalize(const char *text);
 
 /* Prompts are fed in pieces of this many tokens, so that a long one can
  * be stopped.  RWKV is exact in pieces, and pieces the size of the
- * engine's own (RWKV-7 sequence mode: 512 tokens) give results
- * bit-identical to one rwkv_eval and cost nothing extra. */
-#define CHAT_PROMPT_CHUNK 512
+ * engine's own (RWKV_SEQ_CHUNK) give results bit-identical to one
+ * rwkv_eval and cost nothing extra. */
+#define CHAT_PROMPT_CHUNK RWKV_SEQ_CHUNK
 /* chat_send / chat_send_raw: the progress callback stopped the prompt. */
 #define CHAT_INTERRUPTED (-2)
 /* Asked before each piece of a prompt longer than one piece, with the
@@ -153,6 +153,11 @@ int chat_undo(chat *c, char *err, size_t errlen);       /* drop last exchange */
 int chat_regen(chat *c, char *err, size_t errlen);      /* redo last reply */
 /* Drops the last exchange and returns its user text (malloc'd) for editing. */
 char *chat_edit_last(chat *c, char *err, size_t errlen);
+/* Replaces the last exchange's message with user_text and starts the reply
+ * to it (chat_edit_last then chat_send, as one operation).  Returns as
+ * chat_send; on any failure (CHAT_INTERRUPTED included) the last exchange
+ * is kept: state, transcript, undo stack and counts are as before. */
+int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen);
 
 /* Named in-memory snapshots: state, transcript, template, settings,
  * sampler (random state and counts) and the undo stack.  Taking one under

@@ -41,6 +41,14 @@ int commands_is_command(const char *line)
     return line[0] == '/' && line[1] != '/';
 }
 
+int commands_writes_file(const char *line)
+{
+    while (isspace((unsigned char)*line)) {
+        line++;
+    }
+    return !strncmp(line, "/save", 5) && (!line[5] || isspace((unsigned char)line[5]));
+}
+
 void command_result_free(struct command_result *out)
 {
     free(out->text);
@@ -296,22 +304,28 @@ int commands_run(chat *c, const struct app_options *opts, const char *model_labe
         out->verbose_only = 1;
         say(out, "last exchange removed");
     } else if (!strcmp(cmd, "/edit")) {
-        if (!(text = chat_edit_last(c, err, sizeof(err)))) {
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        out->changed = COMMAND_CHANGED_TRANSCRIPT;
         if (!*args) {
+            if (!(text = chat_edit_last(c, err, sizeof(err)))) {
+                rc = fail(out, "%s", err);
+                goto done;
+            }
+            out->changed = COMMAND_CHANGED_TRANSCRIPT;
             out->action = COMMAND_EDIT;
             out->text = text;
             goto done;
         }
-        free(text);
-        if (chat_send(c, args, err, sizeof(err)) < 0) {
+        /* One operation: on failure the last exchange is still there. */
+        rc = chat_edit_send(c, args, err, sizeof(err));
+        if (rc == CHAT_INTERRUPTED) {
             rc = fail(out, "%s", err);
-            out->changed = COMMAND_CHANGED_TRANSCRIPT;
+            out->action = COMMAND_INTERRUPTED;
             goto done;
         }
+        if (rc < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
         out->action = COMMAND_REPLY;
     } else if (!strcmp(cmd, "/save") || !strcmp(cmd, "/load")) {
         NEED_ARG("a file name");

@@ -20,6 +20,9 @@ enum command_action {
     COMMAND_REPLY,          /* a reply was started (/regen, /edit TEXT): stream chat_step */
     COMMAND_EDIT,           /* /edit: the last exchange was dropped; put out->text in
                                the input line for re-editing */
+    COMMAND_INTERRUPTED,    /* /edit TEXT: the chat's progress callback stopped its
+                               prompt; out->text says how far it got; the
+                               conversation (last exchange included) is as before */
 };
 
 /* What a command changed, so the TUI knows what to redraw. */
@@ -39,8 +42,8 @@ struct command_result {
 /* Runs line ("/set temperature 0.7").  opts and model_label are for
  * /info (model_label: what the status line shows, e.g.
  * "v7-world.pth  RWKV-7 0.4M"); opts->model_from_user == 0 means the demo
- * model.  Returns 0, or -1 when out->action is COMMAND_ERROR.  Free out
- * with command_result_free. */
+ * model.  Returns 0, or -1 when out->action is COMMAND_ERROR or
+ * COMMAND_INTERRUPTED.  Free out with command_result_free. */
 int commands_run(chat *c, const struct app_options *opts, const char *model_label,
                  const char *line, struct command_result *out);
 void command_result_free(struct command_result *out);
@@ -48,6 +51,8 @@ void command_result_free(struct command_result *out);
 /* 1 if line is a command (starts with '/', but not "//": a message may
  * start with a slash by doubling it). */
 int commands_is_command(const char *line);
+/* 1 if line is a command that writes a file (/save FILE). */
+int commands_writes_file(const char *line);
 
 /* Command names with their slash ("/help", ...), NULL-terminated. */
 extern const char *const commands_names[];

@@ -120,6 +120,10 @@ const float *rwkv_state_cdata(const rwkv_state *state);
  * used for n > 1.  Returns 0, or -1 with err filled (bad token id). */
 int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_t n,
               float *logits, int all_logits, char *err, size_t errlen);
+/* Sequence-mode piece (RWKV-7 works through a prompt in pieces of this many
+ * tokens): feeding a prompt in multiples of this gives bit-identical
+ * results to one rwkv_eval call. */
+#define RWKV_SEQ_CHUNK 512
 
 /* Loads a state-tuned initial state (a .pth/.safetensors holding
  * blocks.N.att.time_state tensors) into state.  0, or -1 with err. */

@@ -36,7 +36,7 @@
 #include "engine/rwkv7_test.h"
 
 /* Tokens per sequence-mode step: bounds the scratch memory. */
-#define CHUNK_MAX 512
+#define CHUNK_MAX RWKV_SEQ_CHUNK
 
 /* exp(-0.5): the decay is exp(-exp(-0.5) * sigmoid(...)), in (0.545, 1). */
 #define DECAY_SCALE 0.606531f

@@ -489,6 +489,28 @@ static void test_long_prompt(rwkv_model *m, const char *what)
        same_state(c, after1), "%s: regen still redoes the last reply (undo stack intact)", what);
     free(r3);
 
+    /* /edit TEXT (chat_edit_send) stopped: the exchange it replaces stays. */
+    p.stop_at = 2;
+    p.calls = 0;
+    rc = chat_edit_send(c, text, err, sizeof err);
+    ok(rc == CHAT_INTERRUPTED && strstr(err, "interrupted after 512 of ") &&
+       chat_turn_count(c) == 2 && !strcmp(chat_turn_at(c, 0)->text, "hi") &&
+       !strcmp(chat_turn_at(c, 1)->text, r1) && same_state(c, after1) &&
+       chat_get_stats(c)->context_tokens == ctx1 && !chat_generating(c),
+       "%s: edit_send stopped: the last exchange, state and context are as before it", what);
+    ok(chat_regen(c, err, sizeof err) == 0 && (r3 = reply(c, &stop, &sok)) && !strcmp(r3, r1) &&
+       same_state(c, after1), "%s: and it can still be regenerated (undo stack intact)", what);
+    free(r3);
+    p.stop_at = 0;
+    ok(chat_edit_send(c, " \n ", err, sizeof err) == -1 && !strcmp(err, "empty message") &&
+       chat_turn_count(c) == 2 && !strcmp(chat_turn_at(c, 1)->text, r1) && same_state(c, after1),
+       "%s: edit_send of an empty message: '%s', the last exchange kept", what, err);
+    ok(chat_edit_send(c, "hi", err, sizeof err) == 0 && (r3 = reply(c, &stop, &sok)) &&
+       !strcmp(r3, r1) && same_state(c, after1) && chat_turn_count(c) == 2 &&
+       chat_get_stats(c)->context_tokens == ctx1,
+       "%s: edit_send with the same text: the same reply, state and context", what);
+    free(r3);
+
     /* The conversation goes on as if the message had never been sent. */
     p.stop_at = 0;
     chat_send(c, "Who are you?", err, sizeof err);
@@ -501,6 +523,9 @@ static void test_long_prompt(rwkv_model *m, const char *what)
        "%s: the next message gives the reply and state of a chat that never saw it", what);
     ok(chat_undo(c, err, sizeof err) == 0 && chat_undo(c, err, sizeof err) == 0 &&
        same_state(c, zero) && chat_turn_count(c) == 0, "%s: undo goes back to the start", what);
+    ok(chat_edit_send(c, "hi", err, sizeof err) == -1 && !strcmp(err, "no message to edit") &&
+       same_state(c, zero) && chat_turn_count(c) == 0, "%s: edit_send with nothing to edit: '%s'",
+       what, err);
 
     /* A reply in progress is ended first; stopping the prompt keeps it. */
     chat_send(c, "hi", err, sizeof err);
