@@ -4,8 +4,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
@@ -23,24 +25,16 @@ struct sink {
     char *all;              /* everything generated (--jsonl content) */
     size_t n_all, cap_all;
     int write_error;
+    int write_errno;        /* errno of the first failed write */
 };
-
-/* SIGTERM or SIGHUP received: batch stops at the next check (a state file
- * being written is finished first), then dies of it.  A handler has no
- * context, hence a file-level flag. */
-static volatile sig_atomic_t term_signal;
-
-static void on_term_signal(int sig)
-{
-    term_signal = sig;
-}
 
 struct batch {
     chat *c;
     const struct app_options *opts;
     const char *model_label;
     FILE *in, *out;
-    volatile sig_atomic_t *interrupted;
+    struct batch_signals *sig;
+    long prompt_delay_ms;
     long lineno;
     int quit;
 };
@@ -48,15 +42,47 @@ struct batch {
 /* Whether a signal asked batch to stop. */
 static int stopping(const struct batch *b)
 {
-    return *b->interrupted || term_signal;
+    return b->sig->interrupted || b->sig->deferred;
 }
 
-/* The chat's progress callback: stops a long prompt on a signal. */
+/* A state file is about to be written: SIGTERM and SIGHUP wait for it. */
+static void save_begin(struct batch *b)
+{
+    b->sig->saving = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* The file is written (or failed): a SIGTERM or SIGHUP that came
+ * meanwhile is raised again under its default action. */
+static void save_end(struct batch *b)
+{
+    int sig;
+
+    atomic_signal_fence(memory_order_seq_cst);
+    b->sig->saving = 0;
+    atomic_signal_fence(memory_order_seq_cst);
+    if ((sig = b->sig->deferred) != 0) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+/* The chat's progress callback: stops a long prompt on a signal.  With
+ * --verbose the first piece of a long prompt says how long it is. */
 static int prompt_progress(void *ctx, size_t fed, size_t total)
 {
-    (void)fed;
-    (void)total;
-    return stopping(ctx);
+    struct batch *b = ctx;
+
+    if (fed == 0 && b->opts->verbose) {
+        fprintf(stderr, "rwkv-chat: reading a prompt of %zu tokens in pieces of %d\n", total,
+                CHAT_PROMPT_CHUNK);
+    }
+    if (b->prompt_delay_ms > 0 && !stopping(b)) {
+        struct timespec ts = { b->prompt_delay_ms / 1000, (b->prompt_delay_ms % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);   /* a signal cuts it short */
+    }
+    return stopping(b);
 }
 
 static int grow(char **buf, size_t *cap, size_t need)
@@ -78,6 +104,15 @@ static int grow(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
+/* Records a failed write (the first one's errno). */
+static void sink_failed(struct sink *s)
+{
+    if (!s->write_error) {
+        s->write_error = 1;
+        s->write_errno = errno ? errno : EIO;
+    }
+}
+
 static int sink_put(struct sink *s, const char *bytes, size_t n)
 {
     size_t i;
@@ -95,7 +130,7 @@ static int sink_put(struct sink *s, const char *bytes, size_t n)
     }
     if (s->raw) {
         if (n && fwrite(bytes, 1, n, s->f) != n) {
-            s->write_error = 1;
+            sink_failed(s);
         }
     } else {
         for (i = 0; i < n; i++) {
@@ -111,16 +146,16 @@ static int sink_put(struct sink *s, const char *bytes, size_t n)
             }
             s->started = 1;
             if (s->n_held && fwrite(s->held, 1, s->n_held, s->f) != s->n_held) {
-                s->write_error = 1;
+                sink_failed(s);
             }
             s->n_held = 0;
             if (putc(bytes[i], s->f) == EOF) {
-                s->write_error = 1;
+                sink_failed(s);
             }
         }
     }
     if (fflush(s->f) != 0) {
-        s->write_error = 1;
+        sink_failed(s);
     }
     return 0;
 }
@@ -130,7 +165,7 @@ static void sink_end(struct sink *s)
 {
     if (s->f && !s->raw) {
         if (putc('\n', s->f) == EOF || fflush(s->f) != 0) {
-            s->write_error = 1;
+            sink_failed(s);
         }
     }
 }
@@ -162,6 +197,18 @@ static int input_error(long lineno, const char *fmt, ...)
     return 1;
 }
 
+/* A write that a signal cut short (EINTR, no SA_RESTART) while batch
+ * stops is the interrupt, not an I/O error: the error is forgotten (what
+ * stdio held is lost with the rest of the stopped reply). */
+static int write_interrupted(const struct batch *b, FILE *f, int err)
+{
+    if (err == EINTR && stopping(b)) {
+        clearerr(f);
+        return 1;
+    }
+    return 0;
+}
+
 /* Streams the reply started by chat_send/chat_regen into s until it stops.
  * Returns the stop reason, or -1 with err filled. */
 static int stream_reply(struct batch *b, struct sink *s, char *err, size_t errlen)
@@ -184,7 +231,12 @@ static int stream_reply(struct batch *b, struct sink *s, char *err, size_t errle
             return -1;
         }
         if (s->write_error) {
-            snprintf(err, errlen, "stdout: %s", strerror(errno ? errno : EIO));
+            if (write_interrupted(b, s->f, s->write_errno)) {
+                s->write_error = 0;
+                chat_interrupt(b->c);
+                return CHAT_STOP_INTERRUPT;
+            }
+            snprintf(err, errlen, "stdout: %s", strerror(s->write_errno));
             return -1;
         }
         if (stop != CHAT_STOP_NONE) {
@@ -300,8 +352,10 @@ static int write_json_reply(struct batch *b, struct sink *s, int stop, char *err
                                                   : 0.0));
     text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (fprintf(b->out, "%s\n", text) < 0 || fflush(b->out) != 0) {
-        snprintf(err, errlen, "stdout: %s", strerror(errno));
+    errno = 0;
+    if ((fprintf(b->out, "%s\n", text) < 0 || fflush(b->out) != 0) &&
+        !write_interrupted(b, b->out, errno)) {
+        snprintf(err, errlen, "stdout: %s", strerror(errno ? errno : EIO));
         json_object_put(obj);
         free(clean);
         return -1;
@@ -345,15 +399,15 @@ static int finish_reply(struct batch *b)
         }
     } else {
         sink_end(&s);
-        if (s.write_error) {
-            error_line("stdout: %s", strerror(errno ? errno : EIO), NULL);
+        if (s.write_error && !write_interrupted(b, s.f, s.write_errno)) {
+            error_line("stdout: %s", strerror(s.write_errno), NULL);
             sink_free(&s);
             return 1;
         }
     }
     sink_free(&s);
     verbose_stats(b, stop);
-    return stop == CHAT_STOP_INTERRUPT ? BATCH_EXIT_INTERRUPTED : 0;
+    return stop == CHAT_STOP_INTERRUPT || stopping(b) ? BATCH_EXIT_INTERRUPTED : 0;
 }
 
 /* Reports a message whose prompt a signal stopped (the conversation is as
@@ -389,13 +443,23 @@ static int send_message(struct batch *b, const char *text)
 static int run_command(struct batch *b, const char *line)
 {
     struct command_result r;
-    int rc = 0;
+    int rc = 0, saves = commands_writes_file(line);
 
-    if (commands_run(b->c, b->opts, b->model_label, line, &r) < 0) {
-        input_error(b->lineno, "%s", r.text ? r.text : "error");
+    if (saves) {
+        save_begin(b);
+    }
+    rc = commands_run(b->c, b->opts, b->model_label, line, &r);
+    if (saves) {
+        save_end(b);
+    }
+    if (rc < 0) {
+        if (r.action == COMMAND_INTERRUPTED) {
+            rc = prompt_interrupted(b, r.text ? r.text : "interrupted");
+        } else {
+            rc = input_error(b->lineno, "%s", r.text ? r.text : "error");
+        }
         command_result_free(&r);
-        /* /edit TEXT whose prompt a signal stopped */
-        return stopping(b) ? BATCH_EXIT_INTERRUPTED : 1;
+        return rc;
     }
     /* /edit's text is the message for the TUI's input line, not a report. */
     if (r.text && r.action != COMMAND_EDIT && (!r.verbose_only || b->opts->verbose)) {
@@ -418,12 +482,14 @@ static int run_command(struct batch *b, const char *line)
     return rc;
 }
 
-/* Reads one line without its newline into *line; -1 at end of input. */
+/* Reads one line without its newline into *line; -1 at end of input, on
+ * a read error, or when a signal cut the read short (glibc's getline then
+ * returns the part read so far: it is dropped). */
 static ssize_t read_line(struct batch *b, char **line, size_t *cap)
 {
     ssize_t n = getline(line, cap, b->in);
 
-    if (n < 0) {
+    if (n < 0 || (ferror(b->in) && stopping(b))) {
         return -1;
     }
     b->lineno++;
@@ -541,7 +607,7 @@ static int read_block(struct batch *b, char **line, size_t *cap, char **msg)
     ssize_t r;
 
     *msg = NULL;
-    while ((r = read_line(b, line, cap)) >= 0) {
+    while ((r = read_line(b, line, cap)) >= 0 && !stopping(b)) {
         if (!strcmp(*line, "\"\"\"")) {
             if (!*msg) {
                 *msg = strdup("");
@@ -583,6 +649,9 @@ static int run_chat(struct batch *b)
                 rc = 1;
             }
             break;
+        }
+        if (stopping(b)) {
+            break;      /* a signal came while the line was read */
         }
         if (is_blank(line)) {
             continue;
@@ -629,15 +698,17 @@ static int run_complete(struct batch *b)
         }
         n = fread(text + len, 1, cap - len, b->in);
         len += n;
-        if (n == 0) {
+        /* A signal cuts fread short (n may be > 0); another would block. */
+        if (n == 0 || stopping(b)) {
             break;
         }
     }
+    if (stopping(b)) {
+        free(text);
+        return BATCH_EXIT_INTERRUPTED;
+    }
     if (ferror(b->in)) {
         free(text);
-        if (stopping(b)) {
-            return BATCH_EXIT_INTERRUPTED;
-        }
         error_line("stdin: %s", strerror(errno), NULL);
         return 1;
     }
@@ -658,50 +729,11 @@ static int run_complete(struct batch *b)
     return finish_reply(b);
 }
 
-static const int term_signals[2] = { SIGTERM, SIGHUP };
-
-/* SIGTERM and SIGHUP only set term_signal while batch runs (unless they
- * were ignored, as under nohup), so that no state file is left half
- * written: the work in progress stops at the next token, piece of prompt
- * or read, and a save in progress is finished. */
-static void catch_term_signals(struct sigaction *old)
-{
-    struct sigaction sa;
-    size_t i;
-
-    memset(&sa, 0, sizeof(sa));
-    memset(old, 0, 2 * sizeof(*old));
-    sa.sa_handler = on_term_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;        /* no SA_RESTART: a blocked read returns */
-    term_signal = 0;
-    for (i = 0; i < 2; i++) {
-        if (sigaction(term_signals[i], NULL, &old[i]) == 0 && old[i].sa_handler != SIG_IGN) {
-            sigaction(term_signals[i], &sa, NULL);
-        }
-    }
-}
-
-/* Puts the dispositions back; a signal caught meanwhile is raised again
- * under them, so rwkv-chat dies of it as it would have. */
-static void restore_term_signals(const struct sigaction *old)
-{
-    size_t i;
-
-    for (i = 0; i < 2; i++) {
-        sigaction(term_signals[i], &old[i], NULL);
-    }
-    if (term_signal) {
-        fflush(NULL);
-        raise(term_signal);
-    }
-}
-
 int batch_run(chat *c, const struct app_options *opts, const char *model_label, FILE *in,
-              FILE *out, volatile sig_atomic_t *interrupted)
+              FILE *out, struct batch_signals *signals)
 {
+    const char *delay = getenv("RWKV_CHAT_BATCH_PROMPT_DELAY_MS");
     struct batch b;
-    struct sigaction old[2];
     char err[RWKV_ERRLEN];
     int rc;
 
@@ -711,19 +743,23 @@ int batch_run(chat *c, const struct app_options *opts, const char *model_label, 
     b.model_label = model_label;
     b.in = in;
     b.out = out;
-    b.interrupted = interrupted;
-    catch_term_signals(old);
+    b.sig = signals;
+    /* A test hook: a pause before each piece of a long prompt, so that a
+     * test's signal surely lands while the prompt is fed. */
+    b.prompt_delay_ms = delay ? atol(delay) : 0;
     chat_set_progress(c, prompt_progress, &b);
     rc = opts->complete ? run_complete(&b) : run_chat(&b);
-    if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED) && opts->state_out && !term_signal) {
+    if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED) && opts->state_out) {
+        save_begin(&b);
         if (chat_save(c, opts->state_out, err, sizeof(err)) < 0) {
             error_line("%s", err, NULL);
             rc = 1;
-        } else if (opts->verbose) {
+        }
+        save_end(&b);
+        if (rc != 1 && opts->verbose) {
             fprintf(stderr, "rwkv-chat: state saved to %s\n", opts->state_out);
         }
     }
     chat_set_progress(c, NULL, NULL);
-    restore_term_signals(old);
     return rc;
 }

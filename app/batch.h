@@ -13,17 +13,30 @@
 
 #define BATCH_EXIT_INTERRUPTED 130
 
+/* What batch_run shares with the caller's signal handlers.  The caller's
+ * SIGINT handler sets interrupted: it stops the reply in progress, or the
+ * prompt being fed (that message is then dropped), or the read of stdin.
+ * Its SIGTERM and SIGHUP handler (not installed where they are ignored, as
+ * under nohup) must, while saving is set, only store the signal in
+ * deferred; otherwise restore the default action and raise the signal
+ * again, so that rwkv-chat dies of it at once (signal() and raise() are
+ * async-signal-safe).  batch_run sets saving while it writes a state file
+ * and raises a deferred signal, under its default action, once the file is
+ * renamed into place. */
+struct batch_signals {
+    volatile sig_atomic_t interrupted;
+    volatile sig_atomic_t saving;
+    volatile sig_atomic_t deferred;
+};
+
 /* Runs the conversation (or, with opts->complete, one raw completion) over
  * in, writing replies to out flushed per token; diagnostics and command
- * output go to stderr.  *interrupted is set by the caller's SIGINT handler:
- * it stops the reply in progress, or the prompt being fed (that message is
- * then dropped).  Writes opts->state_out at the end (also when
- * interrupted).  While it runs, SIGTERM and SIGHUP (unless ignored) stop
- * the work at the next token or piece of prompt, a save in progress is
- * finished, and the signal is raised again on return (no state_out).
- * Returns the exit status: 0, 1 (runtime error, one line on stderr) or
+ * output go to stderr.  Writes opts->state_out at the end, also after
+ * SIGINT (SIGTERM and SIGHUP end rwkv-chat as described above: a state
+ * file being written is finished, none is begun).  Returns the exit
+ * status: 0, 1 (runtime error, one line on stderr) or
  * BATCH_EXIT_INTERRUPTED. */
 int batch_run(chat *c, const struct app_options *opts, const char *model_label, FILE *in,
-              FILE *out, volatile sig_atomic_t *interrupted);
+              FILE *out, struct batch_signals *signals);
 
 #endif

@@ -19,13 +19,49 @@
 #include "engine/rwkv.h"
 #include "tokenizer/world.h"
 
-/* Set by SIGINT in batch mode; batch checks it between tokens. */
-static volatile sig_atomic_t interrupted;
+/* Shared with batch_run's loop (see batch.h): a handler has no context,
+ * hence a file-level variable. */
+static struct batch_signals batch_signals;
 
+/* SIGINT in batch mode: batch checks the flag between tokens, pieces of a
+ * prompt and reads. */
 static void on_sigint(int sig)
 {
     (void)sig;
-    interrupted = 1;
+    batch_signals.interrupted = 1;
+}
+
+/* SIGTERM and SIGHUP in batch mode: die of the signal at once, unless a
+ * state file is being written; batch raises it again once it is renamed. */
+static void on_term_signal(int sig)
+{
+    if (batch_signals.saving) {
+        batch_signals.deferred = sig;
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Installs the batch-mode handlers: no SA_RESTART, so that a blocked read
+ * returns.  SIGTERM and SIGHUP stay ignored where they are (nohup). */
+static void catch_batch_signals(void)
+{
+    static const int term_signals[] = { SIGTERM, SIGHUP };
+    struct sigaction sa, old;
+    size_t i;
+
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_term_signal;
+    for (i = 0; i < sizeof(term_signals) / sizeof(term_signals[0]); i++) {
+        if (sigaction(term_signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) {
+            sigaction(term_signals[i], &sa, NULL);
+        }
+    }
 }
 
 static void error_line(const char *fmt, const char *a, const char *b)
@@ -305,14 +341,8 @@ int main(int argc, char **argv)
         }
     }
     if (rc == 0 && opts.batch) {
-        struct sigaction sa;
-
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_sigint;
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = 0;        /* no SA_RESTART: a blocked read returns */
-        sigaction(SIGINT, &sa, NULL);
-        rc = batch_run(c, &opts, label, stdin, stdout, &interrupted);
+        catch_batch_signals();
+        rc = batch_run(c, &opts, label, stdin, stdout, &batch_signals);
     } else if (rc == 0) {
         rc = tui_run(c, &opts, label);
         if (rc == 0 && opts.state_out) {

@@ -225,59 +225,183 @@ ok "$(test -s "$T/int.state"; echo $?)" "SIGINT: --state-out is written"
 printf 'Hello.\n' | run afterint --state-in "$T/int.state" --max-tokens 4
 ok "$(test "$(rc afterint)" = 0; echo $?)" "the state saved on SIGINT loads and the chat goes on"
 
-# SIGINT while a long message is read: the message is dropped, the state
-# saved is exactly the one without it.  The first reply comes back before
-# the 1.2 MB message (seconds to feed) is written, so the signal lands in
-# its prompt.
-$PY -c '
-import sys
-w = ["river", "stone", "cloud", "paper", "light", "green"]
-sys.stdout.write(" ".join(w[(i * 7 + i // 5) % 6] for i in range(200000)) + "\n")' >"$T/long.in" 2>/dev/null ||
-    awk 'BEGIN { for (i = 0; i < 200000; i++) printf "%s ", (i % 2 ? "river" : "stone"); print "" }' >"$T/long.in"
+# --- signals while a long prompt is read or stdout is blocked ---------------------
+# A shell starts background jobs with SIGINT ignored; BG runs rwkv-chat the
+# way a terminal would.
+if env --default-signal=INT true 2>/dev/null; then BG="env --default-signal=INT"; else BG=; fi
+# RWKV_CHAT_BATCH_PROMPT_DELAY_MS (a test hook) pauses before each piece of
+# a long prompt, and --verbose says when the first piece is read: a signal
+# sent after that line lands in the prompt, however fast the machine.
+SLOW="env RWKV_CHAT_BATCH_PROMPT_DELAY_MS=1000"
+READING='^rwkv-chat: reading a prompt of [0-9]+ tokens in pieces of 512$'
+NOT_SENT='rwkv-chat: stdin:2: message not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens \(the conversation is as before it\)'
+# the lines --verbose adds
+VERBOSE='^rwkv-chat: .*(RWKV-7, |conversion cache: |prompt tokens in |reading a prompt of |state saved to )'
+# wait_for FILE REGEX SECONDS: waits until a line of FILE matches.
+wait_for() {
+    i=0
+    while ! grep -Eq "$2" "$1" 2>/dev/null && [ $i -lt $(($3 * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    grep -Eq "$2" "$1" 2>/dev/null
+}
+# wait_pid PID SECONDS: waits for a background rwkv-chat, killing it if it
+# outlives SECONDS (status 999).  Leaves its status in $status.
+wait_pid() {
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        status=999
+        return 1
+    fi
+    wait "$1"
+    status=$?
+}
+# blocked_on_pipe PID pipe_read|pipe_write: the process waits to read or
+# write a pipe (Linux: [anon_]pipe_read, [anon_]pipe_write; older kernels
+# say pipe_wait for both)
+blocked_on_pipe() {
+    case "$(cat /proc/$1/wchan 2>/dev/null)" in *"$2"|pipe_wait) return 0 ;; esac
+    return 1
+}
+# quiet FILE: FILE less the --verbose lines
+quiet() { grep -Ev "$VERBOSE" "$1"; }
+# A message of about 3000 tokens (6 pieces).
+awk 'BEGIN { for (i = 0; i < 3000; i++) printf "%s ", (i % 3 ? "river" : "stone"); print "" }' >"$T/long.in"
 printf 'Hello there.\n' | run first $SAMPLING --state-out "$T/first.state"
-mkfifo "$T/fifo3"
-"$CHAT" --batch --model "$MODEL" -t 1 $SAMPLING --state-out "$T/longint.state" \
-    <"$T/fifo3" >"$T/longint.out" 2>"$T/longint.err" &
-pid=$!
-exec 5>"$T/fifo3"
-printf 'Hello there.\n' >&5
-i=0
-while [ ! -s "$T/longint.out" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-cat "$T/long.in" >&5
-sleep 0.5
-kill -INT $pid
-wait $pid
-echo $? >"$T/longint.rc"
-exec 5>&-
-ok "$(test "$(rc longint)" = 130 &&
-      grep -Eqx 'rwkv-chat: stdin:2: message not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens \(the conversation is as before it\)' "$T/longint.err" &&
-      test "$(wc -l <"$T/longint.err")" = 1; echo $?)" \
-    "SIGINT while a long message is read: exit 130, one line saying it was not sent ($(cat "$T/longint.err"))"
+
+# long_run NAME SIGNAL [FIRST-LINE-PREFIX]: "Hello there.", then the long
+# message (after the prefix, e.g. "/edit ") through a FIFO; SIGNAL once its
+# prompt is being read.  Status in $T/NAME.rc.
+long_run() {
+    mkfifo "$T/$1.fifo"
+    $SLOW $BG "$CHAT" --batch --verbose --model "$MODEL" -t 1 $SAMPLING --state-out "$T/$1.state" \
+        <"$T/$1.fifo" >"$T/$1.out" 2>"$T/$1.err" &
+    pid=$!
+    exec 5>"$T/$1.fifo"
+    { printf 'Hello there.\n%s' "$3"; cat "$T/long.in"; } >&5
+    wait_for "$T/$1.err" "$READING" 30
+    kill -"$2" $pid
+    wait_pid $pid 30
+    echo $status >"$T/$1.rc"
+    exec 5>&-
+}
+
+long_run longint INT
+ok "$(test "$(rc longint)" = 130 && quiet "$T/longint.err" | grep -Eqx "$NOT_SENT" &&
+      test "$(quiet "$T/longint.err" | wc -l)" = 1; echo $?)" \
+    "SIGINT while a long message is read: exit 130, one line saying it was not sent ($(rc longint): $(quiet "$T/longint.err"))"
 ok "$(cmp -s "$T/first.out" "$T/longint.out" && cmp -s "$T/first.state" "$T/longint.state"; echo $?)" \
     "SIGINT while a long message is read: --state-out is byte for byte the state without it"
 
-# SIGTERM there: rwkv-chat dies of it as before, writes no state.
-"$CHAT" --batch --model "$MODEL" -t 1 $SAMPLING --state-out "$T/longterm.state" \
-    <"$T/long.in" >/dev/null 2>"$T/longterm.err" &
-pid=$!
-sleep 0.5
-kill -TERM $pid
-wait $pid
-echo $? >"$T/longterm.rc"
-ok "$(test "$(rc longterm)" = 143 && test ! -e "$T/longterm.state" &&
-      test -z "$(find "$T" -name 'longterm.state.tmp*')"; echo $?)" \
-    "SIGTERM while a long message is read: status 143, no state file, no temporary (got $(rc longterm))"
+long_run editint INT '/edit '
+ok "$(test "$(rc editint)" = 130 && quiet "$T/editint.err" | grep -Eqx "$NOT_SENT" &&
+      test "$(quiet "$T/editint.err" | wc -l)" = 1; echo $?)" \
+    "SIGINT while /edit TEXT's long prompt is read: exit 130, one line saying it was not sent ($(rc editint): $(quiet "$T/editint.err"))"
+ok "$(cmp -s "$T/first.out" "$T/editint.out" && cmp -s "$T/first.state" "$T/editint.state"; echo $?)" \
+    "SIGINT during /edit TEXT: the exchange it would replace is kept (state byte for byte as before)"
+
+# SIGTERM there: rwkv-chat dies of it at once, says nothing, writes no state.
+long_run longterm TERM
+ok "$(test "$(rc longterm)" = 143 && test -z "$(quiet "$T/longterm.err")" &&
+      test ! -e "$T/longterm.state" && test -z "$(find "$T" -name 'longterm.state.tmp*')"; echo $?)" \
+    "SIGTERM while a long message is read: status 143 at once, nothing said, no state file ($(rc longterm): $(quiet "$T/longterm.err"))"
+long_run longhup HUP
+ok "$(test "$(rc longhup)" = 129 && test -z "$(quiet "$T/longhup.err")" && test ! -e "$T/longhup.state"; echo $?)" \
+    "SIGHUP likewise: status 129, no state file (got $(rc longhup))"
 
 # --complete: the same for a raw prompt.
-"$CHAT" --batch --model "$MODEL" -t 1 --complete <"$T/long.in" >/dev/null 2>"$T/longcomp.err" &
+$SLOW $BG "$CHAT" --batch --verbose --model "$MODEL" -t 1 --complete <"$T/long.in" >/dev/null \
+    2>"$T/longcomp.err" &
 pid=$!
-sleep 0.5
+wait_for "$T/longcomp.err" "$READING" 30
 kill -INT $pid
-wait $pid
-echo $? >"$T/longcomp.rc"
-ok "$(test "$(rc longcomp)" = 130 &&
-      grep -Eqx 'rwkv-chat: stdin: prompt not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens' "$T/longcomp.err"; echo $?)" \
-    "--complete: SIGINT while the prompt is read: exit 130, says it was not sent ($(cat "$T/longcomp.err"))"
+wait_pid $pid 30
+ok "$(test "$status" = 130 && quiet "$T/longcomp.err" |
+      grep -Eqx 'rwkv-chat: stdin: prompt not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens' &&
+      test "$(quiet "$T/longcomp.err" | wc -l)" = 1; echo $?)" \
+    "--complete: SIGINT while the prompt is read: exit 130, says it was not sent ($status: $(quiet "$T/longcomp.err"))"
+
+# --complete while stdin is still open: a signal does not wait for the
+# rest of the input.  (rwkv-chat has read the first bytes once it asks
+# for more: the handlers are set before the first read.)
+for sig in INT TERM; do
+    mkfifo "$T/comp$sig.fifo"
+    $BG "$CHAT" --batch --model "$MODEL" -t 1 --complete <"$T/comp$sig.fifo" >"$T/comp$sig.out" \
+        2>"$T/comp$sig.err" &
+    pid=$!
+    exec 5>"$T/comp$sig.fifo"
+    printf 'The first part of a prompt' >&5
+    # the model is loaded and stdin read once rwkv-chat blocks on the FIFO
+    i=0
+    while ! blocked_on_pipe $pid pipe_read && [ $i -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    kill -$sig $pid
+    wait_pid $pid 10
+    eval "st_$sig=\$status"
+    exec 5>&-
+done
+ok "$(test "$st_INT" = 130 && test ! -s "$T/compINT.out" && test ! -s "$T/compINT.err" &&
+      test "$st_TERM" = 143 && test ! -s "$T/compTERM.err"; echo $?)" \
+    "--complete: SIGINT (130) and SIGTERM (143) while stdin is still open end it at once (got $st_INT, $st_TERM)"
+
+# A signal while a reply waits for a reader that does not read: SIGINT
+# stops it (130, no I/O error, state written), SIGTERM ends it (143).  The
+# reader shrinks the pipe to 4 kB (Linux F_SETPIPE_SZ) so that it fills
+# quickly, and reads nothing until $T/drain$sig exists.
+if [ -n "$PY" ]; then
+    for sig in INT TERM; do
+        mkfifo "$T/out$sig.fifo" "$T/in$sig.fifo"
+        $BG "$CHAT" --batch --model "$MODEL" -t 1 --seed 9 --temperature 1 --top-p 1 \
+            --max-tokens 0 --state-out "$T/out$sig.state" <"$T/in$sig.fifo" >"$T/out$sig.fifo" \
+            2>"$T/out$sig.err" &
+        pid=$!
+        $PY -c '
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    fcntl.fcntl(fd, 1031, 4096)     # F_SETPIPE_SZ
+except OSError:
+    pass
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+while os.read(fd, 65536):
+    pass' "$T/out$sig.fifo" "$T/drain$sig" &
+        reader=$!
+        exec 5>"$T/in$sig.fifo"
+        i=0
+        while [ $i -lt 40 ]; do echo 'Write a very long story.'; i=$((i + 1)); done >&5
+        # until the pipe is full and the write blocks (or 20 s)
+        i=0
+        while ! blocked_on_pipe $pid pipe_write && [ $i -lt 200 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        [ $i -lt 200 ] || echo "# $sig: the reply did not block on stdout ($(cat /proc/$pid/wchan 2>/dev/null))"
+        kill -$sig $pid
+        sleep 0.2
+        : >"$T/drain$sig"
+        wait_pid $pid 20
+        eval "st_$sig=\$status"
+        wait $reader
+        exec 5>&-
+    done
+    ok "$(test "$st_INT" = 130 && test ! -s "$T/outINT.err" && test -s "$T/outINT.state"; echo $?)" \
+        "SIGINT while stdout is blocked: exit 130, no I/O error, state written (got $st_INT: $(head -c 200 "$T/outINT.err"))"
+    ok "$(test "$st_TERM" = 143 && test ! -s "$T/outTERM.err" && test ! -e "$T/outTERM.state"; echo $?)" \
+        "SIGTERM while stdout is blocked: status 143 at once, nothing said, no state (got $st_TERM: $(head -c 200 "$T/outTERM.err"))"
+else
+    skip "python3 missing: SIGINT while stdout is blocked"
+    skip "python3 missing: SIGTERM while stdout is blocked"
+fi
 
 # Streaming: an endless reply shows up on stdout while it is being generated.
 mkfifo "$T/fifo2"
