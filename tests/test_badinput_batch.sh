@@ -162,19 +162,31 @@ ok "$(test "$(sums "$T/keep.state")" = "$keep_sum"; echo $?)" \
 
 # --- Ctrl-C while feeding a long prompt ---------------------------------------------
 # (100 kB: the prompt is fed in pieces of 512 tokens; SIGINT stops it
-# within one piece and the message is not sent)
+# within one piece and the message is not sent.  The test hook
+# RWKV_CHAT_BATCH_PROMPT_DELAY_MS pauses before each piece, and --verbose
+# says when the first is read: the signal is sent after that line.)
 cp "$T/msg100k.in" "$T/feed.in"
 cp "$T/keep.state" "$T/feed.state"
-$BG "$CHAT" --batch --model "$MODEL" -t 1 $SAMPLING --max-tokens 50 --state-out "$T/feed.state" \
-    <"$T/feed.in" >"$T/feed.out" 2>"$T/feed.err" &
+run nofeed $SAMPLING --max-tokens 50 --state-out "$T/nofeed.state" </dev/null
+env RWKV_CHAT_BATCH_PROMPT_DELAY_MS=1000 $BG "$CHAT" --batch --verbose --model "$MODEL" -t 1 \
+    $SAMPLING --max-tokens 50 --state-out "$T/feed.state" <"$T/feed.in" >"$T/feed.out" 2>"$T/feed.err" &
 pid=$!
-sleep 0.3
+i=0
+while ! grep -q '^rwkv-chat: reading a prompt of' "$T/feed.err" && [ $i -lt 300 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
 kill -INT $pid
 t0=$(now)
 wait_pid $pid 60
 echo "# exit $(echo "$(now) - $t0" | bc 2>/dev/null) s after SIGINT"
-ok "$(test "$status" = 130 && ! grep -qv '^rwkv-chat: stdin:1: message not sent: interrupted after [0-9]* of [0-9]* prompt tokens (the conversation is as before it)$' "$T/feed.err"; echo $?)" \
-    "SIGINT while feeding a 100 kB message: exit 130 (got $status), at most the line saying it was not sent"
+grep -v '^rwkv-chat: .*\(RWKV-7, \|conversion cache: \|reading a prompt of \|state saved to \)' \
+    "$T/feed.err" >"$T/feed.quiet"
+ok "$(test "$status" = 130 && test ! -s "$T/feed.out" && test "$(wc -l <"$T/feed.quiet")" = 1 &&
+      grep -qx 'rwkv-chat: stdin:1: message not sent: interrupted after [0-9]* of [0-9]* prompt tokens (the conversation is as before it)' "$T/feed.quiet"; echo $?)" \
+    "SIGINT while feeding a 100 kB message: exit 130 (got $status), one line saying it was not sent ($(head -c 200 "$T/feed.quiet"))"
+ok "$(test "$(rc nofeed)" = 0 && cmp -s "$T/feed.state" "$T/nofeed.state"; echo $?)" \
+    "SIGINT while feeding: --state-out is byte for byte the state of a run without the message"
 run feedload --state-in "$T/feed.state" --max-tokens 2 $SAMPLING </dev/null
 ok "$(test "$(rc feedload)" = 0; echo $?)" \
     "SIGINT while feeding: the --state-out file is a complete state file that loads"

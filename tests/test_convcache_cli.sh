@@ -39,6 +39,12 @@ ok "$(grep -q "conversion cache: used $CACHE" "$T/second.err"; echo $?)" \
     "second start: cache used"
 ok "$(test -s "$T/off.out" && cmp -s "$T/off.out" "$T/first.out" && cmp -s "$T/off.out" "$T/second.out"; echo $?)" \
     "same replies converted, writing the cache and reading it"
+cache_sum=$(cksum <"$CACHE")
+run off2 --no-cache --verbose
+ok "$(test "$(cat "$T/off2.rc")" = 0 && ! grep -q "conversion cache: used" "$T/off2.err" &&
+      ! grep -q "conversion cache" "$T/off2.err" && cmp -s "$T/off.out" "$T/off2.out" &&
+      test "$(cksum <"$CACHE")" = "$cache_sum"; echo $?)" \
+    "--no-cache with a cache beside the model: not read (no 'conversion cache: used'), not rewritten"
 run quiet
 ok "$(test ! -s "$T/quiet.err"; echo $?)" "nothing on stderr without --verbose"
 tap_done
