@@ -389,13 +389,33 @@ static void step_reply(struct tui *t)
     }
 }
 
-static void run_command(struct tui *t, const char *line)
+/* A message (or /edit TEXT) whose prompt was stopped: nothing was sent,
+ * the line goes back to the input for another try. */
+static void prompt_interrupted(struct tui *t, const char *line, const char *err)
+{
+    char note[RWKV_ERRLEN + 64];
+
+    tui_transcript_sync(t);
+    snprintf(note, sizeof(note), "message not sent: %s", err);
+    tui_transcript_note(t, TUI_NOTE_INFO, note);
+    tui_input_set_text(t, line);
+    tui_message(t, 0, "prompt interrupted: the message is back in the input line");
+}
+
+/* Runs a slash command; line is also what the input gets back if the
+ * command's prompt is stopped. */
+static void run_command(struct tui *t, const char *cmd, const char *line)
 {
     struct command_result res;
-    int rc = commands_run(t->chat, t->opts, t->model_label, line, &res);
+    int rc = commands_run(t->chat, t->opts, t->model_label, cmd, &res);
 
     if (res.changed & (COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_TEMPLATE)) {
         tui_transcript_sync(t);
+    }
+    if (res.action == COMMAND_INTERRUPTED) {
+        prompt_interrupted(t, line, res.text ? res.text : "interrupted");
+        command_result_free(&res);
+        return;
     }
     if (rc < 0 || res.action == COMMAND_ERROR) {
         tui_transcript_note(t, TUI_NOTE_ERROR, res.text ? res.text : "command failed");
@@ -488,29 +508,24 @@ void tui_submit(struct tui *t, const char *line)
         return;
     }
     if (commands_is_command(s)) {
-        run_command(t, s);
-        return;
-    }
-    if (s[0] == '/' && s[1] == '/') {
-        s++;    /* "//text" sends "/text" */
-    }
-    rc = chat_send(t->chat, s, err, sizeof(err));
-    t->prompt_total = 0;
-    if (rc == CHAT_INTERRUPTED) {
-        /* Nothing was sent: the message goes back to the input line. */
-        char note[RWKV_ERRLEN + 64];
-
-        tui_transcript_sync(t);
-        snprintf(note, sizeof(note), "message not sent: %s", err);
-        tui_transcript_note(t, TUI_NOTE_INFO, note);
-        tui_input_set_text(t, line);
-        tui_message(t, 0, "prompt interrupted: the message is back in the input line");
-    } else if (rc < 0) {
-        tui_transcript_sync(t);
-        tui_transcript_note(t, TUI_NOTE_ERROR, err);
+        run_command(t, s, line);    /* /edit TEXT feeds a prompt too */
     } else {
-        tui_start_reply(t);
+        if (s[0] == '/' && s[1] == '/') {
+            s++;    /* "//text" sends "/text" */
+        }
+        rc = chat_send(t->chat, s, err, sizeof(err));
+        if (rc == CHAT_INTERRUPTED) {
+            prompt_interrupted(t, line, err);
+        } else if (rc < 0) {
+            tui_transcript_sync(t);
+            tui_transcript_note(t, TUI_NOTE_ERROR, err);
+        } else {
+            tui_start_reply(t);
+        }
     }
+    /* The prompt (if any) is over: the status line stops counting it and
+     * the keys typed meanwhile are read now. */
+    t->prompt_total = 0;
     release_held_keys(t);
 }
 

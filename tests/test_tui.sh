@@ -352,6 +352,24 @@ wait_for g "^> .*THE-END|^\. .*THE-END" 10 && [ "$(screen g | grep -c "message n
 ok $? "Esc stops a long prompt too"
 keys g C-c
 wait_for g "^> type a message" 5
+# /edit TEXT with a long text: Ctrl-C stops its prompt, the line comes back
+# to the input and the exchange it would have replaced stays.
+ctx1=$(screen g | head -1 | grep -Eo "ctx [0-9]+")
+type_text g "/edit "
+$T paste-buffer -p -t g
+wait_for g "THE-END" 20
+keys g Enter
+wait_for g "reading prompt [0-9]+/[0-9]+ tokens" 10
+keys g C-c
+wait_for g "^> .*THE-END|^\. .*THE-END" 10 && [ "$(screen g | grep -c "message not sent")" = 3 ] &&
+    wait_gone g "reading prompt" 5 && screen g | head -1 | grep -q "$ctx1 " &&
+    screen g | grep -q "User: Hello there"
+ok $? "Ctrl-C stops /edit TEXT's long prompt: the status line is back, context ($ctx1) and last exchange kept"
+keys g C-a
+wait_for g "^> /edit stone river" 5
+ok $? "the /edit line is back in the input line"
+keys g C-c
+wait_for g "^> type a message" 5
 keys g C-d
 wait_for g "EXITED 0" 10
 ok $? "and rwkv-chat quits normally afterwards"
