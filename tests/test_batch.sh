@@ -328,17 +328,21 @@ ok "$(test "$status" = 130 && quiet "$T/longcomp.err" |
       test "$(quiet "$T/longcomp.err" | wc -l)" = 1; echo $?)" \
     "--complete: SIGINT while the prompt is read: exit 130, says it was not sent ($status: $(quiet "$T/longcomp.err"))"
 
-# --complete while stdin is still open: a signal does not wait for the
-# rest of the input.  (rwkv-chat has read the first bytes once it asks
-# for more: the handlers are set before the first read.)
-for sig in INT TERM; do
-    mkfifo "$T/comp$sig.fifo"
-    $BG "$CHAT" --batch --model "$MODEL" -t 1 --complete <"$T/comp$sig.fifo" >"$T/comp$sig.out" \
-        2>"$T/comp$sig.err" &
+# A signal while stdin is still open: it does not wait for the rest of the
+# input, and what was read of a line or block is dropped.  (rwkv-chat has
+# read the first bytes once it waits for more: its handlers are set before
+# the first read.)
+# open_run NAME SIGNAL TEXT [ARGS...]: writes TEXT, keeps stdin open, sends
+# SIGNAL once rwkv-chat waits for more.  Status in $T/NAME.rc.
+open_run() {
+    name=$1 sig=$2 text=$3
+    shift 3
+    mkfifo "$T/$name.fifo"
+    $BG "$CHAT" --batch --model "$MODEL" -t 1 "$@" <"$T/$name.fifo" >"$T/$name.out" \
+        2>"$T/$name.err" &
     pid=$!
-    exec 5>"$T/comp$sig.fifo"
-    printf 'The first part of a prompt' >&5
-    # the model is loaded and stdin read once rwkv-chat blocks on the FIFO
+    exec 5>"$T/$name.fifo"
+    printf "$text" >&5
     i=0
     while ! blocked_on_pipe $pid pipe_read && [ $i -lt 100 ]; do
         sleep 0.1
@@ -346,12 +350,23 @@ for sig in INT TERM; do
     done
     kill -$sig $pid
     wait_pid $pid 10
-    eval "st_$sig=\$status"
+    echo $status >"$T/$name.rc"
     exec 5>&-
-done
-ok "$(test "$st_INT" = 130 && test ! -s "$T/compINT.out" && test ! -s "$T/compINT.err" &&
-      test "$st_TERM" = 143 && test ! -s "$T/compTERM.err"; echo $?)" \
-    "--complete: SIGINT (130) and SIGTERM (143) while stdin is still open end it at once (got $st_INT, $st_TERM)"
+}
+open_run compINT INT 'The first part of a prompt' --complete
+open_run compTERM TERM 'The first part of a prompt' --complete
+ok "$(test "$(rc compINT)" = 130 && test ! -s "$T/compINT.out" && test ! -s "$T/compINT.err" &&
+      test "$(rc compTERM)" = 143 && test ! -s "$T/compTERM.err"; echo $?)" \
+    "--complete: SIGINT (130) and SIGTERM (143) while stdin is still open end it at once (got $(rc compINT), $(rc compTERM))"
+printf '' | run empty0 $SAMPLING --state-out "$T/empty0.state"
+open_run jpart INT '{"role":"user","con' --jsonl $SAMPLING --state-out "$T/jpart.state"
+ok "$(test "$(rc jpart)" = 130 && test ! -s "$T/jpart.out" && test ! -s "$T/jpart.err" &&
+      cmp -s "$T/jpart.state" "$T/empty0.state"; echo $?)" \
+    "--jsonl: SIGINT in the middle of a line drops it: 130, no 'malformed JSON', state as without it (got $(rc jpart): $(head -c 200 "$T/jpart.err"))"
+open_run bpart INT '"""\nfirst line\nsecond li' $SAMPLING --state-out "$T/bpart.state"
+ok "$(test "$(rc bpart)" = 130 && test ! -s "$T/bpart.out" && test ! -s "$T/bpart.err" &&
+      cmp -s "$T/bpart.state" "$T/empty0.state"; echo $?)" \
+    "SIGINT inside an open \"\"\" block drops it: 130, nothing sent, state as without it (got $(rc bpart): $(head -c 200 "$T/bpart.err"))"
 
 # A signal while a reply waits for a reader that does not read: SIGINT
 # stops it (130, no I/O error, state written), SIGTERM ends it (143).  The
