@@ -26,7 +26,8 @@
  *
  * Any mismatch (versions, byte order, dtype, the model file's identity),
  * truncation, bad offset or hash makes the whole file be ignored; the
- * caller converts and writes a new one (temporary file, fsync, rename).
+ * caller converts and writes a new one (temporary file, then rename; no
+ * fsync: a cache torn by a crash fails its hashes and is rebuilt).
  */
 #ifndef RWKV_CONVCACHE_H
 #define RWKV_CONVCACHE_H
