@@ -249,7 +249,7 @@ static void usage(FILE *f)
     fprintf(f,
         "Usage: rwkv-bench MODEL [OPTION]...\n"
         "Measure prompt processing and generation speed of a model.\n\n"
-        "  -t, --threads N    worker threads (default: online CPUs)\n"
+        "  -t, --threads N    worker threads (default: the CPUs it may run on)\n"
         "      --dtype D      weight format: auto, fp32, fp16, bf16, int8/q8, q4\n"
         "      --no-cache     convert the weights at load; no conversion cache\n"
         "  -p, --prompt N     prompt tokens (default 512; 0 skips)\n"
@@ -375,9 +375,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     }
     o->model = argv[optind];
     if (!o->threads) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-        o->threads = n > 0 ? (int)n : 1;
+        o->threads = rwkv_default_threads();
     }
     return 0;
 }

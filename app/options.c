@@ -74,7 +74,7 @@ void options_usage(FILE *f)
         "      --resume           continue the session saved when the TUI last quit\n"
         "      --vocab=PATH       World vocabulary file (default: the installed one)\n"
         "      --data-dir=DIR     search DIR for prompts, models and the vocabulary first\n"
-        "  -t, --threads=N        worker threads (default: all CPUs)\n"
+        "  -t, --threads=N        worker threads (default: the CPUs it may run on)\n"
         "      --dtype=TYPE       weights as fp32, fp16, bf16, q8 or q4 (default: as stored)\n"
         "      --no-cache         convert the weights at every start; no conversion cache\n"
         "      --config=FILE      read FILE instead of ~/.config/rwkv-chat/config\n"

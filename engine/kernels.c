@@ -269,7 +269,10 @@ const struct kernel_set kernel_set_portable = {
  * worker that went to sleep between them would cost a futex wake-up (tens
  * of microseconds on a virtual machine) every time.  So workers, and the
  * caller waiting for stragglers, spin for a while (SPIN_NS) before they
- * sleep on the condition variable.
+ * sleep on a condition variable (wake, done).  Each sleeper announces
+ * itself (sleepers, waiting) before its last look at what it waits for,
+ * and the other side looks at that announcement after changing it, all
+ * sequentially consistent: one of the two always sees the other.
  */
 #define SPIN_NS 50000
 #define MAX_TASKS 0xFFFF
@@ -278,7 +281,8 @@ struct kpool {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;        /* a new job, or quit */
+    pthread_cond_t done;        /* tasks_left reached 0 */
     int quit;                   /* atomic */
     uint32_t generation;        /* atomic: the newest job */
     int sleepers;               /* atomic: workers asleep or about to be */
@@ -287,6 +291,7 @@ struct kpool {
     void *ctx;
     uint64_t claim;             /* atomic, see above */
     int tasks_left;             /* atomic: tasks not finished yet */
+    int waiting;                /* atomic: the caller sleeps on done */
     float *tile;                /* k_matmul's conversion buffer, kept between calls */
     size_t tile_floats;
 };
@@ -378,11 +383,28 @@ static void *kpool_main(void *arg)
         }
         int did = kpool_work(p, seen);
 
-        if (did) {
-            __atomic_sub_fetch(&p->tasks_left, did, __ATOMIC_RELEASE);
+        if (did && __atomic_sub_fetch(&p->tasks_left, did, __ATOMIC_SEQ_CST) == 0 &&
+            __atomic_load_n(&p->waiting, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->lock);
         }
     }
     return NULL;
+}
+
+int rwkv_default_threads(void)
+{
+    long n;
+#ifdef CPU_COUNT
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) {
+        return CPU_COUNT(&set);
+    }
+#endif
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 struct kpool *kpool_new(int n_threads)
@@ -390,9 +412,7 @@ struct kpool *kpool_new(int n_threads)
     struct kpool *p;
 
     if (n_threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-        n_threads = n > 0 ? (int)n : 1;
+        n_threads = rwkv_default_threads();
     }
     if (n_threads > 256) {
         n_threads = 256;
@@ -404,6 +424,7 @@ struct kpool *kpool_new(int n_threads)
     p->n_threads = 1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
     if (n_threads > 1) {
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
@@ -436,6 +457,7 @@ void kpool_free(struct kpool *p)
     free(p->tile);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
     free(p);
 }
 
@@ -465,8 +487,8 @@ static void kpool_run_some(struct kpool *p, void (*fn)(void *ctx, int i), void *
     int did = kpool_work(p, generation);
     int left = __atomic_sub_fetch(&p->tasks_left, did, __ATOMIC_ACQ_REL);
 
-    /* Stragglers: spin, then give the CPU away (a worker may have been
-     * descheduled in the middle of its task). */
+    /* Stragglers: spin, then sleep until the last one signals (a worker may
+     * have been descheduled in the middle of its task). */
     for (unsigned spins = 0; left > 0; spins++) {
         if ((spins & 255) == 0) {
             uint64_t t = now_ns();
@@ -474,7 +496,14 @@ static void kpool_run_some(struct kpool *p, void (*fn)(void *ctx, int i), void *
             if (!start) {
                 start = t;
             } else if (t - start > SPIN_NS) {
-                sched_yield();
+                pthread_mutex_lock(&p->lock);
+                __atomic_store_n(&p->waiting, 1, __ATOMIC_SEQ_CST);
+                while (__atomic_load_n(&p->tasks_left, __ATOMIC_SEQ_CST) > 0) {
+                    pthread_cond_wait(&p->done, &p->lock);
+                }
+                __atomic_store_n(&p->waiting, 0, __ATOMIC_SEQ_CST);
+                pthread_mutex_unlock(&p->lock);
+                break;
             }
         }
         cpu_relax();
@@ -482,14 +511,36 @@ static void kpool_run_some(struct kpool *p, void (*fn)(void *ctx, int i), void *
     }
 }
 
+/* A job of more than MAX_TASKS tasks runs in rounds. */
+struct kpool_round {
+    void (*fn)(void *ctx, int i);
+    void *ctx;
+    int base;
+};
+
+static void round_task(void *ctx, int i)
+{
+    const struct kpool_round *r = ctx;
+
+    r->fn(r->ctx, r->base + i);
+}
+
 void kpool_run(struct kpool *p, void (*fn)(void *ctx, int i), void *ctx, int n)
 {
     if (n <= 0) {
         return;
     }
-    if (!p || p->n_threads == 1 || n == 1 || n > MAX_TASKS) {
+    if (!p || p->n_threads == 1 || n == 1) {
         for (int i = 0; i < n; i++) {
             fn(ctx, i);
+        }
+        return;
+    }
+    if (n > MAX_TASKS) {
+        for (int base = 0; base < n; base += MAX_TASKS) {
+            struct kpool_round r = { fn, ctx, base };
+
+            kpool_run(p, round_task, &r, n - base < MAX_TASKS ? n - base : MAX_TASKS);
         }
         return;
     }

@@ -48,7 +48,7 @@ size_t kmat_bytes(const struct kmat *m);
  * caller at a time: kpool_run and the products on one pool must not overlap
  * (the pool also keeps k_matmul's conversion buffer). */
 struct kpool;
-struct kpool *kpool_new(int n_threads);   /* n <= 0: online CPUs */
+struct kpool *kpool_new(int n_threads);   /* n <= 0: rwkv_default_threads() */
 void kpool_free(struct kpool *pool);
 int kpool_threads(const struct kpool *pool);
 /* Runs fn(ctx, i) for i in [0, n) on the pool's threads; returns when all

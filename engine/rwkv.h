@@ -61,7 +61,7 @@ enum rwkv_cache_mode {
 
 struct rwkv_load_options {
     enum rwkv_dtype dtype;  /* RWKV_DTYPE_AUTO: as stored */
-    int n_threads;          /* 0: number of online CPUs */
+    int n_threads;          /* 0: rwkv_default_threads() */
     enum rwkv_cache_mode cache;
 };
 
@@ -131,6 +131,10 @@ int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char
                           char *err, size_t errlen);
 
 const char *rwkv_dtype_name(enum rwkv_dtype dtype);
+/* Worker threads by default: the CPUs this process may run on (its
+ * affinity mask, as set by taskset or a container's cpuset), else the
+ * online CPUs. */
+int rwkv_default_threads(void);
 /* Parses "fp32", "f32", "bf16", "fp16", "f16", "int8", "q8", "q4"...; -1 if unknown. */
 int rwkv_dtype_parse(const char *name, enum rwkv_dtype *out);
 /* The kernel set chosen for this CPU ("avx512-bf16", "avx2", "portable"). */

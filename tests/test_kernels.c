@@ -282,6 +282,17 @@ static void count_task(void *ctx, int i)
     __atomic_fetch_add(&c->hits[i], 1, __ATOMIC_RELAXED);
 }
 
+/* count_task after 3 ms for the last index. */
+static void slow_task(void *ctx, int i)
+{
+    struct timespec pause = { 0, 3000000 };
+
+    if (i == 5) {
+        nanosleep(&pause, NULL);
+    }
+    count_task(ctx, i);
+}
+
 static void test_pool(void)
 {
     struct kpool *pool = kpool_new(3);
@@ -319,6 +330,32 @@ static void test_pool(void)
         }
     }
     ok(good, "jobs after 2 ms idle (sleeping workers) run every task once");
+    /* More tasks than one job holds (65535): run in rounds. */
+    {
+        enum { BIG = 70001 };
+        int *many = calloc(BIG, sizeof *many);
+        struct count_ctx cm = { many };
+
+        good = many != NULL;
+        if (many) {
+            kpool_run(pool, count_task, &cm, BIG);
+            for (int i = 0; i < BIG; i++) {
+                good &= many[i] == 1;
+            }
+        }
+        ok(good, "a job of %d tasks runs each exactly once", BIG);
+        free(many);
+    }
+    /* A straggler much slower than the spin: the caller sleeps and is woken. */
+    good = 1;
+    for (int run = 0; run < 3 && good; run++) {
+        memset(hits, 0, sizeof hits);
+        kpool_run(pool, slow_task, &c, 6);
+        for (int i = 0; i < 101; i++) {
+            good &= hits[i] == (i < 6);
+        }
+    }
+    ok(good, "tasks of 3 ms (longer than the spin): every task once, all finished on return");
     kpool_free(pool);
     kpool_free(NULL);
 
