@@ -382,15 +382,16 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         set_err(err, errlen, "%s: out of memory", path);
         return NULL;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not hang */
     if (fd < 0) {
         set_err(err, errlen, "%s: %s", path, strerror(errno));
         ckpt_close(file);
         return NULL;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory"
-                                                 : "not a regular file");
+        set_err(err, errlen, "%s: %s", path,
+                fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) ? "is a directory"
+                                                           : "not a regular file");
         close(fd);
         ckpt_close(file);
         return NULL;

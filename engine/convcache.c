@@ -124,7 +124,10 @@ int convcache_key_of(const char *model_path, enum rwkv_dtype dtype, uint64_t fin
     key->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     key->fingerprint = fingerprint;
     key->dtype = (int32_t)dtype;
-    key->pack_signature = kmat_pack_signature(dtype);
+    /* the format's packer, and bf16's: RWKV-7 keeps its LoRA factors in
+     * bf16 at the quantised formats */
+    key->pack_signature = kmat_pack_signature(dtype) * 31 + kmat_pack_signature(RWKV_DTYPE_BF16);
+    key->owner = (uint32_t)st.st_uid;
     return 0;
 }
 
@@ -176,7 +179,9 @@ static int matrix_sizes(int32_t t, int32_t rows, int32_t cols, uint64_t *data, u
 {
     uint64_t row;
 
-    if (t < RWKV_DTYPE_F32 || t > RWKV_DTYPE_Q4 || rows <= 0 || cols <= 0) {
+    /* (cols is rounded up to whole 32-column blocks in int arithmetic) */
+    if (t < RWKV_DTYPE_F32 || t > RWKV_DTYPE_Q4 || rows <= 0 || cols <= 0 ||
+        cols > INT32_MAX - 64) {
         return -1;
     }
     row = quant_row_bytes((enum rwkv_dtype)t, cols);
@@ -284,7 +289,12 @@ convcache *convcache_parse(const void *buf, size_t size, const struct convcache_
             return NULL;
         }
     }
-    if (c->n > 0 && c->n <= INT32_MAX) {
+    if (c->n > INT32_MAX) {
+        snprintf(why, whylen, "corrupt: %zu entries", c->n);
+        convcache_close(c);
+        return NULL;
+    }
+    if (c->n > 0) {
         v.c = c;
         v.bad = calloc(c->n, sizeof *v.bad);
         if (!v.bad) {
@@ -313,7 +323,8 @@ convcache *convcache_open(const char *path, const struct convcache_key *key,
     struct stat st;
     convcache *c;
     void *map;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO of that name must not hang the load */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
     if (fd < 0) {
         snprintf(why, whylen, errno == ENOENT ? "no cache yet" : "cannot open: %s",
@@ -322,6 +333,13 @@ convcache *convcache_open(const char *path, const struct convcache_key *key,
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         snprintf(why, whylen, "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    /* Its weights are trusted without the NaN/Inf scan: only a file of
+     * ours, or of whoever owns the directory's models, is. */
+    if (st.st_uid != geteuid() && st.st_uid != key->owner) {
+        snprintf(why, whylen, "owned by another user (uid %u)", (unsigned)st.st_uid);
         close(fd);
         return NULL;
     }

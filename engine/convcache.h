@@ -43,9 +43,11 @@
 /* What a cache must match. */
 struct convcache_key {
     uint64_t size, ino, dev, fingerprint;
-    uint64_t pack_signature;    /* kmat_pack_signature of dtype */
+    uint64_t pack_signature;    /* kmat_pack_signature of dtype and of bf16 */
     int64_t mtime_ns;
     int32_t dtype;
+    uint32_t owner;             /* the model file's owner: a cache file owned by
+                                 * anyone but us or them is ignored */
 };
 
 /* One matrix of a load, to write or to look up. */

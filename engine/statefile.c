@@ -494,7 +494,7 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
     ssize_t got;
     int fd, error = 0;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not hang */
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;

@@ -336,6 +336,54 @@ static void test_damage(const struct load *ref)
     free(img);
 }
 
+/* Files at the cache's name that must not be trusted or must not block:
+ * a FIFO (opening one for reading would wait for a writer) and, when we
+ * can make one, a cache owned by another user (its weights skip the NaN
+ * scan, so only our own or the model owner's are used). */
+static void test_strange_files(const struct load *ref)
+{
+    char cache[600];
+    unsigned char *img;
+    size_t n;
+    struct load l;
+
+    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", model);
+    img = read_file(cache, &n);
+    unlink(cache);
+    if (mkfifo(cache, 0644) != 0) {
+        skip("mkfifo: %s", strerror(errno));
+    } else {
+        load_run(model, RWKV_DTYPE_Q8, 1, &l);
+        ok(l.result != RWKV_CACHE_USED && strstr(l.reason, "not a regular file") &&
+           same_logits(&l, ref),
+           "a FIFO at the cache's name does not block the load (%s: %s)",
+           result_name(l.result), l.reason);
+        free(l.logits);
+        unlink(cache);
+    }
+    if (!img) {
+        ok(0, "q8 cache readable");
+        return;
+    }
+    write_file(cache, img, n);
+    if (geteuid() != 0 || chown(cache, 4242, 4242) != 0) {
+        skip("chown to another user needs root");
+    } else {
+        load_run(model, RWKV_DTYPE_Q8, 1, &l);
+        ok(l.result != RWKV_CACHE_USED && same_logits(&l, ref),
+           "a cache owned by another user (uid 4242) is not used (%s: %s)",
+           result_name(l.result), l.reason);
+        free(l.logits);
+    }
+    unlink(cache);
+    write_file(cache, img, n);
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_USED && same_logits(&l, ref), "our own copy of it is used (%s)",
+       result_name(l.result));
+    free(l.logits);
+    free(img);
+}
+
 static void test_invalidation(const struct load *ref)
 {
     struct timespec times[2] = { { 0, 0 }, { 1500000000, 123456789 } };
@@ -719,6 +767,7 @@ int main(void)
     test_versions();
     test_reader();
     test_damage(&q8);
+    test_strange_files(&q8);
     test_invalidation(&q8);
     test_read_only(&q8);
     test_nan_behind_cache(&q8);
