@@ -1002,7 +1002,7 @@ static void cache_finish(rwkv_model *m)
 }
 
 /* Weight bytes one generated token reads: every kernel matrix as it is
- * held (kmat_bytes: LoRA factors in their float32 format, the Linear
+ * held (kmat_bytes: LoRA factors in their own format, the Linear
  * weights in the compute format), the float32 copies of the other used
  * tensors, and one embedding row. */
 static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)

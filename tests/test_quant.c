@@ -439,7 +439,7 @@ static int read_tokens(const char *path, int32_t *tok, int max)
 static float *run_model(const char *path, enum rwkv_dtype d, const int32_t *tok, int n,
                         int *vocab)
 {
-    struct rwkv_load_options lo = { .dtype = d, .n_threads = 2 };
+    struct rwkv_load_options lo = { .dtype = d, .n_threads = 2, .cache = RWKV_CACHE_MODE_OFF };
     char err[RWKV_ERRLEN];
     rwkv_model *m = rwkv_model_load(path, &lo, err, sizeof err);
     rwkv_state *s;
