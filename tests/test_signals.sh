@@ -101,7 +101,15 @@ wait_for() { # wait_for SESSION REGEX [SECONDS]
 }
 for sig in TERM HUP; do
     s=s$sig
-    $T new-session -d -s $s -x 100 -y 30 "sh" || { ok 1 "tmux session"; continue; }
+    # (the server of the previous round may still be exiting after its
+    # last session was killed: try again for a moment)
+    tries=0
+    until $T new-session -d -s $s -x 100 -y 30 "sh" 2>/dev/null; do
+        tries=$((tries + 1))
+        [ $tries -lt 20 ] || break
+        sleep 0.1
+    done
+    [ $tries -lt 20 ] || { ok 1 "tmux session"; continue; }
     $T send-keys -t $s "stty -a >$work/before.$sig; sh -c 'echo \$\$ >$work/pid.$sig; exec $CHAT --model $MODEL -t 1 --seed 1'; echo EXITED-\$?" Enter
     wait_for $s "v7-world.pth" 20
     sleep 0.3
