@@ -380,6 +380,29 @@ static void describe(char *buf, size_t len, uint32_t version, uint32_t minor, ui
     }
 }
 
+/* The model identity in a file's header must be this model's: 0, or -1
+ * with err naming both. */
+static int check_model(const char *path, const uint8_t *header, const struct rwkv_info *info,
+                       char *err, size_t errlen)
+{
+    const uint8_t *h = header + 32;
+    uint8_t mine[64];
+    char theirs[160], ours[160];
+
+    put_identity(mine, info);
+    if (memcmp(mine, h, 64) == 0) {
+        return 0;
+    }
+    describe(theirs, sizeof theirs, get32(h), get32(h + 4), get32(h + 8), get32(h + 12),
+             get32(h + 24), get64(h + 32));
+    describe(ours, sizeof ours, (uint32_t)info->version, (uint32_t)info->minor,
+             (uint32_t)info->n_layer, (uint32_t)info->n_embd, (uint32_t)info->n_vocab,
+             info->fingerprint);
+    snprintf(err, errlen, "%s: saved with another model (%s), not this one (%s)", path, theirs,
+             ours);
+    return -1;
+}
+
 /* Before anything is allocated: the file must be for this model and its
  * size must be what its section table lays out (the state first, each
  * section 8-aligned right after the one before, the checksum last), with
@@ -388,22 +411,11 @@ static void describe(char *buf, size_t len, uint32_t version, uint32_t minor, ui
 static int check_layout(int fd, const char *path, const uint8_t *header,
                         const struct rwkv_info *info, uint64_t size, char *err, size_t errlen)
 {
-    uint8_t mine[64], *table;
+    uint8_t *table;
     uint64_t n_sec = get32(header + 24), end, app = 0, i;
     size_t table_bytes;
 
-    put_identity(mine, info);
-    if (memcmp(mine, header + 32, 64) != 0) {
-        const uint8_t *h = header + 32;
-        char theirs[160], ours[160];
-
-        describe(theirs, sizeof theirs, get32(h), get32(h + 4), get32(h + 8), get32(h + 12),
-                 get32(h + 24), get64(h + 32));
-        describe(ours, sizeof ours, (uint32_t)info->version, (uint32_t)info->minor,
-                 (uint32_t)info->n_layer, (uint32_t)info->n_embd, (uint32_t)info->n_vocab,
-                 info->fingerprint);
-        snprintf(err, errlen, "%s: saved with another model (%s), not this one (%s)", path,
-                 theirs, ours);
+    if (check_model(path, header, info, err, errlen) < 0) {
         return -1;
     }
     if (n_sec == 0 || n_sec > MAX_SECTIONS || HEADER_SIZE + n_sec * ENTRY_SIZE > size - 8) {
@@ -486,7 +498,7 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
                                     size_t errlen)
 {
     const struct rwkv_info *info = rwkv_model_info(model);
-    uint8_t header[HEADER_SIZE], mine[64];
+    uint8_t header[HEADER_SIZE];
     struct stat st;
     rwkv_statefile *sf;
     uint64_t declared, n_sec, table_end, i, j;
@@ -606,18 +618,7 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
         }
     }
     /* The model. */
-    put_identity(mine, info);
-    if (memcmp(mine, sf->data + 32, 64) != 0) {
-        const uint8_t *h = sf->data + 32;
-        char theirs[160], ours[160];
-
-        describe(theirs, sizeof theirs, get32(h), get32(h + 4), get32(h + 8), get32(h + 12),
-                 get32(h + 24), get64(h + 32));
-        describe(ours, sizeof ours, (uint32_t)info->version, (uint32_t)info->minor,
-                 (uint32_t)info->n_layer, (uint32_t)info->n_embd, (uint32_t)info->n_vocab,
-                 info->fingerprint);
-        snprintf(err, errlen, "%s: saved with another model (%s), not this one (%s)", path,
-                 theirs, ours);
+    if (check_model(path, sf->data, info, err, errlen) < 0) {
         rwkv_statefile_free(sf);
         return NULL;
     }
