@@ -302,12 +302,22 @@ static void expect_rebuilt(const char *what, const char *cache, const struct loa
     (void)cache;
 }
 
+/* The next q8 load must come from the cache, with the reference logits. */
+static void expect_used(const char *what, const struct load *ref)
+{
+    struct load l;
+
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_USED && same_logits(&l, ref), "%s (%s)", what,
+       result_name(l.result));
+    free(l.logits);
+}
+
 static void test_damage(const struct load *ref)
 {
     char cache[600];
     unsigned char *img;
     size_t n;
-    struct load l;
 
     snprintf(cache, sizeof cache, "%s.q8.rwkvcache", model);
     img = read_file(cache, &n);
@@ -329,10 +339,7 @@ static void test_damage(const struct load *ref)
     memset(img, 'x', 200);
     write_file(cache, img, n);
     expect_rebuilt("a cache with a garbage header", cache, ref, "corrupt");
-    load_run(model, RWKV_DTYPE_Q8, 1, &l);
-    ok(l.result == RWKV_CACHE_USED && same_logits(&l, ref), "the rewritten cache is used (%s)",
-       result_name(l.result));
-    free(l.logits);
+    expect_used("the rewritten cache is used", ref);
     free(img);
 }
 
@@ -377,10 +384,7 @@ static void test_strange_files(const struct load *ref)
     }
     unlink(cache);
     write_file(cache, img, n);
-    load_run(model, RWKV_DTYPE_Q8, 1, &l);
-    ok(l.result == RWKV_CACHE_USED && same_logits(&l, ref), "our own copy of it is used (%s)",
-       result_name(l.result));
-    free(l.logits);
+    expect_used("our own copy of it is used", ref);
     free(img);
 }
 
