@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -426,17 +427,24 @@ struct kpool *kpool_new(int n_threads)
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     if (n_threads > 1) {
+        sigset_t all, old;
+
         p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
         if (!p->threads) {
             kpool_free(p);
             return NULL;
         }
+        /* Workers block every signal (they inherit this mask), so that the
+         * program's handlers always run on its own threads. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         for (int i = 0; i < n_threads - 1; i++) {
             if (pthread_create(&p->threads[i], NULL, kpool_main, p) != 0) {
                 break;          /* run with the threads we got */
             }
             p->n_threads++;
         }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     return p;
 }
