@@ -314,6 +314,28 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A bounded spin: spin_on pauses and returns 1 until the spin is SPIN_NS
+ * old (the clock is read every 256 turns), then 0. */
+struct spin {
+    uint64_t start;
+    unsigned turns;
+};
+
+static int spin_on(struct spin *s)
+{
+    if ((s->turns++ & 255) == 0) {
+        uint64_t t = now_ns();
+
+        if (!s->start) {
+            s->start = t;
+        } else if (t - s->start > SPIN_NS) {
+            return 0;
+        }
+    }
+    cpu_relax();
+    return 1;
+}
+
 /* Takes tasks of job `generation` until none are left; returns how many. */
 static int kpool_work(struct kpool *p, uint32_t generation)
 {
@@ -339,25 +361,15 @@ static int kpool_work(struct kpool *p, uint32_t generation)
 /* Waits until the pool's generation differs from seen (or quit); returns it. */
 static uint32_t kpool_wait_job(struct kpool *p, uint32_t seen)
 {
-    uint64_t start = 0;
+    struct spin spin = { 0, 0 };
     uint32_t g;
 
-    for (unsigned spins = 0;; spins++) {
+    do {
         g = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE);
         if (g != seen || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) {
             return g;
         }
-        if ((spins & 255) == 0) {
-            uint64_t t = now_ns();
-
-            if (!start) {
-                start = t;
-            } else if (t - start > SPIN_NS) {
-                break;
-            }
-        }
-        cpu_relax();
-    }
+    } while (spin_on(&spin));
     /* Sleep.  The caller stores the generation, then reads sleepers; we
      * count ourselves in, then read the generation (both sequentially
      * consistent): one of us sees the other, so no wake-up is lost. */
@@ -478,7 +490,7 @@ int kpool_threads(const struct kpool *p)
 static void kpool_run_some(struct kpool *p, void (*fn)(void *ctx, int i), void *ctx, int n)
 {
     uint32_t generation = p->generation + 1;
-    uint64_t start = 0;
+    struct spin spin = { 0, 0 };
 
     p->fn = fn;
     p->ctx = ctx;
@@ -497,25 +509,17 @@ static void kpool_run_some(struct kpool *p, void (*fn)(void *ctx, int i), void *
 
     /* Stragglers: spin, then sleep until the last one signals (a worker may
      * have been descheduled in the middle of its task). */
-    for (unsigned spins = 0; left > 0; spins++) {
-        if ((spins & 255) == 0) {
-            uint64_t t = now_ns();
-
-            if (!start) {
-                start = t;
-            } else if (t - start > SPIN_NS) {
-                pthread_mutex_lock(&p->lock);
-                __atomic_store_n(&p->waiting, 1, __ATOMIC_SEQ_CST);
-                while (__atomic_load_n(&p->tasks_left, __ATOMIC_SEQ_CST) > 0) {
-                    pthread_cond_wait(&p->done, &p->lock);
-                }
-                __atomic_store_n(&p->waiting, 0, __ATOMIC_SEQ_CST);
-                pthread_mutex_unlock(&p->lock);
-                break;
-            }
-        }
-        cpu_relax();
+    while (left > 0 && spin_on(&spin)) {
         left = __atomic_load_n(&p->tasks_left, __ATOMIC_ACQUIRE);
+    }
+    if (left > 0) {
+        pthread_mutex_lock(&p->lock);
+        __atomic_store_n(&p->waiting, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&p->tasks_left, __ATOMIC_SEQ_CST) > 0) {
+            pthread_cond_wait(&p->done, &p->lock);
+        }
+        __atomic_store_n(&p->waiting, 0, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&p->lock);
     }
 }
 
