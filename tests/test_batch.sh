@@ -228,7 +228,9 @@ ok "$(test "$(rc afterint)" = 0; echo $?)" "the state saved on SIGINT loads and 
 # --- signals while a long prompt is read or stdout is blocked ---------------------
 # A shell starts background jobs with SIGINT ignored; BG runs rwkv-chat the
 # way a terminal would.
-if env --default-signal=INT true 2>/dev/null; then BG="env --default-signal=INT"; else BG=; fi
+# (INT, HUP and TERM as the defaults: a CI run under nohup would otherwise
+# pass SIGHUP on ignored, which rwkv-chat rightly keeps)
+if env --default-signal=INT,HUP,TERM true 2>/dev/null; then BG="env --default-signal=INT,HUP,TERM"; else BG=; fi
 # RWKV_CHAT_BATCH_PROMPT_DELAY_MS (a test hook) pauses before each piece of
 # a long prompt, and --verbose says when the first piece is read: a signal
 # sent after that line lands in the prompt, however fast the machine.
