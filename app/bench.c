@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "app/blascore.h"
+#include "app/membw.h"
 #include "engine/rwkv.h"
 
 struct opts {
@@ -90,32 +91,11 @@ struct bw_job {
     uint64_t sink;
 };
 
-typedef uint64_t bw_vec __attribute__((vector_size(32)));
-
-/* Sums 32-byte vectors (256-bit loads where the CPU has them), four
- * independent sums so loads, not additions, set the pace. */
-#if defined(__x86_64__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static uint64_t bw_sum(const bw_vec *a, size_t n)
-{
-    bw_vec s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
-
-    for (size_t i = 0; i + 4 <= n; i += 4) {
-        s0 += a[i];
-        s1 += a[i + 1];
-        s2 += a[i + 2];
-        s3 += a[i + 3];
-    }
-    s0 ^= s1 ^ s2 ^ s3;
-    return s0[0] ^ s0[1] ^ s0[2] ^ s0[3];
-}
-
 static void *bw_read(void *arg)
 {
     struct bw_job *j = arg;
 
-    j->sink = bw_sum((const bw_vec *)j->a, j->n / 4);
+    j->sink = membw_read(j->a, j->n * sizeof *j->a);
     return NULL;
 }
 

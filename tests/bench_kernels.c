@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "app/membw.h"
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
 
@@ -19,27 +20,6 @@ static double cpu_now(void)
 
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-typedef uint64_t read_vec __attribute__((vector_size(32)));
-
-/* Sum of 32-byte vectors with four independent chains: the read ceiling
- * (256-bit loads where the CPU has them, as the kernels use). */
-#if defined(__x86_64__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static uint64_t read_all(const read_vec *a, size_t n)
-{
-    read_vec s0 = { 0 }, s1 = { 0 }, s2 = { 0 }, s3 = { 0 };
-
-    for (size_t i = 0; i + 4 <= n; i += 4) {
-        s0 += a[i];
-        s1 += a[i + 1];
-        s2 += a[i + 2];
-        s3 += a[i + 3];
-    }
-    s0 ^= s1 ^ s2 ^ s3;
-    return s0[0] ^ s0[1] ^ s0[2] ^ s0[3];
 }
 
 int main(int argc, char **argv)
@@ -86,7 +66,7 @@ int main(int argc, char **argv)
             best = best < cpu_now() - t0 ? best : cpu_now() - t0;
             t0 = cpu_now();
             /* the same number of bytes, read from the float32 source */
-            sink ^= read_all((const read_vec *)src, bytes / 32);
+            sink ^= membw_read(src, bytes);
             best_read = best_read < cpu_now() - t0 ? best_read : cpu_now() - t0;
         }
         printf("| %s | %.0f | %.1f | %.1f | %.0f %% |\n", rwkv_dtype_name(W.type), bytes / 1e6,
