@@ -1,4 +1,5 @@
-# tests/tap.sh - TAP output for the shell tests, sourced by each of them:
+# tests/tap.sh - TAP output (and wait_pid) for the shell tests, sourced by
+# each of them:
 #     . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 # Results are numbered as they come; tap_done prints the plan last and
 # exits 1 if any test failed.
@@ -42,6 +43,25 @@ skip() {
 skip_all() {
     echo "1..0 # SKIP $1"
     exit 0
+}
+
+# wait_pid PID SECONDS: waits for a background process; kills it (status
+# 999, returns 1) if it outlives SECONDS.  Leaves its status in $status.
+wait_pid() {
+    wait_pid_i=0
+    while kill -0 "$1" 2>/dev/null && [ $wait_pid_i -lt $(($2 * 10)) ]; do
+        sleep 0.1
+        wait_pid_i=$((wait_pid_i + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        status=999
+        return 1
+    fi
+    wait "$1"
+    status=$?
+    return 0
 }
 
 # tap_done: the plan, then exit 0 if every test passed.

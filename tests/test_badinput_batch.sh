@@ -9,6 +9,8 @@ S=${SHARED_DIR:-../shared}
 CHAT="$B/rwkv-chat"
 MODEL="$S/fixtures/models/v7-world.pth"
 T="$B/tests/tmp/badinput.$$"
+# (tap.sh for wait_pid; this file numbers its own results)
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 n=0
 fail=0
 ok() { # ok STATUS DESCRIPTION
@@ -31,24 +33,6 @@ run() {
     echo $? >"$T/$name.rc"
 }
 rc() { cat "$T/$1.rc"; }
-# wait_pid PID SECONDS: waits for a background rwkv-chat; kills it (and
-# fails) if it outlives SECONDS.  Leaves its status in $status.
-wait_pid() {
-    i=0
-    while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if kill -0 "$1" 2>/dev/null; then
-        kill -KILL "$1" 2>/dev/null
-        wait "$1" 2>/dev/null
-        status=999
-        return 1
-    fi
-    wait "$1"
-    status=$?
-    return 0
-}
 
 if [ ! -f "$MODEL" ]; then
     echo "1..0 # SKIP $MODEL not found"

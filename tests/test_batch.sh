@@ -248,23 +248,6 @@ wait_for() {
     done
     grep -Eq "$2" "$1" 2>/dev/null
 }
-# wait_pid PID SECONDS: waits for a background rwkv-chat, killing it if it
-# outlives SECONDS (status 999).  Leaves its status in $status.
-wait_pid() {
-    i=0
-    while kill -0 "$1" 2>/dev/null && [ $i -lt $(($2 * 10)) ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if kill -0 "$1" 2>/dev/null; then
-        kill -KILL "$1" 2>/dev/null
-        wait "$1" 2>/dev/null
-        status=999
-        return 1
-    fi
-    wait "$1"
-    status=$?
-}
 # blocked_on_pipe PID pipe_read|pipe_write: the process waits to read or
 # write a pipe (Linux: [anon_]pipe_read, [anon_]pipe_write; older kernels
 # say pipe_wait for both)
