@@ -37,26 +37,6 @@ static enum rwkv_dtype stored_format(enum ckpt_dtype d)
     }
 }
 
-size_t quant_row_bytes(enum rwkv_dtype t, int cols)
-{
-    switch (t) {
-    case RWKV_DTYPE_F16:
-    case RWKV_DTYPE_BF16:
-        return (size_t)cols * 2;
-    case RWKV_DTYPE_Q8:
-        return (size_t)cols;
-    case RWKV_DTYPE_Q4:
-        return (size_t)quant_q4_blocks(cols) * sizeof(struct q4_block);
-    default:
-        return (size_t)cols * sizeof(float);
-    }
-}
-
-int quant_row_scales(enum rwkv_dtype t)
-{
-    return t == RWKV_DTYPE_Q8;
-}
-
 int kmat_plan(struct kmat *m, const struct ckpt_tensor *t, int transpose, enum rwkv_dtype dtype,
               char *err, size_t errlen)
 {

@@ -332,19 +332,39 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     quant_xq_free(&xq);
 }
 
+size_t quant_row_bytes(enum rwkv_dtype t, int cols)
+{
+    switch (t) {
+    case RWKV_DTYPE_F16:
+    case RWKV_DTYPE_BF16:
+        return (size_t)cols * 2;
+    case RWKV_DTYPE_Q8:
+        return (size_t)cols;
+    case RWKV_DTYPE_Q4:
+        return (size_t)quant_q4_blocks(cols) * sizeof(struct q4_block);
+    default:
+        return (size_t)cols * sizeof(float);
+    }
+}
+
+int quant_row_scales(enum rwkv_dtype t)
+{
+    return t == RWKV_DTYPE_Q8;
+}
+
 size_t quant_bytes_half(const struct kmat *W)
 {
-    return (size_t)W->rows * (size_t)W->cols * 2;
+    return (size_t)W->rows * quant_row_bytes(W->type, W->cols);
 }
 
 size_t quant_bytes_q8(const struct kmat *W)
 {
-    return (size_t)W->rows * ((size_t)W->cols + sizeof(float));
+    return (size_t)W->rows * (quant_row_bytes(RWKV_DTYPE_Q8, W->cols) + sizeof(float));
 }
 
 size_t quant_bytes_q4(const struct kmat *W)
 {
-    return (size_t)W->rows * (size_t)quant_q4_blocks(W->cols) * sizeof(struct q4_block);
+    return (size_t)W->rows * quant_row_bytes(RWKV_DTYPE_Q4, W->cols);
 }
 
 /* The portable kernels of the formats beyond float32 (which kernels.c's
