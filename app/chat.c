@@ -958,9 +958,21 @@ int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t 
     return 0;
 }
 
+/* Takes the last exchange off into *e: state, context count and separator
+ * as they were before it.  The caller releases *e (or puts it back) and
+ * deals with the transcript's turns from e->n_turns on. */
+static void pop_exchange(chat *c, struct exchange *e)
+{
+    *e = c->ex[--c->n_ex];
+    rwkv_state_copy(c->state, e->before->state);
+    c->stats.context_tokens = e->context_tokens;
+    c->sep = e->sep;
+    set_current(c, NULL);
+}
+
 int chat_undo(chat *c, char *err, size_t errlen)
 {
-    struct exchange *e;
+    struct exchange e;
 
     settle(c);
     if (c->n_ex == 0) {
@@ -968,13 +980,9 @@ int chat_undo(chat *c, char *err, size_t errlen)
                                       : "nothing to undo");
         return -1;
     }
-    e = &c->ex[--c->n_ex];
-    rwkv_state_copy(c->state, e->before->state);
-    transcript_truncate(&c->tr, e->n_turns);
-    c->stats.context_tokens = e->context_tokens;
-    c->sep = e->sep;
-    exchange_release(e);
-    set_current(c, NULL);
+    pop_exchange(c, &e);
+    transcript_truncate(&c->tr, e.n_turns);
+    exchange_release(&e);
     return 0;
 }
 
@@ -1040,8 +1048,7 @@ int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen)
         snprintf(err, errlen, "no message to edit");
         return -1;
     }
-    e = c->ex[c->n_ex - 1];
-    n_tail = c->tr.n - e.n_turns;
+    n_tail = c->tr.n - c->ex[c->n_ex - 1].n_turns;
     after = share(c->state, NULL, c->n_vocab);
     tail = malloc((n_tail ? n_tail : 1) * sizeof *tail);
     if (!after || !tail || (c->current && !(current = strdup(c->current)))) {
@@ -1054,13 +1061,9 @@ int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen)
     stats = c->stats;
     sep = c->sep;
     /* chat_undo, keeping what it would free. */
-    c->n_ex--;
+    pop_exchange(c, &e);
     memcpy(tail, c->tr.turns + e.n_turns, n_tail * sizeof *tail);
     c->tr.n = e.n_turns;
-    rwkv_state_copy(c->state, e.before->state);
-    c->stats.context_tokens = e.context_tokens;
-    c->sep = e.sep;
-    set_current(c, NULL);
     rc = chat_send(c, user_text, err, errlen);
     if (rc < 0) {
         /* chat_send failed before recording anything: the slots are free. */
