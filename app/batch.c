@@ -36,6 +36,7 @@ struct batch {
     struct batch_signals *sig;
     long prompt_delay_ms;
     long lineno;
+    long msg_line;          /* where the message being handled started */
     int quit;
 };
 
@@ -387,7 +388,11 @@ static int finish_reply(struct batch *b)
     }
     stop = stream_reply(b, &s, err, sizeof(err));
     if (stop < 0) {
-        error_line("%s", err, NULL);
+        if (b->opts->complete) {
+            error_line("stdin: %s", err, NULL);
+        } else {
+            input_error(b->msg_line, "%s", err);
+        }
         sink_free(&s);
         return 1;
     }
@@ -417,7 +422,7 @@ static int prompt_interrupted(const struct batch *b, const char *err)
     if (b->opts->complete) {
         error_line("stdin: prompt not sent: %s", err, NULL);
     } else {
-        input_error(b->lineno, "message not sent: %s (the conversation is as before it)", err);
+        input_error(b->msg_line, "message not sent: %s (the conversation is as before it)", err);
     }
     return BATCH_EXIT_INTERRUPTED;
 }
@@ -432,8 +437,7 @@ static int send_message(struct batch *b, const char *text)
         return prompt_interrupted(b, err);
     }
     if (rc < 0) {
-        error_line("%s", err, NULL);
-        return 1;
+        return input_error(b->msg_line, "%s", err);
     }
     return finish_reply(b);
 }
@@ -502,6 +506,20 @@ static ssize_t read_line(struct batch *b, char **line, size_t *cap)
     return n;
 }
 
+/* A line holding a NUL byte is refused, never cut short there (a C
+ * string would end at it and the rest be lost unsaid): 1 after printing
+ * the error, 0 if there is none. */
+static int refuse_nul(long lineno, const char *line, size_t n)
+{
+    const char *nul = memchr(line, 0, n);
+
+    if (!nul) {
+        return 0;
+    }
+    input_error(lineno, "NUL byte at byte %zu: the line is refused", (size_t)(nul - line) + 1);
+    return 1;
+}
+
 static int is_blank(const char *s)
 {
     while (isspace((unsigned char)*s)) {
@@ -521,8 +539,7 @@ static int json_message(struct batch *b, const char *line)
     int rc, changed = 0;
 
     if (!tok) {
-        error_line("out of memory", NULL, NULL);
-        return 1;
+        return input_error(b->lineno, "out of memory");
     }
     if (b->lineno == 1 && !strncmp(line, "\xEF\xBB\xBF", 3)) {
         line += 3;      /* a UTF-8 byte order mark, as some editors write */
@@ -563,6 +580,11 @@ static int json_message(struct batch *b, const char *line)
         return input_error(b->lineno, "\"content\" must be a string");
     }
     content = json_object_get_string(v);
+    if (strlen(content) != (size_t)json_object_get_string_len(v)) {
+        json_object_put(obj);
+        return input_error(b->lineno, "\"content\" holds a NUL character (\\u0000): "
+                           "the message is refused");
+    }
     saved = *s;
     if (json_object_object_get_ex(obj, "temperature", &v)) {
         double t = json_object_get_double(v);
@@ -599,7 +621,8 @@ static int json_message(struct batch *b, const char *line)
     return rc;
 }
 
-/* Collects a """ block (the opening line was just read) into *msg. */
+/* Collects a """ block (the opening line was just read) into *msg.
+ * 0, -1 after printing the error, or -2 when a signal stopped it. */
 static int read_block(struct batch *b, char **line, size_t *cap, char **msg)
 {
     long start = b->lineno;
@@ -609,13 +632,22 @@ static int read_block(struct batch *b, char **line, size_t *cap, char **msg)
     *msg = NULL;
     while ((r = read_line(b, line, cap)) >= 0 && !stopping(b)) {
         if (!strcmp(*line, "\"\"\"")) {
-            if (!*msg) {
-                *msg = strdup("");
+            if (!*msg && !(*msg = strdup(""))) {
+                input_error(start, "out of memory");
+                return -1;
             }
-            return *msg ? 0 : -1;
+            return 0;
         }
         n = (size_t)r;
+        if (refuse_nul(b->lineno, *line, n)) {
+            free(*msg);
+            *msg = NULL;
+            return -1;
+        }
         if (grow(msg, &mcap, len + n + 2) < 0) {
+            free(*msg);
+            *msg = NULL;
+            input_error(start, "out of memory");
             return -1;
         }
         if (len) {
@@ -652,6 +684,11 @@ static int run_chat(struct batch *b)
         }
         if (stopping(b)) {
             break;      /* a signal came while the line was read */
+        }
+        b->msg_line = b->lineno;
+        if (refuse_nul(b->lineno, line, (size_t)n)) {
+            rc = 1;
+            break;
         }
         if (is_blank(line)) {
             continue;

@@ -75,6 +75,48 @@ ok "$(test "$(rc utf8k)" = 1 && same "$T/utf8k.err" \
     "--jsonl: a line starting with invalid UTF-8 bytes: exit 1, exact error"
 ok "$(cmp -s "$T/bad.in" "$T/bad.orig"; echo $?)" "the input file is untouched"
 
+# --- NUL bytes (issue 17) --------------------------------------------------------
+# A NUL byte would end the C string: the line is refused, never cut short.
+printf 'Hi.\nabc\000def\nnever read\n' >"$T/nul.in"
+run nul $SAMPLING --max-tokens 2 --state-out "$T/nul.state" <"$T/nul.in"
+printf 'Hi.\n' | run nulref $SAMPLING --max-tokens 2 --state-out "$T/nulref.state"
+ok "$(test "$(rc nul)" = 1 && same "$T/nul.err" \
+    "rwkv-chat: stdin:2: NUL byte at byte 4: the line is refused" &&
+    cmp -s "$T/nul.out" "$T/nulref.out" && test -s "$T/nulref.out" && test ! -e "$T/nul.state"; echo $?)" \
+    "a line holding a NUL byte: exit 1, exact error naming the line; the line before it answered, no --state-out (as for any input error)"
+printf '"""\nab\n\000cd\n"""\n' | run nulblock --max-tokens 2
+ok "$(test "$(rc nulblock)" = 1 && same "$T/nulblock.err" \
+    "rwkv-chat: stdin:3: NUL byte at byte 1: the line is refused" && test ! -s "$T/nulblock.out"; echo $?)" \
+    "a NUL byte inside a \"\"\" block: exit 1, exact error naming its line, nothing sent"
+printf '/set temperature 0.5\000x\n' | run nulcmd --max-tokens 2
+ok "$(test "$(rc nulcmd)" = 1 && same "$T/nulcmd.err" \
+    "rwkv-chat: stdin:1: NUL byte at byte 21: the line is refused"; echo $?)" \
+    "a /command holding a NUL byte: exit 1, exact error, not run"
+printf '{"role":"user","content":"abc\000def"}\n' | run nulj --jsonl --max-tokens 2
+ok "$(test "$(rc nulj)" = 1 && same "$T/nulj.err" \
+    "rwkv-chat: stdin:1: NUL byte at byte 30: the line is refused" && test ! -s "$T/nulj.out"; echo $?)" \
+    "--jsonl: a raw NUL byte in the line: exit 1, exact error, nothing sent"
+printf '{"role":"user","content":"Hi."}\n{"role":"user","content":"abc\\u0000def"}\n' |
+    run nulu --jsonl $SAMPLING --max-tokens 2
+ok "$(test "$(rc nulu)" = 1 && same "$T/nulu.err" \
+    "rwkv-chat: stdin:2: \"content\" holds a NUL character (\\u0000): the message is refused" &&
+    test "$(wc -l <"$T/nulu.out")" = 1; echo $?)" \
+    "--jsonl: \\u0000 in \"content\": exit 1, exact error naming line 2, only line 1 answered"
+printf 'abc\000def' | run nulc --complete --verbose --max-tokens 1
+printf 'abc' | run nulc2 --complete --verbose --max-tokens 1
+ok "$(test "$(rc nulc)" = 0 && test "$(rc nulc2)" = 0 &&
+    test "$(sed -n 's/.* \([0-9]*\) prompt tokens.*/\1/p' "$T/nulc.err")" -gt \
+         "$(sed -n 's/.* \([0-9]*\) prompt tokens.*/\1/p' "$T/nulc2.err")"; echo $?)" \
+    "--complete: a NUL byte is part of the prompt (more prompt tokens than the text before it)"
+
+# --- errors name the input line (issue 17) -------------------------------------------
+printf 'Hi.\n"""\n"""\n' | run emptyblock $SAMPLING --max-tokens 2
+ok "$(test "$(rc emptyblock)" = 1 && same "$T/emptyblock.err" "rwkv-chat: stdin:2: empty message"; echo $?)" \
+    "an empty \"\"\" block: exit 1, the error names the line the block starts on"
+printf '{"role":"user","content":""}\n' | run emptyj --jsonl --max-tokens 2
+ok "$(test "$(rc emptyj)" = 1 && same "$T/emptyj.err" "rwkv-chat: stdin:1: empty message"; echo $?)" \
+    "--jsonl: empty \"content\": exit 1, the error names the line"
+
 # --- 1 MB lines -------------------------------------------------------------------
 head -c 1048576 /dev/zero | tr '\0' 'x' >"$T/x1m"
 { printf '/'; cat "$T/x1m"; echo; } >"$T/cmd1m.in"
