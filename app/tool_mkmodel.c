@@ -18,6 +18,7 @@
 
 #include "app/pthwrite.h"
 #include "app/tool.h"
+#include "engine/base/half.h"
 
 /* How the values of one tensor are drawn. */
 enum dist { NORMAL, UNIFORM };
@@ -132,9 +133,9 @@ static int gen_tensor(struct gen *g, const char *name, int ndim, const int64_t *
         if (g->dtype == CKPT_F32) {
             ((float *)g->buf)[i] = v;
         } else if (g->dtype == CKPT_BF16) {
-            ((uint16_t *)g->buf)[i] = ckpt_f32_to_bf16(v);
+            ((uint16_t *)g->buf)[i] = half_f32_to_bf16(v);
         } else {
-            ((uint16_t *)g->buf)[i] = ckpt_f32_to_f16(v);
+            ((uint16_t *)g->buf)[i] = half_f32_to_f16(v);
         }
     }
     g->n_params += n;

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/err.h"
+#include "engine/base/half.h"
 #include "engine/checkpoint.h"
 
 struct ckpt_file {
@@ -38,129 +40,17 @@ size_t ckpt_dtype_size(enum ckpt_dtype dtype)
     return dtype == CKPT_F32 ? 4 : 2;
 }
 
-/* IEEE 754 binary16 to binary32, subnormals, infinities and NaN included. */
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t mant = h & 0x3ff;
-    uint32_t bits;
-    float f;
-
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (mant << 13);
-    } else if (mant == 0) {
-        bits = sign;
-    } else {
-        /* subnormal: normalise the mantissa */
-        exp = 113;
-        while (!(mant & 0x400)) {
-            mant <<= 1;
-            exp--;
-        }
-        bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-    }
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t ckpt_f32_to_bf16(float f)
-{
-    uint32_t u;
-
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffff) > 0x7f800000) {
-        return (uint16_t)((u >> 16) | 0x40);
-    }
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
-/* float32 -> IEEE binary16, round to nearest even (subnormals, overflow to
- * infinity). */
-uint16_t ckpt_f32_to_f16(float f)
-{
-    uint32_t u, sign, mant;
-    int exp;
-
-    memcpy(&u, &f, 4);
-    sign = (u >> 16) & 0x8000;
-    exp = (int)((u >> 23) & 0xff) - 127 + 15;
-    mant = u & 0x7fffff;
-    if (((u >> 23) & 0xff) == 0xff) {
-        return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-    }
-    if (exp >= 31) {
-        return (uint16_t)(sign | 0x7c00);
-    }
-    if (exp <= 0) {
-        uint32_t m, shift, half, rest;
-
-        if (exp < -10) {
-            return (uint16_t)sign;
-        }
-        m = mant | 0x800000;
-        shift = (uint32_t)(14 - exp);
-        half = 1u << (shift - 1);
-        rest = m & ((1u << shift) - 1);
-        m >>= shift;
-        if (rest > half || (rest == half && (m & 1))) {
-            m++;
-        }
-        return (uint16_t)(sign | m);
-    }
-    uint32_t h = sign | ((uint32_t)exp << 10) | (mant >> 13), rest = mant & 0x1fff;
-
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) {
-        h++;                    /* a carry into the exponent is still right */
-    }
-    return (uint16_t)h;
-}
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-/* bf16 -> float32 on a little-endian host: whole 16-bit loads, in a form
- * GCC vectorises when asked (-O2 alone leaves it scalar, and the byte-wise
- * loop was the largest cost of converting a model at load). */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("tree-vectorize")))
-#endif
-static void bf16_to_f32_le(const unsigned char *p, float *dst, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint16_t v;
-        uint32_t bits;
-
-        memcpy(&v, p + 2 * i, 2);
-        bits = (uint32_t)v << 16;
-        memcpy(&dst[i], &bits, 4);
-    }
-}
-#endif
-
 void ckpt_to_f32(enum ckpt_dtype dtype, const void *src, float *dst, size_t n)
 {
-    const unsigned char *p = src;
-    size_t i;
-
     switch (dtype) {
     case CKPT_F32:
         memcpy(dst, src, n * 4);
         break;
     case CKPT_F16:
-        for (i = 0; i < n; i++) {
-            dst[i] = half_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
-        }
+        half_f16_to_f32_n(src, dst, n);
         break;
     case CKPT_BF16:
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        bf16_to_f32_le(p, dst, n);
-#else
-        for (i = 0; i < n; i++) {
-            uint32_t bits = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
-            memcpy(&dst[i], &bits, 4);
-        }
-#endif
+        half_bf16_to_f32_n(src, dst, n);
         break;
     }
 }
@@ -200,21 +90,6 @@ const char *ckpt_shape_str(int ndim, const int64_t *shape, char *buf, size_t len
         used += (size_t)w;
     }
     return buf;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 void *ckpt_alloc(ckpt_file *file, size_t nbytes)
@@ -269,18 +144,18 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
         }
     }
     if (namelen == 0 || namelen > 4096 || i < (int)namelen) {
-        set_err(err, errlen, "%s: tensor %zu: name of %zu bytes is empty, too long or holds "
+        err_set(err, errlen, "%s: tensor %zu: name of %zu bytes is empty, too long or holds "
                 "control characters", file->path, file->count, namelen);
         return -1;
     }
     if (ndim < 0 || ndim > CKPT_MAX_DIMS) {
-        set_err(err, errlen, "%s: tensor %.*s: %d dimensions (at most %d supported)",
+        err_set(err, errlen, "%s: tensor %.*s: %d dimensions (at most %d supported)",
                 file->path, (int)namelen, name, ndim, CKPT_MAX_DIMS);
         return -1;
     }
     numel = ckpt_numel(ndim, shape, (int64_t)(SIZE_MAX / 8));
     if (numel < 0 || (uint64_t)numel * esize != nbytes) {
-        set_err(err, errlen, "%s: tensor %.*s: shape %s of %s needs %lld bytes, data has %zu",
+        err_set(err, errlen, "%s: tensor %.*s: shape %s of %s needs %lld bytes, data has %zu",
                 file->path, (int)namelen, name, ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)),
                 ckpt_dtype_name(dtype), numel < 0 ? -1LL : (long long)numel * (long long)esize,
                 nbytes);
@@ -288,14 +163,14 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
     }
     if (d >= file->map && d <= file->map + file->size) {
         if (nbytes > (size_t)(file->map + file->size - d)) {
-            set_err(err, errlen, "%s: tensor %.*s: data runs past the end of the file",
+            err_set(err, errlen, "%s: tensor %.*s: data runs past the end of the file",
                     file->path, (int)namelen, name);
             return -1;
         }
         if ((uintptr_t)d % esize) {
             void *aligned = ckpt_alloc(file, nbytes);
             if (!aligned) {
-                set_err(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
+                err_set(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
                         CKPT_ALLOC_ERROR());
                 return -1;
             }
@@ -307,7 +182,7 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
         size_t cap = file->cap ? 2 * file->cap : 256;
         struct ckpt_tensor *n = realloc(file->tensors, cap * sizeof(*n));
         if (!n) {
-            set_err(err, errlen, "%s: out of memory", file->path);
+            err_set(err, errlen, "%s: out of memory", file->path);
             return -1;
         }
         file->tensors = n;
@@ -315,7 +190,7 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
     }
     copy = ckpt_alloc(file, namelen + 1);
     if (!copy) {
-        set_err(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
+        err_set(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
                 CKPT_ALLOC_ERROR());
         return -1;
     }
@@ -350,7 +225,7 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
 
     file->by_name = malloc((file->count ? file->count : 1) * sizeof(size_t));
     if (!file->by_name) {
-        set_err(err, errlen, "%s: out of memory", file->path);
+        err_set(err, errlen, "%s: out of memory", file->path);
         return -1;
     }
     for (i = 0; i < file->count; i++) {
@@ -360,7 +235,7 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
     for (i = 1; i < file->count; i++) {
         if (!strcmp(file->tensors[file->by_name[i]].name,
                     file->tensors[file->by_name[i - 1]].name)) {
-            set_err(err, errlen, "%s: tensor %s appears twice", file->path,
+            err_set(err, errlen, "%s: tensor %s appears twice", file->path,
                     file->tensors[file->by_name[i]].name);
             return -1;
         }
@@ -379,17 +254,17 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
     file = calloc(1, sizeof(*file));
     if (!file || !(file->path = strdup(path))) {
         free(file);
-        set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not hang */
     if (fd < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         ckpt_close(file);
         return NULL;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: %s", path,
+        err_set(err, errlen, "%s: %s", path,
                 fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) ? "is a directory"
                                                            : "not a regular file");
         close(fd);
@@ -397,13 +272,13 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     if (st.st_size == 0) {
-        set_err(err, errlen, "%s: empty file (0 bytes), not a model", path);
+        err_set(err, errlen, "%s: empty file (0 bytes), not a model", path);
         close(fd);
         ckpt_close(file);
         return NULL;
     }
     if ((uint64_t)st.st_size > SIZE_MAX) {
-        set_err(err, errlen, "%s: too large to map", path);
+        err_set(err, errlen, "%s: too large to map", path);
         close(fd);
         ckpt_close(file);
         return NULL;
@@ -411,7 +286,7 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        set_err(err, errlen, "%s: mmap: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: mmap: %s", path, strerror(errno));
         ckpt_close(file);
         return NULL;
     }
@@ -423,15 +298,15 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
     } else if (file->size >= 9 && file->map[8] == '{') {
         rc = safetensors_read(file, err, errlen);
     } else if (file->size >= 2 && file->map[0] == 0x80 && file->map[1] <= 5) {
-        set_err(err, errlen, "%s: legacy (pre-1.6) PyTorch pickle format is not supported; "
+        err_set(err, errlen, "%s: legacy (pre-1.6) PyTorch pickle format is not supported; "
                 "re-save it with a current torch.save", path);
         rc = -1;
     } else if (file->size >= 2 && !memcmp(file->map, "PK", 2)) {
-        set_err(err, errlen, "%s: offset 0: zip file does not start with a local file header",
+        err_set(err, errlen, "%s: offset 0: zip file does not start with a local file header",
                 path);
         rc = -1;
     } else {
-        set_err(err, errlen, "%s: not a model file (neither a PyTorch zip checkpoint nor "
+        err_set(err, errlen, "%s: not a model file (neither a PyTorch zip checkpoint nor "
                 "safetensors)", path);
         rc = -1;
     }
@@ -439,7 +314,7 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         rc = build_index(file, err, errlen);
     }
     if (rc == 0 && file->count == 0) {
-        set_err(err, errlen, "%s: holds no tensors", path);
+        err_set(err, errlen, "%s: holds no tensors", path);
         rc = -1;
     }
     if (rc == 0) {
@@ -453,7 +328,7 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
             total += file->tensors[i].nbytes;
         }
         if (total > 4 * (uint64_t)file->size + (16u << 20)) {
-            set_err(err, errlen, "%s: its tensors add up to %llu bytes, more than four times "
+            err_set(err, errlen, "%s: its tensors add up to %llu bytes, more than four times "
                     "the file (%zu bytes): storages shared by many tensors", path,
                     (unsigned long long)total, file->size);
             rc = -1;

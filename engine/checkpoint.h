@@ -47,10 +47,6 @@ const char *ckpt_dtype_name(enum ckpt_dtype dtype);
 size_t ckpt_dtype_size(enum ckpt_dtype dtype);
 /* Converts n elements of tensor data to float32. */
 void ckpt_to_f32(enum ckpt_dtype dtype, const void *src, float *dst, size_t n);
-/* float32 -> bfloat16 / IEEE binary16, round to nearest even (NaN stays
- * NaN; binary16 keeps subnormals and overflows to infinity). */
-uint16_t ckpt_f32_to_bf16(float f);
-uint16_t ckpt_f32_to_f16(float f);
 
 /*
  * For the container readers (pth.c, safetensors.c) only.  A reader walks

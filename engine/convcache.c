@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "engine/convcache.h"
+#include "engine/kmat.h"
 #include "engine/quant.h"
 
 #define MAGIC "RWKVCNV1"

@@ -12,8 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/base/dtype.h"
 #include "engine/checkpoint.h"
-#include "engine/rwkv.h"
+#include "engine/pool.h"
 
 /* Put before a function of plain C loops to have it compiled twice, for
  * x86-64-v3 (AVX2, FMA) and for the baseline, the copy picked once at load
@@ -34,26 +35,10 @@ struct kmat {
     void *owned_scales;
 };
 
-/* Makes a kernel matrix from a 2-D tensor.  transpose: the tensor is
- * stored [in][out] (LoRA w1/w2 style) and must be turned into [out][in].
- * dtype: wanted format (AUTO keeps the stored float format).  Uses the
- * mapped data in place when no conversion is needed. */
-int kmat_from_tensor(struct kmat *m, const struct ckpt_tensor *t, int transpose,
-                     enum rwkv_dtype dtype, char *err, size_t errlen);
+/* Frees what the matrix owns (nothing for one read in place). */
 void kmat_free(struct kmat *m);
 /* Bytes of weight data one matvec reads. */
 size_t kmat_bytes(const struct kmat *m);
-
-/* Persistent worker pool: created once per model, never per token.  One
- * caller at a time: kpool_run and the products on one pool must not overlap
- * (the pool also keeps k_matmul's conversion buffer). */
-struct kpool;
-struct kpool *kpool_new(int n_threads);   /* n <= 0: rwkv_default_threads() */
-void kpool_free(struct kpool *pool);
-int kpool_threads(const struct kpool *pool);
-/* Runs fn(ctx, i) for i in [0, n) on the pool's threads; returns when all
- * are done.  pool may be NULL (runs inline). */
-void kpool_run(struct kpool *pool, void (*fn)(void *ctx, int i), void *ctx, int n);
 
 /* y[rows] = W x[cols]. */
 void k_matvec(struct kpool *pool, const struct kmat *W, const float *x, float *y);

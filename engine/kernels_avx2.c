@@ -117,7 +117,7 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
         }
         s = hsum(_mm256_add_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1)));
         for (int c = tail; c < cols; c++) {
-            s += quant_bf16_to_f32(w[c]) * x[c];
+            s += half_bf16_to_f32(w[c]) * x[c];
         }
         y[r] = s;
     }
@@ -152,7 +152,7 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
         }
         s = hsum(_mm256_add_ps(a, b));
         for (; c < cols; c++) {
-            s += quant_f16_to_f32(w[c]) * x[c];
+            s += half_f16_to_f32(w[c]) * x[c];
         }
         y[r] = s;
     }
@@ -514,7 +514,7 @@ static void bf16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
         _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
     }
     for (; i < n; i++) {
-        out[i] = quant_bf16_to_f32(p[i]);
+        out[i] = half_bf16_to_f32(p[i]);
     }
 }
 
@@ -527,7 +527,7 @@ static void f16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
         _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + i))));
     }
     for (; i < n; i++) {
-        out[i] = quant_f16_to_f32(p[i]);
+        out[i] = half_f16_to_f32(p[i]);
     }
 }
 

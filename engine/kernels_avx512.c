@@ -88,7 +88,7 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
         }
         s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1)));
         for (int c = tail; c < cols; c++) {
-            s += quant_bf16_to_f32(w[c]) * x[c];
+            s += half_bf16_to_f32(w[c]) * x[c];
         }
         y[r] = s;
     }
@@ -116,7 +116,7 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
         }
         s = _mm512_reduce_add_ps(a);
         for (int c = tail; c < cols; c++) {
-            s += quant_f16_to_f32(w[c]) * x[c];
+            s += half_f16_to_f32(w[c]) * x[c];
         }
         y[r] = s;
     }

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/kernels.h"
+#include "engine/kmat.h"
 #include "engine/kernels_impl.h"
 #include "engine/quant.h"
 
@@ -248,24 +248,4 @@ int kmat_from_tensor(struct kmat *m, const struct ckpt_tensor *t, int transpose,
         return -1;
     }
     return 0;
-}
-
-void kmat_free(struct kmat *m)
-{
-    if (!m) {
-        return;
-    }
-    free(m->owned);
-    free(m->owned_scales);
-    memset(m, 0, sizeof *m);
-}
-
-size_t kmat_bytes(const struct kmat *m)
-{
-    const struct kernel_format *fmt = kernels_format(m->type);
-
-    if (fmt->bytes) {
-        return fmt->bytes(m);
-    }
-    return (size_t)m->rows * (size_t)m->cols * sizeof(float);
 }

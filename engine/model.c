@@ -15,9 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
+#include "engine/base/err.h"
+#include "engine/kmat.h"
 #include "engine/model.h"
 #include "engine/quant.h"
 
@@ -29,21 +30,6 @@ struct rwkv_state {
     size_t n;
     float data[];
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------ tensor tables --- */
 
@@ -392,13 +378,13 @@ static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
     memset(d, 0xff, sizeof(*d));    /* all -1 */
     t = ckpt_find(m->file, "emb.weight");
     if (!t) {
-        set_err(err, errlen, "%s: not an RWKV model: no emb.weight tensor among its %zu "
+        err_set(err, errlen, "%s: not an RWKV model: no emb.weight tensor among its %zu "
                 "tensors (first: %s)", path, n, ckpt_at(m->file, 0)->name);
         return -1;
     }
     if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > INT32_MAX ||
         t->shape[1] > 65536) {
-        set_err(err, errlen, "%s: tensor emb.weight: expected [vocab][n_embd], found %s", path,
+        err_set(err, errlen, "%s: tensor emb.weight: expected [vocab][n_embd], found %s", path,
                 ckpt_shape_str(t->ndim, t->shape, sbuf, sizeof(sbuf)));
         return -1;
     }
@@ -411,7 +397,7 @@ static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
         }
     }
     if (layers == 0) {
-        set_err(err, errlen, "%s: not an RWKV model: no blocks.N.* tensors", path);
+        err_set(err, errlen, "%s: not an RWKV model: no blocks.N.* tensors", path);
         return -1;
     }
     info->n_layer = (int)layers;
@@ -470,17 +456,17 @@ static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
                             : "blocks.0.att.time_decay";
             t = ckpt_find(m->file, src);
             if (!t) {
-                set_err(err, errlen, "%s: tensor %s missing (RWKV-%s needs it for the head "
+                err_set(err, errlen, "%s: tensor %s missing (RWKV-%s needs it for the head "
                         "layout)", path, src, info->version_name);
             } else {
-                set_err(err, errlen, "%s: tensor %s: shape %s does not split n_embd %lld into "
+                err_set(err, errlen, "%s: tensor %s: shape %s does not split n_embd %lld into "
                         "heads", path, src, ckpt_shape_str(t->ndim, t->shape, sbuf,
                                                            sizeof(sbuf)), (long long)d->C);
             }
             return -1;
         }
         if (d->N > MAX_HEAD_SIZE) {
-            set_err(err, errlen, "%s: head size %lld above %d is not supported", path,
+            err_set(err, errlen, "%s: head size %lld above %d is not supported", path,
                     (long long)d->N, MAX_HEAD_SIZE);
             return -1;
         }
@@ -507,7 +493,7 @@ static int check_tensor(rwkv_model *m, const struct dims *d, const char *name,
     int ndim, vector, first = 1;
 
     if (!t) {
-        set_err(err, errlen, "%s: tensor %s missing (RWKV-%s needs it)", ckpt_path(m->file),
+        err_set(err, errlen, "%s: tensor %s missing (RWKV-%s needs it)", ckpt_path(m->file),
                 name, m->info.version_name);
         return -1;
     }
@@ -541,7 +527,7 @@ static int check_tensor(rwkv_model *m, const struct dims *d, const char *name,
         }
         alt = bar + 1;
     }
-    set_err(err, errlen, "%s: tensor %s: expected %s, found %s", ckpt_path(m->file), name,
+    err_set(err, errlen, "%s: tensor %s: expected %s, found %s", ckpt_path(m->file), name,
             want, ckpt_shape_str(t->ndim, t->shape, found, sizeof(found)));
     return -1;
 }
@@ -592,7 +578,7 @@ static int validate(rwkv_model *m, const struct dims *d, unsigned char *used, ch
     }
     m->extra = calloc((size_t)n_extra + 1, sizeof(*m->extra));
     if (!m->extra) {
-        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        err_set(err, errlen, "%s: out of memory", ckpt_path(m->file));
         goto out;
     }
     m->info.n_extra_tensors = 0;
@@ -789,7 +775,7 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
     s.tensors = malloc((n ? n : 1) * sizeof(*s.tensors));
     s.first_chunk = malloc((n + 1) * sizeof(*s.first_chunk));
     if (!s.tensors || !s.first_chunk) {
-        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        err_set(err, errlen, "%s: out of memory", ckpt_path(m->file));
         goto out;
     }
     for (i = 0; i < n; i++) {
@@ -808,7 +794,7 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
     }
     s.first_chunk[s.n] = chunks;
     if (chunks > (size_t)INT32_MAX || !(s.bad = calloc(chunks ? chunks : 1, sizeof(*s.bad)))) {
-        set_err(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        err_set(err, errlen, "%s: out of memory", ckpt_path(m->file));
         goto out;
     }
     kpool_run(m->pool, scan_chunk, &s, (int)chunks);
@@ -818,7 +804,7 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
             bad += s.bad[k];
         }
         if (bad) {
-            set_err(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", ckpt_path(m->file),
+            err_set(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", ckpt_path(m->file),
                     s.tensors[i]->name, bad, bad == 1 ? "" : "s");
             goto out;
         }
@@ -1053,12 +1039,12 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
     }
     m = calloc(1, sizeof(*m));
     if (!m) {
-        set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     m->dtype = opts ? opts->dtype : RWKV_DTYPE_AUTO;
     if (m->dtype < RWKV_DTYPE_AUTO || m->dtype > RWKV_DTYPE_Q4) {
-        set_err(err, errlen, "%s: unknown weight format %d", path, (int)m->dtype);
+        err_set(err, errlen, "%s: unknown weight format %d", path, (int)m->dtype);
         free(m);
         return NULL;
     }
@@ -1075,7 +1061,7 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
     }
     used = calloc(ckpt_count(m->file), 1);
     if (!used) {
-        set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         rwkv_model_free(m);
         return NULL;
     }
@@ -1093,7 +1079,7 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
     }
     m->pool = kpool_new(opts ? opts->n_threads : 0);
     if (!m->pool) {
-        set_err(err, errlen, "%s: cannot start worker threads", path);
+        err_set(err, errlen, "%s: cannot start worker threads", path);
         free(used);
         rwkv_model_free(m);
         return NULL;
@@ -1216,17 +1202,17 @@ int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_
     size_t i;
 
     if (n == 0) {
-        set_err(err, errlen, "%s: no tokens to evaluate", ckpt_path(model->file));
+        err_set(err, errlen, "%s: no tokens to evaluate", ckpt_path(model->file));
         return -1;
     }
     if (state->n != model->info.state_floats) {
-        set_err(err, errlen, "%s: state of %zu floats does not belong to this model (%zu)",
+        err_set(err, errlen, "%s: state of %zu floats does not belong to this model (%zu)",
                 ckpt_path(model->file), state->n, model->info.state_floats);
         return -1;
     }
     for (i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= model->info.n_vocab) {
-            set_err(err, errlen, "token %ld out of range (n_vocab %d) at position %zu",
+            err_set(err, errlen, "token %ld out of range (n_vocab %d) at position %zu",
                     (long)tokens[i], model->info.n_vocab, i);
             return -1;
         }
@@ -1235,38 +1221,7 @@ int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_
     return 0;
 }
 
-const char *rwkv_dtype_name(enum rwkv_dtype dtype)
+int rwkv_default_threads(void)
 {
-    switch (dtype) {
-    case RWKV_DTYPE_AUTO: return "auto";
-    case RWKV_DTYPE_F32: return "fp32";
-    case RWKV_DTYPE_F16: return "fp16";
-    case RWKV_DTYPE_BF16: return "bf16";
-    case RWKV_DTYPE_Q8: return "q8";
-    case RWKV_DTYPE_Q4: return "q4";
-    }
-    return "?";
-}
-
-int rwkv_dtype_parse(const char *name, enum rwkv_dtype *out)
-{
-    static const struct {
-        const char *name;
-        enum rwkv_dtype dtype;
-    } names[] = {
-        { "auto", RWKV_DTYPE_AUTO }, { "fp32", RWKV_DTYPE_F32 }, { "f32", RWKV_DTYPE_F32 },
-        { "float32", RWKV_DTYPE_F32 }, { "fp16", RWKV_DTYPE_F16 }, { "f16", RWKV_DTYPE_F16 },
-        { "float16", RWKV_DTYPE_F16 }, { "bf16", RWKV_DTYPE_BF16 },
-        { "bfloat16", RWKV_DTYPE_BF16 }, { "q8", RWKV_DTYPE_Q8 }, { "int8", RWKV_DTYPE_Q8 },
-        { "i8", RWKV_DTYPE_Q8 }, { "q4", RWKV_DTYPE_Q4 }, { "int4", RWKV_DTYPE_Q4 },
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (!strcasecmp(name, names[i].name)) {
-            *out = names[i].dtype;
-            return 0;
-        }
-    }
-    return -1;
+    return kpool_default_threads();
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/err.h"
 #include "engine/checkpoint.h"
 
 /* ---------------------------------------------------------------- ZIP --- */
@@ -37,21 +38,6 @@ struct zip {
     struct zip_entry *entries;  /* sorted by name */
     size_t count;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint16_t rd16(const unsigned char *p)
 {
@@ -107,7 +93,7 @@ static int zip64_extra(const struct zip *z, const unsigned char *extra, size_t l
         }
         if (id == 1) {
             if (size < need) {
-                set_err(err, errlen, "%s: zip entry %.*s: ZIP64 extra field too short",
+                err_set(err, errlen, "%s: zip entry %.*s: ZIP64 extra field too short",
                         z->path, (int)e->namelen, e->name);
                 return -1;
             }
@@ -127,7 +113,7 @@ static int zip64_extra(const struct zip *z, const unsigned char *extra, size_t l
         pos += 4 + size;
     }
     if (need_usize || need_csize || need_header) {
-        set_err(err, errlen, "%s: zip entry %.*s: ZIP64 sizes missing", z->path,
+        err_set(err, errlen, "%s: zip entry %.*s: ZIP64 sizes missing", z->path,
                 (int)e->namelen, e->name);
         return -1;
     }
@@ -143,7 +129,7 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
     int found = 0;
 
     if (size < 22) {
-        set_err(err, errlen, "%s: truncated zip file (%zu bytes)", z->path, size);
+        err_set(err, errlen, "%s: truncated zip file (%zu bytes)", z->path, size);
         return -1;
     }
     /* The end record is 22 bytes plus a comment of at most 65535. */
@@ -159,7 +145,7 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
         }
     }
     if (!found) {
-        set_err(err, errlen, "%s: truncated or damaged zip file: no end of central directory "
+        err_set(err, errlen, "%s: truncated or damaged zip file: no end of central directory "
                 "record (file is %zu bytes)", z->path, size);
         return -1;
     }
@@ -170,12 +156,12 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
         uint64_t e64;
 
         if (eocd < 20 || rd32(m + eocd - 20) != 0x07064b50) {
-            set_err(err, errlen, "%s: offset %zu: ZIP64 locator missing", z->path, eocd);
+            err_set(err, errlen, "%s: offset %zu: ZIP64 locator missing", z->path, eocd);
             return -1;
         }
         e64 = rd64(m + eocd - 20 + 8);
         if (e64 > size - 56 || e64 + 56 > eocd - 20 || rd32(m + e64) != 0x06064b50) {
-            set_err(err, errlen, "%s: offset %llu: bad ZIP64 end of central directory",
+            err_set(err, errlen, "%s: offset %llu: bad ZIP64 end of central directory",
                     z->path, (unsigned long long)e64);
             return -1;
         }
@@ -185,19 +171,19 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
         eocd = (size_t)e64;
     }
     if (cd_off > eocd || cd_size > eocd - cd_off) {
-        set_err(err, errlen, "%s: offset %llu: central directory (%llu bytes) runs past its end "
+        err_set(err, errlen, "%s: offset %llu: central directory (%llu bytes) runs past its end "
                 "record: truncated or damaged zip", z->path, (unsigned long long)cd_off,
                 (unsigned long long)cd_size);
         return -1;
     }
     if (count > cd_size / 46) {
-        set_err(err, errlen, "%s: zip claims %llu entries in a %llu-byte central directory",
+        err_set(err, errlen, "%s: zip claims %llu entries in a %llu-byte central directory",
                 z->path, (unsigned long long)count, (unsigned long long)cd_size);
         return -1;
     }
     z->entries = calloc(count ? (size_t)count : 1, sizeof(*z->entries));
     if (!z->entries) {
-        set_err(err, errlen, "%s: out of memory", z->path);
+        err_set(err, errlen, "%s: out of memory", z->path);
         return -1;
     }
     pos = (size_t)cd_off;
@@ -207,7 +193,7 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
         size_t nlen, elen, clen;
 
         if (pos + 46 > cd_off + cd_size || rd32(h) != 0x02014b50) {
-            set_err(err, errlen, "%s: offset %zu: bad central directory header (entry %zu)",
+            err_set(err, errlen, "%s: offset %zu: bad central directory header (entry %zu)",
                     z->path, pos, i);
             return -1;
         }
@@ -215,7 +201,7 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
         elen = rd16(h + 30);
         clen = rd16(h + 32);
         if (pos + 46 + nlen + elen + clen > cd_off + cd_size) {
-            set_err(err, errlen, "%s: offset %zu: central directory entry runs past the "
+            err_set(err, errlen, "%s: offset %zu: central directory entry runs past the "
                     "directory", z->path, pos);
             return -1;
         }
@@ -244,24 +230,24 @@ static const unsigned char *zip_data(const struct zip *z, const struct zip_entry
     uint64_t h = e->header, data;
 
     if (e->method != 0) {
-        set_err(err, errlen, "%s: zip entry %.*s is compressed (method %u); PyTorch stores "
+        err_set(err, errlen, "%s: zip entry %.*s is compressed (method %u); PyTorch stores "
                 "entries uncompressed", z->path, (int)e->namelen, e->name, e->method);
         return NULL;
     }
     if (e->csize != e->usize) {
-        set_err(err, errlen, "%s: zip entry %.*s: stored entry with sizes %llu and %llu",
+        err_set(err, errlen, "%s: zip entry %.*s: stored entry with sizes %llu and %llu",
                 z->path, (int)e->namelen, e->name, (unsigned long long)e->csize,
                 (unsigned long long)e->usize);
         return NULL;
     }
     if (h > z->size || z->size - h < 30 || rd32(z->map + h) != 0x04034b50) {
-        set_err(err, errlen, "%s: offset %llu: zip entry %.*s: no local file header there "
+        err_set(err, errlen, "%s: offset %llu: zip entry %.*s: no local file header there "
                 "(truncated file?)", z->path, (unsigned long long)h, (int)e->namelen, e->name);
         return NULL;
     }
     data = h + 30 + rd16(z->map + h + 26) + rd16(z->map + h + 28);
     if (data > z->size || z->size - data < e->usize) {
-        set_err(err, errlen, "%s: offset %llu: zip entry %.*s (%llu bytes) runs past the end "
+        err_set(err, errlen, "%s: offset %llu: zip entry %.*s (%llu bytes) runs past the end "
                 "of the file (%zu bytes): truncated file", z->path, (unsigned long long)data,
                 (int)e->namelen, e->name, (unsigned long long)e->usize, z->size);
         return NULL;
@@ -886,7 +872,7 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
 
     if ((size_t)snprintf(ename, sizeof(ename), "%sdata/%.*s", prefix, (int)s->keylen, s->key)
         >= sizeof(ename) || !(e = zip_find(z, ename, strlen(ename)))) {
-        set_err(err, errlen, "%s: tensor %.*s: storage entry %.*s missing from the zip", path,
+        err_set(err, errlen, "%s: tensor %.*s: storage entry %.*s missing from the zip", path,
                 nk, key->s, (int)(s->keylen > 100 ? 100 : s->keylen), s->key);
         return -1;
     }
@@ -894,21 +880,21 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         return -1;
     }
     if ((uint64_t)s->numel > e->usize / esize) {
-        set_err(err, errlen, "%s: tensor %.*s: storage of %lld %s elements runs past the end "
+        err_set(err, errlen, "%s: tensor %.*s: storage of %lld %s elements runs past the end "
                 "of entry %s (%llu bytes)", path, nk, key->s, (long long)s->numel,
                 ckpt_dtype_name(s->dtype), ename, (unsigned long long)e->usize);
         return -1;
     }
     numel = ckpt_numel(t->ndim, t->shape, INT64_MAX / 8);
     if (numel < 0) {
-        set_err(err, errlen, "%s: tensor %.*s: size overflows", path, nk, key->s);
+        err_set(err, errlen, "%s: tensor %.*s: size overflows", path, nk, key->s);
         return -1;
     }
     /* Highest element index the view touches: offset + sum (size-1)*stride. */
     for (i = t->ndim - 1; i >= 0 && numel > 0; i--) {
         if (t->shape[i] > 1) {
             if (t->stride[i] > (INT64_MAX / 4 - last) / (t->shape[i] - 1)) {
-                set_err(err, errlen, "%s: tensor %.*s: stride overflows", path, nk, key->s);
+                err_set(err, errlen, "%s: tensor %.*s: stride overflows", path, nk, key->s);
                 return -1;
             }
             last += (t->shape[i] - 1) * t->stride[i];
@@ -919,7 +905,7 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         expect *= t->shape[i];
     }
     if (numel > 0 && (t->offset > s->numel || last >= s->numel - t->offset)) {
-        set_err(err, errlen, "%s: tensor %.*s: data runs past the end of entry %s (element "
+        err_set(err, errlen, "%s: tensor %.*s: data runs past the end of entry %s (element "
                 "%lld of a storage of %lld)", path, nk, key->s, ename,
                 (long long)(t->offset + last), (long long)s->numel);
         return -1;
@@ -936,14 +922,14 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         int64_t idx[CKPT_MAX_DIMS] = { 0 }, j;
 
         if (numel > s->numel) {
-            set_err(err, errlen, "%s: tensor %.*s: overlapping (expanded) view of %lld "
+            err_set(err, errlen, "%s: tensor %.*s: overlapping (expanded) view of %lld "
                     "elements over a storage of %lld not supported", path, nk, key->s,
                     (long long)numel, (long long)s->numel);
             return -1;
         }
         copy = ckpt_alloc(file, (size_t)numel * esize);
         if (!copy) {
-            set_err(err, errlen, "%s: tensor %.*s: %s", path, nk, key->s, CKPT_ALLOC_ERROR());
+            err_set(err, errlen, "%s: tensor %.*s: %s", path, nk, key->s, CKPT_ALLOC_ERROR());
             return -1;
         }
         for (j = 0; j < numel; j++) {
@@ -983,19 +969,19 @@ static const struct zip_entry *find_pickle(const struct zip *z, char *prefix, si
             continue;
         }
         if (found) {
-            set_err(err, errlen, "%s: zip holds more than one data.pkl (%.*s and %.*s)",
+            err_set(err, errlen, "%s: zip holds more than one data.pkl (%.*s and %.*s)",
                     z->path, (int)found->namelen, found->name, (int)e->namelen, e->name);
             return NULL;
         }
         found = e;
     }
     if (!found) {
-        set_err(err, errlen, "%s: zip file is not a PyTorch checkpoint: no data.pkl entry "
+        err_set(err, errlen, "%s: zip file is not a PyTorch checkpoint: no data.pkl entry "
                 "among its %zu entries", z->path, z->count);
         return NULL;
     }
     if (found->namelen - 8 >= plen) {
-        set_err(err, errlen, "%s: folder name of %.*s too long", z->path,
+        err_set(err, errlen, "%s: folder name of %.*s too long", z->path,
                 (int)(found->namelen > 100 ? 100 : found->namelen), found->name);
         return NULL;
     }
@@ -1029,7 +1015,7 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
             goto out;
         }
         if (bo->usize != 6 || memcmp(b, "little", 6)) {
-            set_err(err, errlen, "%s: entry %s: only little-endian checkpoints are supported",
+            err_set(err, errlen, "%s: entry %s: only little-endian checkpoints are supported",
                     z.path, name);
             goto out;
         }
@@ -1050,11 +1036,11 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
         const struct pk_value *key = dict->items[i], *val = dict->items[i + 1];
 
         if (key->kind != PK_STR) {
-            set_err(err, errlen, "%s: %s: dict key %zu is not a string", z.path, entry, i / 2);
+            err_set(err, errlen, "%s: %s: dict key %zu is not a string", z.path, entry, i / 2);
             goto out;
         }
         if (val->kind != PK_TENSOR) {
-            set_err(err, errlen, "%s: key %.*s holds a %s, not a tensor (not a plain state "
+            err_set(err, errlen, "%s: key %.*s holds a %s, not a tensor (not a plain state "
                     "dict)", z.path, (int)(key->len > 200 ? 200 : key->len), key->s,
                     val->kind == PK_DICT ? "dict" : val->kind == PK_INT ? "number" : "value");
             goto out;

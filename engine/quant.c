@@ -33,7 +33,7 @@ static int pack_half(struct kmat *m, const float *src, int bf16)
         return -1;
     }
     for (i = 0; i < n; i++) {
-        d[i] = bf16 ? ckpt_f32_to_bf16(src[i]) : ckpt_f32_to_f16(src[i]);
+        d[i] = bf16 ? half_f32_to_bf16(src[i]) : half_f32_to_f16(src[i]);
     }
     m->data = d;
     m->owned = d;
@@ -112,8 +112,8 @@ int quant_pack_q4(struct kmat *m, const float *src)
                     big = v[j];
                 }
             }
-            blk->d = ckpt_f32_to_f16(big / -8.0f);
-            d = quant_f16_to_f32(blk->d);
+            blk->d = half_f32_to_f16(big / -8.0f);
+            d = half_f16_to_f32(blk->d);
             inv = d != 0 ? 1.0f / d : 0.0f;
             for (j = 0; j < QUANT_Q4_GROUP / 2; j++) {
                 int lo = (int)round_small(v[j] * inv) + 8, hi = (int)round_small(v[j + 16] * inv) + 8;
@@ -141,12 +141,12 @@ void quant_dequant_row(const struct kmat *W, int r, float *dst)
     switch (W->type) {
     case RWKV_DTYPE_BF16:
         for (c = 0; c < W->cols; c++) {
-            dst[c] = quant_bf16_to_f32(((const uint16_t *)W->data)[off + c]);
+            dst[c] = half_bf16_to_f32(((const uint16_t *)W->data)[off + c]);
         }
         break;
     case RWKV_DTYPE_F16:
         for (c = 0; c < W->cols; c++) {
-            dst[c] = quant_f16_to_f32(((const uint16_t *)W->data)[off + c]);
+            dst[c] = half_f16_to_f32(((const uint16_t *)W->data)[off + c]);
         }
         break;
     case RWKV_DTYPE_Q8:
@@ -163,7 +163,7 @@ void quant_dequant_row(const struct kmat *W, int r, float *dst)
             int j = c % QUANT_Q4_GROUP;
             int u = j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4;
 
-            dst[c] = quant_f16_to_f32(b->d) * (float)(u - 8);
+            dst[c] = half_f16_to_f32(b->d) * (float)(u - 8);
         }
         break;
     }
@@ -238,13 +238,13 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
         int c = 0;
 
         for (; c + 4 <= W->cols; c += 4) {
-            s0 += quant_bf16_to_f32(w[c]) * x[c];
-            s1 += quant_bf16_to_f32(w[c + 1]) * x[c + 1];
-            s2 += quant_bf16_to_f32(w[c + 2]) * x[c + 2];
-            s3 += quant_bf16_to_f32(w[c + 3]) * x[c + 3];
+            s0 += half_bf16_to_f32(w[c]) * x[c];
+            s1 += half_bf16_to_f32(w[c + 1]) * x[c + 1];
+            s2 += half_bf16_to_f32(w[c + 2]) * x[c + 2];
+            s3 += half_bf16_to_f32(w[c + 3]) * x[c + 3];
         }
         for (; c < W->cols; c++) {
-            s0 += quant_bf16_to_f32(w[c]) * x[c];
+            s0 += half_bf16_to_f32(w[c]) * x[c];
         }
         y[r] = (s0 + s1) + (s2 + s3);
     }
@@ -257,7 +257,7 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
         float s = 0;
 
         for (int c = 0; c < W->cols; c++) {
-            s += quant_f16_to_f32(w[c]) * x[c];
+            s += half_f16_to_f32(w[c]) * x[c];
         }
         y[r] = s;
     }
@@ -310,7 +310,7 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
                 for (int j = 0; j < QUANT_Q4_GROUP && c0 + j < W->cols; j++) {
                     int u = j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4;
 
-                    w[j] = quant_f16_to_f32(b->d) * (float)(u - 8);
+                    w[j] = half_f16_to_f32(b->d) * (float)(u - 8);
                     s += w[j] * x[c0 + j];
                 }
             }
@@ -324,7 +324,7 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
         float s = 0;
 
         for (int b = 0; b < nb; b++) {
-            s += quant_f16_to_f32(blk[b].d) * xq.d[b] *
+            s += half_f16_to_f32(blk[b].d) * xq.d[b] *
                  (float)q4_block_dot(&blk[b], xq.q + b * QUANT_Q4_GROUP);
         }
         y[r] = s;

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "engine/base/half.h"
 #include "engine/kernels.h"
 
 #define QUANT_Q4_GROUP 32
@@ -51,41 +52,6 @@ struct quant_xq {
     float *d;                   /* n_blocks scales */
     int32_t *sum;               /* n_blocks sums of q (for the -8 offset) */
 };
-
-static inline float quant_bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* IEEE binary16 -> float32, exact (subnormals, inf, nan). */
-static inline float quant_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
-    float f;
-
-    if (exp == 0) {
-        if (mant == 0) {
-            u = sign;
-        } else {
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) {
-                mant <<= 1;
-                exp--;
-            }
-            u = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        u = sign | 0x7f800000 | (mant << 13);
-    } else {
-        u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* Packers and sizes shared by every kernel set (kernel_format.pack/bytes). */
 int quant_pack_bf16(struct kmat *m, const float *src);
@@ -105,23 +71,6 @@ size_t quant_bytes_q4(const struct kmat *W);
  * rows of this size), and float scales per row (kmat.scales: 1 for Q8). */
 size_t quant_row_bytes(enum rwkv_dtype t, int cols);
 int quant_row_scales(enum rwkv_dtype t);
-
-/* Conversion at load (kmat.c), in two steps so that a caller can take the
- * result from a cache instead.  kmat_plan sets m's format and shape for
- * tensor t at dtype (as kmat_from_tensor); returns 1 when the mapped data
- * serves in place (m complete), 0 when t needs converting, -1 on error.
- * kmat_convert then converts a planned m from t by blocks of rows, spread
- * over pool (NULL: this thread); 0, or -1 with err when out of memory. */
-int kmat_plan(struct kmat *m, const struct ckpt_tensor *t, int transpose, enum rwkv_dtype dtype,
-              char *err, size_t errlen);
-int kmat_convert(struct kmat *m, const struct ckpt_tensor *t, int transpose,
-                 struct kpool *pool, char *err, size_t errlen);
-
-/* A hash of what the active packer of format t makes of a fixed matrix:
- * part of a conversion cache's key, so that a change in a packer's output
- * invalidates old caches even where QUANT_LAYOUT_VERSION was not bumped.
- * 0 for F32 and formats without a packer. */
-uint64_t kmat_pack_signature(enum rwkv_dtype t);
 
 /* Blocks per Q4 row. */
 static inline int quant_q4_blocks(int cols)

@@ -16,17 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RWKV_ERRLEN 512
+#include "engine/base/dtype.h"
 
-/* Weight format the kernels compute from (chosen at load time). */
-enum rwkv_dtype {
-    RWKV_DTYPE_AUTO = 0,    /* keep the stored float format (f32/f16/bf16) */
-    RWKV_DTYPE_F32,
-    RWKV_DTYPE_F16,
-    RWKV_DTYPE_BF16,
-    RWKV_DTYPE_Q8,          /* int8, per-row (output channel) scales */
-    RWKV_DTYPE_Q4,          /* 4-bit, groups of 32 with one scale */
-};
+#define RWKV_ERRLEN 512
 
 /* What a model is, read from its tensor shapes. */
 struct rwkv_info {
@@ -130,13 +122,10 @@ int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_
 int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char *path,
                           char *err, size_t errlen);
 
-const char *rwkv_dtype_name(enum rwkv_dtype dtype);
 /* Worker threads by default: the CPUs this process may run on (its
  * affinity mask, as set by taskset or a container's cpuset), else the
  * online CPUs. */
 int rwkv_default_threads(void);
-/* Parses "fp32", "f32", "bf16", "fp16", "f16", "int8", "q8", "q4"...; -1 if unknown. */
-int rwkv_dtype_parse(const char *name, enum rwkv_dtype *out);
 /* The kernel set chosen for this CPU ("avx512-bf16", "avx2", "portable"). */
 const char *rwkv_kernels_name(void);
 

@@ -20,7 +20,9 @@
 #include "engine/convcache.h"
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
+#include "engine/kmat.h"
 #include "engine/quant.h"
+#include "engine/rwkv.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------------------ */
@@ -113,7 +115,7 @@ static void test_blocked(void)
                         if (stored[d] == CKPT_F32) {
                             memcpy(buf + 4 * i, &v, 4);
                         } else {
-                            h = stored[d] == CKPT_BF16 ? ckpt_f32_to_bf16(v) : ckpt_f32_to_f16(v);
+                            h = stored[d] == CKPT_BF16 ? half_f32_to_bf16(v) : half_f32_to_f16(v);
                             memcpy(buf + 2 * i, &h, 2);
                         }
                     }

@@ -8,6 +8,8 @@
 
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
+#include "engine/kmat.h"
+#include "engine/rwkv.h"
 #include "tests/tap.h"
 
 static uint64_t rng = 88172645463325252ull;

@@ -13,6 +13,7 @@
 
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
+#include "engine/kmat.h"
 #include "engine/quant.h"
 #include "engine/rwkv.h"
 #include "tests/tap.h"
@@ -52,7 +53,7 @@ static double reference_row(const struct kmat *W, int r, const float *x,
         const struct q4_block *blk = (const struct q4_block *)W->data + (size_t)r * nb;
 
         for (int b = 0; b < nb; b++) {
-            double d = (double)quant_f16_to_f32(blk[b].d) * xq->d[b];
+            double d = (double)half_f16_to_f32(blk[b].d) * xq->d[b];
             long dot = 0, adot = 0;
 
             for (int j = 0; j < 16; j++) {
@@ -268,8 +269,8 @@ static void test_q4_layout(void)
     const struct q4_block *b = W.data;
 
     good &= quant_bytes_q4(&W) == 2 * 2 * 18;
-    good &= b[0].d == ckpt_f32_to_f16(0.5f / 8) && (b[0].qs[5] & 15) == 0;
-    good &= b[1].d == ckpt_f32_to_f16(-0.75f / 8) && (b[1].qs[1] & 15) == 0;
+    good &= b[0].d == half_f32_to_f16(0.5f / 8) && (b[0].qs[5] & 15) == 0;
+    good &= b[1].d == half_f32_to_f16(-0.75f / 8) && (b[1].qs[1] & 15) == 0;
     for (int j = 8; j < 32; j++) {      /* columns 40..63 of each row */
         int u = j < 16 ? b[1].qs[j] & 15 : b[1].qs[j - 16] >> 4;
 
@@ -293,8 +294,8 @@ static void test_from_tensor(void)
     struct kmat m;
 
     for (int i = 0; i < rows * cols; i++) {
-        bf[i] = ckpt_f32_to_bf16(wrand());
-        f[i] = quant_bf16_to_f32(bf[i]);
+        bf[i] = half_f32_to_bf16(wrand());
+        f[i] = half_bf16_to_f32(bf[i]);
     }
     for (int c = 0; c < cols; c++) {
         x[c] = (float)(urand() - 0.5);

@@ -25,7 +25,7 @@ target() { # target NAME HARNESS SOURCES... [-- LINK...]
     # shellcheck disable=SC2086
     $cc $flags -o "$build/fuzz/$name" $srcs "$@"
 }
-CKPT="engine/checkpoint.c engine/pth.c engine/safetensors.c"
+CKPT="engine/checkpoint.c engine/pth.c engine/safetensors.c engine/base/err.c engine/base/half.c"
 target fuzz_pth tests/fuzz/fuzz_pth.c $CKPT
 target fuzz_safetensors tests/fuzz/fuzz_pth.c $CKPT
 target fuzz_pickle tests/fuzz/fuzz_pickle.c $CKPT
