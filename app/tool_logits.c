@@ -24,6 +24,7 @@ static const struct option long_options[] = {
     { "state-out", required_argument, NULL, 's' },
     { "dtype", required_argument, NULL, 'd' },
     { "threads", required_argument, NULL, 'j' },
+    { "state-tuned", required_argument, NULL, 'T' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -32,7 +33,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: rwkv-tool logits MODEL --tokens-file FILE -o OUT.f32 [OPTION]...\n"
                "Evaluates the token ids in FILE (whitespace separated) from the zero state\n"
-               "and writes one row of n_vocab little-endian float32 logits per token to\n"
+               "(or a state-tuned start) and writes one row of n_vocab little-endian float32 logits per token to\n"
                "OUT: row t holds the logits after tokens 0..t.\n\n"
                "Options:\n"
                "  -t, --tokens-file FILE  the token ids\n"
@@ -43,6 +44,8 @@ static void usage(FILE *f)
                "                          official package's order)\n"
                "  -d, --dtype FORMAT      weight format: auto, fp32, fp16, bf16, q8, q4\n"
                "  -j, --threads N         worker threads (default: all CPUs)\n"
+               "  -T, --state-tuned FILE  start from the state-tuned initial state in FILE\n"
+               "                          (blocks.N.att.time_state tensors)\n"
                "  -h, --help              display this help and exit\n");
 }
 
@@ -253,7 +256,7 @@ static int evaluate(rwkv_model *model, rwkv_state *state, const int32_t *ids, si
 int tool_logits(int argc, char **argv)
 {
     struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 0, RWKV_CACHE_MODE_ON };
-    const char *tokens_path = NULL, *out_path = NULL, *state_path = NULL;
+    const char *tokens_path = NULL, *out_path = NULL, *state_path = NULL, *tuned_path = NULL;
     struct outfile out = { 0 }, state_out = { 0 };
     char err[RWKV_ERRLEN];
     rwkv_model *model;
@@ -265,7 +268,7 @@ int tool_logits(int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "t:o:c:s:d:j:h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:o:c:s:d:j:T:h", long_options, NULL)) != -1) {
         switch (c) {
         case 't':
             tokens_path = optarg;
@@ -294,11 +297,14 @@ int tool_logits(int argc, char **argv)
             }
             opts.n_threads = (int)threads;
             break;
+        case 'T':
+            tuned_path = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
         default:
-            if (optopt && strchr("tocsdj", optopt)) {
+            if (optopt && strchr("tocsdjT", optopt)) {
                 tool_error("logits: option '%s' needs a value", argv[optind - 1]);
             } else {
                 tool_error("logits: unrecognized option '%s'", argv[optind - 1]);
@@ -331,6 +337,8 @@ int tool_logits(int argc, char **argv)
     state = rwkv_state_new(model);
     if (!state) {
         tool_error("%s: out of memory for the state", argv[optind]);
+    } else if (tuned_path && rwkv_state_load_tuned(model, state, tuned_path, err, sizeof err)) {
+        tool_error("%s", err);
     } else if (out_open(&out, out_path) == 0 &&
                (!state_path || out_open(&state_out, state_path) == 0) &&
                evaluate(model, state, ids, n, (size_t)chunk, &out) == 0) {

@@ -118,7 +118,10 @@ int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_
 #define RWKV_SEQ_CHUNK 512
 
 /* Loads a state-tuned initial state (a .pth/.safetensors holding
- * blocks.N.att.time_state tensors) into state.  0, or -1 with err. */
+ * blocks.N.att.time_state tensors, [n_head, head_size, head_size]) into
+ * state: token-shift parts zero, wkv the time_state as stored for RWKV-7
+ * and transposed for RWKV-5/6 (as the official loaders do).  0, or -1 with
+ * err naming the tensor that does not fit; the state is unchanged then. */
 int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char *path,
                           char *err, size_t errlen);
 

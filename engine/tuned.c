@@ -3,10 +3,14 @@
  *
  * A state-tuning run (RWKV-LM / RWKV-PEFT) saves one tensor per layer,
  * blocks.N.att.time_state, shaped [n_head, head_size, head_size].  The
- * official loader (ChatRWKV API_DEMO_CHAT.py) builds the initial state as:
- * att x_prev = 0, wkv = time_state.transpose(1, 2), ffn x_prev = 0; we do
- * the same, into the flat official-order state of rwkv.h.  RWKV-4 has no
- * wkv matrix state and cannot be state-tuned.
+ * initial state is att x_prev = 0, wkv from time_state, ffn x_prev = 0,
+ * in the flat official-order state of rwkv.h.  The wkv part depends on
+ * the version: RWKV-5/6 keep k·vᵀ ([H][K][V]) at run time while the
+ * tuning saved its transpose, so the official loader (ChatRWKV
+ * API_DEMO_CHAT.py) uses time_state.transpose(1, 2); RWKV-7 keeps v·kᵀ
+ * ([H][V][K]) and its tuning saves the state in that orientation, so the
+ * file is used as stored (RWKV-Runner does the same for version >= 7).
+ * RWKV-4 has no wkv matrix state and cannot be state-tuned.
  */
 #include "engine/checkpoint.h"
 #include "engine/rwkv.h"
@@ -83,10 +87,14 @@ int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char
         t = ckpt_find(f, name);
         ckpt_to_f32(t->dtype, t->data, tmp, H * N * N);
         memset(layer, 0, C * sizeof(float));
-        for (h = 0; h < H; h++) {
-            for (i = 0; i < N; i++) {
-                for (j = 0; j < N; j++) {
-                    wkv[(h * N + i) * N + j] = tmp[(h * N + j) * N + i];
+        if (info->version >= 7) {
+            memcpy(wkv, tmp, H * N * N * sizeof(float));
+        } else {
+            for (h = 0; h < H; h++) {
+                for (i = 0; i < N; i++) {
+                    for (j = 0; j < N; j++) {
+                        wkv[(h * N + i) * N + j] = tmp[(h * N + j) * N + i];
+                    }
                 }
             }
         }

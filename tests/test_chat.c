@@ -715,14 +715,14 @@ static void test_tuned(rwkv_model *m)
         for (h = 0; h < H; h++) {
             for (i = 0; i < N; i++) {
                 for (j = 0; j < N; j++) {
-                    /* wkv[h][i][j] = time_state[h][j][i] */
+                    /* RWKV-7: wkv[h][i][j] = time_state[h][i][j] (v·kᵀ as stored) */
                     good &= p[C + (h * N + i) * N + j] ==
-                            (float)(l + h / 10.0 + j / 1000.0 + i / 100000.0);
+                            (float)(l + h / 10.0 + i / 1000.0 + j / 100000.0);
                 }
             }
         }
     }
-    ok(good, "time_state transposed into the wkv state (transpose(1,2)), x_prev zero");
+    ok(info->version == 7 && good, "RWKV-7: time_state used as stored for the wkv state, x_prev zero");
     ok(rwkv_state_load_tuned(m, st, bad, err, sizeof err) == -1 &&
        strstr(err, "tensor blocks.0.att.time_state: expected"), "wrong shape refused: %s", err);
     ok(rwkv_state_load_tuned(m, st, shared_path("fixtures/models/v7.pth"), err, sizeof err) == -1 &&

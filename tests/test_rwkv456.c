@@ -11,6 +11,7 @@
 
 #include "engine/rwkv.h"
 #include "tests/tap.h"
+#include "tests/tuned.h"
 
 #define TOL 1e-4
 
@@ -590,5 +591,6 @@ int main(void)
     test_broken(5, "blocks.0.att.time_decay", 1, 3, 0, 0);
     test_broken(6, "blocks.0.att.time_maa_w2", 3, 5, 3, 16);
     test_v51();
+    check_tuned_fixture("v6.pth", "v6", 1);
     return tap_done();
 }

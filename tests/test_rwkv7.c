@@ -16,6 +16,7 @@
 #include "engine/rwkv.h"
 #include "engine/rwkv7_test.h"
 #include "tests/tap.h"
+#include "tests/tuned.h"
 
 #define TOL 1e-4
 
@@ -700,5 +701,6 @@ int main(void)
     check_greedy();
     check_threads_and_errors();
     check_reference();
+    check_tuned_fixture("v7-fp32.pth", "v7-fp32", 0);
     return tap_done();
 }

@@ -38,6 +38,21 @@ t "v7.pth RNN mode (--chunk 1)" logits v7.pth v7 --chunk 1
 t "v7.pth --chunk 5" logits v7.pth v7 --chunk 5
 t "v7-fp32.pth --chunk 7 --dtype fp32" logits v7-fp32.pth v7-fp32 --chunk 7 --dtype fp32
 t "v7-world.pth, one thread" logits v7-world.pth v7-world --threads 1
+# tuned MODEL NAME [OPTION...]: from the state-tuned start tuned/NAME.tuned.pth,
+# the logits of NAME.tuned.tokens match the official package's (RWKV-7 uses the
+# time_state as stored, RWKV-6 its transpose: see the manifest)
+T=$S/fixtures/tuned
+tuned() {
+    model=$1; name=$2; shift 2
+    rm -f "$TMP/out.f32"
+    "$TOOL" logits "$M/$model" --state-tuned "$T/$name.tuned.pth" \
+        --tokens-file "$T/$name.tuned.tokens" -o "$TMP/out.f32" "$@" || return 1
+    close "$TMP/out.f32" "$T/$name.tuned.logits.f32"
+}
+t "v7-fp32.pth --state-tuned (time_state as stored)" tuned v7-fp32.pth v7-fp32
+t "v7-fp32.pth --state-tuned, RNN mode" tuned v7-fp32.pth v7-fp32 --chunk 1
+t "v6.pth --state-tuned (time_state transposed)" tuned v6.pth v6
+t "v6.pth --state-tuned, --chunk 5" tuned v6.pth v6 --chunk 5
 t "no temporary files left" test -z "$(ls "$TMP" | grep '\.tmp$')"
 
 # expect_fail STATUS TEXT COMMAND...: exits with STATUS, stderr mentions TEXT
@@ -63,6 +78,15 @@ t "empty token file" expect_fail 1 "no token ids" "$TOOL" logits "$M/v7.pth" \
     --tokens-file "$TMP/empty.tokens" -o "$TMP/o"
 t "token past the vocabulary" expect_fail 1 "out of range" "$TOOL" logits "$M/v7.pth" \
     --tokens-file "$TMP/range.tokens" -o "$TMP/o"
+t "a tuned file of another shape is refused, naming the tensor" expect_fail 1 \
+    "v7-fp32.tuned.pth: tensor blocks.0.att.time_state: expected 1x64x64, found 2x64x64" \
+    "$TOOL" logits "$M/v7-world.pth" --state-tuned "$T/v7-fp32.tuned.pth" \
+    --tokens-file "$M/v7.tokens" -o "$TMP/o"
+t "a model file is not a tuned state" expect_fail 1 "time_state missing" \
+    "$TOOL" logits "$M/v7.pth" --state-tuned "$M/v7.pth" --tokens-file "$M/v7.tokens" -o "$TMP/o"
+t "RWKV-4 has no state to tune" expect_fail 1 "RWKV-4 models have no wkv state to tune" \
+    "$TOOL" logits "$M/v4.pth" --state-tuned "$T/v6.tuned.pth" --tokens-file "$M/v4.tokens" \
+    -o "$TMP/o"
 t "failed run leaves no output" test ! -e "$TMP/o" -a ! -e "$TMP/o.tmp"
 t "missing model file" expect_fail 1 "rwkv-tool: " "$TOOL" logits "$TMP/nope.pth" \
     --tokens-file "$M/v7.tokens" -o "$TMP/o"
