@@ -58,6 +58,8 @@ struct snapshot {
     uint64_t seeded;
     sampler *smp;
     struct chat_template tmpl;
+    struct shared *tuned;
+    char *tuned_name;
     struct exchange *ex;
     size_t n_ex;
     struct chat_stats stats;
@@ -76,7 +78,8 @@ struct chat {
     float *logits;                  /* after the last fed token, when generating */
     struct shared *base;            /* after the intro (or the tuned state) */
     size_t base_tokens;
-    rwkv_state *tuned;              /* state-tuned start, replaces the intro */
+    struct shared *tuned;           /* state-tuned start (replaces the intro), or NULL */
+    char *tuned_name;               /* the file it came from (NULL when none) */
     struct transcript tr;
     struct exchange *ex;
     size_t n_ex, cap_ex, undo_limit;
@@ -303,12 +306,12 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
     return rc;
 }
 
-/* Builds the base state: the tuned state, or the zero state plus the
- * template's intro. */
-static struct shared *make_base(chat *c, const struct chat_template *t, size_t *n_tokens,
-                                char *err, size_t errlen)
+/* Builds the base state: the tuned state (NULL: none), or the zero state
+ * plus the template's intro. */
+static struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
+                                size_t *n_tokens, char *err, size_t errlen)
 {
-    rwkv_state *st = c->tuned ? rwkv_state_clone(c->tuned) : rwkv_state_new(c->model);
+    rwkv_state *st = tuned ? rwkv_state_clone(tuned->state) : rwkv_state_new(c->model);
     struct shared *s;
 
     *n_tokens = 0;
@@ -316,7 +319,7 @@ static struct shared *make_base(chat *c, const struct chat_template *t, size_t *
         oom(err, errlen);
         return NULL;
     }
-    if (!c->tuned && feed(c, st, t->intro, strlen(t->intro), NULL, 0, n_tokens, err, errlen) < 0) {
+    if (!tuned && feed(c, st, t->intro, strlen(t->intro), NULL, 0, n_tokens, err, errlen) < 0) {
         rwkv_state_free(st);
         return NULL;
     }
@@ -415,7 +418,7 @@ chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_
         return NULL;
     }
     configure_vocab(c);
-    c->base = make_base(c, &c->tmpl, &c->base_tokens, err, errlen);
+    c->base = make_base(c, &c->tmpl, NULL, &c->base_tokens, err, errlen);
     if (!c->base) {
         chat_free(c);
         return NULL;
@@ -435,6 +438,8 @@ static void snapshot_release(struct snapshot *s)
     free(s->name);
     unref(s->state);
     unref(s->base);
+    unref(s->tuned);
+    free(s->tuned_name);
     transcript_free(&s->tr);
     sampler_free(s->smp);
     chat_template_free(&s->tmpl);
@@ -461,7 +466,8 @@ void chat_free(chat *c)
     chat_template_free(&c->tmpl);
     sampler_free(c->smp);
     rwkv_state_free(c->state);
-    rwkv_state_free(c->tuned);
+    unref(c->tuned);
+    free(c->tuned_name);
     unref(c->base);
     free(c->logits);
     free(c->reply);
@@ -944,7 +950,7 @@ int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t 
         oom(err, errlen);
         return -1;
     }
-    base = make_base(c, &copy, &n, err, errlen);
+    base = make_base(c, &copy, c->tuned, &n, err, errlen);
     if (!base) {
         chat_template_free(&copy);
         return -1;
@@ -1117,6 +1123,8 @@ int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
     s.name = strdup(name);
     s.state = share(c->state, NULL, c->n_vocab);
     s.base = ref(c->base);
+    s.tuned = ref(c->tuned);
+    s.tuned_name = c->tuned_name ? strdup(c->tuned_name) : NULL;
     s.smp = sampler_clone(c->smp);
     s.ex = exchanges_copy(c->ex, c->n_ex);
     s.n_ex = s.ex ? c->n_ex : 0;
@@ -1124,7 +1132,8 @@ int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
     s.seeded = c->seeded;
     s.stats = c->stats;
     s.sep = c->sep;
-    if (!s.name || !s.state || !s.smp || !s.ex || transcript_copy(&s.tr, &c->tr) < 0 ||
+    if (!s.name || !s.state || !s.smp || !s.ex || (c->tuned_name && !s.tuned_name) ||
+        transcript_copy(&s.tr, &c->tr) < 0 ||
         template_copy(&s.tmpl, &c->tmpl) < 0) {
         snapshot_release(&s);
         oom(err, errlen);
@@ -1156,6 +1165,7 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
     struct chat_template tmpl;
     struct exchange *ex;
     sampler *smp;
+    char *tuned_name;
 
     if (!s) {
         snprintf(err, errlen, "no snapshot named '%s'", name);
@@ -1163,13 +1173,16 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
     }
     settle(c);
     smp = sampler_clone(s->smp);
+    tuned_name = s->tuned_name ? strdup(s->tuned_name) : NULL;
     ex = exchanges_copy(s->ex, s->n_ex);
     tr.turns = NULL;
     tr.n = tr.cap = 0;
     tmpl.name = tmpl.intro = tmpl.user = tmpl.assistant = NULL;
-    if (!smp || !ex || transcript_copy(&tr, &s->tr) < 0 || template_copy(&tmpl, &s->tmpl) < 0) {
+    if (!smp || !ex || (s->tuned_name && !tuned_name) || transcript_copy(&tr, &s->tr) < 0 ||
+        template_copy(&tmpl, &s->tmpl) < 0) {
         size_t i;
 
+        free(tuned_name);
         sampler_free(smp);
         for (i = 0; ex && i < s->n_ex; i++) {
             exchange_release(&ex[i]);
@@ -1195,6 +1208,10 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
     }
     unref(c->base);
     c->base = ref(s->base);
+    unref(c->tuned);
+    c->tuned = ref(s->tuned);
+    free(c->tuned_name);
+    c->tuned_name = tuned_name;
     c->settings = s->settings;
     c->seeded = s->seeded;
     c->stats = s->stats;
@@ -1359,7 +1376,7 @@ static void put_settings(struct buf *b, const struct sampler_settings *s, uint64
 int chat_save(chat *c, const char *path, char *err, size_t errlen)
 {
     struct buf tr = { 0 }, tm = { 0 }, st = { 0 }, sm = { 0 }, cs = { 0 };
-    struct rwkv_statefile_section sec[6];
+    struct rwkv_statefile_section sec[7];
     size_t i, n_sec = 0;
     int rc;
 
@@ -1396,7 +1413,11 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
         sec[n_sec++] = (struct rwkv_statefile_section){ "chat", cs.p, cs.len };
         if (c->tuned) {
             sec[n_sec++] = (struct rwkv_statefile_section){
-                "tuned", rwkv_state_cdata(c->tuned), rwkv_state_floats(c->tuned) * sizeof(float)
+                "tuned", rwkv_state_cdata(c->tuned->state),
+                rwkv_state_floats(c->tuned->state) * sizeof(float)
+            };
+            sec[n_sec++] = (struct rwkv_statefile_section){
+                "tuned_name", c->tuned_name, strlen(c->tuned_name)
             };
         }
         rc = rwkv_statefile_save(path, c->model, c->state, sec, n_sec, err, errlen);
@@ -1429,8 +1450,8 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     struct transcript tr = { 0 };
     struct chat_template tm = { NULL, NULL, NULL, NULL };
     struct sampler_settings set;
-    struct shared *base = NULL;
-    rwkv_state *tuned = NULL, *saved_tuned;
+    struct shared *base = NULL, *tuned = NULL;
+    char *tuned_name = NULL;
     sampler *smp = NULL;
     uint64_t seeded = 0, context = 0, base_tokens = 0;
     uint32_t n, i, sep = 0;
@@ -1515,25 +1536,40 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     }
     {
         const void *p = rwkv_statefile_section(sf, "tuned", &nb);
+        const char *name;
+        size_t name_len;
 
         if (p) {
             if (nb != rwkv_state_floats(c->state) * sizeof(float)) {
                 what = "tuned";
                 goto corrupt;
             }
-            tuned = rwkv_state_new(c->model);
-            if (!tuned) {
+            tuned = calloc(1, sizeof *tuned);
+            if (!tuned || !(tuned->state = rwkv_state_new(c->model))) {
                 oom(err, errlen);
                 goto fail;
             }
-            memcpy(rwkv_state_data(tuned), p, nb);
+            tuned->refs = 1;
+            memcpy(rwkv_state_data(tuned->state), p, nb);
+            /* Files from before the name was kept: name the state file. */
+            name = rwkv_statefile_section(sf, "tuned_name", &name_len);
+            if (!name) {
+                name = path;
+                name_len = strlen(path);
+            }
+            if (memchr(name, 0, name_len)) {
+                what = "tuned_name";
+                goto corrupt;
+            }
+            tuned_name = strndup(name, name_len);
+            if (!tuned_name) {
+                oom(err, errlen);
+                goto fail;
+            }
         }
     }
     /* The base state (for /reset) of the saved template. */
-    saved_tuned = c->tuned;
-    c->tuned = tuned;
-    base = make_base(c, &tm, &nb, err, errlen);
-    c->tuned = saved_tuned;
+    base = make_base(c, &tm, tuned, &nb, err, errlen);
     if (!base) {
         goto fail;
     }
@@ -1549,8 +1585,10 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     c->smp = smp;
     c->settings = set;
     c->seeded = seeded;
-    rwkv_state_free(c->tuned);
+    unref(c->tuned);
     c->tuned = tuned;
+    free(c->tuned_name);
+    c->tuned_name = tuned_name;
     unref(c->base);
     c->base = base;
     c->base_tokens = (size_t)base_tokens;
@@ -1567,38 +1605,53 @@ fail:
     transcript_free(&tr);
     chat_template_free(&tm);
     sampler_free(smp);
-    rwkv_state_free(tuned);
+    unref(tuned);
+    free(tuned_name);
     unref(base);
     return -1;
 }
 
 int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen)
 {
-    rwkv_state *st = rwkv_state_new(c->model), *old;
-    struct shared *base;
+    struct shared *tuned = NULL, *base;
+    char *name = NULL;
     size_t n;
 
-    if (!st) {
-        oom(err, errlen);
-        return -1;
-    }
-    if (rwkv_state_load_tuned(c->model, st, path, err, errlen) < 0) {
-        rwkv_state_free(st);
-        return -1;
+    if (path) {
+        tuned = calloc(1, sizeof *tuned);
+        name = strdup(path);
+        if (!tuned || !name || !(tuned->state = rwkv_state_new(c->model))) {
+            free(tuned);
+            free(name);
+            oom(err, errlen);
+            return -1;
+        }
+        tuned->refs = 1;
+        if (rwkv_state_load_tuned(c->model, tuned->state, path, err, errlen) < 0) {
+            unref(tuned);
+            free(name);
+            return -1;
+        }
     }
     settle(c);
-    old = c->tuned;
-    c->tuned = st;
-    base = make_base(c, &c->tmpl, &n, err, errlen);
+    base = make_base(c, &c->tmpl, tuned, &n, err, errlen);
     if (!base) {
-        c->tuned = old;
-        rwkv_state_free(st);
+        unref(tuned);
+        free(name);
         return -1;
     }
-    rwkv_state_free(old);
+    unref(c->tuned);
+    c->tuned = tuned;
+    free(c->tuned_name);
+    c->tuned_name = name;
     unref(c->base);
     c->base = base;
     c->base_tokens = n;
     chat_reset(c);
     return 0;
+}
+
+const char *chat_tuned_name(const chat *c)
+{
+    return c->tuned_name;
 }

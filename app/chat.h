@@ -176,9 +176,14 @@ const char *chat_current_snapshot(const chat *c);  /* NULL if none */
  * changes nothing.  The undo stack is not saved. */
 int chat_save(chat *c, const char *path, char *err, size_t errlen);
 int chat_load(chat *c, const char *path, char *err, size_t errlen);
-/* Starts from a state-tuned initial state file (.pth time_state): it
- * replaces the template's intro (as in ChatRWKV) and the conversation is
- * reset to it. */
+/* Starts from a state-tuned initial state file (.pth time_state,
+ * rwkv_state_load_tuned): it replaces the template's intro (as in
+ * ChatRWKV) and the conversation is reset to it; /reset returns to it and
+ * state files keep it.  path NULL: back to the template's intro.  On
+ * failure (a file that does not fit the model: err names the tensor)
+ * nothing changes. */
 int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen);
+/* The file the tuned start came from, or NULL when there is none. */
+const char *chat_tuned_name(const chat *c);
 
 #endif

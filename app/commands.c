@@ -9,7 +9,7 @@
 
 const char *const commands_names[] = {
     "/help", "/reset", "/regen", "/undo", "/edit", "/save", "/load", "/snap", "/restore",
-    "/snapshots", "/delete", "/set", "/prompt", "/info", "/quit", NULL,
+    "/snapshots", "/delete", "/set", "/prompt", "/tuned", "/info", "/quit", NULL,
 };
 
 static const char help_text[] =
@@ -27,6 +27,7 @@ static const char help_text[] =
     "/set [KNOB [VALUE]] show or change a sampling knob: temperature, top_p, top_k,\n"
     "                    min_p, presence, frequency, decay, max_tokens, seed\n"
     "/prompt NAME        switch persona (prompts/NAME.txt); resets the conversation\n"
+    "/tuned [FILE|off]   show, set or drop the state-tuned start; resets the conversation\n"
     "/info               model, context and settings\n"
     "/quit               leave\n"
     "A message starting with / is written with //.";
@@ -161,6 +162,7 @@ static void info(chat *c, const struct app_options *opts, const char *model_labe
         append(&text, "%s\n", OPTIONS_DEMO_NOTICE);
     }
     append(&text, "prompt: %s\n", t && t->name ? t->name : "?");
+    append(&text, "tuned start: %s\n", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
     append(&text, "context: %zu tokens, %zu turns\n", st->context_tokens, chat_turn_count(c));
     if (st->reply_tokens > 0 || st->prompt_tokens > 0) {
         append(&text, "last reply: %zu prompt tokens", st->prompt_tokens);
@@ -385,6 +387,25 @@ int commands_run(chat *c, const struct app_options *opts, const char *model_labe
                        COMMAND_CHANGED_SNAPSHOTS;
         out->verbose_only = 1;
         say(out, "prompt '%s'; conversation reset", args);
+    } else if (!strcmp(cmd, "/tuned")) {
+        if (!*args) {
+            say(out, "tuned start: %s", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
+            goto done;
+        }
+        path = strcmp(args, "off") ? expand_home(args) : NULL;
+        if (strcmp(args, "off") && !path) {
+            rc = fail(out, "out of memory");
+            goto done;
+        }
+        if (chat_load_tuned_state(c, path, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            free(path);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "tuned start %s; conversation reset", path ? path : "off");
+        free(path);
     } else if (!strcmp(cmd, "/info")) {
         NO_ARG();
         info(c, opts, model_label, out);

@@ -72,6 +72,9 @@ int config_apply(struct app_options *opts, const char *key, const char *value,
     if (!strcmp(key, "prompt")) {
         return set_string(&opts->prompt, value, err, errlen);
     }
+    if (!strcmp(key, "state_tuned")) {
+        return set_string(&opts->state_tuned, value, err, errlen);
+    }
     if (!strcmp(key, "vocab")) {
         return set_string(&opts->vocab, value, err, errlen);
     }

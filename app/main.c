@@ -223,8 +223,10 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
     }
     c = chat_new(model, tok, &t, &opts->sampling, err, sizeof(err));
     chat_template_free(&t);
-    if (!c) {
+    if (!c || (opts->state_tuned && chat_load_tuned_state(c, opts->state_tuned, err,
+                                                          sizeof(err)) < 0)) {
         error_line("%s", err, NULL);
+        chat_free(c);
         rwkv_model_free(model);
         world_free(tok);
         return 1;

@@ -21,6 +21,7 @@ enum {
     OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_SEED, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P,
     OPT_TOP_K, OPT_MIN_P, OPT_PRESENCE, OPT_FREQUENCY, OPT_DECAY, OPT_GREEDY, OPT_BATCH,
     OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
+    OPT_STATE_TUNED,
 };
 
 static const struct option longopts[] = {
@@ -28,6 +29,7 @@ static const struct option longopts[] = {
     { "prompt", required_argument, NULL, 'p' },
     { "state-in", required_argument, NULL, OPT_STATE_IN },
     { "state-out", required_argument, NULL, OPT_STATE_OUT },
+    { "state-tuned", required_argument, NULL, OPT_STATE_TUNED },
     { "seed", required_argument, NULL, OPT_SEED },
     { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
     { "temperature", required_argument, NULL, OPT_TEMPERATURE },
@@ -71,6 +73,8 @@ void options_usage(FILE *f)
         "  -p, --prompt=NAME      chat template / persona (prompts/NAME.txt) or a path\n"
         "      --state-in=FILE    start from a saved conversation state\n"
         "      --state-out=FILE   save the conversation state at the end\n"
+        "      --state-tuned=FILE start from a state-tuned initial state (a .pth of\n"
+        "                         blocks.N.att.time_state tensors made for this model)\n"
         "      --resume           continue the session saved when the TUI last quit\n"
         "      --vocab=PATH       World vocabulary file (default: the installed one)\n"
         "      --data-dir=DIR     search DIR for prompts, models and the vocabulary first\n"
@@ -137,6 +141,7 @@ void options_free(struct app_options *opts)
     free(opts->prompt);
     free(opts->state_in);
     free(opts->state_out);
+    free(opts->state_tuned);
     free(opts->vocab);
     free(opts->data_dir);
     free(opts->config_path);
@@ -394,11 +399,11 @@ int options_parse(struct app_options *opts, int argc, char **argv)
             opts->knobs_given |= 1u << knob_index(knob);
             continue;
         }
-        if ((c == OPT_STATE_IN || c == OPT_STATE_OUT || c == OPT_VOCAB || c == OPT_DATA_DIR) &&
-            !*optarg) {
+        if ((c == OPT_STATE_IN || c == OPT_STATE_OUT || c == OPT_VOCAB || c == OPT_DATA_DIR ||
+             c == OPT_STATE_TUNED) && !*optarg) {
             short_usage("--%s: empty file name", c == OPT_STATE_IN ? "state-in"
-                        : c == OPT_STATE_OUT ? "state-out" : c == OPT_VOCAB ? "vocab" : "data-dir",
-                        NULL);
+                        : c == OPT_STATE_OUT ? "state-out" : c == OPT_VOCAB ? "vocab"
+                        : c == OPT_STATE_TUNED ? "state-tuned" : "data-dir", NULL);
             return OPTIONS_USAGE;
         }
         switch (c) {
@@ -414,6 +419,9 @@ int options_parse(struct app_options *opts, int argc, char **argv)
             break;
         case OPT_STATE_OUT:
             replace(&opts->state_out, optarg);
+            break;
+        case OPT_STATE_TUNED:
+            replace(&opts->state_tuned, optarg);
             break;
         case OPT_GREEDY:
             opts->greedy = 1;

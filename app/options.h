@@ -40,6 +40,7 @@ struct app_options {
     char *prompt;           /* --prompt NAME or config "prompt"; NULL = default */
     char *state_in;         /* --state-in FILE */
     char *state_out;        /* --state-out FILE */
+    char *state_tuned;      /* --state-tuned FILE or config "state_tuned": the start state */
     char *vocab;            /* --vocab PATH; NULL = installed vocabulary */
     char *data_dir;         /* --data-dir DIR: searched before $(pkgdatadir) */
     char *config_path;      /* --config FILE, or the default path (may not exist) */

@@ -180,6 +180,20 @@ static int lora_rank(double k, double p, int C)
 #define NRM(mean, sd) ((struct spec){ NORMAL, (mean), (sd) })
 #define UNI(lo, hi) ((struct spec){ UNIFORM, (lo), (hi) })
 
+/* The tensors of a state-tuned start for a model of this shape (5.x, 6, 7):
+ * blocks.N.att.time_state, [H, N, N], as state tuning saves them. */
+static int time_state_walk(struct gen *g, const struct arch *m, int declare)
+{
+    char name[128];
+    int l;
+
+    for (l = 0; l < m->L; l++) {
+        NAME("blocks.%d.att.time_state", l);
+        T(3, m->H, m->N, m->N, NRM(0, 0.5));
+    }
+    return 0;
+}
+
 /* The tensors of an RWKV-7 ("x070") checkpoint, in the order the released
  * files list them. */
 static int v7_walk(struct gen *g, const struct arch *m, int declare)
@@ -455,6 +469,8 @@ static void usage(FILE *f)
         "  --vocab V       vocabulary size (default 65536, World; RWKV-4 Pile: 50277)\n"
         "  --dtype D       bf16 (default), fp16 or fp32\n"
         "  --seed N        random seed (default 1)\n"
+        "  --time-state    write a random state-tuned start for a model of that shape\n"
+        "                  instead (blocks.N.att.time_state; 5.x, 6 and 7)\n"
         "  -o, --output F  output file (.pth or .safetensors)\n"
         "  -h, --help      display this help and exit\n\n"
         "Released shapes (--layers/--embd):\n"
@@ -562,6 +578,7 @@ int tool_mkmodel(int argc, char **argv)
         { "dtype", required_argument, NULL, 'd' },
         { "seed", required_argument, NULL, 's' },
         { "output", required_argument, NULL, 'o' },
+        { "time-state", no_argument, NULL, 'T' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -570,7 +587,8 @@ int tool_mkmodel(int argc, char **argv)
     struct gen g = { 0 };
     struct arch m = { .version = 7 };
     char err[512];
-    int c, rc = 1, head_size_set = 0;
+    int c, rc = 1, head_size_set = 0, time_state = 0;
+    int (*walk)(struct gen *, const struct arch *, int);
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
@@ -618,6 +636,9 @@ int tool_mkmodel(int argc, char **argv)
         case 'o':
             out = optarg;
             break;
+        case 'T':
+            time_state = 1;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -647,26 +668,34 @@ int tool_mkmodel(int argc, char **argv)
     if (derive_sizes(&m, head_size_set) != 0) {
         return 2;
     }
+    if (time_state && m.version == 4) {
+        tool_error("mkmodel: RWKV-4 has no wkv state: --time-state needs 5.x, 6 or 7");
+        return 2;
+    }
+    walk = time_state ? time_state_walk : m.version == 7 ? v7_walk : v456_walk;
     g.seed = (uint64_t)seed;
     if (!(g.w = pthw_new(out, pthw_format_for(out), err, sizeof err))) {
         tool_error("%s", err);
         return 1;
     }
-    if ((m.version == 7 ? v7_walk(&g, &m, 1) : v456_walk(&g, &m, 1)) != 0) {
+    if (walk(&g, &m, 1) != 0) {
         goto done;
     }
     if (pthw_begin(g.w, err, sizeof err) != 0) {
         tool_error("%s", err);
         goto done;
     }
-    if ((m.version == 7 ? v7_walk(&g, &m, 0) : v456_walk(&g, &m, 0)) != 0) {
+    if (walk(&g, &m, 0) != 0) {
         goto done;
     }
     if (pthw_finish(g.w, err, sizeof err) != 0) {
         tool_error("%s", err);
         goto done;
     }
-    if (m.version == 7) {
+    if (time_state) {
+        printf("%s: state-tuned start for RWKV-%s L%d, heads %dx%d, %s\n", out,
+               version_name(&m), m.L, m.H, m.N, dtype);
+    } else if (m.version == 7) {
         printf("%s: RWKV-7 L%d C%d V%d %s, LoRA %d/%d/%d/%d, %llu parameters\n", out, m.L,
                m.C, m.V, dtype, m.d_decay, m.d_aaa, m.d_mv, m.d_gate,
                (unsigned long long)g.n_params);

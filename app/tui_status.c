@@ -20,7 +20,7 @@ static void format_bytes(char *buf, size_t len, double bytes)
     }
 }
 
-#define N_SEGMENTS 8
+#define N_SEGMENTS 10
 
 struct segment {
     char text[128];
@@ -57,6 +57,11 @@ static void status_draw(struct tui_panel *p, struct tui *t)
     add(seg, &n, 9, "%s", t->model_label);
     if (t->prompt_total > 0) {
         add(seg, &n, 9, "reading prompt %zu/%zu tokens", t->prompt_fed, t->prompt_total);
+    }
+    if (chat_tuned_name(t->chat)) {
+        const char *name = chat_tuned_name(t->chat), *slash = strrchr(name, '/');
+
+        add(seg, &n, 6, "tuned %s", slash ? slash + 1 : name);
     }
     add(seg, &n, 8, "ctx %zu", st->context_tokens);
     if (st->reply_tokens > 0 && st->reply_seconds > 0) {

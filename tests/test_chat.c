@@ -740,6 +740,18 @@ static void test_tuned(rwkv_model *m)
         chat_interrupt(c);
         chat_reset(c);
         ok(same_state(c, ref), "reset goes back to the tuned state");
+        ok(chat_tuned_name(c) && !strcmp(chat_tuned_name(c), path), "the chat names its tuned "
+           "start");
+        ok(chat_load_tuned_state(c, bad, err, sizeof err) == -1 && strstr(err, "time_state") &&
+           same_state(c, ref) && !strcmp(chat_tuned_name(c), path),
+           "a tuned file that does not fit changes nothing");
+        chat_snapshot_take(c, "tuned", err, sizeof err);
+        ok(chat_load_tuned_state(c, NULL, err, sizeof err) == 0 && !chat_tuned_name(c) &&
+           !same_state(c, ref), "NULL drops the tuned start: back to the intro");
+        ok(chat_snapshot_restore(c, "tuned", err, sizeof err) == 0 && chat_tuned_name(c) &&
+           same_state(c, ref), "a snapshot keeps the tuned start");
+        chat_reset(c);
+        ok(same_state(c, ref), "reset after restoring it goes back to the tuned state");
         rwkv_state_free(ref);
         chat_free(c);
     }
