@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/escape.h"
 #include "engine/convcache.h"
 #include "engine/kmat.h"
 #include "engine/quant.h"
@@ -306,8 +307,8 @@ convcache *convcache_parse(const void *buf, size_t size, const struct convcache_
         kpool_run(pool, verify_entry, &v, (int)c->n);
         for (size_t i = 0; i < c->n; i++) {
             if (v.bad[i]) {
-                snprintf(why, whylen, "corrupt: the data of %.64s does not match its hash",
-                         c->entries[i].name);
+                snprintf(why, whylen, "corrupt: the data of %s does not match its hash",
+                         RWKV_ESC(c->entries[i].name));
                 free(v.bad);
                 convcache_close(c);
                 return NULL;
@@ -643,11 +644,12 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
         return -1;
     }
     if (make_dir && make_parents(path) != 0) {
-        snprintf(why, whylen, "cannot create the directory of %s: %s", path, strerror(errno));
+        snprintf(why, whylen, "cannot create the directory of %s: %s", RWKV_ESC(path),
+                 strerror(errno));
         return -1;
     }
     if (!dir_writable(path)) {
-        snprintf(why, whylen, "the directory of %s is read-only", path);
+        snprintf(why, whylen, "the directory of %s is read-only", RWKV_ESC(path));
         return -1;
     }
     entries = calloc(n ? n : 1, sizeof *entries);
@@ -674,7 +676,7 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
         const struct kmat *m = items[i].m;
 
         if (strlen(items[i].name) >= sizeof e->name) {
-            snprintf(why, whylen, "tensor name %.40s... is too long", items[i].name);
+            snprintf(why, whylen, "tensor name %s is too long", RWKV_ESC(items[i].name));
             free(entries);
             return -1;
         }
@@ -699,7 +701,7 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
     snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
     fd = open_temp(path, tmp, &unnamed);
     if (fd < 0) {
-        snprintf(why, whylen, "cannot create %s: %s", tmp, strerror(errno));
+        snprintf(why, whylen, "cannot create %s: %s", RWKV_ESC(tmp), strerror(errno));
         free(entries);
         return -1;
     }
@@ -735,6 +737,6 @@ fail:
     }
     unlink(tmp);
     free(entries);
-    snprintf(why, whylen, "cannot write %s: %s", path, strerror(saved));
+    snprintf(why, whylen, "cannot write %s: %s", RWKV_ESC(path), strerror(saved));
     return -1;
 }

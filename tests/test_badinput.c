@@ -25,6 +25,8 @@
 
 #include "app/chat.h"
 #include "engine/checkpoint.h"
+#include "engine/convcache.h"
+#include "engine/quant.h"
 #include "engine/rwkv.h"
 #include "engine/statefile.h"
 #include "tests/testutil.h"
@@ -106,9 +108,58 @@ static uint64_t file_sum(const char *path, size_t *size)
 
 /* ------------------------------------------------------------ loaders --- */
 
-enum loader { L_CKPT, L_MODEL, L_VOCAB, L_STATE, L_TEMPLATE };
+/* 1 if a message holds no control byte (no newline, no escape sequence):
+ * names from files in it were escaped. */
+static int shown_plain(const char *msg)
+{
+    for (; *msg; msg++) {
+        if ((unsigned char)*msg < 0x20 || *msg == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+enum loader { L_CKPT, L_MODEL, L_VOCAB, L_STATE, L_TEMPLATE, L_CONVCACHE };
 
 static rwkv_model *state_model;     /* the model L_STATE loads against */
+
+/* The key fuzz_convcache's inputs were written for. */
+static const struct convcache_key fuzz_cache_key = {
+    .size = 1, .ino = 2, .dev = 3, .fingerprint = 4, .pack_signature = 5, .mtime_ns = 6,
+    .dtype = RWKV_DTYPE_Q4,
+};
+
+/* L_CONVCACHE: the file parsed as fuzz_convcache does, as it is and sealed
+ * (convcache_seal); err gets "PATH: reason" of the first refusal whose
+ * reason is not one line, else of the sealed try.  1 if the sealed image
+ * was accepted. */
+static int run_convcache(const char *path, char *err, size_t errlen)
+{
+    size_t len;
+    unsigned char *buf = read_file(path, &len);
+    char why[2][RWKV_ERRLEN];
+    int accepted = 0;
+
+    if (!buf) {
+        snprintf(err, errlen, "%s: cannot read", path);
+        return 0;
+    }
+    for (int sealed = 0; sealed < 2; sealed++) {
+        convcache *c;
+
+        if (sealed) {
+            convcache_seal(buf, len);
+        }
+        why[sealed][0] = '\0';
+        c = convcache_parse(buf, len, &fuzz_cache_key, NULL, why[sealed], sizeof why[sealed]);
+        accepted = c != NULL;
+        convcache_close(c);
+    }
+    snprintf(err, errlen, "%s: %s", path, strchr(why[0], '\n') ? why[0] : why[1]);
+    free(buf);
+    return accepted && !strchr(why[0], '\n');
+}
 
 /* Runs a loader on path; 1 if it accepted the file (freed again). */
 static int run_loader(enum loader l, const char *path, char *err, size_t errlen)
@@ -145,6 +196,8 @@ static int run_loader(enum loader l, const char *path, char *err, size_t errlen)
         }
         chat_template_free(&t);
         return 1;
+    case L_CONVCACHE:
+        return run_convcache(path, err, errlen);
     }
     return 0;
 }
@@ -1249,13 +1302,15 @@ static void test_fuzz_regressions(void)
             l = L_VOCAB;
         } else if (!strncmp(d->d_name, "fuzz_template-", 14)) {
             l = L_TEMPLATE;
+        } else if (!strncmp(d->d_name, "fuzz_convcache-", 15)) {
+            l = L_CONVCACHE;
         } else {
             continue;
         }
         snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
         loaded = run_loader(l, path, err, sizeof(err));
         n++;
-        if (loaded || (strstr(err, path) == err && !strchr(err, '\n'))) {
+        if (loaded || (strstr(err, path) == err && shown_plain(err))) {
             good++;
         } else {
             diag("%s: \"%s\"", d->d_name, err);
@@ -1264,6 +1319,48 @@ static void test_fuzz_regressions(void)
     closedir(dp);
     ok(n > 0 && good == n, "%d inputs that crashed fuzz targets (tests/fuzz/regress) are "
        "handled", n);
+}
+
+/* ------------------------------------------------ names from files --- */
+
+/* err is one line, holds no control byte and holds shown (the escaped
+ * name). */
+static void expect_shown(const char *what, const char *err, const char *shown)
+{
+    int good = shown_plain(err) && strstr(err, shown) != NULL;
+
+    if (!good) {
+        diag("%s: got \"%s\"", what, err);
+        diag("%s: want one line holding \"%s\"", what, shown);
+    }
+    ok(good, "%s: one line, the name shown as %s", what, shown);
+}
+
+/* The conversion cache that once made fuzz_convcache trap (a tensor named
+ * "\n"), and the same with the name "\n\x1b[31mred". */
+static void test_names_convcache(void)
+{
+    const char *top = getenv("TOP_SRCDIR");
+    char path[4096], err[RWKV_ERRLEN];
+    unsigned char *buf;
+    size_t len;
+
+    snprintf(path, sizeof path, "%s/tests/fuzz/regress/fuzz_convcache-newline-name",
+             top ? top : ".");
+    if (!(buf = read_file(path, &len)) || len < 128 + 192) {
+        skip("%s unreadable", path);
+        free(buf);
+        return;
+    }
+    write_file(tmp_path("newline.rwkvcache"), buf, len);
+    run_loader(L_CONVCACHE, tmp_path("newline.rwkvcache"), err, sizeof err);
+    expect_shown("conversion cache, tensor named \"\\n\"", err, "the data of \\n does not");
+    memcpy(buf + 128, "\n\x1b[31mred", 10);   /* the first entry's name, NUL included */
+    write_file(tmp_path("escape.rwkvcache"), buf, len);
+    run_loader(L_CONVCACHE, tmp_path("escape.rwkvcache"), err, sizeof err);
+    expect_shown("conversion cache, tensor named \"\\n\\x1b[31mred\"", err,
+                 "the data of \\n\\x1b[31mred does not");
+    free(buf);
 }
 
 int main(void)
@@ -1286,6 +1383,7 @@ int main(void)
     test_templates();
     test_statefile();
     test_fuzz_regressions();
+    test_names_convcache();
     tmpdir_remove();
     return tap_done();
 }

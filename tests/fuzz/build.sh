@@ -16,9 +16,10 @@ if ! command -v "$cc" >/dev/null 2>&1; then
     exit 1
 fi
 mkdir -p "$build/fuzz"
+# Every target compiles engine/base/ (escape.c: names in messages) too.
 target() { # target NAME HARNESS SOURCES... [-- LINK...]
     name=$1; shift
-    srcs=
+    srcs="$src/engine/base/escape.c"
     while [ $# -gt 0 ] && [ "$1" != -- ]; do srcs="$srcs $src/$1"; shift; done
     [ $# -gt 0 ] && shift
     echo "  FUZZ     fuzz/$name"
