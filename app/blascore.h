@@ -9,11 +9,14 @@
 #ifndef RWKV_APP_BLASCORE_H
 #define RWKV_APP_BLASCORE_H
 
-/* On an AVX-512 CPU that the library took for Haswell/Zen, restarts the
- * program (argv) once with OPENBLAS_CORETYPE naming the AVX-512 kernels.
- * Does nothing when the user set OPENBLAS_CORETYPE, on other CPUs, when
- * it already restarted, or when the restart fails.  Call first thing in
- * main, before any other thread or open terminal state exists. */
+/* Restarts the program (argv) once: on an AVX-512 CPU that the library
+ * took for Haswell/Zen, with OPENBLAS_CORETYPE naming the AVX-512 kernels
+ * (unless the user set OPENBLAS_CORETYPE); under a memory limit (ulimit
+ * -v or -d), with OPENBLAS_NUM_THREADS=1, since the threads OpenBLAS
+ * starts would each hang on a buffer the limit does not allow.  Does
+ * nothing when neither applies, when it already restarted, or when the
+ * restart fails.  Call first thing in main, before any other thread or
+ * open terminal state exists. */
 void blascore_pick(char **argv);
 
 /* The core OpenBLAS runs with ("Zen", "SkylakeX", ...), or "unknown". */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/blascore.h"
 #include "app/paths.h"
 #include "app/tool.h"
 #include "tokenizer/world.h"
@@ -71,6 +72,7 @@ int main(int argc, char **argv)
 {
     const struct tool_command *c;
 
+    blascore_pick(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

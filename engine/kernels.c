@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/blas.h"
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
 
@@ -127,6 +128,11 @@ static void kernels_choose(void)
     size_t n = sizeof candidates / sizeof candidates[0];
     int best_set_used = 0;
 
+    /* Every product is split over the model's own pool (its --threads), so
+     * OpenBLAS must not start threads of its own: they would oversubscribe
+     * the cores and spin between calls (and each would want a work buffer
+     * of its own: blas.h).  Set before the self-checks call sgemm. */
+    openblas_set_num_threads(1);
     for (int t = 0; t < KERNEL_N_FORMATS; t++) {
         const struct kernel_format *ref = NULL;
 
@@ -152,10 +158,6 @@ static void kernels_choose(void)
             }
         }
     }
-    /* Every product is split over the model's own pool (its --threads), so
-     * OpenBLAS must not start threads of its own: they would oversubscribe
-     * the cores and spin between calls. */
-    openblas_set_num_threads(1);
     if (!active[RWKV_DTYPE_BF16].rows_to_f32) {
         active[RWKV_DTYPE_BF16].rows_to_f32 = bf16_rows_to_f32;
     }
@@ -231,8 +233,7 @@ static void f32_matmul_rows(const struct kmat *W, const float *X, int T, float *
 {
     const float *w = (const float *)W->data + (size_t)r0 * W->cols;
 
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r1 - r0, W->cols,
-                1.0f, X, W->cols, w, W->cols, 0.0f, Y + r0, W->rows);
+    blas_sgemm_nt(T, r1 - r0, W->cols, X, w, Y + r0, W->rows);
 }
 
 static size_t f32_bytes(const struct kmat *W)
@@ -354,8 +355,7 @@ static void dequant_task(void *ctx, int i)
 
     if (b > a) {
         job->fmt->rows_to_f32(W, a, b, tile);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, job->T, b - a, W->cols, 1.0f,
-                    job->X, W->cols, tile, W->cols, 0.0f, job->Y + a, W->rows);
+        blas_sgemm_nt(job->T, b - a, W->cols, job->X, tile, job->Y + a, W->rows);
     }
 }
 

@@ -140,6 +140,33 @@ run msg100k $SAMPLING --max-tokens 3 --state-out "$T/msg100k.state" <"$T/msg100k
 ok "$(test "$(rc msg100k)" = 0 && test ! -s "$T/msg100k.err" && test -s "$T/msg100k.state"; echo $?)" \
     "a 100 kB one-line message: fed, replied, state saved, exit 0"
 
+# --- an address-space limit (issue 17) ---------------------------------------------
+# OpenBLAS 0.3.21 retried its 128 MiB buffer allocation forever under ulimit -v:
+# each run must end by itself (timeout is only a guard against a hang) with a
+# reply, or with status 1 and a one-line message.
+if ldd "$CHAT" 2>/dev/null | grep -q libasan; then
+    skip_limits="AddressSanitizer build: it reserves terabytes of address space"
+else
+    skip_limits=
+fi
+printf 'Hello there, how are you today? Tell me something.\n' >"$T/limit.in"
+for lim in 300000 150000; do
+    for which in demo fixture; do
+        if [ -n "$skip_limits" ]; then
+            n=$((n + 1))
+            echo "ok $n # SKIP $skip_limits"
+            continue
+        fi
+        if [ $which = demo ]; then m=; else m="--model $MODEL"; fi
+        (ulimit -v $lim && exec timeout 60 "$CHAT" --batch $m -t 2 --seed 1 --max-tokens 4) \
+            <"$T/limit.in" >"$T/limit.out" 2>"$T/limit.err"
+        st=$?
+        ok "$( { test $st = 0 && test -s "$T/limit.out" && test ! -s "$T/limit.err"; } ||
+               { test $st = 1 && test "$(wc -l <"$T/limit.err")" = 1; }; echo $?)" \
+            "ulimit -v $lim, $which model, 2 threads: ends by itself with a reply or one message (status $st: $(head -c 200 "$T/limit.err"))"
+    done
+done
+
 # --- a state file of another model -----------------------------------------------
 printf 'Hi.\n' | "$CHAT" --batch -t 1 --max-tokens 1 --state-out "$T/demo.state" >/dev/null 2>&1
 demo_sum=$(sums "$T/demo.state")
