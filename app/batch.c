@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "app/commands.h"
+#include "engine/knobs.h"
 
 /* Where a reply goes while it streams.  In chat mode the reply is written
  * stripped, like the transcript: leading white space is dropped and
@@ -537,6 +538,7 @@ static int json_message(struct batch *b, const char *line)
     enum json_tokener_error jerr;
     const char *content, *role;
     int rc, changed = 0;
+    size_t i;
 
     if (!tok) {
         return input_error(b->lineno, "out of memory");
@@ -586,25 +588,25 @@ static int json_message(struct batch *b, const char *line)
                            "the message is refused");
     }
     saved = *s;
-    if (json_object_object_get_ex(obj, "temperature", &v)) {
-        double t = json_object_get_double(v);
+    /* Knobs for this message only (not the seed: setting it back would
+     * restart the conversation's random stream). */
+    for (i = 0; i < knob_count(); i++) {
+        const struct knob *k = knob_at(i);
+        char why[160], what[96];
 
-        if (!(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)) ||
-            t < 0 || t > 10) {
-            json_object_put(obj);
-            return input_error(b->lineno, "\"temperature\" must be a number from 0 to 10");
+        if (k->type == KNOB_SEED || !json_object_object_get_ex(obj, k->name, &v)) {
+            continue;
         }
-        s->temperature = (float)t;
-        changed = 1;
-    }
-    if (json_object_object_get_ex(obj, "max_tokens", &v)) {
-        int64_t m = json_object_get_int64(v);
-
-        if (!json_object_is_type(v, json_type_int) || m < 0 || m > 1000000000) {
+        if (!(json_object_is_type(v, json_type_int) ||
+              (k->type == KNOB_REAL && json_object_is_type(v, json_type_double))) ||
+            knob_set(k, s, json_object_is_type(v, json_type_int)
+                           ? (double)json_object_get_int64(v) : json_object_get_double(v),
+                     why, sizeof why) < 0) {
+            *s = saved;
             json_object_put(obj);
-            return input_error(b->lineno, "\"max_tokens\" must be a whole number >= 0");
+            knob_describe(k, what, sizeof what);
+            return input_error(b->lineno, "\"%s\" must be %s", k->name, what);
         }
-        s->max_tokens = (int)m;
         changed = 1;
     }
     if (changed) {
@@ -612,9 +614,7 @@ static int json_message(struct batch *b, const char *line)
     }
     rc = send_message(b, content);
     if (changed) {
-        s = chat_settings(b->c);
-        s->temperature = saved.temperature;
-        s->max_tokens = saved.max_tokens;
+        *chat_settings(b->c) = saved;
         chat_settings_changed(b->c);
     }
     json_object_put(obj);

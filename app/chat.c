@@ -14,8 +14,10 @@
  * are shared by reference between the exchange stack and snapshots.
  */
 #include "app/chat.h"
+#include "engine/knobs.h"
 #include "engine/statefile.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #define UNDO_BUDGET ((size_t)512 << 20) /* bytes of states kept for undo */
 #define UNDO_MIN 2
 #define UNDO_MAX 1000
+#define CHAT_KNOBS_MAX 65536            /* bytes of a state file's knobs section */
 
 /* A state (and optionally the logits after it), shared by reference. */
 struct shared {
@@ -833,6 +836,12 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
         /* Settings are live even if the caller forgot chat_settings_changed. */
         chat_settings_changed(c);
         token = sampler_sample(c->smp, c->logits);
+        if (token == SAMPLER_NONFINITE) {
+            snprintf(err, errlen, "the model produced NaN/Inf logits: nothing to sample (a "
+                     "damaged model, state file or state-tuned file?)");
+            finish(c, CHAT_STOP_INTERRUPT, NULL);
+            return -1;
+        }
         if (token < 0) {
             snprintf(err, errlen, "every token is banned: nothing to sample");
             finish(c, CHAT_STOP_INTERRUPT, NULL);
@@ -1286,14 +1295,6 @@ static void buf_u64(struct buf *b, uint64_t v)
     buf_u32(b, (uint32_t)(v >> 32));
 }
 
-static void buf_f32(struct buf *b, float f)
-{
-    uint32_t u;
-
-    memcpy(&u, &f, 4);
-    buf_u32(b, u);
-}
-
 static void buf_str(struct buf *b, const char *s)
 {
     size_t n = strlen(s);
@@ -1359,18 +1360,20 @@ static char *rd_str(struct reader *r)
     return s;
 }
 
-static void put_settings(struct buf *b, const struct sampler_settings *s, uint64_t seeded)
+/* The knobs section: one "name value" line per knob of engine/knobs.h,
+ * the value in digits that read back exactly. */
+static void put_knobs(struct buf *b, const struct sampler_settings *s)
 {
-    buf_f32(b, s->temperature);
-    buf_f32(b, s->top_p);
-    buf_u32(b, (uint32_t)s->top_k);
-    buf_f32(b, s->min_p);
-    buf_f32(b, s->presence);
-    buf_f32(b, s->frequency);
-    buf_f32(b, s->decay);
-    buf_u32(b, (uint32_t)s->max_tokens);
-    buf_u64(b, s->seed);
-    buf_u64(b, seeded);
+    char value[64];
+    size_t i;
+
+    for (i = 0; i < knob_count(); i++) {
+        knob_format(knob_at(i), s, 1, value, sizeof value);
+        buf_put(b, knob_at(i)->name, strlen(knob_at(i)->name));
+        buf_put(b, " ", 1);
+        buf_put(b, value, strlen(value));
+        buf_put(b, "\n", 1);
+    }
 }
 
 int chat_save(chat *c, const char *path, char *err, size_t errlen)
@@ -1393,7 +1396,7 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     buf_str(&tm, c->tmpl.user);
     buf_str(&tm, c->tmpl.assistant);
     buf_str(&tm, c->tmpl.intro);
-    put_settings(&st, &c->settings, c->seeded);
+    put_knobs(&st, &c->settings);
     if (reserve((char **)&sm.p, &sm.cap, sampler_state_size(c->smp)) < 0) {
         sm.failed = 1;
     } else {
@@ -1402,13 +1405,14 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     buf_u32(&cs, (uint32_t)c->sep);
     buf_u64(&cs, c->stats.context_tokens);
     buf_u64(&cs, c->base_tokens);
+    buf_u64(&cs, c->seeded);
     if (tr.failed || tm.failed || st.failed || sm.failed || cs.failed) {
         rc = -1;
         snprintf(err, errlen, "%s: out of memory", path);
     } else {
         sec[n_sec++] = (struct rwkv_statefile_section){ "transcript", tr.p, tr.len };
         sec[n_sec++] = (struct rwkv_statefile_section){ "template", tm.p, tm.len };
-        sec[n_sec++] = (struct rwkv_statefile_section){ "settings", st.p, st.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "knobs", st.p, st.len };
         sec[n_sec++] = (struct rwkv_statefile_section){ "sampler", sm.p, sm.len };
         sec[n_sec++] = (struct rwkv_statefile_section){ "chat", cs.p, cs.len };
         if (c->tuned) {
@@ -1430,6 +1434,19 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     return rc;
 }
 
+/* Whether f[0..n-1] are all finite. */
+static int all_finite(const float *f, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!isfinite(f[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Opens a section for reading; 0, or -1 with err when absent. */
 static int section(const rwkv_statefile *sf, const char *path, const char *tag, struct reader *r,
                    char *err, size_t errlen)
@@ -1441,6 +1458,51 @@ static int section(const rwkv_statefile *sf, const char *path, const char *tag, 
         return -1;
     }
     return 0;
+}
+
+/* Reads a knobs section ("name value" lines) into s through the knob
+ * table's check; names it does not know (a newer rwkv-chat's knobs) are
+ * skipped.  0, or -1 with why. */
+static int get_knobs(const struct reader *r, struct sampler_settings *s, char *why,
+                     size_t whylen)
+{
+    char *text, *line, *next, *value, reason[160];
+    const struct knob *k;
+    int rc = 0;
+
+    if (r->len > CHAT_KNOBS_MAX || memchr(r->p, '\0', r->len)) {
+        snprintf(why, whylen, "not a list of knobs (%zu bytes)", r->len);
+        return -1;
+    }
+    text = malloc(r->len + 1);
+    if (!text) {
+        oom(why, whylen);
+        return -1;
+    }
+    memcpy(text, r->p, r->len);
+    text[r->len] = '\0';
+    for (line = text; *line && rc == 0; line = next) {
+        next = strchr(line, '\n');
+        if (!next) {
+            snprintf(why, whylen, "the last line has no newline");
+            rc = -1;
+            break;
+        }
+        *next++ = '\0';
+        value = strchr(line, ' ');
+        if (!value || value == line) {
+            snprintf(why, whylen, "'%.40s' is not a 'name value' line", line);
+            rc = -1;
+            break;
+        }
+        *value++ = '\0';
+        if ((k = knob_find(line)) != NULL && knob_parse(k, s, value, reason, sizeof reason) < 0) {
+            snprintf(why, whylen, "%s: %s", k->name, reason);
+            rc = -1;
+        }
+    }
+    free(text);
+    return rc;
 }
 
 int chat_load(chat *c, const char *path, char *err, size_t errlen)
@@ -1457,6 +1519,8 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     uint32_t n, i, sep = 0;
     size_t nb;
     const char *what = NULL;
+    char why[256];
+    int with_knobs;
 
     settle(c);
     sf = rwkv_statefile_load(path, c->model, err, errlen);
@@ -1493,23 +1557,37 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         what = "template";
         goto corrupt;
     }
-    if (section(sf, path, "settings", &r, err, errlen) < 0) {
-        goto fail;
-    }
+    /* The knobs: by name (format 2), or the fixed "settings" of format 1. */
     sampler_defaults(&set);
-    set.temperature = rd_f32(&r);
-    set.top_p = rd_f32(&r);
-    set.top_k = (int)rd_u32(&r);
-    set.min_p = rd_f32(&r);
-    set.presence = rd_f32(&r);
-    set.frequency = rd_f32(&r);
-    set.decay = rd_f32(&r);
-    set.max_tokens = (int)rd_u32(&r);
-    set.seed = rd_u64(&r);
-    seeded = rd_u64(&r);
-    if (r.failed || r.pos != r.len) {
-        what = "settings";
-        goto corrupt;
+    r.p = rwkv_statefile_section(sf, "knobs", &r.len);
+    with_knobs = r.p != NULL;
+    if (with_knobs) {
+        if (get_knobs(&r, &set, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s: 'knobs' section: %s", path, why);
+            goto fail;
+        }
+    } else {
+        if (section(sf, path, "settings", &r, err, errlen) < 0) {
+            goto fail;
+        }
+        set.temperature = rd_f32(&r);
+        set.top_p = rd_f32(&r);
+        set.top_k = (int)rd_u32(&r);
+        set.min_p = rd_f32(&r);
+        set.presence = rd_f32(&r);
+        set.frequency = rd_f32(&r);
+        set.decay = rd_f32(&r);
+        set.max_tokens = (int)rd_u32(&r);
+        set.seed = rd_u64(&r);
+        seeded = rd_u64(&r);
+        if (r.failed || r.pos != r.len) {
+            what = "settings";
+            goto corrupt;
+        }
+        if (knob_check_all(&set, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s: 'settings' section: %s", path, why);
+            goto fail;
+        }
     }
     if (section(sf, path, "sampler", &r, err, errlen) < 0) {
         goto fail;
@@ -1530,6 +1608,9 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     sep = rd_u32(&r);
     context = rd_u64(&r);
     base_tokens = rd_u64(&r);
+    if (with_knobs) {
+        seeded = rd_u64(&r);
+    }
     if (r.failed || r.pos != r.len || sep > 2) {
         what = "chat";
         goto corrupt;
@@ -1551,6 +1632,11 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
             }
             tuned->refs = 1;
             memcpy(rwkv_state_data(tuned->state), p, nb);
+            if (!all_finite(rwkv_state_data(tuned->state), nb / sizeof(float))) {
+                snprintf(err, errlen, "%s: the state-tuned start in the file holds NaN/Inf "
+                         "values: the file is damaged and cannot be loaded", path);
+                goto fail;
+            }
             /* Files from before the name was kept: name the state file. */
             name = rwkv_statefile_section(sf, "tuned_name", &name_len);
             if (!name) {

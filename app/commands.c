@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/knobs.h"
+
 const char *const commands_names[] = {
     "/help", "/reset", "/regen", "/undo", "/edit", "/save", "/load", "/snap", "/restore",
     "/snapshots", "/delete", "/set", "/prompt", "/tuned", "/info", "/quit", NULL,
@@ -24,8 +26,7 @@ static const char help_text[] =
     "/restore NAME       go back to a snapshot\n"
     "/snapshots          list the snapshots\n"
     "/delete NAME        delete a snapshot\n"
-    "/set [KNOB [VALUE]] show or change a sampling knob: temperature, top_p, top_k,\n"
-    "                    min_p, presence, frequency, decay, max_tokens, seed\n"
+    "/set [KNOB [VALUE]] show or change a sampling knob (/set alone lists them)\n"
     "/prompt NAME        switch persona (prompts/NAME.txt); resets the conversation\n"
     "/tuned [FILE|off]   show, set or drop the state-tuned start; resets the conversation\n"
     "/info               model, context and settings\n"
@@ -142,9 +143,9 @@ static char *knobs_text(const struct sampler_settings *s)
     char *text = NULL, value[64];
     size_t i;
 
-    for (i = 0; options_knob_names[i]; i++) {
-        options_get_knob(s, options_knob_names[i], value, sizeof(value));
-        append(&text, "%s%s %s", i ? "  " : "", options_knob_names[i], value);
+    for (i = 0; i < knob_count(); i++) {
+        knob_format(knob_at(i), s, 0, value, sizeof(value));
+        append(&text, "%s%s %s", i ? "  " : "", knob_at(i)->name, value);
     }
     return text;
 }
@@ -187,7 +188,7 @@ static void info(chat *c, const struct app_options *opts, const char *model_labe
 static int set_knob(chat *c, char *args, struct command_result *out)
 {
     struct sampler_settings *s = chat_settings(c);
-    char *name = args, *value, err[256], buf[64];
+    char *name = args, *value, err[256], buf[256];
 
     if (!*args) {
         out->text = knobs_text(s);
@@ -202,18 +203,14 @@ static int set_knob(chat *c, char *args, struct command_result *out)
         }
     }
     if (!*value) {
-        char key[32];
-        size_t i;
+        const struct knob *k = knob_find(name);
 
-        for (i = 0; name[i] && i + 1 < sizeof(key); i++) {
-            key[i] = name[i] == '-' ? '_' : name[i];
+        if (!k) {
+            knob_list(buf, sizeof(buf));
+            return fail(out, "unknown knob '%s' (knobs: %s)", name, buf);
         }
-        key[i] = 0;
-        if (options_get_knob(s, key, buf, sizeof(buf)) < 0) {
-            return fail(out, "unknown knob '%s' (knobs: temperature, top_p, top_k, min_p, "
-                        "presence, frequency, decay, max_tokens, seed)", name);
-        }
-        say(out, "%s %s", key, buf);
+        knob_format(k, s, 0, buf, sizeof(buf));
+        say(out, "%s %s", k->name, buf);
         return 0;
     }
     if (options_set_knob(s, name, value, err, sizeof(err)) < 0) {
@@ -477,9 +474,12 @@ size_t commands_complete(const chat *c, const char *line, size_t point, const ch
         }
     }
     if (first_end == 4 && !strncmp(line, "/set", 4)) {
-        for (n = 0; options_knob_names[n]; n++) {
+        const char *names[32];
+
+        for (n = 0; n < knob_count() && n < sizeof(names) / sizeof(names[0]); n++) {
+            names[n] = knob_at(n)->name;
         }
-        return complete_from(options_knob_names, n, line + start, point - start, matches, max);
+        return complete_from(names, n, line + start, point - start, matches, max);
     }
     if ((first_end == 8 && !strncmp(line, "/restore", 8)) ||
         (first_end == 7 && !strncmp(line, "/delete", 7))) {

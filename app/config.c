@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "app/paths.h"
+#include "engine/knobs.h"
 
 char *config_default_path(void)
 {
@@ -62,8 +63,8 @@ int config_apply(struct app_options *opts, const char *key, const char *value,
 {
     struct app_colours *col = &opts->colours;
     char **colour = NULL;
+    const struct knob *k;
     const char *cname;
-    size_t i;
 
     if (!strcmp(key, "model")) {
         opts->model_from_user = 1;
@@ -125,16 +126,14 @@ int config_apply(struct app_options *opts, const char *key, const char *value,
         }
         return set_string(colour, value, err, errlen);
     }
-    for (i = 0; options_knob_names[i]; i++) {
-        if (!strcmp(key, options_knob_names[i])) {
-            if (options_set_knob(&opts->sampling, key, value, err, errlen) < 0) {
-                return -1;
-            }
-            if (!strcmp(key, "seed")) {
-                opts->seed_set = 1;
-            }
-            return 0;
+    if ((k = knob_find(key)) != NULL) {
+        if (options_set_knob(&opts->sampling, key, value, err, errlen) < 0) {
+            return -1;
         }
+        if (k->type == KNOB_SEED) {
+            opts->seed_set = 1;
+        }
+        return 0;
     }
     snprintf(err, errlen, "unknown key '%s'", key);
     return -1;

@@ -3,8 +3,7 @@
  *
  * Plain "key = value" lines; '#' starts a comment line, and '#' after
  * white space ends an unquoted value; blank lines are ignored.  Keys: model, prompt, vocab, data_dir, threads, dtype, the
- * sampling knobs (temperature, top_p, top_k, min_p, presence, frequency,
- * decay, max_tokens, seed) and TUI colours (colour.user, colour.assistant,
+ * sampling knobs (the names of engine/knobs.h: temperature, top_p, ...) and TUI colours (colour.user, colour.assistant,
  * colour.status, colour.accent, colour.error; "color." also accepted).
  */
 #ifndef RWKV_CONFIG_H

@@ -11,34 +11,22 @@
 #include <string.h>
 
 #include "app/config.h"
-
-const char *const options_knob_names[] = {
-    "temperature", "top_p", "top_k", "min_p", "presence", "frequency", "decay",
-    "max_tokens", "seed", NULL,
-};
+#include "engine/knobs.h"
 
 enum {
-    OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_SEED, OPT_MAX_TOKENS, OPT_TEMPERATURE, OPT_TOP_P,
-    OPT_TOP_K, OPT_MIN_P, OPT_PRESENCE, OPT_FREQUENCY, OPT_DECAY, OPT_GREEDY, OPT_BATCH,
+    OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_GREEDY, OPT_BATCH,
     OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
     OPT_STATE_TUNED,
+    OPT_KNOB = 512,         /* + the knob's index in knobs.h's table */
 };
 
-static const struct option longopts[] = {
+/* The options besides the knobs' (those follow from the knob table). */
+static const struct option fixed_opts[] = {
     { "model", required_argument, NULL, 'm' },
     { "prompt", required_argument, NULL, 'p' },
     { "state-in", required_argument, NULL, OPT_STATE_IN },
     { "state-out", required_argument, NULL, OPT_STATE_OUT },
     { "state-tuned", required_argument, NULL, OPT_STATE_TUNED },
-    { "seed", required_argument, NULL, OPT_SEED },
-    { "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
-    { "temperature", required_argument, NULL, OPT_TEMPERATURE },
-    { "top-p", required_argument, NULL, OPT_TOP_P },
-    { "top-k", required_argument, NULL, OPT_TOP_K },
-    { "min-p", required_argument, NULL, OPT_MIN_P },
-    { "presence", required_argument, NULL, OPT_PRESENCE },
-    { "frequency", required_argument, NULL, OPT_FREQUENCY },
-    { "decay", required_argument, NULL, OPT_DECAY },
     { "greedy", no_argument, NULL, OPT_GREEDY },
     { "batch", no_argument, NULL, OPT_BATCH },
     { "jsonl", no_argument, NULL, OPT_JSONL },
@@ -53,9 +41,46 @@ static const struct option longopts[] = {
     { "config", required_argument, NULL, OPT_CONFIG },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
-    { NULL, 0, NULL, 0 },
 };
+#define N_FIXED (sizeof(fixed_opts) / sizeof(fixed_opts[0]))
+
+/* fixed_opts, then --OPTION=VALUE for each knob, then the end mark;
+ * NULL on allocation failure.  The caller frees. */
+static struct option *long_options(void)
+{
+    size_t i, n = knob_count();
+    struct option *o = malloc((N_FIXED + n + 1) * sizeof *o);
+
+    if (!o) {
+        return NULL;
+    }
+    memcpy(o, fixed_opts, sizeof fixed_opts);
+    for (i = 0; i < n; i++) {
+        o[N_FIXED + i] = (struct option){ knob_at(i)->option, required_argument, NULL,
+                                          OPT_KNOB + (int)i };
+    }
+    o[N_FIXED + n] = (struct option){ NULL, 0, NULL, 0 };
+    return o;
+}
 static const char shortopts[] = "m:p:t:vhV";
+
+/* --help's lines for the knobs: "--top-p=P  what (default 0.3)". */
+static void knobs_usage(FILE *f)
+{
+    struct app_options d;
+    char opt[64], value[48];
+    size_t i;
+
+    options_defaults(&d);
+    for (i = 0; i < knob_count(); i++) {
+        const struct knob *k = knob_at(i);
+
+        snprintf(opt, sizeof opt, "--%s=%s", k->option, k->metavar);
+        knob_format(k, &d.sampling, 0, value, sizeof value);
+        fprintf(f, "      %-18s %s (default %s)\n", opt, k->help,
+                k->type == KNOB_SEED ? "random" : value);
+    }
+}
 
 void options_usage(FILE *f)
 {
@@ -83,17 +108,9 @@ void options_usage(FILE *f)
         "      --no-cache         convert the weights at every start; no conversion cache\n"
         "      --config=FILE      read FILE instead of ~/.config/rwkv-chat/config\n"
         "\n"
-        "Sampling:\n"
-        "      --temperature=T    0 is greedy (default 1.0)\n"
-        "      --top-p=P          nucleus sampling, 1 = off (default 0.3)\n"
-        "      --top-k=K          0 = off (default 0)\n"
-        "      --min-p=P          0 = off (default 0)\n"
-        "      --presence=X       presence penalty (default 0.5)\n"
-        "      --frequency=X      frequency penalty (default 0.5)\n"
-        "      --decay=D          penalty decay per token (default 0.996)\n"
-        "      --greedy           temperature 0 and no penalties\n"
-        "      --max-tokens=N     reply length limit (default 1000), 0 = none\n"
-        "      --seed=N           random seed (default: random)\n"
+        "Sampling:\n");
+    knobs_usage(f);
+    fprintf(f, "      --greedy           temperature 0 and no penalties\n"
         "\n"
         "Batch mode:\n"
         "      --batch            no terminal UI: messages on stdin, replies on stdout\n"
@@ -149,21 +166,6 @@ void options_free(struct app_options *opts)
     memset(opts, 0, sizeof(*opts));
 }
 
-/* Parses a whole string as a finite double in [lo, hi]. */
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) {
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Parses a whole string as a decimal integer in [lo, hi]. */
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
@@ -179,133 +181,33 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* Index of a knob in options_knob_names ('-' or '_'), or -1. */
-static int knob_index(const char *name)
-{
-    int i;
-    size_t k;
-
-    for (i = 0; options_knob_names[i]; i++) {
-        const char *a = options_knob_names[i];
-
-        for (k = 0; a[k] && (name[k] == a[k] || (name[k] == '-' && a[k] == '_')); k++) {
-        }
-        if (!a[k] && !name[k]) {
-            return i;
-        }
-    }
-    return -1;
-}
-
-/* Each knob of options_knob_names (same order): its field in struct
- * sampler_settings and the values it takes. */
-enum knob_type {
-    KNOB_NUMBER,    /* float in [lo, hi] */
-    KNOB_WHOLE,     /* int in [lo, hi] */
-    KNOB_SEED,      /* uint64_t */
-};
-#define KNOB(type, field, lo, hi) \
-    { type, offsetof(struct sampler_settings, field), \
-      sizeof(((struct sampler_settings *)0)->field), lo, hi }
-static const struct knob {
-    enum knob_type type;
-    size_t offset, size;
-    double lo, hi;
-} knobs[] = {
-    KNOB(KNOB_NUMBER, temperature, 0, 10),
-    KNOB(KNOB_NUMBER, top_p, 0, 1),
-    KNOB(KNOB_WHOLE, top_k, 0, 1 << 20),
-    KNOB(KNOB_NUMBER, min_p, 0, 1),
-    KNOB(KNOB_NUMBER, presence, -100, 100),
-    KNOB(KNOB_NUMBER, frequency, -100, 100),
-    KNOB(KNOB_NUMBER, decay, 0, 1),
-    KNOB(KNOB_WHOLE, max_tokens, 0, 1000000000L),
-    KNOB(KNOB_SEED, seed, 0, 0),
-};
-#undef KNOB
-_Static_assert(sizeof(knobs) / sizeof(knobs[0]) + 1 ==
-               sizeof(options_knob_names) / sizeof(options_knob_names[0]),
-               "one entry of knobs[] per name in options_knob_names");
-
 int options_set_knob(struct sampler_settings *s, const char *name, const char *value,
                      char *err, size_t errlen)
 {
-    int i = knob_index(strcmp(name, "temp") ? name : "temperature");
-    unsigned long long seed;
-    char *field, *end;
-    double d;
-    long l;
+    const struct knob *k = knob_find(name);
+    char why[160], names[256];
 
-    if (i < 0) {
-        snprintf(err, errlen, "unknown knob '%s' (knobs: temperature, top_p, top_k, min_p, "
-                 "presence, frequency, decay, max_tokens, seed)", name);
+    if (!k) {
+        knob_list(names, sizeof names);
+        snprintf(err, errlen, "unknown knob '%s' (knobs: %s)", name, names);
         return -1;
     }
-    field = (char *)s + knobs[i].offset;
-    switch (knobs[i].type) {
-    case KNOB_NUMBER:
-        if (parse_double(value, knobs[i].lo, knobs[i].hi, &d) < 0) {
-            snprintf(err, errlen, "%s: '%s' is not a number from %g to %g", name, value,
-                     knobs[i].lo, knobs[i].hi);
-            return -1;
-        }
-        *(float *)field = (float)d;
-        break;
-    case KNOB_WHOLE:
-        if (parse_long(value, (long)knobs[i].lo, (long)knobs[i].hi, &l) < 0) {
-            goto not_whole;
-        }
-        *(int *)field = (int)l;
-        break;
-    case KNOB_SEED:
-        errno = 0;
-        seed = strtoull(value, &end, 10);
-        if (end == value || *end || errno || value[0] == '-') {
-            goto not_whole;
-        }
-        *(uint64_t *)field = (uint64_t)seed;
-        break;
+    if (knob_parse(k, s, value, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", name, why);
+        return -1;
     }
     return 0;
-
-not_whole:
-    snprintf(err, errlen, "%s: '%s' is not a whole number >= 0", name, value);
-    return -1;
 }
 
 void options_apply_given(const struct app_options *opts, struct sampler_settings *s)
 {
-    for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++) {
+    size_t i;
+
+    for (i = 0; i < knob_count(); i++) {
         if (opts->knobs_given & (1u << i)) {
-            memcpy((char *)s + knobs[i].offset,
-                   (const char *)&opts->sampling + knobs[i].offset, knobs[i].size);
+            knob_copy(knob_at(i), s, &opts->sampling);
         }
     }
-}
-
-int options_get_knob(const struct sampler_settings *s, const char *name, char *buf, size_t len)
-{
-    const char *field;
-    int i;
-
-    for (i = 0; options_knob_names[i] && strcmp(name, options_knob_names[i]); i++) {
-    }
-    if (!options_knob_names[i]) {
-        return -1;
-    }
-    field = (const char *)s + knobs[i].offset;
-    switch (knobs[i].type) {
-    case KNOB_NUMBER:
-        snprintf(buf, len, "%g", *(const float *)field);
-        break;
-    case KNOB_WHOLE:
-        snprintf(buf, len, "%d", *(const int *)field);
-        break;
-    case KNOB_SEED:
-        snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)field);
-        break;
-    }
-    return 0;
 }
 
 static void replace(char **dst, const char *src)
@@ -322,7 +224,8 @@ static void replace(char **dst, const char *src)
 
 /* First pass: finds --config FILE and whether --help/--version will end
  * the run (then the config file is not read). */
-static void prescan(int argc, char **argv, const char **config, int *ends)
+static void prescan(int argc, char **argv, const struct option *longopts, const char **config,
+                    int *ends)
 {
     int c;
 
@@ -339,23 +242,7 @@ static void prescan(int argc, char **argv, const char **config, int *ends)
     optind = 0;
 }
 
-static const char *knob_of_option(int c)
-{
-    switch (c) {
-    case OPT_SEED: return "seed";
-    case OPT_MAX_TOKENS: return "max-tokens";
-    case OPT_TEMPERATURE: return "temperature";
-    case OPT_TOP_P: return "top-p";
-    case OPT_TOP_K: return "top-k";
-    case OPT_MIN_P: return "min-p";
-    case OPT_PRESENCE: return "presence";
-    case OPT_FREQUENCY: return "frequency";
-    case OPT_DECAY: return "decay";
-    default: return NULL;
-    }
-}
-
-int options_parse(struct app_options *opts, int argc, char **argv)
+static int parse(struct app_options *opts, int argc, char **argv, const struct option *longopts)
 {
     const char *config = NULL;
     char err[512];
@@ -363,7 +250,7 @@ int options_parse(struct app_options *opts, int argc, char **argv)
     long l;
 
     options_defaults(opts);
-    prescan(argc, argv, &config, &ends);
+    prescan(argc, argv, longopts, &config, &ends);
     if (!ends) {
         if (config) {
             replace(&opts->config_path, config);
@@ -386,17 +273,19 @@ int options_parse(struct app_options *opts, int argc, char **argv)
         }
     }
     while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
-        const char *knob = knob_of_option(c);
+        const struct knob *k = knob_at((size_t)(c - OPT_KNOB));
 
-        if (knob) {
-            if (options_set_knob(&opts->sampling, knob, optarg, err, sizeof(err)) < 0) {
-                short_usage("--%s", err, NULL);
+        if (c >= OPT_KNOB && k) {
+            char why[160];
+
+            if (knob_parse(k, &opts->sampling, optarg, why, sizeof(why)) < 0) {
+                short_usage("--%s: %s", k->option, why);
                 return OPTIONS_USAGE;
             }
-            if (c == OPT_SEED) {
+            if (k->type == KNOB_SEED) {
                 opts->seed_set = 1;
             }
-            opts->knobs_given |= 1u << knob_index(knob);
+            opts->knobs_given |= 1u << knob_index(k);
             continue;
         }
         if ((c == OPT_STATE_IN || c == OPT_STATE_OUT || c == OPT_VOCAB || c == OPT_DATA_DIR ||
@@ -496,9 +385,23 @@ int options_parse(struct app_options *opts, int argc, char **argv)
         opts->sampling.temperature = 0;
         opts->sampling.presence = 0;
         opts->sampling.frequency = 0;
-        opts->knobs_given |= 1u << knob_index("temperature");
-        opts->knobs_given |= 1u << knob_index("presence");
-        opts->knobs_given |= 1u << knob_index("frequency");
+        opts->knobs_given |= 1u << knob_index(knob_find("temperature"));
+        opts->knobs_given |= 1u << knob_index(knob_find("presence"));
+        opts->knobs_given |= 1u << knob_index(knob_find("frequency"));
     }
     return 0;
+}
+
+int options_parse(struct app_options *opts, int argc, char **argv)
+{
+    struct option *longopts = long_options();
+    int rc;
+
+    if (!longopts) {
+        fputs("rwkv-chat: out of memory\n", stderr);
+        return OPTIONS_ERROR;
+    }
+    rc = parse(opts, argc, argv, longopts);
+    free(longopts);
+    return rc;
 }

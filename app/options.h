@@ -46,7 +46,7 @@ struct app_options {
     char *config_path;      /* --config FILE, or the default path (may not exist) */
     struct sampler_settings sampling;   /* knobs (sampler.h), defaults + config + options */
     int seed_set;           /* --seed or config seed given (else a random seed) */
-    unsigned knobs_given;   /* bit i: options_knob_names[i] given on the command line
+    unsigned knobs_given;   /* bit i: knob_at(i) given on the command line
                                (--greedy counts for temperature, presence, frequency) */
     int greedy;             /* --greedy: temperature 0, no penalties */
     int batch;              /* --batch */
@@ -76,19 +76,14 @@ void options_free(struct app_options *opts);
 /* Prints the --help text to f. */
 void options_usage(FILE *f);
 
-/* Knob names accepted by /set and the config file, NULL-terminated:
- * "temperature", "top_p", "top_k", "min_p", "presence", "frequency",
- * "decay", "max_tokens", "seed". */
-extern const char *const options_knob_names[];
-/* Sets one knob by name (also accepts '-' for '_', e.g. "top-p") from a
- * string.  0, or -1 with a one-line reason in err. */
+/* Sets the knob called name (engine/knobs.h; '-' may stand for '_', e.g.
+ * "top-p") from a string, through the table's one check.  0, or -1 with a
+ * one-line reason in err ("top_p: '2' is not a number from 0 to 1"). */
 int options_set_knob(struct sampler_settings *s, const char *name, const char *value,
                      char *err, size_t errlen);
 /* Copies the knobs given on the command line (opts->knobs_given) into s:
  * after --state-in/--resume restored a conversation's own settings, the
  * command line still wins. */
 void options_apply_given(const struct app_options *opts, struct sampler_settings *s);
-/* Formats a knob's value ("0.7", "40"); 0, or -1 for an unknown name. */
-int options_get_knob(const struct sampler_settings *s, const char *name, char *buf, size_t len);
 
 #endif

@@ -2,99 +2,21 @@
  * the chat applies it from the next token. */
 #include "app/tui_internal.h"
 
-#include <math.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/sampler.h"
-
-enum knob_type { KNOB_FLOAT, KNOB_INT, KNOB_SEED };
-
-struct knob {
-    const char *label;      /* shown in the panel */
-    const char *set_name;   /* the /set name */
-    enum knob_type type;
-    size_t offset;          /* in struct sampler_settings */
-    double step, min, max;
-    const char *format;     /* for KNOB_FLOAT */
-};
-
-#define KNOB(f) offsetof(struct sampler_settings, f)
-
-static const struct knob knobs[] = {
-    { "temperature", "temperature", KNOB_FLOAT, KNOB(temperature), 0.05, 0, 5, "%.2f" },
-    { "top-p", "top_p", KNOB_FLOAT, KNOB(top_p), 0.05, 0, 1, "%.2f" },
-    { "top-k", "top_k", KNOB_INT, KNOB(top_k), 1, 0, 1000000, NULL },
-    { "min-p", "min_p", KNOB_FLOAT, KNOB(min_p), 0.01, 0, 1, "%.2f" },
-    { "presence", "presence", KNOB_FLOAT, KNOB(presence), 0.05, -5, 5, "%.2f" },
-    { "frequency", "frequency", KNOB_FLOAT, KNOB(frequency), 0.05, -5, 5, "%.2f" },
-    { "decay", "decay", KNOB_FLOAT, KNOB(decay), 0.001, 0, 1, "%.3f" },
-    { "max tokens", "max_tokens", KNOB_INT, KNOB(max_tokens), 50, 0, 1000000, NULL },
-    { "seed", "seed", KNOB_SEED, KNOB(seed), 1, 0, 0, NULL },
-};
-#define N_KNOBS (sizeof(knobs) / sizeof(knobs[0]))
+#include "engine/knobs.h"
 
 struct knobs_state {
     size_t selected;
 };
 
+/* The rows of engine/knobs.h's table: the option's name as the label, its
+ * step, range and display format. */
 int tui_knobs_rows(void)
 {
-    return (int)N_KNOBS + 2;
-}
-
-static void knob_format(const struct knob *k, const struct sampler_settings *s, char *buf,
-                        size_t len)
-{
-    const char *base = (const char *)s + k->offset;
-
-    switch (k->type) {
-    case KNOB_FLOAT:
-        snprintf(buf, len, k->format, (double)*(const float *)base);
-        break;
-    case KNOB_INT:
-        if (*(const int *)base == 0) {
-            snprintf(buf, len, "off");
-        } else {
-            snprintf(buf, len, "%d", *(const int *)base);
-        }
-        break;
-    case KNOB_SEED:
-        snprintf(buf, len, "%llu", (unsigned long long)*(const uint64_t *)base);
-        break;
-    }
-}
-
-/* Moves knob k by steps, rounded to its step and clamped to its range. */
-static void knob_change(const struct knob *k, struct sampler_settings *s, int steps)
-{
-    char *base = (char *)s + k->offset;
-
-    switch (k->type) {
-    case KNOB_FLOAT: {
-        double v = (double)*(float *)base + steps * k->step;
-
-        v = round(v / k->step) * k->step;
-        v = v < k->min ? k->min : v > k->max ? k->max : v;
-        *(float *)base = (float)v;
-        break;
-    }
-    case KNOB_INT: {
-        double v = (double)*(int *)base + steps * k->step;
-
-        v = v < k->min ? k->min : v > k->max ? k->max : v;
-        *(int *)base = (int)v;
-        break;
-    }
-    case KNOB_SEED: {
-        uint64_t *v = (uint64_t *)base;
-
-        *v = steps < 0 && *v < (uint64_t)-steps ? 0 : *v + (uint64_t)(int64_t)steps;
-        break;
-    }
-    }
+    return (int)knob_count() + 2;
 }
 
 static void knobs_draw(struct tui_panel *p, struct tui *t)
@@ -109,22 +31,23 @@ static void knobs_draw(struct tui_panel *p, struct tui *t)
     box(p->win, 0, 0);
     mvwaddstr(p->win, 0, 2, " Knobs F2 ");
     wattroff(p->win, border);
-    for (size_t i = 0; i < N_KNOBS && (int)i + 1 < p->h - 1; i++) {
+    for (size_t i = 0; i < knob_count() && (int)i + 1 < p->h - 1; i++) {
+        const struct knob *k = knob_at(i);
         char value[32];
         int inner = p->w - 2;
         attr_t a = focused && i == ks->selected ? tui_attr(t, TUI_COLOUR_SELECTED, A_REVERSE)
                                                 : A_NORMAL;
         int vw;
 
-        knob_format(&knobs[i], s, value, sizeof(value));
+        knob_display(k, s, value, sizeof(value));
         vw = (int)strlen(value);
         wattron(p->win, a);
         wmove(p->win, (int)i + 1, 1);
         for (int c = 0; c < inner; c++) {
             waddch(p->win, ' ');
         }
-        mvwaddnstr(p->win, (int)i + 1, 2, knobs[i].label, inner - 2);
-        if (inner - vw >= (int)strlen(knobs[i].label) + 3) {
+        mvwaddnstr(p->win, (int)i + 1, 2, k->option, inner - 2);
+        if (inner - vw >= (int)strlen(k->option) + 3) {
             mvwaddstr(p->win, (int)i + 1, inner - vw, value);
         }
         wattroff(p->win, a);
@@ -139,11 +62,11 @@ static int knobs_key(struct tui_panel *p, struct tui *t, int key)
     switch (key) {
     case KEY_UP:
     case 'k':
-        ks->selected = ks->selected > 0 ? ks->selected - 1 : N_KNOBS - 1;
+        ks->selected = ks->selected > 0 ? ks->selected - 1 : knob_count() - 1;
         return 1;
     case KEY_DOWN:
     case 'j':
-        ks->selected = (ks->selected + 1) % N_KNOBS;
+        ks->selected = (ks->selected + 1) % knob_count();
         return 1;
     case KEY_LEFT:
     case 'h':
@@ -166,7 +89,7 @@ static int knobs_key(struct tui_panel *p, struct tui *t, int key)
     case KEY_ENTER: {
         char line[64];
 
-        snprintf(line, sizeof(line), "/set %s ", knobs[ks->selected].set_name);
+        snprintf(line, sizeof(line), "/set %s ", knob_at(ks->selected)->name);
         tui_focus(t, t->input);
         tui_input_set_text(t, line);
         return 1;
@@ -174,7 +97,7 @@ static int knobs_key(struct tui_panel *p, struct tui *t, int key)
     default:
         return 0;
     }
-    knob_change(&knobs[ks->selected], chat_settings(t->chat), steps);
+    knob_step(knob_at(ks->selected), chat_settings(t->chat), steps);
     chat_settings_changed(t->chat);
     return 1;
 }

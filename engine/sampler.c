@@ -109,16 +109,7 @@ static int cmp_u64(const void *a, const void *b)
 
 void sampler_defaults(struct sampler_settings *s)
 {
-    memset(s, 0, sizeof *s);
-    s->temperature = 1.0f;
-    s->top_p = 0.3f;
-    s->top_k = 0;
-    s->min_p = 0.0f;
-    s->presence = 0.5f;
-    s->frequency = 0.5f;
-    s->decay = 0.996f;
-    s->max_tokens = 0;
-    s->seed = 0;
+    knob_defaults(s);
 }
 
 void sampler_seed(sampler *smp, uint64_t seed)
@@ -541,6 +532,20 @@ static size_t cut(sampler *smp, double total, size_t n_valid)
     return n_kept;
 }
 
+/* Whether logits[0..n-1] holds a NaN (the rare path: some value is not
+ * finite). */
+static int has_nan(const float *logits, int32_t n)
+{
+    int32_t i;
+
+    for (i = 0; i < n; i++) {
+        if (isnan(logits[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int32_t sampler_sample(sampler *smp, float *logits)
 {
     const struct sampler_settings *s = &smp->set;
@@ -548,7 +553,18 @@ int32_t sampler_sample(sampler *smp, float *logits)
     size_t i, n_valid = 0;
     float max = -INFINITY;
     double total, wsum = 0.0, r, acc = 0.0;
+    float any = -INFINITY, poison = 0.0f;
 
+    /* x * 0 is NaN for NaN and +-inf: one vectorisable pass finds NaN;
+     * max finds a vocabulary of -inf only. */
+    for (id = 0; id < n; id++) {
+        poison += logits[id] * 0.0f;
+        any = logits[id] > any ? logits[id] : any;
+    }
+    if (any == -INFINITY || (isnan(poison) && has_nan(logits, n))) {
+        smp->n_kept = 0;
+        return SAMPLER_NONFINITE;
+    }
     for (i = 0; i < smp->n_present; i++) {
         id = smp->present[i];
         logits[id] -= s->presence + smp->count[id] * s->frequency;

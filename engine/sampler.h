@@ -19,19 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct sampler_settings {
-    float temperature;      /* 1.0; 0 = greedy */
-    float top_p;            /* 0.3; 1 = off */
-    int top_k;              /* 0 = off */
-    float min_p;            /* 0 = off */
-    float presence;         /* 0.5 */
-    float frequency;        /* 0.5 */
-    float decay;            /* 0.996: counts *= decay every token */
-    int max_tokens;         /* reply length limit (chat), 0 = none */
-    uint64_t seed;
-};
+#include "engine/knobs.h"     /* struct sampler_settings and its table */
 
-/* ChatRWKV chat defaults. */
+/* ChatRWKV chat defaults (knob_defaults). */
 void sampler_defaults(struct sampler_settings *s);
 
 typedef struct sampler sampler;
@@ -51,8 +41,11 @@ void sampler_ban(sampler *smp, int32_t id, int banned);
 
 /* Applies penalties/bans to logits in place and draws a token.  Does not
  * record it: call sampler_accept with the token actually emitted.
- * Returns -1 only when every token is banned. */
+ * Returns -1 only when every token is banned, and SAMPLER_NONFINITE when
+ * the logits given hold a NaN or are all -inf (a broken model or state:
+ * nothing can be sampled from them). */
 int32_t sampler_sample(sampler *smp, float *logits);
+#define SAMPLER_NONFINITE (-2)
 /* Decays all counts, then counts token (ChatRWKV order). */
 void sampler_accept(sampler *smp, int32_t token);
 

@@ -634,6 +634,22 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
         sf->state = p;
         sf->state_floats = info->state_floats;
     }
+    {
+        /* NaN or infinity in a state poisons every reply after it. */
+        size_t k, bad = 0, first = 0;
+
+        for (k = 0; k < sf->state_floats; k++) {
+            if ((get32(sf->state + k * 4) & 0x7f800000u) == 0x7f800000u && bad++ == 0) {
+                first = k;
+            }
+        }
+        if (bad) {
+            snprintf(err, errlen, "%s: the saved state holds %zu NaN/Inf values (the first at "
+                     "float %zu): the file is damaged and cannot be loaded", path, bad, first);
+            rwkv_statefile_free(sf);
+            return NULL;
+        }
+    }
     return sf;
 }
 

@@ -23,7 +23,7 @@
 #include "engine/rwkv.h"
 
 #define RWKV_STATEFILE_MAGIC "RWKVSTAT"
-#define RWKV_STATEFILE_VERSION 1
+#define RWKV_STATEFILE_VERSION 2     /* 2: knobs by name; 1 (fixed "settings") still read */
 #define RWKV_STATEFILE_TAGLEN 16    /* tags are at most 15 bytes */
 
 struct rwkv_statefile_section {

@@ -15,6 +15,7 @@
 #include "engine/checkpoint.h"
 #include "engine/rwkv.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,13 @@ int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char
     if (!f) {
         return -1;
     }
-    /* Check every layer before touching the state. */
+    tmp = malloc(H * N * N * sizeof(float));
+    if (!tmp) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        ckpt_close(f);
+        return -1;
+    }
+    /* Check every layer (shape and values) before touching the state. */
     for (l = 0; l < L; l++) {
         char name[64];
         const struct ckpt_tensor *t;
@@ -51,6 +58,7 @@ int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char
         if (!t) {
             snprintf(err, errlen, "%s: tensor %s missing: not a state-tuned file for a %zu-layer "
                      "model", path, name, L);
+            free(tmp);
             ckpt_close(f);
             return -1;
         }
@@ -67,15 +75,21 @@ int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char
             }
             snprintf(err, errlen, "%s: tensor %s: expected %zux%zux%zu, found %s", path, name, H,
                      N, N, t->ndim ? shape : "a scalar");
+            free(tmp);
             ckpt_close(f);
             return -1;
         }
-    }
-    tmp = malloc(H * N * N * sizeof(float));
-    if (!tmp) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        ckpt_close(f);
-        return -1;
+        ckpt_to_f32(t->dtype, t->data, tmp, H * N * N);
+        for (i = 0; i < H * N * N && isfinite(tmp[i]); i++) {
+        }
+        if (i < H * N * N) {
+            /* A NaN start poisons every reply after it. */
+            snprintf(err, errlen, "%s: tensor %s holds NaN/Inf values: the state-tuned file is "
+                     "damaged and cannot be used", path, name);
+            free(tmp);
+            ckpt_close(f);
+            return -1;
+        }
     }
     out = rwkv_state_data(state);
     for (l = 0; l < L; l++) {

@@ -1232,10 +1232,11 @@ static void test_statefile(void)
     write_file(q, copy, len);
     expect("one bit flipped", L_STATE, q, "%s: checksum mismatch: the file is corrupt", q);
     memcpy(copy, buf, len);
-    wr32(copy + 8, 2);
+    wr32(copy + 8, RWKV_STATEFILE_VERSION + 1);
     write_file(q, copy, len);
-    expect("format version 2", L_STATE, q, "%s: state file format version 2 is newer than this "
-           "rwkv-chat reads (1): upgrade rwkv-chat", q);
+    expect("a newer format version", L_STATE, q, "%s: state file format version %d is newer than "
+           "this rwkv-chat reads (%d): upgrade rwkv-chat", q, RWKV_STATEFILE_VERSION + 1,
+           RWKV_STATEFILE_VERSION);
     free(copy);
 
     /* the same file against other models */

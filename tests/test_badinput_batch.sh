@@ -117,6 +117,29 @@ printf '{"role":"user","content":""}\n' | run emptyj --jsonl --max-tokens 2
 ok "$(test "$(rc emptyj)" = 1 && same "$T/emptyj.err" "rwkv-chat: stdin:1: empty message"; echo $?)" \
     "--jsonl: empty \"content\": exit 1, the error names the line"
 
+# --- non-finite and out-of-range knobs in --jsonl (json-c reads NaN, Infinity) ---
+good=0
+for case in 'temperature NaN' 'temperature Infinity' 'temperature -Infinity' 'temperature 11' \
+            'top_p NaN' 'top_p 1.5' 'decay -Infinity' 'max_tokens NaN' 'max_tokens 2.5' 'top_k -1'; do
+    k=${case% *}; v=${case#* }
+    printf '{"role":"user","content":"hi","%s":%s}\n' "$k" "$v" | run jknob --jsonl --max-tokens 4
+    case $k in
+    temperature) want='a number from 0 to 10' ;;
+    top_p) want='a number from 0 to 1' ;;
+    decay) want='a number from 0 to 1' ;;
+    max_tokens) want='a whole number from 0 to 1000000000' ;;
+    top_k) want='a whole number from 0 to 1048576' ;;
+    esac
+    if test "$(rc jknob)" = 1 && test ! -s "$T/jknob.out" &&
+        same "$T/jknob.err" "rwkv-chat: stdin:1: \"$k\" must be $want"; then
+        good=$((good + 1))
+    else
+        echo "# $case: status $(rc jknob)"
+    fi
+done
+ok "$(test "$good" = 10; echo $?)" \
+    "--jsonl: NaN, Infinity and out-of-range knobs refused with the knob's range, nothing sent ($good of 10)"
+
 # --- 1 MB lines -------------------------------------------------------------------
 head -c 1048576 /dev/zero | tr '\0' 'x' >"$T/x1m"
 { printf '/'; cat "$T/x1m"; echo; } >"$T/cmd1m.in"

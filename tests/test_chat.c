@@ -5,6 +5,7 @@
 #include "app/pthwrite.h"
 #include "tests/tap.h"
 
+#include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -640,7 +641,8 @@ static void test_stream_invariants(rwkv_model *m)
 
 /* Writes a state-tuned file for the demo model shape: time_state[l] is
  * [H][N][N] with value (l, h, i, j) -> l + h/10 + i/1000 + j/100000. */
-static int write_tuned(const char *path, const struct rwkv_info *info, int transposed_ok)
+static int write_tuned(const char *path, const struct rwkv_info *info, int transposed_ok,
+                       int poison)
 {
     char err[RWKV_ERRLEN];
     pthw *w = pthw_new(path, PTHW_PTH, err, sizeof err);
@@ -674,6 +676,9 @@ static int write_tuned(const char *path, const struct rwkv_info *info, int trans
                 }
             }
         }
+        if (poison && l == info->n_layer - 1) {
+            data[7] = NAN;
+        }
         rc = pthw_write(w, data, err, sizeof err);
     }
     rc = rc ? rc : pthw_finish(w, err, sizeof err);
@@ -692,6 +697,7 @@ static void test_tuned(rwkv_model *m)
     char err[RWKV_ERRLEN];
     rwkv_state *st = rwkv_state_new(m);
     const char *path = "tests/tmp/tuned.pth", *bad = "tests/tmp/tuned-bad.pth";
+    const char *nan = "tests/tmp/tuned-nan.pth";
     size_t C = (size_t)info->n_embd, H = (size_t)info->n_head, N = (size_t)info->head_size;
     size_t per = 2 * C + H * N * N, l, h, i, j;
     int good = 1;
@@ -699,7 +705,8 @@ static void test_tuned(rwkv_model *m)
     err[0] = '\0';
     mkdir("tests", 0755);
     mkdir("tests/tmp", 0755);
-    if (write_tuned(path, info, 1) < 0 || write_tuned(bad, info, 0) < 0) {
+    if (write_tuned(path, info, 1, 0) < 0 || write_tuned(bad, info, 0, 0) < 0 ||
+        write_tuned(nan, info, 1, 1) < 0) {
         ok(0, "writing state-tuned test files");
         rwkv_state_free(st);
         return;
@@ -728,11 +735,25 @@ static void test_tuned(rwkv_model *m)
     ok(rwkv_state_load_tuned(m, st, shared_path("fixtures/models/v7.pth"), err, sizeof err) == -1 &&
        strstr(err, "time_state missing"), "a model file is not a state: %s", err);
     {
+        char want[128];
+
+        snprintf(want, sizeof want, "tuned-nan.pth: tensor blocks.%d.att.time_state holds NaN/Inf "
+                 "values: the state-tuned file is damaged", info->n_layer - 1);
+        ok(rwkv_state_load_tuned(m, st, nan, err, sizeof err) == -1 && strstr(err, want) &&
+           !strchr(err, '\n'), "a state-tuned file holding NaN is refused: %s", err);
+    }
+    {
         struct sampler_settings s = greedy();
         struct chat_template def = { "d", "User: hi\n\nAssistant: Hello.\n\n", "User", "Assistant" };
         chat *c = chat_new(m, tok, &def, &s, err, sizeof err);
         rwkv_state *ref = rwkv_state_new(m);
 
+        rwkv_state *was = rwkv_state_clone(chat_state(c));
+
+        ok(chat_load_tuned_state(c, nan, err, sizeof err) == -1 && strstr(err, "NaN/Inf") &&
+           same_state(c, was), "a state-tuned start holding NaN is refused; the chat is as it "
+           "was (%s)", err);
+        rwkv_state_free(was);
         rwkv_state_load_tuned(m, ref, path, err, sizeof err);
         ok(c && chat_load_tuned_state(c, path, err, sizeof err) == 0 && same_state(c, ref),
            "chat starts from the tuned state (it replaces the intro, as in ChatRWKV)");
@@ -757,7 +778,41 @@ static void test_tuned(rwkv_model *m)
     }
     unlink(path);
     unlink(bad);
+    unlink(nan);
     rwkv_state_free(st);
+}
+
+/* A model whose logits are NaN says so, instead of "every token is
+ * banned".  The state is poisoned by hand: files holding NaN are refused
+ * at load (test_statefile), weights holding NaN too (test_badinput). */
+static void test_nonfinite_logits(rwkv_model *m)
+{
+    char err[RWKV_ERRLEN];
+    int pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        struct sampler_settings s = greedy();
+        chat *c;
+        float *st;
+        size_t i, n;
+        const char *out;
+        int rc;
+
+        s.temperature = pass ? 0.8f : 0.0f;
+        c = chat_new(m, tok, NULL, &s, err, sizeof err);
+        st = rwkv_state_data((rwkv_state *)chat_state(c));
+        n = rwkv_state_floats(chat_state(c));
+        for (i = 0; i < n; i++) {
+            st[i] = NAN;
+        }
+        err[0] = '\0';
+        rc = chat_send(c, "hello", err, sizeof err) == 0 ? chat_step(c, &out, &n, err, sizeof err)
+                                                        : -9;
+        ok(rc == -1 && strstr(err, "the model produced NaN/Inf logits") &&
+           !strstr(err, "banned") && !chat_generating(c),
+           "NaN logits (temperature %s): the reply fails saying so: %s", pass ? "0.8" : "0", err);
+        chat_free(c);
+    }
 }
 
 int main(void)
@@ -788,6 +843,7 @@ int main(void)
         test_long_prompt(demo, "demo model");
         test_seeded(demo, "demo model");
         test_tuned(demo);
+        test_nonfinite_logits(demo);
         rwkv_model_free(demo);
     } else {
         ok(0, "demo model %s loads", demo_path);

@@ -12,6 +12,7 @@
 #include "app/models.h"
 #include "app/options.h"
 #include "app/paths.h"
+#include "engine/knobs.h"
 #include "tap.h"
 #include "testutil.h"
 
@@ -288,6 +289,111 @@ static void test_config(void)
     }
 }
 
+/* Sets knob k to text through the command line, the config file and /set's
+ * options_set_knob: how many of the three accepted it (0 or 3 if they agree). */
+static int accepted_everywhere(const struct knob *k, const char *text)
+{
+    struct app_options o;
+    struct sampler_settings s;
+    char opt[96], line[160], err[256], *path = tmp("limit.conf");
+    const char *a[] = { opt, NULL };
+    int n = 0, r;
+
+    snprintf(opt, sizeof(opt), "--%s=%s", k->option, text);
+    n += parse(&o, a) == 0;
+    options_free(&o);
+    snprintf(line, sizeof(line), "%s = %s\n", k->name, text);
+    write_text(path, line);
+    options_defaults(&o);
+    r = config_load(&o, path, err, sizeof(err));
+    n += r == 0;
+    options_free(&o);
+    unlink(path);
+    free(path);
+    sampler_defaults(&s);
+    n += options_set_knob(&s, k->name, text, err, sizeof(err)) == 0;
+    return n;
+}
+
+/* One table, one check: every way of setting a knob takes its whole range
+ * and nothing past it, never NaN or infinity, and the TUI panel's arrow
+ * keys stop at the same ends. */
+static void test_knob_limits(void)
+{
+    size_t i, n_ends = 0, n_real = 0, n_nonfinite = 0, n_json = 0, n_panel = 0;
+
+    for (i = 0; i < knob_count(); i++) {
+        const struct knob *k = knob_at(i);
+        struct sampler_settings s;
+        char lo[48], hi[48], below[48], above[48], why[160];
+        int good;
+
+        if (k->type == KNOB_SEED) {
+            continue;
+        }
+        snprintf(lo, sizeof lo, "%.17g", k->min);
+        snprintf(hi, sizeof hi, "%.17g", k->max);
+        snprintf(below, sizeof below, "%.17g", k->min - (k->type == KNOB_WHOLE ? 1 : 0.01));
+        snprintf(above, sizeof above, "%.17g", k->max + (k->type == KNOB_WHOLE ? 1 : 0.01));
+        if (accepted_everywhere(k, lo) == 3 && accepted_everywhere(k, hi) == 3 &&
+            accepted_everywhere(k, below) == 0 && accepted_everywhere(k, above) == 0) {
+            n_ends++;
+        } else {
+            diag("%s: [%s, %s] not taken everywhere, or %s / %s accepted somewhere", k->name, lo,
+                 hi, below, above);
+        }
+        if (k->type == KNOB_REAL) {
+            n_real++;
+            good = accepted_everywhere(k, "nan") == 0 && accepted_everywhere(k, "inf") == 0 &&
+                   accepted_everywhere(k, "-inf") == 0;
+            n_nonfinite += good;
+        }
+        /* --jsonl's path: knob_set from a number. */
+        sampler_defaults(&s);
+        n_json += knob_set(k, &s, k->max, why, sizeof why) == 0 &&
+                  knob_set(k, &s, k->max + 1, why, sizeof why) < 0 &&
+                  knob_set(k, &s, k->min - 1, why, sizeof why) < 0 &&
+                  knob_set(k, &s, NAN, why, sizeof why) < 0 &&
+                  knob_set(k, &s, INFINITY, why, sizeof why) < 0;
+        /* The panel: far past either end, it stops at the ends. */
+        sampler_defaults(&s);
+        knob_step(k, &s, 1 << 30);
+        knob_format(k, &s, 1, hi, sizeof hi);
+        knob_step(k, &s, -(1 << 30));
+        knob_format(k, &s, 1, lo, sizeof lo);
+        n_panel += strtod(hi, NULL) == (k->type == KNOB_REAL ? (double)(float)k->max : k->max) &&
+                   strtod(lo, NULL) == (k->type == KNOB_REAL ? (double)(float)k->min : k->min);
+    }
+    ok(n_ends == knob_count() - 1, "command line, config and /set take each knob's whole range "
+       "and refuse past both ends (%zu of %zu knobs)", n_ends, knob_count() - 1);
+    ok(n_real > 0 && n_nonfinite == n_real, "nan, inf and -inf refused by every surface for every "
+       "real-valued knob (%zu of %zu)", n_nonfinite, n_real);
+    ok(n_json == knob_count() - 1, "--jsonl's numbers: the same range, NaN and infinity refused "
+       "(%zu of %zu)", n_json, knob_count() - 1);
+    ok(n_panel == knob_count() - 1, "the TUI panel's steps stop at the same ends (%zu of %zu)",
+       n_panel, knob_count() - 1);
+    {
+        const struct knob *t = knob_find("temperature");
+
+        ok(t && t->max == 10 && t->min == 0, "temperature's range is 0 to 10 for every surface");
+    }
+    {
+        struct sampler_settings s;
+        char err[256];
+
+        sampler_defaults(&s);
+        ok(knob_check_all(&s, err, sizeof err) == 0, "the defaults pass the check");
+        s.top_p = NAN;
+        ok(knob_check_all(&s, err, sizeof err) < 0 && strstr(err, "top_p") &&
+           strstr(err, "nan") && strstr(err, "not a number from 0 to 1"),
+           "a NaN knob is named by the check (%s)", err);
+        sampler_defaults(&s);
+        s.top_k = -3;
+        ok(knob_check_all(&s, err, sizeof err) < 0 && strstr(err, "top_k"),
+           "an out-of-range whole knob is named (%s)", err);
+    }
+}
+
 static void test_knobs(void)
 {
     struct sampler_settings s;
@@ -300,15 +406,16 @@ static void test_knobs(void)
     ok(options_set_knob(&s, "warmth", "1", err, sizeof(err)) == -1 && strstr(err, "warmth"),
        "unknown knob is refused (%s)", err);
     ok(options_set_knob(&s, "decay", "1.5", err, sizeof(err)) == -1, "decay above 1 is refused");
-    for (i = 0; options_knob_names[i]; i++) {
-        if (options_get_knob(&s, options_knob_names[i], buf, sizeof(buf)) == 0 &&
-            options_set_knob(&s, options_knob_names[i], buf, err, sizeof(err)) == 0) {
+    for (i = 0; i < knob_count(); i++) {
+        knob_format(knob_at(i), &s, 0, buf, sizeof(buf));
+        if (options_set_knob(&s, knob_at(i)->name, buf, err, sizeof(err)) == 0) {
             n_ok++;
         }
     }
     ok(n_ok == i && i == 9, "every knob's printed value reads back (%zu of %zu)", n_ok, i);
     options_set_knob(&s, "seed", "18446744073709551615", err, sizeof(err));
     ok(s.seed == UINT64_MAX, "seed takes the whole 64-bit range");
+    test_knob_limits();
 }
 
 static void test_models(void)

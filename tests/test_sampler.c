@@ -477,6 +477,21 @@ int main(void)
     ok(sampler_sample(b, logits) == 3, "+inf logit: chosen");
     sampler_free(b);
 
+    /* NaN logits, or none finite: a broken model, not a banned vocabulary. */
+    s = plain();
+    b = sampler_new(4, &s);
+    logits[0] = logits[1] = logits[3] = 1.0f;
+    logits[2] = NAN;
+    ok(sampler_sample(b, logits) == SAMPLER_NONFINITE, "a NaN logit: SAMPLER_NONFINITE");
+    s.temperature = 0;
+    sampler_configure(b, &s);
+    logits[0] = logits[1] = logits[3] = 1.0f;
+    logits[2] = NAN;
+    ok(sampler_sample(b, logits) == SAMPLER_NONFINITE, "a NaN logit, greedy: SAMPLER_NONFINITE");
+    logits[0] = logits[1] = logits[2] = logits[3] = -INFINITY;
+    ok(sampler_sample(b, logits) == SAMPLER_NONFINITE, "every logit -inf: SAMPLER_NONFINITE");
+    sampler_free(b);
+
     /* Everything banned. */
     s = plain();
     b = sampler_new(3, &s);

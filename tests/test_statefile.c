@@ -6,6 +6,7 @@
 #include "tests/tap.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -296,10 +297,10 @@ static void test_refusals(void)
 
     snprintf(path, sizeof path, TMPDIR "/newer.state");
     copy_file(TMPDIR "/v7.state", path, len);
-    v = 2;
+    v = 3;
     patch(path, 8, &v, 4, 1);
     ok(chat_load(c, path, err, sizeof err) == -1 &&
-       strstr(err, "newer.state: state file format version 2 is newer than this rwkv-chat reads (1)") &&
+       strstr(err, "newer.state: state file format version 3 is newer than this rwkv-chat reads (2)") &&
        UNCHANGED(c), "newer format version refused: %s", err);
 
     snprintf(path, sizeof path, TMPDIR "/magic.state");
@@ -623,6 +624,193 @@ static void test_container(void)
     rwkv_model_free(m);
 }
 
+/* Writes to path the file at from with section tag replaced by data (NULL:
+ * dropped; absent: added) and, when nan_at is not -1, the state float
+ * nan_at made NaN.  The container is the current one; version then sets
+ * its format version field (checksum fixed).  0, or -1. */
+static int resave(const rwkv_model *m, const char *from, const char *path, const char *tag,
+                  const void *data, size_t len, long nan_at, uint32_t version)
+{
+    static const char *const tags[] = { "transcript", "template", "settings", "knobs",
+                                        "sampler", "chat", "tuned" };
+    struct rwkv_statefile_section sec[8];
+    char err[RWKV_ERRLEN];
+    rwkv_statefile *sf = rwkv_statefile_load(from, m, err, sizeof err);
+    rwkv_state *st = rwkv_state_new(m);
+    size_t i, n = 0;
+    int rc, placed = 0;
+
+    if (!sf || !st) {
+        diag("resave %s: %s", from, err);
+        rwkv_statefile_free(sf);
+        rwkv_state_free(st);
+        return -1;
+    }
+    for (i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+        size_t sz;
+        const void *p = rwkv_statefile_section(sf, tags[i], &sz);
+
+        if (!strcmp(tags[i], tag)) {
+            placed = 1;
+            if (data) {
+                sec[n++] = (struct rwkv_statefile_section){ tags[i], data, len };
+            }
+        } else if (p) {
+            sec[n++] = (struct rwkv_statefile_section){ tags[i], p, sz };
+        }
+    }
+    if (!placed && data) {
+        sec[n++] = (struct rwkv_statefile_section){ tag, data, len };
+    }
+    rwkv_statefile_get_state(sf, st);
+    if (nan_at >= 0) {
+        rwkv_state_data(st)[nan_at] = NAN;
+    }
+    rc = rwkv_statefile_save(path, m, st, sec, n, err, sizeof err);
+    if (rc < 0) {
+        diag("resave %s: %s", path, err);
+    }
+    rwkv_statefile_free(sf);
+    rwkv_state_free(st);
+    if (rc == 0 && version) {
+        patch(path, 8, &version, 4, 1);
+    }
+    return rc;
+}
+
+/* Knobs in state files: saved by name, checked like every other way of
+ * setting them; the format-1 "settings" section still read; NaN states
+ * refused. */
+static void test_knobs_and_values(void)
+{
+    char err[RWKV_ERRLEN];
+    struct sampler_settings s = sampling();
+    rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7-world.pth"), NULL, err,
+                                    sizeof err);
+    chat *c = m ? chat_new(m, tok, tmpl(), &s, err, sizeof err) : NULL;
+    const char *good = TMPDIR "/knobs.state", *bad = TMPDIR "/knobs-bad.state";
+    char oldpath[4096], *text;
+    size_t n_turns;
+    rwkv_state *before;
+    size_t len;
+
+    if (!c) {
+        ok(0, "v7-world loads: %s", err);
+        return;
+    }
+    snprintf(oldpath, sizeof oldpath, "%s/%s", getenv("TOP_SRCDIR") ? getenv("TOP_SRCDIR") : "..",
+             "tests/data/v1-v7-world.state");
+    chat_settings(c)->top_k = 33;
+    chat_settings(c)->temperature = 0.7f;
+    chat_settings_changed(c);
+    ok(chat_save(c, good, err, sizeof err) == 0, "saved with knobs by name (%s)", err);
+    text = read_file(good, &len);
+#define HAS(x) (text && memmem(text, len, x, strlen(x)) != NULL)
+    ok(HAS("temperature 0.699999988\ntop_p 0.300000012\ntop_k 33\n") &&
+       HAS("\nseed 20260101\n") && !HAS("settings"),
+       "the knobs section holds 'name value' lines, exact digits; no 'settings' section");
+#undef HAS
+    free(text);
+    n_turns = chat_turn_count(c);
+    before = rwkv_state_clone(chat_state(c));
+#define SAME(x)                                                                                \
+    (chat_turn_count(x) == n_turns && chat_settings(x)->top_k == 33 &&                         \
+     !memcmp(rwkv_state_cdata(chat_state(x)), rwkv_state_cdata(before),                        \
+             rwkv_state_floats(before) * sizeof(float)))
+
+    /* Values from a state file pass the knob table's check. */
+    {
+        static const struct { const char *knobs, *want; } cases[] = {
+            { "temperature nan\n", "'knobs' section: temperature: 'nan' is not a number from 0 to 10" },
+            { "top_p 2\n", "'knobs' section: top_p: '2' is not a number from 0 to 1" },
+            { "top_k -1\n", "'knobs' section: top_k: '-1' is not a whole number from 0 to 1048576" },
+            { "decay inf\n", "'knobs' section: decay: 'inf' is not a number from 0 to 1" },
+            { "temperature 1", "'knobs' section: the last line has no newline" },
+            { "temperature\n", "'knobs' section: 'temperature' is not a 'name value' line" },
+        };
+        size_t i, n_ok = 0;
+
+        for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            err[0] = 0;
+            if (resave(m, good, bad, "knobs", cases[i].knobs, strlen(cases[i].knobs), -1, 0) == 0 &&
+                chat_load(c, bad, err, sizeof err) == -1 && strstr(err, cases[i].want) &&
+                strstr(err, "knobs-bad.state: ") == err + strlen(TMPDIR) + 1 && SAME(c)) {
+                n_ok++;
+            } else {
+                diag("%s: %s", cases[i].knobs, err);
+            }
+        }
+        ok(n_ok == sizeof cases / sizeof cases[0], "knobs out of range, NaN, inf or malformed in "
+           "a state file refused with one line naming the knob; nothing changes (%zu of %zu)",
+           n_ok, sizeof cases / sizeof cases[0]);
+    }
+    {
+        const char *k = "min_p 0.25\nwarmth 3\n";
+
+        ok(resave(m, good, bad, "knobs", k, strlen(k), -1, 0) == 0 &&
+           chat_load(c, bad, err, sizeof err) == 0 && chat_settings(c)->min_p == 0.25f &&
+           chat_settings(c)->temperature == 1.0f,
+           "a knob this version does not know is skipped, a knob not saved is at its default (%s)",
+           err);
+    }
+    ok(chat_load(c, good, err, sizeof err) == 0 && SAME(c), "the good file loads back (%s)", err);
+
+    /* NaN in the saved state. */
+    ok(resave(m, good, bad, "x-none", NULL, 0, 1000, 0) == 0 &&
+       chat_load(c, bad, err, sizeof err) == -1 &&
+       strstr(err, "knobs-bad.state: the saved state holds 1 NaN/Inf values (the first at float "
+                   "1000): the file is damaged") && !strchr(err, '\n') && SAME(c),
+       "a state holding NaN is refused at load with a clear message: %s", err);
+    {
+        size_t nf = rwkv_state_floats(chat_state(c));
+        float *t = malloc(nf * sizeof *t);
+
+        memcpy(t, rwkv_state_cdata(chat_state(c)), nf * sizeof *t);
+        t[5] = INFINITY;
+        ok(resave(m, good, bad, "tuned", t, nf * sizeof *t, -1, 0) == 0 &&
+           chat_load(c, bad, err, sizeof err) == -1 &&
+           strstr(err, "state-tuned start in the file holds NaN/Inf") && SAME(c),
+           "a saved state-tuned start holding Inf is refused: %s", err);
+        free(t);
+    }
+
+    /* Format 1: the fixed "settings" section (made by rwkv-chat before
+     * knobs were saved by name) still loads, and is checked too. */
+    ok(chat_load(c, oldpath, err, sizeof err) == 0 && chat_turn_count(c) == 2 &&
+       chat_settings(c)->temperature == 0.7f && chat_settings(c)->top_p == 0.8f &&
+       chat_settings(c)->top_k == 40 && chat_settings(c)->min_p == 0.05f &&
+       chat_settings(c)->presence == 0.25f && chat_settings(c)->frequency == 0.125f &&
+       chat_settings(c)->decay == 0.99f && chat_settings(c)->max_tokens == 8 &&
+       chat_settings(c)->seed == 4242,
+       "a format-1 state file (tests/data/v1-v7-world.state) loads: transcript and knobs (%s)",
+       err);
+    {
+        size_t n;
+        unsigned char *d = read_file(oldpath, &n), set[48];
+        rwkv_statefile *sf = rwkv_statefile_load(oldpath, m, err, sizeof err);
+        const void *p = sf ? rwkv_statefile_section(sf, "settings", &n) : NULL;
+        float t = 11;
+
+        free(d);
+        if (p && n == sizeof set) {
+            memcpy(set, p, n);
+            memcpy(set, &t, 4);
+        }
+        n_turns = chat_turn_count(c);
+        ok(p && n == sizeof set &&
+           resave(m, oldpath, bad, "settings", set, sizeof set, -1, 1) == 0 &&
+           chat_load(c, bad, err, sizeof err) == -1 &&
+           strstr(err, "'settings' section: temperature: '11' is not a number from 0 to 10") &&
+           chat_turn_count(c) == n_turns,
+           "a format-1 file with an out-of-range knob is refused: %s", err);
+        rwkv_statefile_free(sf);
+    }
+#undef SAME
+    rwkv_state_free(before);
+    chat_free(c);
+    rwkv_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     char err[WORLD_ERRLEN], demo[4096];
@@ -649,6 +837,7 @@ int main(int argc, char **argv)
         test_continue(argv[0], shared_path("fixtures/models/v7-world.pth"), "v7-world");
     }
     test_refusals();
+    test_knobs_and_values();
     world_free(tok);
     return tap_done();
 }

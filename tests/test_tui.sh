@@ -129,6 +129,23 @@ keys a Enter
 wait_for a "knobs: temperature 1\.05" 5
 ok $? "/info shows the new temperature"
 
+# 2b. The panel's temperature stops where /set's does (one knob table).
+keys a F2
+wait_for a "Left/Right Change" 5
+keys a S-Right S-Right S-Right S-Right S-Right S-Right S-Right S-Right S-Right S-Right \
+    S-Right S-Right S-Right S-Right S-Right S-Right S-Right S-Right S-Right S-Right
+wait_for a "temperature +10\.00" 5
+ok $? "Shift-Right stops the panel's temperature at 10.00, /set's maximum"
+keys a Escape
+wait_for a "$IDLE" 5
+type_text a "/set temperature 10.01"
+keys a Enter
+wait_for a "temperature: '10\.01' is not a number from 0 to 10" 5
+ok $? "/set refuses 10.01 with the range the panel stops at"
+type_text a "/set temperature 1.05"
+keys a Enter
+wait_for a "$IDLE" 5
+
 # 3. A snapshot, one more exchange, then restoring it from the panel.
 type_text a "/snap before"
 keys a Enter
