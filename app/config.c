@@ -3,11 +3,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "app/paths.h"
+#include "engine/base/escape.h"
 #include "engine/knobs.h"
 
 char *config_default_path(void)
@@ -154,31 +158,114 @@ static char *trim(char *s)
     return s;
 }
 
+/* The longest line a config file may have, its newline aside. */
+#define CONFIG_MAX_LINE 4096
+
+/* 1 if st is /dev/null ("--config /dev/null": no settings). */
+static int is_dev_null(const struct stat *st)
+{
+    struct stat null;
+
+    return S_ISCHR(st->st_mode) && stat("/dev/null", &null) == 0 && S_ISCHR(null.st_mode) &&
+           null.st_rdev == st->st_rdev;
+}
+
+/* What kind of file st is, for "not a regular file" messages. */
+static const char *file_kind(const struct stat *st)
+{
+    return S_ISDIR(st->st_mode) ? "a directory" : S_ISFIFO(st->st_mode) ? "a FIFO"
+           : S_ISCHR(st->st_mode) ? "a character device" : S_ISBLK(st->st_mode) ? "a block device"
+           : S_ISSOCK(st->st_mode) ? "a socket" : "not a regular file";
+}
+
+/* Reads one line, its newline dropped, into line (CONFIG_MAX_LINE + 1
+ * bytes, NUL-terminated).  1 for a line, 0 at the end of the file; -1 for
+ * a line too long and -3 at a NUL byte (*len bytes came before it; the
+ * rest is not read); -2 on a read error. */
+static int read_line(FILE *f, char *line, size_t *len)
+{
+    int c;
+
+    *len = 0;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (c == 0) {
+            return -3;
+        }
+        if (*len == CONFIG_MAX_LINE) {
+            return -1;
+        }
+        line[(*len)++] = (char)c;
+    }
+    line[*len] = 0;
+    if (c == EOF && ferror(f)) {
+        return -2;
+    }
+    return c == EOF && *len == 0 ? 0 : 1;
+}
+
 int config_load(struct app_options *opts, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    char *line = NULL, *key, *value, *eq, problem[400];
-    size_t cap = 0, len;
+    char line[CONFIG_MAX_LINE + 1], *key, *value, *eq, problem[400];
+    size_t len;
     long lineno = 0;
-    ssize_t n;
-    int rc = 0;
+    struct stat st;
+    FILE *f;
+    int fd, rc = 0, r;
 
-    if (!f) {
+    /* O_NONBLOCK: opening a FIFO nobody writes to would wait forever. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         if (errno == ENOENT) {
             return 1;
         }
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: %s", RWKV_ESC(path), strerror(errno));
+        return CONFIG_UNREADABLE;
+    }
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", RWKV_ESC(path), strerror(errno));
+        close(fd);
+        return CONFIG_UNREADABLE;
+    }
+    if (!S_ISREG(st.st_mode) && !is_dev_null(&st)) {
+        snprintf(err, errlen, "%s: %s, not a config file", RWKV_ESC(path), file_kind(&st));
+        close(fd);
         return -1;
     }
-    while ((n = getline(&line, &cap, f)) != -1) {
+    if (!(f = fdopen(fd, "r"))) {
+        snprintf(err, errlen, "%s: %s", RWKV_ESC(path), strerror(errno));
+        close(fd);
+        return CONFIG_UNREADABLE;
+    }
+    while ((r = read_line(f, line, &len)) != 0) {
         lineno++;
-        key = trim(line);
+        if (r == -2) {
+            snprintf(err, errlen, "%s: %s", RWKV_ESC(path), strerror(errno));
+            rc = CONFIG_UNREADABLE;
+            break;
+        }
+        if (r == -1) {
+            snprintf(err, errlen, "%s:%ld: line longer than %d bytes", RWKV_ESC(path), lineno,
+                     CONFIG_MAX_LINE);
+            rc = -1;
+            break;
+        }
+        if (r == -3) {
+            snprintf(err, errlen, "%s:%ld: NUL byte at byte %zu of the line", RWKV_ESC(path),
+                     lineno, len + 1);
+            rc = -1;
+            break;
+        }
+        key = line;
+        if (lineno == 1 && !strncmp(key, "\xEF\xBB\xBF", 3)) {
+            key += 3;       /* a UTF-8 byte order mark, as some editors write */
+        }
+        key = trim(key);
         if (!*key || *key == '#') {
             continue;
         }
         if ((eq = strchr(key, '=')) == NULL) {
-            snprintf(err, errlen, "%s:%ld: expected 'key = value', found '%.60s'", path, lineno,
-                     key);
+            snprintf(err, errlen, "%s:%ld: expected 'key = value', found '%s'", RWKV_ESC(path),
+                     lineno, RWKV_ESCN(key, strlen(key) > 60 ? 60 : strlen(key)));
             rc = -1;
             break;
         }
@@ -203,26 +290,22 @@ int config_load(struct app_options *opts, const char *path, char *err, size_t er
             value++;
         }
         if (!*key) {
-            snprintf(err, errlen, "%s:%ld: missing key before '='", path, lineno);
+            snprintf(err, errlen, "%s:%ld: missing key before '='", RWKV_ESC(path), lineno);
             rc = -1;
             break;
         }
         if (!*value) {
-            snprintf(err, errlen, "%s:%ld: %s: missing value after '='", path, lineno, key);
+            snprintf(err, errlen, "%s:%ld: %s: missing value after '='", RWKV_ESC(path), lineno,
+                     RWKV_ESC(key));
             rc = -1;
             break;
         }
         if (config_apply(opts, key, value, problem, sizeof(problem)) < 0) {
-            snprintf(err, errlen, "%s:%ld: %s", path, lineno, problem);
+            snprintf(err, errlen, "%s:%ld: %s", RWKV_ESC(path), lineno, problem);
             rc = -1;
             break;
         }
     }
-    if (rc == 0 && ferror(f)) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        rc = -1;
-    }
-    free(line);
     fclose(f);
     return rc;
 }

@@ -16,9 +16,15 @@
 /* The default config file path (paths_config_dir()/config), malloc'd. */
 char *config_default_path(void);
 
+/* config_load could not open or read the file (permissions, I/O error). */
+#define CONFIG_UNREADABLE (-2)
+
 /* Applies the file at path over opts.  Returns 0, 1 if the file does not
- * exist (nothing applied), or -1 with one line "FILE:LINE: problem" (or
- * "FILE: problem" for I/O errors) in err. */
+ * exist (nothing applied), -1 with one line "FILE:LINE: problem" in err
+ * (a line rwkv-chat does not understand, longer than 4096 bytes or holding
+ * a NUL byte; or "FILE: problem" for a file that is not a regular file or
+ * /dev/null: a FIFO is never waited on), or CONFIG_UNREADABLE with "FILE:
+ * reason".  A UTF-8 byte order mark at the start is skipped. */
 int config_load(struct app_options *opts, const char *path, char *err, size_t errlen);
 
 /* Applies one key = value pair; 0, or -1 with the problem (no FILE:LINE

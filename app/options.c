@@ -263,6 +263,12 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         }
         if (opts->config_path) {
             r = config_load(opts, opts->config_path, err, sizeof(err));
+            if (r == CONFIG_UNREADABLE && !config) {
+                /* A default config that cannot be read (an unreadable
+                 * ~/.config) must not stop the program: it is skipped. */
+                fprintf(stderr, "rwkv-chat: warning: %s (config file skipped)\n", err);
+                r = 1;
+            }
             if (r < 0 || (r == 1 && config)) {
                 if (r == 1) {
                     snprintf(err, sizeof(err), "%s: no such file", opts->config_path);

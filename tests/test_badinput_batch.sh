@@ -163,6 +163,22 @@ run msg100k $SAMPLING --max-tokens 3 --state-out "$T/msg100k.state" <"$T/msg100k
 ok "$(test "$(rc msg100k)" = 0 && test ! -s "$T/msg100k.err" && test -s "$T/msg100k.state"; echo $?)" \
     "a 100 kB one-line message: fed, replied, state saved, exit 0"
 
+# --- config files that are not text files (issue 17) --------------------------------
+mkfifo "$T/config.fifo"
+printf 'Hi.\n' | run cfifo --config "$T/config.fifo" --max-tokens 2
+ok "$(test "$(rc cfifo)" = 1 && same "$T/cfifo.err" \
+    "rwkv-chat: $T/config.fifo: a FIFO, not a config file" && test ! -s "$T/cfifo.out"; echo $?)" \
+    "--config naming a FIFO nobody writes to: exit 1 at once, exact error (no wait)"
+printf 'Hi.\n' | run czero --config /dev/zero --max-tokens 2
+ok "$(test "$(rc czero)" = 1 && same "$T/czero.err" \
+    "rwkv-chat: /dev/zero: a character device, not a config file"; echo $?)" \
+    "--config /dev/zero: exit 1 at once, exact error"
+printf 'x\n' >"$T/notadir"
+printf 'Hi.\n' | XDG_CONFIG_HOME="$T/notadir" run cnodir $SAMPLING --max-tokens 2
+ok "$(test "$(rc cnodir)" = 0 && test -s "$T/cnodir.out" && same "$T/cnodir.err" \
+    "rwkv-chat: warning: $T/notadir/rwkv-chat/config: Not a directory (config file skipped)"; echo $?)" \
+    "a default config that cannot be opened: --batch still replies, one warning, exit 0"
+
 # --- an address-space limit (issue 17) ---------------------------------------------
 # OpenBLAS 0.3.21 retried its 128 MiB buffer allocation forever under ulimit -v:
 # each run must end by itself (timeout is only a guard against a hang) with a

@@ -1,5 +1,6 @@
 /* test_options.c - rwkv-chat options, config file, knobs, model lookup and
  * slash-command completion. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,6 +395,179 @@ static void test_knob_limits(void)
     }
 }
 
+/* options_parse like parse(), stderr to errpath. */
+static int parse_err(struct app_options *o, const char **args, const char *errpath)
+{
+    char *argv[64];
+    int argc = 0, rc, saved = dup(2), fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    argv[argc++] = "rwkv-chat";
+    while (*args && argc < 63) {
+        argv[argc++] = (char *)*args++;
+    }
+    argv[argc] = NULL;
+    fflush(stderr);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+    }
+    rc = options_parse(o, argc, argv);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    return rc;
+}
+
+/* Config files that are not plain text files (issue 17): never waited
+ * on, never read without bound, never silently cut. */
+static void test_config_files(void)
+{
+    struct app_options o;
+    char err[512], *path = tmp("odd.conf"), *fifo = tmp("fifo.conf"), *notdir = tmp("notadir");
+    char *big, *text = NULL, *want;
+    int rc;
+
+    /* /dev/zero: refused at once (without the type check the line limit
+     * would still stop it after 4096 bytes). */
+    options_defaults(&o);
+    rc = config_load(&o, "/dev/zero", err, sizeof(err));
+    ok(rc == -1 && !strcmp(err, "/dev/zero: a character device, not a config file"),
+       "/dev/zero as config: refused (%s)", err);
+    options_free(&o);
+    options_defaults(&o);
+    rc = config_load(&o, "/dev/null", err, sizeof(err));
+    ok(rc == 0, "/dev/null as config: no settings, no error (rc %d)", rc);
+    options_free(&o);
+
+    /* A FIFO nobody writes to: an open without O_NONBLOCK would wait
+     * forever (the alarm ends the test then). */
+    ok(mkfifo(fifo, 0600) == 0, "made a FIFO");
+    alarm(30);
+    options_defaults(&o);
+    rc = config_load(&o, fifo, err, sizeof(err));
+    alarm(0);
+    ok(rc == -1 && strstr(err, ": a FIFO, not a config file") && !strncmp(err, fifo, strlen(fifo)),
+       "a FIFO as config: refused without waiting (%s)", err);
+    options_free(&o);
+
+    /* A line without end, and 1 MB of NUL bytes, as regular files. */
+    big = malloc(1 << 20);
+    memset(big, 'x', 1 << 20);
+    memcpy(big, "prompt = ", 9);
+    write_file(path, big, 1 << 20);
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    ok(rc == -1 && strstr(err, ":1: line longer than 4096 bytes") && !o.prompt,
+       "a 1 MB line: refused naming the line (%s)", err);
+    options_free(&o);
+    memset(big, 0, 1 << 20);
+    write_file(path, big, 1 << 20);
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    ok(rc == -1 && strstr(err, ":1: NUL byte at byte 1 of the line"),
+       "1 MB of NUL bytes: refused naming the line (%s)", err);
+    options_free(&o);
+    free(big);
+    /* A line of exactly 4096 bytes is fine. */
+    big = malloc(4097 + 1);
+    memset(big, 'a', 4096);
+    memcpy(big, "prompt=", 7);
+    big[4096] = '\n';
+    big[4097] = 0;
+    write_text(path, big);
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    ok(rc == 0 && o.prompt && strlen(o.prompt) == 4096 - 7,
+       "a line of 4096 bytes is read whole (rc %d)", rc);
+    options_free(&o);
+    free(big);
+
+    /* NUL bytes inside a line: an error naming file and line, never a
+     * value cut short. */
+    write_file(path, "top_k = 9\nprompt = ab\0cd\n", 25);
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    if (asprintf(&want, "%s:2: NUL byte at byte 12 of the line", path) < 0) {
+        want = NULL;
+    }
+    ok(rc == -1 && want && !strcmp(err, want) && !o.prompt, "NUL byte in line 2: '%s'", err);
+    free(want);
+    options_free(&o);
+
+    /* A UTF-8 byte order mark is not part of the first key. */
+    write_text(path, "\xEF\xBB\xBFtop_k = 7\nseed = 3\n");
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    ok(rc == 0 && o.sampling.top_k == 7 && o.sampling.seed == 3,
+       "a UTF-8 BOM before the first key is skipped (%s)", rc ? err : "ok");
+    options_free(&o);
+    write_text(path, "top_k = 7\n\xEF\xBB\xBFseed = 3\n");
+    options_defaults(&o);
+    rc = config_load(&o, path, err, sizeof(err));
+    ok(rc == -1 && strstr(err, ":2: unknown key"), "a BOM elsewhere is not skipped (%s)", err);
+    options_free(&o);
+
+    /* A default config that cannot be opened (here: a path through a
+     * regular file; as a user, also a ~/.config without permission) is
+     * skipped with a warning; named with --config it is an error. */
+    write_text(notdir, "not a directory\n");
+    setenv("XDG_CONFIG_HOME", notdir, 1);
+    {
+        const char *a[] = { "--temperature", "0.25", NULL };
+        char *errpath = tmp("parse.err");
+
+        int one_line;
+
+        rc = parse_err(&o, a, errpath);
+        text = read_file(errpath, NULL);
+        one_line = text && strchr(text, '\n') == text + strlen(text) - 1;
+        if (one_line) {
+            text[strlen(text) - 1] = 0;
+        }
+        ok(rc == 0 && near(o.sampling.temperature, 0.25) && one_line &&
+           !strncmp(text, "rwkv-chat: warning: ", 20) &&
+           strstr(text, "Not a directory (config file skipped)"),
+           "unreadable default config: one warning, the options still apply (%s)", text ? text : "");
+        free(text);
+        options_free(&o);
+        free(errpath);
+    }
+    {
+        char *named = paths_join(notdir, "config");
+        const char *a[] = { "--config", named, NULL };
+
+        ok(parse(&o, a) == OPTIONS_ERROR, "the same file named with --config: an error");
+        options_free(&o);
+        free(named);
+    }
+    if (geteuid() != 0) {
+        char *dir = tmp("locked"), *errpath = tmp("parse2.err");
+        const char *a[] = { NULL };
+
+        mkdir(dir, 0700);
+        chmod(dir, 0);
+        setenv("XDG_CONFIG_HOME", dir, 1);
+        rc = parse_err(&o, a, errpath);
+        text = read_file(errpath, NULL);
+        ok(rc == 0 && text && strstr(text, "Permission denied (config file skipped)"),
+           "a config dir without permission: skipped with a warning (%s)", text ? text : "");
+        free(text);
+        options_free(&o);
+        chmod(dir, 0700);
+        free(dir);
+        free(errpath);
+    } else {
+        skip("running as root: permissions do not stop reading");
+    }
+    unsetenv("XDG_CONFIG_HOME");
+    unlink(path);
+    unlink(fifo);
+    unlink(notdir);
+    free(path);
+    free(fifo);
+    free(notdir);
+}
+
 static void test_knobs(void)
 {
     struct sampler_settings s;
@@ -494,6 +668,7 @@ int main(void)
     }
     test_command_line();
     test_config();
+    test_config_files();
     test_knobs();
     test_models();
     test_completion();
