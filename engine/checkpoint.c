@@ -154,11 +154,15 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
         return -1;
     }
     numel = ckpt_numel(ndim, shape, (int64_t)(SIZE_MAX / 8));
-    if (numel < 0 || (uint64_t)numel * esize != nbytes) {
+    if (numel < 0) {
+        err_set(err, errlen, "%s: tensor %.*s: shape %s overflows", file->path, (int)namelen,
+                name, ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)));
+        return -1;
+    }
+    if ((uint64_t)numel * esize != nbytes) {
         err_set(err, errlen, "%s: tensor %.*s: shape %s of %s needs %lld bytes, data has %zu",
                 file->path, (int)namelen, name, ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)),
-                ckpt_dtype_name(dtype), numel < 0 ? -1LL : (long long)numel * (long long)esize,
-                nbytes);
+                ckpt_dtype_name(dtype), (long long)numel * (long long)esize, nbytes);
         return -1;
     }
     if (d >= file->map && d <= file->map + file->size) {

@@ -278,24 +278,33 @@ static const struct {
     [G_BFLOAT16_STORAGE] = { "torch", "BFloat16Storage" },
 };
 
-struct pk_value {
-    enum pk_kind kind;
-    int64_t i;                  /* INT, BOOL; GLOBAL: enum pk_global */
-    const char *s;              /* STR: into the pickle bytes */
-    size_t len;
-    struct pk_value **items;    /* TUPLE items; DICT keys and values interleaved */
-    size_t n, cap;
-    /* STORAGE */
-    enum ckpt_dtype dtype;
-    const char *key;
-    size_t keylen;
-    int64_t numel;
-    /* TENSOR */
-    struct pk_value *storage;
+struct pk_tensor {
+    const struct pk_value *storage;
     int64_t offset;
     int ndim;
     int64_t shape[CKPT_MAX_DIMS], stride[CKPT_MAX_DIMS];
-    struct pk_value *next_alloc;
+};
+
+/* One value on the stack, 64 bytes: the heap a pickle takes is mostly
+ * these. */
+struct pk_value {
+    enum pk_kind kind;
+    enum ckpt_dtype dtype;      /* STORAGE */
+    int64_t i;                  /* INT, BOOL; GLOBAL: enum pk_global; STORAGE: numel */
+    const char *s;              /* STR: into the pickle bytes; STORAGE: its key */
+    size_t len;
+    struct pk_value **items;    /* TUPLE items; DICT keys and values interleaved */
+    size_t n, cap;
+    struct pk_tensor *tensor;   /* TENSOR */
+};
+
+/* Values are allocated PK_CHUNK at a time and freed together. */
+#define PK_CHUNK 256
+
+struct pk_chunk {
+    struct pk_chunk *next;
+    size_t used;
+    struct pk_value v[PK_CHUNK];
 };
 
 struct pk {
@@ -306,12 +315,28 @@ struct pk {
     size_t depth, cap;
     struct pk_value **memo;
     size_t n_memo;
-    struct pk_value *all;       /* every value, for freeing */
+    struct pk_chunk *chunks;    /* every value, newest chunk first */
+    size_t used, budget;        /* heap bytes taken so far, and the most allowed */
     char *err;
     size_t errlen;
 };
 
 static struct pk_value pk_mark = { .kind = PK_MARK };
+/* Values that are never changed are shared, not allocated. */
+static struct pk_value pk_none = { .kind = PK_NONE };
+static struct pk_value pk_true = { .kind = PK_BOOL, .i = 1 };
+static struct pk_value pk_false = { .kind = PK_BOOL, .i = 0 };
+static struct pk_value pk_empty_tuple = { .kind = PK_TUPLE };
+
+/* Heap a pickle may take: PK_BUDGET_PER_BYTE bytes for each of its bytes,
+ * plus PK_BUDGET_BASE.  A state dict takes about 10 (measured on the
+ * fixtures: each tensor's few values against its ~150 pickle bytes); runs
+ * of one-byte opcodes (EMPTY_DICT, NONE, TUPLE1...) would take ~200 a byte
+ * and turn a 120 MB file into gigabytes. */
+#define PK_BUDGET_PER_BYTE 32
+#define PK_BUDGET_BASE ((size_t)1 << 20)
+/* What malloc spends per allocation beyond the bytes asked for. */
+#define PK_MALLOC_OVERHEAD 16
 
 static int pk_fail(struct pk *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -333,29 +358,64 @@ static int pk_fail(struct pk *k, const char *fmt, ...)
     return -1;
 }
 
-static struct pk_value *pk_new(struct pk *k, enum pk_kind kind)
+/* Counts n more bytes of heap against the budget; -1 with err filled once
+ * it is spent. */
+static int pk_charge(struct pk *k, size_t n)
 {
-    struct pk_value *v = calloc(1, sizeof(*v));
+    if (n > k->budget - k->used) {
+        return pk_fail(k, "unpickling would take more than %zu MiB, %d times the size of the "
+                       "pickle: damaged or not a plain state dict", k->budget >> 20,
+                       PK_BUDGET_PER_BYTE);
+    }
+    k->used += n;
+    return 0;
+}
 
-    if (!v) {
-        pk_fail(k, "out of memory");
+/* Counted, zeroed heap for items arrays and tensors (NULL with err filled). */
+static void *pk_alloc(struct pk *k, size_t n)
+{
+    void *p;
+
+    if (pk_charge(k, n + PK_MALLOC_OVERHEAD)) {
         return NULL;
     }
+    p = calloc(1, n);
+    if (!p) {
+        pk_fail(k, "out of memory");
+    }
+    return p;
+}
+
+static struct pk_value *pk_new(struct pk *k, enum pk_kind kind)
+{
+    struct pk_chunk *c = k->chunks;
+    struct pk_value *v;
+
+    if (!c || c->used == PK_CHUNK) {
+        if (!(c = pk_alloc(k, sizeof(*c)))) {
+            return NULL;
+        }
+        c->next = k->chunks;
+        k->chunks = c;
+    }
+    v = &c->v[c->used++];
     v->kind = kind;
-    v->next_alloc = k->all;
-    k->all = v;
     return v;
 }
 
 static void pk_free_all(struct pk *k)
 {
-    struct pk_value *v = k->all, *next;
+    struct pk_chunk *c = k->chunks, *next;
+    size_t i;
 
-    while (v) {
-        next = v->next_alloc;
-        free(v->items);
-        free(v);
-        v = next;
+    while (c) {
+        next = c->next;
+        for (i = 0; i < c->used; i++) {
+            free(c->v[i].items);
+            free(c->v[i].tensor);
+        }
+        free(c);
+        c = next;
     }
     free(k->stack);
     free(k->memo);
@@ -368,7 +428,12 @@ static int pk_push(struct pk *k, struct pk_value *v)
     }
     if (k->depth == k->cap) {
         size_t cap = k->cap ? 2 * k->cap : 64;
-        struct pk_value **s = realloc(k->stack, cap * sizeof(*s));
+        struct pk_value **s;
+
+        if (pk_charge(k, (cap - k->cap) * sizeof(*s))) {
+            return -1;
+        }
+        s = realloc(k->stack, cap * sizeof(*s));
         if (!s) {
             return pk_fail(k, "out of memory");
         }
@@ -392,7 +457,12 @@ static int pk_append(struct pk *k, struct pk_value *c, struct pk_value *item)
 {
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 8;
-        struct pk_value **it = realloc(c->items, cap * sizeof(*it));
+        struct pk_value **it;
+
+        if (pk_charge(k, (cap - c->cap) * sizeof(*it) + (c->cap ? 0 : PK_MALLOC_OVERHEAD))) {
+            return -1;
+        }
+        it = realloc(c->items, cap * sizeof(*it));
         if (!it) {
             return pk_fail(k, "out of memory");
         }
@@ -428,12 +498,9 @@ static int pk_need(struct pk *k, size_t n)
 /* Builds a tuple of the n topmost values (n < 0: down to the MARK). */
 static int pk_tuple(struct pk *k, long n)
 {
-    struct pk_value *t = pk_new(k, PK_TUPLE);
+    struct pk_value *t;
     size_t start, i;
 
-    if (!t) {
-        return -1;
-    }
     if (n < 0) {
         long m = pk_find_mark(k);
         if (m < 0) {
@@ -450,9 +517,16 @@ static int pk_tuple(struct pk *k, long n)
         if (k->stack[i] == &pk_mark) {
             return pk_fail(k, "MARK inside a tuple");
         }
-        if (pk_append(k, t, k->stack[i])) {
+    }
+    if (start == k->depth) {
+        t = &pk_empty_tuple;
+    } else {
+        if (!(t = pk_new(k, PK_TUPLE)) ||
+            !(t->items = pk_alloc(k, (k->depth - start) * sizeof(*t->items)))) {
             return -1;
         }
+        t->n = t->cap = k->depth - start;
+        memcpy(t->items, k->stack + start, t->n * sizeof(*t->items));
     }
     k->depth = n < 0 ? start - 1 : start;
     return pk_push(k, t);
@@ -469,7 +543,12 @@ static int pk_memo_put(struct pk *k, uint64_t idx)
     }
     if (idx >= k->n_memo) {
         size_t n = (size_t)idx + 1 > 2 * k->n_memo ? (size_t)idx + 1 : 2 * k->n_memo;
-        struct pk_value **m = realloc(k->memo, n * sizeof(*m));
+        struct pk_value **m;
+
+        if (pk_charge(k, (n - k->n_memo) * sizeof(*m))) {
+            return -1;
+        }
+        m = realloc(k->memo, n * sizeof(*m));
         if (!m) {
             return pk_fail(k, "out of memory");
         }
@@ -558,9 +637,9 @@ static int pk_persid(struct pk *k)
     }
     s->dtype = pid->items[1]->i == G_FLOAT_STORAGE ? CKPT_F32
              : pid->items[1]->i == G_HALF_STORAGE ? CKPT_F16 : CKPT_BF16;
-    s->key = pid->items[2]->s;
-    s->keylen = pid->items[2]->len;
-    s->numel = pid->items[4]->i;
+    s->s = pid->items[2]->s;
+    s->len = pid->items[2]->len;
+    s->i = pid->items[4]->i;    /* numel */
     return pk_push(k, s);
 }
 
@@ -620,19 +699,19 @@ static int pk_reduce(struct pk *k)
                        "stride, ...)");
     }
     v = pk_new(k, PK_TENSOR);
-    if (!v) {
+    if (!v || !(v->tensor = pk_alloc(k, sizeof(*v->tensor)))) {
         return -1;
     }
-    v->storage = args->items[0];
-    v->offset = args->items[1]->i;
-    if (pk_ints(k, args->items[2], v->shape, "size") ||
-        pk_ints(k, args->items[3], v->stride, "stride")) {
+    v->tensor->storage = args->items[0];
+    v->tensor->offset = args->items[1]->i;
+    if (pk_ints(k, args->items[2], v->tensor->shape, "size") ||
+        pk_ints(k, args->items[3], v->tensor->stride, "stride")) {
         return -1;
     }
     if (args->items[2]->n != args->items[3]->n) {
         return pk_fail(k, "tensor size and stride differ in length");
     }
-    v->ndim = (int)args->items[2]->n;
+    v->tensor->ndim = (int)args->items[2]->n;
     return pk_push(k, v);
 }
 
@@ -686,7 +765,7 @@ static int pk_run(struct pk *k, struct pk_value **out)
             }
             break;
         case ')': /* EMPTY_TUPLE */
-            if (pk_push(k, pk_new(k, PK_TUPLE))) {
+            if (pk_push(k, &pk_empty_tuple)) {
                 return -1;
             }
             break;
@@ -790,16 +869,12 @@ static int pk_run(struct pk *k, struct pk_value **out)
             break;
         case 0x88: /* NEWTRUE */
         case 0x89: /* NEWFALSE */
-            if (!(v = pk_new(k, PK_BOOL))) {
-                return -1;
-            }
-            v->i = op == 0x88;
-            if (pk_push(k, v)) {
+            if (pk_push(k, op == 0x88 ? &pk_true : &pk_false)) {
                 return -1;
             }
             break;
         case 'N': /* NONE */
-            if (pk_push(k, pk_new(k, PK_NONE))) {
+            if (pk_push(k, &pk_none)) {
                 return -1;
             }
             break;
@@ -858,7 +933,7 @@ static int pk_run(struct pk *k, struct pk_value **out)
 /* Registers one tensor of the dict, after checking its storage and view
  * against the bounds of its data entry. */
 static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
-                      const struct pk_value *key, const struct pk_value *t,
+                      const struct pk_value *key, const struct pk_tensor *t,
                       char *err, size_t errlen)
 {
     const struct pk_value *s = t->storage;
@@ -870,18 +945,18 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
     int contiguous = 1, i, nk = (int)(key->len > 200 ? 200 : key->len);
     const char *path = z->path;
 
-    if ((size_t)snprintf(ename, sizeof(ename), "%sdata/%.*s", prefix, (int)s->keylen, s->key)
+    if ((size_t)snprintf(ename, sizeof(ename), "%sdata/%.*s", prefix, (int)s->len, s->s)
         >= sizeof(ename) || !(e = zip_find(z, ename, strlen(ename)))) {
         err_set(err, errlen, "%s: tensor %.*s: storage entry %.*s missing from the zip", path,
-                nk, key->s, (int)(s->keylen > 100 ? 100 : s->keylen), s->key);
+                nk, key->s, (int)(s->len > 100 ? 100 : s->len), s->s);
         return -1;
     }
     if (!(data = zip_data(z, e, err, errlen))) {
         return -1;
     }
-    if ((uint64_t)s->numel > e->usize / esize) {
+    if ((uint64_t)s->i > e->usize / esize) {
         err_set(err, errlen, "%s: tensor %.*s: storage of %lld %s elements runs past the end "
-                "of entry %s (%llu bytes)", path, nk, key->s, (long long)s->numel,
+                "of entry %s (%llu bytes)", path, nk, key->s, (long long)s->i,
                 ckpt_dtype_name(s->dtype), ename, (unsigned long long)e->usize);
         return -1;
     }
@@ -904,10 +979,10 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         }
         expect *= t->shape[i];
     }
-    if (numel > 0 && (t->offset > s->numel || last >= s->numel - t->offset)) {
+    if (numel > 0 && (t->offset > s->i || last >= s->i - t->offset)) {
         err_set(err, errlen, "%s: tensor %.*s: data runs past the end of entry %s (element "
                 "%lld of a storage of %lld)", path, nk, key->s, ename,
-                (long long)(t->offset + last), (long long)s->numel);
+                (long long)(t->offset + last), (long long)s->i);
         return -1;
     }
     if (contiguous || numel == 0) {
@@ -921,10 +996,10 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         unsigned char *copy;
         int64_t idx[CKPT_MAX_DIMS] = { 0 }, j;
 
-        if (numel > s->numel) {
+        if (numel > s->i) {
             err_set(err, errlen, "%s: tensor %.*s: overlapping (expanded) view of %lld "
                     "elements over a storage of %lld not supported", path, nk, key->s,
-                    (long long)numel, (long long)s->numel);
+                    (long long)numel, (long long)s->i);
             return -1;
         }
         copy = ckpt_alloc(file, (size_t)numel * esize);
@@ -1029,6 +1104,8 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
         goto out;
     }
     k.len = (size_t)pkl->usize;
+    k.budget = k.len > (SIZE_MAX - PK_BUDGET_BASE) / PK_BUDGET_PER_BYTE ? SIZE_MAX
+             : PK_BUDGET_BASE + PK_BUDGET_PER_BYTE * k.len;
     if (pk_run(&k, &dict)) {
         goto out;
     }
@@ -1045,7 +1122,7 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
                     val->kind == PK_DICT ? "dict" : val->kind == PK_INT ? "number" : "value");
             goto out;
         }
-        if (add_tensor(file, &z, prefix, key, val, err, errlen)) {
+        if (add_tensor(file, &z, prefix, key, val->tensor, err, errlen)) {
             goto out;
         }
     }

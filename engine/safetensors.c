@@ -426,7 +426,12 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
                          j.path, name, dtype);
                 goto out;
             }
-            if (offs[0] > offs[1] || offs[1] > data_size) {
+            if (offs[0] > offs[1]) {
+                snprintf(err, errlen, "%s: tensor %s: data_offsets [%llu, %llu] are reversed",
+                         j.path, name, (unsigned long long)offs[0], (unsigned long long)offs[1]);
+                goto out;
+            }
+            if (offs[1] > data_size) {
                 snprintf(err, errlen, "%s: tensor %s: data_offsets [%llu, %llu] run past the end "
                          "of the data (%llu bytes): truncated file", j.path, name,
                          (unsigned long long)offs[0], (unsigned long long)offs[1],
@@ -435,6 +440,17 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
             }
             for (k = 0; k < ndim; k++) {
                 shape[k] = (int64_t)shape_u[k];
+            }
+            if (ckpt_numel(ndim, shape, (int64_t)(SIZE_MAX / 8)) < 0) {
+                char dims[CKPT_MAX_DIMS * 22 + 2];
+                size_t used = 0;
+
+                for (k = 0; k < ndim; k++) {
+                    used += (size_t)snprintf(dims + used, sizeof(dims) - used, "%s%llu",
+                                             k ? ", " : "", (unsigned long long)shape_u[k]);
+                }
+                snprintf(err, errlen, "%s: tensor %s: shape [%s] overflows", j.path, name, dims);
+                goto out;
             }
             if (ckpt_add(file, name, namelen, dt, ndim, shape, data + offs[0],
                          (size_t)(offs[1] - offs[0]), err, errlen)) {

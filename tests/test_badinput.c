@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "app/chat.h"
@@ -711,6 +712,115 @@ static void test_pth_bombs(const unsigned char *buf, size_t len, const struct ze
     free(copy);
 }
 
+/* Opens path in a child process; its peak RSS growth (KiB) in *grew_kb
+ * and its error in err.  1 if the file opened, 0 if refused, -1 if the
+ * child died. */
+static int open_measured(const char *path, long *grew_kb, char *err, size_t errlen)
+{
+    int fds[2], status;
+    pid_t pid;
+    struct {
+        long grew_kb;
+        int opened;
+        char err[512];
+    } r;
+
+    memset(&r, 0, sizeof(r));
+    if (pipe(fds) != 0 || (pid = fork()) < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        struct rusage before, after;
+        ckpt_file *f;
+
+        close(fds[0]);
+        getrusage(RUSAGE_SELF, &before);
+        f = ckpt_open(path, r.err, sizeof(r.err));
+        getrusage(RUSAGE_SELF, &after);
+        r.opened = f != NULL;
+        r.grew_kb = after.ru_maxrss - before.ru_maxrss;
+        ckpt_close(f);
+        _exit(write(fds[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+    }
+    close(fds[1]);
+    if (read(fds[0], &r, sizeof(r)) != (ssize_t)sizeof(r)) {
+        r.opened = -1;
+    }
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+    *grew_kb = r.grew_kb;
+    snprintf(err, errlen, "%s", r.err);
+    return r.opened;
+}
+
+/* Runs of one pickle opcode (each value ~200 bytes of heap before the
+ * budget: an 8 MB pickle took 1.6 GB) must be refused within a small
+ * multiple of their size. */
+static void test_pth_opcode_runs(void)
+{
+    static const struct {
+        const char *what, *unit;
+        size_t len;
+        int budget;     /* refused by the unpickling budget (else runs to the end) */
+    } runs[] = {
+        { "EMPTY_DICT", "}", 1, 1 },
+        { "NONE then TUPLE1 nested", "\x85", 1, 1 },
+        { "MARK then TUPLE", "(t", 2, 0 },
+        { "EMPTY_TUPLE", ")", 1, 0 },
+        { "NONE", "N", 1, 0 },
+        { "NEWTRUE", "\x88", 1, 0 },
+        { "MARK", "(", 1, 0 },
+        { "NONE then BINPUT", "Nq\x00", 3, 0 },
+        { "BININT1 then LONG_BINPUT", "K\x01r\x00\x00\x00\x00", 7, 0 },
+        { "EMPTY_DICT then BINPUT", "}q\x00", 3, 0 },
+        { "BINGET of a dict", "h\x00", 2, 0 },
+        { "SHORT_BINUNICODE", "\x8c\x01" "a", 3, 0 },
+    };
+    const size_t size = (size_t)8 << 20;
+    const char *p = tmp_path("runs.pth");
+    const char *names[] = { "archive/data.pkl" };
+    unsigned char *pk = malloc(size + 16);
+    size_t i, n;
+
+    for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+        const void *data[] = { pk };
+        size_t sizes[1];
+        char err[1024], want[512];
+        long grew_kb;
+        int opened;
+
+        n = 0;
+        pk[n++] = 0x80;
+        pk[n++] = 2;
+        pk[n++] = '}';          /* something for TUPLE1, BINGET 0 and memo 0 */
+        pk[n++] = 'q';
+        pk[n++] = 0;
+        pk[n++] = 'N';
+        while (n + runs[i].len <= size) {
+            memcpy(pk + n, runs[i].unit, runs[i].len);
+            n += runs[i].len;
+        }
+        sizes[0] = n;
+        write_zip(p, 1, names, data, sizes);
+        opened = open_measured(p, &grew_kb, err, sizeof(err));
+        if (runs[i].budget) {
+            snprintf(want, sizeof(want), "unpickling would take more than %zu MiB, 32 times the "
+                     "size of the pickle: damaged or not a plain state dict",
+                     (((size_t)1 << 20) + 32 * n) >> 20);
+        } else {
+            snprintf(want, sizeof(want), "pickle ends without STOP (truncated data.pkl)");
+        }
+        ok(opened == 0 && strstr(err, want) && !strchr(err, '\n') &&
+           grew_kb < (long)(48 * (n >> 10)),
+           "a %zu-byte pickle of %s refused (\"%s\") with the peak RSS %ld KiB higher "
+           "(at most 48 times the pickle)", n, runs[i].what, want, grew_kb);
+        if (opened != 0 || !strstr(err, want)) {
+            diag("got: %s", opened < 0 ? "(child died)" : opened ? "(opened)" : err);
+        }
+    }
+    free(pk);
+}
+
 /* torch2-style files say "little" or "big" in PREFIX/byteorder. */
 static void test_pth_byteorder(void)
 {
@@ -776,6 +886,7 @@ static void test_pth(void)
     test_pth_cuts(buf, len, e, n, cd_off, eocd);
     test_pth_entries(buf, len, e, n);
     test_pth_bombs(buf, len, e, n, eocd);
+    test_pth_opcode_runs();
     test_pth_byteorder();
     free(buf);
 }
@@ -877,12 +988,20 @@ static void test_safetensors(void)
            "1152921504606846976] run past the end of the data (16 bytes): truncated file", p);
     put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],"
                     "\"data_offsets\":[0,16]}}", data, 16);
-    expect("shape of 2^62 elements", L_CKPT, p, "%s: tensor a: shape 4611686018427387904 of "
-           "float32 needs -1 bytes, data has 16", p);
+    expect("shape of 2^62 elements", L_CKPT, p, "%s: tensor a: shape [4611686018427387904] "
+           "overflows", p);
     put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1073741824,1073741824,16],"
                     "\"data_offsets\":[0,16]}}", data, 16);
-    expect("shape of 2^64 elements", L_CKPT, p, "%s: tensor a: shape 1073741824x1073741824x16 "
-           "of float32 needs -1 bytes, data has 16", p);
+    expect("shape of 2^64 elements", L_CKPT, p, "%s: tensor a: shape [1073741824, 1073741824, "
+           "16] overflows", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+                    "\"data_offsets\":[16,8]}}", data, 16);
+    expect("reversed data_offsets", L_CKPT, p, "%s: tensor a: data_offsets [16, 8] are "
+           "reversed", p);
+    put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+                    "\"data_offsets\":[64,32]}}", data, 16);
+    expect("reversed data_offsets past the end", L_CKPT, p, "%s: tensor a: data_offsets "
+           "[64, 32] are reversed", p);
     put_safetensors(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],"
                     "\"data_offsets\":[0,99999999999999999999]}}", data, 16);
     expect("offset above 2^63", L_CKPT, p, "%s: header offset 76: number too large", p);
