@@ -14,6 +14,7 @@
  * are shared by reference between the exchange stack and snapshots.
  */
 #include "app/chat.h"
+#include "engine/base/escape.h"
 #include "engine/knobs.h"
 #include "engine/statefile.h"
 
@@ -1520,15 +1521,18 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     size_t nb;
     const char *what = NULL;
     char why[256];
+    /* The name in messages: escaped, a long one shortened in the middle. */
+    char shown[RWKV_ESCAPE_LEN];
     int with_knobs;
 
     settle(c);
+    rwkv_escape_str(shown, sizeof shown, path);
     sf = rwkv_statefile_load(path, c->model, err, errlen);
     if (!sf) {
         return -1;
     }
     /* Parse everything into temporaries; the chat changes only at the end. */
-    if (section(sf, path, "transcript", &r, err, errlen) < 0) {
+    if (section(sf, shown, "transcript", &r, err, errlen) < 0) {
         goto fail;
     }
     n = rd_u32(&r);
@@ -1546,7 +1550,7 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         what = "transcript";
         goto corrupt;
     }
-    if (section(sf, path, "template", &r, err, errlen) < 0) {
+    if (section(sf, shown, "template", &r, err, errlen) < 0) {
         goto fail;
     }
     tm.name = rd_str(&r);
@@ -1563,11 +1567,11 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     with_knobs = r.p != NULL;
     if (with_knobs) {
         if (get_knobs(&r, &set, why, sizeof why) < 0) {
-            snprintf(err, errlen, "%s: 'knobs' section: %s", path, why);
+            snprintf(err, errlen, "%s: 'knobs' section: %s", shown, why);
             goto fail;
         }
     } else {
-        if (section(sf, path, "settings", &r, err, errlen) < 0) {
+        if (section(sf, shown, "settings", &r, err, errlen) < 0) {
             goto fail;
         }
         set.temperature = rd_f32(&r);
@@ -1585,11 +1589,11 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
             goto corrupt;
         }
         if (knob_check_all(&set, why, sizeof why) < 0) {
-            snprintf(err, errlen, "%s: 'settings' section: %s", path, why);
+            snprintf(err, errlen, "%s: 'settings' section: %s", shown, why);
             goto fail;
         }
     }
-    if (section(sf, path, "sampler", &r, err, errlen) < 0) {
+    if (section(sf, shown, "sampler", &r, err, errlen) < 0) {
         goto fail;
     }
     smp = sampler_clone(c->smp);
@@ -1602,7 +1606,7 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         goto corrupt;
     }
     sampler_configure(smp, &set);
-    if (section(sf, path, "chat", &r, err, errlen) < 0) {
+    if (section(sf, shown, "chat", &r, err, errlen) < 0) {
         goto fail;
     }
     sep = rd_u32(&r);
@@ -1634,7 +1638,7 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
             memcpy(rwkv_state_data(tuned->state), p, nb);
             if (!all_finite(rwkv_state_data(tuned->state), nb / sizeof(float))) {
                 snprintf(err, errlen, "%s: the state-tuned start in the file holds NaN/Inf "
-                         "values: the file is damaged and cannot be loaded", path);
+                         "values: the file is damaged and cannot be loaded", shown);
                 goto fail;
             }
             /* Files from before the name was kept: name the state file. */
@@ -1685,7 +1689,7 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     return 0;
 
 corrupt:
-    snprintf(err, errlen, "%s: corrupt '%s' section", path, what);
+    snprintf(err, errlen, "%s: corrupt '%s' section", shown, what);
 fail:
     rwkv_statefile_free(sf);
     transcript_free(&tr);

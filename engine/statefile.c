@@ -27,6 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/escape.h"
+
 #define HEADER_SIZE 128
 #define ENTRY_SIZE 32
 #define MAX_SECTIONS 1024
@@ -380,14 +382,45 @@ static void describe(char *buf, size_t len, uint32_t version, uint32_t minor, ui
     }
 }
 
+/* Names the identity fields in which a (theirs) and b (ours) differ
+ * beyond what describe() shows, into buf: "heads 4 in the file, 2 here;
+ * ...".  Empty when they differ in none of those. */
+static void other_differences(char *buf, size_t len, const uint8_t *a, const uint8_t *b)
+{
+    static const struct {
+        int offset, bytes;
+        const char *name;
+    } fields[] = {
+        { 16, 4, "heads" }, { 20, 4, "head size" }, { 28, 4, "FFN size" },
+        { 40, 8, "state size (floats)" },
+    };
+    size_t used = 0, i;
+    int k;
+
+    buf[0] = 0;
+    for (i = 0; i < sizeof fields / sizeof fields[0] && used < len; i++) {
+        uint64_t x = fields[i].bytes == 4 ? get32(a + fields[i].offset) : get64(a + fields[i].offset);
+        uint64_t y = fields[i].bytes == 4 ? get32(b + fields[i].offset) : get64(b + fields[i].offset);
+
+        if (x != y) {
+            k = snprintf(buf + used, len - used, "%s%s %llu in the file, %llu here", used ? "; " : "",
+                         fields[i].name, (unsigned long long)x, (unsigned long long)y);
+            used += k > 0 ? (size_t)k : 0;
+        }
+    }
+    if (used < len && memcmp(a + 48, b + 48, 16) != 0) {
+        snprintf(buf + used, len - used, "%sreserved identity bytes not zero", used ? "; " : "");
+    }
+}
+
 /* The model identity in a file's header must be this model's: 0, or -1
- * with err naming both. */
+ * with err naming both (and, where the two read the same, what differs). */
 static int check_model(const char *path, const uint8_t *header, const struct rwkv_info *info,
                        char *err, size_t errlen)
 {
     const uint8_t *h = header + 32;
     uint8_t mine[64];
-    char theirs[160], ours[160];
+    char theirs[160], ours[160], other[200];
 
     put_identity(mine, info);
     if (memcmp(mine, h, 64) == 0) {
@@ -398,8 +431,14 @@ static int check_model(const char *path, const uint8_t *header, const struct rwk
     describe(ours, sizeof ours, (uint32_t)info->version, (uint32_t)info->minor,
              (uint32_t)info->n_layer, (uint32_t)info->n_embd, (uint32_t)info->n_vocab,
              info->fingerprint);
-    snprintf(err, errlen, "%s: saved with another model (%s), not this one (%s)", path, theirs,
-             ours);
+    if (strcmp(theirs, ours) != 0) {
+        snprintf(err, errlen, "%s: saved with another model (%s), not this one (%s)", path, theirs,
+                 ours);
+        return -1;
+    }
+    /* The same description twice would not say what is wrong. */
+    other_differences(other, sizeof other, h, mine);
+    snprintf(err, errlen, "%s: saved with another model: %s (both %s)", path, other, ours);
     return -1;
 }
 
@@ -494,10 +533,13 @@ static uint8_t *read_all(int fd, size_t size, int *error)
     return buf;
 }
 
-rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, char *err,
+rwkv_statefile *rwkv_statefile_load(const char *file, const rwkv_model *model, char *err,
                                     size_t errlen)
 {
     const struct rwkv_info *info = rwkv_model_info(model);
+    /* The name as messages show it: escaped, and a long one shortened in
+     * the middle so that the reason after it always fits. */
+    char path[RWKV_ESCAPE_LEN];
     uint8_t header[HEADER_SIZE];
     struct stat st;
     rwkv_statefile *sf;
@@ -506,7 +548,8 @@ rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, c
     ssize_t got;
     int fd, error = 0;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not hang */
+    rwkv_escape_str(path, sizeof path, file);
+    fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not hang */
     if (fd < 0) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return NULL;

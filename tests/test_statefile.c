@@ -303,6 +303,63 @@ static void test_refusals(void)
        strstr(err, "newer.state: state file format version 3 is newer than this rwkv-chat reads (2)") &&
        UNCHANGED(c), "newer format version refused: %s", err);
 
+    /* An identity that differs only where the description does not look:
+     * the message says what differs instead of one description twice. */
+    snprintf(path, sizeof path, TMPDIR "/ffn.state");
+    copy_file(TMPDIR "/v7.state", path, len);
+    {
+        uint32_t ffn = (uint32_t)rwkv_model_info(m)->ffn_size + 64;
+        char desc[160];
+
+        patch(path, 32 + 28, &ffn, 4, 1);
+        ok(chat_load(c, path, err, sizeof err) == -1 && strstr(err, "ffn.state: saved with another "
+           "model: FFN size ") && strstr(err, " in the file, ") && strstr(err, " here (both RWKV-7, "
+           "3 layers x 128, vocab 1000, fingerprint ") && !strstr(err, "not this one") &&
+           UNCHANGED(c), "identity differing in the FFN size only: says so: %s", err);
+        snprintf(desc, sizeof desc, "FFN size %u in the file, %u here (", ffn,
+                 (unsigned)rwkv_model_info(m)->ffn_size);
+        ok(strstr(err, desc) != NULL, "the FFN sizes are the file's and the model's (%s)", desc);
+        copy_file(TMPDIR "/v7.state", path, len);
+        patch(path, 32 + 50, "\x01", 1, 1);
+        ok(chat_load(c, path, err, sizeof err) == -1 &&
+           strstr(err, "saved with another model: reserved identity bytes not zero (both RWKV-7") &&
+           UNCHANGED(c), "identity with a reserved byte set: says so: %s", err);
+    }
+
+    /* A long path: the message is shortened in the middle of the path,
+     * never at its end, where the reason is. */
+    {
+        char dir[700], lpath[800];
+        size_t k;
+
+        snprintf(dir, sizeof dir, TMPDIR "/");
+        for (k = 0; k < 3; k++) {
+            size_t at = strlen(dir);
+
+            memset(dir + at, 'a' + (int)k, 200);
+            dir[at + 200] = '/';
+            dir[at + 201] = 0;
+            mkdir(dir, 0700);
+        }
+        snprintf(lpath, sizeof lpath, "%smagic.state", dir);
+        ok(strlen(lpath) > 600, "a path of %zu bytes", strlen(lpath));
+        copy_file(TMPDIR "/v7.state", lpath, len);
+        patch(lpath, 0, "GGUF", 4, 1);
+        ok(chat_load(c, lpath, err, sizeof err) == -1 && strlen(err) < 200 &&
+           strstr(err, "...") && !strncmp(err, TMPDIR "/aaa", strlen(TMPDIR) + 4) &&
+           strstr(err, "cccc/magic.state: not an rwkv-chat state file (no RWKVSTAT magic)") &&
+           UNCHANGED(c), "long path: the reason is whole at the end: %s", err);
+        unlink(lpath);
+        strcat(lpath, ".missing");
+        ok(chat_load(c, lpath, err, sizeof err) == -1 &&
+           strstr(err, "magic.state.missing: No such file or directory") && UNCHANGED(c),
+           "long path of a missing file: the reason is whole: %s", err);
+        for (k = 3; k-- > 0;) {
+            dir[strlen(TMPDIR) + 1 + (k + 1) * 201 - 1] = 0;
+            rmdir(dir);
+        }
+    }
+
     snprintf(path, sizeof path, TMPDIR "/magic.state");
     copy_file(TMPDIR "/v7.state", path, len);
     patch(path, 0, "GGUF", 4, 1);
