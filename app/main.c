@@ -17,6 +17,7 @@
 #include "app/paths.h"
 #include "app/tui.h"
 #include "engine/rwkv.h"
+#include "engine/statefile.h"
 #include "tokenizer/world.h"
 
 /* Shared with batch_run's loop (see batch.h): a handler has no context,
@@ -274,28 +275,17 @@ static int load_state(chat *c, const struct app_options *opts)
 }
 
 /* --state-out is written when the conversation ends: refuse a path that
- * cannot be written now, rather than lose the conversation then. */
+ * cannot be written now (or holds something that is not a state file),
+ * rather than lose the conversation then. */
 static int check_state_out(const char *path)
 {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    struct stat st;
-    int rc = 0;
+    char err[RWKV_ERRLEN];
 
-    if (!dir) {
-        error_line("out of memory", NULL, NULL);
+    if (rwkv_statefile_check_target(path, err, sizeof(err)) < 0) {
+        error_line("--state-out: %s", err, NULL);
         return 1;
     }
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        error_line("--state-out: %s: not a regular file", path, NULL);
-        rc = 1;
-    } else if (access(dir, W_OK | X_OK) != 0) {
-        fprintf(stderr, "rwkv-chat: --state-out: %s: cannot write into %s: %s\n", path, dir,
-                strerror(errno));
-        rc = 1;
-    }
-    free(dir);
-    return rc;
+    return 0;
 }
 
 int main(int argc, char **argv)

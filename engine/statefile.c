@@ -18,6 +18,7 @@
  *   end-8 8 FNV-1a 64 of every byte before it
  */
 #include "engine/statefile.h"
+#include "engine/base/atomicfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +38,12 @@
 #define MAX_SECTION_BYTES ((uint64_t)1 << 30)
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
+
+/* What a save may replace: a state file (its magic), or nothing. */
+static const struct atomicfile_kind state_file_kind = {
+    "state file", RWKV_STATEFILE_MAGIC, 8,
+    "choose another name for the state file, or remove that file first"
+};
 
 struct section {
     char tag[RWKV_STATEFILE_TAGLEN];
@@ -194,26 +201,6 @@ static void emit_floats(struct writer *w, const float *f, size_t n)
     }
 }
 
-/* Directory part of path ("." if none); malloc'd. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *d;
-
-    if (!slash) {
-        return strdup(".");
-    }
-    if (slash == path) {
-        return strdup("/");
-    }
-    d = malloc((size_t)(slash - path) + 1);
-    if (d) {
-        memcpy(d, path, (size_t)(slash - path));
-        d[slash - path] = '\0';
-    }
-    return d;
-}
-
 int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_state *state,
                         const struct rwkv_statefile_section *sections, size_t n_sections,
                         char *err, size_t errlen)
@@ -223,9 +210,7 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
     uint64_t app;
     uint8_t header[HEADER_SIZE], entry[ENTRY_SIZE], sum[8];
     struct writer *w;
-    struct stat st;
-    char *tmp, *dir, *target;
-    int dfd;
+    atomicfile *af;
 
     if (n_floats != info->state_floats) {
         snprintf(err, errlen, "%s: the state does not belong to this model", path);
@@ -267,35 +252,19 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
         put64(header + 16, (uint64_t)end + 8);
     }
 
-    /* The file is replaced by rename(), so only a regular file may be
-     * (renaming over /dev/null would replace the device), and a symbolic
-     * link is written through to the file it names. */
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file, not replacing it", path);
-        return -1;
-    }
-    target = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ? realpath(path, NULL) : NULL;
-    if (!target) {
-        target = strdup(path);
-    }
     w = malloc(sizeof *w);
-    tmp = target ? malloc(strlen(target) + 32) : NULL;
-    if (!w || !tmp) {
-        free(w);
-        free(tmp);
-        free(target);
+    if (!w) {
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
     }
-    sprintf(tmp, "%s.tmp.%ld", target, (long)getpid());
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        snprintf(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+    /* Only a state file (or a new name) is replaced: never the model,
+     * notes, a link or a device (atomicfile.h). */
+    af = atomicfile_open(path, &state_file_kind, 0, err, errlen);
+    if (!af) {
         free(w);
-        free(tmp);
-        free(target);
         return -1;
     }
+    w->fd = atomicfile_fd(af);
     w->hash = FNV_OFFSET;
     w->len = 0;
     w->error = 0;
@@ -327,37 +296,19 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
     put64(sum, w->hash);
     emit(w, sum, 8);
     flush_out(w);
-    if (!w->error && fsync(w->fd) < 0) {
-        w->error = errno;
-    }
-    if (close(w->fd) < 0 && !w->error) {
-        w->error = errno;
-    }
-    if (!w->error && rename(tmp, target) < 0) {
-        w->error = errno;
-    }
     if (w->error) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(w->error));
-        unlink(tmp);
+        snprintf(err, errlen, "%s: cannot save: %s", path, strerror(w->error));
+        atomicfile_abort(af);
         free(w);
-        free(tmp);
-        free(target);
         return -1;
     }
     free(w);
-    free(tmp);
-    /* Make the rename itself durable. */
-    dir = dir_of(target);
-    free(target);
-    if (dir) {
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    return 0;
+    return atomicfile_commit(af, err, errlen);
+}
+
+int rwkv_statefile_check_target(const char *path, char *err, size_t errlen)
+{
+    return atomicfile_check(path, &state_file_kind, err, errlen);
 }
 
 void rwkv_statefile_free(rwkv_statefile *sf)

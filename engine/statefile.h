@@ -6,8 +6,9 @@
  * the model's identity (version, shapes, rwkv_info.fingerprint), a section
  * table, the state floats (little-endian float32, official order), the
  * application's sections, and an FNV-1a 64 checksum over everything before
- * it.  Saving is atomic (temporary file in the same directory, fsync,
- * rename, fsync of the directory).  Loading checks everything (size,
+ * it.  Saving is atomic (engine/base/atomicfile.h: a temporary in the same
+ * directory, fsync, rename, fsync of the directory) and replaces only a
+ * state file: never a model, a text file, a symbolic link.  Loading checks everything (size,
  * version, checksum, table, model) before handing anything out, so a
  * refused file changes nothing; the model and the size the section table
  * lays out are checked before the file is read, and the sections besides
@@ -33,10 +34,15 @@ struct rwkv_statefile_section {
 };
 
 /* Writes state and sections to path for model.  0, or -1 with err; on
- * failure an existing file at path is left as it was. */
+ * failure an existing file at path is left as it was.  An existing file
+ * that is not a state file (no magic) is refused. */
 int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_state *state,
                         const struct rwkv_statefile_section *sections, size_t n_sections,
                         char *err, size_t errlen);
+
+/* Whether rwkv_statefile_save could replace path now: 0, or -1 with err
+ * (a file that is not a state file, a link, a directory, no directory). */
+int rwkv_statefile_check_target(const char *path, char *err, size_t errlen);
 
 typedef struct rwkv_statefile rwkv_statefile;
 
