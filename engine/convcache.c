@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/atomicfile.h"
 #include "engine/base/escape.h"
 #include "engine/convcache.h"
 #include "engine/kmat.h"
@@ -587,47 +588,6 @@ static int dir_writable(const char *path)
            (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) && access(dir, W_OK) == 0;
 }
 
-/* A file to write the cache into before it gets its name: unnamed
- * (O_TMPFILE) where the file system allows, so that a process killed while
- * writing leaves nothing behind; else tmp, created.  *unnamed says which. */
-static int open_temp(const char *path, const char *tmp, int *unnamed)
-{
-    int fd;
-
-    *unnamed = 0;
-#ifdef O_TMPFILE
-    {
-        char dir[PATH_MAX];
-
-        if (dir_of(path, dir, sizeof dir) == 0 &&
-            (fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644)) >= 0) {
-            *unnamed = 1;
-            return fd;
-        }
-    }
-#endif
-    return open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-}
-
-/* Gives the written file its name: the temporary name first (an unnamed
- * file is linked there), then rename over path.  No fsync, of the file or
- * the directory: a cache is derived data, every matrix in it is checked
- * against its hash when it is loaded, so one torn by a power cut is
- * rebuilt; syncing 1-2 GB made the first start 2.5-7 s slower. */
-static int publish(int fd, int unnamed, const char *tmp, const char *path)
-{
-    if (unnamed) {
-        char proc[64];
-
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        unlink(tmp);
-        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) != 0) {
-            return -1;
-        }
-    }
-    return rename(tmp, path) != 0 ? -1 : 0;
-}
-
 int convcache_write(const char *path, int make_dir, const struct convcache_key *key,
                     const struct convcache_item *items, size_t n, struct kpool *pool,
                     char *why, size_t whylen)
@@ -636,8 +596,8 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
     struct entry *entries;
     struct hash_job job;
     uint64_t pos, off;
-    char tmp[PATH_MAX + 32];
-    int fd, saved, unnamed;
+    atomicfile *af;
+    int fd, saved;
 
     if (n > INT32_MAX / 2) {
         snprintf(why, whylen, "too many matrices");
@@ -698,13 +658,18 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
     kpool_run(pool, hash_item, &job, (int)n);
     h.hash = hash_table(&h, entries, n * sizeof *entries);
 
-    snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
-    fd = open_temp(path, tmp, &unnamed);
-    if (fd < 0) {
-        snprintf(why, whylen, "cannot create %s: %s", RWKV_ESC(tmp), strerror(errno));
+    /* No fsync, of the file or the directory: a cache is derived data,
+     * every matrix in it is checked against its hash when it is loaded, so
+     * one torn by a power cut is rebuilt; syncing 1-2 GB made the first
+     * start 2.5-7 s slower.  Any regular file at the cache's name may be
+     * replaced: the name (MODEL.DTYPE.rwkvcache, or one in the cache
+     * directory) is the cache's own, and a damaged cache must be rebuilt. */
+    af = atomicfile_open(path, NULL, ATOMICFILE_NO_SYNC, why, whylen);
+    if (!af) {
         free(entries);
         return -1;
     }
+    fd = atomicfile_fd(af);
     pos = 0;
     errno = 0;
     /* 128-byte header, table, padding: data starts aligned */
@@ -721,21 +686,14 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
             goto fail;
         }
     }
-    if (pos != h.file_size || publish(fd, unnamed, tmp, path) != 0) {
-        goto fail;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
+    if (pos != h.file_size) {
         goto fail;
     }
     free(entries);
-    return 0;
+    return atomicfile_commit(af, why, whylen);
 fail:
     saved = errno ? errno : EIO;
-    if (fd >= 0) {
-        close(fd);
-    }
-    unlink(tmp);
+    atomicfile_abort(af);
     free(entries);
     snprintf(why, whylen, "cannot write %s: %s", RWKV_ESC(path), strerror(saved));
     return -1;
