@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "app/pthwrite.h"
+#include "engine/base/atomicfile.h"
 
 struct pthw_tensor {
     char *name;
@@ -21,9 +22,10 @@ struct pthw_tensor {
 
 struct pthw {
     enum pthw_format format;
-    char *path, *tmp;
+    char *path;
     char *stem;                 /* zip folder name: the file name without .pth */
-    FILE *f;
+    atomicfile *af;             /* the file being written, from pthw_begin */
+    FILE *f;                    /* its stream */
     uint64_t pos;               /* bytes written so far */
     struct pthw_tensor *t;
     size_t n, cap;
@@ -169,21 +171,19 @@ pthw *pthw_new(const char *path, enum pthw_format format, char *err, size_t errl
     pthw *w;
     const char *base;
     char *dot;
-    struct stat st;
 
-    /* The file is replaced by rename(): never over a device or a FIFO. */
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        fail(err, errlen, "%s: not a regular file: give a file name for the model", path);
+    /* Checked before any work: the file is replaced only if it is a
+     * regular file (never a link, a device or a FIFO). */
+    if (atomicfile_check(path, NULL, err, errlen) != 0) {
         return NULL;
     }
     w = calloc(1, sizeof *w);
-    if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(strlen(path) + 5))) {
+    if (!w || !(w->path = strdup(path))) {
         fail(err, errlen, "%s: out of memory", path);
         pthw_free(w);
         return NULL;
     }
     w->format = format;
-    sprintf(w->tmp, "%s.tmp", path);
     base = strrchr(path, '/');
     w->stem = strdup(base ? base + 1 : path);
     if (!w->stem) {
@@ -255,7 +255,7 @@ int pthw_declare(pthw *w, const char *name, enum ckpt_dtype dtype, int ndim,
 static int put(pthw *w, const void *p, size_t n, char *err, size_t errlen)
 {
     if (n && fwrite(p, 1, n, w->f) != n) {
-        return fail(err, errlen, "%s: write failed: %s", w->tmp, strerror(errno));
+        return fail(err, errlen, "%s: write failed: %s", w->path, strerror(errno));
     }
     w->pos += n;
     return 0;
@@ -451,8 +451,9 @@ int pthw_begin(pthw *w, char *err, size_t errlen)
                         w->path, w->t[i].name);
         }
     }
-    if (!(w->f = fopen(w->tmp, "wb"))) {
-        return fail(err, errlen, "%s: cannot create: %s", w->tmp, strerror(errno));
+    if (!(w->af = atomicfile_open(w->path, NULL, 0, err, errlen)) ||
+        !(w->f = atomicfile_stream(w->af, err, errlen))) {
+        return -1;
     }
     setvbuf(w->f, NULL, _IOFBF, 1 << 20);
     w->begun = 1;
@@ -595,20 +596,10 @@ int pthw_finish(pthw *w, char *err, size_t errlen)
             return rc;
         }
     }
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) {
-        return fail(err, errlen, "%s: write failed: %s", w->tmp, strerror(errno));
-    }
-    if (fclose(w->f) != 0) {
-        w->f = NULL;
-        return fail(err, errlen, "%s: write failed: %s", w->tmp, strerror(errno));
-    }
     w->f = NULL;
-    if (rename(w->tmp, w->path) != 0) {
-        return fail(err, errlen, "%s: cannot rename to %s: %s", w->tmp, w->path, strerror(errno));
-    }
-    free(w->tmp);
-    w->tmp = NULL;
-    return 0;
+    rc = atomicfile_commit(w->af, err, errlen);
+    w->af = NULL;
+    return rc;
 }
 
 void pthw_free(pthw *w)
@@ -618,18 +609,12 @@ void pthw_free(pthw *w)
     if (!w) {
         return;
     }
-    if (w->f) {
-        fclose(w->f);
-    }
-    if (w->tmp && w->begun) {
-        unlink(w->tmp);
-    }
+    atomicfile_abort(w->af);
     for (i = 0; i < w->n; i++) {
         free(w->t[i].name);
     }
     free(w->t);
     free(w->stem);
-    free(w->tmp);
     free(w->path);
     free(w);
 }

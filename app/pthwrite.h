@@ -12,7 +12,9 @@
  *
  * The writer streams: declare every tensor, then hand over the data of each
  * in declaration order, so models larger than memory can be written.  The
- * file is written as PATH.tmp, fsync'd and renamed on pthw_finish.
+ * file is written atomically (engine/base/atomicfile.h): a temporary in
+ * the same directory, fsync'd and renamed over PATH on pthw_finish; PATH
+ * may be a new name or a regular file, never a link or a device.
  */
 #ifndef RWKV_PTHWRITE_H
 #define RWKV_PTHWRITE_H
