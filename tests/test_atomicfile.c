@@ -153,6 +153,15 @@ static void test_modes(void)
     rc = save("shared", "y", NULL, err, sizeof err);
     ok(rc == 0 && mode_of(at("shared")) == 0664, "a 664 file stays 664 (got %o)",
        (unsigned)mode_of(at("shared")));
+    put(at("team"), "x", 0660);
+    if (geteuid() != 0 || chown(at("team"), 4242, 4242) != 0) {
+        skip("chown to another group needs root");
+    } else {
+        rc = save("team", "y", NULL, err, sizeof err);
+        ok(rc == 0 && mode_of(at("team")) == 0600,
+           "a 660 file of another group: that group's rights are not handed to ours (got %o)",
+           (unsigned)mode_of(at("team")));
+    }
     ok(temporaries() == 0, "no temporary left after saves");
 }
 

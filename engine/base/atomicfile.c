@@ -421,10 +421,11 @@ void atomicfile_abort(atomicfile *af)
     }
 }
 
-/* The mode (and owner, where we may set it) of the file being replaced,
- * or the mode a new file gets, onto the temporary.  An owner's group that
- * cannot be kept loses the group's permissions rather than hand them to
- * another group. */
+/* The mode of the file being replaced, or the mode a new file gets, onto
+ * the temporary.  The owner is not carried over (the file becomes the
+ * saver's, as any new file would); when its group differs from the old
+ * one, that group gets no more than everyone else had, so a save never
+ * hands a file's group rights to another group. */
 static int set_mode(atomicfile *af, const struct stat *old, int exists)
 {
     struct stat mine;
@@ -434,10 +435,8 @@ static int set_mode(atomicfile *af, const struct stat *old, int exists)
         return fchmod(af->fd, 0666 & ~current_umask());
     }
     mode = old->st_mode & 0777;
-    if (fstat(af->fd, &mine) == 0 && (mine.st_uid != old->st_uid || mine.st_gid != old->st_gid) &&
-        fchown(af->fd, old->st_uid, old->st_gid) != 0 && mine.st_gid != old->st_gid &&
-        fchown(af->fd, (uid_t)-1, old->st_gid) != 0) {
-        mode &= ~(mode_t)070;
+    if (fstat(af->fd, &mine) != 0 || mine.st_gid != old->st_gid) {
+        mode = (mode & ~(mode_t)070) | ((mode & 07) << 3);
     }
     return fchmod(af->fd, mode);
 }

@@ -12,9 +12,10 @@
  *    name is never written through: another name is drawn).  NAME is cut
  *    so that the temporary's name fits NAME_MAX, so any valid name saves.
  *  - Committing: fsync the file (unless ATOMICFILE_NO_SYNC: derived data
- *    that is checked when read), give it the mode (and, where allowed, the
- *    owner) of the file it replaces, or 0666 & ~umask for a new file, rename
- *    it over the target, fsync the directory.
+ *    that is checked when read), give it the mode of the file it replaces
+ *    (not its owner: the saver owns what it saves; a group that changes
+ *    gets no more than everyone else had) or 0666 & ~umask for a new
+ *    file, rename it over the target, fsync the directory.
  *  - Only a regular file is replaced; never a symbolic link (the link is
  *    refused, so a planted link can never redirect a save to the file it
  *    points to), a directory, a device or a FIFO.  With a kind that has a
