@@ -2,6 +2,7 @@
  * atomicfile.c - replace a file atomically, with one policy (atomicfile.h).
  */
 #include "engine/base/atomicfile.h"
+#include "engine/base/escape.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -222,24 +223,25 @@ static int check_target(int dirfd, const char *path, const char *base,
 
     *exists = 0;
     if (!*base) {
-        snprintf(err, errlen, "%s: not a file name: give a file to save to", path);
+        snprintf(err, errlen, "%s: not a file name: give a file to save to", RWKV_ESC(path));
         return -1;
     }
     if (fstatat(dirfd, base, st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT) {
             return 0;
         }
-        snprintf(err, errlen, "%s: cannot save: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot save: %s", RWKV_ESC(path), strerror(errno));
         return -1;
     }
     *exists = 1;
     if (S_ISLNK(st->st_mode)) {
         snprintf(err, errlen, "%s: is a symbolic link, not replacing it: save to the file it "
-                 "points to, or remove the link", path);
+                 "points to, or remove the link", RWKV_ESC(path));
         return -1;
     }
     if (!S_ISREG(st->st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file, not replacing it: give a file name", path);
+        snprintf(err, errlen, "%s: not a regular file, not replacing it: give a file name",
+                 RWKV_ESC(path));
         return -1;
     }
     if (!kind || !kind->magic || st->st_size == 0) {
@@ -253,8 +255,8 @@ static int check_target(int dirfd, const char *path, const char *base,
         } while (got < 0 && errno == EINTR);
     }
     if (fd < 0 || got < 0) {
-        snprintf(err, errlen, "%s: cannot read it to check that it is a %s: %s", path, what,
-                 strerror(errno));
+        snprintf(err, errlen, "%s: cannot read it to check that it is a %s: %s",
+                 RWKV_ESC(path), what, strerror(errno));
         if (fd >= 0) {
             close(fd);
         }
@@ -262,7 +264,8 @@ static int check_target(int dirfd, const char *path, const char *base,
     }
     close(fd);
     if ((size_t)got < kind->magic_len || memcmp(head, kind->magic, kind->magic_len) != 0) {
-        snprintf(err, errlen, "%s: exists and is not a %s, not replacing it: %s", path, what,
+        snprintf(err, errlen, "%s: exists and is not a %s, not replacing it: %s", RWKV_ESC(path),
+                 what,
                  kind->advice ? kind->advice : "choose another name, or remove the file first");
         return -1;
     }
@@ -276,7 +279,7 @@ static int open_dir(const char *path, char *err, size_t errlen)
     int fd;
 
     if (!dir) {
-        snprintf(err, errlen, "%s: out of memory", path);
+        snprintf(err, errlen, "%s: out of memory", RWKV_ESC(path));
         return -1;
     }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -286,7 +289,8 @@ static int open_dir(const char *path, char *err, size_t errlen)
     }
 #endif
     if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot write into %s: %s", path, dir, strerror(errno));
+        snprintf(err, errlen, "%s: cannot write into %s: %s", RWKV_ESC(path), RWKV_ESC(dir),
+                 strerror(errno));
     }
     free(dir);
     return fd;
@@ -305,8 +309,8 @@ int atomicfile_check(const char *path, const struct atomicfile_kind *kind, char 
     if (rc == 0 && faccessat(dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
         char *dir = dir_of(path);
 
-        snprintf(err, errlen, "%s: cannot write into %s: %s", path, dir ? dir : "its directory",
-                 strerror(errno));
+        snprintf(err, errlen, "%s: cannot write into %s: %s", RWKV_ESC(path),
+                 dir ? RWKV_ESC(dir) : "its directory", strerror(errno));
         free(dir);
         rc = -1;
     }
@@ -372,7 +376,7 @@ atomicfile *atomicfile_open(const char *path, const struct atomicfile_kind *kind
 
     if (!af || !(af->path = strdup(path))) {
         free(af);
-        snprintf(err, errlen, "%s: out of memory", path);
+        snprintf(err, errlen, "%s: out of memory", RWKV_ESC(path));
         return NULL;
     }
     af->fd = -1;
@@ -392,8 +396,8 @@ atomicfile *atomicfile_open(const char *path, const struct atomicfile_kind *kind
     if (create_temp(af) < 0) {
         char *dir = dir_of(path);
 
-        snprintf(err, errlen, "%s: cannot create a file in %s: %s", path,
-                 dir ? dir : "its directory", strerror(errno));
+        snprintf(err, errlen, "%s: cannot create a file in %s: %s", RWKV_ESC(path),
+                 dir ? RWKV_ESC(dir) : "its directory", strerror(errno));
         free(dir);
         release(af);
         return NULL;
@@ -409,7 +413,7 @@ int atomicfile_fd(const atomicfile *af)
 FILE *atomicfile_stream(atomicfile *af, char *err, size_t errlen)
 {
     if (!af->stream && !(af->stream = fdopen(af->fd, "wb"))) {
-        snprintf(err, errlen, "%s: cannot write: %s", af->path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot write: %s", RWKV_ESC(af->path), strerror(errno));
     }
     return af->stream;
 }
@@ -501,7 +505,7 @@ int atomicfile_commit(atomicfile *af, char *err, size_t errlen)
     return 0;
 fail:
     saved = errno ? errno : EIO;
-    snprintf(err, errlen, "%s: cannot save: %s", af->path, strerror(saved));
+    snprintf(err, errlen, "%s: cannot save: %s", RWKV_ESC(af->path), strerror(saved));
     release(af);
     return -1;
 }
@@ -522,7 +526,7 @@ int atomicfile_write(const char *path, const struct atomicfile_kind *kind, unsig
             continue;
         }
         if (k <= 0) {
-            snprintf(err, errlen, "%s: cannot save: %s", path,
+            snprintf(err, errlen, "%s: cannot save: %s", RWKV_ESC(path),
                      k < 0 ? strerror(errno) : "nothing written");
             atomicfile_abort(af);
             return -1;
