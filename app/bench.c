@@ -208,15 +208,15 @@ static int argmax(const float *v, int n)
 }
 
 /* Generates n tokens greedily from state; seconds per token. */
-static double time_generation(rwkv_model *m, rwkv_state *s, float *logits, int n, int first,
-                              char *err, size_t errlen)
+static double time_generation(rwkv_context *ctx, rwkv_state *s, float *logits, int n,
+                              int first, char *err, size_t errlen)
 {
-    const int vocab = rwkv_model_info(m)->n_vocab;
+    const int vocab = rwkv_model_info(rwkv_context_model(ctx))->n_vocab;
     int32_t tok = first;
     double t0 = now();
 
     for (int i = 0; i < n; i++) {
-        if (rwkv_eval(m, s, &tok, 1, logits, 0, err, errlen) != 0) {
+        if (rwkv_eval(ctx, s, &tok, 1, logits, 0, err, errlen) != 0) {
             return -1;
         }
         tok = argmax(logits, vocab);
@@ -386,24 +386,27 @@ static float *run_logits(const char *path, enum rwkv_dtype d, int threads, int n
                                     .cache = no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON };
     char err[RWKV_ERRLEN];
     rwkv_model *m = rwkv_model_load(path, &lo, err, sizeof err);
+    rwkv_context *ctx = m ? rwkv_context_new(m, threads, err, sizeof err) : NULL;
     rwkv_state *s;
     float *out;
 
-    if (!m) {
+    if (!ctx) {
         fprintf(stderr, "rwkv-bench: %s\n", err);
+        rwkv_model_free(m);
         return NULL;
     }
     *vocab = rwkv_model_info(m)->n_vocab;
     s = rwkv_state_new(m);
     out = malloc((size_t)n * (size_t)*vocab * sizeof *out);
     for (int i = 0; s && out && i < n; i++) {
-        if (rwkv_eval(m, s, &tok[i], 1, out + (size_t)i * *vocab, 0, err, sizeof err) != 0) {
+        if (rwkv_eval(ctx, s, &tok[i], 1, out + (size_t)i * *vocab, 0, err, sizeof err) != 0) {
             fprintf(stderr, "rwkv-bench: %s\n", err);
             free(out);
             out = NULL;
         }
     }
     rwkv_state_free(s);
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
     return out;
 }
@@ -497,6 +500,7 @@ int main(int argc, char **argv)
     const char *base;
     double bw, t0, load_s, first_s, gen_tps = 0;
     rwkv_model *m;
+    rwkv_context *ctx;
     rwkv_state *s;
     float *logits;
     int32_t *tok;
@@ -521,7 +525,8 @@ int main(int argc, char **argv)
     lo.cache = o.no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON;
     t0 = now();
     m = rwkv_model_load(o.model, &lo, err, sizeof err);
-    if (!m) {
+    ctx = m ? rwkv_context_new(m, o.threads, err, sizeof err) : NULL;
+    if (!ctx) {
         fprintf(stderr, "rwkv-bench: %s\n", err);
         return 1;
     }
@@ -539,7 +544,7 @@ int main(int argc, char **argv)
         int32_t t1 = 1;
 
         t0 = now();
-        if (rwkv_eval(m, s, &t1, 1, logits, 0, err, sizeof err) != 0) {
+        if (rwkv_eval(ctx, s, &t1, 1, logits, 0, err, sizeof err) != 0) {
             fprintf(stderr, "rwkv-bench: %s\n", err);
             return 1;
         }
@@ -573,7 +578,7 @@ int main(int argc, char **argv)
         for (int r = 0; r < o.repeats; r++) {
             rwkv_state_reset(s);
             t0 = now();
-            if (rwkv_eval(m, s, tok, (size_t)o.prompt, logits, 0, err, sizeof err) != 0) {
+            if (rwkv_eval(ctx, s, tok, (size_t)o.prompt, logits, 0, err, sizeof err) != 0) {
                 fprintf(stderr, "rwkv-bench: %s\n", err);
                 return 1;
             }
@@ -591,7 +596,7 @@ int main(int argc, char **argv)
             double spt;
 
             rwkv_state_reset(s);
-            spt = time_generation(m, s, logits, o.gen, 1, err, sizeof err);
+            spt = time_generation(ctx, s, logits, o.gen, 1, err, sizeof err);
             if (spt < 0) {
                 fprintf(stderr, "rwkv-bench: %s\n", err);
                 return 1;
@@ -617,7 +622,7 @@ int main(int argc, char **argv)
             long k = o.ctx - done < chunk ? o.ctx - done : chunk;
 
             fill_tokens(tok, k, info->n_vocab, (uint64_t)done + 777);
-            if (rwkv_eval(m, s, tok, (size_t)k, logits, 0, err, sizeof err) != 0) {
+            if (rwkv_eval(ctx, s, tok, (size_t)k, logits, 0, err, sizeof err) != 0) {
                 fprintf(stderr, "rwkv-bench: %s\n", err);
                 return 1;
             }
@@ -639,8 +644,8 @@ int main(int argc, char **argv)
             double spt0, spt;
 
             rwkv_state_reset(zero);
-            spt0 = time_generation(m, zero, logits, o.gen, 1, err, sizeof err);
-            spt = c ? time_generation(m, c, logits, o.gen, last, err, sizeof err) : -1;
+            spt0 = time_generation(ctx, zero, logits, o.gen, 1, err, sizeof err);
+            spt = c ? time_generation(ctx, c, logits, o.gen, last, err, sizeof err) : -1;
             rwkv_state_free(c);
             if (spt0 < 0 || spt < 0) {
                 fprintf(stderr, "rwkv-bench: %s\n", err);
@@ -666,6 +671,7 @@ int main(int argc, char **argv)
         free(v0);
     }
     rwkv_state_free(s);
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
     free(logits);
     free(tok);

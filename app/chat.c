@@ -72,6 +72,7 @@ struct snapshot {
 
 struct chat {
     rwkv_model *model;
+    rwkv_context *ctx;          /* this conversation's evaluation context */
     const world_tokenizer *tok;
     int n_vocab;
     struct chat_template tmpl;
@@ -300,7 +301,7 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
             rc = CHAT_INTERRUPTED;
             break;
         }
-        rc = rwkv_eval(c->model, state, ids + done, k, done + k == n ? logits : NULL, 0, err,
+        rc = rwkv_eval(c->ctx, state, ids + done, k, done + k == n ? logits : NULL, 0, err,
                        errlen);
     }
     free(ids);
@@ -405,6 +406,11 @@ chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_
         return NULL;
     }
     c->model = model;
+    c->ctx = rwkv_context_new(model, 0, err, errlen);
+    if (!c->ctx) {
+        free(c);
+        return NULL;
+    }
     c->tok = tok;
     c->n_vocab = info->n_vocab;
     if (s) {
@@ -460,6 +466,7 @@ void chat_free(chat *c)
     if (!c) {
         return;
     }
+    rwkv_context_free(c->ctx);
     exchanges_clear(c);
     free(c->ex);
     for (i = 0; i < c->n_snaps; i++) {
@@ -862,7 +869,7 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
                 memcpy(c->reply + c->reply_len, bytes, blen);
                 c->reply_len += blen;
             }
-            if (rwkv_eval(c->model, c->state, &token, 1, c->logits, 0, err, errlen) < 0) {
+            if (rwkv_eval(c->ctx, c->state, &token, 1, c->logits, 0, err, errlen) < 0) {
                 finish(c, CHAT_STOP_INTERRUPT, NULL);
                 return -1;
             }

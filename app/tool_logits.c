@@ -222,10 +222,10 @@ static int parse_count(const char *s, const char *what, long *out)
 }
 
 /* Evaluates the tokens and streams the logits rows to out. */
-static int evaluate(rwkv_model *model, rwkv_state *state, const int32_t *ids, size_t n,
+static int evaluate(rwkv_context *ctx, rwkv_state *state, const int32_t *ids, size_t n,
                     size_t chunk, struct outfile *out)
 {
-    const struct rwkv_info *info = rwkv_model_info(model);
+    const struct rwkv_info *info = rwkv_model_info(rwkv_context_model(ctx));
     size_t piece = chunk ? chunk : PIECE;
     float *logits = malloc(piece * (size_t)info->n_vocab * sizeof *logits);
     char err[RWKV_ERRLEN];
@@ -237,7 +237,7 @@ static int evaluate(rwkv_model *model, rwkv_state *state, const int32_t *ids, si
     for (size_t done = 0; done < n;) {
         size_t c = n - done < piece ? n - done : piece;
 
-        if (rwkv_eval(model, state, ids + done, c, logits, 1, err, sizeof err) != 0) {
+        if (rwkv_eval(ctx, state, ids + done, c, logits, 1, err, sizeof err) != 0) {
             tool_error("%s", err);
             free(logits);
             return -1;
@@ -260,6 +260,7 @@ int tool_logits(int argc, char **argv)
     struct outfile out = { 0 }, state_out = { 0 };
     char err[RWKV_ERRLEN];
     rwkv_model *model;
+    rwkv_context *ctx;
     rwkv_state *state;
     int32_t *ids;
     size_t n;
@@ -329,8 +330,10 @@ int tool_logits(int argc, char **argv)
         return 1;
     }
     model = rwkv_model_load(argv[optind], &opts, err, sizeof err);
-    if (!model) {
+    ctx = model ? rwkv_context_new(model, 0, err, sizeof err) : NULL;
+    if (!ctx) {
         tool_error("%s", err);
+        rwkv_model_free(model);
         free(ids);
         return 1;
     }
@@ -341,7 +344,7 @@ int tool_logits(int argc, char **argv)
         tool_error("%s", err);
     } else if (out_open(&out, out_path) == 0 &&
                (!state_path || out_open(&state_out, state_path) == 0) &&
-               evaluate(model, state, ids, n, (size_t)chunk, &out) == 0) {
+               evaluate(ctx, state, ids, n, (size_t)chunk, &out) == 0) {
         rc = 0;
         if (state_path &&
             write_floats(state_out.f, rwkv_state_cdata(state), rwkv_state_floats(state)) != 0) {
@@ -356,6 +359,7 @@ int tool_logits(int argc, char **argv)
         rc = 1;
     }
     rwkv_state_free(state);
+    rwkv_context_free(ctx);
     rwkv_model_free(model);
     free(ids);
     return rc;

@@ -54,7 +54,7 @@ static float *vector_of(struct blocks_loader *ld, const struct ckpt_tensor *t, s
                     (long long)t->numel);
         return NULL;
     }
-    v = malloc(n * sizeof *v);
+    v = weights_alloc(ld->m, n * sizeof *v);
     if (!v) {
         blocks_fail(ld, "tensor %s: out of memory", t->name);
         return NULL;
@@ -99,7 +99,7 @@ float *blocks_head_vector(struct blocks_loader *ld, int required, int H, int N,
                     (long long)t->numel);
         return NULL;
     }
-    v = malloc(C * sizeof *v);
+    v = weights_alloc(ld->m, C * sizeof *v);
     if (!v) {
         blocks_fail(ld, "tensor %s: out of memory", t->name);
         return NULL;
@@ -137,7 +137,7 @@ static void matrix_of(struct blocks_loader *ld, struct kmat *mat, const struct c
 {
     char msg[RWKV_ERRLEN];
 
-    if (model_matrix(ld->m, mat, t, transpose, dtype, msg, sizeof msg) != 0) {
+    if (weights_matrix(ld->m, mat, t, transpose, dtype, msg, sizeof msg) != 0) {
         blocks_fail(ld, "%s", msg);
         return;
     }
@@ -205,37 +205,45 @@ void blocks_norm_load(struct blocks_loader *ld, struct blocks_norm *norm, size_t
     norm->bias = blocks_vector(ld, n, "%s.bias", prefix);
 }
 
-void blocks_norm_free(struct blocks_norm *norm)
+void *blocks_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
 {
-    free(norm->weight);
-    free(norm->bias);
-    norm->weight = norm->bias = NULL;
-}
+    const struct blocks_weights *bw = m->weights;
+    struct blocks_work *w = calloc(1, sizeof *w);
+    int width = m->info.n_embd;
 
-int blocks_work_init(struct blocks_work *w, struct kpool *pool, int width, int wide_width)
-{
-    memset(w, 0, sizeof *w);
+    if (!w) {
+        return NULL;
+    }
     w->pool = pool;
     w->width = width;
-    w->wide_width = wide_width > width ? wide_width : width;
+    w->wide_width = bw->wide_width > width ? bw->wide_width : width;
     for (int i = 0; i < BLOCKS_N_BUFS; i++) {
-        w->buf[i] = calloc((size_t)BLOCKS_CHUNK * width, sizeof(float));
+        w->buf[i] = calloc((size_t)chunk * width, sizeof(float));
         if (!w->buf[i]) {
-            return -1;
+            blocks_work_free(w);
+            return NULL;
         }
     }
-    w->wide = calloc((size_t)BLOCKS_CHUNK * w->wide_width, sizeof(float));
-    return w->wide ? 0 : -1;
+    w->wide = calloc((size_t)chunk * w->wide_width, sizeof(float));
+    if (!w->wide) {
+        blocks_work_free(w);
+        return NULL;
+    }
+    return w;
 }
 
-void blocks_work_free(struct blocks_work *w)
+void blocks_work_free(void *work)
 {
+    struct blocks_work *w = work;
+
+    if (!w) {
+        return;
+    }
     for (int i = 0; i < BLOCKS_N_BUFS; i++) {
         free(w->buf[i]);
-        w->buf[i] = NULL;
     }
     free(w->wide);
-    w->wide = NULL;
+    free(w);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -253,7 +261,7 @@ void blocks_linear(struct kpool *pool, const struct kmat *W, const float *X, int
 void blocks_layernorm(const struct blocks_norm *norm, const float *x, int T, int n, float *y)
 {
     for (int t = 0; t < T; t++) {
-        k_layernorm(x + (size_t)t * n, norm->weight, norm->bias, n, BLOCKS_LN_EPS,
+        k_layernorm(x + (size_t)t * n, norm->weight, norm->bias, n, WEIGHTS_LN_EPS,
                     y + (size_t)t * n);
     }
 }
@@ -340,17 +348,6 @@ void blocks_ffn_load(struct blocks_loader *ld, struct blocks_ffn *ffn, int layer
                   "blocks.%d.ffn.value.weight", layer);
     blocks_matrix(ld, &ffn->receptance, C, C, 0, m->dtype, "blocks.%d.ffn.receptance.weight",
                   layer);
-}
-
-void blocks_ffn_free(struct blocks_ffn *ffn)
-{
-    blocks_norm_free(&ffn->ln);
-    free(ffn->mix_k);
-    free(ffn->mix_r);
-    kmat_free(&ffn->key);
-    kmat_free(&ffn->value);
-    kmat_free(&ffn->receptance);
-    memset(ffn, 0, sizeof *ffn);
 }
 
 void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, float *x, int T,
@@ -480,89 +477,19 @@ void blocks_lnx_gate(const struct blocks_norm *ln_x, float *out, const float *g,
 }
 
 /* ------------------------------------------------------------------------ */
-/* Embedding, head and the chunk driver                                       */
+/* Dimensions and state                                                       */
 
-void blocks_model_load(struct blocks_loader *ld, struct blocks_model *bm, blocks_layer_fn layer,
-                       int wide_width, size_t layer_floats)
+void blocks_heads(const ckpt_file *f, const char *name, struct rwkv_dims *d)
 {
-    rwkv_model *m = ld->m;
-    int C = m->info.n_embd, V = m->info.n_vocab;
+    const struct ckpt_tensor *t = ckpt_find(f, name);
 
-    memset(bm, 0, sizeof *bm);
-    bm->layer = layer;
-    bm->layer_floats = layer_floats;
-    bm->emb = ckpt_find(m->file, "emb.weight");
-    if (!bm->emb) {
-        blocks_fail(ld, "tensor emb.weight: missing");
-        return;
-    }
-    if (bm->emb->ndim != 2 || bm->emb->shape[0] != V || bm->emb->shape[1] != C) {
-        blocks_fail(ld, "tensor emb.weight: expected %dx%d", V, C);
-        return;
-    }
-    blocks_norm_load(ld, &bm->ln0, C, "blocks.0.ln0");
-    blocks_norm_load(ld, &bm->ln_out, C, "ln_out");
-    blocks_matrix(ld, &bm->head, V, C, 0, m->dtype, "head.weight");
-    if (ld->failed) {
-        return;
-    }
-    bm->x = calloc((size_t)BLOCKS_CHUNK * C, sizeof *bm->x);
-    if (!bm->x || blocks_work_init(&bm->work, m->pool, C, wide_width) != 0) {
-        blocks_fail(ld, "out of memory for the scratch buffers");
+    if (t && t->ndim == 2) {
+        d->H = t->shape[0];
+        d->N = t->shape[1];
     }
 }
 
-void blocks_model_free(struct blocks_model *bm)
+size_t blocks_matrix_state_floats(const struct rwkv_info *info)
 {
-    blocks_norm_free(&bm->ln0);
-    blocks_norm_free(&bm->ln_out);
-    kmat_free(&bm->head);
-    blocks_work_free(&bm->work);
-    free(bm->x);
-    bm->x = NULL;
-}
-
-/* x = ln0(emb[token]) in float32 (the official package rounds this to the
- * stored precision for half files; we do not). */
-static void embed(const struct blocks_model *bm, int32_t token, int C, float *x)
-{
-    size_t row = (size_t)token * C * ckpt_dtype_size(bm->emb->dtype);
-
-    ckpt_to_f32(bm->emb->dtype, (const char *)bm->emb->data + row, x, (size_t)C);
-    k_layernorm(x, bm->ln0.weight, bm->ln0.bias, C, BLOCKS_LN_EPS, x);
-}
-
-void blocks_state_zero(const rwkv_model *m, float *state)
-{
-    memset(state, 0, m->info.state_floats * sizeof *state);
-}
-
-void blocks_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n, float *logits,
-                 int all_logits)
-{
-    struct blocks_model *bm = m->weights;
-    int C = m->info.n_embd, V = m->info.n_vocab;
-    float *xx = bm->work.buf[0];
-
-    for (size_t start = 0; start < n; start += BLOCKS_CHUNK) {
-        int T = (int)(n - start < BLOCKS_CHUNK ? n - start : BLOCKS_CHUNK);
-        int last_chunk = start + (size_t)T == n;
-
-        for (int t = 0; t < T; t++) {
-            embed(bm, tokens[start + t], C, bm->x + (size_t)t * C);
-        }
-        for (int i = 0; i < m->info.n_layer; i++) {
-            bm->layer(m, i, bm->x, T, state + (size_t)i * bm->layer_floats);
-        }
-        if (!logits) {
-            continue;
-        }
-        if (all_logits) {
-            blocks_layernorm(&bm->ln_out, bm->x, T, C, xx);
-            blocks_linear(m->pool, &bm->head, xx, T, logits + start * (size_t)V);
-        } else if (last_chunk) {
-            blocks_layernorm(&bm->ln_out, bm->x + (size_t)(T - 1) * C, 1, C, xx);
-            k_matvec(m->pool, &bm->head, xx, logits);
-        }
-    }
+    return 2 * (size_t)info->n_embd + (size_t)info->n_head * info->head_size * info->head_size;
 }

@@ -2,9 +2,8 @@
  * blocks.h - pieces the RWKV-4/5/6 forward passes share.
  *
  * Loading helpers for prepare(), the RWKV-4/5/6 channel mix, the token
- * shift, the RWKV-5/6 matrix-state wkv, and a driver (blocks_run) that
- * embeds a chunk of tokens, runs the version's layers over it and applies
- * the head.  Everything works on chunks of T tokens: T = 1 is RNN mode;
+ * shift, the RWKV-5/6 matrix-state wkv, and the scratch of a context.
+ * Everything works on chunks of T tokens: T = 1 is RNN mode;
  * larger T batches the projections (sequence mode) while the recurrences
  * stay sequential, so both modes compute the same thing.
  *
@@ -16,14 +15,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/model.h"
+#include "engine/weights.h"
 
-/* Tokens per chunk in sequence mode (scratch buffers hold this many rows). */
+/* Tokens per chunk in sequence mode (rwkv_version.seq_chunk of 4/5/6). */
 #define BLOCKS_CHUNK 64
-/* F.layer_norm's default, used by ln0/ln1/ln2/ln_out. */
-#define BLOCKS_LN_EPS 1e-5f
 /* GroupNorm ln_x of RWKV-5/6 as the official package runs it. */
 #define BLOCKS_LNX_EPS 64e-5f
+
+/* The channel mix of RWKV-4 and 5.x, for their tensor tables. */
+#define BLOCKS_SPEC_FFN \
+    { "blocks.%d.ffn.time_mix_k", RWKV_LAYER, "v:C" }, \
+    { "blocks.%d.ffn.time_mix_r", RWKV_LAYER, "v:C" }, \
+    { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C" }, \
+    { "blocks.%d.ffn.receptance.weight", RWKV_LAYER, "C,C" }, \
+    { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F" }
 
 /* Collects tensors for prepare(); the first failure is kept in err and
  * later calls do nothing, so prepare can load everything, then check once. */
@@ -35,7 +40,7 @@ struct blocks_loader {
 };
 
 /* A float32 copy of a tensor that must hold n elements (any shape with
- * that many elements: time_mix [1,1,C] is a vector of C).  Freed with free(). */
+ * that many elements: time_mix [1,1,C] is a vector of C), owned by the model. */
 float *blocks_vector(struct blocks_loader *ld, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A per-channel vector [H*N] from a tensor of H*N elements, or of H
@@ -68,10 +73,15 @@ struct blocks_norm {
 };
 void blocks_norm_load(struct blocks_loader *ld, struct blocks_norm *norm, size_t n,
                       const char *prefix);
-void blocks_norm_free(struct blocks_norm *norm);
 
-/* Scratch rows for one chunk: buf[i] holds BLOCKS_CHUNK x width floats,
- * wide holds BLOCKS_CHUNK x wide_width. */
+/* A 4/5/6 version's m->weights starts with this. */
+struct blocks_weights {
+    int n_layer;
+    int wide_width;             /* the widest scratch rows (FFN, LoRA) */
+};
+
+/* A context's scratch rows for one chunk: buf[i] holds chunk x width
+ * floats, wide holds chunk x wide_width (rwkv_version.work_new/free). */
 #define BLOCKS_N_BUFS 12
 struct blocks_work {
     struct kpool *pool;
@@ -79,8 +89,8 @@ struct blocks_work {
     float *buf[BLOCKS_N_BUFS];
     float *wide;
 };
-int blocks_work_init(struct blocks_work *w, struct kpool *pool, int width, int wide_width);
-void blocks_work_free(struct blocks_work *w);
+void *blocks_work_new(const rwkv_model *m, struct kpool *pool, int chunk);
+void blocks_work_free(void *work);
 
 /* Y[T][W->rows] = X[T][W->cols] W^T (a matvec when T = 1). */
 void blocks_linear(struct kpool *pool, const struct kmat *W, const float *X, int T, float *Y);
@@ -112,7 +122,6 @@ struct blocks_ffn {
     int ffn_size;
 };
 void blocks_ffn_load(struct blocks_loader *ld, struct blocks_ffn *ffn, int layer, int maa);
-void blocks_ffn_free(struct blocks_ffn *ffn);
 /* x[T][C] += channel mix; prev = the ffn x_prev of the state (updated). */
 void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, float *x, int T,
                         int n_embd, float *prev);
@@ -131,30 +140,9 @@ void blocks_wkv5(struct kpool *pool, int T, int H, int N, const float *r, const 
 void blocks_lnx_gate(const struct blocks_norm *ln_x, float *out, const float *g, int T, int C,
                      int H);
 
-/* One layer over a chunk: x[T][C] in/out, state of that layer. */
-typedef void (*blocks_layer_fn)(rwkv_model *m, int layer, float *x, int T, float *state);
-
-/* What every version has around its layers.  A version's m->weights
- * starts with its struct blocks_model (blocks_eval finds it there). */
-struct blocks_model {
-    const struct ckpt_tensor *emb;  /* emb.weight [V][C], read a row at a time */
-    struct blocks_norm ln0, ln_out;
-    struct kmat head;
-    struct blocks_work work;
-    float *x;                       /* residual stream [BLOCKS_CHUNK][C] */
-    blocks_layer_fn layer;          /* the version's layer */
-    size_t layer_floats;            /* state floats per layer */
-};
-/* Loads emb, ln0, ln_out and head; allocates the scratch (wide_width for
- * the version's widest rows, e.g. the FFN size).  Check ld->failed. */
-void blocks_model_load(struct blocks_loader *ld, struct blocks_model *bm, blocks_layer_fn layer,
-                       int wide_width, size_t layer_floats);
-void blocks_model_free(struct blocks_model *bm);
-/* rwkv_arch.state_init for versions whose zero state is all zeros (5, 6). */
-void blocks_state_zero(const rwkv_model *m, float *state);
-/* rwkv_arch.eval for RWKV-4/5/6: chunks the tokens, embeds them (ln0 in
- * float32), runs the layers over each chunk, and writes the logits asked for. */
-void blocks_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n, float *logits,
-                 int all_logits);
+/* rwkv_version.read_dims for 5 and 6: heads from a [H][N] tensor. */
+void blocks_heads(const ckpt_file *f, const char *name, struct rwkv_dims *d);
+/* The RWKV-5/6 state per layer: att x_prev [C], wkv [H][N][N], ffn x_prev [C]. */
+size_t blocks_matrix_state_floats(const struct rwkv_info *info);
 
 #endif

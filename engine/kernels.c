@@ -178,7 +178,7 @@ const struct kernel_format *kernels_format(enum rwkv_dtype t)
     return &active[t];
 }
 
-const char *rwkv_kernels_name(void)
+const char *kernels_name(void)
 {
     kernels_init();
     return active_name;

@@ -4,7 +4,7 @@
  * Matrices are stored as [rows][cols] (torch Linear layout: y = W x with
  * W of shape [out, in]).  The element format is chosen at load time; every
  * kernel accumulates in float32.  The best implementation for the running
- * CPU is chosen once (kernels_init) and reported by rwkv_kernels_name().
+ * CPU is chosen once (kernels_init) and reported by kernels_name().
  */
 #ifndef RWKV_KERNELS_H
 #define RWKV_KERNELS_H
@@ -65,5 +65,7 @@ void k_groupnorm(const float *x, const float *w, const float *b, int n, int n_gr
 
 /* Called once; picks the implementation.  Safe to call repeatedly. */
 void kernels_init(void);
+/* The kernel set chosen for this CPU (rwkv_kernels_name). */
+const char *kernels_name(void);
 
 #endif

@@ -1,13 +1,14 @@
 /*
- * model.c - what a checkpoint is: version, sizes, validated tensors; and
- * the public model and state objects of rwkv.h.
+ * model.c - the load sequence and the public model and state objects of
+ * rwkv.h.
  *
- * The version is told from the key names the way the official rwkv package
- * does it (rwkv/model.py): RWKV-7 has the att.x_r / w0 / k_k family; RWKV-6
- * has time_maa; RWKV-5.x has ln_x, 5.1 adds the gate, 5.2 has a time_decay
- * of [heads][head size]; anything else is RWKV-4.  Every size comes from a
- * tensor shape, then every tensor the version needs is checked against a
- * per-version table before the forward pass sees it.
+ * A load opens the checkpoint, asks each version of the list below in turn
+ * whether the file is its own (versions.h: told from the key names the way
+ * the official rwkv package does it), reads every size from tensor shapes,
+ * checks every tensor the version's table names (presence, shape), scans
+ * the weights for NaN/Inf, loads what every version has around its layers
+ * (embedding, ln0, ln_out, head) and lets the version prepare its layers.
+ * The conversion cache is opened before and written after.
  */
 #include <assert.h>
 #include <stdarg.h>
@@ -19,7 +20,7 @@
 
 #include "engine/base/err.h"
 #include "engine/kmat.h"
-#include "engine/model.h"
+#include "engine/weights.h"
 #include "engine/quant.h"
 
 #define MAX_LAYERS 100000
@@ -31,185 +32,19 @@ struct rwkv_state {
     float data[];
 };
 
-/* ------------------------------------------------------ tensor tables --- */
+/* ------------------------------------------------------------ shapes --- */
 
-enum scope {
-    GLOBAL,         /* once */
-    LAYER,          /* every layer */
-    FIRST_LAYER,    /* layer 0 only (ln0) */
-    LATER_LAYERS,   /* layers >= 1 (RWKV-7 v0/v1/v2: layer 0 makes v_first) */
-};
-
-/* A required tensor: name (printf format taking the layer), where it
- * appears, and its shape.  Shapes are comma-separated dimensions, each a
- * number or a size symbol (C n_embd, V vocab, F ffn, H heads, N head size,
- * Dw/Da/Dv/Dg/Dm LoRA ranks, Dm5 = 5 Dm); "v:X" is a vector of X elements
- * in any shape that squeezes to [X] (official files store [1][1][C]);
- * "A|B" accepts either shape. */
-struct spec {
-    const char *name;
-    enum scope scope;
-    const char *shape;
-};
-
-#define COMMON_GLOBALS \
-    { "emb.weight", GLOBAL, "V,C" }, \
-    { "blocks.0.ln0.weight", FIRST_LAYER, "v:C" }, \
-    { "blocks.0.ln0.bias", FIRST_LAYER, "v:C" }, \
-    { "ln_out.weight", GLOBAL, "v:C" }, \
-    { "ln_out.bias", GLOBAL, "v:C" }, \
-    { "head.weight", GLOBAL, "V,C" }, \
-    { "blocks.%d.ln1.weight", LAYER, "v:C" }, \
-    { "blocks.%d.ln1.bias", LAYER, "v:C" }, \
-    { "blocks.%d.ln2.weight", LAYER, "v:C" }, \
-    { "blocks.%d.ln2.bias", LAYER, "v:C" }
-
-#define FFN_V4 \
-    { "blocks.%d.ffn.time_mix_k", LAYER, "v:C" }, \
-    { "blocks.%d.ffn.time_mix_r", LAYER, "v:C" }, \
-    { "blocks.%d.ffn.key.weight", LAYER, "F,C" }, \
-    { "blocks.%d.ffn.receptance.weight", LAYER, "C,C" }, \
-    { "blocks.%d.ffn.value.weight", LAYER, "C,F" }
-
-#define ATT_LINEAR \
-    { "blocks.%d.att.key.weight", LAYER, "C,C" }, \
-    { "blocks.%d.att.value.weight", LAYER, "C,C" }, \
-    { "blocks.%d.att.receptance.weight", LAYER, "C,C" }, \
-    { "blocks.%d.att.output.weight", LAYER, "C,C" }
-
-static const struct spec v4_specs[] = {
-    COMMON_GLOBALS,
-    { "blocks.%d.att.time_decay", LAYER, "v:C" },
-    { "blocks.%d.att.time_first", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
-    ATT_LINEAR,
-    FFN_V4,
-    { NULL, 0, NULL }
-};
-
-/* 5.0 and 5.1: one decay and one bonus per head; the bonus is stored as
- * time_faaaa or (older files) time_first - see bonus_name(). */
-static const struct spec v50_specs[] = {
-    COMMON_GLOBALS,
-    { "blocks.%d.att.time_decay", LAYER, "v:H" },
-    { "blocks.%d.att.BONUS", LAYER, "v:H|H,N" },
-    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
-    ATT_LINEAR,
-    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
-    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
-    FFN_V4,
-    { NULL, 0, NULL }
-};
-
-static const struct spec v51_specs[] = {
-    COMMON_GLOBALS,
-    { "blocks.%d.att.time_decay", LAYER, "v:H" },
-    { "blocks.%d.att.BONUS", LAYER, "v:H|H,N" },
-    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_g", LAYER, "v:C" },
-    ATT_LINEAR,
-    { "blocks.%d.att.gate.weight", LAYER, "C,C" },
-    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
-    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
-    FFN_V4,
-    { NULL, 0, NULL }
-};
-
-static const struct spec v52_specs[] = {
-    COMMON_GLOBALS,
-    { "blocks.%d.att.time_decay", LAYER, "H,N" },
-    { "blocks.%d.att.BONUS", LAYER, "H,N" },
-    { "blocks.%d.att.time_mix_k", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_v", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_r", LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_g", LAYER, "v:C" },
-    ATT_LINEAR,
-    { "blocks.%d.att.gate.weight", LAYER, "C,C" },
-    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
-    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
-    FFN_V4,
-    { NULL, 0, NULL }
-};
-
-static const struct spec v6_specs[] = {
-    COMMON_GLOBALS,
-    { "blocks.%d.att.time_maa_x", LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_w", LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_k", LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_v", LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_r", LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_g", LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_w1", LAYER, "C,Dm5" },
-    { "blocks.%d.att.time_maa_w2", LAYER, "5,Dm,C" },
-    { "blocks.%d.att.time_decay", LAYER, "v:C" },
-    { "blocks.%d.att.time_decay_w1", LAYER, "C,Dw" },
-    { "blocks.%d.att.time_decay_w2", LAYER, "Dw,C" },
-    { "blocks.%d.att.time_faaaa", LAYER, "H,N" },
-    ATT_LINEAR,
-    { "blocks.%d.att.gate.weight", LAYER, "C,C" },
-    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
-    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
-    { "blocks.%d.ffn.time_maa_k", LAYER, "v:C" },
-    { "blocks.%d.ffn.time_maa_r", LAYER, "v:C" },
-    { "blocks.%d.ffn.key.weight", LAYER, "F,C" },
-    { "blocks.%d.ffn.receptance.weight", LAYER, "C,C" },
-    { "blocks.%d.ffn.value.weight", LAYER, "C,F" },
-    { NULL, 0, NULL }
-};
-
-static const struct spec v7_specs[] = {
-    COMMON_GLOBALS,
-    { "blocks.%d.att.x_r", LAYER, "v:C" },
-    { "blocks.%d.att.x_w", LAYER, "v:C" },
-    { "blocks.%d.att.x_k", LAYER, "v:C" },
-    { "blocks.%d.att.x_v", LAYER, "v:C" },
-    { "blocks.%d.att.x_a", LAYER, "v:C" },
-    { "blocks.%d.att.x_g", LAYER, "v:C" },
-    { "blocks.%d.att.w0", LAYER, "v:C" },
-    { "blocks.%d.att.w1", LAYER, "C,Dw" },
-    { "blocks.%d.att.w2", LAYER, "Dw,C" },
-    { "blocks.%d.att.a0", LAYER, "v:C" },
-    { "blocks.%d.att.a1", LAYER, "C,Da" },
-    { "blocks.%d.att.a2", LAYER, "Da,C" },
-    { "blocks.%d.att.v0", LATER_LAYERS, "v:C" },
-    { "blocks.%d.att.v1", LATER_LAYERS, "C,Dv" },
-    { "blocks.%d.att.v2", LATER_LAYERS, "Dv,C" },
-    { "blocks.%d.att.g1", LAYER, "C,Dg" },
-    { "blocks.%d.att.g2", LAYER, "Dg,C" },
-    { "blocks.%d.att.k_k", LAYER, "v:C" },
-    { "blocks.%d.att.k_a", LAYER, "v:C" },
-    { "blocks.%d.att.r_k", LAYER, "H,N" },
-    ATT_LINEAR,
-    { "blocks.%d.att.ln_x.weight", LAYER, "v:C" },
-    { "blocks.%d.att.ln_x.bias", LAYER, "v:C" },
-    { "blocks.%d.ffn.x_k", LAYER, "v:C" },
-    { "blocks.%d.ffn.key.weight", LAYER, "F,C" },
-    { "blocks.%d.ffn.value.weight", LAYER, "C,F" },
-    { NULL, 0, NULL }
-};
-
-/* The sizes shapes are written in; -1 while unknown. */
-struct dims {
-    int64_t C, V, F, H, N, Dw, Da, Dv, Dg, Dm;
-};
-
-static int64_t dim_value(const struct dims *d, const char *sym, size_t len)
+static int64_t dim_value(const struct rwkv_dims *d, const char *sym, size_t len)
 {
     static const struct {
         const char *name;
         size_t off;
     } syms[] = {
-        { "C", offsetof(struct dims, C) }, { "V", offsetof(struct dims, V) },
-        { "F", offsetof(struct dims, F) }, { "H", offsetof(struct dims, H) },
-        { "N", offsetof(struct dims, N) }, { "Dw", offsetof(struct dims, Dw) },
-        { "Da", offsetof(struct dims, Da) }, { "Dv", offsetof(struct dims, Dv) },
-        { "Dg", offsetof(struct dims, Dg) }, { "Dm", offsetof(struct dims, Dm) },
+        { "C", offsetof(struct rwkv_dims, C) }, { "V", offsetof(struct rwkv_dims, V) },
+        { "F", offsetof(struct rwkv_dims, F) }, { "H", offsetof(struct rwkv_dims, H) },
+        { "N", offsetof(struct rwkv_dims, N) }, { "Dw", offsetof(struct rwkv_dims, Dw) },
+        { "Da", offsetof(struct rwkv_dims, Da) }, { "Dv", offsetof(struct rwkv_dims, Dv) },
+        { "Dg", offsetof(struct rwkv_dims, Dg) }, { "Dm", offsetof(struct rwkv_dims, Dm) },
     };
     size_t i;
 
@@ -230,7 +65,7 @@ static int64_t dim_value(const struct dims *d, const char *sym, size_t len)
 
 /* Resolves one alternative of a shape spec ("v:C" or "5,Dm,C") into dims;
  * returns ndim, with *vector set for "v:" specs. */
-static int resolve_shape(const struct dims *d, const char *s, size_t len, int64_t *out,
+static int resolve_shape(const struct rwkv_dims *d, const char *s, size_t len, int64_t *out,
                          int *vector)
 {
     int n = 0;
@@ -278,7 +113,7 @@ static int shape_matches(const struct ckpt_tensor *t, int ndim, const int64_t *w
     return 1;
 }
 
-/* ---------------------------------------------------------- detection --- */
+/* ----------------------------------------------------- detection, dims --- */
 
 /* The layer index of a "blocks.N." name, or -1. */
 static long layer_of(const char *name)
@@ -298,75 +133,20 @@ static long layer_of(const char *name)
     return p > name + 7 && *p == '.' ? n : -1;
 }
 
-static const struct ckpt_tensor *find(const rwkv_model *m, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static const struct ckpt_tensor *find(const rwkv_model *m, const char *fmt, ...)
+/* Tells the version from the key names: the first of the list whose
+ * detect accepts the file (the last accepts any). */
+static const struct rwkv_version *detect_version(rwkv_model *m)
 {
-    char name[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof(name), fmt, ap);
-    va_end(ap);
-    return ckpt_find(m->file, name);
-}
-
-const struct ckpt_tensor *model_tensor(const rwkv_model *m, const char *fmt, ...)
-{
-    char name[256];
-    va_list ap;
-    const struct ckpt_tensor *t;
-
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof(name), fmt, ap);
-    va_end(ap);
-    t = ckpt_find(m->file, name);
-    assert(t != NULL);
-    return t;
-}
-
-/* The 5.0/5.1 bonus tensor's name in this file. */
-static const char *bonus_name(const rwkv_model *m)
-{
-    return find(m, "blocks.0.att.time_faaaa") ? "time_faaaa" : "time_first";
-}
-
-/* Tells the version from the key names, as the official package does. */
-static void detect_version(rwkv_model *m)
-{
-    struct rwkv_info *info = &m->info;
-    const struct ckpt_tensor *td;
-    size_t i, n = ckpt_count(m->file);
-    int ln_x = 0, gate = 0, maa = 0;
-
-    info->version = 4;
-    info->minor = 0;
-    if (find(m, "blocks.0.att.x_r") && find(m, "blocks.0.att.w0") &&
-        find(m, "blocks.0.att.k_k")) {
-        info->version = 7;
-        return;
-    }
-    for (i = 0; i < n; i++) {
-        const char *name = ckpt_at(m->file, i)->name;
-        ln_x |= strstr(name, "ln_x") != NULL;
-        gate |= strstr(name, "gate.weight") != NULL;
-        maa |= strstr(name, "time_maa") != NULL;
-    }
-    if (maa) {
-        info->version = 6;
-    } else if (ln_x) {
-        info->version = 5;
-        info->minor = gate ? 1 : 0;
-        td = find(m, "blocks.0.att.time_decay");
-        if (td && td->ndim >= 2 && td->shape[1] > 1) {
-            info->minor = 2;
+    for (size_t i = 0; rwkv_versions[i]; i++) {
+        if (rwkv_versions[i]->detect(m->file, &m->info)) {
+            return rwkv_versions[i];
         }
     }
+    return NULL;
 }
 
 /* Reads n_layer and every size from tensor shapes.  0, or -1 with err. */
-static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
+static int read_dims(rwkv_model *m, struct rwkv_dims *d, char *err, size_t errlen)
 {
     struct rwkv_info *info = &m->info;
     const char *path = ckpt_path(m->file);
@@ -404,56 +184,14 @@ static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
     info->n_embd = (int)d->C;
     info->n_vocab = (int)d->V;
 
-    if ((t = find(m, "blocks.0.ffn.key.weight")) && t->ndim == 2) {
+    if ((t = ckpt_find(m->file, "blocks.0.ffn.key.weight")) && t->ndim == 2) {
         d->F = t->shape[0];
     }
-    switch (info->version) {
-    case 5:
-        t = find(m, "blocks.0.att.time_decay");
-        if (t && info->minor == 2) {
-            d->H = t->shape[0];
-            d->N = t->shape[1];
-        } else if (t) {
-            d->H = t->numel;
-            d->N = d->H > 0 && d->C % d->H == 0 ? d->C / d->H : -1;
-        }
-        break;
-    case 6:
-        if ((t = find(m, "blocks.0.att.time_faaaa")) && t->ndim == 2) {
-            d->H = t->shape[0];
-            d->N = t->shape[1];
-        }
-        if ((t = find(m, "blocks.0.att.time_maa_w1")) && t->ndim == 2 && t->shape[1] % 5 == 0) {
-            d->Dm = t->shape[1] / 5;
-        }
-        if ((t = find(m, "blocks.0.att.time_decay_w1")) && t->ndim == 2) {
-            d->Dw = t->shape[1];
-        }
-        break;
-    case 7:
-        if ((t = find(m, "blocks.0.att.r_k")) && t->ndim == 2) {
-            d->H = t->shape[0];
-            d->N = t->shape[1];
-        }
-        if ((t = find(m, "blocks.0.att.w1")) && t->ndim == 2) {
-            d->Dw = t->shape[1];
-        }
-        if ((t = find(m, "blocks.0.att.a1")) && t->ndim == 2) {
-            d->Da = t->shape[1];
-        }
-        if ((t = find(m, "blocks.0.att.g1")) && t->ndim == 2) {
-            d->Dg = t->shape[1];
-        }
-        if ((t = find(m, "blocks.1.att.v1")) && t->ndim == 2) {
-            d->Dv = t->shape[1];
-        }
-        break;
-    }
-    if (info->version >= 5) {
+    m->version->read_dims(m->file, info, d);
+    if (m->version->heads_tensor) {
         if (d->H < 1 || d->N < 1 || d->H * d->N != d->C) {
-            const char *src = info->version == 7 ? "blocks.0.att.r_k"
-                            : info->version == 6 ? "blocks.0.att.time_faaaa"
-                            : "blocks.0.att.time_decay";
+            const char *src = m->version->heads_tensor;
+
             t = ckpt_find(m->file, src);
             if (!t) {
                 err_set(err, errlen, "%s: tensor %s missing (RWKV-%s needs it for the head "
@@ -483,7 +221,7 @@ static int read_dims(rwkv_model *m, struct dims *d, char *err, size_t errlen)
 }
 
 /* Checks one required tensor; marks it used.  0, or -1 with err. */
-static int check_tensor(rwkv_model *m, const struct dims *d, const char *name,
+static int check_tensor(rwkv_model *m, const struct rwkv_dims *d, const char *name,
                         const char *shape, unsigned char *used, char *err, size_t errlen)
 {
     const struct ckpt_tensor *t = ckpt_find(m->file, name);
@@ -533,24 +271,16 @@ static int check_tensor(rwkv_model *m, const struct dims *d, const char *name,
 }
 
 /* Checks every tensor of the version's table; the others become extras. */
-static int validate(rwkv_model *m, const struct dims *d, unsigned char *used, char *err,
+static int validate(rwkv_model *m, const struct rwkv_dims *d, unsigned char *used, char *err,
                     size_t errlen)
 {
-    static const struct spec *tables[] = { v4_specs, v50_specs, v51_specs, v52_specs,
-                                           v6_specs, v7_specs };
-    const struct spec *table, *s;
+    const struct rwkv_tensor_spec *table = m->version->tensors(m->file, &m->info), *s;
     size_t n = ckpt_count(m->file), i;
     char name[256];
     int layer, n_extra = 0, rc = -1;
 
-    switch (m->info.version) {
-    case 4: table = tables[0]; break;
-    case 5: table = tables[1 + m->info.minor]; break;
-    case 6: table = tables[4]; break;
-    default: table = tables[5]; break;
-    }
     for (s = table; s->name; s++) {
-        if (s->scope == GLOBAL || s->scope == FIRST_LAYER) {
+        if (s->scope == RWKV_GLOBAL || s->scope == RWKV_FIRST_LAYER) {
             if (check_tensor(m, d, s->name, s->shape, used, err, errlen)) {
                 goto out;
             }
@@ -558,16 +288,11 @@ static int validate(rwkv_model *m, const struct dims *d, unsigned char *used, ch
     }
     for (layer = 0; layer < m->info.n_layer; layer++) {
         for (s = table; s->name; s++) {
-            const char *bonus;
-            if (s->scope == GLOBAL || s->scope == FIRST_LAYER ||
-                (s->scope == LATER_LAYERS && layer == 0)) {
+            if (s->scope == RWKV_GLOBAL || s->scope == RWKV_FIRST_LAYER ||
+                (s->scope == RWKV_LATER_LAYERS && layer == 0)) {
                 continue;
             }
-            if ((bonus = strstr(s->name, "BONUS")) != NULL) {
-                snprintf(name, sizeof(name), "blocks.%d.att.%s", layer, bonus_name(m));
-            } else {
-                snprintf(name, sizeof(name), s->name, layer);
-            }
+            snprintf(name, sizeof(name), s->name, layer);
             if (check_tensor(m, d, name, s->shape, used, err, errlen)) {
                 goto out;
             }
@@ -674,12 +399,8 @@ static void summarize(rwkv_model *m, const unsigned char *used)
     info->compute_dtype = m->dtype == RWKV_DTYPE_AUTO ? info->stored_dtype : m->dtype;
     info->file_size = ckpt_file_size(m->file);
     info->fingerprint = fingerprint(m->file);
-    if (info->version == 4) {
-        info->state_floats = (size_t)info->n_layer * 5 * (size_t)info->n_embd;
-    } else {
-        info->state_floats = (size_t)info->n_layer *
-            (2 * (size_t)info->n_embd + (size_t)info->n_head * info->head_size * info->head_size);
-    }
+    m->layer_floats = m->version->layer_floats(info);
+    info->state_floats = (size_t)info->n_layer * m->layer_floats;
 }
 
 /* ------------------------------------------------------ finite check --- */
@@ -693,50 +414,6 @@ struct scan {
     size_t n;
     size_t *bad;                            /* per chunk: NaN/Inf values */
 };
-
-/* Counts the NaN and infinite values among n elements: those whose
- * exponent bits are all ones. */
-static size_t count_nonfinite_exact(enum ckpt_dtype dtype, const void *data, size_t n)
-{
-    size_t bad = 0, i;
-
-    if (dtype == CKPT_F32) {
-        const uint32_t *p = data;
-        for (i = 0; i < n; i++) {
-            bad += (p[i] & 0x7f800000u) == 0x7f800000u;
-        }
-    } else {
-        const uint16_t *p = data;
-        uint16_t mask = dtype == CKPT_F16 ? 0x7c00 : 0x7f80;
-        for (i = 0; i < n; i++) {
-            bad += (uint16_t)(p[i] & mask) == mask;
-        }
-    }
-    return bad;
-}
-
-/* The same count, fast when it is 0: eight bytes at a time, a lane's
- * clear exponent bits plus 0x7fff (0x7fffffff) set its top bit unless the
- * exponent is all ones, and no lane carries into the next. */
-static size_t count_nonfinite(enum ckpt_dtype dtype, const void *data, size_t n)
-{
-    const unsigned char *b = data;
-    size_t nbytes = n * ckpt_dtype_size(dtype), words = nbytes / 8, i;
-    uint64_t exp, low, top, acc = ~(uint64_t)0, w;
-
-    exp = dtype == CKPT_F32 ? 0x7f8000007f800000ULL
-        : dtype == CKPT_F16 ? 0x7c007c007c007c00ULL : 0x7f807f807f807f80ULL;
-    low = dtype == CKPT_F32 ? 0x7fffffff7fffffffULL : 0x7fff7fff7fff7fffULL;
-    top = dtype == CKPT_F32 ? 0x8000000080000000ULL : 0x8000800080008000ULL;
-    for (i = 0; i < words; i++) {
-        memcpy(&w, b + 8 * i, 8);
-        acc &= (~w & exp) + low;
-    }
-    if ((acc & top) == top && nbytes % 8 == 0) {
-        return 0;
-    }
-    return count_nonfinite_exact(dtype, data, n);
-}
 
 /* One pool task: chunk i of the concatenated used tensors. */
 static void scan_chunk(void *ctx, int i)
@@ -757,7 +434,7 @@ static void scan_chunk(void *ctx, int i)
     esize = ckpt_dtype_size(t->dtype);
     begin = (c - s->first_chunk[lo]) * SCAN_CHUNK;
     end = begin + SCAN_CHUNK < t->nbytes ? begin + SCAN_CHUNK : t->nbytes;
-    s->bad[c] = count_nonfinite(t->dtype, (const unsigned char *)t->data + begin,
+    s->bad[c] = weights_nonfinite(t->dtype, (const unsigned char *)t->data + begin,
                                 (end - begin) / esize);
 }
 
@@ -827,71 +504,12 @@ static double seconds_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Where tensor t's data lies in the model file (tells the slices of one
- * tensor apart); UINT64_MAX for data copied out of the mapping. */
-static uint64_t tensor_offset(const rwkv_model *m, const struct ckpt_tensor *t)
-{
-    size_t size;
-    uintptr_t base = (uintptr_t)ckpt_bytes(m->file, &size), p = (uintptr_t)t->data;
-
-    return p >= base && p - base < size ? (uint64_t)(p - base) : UINT64_MAX;
-}
-
-int model_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, int transpose,
-                 enum rwkv_dtype dtype, char *err, size_t errlen)
-{
-    struct model_cache *c = &m->cache;
-    struct model_matrix_rec *rec;
-    uint64_t off = tensor_offset(m, t);
-    int rc = kmat_plan(k, t, transpose, dtype, err, errlen), from_cache = 0;
-    size_t bad;
-
-    if (rc < 0) {
-        return -1;
-    }
-    if (rc == 0) {
-        from_cache = c->active && convcache_find(c->cache, t->name, off, transpose, k);
-        if (!from_cache && c->scan_skipped &&
-            (bad = count_nonfinite(t->dtype, t->data, (size_t)t->numel)) != 0) {
-            /* a tensor check_finite left to the cache, which lacks it */
-            snprintf(err, errlen, "tensor %s: %zu NaN/Inf value%s", t->name, bad,
-                     bad == 1 ? "" : "s");
-            memset(k, 0, sizeof *k);
-            return -1;
-        }
-        if (!from_cache && kmat_convert(k, t, transpose, m->pool, err, errlen) != 0) {
-            memset(k, 0, sizeof *k);
-            return -1;
-        }
-        c->n_from_cache += (size_t)from_cache;
-        c->n_converted += (size_t)!from_cache;
-    }
-    if (c->n_recs == c->cap_recs) {
-        size_t cap = c->cap_recs ? 2 * c->cap_recs : 256;
-        struct model_matrix_rec *p = realloc(c->recs, cap * sizeof *p);
-
-        if (!p) {
-            c->failed = 1;
-            return 0;
-        }
-        c->recs = p;
-        c->cap_recs = cap;
-    }
-    rec = &c->recs[c->n_recs++];
-    rec->item.name = t->name;
-    rec->item.src_off = off;
-    rec->item.transpose = transpose;
-    rec->item.m = k;
-    rec->converted = rc == 0;
-    return 0;
-}
-
 /* Before prepare: decides whether this load uses a cache and opens the
  * one there is.  A load uses one when it converts the big matrices (its
  * format is not the file's); LoRA factors alone are cheap to convert. */
 static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
 {
-    struct model_cache *c = &m->cache;
+    struct weights_cache *c = &m->cache;
     const char *path = ckpt_path(m->file);
     char why[RWKV_ERRLEN], fallback[PATH_MAX];
     double t0 = seconds_now();
@@ -933,7 +551,7 @@ static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
  * directory). */
 static void cache_finish(rwkv_model *m)
 {
-    struct model_cache *c = &m->cache;
+    struct weights_cache *c = &m->cache;
     struct convcache_item *items;
     char why[RWKV_ERRLEN] = "the cache file name beside the model is too long";
     char why2[RWKV_ERRLEN], fallback[PATH_MAX];
@@ -958,14 +576,14 @@ static void cache_finish(rwkv_model *m)
         snprintf(c->reason, sizeof c->reason, "the cache lacked %zu of the matrices",
                  c->n_converted);
     }
-    if (c->failed || !(items = malloc(c->n_recs * sizeof *items))) {
+    if (!(items = malloc((m->n_recs ? m->n_recs : 1) * sizeof *items))) {
         snprintf(c->reason, sizeof c->reason, "out of memory");
         c->path[0] = '\0';
         return;
     }
-    for (size_t i = 0; i < c->n_recs; i++) {
-        if (c->recs[i].converted) {
-            items[n++] = c->recs[i].item;
+    for (size_t i = 0; i < m->n_recs; i++) {
+        if (m->recs[i].converted) {
+            items[n++] = m->recs[i].item;
         }
     }
     t0 = seconds_now();
@@ -993,15 +611,14 @@ static void cache_finish(rwkv_model *m)
  * tensors, and one embedding row. */
 static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)
 {
-    const struct model_cache *c = &m->cache;
     size_t n = ckpt_count(m->file);
     unsigned char *is_kmat = calloc(n ? n : 1, 1);
     uint64_t bytes = 0;
 
-    for (size_t i = 0; i < c->n_recs; i++) {
-        const struct ckpt_tensor *t = ckpt_find(m->file, c->recs[i].item.name);
+    for (size_t i = 0; i < m->n_recs; i++) {
+        const struct ckpt_tensor *t = ckpt_find(m->file, m->recs[i].item.name);
 
-        bytes += kmat_bytes(c->recs[i].item.m);
+        bytes += kmat_bytes(m->recs[i].item.m);
         for (size_t j = 0; is_kmat && t && j < n; j++) {
             if (ckpt_at(m->file, j) == t) {
                 is_kmat[j] = 1;
@@ -1025,14 +642,51 @@ static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)
     return bytes;
 }
 
+/* ------------------------------------------------------------- common --- */
+
+/* What every version has around its layers: the embedding (read in place,
+ * a row at a time), ln0, ln_out and the head.  0, or -1 with err. */
+static int load_common(rwkv_model *m, char *err, size_t errlen)
+{
+    struct weights_common *cm = &m->common;
+    const float **vecs[] = { &cm->ln0_w, &cm->ln0_b, &cm->ln_out_w, &cm->ln_out_b };
+    static const char *const names[] = { "blocks.0.ln0.weight", "blocks.0.ln0.bias",
+                                         "ln_out.weight", "ln_out.bias" };
+    char e[RWKV_ERRLEN];
+
+    cm->emb = weights_tensor(m, "emb.weight");
+    for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+        if (!(*vecs[i] = weights_vector(m, weights_tensor(m, "%s", names[i])))) {
+            err_set(err, errlen, "%s: tensor %s: out of memory", ckpt_path(m->file), names[i]);
+            return -1;
+        }
+    }
+    if (weights_matrix(m, &cm->head, weights_tensor(m, "head.weight"), 0, m->dtype, e,
+                       sizeof e) != 0) {
+        err_set(err, errlen, "%s: %s", ckpt_path(m->file), e);
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------- public --- */
+
+/* The versions the loader knows, in detection order: RWKV-7 by its own
+ * key family, 6 by time_maa, 5.x by ln_x, and anything else is RWKV-4. */
+const struct rwkv_version *const rwkv_versions[] = {
+    &rwkv7_version,
+    &rwkv6_version,
+    &rwkv5_version,
+    &rwkv4_version,
+    NULL,
+};
 
 rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
                             char *err, size_t errlen)
 {
     rwkv_model *m;
-    struct dims d;
-    unsigned char *used;
+    struct rwkv_dims d;
+    unsigned char *used = NULL;
 
     if (err && errlen) {
         err[0] = '\0';
@@ -1053,57 +707,41 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
         free(m);
         return NULL;
     }
-    detect_version(m);
-    if (m->info.version == 5) {
-        snprintf(m->info.version_name, sizeof(m->info.version_name), "5.%d", m->info.minor);
-    } else {
-        snprintf(m->info.version_name, sizeof(m->info.version_name), "%d", m->info.version);
-    }
+    m->version = detect_version(m);
+    assert(m->version != NULL);
     used = calloc(ckpt_count(m->file), 1);
     if (!used) {
         err_set(err, errlen, "%s: out of memory", path);
-        rwkv_model_free(m);
-        return NULL;
+        goto fail;
     }
     if (read_dims(m, &d, err, errlen) || validate(m, &d, used, err, errlen)) {
-        free(used);
-        rwkv_model_free(m);
-        return NULL;
+        goto fail;
     }
     summarize(m, used);
-    switch (m->info.version) {
-    case 4: m->arch = &rwkv4_arch; break;
-    case 5: m->arch = &rwkv5_arch; break;
-    case 6: m->arch = &rwkv6_arch; break;
-    default: m->arch = &rwkv7_arch; break;
-    }
+    /* The load's own pool (conversion, the NaN scan, the cache's hashes),
+     * sized as asked; contexts make theirs. */
     m->pool = kpool_new(opts ? opts->n_threads : 0);
     if (!m->pool) {
         err_set(err, errlen, "%s: cannot start worker threads", path);
-        free(used);
-        rwkv_model_free(m);
-        return NULL;
+        goto fail;
     }
+    m->n_threads = kpool_threads(m->pool);
+    kernels_init();
     cache_begin(m, opts);
-    if (check_finite(m, used, err, errlen)) {
-        free(used);
-        m->arch = NULL;
-        rwkv_model_free(m);
-        return NULL;
-    }
-    if (m->arch->prepare(m, err, errlen)) {
-        /* prepare cleans up after itself or leaves what release frees */
-        if (!m->weights) {
-            m->arch = NULL;
-        }
-        free(used);
-        rwkv_model_free(m);
-        return NULL;
+    if (check_finite(m, used, err, errlen) || load_common(m, err, errlen) ||
+        m->version->prepare(m, err, errlen)) {
+        goto fail;
     }
     cache_finish(m);
     m->info.bytes_per_token = bytes_per_token(m, used);
     free(used);
+    kpool_free(m->pool);
+    m->pool = NULL;
     return m;
+fail:
+    free(used);
+    rwkv_model_free(m);
+    return NULL;
 }
 
 void rwkv_model_free(rwkv_model *m)
@@ -1111,11 +749,8 @@ void rwkv_model_free(rwkv_model *m)
     if (!m) {
         return;
     }
-    if (m->arch && m->weights) {
-        m->arch->release(m);
-    }
+    weights_free(m);
     convcache_close(m->cache.cache);
-    free(m->cache.recs);
     kpool_free(m->pool);
     free(m->extra);
     ckpt_close(m->file);
@@ -1150,7 +785,7 @@ rwkv_state *rwkv_state_new(const rwkv_model *model)
     }
     s->model = model;
     s->n = n;
-    model->arch->state_init(model, s->data);
+    rwkv_state_reset(s);
     return s;
 }
 
@@ -1173,7 +808,13 @@ void rwkv_state_copy(rwkv_state *dst, const rwkv_state *src)
 
 void rwkv_state_reset(rwkv_state *state)
 {
-    state->model->arch->state_init(state->model, state->data);
+    const rwkv_model *m = state->model;
+
+    if (m->version->state_init) {
+        m->version->state_init(&m->info, state->data);
+    } else {
+        memset(state->data, 0, state->n * sizeof(float));
+    }
 }
 
 void rwkv_state_free(rwkv_state *state)
@@ -1194,34 +835,4 @@ float *rwkv_state_data(rwkv_state *state)
 const float *rwkv_state_cdata(const rwkv_state *state)
 {
     return state->data;
-}
-
-int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_t n,
-              float *logits, int all_logits, char *err, size_t errlen)
-{
-    size_t i;
-
-    if (n == 0) {
-        err_set(err, errlen, "%s: no tokens to evaluate", ckpt_path(model->file));
-        return -1;
-    }
-    if (state->n != model->info.state_floats) {
-        err_set(err, errlen, "%s: state of %zu floats does not belong to this model (%zu)",
-                ckpt_path(model->file), state->n, model->info.state_floats);
-        return -1;
-    }
-    for (i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= model->info.n_vocab) {
-            err_set(err, errlen, "token %ld out of range (n_vocab %d) at position %zu",
-                    (long)tokens[i], model->info.n_vocab, i);
-            return -1;
-        }
-    }
-    model->arch->eval(model, state->data, tokens, n, logits, all_logits);
-    return 0;
-}
-
-int rwkv_default_threads(void)
-{
-    return kpool_default_threads();
 }

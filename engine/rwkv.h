@@ -7,8 +7,22 @@
  * buffer `err` (at most `errlen` bytes, always NUL-terminated) with one line
  * naming the file, the object and the problem, and returns an error value.
  *
- * Threading: one rwkv_eval at a time per model (the model owns its scratch
- * buffers and its worker pool); states are independent values.
+ * Objects and threads:
+ *   rwkv_model    the weights, loaded once.  Read-only after rwkv_model_load
+ *                 returns: any number of threads may use one model at once
+ *                 (through their own contexts), and every rwkv_model_* /
+ *                 rwkv_state_new call on it is safe from any thread.  Free
+ *                 it last, after every context and state made from it.
+ *   rwkv_context  what evaluating needs besides the weights: a pool of
+ *                 worker threads and the scratch buffers of one chunk.  Made
+ *                 from a model; one thread at a time per context (calls on
+ *                 one context must not overlap).  Make one per thread that
+ *                 evaluates: two contexts of one model run in parallel.
+ *   rwkv_state    a conversation's recurrent state, a plain value of its
+ *                 model.  Used by one call at a time; any context of the
+ *                 same model can advance it, with the same results as any
+ *                 other (bit-identical: a context holds no numbers that
+ *                 outlive a call).
  */
 #ifndef RWKV_H
 #define RWKV_H
@@ -53,7 +67,8 @@ enum rwkv_cache_mode {
 
 struct rwkv_load_options {
     enum rwkv_dtype dtype;  /* RWKV_DTYPE_AUTO: as stored */
-    int n_threads;          /* 0: rwkv_default_threads() */
+    int n_threads;          /* threads of the load (conversion, checks), and the
+                             * default of its contexts; 0: rwkv_default_threads() */
     enum rwkv_cache_mode cache;
 };
 
@@ -76,6 +91,7 @@ struct rwkv_cache_info {
 };
 
 typedef struct rwkv_model rwkv_model;
+typedef struct rwkv_context rwkv_context;
 typedef struct rwkv_state rwkv_state;
 
 /* Opens and validates the checkpoint at path: shapes, and no NaN or
@@ -106,15 +122,32 @@ size_t rwkv_state_floats(const rwkv_state *state);
 float *rwkv_state_data(rwkv_state *state);
 const float *rwkv_state_cdata(const rwkv_state *state);
 
-/* Advances state over tokens[0..n-1] (n >= 1).  If logits is not NULL it
- * receives n_vocab floats: the logits after the last token, or, when
- * all_logits is set, n rows of n_vocab (one per token).  Sequence mode is
- * used for n > 1.  Returns 0, or -1 with err filled (bad token id). */
-int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, size_t n,
+/* A context for evaluating model's states with n_threads threads (the
+ * caller's included; n_threads <= 0: the load's n_threads).  NULL on error
+ * (err filled).  Free with rwkv_context_free before the model. */
+rwkv_context *rwkv_context_new(const rwkv_model *model, int n_threads, char *err,
+                               size_t errlen);
+void rwkv_context_free(rwkv_context *ctx);
+const rwkv_model *rwkv_context_model(const rwkv_context *ctx);
+int rwkv_context_threads(const rwkv_context *ctx);
+
+/* Advances state (of ctx's model) over tokens[0..n-1] (n >= 1).  If logits
+ * is not NULL it receives n_vocab floats: the logits after the last token,
+ * or, when all_logits is set, n rows of n_vocab (one per token).  Sequence
+ * mode is used for n > 1.  Returns 0, or -1 with err filled (bad token id,
+ * a state of another model). */
+int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_t n,
               float *logits, int all_logits, char *err, size_t errlen);
-/* Sequence-mode piece (RWKV-7 works through a prompt in pieces of this many
- * tokens): feeding a prompt in multiples of this gives bit-identical
- * results to one rwkv_eval call. */
+/* Advances n_states distinct states (a batch of conversations) by one token
+ * each: states[i] over tokens[i].  If logits is not NULL, row i of n_vocab
+ * floats receives states[i]'s logits.  The results equal n_states single
+ * rwkv_eval calls (today it is those calls).  Checks everything before it
+ * advances any state: 0, or -1 with err and no state changed. */
+int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t *tokens,
+                    size_t n_states, float *logits, char *err, size_t errlen);
+/* Sequence-mode piece (every version works through a prompt in pieces of
+ * this many tokens or a divisor of it): feeding a prompt in multiples of
+ * this gives bit-identical results to one rwkv_eval call. */
 #define RWKV_SEQ_CHUNK 512
 
 /* Loads a state-tuned initial state (a .pth/.safetensors holding

@@ -29,39 +29,60 @@ struct rwkv4_layer {
 };
 
 struct rwkv4_weights {
-    struct blocks_model base;   /* first: blocks_eval finds it at m->weights */
-    int n_layer;
+    struct blocks_weights base; /* first: blocks_work_new finds it at m->weights */
     struct rwkv4_layer layers[];
 };
 
-static void rwkv4_layer_forward(rwkv_model *m, int i, float *x, int T, float *state);
+/* ------------------------------------------------------------------------ */
+/* What an RWKV-4 checkpoint is                                               */
 
-static void rwkv4_release(rwkv_model *m)
+static const struct rwkv_tensor_spec v4_specs[] = {
+    RWKV_SPEC_COMMON,
+    { "blocks.%d.att.time_decay", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_first", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_k", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_v", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_mix_r", RWKV_LAYER, "v:C" },
+    RWKV_SPEC_ATT_LINEAR,
+    BLOCKS_SPEC_FFN,
+    { NULL, 0, NULL }
+};
+
+/* Anything the versions before it in the list did not take. */
+static int rwkv4_detect(const ckpt_file *f, struct rwkv_info *info)
 {
-    struct rwkv4_weights *wt = m->weights;
-
-    if (!wt) {
-        return;
-    }
-    for (int i = 0; i < wt->n_layer; i++) {
-        struct rwkv4_layer *l = &wt->layers[i];
-
-        blocks_norm_free(&l->ln1);
-        free(l->mix_k);
-        free(l->mix_v);
-        free(l->mix_r);
-        free(l->decay);
-        free(l->first);
-        kmat_free(&l->key);
-        kmat_free(&l->value);
-        kmat_free(&l->receptance);
-        kmat_free(&l->output);
-        blocks_ffn_free(&l->ffn);
-    }
-    blocks_model_free(&wt->base);
-    free(wt);
-    m->weights = NULL;
+    (void)f;
+    info->version = 4;
+    info->minor = 0;
+    snprintf(info->version_name, sizeof info->version_name, "4");
+    return 1;
 }
+
+static const struct rwkv_tensor_spec *rwkv4_tensors(const ckpt_file *f,
+                                                    const struct rwkv_info *info)
+{
+    (void)f;
+    (void)info;
+    return v4_specs;
+}
+
+/* No heads, no LoRA: emb and the FFN give every size. */
+static void rwkv4_read_dims(const ckpt_file *f, const struct rwkv_info *info,
+                            struct rwkv_dims *d)
+{
+    (void)f;
+    (void)info;
+    (void)d;
+}
+
+/* att x_prev, aa, bb, pp, ffn x_prev. */
+static size_t rwkv4_layer_floats(const struct rwkv_info *info)
+{
+    return 5 * (size_t)info->n_embd;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                    */
 
 static void load_layer(struct blocks_loader *ld, struct rwkv4_layer *l, int i)
 {
@@ -92,35 +113,32 @@ static int rwkv4_prepare(rwkv_model *m, char *err, size_t errlen)
 {
     struct blocks_loader ld = { m, err, errlen, 0 };
     struct rwkv4_weights *wt;
-    int C = m->info.n_embd, ffn_size = 0;
+    int ffn_size = 0;
 
-    wt = calloc(1, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
+    wt = weights_alloc(m, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
     if (!wt) {
         blocks_fail(&ld, "out of memory");
         return -1;
     }
     m->weights = wt;
-    wt->n_layer = m->info.n_layer;
-    for (int i = 0; i < wt->n_layer && !ld.failed; i++) {
+    wt->base.n_layer = m->info.n_layer;
+    for (int i = 0; i < wt->base.n_layer && !ld.failed; i++) {
         load_layer(&ld, &wt->layers[i], i);
         if (wt->layers[i].ffn.ffn_size > ffn_size) {
             ffn_size = wt->layers[i].ffn.ffn_size;
         }
     }
-    blocks_model_load(&ld, &wt->base, rwkv4_layer_forward, ffn_size, (size_t)5 * C);
-    if (ld.failed) {
-        rwkv4_release(m);
-        return -1;
-    }
-    return 0;
+    wt->base.wide_width = ffn_size;
+    return ld.failed ? -1 : 0;
 }
 
-static void rwkv4_state_init(const rwkv_model *m, float *state)
+/* The official zero state: pp = -1e30, everything else 0. */
+static void rwkv4_state_init(const struct rwkv_info *info, float *state)
 {
-    int C = m->info.n_embd;
+    int C = info->n_embd;
 
-    memset(state, 0, m->info.state_floats * sizeof *state);
-    for (int i = 0; i < m->info.n_layer; i++) {
+    memset(state, 0, info->state_floats * sizeof *state);
+    for (int i = 0; i < info->n_layer; i++) {
         float *pp = state + (size_t)i * 5 * C + 3 * C;
 
         for (int c = 0; c < C; c++) {
@@ -185,16 +203,27 @@ static void time_mix(const struct rwkv4_layer *l, struct blocks_work *w, float *
     blocks_add(x, out, TC);
 }
 
-static void rwkv4_layer_forward(rwkv_model *m, int i, float *x, int T, float *state)
+static void rwkv4_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
 {
-    struct rwkv4_weights *wt = m->weights;
+    const struct rwkv4_weights *wt = m->weights;
     const struct rwkv4_layer *l = &wt->layers[i];
     int C = m->info.n_embd;
 
-    time_mix(l, &wt->base.work, x, T, C, state);
-    blocks_ffn_forward(&l->ffn, &wt->base.work, x, T, C, state + 4 * C);
+    time_mix(l, work, x, T, C, state);
+    blocks_ffn_forward(&l->ffn, work, x, T, C, state + 4 * C);
 }
 
-const struct rwkv_arch rwkv4_arch = {
-    rwkv4_prepare, rwkv4_release, rwkv4_state_init, blocks_eval,
+const struct rwkv_version rwkv4_version = {
+    .version = 4,
+    .seq_chunk = BLOCKS_CHUNK,
+    .detect = rwkv4_detect,
+    .tensors = rwkv4_tensors,
+    .read_dims = rwkv4_read_dims,
+    .heads_tensor = NULL,
+    .layer_floats = rwkv4_layer_floats,
+    .state_init = rwkv4_state_init,
+    .prepare = rwkv4_prepare,
+    .work_new = blocks_work_new,
+    .work_free = blocks_work_free,
+    .layer = rwkv4_layer,
 };

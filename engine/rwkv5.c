@@ -33,42 +33,103 @@ struct rwkv5_layer {
 };
 
 struct rwkv5_weights {
-    struct blocks_model base;   /* first: blocks_eval finds it at m->weights */
-    int n_layer;
+    struct blocks_weights base; /* first: blocks_work_new finds it at m->weights */
     struct rwkv5_layer layers[];
 };
 
-static void rwkv5_layer_forward(rwkv_model *m, int i, float *x, int T, float *state);
+/* ------------------------------------------------------------------------ */
+/* What an RWKV-5.x checkpoint is                                             */
 
-static void rwkv5_release(rwkv_model *m)
-{
-    struct rwkv5_weights *wt = m->weights;
-
-    if (!wt) {
-        return;
-    }
-    for (int i = 0; i < wt->n_layer; i++) {
-        struct rwkv5_layer *l = &wt->layers[i];
-
-        blocks_norm_free(&l->ln1);
-        blocks_norm_free(&l->ln_x);
-        free(l->mix_k);
-        free(l->mix_v);
-        free(l->mix_r);
-        free(l->mix_g);
-        free(l->decay);
-        free(l->first);
-        kmat_free(&l->key);
-        kmat_free(&l->value);
-        kmat_free(&l->receptance);
-        kmat_free(&l->gate);
-        kmat_free(&l->output);
-        blocks_ffn_free(&l->ffn);
-    }
-    blocks_model_free(&wt->base);
-    free(wt);
-    m->weights = NULL;
+/* 5.0 and 5.1 have one decay and one bonus per head, 5.2 one per channel
+ * ([H][N]); 5.1 and 5.2 add the gate.  The bonus is stored as time_faaaa,
+ * or (older files) as time_first. */
+#define V5_SPECS(decay, bonus, bonus_shape, gate_mix, gate) { \
+    RWKV_SPEC_COMMON, \
+    { "blocks.%d.att.time_decay", RWKV_LAYER, decay }, \
+    { "blocks.%d.att." bonus, RWKV_LAYER, bonus_shape }, \
+    { "blocks.%d.att.time_mix_k", RWKV_LAYER, "v:C" }, \
+    { "blocks.%d.att.time_mix_v", RWKV_LAYER, "v:C" }, \
+    { "blocks.%d.att.time_mix_r", RWKV_LAYER, "v:C" }, \
+    gate_mix \
+    RWKV_SPEC_ATT_LINEAR, \
+    gate \
+    { "blocks.%d.att.ln_x.weight", RWKV_LAYER, "v:C" }, \
+    { "blocks.%d.att.ln_x.bias", RWKV_LAYER, "v:C" }, \
+    BLOCKS_SPEC_FFN, \
+    { NULL, 0, NULL } \
 }
+#define V5_NO_GATE
+#define V5_GATE_MIX { "blocks.%d.att.time_mix_g", RWKV_LAYER, "v:C" },
+#define V5_GATE { "blocks.%d.att.gate.weight", RWKV_LAYER, "C,C" },
+
+static const struct rwkv_tensor_spec v50_faaaa[] =
+    V5_SPECS("v:H", "time_faaaa", "v:H|H,N", V5_NO_GATE, V5_NO_GATE);
+static const struct rwkv_tensor_spec v50_first[] =
+    V5_SPECS("v:H", "time_first", "v:H|H,N", V5_NO_GATE, V5_NO_GATE);
+static const struct rwkv_tensor_spec v51_faaaa[] =
+    V5_SPECS("v:H", "time_faaaa", "v:H|H,N", V5_GATE_MIX, V5_GATE);
+static const struct rwkv_tensor_spec v51_first[] =
+    V5_SPECS("v:H", "time_first", "v:H|H,N", V5_GATE_MIX, V5_GATE);
+static const struct rwkv_tensor_spec v52_faaaa[] =
+    V5_SPECS("H,N", "time_faaaa", "H,N", V5_GATE_MIX, V5_GATE);
+static const struct rwkv_tensor_spec v52_first[] =
+    V5_SPECS("H,N", "time_first", "H,N", V5_GATE_MIX, V5_GATE);
+
+/* Has ln_x (and no time_maa: RWKV-6 comes first in the list); 5.1 has a
+ * gate, 5.2 a time_decay of [heads][head size]. */
+static int rwkv5_detect(const ckpt_file *f, struct rwkv_info *info)
+{
+    const struct ckpt_tensor *td;
+    size_t n = ckpt_count(f);
+    int ln_x = 0, gate = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ckpt_at(f, i)->name;
+
+        ln_x |= strstr(name, "ln_x") != NULL;
+        gate |= strstr(name, "gate.weight") != NULL;
+    }
+    if (!ln_x) {
+        return 0;
+    }
+    info->version = 5;
+    info->minor = gate ? 1 : 0;
+    td = ckpt_find(f, "blocks.0.att.time_decay");
+    if (td && td->ndim >= 2 && td->shape[1] > 1) {
+        info->minor = 2;
+    }
+    snprintf(info->version_name, sizeof info->version_name, "5.%d", info->minor);
+    return 1;
+}
+
+static const struct rwkv_tensor_spec *rwkv5_tensors(const ckpt_file *f,
+                                                    const struct rwkv_info *info)
+{
+    static const struct rwkv_tensor_spec *const tables[3][2] = {
+        { v50_faaaa, v50_first }, { v51_faaaa, v51_first }, { v52_faaaa, v52_first },
+    };
+    int first = ckpt_find(f, "blocks.0.att.time_faaaa") == NULL;
+
+    return tables[info->minor >= 0 && info->minor <= 2 ? info->minor : 2][first];
+}
+
+/* Heads from time_decay: [H][N] in 5.2, [H] (per head) before. */
+static void rwkv5_read_dims(const ckpt_file *f, const struct rwkv_info *info,
+                            struct rwkv_dims *d)
+{
+    const struct ckpt_tensor *t = ckpt_find(f, "blocks.0.att.time_decay");
+
+    if (t && info->minor == 2) {
+        d->H = t->shape[0];
+        d->N = t->shape[1];
+    } else if (t) {
+        d->H = t->numel;
+        d->N = d->H > 0 && d->C % d->H == 0 ? d->C / d->H : -1;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                    */
 
 static void load_layer(struct blocks_loader *ld, struct rwkv5_layer *l, int i)
 {
@@ -113,26 +174,21 @@ static int rwkv5_prepare(rwkv_model *m, char *err, size_t errlen)
         blocks_fail(&ld, "RWKV-5: %d heads of %d do not make n_embd %d", H, N, C);
         return -1;
     }
-    wt = calloc(1, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
+    wt = weights_alloc(m, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
     if (!wt) {
         blocks_fail(&ld, "out of memory");
         return -1;
     }
     m->weights = wt;
-    wt->n_layer = m->info.n_layer;
-    for (int i = 0; i < wt->n_layer && !ld.failed; i++) {
+    wt->base.n_layer = m->info.n_layer;
+    for (int i = 0; i < wt->base.n_layer && !ld.failed; i++) {
         load_layer(&ld, &wt->layers[i], i);
         if (wt->layers[i].ffn.ffn_size > ffn_size) {
             ffn_size = wt->layers[i].ffn.ffn_size;
         }
     }
-    blocks_model_load(&ld, &wt->base, rwkv5_layer_forward, ffn_size,
-                      (size_t)2 * C + (size_t)H * N * N);
-    if (ld.failed) {
-        rwkv5_release(m);
-        return -1;
-    }
-    return 0;
+    wt->base.wide_width = ffn_size;
+    return ld.failed ? -1 : 0;
 }
 
 /* x[T][C] += TimeMix(ln1(x)); advances att x_prev and the wkv state. */
@@ -167,16 +223,27 @@ static void time_mix(const struct rwkv5_layer *l, struct blocks_work *w, float *
     blocks_add(x, y, TC);
 }
 
-static void rwkv5_layer_forward(rwkv_model *m, int i, float *x, int T, float *state)
+static void rwkv5_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
 {
-    struct rwkv5_weights *wt = m->weights;
+    const struct rwkv5_weights *wt = m->weights;
     const struct rwkv5_layer *l = &wt->layers[i];
     int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
 
-    time_mix(l, &wt->base.work, x, T, C, H, state);
-    blocks_ffn_forward(&l->ffn, &wt->base.work, x, T, C, state + C + (size_t)H * N * N);
+    time_mix(l, work, x, T, C, H, state);
+    blocks_ffn_forward(&l->ffn, work, x, T, C, state + C + (size_t)H * N * N);
 }
 
-const struct rwkv_arch rwkv5_arch = {
-    rwkv5_prepare, rwkv5_release, blocks_state_zero, blocks_eval,
+const struct rwkv_version rwkv5_version = {
+    .version = 5,
+    .seq_chunk = BLOCKS_CHUNK,
+    .detect = rwkv5_detect,
+    .tensors = rwkv5_tensors,
+    .read_dims = rwkv5_read_dims,
+    .heads_tensor = "blocks.0.att.time_decay",
+    .layer_floats = blocks_matrix_state_floats,
+    .state_init = NULL,
+    .prepare = rwkv5_prepare,
+    .work_new = blocks_work_new,
+    .work_free = blocks_work_free,
+    .layer = rwkv5_layer,
 };

@@ -38,46 +38,81 @@ struct rwkv6_layer {
 };
 
 struct rwkv6_weights {
-    struct blocks_model base;   /* first: blocks_eval finds it at m->weights */
-    int n_layer;
+    struct blocks_weights base; /* first: blocks_work_new finds it at m->weights */
     struct rwkv6_layer layers[];
 };
 
-static void rwkv6_layer_forward(rwkv_model *m, int i, float *x, int T, float *state);
+/* ------------------------------------------------------------------------ */
+/* What an RWKV-6 checkpoint is                                               */
 
-static void rwkv6_release(rwkv_model *m)
+static const struct rwkv_tensor_spec v6_specs[] = {
+    RWKV_SPEC_COMMON,
+    { "blocks.%d.att.time_maa_x", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_w", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_k", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_v", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_r", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_g", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_maa_w1", RWKV_LAYER, "C,Dm5" },
+    { "blocks.%d.att.time_maa_w2", RWKV_LAYER, "5,Dm,C" },
+    { "blocks.%d.att.time_decay", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.time_decay_w1", RWKV_LAYER, "C,Dw" },
+    { "blocks.%d.att.time_decay_w2", RWKV_LAYER, "Dw,C" },
+    { "blocks.%d.att.time_faaaa", RWKV_LAYER, "H,N" },
+    RWKV_SPEC_ATT_LINEAR,
+    { "blocks.%d.att.gate.weight", RWKV_LAYER, "C,C" },
+    { "blocks.%d.att.ln_x.weight", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.ln_x.bias", RWKV_LAYER, "v:C" },
+    { "blocks.%d.ffn.time_maa_k", RWKV_LAYER, "v:C" },
+    { "blocks.%d.ffn.time_maa_r", RWKV_LAYER, "v:C" },
+    { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C" },
+    { "blocks.%d.ffn.receptance.weight", RWKV_LAYER, "C,C" },
+    { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F" },
+    { NULL, 0, NULL }
+};
+
+/* Has time_maa (the data-dependent token shift). */
+static int rwkv6_detect(const ckpt_file *f, struct rwkv_info *info)
 {
-    struct rwkv6_weights *wt = m->weights;
+    size_t n = ckpt_count(f);
 
-    if (!wt) {
-        return;
-    }
-    for (int i = 0; i < wt->n_layer; i++) {
-        struct rwkv6_layer *l = &wt->layers[i];
-
-        blocks_norm_free(&l->ln1);
-        blocks_norm_free(&l->ln_x);
-        free(l->maa_x);
-        for (int j = 0; j < RWKV6_N_MIX; j++) {
-            free(l->maa[j]);
-            kmat_free(&l->maa_w2[j]);
+    for (size_t i = 0; i < n; i++) {
+        if (strstr(ckpt_at(f, i)->name, "time_maa")) {
+            info->version = 6;
+            info->minor = 0;
+            snprintf(info->version_name, sizeof info->version_name, "6");
+            return 1;
         }
-        kmat_free(&l->maa_w1);
-        free(l->decay);
-        kmat_free(&l->decay_w1);
-        kmat_free(&l->decay_w2);
-        free(l->first);
-        kmat_free(&l->key);
-        kmat_free(&l->value);
-        kmat_free(&l->receptance);
-        kmat_free(&l->gate);
-        kmat_free(&l->output);
-        blocks_ffn_free(&l->ffn);
     }
-    blocks_model_free(&wt->base);
-    free(wt);
-    m->weights = NULL;
+    return 0;
 }
+
+static const struct rwkv_tensor_spec *rwkv6_tensors(const ckpt_file *f,
+                                                    const struct rwkv_info *info)
+{
+    (void)f;
+    (void)info;
+    return v6_specs;
+}
+
+/* Heads from time_faaaa [H][N]; the LoRA ranks from their w1 [C][r]. */
+static void rwkv6_read_dims(const ckpt_file *f, const struct rwkv_info *info,
+                            struct rwkv_dims *d)
+{
+    const struct ckpt_tensor *t;
+
+    (void)info;
+    blocks_heads(f, "blocks.0.att.time_faaaa", d);
+    if ((t = ckpt_find(f, "blocks.0.att.time_maa_w1")) && t->ndim == 2 && t->shape[1] % 5 == 0) {
+        d->Dm = t->shape[1] / 5;
+    }
+    if ((t = ckpt_find(f, "blocks.0.att.time_decay_w1")) && t->ndim == 2) {
+        d->Dw = t->shape[1];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                    */
 
 /* Width of a LoRA from its w1 tensor [C][width] (divided by parts). */
 static int lora_width(struct blocks_loader *ld, int layer, const char *name, int parts)
@@ -146,14 +181,14 @@ static int rwkv6_prepare(rwkv_model *m, char *err, size_t errlen)
         blocks_fail(&ld, "RWKV-6: %d heads of %d do not make n_embd %d", H, N, C);
         return -1;
     }
-    wt = calloc(1, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
+    wt = weights_alloc(m, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
     if (!wt) {
         blocks_fail(&ld, "out of memory");
         return -1;
     }
     m->weights = wt;
-    wt->n_layer = m->info.n_layer;
-    for (int i = 0; i < wt->n_layer && !ld.failed; i++) {
+    wt->base.n_layer = m->info.n_layer;
+    for (int i = 0; i < wt->base.n_layer && !ld.failed; i++) {
         struct rwkv6_layer *l = &wt->layers[i];
 
         load_layer(&ld, l, i);
@@ -169,13 +204,8 @@ static int rwkv6_prepare(rwkv_model *m, char *err, size_t errlen)
             wide = l->lora_decay;
         }
     }
-    blocks_model_load(&ld, &wt->base, rwkv6_layer_forward, wide,
-                      (size_t)2 * C + (size_t)H * N * N);
-    if (ld.failed) {
-        rwkv6_release(m);
-        return -1;
-    }
-    return 0;
+    wt->base.wide_width = wide;
+    return ld.failed ? -1 : 0;
 }
 
 static void tanh_all(float *x, size_t count)
@@ -260,16 +290,27 @@ static void time_mix(const struct rwkv6_layer *l, struct blocks_work *w, float *
     blocks_add(x, y, TC);
 }
 
-static void rwkv6_layer_forward(rwkv_model *m, int i, float *x, int T, float *state)
+static void rwkv6_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
 {
-    struct rwkv6_weights *wt = m->weights;
+    const struct rwkv6_weights *wt = m->weights;
     const struct rwkv6_layer *l = &wt->layers[i];
     int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
 
-    time_mix(l, &wt->base.work, x, T, C, H, state);
-    blocks_ffn_forward(&l->ffn, &wt->base.work, x, T, C, state + C + (size_t)H * N * N);
+    time_mix(l, work, x, T, C, H, state);
+    blocks_ffn_forward(&l->ffn, work, x, T, C, state + C + (size_t)H * N * N);
 }
 
-const struct rwkv_arch rwkv6_arch = {
-    rwkv6_prepare, rwkv6_release, blocks_state_zero, blocks_eval,
+const struct rwkv_version rwkv6_version = {
+    .version = 6,
+    .seq_chunk = BLOCKS_CHUNK,
+    .detect = rwkv6_detect,
+    .tensors = rwkv6_tensors,
+    .read_dims = rwkv6_read_dims,
+    .heads_tensor = "blocks.0.att.time_faaaa",
+    .layer_floats = blocks_matrix_state_floats,
+    .state_init = NULL,
+    .prepare = rwkv6_prepare,
+    .work_new = blocks_work_new,
+    .work_free = blocks_work_free,
+    .layer = rwkv6_layer,
 };

@@ -21,22 +21,19 @@
  *                 x += O (y * g)
  *   channel mix   xk = x + (x_prev - x) * x_k;  x += Wv relu(Wk xk)^2   (on ln2(x))
  *
- * The embedding goes through ln0 in float32 as each token is read (the
- * reference folds ln0 into its float32 copy of the embedding at load time;
- * doing it per token gives the same numbers without a float32 copy of the
- * whole table).  The head runs only on the rows whose logits are wanted.
+ * The embedding, ln0, ln_out and the head are the forward driver's
+ * (context.c), shared by every version; this file is one layer.
  */
 #include <assert.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/model.h"
+#include "engine/context.h"
 #include "engine/rwkv7_test.h"
-
-/* Tokens per sequence-mode step: bounds the scratch memory. */
-#define CHUNK_MAX RWKV_SEQ_CHUNK
+#include "engine/weights.h"
 
 /* exp(-0.5): the decay is exp(-exp(-0.5) * sigmoid(...)), in (0.545, 1). */
 #define DECAY_SCALE 0.606531f
@@ -55,9 +52,9 @@ struct layer {
     struct kmat ffn_key, ffn_value;
 };
 
-/* Per-chunk work buffers, [CHUNK_MAX][...] each. */
+/* Per-chunk work buffers of a context, [chunk][...] each. */
 struct scratch {
-    float *x;                   /* residual stream */
+    float *x;                   /* residual stream (the driver's, set per layer) */
     float *ln;                  /* LayerNorm output of x */
     float *xr, *xw, *xk, *xv, *xa, *xg;
     float *r, *w, *k, *v, *a, *g, *kk;
@@ -65,30 +62,118 @@ struct scratch {
     float *y;                   /* wkv output, then the gated attention output */
     float *hw, *ha, *hg, *hv;   /* LoRA hidden layers [lora_max] */
     float *ffn;                 /* channel-mix hidden layer [ffn_size] */
-    float *emb_row;             /* one embedding row [C] */
 };
 
+/* Read-only after the load. */
 struct weights {
     int C, H, N, L, V, F, lora_max;
-    size_t layer_floats;        /* state floats per layer */
-    const struct ckpt_tensor *emb;
-    const float *ln0_w, *ln0_b, *ln_out_w, *ln_out_b;
     struct layer *layers;
-    struct kmat head;
-    float **vectors;            /* float32 copies of the small tensors */
-    int n_vectors;
-    float *scratch_mem;
-    struct scratch s;
-    unsigned dropped;           /* test hook: enum rwkv7_term mask */
-    struct kpool *pool;
 };
+
+/* One context's scratch (rwkv_version.work_new). */
+struct work {
+    struct scratch s;
+    float *mem;
+    struct kpool *pool;
+    unsigned dropped;           /* test hook: enum rwkv7_term mask */
+};
+
+/* ------------------------------------------------------------------------ */
+/* What an RWKV-7 checkpoint is                                               */
+
+static const struct rwkv_tensor_spec v7_specs[] = {
+    RWKV_SPEC_COMMON,
+    { "blocks.%d.att.x_r", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.x_w", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.x_k", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.x_v", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.x_a", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.x_g", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.w0", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.w1", RWKV_LAYER, "C,Dw" },
+    { "blocks.%d.att.w2", RWKV_LAYER, "Dw,C" },
+    { "blocks.%d.att.a0", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.a1", RWKV_LAYER, "C,Da" },
+    { "blocks.%d.att.a2", RWKV_LAYER, "Da,C" },
+    { "blocks.%d.att.v0", RWKV_LATER_LAYERS, "v:C" },
+    { "blocks.%d.att.v1", RWKV_LATER_LAYERS, "C,Dv" },
+    { "blocks.%d.att.v2", RWKV_LATER_LAYERS, "Dv,C" },
+    { "blocks.%d.att.g1", RWKV_LAYER, "C,Dg" },
+    { "blocks.%d.att.g2", RWKV_LAYER, "Dg,C" },
+    { "blocks.%d.att.k_k", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.k_a", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.r_k", RWKV_LAYER, "H,N" },
+    RWKV_SPEC_ATT_LINEAR,
+    { "blocks.%d.att.ln_x.weight", RWKV_LAYER, "v:C" },
+    { "blocks.%d.att.ln_x.bias", RWKV_LAYER, "v:C" },
+    { "blocks.%d.ffn.x_k", RWKV_LAYER, "v:C" },
+    { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C" },
+    { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F" },
+    { NULL, 0, NULL }
+};
+
+/* Has the att.x_r / w0 / k_k family. */
+static int rwkv7_detect(const ckpt_file *f, struct rwkv_info *info)
+{
+    if (!ckpt_find(f, "blocks.0.att.x_r") || !ckpt_find(f, "blocks.0.att.w0") ||
+        !ckpt_find(f, "blocks.0.att.k_k")) {
+        return 0;
+    }
+    info->version = 7;
+    info->minor = 0;
+    snprintf(info->version_name, sizeof info->version_name, "7");
+    return 1;
+}
+
+static const struct rwkv_tensor_spec *rwkv7_tensors(const ckpt_file *f,
+                                                    const struct rwkv_info *info)
+{
+    (void)f;
+    (void)info;
+    return v7_specs;
+}
+
+/* Heads from r_k [H][N]; the LoRA ranks from their first factor [C][r]
+ * (v1 from layer 1: layer 0 has none). */
+static void rwkv7_read_dims(const ckpt_file *f, const struct rwkv_info *info,
+                            struct rwkv_dims *d)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } ranks[] = {
+        { "blocks.0.att.w1", offsetof(struct rwkv_dims, Dw) },
+        { "blocks.0.att.a1", offsetof(struct rwkv_dims, Da) },
+        { "blocks.0.att.g1", offsetof(struct rwkv_dims, Dg) },
+        { "blocks.1.att.v1", offsetof(struct rwkv_dims, Dv) },
+    };
+    const struct ckpt_tensor *t;
+
+    (void)info;
+    if ((t = ckpt_find(f, "blocks.0.att.r_k")) && t->ndim == 2) {
+        d->H = t->shape[0];
+        d->N = t->shape[1];
+    }
+    for (size_t i = 0; i < sizeof ranks / sizeof ranks[0]; i++) {
+        if ((t = ckpt_find(f, ranks[i].name)) && t->ndim == 2) {
+            *(int64_t *)((char *)d + ranks[i].off) = t->shape[1];
+        }
+    }
+}
+
+/* att x_prev [C], wkv [H][N][N], ffn x_prev [C]. */
+static size_t rwkv7_layer_floats(const struct rwkv_info *info)
+{
+    return 2 * (size_t)info->n_embd + (size_t)info->n_head * info->head_size * info->head_size;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                    */
 
-/* A float32 copy of a tensor that must hold exactly n elements. */
-static const float *load_vector(rwkv_model *m, struct weights *W, const struct ckpt_tensor *t,
-                                int64_t n, char *err, size_t errlen)
+/* A float32 copy of a tensor that must hold exactly n elements, owned by
+ * the model. */
+static const float *load_vector(rwkv_model *m, const struct ckpt_tensor *t, int64_t n,
+                                char *err, size_t errlen)
 {
     float *v;
 
@@ -97,13 +182,11 @@ static const float *load_vector(rwkv_model *m, struct weights *W, const struct c
                  ckpt_path(m->file), t->name, (long long)n, (long long)t->numel);
         return NULL;
     }
-    v = malloc((size_t)n * sizeof *v);
+    v = weights_vector(m, t);
     if (!v) {
         snprintf(err, errlen, "%s: tensor %s: out of memory", ckpt_path(m->file), t->name);
         return NULL;
     }
-    ckpt_to_f32(t->dtype, t->data, v, (size_t)n);
-    W->vectors[W->n_vectors++] = v;
     return v;
 }
 
@@ -113,7 +196,7 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
 {
     char e[RWKV_ERRLEN];
 
-    if (model_matrix(m, k, t, transpose, dtype, e, sizeof e) != 0) {
+    if (weights_matrix(m, k, t, transpose, dtype, e, sizeof e) != 0) {
         snprintf(err, errlen, "%s: %s", ckpt_path(m->file), e);
         return -1;
     }
@@ -130,7 +213,7 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
 
 #define VEC(dst, n, ...)                                                          \
     do {                                                                          \
-        if (!((dst) = load_vector(m, W, model_tensor(m, __VA_ARGS__), (n), err,   \
+        if (!((dst) = load_vector(m, weights_tensor(m, __VA_ARGS__), (n), err,    \
                                   errlen))) {                                     \
             return -1;                                                            \
         }                                                                         \
@@ -139,7 +222,7 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
 /* A LoRA factor stored [in][out] (used as x @ w1), kept as [out][in]. */
 #define LORA(dst, rows, cols, ...)                                                \
     do {                                                                          \
-        if (load_matrix(m, &(dst), model_tensor(m, __VA_ARGS__), 1, (rows), (cols), \
+        if (load_matrix(m, &(dst), weights_tensor(m, __VA_ARGS__), 1, (rows), (cols), \
                         lora_dtype(m), err, errlen)) {                            \
             return -1;                                                            \
         }                                                                         \
@@ -148,7 +231,7 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
 /* A Linear weight stored [out][in], in the model's compute format. */
 #define LINEAR(dst, rows, cols, ...)                                              \
     do {                                                                          \
-        if (load_matrix(m, &(dst), model_tensor(m, __VA_ARGS__), 0, (rows), (cols), \
+        if (load_matrix(m, &(dst), weights_tensor(m, __VA_ARGS__), 0, (rows), (cols), \
                         m->dtype, err, errlen)) {                                 \
             return -1;                                                            \
         }                                                                         \
@@ -173,7 +256,7 @@ static enum rwkv_dtype lora_dtype(const rwkv_model *m)
 /* Width of a LoRA: the out dimension of the tensor stored [C][D]. */
 static int lora_width(rwkv_model *m, int layer, const char *name)
 {
-    const struct ckpt_tensor *t = model_tensor(m, "blocks.%d.att.%s", layer, name);
+    const struct ckpt_tensor *t = weights_tensor(m, "blocks.%d.att.%s", layer, name);
 
     return (int)t->shape[t->ndim - 1];
 }
@@ -237,21 +320,28 @@ static int load_layer(rwkv_model *m, struct weights *W, int i, char *err, size_t
     return 0;
 }
 
-/* Carves the scratch buffers out of one allocation. */
-static int alloc_scratch(struct weights *W)
+/* A context's scratch for chunks of up to chunk tokens, carved out of one
+ * allocation (the residual stream x is the driver's). */
+static void *rwkv7_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
 {
-    size_t C = (size_t)W->C, T = CHUNK_MAX;
-    size_t total = T * C * 17 + 4 * T * (size_t)W->lora_max + T * (size_t)W->F + C;
-    float *p = calloc(total, sizeof *p);
-    struct scratch *s = &W->s;
-    float **vecs[] = { &s->x, &s->ln, &s->xr, &s->xw, &s->xk, &s->xv, &s->xa, &s->xg,
+    const struct weights *W = m->weights;
+    size_t C = (size_t)W->C, T = (size_t)chunk;
+    size_t total = T * C * 16 + 4 * T * (size_t)W->lora_max + T * (size_t)W->F;
+    struct work *wk = calloc(1, sizeof *wk);
+    struct scratch *s;
+    float *p;
+
+    if (!wk || !(p = calloc(total ? total : 1, sizeof *p))) {
+        free(wk);
+        return NULL;
+    }
+    wk->mem = p;
+    wk->pool = pool;
+    s = &wk->s;
+    float **vecs[] = { &s->ln, &s->xr, &s->xw, &s->xk, &s->xv, &s->xa, &s->xg,
                        &s->r, &s->w, &s->k, &s->v, &s->a, &s->g, &s->kk, &s->v_first,
                        &s->y, NULL };
 
-    if (!p) {
-        return -1;
-    }
-    W->scratch_mem = p;
     for (int i = 0; vecs[i]; i++) {
         *vecs[i] = p;
         p += T * C;
@@ -263,108 +353,50 @@ static int alloc_scratch(struct weights *W)
         p += T * (size_t)W->lora_max;
     }
     s->ffn = p;
-    p += T * (size_t)W->F;
-    s->emb_row = p;
-    return 0;
+    return wk;
 }
 
-static void rwkv7_release(rwkv_model *m)
+static void rwkv7_work_free(void *work)
 {
-    struct weights *W = m->weights;
+    struct work *wk = work;
 
-    if (!W) {
-        return;
+    if (wk) {
+        free(wk->mem);
+        free(wk);
     }
-    if (W->layers) {
-        for (int i = 0; i < W->L; i++) {
-            struct layer *l = &W->layers[i];
-            struct kmat *mats[] = { &l->w1, &l->w2, &l->a1, &l->a2, &l->v1, &l->v2, &l->g1,
-                                    &l->g2, &l->receptance, &l->key, &l->value, &l->output,
-                                    &l->ffn_key, &l->ffn_value };
-
-            for (size_t j = 0; j < sizeof mats / sizeof mats[0]; j++) {
-                kmat_free(mats[j]);
-            }
-        }
-    }
-    kmat_free(&W->head);
-    for (int i = 0; i < W->n_vectors; i++) {
-        free(W->vectors[i]);
-    }
-    free(W->vectors);
-    free(W->layers);
-    free(W->scratch_mem);
-    free(W);
-    m->weights = NULL;
 }
 
-static int prepare(rwkv_model *m, struct weights *W, char *err, size_t errlen)
+static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
 {
     const struct rwkv_info *info = &m->info;
+    struct weights *W = weights_alloc(m, sizeof *W);
 
+    if (!W || !(W->layers = weights_alloc(m, (size_t)info->n_layer * sizeof *W->layers))) {
+        snprintf(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        return -1;
+    }
+    m->weights = W;
     W->C = info->n_embd;
     W->H = info->n_head;
     W->N = info->head_size;
     W->L = info->n_layer;
     W->V = info->n_vocab;
-    W->F = (int)model_tensor(m, "blocks.0.ffn.key.weight")->shape[0];
-    W->layer_floats = 2 * (size_t)W->C + (size_t)W->H * W->N * W->N;
-    W->pool = m->pool;
+    W->F = (int)weights_tensor(m, "blocks.0.ffn.key.weight")->shape[0];
     assert(W->H * W->N == W->C);
-
-    /* 18 vectors per layer, 1 more from layer 1 on, and 4 model-wide. */
-    W->vectors = calloc((size_t)W->L * 19 + 4, sizeof *W->vectors);
-    W->layers = calloc((size_t)W->L, sizeof *W->layers);
-    if (!W->vectors || !W->layers) {
-        snprintf(err, errlen, "%s: out of memory", ckpt_path(m->file));
-        return -1;
-    }
-    W->emb = model_tensor(m, "emb.weight");
-    VEC(W->ln0_w, W->C, "blocks.0.ln0.weight");
-    VEC(W->ln0_b, W->C, "blocks.0.ln0.bias");
-    VEC(W->ln_out_w, W->C, "ln_out.weight");
-    VEC(W->ln_out_b, W->C, "ln_out.bias");
-    LINEAR(W->head, W->V, W->C, "head.weight");
     for (int i = 0; i < W->L; i++) {
         if (load_layer(m, W, i, err, errlen)) {
             return -1;
         }
     }
-    if (alloc_scratch(W)) {
-        snprintf(err, errlen, "%s: out of memory for the work buffers", ckpt_path(m->file));
-        return -1;
-    }
     return 0;
 }
 
-static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
+void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask)
 {
-    struct weights *W = calloc(1, sizeof *W);
+    struct work *wk = context_work(ctx);
 
-    if (!W) {
-        snprintf(err, errlen, "%s: out of memory", ckpt_path(m->file));
-        return -1;
-    }
-    kernels_init();
-    m->weights = W;
-    if (prepare(m, W, err, errlen)) {
-        rwkv7_release(m);
-        return -1;
-    }
-    return 0;
-}
-
-static void rwkv7_state_init(const rwkv_model *m, float *state)
-{
-    memset(state, 0, m->info.state_floats * sizeof *state);
-}
-
-void rwkv7_test_drop_terms(rwkv_model *m, unsigned mask)
-{
-    struct weights *W = m->weights;
-
-    assert(m->arch == &rwkv7_arch && W);
-    W->dropped = mask;
+    assert(rwkv_context_model(ctx)->version == &rwkv7_version && wk);
+    wk->dropped = mask;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -382,9 +414,8 @@ struct layer_state {
     float *ffn_x_prev;          /* [C] */
 };
 
-static struct layer_state layer_state(const struct weights *W, float *state, int i)
+static struct layer_state layer_state(const struct weights *W, float *p)
 {
-    float *p = state + (size_t)i * W->layer_floats;
     struct layer_state ls = { p, p + W->C, p + W->C + (size_t)W->H * W->N * W->N };
 
     return ls;
@@ -401,7 +432,8 @@ static struct layer_state layer_state(const struct weights *W, float *state, int
  * shift, which reads the previous token's row: it runs as a step of its own.
  */
 struct span {
-    struct weights *W;
+    const struct weights *W;
+    struct work *wk;
     const struct layer *l;
     struct layer_state *ls;
     int layer, T;
@@ -430,13 +462,13 @@ static void span_task(void *ctx, int i)
 
 static void for_tokens(const struct span *sp, span_fn *fn)
 {
-    struct span_job job = { sp, fn, kpool_threads(sp->W->pool) };
+    struct span_job job = { sp, fn, kpool_threads(sp->wk->pool) };
 
     if (sp->T < SPAN_MIN_T || job.n <= 1) {
         fn(sp, 0, sp->T);
         return;
     }
-    kpool_run(sp->W->pool, span_task, &job, job.n);
+    kpool_run(sp->wk->pool, span_task, &job, job.n);
 }
 
 /* Token shift of rows [t0, t1): each token mixed with the previous one (the
@@ -471,7 +503,7 @@ static void layernorm_rows(const float *x, int T, int C, const float *w, const f
 /* ln = ln1(x). */
 static void step_ln1(const struct span *sp, int t0, int t1)
 {
-    struct scratch *s = &sp->W->s;
+    struct scratch *s = &sp->wk->s;
     size_t C = (size_t)sp->W->C;
 
     layernorm_rows(s->x + t0 * C, t1 - t0, (int)C, sp->l->ln1_w, sp->l->ln1_b, s->ln + t0 * C);
@@ -481,7 +513,7 @@ static void step_ln1(const struct span *sp, int t0, int t1)
 static void step_att_shift(const struct span *sp, int t0, int t1)
 {
     const struct layer *l = sp->l;
-    struct scratch *s = &sp->W->s;
+    struct scratch *s = &sp->wk->s;
     const float *mix[6] = { l->x_r, l->x_w, l->x_k, l->x_v, l->x_a, l->x_g };
     float *out[6] = { s->xr, s->xw, s->xk, s->xv, s->xa, s->xg };
 
@@ -494,7 +526,7 @@ K_CLONES
 static void step_hidden(const struct span *sp, int t0, int t1)
 {
     const struct layer *l = sp->l;
-    struct scratch *s = &sp->W->s;
+    struct scratch *s = &sp->wk->s;
 
     if (sp->with_decay) {
         size_t D = (size_t)l->w1.rows;
@@ -522,7 +554,7 @@ static void step_after_proj(const struct span *sp, int t0, int t1)
 {
     const struct weights *W = sp->W;
     const struct layer *l = sp->l;
-    const struct scratch *s = &W->s;
+    const struct scratch *s = &sp->wk->s;
     int C = W->C, N = W->N;
 
     for (int t = t0; t < t1; t++) {
@@ -549,7 +581,7 @@ static void step_after_proj(const struct span *sp, int t0, int t1)
                 kk[j] *= inv;
             }
         }
-        if (!(W->dropped & RWKV7_TERM_K_A)) {
+        if (!(sp->wk->dropped & RWKV7_TERM_K_A)) {
             for (int c = 0; c < C; c++) {
                 k[c] = k[c] * (1.0f + (a[c] - 1.0f) * l->k_a[c]);
             }
@@ -568,7 +600,8 @@ static void step_after_proj(const struct span *sp, int t0, int t1)
 }
 
 struct wkv_job {
-    struct weights *W;
+    const struct weights *W;
+    const struct work *wk;
     float *S;                   /* the layer's [H][N][N] state */
     int T;
 };
@@ -622,10 +655,10 @@ static void wkv_head(void *ctx, int h)
 {
     const struct wkv_job *job = ctx;
     const struct weights *W = job->W;
-    const struct scratch *s = &W->s;
+    const struct scratch *s = &job->wk->s;
     int C = W->C, N = W->N;
     float *S = job->S + (size_t)h * N * N;
-    int use_kk = !(W->dropped & RWKV7_TERM_STATE_KK);
+    int use_kk = !(job->wk->dropped & RWKV7_TERM_STATE_KK);
 
     for (int t = 0; t < job->T; t++) {
         size_t o = (size_t)t * C + (size_t)h * N;
@@ -653,7 +686,7 @@ static void step_wkv_output(const struct span *sp, int t0, int t1)
 {
     const struct weights *W = sp->W;
     const struct layer *l = sp->l;
-    const struct scratch *s = &W->s;
+    const struct scratch *s = &sp->wk->s;
     int C = W->C, N = W->N;
 
     for (int t = t0; t < t1; t++) {
@@ -662,7 +695,7 @@ static void step_wkv_output(const struct span *sp, int t0, int t1)
         const float *r = s->r + o, *k = s->k + o, *v = s->v + o, *g = s->g + o;
 
         k_groupnorm(y, l->ln_x_w, l->ln_x_b, C, W->H, GROUPNORM_EPS, y);
-        if (!(W->dropped & RWKV7_TERM_BONUS)) {
+        if (!(sp->wk->dropped & RWKV7_TERM_BONUS)) {
             for (int h = 0; h < W->H; h++) {
                 float bonus = 0;
 
@@ -674,7 +707,7 @@ static void step_wkv_output(const struct span *sp, int t0, int t1)
                 }
             }
         }
-        if (!(W->dropped & RWKV7_TERM_GATE)) {
+        if (!(sp->wk->dropped & RWKV7_TERM_GATE)) {
             for (int c = 0; c < C; c++) {
                 y[c] *= g[c];
             }
@@ -686,7 +719,7 @@ static void step_wkv_output(const struct span *sp, int t0, int t1)
 K_CLONES
 static void step_att_residual(const struct span *sp, int t0, int t1)
 {
-    struct scratch *s = &sp->W->s;
+    struct scratch *s = &sp->wk->s;
     size_t C = (size_t)sp->W->C;
 
     for (size_t i = t0 * C; i < t1 * C; i++) {
@@ -698,7 +731,7 @@ static void step_att_residual(const struct span *sp, int t0, int t1)
 /* xk: the token-shifted input of the channel mix. */
 static void step_ffn_shift(const struct span *sp, int t0, int t1)
 {
-    struct scratch *s = &sp->W->s;
+    struct scratch *s = &sp->wk->s;
     const float *mix[1] = { sp->l->ffn_x_k };
     float *out[1] = { s->xk };
 
@@ -709,7 +742,7 @@ static void step_ffn_shift(const struct span *sp, int t0, int t1)
 K_CLONES
 static void step_relu_sq(const struct span *sp, int t0, int t1)
 {
-    float *f = sp->W->s.ffn;
+    float *f = sp->wk->s.ffn;
     size_t F = (size_t)sp->W->F;
 
     for (size_t i = t0 * F; i < t1 * F; i++) {
@@ -723,7 +756,7 @@ static void step_relu_sq(const struct span *sp, int t0, int t1)
 K_CLONES
 static void step_ffn_residual(const struct span *sp, int t0, int t1)
 {
-    struct scratch *s = &sp->W->s;
+    struct scratch *s = &sp->wk->s;
     size_t C = (size_t)sp->W->C;
 
     for (size_t i = t0 * C; i < t1 * C; i++) {
@@ -742,7 +775,7 @@ static void step_ffn_residual(const struct span *sp, int t0, int t1)
 static void projections(const struct span *sp)
 {
     const struct layer *l = sp->l;
-    struct scratch *s = &sp->W->s;
+    struct scratch *s = &sp->wk->s;
     struct k_product down[7], up[4];
     int n_down = 0, n_up = 0;
 
@@ -761,88 +794,63 @@ static void projections(const struct span *sp)
         down[n_down++] = (struct k_product){ &l->v1, s->xv, s->hv };
         up[n_up++] = (struct k_product){ &l->v2, s->hv, s->y };
     }
-    k_matmul_batch(sp->W->pool, down, n_down, sp->T);
+    k_matmul_batch(sp->wk->pool, down, n_down, sp->T);
     for_tokens(sp, step_hidden);
-    k_matmul_batch(sp->W->pool, up, n_up, sp->T);
+    k_matmul_batch(sp->wk->pool, up, n_up, sp->T);
 }
 
 /* x += TimeMix(ln1(x)), then x += ChannelMix(ln2(x)). */
-static void layer_forward(struct weights *W, int i, struct layer_state *ls, int T)
+static void layer_forward(const struct weights *W, struct work *wk, int i,
+                          struct layer_state *ls, int T)
 {
     const struct layer *l = &W->layers[i];
-    struct scratch *s = &W->s;
+    struct scratch *s = &wk->s;
     size_t C = (size_t)W->C;
-    struct span sp = { W, l, ls, i, T, !(W->dropped & RWKV7_TERM_DECAY_LORA),
-                       i > 0 && !(W->dropped & RWKV7_TERM_V_FIRST) };
-    struct wkv_job job = { W, ls->wkv, T };
+    struct span sp = { W, wk, l, ls, i, T, !(wk->dropped & RWKV7_TERM_DECAY_LORA),
+                       i > 0 && !(wk->dropped & RWKV7_TERM_V_FIRST) };
+    struct wkv_job job = { W, wk, ls->wkv, T };
 
     for_tokens(&sp, step_ln1);
     for_tokens(&sp, step_att_shift);
     memcpy(ls->att_x_prev, s->ln + (size_t)(T - 1) * C, C * sizeof *s->ln);
     projections(&sp);
     for_tokens(&sp, step_after_proj);
-    kpool_run(W->pool, wkv_head, &job, W->H);
+    kpool_run(wk->pool, wkv_head, &job, W->H);
     for_tokens(&sp, step_wkv_output);
     /* s->ln is free again: the projected output lands there. */
-    k_matmul(W->pool, &l->output, s->y, T, s->ln);
+    k_matmul(wk->pool, &l->output, s->y, T, s->ln);
     for_tokens(&sp, step_att_residual);
 
     for_tokens(&sp, step_ffn_shift);
     memcpy(ls->ffn_x_prev, s->ln + (size_t)(T - 1) * C, C * sizeof *s->ln);
-    k_matmul(W->pool, &l->ffn_key, s->xk, T, s->ffn);
+    k_matmul(wk->pool, &l->ffn_key, s->xk, T, s->ffn);
     for_tokens(&sp, step_relu_sq);
-    k_matmul(W->pool, &l->ffn_value, s->ffn, T, s->ln);
+    k_matmul(wk->pool, &l->ffn_value, s->ffn, T, s->ln);
     for_tokens(&sp, step_ffn_residual);
 }
 
-/* x[t] = ln0(emb[token t]), computed in float32. */
-static void embed(struct weights *W, const int32_t *tokens, int T)
+/* One layer over a chunk of T tokens (rwkv_version.layer). */
+static void rwkv7_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
 {
-    const struct ckpt_tensor *e = W->emb;
-    size_t row_bytes = (size_t)W->C * ckpt_dtype_size(e->dtype);
+    const struct weights *W = m->weights;
+    struct work *wk = work;
+    struct layer_state ls = layer_state(W, state);
 
-    for (int t = 0; t < T; t++) {
-        assert(tokens[t] >= 0 && tokens[t] < W->V);
-        ckpt_to_f32(e->dtype, (const char *)e->data + (size_t)tokens[t] * row_bytes,
-                    W->s.emb_row, (size_t)W->C);
-        k_layernorm(W->s.emb_row, W->ln0_w, W->ln0_b, W->C, LN_EPS,
-                    W->s.x + (size_t)t * W->C);
-    }
+    wk->s.x = x;
+    layer_forward(W, wk, i, &ls, T);
 }
 
-/* logits[rows] = head ln_out(x[first .. first+rows-1]). */
-static void head(struct weights *W, int first, int rows, float *logits)
-{
-    struct scratch *s = &W->s;
-    int C = W->C;
-
-    layernorm_rows(s->x + (size_t)first * C, rows, C, W->ln_out_w, W->ln_out_b, s->ln);
-    k_matmul(W->pool, &W->head, s->ln, rows, logits);
-}
-
-static void rwkv7_eval(rwkv_model *m, float *state, const int32_t *tokens, size_t n,
-                       float *logits, int all_logits)
-{
-    struct weights *W = m->weights;
-
-    for (size_t done = 0; done < n;) {
-        int T = n - done < CHUNK_MAX ? (int)(n - done) : CHUNK_MAX;
-
-        embed(W, tokens + done, T);
-        for (int i = 0; i < W->L; i++) {
-            struct layer_state ls = layer_state(W, state, i);
-
-            layer_forward(W, i, &ls, T);
-        }
-        if (logits && all_logits) {
-            head(W, 0, T, logits + done * (size_t)W->V);
-        } else if (logits && done + (size_t)T == n) {
-            head(W, T - 1, 1, logits);
-        }
-        done += (size_t)T;
-    }
-}
-
-const struct rwkv_arch rwkv7_arch = {
-    rwkv7_prepare, rwkv7_release, rwkv7_state_init, rwkv7_eval,
+const struct rwkv_version rwkv7_version = {
+    .version = 7,
+    .seq_chunk = RWKV_SEQ_CHUNK,
+    .detect = rwkv7_detect,
+    .tensors = rwkv7_tensors,
+    .read_dims = rwkv7_read_dims,
+    .heads_tensor = "blocks.0.att.r_k",
+    .layer_floats = rwkv7_layer_floats,
+    .state_init = NULL,
+    .prepare = rwkv7_prepare,
+    .work_new = rwkv7_work_new,
+    .work_free = rwkv7_work_free,
+    .layer = rwkv7_layer,
 };

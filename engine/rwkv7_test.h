@@ -8,7 +8,7 @@
 #ifndef RWKV_RWKV7_TEST_H
 #define RWKV_RWKV7_TEST_H
 
-#include "engine/model.h"
+#include "engine/rwkv.h"
 
 enum rwkv7_term {
     RWKV7_TERM_BONUS = 1 << 0,          /* (r . k . r_k) v per head */
@@ -19,8 +19,9 @@ enum rwkv7_term {
     RWKV7_TERM_GATE = 1 << 5,           /* output gate g */
 };
 
-/* Makes later evaluations of m (an RWKV-7 model) leave out the terms in
- * the mask (a bitwise or of enum rwkv7_term); 0 restores the full model. */
-void rwkv7_test_drop_terms(rwkv_model *m, unsigned mask);
+/* Makes later evaluations in ctx (a context of an RWKV-7 model) leave out
+ * the terms in the mask (a bitwise or of enum rwkv7_term); 0 restores the
+ * full model. */
+void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask);
 
 #endif

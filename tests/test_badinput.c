@@ -30,6 +30,7 @@
 #include "engine/quant.h"
 #include "engine/rwkv.h"
 #include "engine/statefile.h"
+#include "tests/evalonce.h"
 #include "tests/testutil.h"
 #include "tokenizer/world.h"
 
@@ -1275,7 +1276,7 @@ static void test_statefile(void)
         return;
     }
     st = rwkv_state_new(state_model);
-    rwkv_eval(state_model, st, tokens, 4, NULL, 0, err, sizeof(err));
+    eval_once(state_model, st, tokens, 4, NULL, 0, err, sizeof(err));
     if (rwkv_statefile_save(p, state_model, st, sec, 2, err, sizeof(err)) != 0) {
         ok(0, "state file saved: %s", err);
         goto out;

@@ -3,6 +3,7 @@
  * snapshots, seeded sampling, raw completion and state-tuned starts. */
 #include "app/chat.h"
 #include "app/pthwrite.h"
+#include "tests/evalonce.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -460,7 +461,7 @@ static void test_long_prompt(rwkv_model *m, const char *what)
 
     /* Raw: compare with one rwkv_eval of the same tokens from the zero state. */
     world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n_ids);
-    rc = rwkv_eval(m, ref, ids, n_ids, ref_logits, 0, err, sizeof err);
+    rc = eval_once(m, ref, ids, n_ids, ref_logits, 0, err, sizeof err);
     ok(rc == 0 && chat_send_raw(c, text, strlen(text), err, sizeof err) == 0 && same_state(c, ref) &&
        !memcmp(chat_logits(c), ref_logits, (size_t)rwkv_model_info(m)->n_vocab * sizeof(float)),
        "%s: a %zu-token prompt fed in pieces: state and logits bit-identical to one rwkv_eval",

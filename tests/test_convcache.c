@@ -23,6 +23,7 @@
 #include "engine/kmat.h"
 #include "engine/quant.h"
 #include "engine/rwkv.h"
+#include "tests/evalonce.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------------------ */
@@ -220,7 +221,7 @@ static int load_run(const char *path, enum rwkv_dtype dtype, int cache, struct l
     out->n_vocab = rwkv_model_info(m)->n_vocab;
     out->logits = malloc((size_t)out->n_vocab * sizeof(float));
     s = rwkv_state_new(m);
-    rc = rwkv_eval(m, s, tokens, N_TOK, out->logits, 0, err, sizeof err);
+    rc = eval_once(m, s, tokens, N_TOK, out->logits, 0, err, sizeof err);
     rwkv_state_free(s);
     rwkv_model_free(m);
     return rc;

@@ -86,6 +86,7 @@ static void test_fixture(const struct expect *e)
     char err[RWKV_ERRLEN];
     const struct rwkv_info *info;
     rwkv_model *m;
+    rwkv_context *ctx;
     rwkv_state *s, *c, *fresh;
     struct stat st;
     float *logits, *golden;
@@ -150,8 +151,10 @@ static void test_fixture(const struct expect *e)
         ok(good, "%s: zero state is all zeros", e->file);
     }
     golden = golden_row(e->file, info->n_vocab, &tok);
-    ok(rwkv_eval(m, s, &tok, 1, logits, 0, err, sizeof(err)) == 0, "%s: eval token %d",
-       e->file, tok);
+    ctx = rwkv_context_new(m, 0, err, sizeof(err));
+    ok(ctx && rwkv_eval(ctx, s, &tok, 1, logits, 0, err, sizeof(err)) == 0,
+       "%s: eval token %d", e->file, tok);
+    rwkv_context_free(ctx);
     for (i = 0; i < (size_t)info->n_vocab; i++) {
         finite &= isfinite(logits[i]);
         if (golden && fabs(logits[i] - golden[i]) > maxdiff) {
@@ -188,6 +191,7 @@ static void test_eval_errors(void)
     char err[RWKV_ERRLEN];
     rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7-world.pth"), &one_thread,
                                     err, sizeof(err));
+    rwkv_context *ctx;
     rwkv_state *s;
     int32_t bad[3] = { 1, 70000, 2 }, neg = -1;
     float *logits;
@@ -197,13 +201,14 @@ static void test_eval_errors(void)
         return;
     }
     s = rwkv_state_new(m);
+    ctx = rwkv_context_new(m, 0, err, sizeof(err));
     logits = malloc(65536 * sizeof(float));
-    ok(rwkv_eval(m, s, bad, 3, logits, 0, err, sizeof(err)) == -1 &&
+    ok(rwkv_eval(ctx, s, bad, 3, logits, 0, err, sizeof(err)) == -1 &&
        strstr(err, "token 70000 out of range (n_vocab 65536)"), "token id past the vocab: "
        "\"%s\"", err);
-    ok(rwkv_eval(m, s, &neg, 1, logits, 0, err, sizeof(err)) == -1 &&
+    ok(rwkv_eval(ctx, s, &neg, 1, logits, 0, err, sizeof(err)) == -1 &&
        strstr(err, "token -1 out of range"), "negative token id: \"%s\"", err);
-    ok(rwkv_eval(m, s, bad, 0, logits, 0, err, sizeof(err)) == -1 && strstr(err, "no tokens"),
+    ok(rwkv_eval(ctx, s, bad, 0, logits, 0, err, sizeof(err)) == -1 && strstr(err, "no tokens"),
        "no tokens: \"%s\"", err);
     {
         int good = 1;
@@ -215,6 +220,7 @@ static void test_eval_errors(void)
     }
     free(logits);
     rwkv_state_free(s);
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
 }
 

@@ -16,6 +16,7 @@
 #include "engine/kmat.h"
 #include "engine/quant.h"
 #include "engine/rwkv.h"
+#include "tests/evalonce.h"
 #include "tests/tap.h"
 
 static uint64_t rng_state = 88172645463325252ull;
@@ -454,7 +455,7 @@ static float *run_model(const char *path, enum rwkv_dtype d, const int32_t *tok,
     s = rwkv_state_new(m);
     out = malloc((size_t)n * *vocab * sizeof *out);
     for (int i = 0; i < n; i++) {
-        if (rwkv_eval(m, s, &tok[i], 1, out + (size_t)i * *vocab, 0, err, sizeof err) != 0) {
+        if (eval_once(m, s, &tok[i], 1, out + (size_t)i * *vocab, 0, err, sizeof err) != 0) {
             diag("%s", err);
             free(out);
             out = NULL;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "engine/rwkv.h"
+#include "tests/evalonce.h"
 #include "tests/tap.h"
 #include "tests/tuned.h"
 
@@ -132,7 +133,7 @@ static rwkv_state *run_chunks(rwkv_model *model, const int32_t *tokens, size_t n
         if (len == 0 || len > n - done) {
             len = n - done;
         }
-        if (rwkv_eval(model, state, tokens + done, len, rows + done * (size_t)info->n_vocab,
+        if (eval_once(model, state, tokens + done, len, rows + done * (size_t)info->n_vocab,
                       1, err, sizeof err) != 0) {
             diag("rwkv_eval: %s", err);
             *failed = 1;
@@ -192,7 +193,7 @@ static void test_fixture(const struct fixture *fx)
         double d = 0;
 
         for (size_t t = 0; t < n_tokens; t++) {
-            if (rwkv_eval(model, state, tokens + t, 1, last, 0, err, sizeof err) != 0) {
+            if (eval_once(model, state, tokens + t, 1, last, 0, err, sizeof err) != 0) {
                 failed = 1;
             }
             double e = max_diff(last, golden_logits + t * V, V);
@@ -242,12 +243,12 @@ static void test_fixture(const struct fixture *fx)
         rwkv_state *state = rwkv_state_new(model);
         double d;
 
-        rwkv_eval(model, state, tokens, n_tokens, last, 0, err, sizeof err);
+        eval_once(model, state, tokens, n_tokens, last, 0, err, sizeof err);
         d = max_diff(last, golden_logits + (n_tokens - 1) * V, V);
         ok(d <= TOL, "%s: sequence mode, last row only (max err %.3g)", fx->file, d);
         rwkv_state_reset(state);
-        rwkv_eval(model, state, tokens, n_tokens - 1, NULL, 0, err, sizeof err);
-        rwkv_eval(model, state, tokens + n_tokens - 1, 1, last, 0, err, sizeof err);
+        eval_once(model, state, tokens, n_tokens - 1, NULL, 0, err, sizeof err);
+        eval_once(model, state, tokens + n_tokens - 1, 1, last, 0, err, sizeof err);
         d = fmax(max_diff(last, golden_logits + (n_tokens - 1) * V, V),
                  max_diff(rwkv_state_cdata(state), golden_state, n_state));
         ok(d <= TOL, "%s: prefix without logits, then one token (max err %.3g)", fx->file, d);
@@ -261,7 +262,7 @@ static void test_fixture(const struct fixture *fx)
         rwkv_state *state = rwkv_state_new(model);
         size_t len = want ? strlen(want) : 0;
 
-        rwkv_eval(model, state, tokens, n_tokens, last, 0, err, sizeof err);
+        eval_once(model, state, tokens, n_tokens, last, 0, err, sizeof err);
         for (size_t i = 0; i < len && i < sizeof got - 1; i++) {
             int32_t best = 0;
 
@@ -271,7 +272,7 @@ static void test_fixture(const struct fixture *fx)
                 }
             }
             got[i] = (char)best;
-            rwkv_eval(model, state, &best, 1, last, 0, err, sizeof err);
+            eval_once(model, state, &best, 1, last, 0, err, sizeof err);
         }
         got[len < sizeof got ? len : sizeof got - 1] = 0;
         ok(want && len > 0 && strcmp(got, want) == 0, "%s: greedy continuation \"%s\"",
@@ -286,7 +287,7 @@ static void test_fixture(const struct fixture *fx)
         rwkv_state *fresh = rwkv_state_new(model);
         int32_t bad[2] = { tokens[0], (int32_t)V };
 
-        ok(rwkv_eval(model, state, bad, 2, last, 0, err, sizeof err) == -1 && err[0] &&
+        ok(eval_once(model, state, bad, 2, last, 0, err, sizeof err) == -1 && err[0] &&
            max_diff(rwkv_state_cdata(state), rwkv_state_cdata(fresh), n_state) == 0,
            "%s: token id %zu refused (%s)", fx->file, V, err);
         rwkv_state_free(state);
@@ -491,7 +492,7 @@ static void test_broken(int version, const char *tensor, int ndim, int d0, int d
         int32_t tokens[3] = { 1, 2, 3 };
         int finite = 1;
 
-        ok(rwkv_eval(model, state, tokens, 3, logits, 0, err, sizeof err) == 0,
+        ok(eval_once(model, state, tokens, 3, logits, 0, err, sizeof err) == 0,
            "generated RWKV-%d model runs", version);
         for (int i = 0; i < info->n_vocab; i++) {
             finite &= isfinite(logits[i]) != 0;
@@ -538,7 +539,7 @@ static int gen_run(const char *path, int chunk, float *logits, float *state,
     *info = *rwkv_model_info(model);
     st = rwkv_state_new(model);
     for (int t = 0; t < 6; t += chunk) {
-        rwkv_eval(model, st, tokens + t, (size_t)chunk, logits + t * info->n_vocab, 1, err,
+        eval_once(model, st, tokens + t, (size_t)chunk, logits + t * info->n_vocab, 1, err,
                   sizeof err);
     }
     memcpy(state, rwkv_state_cdata(st), info->state_floats * sizeof *state);

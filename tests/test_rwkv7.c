@@ -84,9 +84,10 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
  * sizes[] (0 = everything left), collecting every logits row; returns the
  * largest logits and state differences from the golden output.
  */
-static int run_chunks(rwkv_model *m, const struct golden *g, const size_t *sizes, int n_sizes,
-                      double *logit_err, double *state_err)
+static int run_chunks(rwkv_context *ctx, const struct golden *g, const size_t *sizes,
+                      int n_sizes, double *logit_err, double *state_err)
 {
+    const rwkv_model *m = rwkv_context_model(ctx);
     const struct rwkv_info *info = rwkv_model_info(m);
     rwkv_state *st = rwkv_state_new(m);
     float *out = malloc(g->n * (size_t)info->n_vocab * sizeof *out);
@@ -100,7 +101,7 @@ static int run_chunks(rwkv_model *m, const struct golden *g, const size_t *sizes
         if (c == 0 || c > g->n - done) {
             c = g->n - done;
         }
-        if (rwkv_eval(m, st, g->tokens + done, c, out + done * (size_t)info->n_vocab, 1, err,
+        if (rwkv_eval(ctx, st, g->tokens + done, c, out + done * (size_t)info->n_vocab, 1, err,
                       sizeof err) != 0) {
             diag("eval: %s", err);
             rc = -1;
@@ -150,6 +151,7 @@ static void check_model(const char *dir, const char *file, const char *golden_na
     };
     struct golden g;
     rwkv_model *m;
+    rwkv_context *ctx = NULL;
 
     if (load_golden(dir, golden_name, &g) != 0) {
         ok(0, "%s: golden files of %s readable", file, golden_name);
@@ -160,10 +162,11 @@ static void check_model(const char *dir, const char *file, const char *golden_na
         free_golden(&g);
         return;
     }
+    ctx = rwkv_context_new(m, 0, NULL, 0);
     ok(rwkv_model_info(m)->version == 7, "%s: detected as RWKV-7", file);
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         double le, se;
-        int rc = run_chunks(m, &g, modes[i].sizes, modes[i].n, &le, &se);
+        int rc = run_chunks(ctx, &g, modes[i].sizes, modes[i].n, &le, &se);
 
         ok(rc == 0 && le < TOL && se < TOL,
            "%s (%s) %s: %zu logits rows within %g (max %.2e), state (max %.2e)", file,
@@ -176,19 +179,20 @@ static void check_model(const char *dir, const char *file, const char *golden_na
         rwkv_state *st = rwkv_state_new(m);
         float *last = malloc((size_t)info->n_vocab * sizeof *last);
         char err[RWKV_ERRLEN];
-        int rc = rwkv_eval(m, st, g.tokens, g.n, last, 0, err, sizeof err);
+        int rc = rwkv_eval(ctx, st, g.tokens, g.n, last, 0, err, sizeof err);
 
         ok(rc == 0 && max_abs_diff(last, g.logits + (g.n - 1) * (size_t)info->n_vocab,
                                    (size_t)info->n_vocab) < TOL,
            "%s: last-row logits in sequence mode", file);
         /* and NULL logits just advances the state */
         rwkv_state_reset(st);
-        rc = rwkv_eval(m, st, g.tokens, g.n, NULL, 0, err, sizeof err);
+        rc = rwkv_eval(ctx, st, g.tokens, g.n, NULL, 0, err, sizeof err);
         ok(rc == 0 && max_abs_diff(rwkv_state_cdata(st), g.state, g.state_floats) < TOL,
            "%s: state advanced without logits", file);
         free(last);
         rwkv_state_free(st);
     }
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
     free_golden(&g);
 }
@@ -212,25 +216,28 @@ static void check_terms_matter(void)
     struct golden g;
     rwkv_model *m = load("models", "v7.pth", RWKV_DTYPE_F32);
     double le, se;
+    rwkv_context *ctx = NULL;
 
     if (!m || load_golden("models", "v7", &g) != 0) {
         ok(0, "v7.pth loads for the term checks");
         rwkv_model_free(m);
         return;
     }
+    ctx = rwkv_context_new(m, 0, NULL, 0);
     for (size_t i = 0; i < sizeof terms / sizeof terms[0]; i++) {
         double le2, se2;
 
-        rwkv7_test_drop_terms(m, terms[i].term);
-        run_chunks(m, &g, rnn, 1, &le, &se);
-        run_chunks(m, &g, seq, 1, &le2, &se2);
+        rwkv7_test_drop_terms(ctx, terms[i].term);
+        run_chunks(ctx, &g, rnn, 1, &le, &se);
+        run_chunks(ctx, &g, seq, 1, &le2, &se2);
         ok(le > 100 * TOL && le2 > 100 * TOL,
            "without the %s the logits miss by %.3g (RNN) / %.3g (sequence)", terms[i].name, le,
            le2);
     }
-    rwkv7_test_drop_terms(m, 0);
-    run_chunks(m, &g, rnn, 1, &le, &se);
+    rwkv7_test_drop_terms(ctx, 0);
+    run_chunks(ctx, &g, rnn, 1, &le, &se);
     ok(le < TOL && se < TOL, "all terms restored: match again (%.2e)", le);
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
     free_golden(&g);
 }
@@ -244,6 +251,7 @@ static void check_greedy(void)
     rwkv_model *m = load("trained", "tiny-7v0-834K.pth", RWKV_DTYPE_AUTO);
     char got[64] = "", err[RWKV_ERRLEN];
     size_t len = strlen(want);
+    rwkv_context *ctx = NULL;
 
     /* The expected text is read from the manifest when it has it. */
     if (manifest) {
@@ -265,11 +273,12 @@ static void check_greedy(void)
         free(manifest);
         return;
     }
+    ctx = rwkv_context_new(m, 0, NULL, 0);
     {
         const struct rwkv_info *info = rwkv_model_info(m);
         rwkv_state *st = rwkv_state_new(m);
         float *logits = malloc((size_t)info->n_vocab * sizeof *logits);
-        int rc = rwkv_eval(m, st, g.tokens, g.n, logits, 0, err, sizeof err);
+        int rc = rwkv_eval(ctx, st, g.tokens, g.n, logits, 0, err, sizeof err);
 
         for (size_t i = 0; rc == 0 && i < len; i++) {
             int32_t best = 0;
@@ -280,12 +289,13 @@ static void check_greedy(void)
                 }
             }
             got[i] = (char)best;
-            rc = rwkv_eval(m, st, &best, 1, logits, 0, err, sizeof err);
+            rc = rwkv_eval(ctx, st, &best, 1, logits, 0, err, sizeof err);
         }
         ok(rc == 0 && memcmp(got, want, len) == 0, "tiny-7v0 greedy continuation \"%s\"", got);
         free(logits);
         rwkv_state_free(st);
     }
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
     free_golden(&g);
     free(manifest);
@@ -300,22 +310,24 @@ static void check_threads_and_errors(void)
     struct golden g;
     rwkv_model *m = rwkv_model_load(shared_path(rel), &one, err, sizeof err);
     double le, se;
+    rwkv_context *ctx = NULL;
 
     if (!m || load_golden("models", "v7-world", &g) != 0) {
         ok(0, "v7-world loads single-threaded");
         rwkv_model_free(m);
         return;
     }
-    run_chunks(m, &g, seq, 1, &le, &se);
+    ctx = rwkv_context_new(m, 0, NULL, 0);
+    run_chunks(ctx, &g, seq, 1, &le, &se);
     ok(le < TOL && se < TOL, "one thread, sequence mode matches (%.2e)", le);
-    run_chunks(m, &g, rnn, 1, &le, &se);
+    run_chunks(ctx, &g, rnn, 1, &le, &se);
     ok(le < TOL && se < TOL, "one thread, RNN mode matches (%.2e)", le);
     {
         rwkv_state *st = rwkv_state_new(m);
         int32_t bad[3] = { 1, 65536, 2 };
         float *logits = malloc(65536 * sizeof *logits);
 
-        ok(rwkv_eval(m, st, bad, 3, logits, 0, err, sizeof err) == -1 && strstr(err, "65536"),
+        ok(rwkv_eval(ctx, st, bad, 3, logits, 0, err, sizeof err) == -1 && strstr(err, "65536"),
            "token id past the vocabulary refused: %s", err);
         int zero = 1;
 
@@ -326,6 +338,7 @@ static void check_threads_and_errors(void)
         free(logits);
         rwkv_state_free(st);
     }
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
     free_golden(&g);
 }
@@ -628,6 +641,7 @@ static void check_reference(void)
     struct golden g = { 0 };
     char err[RWKV_ERRLEN];
     rwkv_model *m;
+    rwkv_context *ctx;
 
     mkdir("tests", 0755);
     mkdir("tests/tmp", 0755);
@@ -640,6 +654,7 @@ static void check_reference(void)
         free(state);
         return;
     }
+    ctx = rwkv_context_new(m, 0, err, sizeof err);
     ok(rwkv_model_info(m)->head_size == RN && rwkv_model_info(m)->n_head == RH,
        "head size %d, %d heads", rwkv_model_info(m)->head_size, rwkv_model_info(m)->n_head);
 
@@ -671,12 +686,13 @@ static void check_reference(void)
     }
     for (int i = 0; i < 3; i++) {
         double le, se;
-        int rc = run_chunks(m, &g, modes[i], n_modes[i], &le, &se);
+        int rc = run_chunks(ctx, &g, modes[i], n_modes[i], &le, &se);
 
         ok(rc == 0 && le < TOL && se < TOL,
            "head size 16, %s: %d rows match float64 (max %.2e), state (max %.2e)",
            mode_names[i], NT, le, se);
     }
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
     free_golden(&g);
     free(state);

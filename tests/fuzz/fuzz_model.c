@@ -37,16 +37,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m = rwkv_model_load(path, &opts, err, sizeof err);
     if (m) {
         const struct rwkv_info *info = rwkv_model_info(m);
+        rwkv_context *ctx = rwkv_context_new(m, 0, err, sizeof err);
         rwkv_state *st = rwkv_state_new(m);
         float *logits = malloc((size_t)info->n_vocab * 2 * sizeof(float));
         int32_t tokens[2] = { 0, info->n_vocab - 1 };
 
-        if (st && logits) {
-            (void)rwkv_eval(m, st, tokens, 1, logits, 0, err, sizeof err);
-            (void)rwkv_eval(m, st, tokens, 2, logits, 1, err, sizeof err);
+        if (ctx && st && logits) {
+            (void)rwkv_eval(ctx, st, tokens, 1, logits, 0, err, sizeof err);
+            (void)rwkv_eval(ctx, st, tokens, 2, logits, 1, err, sizeof err);
         }
         free(logits);
         rwkv_state_free(st);
+        rwkv_context_free(ctx);
         rwkv_model_free(m);
     } else if (strchr(err, '\n')) {
         __builtin_trap();
