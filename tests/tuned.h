@@ -17,6 +17,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/rwkv.h"
+#include "tests/evalonce.h"
 #include "tests/tap.h"
 
 /* Largest |a - b| of the logits evaluated from start over tokens. */
@@ -29,7 +30,7 @@ static double tuned_logits_diff(rwkv_model *m, const rwkv_state *start, const in
     char err[RWKV_ERRLEN];
     double e = 0;
 
-    if (!st || !out || rwkv_eval(m, st, tokens, n, out, 1, err, sizeof err) != 0) {
+    if (!st || !out || eval_once(m, st, tokens, n, out, 1, err, sizeof err) != 0) {
         diag("eval: %s", st && out ? err : "out of memory");
         e = INFINITY;
     }
