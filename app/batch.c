@@ -462,6 +462,9 @@ static int run_command(struct batch *b, const char *line)
             rc = prompt_interrupted(b, r.text ? r.text : "interrupted");
         } else {
             rc = input_error(b->lineno, "%s", r.text ? r.text : "error");
+            if (stopping(b)) {
+                rc = BATCH_EXIT_INTERRUPTED;    /* a signal stopped it (/load's intro) */
+            }
         }
         command_result_free(&r);
         return rc;

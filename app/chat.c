@@ -312,7 +312,8 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
 }
 
 /* Builds the base state: the tuned state (NULL: none), or the zero state
- * plus the template's intro. */
+ * plus the template's intro; a long intro may be stopped by the progress
+ * callback (NULL, err "interrupted ..."). */
 static struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
                                 size_t *n_tokens, char *err, size_t errlen)
 {
@@ -324,7 +325,7 @@ static struct shared *make_base(chat *c, const struct chat_template *t, const st
         oom(err, errlen);
         return NULL;
     }
-    if (!tuned && feed(c, st, t->intro, strlen(t->intro), NULL, 0, n_tokens, err, errlen) < 0) {
+    if (!tuned && feed(c, st, t->intro, strlen(t->intro), NULL, 1, n_tokens, err, errlen) < 0) {
         rwkv_state_free(st);
         return NULL;
     }
@@ -1568,6 +1569,10 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         what = "template";
         goto corrupt;
     }
+    snprintf(why, sizeof why, "%s: 'template' section", path);
+    if (chat_template_check(&tm, why, err, errlen) < 0) {
+        goto fail;
+    }
     /* The knobs: by name (format 2), or the fixed "settings" of format 1. */
     sampler_defaults(&set);
     r.p = rwkv_statefile_section(sf, "knobs", &r.len);
@@ -1665,9 +1670,11 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
             }
         }
     }
-    /* The base state (for /reset) of the saved template. */
-    base = make_base(c, &tm, tuned, &nb, err, errlen);
+    /* The base state (for /reset) of the saved template: the model reads
+     * its intro (bounded by chat_template_check; Ctrl-C stops it). */
+    base = make_base(c, &tm, tuned, &nb, why, sizeof why);
     if (!base) {
+        snprintf(err, errlen, "%s: reading the saved intro: %s; nothing changed", path, why);
         goto fail;
     }
     /* Commit. */

@@ -42,6 +42,15 @@ struct chat_template {
     char *assistant;        /* "Assistant" */
 };
 
+/* What a template may ask the model to read: the intro is fed once at
+ * every start and /reset, the names at every turn.  A state file brings
+ * its own template, so these bound what a file can make the model do. */
+#define CHAT_INTRO_MAX (64 * 1024)  /* bytes */
+#define CHAT_NAME_MAX 256           /* bytes of the user and assistant names */
+/* Whether t is within those limits: 0, or -1 with err ("WHERE: ..."). */
+int chat_template_check(const struct chat_template *t, const char *where, char *err,
+                        size_t errlen);
+
 /* Loads prompts/NAME.txt (searched in $XDG_CONFIG_HOME/rwkv-chat/prompts,
  * then the data dirs) or a path containing '/'.  0 or -1 with err. */
 int chat_template_load(struct chat_template *t, const char *name_or_path, char *err, size_t errlen);

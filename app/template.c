@@ -128,6 +128,24 @@ static int parse_header(struct chat_template *t, const char *name, const char *t
     return 0;
 }
 
+int chat_template_check(const struct chat_template *t, const char *where, char *err,
+                        size_t errlen)
+{
+    size_t n = strlen(t->intro);
+
+    if (n > CHAT_INTRO_MAX) {
+        snprintf(err, errlen, "%s: the intro has %zu bytes, more than the %d KiB rwkv-chat feeds "
+                 "the model at a start", where, n, CHAT_INTRO_MAX / 1024);
+        return -1;
+    }
+    if (strlen(t->user) > CHAT_NAME_MAX || strlen(t->assistant) > CHAT_NAME_MAX) {
+        snprintf(err, errlen, "%s: a user or assistant name longer than %d bytes", where,
+                 CHAT_NAME_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 int chat_template_parse(struct chat_template *t, const char *name, const char *text, size_t len,
                         char *err, size_t errlen)
 {
@@ -188,6 +206,10 @@ int chat_template_parse(struct chat_template *t, const char *name, const char *t
     }
     if (!n.name || !n.user || !n.assistant) {
         snprintf(err, errlen, "%s: out of memory", name);
+        chat_template_free(&n);
+        return -1;
+    }
+    if (chat_template_check(&n, name, err, errlen) < 0) {
         chat_template_free(&n);
         return -1;
     }

@@ -283,6 +283,30 @@ run feedload --state-in "$T/feed.state" --max-tokens 2 $SAMPLING </dev/null
 ok "$(test "$(rc feedload)" = 0; echo $?)" \
     "SIGINT while feeding: the --state-out file is a complete state file that loads"
 
+# --- Ctrl-C while /load reads a state file's intro (issue 17 item 5) -----------------
+# Loading rebuilds the /reset base by feeding the saved template's intro: a
+# long one is read in pieces, and SIGINT stops it like a long prompt.
+i=0
+while [ $i -lt 400 ]; do printf 'The shell reads each line, then runs it. '; i=$((i + 1)); done >"$T/long.txt"
+run longsave --prompt "$T/long.txt" $SAMPLING --max-tokens 2 --state-out "$T/long.state" </dev/null
+printf '/load %s\nHello.\n' "$T/long.state" >"$T/load.in"
+env RWKV_CHAT_BATCH_PROMPT_DELAY_MS=1000 $BG "$CHAT" --batch --verbose --model "$MODEL" -t 1 \
+    $SAMPLING --max-tokens 4 <"$T/load.in" >"$T/load.out" 2>"$T/load.err" &
+pid=$!
+i=0
+while ! grep -q '^rwkv-chat: reading a prompt of' "$T/load.err" && [ $i -lt 300 ]; do
+    sleep 0.1
+    i=$((i + 1))
+done
+kill -INT $pid
+wait_pid $pid 60
+grep -v '^rwkv-chat: .*\(RWKV-7, \|conversion cache: \|reading a prompt of \)' \
+    "$T/load.err" >"$T/load.quiet"
+ok "$(test "$(rc longsave)" = 0 && test "$status" = 130 && test ! -s "$T/load.out" &&
+      test "$(wc -l <"$T/load.quiet")" = 1 &&
+      grep -qx "rwkv-chat: stdin:1: $T/long.state: reading the saved intro: interrupted after [0-9]* of [0-9]* prompt tokens; nothing changed" "$T/load.quiet"; echo $?)" \
+    "SIGINT while /load reads a long saved intro: exit 130 (got $status), one line, the next message not sent ($(head -c 200 "$T/load.quiet"))"
+
 # --- Ctrl-C during the reply (plain text) --------------------------------------------
 mkfifo "$T/in.fifo"
 cp "$T/keep.state" "$T/reply.state"

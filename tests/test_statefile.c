@@ -870,6 +870,115 @@ static void test_knobs_and_values(void)
     rwkv_model_free(m);
 }
 
+/* A template section: four strings, each u32 length + bytes. */
+static size_t template_section(unsigned char *out, const char *name, const char *user,
+                               const char *assistant, const char *intro)
+{
+    const char *f[4] = { name, user, assistant, intro };
+    size_t n = 0, i, len;
+
+    for (i = 0; i < 4; i++) {
+        len = strlen(f[i]);
+        out[n] = (unsigned char)len;
+        out[n + 1] = (unsigned char)(len >> 8);
+        out[n + 2] = (unsigned char)(len >> 16);
+        out[n + 3] = (unsigned char)(len >> 24);
+        memcpy(out + n + 4, f[i], len);
+        n += 4 + len;
+    }
+    return n;
+}
+
+/* The chat's progress callback: counts calls, stops at call stop_at. */
+struct progress {
+    int calls, stop_at;
+    size_t total;
+};
+
+static int on_progress(void *ctx, size_t fed, size_t total)
+{
+    struct progress *p = ctx;
+
+    (void)fed;
+    p->total = total;
+    return ++p->calls == p->stop_at;
+}
+
+/* What a state file may make the model read: its template's intro is fed
+ * when it loads (for /reset).  Bounded, and Ctrl-C (the progress callback)
+ * stops it with nothing changed. */
+static void test_intro_bounds(void)
+{
+    char err[RWKV_ERRLEN], *intro = malloc(CHAT_INTRO_MAX + 2), name[CHAT_NAME_MAX + 2];
+    unsigned char *sec = malloc(CHAT_INTRO_MAX + 4096);
+    struct sampler_settings s = sampling();
+    rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7-world.pth"), NULL, err,
+                                    sizeof err);
+    chat *c = m ? chat_new(m, tok, tmpl(), &s, err, sizeof err) : NULL;
+    const char *good = TMPDIR "/intro.state", *bad = TMPDIR "/intro-bad.state";
+    struct progress p = { 0, 0, 0 };
+    rwkv_state *before;
+    size_t n, i, n_turns;
+
+    if (!c || !intro || !sec) {
+        ok(0, "v7-world loads: %s", err);
+        free(intro);
+        free(sec);
+        return;
+    }
+    chat_send(c, "Hello", err, sizeof err);
+    free(reply(c));
+    ok(chat_save(c, good, err, sizeof err) == 0, "saved (%s)", err);
+    n_turns = chat_turn_count(c);
+    before = rwkv_state_clone(chat_state(c));
+#define SAME(x)                                                                                \
+    (chat_turn_count(x) == n_turns &&                                                          \
+     !memcmp(rwkv_state_cdata(chat_state(x)), rwkv_state_cdata(before),                        \
+             rwkv_state_floats(before) * sizeof(float)))
+    for (i = 0; i < CHAT_INTRO_MAX + 1; i++) {
+        intro[i] = "abcdefghij klmnopqrstuvwxyz.\n"[i * 7 % 29];
+    }
+    intro[CHAT_INTRO_MAX + 1] = '\0';
+    n = template_section(sec, "big", "User", "Assistant", intro);
+    ok(resave(m, good, bad, "template", sec, n, -1, 0) == 0 &&
+       chat_load(c, bad, err, sizeof err) == -1 &&
+       strstr(err, "intro-bad.state: 'template' section: the intro has 65537 bytes, more than the "
+                   "64 KiB") && SAME(c),
+       "a state file whose intro is longer than 64 KiB is refused before the model reads it: %s",
+       err);
+    memset(name, 'N', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    n = template_section(sec, "names", name, "Assistant", "User: hi\n\n");
+    ok(resave(m, good, bad, "template", sec, n, -1, 0) == 0 &&
+       chat_load(c, bad, err, sizeof err) == -1 &&
+       strstr(err, "a user or assistant name longer than 256 bytes") && SAME(c),
+       "a user name longer than 256 bytes (fed every turn) is refused: %s", err);
+
+    /* An intro of many prompt pieces: the progress callback is asked
+     * between them, and stopping leaves the chat as it was. */
+    intro[CHAT_INTRO_MAX - 1] = '\0';
+    n = template_section(sec, "long", "User", "Assistant", intro);
+    resave(m, good, bad, "template", sec, n, -1, 0);
+    p.stop_at = 2;
+    chat_set_progress(c, on_progress, &p);
+    ok(chat_load(c, bad, err, sizeof err) == -1 && p.calls == 2 &&
+       strstr(err, "intro-bad.state: reading the saved intro: interrupted after 512 of ") &&
+       strstr(err, "; nothing changed") && SAME(c),
+       "Ctrl-C while a state file's intro is read stops the load, nothing changed: %s", err);
+    p.calls = 0;
+    p.stop_at = -1;
+    i = (size_t)chat_load(c, bad, err, sizeof err);
+    ok(i == 0 && p.calls > 1 && !strcmp(chat_get_template(c)->name, "long"),
+       "without Ctrl-C the same file loads (%d pieces of %zu tokens asked)", p.calls, p.total);
+    chat_set_progress(c, NULL, NULL);
+#undef SAME
+    rwkv_state_free(before);
+    chat_free(c);
+    rwkv_model_free(m);
+    free(intro);
+    free(sec);
+}
+
 int main(int argc, char **argv)
 {
     char err[WORLD_ERRLEN], demo[4096];
@@ -897,6 +1006,7 @@ int main(int argc, char **argv)
     }
     test_refusals();
     test_knobs_and_values();
+    test_intro_bounds();
     world_free(tok);
     return tap_done();
 }
