@@ -60,7 +60,9 @@ struct snapshot {
     struct transcript tr;
     struct sampler_settings settings;
     uint64_t seeded;
-    sampler *smp;
+    void *smp_state;                /* sampler_state_save: counts, bans, random state */
+    size_t smp_len;
+    size_t bytes;                   /* what this snapshot holds (snapshot_bytes) */
     struct chat_template tmpl;
     struct shared *tuned;
     char *tuned_name;
@@ -90,6 +92,8 @@ struct chat {
     size_t n_ex, cap_ex, undo_limit;
     struct snapshot *snaps;
     size_t n_snaps;
+    size_t cap_snaps;
+    size_t snap_bytes;              /* the sum of their bytes */
     char *current;                  /* current snapshot name */
     chat_progress_fn progress;      /* asked between pieces of a prompt */
     void *progress_ctx;
@@ -452,7 +456,7 @@ static void snapshot_release(struct snapshot *s)
     unref(s->tuned);
     free(s->tuned_name);
     transcript_free(&s->tr);
-    sampler_free(s->smp);
+    free(s->smp_state);
     chat_template_free(&s->tmpl);
     for (i = 0; i < s->n_ex; i++) {
         exchange_release(&s->ex[i]);
@@ -1125,6 +1129,22 @@ static struct snapshot *find_snapshot(const chat *c, const char *name)
     return NULL;
 }
 
+/* The memory a snapshot holds of its own: the state, the sampler's state,
+ * the transcript and template copies (the undo history it points to is
+ * shared with the chat). */
+static size_t snapshot_bytes(const struct snapshot *s)
+{
+    size_t n = sizeof *s + strlen(s->name) + rwkv_state_floats(s->state->state) * sizeof(float) +
+               s->smp_len + s->n_ex * sizeof *s->ex, i;
+
+    for (i = 0; i < s->tr.n; i++) {
+        n += sizeof s->tr.turns[i] + strlen(s->tr.turns[i].text) + 1;
+    }
+    n += strlen(s->tmpl.name) + strlen(s->tmpl.intro) + strlen(s->tmpl.user) +
+         strlen(s->tmpl.assistant) + 4;
+    return n;
+}
+
 int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
 {
     struct snapshot s, *old;
@@ -1143,33 +1163,56 @@ int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
     s.base = ref(c->base);
     s.tuned = ref(c->tuned);
     s.tuned_name = c->tuned_name ? strdup(c->tuned_name) : NULL;
-    s.smp = sampler_clone(c->smp);
+    s.smp_state = malloc(sampler_state_size(c->smp));
+    s.smp_len = s.smp_state ? sampler_state_save(c->smp, s.smp_state) : 0;
     s.ex = exchanges_copy(c->ex, c->n_ex);
     s.n_ex = s.ex ? c->n_ex : 0;
     s.settings = c->settings;
     s.seeded = c->seeded;
     s.stats = c->stats;
     s.sep = c->sep;
-    if (!s.name || !s.state || !s.smp || !s.ex || (c->tuned_name && !s.tuned_name) ||
+    if (!s.name || !s.state || !s.smp_state || !s.ex || (c->tuned_name && !s.tuned_name) ||
         transcript_copy(&s.tr, &c->tr) < 0 ||
         template_copy(&s.tmpl, &c->tmpl) < 0) {
         snapshot_release(&s);
         oom(err, errlen);
         return -1;
     }
+    s.bytes = snapshot_bytes(&s);
     old = find_snapshot(c, name);
+    if (!old && c->n_snaps >= CHAT_SNAPSHOTS_MAX) {
+        snapshot_release(&s);
+        snprintf(err, errlen, "%d snapshots already, the most kept: delete one (/delete NAME) or "
+                 "take it again under an existing name", CHAT_SNAPSHOTS_MAX);
+        return -1;
+    }
+    if (c->snap_bytes - (old ? old->bytes : 0) + s.bytes > CHAT_SNAPSHOT_BYTES) {
+        snprintf(err, errlen, "snapshots would hold more than %d MiB (this one %.1f MB): delete "
+                 "some (/delete NAME)", (int)(CHAT_SNAPSHOT_BYTES >> 20), s.bytes / 1e6);
+        snapshot_release(&s);
+        return -1;
+    }
+    c->snap_bytes += s.bytes;
     if (old) {
+        c->snap_bytes -= old->bytes;
         snapshot_release(old);
         *old = s;
     } else {
-        struct snapshot *ns = realloc(c->snaps, (c->n_snaps + 1) * sizeof *ns);
+        if (c->n_snaps == c->cap_snaps) {
+            /* Doubling: growing by one left a trail of freed arrays that
+             * cost more than the snapshots' own bytes. */
+            size_t cap = c->cap_snaps ? 2 * c->cap_snaps : 8;
+            struct snapshot *ns = realloc(c->snaps, cap * sizeof *ns);
 
-        if (!ns) {
-            snapshot_release(&s);
-            oom(err, errlen);
-            return -1;
+            if (!ns) {
+                c->snap_bytes -= s.bytes;
+                snapshot_release(&s);
+                oom(err, errlen);
+                return -1;
+            }
+            c->snaps = ns;
+            c->cap_snaps = cap;
         }
-        c->snaps = ns;
         c->snaps[c->n_snaps++] = s;
     }
     set_current(c, name);
@@ -1190,7 +1233,14 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
         return -1;
     }
     settle(c);
-    smp = sampler_clone(s->smp);
+    smp = sampler_clone(c->smp);
+    if (smp && sampler_state_load(smp, s->smp_state, s->smp_len) < 0) {
+        sampler_free(smp);
+        smp = NULL;
+    }
+    if (smp) {
+        sampler_configure(smp, &s->settings);
+    }
     tuned_name = s->tuned_name ? strdup(s->tuned_name) : NULL;
     ex = exchanges_copy(s->ex, s->n_ex);
     tr.turns = NULL;
@@ -1248,6 +1298,7 @@ int chat_snapshot_delete(chat *c, const char *name, char *err, size_t errlen)
         return -1;
     }
     i = (size_t)(s - c->snaps);
+    c->snap_bytes -= s->bytes;
     snapshot_release(s);
     memmove(c->snaps + i, c->snaps + i + 1, (c->n_snaps - i - 1) * sizeof *c->snaps);
     c->n_snaps--;

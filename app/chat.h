@@ -42,6 +42,11 @@ struct chat_template {
     char *assistant;        /* "Assistant" */
 };
 
+/* Snapshots kept at most, and the memory they may hold together (each holds
+ * the model state, the sampler's counts and random state, the transcript). */
+#define CHAT_SNAPSHOTS_MAX 1000
+#define CHAT_SNAPSHOT_BYTES ((size_t)1 << 30)
+
 /* What a template may ask the model to read: the intro is fed once at
  * every start and /reset, the names at every turn.  A state file brings
  * its own template, so these bound what a file can make the model do. */
@@ -170,7 +175,8 @@ int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen);
 
 /* Named in-memory snapshots: state, transcript, template, settings,
  * sampler (random state and counts) and the undo stack.  Taking one under
- * an existing name replaces it; refused while a reply is generated.
+ * an existing name replaces it; refused while a reply is generated, and
+ * past CHAT_SNAPSHOTS_MAX snapshots or CHAT_SNAPSHOT_BYTES of them.
  * Restoring one branches the conversation from there. */
 int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen);
 int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen);

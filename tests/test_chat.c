@@ -783,6 +783,76 @@ static void test_tuned(rwkv_model *m)
     rwkv_state_free(st);
 }
 
+/* Resident memory of this process, in bytes (/proc/self/statm). */
+static size_t resident_bytes(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) {
+            resident = 0;
+        }
+        fclose(f);
+    }
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* 1000 snapshots hold about 1000 states, not 1000 copies of the sampler's
+ * vocabulary-sized arrays (0.7 MB each before); the 1001st is refused. */
+static void test_snapshot_memory(rwkv_model *m)
+{
+    struct sampler_settings s = greedy();
+    char err[RWKV_ERRLEN], name[32], *r1, *r2;
+    chat *c = chat_new(m, tok, NULL, &s, err, sizeof err);
+    size_t before, after, state_bytes, bound, i, n_ok = 0;
+    int stop;
+
+    s.max_tokens = 6;
+    chat_settings(c)->max_tokens = 6;
+    chat_settings(c)->temperature = 1.0f;
+    chat_settings(c)->seed = 5;
+    chat_settings_changed(c);
+    chat_send(c, "Hello there.", err, sizeof err);
+    free(reply(c, &stop, NULL));
+    state_bytes = rwkv_state_floats(chat_state(c)) * sizeof(float);
+    /* Warm the allocator with one snapshot taken and deleted. */
+    chat_snapshot_take(c, "warm", err, sizeof err);
+    chat_snapshot_delete(c, "warm", err, sizeof err);
+    before = resident_bytes();
+    for (i = 0; i < CHAT_SNAPSHOTS_MAX; i++) {
+        snprintf(name, sizeof name, "s%zu", i);
+        n_ok += chat_snapshot_take(c, name, err, sizeof err) == 0;
+    }
+    after = resident_bytes();
+    /* Each: the state plus a few kB (sampler counts, transcript, names). */
+    bound = CHAT_SNAPSHOTS_MAX * (state_bytes + 16384);
+    ok(n_ok == CHAT_SNAPSHOTS_MAX && chat_snapshot_count(c) == CHAT_SNAPSHOTS_MAX &&
+       before > 0 && after - before < bound,
+       "%d snapshots: resident memory grew %.1f MB, under 1000 x (state %zu B + 16 KiB) = %.1f MB",
+       CHAT_SNAPSHOTS_MAX, (after - before) / 1e6, state_bytes, bound / 1e6);
+    ok(chat_snapshot_take(c, "one-more", err, sizeof err) == -1 &&
+       strstr(err, "1000 snapshots already, the most kept: delete one") &&
+       chat_snapshot_count(c) == CHAT_SNAPSHOTS_MAX,
+       "snapshot 1001 is refused with a message: %s", err);
+    ok(chat_snapshot_take(c, "s7", err, sizeof err) == 0 &&
+       chat_snapshot_delete(c, "s8", err, sizeof err) == 0 &&
+       chat_snapshot_take(c, "one-more", err, sizeof err) == 0,
+       "at the cap, a snapshot can be taken again under its name, or after a /delete");
+    /* Restoring still continues exactly (sampler counts and random state
+     * come back from their compact form). */
+    chat_send(c, "Tell me more.", err, sizeof err);
+    r1 = reply(c, &stop, NULL);
+    chat_snapshot_restore(c, "s500", err, sizeof err);
+    chat_send(c, "Tell me more.", err, sizeof err);
+    r2 = reply(c, &stop, NULL);
+    ok(!strcmp(r1, r2) && *r1, "a restored snapshot samples the same reply at temperature 1 "
+       "(\"%s\")", r1);
+    free(r1);
+    free(r2);
+    chat_free(c);
+}
+
 /* A model whose logits are NaN says so, instead of "every token is
  * banned".  The state is poisoned by hand: files holding NaN are refused
  * at load (test_statefile), weights holding NaN too (test_badinput). */
@@ -845,6 +915,7 @@ int main(void)
         test_seeded(demo, "demo model");
         test_tuned(demo);
         test_nonfinite_logits(demo);
+        test_snapshot_memory(demo);
         rwkv_model_free(demo);
     } else {
         ok(0, "demo model %s loads", demo_path);
