@@ -13,11 +13,12 @@
  * wanted.  A chunk of one token is RNN mode; longer chunks batch the
  * projections (sequence mode) while the recurrences stay sequential.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/base/err.h"
-#include "engine/context.h"
+#include "engine/rwkv7_test.h"
 #include "engine/kernels.h"
 #include "engine/pool.h"
 #include "engine/weights.h"
@@ -84,9 +85,10 @@ int rwkv_context_threads(const rwkv_context *ctx)
     return kpool_threads(ctx->pool);
 }
 
-void *context_work(rwkv_context *ctx)
+void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask)
 {
-    return ctx->work;
+    assert(ctx->model->version->test_drop_terms != NULL);
+    ctx->model->version->test_drop_terms(ctx->work, mask);
 }
 
 /* x[t] = ln0(emb[token t]) in float32, for T tokens. */

@@ -14,6 +14,7 @@
 
 #include "engine/base/dtype.h"
 #include "engine/checkpoint.h"
+#include "engine/matrix.h"
 #include "engine/pool.h"
 
 /* Put before a function of plain C loops to have it compiled twice, for
@@ -25,15 +26,6 @@
 #else
 #define K_CLONES
 #endif
-
-struct kmat {
-    enum rwkv_dtype type;       /* F32, F16, BF16, Q8, Q4 */
-    int rows, cols;
-    const void *data;           /* rows*cols elements (or blocks) */
-    const float *scales;        /* Q8: per row; Q4: per group of 32 */
-    void *owned;                /* memory to free with kmat_free, or NULL */
-    void *owned_scales;
-};
 
 /* Frees what the matrix owns (nothing for one read in place). */
 void kmat_free(struct kmat *m);

@@ -20,7 +20,8 @@
 #ifndef RWKV_KERNELS_IMPL_H
 #define RWKV_KERNELS_IMPL_H
 
-#include "engine/kernels.h"
+#include "engine/base/dtype.h"
+#include "engine/matrix.h"
 
 #define KERNEL_N_FORMATS (RWKV_DTYPE_Q4 + 1)
 

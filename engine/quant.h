@@ -36,7 +36,7 @@
 #include <string.h>
 
 #include "engine/base/half.h"
-#include "engine/kernels.h"
+#include "engine/matrix.h"
 
 #define QUANT_Q4_GROUP 32
 

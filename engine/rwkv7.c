@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/context.h"
 #include "engine/rwkv7_test.h"
 #include "engine/weights.h"
 
@@ -391,11 +390,11 @@ static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
     return 0;
 }
 
-void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask)
+/* rwkv_version.test_drop_terms: the test hook of rwkv7_test.h. */
+static void rwkv7_drop_terms(void *work, unsigned mask)
 {
-    struct work *wk = context_work(ctx);
+    struct work *wk = work;
 
-    assert(rwkv_context_model(ctx)->version == &rwkv7_version && wk);
     wk->dropped = mask;
 }
 
@@ -853,4 +852,5 @@ const struct rwkv_version rwkv7_version = {
     .work_new = rwkv7_work_new,
     .work_free = rwkv7_work_free,
     .layer = rwkv7_layer,
+    .test_drop_terms = rwkv7_drop_terms,
 };

@@ -21,7 +21,8 @@ enum rwkv7_term {
 
 /* Makes later evaluations in ctx (a context of an RWKV-7 model) leave out
  * the terms in the mask (a bitwise or of enum rwkv7_term); 0 restores the
- * full model. */
+ * full model.  (Implemented in context.c, which hands the mask to the
+ * version's scratch.) */
 void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask);
 
 #endif

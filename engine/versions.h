@@ -101,6 +101,9 @@ struct rwkv_version {
     /* One layer over a chunk: x[T][C] in/out; state: that layer's floats. */
     void (*layer)(const struct rwkv_model *m, void *work, int layer, float *x, int T,
                   float *state);
+    /* Test hook (rwkv7_test.h): later layers run in work leave out the
+     * terms in mask.  NULL for versions without such terms. */
+    void (*test_drop_terms)(void *work, unsigned mask);
 };
 
 extern const struct rwkv_version rwkv4_version;
