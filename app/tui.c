@@ -807,19 +807,28 @@ static void install_signals(void)
     }
 }
 
-/* ncursesw draws UTF-8 only in a UTF-8 locale: take one if the
- * environment names none. */
+/* ncursesw draws UTF-8 only in a UTF-8 locale, and the World tokenizer
+ * reads UTF-8 throughout: take one if the environment names none.
+ * Readline sets LC_CTYPE again from the environment (LC_ALL, LC_CTYPE,
+ * LANG) for every line it reads, and under "C" takes each byte of a
+ * UTF-8 character for a Meta key ("wörld" became "wrrrrrrld"): the
+ * variable that decides is set to the same locale. */
 static void want_utf8_locale(void)
 {
-    const char *cs;
+    static const char *const utf8[] = { "C.UTF-8", "C.utf8", "en_US.UTF-8" };
+    const char *cs, *all;
 
     if (!setlocale(LC_ALL, "")) {
         setlocale(LC_ALL, "C");
     }
     cs = nl_langinfo(CODESET);
     if (!cs || strcasecmp(cs, "UTF-8") != 0) {
-        if (!setlocale(LC_CTYPE, "C.UTF-8")) {
-            setlocale(LC_CTYPE, "en_US.UTF-8");
+        for (size_t i = 0; i < sizeof(utf8) / sizeof(utf8[0]); i++) {
+            if (setlocale(LC_CTYPE, utf8[i])) {
+                all = getenv("LC_ALL");
+                setenv(all && *all ? "LC_ALL" : "LC_CTYPE", utf8[i], 1);
+                break;
+            }
         }
     }
     setlocale(LC_NUMERIC, "C");

@@ -206,6 +206,10 @@ int tui_input_start(struct tui *t)
     free(dir);
 
     rl_callback_handler_install("", rl_line_accepted);
+    /* Bytes above 127 are text (UTF-8), never Meta keys, in any locale. */
+    rl_variable_bind("input-meta", "on");
+    rl_variable_bind("convert-meta", "off");
+    rl_variable_bind("output-meta", "on");
     rl_variable_bind("bell-style", "none");
     rl_variable_bind("enable-bracketed-paste", "off");
     rl_variable_bind("show-all-if-ambiguous", "on");
@@ -295,8 +299,7 @@ static int layout(const char *s, size_t n, int avail, size_t point, int *prow, i
         avail = 2;
     }
     while (i < n) {
-        size_t j = i;
-        int32_t cp;
+        size_t j;
         int w;
 
         if (i == point) {
@@ -312,8 +315,10 @@ static int layout(const char *s, size_t n, int avail, size_t point, int *prow, i
             row_start = ++i;
             continue;
         }
-        cp = tui_text_decode(s, n, &j);
-        w = tui_text_cpwidth(cp);
+        /* One character (grapheme cluster) at a time, as it is drawn; a
+         * cursor inside one (before an emoji's skin-tone modifier) shows
+         * after it. */
+        j = tui_text_cluster(s, n, i, &w);
         if (col + w > avail) {
             if (fn) {
                 fn(ctx, row, row_start, i - row_start);
@@ -323,6 +328,10 @@ static int layout(const char *s, size_t n, int avail, size_t point, int *prow, i
             row_start = i;
         }
         col += w;
+        if (point > i && point < j) {
+            *prow = row;
+            *pcol = col;
+        }
         i = j;
     }
     if (point >= n) {

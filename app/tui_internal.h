@@ -127,6 +127,13 @@ int32_t tui_text_decode(const char *s, size_t n, size_t *i);
 /* Columns a code point takes (utf8proc_charwidth; controls count 1 as
  * they are shown as '?', a tab as a blank). */
 int tui_text_cpwidth(int32_t cp);
+/* The end of the character that starts at s[i]: an extended grapheme
+ * cluster (a letter and its accents, an emoji and its skin-tone modifier,
+ * a ZWJ sequence, a flag), never split by wrapping; *width gets its
+ * columns as tui_text_draw draws it (its first code point and its
+ * combining marks; the rest of an emoji sequence is not drawn, since
+ * terminals disagree on its width). */
+size_t tui_text_cluster(const char *s, size_t n, size_t i, int *width);
 /* Columns of s[0..n). */
 int tui_text_width(const char *s, size_t n);
 /* Splits s into lines at most width columns wide, at '\n', after spaces

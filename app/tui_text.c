@@ -34,13 +34,61 @@ int tui_text_cpwidth(int32_t cp)
     return utf8proc_charwidth(cp);
 }
 
+/* Whether cp, after the first code point of a cluster, is drawn with it:
+ * combining marks (accents, Indic vowel signs, Hangul jamo that join a
+ * syllable).  Not drawn: variation selectors, the zero width joiner and
+ * what it joins, emoji skin-tone modifiers, the second half of a flag and
+ * other format characters.  Terminals disagree on the width of those
+ * sequences (one emoji of two columns, or each part on its own), and
+ * curses counts each part: drawing only the first keeps every panel where
+ * it belongs, in any terminal. */
+static int drawn_with_base(int32_t cp)
+{
+    utf8proc_category_t cat = utf8proc_category(cp);
+
+    if ((cp >= 0xfe00 && cp <= 0xfe0f) || (cp >= 0xe0100 && cp <= 0xe01ef)) {
+        return 0;
+    }
+    if (cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME ||
+        cat == UTF8PROC_CATEGORY_MC) {
+        return 1;
+    }
+    return utf8proc_charwidth(cp) == 0 && cat != UTF8PROC_CATEGORY_CF &&
+           cat != UTF8PROC_CATEGORY_CC;
+}
+
+size_t tui_text_cluster(const char *s, size_t n, size_t i, int *width)
+{
+    utf8proc_int32_t state = 0;
+    int32_t first = tui_text_decode(s, n, &i), prev = first;
+    int w = tui_text_cpwidth(first);
+
+    /* Controls (drawn as '?', a newline ends a line) stand alone. */
+    while (i < n && !is_control(first)) {
+        size_t j = i;
+        int32_t cp = tui_text_decode(s, n, &j);
+
+        if (is_control(cp) || utf8proc_grapheme_break_stateful(prev, cp, &state)) {
+            break;
+        }
+        if (drawn_with_base(cp)) {
+            w += utf8proc_charwidth(cp);
+        }
+        prev = cp;
+        i = j;
+    }
+    *width = w;
+    return i;
+}
+
 int tui_text_width(const char *s, size_t n)
 {
     size_t i = 0;
-    int w = 0;
+    int w = 0, cw;
 
     while (i < n) {
-        w += tui_text_cpwidth(tui_text_decode(s, n, &i));
+        i = tui_text_cluster(s, n, i, &cw);
+        w += cw;
     }
     return w;
 }
@@ -51,8 +99,8 @@ size_t tui_text_fit(const char *s, size_t n, int maxw)
     int w = 0;
 
     while (i < n) {
-        size_t j = i;
-        int cw = tui_text_cpwidth(tui_text_decode(s, n, &j));
+        int cw;
+        size_t j = tui_text_cluster(s, n, i, &cw);
 
         if (w + cw > maxw) {
             break;
@@ -85,7 +133,8 @@ static void spans_push(struct spans *sp, const char *s, size_t off, size_t end, 
     sp->n++;
 }
 
-/* Greedy wrap of one paragraph s[start..end) (no '\n' inside).  A line may
+/* Greedy wrap of one paragraph s[start..end) (no '\n' inside), one
+ * character (grapheme cluster) at a time: a line never splits one.  A line may
  * break after a run of spaces (the spaces are dropped) or on either side
  * of a wide character, since CJK text has no spaces.  Continuation lines
  * keep the paragraph's leading blanks (lists), or with columns set its
@@ -118,9 +167,10 @@ static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t
         lead = 0;
     }
     while (i < end) {
-        size_t j = i;
-        int32_t cp = tui_text_decode(s, end, &j);
-        int w = tui_text_cpwidth(cp);
+        int w;
+        size_t j = tui_text_cluster(s, end, i, &w), at = i;
+        int32_t cp = tui_text_decode(s, end, &at);
+        int wide = tui_text_cpwidth(cp) == 2;
 
         if (cp == ' ' && i > line) {
             if (col + w > room) {
@@ -142,7 +192,7 @@ static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t
             have_brk = 1;
             continue;
         }
-        if (w == 2 && i > line) {
+        if (wide && i > line) {
             brk = i;
             brk_col = col;
             have_brk = 1;
@@ -165,7 +215,7 @@ static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t
         }
         col += w;
         i = j;
-        if (w == 2) {
+        if (wide) {
             brk = i;
             brk_col = col;
             have_brk = 1;
@@ -202,26 +252,47 @@ int tui_text_draw(WINDOW *win, const char *s, size_t n, int maxw)
     int used = 0;
 
     while (i < n) {
-        int32_t cp = tui_text_decode(s, n, &i);
-        int w = tui_text_cpwidth(cp);
-        wchar_t wc = (wchar_t)cp;
+        int w, k = 0;
+        size_t j = tui_text_cluster(s, n, i, &w), at = i;
+        int32_t cp = tui_text_decode(s, n, &at);
+        wchar_t wc[8];
+        int fits, unsure = 0;
 
         if (used + w > maxw) {
             break;
         }
+        i = j;
         if (is_control(cp)) {
-            wc = cp == '\t' ? L' ' : L'?';
-        } else if (w == 0 && used == 0) {
-            continue;       /* a combining mark with nothing to combine with */
+            waddch(win, cp == '\t' ? ' ' : '?');
+            used += w;
+            continue;
+        }
+        if (w == 0 && used == 0) {
+            continue;       /* combining marks with nothing to combine with */
         }
         /* Keep our column count and the terminal's in step: a character
          * that curses (wcwidth) measures differently is drawn as '?'s. */
-        if (!is_control(cp) && wcwidth(wc) != w) {
-            for (int k = 0; k < w; k++) {
-                waddch(win, '?');
+        wc[k++] = (wchar_t)cp;
+        fits = wcwidth(wc[0]) == tui_text_cpwidth(cp);
+        while (at < j) {
+            int32_t mark = tui_text_decode(s, j, &at);
+
+            if (!drawn_with_base(mark)) {
+                continue;
             }
+            if (wcwidth((wchar_t)mark) != utf8proc_charwidth(mark)) {
+                unsure += utf8proc_charwidth(mark);     /* '?'s after it */
+            } else if (k < (int)(sizeof(wc) / sizeof(wc[0]))) {
+                wc[k++] = (wchar_t)mark;
+            }
+        }
+        if (fits) {
+            waddnwstr(win, wc, k);
         } else {
-            waddnwstr(win, &wc, 1);
+            unsure = w;
+        }
+        for (int c = 0; c < unsure; c++) {
+            waddch(win, '?');
         }
         used += w;
     }

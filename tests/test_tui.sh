@@ -195,6 +195,35 @@ width=$((chars + wide_extra))
 ok $? "the side panel stays aligned beside CJK and emoji (column $width, want 70)"
 wait_for a "$IDLE" 20
 
+# 4b. Under LC_ALL=C, the bytes of UTF-8 typed in are text, not Meta keys
+# (readline took each for M-r: "wörld" became "wrrrrrrld").
+$T new-session -d -s l -x 100 -y 30 "env LC_ALL=C XDG_STATE_HOME=$work/state-l $prog; echo \"EXITED \$?\"; sleep 30"
+wait_for l "v7-world.pth" 20
+type_text l "wörld 你好"
+wait_for l "^> wörld 你好" 5
+ok $? "LC_ALL=C: typed UTF-8 reaches the input line whole"
+keys l Enter
+wait_for l "User: wörld 你好" 5
+ok $? "LC_ALL=C: the message is sent whole"
+wait_for l "$IDLE" 20
+
+# 4c. (the same session) An emoji with a skin-tone modifier, wrapped: one
+# character of two columns, never split across rows; the modifier is not
+# drawn (terminals disagree on the width of the pair), so every row of the
+# side panel stays where it is (issue 17).
+type_text l "xx$(printf '\360\237\221\215\360\237\217\275%.0s' $(seq 1 40))"
+keys l Enter
+wait_for l "User: xx" 5 && wait_for l "$IDLE" 20
+knob_rows=$(screen l | grep -cE '│ (temperature|top-p|top-k|min-p|presence|frequency|decay|max-tokens|seed) ')
+border=$(screen l | grep -E '│ (temperature|top-p|top-k|min-p|presence|frequency|decay|max-tokens|seed) ' |
+    while IFS= read -r line; do left=${line%%│ [a-z]*}; printf '%s\n' "$left" | wc -L; done | sort -u)
+[ "$knob_rows" = 9 ] && [ "$border" = 70 ] && ! screen l | grep -q "$(printf '\360\237\217\275')"
+ok $? "wrapped emoji with skin-tone modifiers: all 9 knob rows in place at column 70 ($knob_rows rows, columns $(echo $border))"
+type_text l "/quit"
+keys l Enter
+wait_for l "EXITED 0" 10
+ok $? "LC_ALL=C: rwkv-chat quits normally"
+
 # 5. Resizing the window in the middle of a reply.
 type_text a "Tell me a long story"
 keys a Enter

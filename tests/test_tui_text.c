@@ -82,6 +82,46 @@ int main(void)
     ok(tui_text_fit("你好", 6, 3) == 3, "fit: one CJK character in three columns");
     ok(tui_text_fit("ab你", 5, 3) == 2, "fit: a wide character never straddles the edge");
 
+    /* Characters of several code points (issue 17): one cluster each,
+     * as wide as what is drawn of them. */
+    {
+        static const struct {
+            const char *s, *what;
+            int width;
+        } one[] = {
+            { "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", "thumbs up with a skin-tone modifier", 2 },
+            { "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7",
+              "a ZWJ family", 2 },
+            { "\xe2\x9d\xa4\xef\xb8\x8f", "a heart with VS16", 1 },
+            { "\xf0\x9f\x87\xba\xf0\x9f\x87\xb8", "a flag (two regional indicators)", 1 },
+            { "e\xcc\x81\xcc\xa3", "e with two combining marks", 1 },
+            { "\xe0\xa4\x95\xe0\xa4\xbe", "Devanagari ka with its vowel sign", 1 },
+        };
+
+        for (size_t k = 0; k < sizeof(one) / sizeof(one[0]); k++) {
+            int w = -1;
+            size_t len = strlen(one[k].s), end = tui_text_cluster(one[k].s, len, 0, &w);
+
+            ok(end == len && w == one[k].width && tui_text_width(one[k].s, len) == w,
+               "%s: one character of %d columns (end %zu of %zu, width %d)", one[k].what,
+               one[k].width, end, len, w);
+        }
+        {
+            int w1 = -1, w2 = -1;
+            size_t e1 = tui_text_cluster("\r\n", 2, 0, &w1), e2 = tui_text_cluster("\r\n", 2, 1, &w2);
+
+            ok(e1 == 1 && e2 == 2 && w1 == 1 && w2 == 1, "CR and LF stay two characters");
+        }
+        ok(tui_text_fit("ab\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", 10, 3) == 2,
+           "fit: an emoji with its modifier does not fit in one column, and is not split");
+        ok(tui_text_fit("ab\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", 10, 4) == 10,
+           "fit: an emoji with its modifier fits in two columns");
+    }
+    check_wrap("xx\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbdyy", 4, 0,
+               "0:xx\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd|0:yy");
+    check_wrap("x\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd", 4, 0,
+               "0:x\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd|0:\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd");
+    check_wrap("ab\xe4\xbd\xa0" "e\xcc\x81", 3, 0, "0:ab|0:\xe4\xbd\xa0" "e\xcc\x81");
     check_wrap("hello world foo", 11, 0, "0:hello world|0:foo");
     check_wrap("hello   world", 7, 0, "0:hello|0:world");
     check_wrap("abcdefghij", 4, 0, "0:abcd|0:efgh|0:ij");
@@ -102,6 +142,7 @@ int main(void)
     if (!scr) {
         skip("no xterm terminfo entry to draw with");
         skip("no xterm terminfo entry to draw with");
+        skip("no xterm terminfo entry to draw with");
     } else {
         WINDOW *w = newwin(1, 40, 0, 0);
         int used = tui_text_draw(w, mixed, strlen(mixed), 40);
@@ -111,6 +152,18 @@ int main(void)
         wmove(w, 0, 0);
         used = tui_text_draw(w, "ab你好", strlen("ab你好"), 5);
         ok(used == 4 && getcurx(w) == 4, "drawing stops before a wide character that would not fit");
+        {
+            const char *emoji = "\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd ok \xf0\x9f\x91\xa8\xe2\x80\x8d"
+                                "\xf0\x9f\x91\xa9 \xe2\x9d\xa4\xef\xb8\x8f \xf0\x9f\x87\xba\xf0\x9f\x87\xb8 "
+                                "\xe0\xa4\x95\xe0\xa4\xbe!";
+            int want = tui_text_width(emoji, strlen(emoji));
+
+            wmove(w, 0, 0);
+            used = tui_text_draw(w, emoji, strlen(emoji), 40);
+            ok(used == want && want == 15 && getcurx(w) == want,
+               "emoji sequences, flags and vowel signs: curses puts the cursor where our widths "
+               "say (%d, %d, want 15)", used, getcurx(w));
+        }
         delwin(w);
         endwin();
         delscreen(scr);
