@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "app/tool.h"
+#include "engine/base/atomicfile.h"
 #include "engine/rwkv.h"
 
 /* Tokens per rwkv_eval call in sequence mode: bounds the logits buffer
@@ -137,72 +138,61 @@ static int write_floats(FILE *f, const float *v, size_t n)
 #endif
 }
 
-/* An output file written as PATH.tmp and renamed into place on success;
- * a device or pipe (/dev/null, /dev/stdout) is written in place (tmp NULL),
- * as renaming over it would replace it. */
+/* An output file written atomically (engine/base/atomicfile.h) and put in
+ * place on success; a device or pipe (/dev/null, /dev/stdout) is written
+ * in place (af NULL), as renaming over it would replace it. */
 struct outfile {
     const char *path;
-    char *tmp;
+    atomicfile *af;
     FILE *f;
 };
 
 static int out_open(struct outfile *o, const char *path)
 {
-    size_t len = strlen(path) + 5;
+    char err[RWKV_ERRLEN];
     struct stat st;
 
     o->path = path;
-    o->tmp = NULL;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    o->af = NULL;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
         if (!(o->f = fopen(path, "wb"))) {
             tool_error("%s: %s", path, strerror(errno));
             return -1;
         }
         return 0;
     }
-    o->tmp = malloc(len);
-    if (!o->tmp) {
-        tool_error("%s: out of memory", path);
-        return -1;
-    }
-    snprintf(o->tmp, len, "%s.tmp", path);
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) {
-        tool_error("%s: %s", o->tmp, strerror(errno));
-        free(o->tmp);
-        o->tmp = NULL;
+    if (!(o->af = atomicfile_open(path, NULL, 0, err, sizeof err)) ||
+        !(o->f = atomicfile_stream(o->af, err, sizeof err))) {
+        tool_error("%s", err);
+        atomicfile_abort(o->af);
+        o->af = NULL;
         return -1;
     }
     return 0;
 }
 
-/* Closes; keep: fsync and rename into place, else remove the temporary. */
+/* Closes; keep: sync and put in place, else remove the temporary. */
 static int out_close(struct outfile *o, int keep)
 {
-    const char *name = o->tmp ? o->tmp : o->path;
+    char err[RWKV_ERRLEN];
     int rc = 0;
 
     if (!o->f) {
         return 0;
     }
-    if (keep && (fflush(o->f) != 0 || (o->tmp && fsync(fileno(o->f)) != 0))) {
-        tool_error("%s: %s", name, strerror(errno));
-        rc = -1;
-    }
-    if (fclose(o->f) != 0 && keep && rc == 0) {
-        tool_error("%s: %s", name, strerror(errno));
+    if (!o->af) {
+        if ((fflush(o->f) != 0 || fclose(o->f) != 0) && keep) {
+            tool_error("%s: %s", o->path, strerror(errno));
+            rc = -1;
+        }
+    } else if (!keep) {
+        atomicfile_abort(o->af);
+    } else if (atomicfile_commit(o->af, err, sizeof err) != 0) {
+        tool_error("%s", err);
         rc = -1;
     }
     o->f = NULL;
-    if (keep && rc == 0 && o->tmp && rename(o->tmp, o->path) != 0) {
-        tool_error("%s: %s", o->path, strerror(errno));
-        rc = -1;
-    }
-    if ((!keep || rc != 0) && o->tmp) {
-        unlink(o->tmp);
-    }
-    free(o->tmp);
-    o->tmp = NULL;
+    o->af = NULL;
     return rc;
 }
 
@@ -243,7 +233,7 @@ static int evaluate(rwkv_context *ctx, rwkv_state *state, const int32_t *ids, si
             return -1;
         }
         if (write_floats(out->f, logits, c * (size_t)info->n_vocab) != 0) {
-            tool_error("%s: %s", out->tmp ? out->tmp : out->path, strerror(errno));
+            tool_error("%s: %s", out->path, strerror(errno));
             free(logits);
             return -1;
         }
@@ -348,7 +338,7 @@ int tool_logits(int argc, char **argv)
         rc = 0;
         if (state_path &&
             write_floats(state_out.f, rwkv_state_cdata(state), rwkv_state_floats(state)) != 0) {
-            tool_error("%s: %s", state_out.tmp ? state_out.tmp : state_out.path, strerror(errno));
+            tool_error("%s: %s", state_out.path, strerror(errno));
             rc = 1;
         }
     }

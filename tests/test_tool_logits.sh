@@ -78,6 +78,12 @@ t "empty token file" expect_fail 1 "no token ids" "$TOOL" logits "$M/v7.pth" \
     --tokens-file "$TMP/empty.tokens" -o "$TMP/o"
 t "token past the vocabulary" expect_fail 1 "out of range" "$TOOL" logits "$M/v7.pth" \
     --tokens-file "$TMP/range.tokens" -o "$TMP/o"
+printf 'mine\n' >"$TMP/victim"
+ln -sf victim "$TMP/link.f32"
+t "-o onto a symbolic link: refused, the file it points to kept" sh -c "
+    ! \"$TOOL\" logits \"$M/v7.pth\" --tokens-file \"$M/v7.tokens\" -o \"$TMP/link.f32\" 2>\"$TMP/err\" &&
+    grep -q 'link.f32: is a symbolic link' \"$TMP/err\" && test -L \"$TMP/link.f32\" &&
+    test \"\$(cat \"$TMP/victim\")\" = mine"
 t "a tuned file of another shape is refused, naming the tensor" expect_fail 1 \
     "v7-fp32.tuned.pth: tensor blocks.0.att.time_state: expected 1x64x64, found 2x64x64" \
     "$TOOL" logits "$M/v7-world.pth" --state-tuned "$T/v7-fp32.tuned.pth" \
