@@ -295,7 +295,7 @@ ok "$(cmp -s "$T/first.out" "$T/editint.out" && cmp -s "$T/first.state" "$T/edit
 # SIGTERM there: rwkv-chat dies of it at once, says nothing, writes no state.
 long_run longterm TERM
 ok "$(test "$(rc longterm)" = 143 && test -z "$(quiet "$T/longterm.err")" &&
-      test ! -e "$T/longterm.state" && test -z "$(find "$T" -name 'longterm.state.tmp*')"; echo $?)" \
+      test ! -e "$T/longterm.state" && test -z "$(find "$T" -name '.longterm.state.*.tmp')"; echo $?)" \
     "SIGTERM while a long message is read: status 143 at once, nothing said, no state file ($(rc longterm): $(quiet "$T/longterm.err"))"
 long_run longhup HUP
 ok "$(test "$(rc longhup)" = 129 && test -z "$(quiet "$T/longhup.err")" && test ! -e "$T/longhup.state"; echo $?)" \

@@ -74,9 +74,9 @@ for sig in INT TERM HUP; do
 done
 ok "$(test $good = $runs; echo $?)" \
     "SIGINT/SIGTERM/SIGHUP at $runs moments of a run saving 200 times: the file always loads ($torn torn)"
-left=$(find "$work" -maxdepth 1 -name 'conv.state.tmp*' | wc -l)
+left=$(find "$work" -maxdepth 1 -name '.conv.state.*.tmp' | wc -l)
 ok "$(test "$left" = 0; echo $?)" \
-    "no FILE.tmp.PID left behind: a signal during a save lets it finish ($left left)"
+    "no temporary (.FILE.XXXXXXXX.tmp) left behind: a signal during a save lets it finish ($left left)"
 
 # --- 2. the terminal after SIGTERM / SIGHUP ---------------------------------------
 if ! command -v tmux >/dev/null 2>&1; then
