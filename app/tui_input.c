@@ -11,6 +11,7 @@
 
 #include "app/commands.h"
 #include "app/paths.h"
+#include "engine/base/atomicfile.h"
 
 #define HISTORY_MAX 1000
 #define PROMPT "> "
@@ -23,6 +24,7 @@ struct input {
     size_t n_lines;
     int eof;
     char *history_path;
+    int history_failed;         /* said once that it cannot be saved */
     int first_row;              /* first text row shown (long input scrolls) */
     FILE *null_out;
     struct tui *tui;            /* for completion and messages */
@@ -78,6 +80,35 @@ static void rl_deprep_nothing(void)
 {
 }
 
+/* Writes the whole history (at most HISTORY_MAX entries) over the history
+ * file, atomically and only if it is a regular file (atomicfile.h: never
+ * through a link), in readline's format: each entry after its timestamp
+ * line, so multi-line entries read back whole.  A failure is said once in
+ * the key bar; the chat goes on. */
+static void save_history(struct input *in)
+{
+    HIST_ENTRY **list = history_list();
+    char err[RWKV_ERRLEN];
+    atomicfile *af = atomicfile_open(in->history_path, NULL, 0, err, sizeof(err));
+    FILE *f = af ? atomicfile_stream(af, err, sizeof(err)) : NULL;
+
+    for (size_t i = 0; f && list && list[i]; i++) {
+        if (list[i]->timestamp && list[i]->timestamp[0]) {
+            fprintf(f, "%s\n", list[i]->timestamp);
+        }
+        fprintf(f, "%s\n", list[i]->line);
+    }
+    if (!f) {
+        atomicfile_abort(af);
+    } else if (atomicfile_commit(af, err, sizeof(err)) == 0) {
+        return;
+    }
+    if (!in->history_failed) {
+        in->history_failed = 1;
+        tui_message(in->tui, 1, "history not saved: %s", err);
+    }
+}
+
 static void rl_line_accepted(char *line)
 {
     if (!line) {
@@ -91,7 +122,7 @@ static void rl_line_accepted(char *line)
         if (!last || strcmp(last->line, line) != 0) {
             add_history(line);
             if (active->history_path) {
-                append_history(1, active->history_path);
+                save_history(active);
             }
         }
     }
@@ -199,9 +230,7 @@ int tui_input_start(struct tui *t)
     stifle_history(HISTORY_MAX);
     if (dir && paths_mkdirs(dir) == 0) {
         in->history_path = paths_join(dir, "history");
-        if (read_history(in->history_path) != 0) {
-            write_history(in->history_path);    /* creates it for append_history */
-        }
+        read_history(in->history_path);     /* none yet: made by the first line */
     }
     free(dir);
 
@@ -229,9 +258,6 @@ void tui_input_stop(struct tui *t)
     struct input *in = t->input->data;
 
     rl_callback_handler_remove();
-    if (in->history_path) {
-        history_truncate_file(in->history_path, HISTORY_MAX);
-    }
     clear_history();
     if (in->null_out) {
         fclose(in->null_out);

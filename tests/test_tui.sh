@@ -308,6 +308,7 @@ ok $? "quitting saved the session"
 grep -q "Tell me a long story" "$XDG_STATE_HOME/rwkv-chat/history" 2>/dev/null
 ok $? "the input history was written"
 
+chmod 600 "$XDG_STATE_HOME/rwkv-chat/history"
 start b --resume
 wait_for b "User: Hello there" 20
 ok $? "--resume shows the old transcript"
@@ -322,6 +323,11 @@ type_text b "/quit"
 keys b Enter
 wait_for b "EXITED 0" 10
 ok $? "/quit quits with status 0"
+grep -q "^/quit$" "$XDG_STATE_HOME/rwkv-chat/history" &&
+    grep -q "Tell me a long story" "$XDG_STATE_HOME/rwkv-chat/history" &&
+    [ "$(stat -c %a "$XDG_STATE_HOME/rwkv-chat/history")" = 600 ] &&
+    [ -z "$(find "$XDG_STATE_HOME/rwkv-chat" -name '*.tmp')" ]
+ok $? "the history file is rewritten whole, keeps its mode 600, no temporary left"
 
 start c --state-in "$work/conv.state"
 wait_for c "User: One more" 20
