@@ -91,4 +91,38 @@ else
         "a save that fails half way: exit 1, the old file intact, the message names the file: $(cat "$T/f.err")"
 fi
 
+# --- the session saved at quit follows the same rule ---------------------------
+# session.state planted as a link to another file: quitting says so (exit 1)
+# and neither the link nor the file it points to changes.
+if command -v tmux >/dev/null 2>&1; then
+    sock=rwkvsave-$$
+    mkdir -p "$T/sess/rwkv-chat"
+    printf 'precious\n' >"$T/victim.txt"
+    ln -s "$T/victim.txt" "$T/sess/rwkv-chat/session.state"
+    tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
+        "XDG_STATE_HOME='$T/sess' '$CHAT' -t 1 --seed 1 --max-tokens 3 2>'$T/sess.err'; echo \$? >'$T/sess.rc'; sleep 30"
+    i=0
+    while [ $i -lt 300 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'type a message'; do
+        sleep 0.1; i=$((i + 1))
+    done
+    tmux -L "$sock" send-keys 'hi' Enter
+    i=0
+    while [ $i -lt 300 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'Assistant:'; do
+        sleep 0.1; i=$((i + 1))
+    done
+    sleep 1
+    tmux -L "$sock" send-keys '/quit' Enter
+    i=0
+    while [ $i -lt 300 ] && [ ! -s "$T/sess.rc" ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    tmux -L "$sock" kill-server >/dev/null 2>&1
+    ok "$(test "$(cat "$T/sess.rc" 2>/dev/null)" = 1 && one_line "$T/sess.err" &&
+          grep -q 'session.state: is a symbolic link' "$T/sess.err" &&
+          test -L "$T/sess/rwkv-chat/session.state" && test "$(cat "$T/victim.txt")" = precious; echo $?)" \
+        "TUI quit with session.state planted as a link: exit 1, one line, the link's target untouched ($(cat "$T/sess.err" 2>/dev/null))"
+else
+    skip "tmux not installed"
+fi
+
 tap_done
