@@ -165,7 +165,8 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
     }
     free(vocab_path);
     t0 = now();
-    if (!(model = rwkv_model_load(model_path, &load, err, sizeof(err)))) {
+    if (!(model = rwkv_model_load_lora(model_path, &load, opts->lora, opts->n_lora, err,
+                                       sizeof(err)))) {
         error_line("%s", err, NULL);
         world_free(tok);
         free(model_path);

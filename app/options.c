@@ -16,7 +16,7 @@
 enum {
     OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_GREEDY, OPT_BATCH,
     OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
-    OPT_STATE_TUNED,
+    OPT_STATE_TUNED, OPT_LORA,
     OPT_KNOB = 512,         /* + the knob's index in knobs.h's table */
 };
 
@@ -38,6 +38,7 @@ static const struct option fixed_opts[] = {
     { "threads", required_argument, NULL, 't' },
     { "dtype", required_argument, NULL, OPT_DTYPE },
     { "no-cache", no_argument, NULL, OPT_NO_CACHE },
+    { "lora", required_argument, NULL, OPT_LORA },
     { "config", required_argument, NULL, OPT_CONFIG },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -106,6 +107,10 @@ void options_usage(FILE *f)
         "  -t, --threads=N        worker threads (default: the CPUs it may run on)\n"
         "      --dtype=TYPE       weights as fp32, fp16, bf16, q8 or q4 (default: as stored)\n"
         "      --no-cache         convert the weights at every start; no conversion cache\n"
+        "      --lora=FILE[:SCALE]\n"
+        "                         merge a LoRA adapter (RWKV-PEFT's lora_A/lora_B file)\n"
+        "                         into the weights at load; SCALE is lora_alpha / r\n"
+        "                         (default 1); repeat for several adapters\n"
         "      --config=FILE      read FILE instead of ~/.config/rwkv-chat/config\n"
         "\n"
         "Sampling:\n");
@@ -163,6 +168,7 @@ void options_free(struct app_options *opts)
     free(opts->data_dir);
     free(opts->config_path);
     free_colours(&opts->colours);
+    options_free_lora(opts->lora, opts->n_lora);
     memset(opts, 0, sizeof(*opts));
 }
 
@@ -358,6 +364,15 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         case OPT_NO_CACHE:
             opts->no_cache = 1;
             break;
+        case OPT_LORA: {
+            char why[512];
+
+            if (options_add_lora(&opts->lora, &opts->n_lora, optarg, why, sizeof why) < 0) {
+                short_usage("--lora: %s", why, NULL);
+                return OPTIONS_USAGE;
+            }
+            break;
+        }
         case OPT_CONFIG:
             break;
         case 'h':
@@ -410,4 +425,42 @@ int options_parse(struct app_options *opts, int argc, char **argv)
     rc = parse(opts, argc, argv, longopts);
     free(longopts);
     return rc;
+}
+
+int options_add_lora(struct rwkv_lora **list, int *n, const char *arg, char *err,
+                     size_t errlen)
+{
+    const char *colon = strrchr(arg, ':');
+    size_t len = strlen(arg);
+    struct rwkv_lora *grown;
+    float scale = 1.0f;
+    char *path, *end = NULL;
+    double v = colon && colon > arg && colon[1] ? strtod(colon + 1, &end) : 0;
+
+    if (end && end != colon + 1 && !*end && isfinite(v) && fabs(v) <= 1e6) {
+        scale = (float)v;
+        len = (size_t)(colon - arg);
+    }
+    if (len == 0) {
+        snprintf(err, errlen, "'%s': no adapter file named", arg);
+        return -1;
+    }
+    if (*n >= 256 || !(grown = realloc(*list, (size_t)(*n + 1) * sizeof *grown)) ||
+        !(path = strndup(arg, len))) {
+        snprintf(err, errlen, "'%s': too many adapters or out of memory", arg);
+        return -1;
+    }
+    *list = grown;
+    grown[*n].path = path;
+    grown[*n].scale = scale;
+    (*n)++;
+    return 0;
+}
+
+void options_free_lora(struct rwkv_lora *list, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free((char *)list[i].path);
+    }
+    free(list);
 }

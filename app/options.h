@@ -57,6 +57,8 @@ struct app_options {
     int n_threads;          /* -t/--threads, 0 = all CPUs */
     enum rwkv_dtype dtype;  /* --dtype */
     int no_cache;           /* --no-cache: no conversion cache */
+    struct rwkv_lora *lora; /* --lora FILE[:SCALE], in order (paths malloc'd) */
+    int n_lora;
     struct app_colours colours;
 };
 
@@ -75,6 +77,15 @@ void options_defaults(struct app_options *opts);
 void options_free(struct app_options *opts);
 /* Prints the --help text to f. */
 void options_usage(FILE *f);
+
+/* Appends the adapter of a --lora argument, "FILE" or "FILE:SCALE" (a
+ * suffix that is not a number belongs to the file name; SCALE defaults to
+ * 1), to the list (grown with realloc).  0, or -1 with a one-line reason
+ * in err. */
+int options_add_lora(struct rwkv_lora **list, int *n, const char *arg, char *err,
+                     size_t errlen);
+/* Frees a list made by options_add_lora. */
+void options_free_lora(struct rwkv_lora *list, int n);
 
 /* Sets the knob called name (engine/knobs.h; '-' may stand for '_', e.g.
  * "top-p") from a string, through the table's one check.  0, or -1 with a

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/options.h"
 #include "app/tool.h"
 #include "engine/base/atomicfile.h"
 #include "engine/rwkv.h"
@@ -26,6 +27,7 @@ static const struct option long_options[] = {
     { "dtype", required_argument, NULL, 'd' },
     { "threads", required_argument, NULL, 'j' },
     { "state-tuned", required_argument, NULL, 'T' },
+    { "lora", required_argument, NULL, 'l' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
 };
@@ -47,6 +49,8 @@ static void usage(FILE *f)
                "  -j, --threads N         worker threads (default: all CPUs)\n"
                "  -T, --state-tuned FILE  start from the state-tuned initial state in FILE\n"
                "                          (blocks.N.att.time_state tensors)\n"
+               "  -l, --lora FILE[:SCALE] merge a LoRA adapter (RWKV-PEFT layout) at load,\n"
+               "                          SCALE = lora_alpha / r (default 1); repeatable\n"
                "  -h, --help              display this help and exit\n");
 }
 
@@ -249,6 +253,8 @@ int tool_logits(int argc, char **argv)
     const char *tokens_path = NULL, *out_path = NULL, *state_path = NULL, *tuned_path = NULL;
     struct outfile out = { 0 }, state_out = { 0 };
     char err[RWKV_ERRLEN];
+    struct rwkv_lora *lora = NULL;
+    int n_lora = 0;
     rwkv_model *model;
     rwkv_context *ctx;
     rwkv_state *state;
@@ -259,7 +265,7 @@ int tool_logits(int argc, char **argv)
 
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "t:o:c:s:d:j:T:h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:o:c:s:d:j:T:l:h", long_options, NULL)) != -1) {
         switch (c) {
         case 't':
             tokens_path = optarg;
@@ -291,11 +297,20 @@ int tool_logits(int argc, char **argv)
         case 'T':
             tuned_path = optarg;
             break;
+        case 'l':
+            if (options_add_lora(&lora, &n_lora, optarg, err, sizeof err)) {
+                tool_error("logits: --lora %s", err);
+                options_free_lora(lora, n_lora);
+                return 2;
+            }
+            break;
         case 'h':
+            options_free_lora(lora, n_lora);
             usage(stdout);
             return 0;
         default:
-            if (optopt && strchr("tocsdjT", optopt)) {
+            options_free_lora(lora, n_lora);
+            if (optopt && strchr("tocsdjTl", optopt)) {
                 tool_error("logits: option '%s' needs a value", argv[optind - 1]);
             } else {
                 tool_error("logits: unrecognized option '%s'", argv[optind - 1]);
@@ -307,19 +322,23 @@ int tool_logits(int argc, char **argv)
     if (optind != argc - 1) {
         tool_error(optind == argc ? "logits: missing MODEL" : "logits: more than one MODEL");
         usage(stderr);
+        options_free_lora(lora, n_lora);
         return 2;
     }
     if (!tokens_path || !out_path) {
         tool_error("logits: %s is required", tokens_path ? "-o OUT" : "--tokens-file FILE");
         usage(stderr);
+        options_free_lora(lora, n_lora);
         return 2;
     }
 
     ids = read_tokens(tokens_path, &n);
     if (!ids) {
+        options_free_lora(lora, n_lora);
         return 1;
     }
-    model = rwkv_model_load(argv[optind], &opts, err, sizeof err);
+    model = rwkv_model_load_lora(argv[optind], &opts, lora, n_lora, err, sizeof err);
+    options_free_lora(lora, n_lora);
     ctx = model ? rwkv_context_new(model, 0, err, sizeof err) : NULL;
     if (!ctx) {
         tool_error("%s", err);

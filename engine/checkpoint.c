@@ -413,3 +413,18 @@ const struct ckpt_tensor *ckpt_find(const ckpt_file *file, const char *name)
     }
     return NULL;
 }
+
+int ckpt_replace_data(ckpt_file *file, const char *name, const struct ckpt_tensor *src)
+{
+    const struct ckpt_tensor *found = ckpt_find(file, name);
+    struct ckpt_tensor *t;
+
+    if (!found || found->numel != src->numel) {
+        return -1;
+    }
+    t = &file->tensors[found - file->tensors];
+    t->dtype = src->dtype;
+    t->data = src->data;
+    t->nbytes = src->nbytes;
+    return 0;
+}

@@ -42,6 +42,11 @@ size_t ckpt_count(const ckpt_file *file);
 const struct ckpt_tensor *ckpt_at(const ckpt_file *file, size_t i);
 /* NULL when absent. */
 const struct ckpt_tensor *ckpt_find(const ckpt_file *file, const char *name);
+/* Makes the tensor called name read src's data (another file's tensor of
+ * the same element count: a LoRA adapter's replacement); its name and
+ * shape stay.  src's data must outlive file's use of it.  0, or -1 when
+ * the tensor is absent or the counts differ. */
+int ckpt_replace_data(ckpt_file *file, const char *name, const struct ckpt_tensor *src);
 
 const char *ckpt_dtype_name(enum ckpt_dtype dtype);
 size_t ckpt_dtype_size(enum ckpt_dtype dtype);

@@ -684,6 +684,13 @@ const struct rwkv_version *const rwkv_versions[] = {
 rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
                             char *err, size_t errlen)
 {
+    return rwkv_model_load_lora(path, opts, NULL, 0, err, errlen);
+}
+
+rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_options *opts,
+                                 const struct rwkv_lora *lora, int n_lora, char *err,
+                                 size_t errlen)
+{
     rwkv_model *m;
     struct rwkv_dims d;
     unsigned char *used = NULL;
@@ -707,6 +714,9 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
         free(m);
         return NULL;
     }
+    if (n_lora > 0 && !(m->lora = lora_open(m->file, lora, n_lora, err, errlen))) {
+        goto fail;
+    }
     m->version = detect_version(m);
     assert(m->version != NULL);
     used = calloc(ckpt_count(m->file), 1);
@@ -718,6 +728,8 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
         goto fail;
     }
     summarize(m, used);
+    m->info.fingerprint = lora_fingerprint(m->lora, m->info.fingerprint);
+    m->info.n_lora = n_lora;
     /* The load's own pool (conversion, the NaN scan, the cache's hashes),
      * sized as asked; contexts make theirs. */
     m->pool = kpool_new(opts ? opts->n_threads : 0);
@@ -730,6 +742,9 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
     cache_begin(m, opts);
     if (check_finite(m, used, err, errlen) || load_common(m, err, errlen) ||
         m->version->prepare(m, err, errlen)) {
+        goto fail;
+    }
+    if (lora_check_claimed(m->lora, err, errlen)) {
         goto fail;
     }
     cache_finish(m);
@@ -754,6 +769,7 @@ void rwkv_model_free(rwkv_model *m)
     kpool_free(m->pool);
     free(m->extra);
     ckpt_close(m->file);
+    lora_free(m->lora);
     free(m);
 }
 

@@ -51,7 +51,9 @@ struct rwkv_info {
     uint64_t n_params;
     uint64_t file_size;
     uint64_t bytes_per_token;       /* weight bytes one generated token reads */
-    uint64_t fingerprint;           /* identity hash of shapes + weights */
+    uint64_t fingerprint;           /* identity hash of shapes + weights (and
+                                     * the LoRA adapters and their scales) */
+    int n_lora;                     /* adapters merged at load */
     size_t state_floats;            /* floats in a state, official order */
     int n_extra_tensors;            /* tensors present but not used */
 };
@@ -63,6 +65,17 @@ struct rwkv_info {
 enum rwkv_cache_mode {
     RWKV_CACHE_MODE_ON = 0,     /* default */
     RWKV_CACHE_MODE_OFF,        /* neither read nor write a cache */
+};
+
+/* A LoRA adapter in RWKV-PEFT's layout, merged into the weights at load:
+ * for each NAME.lora_A [r][in] and NAME.lora_B [out][r] in the file,
+ * NAME.weight becomes NAME.weight + scale * lora_B @ lora_A (scale is
+ * RWKV-PEFT's lora_alpha / r); any other tensor in the file replaces the
+ * model's tensor of that name (RWKV-PEFT saves the "ln"/"time" parts it
+ * trained beside the LoRA pairs).  Adapters apply in order. */
+struct rwkv_lora {
+    const char *path;
+    float scale;
 };
 
 struct rwkv_load_options {
@@ -100,6 +113,13 @@ typedef struct rwkv_state rwkv_state;
  * opts may be NULL for defaults.  Free with rwkv_model_free. */
 rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
                             char *err, size_t errlen);
+/* rwkv_model_load with n_lora LoRA adapters merged in, in order (before
+ * any conversion: the conversion cache is keyed on them too).  An adapter
+ * that does not fit the model fails the load with one line naming the
+ * adapter file and the tensor. */
+rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_options *opts,
+                                 const struct rwkv_lora *lora, int n_lora, char *err,
+                                 size_t errlen);
 void rwkv_model_free(rwkv_model *model);
 const struct rwkv_info *rwkv_model_info(const rwkv_model *model);
 /* What the conversion cache did at load (valid while the model lives). */

@@ -118,7 +118,7 @@ static uint64_t tensor_offset(const rwkv_model *m, const struct ckpt_tensor *t)
     size_t size;
     uintptr_t base = (uintptr_t)ckpt_bytes(m->file, &size), p = (uintptr_t)t->data;
 
-    return p >= base && p - base < size ? (uint64_t)(p - base) : UINT64_MAX;
+    return p >= base && p - base < size ? (uint64_t)(p - base) : lora_offset(m->lora, t->data);
 }
 
 int weights_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, int transpose,
@@ -126,8 +126,10 @@ int weights_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, i
 {
     struct weights_cache *c = &m->cache;
     struct weights_matrix_rec *rec;
+    struct ckpt_tensor merged;
+    void *merged_data = NULL;
     uint64_t off = tensor_offset(m, t);
-    int rc, from_cache = 0;
+    int rc, from_cache = 0, lora;
     size_t bad;
 
     /* The record first: a matrix the model cannot track is not made. */
@@ -146,6 +148,15 @@ int weights_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, i
     if (rc < 0) {
         return -1;
     }
+    lora = lora_claim(m->lora, t->name);
+    if (rc == 1 && lora) {
+        /* read in place: the merged copy stays, in the stored type */
+        if (lora_merge(m->lora, m->pool, t, 1, &merged, &merged_data, err, errlen) != 0) {
+            return -1;
+        }
+        rc = kmat_plan(k, t = &merged, transpose, dtype, err, errlen);
+        lora = 0;
+    }
     if (rc == 0) {
         from_cache = c->active && convcache_find(c->cache, t->name, off, transpose, k);
         if (!from_cache && c->scan_skipped &&
@@ -156,10 +167,17 @@ int weights_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, i
             memset(k, 0, sizeof *k);
             return -1;
         }
-        if (!from_cache && kmat_convert(k, t, transpose, m->pool, err, errlen) != 0) {
+        if (!from_cache && lora &&
+            lora_merge(m->lora, m->pool, t, 0, &merged, &merged_data, err, errlen) != 0) {
+            return -1;
+        }
+        if (!from_cache && kmat_convert(k, lora ? &merged : t, transpose, m->pool, err,
+                                        errlen) != 0) {
+            free(merged_data);
             memset(k, 0, sizeof *k);
             return -1;
         }
+        free(merged_data);
         c->n_from_cache += (size_t)from_cache;
         c->n_converted += (size_t)!from_cache;
     }

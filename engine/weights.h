@@ -21,6 +21,7 @@
 #include "engine/checkpoint.h"
 #include "engine/convcache.h"
 #include "engine/kernels.h"
+#include "engine/lora.h"
 #include "engine/rwkv.h"
 #include "engine/versions.h"
 
@@ -71,6 +72,7 @@ struct rwkv_model {
     size_t n_blocks, cap_blocks;
     struct weights_matrix_rec *recs;
     size_t n_recs, cap_recs;
+    lora_set *lora;             /* adapters merged at load, or NULL */
 };
 
 /* n zeroed bytes owned by the model (freed with it); NULL when out of memory. */

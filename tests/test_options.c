@@ -99,6 +99,26 @@ static void test_command_line(void)
         options_free(&o);
     }
     {
+        const char *a[] = { "--lora", "a.pth:2.25", "--lora", "dir:x/b.pth", "--lora",
+                            "c.pth:-0.5", "--lora", "d.pth:", NULL };
+        ok(parse(&o, a) == 0 && o.n_lora == 4 && !strcmp(o.lora[0].path, "a.pth") &&
+           o.lora[0].scale == 2.25f && !strcmp(o.lora[1].path, "dir:x/b.pth") &&
+           o.lora[1].scale == 1.0f && !strcmp(o.lora[2].path, "c.pth") &&
+           o.lora[2].scale == -0.5f && !strcmp(o.lora[3].path, "d.pth:") &&
+           o.lora[3].scale == 1.0f,
+           "--lora FILE[:SCALE] repeats, in order; a suffix that is not a number is the name's");
+        options_free(&o);
+    }
+    {
+        const char *a[] = { "--lora", ":2", NULL }, *b[] = { "--lora", "a.pth:1e300", NULL };
+        int ra = parse(&o, a);
+
+        options_free(&o);
+        ok(ra == 0 && parse(&o, b) == 0 && o.n_lora == 1 && !strcmp(o.lora[0].path, "a.pth:1e300"),
+           "--lora ':2' is a file name; an out-of-range scale stays part of the name");
+        options_free(&o);
+    }
+    {
         const char *a[] = { "--temperature", "0.9", "--presence", "0.4", "--greedy", NULL };
         ok(parse(&o, a) == 0 && o.greedy && o.sampling.temperature == 0 &&
            o.sampling.presence == 0 && o.sampling.frequency == 0,
