@@ -1514,7 +1514,7 @@ static int section(const rwkv_statefile *sf, const char *path, const char *tag, 
     memset(r, 0, sizeof *r);
     r->p = rwkv_statefile_section(sf, tag, &r->len);
     if (!r->p) {
-        snprintf(err, errlen, "%s: no '%s' section: not a chat state file", path, tag);
+        snprintf(err, errlen, "%s: no '%s' section: not a chat state file", RWKV_ESC(path), tag);
         return -1;
     }
     return 0;

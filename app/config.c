@@ -1,5 +1,6 @@
 /* config.c - the config file: "key = value" lines under the XDG config dir. */
 #include "app/config.h"
+#include "engine/base/escape.h"
 
 #include <ctype.h>
 #include <errno.h>

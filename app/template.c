@@ -7,6 +7,7 @@
  * conversation.  A file without a "---" line is all intro.
  */
 #include "app/chat.h"
+#include "engine/base/escape.h"
 #include "app/paths.h"
 
 #include <errno.h>
@@ -92,7 +93,8 @@ static int parse_header(struct chat_template *t, const char *name, const char *t
         }
         colon = memchr(s, ':', n);
         if (!colon) {
-            snprintf(err, errlen, "%s: line %d: expected \"key: value\" or \"---\"", name, line);
+            snprintf(err, errlen, "%s: line %d: expected \"key: value\" or \"---\"",
+                     RWKV_ESC(name), line);
             return -1;
         }
         klen = (size_t)(colon - s);
@@ -111,17 +113,18 @@ static int parse_header(struct chat_template *t, const char *name, const char *t
         } else if (klen == 11 && !memcmp(s, "description", 11)) {
             continue;
         } else {
-            snprintf(err, errlen, "%s: line %d: unknown key '%.*s' (expected user, assistant or "
-                     "description)", name, line, (int)klen, s);
+            snprintf(err, errlen, "%s: line %d: unknown key '%s' (expected user, assistant or "
+                     "description)", RWKV_ESC(name), line, RWKV_ESCN(s, klen));
             return -1;
         }
         if (vlen == 0) {
-            snprintf(err, errlen, "%s: line %d: empty value for '%.*s'", name, line, (int)klen, s);
+            snprintf(err, errlen, "%s: line %d: empty value for '%s'", RWKV_ESC(name), line,
+                     RWKV_ESCN(s, klen));
             return -1;
         }
         free(*slot);
         if (!(*slot = dup_range(s + vstart, vlen))) {
-            snprintf(err, errlen, "%s: out of memory", name);
+            snprintf(err, errlen, "%s: out of memory", RWKV_ESC(name));
             return -1;
         }
     }
@@ -156,7 +159,7 @@ int chat_template_parse(struct chat_template *t, const char *name, const char *t
     char *intro;
 
     if (memchr(text, '\0', len)) {
-        snprintf(err, errlen, "%s: contains a NUL byte: not a text file", name);
+        snprintf(err, errlen, "%s: contains a NUL byte: not a text file", RWKV_ESC(name));
         return -1;
     }
     if (sep >= 0) {
@@ -174,7 +177,7 @@ int chat_template_parse(struct chat_template *t, const char *name, const char *t
      * dropped, then "\n\n" so the first "User:" starts a new turn. */
     intro = malloc(blen + 3);
     if (!intro) {
-        snprintf(err, errlen, "%s: out of memory", name);
+        snprintf(err, errlen, "%s: out of memory", RWKV_ESC(name));
         chat_template_free(&n);
         return -1;
     }
@@ -205,7 +208,7 @@ int chat_template_parse(struct chat_template *t, const char *name, const char *t
         n.assistant = strdup("Assistant");
     }
     if (!n.name || !n.user || !n.assistant) {
-        snprintf(err, errlen, "%s: out of memory", name);
+        snprintf(err, errlen, "%s: out of memory", RWKV_ESC(name));
         chat_template_free(&n);
         return -1;
     }
@@ -241,7 +244,7 @@ static int load_file(struct chat_template *t, const char *name, const char *path
     int rc;
 
     if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: %s", RWKV_ESC(path), strerror(errno));
         return -1;
     }
     do {
@@ -249,7 +252,8 @@ static int load_file(struct chat_template *t, const char *name, const char *path
             char *nb;
 
             if (cap > (1u << 24)) {
-                snprintf(err, errlen, "%s: larger than 16 MiB: not a chat template", path);
+                snprintf(err, errlen, "%s: larger than 16 MiB: not a chat template",
+                         RWKV_ESC(path));
                 fclose(f);
                 free(buf);
                 return -1;
@@ -257,7 +261,7 @@ static int load_file(struct chat_template *t, const char *name, const char *path
             cap = cap ? cap * 2 : 4096;
             nb = realloc(buf, cap);
             if (!nb) {
-                snprintf(err, errlen, "%s: out of memory", path);
+                snprintf(err, errlen, "%s: out of memory", RWKV_ESC(path));
                 fclose(f);
                 free(buf);
                 return -1;
@@ -268,7 +272,7 @@ static int load_file(struct chat_template *t, const char *name, const char *path
         len += got;
     } while (got > 0);
     if (ferror(f)) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno ? errno : EIO));
+        snprintf(err, errlen, "%s: %s", RWKV_ESC(path), strerror(errno ? errno : EIO));
         fclose(f);
         free(buf);
         return -1;

@@ -7,6 +7,7 @@
 
 #include "app/models.h"
 #include "app/tool.h"
+#include "engine/base/escape.h"
 #include "engine/rwkv.h"
 
 static void usage(FILE *f)
@@ -42,6 +43,9 @@ int tool_models(int argc, char **argv)
     struct rwkv_load_options load = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
     struct models_entry *list;
     char *dirs, err[RWKV_ERRLEN], params[32], size[32], version[16];
+    /* names and paths come from directory listings: shown escaped, whole
+     * (4 bytes of escape for each byte at worst) */
+    char name[4 * 256 + 1], path[4 * 4096 + 1];
     size_t n, i;
     int c;
 
@@ -68,7 +72,8 @@ int tool_models(int argc, char **argv)
         return 1;
     }
     if (n == 0) {
-        fprintf(stderr, "rwkv-tool: no models found in %s\n", dirs ? dirs : "");
+        fprintf(stderr, "rwkv-tool: no models found in %s\n",
+                rwkv_escape_str(path, sizeof path, dirs ? dirs : ""));
         free(dirs);
         return 0;
     }
@@ -93,7 +98,8 @@ int tool_models(int argc, char **argv)
             snprintf(params, sizeof(params), "?");
             tool_error("%s", err);
         }
-        printf("%-32s %-7s %8s %9s  %s%s\n", list[i].name, version, params, size, list[i].path,
+        printf("%-32s %-7s %8s %9s  %s%s\n", rwkv_escape_str(name, sizeof name, list[i].name),
+               version, params, size, rwkv_escape_str(path, sizeof path, list[i].path),
                list[i].shadowed ? " (shadowed)" : "");
     }
     fflush(stdout);

@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include "engine/base/err.h"
+#include "engine/base/escape.h"
 #include "engine/base/half.h"
 #include "engine/checkpoint.h"
 
 struct ckpt_file {
     char *path;
+    char shown[RWKV_ESCAPE_LEN];    /* path as messages show it (escape.h) */
     const unsigned char *map;   /* whole file, read-only */
     size_t size;
     struct ckpt_tensor *tensors;
@@ -145,36 +147,37 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
     }
     if (namelen == 0 || namelen > 4096 || i < (int)namelen) {
         err_set(err, errlen, "%s: tensor %zu: name of %zu bytes is empty, too long or holds "
-                "control characters", file->path, file->count, namelen);
+                "control characters", file->shown, file->count, namelen);
         return -1;
     }
     if (ndim < 0 || ndim > CKPT_MAX_DIMS) {
-        err_set(err, errlen, "%s: tensor %.*s: %d dimensions (at most %d supported)",
-                file->path, (int)namelen, name, ndim, CKPT_MAX_DIMS);
+        err_set(err, errlen, "%s: tensor %s: %d dimensions (at most %d supported)",
+                file->shown, RWKV_ESCN(name, namelen), ndim, CKPT_MAX_DIMS);
         return -1;
     }
     numel = ckpt_numel(ndim, shape, (int64_t)(SIZE_MAX / 8));
     if (numel < 0) {
-        err_set(err, errlen, "%s: tensor %.*s: shape %s overflows", file->path, (int)namelen,
-                name, ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)));
+        err_set(err, errlen, "%s: tensor %s: shape %s overflows", file->shown,
+                RWKV_ESCN(name, namelen), ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)));
         return -1;
     }
     if ((uint64_t)numel * esize != nbytes) {
-        err_set(err, errlen, "%s: tensor %.*s: shape %s of %s needs %lld bytes, data has %zu",
-                file->path, (int)namelen, name, ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)),
+        err_set(err, errlen, "%s: tensor %s: shape %s of %s needs %lld bytes, data has %zu",
+                file->shown, RWKV_ESCN(name, namelen),
+                ckpt_shape_str(ndim, shape, sbuf, sizeof(sbuf)),
                 ckpt_dtype_name(dtype), (long long)numel * (long long)esize, nbytes);
         return -1;
     }
     if (d >= file->map && d <= file->map + file->size) {
         if (nbytes > (size_t)(file->map + file->size - d)) {
-            err_set(err, errlen, "%s: tensor %.*s: data runs past the end of the file",
-                    file->path, (int)namelen, name);
+            err_set(err, errlen, "%s: tensor %s: data runs past the end of the file",
+                    file->shown, RWKV_ESCN(name, namelen));
             return -1;
         }
         if ((uintptr_t)d % esize) {
             void *aligned = ckpt_alloc(file, nbytes);
             if (!aligned) {
-                err_set(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
+                err_set(err, errlen, "%s: tensor %s: %s", file->shown, RWKV_ESCN(name, namelen),
                         CKPT_ALLOC_ERROR());
                 return -1;
             }
@@ -186,7 +189,7 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
         size_t cap = file->cap ? 2 * file->cap : 256;
         struct ckpt_tensor *n = realloc(file->tensors, cap * sizeof(*n));
         if (!n) {
-            err_set(err, errlen, "%s: out of memory", file->path);
+            err_set(err, errlen, "%s: out of memory", file->shown);
             return -1;
         }
         file->tensors = n;
@@ -194,7 +197,7 @@ int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype 
     }
     copy = ckpt_alloc(file, namelen + 1);
     if (!copy) {
-        err_set(err, errlen, "%s: tensor %.*s: %s", file->path, (int)namelen, name,
+        err_set(err, errlen, "%s: tensor %s: %s", file->shown, RWKV_ESCN(name, namelen),
                 CKPT_ALLOC_ERROR());
         return -1;
     }
@@ -229,7 +232,7 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
 
     file->by_name = malloc((file->count ? file->count : 1) * sizeof(size_t));
     if (!file->by_name) {
-        err_set(err, errlen, "%s: out of memory", file->path);
+        err_set(err, errlen, "%s: out of memory", file->shown);
         return -1;
     }
     for (i = 0; i < file->count; i++) {
@@ -239,8 +242,8 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
     for (i = 1; i < file->count; i++) {
         if (!strcmp(file->tensors[file->by_name[i]].name,
                     file->tensors[file->by_name[i - 1]].name)) {
-            err_set(err, errlen, "%s: tensor %s appears twice", file->path,
-                    file->tensors[file->by_name[i]].name);
+            err_set(err, errlen, "%s: tensor %s appears twice", file->shown,
+                    RWKV_ESC(file->tensors[file->by_name[i]].name));
             return -1;
         }
     }
@@ -258,17 +261,18 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
     file = calloc(1, sizeof(*file));
     if (!file || !(file->path = strdup(path))) {
         free(file);
-        err_set(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", RWKV_ESC(path));
         return NULL;
     }
+    rwkv_escape_str(file->shown, sizeof file->shown, path);
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not hang */
     if (fd < 0) {
-        err_set(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", file->shown, strerror(errno));
         ckpt_close(file);
         return NULL;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        err_set(err, errlen, "%s: %s", path,
+        err_set(err, errlen, "%s: %s", file->shown,
                 fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) ? "is a directory"
                                                            : "not a regular file");
         close(fd);
@@ -276,13 +280,13 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     if (st.st_size == 0) {
-        err_set(err, errlen, "%s: empty file (0 bytes), not a model", path);
+        err_set(err, errlen, "%s: empty file (0 bytes), not a model", file->shown);
         close(fd);
         ckpt_close(file);
         return NULL;
     }
     if ((uint64_t)st.st_size > SIZE_MAX) {
-        err_set(err, errlen, "%s: too large to map", path);
+        err_set(err, errlen, "%s: too large to map", file->shown);
         close(fd);
         ckpt_close(file);
         return NULL;
@@ -290,7 +294,7 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        err_set(err, errlen, "%s: mmap: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: mmap: %s", file->shown, strerror(errno));
         ckpt_close(file);
         return NULL;
     }
@@ -303,22 +307,22 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         rc = safetensors_read(file, err, errlen);
     } else if (file->size >= 2 && file->map[0] == 0x80 && file->map[1] <= 5) {
         err_set(err, errlen, "%s: legacy (pre-1.6) PyTorch pickle format is not supported; "
-                "re-save it with a current torch.save", path);
+                "re-save it with a current torch.save", file->shown);
         rc = -1;
     } else if (file->size >= 2 && !memcmp(file->map, "PK", 2)) {
         err_set(err, errlen, "%s: offset 0: zip file does not start with a local file header",
-                path);
+                file->shown);
         rc = -1;
     } else {
         err_set(err, errlen, "%s: not a model file (neither a PyTorch zip checkpoint nor "
-                "safetensors)", path);
+                "safetensors)", file->shown);
         rc = -1;
     }
     if (rc == 0) {
         rc = build_index(file, err, errlen);
     }
     if (rc == 0 && file->count == 0) {
-        err_set(err, errlen, "%s: holds no tensors", path);
+        err_set(err, errlen, "%s: holds no tensors", file->shown);
         rc = -1;
     }
     if (rc == 0) {
@@ -333,7 +337,7 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
         }
         if (total > 4 * (uint64_t)file->size + (16u << 20)) {
             err_set(err, errlen, "%s: its tensors add up to %llu bytes, more than four times "
-                    "the file (%zu bytes): storages shared by many tensors", path,
+                    "the file (%zu bytes): storages shared by many tensors", file->shown,
                     (unsigned long long)total, file->size);
             rc = -1;
         }
@@ -377,6 +381,11 @@ void ckpt_close(ckpt_file *file)
 const char *ckpt_path(const ckpt_file *file)
 {
     return file->path;
+}
+
+const char *ckpt_shown_path(const ckpt_file *file)
+{
+    return file->shown;
 }
 
 uint64_t ckpt_file_size(const ckpt_file *file)

@@ -37,6 +37,8 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen);
 void ckpt_close(ckpt_file *file);
 
 const char *ckpt_path(const ckpt_file *file);
+/* The path as messages show it: escaped (engine/base/escape.h). */
+const char *ckpt_shown_path(const ckpt_file *file);
 uint64_t ckpt_file_size(const ckpt_file *file);
 size_t ckpt_count(const ckpt_file *file);
 const struct ckpt_tensor *ckpt_at(const ckpt_file *file, size_t i);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/base/escape.h"
 #include "engine/base/err.h"
 #include "engine/kmat.h"
 #include "engine/weights.h"
@@ -149,7 +150,7 @@ static const struct rwkv_version *detect_version(rwkv_model *m)
 static int read_dims(rwkv_model *m, struct rwkv_dims *d, char *err, size_t errlen)
 {
     struct rwkv_info *info = &m->info;
-    const char *path = ckpt_path(m->file);
+    const char *path = ckpt_shown_path(m->file);
     const struct ckpt_tensor *t;
     size_t i, n = ckpt_count(m->file);
     long layers = 0;
@@ -159,7 +160,7 @@ static int read_dims(rwkv_model *m, struct rwkv_dims *d, char *err, size_t errle
     t = ckpt_find(m->file, "emb.weight");
     if (!t) {
         err_set(err, errlen, "%s: not an RWKV model: no emb.weight tensor among its %zu "
-                "tensors (first: %s)", path, n, ckpt_at(m->file, 0)->name);
+                "tensors (first: %s)", path, n, RWKV_ESC(ckpt_at(m->file, 0)->name));
         return -1;
     }
     if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > INT32_MAX ||
@@ -231,7 +232,7 @@ static int check_tensor(rwkv_model *m, const struct rwkv_dims *d, const char *na
     int ndim, vector, first = 1;
 
     if (!t) {
-        err_set(err, errlen, "%s: tensor %s missing (RWKV-%s needs it)", ckpt_path(m->file),
+        err_set(err, errlen, "%s: tensor %s missing (RWKV-%s needs it)", ckpt_shown_path(m->file),
                 name, m->info.version_name);
         return -1;
     }
@@ -265,7 +266,7 @@ static int check_tensor(rwkv_model *m, const struct rwkv_dims *d, const char *na
         }
         alt = bar + 1;
     }
-    err_set(err, errlen, "%s: tensor %s: expected %s, found %s", ckpt_path(m->file), name,
+    err_set(err, errlen, "%s: tensor %s: expected %s, found %s", ckpt_shown_path(m->file), name,
             want, ckpt_shape_str(t->ndim, t->shape, found, sizeof(found)));
     return -1;
 }
@@ -303,7 +304,7 @@ static int validate(rwkv_model *m, const struct rwkv_dims *d, unsigned char *use
     }
     m->extra = calloc((size_t)n_extra + 1, sizeof(*m->extra));
     if (!m->extra) {
-        err_set(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        err_set(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
         goto out;
     }
     m->info.n_extra_tensors = 0;
@@ -452,7 +453,7 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
     s.tensors = malloc((n ? n : 1) * sizeof(*s.tensors));
     s.first_chunk = malloc((n + 1) * sizeof(*s.first_chunk));
     if (!s.tensors || !s.first_chunk) {
-        err_set(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        err_set(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
         goto out;
     }
     for (i = 0; i < n; i++) {
@@ -471,7 +472,7 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
     }
     s.first_chunk[s.n] = chunks;
     if (chunks > (size_t)INT32_MAX || !(s.bad = calloc(chunks ? chunks : 1, sizeof(*s.bad)))) {
-        err_set(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        err_set(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
         goto out;
     }
     kpool_run(m->pool, scan_chunk, &s, (int)chunks);
@@ -481,7 +482,7 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
             bad += s.bad[k];
         }
         if (bad) {
-            err_set(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", ckpt_path(m->file),
+            err_set(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", ckpt_shown_path(m->file),
                     s.tensors[i]->name, bad, bad == 1 ? "" : "s");
             goto out;
         }
@@ -526,7 +527,7 @@ static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
     }
     if (convcache_key_of(path, m->dtype, m->info.fingerprint, &c->key) != 0) {
         c->info.result = RWKV_CACHE_NOT_WRITTEN;
-        snprintf(c->reason, sizeof c->reason, "cannot stat %s", path);
+        snprintf(c->reason, sizeof c->reason, "cannot stat %s", RWKV_ESC(path));
         return;
     }
     c->active = 1;
@@ -700,12 +701,12 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
     }
     m = calloc(1, sizeof(*m));
     if (!m) {
-        err_set(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", RWKV_ESC(path));
         return NULL;
     }
     m->dtype = opts ? opts->dtype : RWKV_DTYPE_AUTO;
     if (m->dtype < RWKV_DTYPE_AUTO || m->dtype > RWKV_DTYPE_Q4) {
-        err_set(err, errlen, "%s: unknown weight format %d", path, (int)m->dtype);
+        err_set(err, errlen, "%s: unknown weight format %d", RWKV_ESC(path), (int)m->dtype);
         free(m);
         return NULL;
     }
@@ -721,7 +722,7 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
     assert(m->version != NULL);
     used = calloc(ckpt_count(m->file), 1);
     if (!used) {
-        err_set(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", RWKV_ESC(path));
         goto fail;
     }
     if (read_dims(m, &d, err, errlen) || validate(m, &d, used, err, errlen)) {
@@ -734,7 +735,7 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
      * sized as asked; contexts make theirs. */
     m->pool = kpool_new(opts ? opts->n_threads : 0);
     if (!m->pool) {
-        err_set(err, errlen, "%s: cannot start worker threads", path);
+        err_set(err, errlen, "%s: cannot start worker threads", RWKV_ESC(path));
         goto fail;
     }
     m->n_threads = kpool_threads(m->pool);

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "engine/base/err.h"
+#include "engine/base/escape.h"
 #include "engine/checkpoint.h"
 
 /* ---------------------------------------------------------------- ZIP --- */
@@ -93,8 +94,8 @@ static int zip64_extra(const struct zip *z, const unsigned char *extra, size_t l
         }
         if (id == 1) {
             if (size < need) {
-                err_set(err, errlen, "%s: zip entry %.*s: ZIP64 extra field too short",
-                        z->path, (int)e->namelen, e->name);
+                err_set(err, errlen, "%s: zip entry %s: ZIP64 extra field too short",
+                        z->path, RWKV_ESCN(e->name, e->namelen));
                 return -1;
             }
             if (need_usize) {
@@ -113,8 +114,8 @@ static int zip64_extra(const struct zip *z, const unsigned char *extra, size_t l
         pos += 4 + size;
     }
     if (need_usize || need_csize || need_header) {
-        err_set(err, errlen, "%s: zip entry %.*s: ZIP64 sizes missing", z->path,
-                (int)e->namelen, e->name);
+        err_set(err, errlen, "%s: zip entry %s: ZIP64 sizes missing", z->path,
+                RWKV_ESCN(e->name, e->namelen));
         return -1;
     }
     return 0;
@@ -230,26 +231,27 @@ static const unsigned char *zip_data(const struct zip *z, const struct zip_entry
     uint64_t h = e->header, data;
 
     if (e->method != 0) {
-        err_set(err, errlen, "%s: zip entry %.*s is compressed (method %u); PyTorch stores "
-                "entries uncompressed", z->path, (int)e->namelen, e->name, e->method);
+        err_set(err, errlen, "%s: zip entry %s is compressed (method %u); PyTorch stores "
+                "entries uncompressed", z->path, RWKV_ESCN(e->name, e->namelen), e->method);
         return NULL;
     }
     if (e->csize != e->usize) {
-        err_set(err, errlen, "%s: zip entry %.*s: stored entry with sizes %llu and %llu",
-                z->path, (int)e->namelen, e->name, (unsigned long long)e->csize,
+        err_set(err, errlen, "%s: zip entry %s: stored entry with sizes %llu and %llu",
+                z->path, RWKV_ESCN(e->name, e->namelen), (unsigned long long)e->csize,
                 (unsigned long long)e->usize);
         return NULL;
     }
     if (h > z->size || z->size - h < 30 || rd32(z->map + h) != 0x04034b50) {
-        err_set(err, errlen, "%s: offset %llu: zip entry %.*s: no local file header there "
-                "(truncated file?)", z->path, (unsigned long long)h, (int)e->namelen, e->name);
+        err_set(err, errlen, "%s: offset %llu: zip entry %s: no local file header there "
+                "(truncated file?)", z->path, (unsigned long long)h,
+                RWKV_ESCN(e->name, e->namelen));
         return NULL;
     }
     data = h + 30 + rd16(z->map + h + 26) + rd16(z->map + h + 28);
     if (data > z->size || z->size - data < e->usize) {
-        err_set(err, errlen, "%s: offset %llu: zip entry %.*s (%llu bytes) runs past the end "
+        err_set(err, errlen, "%s: offset %llu: zip entry %s (%llu bytes) runs past the end "
                 "of the file (%zu bytes): truncated file", z->path, (unsigned long long)data,
-                (int)e->namelen, e->name, (unsigned long long)e->usize, z->size);
+                RWKV_ESCN(e->name, e->namelen), (unsigned long long)e->usize, z->size);
         return NULL;
     }
     return z->map + data;
@@ -601,12 +603,11 @@ static int pk_global(struct pk *k)
     }
     if (modlen == 5 && !memcmp(mod, "torch", 5) && namelen > 7 &&
         !memcmp(name + namelen - 7, "Storage", 7)) {
-        return pk_fail(k, "tensor type torch.%.*s not supported (float32, float16 or bfloat16 "
-                       "only)", (int)(namelen > 40 ? 40 : namelen), name);
+        return pk_fail(k, "tensor type torch.%s not supported (float32, float16 or bfloat16 "
+                       "only)", RWKV_ESCN(name, namelen));
     }
-    return pk_fail(k, "refusing foreign GLOBAL %.*s.%.*s: a checkpoint may only hold tensors",
-                   (int)(modlen > 80 ? 80 : modlen), mod, (int)(namelen > 80 ? 80 : namelen),
-                   name);
+    return pk_fail(k, "refusing foreign GLOBAL %s.%s: a checkpoint may only hold tensors",
+                   RWKV_ESCN(mod, modlen), RWKV_ESCN(name, namelen));
 }
 
 static int is_str(const struct pk_value *v, const char *s)
@@ -942,34 +943,34 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
     char ename[512];
     size_t esize = ckpt_dtype_size(s->dtype);
     int64_t numel, last = 0, expect = 1;
-    int contiguous = 1, i, nk = (int)(key->len > 200 ? 200 : key->len);
-    const char *path = z->path;
+    int contiguous = 1, i;
+    const char *path = z->path, *tensor = RWKV_ESCN(key->s, key->len);
 
     if ((size_t)snprintf(ename, sizeof(ename), "%sdata/%.*s", prefix, (int)s->len, s->s)
         >= sizeof(ename) || !(e = zip_find(z, ename, strlen(ename)))) {
-        err_set(err, errlen, "%s: tensor %.*s: storage entry %.*s missing from the zip", path,
-                nk, key->s, (int)(s->len > 100 ? 100 : s->len), s->s);
+        err_set(err, errlen, "%s: tensor %s: storage entry %s missing from the zip", path,
+                tensor, RWKV_ESCN(s->s, s->len));
         return -1;
     }
     if (!(data = zip_data(z, e, err, errlen))) {
         return -1;
     }
     if ((uint64_t)s->i > e->usize / esize) {
-        err_set(err, errlen, "%s: tensor %.*s: storage of %lld %s elements runs past the end "
-                "of entry %s (%llu bytes)", path, nk, key->s, (long long)s->i,
-                ckpt_dtype_name(s->dtype), ename, (unsigned long long)e->usize);
+        err_set(err, errlen, "%s: tensor %s: storage of %lld %s elements runs past the end "
+                "of entry %s (%llu bytes)", path, tensor, (long long)s->i,
+                ckpt_dtype_name(s->dtype), RWKV_ESC(ename), (unsigned long long)e->usize);
         return -1;
     }
     numel = ckpt_numel(t->ndim, t->shape, INT64_MAX / 8);
     if (numel < 0) {
-        err_set(err, errlen, "%s: tensor %.*s: size overflows", path, nk, key->s);
+        err_set(err, errlen, "%s: tensor %s: size overflows", path, tensor);
         return -1;
     }
     /* Highest element index the view touches: offset + sum (size-1)*stride. */
     for (i = t->ndim - 1; i >= 0 && numel > 0; i--) {
         if (t->shape[i] > 1) {
             if (t->stride[i] > (INT64_MAX / 4 - last) / (t->shape[i] - 1)) {
-                err_set(err, errlen, "%s: tensor %.*s: stride overflows", path, nk, key->s);
+                err_set(err, errlen, "%s: tensor %s: stride overflows", path, tensor);
                 return -1;
             }
             last += (t->shape[i] - 1) * t->stride[i];
@@ -980,8 +981,8 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         expect *= t->shape[i];
     }
     if (numel > 0 && (t->offset > s->i || last >= s->i - t->offset)) {
-        err_set(err, errlen, "%s: tensor %.*s: data runs past the end of entry %s (element "
-                "%lld of a storage of %lld)", path, nk, key->s, ename,
+        err_set(err, errlen, "%s: tensor %s: data runs past the end of entry %s (element "
+                "%lld of a storage of %lld)", path, tensor, RWKV_ESC(ename),
                 (long long)(t->offset + last), (long long)s->i);
         return -1;
     }
@@ -997,14 +998,14 @@ static int add_tensor(ckpt_file *file, const struct zip *z, const char *prefix,
         int64_t idx[CKPT_MAX_DIMS] = { 0 }, j;
 
         if (numel > s->i) {
-            err_set(err, errlen, "%s: tensor %.*s: overlapping (expanded) view of %lld "
-                    "elements over a storage of %lld not supported", path, nk, key->s,
+            err_set(err, errlen, "%s: tensor %s: overlapping (expanded) view of %lld "
+                    "elements over a storage of %lld not supported", path, tensor,
                     (long long)numel, (long long)s->i);
             return -1;
         }
         copy = ckpt_alloc(file, (size_t)numel * esize);
         if (!copy) {
-            err_set(err, errlen, "%s: tensor %.*s: %s", path, nk, key->s, CKPT_ALLOC_ERROR());
+            err_set(err, errlen, "%s: tensor %s: %s", path, tensor, CKPT_ALLOC_ERROR());
             return -1;
         }
         for (j = 0; j < numel; j++) {
@@ -1044,8 +1045,9 @@ static const struct zip_entry *find_pickle(const struct zip *z, char *prefix, si
             continue;
         }
         if (found) {
-            err_set(err, errlen, "%s: zip holds more than one data.pkl (%.*s and %.*s)",
-                    z->path, (int)found->namelen, found->name, (int)e->namelen, e->name);
+            err_set(err, errlen, "%s: zip holds more than one data.pkl (%s and %s)",
+                    z->path, RWKV_ESCN(found->name, found->namelen),
+                    RWKV_ESCN(e->name, e->namelen));
             return NULL;
         }
         found = e;
@@ -1056,8 +1058,8 @@ static const struct zip_entry *find_pickle(const struct zip *z, char *prefix, si
         return NULL;
     }
     if (found->namelen - 8 >= plen) {
-        err_set(err, errlen, "%s: folder name of %.*s too long", z->path,
-                (int)(found->namelen > 100 ? 100 : found->namelen), found->name);
+        err_set(err, errlen, "%s: folder name of %s too long", z->path,
+                RWKV_ESCN(found->name, found->namelen));
         return NULL;
     }
     memcpy(prefix, found->name, found->namelen - 8);
@@ -1077,7 +1079,7 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
 
     memset(&z, 0, sizeof(z));
     memset(&k, 0, sizeof(k));
-    z.path = ckpt_path(file);
+    z.path = ckpt_shown_path(file);
     z.map = ckpt_bytes(file, &z.size);
     if (zip_open(&z, err, errlen) || !(pkl = find_pickle(&z, prefix, sizeof(prefix), err,
                                                          errlen))) {
@@ -1091,11 +1093,11 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
         }
         if (bo->usize != 6 || memcmp(b, "little", 6)) {
             err_set(err, errlen, "%s: entry %s: only little-endian checkpoints are supported",
-                    z.path, name);
+                    z.path, RWKV_ESC(name));
             goto out;
         }
     }
-    snprintf(entry, sizeof(entry), "%.*s", (int)pkl->namelen, pkl->name);
+    rwkv_escape(entry, sizeof(entry), pkl->name, pkl->namelen);
     k.path = z.path;
     k.entry = entry;
     k.err = err;
@@ -1117,8 +1119,8 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
             goto out;
         }
         if (val->kind != PK_TENSOR) {
-            err_set(err, errlen, "%s: key %.*s holds a %s, not a tensor (not a plain state "
-                    "dict)", z.path, (int)(key->len > 200 ? 200 : key->len), key->s,
+            err_set(err, errlen, "%s: key %s holds a %s, not a tensor (not a plain state "
+                    "dict)", z.path, RWKV_ESCN(key->s, key->len),
                     val->kind == PK_DICT ? "dict" : val->kind == PK_INT ? "number" : "value");
             goto out;
         }

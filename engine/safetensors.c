@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/escape.h"
 #include "engine/checkpoint.h"
 
 #define HEADER_MAX (100u * 1024 * 1024)
@@ -181,7 +182,7 @@ static int parse_string(struct json *j, char *buf, size_t cap, size_t *outlen)
                 }
                 break;
             default:
-                return json_fail(j, "bad escape \\%c", c);
+                return json_fail(j, "bad escape \\%s", RWKV_ESCN(&c, 1));
             }
         }
         for (i = 0; i < w; i++) {
@@ -336,7 +337,7 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
 
     map = ckpt_bytes(file, &size);
     memset(&j, 0, sizeof(j));
-    j.path = ckpt_path(file);
+    j.path = ckpt_shown_path(file);
     j.err = err;
     j.errlen = errlen;
     if (size < 8) {
@@ -412,7 +413,7 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
             end_pos = j.pos;
             j.pos = key_pos;    /* errors below point at the tensor's key */
             if (!have_dtype || ndim < 0 || noffs != 2) {
-                json_fail(&j, "tensor %s: needs dtype, shape and data_offsets", name);
+                json_fail(&j, "tensor %s: needs dtype, shape and data_offsets", RWKV_ESC(name));
                 goto out;
             }
             if (!strcmp(dtype, "F32")) {
@@ -423,7 +424,7 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
                 dt = CKPT_BF16;
             } else {
                 snprintf(err, errlen, "%s: tensor %s: dtype %s not supported (F32, F16 or BF16)",
-                         j.path, name, dtype);
+                         j.path, RWKV_ESC(name), RWKV_ESC(dtype));
                 goto out;
             }
             if (offs[0] > offs[1]) {
@@ -433,7 +434,7 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
             }
             if (offs[1] > data_size) {
                 snprintf(err, errlen, "%s: tensor %s: data_offsets [%llu, %llu] run past the end "
-                         "of the data (%llu bytes): truncated file", j.path, name,
+                         "of the data (%llu bytes): truncated file", j.path, RWKV_ESC(name),
                          (unsigned long long)offs[0], (unsigned long long)offs[1],
                          (unsigned long long)data_size);
                 goto out;
@@ -494,8 +495,8 @@ int safetensors_read(ckpt_file *file, char *err, size_t errlen)
         }
         if (far != SIZE_MAX && ranges[i].begin < ranges[far].end) {
             snprintf(err, errlen, "%s: tensor %s: data [%llu, %llu] overlaps tensor %s",
-                     j.path, ranges[i].name, (unsigned long long)ranges[i].begin,
-                     (unsigned long long)ranges[i].end, ranges[far].name);
+                     j.path, RWKV_ESC(ranges[i].name), (unsigned long long)ranges[i].begin,
+                     (unsigned long long)ranges[i].end, RWKV_ESC(ranges[far].name));
             goto out;
         }
         if (far == SIZE_MAX || ranges[i].end > ranges[far].end) {

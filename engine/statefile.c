@@ -605,7 +605,7 @@ rwkv_statefile *rwkv_statefile_load(const char *file, const rwkv_model *model, c
         }
         for (j = 0; j < i; j++) {
             if (!strcmp(sf->sections[j].tag, s->tag)) {
-                snprintf(err, errlen, "%s: section '%s' appears twice", path, s->tag);
+                snprintf(err, errlen, "%s: section '%s' appears twice", path, RWKV_ESC(s->tag));
                 rwkv_statefile_free(sf);
                 return NULL;
             }

@@ -1484,6 +1484,110 @@ static void test_names_convcache(void)
     free(buf);
 }
 
+#define BAD_NAME "x\n\x1b[31my"         /* newline, escape sequence */
+#define BAD_SHOWN "x\\n\\x1b[31my"      /* how a message must show it */
+
+/* .pth: a dict key (tensor name) and a zip entry name, and a file name,
+ * holding BAD_NAME. */
+static void test_names_pth(void)
+{
+    static const char pk[] = "\x80\x02}(\x8c\x08" BAD_NAME "K\x01u.";
+    const char *names[2] = { "archive/data.pkl" }, *p = tmp_path("names.pth");
+    const void *data[2] = { pk, pk };
+    size_t sizes[2] = { sizeof(pk) - 1, sizeof(pk) - 1 };
+    char err[RWKV_ERRLEN], bad_path[256];
+
+    write_zip(p, 1, names, data, sizes);
+    run_loader(L_CKPT, p, err, sizeof err);
+    expect_shown(".pth, key named x\\n\\x1b[31my", err, "key " BAD_SHOWN " holds a number");
+    names[0] = BAD_NAME "/data.pkl";
+    names[1] = "b/data.pkl";
+    write_zip(p, 2, names, data, sizes);
+    run_loader(L_CKPT, p, err, sizeof err);
+    expect_shown(".pth, zip entry named x\\n\\x1b[31my/data.pkl", err,
+                 "more than one data.pkl (b/data.pkl and " BAD_SHOWN "/data.pkl)");
+    snprintf(bad_path, sizeof bad_path, "%s", tmp_path(BAD_NAME ".pth"));
+    write_file(bad_path, "", 0);
+    run_loader(L_MODEL, bad_path, err, sizeof err);
+    expect_shown(".pth file named x\\n\\x1b[31my.pth, as a model", err,
+                 "/" BAD_SHOWN ".pth: empty file (0 bytes), not a model");
+}
+
+/* safetensors: a tensor name (JSON \u escapes) and a dtype holding
+ * BAD_NAME. */
+static void test_names_safetensors(void)
+{
+    const char *p = tmp_path("names.safetensors");
+    char err[RWKV_ERRLEN];
+    float data[2] = { 0 };
+
+    put_safetensors(p, "{\"x\\u000a\\u001b[31my\":{\"dtype\":\"F64\",\"shape\":[1],"
+                    "\"data_offsets\":[0,8]}}", data, sizeof data);
+    run_loader(L_CKPT, p, err, sizeof err);
+    expect_shown("safetensors, tensor named x\\n\\x1b[31my", err,
+                 "tensor " BAD_SHOWN ": dtype F64 not supported");
+    put_safetensors(p, "{\"w\":{\"dtype\":\"x\\u000a\\u001b[31my\",\"shape\":[1],"
+                    "\"data_offsets\":[0,4]}}", data, sizeof data);
+    run_loader(L_CKPT, p, err, sizeof err);
+    expect_shown("safetensors, dtype x\\n\\x1b[31my", err,
+                 "tensor w: dtype " BAD_SHOWN " not supported");
+}
+
+/* State files: two sections tagged BAD_NAME, and a file name holding it. */
+static void test_names_statefile(void)
+{
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
+    struct rwkv_statefile_section sec[2] = { { "one", "1", 1 }, { "two", "2", 1 } };
+    const char *p = tmp_path("names.state");
+    char err[RWKV_ERRLEN], bad_path[256];
+    rwkv_state *st = NULL;
+    unsigned char *buf = NULL;
+    size_t len, i;
+
+    state_model = rwkv_model_load(shared_path("fixtures/models/v7.pth"), &opts, err,
+                                  sizeof(err));
+    if (!state_model || !(st = rwkv_state_new(state_model)) ||
+        rwkv_statefile_save(p, state_model, st, sec, 2, err, sizeof(err)) != 0 ||
+        !(buf = read_file(p, &len))) {
+        skip("state file of v7.pth: %s", err);
+        goto out;
+    }
+    for (i = 0; i < 3; i++) {   /* the table: state, one, two */
+        unsigned char *tag = buf + 128 + 32 * i;
+
+        if (!memcmp(tag, "one", 4) || !memcmp(tag, "two", 4)) {
+            memset(tag, 0, 16);
+            memcpy(tag, BAD_NAME, sizeof(BAD_NAME) - 1);
+        }
+    }
+    put_checksum(buf, len);
+    write_file(p, buf, len);
+    run_loader(L_STATE, p, err, sizeof err);
+    expect_shown("state file, two sections tagged x\\n\\x1b[31my", err,
+                 "section '" BAD_SHOWN "' appears twice");
+    snprintf(bad_path, sizeof bad_path, "%s", tmp_path(BAD_NAME ".state"));
+    write_file(bad_path, "", 0);
+    run_loader(L_STATE, bad_path, err, sizeof err);
+    expect_shown("state file named x\\n\\x1b[31my.state", err,
+                 "/" BAD_SHOWN ".state: not an rwkv-chat state file");
+out:
+    free(buf);
+    rwkv_state_free(st);
+    rwkv_model_free(state_model);
+    state_model = NULL;
+}
+
+/* Vocabularies: a file name holding BAD_NAME. */
+static void test_names_vocab(void)
+{
+    char err[RWKV_ERRLEN], bad_path[256];
+
+    snprintf(bad_path, sizeof bad_path, "%s", tmp_path(BAD_NAME ".txt"));
+    write_file(bad_path, "garbage\n", 8);
+    run_loader(L_VOCAB, bad_path, err, sizeof err);
+    expect_shown("vocabulary named x\\n\\x1b[31my.txt", err, "/" BAD_SHOWN ".txt:1: ");
+}
+
 int main(void)
 {
 #ifndef UNDER_ASAN
@@ -1505,6 +1609,10 @@ int main(void)
     test_statefile();
     test_fuzz_regressions();
     test_names_convcache();
+    test_names_pth();
+    test_names_safetensors();
+    test_names_statefile();
+    test_names_vocab();
     tmpdir_remove();
     return tap_done();
 }

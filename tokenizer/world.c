@@ -9,6 +9,7 @@
  * table (which holds their records), where the fan-out is widest.
  */
 #include "tokenizer/world.h"
+#include "engine/base/escape.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -99,9 +100,9 @@ static void fail(struct loader *ld, const char *fmt, ...)
         return;
     }
     if (ld->line) {
-        n = snprintf(ld->err, ld->errlen, "%s:%u: ", ld->path, (unsigned)ld->line);
+        n = snprintf(ld->err, ld->errlen, "%s:%u: ", RWKV_ESC(ld->path), (unsigned)ld->line);
     } else {
-        n = snprintf(ld->err, ld->errlen, "%s: ", ld->path);
+        n = snprintf(ld->err, ld->errlen, "%s: ", RWKV_ESC(ld->path));
     }
     if (n < 0 || (size_t)n >= ld->errlen) {
         return;
