@@ -25,6 +25,7 @@
 
 #include "app/blascore.h"
 #include "app/membw.h"
+#include "app/options.h"
 #include "engine/rwkv.h"
 
 struct opts {
@@ -37,6 +38,8 @@ struct opts {
     double bandwidth;           /* --bandwidth: given, not measured (bytes/s) */
     int quality;                /* --quality N: compare N tokens with fp32 */
     int no_cache;               /* --no-cache: convert at load, no cache file */
+    struct rwkv_lora *lora;     /* --lora FILE[:SCALE], in order */
+    int n_lora;
 };
 
 static double now(void)
@@ -232,6 +235,7 @@ static void usage(FILE *f)
         "  -t, --threads N    worker threads (default: the CPUs it may run on)\n"
         "      --dtype D      weight format: auto, fp32, fp16, bf16, int8/q8, q4\n"
         "      --no-cache     convert the weights at load; no conversion cache\n"
+        "      --lora FILE[:SCALE]  merge a LoRA adapter at load (repeatable)\n"
         "  -p, --prompt N     prompt tokens (default 512; 0 skips)\n"
         "  -n, --gen N        generated tokens (default 128; 0 skips)\n"
         "  -r, --repeats N    repeats, the median is reported (default 5)\n"
@@ -270,6 +274,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "bandwidth", required_argument, NULL, 'B' },
         { "quality", required_argument, NULL, 'Q' },
         { "no-cache", no_argument, NULL, 'N' },
+        { "lora", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -300,6 +305,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'N':
             o->no_cache = 1;
             break;
+        case 'L': {
+            char why[RWKV_ERRLEN];
+
+            if (options_add_lora(&o->lora, &o->n_lora, optarg, why, sizeof why)) {
+                fprintf(stderr, "rwkv-bench: --lora %s\n", why);
+                return 2;
+            }
+            break;
+        }
         case 'p':
         case 'n':
             if (parse_long(optarg, 0, 1 << 20, &v)) {
@@ -524,7 +538,8 @@ int main(int argc, char **argv)
     lo.n_threads = o.threads;
     lo.cache = o.no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON;
     t0 = now();
-    m = rwkv_model_load(o.model, &lo, err, sizeof err);
+    m = rwkv_model_load_lora(o.model, &lo, o.lora, o.n_lora, err, sizeof err);
+    options_free_lora(o.lora, o.n_lora);
     ctx = m ? rwkv_context_new(m, o.threads, err, sizeof err) : NULL;
     if (!ctx) {
         fprintf(stderr, "rwkv-bench: %s\n", err);
@@ -559,6 +574,9 @@ int main(int argc, char **argv)
            base, info->version_name, info->n_layer, info->n_embd, info->n_vocab,
            (double)info->n_params / 1e6, rwkv_dtype_name(info->compute_dtype),
            rwkv_dtype_name(info->stored_dtype), (double)info->bytes_per_token / 1e6);
+    if (info->n_lora > 0) {
+        printf("lora: %d adapter%s merged at load\n", info->n_lora, info->n_lora == 1 ? "" : "s");
+    }
     printf("kernels: %s; BLAS: OpenBLAS core %s (OPENBLAS_CORETYPE=%s); threads: %d\n",
            rwkv_kernels_name(), blascore_name(),
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset", o.threads);

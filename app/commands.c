@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/escape.h"
 #include "engine/knobs.h"
 
 const char *const commands_names[] = {
@@ -164,6 +165,10 @@ static void info(chat *c, const struct app_options *opts, const char *model_labe
     }
     append(&text, "prompt: %s\n", t && t->name ? t->name : "?");
     append(&text, "tuned start: %s\n", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
+    for (int i = 0; opts && i < opts->n_lora; i++) {
+        append(&text, "%s%s (scale %g)%s", i ? ", " : "lora: ", RWKV_ESC(opts->lora[i].path),
+               (double)opts->lora[i].scale, i + 1 == opts->n_lora ? "\n" : "");
+    }
     append(&text, "context: %zu tokens, %zu turns\n", st->context_tokens, chat_turn_count(c));
     if (st->reply_tokens > 0 || st->prompt_tokens > 0) {
         append(&text, "last reply: %zu prompt tokens", st->prompt_tokens);

@@ -197,6 +197,10 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
                 info->version_name, info->n_layer, info->n_embd,
                 (unsigned long long)info->n_params, rwkv_dtype_name(info->compute_dtype),
                 rwkv_kernels_name(), blascore_name(), now() - t0);
+        if (info->n_lora > 0) {
+            fprintf(stderr, "rwkv-chat: %d LoRA adapter%s merged at load\n", info->n_lora,
+                    info->n_lora == 1 ? "" : "s");
+        }
         {
             const struct rwkv_cache_info *ci = rwkv_model_cache(model);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/base/err.h"
+#include "engine/base/escape.h"
 #include "engine/base/half.h"
 #include "engine/kmat.h"
 #include "engine/lora.h"
@@ -152,36 +153,37 @@ static int add_pair(lora_set *set, const ckpt_file *model, const ckpt_file *f, i
 
     if (swap_suffix(bname, sizeof bname, a->name, 7, ".lora_B") ||
         swap_suffix(wname, sizeof wname, a->name, 7, ".weight")) {
-        err_set(err, errlen, "%s: tensor %.200s: name too long", path, a->name);
+        err_set(err, errlen, "%s: tensor %s: name too long", RWKV_ESC(path),
+                RWKV_ESC(a->name));
         return -1;
     }
     if (!(b = ckpt_find(f, bname))) {
         err_set(err, errlen, "%s: tensor %s has no %s beside it: not a complete LoRA adapter",
-                path, a->name, bname);
+                RWKV_ESC(path), RWKV_ESC(a->name), RWKV_ESC(bname));
         return -1;
     }
     if (!(w = ckpt_find(model, wname))) {
         err_set(err, errlen, "%s: tensor %s: the model has no %s to add it to (an adapter "
-                "for another model?)", path, a->name, wname);
+                "for another model?)", RWKV_ESC(path), RWKV_ESC(a->name), RWKV_ESC(wname));
         return -1;
     }
     if (a->ndim != 2 || b->ndim != 2 || a->shape[0] != b->shape[1] || a->shape[0] < 1) {
         err_set(err, errlen, "%s: tensor %s is %s and %s is %s: expected [r][in] and "
-                "[out][r] of one rank r", path, a->name,
-                ckpt_shape_str(a->ndim, a->shape, s1, sizeof s1), b->name,
+                "[out][r] of one rank r", RWKV_ESC(path), RWKV_ESC(a->name),
+                ckpt_shape_str(a->ndim, a->shape, s1, sizeof s1), RWKV_ESC(b->name),
                 ckpt_shape_str(b->ndim, b->shape, s2, sizeof s2));
         return -1;
     }
     if (w->ndim != 2 || w->shape[0] != b->shape[0] || w->shape[1] != a->shape[1]) {
         err_set(err, errlen, "%s: tensor %s: lora_B @ lora_A is %lldx%lld but the model's "
-                "%s is %s (an adapter for another model?)", path, a->name,
-                (long long)b->shape[0], (long long)a->shape[1], wname,
+                "%s is %s (an adapter for another model?)", RWKV_ESC(path), RWKV_ESC(a->name),
+                (long long)b->shape[0], (long long)a->shape[1], RWKV_ESC(wname),
                 ckpt_shape_str(w->ndim, w->shape, s3, sizeof s3));
         return -1;
     }
     if (!(target = add_target(set, wname)) ||
         !(pairs = realloc(target->pairs, (size_t)(target->n_pairs + 1) * sizeof *pairs))) {
-        err_set(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", RWKV_ESC(path));
         return -1;
     }
     target->pairs = pairs;
@@ -205,12 +207,12 @@ static int replace(lora_set *set, ckpt_file *model, const ckpt_file *f, int inde
     if (!w) {
         err_set(err, errlen, "%s: tensor %s: the model has no tensor of that name (an adapter "
                 "holds NAME.lora_A/NAME.lora_B pairs and tensors of its model)",
-                ckpt_path(f), t->name);
+                RWKV_ESC(ckpt_path(f)), RWKV_ESC(t->name));
         return -1;
     }
     if (w->numel != t->numel || !same_squeezed(w, t)) {
         err_set(err, errlen, "%s: tensor %s is %s but the model's is %s (an adapter for "
-                "another model?)", ckpt_path(f), t->name,
+                "another model?)", RWKV_ESC(ckpt_path(f)), RWKV_ESC(t->name),
                 ckpt_shape_str(t->ndim, t->shape, s1, sizeof s1),
                 ckpt_shape_str(w->ndim, w->shape, s2, sizeof s2));
         return -1;
@@ -242,8 +244,8 @@ static int add_adapter(lora_set *set, ckpt_file *model, const ckpt_file *f, int 
         int32_t dt = (int32_t)t->dtype;
 
         if ((bad = nonfinite_values(t)) != 0) {
-            err_set(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", ckpt_path(f), t->name,
-                    bad, bad == 1 ? "" : "s");
+            err_set(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", RWKV_ESC(ckpt_path(f)),
+                    RWKV_ESC(t->name), bad, bad == 1 ? "" : "s");
             return -1;
         }
         h = fnv(h, t->name, strlen(t->name) + 1);
@@ -260,7 +262,7 @@ static int add_adapter(lora_set *set, ckpt_file *model, const ckpt_file *f, int 
             if (swap_suffix(aname, sizeof aname, t->name, 7, ".lora_A") == 0 &&
                 !ckpt_find(f, aname)) {
                 err_set(err, errlen, "%s: tensor %s has no %s beside it: not a complete LoRA "
-                        "adapter", ckpt_path(f), t->name, aname);
+                        "adapter", RWKV_ESC(ckpt_path(f)), RWKV_ESC(t->name), RWKV_ESC(aname));
                 return -1;
             }
         } else if (replace(set, model, f, index, t, err, errlen)) {
@@ -268,7 +270,7 @@ static int add_adapter(lora_set *set, ckpt_file *model, const ckpt_file *f, int 
         }
     }
     if (n == 0) {
-        err_set(err, errlen, "%s: no tensors: not a LoRA adapter", ckpt_path(f));
+        err_set(err, errlen, "%s: no tensors: not a LoRA adapter", RWKV_ESC(ckpt_path(f)));
         return -1;
     }
     set->identity = h;
@@ -281,15 +283,15 @@ lora_set *lora_open(ckpt_file *model, const struct rwkv_lora *adapters, int n, c
     lora_set *set = calloc(1, sizeof *set);
 
     if (!set || !(set->files = calloc((size_t)(n > 0 ? n : 1), sizeof *set->files))) {
-        err_set(err, errlen, "%s: out of memory", ckpt_path(model));
+        err_set(err, errlen, "%s: out of memory", RWKV_ESC(ckpt_path(model)));
         free(set);
         return NULL;
     }
     set->identity = 0xcbf29ce484222325ULL;
     for (int i = 0; i < n; i++) {
         if (!isfinite(adapters[i].scale)) {
-            err_set(err, errlen, "%s: scale %g is not a finite number", adapters[i].path,
-                    (double)adapters[i].scale);
+            err_set(err, errlen, "%s: scale %g is not a finite number",
+                    RWKV_ESC(adapters[i].path), (double)adapters[i].scale);
             lora_free(set);
             return NULL;
         }
@@ -357,7 +359,7 @@ int lora_merge(lora_set *set, struct kpool *pool, const struct ckpt_tensor *t, i
 
     *to_free = NULL;
     if (!target || t->ndim != 2) {
-        err_set(err, errlen, "tensor %s: no LoRA adapter adds to it", t->name);
+        err_set(err, errlen, "tensor %s: no LoRA adapter adds to it", RWKV_ESC(t->name));
         return -1;
     }
     rows = (size_t)t->shape[0];
@@ -379,7 +381,8 @@ int lora_merge(lora_set *set, struct kpool *pool, const struct ckpt_tensor *t, i
     d = malloc(n * sizeof *d);
     b = malloc(rows * (max_r ? max_r : 1) * sizeof *b);
     if (!w || !d || !b) {
-        err_set(err, errlen, "tensor %s: out of memory merging its LoRA adapters", t->name);
+        err_set(err, errlen, "tensor %s: out of memory merging its LoRA adapters",
+                RWKV_ESC(t->name));
         goto out;
     }
     ckpt_to_f32(t->dtype, t->data, w, n);
@@ -404,8 +407,8 @@ int lora_merge(lora_set *set, struct kpool *pool, const struct ckpt_tensor *t, i
     for (size_t k = 0; k < n; k++) {
         if (!isfinite(w[k])) {
             err_set(err, errlen, "tensor %s: merging the LoRA adapter %s makes it "
-                    "overflow (a scale too large?)", t->name,
-                    ckpt_path(set->files[target->pairs[0].adapter]));
+                    "overflow (a scale too large?)", RWKV_ESC(t->name),
+                    RWKV_ESC(ckpt_path(set->files[target->pairs[0].adapter])));
             goto out;
         }
     }
@@ -452,7 +455,8 @@ int lora_check_claimed(const lora_set *set, char *err, size_t errlen)
         if (t->n_pairs > 0 && !t->claimed) {
             err_set(err, errlen, "%s: tensor %s: LoRA on %s is not supported (only on the "
                     "matrices the forward pass multiplies: att, ffn, head)",
-                    ckpt_path(set->files[t->pairs[0].adapter]), t->pairs[0].a->name, t->name);
+                    RWKV_ESC(ckpt_path(set->files[t->pairs[0].adapter])),
+                    RWKV_ESC(t->pairs[0].a->name), RWKV_ESC(t->name));
             return -1;
         }
     }

@@ -2,8 +2,10 @@
 # test_lora_tool.sh - rwkv-tool logits --lora against the LoRA goldens of
 # tests/golden/lora (RWKV-PEFT's own merge plus the official rwkv package,
 # float32): RWKV-7 with one and with two adapters, RWKV-6, 5.2 and 4, in
-# RNN and sequence mode, within 1e-4; and an adapter that does not fit is
-# refused with the tensor named.
+# RNN and sequence mode, within 1e-4; an adapter that does not fit is
+# refused with the tensor named; rwkv-chat --batch and rwkv-bench take
+# --lora (a zero adapter changes nothing, a large one changes the reply,
+# --verbose and /info say so).
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 B=${TOP_BUILDDIR:-.}
 S=${SHARED_DIR:-../shared}
@@ -83,4 +85,56 @@ ok "$(test $? = 1 && grep -q "missing.pth" "$TMP/missing.err"; echo $?)" \
     --lora "$G/v7-fp32.lora.pth:nan" >/dev/null 2>"$TMP/nan.err"
 ok "$(test $? = 1 && grep -q "v7-fp32.lora.pth:nan" "$TMP/nan.err"; echo $?)" \
     "a scale that is not a number is part of the file name: $(cat "$TMP/nan.err")"
+# rwkv-chat --batch on the World fixture (n_embd 64) with hand-made
+# safetensors adapters: blocks.0.att.key.lora_A [1][64], lora_B [64][1],
+# every byte FILL (NUL: all zeros; '@': every value 3.0)
+mk_adapter() {
+    json='{"blocks.0.att.key.lora_A":{"dtype":"F32","shape":[1,64],"data_offsets":[0,256]},'
+    json=$json'"blocks.0.att.key.lora_B":{"dtype":"F32","shape":[64,1],"data_offsets":[256,512]}}'
+    { printf "\\$(printf %03o "${#json}")\\000\\000\\000\\000\\000\\000\\000"
+      printf '%s' "$json"
+      head -c 512 /dev/zero | tr '\000' "$2"; } >"$1"
+}
+CHAT="$B/rwkv-chat"
+W=$F/v7-world.pth
+mk_adapter "$TMP/zero.safetensors" '\000'
+mk_adapter "$TMP/big.safetensors" '@'
+# chat NAME [OPTION...]: one greedy question, then /info (its text goes to
+# stderr in batch mode); NAME.out, NAME.err, NAME.rc
+chat() {
+    name=$1; shift
+    printf 'Hello there.\n/info\n' | "$CHAT" --batch --model "$W" --greedy --max-tokens 8 -t 1 \
+        "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    echo $? >"$TMP/$name.rc"
+}
+chat plain
+chat zero --verbose --lora "$TMP/zero.safetensors"
+chat big --lora "$TMP/big.safetensors:2"
+ok "$(test "$(cat "$TMP/plain.rc")$(cat "$TMP/zero.rc")$(cat "$TMP/big.rc")" = 000 &&
+      test -s "$TMP/plain.out" && cmp -s "$TMP/plain.out" "$TMP/zero.out"; echo $?)" \
+    "rwkv-chat --batch --lora: an all-zero adapter gives the same reply"
+ok "$(test -s "$TMP/big.out" && ! cmp -s "$TMP/plain.out" "$TMP/big.out"; echo $?)" \
+    "rwkv-chat --batch --lora: a large adapter changes the reply"
+ok "$(grep -q "^rwkv-chat: 1 LoRA adapter merged at load\$" "$TMP/zero.err" &&
+      grep -q "^lora: .*big.safetensors (scale 2)\$" "$TMP/big.err" &&
+      ! grep -q "^lora:" "$TMP/plain.err"; echo $?)" \
+    "--verbose says the adapter was merged; /info lists it with its scale"
+chat wrong --lora "$G/v7-fp32.lora.pth"
+ok "$(test "$(cat "$TMP/wrong.rc")" = 1 && test "$(wc -l <"$TMP/wrong.err")" = 1 &&
+      grep -q "v7-fp32.lora.pth: tensor blocks\.[0-9]*\.[a-z_.]*.* is .* but the model's" \
+          "$TMP/wrong.err" && test ! -s "$TMP/wrong.out"; echo $?)" \
+    "rwkv-chat refuses an adapter for another model: $(cat "$TMP/wrong.err")"
+printf 'x\n' | "$CHAT" --batch --model "$W" --lora "" >/dev/null 2>"$TMP/empty.err"
+ok "$(test $? = 2 && grep -q -- "--lora: '': no adapter file named" "$TMP/empty.err"; echo $?)" \
+    "--lora '' is a usage error"
+
+# rwkv-bench: the adapter is merged before timing, or the model refused
+"$B/rwkv-bench" "$F/v7-fp32.pth" --lora "$G/v7-fp32.lora.pth:2" -p 4 -n 4 -r 1 \
+    --bandwidth 10 --no-reexec -t 1 >"$TMP/bench.out" 2>&1
+ok "$(test $? = 0 && grep -q "^lora: 1 adapter merged at load" "$TMP/bench.out"; echo $?)" \
+    "rwkv-bench --lora merges the adapter"
+"$B/rwkv-bench" "$F/v4.pth" --lora "$G/v7-fp32.lora.pth" -p 4 -n 4 -r 1 --bandwidth 10 \
+    --no-reexec -t 1 >"$TMP/bench2.out" 2>&1
+ok "$(test $? != 0 && grep -q "v7-fp32.lora.pth: tensor" "$TMP/bench2.out"; echo $?)" \
+    "rwkv-bench --lora refuses an adapter for another model"
 tap_done
