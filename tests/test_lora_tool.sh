@@ -124,6 +124,17 @@ ok "$(test "$(cat "$TMP/wrong.rc")" = 1 && test "$(wc -l <"$TMP/wrong.err")" = 1
       grep -q "v7-fp32.lora.pth: tensor blocks\.[0-9]*\.[a-z_.]*.* is .* but the model's" \
           "$TMP/wrong.err" && test ! -s "$TMP/wrong.out"; echo $?)" \
     "rwkv-chat refuses an adapter for another model: $(cat "$TMP/wrong.err")"
+# a state saved with an adapter belongs to the merged model
+printf 'Hi.\n' | "$CHAT" --batch --model "$W" --greedy --max-tokens 4 -t 1 \
+    --lora "$TMP/zero.safetensors" --state-out "$TMP/s.state" >/dev/null 2>&1
+printf 'Hi.\n' | "$CHAT" --batch --model "$W" --greedy --max-tokens 4 -t 1 \
+    --state-in "$TMP/s.state" >/dev/null 2>"$TMP/nolora.err"
+rc1=$?
+printf 'Hi.\n' | "$CHAT" --batch --model "$W" --greedy --max-tokens 4 -t 1 \
+    --state-in "$TMP/s.state" --lora "$TMP/zero.safetensors" >/dev/null 2>&1
+rc2=$?
+ok "$(test $rc1 = 1 && grep -q "saved with another model" "$TMP/nolora.err" && test $rc2 = 0;
+      echo $?)" "a state saved with an adapter loads with it, and is refused without it"
 printf 'x\n' | "$CHAT" --batch --model "$W" --lora "" >/dev/null 2>"$TMP/empty.err"
 ok "$(test $? = 2 && grep -q -- "--lora: '': no adapter file named" "$TMP/empty.err"; echo $?)" \
     "--lora '' is a usage error"
