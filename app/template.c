@@ -6,7 +6,7 @@
  * line "---", then the intro text, fed verbatim once at the start of a
  * conversation.  A file without a "---" line is all intro.
  */
-#include "app/chat.h"
+#include "app/template.h"
 #include "engine/base/escape.h"
 #include "app/paths.h"
 
