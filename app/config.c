@@ -63,6 +63,25 @@ static int valid_colour(const char *v)
     return end != v && !*end && !errno && n >= 0 && n <= 255;
 }
 
+/* (Declared in config.h: options.c and commands.c use it too.) */
+int options_set_knob(struct sampler_settings *s, const char *name, const char *value,
+                     char *err, size_t errlen)
+{
+    const struct knob *k = knob_find(name);
+    char why[160], names[256];
+
+    if (!k) {
+        knob_list(names, sizeof names);
+        snprintf(err, errlen, "unknown knob '%s' (knobs: %s)", name, names);
+        return -1;
+    }
+    if (knob_parse(k, s, value, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", name, why);
+        return -1;
+    }
+    return 0;
+}
+
 int config_apply(struct app_options *opts, const char *key, const char *value,
                  char *err, size_t errlen)
 {

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "app/options.h"
+#include "app/app_options.h"
 
 /* The default config file path (paths_config_dir()/config), malloc'd. */
 char *config_default_path(void);
@@ -31,5 +31,11 @@ int config_load(struct app_options *opts, const char *path, char *err, size_t er
  * prefix) in err. */
 int config_apply(struct app_options *opts, const char *key, const char *value,
                  char *err, size_t errlen);
+
+/* Sets the knob called name (engine/knobs.h; '-' may stand for '_', e.g.
+ * "top-p") from a string, through the table's one check.  0, or -1 with a
+ * one-line reason in err ("top_p: '2' is not a number from 0 to 1"). */
+int options_set_knob(struct sampler_settings *s, const char *name, const char *value,
+                     char *err, size_t errlen);
 
 #endif

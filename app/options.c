@@ -187,24 +187,6 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-int options_set_knob(struct sampler_settings *s, const char *name, const char *value,
-                     char *err, size_t errlen)
-{
-    const struct knob *k = knob_find(name);
-    char why[160], names[256];
-
-    if (!k) {
-        knob_list(names, sizeof names);
-        snprintf(err, errlen, "unknown knob '%s' (knobs: %s)", name, names);
-        return -1;
-    }
-    if (knob_parse(k, s, value, why, sizeof why) < 0) {
-        snprintf(err, errlen, "%s: %s", name, why);
-        return -1;
-    }
-    return 0;
-}
-
 void options_apply_given(const struct app_options *opts, struct sampler_settings *s)
 {
     size_t i;

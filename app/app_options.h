@@ -1,0 +1,62 @@
+/*
+ * app_options.h - struct app_options: every setting of rwkv-chat, as
+ * options_parse (options.c) fills it from the defaults, the config file
+ * (config.c applies it) and the command line.  No code of its own: both
+ * options.c and config.c include it, neither includes the other's header
+ * for it.
+ */
+#ifndef RWKV_APP_OPTIONS_H
+#define RWKV_APP_OPTIONS_H
+
+#include "engine/rwkv.h"
+#include "engine/sampler.h"
+
+/* Reply length limit unless set (0 on the command line means none). */
+#define OPTIONS_DEFAULT_MAX_TOKENS 1000
+/* The name of the bundled demo model, found via paths_find_data. */
+#define OPTIONS_DEMO_MODEL "rwkv7-tiny-chat.pth"
+/* What rwkv-chat says about the demo model (status line, /info, --verbose). */
+#define OPTIONS_DEMO_NOTICE \
+    "tiny demo model: knows a little about Debian commands; " \
+    "load a real RWKV-7 World model with --model PATH"
+
+/* TUI colours from the config file: curses colour names or numbers
+ * ("default", "red", "cyan", "244"...); NULL = the TUI's own choice. */
+struct app_colours {
+    char *user;             /* colour.user */
+    char *assistant;        /* colour.assistant */
+    char *status;           /* colour.status */
+    char *accent;           /* colour.accent: selection, panel titles */
+    char *error;            /* colour.error */
+};
+
+struct app_options {
+    char *model;            /* --model PATH|NAME or config "model"; NULL = demo */
+    int model_from_user;    /* 1 if model came from the command line or config;
+                               main sets it to 0 when that is the demo model itself */
+    char *prompt;           /* --prompt NAME or config "prompt"; NULL = default */
+    char *state_in;         /* --state-in FILE */
+    char *state_out;        /* --state-out FILE */
+    char *state_tuned;      /* --state-tuned FILE or config "state_tuned": the start state */
+    char *vocab;            /* --vocab PATH; NULL = installed vocabulary */
+    char *data_dir;         /* --data-dir DIR: searched before $(pkgdatadir) */
+    char *config_path;      /* --config FILE, or the default path (may not exist) */
+    struct sampler_settings sampling;   /* knobs (sampler.h), defaults + config + options */
+    int seed_set;           /* --seed or config seed given (else a random seed) */
+    unsigned knobs_given;   /* bit i: knob_at(i) given on the command line
+                               (--greedy counts for temperature, presence, frequency) */
+    int greedy;             /* --greedy: temperature 0, no penalties */
+    int batch;              /* --batch */
+    int jsonl;              /* --jsonl */
+    int complete;           /* --complete */
+    int verbose;            /* --verbose */
+    int resume;             /* --resume */
+    int n_threads;          /* -t/--threads, 0 = all CPUs */
+    enum rwkv_dtype dtype;  /* --dtype */
+    int no_cache;           /* --no-cache: no conversion cache */
+    struct rwkv_lora *lora; /* --lora FILE[:SCALE], in order (paths malloc'd) */
+    int n_lora;
+    struct app_colours colours;
+};
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * template.h - chat templates (personas): prompts/NAME.txt files, read
+ * and checked here; app/chat.c feeds them.
+ */
+#ifndef RWKV_TEMPLATE_H
+#define RWKV_TEMPLATE_H
+
+#include <stddef.h>
+
+/* A chat template: intro text fed once, then turns as
+ * "<user>: MSG\n\n<assistant>:" and the reply followed by "\n\n". */
+struct chat_template {
+    char *name;             /* "default", "translator", a file stem */
+    char *intro;            /* may be "" */
+    char *user;             /* "User" */
+    char *assistant;        /* "Assistant" */
+};
+
+/* What a template may ask the model to read: the intro is fed once at
+ * every start and /reset, the names at every turn.  A state file brings
+ * its own template, so these bound what a file can make the model do. */
+#define CHAT_INTRO_MAX (64 * 1024)  /* bytes */
+#define CHAT_NAME_MAX 256           /* bytes of the user and assistant names */
+/* Whether t is within those limits: 0, or -1 with err ("WHERE: ..."). */
+int chat_template_check(const struct chat_template *t, const char *where, char *err,
+                        size_t errlen);
+
+/* Loads prompts/NAME.txt (searched in $XDG_CONFIG_HOME/rwkv-chat/prompts,
+ * then the data dirs) or a path containing '/'.  0 or -1 with err. */
+int chat_template_load(struct chat_template *t, const char *name_or_path, char *err, size_t errlen);
+/* Parses a template file's text (the format is documented in prompts/README). */
+int chat_template_parse(struct chat_template *t, const char *name, const char *text, size_t len,
+                        char *err, size_t errlen);
+void chat_template_free(struct chat_template *t);
+/* Names chat_template_load finds: the stems of the *.txt files in
+ * $XDG_CONFIG_HOME/rwkv-chat/prompts and in the data directories'
+ * prompts/, sorted, without duplicates.  A NULL-terminated malloc'd array
+ * (free with chat_template_names_free); NULL on allocation failure. */
+char **chat_template_names(void);
+void chat_template_names_free(char **names);
+
+#endif
