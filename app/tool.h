@@ -1,5 +1,6 @@
 /*
- * tool.h - rwkv-tool subcommands.  Each takes the arguments after its name
+ * tool.h - rwkv-tool subcommands (tool_main.c dispatches; helpers in
+ * tool_common.c).  Each takes the arguments after its name
  * (argv[0] is the subcommand name) and returns the exit status: 0 success,
  * 1 runtime error (one line on stderr), 2 usage error.
  */

@@ -1,6 +1,5 @@
-/* tool.c - rwkv-tool: the companion for scripts and diagnostics. */
+/* tool_main.c - rwkv-tool: the companion for scripts and diagnostics. */
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,34 +22,6 @@ static const struct tool_command commands[] = {
     { "logits", "write the raw logits (and final state) of a token list", tool_logits },
     { NULL, NULL, NULL },
 };
-
-void tool_error(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("rwkv-tool: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-char *tool_vocab_path(const char *option_value)
-{
-    char *p, *dirs;
-
-    if (option_value) {
-        return strdup(option_value);
-    }
-    if ((p = paths_find_data(WORLD_VOCAB_FILE)) != NULL) {
-        return p;
-    }
-    dirs = paths_data_dirs(WORLD_VOCAB_FILE);
-    tool_error("vocabulary not found (looked in %s): reinstall rwkv-chat or pass --vocab PATH",
-               dirs ? dirs : "");
-    free(dirs);
-    return NULL;
-}
 
 static void usage(FILE *f)
 {
