@@ -9,6 +9,7 @@
 
 #include "app/pthwrite.h"
 #include "engine/base/atomicfile.h"
+#include "engine/base/crc32.h"
 
 struct pthw_tensor {
     char *name;
@@ -34,52 +35,6 @@ struct pthw {
     /* pth: the non-tensor entries (data.pkl, version) */
     struct pthw_tensor pkl, version;
 };
-
-static uint32_t crc_table[8][256];
-
-/* Fills the slicing-by-8 tables of the zip CRC-32 (polynomial 0xEDB88320). */
-static void crc_init(void)
-{
-    uint32_t c;
-    int i, k;
-
-    if (crc_table[0][1]) {
-        return;
-    }
-    for (i = 0; i < 256; i++) {
-        c = (uint32_t)i;
-        for (k = 0; k < 8; k++) {
-            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        }
-        crc_table[0][i] = c;
-    }
-    for (i = 0; i < 256; i++) {
-        for (k = 1; k < 8; k++) {
-            crc_table[k][i] = (crc_table[k - 1][i] >> 8) ^ crc_table[0][crc_table[k - 1][i] & 0xff];
-        }
-    }
-}
-
-static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n)
-{
-    uint32_t c = ~crc;
-    uint64_t v;
-
-    while (n >= 8) {
-        memcpy(&v, p, 8);
-        v ^= c;
-        c = crc_table[7][v & 0xff] ^ crc_table[6][(v >> 8) & 0xff] ^
-            crc_table[5][(v >> 16) & 0xff] ^ crc_table[4][(v >> 24) & 0xff] ^
-            crc_table[3][(v >> 32) & 0xff] ^ crc_table[2][(v >> 40) & 0xff] ^
-            crc_table[1][(v >> 48) & 0xff] ^ crc_table[0][v >> 56];
-        p += 8;
-        n -= 8;
-    }
-    while (n--) {
-        c = crc_table[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-    }
-    return ~c;
-}
 
 /* A growable byte buffer for the pickle, the JSON header and the directory. */
 struct buf {
@@ -198,7 +153,6 @@ pthw *pthw_new(const char *path, enum pthw_format format, char *err, size_t errl
         free(w->stem);
         w->stem = strdup("archive");
     }
-    crc_init();
     return w;
 }
 

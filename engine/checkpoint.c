@@ -1,5 +1,7 @@
 /* checkpoint.c - the tensor list shared by the .pth and safetensors readers. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,7 +14,9 @@
 #include "engine/base/err.h"
 #include "engine/base/escape.h"
 #include "engine/base/half.h"
+#include "engine/base/crc32.h"
 #include "engine/checkpoint.h"
+#include "engine/verified.h"
 
 struct ckpt_file {
     char *path;
@@ -25,6 +29,19 @@ struct ckpt_file {
     void **owned;               /* copies and names freed by ckpt_close */
     size_t n_owned, cap_owned;
     size_t owned_bytes;         /* their total: at most 4 x file size + 16 MiB */
+    struct fileid id;           /* at open */
+    struct ckpt_check *checks;  /* zip entries whose CRC-32 to check */
+    size_t n_checks, cap_checks;
+    uint64_t checked_bytes;     /* what ckpt_open checked */
+};
+
+struct ckpt_check {
+    const char *name;           /* into the mapping */
+    size_t namelen;
+    const unsigned char *data;
+    size_t size;
+    uint32_t crc;               /* as recorded */
+    uint32_t got;               /* as computed */
 };
 
 const char *ckpt_dtype_name(enum ckpt_dtype dtype)
@@ -250,7 +267,149 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
     return 0;
 }
 
+int ckpt_add_check(ckpt_file *file, const char *name, size_t namelen, const void *data,
+                   size_t size, uint32_t crc)
+{
+    const unsigned char *d = data;
+
+    if (crc == 0 && size > 0) {
+        return 0;   /* not recorded (torch.save with compute_crc32 off) */
+    }
+    if (d < file->map || d > file->map + file->size ||
+        size > (size_t)(file->map + file->size - d)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (file->n_checks == file->cap_checks) {
+        size_t cap = file->cap_checks ? 2 * file->cap_checks : 64;
+        struct ckpt_check *c = realloc(file->checks, cap * sizeof(*c));
+
+        if (!c) {
+            errno = ENOMEM;
+            return -1;
+        }
+        file->checks = c;
+        file->cap_checks = cap;
+    }
+    file->checks[file->n_checks].name = name;
+    file->checks[file->n_checks].namelen = namelen;
+    file->checks[file->n_checks].data = d;
+    file->checks[file->n_checks].size = size;
+    file->checks[file->n_checks].crc = crc;
+    file->checks[file->n_checks].got = 0;
+    file->n_checks++;
+    return 0;
+}
+
+/* Below this many bytes the CRCs are computed on the calling thread. */
+#define CRC_THREADED_BYTES ((size_t)32 << 20)
+#define CRC_MAX_THREADS 8
+
+struct crc_work {
+    struct ckpt_check *checks;
+    size_t n;
+    _Atomic size_t next;
+};
+
+static void *crc_worker(void *arg)
+{
+    struct crc_work *w = arg;
+    size_t i;
+
+    while ((i = atomic_fetch_add(&w->next, 1)) < w->n) {
+        w->checks[i].got = crc32_update(0, w->checks[i].data, w->checks[i].size);
+    }
+    return NULL;
+}
+
+static int cmp_check_size(const void *a, const void *b)
+{
+    const struct ckpt_check *x = a, *y = b;
+
+    return x->size > y->size ? -1 : x->size < y->size;
+}
+
+static int cmp_check_data(const void *a, const void *b)
+{
+    const struct ckpt_check *x = a, *y = b;
+
+    return x->data < y->data ? -1 : x->data > y->data;
+}
+
+/* Computes every registered CRC-32, the largest entries first, on up to
+ * CRC_MAX_THREADS threads; names the first damaged entry in the file. */
+static int check_crcs(ckpt_file *file, char *err, size_t errlen)
+{
+    struct crc_work w;
+    pthread_t threads[CRC_MAX_THREADS];
+    size_t i, started = 0, total = 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = cpus < 1 ? 1 : cpus > CRC_MAX_THREADS ? CRC_MAX_THREADS : (size_t)cpus;
+
+    for (i = 0; i < file->n_checks; i++) {
+        total += file->checks[i].size;
+    }
+    qsort(file->checks, file->n_checks, sizeof(*file->checks), cmp_check_size);
+    w.checks = file->checks;
+    w.n = file->n_checks;
+    atomic_init(&w.next, 0);
+    if (total >= CRC_THREADED_BYTES) {
+        for (started = 0; started + 1 < want && started + 1 < w.n; started++) {
+            if (pthread_create(&threads[started], NULL, crc_worker, &w) != 0) {
+                break;
+            }
+        }
+    }
+    crc_worker(&w);
+    for (i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    file->checked_bytes = total;
+    qsort(file->checks, file->n_checks, sizeof(*file->checks), cmp_check_data);
+    for (i = 0; i < file->n_checks; i++) {
+        const struct ckpt_check *c = &file->checks[i];
+
+        if (c->got != c->crc) {
+            err_set(err, errlen, "%s: zip entry %.*s: CRC-32 mismatch (damaged download?): "
+                    "download it again", file->path, (int)(c->namelen > 200 ? 200 : c->namelen),
+                    c->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The CRC check of ckpt_open_checked: skipped when record_dir says this
+ * very file passed before, recorded there when it passes now. */
+static int check_recorded(ckpt_file *file, const char *record_dir, char *err, size_t errlen)
+{
+    if (file->n_checks == 0) {
+        return 0;
+    }
+    if (record_dir && verified_has(record_dir, &file->id)) {
+        return 0;
+    }
+    if (check_crcs(file, err, errlen) != 0) {
+        return -1;
+    }
+    if (record_dir) {
+        verified_add(record_dir, &file->id);
+    }
+    return 0;
+}
+
+uint64_t ckpt_checked_bytes(const ckpt_file *file)
+{
+    return file->checked_bytes;
+}
+
 ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
+{
+    return ckpt_open_checked(path, NULL, err, errlen);
+}
+
+ckpt_file *ckpt_open_checked(const char *path, const char *record_dir, char *err,
+                             size_t errlen)
 {
     ckpt_file *file;
     struct stat st;
@@ -300,6 +459,7 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
     }
     file->map = map;
     file->size = (size_t)st.st_size;
+    fileid_of(&st, &file->id);
 
     if (file->size >= 4 && !memcmp(file->map, "PK\003\004", 4)) {
         rc = pth_read(file, err, errlen);
@@ -342,6 +502,9 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
             rc = -1;
         }
     }
+    if (rc == 0) {
+        rc = check_recorded(file, record_dir, err, errlen);
+    }
     if (rc != 0) {
         /* names and globals in the message come from the file: keep the
          * message one printable line whatever they hold */
@@ -372,6 +535,7 @@ void ckpt_close(ckpt_file *file)
         free(file->owned[i]);
     }
     free(file->owned);
+    free(file->checks);
     free(file->tensors);
     free(file->by_name);
     free(file->path);

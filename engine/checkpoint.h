@@ -34,6 +34,16 @@ typedef struct ckpt_file ckpt_file;
  * with one line in err ("v7.pth: tensor blocks.0...: data runs past the end
  * of entry archive/data/3"). */
 ckpt_file *ckpt_open(const char *path, char *err, size_t errlen);
+/* ckpt_open, which checks the zip CRC-32 of every entry it reads ("v7.pth:
+ * zip entry v7/data/12: CRC-32 mismatch (damaged download?): download it
+ * again") unless record_dir (verified.h) records that this very file
+ * passed before; after a pass it writes that record (best effort).
+ * record_dir NULL: always check, record nothing (what ckpt_open does). */
+ckpt_file *ckpt_open_checked(const char *path, const char *record_dir, char *err,
+                             size_t errlen);
+/* Bytes whose CRC-32 ckpt_open computed: 0 when the record vouched for
+ * the file, and for safetensors (no checksums). */
+uint64_t ckpt_checked_bytes(const ckpt_file *file);
 void ckpt_close(ckpt_file *file);
 
 const char *ckpt_path(const ckpt_file *file);
@@ -82,6 +92,13 @@ void *ckpt_alloc(ckpt_file *file, size_t nbytes);
 int64_t ckpt_numel(int ndim, const int64_t *shape, int64_t max);
 /* Formats a shape as "768x768" ("scalar" for ndim 0). */
 const char *ckpt_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
+
+/* Registers a zip entry (inside the mapping) whose CRC-32 ckpt_open checks
+ * once the reader is done; crc 0 on a non-empty entry means none was
+ * recorded (torch.save with compute_crc32 off writes 0) and is not
+ * checked.  0, or -1 with errno. */
+int ckpt_add_check(ckpt_file *file, const char *name, size_t namelen, const void *data,
+                   size_t size, uint32_t crc);
 
 int pth_read(ckpt_file *file, char *err, size_t errlen);
 int safetensors_read(ckpt_file *file, char *err, size_t errlen);

@@ -15,7 +15,9 @@
 
 #include "engine/base/atomicfile.h"
 #include "engine/base/escape.h"
+#include "engine/base/fileid.h"
 #include "engine/convcache.h"
+#include "engine/verified.h"
 #include "engine/kmat.h"
 #include "engine/quant.h"
 
@@ -31,7 +33,8 @@ struct header {
     uint64_t fingerprint;
     uint64_t n_entries, file_size, hash;
     uint64_t pack_signature;
-    unsigned char pad[32];
+    int64_t src_ctime_ns;       /* 0 in caches written before ctime was keyed */
+    unsigned char pad[24];
 };
 
 struct entry {
@@ -116,15 +119,18 @@ int convcache_key_of(const char *model_path, enum rwkv_dtype dtype, uint64_t fin
                      struct convcache_key *key)
 {
     struct stat st;
+    struct fileid id;
 
     if (stat(model_path, &st) != 0) {
         return -1;
     }
+    fileid_of(&st, &id);
     memset(key, 0, sizeof *key);
-    key->size = (uint64_t)st.st_size;
-    key->ino = (uint64_t)st.st_ino;
-    key->dev = (uint64_t)st.st_dev;
-    key->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    key->size = id.size;
+    key->ino = id.ino;
+    key->dev = id.dev;
+    key->mtime_ns = id.mtime_ns;
+    key->ctime_ns = id.ctime_ns;
     key->fingerprint = fingerprint;
     key->dtype = (int32_t)dtype;
     /* the format's packer, and bf16's: RWKV-7 keeps its LoRA factors in
@@ -147,8 +153,8 @@ static uint64_t fnv1a(const char *s)
 int convcache_path(const char *model_path, enum rwkv_dtype dtype, int fallback, char *out,
                    size_t outlen)
 {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME"), *base;
-    char abs[PATH_MAX];
+    const char *base;
+    char abs[PATH_MAX], dir[PATH_MAX];
     int n;
 
     if (!fallback) {
@@ -160,16 +166,11 @@ int convcache_path(const char *model_path, enum rwkv_dtype dtype, int fallback, 
     }
     base = strrchr(abs, '/');
     base = base ? base + 1 : abs;
-    /* XDG: a relative XDG_CACHE_HOME is invalid and ignored */
-    if (xdg && xdg[0] == '/') {
-        n = snprintf(out, outlen, "%s/rwkv-chat/%016llx-%.100s.%s.rwkvcache", xdg,
-                     (unsigned long long)fnv1a(abs), base, rwkv_dtype_name(dtype));
-    } else if (home && home[0] == '/') {
-        n = snprintf(out, outlen, "%s/.cache/rwkv-chat/%016llx-%.100s.%s.rwkvcache", home,
-                     (unsigned long long)fnv1a(abs), base, rwkv_dtype_name(dtype));
-    } else {
+    if (verified_dir(dir, sizeof dir) != 0) {
         return -1;
     }
+    n = snprintf(out, outlen, "%s/%016llx-%.100s.%s.rwkvcache", dir,
+                 (unsigned long long)fnv1a(abs), base, rwkv_dtype_name(dtype));
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
@@ -249,7 +250,8 @@ convcache *convcache_parse(const void *buf, size_t size, const struct convcache_
         return NULL;
     }
     if (h.src_size != key->size || h.src_ino != key->ino || h.src_dev != key->dev ||
-        h.src_mtime_ns != key->mtime_ns || h.fingerprint != key->fingerprint) {
+        h.src_mtime_ns != key->mtime_ns || h.src_ctime_ns != key->ctime_ns ||
+        h.fingerprint != key->fingerprint) {
         snprintf(why, whylen, "the model file changed since it was written");
         return NULL;
     }
@@ -627,6 +629,7 @@ int convcache_write(const char *path, int make_dir, const struct convcache_key *
     h.src_ino = key->ino;
     h.src_dev = key->dev;
     h.src_mtime_ns = key->mtime_ns;
+    h.src_ctime_ns = key->ctime_ns;
     h.fingerprint = key->fingerprint;
     h.pack_signature = key->pack_signature;
     h.n_entries = n;

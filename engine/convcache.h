@@ -15,7 +15,10 @@
  *     the model file's u64 size, u64 inode, u64 device, i64 mtime in ns,
  *     u64 fingerprint (rwkv_info); u64 entries, u64 file size, u64 hash of
  *     header and table (this field zero while hashing); u64 signature of
- *     the packer (kmat_pack_signature); zero padding.
+ *     the packer (kmat_pack_signature); i64 the model file's ctime in ns
+ *     (0 in caches written before it was part of the key: such a cache
+ *     reads as written for a changed file and is rebuilt once); zero
+ *     padding.
  *   table, 192 bytes per entry: name[128] (NUL-padded tensor name), u64
  *     offset of the tensor's data in the model file (tells slices of one
  *     tensor apart), u64 data offset, u64 data bytes, u64 scales offset,
@@ -44,7 +47,8 @@
 struct convcache_key {
     uint64_t size, ino, dev, fingerprint;
     uint64_t pack_signature;    /* kmat_pack_signature of dtype and of bf16 */
-    int64_t mtime_ns;
+    int64_t mtime_ns, ctime_ns; /* fileid.h: an in-place rewrite that puts the
+                                 * mtime back still moves the ctime */
     int32_t dtype;
     uint32_t owner;             /* the model file's owner: a cache file owned by
                                  * anyone but us or them is ignored */

@@ -23,6 +23,7 @@
 #include "engine/kmat.h"
 #include "engine/weights.h"
 #include "engine/quant.h"
+#include "engine/verified.h"
 
 #define MAX_LAYERS 100000
 #define MAX_HEAD_SIZE 1024       /* a state holds head_size^2 floats per head */
@@ -695,6 +696,7 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
     rwkv_model *m;
     struct rwkv_dims d;
     unsigned char *used = NULL;
+    char record_dir[PATH_MAX];
 
     if (err && errlen) {
         err[0] = '\0';
@@ -710,7 +712,12 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
         free(m);
         return NULL;
     }
-    m->file = ckpt_open(path, err, errlen);
+    /* zip CRCs: checked at the first start, then vouched for by a record
+     * in the user's cache directory (no directory, or --no-cache, which
+     * writes nothing there: checked every time) */
+    m->file = ckpt_open_checked(path, (!opts || opts->cache != RWKV_CACHE_MODE_OFF) &&
+                                verified_dir(record_dir, sizeof record_dir) == 0 ?
+                                record_dir : NULL, err, errlen);
     if (!m->file) {
         free(m);
         return NULL;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/crc32.h"
 #include "engine/base/err.h"
 #include "engine/base/escape.h"
 #include "engine/checkpoint.h"
@@ -30,6 +31,7 @@ struct zip_entry {
     unsigned method;
     uint64_t csize, usize;
     uint64_t header;            /* offset of the local file header */
+    uint32_t crc;               /* CRC-32 of the data, from the central directory */
 };
 
 struct zip {
@@ -38,6 +40,7 @@ struct zip {
     size_t size;
     struct zip_entry *entries;  /* sorted by name */
     size_t count;
+    const unsigned char **data; /* per entry: its bytes once zip_data gave them out */
 };
 
 static uint16_t rd16(const unsigned char *p)
@@ -212,6 +215,7 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
         e->csize = rd32(h + 20);
         e->usize = rd32(h + 24);
         e->header = rd32(h + 42);
+        e->crc = rd32(h + 16);
         if (zip64_extra(z, h + 46 + nlen, elen, e, e->usize == 0xffffffffu,
                         e->csize == 0xffffffffu, e->header == 0xffffffffu, err, errlen)) {
             return -1;
@@ -220,6 +224,21 @@ static int zip_open(struct zip *z, char *err, size_t errlen)
     }
     z->count = (size_t)count;
     qsort(z->entries, z->count, sizeof(*z->entries), cmp_entry);
+    for (i = 1; i < z->count; i++) {
+        /* which of the two a reader would use is anyone's guess */
+        if (!cmp_entry(&z->entries[i - 1], &z->entries[i])) {
+            err_set(err, errlen, "%s: zip holds two entries named %.*s: damaged or "
+                    "tampered with", z->path,
+                    (int)(z->entries[i].namelen > 200 ? 200 : z->entries[i].namelen),
+                    z->entries[i].name);
+            return -1;
+        }
+    }
+    z->data = calloc(z->count ? z->count : 1, sizeof(*z->data));
+    if (!z->data) {
+        err_set(err, errlen, "%s: out of memory", z->path);
+        return -1;
+    }
     return 0;
 }
 
@@ -254,6 +273,7 @@ static const unsigned char *zip_data(const struct zip *z, const struct zip_entry
                 RWKV_ESCN(e->name, e->namelen), (unsigned long long)e->usize, z->size);
         return NULL;
     }
+    z->data[e - z->entries] = z->map + data;
     return z->map + data;
 }
 
@@ -1128,9 +1148,25 @@ int pth_read(ckpt_file *file, char *err, size_t errlen)
             goto out;
         }
     }
+    /* the entries read: ckpt_open checks their CRC-32 once all is read */
+    for (i = 0; i < z.count; i++) {
+        const struct zip_entry *e = &z.entries[i];
+
+        if (z.data[i] && ckpt_add_check(file, e->name, e->namelen, z.data[i],
+                                        (size_t)e->usize, e->crc) != 0) {
+            err_set(err, errlen, "%s: out of memory", z.path);
+            goto out;
+        }
+    }
     rc = 0;
 out:
+    if (rc != 0 && k.p && pkl->crc != 0 && crc32_update(0, k.p, k.len) != pkl->crc) {
+        /* a damaged pickle says odd things: say what is wrong instead */
+        err_set(err, errlen, "%s: zip entry %s: CRC-32 mismatch (damaged download?): download "
+                "it again", z.path, entry);
+    }
     pk_free_all(&k);
+    free(z.data);
     free(z.entries);
     return rc;
 }

@@ -1066,6 +1066,7 @@ static const char *poison(const char *rel, const char *out, const char *name, in
             wr16(buf + at, kind == 0 ? 0x7fc1 : kind == 1 ? 0x7f80 : 0xff80);
         }
     }
+    zip_fix_crcs(buf, len);     /* NaN written by the trainer, not by damage */
     write_file(tmp_path(out), buf, len);
     ckpt_close(f);
     free(buf);

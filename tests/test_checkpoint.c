@@ -4,14 +4,19 @@
  * weights read the same from every container, and damaged copies (made
  * here, in a temporary folder) give one-line errors naming the problem.
  */
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "engine/base/crc32.h"
 #include "engine/checkpoint.h"
+#include "engine/rwkv.h"
 #include "tests/tap.h"
 #include "tests/testutil.h"
 
@@ -272,6 +277,7 @@ static void test_strided(void)
     }
     buf[pos + 1] = 0x01;
     buf[pos + 3] = 0x80;
+    zip_fix_crcs(buf, len);
     write_file(tmp_path("transposed.pth"), buf, len);
     orig = ckpt_open(path, err, sizeof(err));
     tr = ckpt_open(tmp_path("transposed.pth"), err, sizeof(err));
@@ -792,6 +798,310 @@ static void test_mutations(const char *what, const char *path, int iters, unsign
     free(buf);
 }
 
+/* ------------------------------------------------------------ CRC-32 --- */
+
+/* Bit by bit, straight from the definition (reflected 0xEDB88320). */
+static uint32_t crc_bitwise(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+
+    while (n--) {
+        c ^= *p++;
+        for (int k = 0; k < 8; k++) {
+            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        }
+    }
+    return ~c;
+}
+
+static void test_crc32(void)
+{
+    static const char fox[] = "The quick brown fox jumps over the lazy dog";
+    size_t n = 1 << 20, i, split_ok = 1, align_ok = 1;
+    unsigned char *buf = malloc(n + 8);
+    uint32_t x = 12345, whole;
+
+    ok(crc32_update(0, "", 0) == 0 && crc32_update(0, "123456789", 9) == 0xcbf43926u &&
+       crc32_update(0, fox, sizeof(fox) - 1) == 0x414fa339u &&
+       crc32_update(0, "a", 1) == 0xe8b7be43u,
+       "CRC-32 of the known vectors (\"\", \"123456789\" = cbf43926, the fox = 414fa339, "
+       "\"a\" = e8b7be43)");
+    for (i = 0; i < n + 8; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (unsigned char)(x >> 16);
+    }
+    whole = crc32_update(0, buf, n);
+    for (i = 0; i < 64; i++) {
+        size_t cut = (i * 7919 + 13) % n;
+        if (crc32_update(crc32_update(0, buf, cut), buf + cut, n - cut) != whole) {
+            split_ok = 0;
+        }
+    }
+    for (i = 0; i < 8; i++) {
+        if (crc32_update(0, buf + i, 1000 + i) != crc_bitwise(buf + i, 1000 + i)) {
+            align_ok = 0;
+        }
+    }
+    ok(whole == crc_bitwise(buf, n) && split_ok && align_ok,
+       "CRC-32 of 1 MiB of noise equals the bitwise definition, in any two pieces and from "
+       "any alignment");
+    free(buf);
+}
+
+/* Offset of entry suffix's data in the plain zip b; 0 if absent. */
+static size_t entry_data(const unsigned char *b, size_t len, const char *suffix, size_t *size)
+{
+    struct raw_entry e[512];
+    size_t n = raw_entries(b, len, e, 512), i;
+
+    for (i = 0; i < n; i++) {
+        if (e[i].nlen >= strlen(suffix) &&
+            !memcmp(e[i].name + e[i].nlen - strlen(suffix), suffix, strlen(suffix))) {
+            *size = e[i].size;
+            return (size_t)(e[i].data - b);
+        }
+    }
+    return 0;
+}
+
+static int file_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+/* Flips bit 0 of byte off of path in place (same inode), its mtime put
+ * back; waits for the ctime to move so that the change can be seen. */
+static void flip_in_place(const char *path, size_t off)
+{
+    struct stat before, after;
+    struct timespec times[2];
+    unsigned char c;
+    int fd = open(path, O_RDWR);
+
+    stat(path, &before);
+    if (fd < 0 || pread(fd, &c, 1, (off_t)off) != 1) {
+        diag("cannot read %s", path);
+    }
+    c ^= 1;
+    if (fd < 0 || pwrite(fd, &c, 1, (off_t)off) != 1) {
+        diag("cannot write %s", path);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;
+    times[1] = before.st_mtim;
+    for (int i = 0; i < 1000; i++) {
+        struct timespec ms = { 0, 1000000 };
+
+        utimensat(AT_FDCWD, path, times, 0);
+        stat(path, &after);
+        if (after.st_ctim.tv_sec != before.st_ctim.tv_sec ||
+            after.st_ctim.tv_nsec != before.st_ctim.tv_nsec) {
+            break;
+        }
+        nanosleep(&ms, NULL);
+    }
+}
+
+/* Damaged downloads: a flipped byte in a tensor's entry or in data.pkl
+ * is refused naming the entry; two entries of one name are refused. */
+static void test_crc_damage(void)
+{
+    const char *src = shared_path("fixtures/models/v7.pth");
+    const char *p = tmp_path("crc.pth");
+    unsigned char *buf, *copy;
+    size_t len, off, size;
+    char err[512], want[512];
+    ckpt_file *f;
+
+    buf = read_file(src, &len);
+    if (!buf || !(off = entry_data(buf, len, "/data/12", &size)) || size < 2) {
+        skip("v7.pth has no entry data/12");
+        free(buf);
+        return;
+    }
+    copy = malloc(len);
+    f = ckpt_open(src, err, sizeof err);
+    ok(f && ckpt_checked_bytes(f) > (uint64_t)len / 2,
+       "v7.pth opens with its CRCs checked (%llu bytes)",
+       f ? (unsigned long long)ckpt_checked_bytes(f) : 0ULL);
+    ckpt_close(f);
+
+    memcpy(copy, buf, len);
+    copy[off + size / 2] ^= 0x01;
+    write_file(p, copy, len);
+    f = ckpt_open(p, err, sizeof err);
+    snprintf(want, sizeof want, "%s: zip entry v7/data/12: CRC-32 mismatch (damaged "
+             "download?): download it again", p);
+    ok(!f && !strcmp(err, want), "a flipped bit in a tensor: \"%s\"", err);
+    ckpt_close(f);
+
+    /* the same file with that entry's CRC made to match opens */
+    zip_fix_crcs(copy, len);
+    write_file(p, copy, len);
+    f = ckpt_open(p, err, sizeof err);
+    ok(f != NULL, "the same bytes with their CRC written to match open (a changed weight, "
+       "not damage)");
+    ckpt_close(f);
+
+    /* a flipped bit in the pickle's key string: it still parses */
+    memcpy(copy, buf, len);
+    off = entry_data(buf, len, "data.pkl", &size);
+    {
+        long at = find_bytes(buf + off, size, 0, "emb.weight", 10);
+        if (at >= 0) {
+            copy[off + (size_t)at] ^= 0x01;
+        }
+        write_file(p, copy, len);
+        f = ckpt_open(p, err, sizeof err);
+        snprintf(want, sizeof want, "%s: zip entry v7/data.pkl: CRC-32 mismatch (damaged "
+                 "download?): download it again", p);
+        ok(at >= 0 && !f && !strcmp(err, want), "a flipped bit in data.pkl: \"%s\"", err);
+        ckpt_close(f);
+        /* and one that breaks the pickle: the CRC is named, not the pickle */
+        memcpy(copy, buf, len);
+        copy[off + size - 1] ^= 0x20;    /* the final STOP */
+        write_file(p, copy, len);
+        f = ckpt_open(p, err, sizeof err);
+        ok(!f && !strcmp(err, want), "a flipped bit in data.pkl's STOP: \"%s\"", err);
+        ckpt_close(f);
+    }
+
+    /* CRCs of 0 (torch.save with compute_crc32 off) are not checked */
+    memcpy(copy, buf, len);
+    copy[entry_data(buf, len, "/data/12", &size) + size / 2] ^= 0x01;
+    {
+        size_t eocd = len - 22, pos = rd32(copy + eocd + 16), n = rd16(copy + eocd + 10), i;
+
+        for (i = 0; i < n; i++) {
+            size_t lh = rd32(copy + pos + 42);
+            wr32(copy + pos + 16, 0);
+            wr32(copy + lh + 14, 0);
+            pos += 46 + rd16(copy + pos + 28) + rd16(copy + pos + 30) + rd16(copy + pos + 32);
+        }
+    }
+    write_file(p, copy, len);
+    f = ckpt_open(p, err, sizeof err);
+    ok(f && ckpt_checked_bytes(f) == 0, "a zip whose CRCs are all 0 (none recorded) opens "
+       "unchecked");
+    ckpt_close(f);
+
+    /* two entries of one name */
+    {
+        static const float a[4] = { 1, 2, 3, 4 }, b[4] = { 5, 6, 7, 8 };
+        static const char pk[] =
+            "\x80\x02}X\x01\x00\x00\x00" "a" "ctorch._utils\n_rebuild_tensor_v2\n"
+            "((X\x07\x00\x00\x00" "storage" "ctorch\nFloatStorage\n"
+            "X\x01\x00\x00\x00" "0" "X\x03\x00\x00\x00" "cpu" "K\x04tQK\x00K\x04\x85K\x01\x85"
+            "\x89" "ccollections\nOrderedDict\n)R" "tRs.";
+        const char *names[] = { "archive/data.pkl", "archive/data/0", "archive/data/0" };
+        const void *data[] = { pk, a, b };
+        size_t sizes[] = { sizeof(pk) - 1, sizeof(a), sizeof(b) };
+
+        write_zip(p, 2, names, data, sizes);
+        f = ckpt_open(p, err, sizeof err);
+        ok(f != NULL, "a hand-made zip of one tensor opens (%s)", f ? "ok" : err);
+        ckpt_close(f);
+        write_zip(p, 3, names, data, sizes);
+        f = ckpt_open(p, err, sizeof err);
+        snprintf(want, sizeof want, "%s: zip holds two entries named archive/data/0: damaged "
+                 "or tampered with", p);
+        ok(!f && !strcmp(err, want), "two entries named archive/data/0: \"%s\"", err);
+        ckpt_close(f);
+    }
+    free(copy);
+    free(buf);
+}
+
+/* The record of a verified file: the second open skips the check, a file
+ * changed since (in place, mtime put back) is checked again. */
+static void test_crc_record(void)
+{
+    const char *p = tmp_path("rec.pth"), *dir = tmp_path("rec-cache");
+    unsigned char *buf;
+    size_t len, off, size;
+    char err[512], want[512], record[600];
+    struct stat st;
+    ckpt_file *f;
+    uint64_t first, second;
+
+    buf = read_file(shared_path("fixtures/models/v7.pth"), &len);
+    if (!buf || !(off = entry_data(buf, len, "/data/12", &size))) {
+        skip("v7.pth has no entry data/12");
+        free(buf);
+        return;
+    }
+    write_file(p, buf, len);
+    stat(p, &st);
+    snprintf(record, sizeof record, "%s/verified/%llx-%llx", dir, (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    f = ckpt_open_checked(p, dir, err, sizeof err);
+    first = f ? ckpt_checked_bytes(f) : 0;
+    ckpt_close(f);
+    ok(f && first > len / 2 && file_exists(record),
+       "first open: CRCs checked (%llu bytes), record written (%s)",
+       (unsigned long long)first, record);
+    f = ckpt_open_checked(p, dir, err, sizeof err);
+    second = f ? ckpt_checked_bytes(f) : 1;
+    ckpt_close(f);
+    ok(f && second == 0, "second open: the record vouches for the file, nothing checked");
+    f = ckpt_open(p, err, sizeof err);
+    ok(f && ckpt_checked_bytes(f) == first, "without a record directory: checked every time");
+    ckpt_close(f);
+
+    flip_in_place(p, off + size / 2);
+    f = ckpt_open_checked(p, dir, err, sizeof err);
+    snprintf(want, sizeof want, "%s: zip entry v7/data/12: CRC-32 mismatch (damaged "
+             "download?): download it again", p);
+    ok(!f && !strcmp(err, want), "damaged in place after it was verified (mtime put back): "
+       "checked again and refused (\"%s\")", err);
+    ckpt_close(f);
+
+    /* the record of a file of other contents is not taken for this one */
+    flip_in_place(p, off + size / 2);
+    f = ckpt_open_checked(p, dir, err, sizeof err);
+    ok(f && ckpt_checked_bytes(f) == first, "repaired in place: checked again (%llu bytes)",
+       f ? (unsigned long long)ckpt_checked_bytes(f) : 0ULL);
+    ckpt_close(f);
+    free(buf);
+}
+
+/* rwkv_model_load keeps its records in $XDG_CACHE_HOME/rwkv-chat. */
+static void test_crc_record_model(void)
+{
+    const char *p = tmp_path("model-rec.pth");
+    struct rwkv_load_options lo = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
+    char err[RWKV_ERRLEN], record[600];
+    unsigned char *buf;
+    size_t len, off, size;
+    struct stat st;
+    rwkv_model *m;
+
+    buf = read_file(shared_path("fixtures/models/v7.pth"), &len);
+    if (!buf || !(off = entry_data(buf, len, "/data/12", &size))) {
+        skip("v7.pth has no entry data/12");
+        free(buf);
+        return;
+    }
+    write_file(p, buf, len);
+    setenv("XDG_CACHE_HOME", tmp_path("xdg"), 1);
+    stat(p, &st);
+    snprintf(record, sizeof record, "%s/rwkv-chat/verified/%llx-%llx", tmp_path("xdg"),
+             (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    m = rwkv_model_load(p, &lo, err, sizeof err);
+    ok(m && file_exists(record), "a model load records the verified file in "
+       "$XDG_CACHE_HOME/rwkv-chat/verified (%s)", m ? record : err);
+    rwkv_model_free(m);
+    flip_in_place(p, off + size / 2);
+    m = rwkv_model_load(p, &lo, err, sizeof err);
+    ok(!m && strstr(err, "zip entry v7/data/12: CRC-32 mismatch"),
+       "and refuses it once damaged in place (%s)", m ? "(loaded)" : err);
+    rwkv_model_free(m);
+    free(buf);
+}
+
 int main(void)
 {
     static const char *fixtures[] = {
@@ -820,6 +1130,10 @@ int main(void)
     test_damaged_pth();
     test_safetensors_small();
     test_damaged_safetensors();
+    test_crc32();
+    test_crc_damage();
+    test_crc_record();
+    test_crc_record_model();
     test_mutations("small .pth (OrderedDict, strided view, two storages)",
                    tmp_path("ordered.pth"), 600, 1);
     test_mutations("small safetensors", tmp_path("ok.safetensors"), 400, 2);

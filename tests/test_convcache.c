@@ -14,6 +14,7 @@
 #include <math.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/checkpoint.h"
@@ -502,49 +503,141 @@ static void test_versions(void)
     }
 }
 
+/* Rewrites path in place as rsync --inplace -t does: the same inode and
+ * size, n bytes at off replaced (zip CRCs made to match, as in a file a
+ * writer made), the mtime put back.  The ctime moves on (the kernel sets
+ * it); should the clock not have ticked since the last change, the
+ * times are set again until it has.  0, or -1. */
+static int rewrite_in_place(const char *path, long off, const void *bytes, size_t n)
+{
+    struct stat before, after;
+    struct timespec times[2];
+    unsigned char *buf;
+    size_t len;
+    int fd, rc = -1;
+
+    if (stat(path, &before) != 0 || !(buf = read_file(path, &len))) {
+        return -1;
+    }
+    memcpy(buf + off, bytes, n);
+    zip_fix_crcs(buf, len);
+    fd = open(path, O_WRONLY);
+    if (fd >= 0 && pwrite(fd, buf, len, 0) == (ssize_t)len) {
+        rc = 0;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(buf);
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_OMIT;
+    times[1] = before.st_mtim;
+    for (int i = 0; rc == 0 && i < 1000; i++) {
+        struct timespec ms = { 0, 1000000 };
+
+        utimensat(AT_FDCWD, path, times, 0);
+        stat(path, &after);
+        if (after.st_ctim.tv_sec != before.st_ctim.tv_sec ||
+            after.st_ctim.tv_nsec != before.st_ctim.tv_nsec) {
+            break;
+        }
+        nanosleep(&ms, NULL);
+    }
+    return rc;
+}
+
+/* Where tensor name's data starts in the model file at path, plus half
+ * its size (mid-tensor lies outside the fingerprint's samples); -1 if
+ * absent. */
+static long mid_tensor(const char *path, const char *name)
+{
+    char err[RWKV_ERRLEN];
+    ckpt_file *f = ckpt_open(path, err, sizeof err);
+    const struct ckpt_tensor *t = f ? ckpt_find(f, name) : NULL;
+    size_t size;
+    long off = -1;
+
+    if (t) {
+        off = (long)((const unsigned char *)t->data - ckpt_bytes(f, &size)) +
+              (long)(t->nbytes / 2 & ~(size_t)1);
+    }
+    ckpt_close(f);
+    return off;
+}
+
+/* A model rewritten in place with one weight changed and its mtime put
+ * back (same size, inode, mtime; the weight outside the fingerprint's
+ * samples): its ctime moved, so the cache is rebuilt, and the logits are
+ * those of the new weights. */
+static void test_inplace_rewrite(const struct load *ref)
+{
+    const char *name = "blocks.0.att.key.weight";
+    char copy[300];
+    struct load first, l, off;
+    struct stat a, b;
+    long at;
+
+    snprintf(copy, sizeof copy, "%s", tmp_path("inplace.pth"));
+    copy_file(shared_path("fixtures/models/v7.pth"), copy);
+    load_run(copy, RWKV_DTYPE_Q8, 1, &first);
+    at = mid_tensor(copy, name);
+    stat(copy, &a);
+    if (at < 0 || rewrite_in_place(copy, at, "\x00\x41", 2) != 0) {     /* bf16 8.0 */
+        ok(0, "%s rewritten in place", copy);
+        free(first.logits);
+        return;
+    }
+    stat(copy, &b);
+    load_run(copy, RWKV_DTYPE_Q8, 1, &l);
+    load_run(copy, RWKV_DTYPE_Q8, 0, &off);
+    ok(a.st_size == b.st_size && a.st_ino == b.st_ino &&
+       a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+       first.result == RWKV_CACHE_WRITTEN && same_logits(&first, ref) &&
+       l.result == RWKV_CACHE_WRITTEN && strstr(l.reason, "model file changed") &&
+       same_logits(&l, &off) && !same_logits(&l, ref),
+       "a model rewritten in place, one weight changed, mtime put back (rsync --inplace -t): "
+       "the cache is rebuilt (%s: %s) and the logits are the new weights'",
+       result_name(l.result), l.reason);
+    free(first.logits);
+    free(l.logits);
+    free(off.logits);
+}
+
 /* The NaN/Inf scan leaves the tensors the cache holds to the cache (it
- * was written from this file, checked): a NaN put into a cached weight
- * later, with the file's time restored, goes unread; but once the cache
- * lacks that matrix, the load checks the tensor and refuses it. */
+ * was written from this very file, checked): a NaN in a cached weight
+ * goes unread while the cache matches the file's identity (here forged to
+ * the rewritten file's ctime: a rewrite itself invalidates the cache, see
+ * test_inplace_rewrite); but once the cache lacks that matrix, the load
+ * checks the tensor and refuses it. */
 static void test_nan_behind_cache(const struct load *ref)
 {
     const char *name = "blocks.1.att.key.weight";
     char copy[300], cache[400], err[RWKV_ERRLEN];
     struct load l;
     struct stat st;
-    struct timespec times[2];
-    const struct ckpt_tensor *t;
-    ckpt_file *f;
-    size_t size, n;
+    size_t n;
     long off;
     unsigned char *img;
-    int fd;
 
     snprintf(copy, sizeof copy, "%s", tmp_path("nan.pth"));
     snprintf(cache, sizeof cache, "%s.q8.rwkvcache", copy);
     copy_file(shared_path("fixtures/models/v7.pth"), copy);
     load_run(copy, RWKV_DTYPE_Q8, 1, &l);
     free(l.logits);
-    f = ckpt_open(copy, err, sizeof err);
-    t = f ? ckpt_find(f, name) : NULL;
-    if (!t) {
-        ok(0, "%s in the fixture", name);
-        ckpt_close(f);
+    off = mid_tensor(copy, name);
+    if (off < 0 || rewrite_in_place(copy, off, "\xc0\x7f", 2) != 0) {
+        ok(0, "cannot write a NaN into %s", copy);
         return;
     }
-    /* mid-tensor: outside the fingerprint's samples */
-    off = (long)((const unsigned char *)t->data - ckpt_bytes(f, &size)) + (long)(t->nbytes / 2 & ~1u);
-    ckpt_close(f);
+    /* the cache's key: the file's new ctime (header offset 96) */
     stat(copy, &st);
-    fd = open(copy, O_WRONLY);
-    if (fd < 0 || pwrite(fd, "\xc0\x7f", 2, off) != 2) {
-        ok(0, "cannot write a NaN into %s", copy);
+    img = read_file(cache, &n);
+    if (img && n >= 128) {
+        put64(img + 96, (uint64_t)((int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec));
+        convcache_seal(img, n);
+        write_file(cache, img, n);
     }
-    close(fd);
-    times[0].tv_sec = 0;
-    times[0].tv_nsec = UTIME_OMIT;
-    times[1] = st.st_mtim;
-    utimensat(AT_FDCWD, copy, times, 0);
+    free(img);
 
     load_run(copy, RWKV_DTYPE_Q8, 1, &l);
     ok(l.result == RWKV_CACHE_USED && same_logits(&l, ref),
@@ -782,6 +875,7 @@ int main(void)
     test_strange_files(&q8);
     test_invalidation(&q8);
     test_read_only(&q8);
+    test_inplace_rewrite(&q8);
     test_nan_behind_cache(&q8);
     free(q8.logits);
     free(q4.logits);
