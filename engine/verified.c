@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/base/atomicfile.h"
 #include "engine/verified.h"
 
 #define RECORD_MAGIC "rwkv-chat verified zip CRC-32 1"
@@ -89,30 +90,17 @@ static int make_dirs(char *path)
 
 int verified_add(const char *dir, const struct fileid *id)
 {
-    char path[4096], tmp[4200], text[256], sub[4096];
-    int len = record_of(dir, id, path, sizeof path, text, sizeof text), fd, rc;
+    static const struct atomicfile_kind kind = {
+        "verified-checksum record", RECORD_MAGIC, sizeof(RECORD_MAGIC) - 1, NULL,
+    };
+    char path[4096], text[256], sub[4096], err[512];
+    int len = record_of(dir, id, path, sizeof path, text, sizeof text);
 
     if (len < 0 || snprintf(sub, sizeof sub, "%s/verified", dir) >= (int)sizeof sub ||
-        make_dirs(sub) != 0 ||
-        snprintf(tmp, sizeof tmp, "%s.XXXXXX", path) >= (int)sizeof tmp) {
+        make_dirs(sub) != 0) {
         return -1;
     }
-    /* a fresh name (O_EXCL), then rename: a reader sees the old record or
-     * the new one, never a torn one; no fsync, a lost record only costs
-     * the next start a check */
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        return -1;
-    }
-    rc = write(fd, text, (size_t)len) == len ? 0 : -1;
-    if (close(fd) != 0) {
-        rc = -1;
-    }
-    if (rc == 0 && rename(tmp, path) != 0) {
-        rc = -1;
-    }
-    if (rc != 0) {
-        unlink(tmp);
-    }
-    return rc;
+    /* no fsync: a lost record only costs the next start a check */
+    return atomicfile_write(path, &kind, ATOMICFILE_NO_SYNC, text, (size_t)len, err,
+                            sizeof err);
 }

@@ -6,8 +6,9 @@
  * the file's identity (fileid.h) when it passed: a file rewritten since,
  * even in place with its mtime put back, has another ctime and is checked
  * again.  DIR is the user's cache directory (verified_dir).  Only a
- * regular file of ours is believed; writing one is best effort (a record
- * that cannot be written only costs the next start a check).
+ * regular file of ours is believed; writing one (through atomicfile) is
+ * best effort: a record that cannot be written only costs the next start
+ * a check.
  * Internal to engine/.
  */
 #ifndef RWKV_VERIFIED_H
