@@ -38,6 +38,9 @@ struct app_options {
     char *state_in;         /* --state-in FILE */
     char *state_out;        /* --state-out FILE */
     char *state_tuned;      /* --state-tuned FILE or config "state_tuned": the start state */
+    char *system;           /* --system TEXT or config "system": the system turn */
+    int think;              /* --think or config "think": enum chat_think; -1 = not given */
+    int think_given;        /* --think on the command line (wins over a state file's) */
     char *vocab;            /* --vocab PATH; NULL = installed vocabulary */
     char *data_dir;         /* --data-dir DIR: searched before $(pkgdatadir) */
     char *config_path;      /* --config FILE, or the default path (may not exist) */

@@ -211,22 +211,51 @@ static int write_interrupted(const struct batch *b, FILE *f, int err)
     return 0;
 }
 
+/* A think block in plain batch output: on stderr, as it streams, between
+ * a line "<think>" and a line "</think>" (stdout keeps the answers). */
+static void reasoning_put(int *open, const char *bytes, size_t n)
+{
+    if (!*open) {
+        fputs("<think>\n", stderr);
+        *open = 1;
+    }
+    fwrite(bytes, 1, n, stderr);
+}
+
+static void reasoning_end(int *open)
+{
+    if (*open) {
+        fputs("\n</think>\n", stderr);
+        *open = 0;
+    }
+}
+
 /* Streams the reply started by chat_send/chat_regen into s until it stops.
  * Returns the stop reason, or -1 with err filled. */
 static int stream_reply(struct batch *b, struct sink *s, char *err, size_t errlen)
 {
     const char *bytes;
     size_t n;
-    int stop;
+    int stop, thinking = 0;
 
     for (;;) {
         if (stopping(b)) {
+            reasoning_end(&thinking);
             chat_interrupt(b->c);
             return CHAT_STOP_INTERRUPT;
         }
         stop = chat_step(b->c, &bytes, &n, err, errlen);
         if (stop < 0) {
+            reasoning_end(&thinking);
             return -1;
+        }
+        if (n && chat_step_part(b->c) == CHAT_PART_REASONING) {
+            if (s->f) {
+                reasoning_put(&thinking, bytes, n);
+            }
+            n = 0;
+        } else if (n || stop != CHAT_STOP_NONE) {
+            reasoning_end(&thinking);
         }
         if (n && sink_put(s, bytes, n) < 0) {
             snprintf(err, errlen, "out of memory");
@@ -340,6 +369,19 @@ static int write_json_reply(struct batch *b, struct sink *s, int stop, char *err
     obj = json_object_new_object();
     json_object_object_add(obj, "role", json_object_new_string("assistant"));
     json_object_object_add(obj, "content", json_object_new_string_len(clean, (int)len));
+    if (last && last->role == CHAT_ASSISTANT && last->reasoning) {
+        size_t rlen;
+        char *r = valid_utf8(last->reasoning, strlen(last->reasoning), &rlen);
+
+        if (!r) {
+            snprintf(err, errlen, "out of memory");
+            json_object_put(obj);
+            free(clean);
+            return -1;
+        }
+        json_object_object_add(obj, "reasoning", json_object_new_string_len(r, (int)rlen));
+        free(r);
+    }
     json_object_object_add(obj, "stop_reason",
                            json_object_new_string(stop_reason(stop)));
     json_object_object_add(obj, "prompt_tokens", json_object_new_int64((int64_t)st->prompt_tokens));
@@ -539,7 +581,7 @@ static int json_message(struct batch *b, const char *line)
     struct json_object *obj, *v;
     struct sampler_settings saved, *s = chat_settings(b->c);
     enum json_tokener_error jerr;
-    const char *content, *role;
+    const char *content, *role = "user";
     int rc, changed = 0;
     size_t i;
 
@@ -575,9 +617,9 @@ static int json_message(struct batch *b, const char *line)
     }
     if (json_object_object_get_ex(obj, "role", &v)) {
         role = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
-        if (strcmp(role, "user") != 0) {
+        if (strcmp(role, "user") != 0 && strcmp(role, "system") != 0) {
             json_object_put(obj);
-            return input_error(b->lineno, "role must be \"user\"");
+            return input_error(b->lineno, "role must be \"user\" or \"system\"");
         }
     }
     if (!json_object_object_get_ex(obj, "content", &v) || !json_object_is_type(v, json_type_string)) {
@@ -589,6 +631,15 @@ static int json_message(struct batch *b, const char *line)
         json_object_put(obj);
         return input_error(b->lineno, "\"content\" holds a NUL character (\\u0000): "
                            "the message is refused");
+    }
+    if (!strcmp(role, "system")) {
+        /* The system turn: the conversation starts again with it (no reply). */
+        char err[RWKV_ERRLEN];
+
+        rc = chat_set_system(b->c, content, err, sizeof(err)) < 0
+             ? input_error(b->lineno, "%s", err) : 0;
+        json_object_put(obj);
+        return rc;
     }
     saved = *s;
     /* Knobs for this message only (not the seed: setting it back would

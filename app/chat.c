@@ -46,6 +46,7 @@ struct exchange {
     double prompt_seconds;
     int sep;                        /* separator owed before the message */
     int raw;
+    const char *prefix;             /* what the prompt fed after "Assistant:" */
 };
 
 struct transcript {
@@ -66,6 +67,8 @@ struct snapshot {
     struct chat_template tmpl;
     struct shared *tuned;
     char *tuned_name;
+    char *system;
+    enum chat_think think;
     struct exchange *ex;
     size_t n_ex;
     struct chat_stats stats;
@@ -87,6 +90,8 @@ struct chat {
     size_t base_tokens;
     struct shared *tuned;           /* state-tuned start (replaces the intro), or NULL */
     char *tuned_name;               /* the file it came from (NULL when none) */
+    char *system;                   /* the system turn's text, or NULL */
+    enum chat_think think;          /* thinking mode of the next messages */
     struct transcript tr;
     struct exchange *ex;
     size_t n_ex, cap_ex, undo_limit;
@@ -109,6 +114,19 @@ struct chat {
     size_t pushed;                  /* reply bytes given to the stream */
     size_t scanned;                 /* reply bytes searched for "\n\n" */
     long end_at;                    /* where "\n\n" starts, or -1 */
+    /* A thinking template's reply: c->reply starts with the prefix the
+     * prompt fed after "Assistant:", and a think block is found in it. */
+    int thinking;
+    enum { THINK_UNDECIDED, THINK_NONE, THINK_OPEN, THINK_CLOSED } think_state;
+    size_t think_from;              /* reasoning starts (after "<think>") */
+    size_t think_to;                /* where "</think>" starts */
+    size_t think_scanned;           /* reply bytes searched for "</think>" */
+    int reasoning_done;             /* all of the reasoning is in c->shown */
+    size_t shown_split;             /* c->shown bytes that are reasoning */
+    enum chat_part part;            /* of the bytes chat_step handed out last */
+    int pending;                    /* a step crossed into the answer: */
+    size_t pending_from;            /* c->shown bytes from here go out next */
+    int pending_stop;               /* with this stop */
     struct world_stream stream;
     char *shown;                    /* bytes emitted (the transcript text) */
     size_t shown_len, shown_cap;
@@ -205,7 +223,9 @@ static void unref(struct shared *s)
 static void transcript_truncate(struct transcript *tr, size_t n)
 {
     while (tr->n > n) {
-        free(tr->turns[--tr->n].text);
+        tr->n--;
+        free(tr->turns[tr->n].text);
+        free(tr->turns[tr->n].reasoning);
     }
 }
 
@@ -240,7 +260,28 @@ static int transcript_add(struct transcript *tr, enum chat_role role, const char
     t[len] = '\0';
     tr->turns[tr->n].role = role;
     tr->turns[tr->n].text = t;
+    tr->turns[tr->n].reasoning = NULL;
     tr->n++;
+    return 0;
+}
+
+/* Sets the last turn's reasoning to a copy of text[0..len-1] (len 0:
+ * none); 0 or -1. */
+static int transcript_set_reasoning(struct transcript *tr, const char *text, size_t len)
+{
+    struct chat_turn *t = &tr->turns[tr->n - 1];
+
+    free(t->reasoning);
+    t->reasoning = NULL;
+    if (len == 0) {
+        return 0;
+    }
+    t->reasoning = malloc(len + 1);
+    if (!t->reasoning) {
+        return -1;
+    }
+    memcpy(t->reasoning, text, len);
+    t->reasoning[len] = '\0';
     return 0;
 }
 
@@ -250,8 +291,11 @@ static int transcript_copy(struct transcript *dst, const struct transcript *src)
 
     memset(dst, 0, sizeof *dst);
     for (i = 0; i < src->n; i++) {
+        const char *r = src->turns[i].reasoning;
+
         if (transcript_add(dst, src->turns[i].role, src->turns[i].text,
-                           strlen(src->turns[i].text)) < 0) {
+                           strlen(src->turns[i].text)) < 0 ||
+            transcript_set_reasoning(dst, r ? r : "", r ? strlen(r) : 0) < 0) {
             transcript_free(dst);
             return -1;
         }
@@ -267,7 +311,9 @@ static int template_copy(struct chat_template *dst, const struct chat_template *
     dst->intro = strdup(src->intro ? src->intro : "");
     dst->user = strdup(src->user ? src->user : "User");
     dst->assistant = strdup(src->assistant ? src->assistant : "Assistant");
-    if (!dst->name || !dst->intro || !dst->user || !dst->assistant) {
+    dst->system = strdup(src->system ? src->system : "System");
+    dst->thinking = src->thinking;
+    if (!dst->name || !dst->intro || !dst->user || !dst->assistant || !dst->system) {
         chat_template_free(dst);
         return -1;
     }
@@ -316,13 +362,15 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
 }
 
 /* Builds the base state: the tuned state (NULL: none), or the zero state
- * plus the template's intro; a long intro may be stopped by the progress
- * callback (NULL, err "interrupted ..."). */
+ * plus the template's intro (a long intro may be stopped by the progress
+ * callback: NULL, err "interrupted ..."); then the system turn (system
+ * NULL: none). */
 static struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
-                                size_t *n_tokens, char *err, size_t errlen)
+                                const char *system, size_t *n_tokens, char *err, size_t errlen)
 {
     rwkv_state *st = tuned ? rwkv_state_clone(tuned->state) : rwkv_state_new(c->model);
     struct shared *s;
+    size_t n = 0;
 
     *n_tokens = 0;
     if (!st) {
@@ -332,6 +380,25 @@ static struct shared *make_base(chat *c, const struct chat_template *t, const st
     if (!tuned && feed(c, st, t->intro, strlen(t->intro), NULL, 1, n_tokens, err, errlen) < 0) {
         rwkv_state_free(st);
         return NULL;
+    }
+    if (system) {
+        const char *name = t->system ? t->system : "System";
+        char *turn = malloc(strlen(name) + strlen(system) + 8);
+        int rc;
+
+        if (!turn) {
+            rwkv_state_free(st);
+            oom(err, errlen);
+            return NULL;
+        }
+        rc = feed(c, st, turn, (size_t)sprintf(turn, "%s: %s\n\n", name, system), NULL, 1, &n,
+                  err, errlen);
+        free(turn);
+        if (rc < 0) {
+            rwkv_state_free(st);
+            return NULL;
+        }
+        *n_tokens += n;
     }
     s = calloc(1, sizeof *s);
     if (!s) {
@@ -402,7 +469,7 @@ chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_
                const struct sampler_settings *s, char *err, size_t errlen)
 {
     const struct rwkv_info *info = rwkv_model_info(model);
-    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    struct chat_template bare = { "bare", "", "User", "Assistant", "System", 0 };
     size_t state_bytes;
     chat *c = calloc(1, sizeof *c);
 
@@ -433,7 +500,7 @@ chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_
         return NULL;
     }
     configure_vocab(c);
-    c->base = make_base(c, &c->tmpl, NULL, &c->base_tokens, err, errlen);
+    c->base = make_base(c, &c->tmpl, NULL, NULL, &c->base_tokens, err, errlen);
     if (!c->base) {
         chat_free(c);
         return NULL;
@@ -455,6 +522,7 @@ static void snapshot_release(struct snapshot *s)
     unref(s->base);
     unref(s->tuned);
     free(s->tuned_name);
+    free(s->system);
     transcript_free(&s->tr);
     free(s->smp_state);
     chat_template_free(&s->tmpl);
@@ -484,6 +552,7 @@ void chat_free(chat *c)
     rwkv_state_free(c->state);
     unref(c->tuned);
     free(c->tuned_name);
+    free(c->system);
     unref(c->base);
     free(c->logits);
     free(c->reply);
@@ -611,48 +680,93 @@ char *chat_normalize(const char *text)
 
 /* --- generation --------------------------------------------------------- */
 
-/* Position of the first "\n\n" in the reply, or -1.  Only the bytes
- * added since the last call (and the one before them) are searched.  A
- * raw completion has no turns: it never ends at a blank line. */
+/* Follows a thinking template's reply through its think block: whether
+ * it opens with "<think" (after white space) and where "</think>" closes
+ * it.  final: no more bytes come (an undecided opening is no block). */
+static void think_scan(chat *c, int final)
+{
+    static const char open[] = "<think", close[] = "</think>";
+    size_t i = 0, avail;
+    const char *p;
+
+    if (c->think_state == THINK_UNDECIDED) {
+        while (i < c->reply_len && is_space(c->reply[i])) {
+            i++;
+        }
+        avail = c->reply_len - i;
+        if (memcmp(c->reply + i, open, avail < 6 ? avail : 6) != 0) {
+            c->think_state = THINK_NONE;
+        } else if (avail >= 7) {
+            c->think_state = THINK_OPEN;
+            c->think_from = i + 6 + (c->reply[i + 6] == '>');
+            c->think_scanned = c->think_from;
+        } else if (final) {
+            c->think_state = THINK_NONE;
+        }
+    }
+    if (c->think_state == THINK_OPEN) {
+        size_t from = c->think_scanned >= c->think_from + 7 ? c->think_scanned - 7 : c->think_from;
+
+        p = memmem(c->reply + from, c->reply_len - from, close, 8);
+        c->think_scanned = c->reply_len;
+        if (p) {
+            c->think_state = THINK_CLOSED;
+            c->think_to = (size_t)(p - c->reply);
+        }
+    }
+}
+
+/* Position of the "\n\n" that ends the turn, or -1.  Only the bytes added
+ * since the last call (and the one before them) are searched.  A raw
+ * completion has no turns: it never ends at a blank line.  In a thinking
+ * reply a think block's blank lines do not count, nor those between
+ * "</think>" and the answer. */
 static long reply_end(chat *c)
 {
     const char *p;
-    size_t from;
+    size_t from, base = 0;
 
-    if (c->raw || c->end_at >= 0 || c->reply_len < 2) {
+    if (c->raw || c->end_at >= 0) {
         return c->end_at;
     }
-    from = c->scanned > 0 ? c->scanned - 1 : 0;
+    if (c->thinking) {
+        think_scan(c, 0);
+        if (c->think_state == THINK_UNDECIDED || c->think_state == THINK_OPEN) {
+            return -1;
+        }
+        if (c->think_state == THINK_CLOSED) {
+            base = c->think_to + 8;
+            while (base < c->reply_len && is_space(c->reply[base])) {
+                base++;
+            }
+            if (base == c->reply_len) {
+                return -1;
+            }
+        }
+    }
+    if (c->reply_len < base + 2) {
+        return -1;
+    }
+    from = c->scanned > base + 1 ? c->scanned - 1 : base;
     p = memmem(c->reply + from, c->reply_len - from, "\n\n", 2);
     c->scanned = c->reply_len;
     c->end_at = p ? (long)(p - c->reply) : -1;
     return c->end_at;
 }
 
-/* Pushes reply bytes up to what is certain into the stream decoder and
- * appends its output to c->shown; *from receives where this call's output
- * starts in c->shown.  Chat replies are stripped: leading whitespace is
- * skipped and trailing whitespace held back until something follows it
- * (it may be the end of the turn).  Raw completions hold back only a
- * trailing "\n".  final: the reply is over (flush). */
-static int emit(chat *c, int final, size_t *from)
+/* Pushes c->reply[c->pushed..limit) into the stream decoder, stripped:
+ * trailing white space is held back and, while c->shown has nothing past
+ * seg_start (the start of this part), leading white space skipped. */
+static int push_stripped(chat *c, size_t limit, size_t seg_start)
 {
-    long e = reply_end(c);
-    size_t limit = e >= 0 ? (size_t)e : c->reply_len, n;
+    size_t n;
 
-    *from = c->shown_len;
-    if (c->raw) {
-        if (!final && limit > 0 && c->reply[limit - 1] == '\n') {
-            limit--;
-        }
-    } else {
-        while (limit > c->pushed && is_space(c->reply[limit - 1])) {
-            limit--;
-        }
-        if (c->shown_len == 0 && c->stream.n_held == 0) {
-            while (c->pushed < limit && is_space(c->reply[c->pushed])) {
-                c->pushed++;
-            }
+    while (limit > c->pushed && is_space(c->reply[limit - 1])) {
+        limit--;
+    }
+    if (c->shown_len == seg_start && c->stream.n_held == 0) {
+        while (c->pushed < limit && is_space(c->reply[c->pushed])) {
+            c->pushed++;
         }
     }
     if (limit > c->pushed) {
@@ -664,25 +778,128 @@ static int emit(chat *c, int final, size_t *from)
                                           (uint8_t *)c->shown + c->shown_len);
         c->pushed = limit;
     }
-    if (final) {
-        if (reserve(&c->shown, &c->shown_cap, c->shown_len + 8 * 3 + 1) < 0) {
-            return -1;
+    return 0;
+}
+
+static int flush_stream(chat *c)
+{
+    if (reserve(&c->shown, &c->shown_cap, c->shown_len + 8 * 3 + 1) < 0) {
+        return -1;
+    }
+    c->shown_len += world_stream_flush(&c->stream, (uint8_t *)c->shown + c->shown_len);
+    return 0;
+}
+
+/* Bytes at the end of the reply that may begin "</think>" (held back). */
+static size_t partial_close(const chat *c)
+{
+    size_t k;
+
+    for (k = 7; k > 0; k--) {
+        if (c->reply_len >= c->think_from + k &&
+            !memcmp(c->reply + c->reply_len - k, "</think>", k)) {
+            return k;
         }
-        c->shown_len += world_stream_flush(&c->stream, (uint8_t *)c->shown + c->shown_len);
     }
     return 0;
+}
+
+/* The think block's part of emit: reasoning up to "</think>" (or all of it
+ * when final), then c->pushed moves past the tag to the answer. */
+static int emit_reasoning(chat *c, int final)
+{
+    size_t limit;
+
+    if (c->pushed < c->think_from) {
+        c->pushed = c->think_from;
+    }
+    limit = c->think_state == THINK_CLOSED ? c->think_to : c->reply_len - partial_close(c);
+    if (push_stripped(c, limit, 0) < 0) {
+        return -1;
+    }
+    if (c->think_state == THINK_CLOSED || final) {
+        if (flush_stream(c) < 0) {
+            return -1;
+        }
+        c->reasoning_done = 1;
+        c->shown_split = c->shown_len;
+        c->pushed = c->think_state == THINK_CLOSED ? c->think_to + 8 : c->reply_len;
+    }
+    return 0;
+}
+
+/* Pushes reply bytes up to what is certain into the stream decoder and
+ * appends its output to c->shown; *from receives where this call's output
+ * starts in c->shown.  Chat replies are stripped: leading whitespace is
+ * skipped and trailing whitespace held back until something follows it
+ * (it may be the end of the turn).  Raw completions hold back only a
+ * trailing "\n".  A thinking reply's think block comes first (stripped on
+ * its own), its tags left out.  final: the reply is over (flush). */
+static int emit(chat *c, int final, size_t *from)
+{
+    long e = reply_end(c);
+    size_t limit = e >= 0 ? (size_t)e : c->reply_len, n;
+
+    *from = c->shown_len;
+    if (c->thinking && !c->raw) {
+        think_scan(c, final);
+        if (c->think_state == THINK_UNDECIDED) {
+            return 0;
+        }
+        if (c->think_state != THINK_NONE && !c->reasoning_done && emit_reasoning(c, final) < 0) {
+            return -1;
+        }
+        if (c->think_state == THINK_OPEN && !final) {
+            return 0;
+        }
+        if (push_stripped(c, limit, c->shown_split) < 0) {
+            return -1;
+        }
+        return final ? flush_stream(c) : 0;
+    }
+    if (c->raw) {
+        if (!final && limit > 0 && c->reply[limit - 1] == '\n') {
+            limit--;
+        }
+        if (limit > c->pushed) {
+            n = limit - c->pushed;
+            if (reserve(&c->shown, &c->shown_cap, c->shown_len + 3 * (n + 8) + 1) < 0) {
+                return -1;
+            }
+            c->shown_len += world_stream_push(&c->stream, (const uint8_t *)c->reply + c->pushed,
+                                              n, (uint8_t *)c->shown + c->shown_len);
+            c->pushed = limit;
+        }
+    } else if (push_stripped(c, limit, 0) < 0) {
+        return -1;
+    }
+    return final ? flush_stream(c) : 0;
+}
+
+/* Bytes of c->shown that are reasoning so far. */
+static size_t reasoning_bytes(const chat *c)
+{
+    if (c->reasoning_done) {
+        return c->shown_split;
+    }
+    return c->thinking && (c->think_state == THINK_OPEN || c->think_state == THINK_CLOSED)
+           ? c->shown_len : 0;
 }
 
 /* Ends the reply: the transcript gets what was shown. */
 static void finish(chat *c, enum chat_stop stop, size_t *from)
 {
-    size_t dummy;
+    size_t dummy, split;
 
     if (emit(c, 1, from ? from : &dummy) < 0 && from) {
         *from = c->shown_len;
     }
-    if (transcript_add(&c->tr, CHAT_ASSISTANT, c->shown ? c->shown : "", c->shown_len) < 0) {
-        /* Out of memory: the turn is lost, the state stays consistent. */
+    /* Out of memory loses the turn (or its reasoning); the state stays
+     * consistent. */
+    split = reasoning_bytes(c);
+    if (transcript_add(&c->tr, CHAT_ASSISTANT, c->shown ? c->shown + split : "",
+                       c->shown_len - split) == 0) {
+        transcript_set_reasoning(&c->tr, c->shown, split);
     }
     if (stop == CHAT_STOP_END) {
         c->sep = 0;
@@ -701,13 +918,28 @@ static void settle(chat *c)
     }
 }
 
-/* Starts generating from the current state and logits. */
-static void begin_reply(chat *c, int raw)
+/* Starts generating from the current state and logits; prefix: what the
+ * prompt fed after "Assistant:" (NULL: none), the start of the reply as
+ * far as the think block goes. */
+static void begin_reply(chat *c, int raw, const char *prefix)
 {
+    size_t plen = prefix ? strlen(prefix) : 0;
+
     c->generating = 1;
     c->raw = raw;
     atomic_store(&c->interrupt_req, 0);
     c->reply_len = 0;
+    c->thinking = !raw && c->tmpl.thinking;
+    c->think_state = THINK_UNDECIDED;
+    c->think_from = c->think_to = c->think_scanned = 0;
+    c->reasoning_done = 0;
+    c->shown_split = 0;
+    c->part = CHAT_PART_ANSWER;
+    c->pending = 0;
+    if (c->thinking && plen && reserve(&c->reply, &c->reply_cap, plen + 1) == 0) {
+        memcpy(c->reply, prefix, plen);
+        c->reply_len = plen;
+    }
     c->pushed = 0;
     c->scanned = 0;
     c->end_at = -1;
@@ -721,7 +953,7 @@ static void begin_reply(chat *c, int raw)
 
 /* Records a new exchange and feeds its prompt. */
 static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const char *fed,
-                          size_t fed_len, int raw, char *err, size_t errlen)
+                          size_t fed_len, int raw, const char *prefix, char *err, size_t errlen)
 {
     struct exchange e;
     double t0;
@@ -738,6 +970,7 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     e.context_tokens = c->stats.context_tokens;
     e.sep = c->sep;
     e.raw = raw;
+    e.prefix = prefix;
     t0 = now();
     rc = feed(c, c->state, fed, fed_len, c->logits, 1, &n, err, errlen);
     if (rc < 0 || n == 0) {
@@ -784,12 +1017,13 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     c->stats.prompt_seconds = e.prompt_seconds;
     c->stats.context_tokens += n;
     set_current(c, NULL);
-    begin_reply(c, raw);
+    begin_reply(c, raw, prefix);
     return 0;
 }
 
 int chat_send(chat *c, const char *user_text, char *err, size_t errlen)
 {
+    const char *suffix = "", *prefix = "";
     char *msg, *fed;
     size_t ml, fl;
     int rc;
@@ -807,16 +1041,40 @@ int chat_send(chat *c, const char *user_text, char *err, size_t errlen)
         snprintf(err, errlen, "empty message");
         return -1;
     }
-    fed = malloc(ml + strlen(c->tmpl.user) + strlen(c->tmpl.assistant) + 16);
+    /* A thinking template's mode: a suffix to the message (the effort newer
+     * G1 files read) and what follows "Assistant:". */
+    if (c->tmpl.thinking) {
+        switch (c->think) {
+        case CHAT_THINK_AUTO:
+            break;
+        case CHAT_THINK_OFF:
+            prefix = " <think>\n</think";
+            break;
+        case CHAT_THINK_ON:
+            prefix = " <think";
+            break;
+        case CHAT_THINK_A_BIT:
+            suffix = " (think a bit)";
+            prefix = " <think";
+            break;
+        case CHAT_THINK_A_LOT:
+            suffix = " (think a lot)";
+            prefix = " <think";
+            break;
+        }
+    }
+    fed = malloc(ml + strlen(c->tmpl.user) + strlen(c->tmpl.assistant) + strlen(suffix) +
+                 strlen(prefix) + 16);
     if (!fed) {
         free(msg);
         oom(err, errlen);
         return -1;
     }
     /* "\n\n" first if the last reply did not end its turn. */
-    fl = (size_t)sprintf(fed, "%s%s: %s\n\n%s:", c->sep == 2 ? "\n\n" : c->sep == 1 ? "\n" : "",
-                         c->tmpl.user, msg, c->tmpl.assistant);
-    rc = start_exchange(c, msg, ml, fed, fl, 0, err, errlen);
+    fl = (size_t)sprintf(fed, "%s%s: %s%s\n\n%s:%s",
+                         c->sep == 2 ? "\n\n" : c->sep == 1 ? "\n" : "", c->tmpl.user, msg,
+                         suffix, c->tmpl.assistant, prefix);
+    rc = start_exchange(c, msg, ml, fed, fl, 0, *prefix ? prefix : NULL, err, errlen);
     free(fed);
     free(msg);
     return rc;
@@ -830,13 +1088,13 @@ int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t err
         snprintf(err, errlen, "empty prompt");
         return -1;
     }
-    return start_exchange(c, prompt, len, prompt, len, 1, err, errlen);
+    return start_exchange(c, prompt, len, prompt, len, 1, NULL, err, errlen);
 }
 
 static int step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
 {
     const struct sampler_settings *s = &c->settings;
-    size_t from = c->shown_len, blen = 0, n;
+    size_t from = c->shown_len, blen = 0, n, split;
     const uint8_t *bytes;
     int32_t token;
     enum chat_stop stop = CHAT_STOP_NONE;
@@ -896,8 +1154,20 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
     } else {
         c->stats.reply_seconds = now() - c->reply_started;
     }
+    /* A step's bytes are of one part: what crosses from the reasoning into
+     * the answer goes out in two calls (the stop with the second). */
+    split = reasoning_bytes(c);
+    c->part = from < split ? CHAT_PART_REASONING : CHAT_PART_ANSWER;
+    if (from < split && split < c->shown_len) {
+        c->pending = 1;
+        c->pending_from = split;
+        c->pending_stop = (int)stop;
+        stop = CHAT_STOP_NONE;
+        n = split - from;
+    } else {
+        n = c->shown_len - from;
+    }
     /* Hand out this step's bytes (copied: c->shown may move next time). */
-    n = c->shown_len - from;
     if (reserve(&c->out, &c->out_cap, n + 1) < 0) {
         oom(err, errlen);
         return -1;
@@ -917,6 +1187,22 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
 
     *out = "";
     *out_len = 0;
+    if (c->pending) {
+        /* The answer's first bytes, after a step that ended the reasoning. */
+        size_t n = c->shown_len - c->pending_from;
+
+        c->pending = 0;
+        c->part = CHAT_PART_ANSWER;
+        if (reserve(&c->out, &c->out_cap, n + 1) < 0) {
+            oom(err, errlen);
+            return -1;
+        }
+        memcpy(c->out, c->shown + c->pending_from, n);
+        c->out[n] = '\0';
+        *out = c->out;
+        *out_len = n;
+        return c->pending_stop;
+    }
     if (!c->generating) {
         snprintf(err, errlen, "no reply in progress");
         return -1;
@@ -925,6 +1211,11 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
     rc = step(c, out, out_len, err, errlen);
     atomic_store(&c->in_step, 0);
     return rc;
+}
+
+enum chat_part chat_step_part(const chat *c)
+{
+    return c->part;
 }
 
 void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx)
@@ -972,7 +1263,7 @@ int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t 
         oom(err, errlen);
         return -1;
     }
-    base = make_base(c, &copy, c->tuned, &n, err, errlen);
+    base = make_base(c, &copy, c->tuned, c->system, &n, err, errlen);
     if (!base) {
         chat_template_free(&copy);
         return -1;
@@ -984,6 +1275,75 @@ int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t 
     c->base_tokens = n;
     chat_reset(c);
     return 0;
+}
+
+int chat_set_system(chat *c, const char *text, char *err, size_t errlen)
+{
+    char *sys = NULL;
+    struct shared *base;
+    size_t n;
+
+    settle(c);
+    if (text && !(sys = chat_normalize(text))) {
+        oom(err, errlen);
+        return -1;
+    }
+    if (sys && !*sys) {
+        free(sys);
+        sys = NULL;
+    }
+    base = make_base(c, &c->tmpl, c->tuned, sys, &n, err, errlen);
+    if (!base) {
+        free(sys);
+        return -1;
+    }
+    free(c->system);
+    c->system = sys;
+    unref(c->base);
+    c->base = base;
+    c->base_tokens = n;
+    chat_reset(c);
+    return 0;
+}
+
+const char *chat_get_system(const chat *c)
+{
+    return c->system;
+}
+
+void chat_set_think(chat *c, enum chat_think mode)
+{
+    c->think = mode;
+}
+
+enum chat_think chat_get_think(const chat *c)
+{
+    return c->think;
+}
+
+static const char *const think_names[] = { "auto", "off", "on", "a-bit", "a-lot" };
+
+const char *chat_think_name(enum chat_think mode)
+{
+    return (unsigned)mode < sizeof think_names / sizeof think_names[0] ? think_names[mode] : "?";
+}
+
+int chat_think_parse(const char *name, enum chat_think *mode)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof think_names / sizeof think_names[0]; i++) {
+        const char *a = think_names[i];
+        size_t k;
+
+        for (k = 0; a[k] && (name[k] == a[k] || (a[k] == '-' && name[k] == '_')); k++) {
+        }
+        if (!a[k] && !name[k]) {
+            *mode = (enum chat_think)i;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* Takes the last exchange off into *e: state, context count and separator
@@ -1032,7 +1392,7 @@ int chat_regen(chat *c, char *err, size_t errlen)
     c->stats.prompt_seconds = 0;
     c->sep = 0;
     set_current(c, NULL);
-    begin_reply(c, e->raw);
+    begin_reply(c, e->raw, e->prefix);
     return 0;
 }
 
@@ -1107,6 +1467,7 @@ int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen)
         exchange_release(&e);
         for (i = 0; i < n_tail; i++) {
             free(tail[i].text);
+            free(tail[i].reasoning);
         }
         free(current);
     }
@@ -1165,6 +1526,8 @@ int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
     s.tuned_name = c->tuned_name ? strdup(c->tuned_name) : NULL;
     s.smp_state = malloc(sampler_state_size(c->smp));
     s.smp_len = s.smp_state ? sampler_state_save(c->smp, s.smp_state) : 0;
+    s.system = c->system ? strdup(c->system) : NULL;
+    s.think = c->think;
     s.ex = exchanges_copy(c->ex, c->n_ex);
     s.n_ex = s.ex ? c->n_ex : 0;
     s.settings = c->settings;
@@ -1172,6 +1535,7 @@ int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
     s.stats = c->stats;
     s.sep = c->sep;
     if (!s.name || !s.state || !s.smp_state || !s.ex || (c->tuned_name && !s.tuned_name) ||
+        (c->system && !s.system) ||
         transcript_copy(&s.tr, &c->tr) < 0 ||
         template_copy(&s.tmpl, &c->tmpl) < 0) {
         snapshot_release(&s);
@@ -1226,7 +1590,7 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
     struct chat_template tmpl;
     struct exchange *ex;
     sampler *smp;
-    char *tuned_name;
+    char *tuned_name, *system;
 
     if (!s) {
         snprintf(err, errlen, "no snapshot named '%s'", name);
@@ -1242,15 +1606,17 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
         sampler_configure(smp, &s->settings);
     }
     tuned_name = s->tuned_name ? strdup(s->tuned_name) : NULL;
+    system = s->system ? strdup(s->system) : NULL;
     ex = exchanges_copy(s->ex, s->n_ex);
     tr.turns = NULL;
     tr.n = tr.cap = 0;
-    tmpl.name = tmpl.intro = tmpl.user = tmpl.assistant = NULL;
-    if (!smp || !ex || (s->tuned_name && !tuned_name) || transcript_copy(&tr, &s->tr) < 0 ||
-        template_copy(&tmpl, &s->tmpl) < 0) {
+    tmpl.name = tmpl.intro = tmpl.user = tmpl.assistant = tmpl.system = NULL;
+    if (!smp || !ex || (s->tuned_name && !tuned_name) || (s->system && !system) ||
+        transcript_copy(&tr, &s->tr) < 0 || template_copy(&tmpl, &s->tmpl) < 0) {
         size_t i;
 
         free(tuned_name);
+        free(system);
         sampler_free(smp);
         for (i = 0; ex && i < s->n_ex; i++) {
             exchange_release(&ex[i]);
@@ -1280,6 +1646,9 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
     c->tuned = ref(s->tuned);
     free(c->tuned_name);
     c->tuned_name = tuned_name;
+    free(c->system);
+    c->system = system;
+    c->think = s->think;
     c->settings = s->settings;
     c->seeded = s->seeded;
     c->stats = s->stats;
@@ -1438,8 +1807,10 @@ static void put_knobs(struct buf *b, const struct sampler_settings *s)
 
 int chat_save(chat *c, const char *path, char *err, size_t errlen)
 {
-    struct buf tr = { 0 }, tm = { 0 }, st = { 0 }, sm = { 0 }, cs = { 0 };
-    struct rwkv_statefile_section sec[7];
+    struct buf tr = { 0 }, tm = { 0 }, st = { 0 }, sm = { 0 }, cs = { 0 }, tx = { 0 };
+    struct buf rs = { 0 }, th = { 0 };
+    struct rwkv_statefile_section sec[11];
+    uint32_t n_reasoning = 0;
     size_t i, n_sec = 0;
     int rc;
 
@@ -1457,6 +1828,20 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     buf_str(&tm, c->tmpl.assistant);
     buf_str(&tm, c->tmpl.intro);
     put_knobs(&st, &c->settings);
+    /* Added after version 1's sections (older readers skip them). */
+    buf_str(&tx, c->tmpl.system ? c->tmpl.system : "System");
+    buf_u32(&tx, (uint32_t)c->tmpl.thinking);
+    buf_u32(&th, (uint32_t)c->think);
+    for (i = 0; i < c->tr.n; i++) {
+        n_reasoning += c->tr.turns[i].reasoning != NULL;
+    }
+    buf_u32(&rs, n_reasoning);
+    for (i = 0; i < c->tr.n; i++) {
+        if (c->tr.turns[i].reasoning) {
+            buf_u32(&rs, (uint32_t)i);
+            buf_str(&rs, c->tr.turns[i].reasoning);
+        }
+    }
     if (reserve((char **)&sm.p, &sm.cap, sampler_state_size(c->smp)) < 0) {
         sm.failed = 1;
     } else {
@@ -1466,7 +1851,8 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     buf_u64(&cs, c->stats.context_tokens);
     buf_u64(&cs, c->base_tokens);
     buf_u64(&cs, c->seeded);
-    if (tr.failed || tm.failed || st.failed || sm.failed || cs.failed) {
+    if (tr.failed || tm.failed || st.failed || sm.failed || cs.failed || tx.failed ||
+        rs.failed || th.failed) {
         rc = -1;
         snprintf(err, errlen, "%s: out of memory", path);
     } else {
@@ -1475,6 +1861,15 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
         sec[n_sec++] = (struct rwkv_statefile_section){ "knobs", st.p, st.len };
         sec[n_sec++] = (struct rwkv_statefile_section){ "sampler", sm.p, sm.len };
         sec[n_sec++] = (struct rwkv_statefile_section){ "chat", cs.p, cs.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "template_ext", tx.p, tx.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "think", th.p, th.len };
+        if (n_reasoning) {
+            sec[n_sec++] = (struct rwkv_statefile_section){ "reasoning", rs.p, rs.len };
+        }
+        if (c->system) {
+            sec[n_sec++] = (struct rwkv_statefile_section){ "system", c->system,
+                                                            strlen(c->system) };
+        }
         if (c->tuned) {
             sec[n_sec++] = (struct rwkv_statefile_section){
                 "tuned", rwkv_state_cdata(c->tuned->state),
@@ -1491,6 +1886,9 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     free(st.p);
     free(sm.p);
     free(cs.p);
+    free(tx.p);
+    free(rs.p);
+    free(th.p);
     return rc;
 }
 
@@ -1570,10 +1968,11 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     rwkv_statefile *sf;
     struct reader r;
     struct transcript tr = { 0 };
-    struct chat_template tm = { NULL, NULL, NULL, NULL };
+    struct chat_template tm = { NULL, NULL, NULL, NULL, NULL, 0 };
     struct sampler_settings set;
     struct shared *base = NULL, *tuned = NULL;
-    char *tuned_name = NULL;
+    char *tuned_name = NULL, *system = NULL;
+    uint32_t think = CHAT_THINK_AUTO;
     sampler *smp = NULL;
     uint64_t seeded = 0, context = 0, base_tokens = 0;
     uint32_t n, i, sep = 0;
@@ -1721,9 +2120,67 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
             }
         }
     }
+    /* Sections newer files add: absent, the defaults of version 1. */
+    tm.system = NULL;
+    tm.thinking = 0;
+    if (rwkv_statefile_section(sf, "template_ext", &nb)) {
+        section(sf, path, "template_ext", &r, err, errlen);
+        tm.system = rd_str(&r);
+        tm.thinking = rd_u32(&r) != 0;
+        if (r.failed || r.pos != r.len || strlen(tm.system) > CHAT_NAME_MAX) {
+            what = "template_ext";
+            goto corrupt;
+        }
+    } else if (!(tm.system = strdup("System"))) {
+        oom(err, errlen);
+        goto fail;
+    }
+    if (rwkv_statefile_section(sf, "think", &nb)) {
+        section(sf, path, "think", &r, err, errlen);
+        think = rd_u32(&r);
+        if (r.failed || r.pos != r.len || think > CHAT_THINK_A_LOT) {
+            what = "think";
+            goto corrupt;
+        }
+    }
+    if (rwkv_statefile_section(sf, "reasoning", &nb)) {
+        section(sf, path, "reasoning", &r, err, errlen);
+        n = rd_u32(&r);
+        for (i = 0; i < n && !r.failed; i++) {
+            uint32_t at = rd_u32(&r);
+            char *text = rd_str(&r);
+            struct chat_turn *t = !r.failed && at < tr.n ? &tr.turns[at] : NULL;
+
+            if (!t || t->role != CHAT_ASSISTANT || t->reasoning) {
+                r.failed = 1;
+            } else {
+                t->reasoning = text;
+                text = NULL;
+            }
+            free(text);
+        }
+        if (r.failed || r.pos != r.len) {
+            what = "reasoning";
+            goto corrupt;
+        }
+    }
+    {
+        const char *p = rwkv_statefile_section(sf, "system", &nb);
+
+        if (p) {
+            if (memchr(p, 0, nb) || !nb || nb > CHAT_INTRO_MAX) {
+                what = "system";
+                goto corrupt;
+            }
+            if (!(system = strndup(p, nb))) {
+                oom(err, errlen);
+                goto fail;
+            }
+        }
+    }
     /* The base state (for /reset) of the saved template: the model reads
      * its intro (bounded by chat_template_check; Ctrl-C stops it). */
-    base = make_base(c, &tm, tuned, &nb, why, sizeof why);
+    base = make_base(c, &tm, tuned, system, &nb, why, sizeof why);
     if (!base) {
         snprintf(err, errlen, "%s: reading the saved intro: %s; nothing changed", path, why);
         goto fail;
@@ -1744,6 +2201,9 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     c->tuned = tuned;
     free(c->tuned_name);
     c->tuned_name = tuned_name;
+    free(c->system);
+    c->system = system;
+    c->think = (enum chat_think)think;
     unref(c->base);
     c->base = base;
     c->base_tokens = (size_t)base_tokens;
@@ -1762,6 +2222,7 @@ fail:
     sampler_free(smp);
     unref(tuned);
     free(tuned_name);
+    free(system);
     unref(base);
     return -1;
 }
@@ -1789,7 +2250,7 @@ int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen)
         }
     }
     settle(c);
-    base = make_base(c, &c->tmpl, tuned, &n, err, errlen);
+    base = make_base(c, &c->tmpl, tuned, c->system, &n, err, errlen);
     if (!base) {
         unref(tuned);
         free(name);

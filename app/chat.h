@@ -22,7 +22,8 @@ enum chat_role { CHAT_USER, CHAT_ASSISTANT };
 
 struct chat_turn {
     enum chat_role role;
-    char *text;             /* normalised user text / stripped reply */
+    char *text;             /* normalised user text / stripped reply (its answer) */
+    char *reasoning;        /* a reply's think block, stripped; NULL when none or empty */
 };
 
 enum chat_stop {
@@ -38,6 +39,20 @@ const char *chat_stop_name(enum chat_stop stop);  /* "end", "length", ... */
  * the model state, the sampler's counts and random state, the transcript). */
 #define CHAT_SNAPSHOTS_MAX 1000
 #define CHAT_SNAPSHOT_BYTES ((size_t)1 << 30)
+
+/* Thinking modes of a thinking template (RWKV-LM's RWKV7-G1x templates):
+ * what follows "Assistant:" (and the message) in the prompt. */
+enum chat_think {
+    CHAT_THINK_AUTO = 0,    /* "Assistant:": the model decides */
+    CHAT_THINK_OFF,         /* "Assistant: <think>\n</think": a direct answer */
+    CHAT_THINK_ON,          /* "Assistant: <think": it thinks first */
+    CHAT_THINK_A_BIT,       /* "MSG (think a bit)" ... " <think": short thinking */
+    CHAT_THINK_A_LOT,       /* "MSG (think a lot)" ... " <think": long thinking */
+};
+/* "auto", "off", "on", "a-bit", "a-lot". */
+const char *chat_think_name(enum chat_think mode);
+/* Parses those names (also "a_bit", "a_lot"); 0, or -1. */
+int chat_think_parse(const char *name, enum chat_think *mode);
 
 /* Timings and counts of the last reply (for the status line and JSONL). */
 struct chat_stats {
@@ -67,6 +82,15 @@ int chat_ban(chat *c, int32_t id, int banned, char *err, size_t errlen);
 const struct chat_template *chat_get_template(const chat *c);
 /* Switches persona: new template, conversation reset. */
 int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t errlen);
+/* Sets the system turn fed at the start ("System: TEXT\n\n" after the
+ * intro or the tuned start; TEXT normalised like a message); NULL or
+ * empty: none.  The conversation is reset.  0, or -1 with err (nothing
+ * changed). */
+int chat_set_system(chat *c, const char *text, char *err, size_t errlen);
+const char *chat_get_system(const chat *c);    /* NULL when none */
+/* The thinking mode of the next messages (used by thinking templates). */
+void chat_set_think(chat *c, enum chat_think mode);
+enum chat_think chat_get_think(const chat *c);
 
 /* Normalises text the way ChatRWKV does (strip; runs of newlines -> one
  * "\n").  Returns malloc'd text. */
@@ -108,6 +132,15 @@ int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t err
  * held back (trailing until something follows it), and the "\n\n" that
  * ends the turn is never shown (it stays in the model's context). */
 int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen);
+/* Which part of the reply the bytes of the last chat_step belong to.  With
+ * a thinking template a reply that opens with "<think" is its think block
+ * (the reasoning, stripped, without the tags) and then the answer after
+ * "</think>"; each chat_step hands out bytes of one part only, and the
+ * bytes of each part over a whole reply are exactly the turn's reasoning
+ * and text.  Inside a think block "\n\n" does not end the turn; after
+ * it, the first "\n\n" once the answer has begun does. */
+enum chat_part { CHAT_PART_ANSWER = 0, CHAT_PART_REASONING };
+enum chat_part chat_step_part(const chat *c);
 /* Ends the reply in progress as interrupted (partial reply kept).  Called
  * between chat_step calls it ends the reply at once; called while a
  * chat_step runs (another thread) the reply ends when that step returns. */

@@ -12,7 +12,8 @@
 
 const char *const commands_names[] = {
     "/help", "/reset", "/regen", "/undo", "/edit", "/save", "/load", "/snap", "/restore",
-    "/snapshots", "/delete", "/set", "/prompt", "/tuned", "/info", "/quit", NULL,
+    "/snapshots", "/delete", "/set", "/prompt", "/system", "/think", "/tuned", "/info", "/quit",
+    NULL,
 };
 
 static const char help_text[] =
@@ -29,6 +30,8 @@ static const char help_text[] =
     "/delete NAME        delete a snapshot\n"
     "/set [KNOB [VALUE]] show or change a sampling knob (/set alone lists them)\n"
     "/prompt NAME        switch persona (prompts/NAME.txt); resets the conversation\n"
+    "/system [TEXT|off]  show, set or drop the system turn; resets the conversation\n"
+    "/think [MODE]       show or set G1 thinking: auto, off, on, a-bit, a-lot\n"
     "/tuned [FILE|off]   show, set or drop the state-tuned start; resets the conversation\n"
     "/info               model, context and settings\n"
     "/quit               leave\n"
@@ -169,6 +172,9 @@ static void info(chat *c, const struct app_options *opts, const char *model_labe
         append(&text, "%s%s (scale %g)%s", i ? ", " : "lora: ", RWKV_ESC(opts->lora[i].path),
                (double)opts->lora[i].scale, i + 1 == opts->n_lora ? "\n" : "");
     }
+    append(&text, "system: %s\n", chat_get_system(c) ? chat_get_system(c) : "none");
+    append(&text, "think: %s%s\n", chat_think_name(chat_get_think(c)),
+           t && t->thinking ? "" : " (not used: the template has no thinking)");
     append(&text, "context: %zu tokens, %zu turns\n", st->context_tokens, chat_turn_count(c));
     if (st->reply_tokens > 0 || st->prompt_tokens > 0) {
         append(&text, "last reply: %zu prompt tokens", st->prompt_tokens);
@@ -389,6 +395,33 @@ int commands_run(chat *c, const struct app_options *opts, const char *model_labe
                        COMMAND_CHANGED_SNAPSHOTS;
         out->verbose_only = 1;
         say(out, "prompt '%s'; conversation reset", args);
+    } else if (!strcmp(cmd, "/system")) {
+        if (!*args) {
+            say(out, "system: %s", chat_get_system(c) ? chat_get_system(c) : "none");
+            goto done;
+        }
+        if (chat_set_system(c, strcmp(args, "off") ? args : NULL, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "system %s; conversation reset", strcmp(args, "off") ? "set" : "off");
+    } else if (!strcmp(cmd, "/think")) {
+        const struct chat_template *t = chat_get_template(c);
+        enum chat_think mode;
+
+        if (*args && chat_think_parse(args, &mode) < 0) {
+            rc = fail(out, "/think: unknown mode '%s' (auto, off, on, a-bit, a-lot)", args);
+            goto done;
+        }
+        if (*args) {
+            chat_set_think(c, mode);
+            out->changed = COMMAND_CHANGED_SETTINGS;
+            out->verbose_only = t && t->thinking;
+        }
+        say(out, "think: %s%s", chat_think_name(chat_get_think(c)),
+            t && t->thinking ? "" : " (not used: the template has no thinking; /prompt g1)");
     } else if (!strcmp(cmd, "/tuned")) {
         if (!*args) {
             say(out, "tuned start: %s", chat_tuned_name(c) ? chat_tuned_name(c) : "none");

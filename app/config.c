@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/chat.h"
 #include "app/paths.h"
 #include "engine/base/escape.h"
 #include "engine/knobs.h"
@@ -96,6 +97,19 @@ int config_apply(struct app_options *opts, const char *key, const char *value,
     }
     if (!strcmp(key, "prompt")) {
         return set_string(&opts->prompt, value, err, errlen);
+    }
+    if (!strcmp(key, "system")) {
+        return set_string(&opts->system, value, err, errlen);
+    }
+    if (!strcmp(key, "think")) {
+        enum chat_think mode;
+
+        if (chat_think_parse(value, &mode) < 0) {
+            snprintf(err, errlen, "think: unknown mode '%s' (auto, off, on, a-bit, a-lot)", value);
+            return -1;
+        }
+        opts->think = (int)mode;
+        return 0;
     }
     if (!strcmp(key, "state_tuned")) {
         return set_string(&opts->state_tuned, value, err, errlen);

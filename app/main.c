@@ -216,10 +216,13 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
             fprintf(stderr, "rwkv-chat: %s\n", OPTIONS_DEMO_NOTICE);
         }
     }
-    free(model_path);
     /* The demo model was trained on bare "User: ...\n\nAssistant:" turns
-     * from the zero state; real models get the default persona. */
-    prompt = opts->prompt ? opts->prompt : !opts->model_from_user ? "bare" : "default";
+     * from the zero state; G1 files (rwkv7-g1x-...) get the G1 format;
+     * other real models the default persona. */
+    prompt = opts->prompt ? opts->prompt : !opts->model_from_user ? "bare"
+             : chat_template_for_model(model_path) ? chat_template_for_model(model_path)
+             : "default";
+    free(model_path);
     memset(&t, 0, sizeof(t));
     if (chat_template_load(&t, prompt, err, sizeof(err)) < 0) {
         error_line("%s", err, NULL);
@@ -229,8 +232,12 @@ static int set_up(struct app_options *opts, rwkv_model **out_model, world_tokeni
     }
     c = chat_new(model, tok, &t, &opts->sampling, err, sizeof(err));
     chat_template_free(&t);
+    if (c && opts->think >= 0) {
+        chat_set_think(c, (enum chat_think)opts->think);
+    }
     if (!c || (opts->state_tuned && chat_load_tuned_state(c, opts->state_tuned, err,
-                                                          sizeof(err)) < 0)) {
+                                                          sizeof(err)) < 0) ||
+        (opts->system && chat_set_system(c, opts->system, err, sizeof(err)) < 0)) {
         error_line("%s", err, NULL);
         chat_free(c);
         rwkv_model_free(model);
@@ -335,6 +342,9 @@ int main(int argc, char **argv)
             /* The state brings its own knobs; the command line still wins. */
             options_apply_given(&opts, chat_settings(c));
             chat_settings_changed(c);
+            if (opts.think_given) {
+                chat_set_think(c, (enum chat_think)opts.think);
+            }
         }
     }
     if (rc == 0 && opts.batch) {

@@ -10,13 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/chat.h"
 #include "app/config.h"
 #include "engine/knobs.h"
 
 enum {
     OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_GREEDY, OPT_BATCH,
     OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
-    OPT_STATE_TUNED, OPT_LORA,
+    OPT_STATE_TUNED, OPT_LORA, OPT_SYSTEM, OPT_THINK,
     OPT_KNOB = 512,         /* + the knob's index in knobs.h's table */
 };
 
@@ -27,6 +28,8 @@ static const struct option fixed_opts[] = {
     { "state-in", required_argument, NULL, OPT_STATE_IN },
     { "state-out", required_argument, NULL, OPT_STATE_OUT },
     { "state-tuned", required_argument, NULL, OPT_STATE_TUNED },
+    { "system", required_argument, NULL, OPT_SYSTEM },
+    { "think", required_argument, NULL, OPT_THINK },
     { "greedy", no_argument, NULL, OPT_GREEDY },
     { "batch", no_argument, NULL, OPT_BATCH },
     { "jsonl", no_argument, NULL, OPT_JSONL },
@@ -97,6 +100,9 @@ void options_usage(FILE *f)
         "                         $XDG_DATA_HOME/rwkv-chat/models and the installed\n"
         "                         models (default: the bundled tiny demo model)\n"
         "  -p, --prompt=NAME      chat template / persona (prompts/NAME.txt) or a path\n"
+        "                         (default: g1 for RWKV-7 G1 files, else default)\n"
+        "      --system=TEXT      a system turn (\"System: TEXT\") at the start\n"
+        "      --think=MODE       G1 thinking: auto, off, on, a-bit, a-lot (default auto)\n"
         "      --state-in=FILE    start from a saved conversation state\n"
         "      --state-out=FILE   save the conversation state at the end\n"
         "      --state-tuned=FILE start from a state-tuned initial state (a .pth of\n"
@@ -146,6 +152,7 @@ void options_defaults(struct app_options *opts)
     /* A model that never ends its turn must not generate forever. */
     opts->sampling.max_tokens = OPTIONS_DEFAULT_MAX_TOKENS;
     opts->dtype = RWKV_DTYPE_AUTO;
+    opts->think = -1;
 }
 
 static void free_colours(struct app_colours *c)
@@ -164,6 +171,7 @@ void options_free(struct app_options *opts)
     free(opts->state_in);
     free(opts->state_out);
     free(opts->state_tuned);
+    free(opts->system);
     free(opts->vocab);
     free(opts->data_dir);
     free(opts->config_path);
@@ -306,6 +314,21 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         case OPT_STATE_TUNED:
             replace(&opts->state_tuned, optarg);
             break;
+        case OPT_SYSTEM:
+            replace(&opts->system, optarg);
+            break;
+        case OPT_THINK: {
+            enum chat_think mode;
+
+            if (chat_think_parse(optarg, &mode) < 0) {
+                short_usage("--think: unknown mode '%s' (auto, off, on, a-bit, a-lot)", optarg,
+                            NULL);
+                return OPTIONS_USAGE;
+            }
+            opts->think = (int)mode;
+            opts->think_given = 1;
+            break;
+        }
         case OPT_GREEDY:
             opts->greedy = 1;
             break;

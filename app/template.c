@@ -42,7 +42,9 @@ void chat_template_free(struct chat_template *t)
     free(t->intro);
     free(t->user);
     free(t->assistant);
-    t->name = t->intro = t->user = t->assistant = NULL;
+    free(t->system);
+    t->name = t->intro = t->user = t->assistant = t->system = NULL;
+    t->thinking = 0;
 }
 
 /* Finds the "---" separator line; returns the offset of the line or -1. */
@@ -110,11 +112,22 @@ static int parse_header(struct chat_template *t, const char *name, const char *t
             slot = &t->user;
         } else if (klen == 9 && !memcmp(s, "assistant", 9)) {
             slot = &t->assistant;
+        } else if (klen == 6 && !memcmp(s, "system", 6)) {
+            slot = &t->system;
+        } else if (klen == 8 && !memcmp(s, "thinking", 8)) {
+            if ((vlen == 3 && !memcmp(s + vstart, "yes", 3)) ||
+                (vlen == 2 && !memcmp(s + vstart, "no", 2))) {
+                t->thinking = vlen == 3;
+                continue;
+            }
+            snprintf(err, errlen, "%s: line %d: thinking: '%s' is not yes or no", RWKV_ESC(name),
+                     line, RWKV_ESCN(s + vstart, vlen));
+            return -1;
         } else if (klen == 11 && !memcmp(s, "description", 11)) {
             continue;
         } else {
-            snprintf(err, errlen, "%s: line %d: unknown key '%s' (expected user, assistant or "
-                     "description)", RWKV_ESC(name), line, RWKV_ESCN(s, klen));
+            snprintf(err, errlen, "%s: line %d: unknown key '%s' (expected user, assistant, "
+                     "system, thinking or description)", RWKV_ESC(name), line, RWKV_ESCN(s, klen));
             return -1;
         }
         if (vlen == 0) {
@@ -141,8 +154,9 @@ int chat_template_check(const struct chat_template *t, const char *where, char *
                  "the model at a start", where, n, CHAT_INTRO_MAX / 1024);
         return -1;
     }
-    if (strlen(t->user) > CHAT_NAME_MAX || strlen(t->assistant) > CHAT_NAME_MAX) {
-        snprintf(err, errlen, "%s: a user or assistant name longer than %d bytes", where,
+    if (strlen(t->user) > CHAT_NAME_MAX || strlen(t->assistant) > CHAT_NAME_MAX ||
+        (t->system && strlen(t->system) > CHAT_NAME_MAX)) {
+        snprintf(err, errlen, "%s: a user, assistant or system name longer than %d bytes", where,
                  CHAT_NAME_MAX);
         return -1;
     }
@@ -152,7 +166,7 @@ int chat_template_check(const struct chat_template *t, const char *where, char *
 int chat_template_parse(struct chat_template *t, const char *name, const char *text, size_t len,
                         char *err, size_t errlen)
 {
-    struct chat_template n = { NULL, NULL, NULL, NULL };
+    struct chat_template n = { NULL, NULL, NULL, NULL, NULL, 0 };
     long sep = find_separator(text, len);
     const char *body = text;
     size_t blen = len, i, o;
@@ -207,7 +221,10 @@ int chat_template_parse(struct chat_template *t, const char *name, const char *t
     if (!n.assistant) {
         n.assistant = strdup("Assistant");
     }
-    if (!n.name || !n.user || !n.assistant) {
+    if (!n.system) {
+        n.system = strdup("System");
+    }
+    if (!n.name || !n.user || !n.assistant || !n.system) {
         snprintf(err, errlen, "%s: out of memory", RWKV_ESC(name));
         chat_template_free(&n);
         return -1;
@@ -218,6 +235,26 @@ int chat_template_parse(struct chat_template *t, const char *name, const char *t
     }
     *t = n;
     return 0;
+}
+
+const char *chat_template_for_model(const char *path)
+{
+    const char *p = strrchr(path, '/');
+
+    /* Name parts between '-', '_' and '.': "g1", "g1a", "g0b", "G1x"... */
+    for (p = p ? p + 1 : path; *p; p++) {
+        const char *q = p;
+
+        if ((*q == 'g' || *q == 'G') && (q[1] == '0' || q[1] == '1')) {
+            for (q += 2; (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z'); q++) {
+            }
+            if ((p == path || p[-1] == '-' || p[-1] == '_' || p[-1] == '.' || p[-1] == '/') &&
+                (!*q || *q == '-' || *q == '_' || *q == '.')) {
+                return "g1";
+            }
+        }
+    }
+    return NULL;
 }
 
 /* The stem of a path: "dir/coder.txt" -> "coder". malloc'd. */

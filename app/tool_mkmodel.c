@@ -11,6 +11,7 @@
  * token, as with the test fixtures.
  */
 #include <getopt.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,13 @@ struct spec {
     double a, b;                /* NORMAL: mean, sd; UNIFORM: low, high */
 };
 
+/* --follow: the model continues each listed token with the one after it. */
+#define FOLLOW_MAX 1024
+struct follow {
+    int n;                      /* distinct tokens with a successor */
+    int32_t token[FOLLOW_MAX], next[FOLLOW_MAX];
+};
+
 struct gen {
     uint64_t seed;
     enum ckpt_dtype dtype;
@@ -35,6 +43,8 @@ struct gen {
     void *buf;                  /* one tensor in the output format */
     size_t bufsize;
     uint64_t n_params;
+    const struct follow *follow;    /* NULL: random weights throughout */
+    int64_t C;
 };
 
 /* splitmix64: seeds the per-tensor generators. */
@@ -102,6 +112,108 @@ static float rng_uniform(struct rng *r)
     return (float)((rng_next(r) >> 40) * (1.0 / 16777216.0));
 }
 
+/* A --follow model passes the embedding through unchanged (every block's
+ * output projections are zero, the LayerNorms plain), token t's embedding
+ * is one-hot at dimension k (t the k-th listed token), and the head row of
+ * its successor has 10 there: the successor's logit is far above every
+ * other, so greedy decoding follows the list. */
+enum follow_kind { FOLLOW_RANDOM, FOLLOW_ZERO, FOLLOW_ONE, FOLLOW_EMB, FOLLOW_HEAD };
+
+static enum follow_kind follow_kind(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (!strcmp(name, "emb.weight")) {
+        return FOLLOW_EMB;
+    }
+    if (!strcmp(name, "head.weight")) {
+        return FOLLOW_HEAD;
+    }
+    if (!strcmp(name, "blocks.0.ln0.weight") || !strcmp(name, "ln_out.weight")) {
+        return FOLLOW_ONE;
+    }
+    if (!strcmp(name, "blocks.0.ln0.bias") || !strcmp(name, "ln_out.bias") ||
+        (n > 18 && !strcmp(name + n - 18, "att.output.weight")) ||
+        (n > 17 && !strcmp(name + n - 17, "ffn.value.weight"))) {
+        return FOLLOW_ZERO;
+    }
+    return FOLLOW_RANDOM;
+}
+
+static float follow_value(const struct gen *g, enum follow_kind kind, size_t i)
+{
+    int64_t row = (int64_t)(i / (size_t)g->C), col = (int64_t)(i % (size_t)g->C);
+    int k;
+
+    switch (kind) {
+    case FOLLOW_ONE:
+        return 1.0f;
+    case FOLLOW_EMB:
+        for (k = 0; k < g->follow->n; k++) {
+            if (g->follow->token[k] == row) {
+                return col == k ? 1.0f : 0.0f;
+            }
+        }
+        return 0.0f;
+    case FOLLOW_HEAD:
+        return col < g->follow->n && g->follow->next[col] == row ? 10.0f : 0.0f;
+    default:
+        return 0.0f;
+    }
+}
+
+/* Parses --follow's ids ("5 9 12", commas allowed) into f; 0, or -1 after
+ * saying why. */
+static int parse_follow(const char *s, struct follow *f, long vocab, long embd)
+{
+    int32_t prev = -1;
+    char *end;
+    int k;
+
+    f->n = 0;
+    for (;;) {
+        long v;
+
+        while (*s == ' ' || *s == ',' || *s == '\t' || *s == '\n') {
+            s++;
+        }
+        if (!*s) {
+            break;
+        }
+        errno = 0;
+        v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v >= vocab) {
+            tool_error("mkmodel: --follow: '%.20s' is not a token id below %ld", s, vocab);
+            return -1;
+        }
+        s = end;
+        if (prev >= 0) {
+            for (k = 0; k < f->n && f->token[k] != prev; k++) {
+            }
+            if (k < f->n && f->next[k] != (int32_t)v) {
+                tool_error("mkmodel: --follow: token %d is followed by %d and by %ld: a "
+                           "token's successor must be the same each time", prev, f->next[k], v);
+                return -1;
+            }
+            if (k == f->n) {
+                if (f->n == FOLLOW_MAX || f->n == embd) {
+                    tool_error("mkmodel: --follow: more than %ld tokens with a successor "
+                               "(--embd)", f->n == embd ? embd : (long)FOLLOW_MAX);
+                    return -1;
+                }
+                f->token[f->n] = prev;
+                f->next[f->n++] = (int32_t)v;
+            }
+        }
+        prev = (int32_t)v;
+    }
+    if (f->n == 0) {
+        tool_error("mkmodel: --follow needs at least two token ids");
+        return -1;
+    }
+    return 0;
+}
+
 /* Draws one tensor's values, converts them to the output format and hands
  * them to the writer. */
 static int gen_tensor(struct gen *g, const char *name, int ndim, const int64_t *shape,
@@ -110,6 +222,7 @@ static int gen_tensor(struct gen *g, const char *name, int ndim, const int64_t *
     char err[512];
     struct rng r;
     size_t n = 1, i, esize = g->dtype == CKPT_F32 ? 4 : 2;
+    enum follow_kind kind;
     int d;
 
     for (d = 0; d < ndim; d++) {
@@ -126,9 +239,14 @@ static int gen_tensor(struct gen *g, const char *name, int ndim, const int64_t *
         g->bufsize = n * esize;
     }
     rng_seed(&r, g->seed, name);
+    kind = g->follow ? follow_kind(name) : FOLLOW_RANDOM;
     for (i = 0; i < n; i++) {
         float v = sp.dist == NORMAL ? (float)(sp.a + sp.b * rng_normal(&r))
                                     : (float)(sp.a + (sp.b - sp.a) * rng_uniform(&r));
+
+        if (kind != FOLLOW_RANDOM) {
+            v = follow_value(g, kind, i);
+        }
 
         if (g->dtype == CKPT_F32) {
             ((float *)g->buf)[i] = v;
@@ -469,6 +587,8 @@ static void usage(FILE *f)
         "  --vocab V       vocabulary size (default 65536, World; RWKV-4 Pile: 50277)\n"
         "  --dtype D       bf16 (default), fp16 or fp32\n"
         "  --seed N        random seed (default 1)\n"
+        "  --follow IDS    RWKV-7: weights that make greedy decoding continue each\n"
+        "                  token id in IDS with the one after it (for tests)\n"
         "  --time-state    write a random state-tuned start for a model of that shape\n"
         "                  instead (blocks.N.att.time_state; 5.x, 6 and 7)\n"
         "  -o, --output F  output file (.pth or .safetensors)\n"
@@ -579,6 +699,7 @@ int tool_mkmodel(int argc, char **argv)
         { "seed", required_argument, NULL, 's' },
         { "output", required_argument, NULL, 'o' },
         { "time-state", no_argument, NULL, 'T' },
+        { "follow", required_argument, NULL, 'F' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -589,6 +710,8 @@ int tool_mkmodel(int argc, char **argv)
     char err[512];
     int c, rc = 1, head_size_set = 0, time_state = 0;
     int (*walk)(struct gen *, const struct arch *, int);
+    const char *follow_ids = NULL;
+    static struct follow follow;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
@@ -639,6 +762,9 @@ int tool_mkmodel(int argc, char **argv)
         case 'T':
             time_state = 1;
             break;
+        case 'F':
+            follow_ids = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -672,6 +798,17 @@ int tool_mkmodel(int argc, char **argv)
         tool_error("mkmodel: RWKV-4 has no wkv state: --time-state needs 5.x, 6 or 7");
         return 2;
     }
+    if (follow_ids) {
+        if (m.version != 7 || time_state) {
+            tool_error("mkmodel: --follow makes RWKV-7 models (--version 7, no --time-state)");
+            return 2;
+        }
+        if (parse_follow(follow_ids, &follow, vocab, embd) < 0) {
+            return 2;
+        }
+        g.follow = &follow;
+    }
+    g.C = m.C;
     walk = time_state ? time_state_walk : m.version == 7 ? v7_walk : v456_walk;
     g.seed = (uint64_t)seed;
     if (!(g.w = pthw_new(out, pthw_format_for(out), err, sizeof err))) {

@@ -382,7 +382,7 @@ static void step_reply(struct tui *t)
         return;
     }
     if (len > 0) {
-        tui_transcript_live_append(t, out, len);
+        tui_transcript_live_append(t, out, len, chat_step_part(t->chat));
     }
     if (rc != CHAT_STOP_NONE) {
         finish_reply(t, rc, NULL);
@@ -597,6 +597,7 @@ static const char key_help[] =
     "                    message while it is read (it comes back to the input)\n"
     "F2                  sampling knobs: Up/Down pick, Left/Right change\n"
     "F3                  snapshots: Enter restore, n new, b branch, d delete\n"
+    "F4                  fold or unfold the think blocks of G1 replies\n"
     "Ctrl-L              redraw the screen\n"
     "Ctrl-D, Ctrl-C x2   quit (the conversation is saved for --resume)";
 
@@ -728,6 +729,11 @@ static void handle_key(struct tui *t, int key)
         return;
     case KEY_F(3):
         toggle_focus(t, t->snapshots);
+        return;
+    case KEY_F(4):
+        t->think_folded = !t->think_folded;
+        tui_transcript_invalidate(t);
+        tui_message(t, 0, "think blocks %s (F4)", t->think_folded ? "folded" : "shown");
         return;
     case KEY_F(10):
         t->quit = 1;

@@ -83,6 +83,7 @@ struct tui {
     int relayout;                   /* geometry must be recomputed */
 
     int generating;                 /* a reply is streaming */
+    int think_folded;               /* think blocks shown as one line (F4) */
     size_t prompt_fed, prompt_total;    /* a long prompt being read (total 0: none) */
     double prompt_drawn;            /* when its progress was last drawn */
     int held[TUI_HELD_KEYS];        /* keys typed while a prompt was read */
@@ -162,7 +163,8 @@ void tui_transcript_sync(struct tui *t);
 void tui_transcript_note(struct tui *t, enum tui_note_kind kind, const char *text);
 /* The reply being streamed: begin, append bytes, end (then sync). */
 void tui_transcript_live_begin(struct tui *t);
-void tui_transcript_live_append(struct tui *t, const char *bytes, size_t n);
+/* Appends streamed bytes of the part (chat_step_part) they belong to. */
+void tui_transcript_live_append(struct tui *t, const char *bytes, size_t n, enum chat_part part);
 void tui_transcript_live_end(struct tui *t);
 /* Scrolls by lines (positive: back in time); page = +-1 for a page. */
 void tui_transcript_scroll(struct tui *t, int lines, int pages);

@@ -63,6 +63,9 @@ static void status_draw(struct tui_panel *p, struct tui *t)
 
         add(seg, &n, 6, "tuned %s", slash ? slash + 1 : name);
     }
+    if (chat_get_template(t->chat)->thinking) {
+        add(seg, &n, 6, "think %s", chat_think_name(chat_get_think(t->chat)));
+    }
     add(seg, &n, 8, "ctx %zu", st->context_tokens);
     if (st->reply_tokens > 0 && st->reply_seconds > 0) {
         add(seg, &n, 7, "%.1f tok/s", (double)st->reply_tokens / st->reply_seconds);
@@ -147,8 +150,9 @@ struct key_hint {
 };
 
 static const struct key_hint input_keys[] = {
-    { "F1", "Help" }, { "F2", "Knobs" }, { "F3", "Snaps" }, { "PgUp", "Scroll" },
-    { "Tab", "Cmds" }, { "M-Enter", "Newline" }, { "^D", "Quit" }, { NULL, NULL },
+    { "F1", "Help" }, { "F2", "Knobs" }, { "F3", "Snaps" }, { "F4", "Think" },
+    { "PgUp", "Scroll" }, { "Tab", "Cmds" }, { "M-Enter", "Newline" }, { "^D", "Quit" },
+    { NULL, NULL },
 };
 static const struct key_hint generating_keys[] = {
     { "Esc", "Stop" }, { "^C", "Stop" }, { "F2", "Knobs" }, { "PgUp", "Scroll" },

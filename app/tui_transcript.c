@@ -1,11 +1,16 @@
 /* tui_transcript.c - the conversation panel: turns, notes, the live reply
- * and scrollback. */
+ * and scrollback.  A reply's think block (G1 models) is an entry of its
+ * own before the answer: labelled "think", dimmed, folded to one line by
+ * F4. */
 #include "app/tui_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-enum entry_kind { ENTRY_USER, ENTRY_ASSISTANT, ENTRY_NOTE };
+enum entry_kind { ENTRY_USER, ENTRY_ASSISTANT, ENTRY_THINK, ENTRY_NOTE };
+
+#define THINK_LABEL "think"
+#define THINK_FOLDED "... (thinking folded: F4 shows it)"
 
 /* One block of the transcript with its lines wrapped for the last width. */
 struct entry {
@@ -32,6 +37,8 @@ struct transcript {
     struct entry live;          /* the reply being streamed */
     int live_active;
     size_t live_cap;
+    struct entry live_think;    /* and its think block (empty: none) */
+    size_t live_think_cap;
     int wrapped_for;            /* panel width the spans are valid for, or -1 */
     size_t scroll;              /* lines scrolled back from the bottom */
     size_t page;                /* rows of the last draw */
@@ -60,6 +67,10 @@ static int label_width(struct tui *t)
     int b = tui_text_width(tpl->assistant, strlen(tpl->assistant));
     int w = a > b ? a : b;
 
+    if (tpl->thinking && w < (int)strlen(THINK_LABEL)) {
+        w = (int)strlen(THINK_LABEL);
+    }
+
     return w > LABEL_MAX ? LABEL_MAX : w;
 }
 
@@ -72,9 +83,14 @@ static int turn_indent(struct tui *t)
 #define NOTE_INDENT 2
 
 /* Text of an entry as shown: replies lose the leading blank the template
- * leaves after "Assistant:". */
-static void entry_text(const struct entry *e, const char **s, size_t *n)
+ * leaves after "Assistant:"; a folded think block is one line. */
+static void entry_text(struct tui *t, const struct entry *e, const char **s, size_t *n)
 {
+    if (e->kind == ENTRY_THINK && t->think_folded) {
+        *s = THINK_FOLDED;
+        *n = strlen(THINK_FOLDED);
+        return;
+    }
     *s = e->text ? e->text : "";
     *n = e->text ? e->len : 0;
     while (*n > 0 && (**s == ' ' || **s == '\n')) {
@@ -90,7 +106,7 @@ static void entry_wrap(struct tui *t, struct entry *e, int width)
     int indent = e->kind == ENTRY_NOTE ? NOTE_INDENT : turn_indent(t);
 
     free(e->spans);
-    entry_text(e, &s, &n);
+    entry_text(t, e, &s, &n);
     e->n_spans = tui_text_wrap(s, n, width - indent - 1, e->kind == ENTRY_NOTE, &e->spans);
 }
 
@@ -102,15 +118,26 @@ static void wrap_all(struct tui *t, int width)
         entry_wrap(t, &tr->entries[i], width);
     }
     if (tr->live_active) {
+        entry_wrap(t, &tr->live_think, width);
         entry_wrap(t, &tr->live, width);
     }
     tr->wrapped_for = width;
 }
 
-/* Display lines of entry i (a blank line separates exchanges). */
+/* Display lines of entry i (a blank line separates exchanges); an empty
+ * think block has none. */
 static size_t entry_lines(const struct entry *e, int first)
 {
+    if (e->kind == ENTRY_THINK && e->len == 0) {
+        return 0;
+    }
     return e->n_spans + (e->kind == ENTRY_USER && !first ? 1 : 0);
+}
+
+/* While a think block streams, the answer's line is not shown yet. */
+static int answer_waits(const struct transcript *tr)
+{
+    return tr->live.len == 0 && tr->live_think.len > 0;
 }
 
 static size_t total_lines(struct transcript *tr)
@@ -121,7 +148,10 @@ static size_t total_lines(struct transcript *tr)
         n += entry_lines(&tr->entries[i], i == 0);
     }
     if (tr->live_active) {
-        n += entry_lines(&tr->live, tr->n_entries == 0);
+        n += entry_lines(&tr->live_think, 0);
+        if (!answer_waits(tr)) {
+            n += entry_lines(&tr->live, tr->n_entries == 0);
+        }
     }
     return n;
 }
@@ -168,6 +198,9 @@ void tui_transcript_sync(struct tui *t)
         if (k < turns) {
             const struct chat_turn *turn = chat_turn_at(t->chat, k);
 
+            if (turn->role == CHAT_ASSISTANT && turn->reasoning) {
+                push_entry(tr, ENTRY_THINK, TUI_NOTE_INFO, turn->reasoning);
+            }
             push_entry(tr, turn->role == CHAT_USER ? ENTRY_USER : ENTRY_ASSISTANT,
                        TUI_NOTE_INFO, turn->text ? turn->text : "");
         }
@@ -201,45 +234,54 @@ void tui_transcript_note(struct tui *t, enum tui_note_kind kind, const char *tex
     tr->scroll = 0;
 }
 
+static void live_entry_begin(struct entry *e, size_t *cap, enum entry_kind kind)
+{
+    entry_clear(e);
+    e->kind = kind;
+    *cap = 256;
+    e->text = tui_xmalloc(*cap);
+    e->text[0] = '\0';
+    e->len = 0;
+}
+
 void tui_transcript_live_begin(struct tui *t)
 {
     struct transcript *tr = get(t);
 
-    entry_clear(&tr->live);
-    tr->live.kind = ENTRY_ASSISTANT;
-    tr->live_cap = 256;
-    tr->live.text = tui_xmalloc(tr->live_cap);
-    tr->live.text[0] = '\0';
-    tr->live.len = 0;
+    live_entry_begin(&tr->live, &tr->live_cap, ENTRY_ASSISTANT);
+    live_entry_begin(&tr->live_think, &tr->live_think_cap, ENTRY_THINK);
     tr->live_active = 1;
     if (tr->wrapped_for > 0) {
+        entry_wrap(t, &tr->live_think, tr->wrapped_for);
         entry_wrap(t, &tr->live, tr->wrapped_for);
     }
     tr->scroll = 0;
 }
 
-void tui_transcript_live_append(struct tui *t, const char *bytes, size_t n)
+void tui_transcript_live_append(struct tui *t, const char *bytes, size_t n, enum chat_part part)
 {
     struct transcript *tr = get(t);
-    size_t before = tr->live.n_spans;
+    struct entry *e = part == CHAT_PART_REASONING ? &tr->live_think : &tr->live;
+    size_t *cap = part == CHAT_PART_REASONING ? &tr->live_think_cap : &tr->live_cap;
+    size_t before = total_lines(tr);
 
     if (!tr->live_active || n == 0) {
         return;
     }
-    if (tr->live.len + n + 1 > tr->live_cap) {
-        while (tr->live.len + n + 1 > tr->live_cap) {
-            tr->live_cap *= 2;
+    if (e->len + n + 1 > *cap) {
+        while (e->len + n + 1 > *cap) {
+            *cap *= 2;
         }
-        tr->live.text = tui_xrealloc(tr->live.text, tr->live_cap);
+        e->text = tui_xrealloc(e->text, *cap);
     }
-    memcpy(tr->live.text + tr->live.len, bytes, n);
-    tr->live.len += n;
-    tr->live.text[tr->live.len] = '\0';
+    memcpy(e->text + e->len, bytes, n);
+    e->len += n;
+    e->text[e->len] = '\0';
     if (tr->wrapped_for > 0) {
-        entry_wrap(t, &tr->live, tr->wrapped_for);
+        entry_wrap(t, e, tr->wrapped_for);
         /* Someone reading back stays where they are. */
-        if (tr->scroll > 0 && tr->live.n_spans > before) {
-            tr->scroll += tr->live.n_spans - before;
+        if (tr->scroll > 0 && total_lines(tr) > before) {
+            tr->scroll += total_lines(tr) - before;
         }
     }
 }
@@ -249,6 +291,8 @@ void tui_transcript_live_end(struct tui *t)
     struct transcript *tr = get(t);
 
     entry_clear(&tr->live);
+    entry_clear(&tr->live_think);
+    tr->live_think.len = 0;
     tr->live_active = 0;
     tui_transcript_sync(t);
 }
@@ -285,7 +329,7 @@ static void draw_line(struct tui *t, WINDOW *win, int y, int width, const struct
     size_t n;
     int col = 0;
 
-    entry_text(e, &s, &n);
+    entry_text(t, e, &s, &n);
     wmove(win, y, 0);
     if (e->kind == ENTRY_NOTE) {
         enum tui_colour c = e->note == TUI_NOTE_ERROR ? TUI_COLOUR_ERROR
@@ -303,11 +347,12 @@ static void draw_line(struct tui *t, WINDOW *win, int y, int width, const struct
 
     const struct chat_template *tpl = chat_get_template(t->chat);
     int lw = label_width(t);
-    int user = e->kind == ENTRY_USER;
-    attr_t label = tui_attr(t, user ? TUI_COLOUR_USER : TUI_COLOUR_ASSISTANT, 0) | A_BOLD;
+    int user = e->kind == ENTRY_USER, think = e->kind == ENTRY_THINK;
+    attr_t label = think ? tui_attr(t, TUI_COLOUR_NOTE, A_DIM)
+                         : tui_attr(t, user ? TUI_COLOUR_USER : TUI_COLOUR_ASSISTANT, 0) | A_BOLD;
 
     if (k == 0) {
-        const char *name = user ? tpl->user : tpl->assistant;
+        const char *name = think ? THINK_LABEL : user ? tpl->user : tpl->assistant;
         size_t fit = tui_text_fit(name, strlen(name), lw);
         int nw = tui_text_width(name, fit);
 
@@ -321,7 +366,8 @@ static void draw_line(struct tui *t, WINDOW *win, int y, int width, const struct
         waddch(win, ' ');
     }
     wmove(win, y, lw + 2 + e->spans[k].indent);
-    attr_t body = user ? tui_attr(t, TUI_COLOUR_USER, A_BOLD) : A_NORMAL;
+    attr_t body = user ? tui_attr(t, TUI_COLOUR_USER, A_BOLD)
+                  : think ? tui_attr(t, TUI_COLOUR_NOTE, A_DIM) | A_DIM : A_NORMAL;
 
     wattron(win, body);
     col = e->spans[k].indent;
@@ -350,14 +396,17 @@ static void transcript_draw(struct tui_panel *p, struct tui *t)
         tr->scroll = total - (size_t)p->h;
     }
     first = total > (size_t)p->h ? total - (size_t)p->h - tr->scroll : 0;
-    for (size_t i = 0; i <= tr->n_entries && row < p->h; i++) {
+    for (size_t i = 0; i <= tr->n_entries + 1 && row < p->h; i++) {
         const struct entry *e;
-        int live = i == tr->n_entries;
+        int live = i >= tr->n_entries;
 
         if (live && !tr->live_active) {
             break;
         }
-        e = live ? &tr->live : &tr->entries[i];
+        e = i == tr->n_entries ? &tr->live_think : live ? &tr->live : &tr->entries[i];
+        if ((e->kind == ENTRY_THINK && e->len == 0) || (e == &tr->live && answer_waits(tr))) {
+            continue;
+        }
         if (e->kind == ENTRY_USER && i > 0) {
             if (line >= first) {
                 row++;
@@ -366,7 +415,11 @@ static void transcript_draw(struct tui_panel *p, struct tui *t)
         }
         for (size_t k = 0; k < e->n_spans && row < p->h; k++, line++) {
             if (line >= first) {
-                draw_line(t, p->win, row++, p->w, e, k, live && t->generating);
+                /* The cursor goes at the end of what streams now. */
+                int cursor = live && t->generating && k + 1 == e->n_spans &&
+                             (e == &tr->live) == (tr->live.len > 0 || tr->live_think.len == 0);
+
+                draw_line(t, p->win, row++, p->w, e, k, cursor);
             }
         }
     }
@@ -391,6 +444,7 @@ static void transcript_free(struct tui_panel *p)
         free(tr->notes[i].text);
     }
     entry_clear(&tr->live);
+    entry_clear(&tr->live_think);
     free(tr->entries);
     free(tr->notes);
     free(tr);

@@ -1212,7 +1212,7 @@ static void test_templates(void)
            "value\" or \"---\"", p);
     write_file(p, "user: Bob\ncolour: red\n---\nhi\n", 29);
     expect("template with an unknown key", L_TEMPLATE, p, "%s: line 2: unknown key 'colour' "
-           "(expected user, assistant or description)", p);
+           "(expected user, assistant, system, thinking or description)", p);
     write_file(p, "user:\n---\n", 10);
     expect("template with an empty name", L_TEMPLATE, p, "%s: line 1: empty value for 'user'", p);
     write_file(p, "user: A\0B\n---\n", 14);

@@ -158,8 +158,9 @@ printf '{"role":"user","content":"Hello there."}\n{"role":"user","content":\n' |
 ok "$(test "$(rc jbad)" = 1 && grep -q 'stdin:2: malformed JSON' "$T/jbad.err" &&
       test "$(wc -l <"$T/jbad.err")" -eq 1 && test "$(wc -l <"$T/jbad.out")" -eq 1; echo $?)" \
     "malformed JSON line: exit 1, one line naming line 2, earlier reply kept"
-printf '{"role":"system","content":"x"}\n' | run jrole --jsonl
-ok "$(test "$(rc jrole)" = 1 && grep -q 'stdin:1:' "$T/jrole.err"; echo $?)" "role other than user: exit 1"
+printf '{"role":"assistant","content":"x"}\n' | run jrole --jsonl
+ok "$(test "$(rc jrole)" = 1 && grep -q 'stdin:1: role must be "user" or "system"' "$T/jrole.err"; echo $?)" \
+    "role other than user or system: exit 1"
 printf '{"role":"user","content":5}\n' | run jcontent --jsonl
 ok "$(test "$(rc jcontent)" = 1 && grep -q 'content' "$T/jcontent.err"; echo $?)" \
     "content not a string: exit 1"

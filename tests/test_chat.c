@@ -114,7 +114,8 @@ static void test_normalize_and_templates(void)
     chat_template_free(&t);
     text = "usr: Bob\n---\n";
     ok(chat_template_parse(&t, "z", text, strlen(text), err, sizeof err) == -1 &&
-       !strcmp(err, "z: line 1: unknown key 'usr' (expected user, assistant or description)"),
+       !strcmp(err, "z: line 1: unknown key 'usr' (expected user, assistant, system, "
+               "thinking or description)"),
        "template: unknown key refused (%s)", err);
     text = "user:\n---\n";
     ok(chat_template_parse(&t, "z", text, strlen(text), err, sizeof err) == -1 &&
@@ -194,7 +195,7 @@ static void test_normalize_and_templates(void)
 static void test_greedy(rwkv_model *m)
 {
     struct sampler_settings s = greedy();
-    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    struct chat_template bare = { "bare", "", "User", "Assistant", NULL, 0 };
     char err[RWKV_ERRLEN], *tsv, *line, *save = NULL;
     chat *c = chat_new(m, tok, &bare, &s, err, sizeof err);
     int n = 0, good = 0, streams = 1;
@@ -249,7 +250,7 @@ static void test_greedy(rwkv_model *m)
 static void test_operations(rwkv_model *m)
 {
     struct sampler_settings s = greedy();
-    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    struct chat_template bare = { "bare", "", "User", "Assistant", NULL, 0 };
     char err[RWKV_ERRLEN], *r1, *r2, *r3, *text;
     chat *c = chat_new(m, tok, &bare, &s, err, sizeof err);
     rwkv_state *zero = rwkv_state_new(m), *after1, *after2;
@@ -442,7 +443,7 @@ static char *long_text(size_t n_words)
 static void test_long_prompt(rwkv_model *m, const char *what)
 {
     struct sampler_settings s = greedy();
-    struct chat_template bare = { "bare", "", "User", "Assistant" };
+    struct chat_template bare = { "bare", "", "User", "Assistant", NULL, 0 };
     struct progress p = { 0, 0, 0, 1 };
     char err[RWKV_ERRLEN], *text = long_text(1300), *r1, *r2, *r3 = NULL;
     chat *c = chat_new(m, tok, &bare, &s, err, sizeof err);
@@ -745,7 +746,8 @@ static void test_tuned(rwkv_model *m)
     }
     {
         struct sampler_settings s = greedy();
-        struct chat_template def = { "d", "User: hi\n\nAssistant: Hello.\n\n", "User", "Assistant" };
+        struct chat_template def = { "d", "User: hi\n\nAssistant: Hello.\n\n", "User",
+                                     "Assistant", NULL, 0 };
         chat *c = chat_new(m, tok, &def, &s, err, sizeof err);
         rwkv_state *ref = rwkv_state_new(m);
 
@@ -888,6 +890,309 @@ static void test_nonfinite_logits(rwkv_model *m)
     }
 }
 
+/* --- G1 format and thinking --------------------------------------------- */
+
+/* Feeds text into st (its own piece, as the chat feeds each turn). */
+static int feed_text(rwkv_model *m, rwkv_state *st, const char *text)
+{
+    char err[RWKV_ERRLEN];
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n) < 0) {
+        return -1;
+    }
+    rc = n ? rwkv_eval(m, st, ids, n, NULL, 0, err, sizeof err) : 0;
+    free(ids);
+    return rc;
+}
+
+/* What one forced reply gave: the bytes handed out per part, the stop. */
+struct forced {
+    char reasoning[512], answer[512];
+    int stop, mixed;
+    size_t tokens;
+};
+
+/* Makes the reply in progress generate text's tokens (every other token is
+ * banned at each step) until the chat stops it: the chat's own stop rules
+ * decide where.  Leaves every token banned but the last: free c after. */
+static void force(rwkv_model *m, chat *c, const char *text, struct forced *f)
+{
+    char err[RWKV_ERRLEN];
+    int32_t *ids = NULL, id;
+    size_t n = 0, k = 0;
+
+    memset(f, 0, sizeof *f);
+    world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n);
+    for (id = 1; id < rwkv_model_info(m)->n_vocab; id++) {
+        chat_ban(c, id, 1, err, sizeof err);
+    }
+    chat_ban(c, ids[0], 0, err, sizeof err);
+    for (;;) {
+        size_t before = chat_get_stats(c)->reply_tokens, len;
+        const char *out;
+        int rc = chat_step(c, &out, &len, err, sizeof err);
+
+        if (rc < 0) {
+            diag("chat_step: %s", err);
+            f->stop = -1;
+            break;
+        }
+        if (len) {
+            int reasoning = chat_step_part(c) == CHAT_PART_REASONING;
+            char *dst = reasoning ? f->reasoning : f->answer;
+            size_t have = strlen(dst);
+
+            if (have + len < sizeof f->reasoning) {
+                memcpy(dst + have, out, len);
+                dst[have + len] = '\0';
+            }
+            f->mixed |= reasoning && f->answer[0];
+        }
+        if (chat_get_stats(c)->reply_tokens > before && k + 1 < n) {
+            chat_ban(c, ids[k], 1, err, sizeof err);
+            chat_ban(c, ids[++k], 0, err, sizeof err);
+        }
+        f->stop = rc;
+        if (rc != CHAT_STOP_NONE) {
+            break;
+        }
+    }
+    f->tokens = chat_get_stats(c)->reply_tokens;
+    free(ids);
+}
+
+static size_t count_tokens(const char *text)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+
+    world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n);
+    free(ids);
+    return n;
+}
+
+static int same_text(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+/* A G1 chat on m with system text and think mode. */
+static chat *g1_chat(rwkv_model *m, const char *system, enum chat_think think)
+{
+    char err[RWKV_ERRLEN];
+    struct sampler_settings s = greedy();
+    struct chat_template t;
+    chat *c;
+
+    if (chat_template_load(&t, "g1", err, sizeof err) < 0) {
+        diag("%s", err);
+        return NULL;
+    }
+    c = chat_new(m, tok, &t, &s, err, sizeof err);
+    chat_template_free(&t);
+    if (c && system && chat_set_system(c, system, err, sizeof err) < 0) {
+        diag("%s", err);
+    }
+    if (c) {
+        chat_set_think(c, think);
+    }
+    return c;
+}
+
+static void test_g1_templates(void)
+{
+    struct chat_template t;
+    char err[RWKV_ERRLEN];
+    const char *text = "system: Sys\nthinking: yes\n---\n";
+    enum chat_think mode;
+
+    ok(chat_template_parse(&t, "x", text, strlen(text), err, sizeof err) == 0 && t.thinking &&
+       same_text(t.system, "Sys"), "template keys system and thinking");
+    chat_template_free(&t);
+    text = "thinking: maybe\n---\n";
+    ok(chat_template_parse(&t, "x", text, strlen(text), err, sizeof err) == -1 &&
+       strstr(err, "thinking: 'maybe' is not yes or no"), "thinking: maybe refused (%s)", err);
+    text = "---\nhello\n";
+    ok(chat_template_parse(&t, "x", text, strlen(text), err, sizeof err) == 0 && !t.thinking &&
+       same_text(t.system, "System"), "templates default to System and no thinking");
+    chat_template_free(&t);
+    ok(chat_template_load(&t, "g1", err, sizeof err) == 0 && t.thinking && !t.intro[0] &&
+       same_text(t.user, "User") && same_text(t.assistant, "Assistant") &&
+       same_text(t.system, "System"), "prompts/g1.txt: no intro, User/Assistant/System, thinking");
+    chat_template_free(&t);
+    ok(same_text(chat_template_for_model("/m/rwkv7-g1x-2.9b-20251119-ctx8192.pth"), "g1") &&
+       same_text(chat_template_for_model("rwkv7-g1a-0.1b-20250728-ctx4096.pth"), "g1") &&
+       same_text(chat_template_for_model("rwkv7-g0a-7.2b-20250829-ctx4096.pth"), "g1") &&
+       same_text(chat_template_for_model("RWKV7-G1.pth"), "g1") &&
+       !chat_template_for_model("RWKV-x070-World-1.5B-v3-20250127-ctx4096.pth") &&
+       !chat_template_for_model("/models/g1/rwkv7-tiny-chat.pth") &&
+       !chat_template_for_model("big1.pth") && !chat_template_for_model("rwkv7-g12.pth"),
+       "G1/G0 file names choose the g1 template, others none");
+    ok(chat_think_parse("a_lot", &mode) == 0 && mode == CHAT_THINK_A_LOT &&
+       chat_think_parse("on", &mode) == 0 && mode == CHAT_THINK_ON &&
+       chat_think_parse("lots", &mode) == -1 && !strcmp(chat_think_name(CHAT_THINK_A_BIT), "a-bit"),
+       "think mode names");
+}
+
+/* The model sees exactly the G1 template's text, in each thinking mode. */
+static void test_g1_feeding(rwkv_model *m)
+{
+    static const struct {
+        enum chat_think mode;
+        const char *prompt;
+    } modes[] = {
+        { CHAT_THINK_AUTO, "User: hi\n there\n\nAssistant:" },
+        { CHAT_THINK_OFF, "User: hi\n there\n\nAssistant: <think>\n</think" },
+        { CHAT_THINK_ON, "User: hi\n there\n\nAssistant: <think" },
+        { CHAT_THINK_A_BIT, "User: hi\n there (think a bit)\n\nAssistant: <think" },
+        { CHAT_THINK_A_LOT, "User: hi\n there (think a lot)\n\nAssistant: <think" },
+    };
+    char err[RWKV_ERRLEN];
+    int good = 1;
+    size_t i;
+
+    for (i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        chat *c = g1_chat(m, "  Be  brief.\n\n\nVery.  ", modes[i].mode);
+        rwkv_state *ref = rwkv_state_new(m);
+        int same;
+
+        feed_text(m, ref, "System: Be  brief.\nVery.\n\n");
+        if (i == 0) {
+            ok(c && same_state(c, ref) && same_text(chat_get_system(c), "Be  brief.\nVery."),
+               "the system turn is fed at the start, normalised");
+        }
+        feed_text(m, ref, modes[i].prompt);
+        same = c && chat_send(c, "  hi\n\n\n there ", err, sizeof err) == 0 && same_state(c, ref) &&
+               same_text(chat_turn_at(c, 0)->text, "hi\n there");
+        if (!same) {
+            diag("think %s: the state differs from feeding \"%s\"", chat_think_name(modes[i].mode),
+                 modes[i].prompt);
+        }
+        good &= same;
+        rwkv_state_free(ref);
+        chat_free(c);
+    }
+    ok(good, "think auto/off/on/a-bit/a-lot feed G1's text exactly (system turn, suffixes, "
+       "<think prefixes)");
+    {
+        chat *c = g1_chat(m, "Be brief.", CHAT_THINK_AUTO);
+        rwkv_state *ref = rwkv_state_new(m);
+
+        feed_text(m, ref, "System: Be brief.\n\n");
+        chat_send(c, "hi", err, sizeof err);
+        chat_interrupt(c);
+        chat_reset(c);
+        ok(same_state(c, ref), "/reset goes back to the system turn");
+        ok(chat_set_system(c, NULL, err, sizeof err) == 0 && !chat_get_system(c) &&
+           chat_get_stats(c)->context_tokens == 0, "the system turn can be dropped");
+        rwkv_state_free(ref);
+        chat_free(c);
+    }
+}
+
+/* Where a thinking reply ends, and how it is split. */
+static void test_g1_stops(rwkv_model *m)
+{
+    const char *think = ">\nStep one.\n\nStep two: a < b.\n</think>\n\nThe answer.\n\nUser: more";
+    char err[RWKV_ERRLEN], path[] = "tests/tmp/g1.state";
+    struct forced f;
+    const struct chat_turn *t;
+    chat *c = g1_chat(m, "Be brief.", CHAT_THINK_ON), *d;
+
+    chat_send(c, "Why?", err, sizeof err);
+    force(m, c, think, &f);
+    t = chat_turn_at(c, 1);
+    ok(f.stop == CHAT_STOP_END && f.tokens == count_tokens(">\nStep one.\n\nStep two: a < b.\n"
+                                                           "</think>\n\nThe answer.\n\n"),
+       "a think block's blank lines and the blank line after </think> do not end the turn; "
+       "the one after the answer does (%zu tokens, stop %d)", f.tokens, f.stop);
+    ok(t && same_text(t->reasoning, "Step one.\n\nStep two: a < b.") &&
+       same_text(t->text, "The answer."), "the turn keeps the reasoning and the answer apart");
+    ok(!strcmp(f.reasoning, "Step one.\n\nStep two: a < b.") &&
+       !strcmp(f.answer, "The answer.") && !f.mixed,
+       "the streamed parts are exactly the turn's reasoning and answer, reasoning first");
+
+    /* State files keep the reasoning, the system turn and the think mode. */
+    mkdir("tests", 0755);
+    mkdir("tests/tmp", 0755);
+    d = g1_chat(m, NULL, CHAT_THINK_AUTO);
+    ok(chat_save(c, path, err, sizeof err) == 0 && chat_load(d, path, err, sizeof err) == 0 &&
+       same_text(chat_turn_at(d, 1)->reasoning, t->reasoning) &&
+       same_text(chat_get_system(d), "Be brief.") && chat_get_think(d) == CHAT_THINK_ON &&
+       !chat_turn_at(d, 0)->reasoning, "a state file keeps reasoning, system turn and think mode");
+    chat_reset(c);
+    chat_reset(d);
+    ok(same_state(d, chat_state(c)), "after loading, /reset goes back to the saved system turn");
+    unlink(path);
+    chat_free(d);
+
+    /* regen starts again after the same <think prefix. */
+    chat_send(c, "Why?", err, sizeof err);
+    force(m, c, think, &f);
+    chat_free(c);
+    c = g1_chat(m, "Be brief.", CHAT_THINK_ON);
+    chat_send(c, "Why?", err, sizeof err);
+    chat_interrupt(c);
+    chat_regen(c, err, sizeof err);
+    force(m, c, think, &f);
+    ok(f.stop == CHAT_STOP_END && same_text(chat_turn_at(c, 1)->reasoning, "Step one.\n\nStep "
+                                            "two: a < b."), "/regen: the same think rules");
+    chat_free(c);
+
+    /* Never closed: the reasoning runs to max_tokens, no answer. */
+    c = g1_chat(m, NULL, CHAT_THINK_A_LOT);
+    chat_settings(c)->max_tokens = 8;
+    chat_settings_changed(c);
+    chat_send(c, "Why?", err, sizeof err);
+    force(m, c, ">\nHmm.\n\nHmm hmm.\n\nStill thinking about it all", &f);
+    t = chat_turn_at(c, 1);
+    ok(f.stop == CHAT_STOP_LENGTH && t && t->reasoning && !strncmp(t->reasoning, "Hmm.\n\nHmm", 9) &&
+       same_text(t->text, "") && !strcmp(f.reasoning, t->reasoning),
+       "an unclosed think block runs to max_tokens: reasoning only");
+    chat_free(c);
+
+    /* auto: the model may open a think block itself, or not. */
+    c = g1_chat(m, NULL, CHAT_THINK_AUTO);
+    chat_send(c, "Why?", err, sizeof err);
+    force(m, c, " <think>\nHmm.\n\nOK.\n</think>\nYes.\n\nUser:", &f);
+    t = chat_turn_at(c, 1);
+    ok(f.stop == CHAT_STOP_END && same_text(t->reasoning, "Hmm.\n\nOK.") &&
+       same_text(t->text, "Yes."), "auto: a think block the model opens itself");
+    chat_send(c, "And?", err, sizeof err);
+    force(m, c, " Plain answer.\n\nUser:", &f);
+    t = chat_turn_at(c, 3);
+    ok(f.stop == CHAT_STOP_END && !t->reasoning && same_text(t->text, "Plain answer.") &&
+       !f.reasoning[0], "auto: a plain answer ends at its blank line");
+    chat_free(c);
+
+    /* off: "<think>\n</think" was fed; the empty block is no reasoning. */
+    c = g1_chat(m, NULL, CHAT_THINK_OFF);
+    chat_send(c, "Why?", err, sizeof err);
+    force(m, c, ">\n\nDirect.\n\nUser:", &f);
+    t = chat_turn_at(c, 1);
+    ok(f.stop == CHAT_STOP_END && !t->reasoning && same_text(t->text, "Direct."),
+       "off: a direct answer, no reasoning");
+    chat_free(c);
+
+    /* Templates without thinking keep ChatRWKV's rule: the first blank line. */
+    {
+        struct sampler_settings s = greedy();
+        struct chat_template def = { "d", "", "User", "Assistant", NULL, 0 };
+
+        c = chat_new(m, tok, &def, &s, err, sizeof err);
+        chat_set_think(c, CHAT_THINK_ON);
+        chat_send(c, "Why?", err, sizeof err);
+        force(m, c, " <think>\na\n\nb", &f);
+        t = chat_turn_at(c, 1);
+        ok(f.stop == CHAT_STOP_END && !t->reasoning && same_text(t->text, "<think>\na"),
+           "no thinking template: no think block, the first blank line ends the turn");
+        chat_free(c);
+    }
+}
+
 int main(void)
 {
     char err[WORLD_ERRLEN];
@@ -901,6 +1206,7 @@ int main(void)
         return tap_done();
     }
     test_normalize_and_templates();
+    test_g1_templates();
 
     snprintf(demo_path, sizeof demo_path, "%s/../share/models/rwkv7-tiny-chat.pth",
              getenv("SHARED_DIR") ? getenv("SHARED_DIR") : "..");
@@ -916,6 +1222,8 @@ int main(void)
         test_long_prompt(demo, "demo model");
         test_seeded(demo, "demo model");
         test_tuned(demo);
+        test_g1_feeding(demo);
+        test_g1_stops(demo);
         test_nonfinite_logits(demo);
         test_snapshot_memory(demo);
         rwkv_model_free(demo);

@@ -668,7 +668,8 @@ static void test_completion(void)
     size_t n, start;
 
     n = commands_complete(NULL, "/s", 2, m, 20, &start);
-    ok(n == 4 && start == 0, "\"/s\" completes to /save /snap /snapshots /set (%zu)", n);
+    ok(n == 5 && start == 0, "\"/s\" completes to /save /snap /snapshots /set /system (%zu)",
+       n);
     n = commands_complete(NULL, "/he", 3, m, 20, &start);
     ok(n == 1 && !strcmp(m[0], "/help"), "\"/he\" completes to /help");
     n = commands_complete(NULL, "/set te", 7, m, 20, &start);

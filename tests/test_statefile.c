@@ -38,7 +38,7 @@ static struct sampler_settings sampling(void)
 static struct chat_template *tmpl(void)
 {
     static struct chat_template t = { "saved", "User: hi\n\nAssistant: Hello!\n\n", "User",
-                                      "Assistant" };
+                                      "Assistant", NULL, 0 };
 
     return &t;
 }
@@ -951,7 +951,7 @@ static void test_intro_bounds(void)
     n = template_section(sec, "names", name, "Assistant", "User: hi\n\n");
     ok(resave(m, good, bad, "template", sec, n, -1, 0) == 0 &&
        chat_load(c, bad, err, sizeof err) == -1 &&
-       strstr(err, "a user or assistant name longer than 256 bytes") && SAME(c),
+       strstr(err, "a user, assistant or system name longer than 256 bytes") && SAME(c),
        "a user name longer than 256 bytes (fed every turn) is refused: %s", err);
 
     /* An intro of many prompt pieces: the progress callback is asked

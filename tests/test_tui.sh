@@ -426,4 +426,37 @@ keys g C-d
 wait_for g "EXITED 0" 10
 ok $? "and rwkv-chat quits normally afterwards"
 
+# G1: a think block (from a model made with rwkv-tool mkmodel --follow, whose
+# greedy reply is " <think>\nThe user wants files.\n\nUse ls</think>`ls` lists
+# them.\n\n") is shown apart from the answer, labelled and dimmed, and F4
+# folds and unfolds it.
+g1model=$work/rwkv7-g1x-0.1b-20250101-ctx8192.pth
+chain=""
+for piece in ':' ' <' 'think' '>' '\n' 'The' ' user' ' wants' ' files' '.' '\n\n' 'Use' ' ls' \
+    '</' 'th' 'ink' '>`' 'ls' '`' ' lists' ' them' '.' '\n\n'; do
+    chain="$chain $(printf "$piece" | "$B/rwkv-tool" tokenize)"
+done
+"$B/rwkv-tool" mkmodel --version 7 --layers 1 --embd 64 --follow "$chain" -o "$g1model" >/dev/null
+prog="$B/rwkv-chat --model $g1model --greedy --max-tokens 40"
+start k --system "'Be brief.'"
+wait_for k "think auto" 20
+ok $? "G1 model: the status line shows the think mode"
+type_text k "How do I list files?"
+keys k Enter
+wait_for k "$IDLE" 20 && wait_for k "^ +think: The user wants files\. " 5 &&
+    screen k | grep -A3 "think: The user" | grep -Eq "^ +Use ls( |\$)" &&
+    screen k | grep -q '^Assistant: `ls` lists them\. '
+ok $? "the think block, blank line and all, is shown apart from the answer"
+$T capture-pane -e -p -t k | grep "The user wants files" | grep -q "$(printf '\033')\[2m"
+ok $? "the think block is dimmed"
+keys k F4
+wait_for k "think: \.\.\. \(thinking folded: F4 shows it\)" 5 && ! screen k | grep -q "Use ls" &&
+    screen k | grep -q '^Assistant: `ls` lists them\. '
+ok $? "F4 folds the think block to one line"
+keys k F4
+wait_for k "^ +think: The user wants files\. " 5
+ok $? "F4 unfolds it again"
+keys k C-d
+wait_for k "EXITED 0" 10
+
 tap_done
