@@ -694,7 +694,9 @@ static void think_scan(chat *c, int final)
             i++;
         }
         avail = c->reply_len - i;
-        if (memcmp(c->reply + i, open, avail < 6 ? avail : 6) != 0) {
+        if (avail == 0) {
+            c->think_state = final ? THINK_NONE : THINK_UNDECIDED;
+        } else if (memcmp(c->reply + i, open, avail < 6 ? avail : 6) != 0) {
             c->think_state = THINK_NONE;
         } else if (avail >= 7) {
             c->think_state = THINK_OPEN;

@@ -70,7 +70,8 @@ static void try_file(const uint8_t *data, size_t size)
     sf = rwkv_statefile_load(path, model, err, sizeof err);
     if (sf) {
         static const char *const tags[] = { "state", "transcript", "template", "settings", "knobs",
-                                            "sampler", "chat", "tuned", "x" };
+                                            "sampler", "chat", "tuned", "tuned_name",
+                                            "template_ext", "think", "system", "reasoning", "x" };
         volatile uint8_t sum = 0;
         size_t i, j, n;
 
