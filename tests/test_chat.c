@@ -903,7 +903,7 @@ static int feed_text(rwkv_model *m, rwkv_state *st, const char *text)
     if (world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n) < 0) {
         return -1;
     }
-    rc = n ? rwkv_eval(m, st, ids, n, NULL, 0, err, sizeof err) : 0;
+    rc = n ? eval_once(m, st, ids, n, NULL, 0, err, sizeof err) : 0;
     free(ids);
     return rc;
 }
