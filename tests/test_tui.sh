@@ -443,9 +443,9 @@ wait_for k "think auto" 20
 ok $? "G1 model: the status line shows the think mode"
 type_text k "How do I list files?"
 keys k Enter
-wait_for k "$IDLE" 20 && wait_for k "^ +think: The user wants files\. " 5 &&
-    screen k | grep -A3 "think: The user" | grep -Eq "^ +Use ls( |\$)" &&
-    screen k | grep -q '^Assistant: `ls` lists them\. '
+wait_for k '^Assistant: `ls` lists them\. ' 20 && wait_for k "$IDLE" 20 &&
+    screen k | grep -Eq "^ +think: The user wants files\. " &&
+    screen k | grep -A3 "think: The user" | grep -Eq "^ +Use ls( |\$)"
 ok $? "the think block, blank line and all, is shown apart from the answer"
 $T capture-pane -e -p -t k | grep "The user wants files" | grep -q "$(printf '\033')\[2m"
 ok $? "the think block is dimmed"
