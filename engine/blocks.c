@@ -22,7 +22,7 @@ void blocks_fail(struct blocks_loader *ld, const char *fmt, ...)
         return;
     }
     ld->failed = 1;
-    len = snprintf(ld->err, ld->errlen, "%s: ", ckpt_path(ld->m->file));
+    len = snprintf(ld->err, ld->errlen, "%s: ", ckpt_shown_path(ld->m->file));
     if (len < 0 || (size_t)len >= ld->errlen) {
         return;
     }

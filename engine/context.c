@@ -41,14 +41,14 @@ rwkv_context *rwkv_context_new(const rwkv_model *model, int n_threads, char *err
 
     if (!ctx) {
         err_set(err, errlen, "%s: out of memory for an evaluation context",
-                ckpt_path(model->file));
+                ckpt_shown_path(model->file));
         return NULL;
     }
     ctx->model = model;
     ctx->chunk = v->seq_chunk;
     ctx->pool = kpool_new(n_threads > 0 ? n_threads : model->n_threads);
     if (!ctx->pool) {
-        err_set(err, errlen, "%s: cannot start worker threads", ckpt_path(model->file));
+        err_set(err, errlen, "%s: cannot start worker threads", ckpt_shown_path(model->file));
         rwkv_context_free(ctx);
         return NULL;
     }
@@ -56,7 +56,8 @@ rwkv_context *rwkv_context_new(const rwkv_model *model, int n_threads, char *err
     ctx->head_in = calloc((size_t)ctx->chunk * C, sizeof *ctx->head_in);
     ctx->work = v->work_new(model, ctx->pool, ctx->chunk);
     if (!ctx->x || !ctx->head_in || !ctx->work) {
-        err_set(err, errlen, "%s: out of memory for the work buffers", ckpt_path(model->file));
+        err_set(err, errlen, "%s: out of memory for the work buffers",
+                ckpt_shown_path(model->file));
         rwkv_context_free(ctx);
         return NULL;
     }
@@ -151,7 +152,7 @@ static int check(const rwkv_context *ctx, const rwkv_state *state, const int32_t
 
     if (rwkv_state_floats(state) != m->info.state_floats) {
         err_set(err, errlen, "%s: state of %zu floats does not belong to this model (%zu)",
-                ckpt_path(m->file), rwkv_state_floats(state), m->info.state_floats);
+                ckpt_shown_path(m->file), rwkv_state_floats(state), m->info.state_floats);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -168,7 +169,7 @@ int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_
               float *logits, int all_logits, char *err, size_t errlen)
 {
     if (n == 0) {
-        err_set(err, errlen, "%s: no tokens to evaluate", ckpt_path(ctx->model->file));
+        err_set(err, errlen, "%s: no tokens to evaluate", ckpt_shown_path(ctx->model->file));
         return -1;
     }
     if (check(ctx, state, tokens, n, err, errlen) != 0) {
@@ -184,7 +185,7 @@ int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t 
     size_t V = (size_t)ctx->model->info.n_vocab;
 
     if (n_states == 0) {
-        err_set(err, errlen, "%s: no states to evaluate", ckpt_path(ctx->model->file));
+        err_set(err, errlen, "%s: no states to evaluate", ckpt_shown_path(ctx->model->file));
         return -1;
     }
     for (size_t i = 0; i < n_states; i++) {

@@ -659,13 +659,14 @@ static int load_common(rwkv_model *m, char *err, size_t errlen)
     cm->emb = weights_tensor(m, "emb.weight");
     for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
         if (!(*vecs[i] = weights_vector(m, weights_tensor(m, "%s", names[i])))) {
-            err_set(err, errlen, "%s: tensor %s: out of memory", ckpt_path(m->file), names[i]);
+            err_set(err, errlen, "%s: tensor %s: out of memory", ckpt_shown_path(m->file),
+                    names[i]);
             return -1;
         }
     }
     if (weights_matrix(m, &cm->head, weights_tensor(m, "head.weight"), 0, m->dtype, e,
                        sizeof e) != 0) {
-        err_set(err, errlen, "%s: %s", ckpt_path(m->file), e);
+        err_set(err, errlen, "%s: %s", ckpt_shown_path(m->file), e);
         return -1;
     }
     return 0;

@@ -178,12 +178,12 @@ static const float *load_vector(rwkv_model *m, const struct ckpt_tensor *t, int6
 
     if (t->numel != n) {
         snprintf(err, errlen, "%s: tensor %s: expected %lld elements, found %lld",
-                 ckpt_path(m->file), t->name, (long long)n, (long long)t->numel);
+                 ckpt_shown_path(m->file), t->name, (long long)n, (long long)t->numel);
         return NULL;
     }
     v = weights_vector(m, t);
     if (!v) {
-        snprintf(err, errlen, "%s: tensor %s: out of memory", ckpt_path(m->file), t->name);
+        snprintf(err, errlen, "%s: tensor %s: out of memory", ckpt_shown_path(m->file), t->name);
         return NULL;
     }
     return v;
@@ -196,12 +196,12 @@ static int load_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *
     char e[RWKV_ERRLEN];
 
     if (weights_matrix(m, k, t, transpose, dtype, e, sizeof e) != 0) {
-        snprintf(err, errlen, "%s: %s", ckpt_path(m->file), e);
+        snprintf(err, errlen, "%s: %s", ckpt_shown_path(m->file), e);
         return -1;
     }
     if (k->rows != rows || k->cols != cols) {
         snprintf(err, errlen, "%s: tensor %s: expected %dx%d, found %dx%d",
-                 ckpt_path(m->file), t->name, transpose ? cols : rows,
+                 ckpt_shown_path(m->file), t->name, transpose ? cols : rows,
                  transpose ? rows : cols, transpose ? k->cols : k->rows,
                  transpose ? k->rows : k->cols);
         kmat_free(k);
@@ -371,7 +371,7 @@ static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
     struct weights *W = weights_alloc(m, sizeof *W);
 
     if (!W || !(W->layers = weights_alloc(m, (size_t)info->n_layer * sizeof *W->layers))) {
-        snprintf(err, errlen, "%s: out of memory", ckpt_path(m->file));
+        snprintf(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
         return -1;
     }
     m->weights = W;
