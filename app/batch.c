@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "app/commands.h"
+#include "app/errline.h"
 #include "engine/knobs.h"
 
 /* Where a reply goes while it streams.  In chat mode the reply is written
@@ -30,7 +31,8 @@ struct sink {
 };
 
 struct batch {
-    chat *c;
+    struct session *session;
+    chat *c;                /* session->chat */
     const struct app_options *opts;
     const char *model_label;
     FILE *in, *out;
@@ -176,13 +178,6 @@ static void sink_free(struct sink *s)
 {
     free(s->held);
     free(s->all);
-}
-
-static void error_line(const char *fmt, const char *a, const char *b)
-{
-    fputs("rwkv-chat: ", stderr);
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
 }
 
 /* Prints "rwkv-chat: stdin:LINE: message"; returns 1, the exit status. */
@@ -495,7 +490,7 @@ static int run_command(struct batch *b, const char *line)
     if (saves) {
         save_begin(b);
     }
-    rc = commands_run(b->c, b->opts, b->model_label, line, &r);
+    rc = commands_run(b->session, line, &r);
     if (saves) {
         save_end(b);
     }
@@ -820,18 +815,20 @@ static int run_complete(struct batch *b)
     return finish_reply(b);
 }
 
-int batch_run(chat *c, const struct app_options *opts, const char *model_label, FILE *in,
-              FILE *out, struct batch_signals *signals)
+int batch_run(struct session *s, const struct app_options *opts, FILE *in, FILE *out,
+              struct batch_signals *signals)
 {
+    chat *c = s->chat;
     const char *delay = getenv("RWKV_CHAT_BATCH_PROMPT_DELAY_MS");
     struct batch b;
     char err[RWKV_ERRLEN];
     int rc;
 
     memset(&b, 0, sizeof(b));
+    b.session = s;
     b.c = c;
     b.opts = opts;
-    b.model_label = model_label;
+    b.model_label = s->label;
     b.in = in;
     b.out = out;
     b.sig = signals;

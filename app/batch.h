@@ -8,8 +8,8 @@
 #include <signal.h>
 #include <stdio.h>
 
-#include "app/chat.h"
 #include "app/options.h"
+#include "app/session.h"
 
 #define BATCH_EXIT_INTERRUPTED 130
 
@@ -29,14 +29,14 @@ struct batch_signals {
     volatile sig_atomic_t deferred;
 };
 
-/* Runs the conversation (or, with opts->complete, one raw completion) over
+/* Runs the conversation of session s (or, with opts->complete, one raw completion) over
  * in, writing replies to out flushed per token; diagnostics and command
  * output go to stderr.  Writes opts->state_out at the end, also after
  * SIGINT (SIGTERM and SIGHUP end rwkv-chat as described above: a state
  * file being written is finished, none is begun).  Returns the exit
  * status: 0, 1 (runtime error, one line on stderr) or
  * BATCH_EXIT_INTERRUPTED. */
-int batch_run(chat *c, const struct app_options *opts, const char *model_label, FILE *in,
-              FILE *out, struct batch_signals *signals);
+int batch_run(struct session *s, const struct app_options *opts, FILE *in, FILE *out,
+              struct batch_signals *signals);
 
 #endif

@@ -154,23 +154,23 @@ static char *knobs_text(const struct sampler_settings *s)
     return text;
 }
 
-static void info(chat *c, const struct app_options *opts, const char *model_label,
-                 struct command_result *out)
+static void info(const struct session *s, struct command_result *out)
 {
+    chat *c = s->chat;
     const struct chat_stats *st = chat_get_stats(c);
     const struct chat_template *t = chat_get_template(c);
     const char *snap = chat_current_snapshot(c);
     char *text = NULL, *knobs;
 
-    append(&text, "model: %s\n", model_label ? model_label : "?");
-    if (opts && !opts->model_from_user) {
+    append(&text, "model: %s\n", s->label[0] ? s->label : "?");
+    if (s->demo_model) {
         append(&text, "%s\n", OPTIONS_DEMO_NOTICE);
     }
     append(&text, "prompt: %s\n", t && t->name ? t->name : "?");
     append(&text, "tuned start: %s\n", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
-    for (int i = 0; opts && i < opts->n_lora; i++) {
-        append(&text, "%s%s (scale %g)%s", i ? ", " : "lora: ", RWKV_ESC(opts->lora[i].path),
-               (double)opts->lora[i].scale, i + 1 == opts->n_lora ? "\n" : "");
+    for (int i = 0; i < s->n_lora; i++) {
+        append(&text, "%s%s (scale %g)%s", i ? ", " : "lora: ", RWKV_ESC(s->lora[i].path),
+               (double)s->lora[i].scale, i + 1 == s->n_lora ? "\n" : "");
     }
     append(&text, "system: %s\n", chat_get_system(c) ? chat_get_system(c) : "none");
     append(&text, "think: %s%s\n", chat_think_name(chat_get_think(c)),
@@ -254,9 +254,9 @@ static int snapshots(chat *c, struct command_result *out)
     return 0;
 }
 
-int commands_run(chat *c, const struct app_options *opts, const char *model_label,
-                 const char *line, struct command_result *out)
+int commands_run(struct session *s, const char *line, struct command_result *out)
 {
+    chat *c = s->chat;
     char err[RWKV_ERRLEN], *copy, *cmd, *args, *end, *path, *text;
     int rc = 0;
 
@@ -443,7 +443,7 @@ int commands_run(chat *c, const struct app_options *opts, const char *model_labe
         free(path);
     } else if (!strcmp(cmd, "/info")) {
         NO_ARG();
-        info(c, opts, model_label, out);
+        info(s, out);
     } else if (!strcmp(cmd, "/quit") || !strcmp(cmd, "/exit")) {
         NO_ARG();
         out->action = COMMAND_QUIT;

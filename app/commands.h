@@ -10,8 +10,7 @@
 
 #include <stddef.h>
 
-#include "app/chat.h"
-#include "app/options.h"
+#include "app/session.h"
 
 enum command_action {
     COMMAND_SHOW,           /* show out->text (may be NULL: nothing to show) */
@@ -39,13 +38,10 @@ struct command_result {
                                --batch shows it only with --verbose */
 };
 
-/* Runs line ("/set temperature 0.7").  opts and model_label are for
- * /info (model_label: what the status line shows, e.g.
- * "v7-world.pth  RWKV-7 0.4M"); opts->model_from_user == 0 means the demo
- * model.  Returns 0, or -1 when out->action is COMMAND_ERROR or
+/* Runs line ("/set temperature 0.7") against s->chat; s->label,
+ * s->demo_model and s->lora are for /info.  Returns 0, or -1 when out->action is COMMAND_ERROR or
  * COMMAND_INTERRUPTED.  Free out with command_result_free. */
-int commands_run(chat *c, const struct app_options *opts, const char *model_label,
-                 const char *line, struct command_result *out);
+int commands_run(struct session *s, const char *line, struct command_result *out);
 void command_result_free(struct command_result *out);
 
 /* 1 if line is a command (starts with '/', but not "//": a message may

@@ -407,7 +407,7 @@ static void prompt_interrupted(struct tui *t, const char *line, const char *err)
 static void run_command(struct tui *t, const char *cmd, const char *line)
 {
     struct command_result res;
-    int rc = commands_run(t->chat, t->opts, t->model_label, cmd, &res);
+    int rc = commands_run(t->session, cmd, &res);
 
     if (res.changed & (COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_TEMPLATE)) {
         tui_transcript_sync(t);
@@ -920,16 +920,17 @@ static void welcome(struct tui *t)
     }
 }
 
-int tui_run(chat *c, const struct app_options *opts, const char *model_label)
+int tui_run(struct session *s, const struct app_options *opts)
 {
     struct tui tui, *t = &tui;
     double last_frame = 0;
 
     memset(t, 0, sizeof(*t));
-    t->chat = c;
+    t->session = s;
+    t->chat = s->chat;
     t->opts = opts;
-    t->model_label = model_label ? model_label : "model";
-    t->demo_model = opts && !opts->model_from_user;
+    t->model_label = s->label;
+    t->demo_model = s->demo_model;
     /* The test suite slows replies down to watch them stream. */
     if (getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS")) {
         t->token_delay_ms = atoi(getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS"));
@@ -950,7 +951,7 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
     t->keybar = tui_keybar_new();
     t->focus = t->input;
     t->relayout = 1;
-    chat_set_progress(c, prompt_progress, t);
+    chat_set_progress(t->chat, prompt_progress, t);
     tui_input_start(t);
     tui_transcript_sync(t);
     welcome(t);
@@ -991,7 +992,7 @@ int tui_run(chat *c, const struct app_options *opts, const char *model_label)
     }
 
     stop_reply(t);
-    chat_set_progress(c, NULL, NULL);
+    chat_set_progress(t->chat, NULL, NULL);
     tui_input_stop(t);
     restore_terminal();
     save_session(t);

@@ -8,14 +8,14 @@
 #ifndef RWKV_TUI_H
 #define RWKV_TUI_H
 
-#include "app/chat.h"
+#include "app/session.h"
 
 struct app_options;
 
 /* Runs the interface on the terminal until the user quits, then saves the
- * session to paths_state_dir()/session.state.  model_label names the model
+ * session to paths_state_dir()/session.state.  s->label names the model
  * in the status line (a file name).  The terminal is restored on every
  * exit path.  Returns the exit status for main(). */
-int tui_run(chat *c, const struct app_options *opts, const char *model_label);
+int tui_run(struct session *s, const struct app_options *opts);
 
 #endif

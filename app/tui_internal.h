@@ -62,6 +62,7 @@ enum tui_note_kind { TUI_NOTE_INFO, TUI_NOTE_ERROR, TUI_NOTE_OUTPUT };
 
 struct tui {
     chat *chat;
+    struct session *session;
     const struct app_options *opts;
     const char *model_label;
     int demo_model;                 /* the bundled demo model is in use */

@@ -45,7 +45,7 @@ target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/statefile.c app/chat.c 
     app/paths.c -- "-DFUZZ_DEFAULT_MODEL=\"${FUZZ_MODEL:-${SHARED_DIR:-$src/../shared}/fixtures/models/v7-world.pth}\"" \
     ${FUZZ_LIBS:-}
 # The --batch reader and JSONL writer (app/batch.c) against a stand-in chat.
-target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/batch.c -- ${FUZZ_LIBS:-}
+target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/batch.c app/errline.c -- ${FUZZ_LIBS:-}
 # Model loading and one forward step, on checkpoints made from fuzzed
 # safetensors headers.
 target fuzz_model tests/fuzz/fuzz_model.c engine/model.c $CKPT -- ${FUZZ_LIBS:-}

@@ -152,12 +152,9 @@ int commands_writes_file(const char *line)
     return 0;
 }
 
-int commands_run(chat *c, const struct app_options *opts, const char *model_label,
-                 const char *line, struct command_result *out)
+int commands_run(struct session *s, const char *line, struct command_result *out)
 {
-    (void)c;
-    (void)opts;
-    (void)model_label;
+    (void)s;
     memset(out, 0, sizeof(*out));
     out->action = !strcmp(line, "/quit") ? COMMAND_QUIT : COMMAND_SHOW;
     out->text = strdup("ok");
@@ -245,6 +242,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct app_options opts;
+    struct session session;
     struct batch_signals signals;
     char *out = NULL;
     size_t out_len = 0;
@@ -272,7 +270,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 1) {
         fgetc(in);  /* fmemopen needs a buffer: read its byte so the input is empty */
     }
-    (void)batch_run((chat *)&dummy, &opts, "fuzz.pth  RWKV-7 1K", in, outf, &signals);
+    memset(&session, 0, sizeof(session));
+    session.chat = (chat *)&dummy;
+    snprintf(session.label, sizeof(session.label), "fuzz.pth  RWKV-7 1K");
+    (void)batch_run(&session, &opts, in, outf, &signals);
     fclose(in);
     fclose(outf);
     if (opts.jsonl) {
