@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "app/membw.h"
+#include "app/tools/membw.h"
 #include "engine/kernels.h"
 #include "engine/kernels_impl.h"
 

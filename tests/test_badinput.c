@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "app/chat.h"
+#include "app/session/chat.h"
 #include "engine/checkpoint.h"
 #include "engine/convcache.h"
 #include "engine/quant.h"

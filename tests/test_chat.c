@@ -1,8 +1,8 @@
 /* test_chat.c - the chat session: templates, normalisation, the greedy
  * replies of the demo model, stop rules, streaming, undo/regen/edit,
  * snapshots, seeded sampling, raw completion and state-tuned starts. */
-#include "app/chat.h"
-#include "app/pthwrite.h"
+#include "app/session/chat.h"
+#include "app/tools/pthwrite.h"
 #include "tests/evalonce.h"
 #include "tests/tap.h"
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/pthwrite.h"
+#include "app/tools/pthwrite.h"
 #include "engine/base/half.h"
 #include "engine/checkpoint.h"
 #include "engine/rwkv.h"

@@ -8,11 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app/commands.h"
-#include "app/config.h"
-#include "app/models.h"
-#include "app/options.h"
-#include "app/paths.h"
+#include "app/session/commands.h"
+#include "app/session/config.h"
+#include "app/session/models.h"
+#include "app/session/options.h"
+#include "app/session/paths.h"
 #include "engine/knobs.h"
 #include "tap.h"
 #include "testutil.h"

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/paths.h"
+#include "app/session/paths.h"
 #include "tap.h"
 
 int main(void)

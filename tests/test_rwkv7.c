@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "app/pthwrite.h"
+#include "app/tools/pthwrite.h"
 #include "engine/rwkv.h"
 #include "engine/rwkv7_test.h"
 #include "tests/tap.h"

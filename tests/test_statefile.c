@@ -1,7 +1,7 @@
 /* test_statefile.c - state files: a saved conversation continues exactly
  * (in a fresh chat and in a fresh process), and every bad file is refused
  * with one line, changing nothing. */
-#include "app/chat.h"
+#include "app/session/chat.h"
 #include "engine/statefile.h"
 #include "tests/tap.h"
 

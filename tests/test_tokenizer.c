@@ -8,7 +8,7 @@
 
 #include <utf8proc.h>
 
-#include "app/paths.h"
+#include "app/session/paths.h"
 #include "tap.h"
 #include "tokenizer/world.h"
 

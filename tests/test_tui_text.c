@@ -1,4 +1,4 @@
-/* test_tui_text.c - display width and wrapping of the TUI (app/tui_text.c):
+/* test_tui_text.c - display width and wrapping of the TUI (app/tui/tui_text.c):
  * CJK two columns, combining marks none, emoji two, malformed UTF-8, word
  * and CJK breaks, hanging indents, and curses agreeing with our widths. */
 #include <locale.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/tui_internal.h"
+#include "app/tui/tui_internal.h"
 #include "tests/tap.h"
 
 /* tui_text.c's allocation wrapper lives in tui.c; the test brings its own. */

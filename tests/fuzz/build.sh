@@ -38,14 +38,14 @@ target fuzz_safetensors tests/fuzz/fuzz_pth.c $CKPT
 target fuzz_pickle tests/fuzz/fuzz_pickle.c $CKPT
 target fuzz_vocab tests/fuzz/fuzz_vocab.c tokenizer/world.c -- ${FUZZ_LIBS:-}
 target fuzz_tokenizer tests/fuzz/fuzz_tokenizer.c tokenizer/world.c -- ${FUZZ_LIBS:-}
-target fuzz_template tests/fuzz/fuzz_template.c app/template.c app/paths.c -- ${FUZZ_LIBS:-}
+target fuzz_template tests/fuzz/fuzz_template.c app/session/template.c app/session/paths.c -- ${FUZZ_LIBS:-}
 # State files: the container (engine/statefile.c) and the chat's sections
-# (app/chat.c) against the model in $FUZZ_MODEL (default: the fixture).
-target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/statefile.c app/chat.c app/template.c \
-    app/paths.c -- "-DFUZZ_DEFAULT_MODEL=\"${FUZZ_MODEL:-${SHARED_DIR:-$src/../shared}/fixtures/models/v7-world.pth}\"" \
+# (app/session/chat.c) against the model in $FUZZ_MODEL (default: the fixture).
+target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/statefile.c app/session/chat.c app/session/template.c \
+    app/session/paths.c -- "-DFUZZ_DEFAULT_MODEL=\"${FUZZ_MODEL:-${SHARED_DIR:-$src/../shared}/fixtures/models/v7-world.pth}\"" \
     ${FUZZ_LIBS:-}
-# The --batch reader and JSONL writer (app/batch.c) against a stand-in chat.
-target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/batch.c app/errline.c -- ${FUZZ_LIBS:-}
+# The --batch reader and JSONL writer (app/cli/batch.c) against a stand-in chat.
+target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/cli/batch.c app/cli/errline.c -- ${FUZZ_LIBS:-}
 # Model loading and one forward step, on checkpoints made from fuzzed
 # safetensors headers.
 target fuzz_model tests/fuzz/fuzz_model.c engine/model.c $CKPT -- ${FUZZ_LIBS:-}

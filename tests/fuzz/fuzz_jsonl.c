@@ -1,4 +1,4 @@
-/* fuzz_jsonl.c - the --batch input reader and JSONL writer (app/batch.c)
+/* fuzz_jsonl.c - the --batch input reader and JSONL writer (app/cli/batch.c)
  * on arbitrary stdin.  batch.c's line parser (json_message) is static and
  * sends each message, so the whole batch_run is driven here against a
  * stand-in chat: its "reply" echoes the message back in pieces of 1 to 3
@@ -11,8 +11,8 @@
 #include <json.h>
 #include <string.h>
 
-#include "app/batch.h"
-#include "app/commands.h"
+#include "app/cli/batch.h"
+#include "app/session/commands.h"
 #include "tests/fuzz/fuzz.h"
 
 /* ------------------------------------------------- the stand-in chat --- */

@@ -1,5 +1,5 @@
 /* fuzz_template.c - the chat template (persona file) parser. */
-#include "app/chat.h"
+#include "app/session/chat.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

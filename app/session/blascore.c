@@ -1,0 +1,83 @@
+/*
+ * blascore.c - restart once with the right OpenBLAS core (blascore.h).
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "app/session/blascore.h"
+
+/* Set in the restarted process: never restart twice. */
+#define REEXEC_GUARD "RWKV_CHAT_BLAS_REEXEC"
+
+/* The core to restart with on an AVX-512 CPU that the library took for
+ * Haswell/Zen, or NULL. */
+static const char *better_core(void)
+{
+#if defined(__x86_64__) && defined(__linux__)
+    const char *core = openblas_get_corename();
+
+    __builtin_cpu_init();
+    if (getenv("OPENBLAS_CORETYPE") || !core || !__builtin_cpu_supports("avx512f") ||
+        !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl")) {
+        return NULL;
+    }
+    if (strcasecmp(core, "haswell") && strcasecmp(core, "zen")) {
+        return NULL;
+    }
+    return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
+#else
+    return NULL;
+#endif
+}
+
+/* 1 if an address-space or data-size limit is set (ulimit -v, -d). */
+static int memory_limited(void)
+{
+    struct rlimit r;
+
+    return (getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY) ||
+           (getrlimit(RLIMIT_DATA, &r) == 0 && r.rlim_cur != RLIM_INFINITY);
+}
+
+void blascore_pick(char **argv)
+{
+#ifdef __linux__
+    const char *core = better_core();
+    /* Each thread of OpenBLAS's own pool allocates a 128 MiB buffer as it
+     * starts (when the library loads), and 0.3.21 retries a failed one
+     * forever: under a memory limit those threads spin, and exit waits
+     * for them.  The engine never uses them (engine/blas.h), so the
+     * restart asks for none. */
+    int one_thread = memory_limited() && openblas_get_num_threads() > 1;
+
+    if (getenv(REEXEC_GUARD) || (!core && !one_thread)) {
+        return;
+    }
+    if (core) {
+        setenv("OPENBLAS_CORETYPE", core, 1);
+    }
+    if (one_thread) {
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    }
+    setenv(REEXEC_GUARD, "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: go on as we are */
+    if (core) {
+        unsetenv("OPENBLAS_CORETYPE");
+    }
+    unsetenv(REEXEC_GUARD);
+#else
+    (void)argv;
+#endif
+}
+
+const char *blascore_name(void)
+{
+    const char *core = openblas_get_corename();
+
+    return core && *core ? core : "unknown";
+}

@@ -1,0 +1,206 @@
+/*
+ * chat.h - a conversation with an RWKV model, independent of any UI.
+ *
+ * The TUI and --batch both drive this.  A chat owns the model state after
+ * the last fed token, the transcript, the sampler settings, the chat
+ * template (persona) and named snapshots.  Feeding is incremental: a new
+ * message costs only its own tokens.  Every fallible call returns 0 or -1
+ * with one line in err (chat_send also CHAT_INTERRUPTED).
+ */
+#ifndef RWKV_CHAT_H
+#define RWKV_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/rwkv.h"
+#include "app/session/template.h"
+#include "engine/sampler.h"
+#include "tokenizer/world.h"
+
+enum chat_role { CHAT_USER, CHAT_ASSISTANT };
+
+struct chat_turn {
+    enum chat_role role;
+    char *text;             /* normalised user text / stripped reply (its answer) */
+    char *reasoning;        /* a reply's think block, stripped; NULL when none or empty */
+};
+
+enum chat_stop {
+    CHAT_STOP_NONE = 0,     /* still generating */
+    CHAT_STOP_END,          /* end of the assistant turn ("\n\n") */
+    CHAT_STOP_LENGTH,       /* max_tokens reached */
+    CHAT_STOP_INTERRUPT,    /* caller stopped it */
+    CHAT_STOP_EOS,          /* token 0 (only when not banned) */
+};
+const char *chat_stop_name(enum chat_stop stop);  /* "end", "length", ... */
+
+/* Snapshots kept at most, and the memory they may hold together (each holds
+ * the model state, the sampler's counts and random state, the transcript). */
+#define CHAT_SNAPSHOTS_MAX 1000
+#define CHAT_SNAPSHOT_BYTES ((size_t)1 << 30)
+
+/* Thinking modes of a thinking template (RWKV-LM's RWKV7-G1x templates):
+ * what follows "Assistant:" (and the message) in the prompt. */
+enum chat_think {
+    CHAT_THINK_AUTO = 0,    /* "Assistant:": the model decides */
+    CHAT_THINK_OFF,         /* "Assistant: <think>\n</think": a direct answer */
+    CHAT_THINK_ON,          /* "Assistant: <think": it thinks first */
+    CHAT_THINK_A_BIT,       /* "MSG (think a bit)" ... " <think": short thinking */
+    CHAT_THINK_A_LOT,       /* "MSG (think a lot)" ... " <think": long thinking */
+};
+/* "auto", "off", "on", "a-bit", "a-lot". */
+const char *chat_think_name(enum chat_think mode);
+/* Parses those names (also "a_bit", "a_lot"); 0, or -1. */
+int chat_think_parse(const char *name, enum chat_think *mode);
+
+/* Timings and counts of the last reply (for the status line and JSONL). */
+struct chat_stats {
+    size_t prompt_tokens;   /* tokens fed for the last message */
+    size_t reply_tokens;
+    double prompt_seconds;
+    double reply_seconds;
+    size_t context_tokens;  /* tokens fed since reset */
+};
+
+typedef struct chat chat;
+
+/* The chat borrows model and tok (they must outlive it); the template is
+ * copied (NULL: no intro, "User"/"Assistant") and its intro fed at once;
+ * s NULL: sampler_defaults.  Token 0 and ids the tokenizer cannot decode
+ * are banned.  NULL with err on failure. */
+chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_template *t,
+               const struct sampler_settings *s, char *err, size_t errlen);
+void chat_free(chat *c);
+
+/* Settings are live: changes apply to the next sampled token. */
+struct sampler_settings *chat_settings(chat *c);
+void chat_settings_changed(chat *c);   /* call after editing settings */
+/* Bans (or unbans) a token id; token 0 (end of text) is banned by default,
+ * as in ChatRWKV.  0, or -1 with err for an id outside the vocabulary. */
+int chat_ban(chat *c, int32_t id, int banned, char *err, size_t errlen);
+const struct chat_template *chat_get_template(const chat *c);
+/* Switches persona: new template, conversation reset. */
+int chat_set_template(chat *c, const struct chat_template *t, char *err, size_t errlen);
+/* Sets the system turn fed at the start ("System: TEXT\n\n" after the
+ * intro or the tuned start; TEXT normalised like a message); NULL or
+ * empty: none.  The conversation is reset.  0, or -1 with err (nothing
+ * changed). */
+int chat_set_system(chat *c, const char *text, char *err, size_t errlen);
+const char *chat_get_system(const chat *c);    /* NULL when none */
+/* The thinking mode of the next messages (used by thinking templates). */
+void chat_set_think(chat *c, enum chat_think mode);
+enum chat_think chat_get_think(const chat *c);
+
+/* Normalises text the way ChatRWKV does (strip; runs of newlines -> one
+ * "\n").  Returns malloc'd text. */
+char *chat_normalize(const char *text);
+
+/* Prompts are fed in pieces of this many tokens, so that a long one can
+ * be stopped.  RWKV is exact in pieces, and pieces the size of the
+ * engine's own (RWKV_SEQ_CHUNK) give results bit-identical to one
+ * rwkv_eval and cost nothing extra. */
+#define CHAT_PROMPT_CHUNK RWKV_SEQ_CHUNK
+/* chat_send / chat_send_raw: the progress callback stopped the prompt. */
+#define CHAT_INTERRUPTED (-2)
+/* Asked before each piece of a prompt longer than one piece, with the
+ * tokens fed so far and the prompt's total; nonzero stops the prompt. */
+typedef int (*chat_progress_fn)(void *ctx, size_t fed, size_t total);
+/* Sets (fn NULL: removes) the callback of chat_send and chat_send_raw. */
+void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx);
+
+/* Starts a reply to user_text: records the turn, feeds
+ * "USER: MSG\n\nASSISTANT:" (normalised MSG, in pieces of
+ * CHAT_PROMPT_CHUNK tokens) and prepares generation.  A reply still in
+ * progress is first ended as interrupted.  "empty message" if nothing is
+ * left after normalising.  Returns 0, -1 with err, or CHAT_INTERRUPTED
+ * (err says how far it got) when the progress callback stopped the
+ * prompt: the message is dropped and state, transcript and undo stack are
+ * as before it. */
+int chat_send(chat *c, const char *user_text, char *err, size_t errlen);
+/* Raw completion: feeds prompt bytes as they are (no template).  The
+ * reply is not stripped (a leading space stays); it still ends at "\n\n"
+ * (not included), max_tokens, an interrupt or token 0.  Returns as
+ * chat_send. */
+int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t errlen);
+/* Generates one token.  *out and *out_len receive the printable bytes (complete
+ * UTF-8 characters; may be empty) valid until the next call.  Returns
+ * CHAT_STOP_NONE while the reply goes on, the stop reason when it ended,
+ * or -1 on error.  After a stop the reply is in the transcript and the
+ * state is consistent.  The bytes handed out over a whole reply are
+ * exactly the transcript's reply text: leading and trailing whitespace is
+ * held back (trailing until something follows it), and the "\n\n" that
+ * ends the turn is never shown (it stays in the model's context). */
+int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen);
+/* Which part of the reply the bytes of the last chat_step belong to.  With
+ * a thinking template a reply that opens with "<think" is its think block
+ * (the reasoning, stripped, without the tags) and then the answer after
+ * "</think>"; each chat_step hands out bytes of one part only, and the
+ * bytes of each part over a whole reply are exactly the turn's reasoning
+ * and text.  Inside a think block "\n\n" does not end the turn; after
+ * it, the first "\n\n" once the answer has begun does. */
+enum chat_part { CHAT_PART_ANSWER = 0, CHAT_PART_REASONING };
+enum chat_part chat_step_part(const chat *c);
+/* Ends the reply in progress as interrupted (partial reply kept).  Called
+ * between chat_step calls it ends the reply at once; called while a
+ * chat_step runs (another thread) the reply ends when that step returns. */
+void chat_interrupt(chat *c);
+/* Async-signal-safe: only asks the next chat_step to end the reply as
+ * interrupted (it returns CHAT_STOP_INTERRUPT without generating). */
+void chat_request_stop(chat *c);
+int chat_generating(const chat *c);
+/* The logits after the last fed token (n_vocab floats): what the next
+ * token is sampled from while a reply is in progress. */
+const float *chat_logits(const chat *c);
+/* The model state after the last fed token. */
+const rwkv_state *chat_state(const chat *c);
+
+/* Transcript. */
+size_t chat_turn_count(const chat *c);
+const struct chat_turn *chat_turn_at(const chat *c, size_t i);
+const struct chat_stats *chat_get_stats(const chat *c);
+
+/* Conversation operations (cheap: snapshot copies, no re-feeding).  Each
+ * exchange keeps the state before its message and after its prompt; the
+ * oldest are dropped past a memory budget (512 MiB of states, at least 2
+ * exchanges).  A reply in progress is ended as interrupted first. */
+void chat_reset(chat *c);              /* back to the template's intro */
+int chat_undo(chat *c, char *err, size_t errlen);       /* drop last exchange */
+int chat_regen(chat *c, char *err, size_t errlen);      /* redo last reply */
+/* Drops the last exchange and returns its user text (malloc'd) for editing. */
+char *chat_edit_last(chat *c, char *err, size_t errlen);
+/* Replaces the last exchange's message with user_text and starts the reply
+ * to it (chat_edit_last then chat_send, as one operation).  Returns as
+ * chat_send; on any failure (CHAT_INTERRUPTED included) the last exchange
+ * is kept: state, transcript, undo stack and counts are as before. */
+int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen);
+
+/* Named in-memory snapshots: state, transcript, template, settings,
+ * sampler (random state and counts) and the undo stack.  Taking one under
+ * an existing name replaces it; refused while a reply is generated, and
+ * past CHAT_SNAPSHOTS_MAX snapshots or CHAT_SNAPSHOT_BYTES of them.
+ * Restoring one branches the conversation from there. */
+int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen);
+int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen);
+int chat_snapshot_delete(chat *c, const char *name, char *err, size_t errlen);
+size_t chat_snapshot_count(const chat *c);
+const char *chat_snapshot_name(const chat *c, size_t i);
+const char *chat_current_snapshot(const chat *c);  /* NULL if none */
+
+/* State files (format in share/state-format.md): atomic save (refused
+ * while a reply is generated); load refuses another model, a
+ * truncated/corrupt file or a newer version with one line and then
+ * changes nothing.  The undo stack is not saved. */
+int chat_save(chat *c, const char *path, char *err, size_t errlen);
+int chat_load(chat *c, const char *path, char *err, size_t errlen);
+/* Starts from a state-tuned initial state file (.pth time_state,
+ * rwkv_state_load_tuned): it replaces the template's intro (as in
+ * ChatRWKV) and the conversation is reset to it; /reset returns to it and
+ * state files keep it.  path NULL: back to the template's intro.  On
+ * failure (a file that does not fit the model: err names the tensor)
+ * nothing changes. */
+int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen);
+/* The file the tuned start came from, or NULL when there is none. */
+const char *chat_tuned_name(const chat *c);
+
+#endif

@@ -1,0 +1,539 @@
+/* commands.c - the slash commands, implemented once for the TUI and --batch. */
+#include "app/session/commands.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/base/escape.h"
+#include "engine/knobs.h"
+
+const char *const commands_names[] = {
+    "/help", "/reset", "/regen", "/undo", "/edit", "/save", "/load", "/snap", "/restore",
+    "/snapshots", "/delete", "/set", "/prompt", "/system", "/think", "/tuned", "/info", "/quit",
+    NULL,
+};
+
+static const char help_text[] =
+    "/help               this list\n"
+    "/reset              start the conversation again\n"
+    "/regen              generate the last reply again\n"
+    "/undo               drop the last exchange (message and reply)\n"
+    "/edit [TEXT]        re-edit the last message (or replace it with TEXT) and regenerate\n"
+    "/save FILE          save the conversation state to FILE\n"
+    "/load FILE          load a conversation state from FILE\n"
+    "/snap NAME          take a snapshot of the conversation\n"
+    "/restore NAME       go back to a snapshot\n"
+    "/snapshots          list the snapshots\n"
+    "/delete NAME        delete a snapshot\n"
+    "/set [KNOB [VALUE]] show or change a sampling knob (/set alone lists them)\n"
+    "/prompt NAME        switch persona (prompts/NAME.txt); resets the conversation\n"
+    "/system [TEXT|off]  show, set or drop the system turn; resets the conversation\n"
+    "/think [MODE]       show or set G1 thinking: auto, off, on, a-bit, a-lot\n"
+    "/tuned [FILE|off]   show, set or drop the state-tuned start; resets the conversation\n"
+    "/info               model, context and settings\n"
+    "/quit               leave\n"
+    "A message starting with / is written with //.";
+
+const char *commands_help(void)
+{
+    return help_text;
+}
+
+int commands_is_command(const char *line)
+{
+    return line[0] == '/' && line[1] != '/';
+}
+
+int commands_writes_file(const char *line)
+{
+    while (isspace((unsigned char)*line)) {
+        line++;
+    }
+    return !strncmp(line, "/save", 5) && (!line[5] || isspace((unsigned char)line[5]));
+}
+
+void command_result_free(struct command_result *out)
+{
+    free(out->text);
+    out->text = NULL;
+}
+
+/* Sets out->text to a formatted message (allocation failure: no text). */
+static void vsay(struct command_result *out, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void vsay(struct command_result *out, const char *fmt, va_list ap)
+{
+    char *s = NULL;
+
+    if (vasprintf(&s, fmt, ap) < 0) {
+        s = NULL;
+    }
+    free(out->text);
+    out->text = s;
+}
+
+static void say(struct command_result *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(struct command_result *out, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsay(out, fmt, ap);
+    va_end(ap);
+}
+
+/* say(), and the command fails: returns -1. */
+static int fail(struct command_result *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fail(struct command_result *out, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsay(out, fmt, ap);
+    va_end(ap);
+    out->action = COMMAND_ERROR;
+    out->changed = 0;
+    return -1;
+}
+
+/* "~/x" -> "$HOME/x" (malloc'd); other paths copied. */
+static char *expand_home(const char *path)
+{
+    const char *home = getenv("HOME");
+    char *p;
+
+    if (path[0] == '~' && path[1] == '/' && home && *home) {
+        if (asprintf(&p, "%s%s", home, path + 1) < 0) {
+            return NULL;
+        }
+        return p;
+    }
+    return strdup(path);
+}
+
+/* Appends formatted text to a growing string *s. */
+static void append(char **s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(char **s, const char *fmt, ...)
+{
+    va_list ap;
+    char *add = NULL, *joined;
+
+    va_start(ap, fmt);
+    if (vasprintf(&add, fmt, ap) < 0) {
+        add = NULL;
+    }
+    va_end(ap);
+    if (!add) {
+        return;
+    }
+    if (!*s) {
+        *s = add;
+        return;
+    }
+    if (asprintf(&joined, "%s%s", *s, add) >= 0) {
+        free(*s);
+        *s = joined;
+    }
+    free(add);
+}
+
+static char *knobs_text(const struct sampler_settings *s)
+{
+    char *text = NULL, value[64];
+    size_t i;
+
+    for (i = 0; i < knob_count(); i++) {
+        knob_format(knob_at(i), s, 0, value, sizeof(value));
+        append(&text, "%s%s %s", i ? "  " : "", knob_at(i)->name, value);
+    }
+    return text;
+}
+
+static void info(const struct session *s, struct command_result *out)
+{
+    chat *c = s->chat;
+    const struct chat_stats *st = chat_get_stats(c);
+    const struct chat_template *t = chat_get_template(c);
+    const char *snap = chat_current_snapshot(c);
+    char *text = NULL, *knobs;
+
+    append(&text, "model: %s\n", s->label[0] ? s->label : "?");
+    if (s->demo_model) {
+        append(&text, "%s\n", OPTIONS_DEMO_NOTICE);
+    }
+    append(&text, "prompt: %s\n", t && t->name ? t->name : "?");
+    append(&text, "tuned start: %s\n", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
+    for (int i = 0; i < s->n_lora; i++) {
+        append(&text, "%s%s (scale %g)%s", i ? ", " : "lora: ", RWKV_ESC(s->lora[i].path),
+               (double)s->lora[i].scale, i + 1 == s->n_lora ? "\n" : "");
+    }
+    append(&text, "system: %s\n", chat_get_system(c) ? chat_get_system(c) : "none");
+    append(&text, "think: %s%s\n", chat_think_name(chat_get_think(c)),
+           t && t->thinking ? "" : " (not used: the template has no thinking)");
+    append(&text, "context: %zu tokens, %zu turns\n", st->context_tokens, chat_turn_count(c));
+    if (st->reply_tokens > 0 || st->prompt_tokens > 0) {
+        append(&text, "last reply: %zu prompt tokens", st->prompt_tokens);
+        if (st->prompt_seconds > 0) {
+            append(&text, " (%.1f tokens/s)", (double)st->prompt_tokens / st->prompt_seconds);
+        }
+        append(&text, ", %zu reply tokens", st->reply_tokens);
+        if (st->reply_seconds > 0) {
+            append(&text, " (%.1f tokens/s)", (double)st->reply_tokens / st->reply_seconds);
+        }
+        append(&text, "\n");
+    }
+    append(&text, "snapshots: %zu%s%s%s\n", chat_snapshot_count(c), snap ? " (current: " : "",
+           snap ? snap : "", snap ? ")" : "");
+    knobs = knobs_text(chat_settings(c));
+    append(&text, "knobs: %s", knobs ? knobs : "");
+    free(knobs);
+    free(out->text);
+    out->text = text;
+}
+
+static int set_knob(chat *c, char *args, struct command_result *out)
+{
+    struct sampler_settings *s = chat_settings(c);
+    char *name = args, *value, err[256], buf[256];
+
+    if (!*args) {
+        out->text = knobs_text(s);
+        return 0;
+    }
+    for (value = name; *value && !isspace((unsigned char)*value); value++) {
+    }
+    if (*value) {
+        *value++ = 0;
+        while (isspace((unsigned char)*value)) {
+            value++;
+        }
+    }
+    if (!*value) {
+        const struct knob *k = knob_find(name);
+
+        if (!k) {
+            knob_list(buf, sizeof(buf));
+            return fail(out, "unknown knob '%s' (knobs: %s)", name, buf);
+        }
+        knob_format(k, s, 0, buf, sizeof(buf));
+        say(out, "%s %s", k->name, buf);
+        return 0;
+    }
+    if (options_set_knob(s, name, value, err, sizeof(err)) < 0) {
+        return fail(out, "%s", err);
+    }
+    chat_settings_changed(c);
+    out->changed = COMMAND_CHANGED_SETTINGS;
+    out->verbose_only = 1;
+    say(out, "%s set to %s", name, value);
+    return 0;
+}
+
+static int snapshots(chat *c, struct command_result *out)
+{
+    const char *cur = chat_current_snapshot(c);
+    char *text = NULL;
+    size_t i, n = chat_snapshot_count(c);
+
+    if (n == 0) {
+        say(out, "no snapshots (take one with /snap NAME)");
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        const char *name = chat_snapshot_name(c, i);
+
+        append(&text, "%s%s%s", i ? "\n" : "", name,
+               cur && !strcmp(cur, name) ? " (current)" : "");
+    }
+    out->text = text;
+    return 0;
+}
+
+int commands_run(struct session *s, const char *line, struct command_result *out)
+{
+    chat *c = s->chat;
+    char err[RWKV_ERRLEN], *copy, *cmd, *args, *end, *path, *text;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    out->action = COMMAND_SHOW;
+    if (!(copy = strdup(line))) {
+        return fail(out, "out of memory");
+    }
+    /* Split "/cmd   args  " into cmd and trimmed args. */
+    end = copy + strlen(copy);
+    while (end > copy && isspace((unsigned char)end[-1])) {
+        *--end = 0;
+    }
+    cmd = copy;
+    while (isspace((unsigned char)*cmd)) {
+        cmd++;
+    }
+    for (args = cmd; *args && !isspace((unsigned char)*args); args++) {
+    }
+    if (*args) {
+        *args++ = 0;
+        while (isspace((unsigned char)*args)) {
+            args++;
+        }
+    }
+
+#define NEED_ARG(what) \
+    if (!*args) { rc = fail(out, "%s needs %s", cmd, what); goto done; }
+#define NO_ARG() \
+    if (*args) { rc = fail(out, "%s takes no argument", cmd); goto done; }
+
+    if (!strcmp(cmd, "/help") || !strcmp(cmd, "/?")) {
+        say(out, "%s", help_text);
+    } else if (!strcmp(cmd, "/reset")) {
+        NO_ARG();
+        chat_reset(c);
+        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "conversation reset");
+    } else if (!strcmp(cmd, "/regen")) {
+        NO_ARG();
+        if (chat_regen(c, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->action = COMMAND_REPLY;
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
+    } else if (!strcmp(cmd, "/undo")) {
+        NO_ARG();
+        if (chat_undo(c, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
+        out->verbose_only = 1;
+        say(out, "last exchange removed");
+    } else if (!strcmp(cmd, "/edit")) {
+        if (!*args) {
+            if (!(text = chat_edit_last(c, err, sizeof(err)))) {
+                rc = fail(out, "%s", err);
+                goto done;
+            }
+            out->changed = COMMAND_CHANGED_TRANSCRIPT;
+            out->action = COMMAND_EDIT;
+            out->text = text;
+            goto done;
+        }
+        /* One operation: on failure the last exchange is still there. */
+        rc = chat_edit_send(c, args, err, sizeof(err));
+        if (rc == CHAT_INTERRUPTED) {
+            rc = fail(out, "%s", err);
+            out->action = COMMAND_INTERRUPTED;
+            goto done;
+        }
+        if (rc < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
+        out->action = COMMAND_REPLY;
+    } else if (!strcmp(cmd, "/save") || !strcmp(cmd, "/load")) {
+        NEED_ARG("a file name");
+        if (!(path = expand_home(args))) {
+            rc = fail(out, "out of memory");
+            goto done;
+        }
+        if (cmd[1] == 's' ? chat_save(c, path, err, sizeof(err))
+                          : chat_load(c, path, err, sizeof(err))) {
+            rc = fail(out, "%s", err);
+            free(path);
+            goto done;
+        }
+        if (cmd[1] == 'l') {
+            out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS |
+                           COMMAND_CHANGED_SNAPSHOTS | COMMAND_CHANGED_TEMPLATE;
+        }
+        out->verbose_only = 1;
+        say(out, "%s %s", cmd[1] == 's' ? "saved to" : "loaded", path);
+        free(path);
+    } else if (!strcmp(cmd, "/snap") || !strcmp(cmd, "/restore") || !strcmp(cmd, "/delete")) {
+        NEED_ARG("a snapshot name");
+        if (cmd[1] == 's' ? chat_snapshot_take(c, args, err, sizeof(err))
+            : cmd[1] == 'r' ? chat_snapshot_restore(c, args, err, sizeof(err))
+                            : chat_snapshot_delete(c, args, err, sizeof(err))) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_SNAPSHOTS;
+        if (cmd[1] == 'r') {
+            out->changed |= COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS;
+        }
+        out->verbose_only = 1;
+        say(out, "snapshot '%s' %s", args,
+            cmd[1] == 's' ? "taken" : cmd[1] == 'r' ? "restored" : "deleted");
+    } else if (!strcmp(cmd, "/snapshots")) {
+        NO_ARG();
+        rc = snapshots(c, out);
+    } else if (!strcmp(cmd, "/set")) {
+        rc = set_knob(c, args, out);
+    } else if (!strcmp(cmd, "/prompt")) {
+        struct chat_template t;
+
+        NEED_ARG("a prompt name");
+        memset(&t, 0, sizeof(t));
+        if (chat_template_load(&t, args, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        if (chat_set_template(c, &t, err, sizeof(err)) < 0) {
+            chat_template_free(&t);
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        chat_template_free(&t);
+        out->changed = COMMAND_CHANGED_TEMPLATE | COMMAND_CHANGED_TRANSCRIPT |
+                       COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "prompt '%s'; conversation reset", args);
+    } else if (!strcmp(cmd, "/system")) {
+        if (!*args) {
+            say(out, "system: %s", chat_get_system(c) ? chat_get_system(c) : "none");
+            goto done;
+        }
+        if (chat_set_system(c, strcmp(args, "off") ? args : NULL, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "system %s; conversation reset", strcmp(args, "off") ? "set" : "off");
+    } else if (!strcmp(cmd, "/think")) {
+        const struct chat_template *t = chat_get_template(c);
+        enum chat_think mode;
+
+        if (*args && chat_think_parse(args, &mode) < 0) {
+            rc = fail(out, "/think: unknown mode '%s' (auto, off, on, a-bit, a-lot)", args);
+            goto done;
+        }
+        if (*args) {
+            chat_set_think(c, mode);
+            out->changed = COMMAND_CHANGED_SETTINGS;
+            out->verbose_only = t && t->thinking;
+        }
+        say(out, "think: %s%s", chat_think_name(chat_get_think(c)),
+            t && t->thinking ? "" : " (not used: the template has no thinking; /prompt g1)");
+    } else if (!strcmp(cmd, "/tuned")) {
+        if (!*args) {
+            say(out, "tuned start: %s", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
+            goto done;
+        }
+        path = strcmp(args, "off") ? expand_home(args) : NULL;
+        if (strcmp(args, "off") && !path) {
+            rc = fail(out, "out of memory");
+            goto done;
+        }
+        if (chat_load_tuned_state(c, path, err, sizeof(err)) < 0) {
+            rc = fail(out, "%s", err);
+            free(path);
+            goto done;
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+        out->verbose_only = 1;
+        say(out, "tuned start %s; conversation reset", path ? path : "off");
+        free(path);
+    } else if (!strcmp(cmd, "/info")) {
+        NO_ARG();
+        info(s, out);
+    } else if (!strcmp(cmd, "/quit") || !strcmp(cmd, "/exit")) {
+        NO_ARG();
+        out->action = COMMAND_QUIT;
+    } else {
+        /* Quote at most 40 bytes (a whole character) of a runaway name. */
+        int n = (int)strlen(cmd);
+
+        if (n > 40) {
+            n = 40;
+            while (n > 1 && ((unsigned char)cmd[n] & 0xc0) == 0x80) {
+                n--;
+            }
+        }
+        rc = fail(out, "unknown command '%.*s%s' (/help lists them)", n, cmd,
+                  cmd[n] ? "..." : "");
+    }
+#undef NEED_ARG
+#undef NO_ARG
+done:
+    free(copy);
+    return rc;
+}
+
+/* Adds the candidates among names that start with word. */
+static size_t complete_from(const char *const *names, size_t n_names, const char *word,
+                            size_t word_len, const char **matches, size_t max)
+{
+    size_t i, count = 0;
+
+    for (i = 0; i < n_names; i++) {
+        if (!strncmp(names[i], word, word_len)) {
+            if (count < max) {
+                matches[count] = names[i];
+            }
+            count++;
+        }
+    }
+    return count;
+}
+
+size_t commands_complete(const chat *c, const char *line, size_t point, const char **matches,
+                         size_t max, size_t *word_start)
+{
+    size_t start = point, first_end = 0, n, i;
+    const char **snaps;
+
+    while (start > 0 && !isspace((unsigned char)line[start - 1])) {
+        start--;
+    }
+    *word_start = start;
+    if (line[0] != '/') {
+        return 0;
+    }
+    if (start == 0) {
+        for (n = 0; commands_names[n]; n++) {
+        }
+        return complete_from(commands_names, n, line, point, matches, max);
+    }
+    while (line[first_end] && !isspace((unsigned char)line[first_end])) {
+        first_end++;
+    }
+    /* Only the first argument is completed. */
+    for (i = first_end; i < start; i++) {
+        if (!isspace((unsigned char)line[i])) {
+            return 0;
+        }
+    }
+    if (first_end == 4 && !strncmp(line, "/set", 4)) {
+        const char *names[32];
+
+        for (n = 0; n < knob_count() && n < sizeof(names) / sizeof(names[0]); n++) {
+            names[n] = knob_at(n)->name;
+        }
+        return complete_from(names, n, line + start, point - start, matches, max);
+    }
+    if ((first_end == 8 && !strncmp(line, "/restore", 8)) ||
+        (first_end == 7 && !strncmp(line, "/delete", 7))) {
+        if (!c) {
+            return 0;
+        }
+        n = chat_snapshot_count(c);
+        if (!(snaps = malloc(sizeof(*snaps) * (n ? n : 1)))) {
+            return 0;
+        }
+        for (i = 0; i < n; i++) {
+            snaps[i] = chat_snapshot_name(c, i);
+        }
+        n = complete_from(snaps, n, line + start, point - start, matches, max);
+        free(snaps);
+        return n;
+    }
+    return 0;
+}

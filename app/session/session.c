@@ -1,0 +1,289 @@
+/* session.c - the start-up of one conversation, shared by every front end. */
+#include "app/session/session.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/session/blascore.h"
+#include "app/session/models.h"
+#include "app/session/paths.h"
+#include "engine/rwkv.h"
+#include "engine/statefile.h"
+#include "tokenizer/world.h"
+
+/* Formats one line into err; returns -1. */
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Says one --verbose line through the front end's callback. */
+static void note(session_note_fn fn, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void note(session_note_fn fn, void *arg, const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+
+    if (!fn) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fn(arg, line);
+}
+
+/* "rwkv7-tiny-chat.pth  RWKV-7 18.2M": what the status line and /info show. */
+static void make_label(char *buf, size_t len, const char *path, const struct rwkv_info *info)
+{
+    const char *base = strrchr(path, '/');
+    double p = (double)info->n_params;
+
+    base = base ? base + 1 : path;
+    if (p >= 1e9) {
+        snprintf(buf, len, "%s  RWKV-%s %.1fB", base, info->version_name, p / 1e9);
+    } else if (p >= 1e6) {
+        snprintf(buf, len, "%s  RWKV-%s %.1fM", base, info->version_name, p / 1e6);
+    } else {
+        snprintf(buf, len, "%s  RWKV-%s %.1fK", base, info->version_name, p / 1e3);
+    }
+}
+
+/* --data-dir: searched before $RWKV_CHAT_DATADIR and $(pkgdatadir). */
+static int add_data_dir(const char *dir)
+{
+    const char *old = getenv("RWKV_CHAT_DATADIR");
+    struct stat st;
+    char *v;
+    int rc;
+
+    /* A mistyped directory would otherwise be searched, silently, in vain. */
+    if (stat(dir, &st) < 0) {
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    if (old && *old) {
+        if (asprintf(&v, "%s:%s", dir, old) < 0) {
+            return -1;
+        }
+    } else if (!(v = strdup(dir))) {
+        return -1;
+    }
+    rc = setenv("RWKV_CHAT_DATADIR", v, 1);
+    free(v);
+    return rc;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Loads the vocabulary, the model and the template, and makes the chat. */
+static int set_up(struct session *s, struct app_options *opts, session_note_fn nf, void *na,
+                  char *err, size_t errlen)
+{
+    char *model_path, *vocab_path;
+    struct rwkv_load_options load = { opts->dtype, opts->n_threads,
+                                      opts->no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON };
+    const struct rwkv_info *info;
+    struct chat_template t;
+    const char *prompt;
+    double t0;
+
+    model_path = opts->model ? models_find(opts->model, err, errlen)
+                             : models_find_demo(err, errlen);
+    if (!model_path) {
+        return -1;
+    }
+    if (opts->vocab) {
+        vocab_path = strdup(opts->vocab);
+    } else if (!(vocab_path = paths_find_data(WORLD_VOCAB_FILE))) {
+        char *dirs = paths_data_dirs(WORLD_VOCAB_FILE);
+
+        fail(err, errlen, "vocabulary not found (looked in %s): reinstall rwkv-chat or pass "
+             "--vocab PATH", dirs ? dirs : "");
+        free(dirs);
+        free(model_path);
+        return -1;
+    }
+    if (!(s->tok = world_load(vocab_path, err, errlen))) {
+        free(vocab_path);
+        free(model_path);
+        return -1;
+    }
+    free(vocab_path);
+    t0 = now();
+    if (!(s->model = rwkv_model_load_lora(model_path, &load, opts->lora, opts->n_lora, err,
+                                          errlen))) {
+        free(model_path);
+        return -1;
+    }
+    info = rwkv_model_info(s->model);
+    if (info->n_vocab < world_vocab_size(s->tok)) {
+        /* Not a World model: its first reply would fail on an unknown id. */
+        fail(err, errlen, "%s: vocabulary of %d tokens, not the %d of the World tokenizer: use "
+             "an RWKV World model", model_path, info->n_vocab, world_vocab_size(s->tok));
+        free(model_path);
+        return -1;
+    }
+    {
+        const char *base = strrchr(model_path, '/');
+
+        if (!strcmp(base ? base + 1 : model_path, OPTIONS_DEMO_MODEL)) {
+            opts->model_from_user = 0;
+        }
+    }
+    s->demo_model = !opts->model_from_user;
+    s->lora = opts->lora;
+    s->n_lora = opts->n_lora;
+    make_label(s->label, sizeof(s->label), model_path, info);
+    if (opts->verbose) {
+        const struct rwkv_cache_info *ci = rwkv_model_cache(s->model);
+
+        note(nf, na, "%s: RWKV-%s, %d layers, n_embd %d, %llu parameters, %s weights (%s "
+             "kernels, OpenBLAS core %s), loaded in %.2f s", model_path, info->version_name,
+             info->n_layer, info->n_embd, (unsigned long long)info->n_params,
+             rwkv_dtype_name(info->compute_dtype), rwkv_kernels_name(), blascore_name(),
+             now() - t0);
+        if (info->n_lora > 0) {
+            note(nf, na, "%d LoRA adapter%s merged at load", info->n_lora,
+                 info->n_lora == 1 ? "" : "s");
+        }
+        if (ci->result == RWKV_CACHE_USED || ci->result == RWKV_CACHE_WRITTEN) {
+            note(nf, na, "conversion cache: %s %s (%.2f s)",
+                 ci->result == RWKV_CACHE_USED ? "used" : "written", ci->path, ci->seconds);
+        } else if (ci->result == RWKV_CACHE_NOT_WRITTEN) {
+            note(nf, na, "conversion cache: not written: %s", ci->reason);
+        }
+        if (!opts->model_from_user) {
+            note(nf, na, "%s", OPTIONS_DEMO_NOTICE);
+        }
+    }
+    /* The demo model was trained on bare "User: ...\n\nAssistant:" turns
+     * from the zero state; G1 files (rwkv7-g1x-...) get the G1 format;
+     * other real models the default persona. */
+    prompt = opts->prompt ? opts->prompt : !opts->model_from_user ? "bare"
+             : chat_template_for_model(model_path) ? chat_template_for_model(model_path)
+             : "default";
+    free(model_path);
+    memset(&t, 0, sizeof(t));
+    if (chat_template_load(&t, prompt, err, errlen) < 0) {
+        return -1;
+    }
+    s->chat = chat_new(s->model, s->tok, &t, &opts->sampling, err, errlen);
+    chat_template_free(&t);
+    if (s->chat && opts->think >= 0) {
+        chat_set_think(s->chat, (enum chat_think)opts->think);
+    }
+    if (!s->chat || (opts->state_tuned && chat_load_tuned_state(s->chat, opts->state_tuned, err,
+                                                                errlen) < 0) ||
+        (opts->system && chat_set_system(s->chat, opts->system, err, errlen) < 0)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* --state-in / --resume: continue a saved conversation. */
+static int load_state(struct session *s, const struct app_options *opts, session_note_fn nf,
+                      void *na, char *err, size_t errlen)
+{
+    char *dir, *path;
+    int rc = 0;
+
+    if (opts->state_in) {
+        return chat_load(s->chat, opts->state_in, err, errlen) < 0 ? -1 : 0;
+    }
+    if (!opts->resume) {
+        return 0;
+    }
+    dir = paths_state_dir();
+    path = dir ? paths_join(dir, "session.state") : NULL;
+    if (!path) {
+        rc = fail(err, errlen, "out of memory");
+    } else if (access(path, F_OK) != 0) {
+        rc = fail(err, errlen, "--resume: no saved session (%s: %s)", path, strerror(errno));
+    } else if (chat_load(s->chat, path, err, errlen) < 0) {
+        size_t n = strlen(err);
+
+        snprintf(err + n, errlen - n, " (--resume: pass the --model the session was saved "
+                 "with, or start afresh without --resume)");
+        rc = -1;
+    } else if (opts->verbose) {
+        note(nf, na, "resumed %s", path);
+    }
+    free(path);
+    free(dir);
+    return rc;
+}
+
+int session_open(struct session *s, struct app_options *opts, session_note_fn note_fn,
+                 void *note_arg, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    if (!opts->verbose) {
+        note_fn = NULL;
+    }
+    if (!opts->seed_set) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        opts->sampling.seed = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+                              ((uint64_t)getpid() << 32);
+    }
+    if (opts->data_dir && add_data_dir(opts->data_dir) < 0) {
+        return fail(err, errlen, "--data-dir: %s: %s", opts->data_dir, strerror(errno));
+    }
+    /* --state-out is written when the conversation ends: refuse a path
+     * that cannot be written now (or holds something that is not a state
+     * file), rather than lose the conversation then. */
+    if (opts->state_out) {
+        char why[RWKV_ERRLEN];
+
+        if (rwkv_statefile_check_target(opts->state_out, why, sizeof(why)) < 0) {
+            return fail(err, errlen, "--state-out: %s", why);
+        }
+    }
+    if (set_up(s, opts, note_fn, note_arg, err, errlen) < 0) {
+        return -1;
+    }
+    if (opts->state_in || opts->resume) {
+        if (load_state(s, opts, note_fn, note_arg, err, errlen) < 0) {
+            return -1;
+        }
+        /* The state brings its own knobs; the command line still wins. */
+        options_apply_given(opts, chat_settings(s->chat));
+        chat_settings_changed(s->chat);
+        if (opts->think_given) {
+            chat_set_think(s->chat, (enum chat_think)opts->think);
+        }
+    }
+    return 0;
+}
+
+void session_close(struct session *s)
+{
+    chat_free(s->chat);
+    rwkv_model_free(s->model);
+    world_free(s->tok);
+    memset(s, 0, sizeof(*s));
+}
