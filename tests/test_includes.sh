@@ -62,13 +62,16 @@ include_edges() {
 }
 
 # symbol_edges BUILDDIR: "A B" lines, A's object refers to a symbol B's
-# object defines (objects of app/, engine/, tokenizer/ in BUILDDIR; an
-# automake prefix such as libapp_a- is dropped).
+# object defines (objects of app/, engine/, tokenizer/ in BUILDDIR whose
+# .c is in the source tree; an automake prefix such as libapp_a- is dropped).
 symbol_edges() {
     (cd "$1" && find app engine tokenizer -name '*.o' 2>/dev/null) | while read -r o; do
         d=${o%/*}
         b=${o##*/}
         b=${b%.o}
+        # an object whose source is gone (left in the build tree by a
+        # move or a removal) is no module of the tree
+        [ -f "$SRC/$d/${b##*-}.c" ] || continue
         echo "$d/${b##*-} $1/$o"
     done | sort -u -k1,1 > "$TMP/objs"
     while read -r m o; do nm -g --defined-only "$o" | awk -v m="$m" 'NF == 3 { print $3, m }'
