@@ -85,6 +85,23 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
     return settings.max_tokens == 1 ? CHAT_STOP_LENGTH : CHAT_STOP_END;
 }
 
+/* The stand-in never thinks aloud: every byte is the answer. */
+enum chat_part chat_step_part(const chat *c)
+{
+    (void)c;
+    return CHAT_PART_ANSWER;
+}
+
+/* A system message is taken and forgotten (nothing is generated from it). */
+int chat_set_system(chat *c, const char *text, char *err, size_t errlen)
+{
+    (void)c;
+    (void)text;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
 void chat_interrupt(chat *c)
 {
     (void)c;
