@@ -684,6 +684,16 @@ const struct rwkv_version *const rwkv_versions[] = {
     NULL,
 };
 
+const struct rwkv_version *rwkv_version_of(int version)
+{
+    for (size_t i = 0; rwkv_versions[i]; i++) {
+        if (rwkv_versions[i]->version == version) {
+            return rwkv_versions[i];
+        }
+    }
+    return NULL;
+}
+
 rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
                             char *err, size_t errlen)
 {

@@ -16,6 +16,7 @@
  * the token shift (time_maa_k/r).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,11 @@ static void rwkv6_layer(const rwkv_model *m, void *work, int i, float *x, int T,
     blocks_ffn_forward(&l->ffn, work, x, T, C, state + C + (size_t)H * N * N);
 }
 
+static const struct rwkv_rank rwkv6_ranks[] = {
+    { "decay", offsetof(struct rwkv_info, lora_decay) },
+    { "mix", offsetof(struct rwkv_info, lora_maa) },
+};
+
 const struct rwkv_version rwkv6_version = {
     .version = 6,
     .seq_chunk = BLOCKS_CHUNK,
@@ -307,6 +313,8 @@ const struct rwkv_version rwkv6_version = {
     .tensors = rwkv6_tensors,
     .read_dims = rwkv6_read_dims,
     .heads_tensor = "blocks.0.att.time_faaaa",
+    .ranks = rwkv6_ranks,
+    .n_ranks = 2,
     .layer_floats = blocks_matrix_state_floats,
     .state_init = NULL,
     .prepare = rwkv6_prepare,

@@ -839,6 +839,13 @@ static void rwkv7_layer(const rwkv_model *m, void *work, int i, float *x, int T,
     layer_forward(W, wk, i, &ls, T);
 }
 
+static const struct rwkv_rank rwkv7_ranks[] = {
+    { "decay", offsetof(struct rwkv_info, lora_decay) },
+    { "a", offsetof(struct rwkv_info, lora_aaa) },
+    { "v", offsetof(struct rwkv_info, lora_mv) },
+    { "gate", offsetof(struct rwkv_info, lora_gate) },
+};
+
 const struct rwkv_version rwkv7_version = {
     .version = 7,
     .seq_chunk = RWKV_SEQ_CHUNK,
@@ -846,6 +853,8 @@ const struct rwkv_version rwkv7_version = {
     .tensors = rwkv7_tensors,
     .read_dims = rwkv7_read_dims,
     .heads_tensor = "blocks.0.att.r_k",
+    .ranks = rwkv7_ranks,
+    .n_ranks = 4,
     .layer_floats = rwkv7_layer_floats,
     .state_init = NULL,
     .prepare = rwkv7_prepare,

@@ -69,6 +69,13 @@ struct rwkv_dims {
     { "blocks.%d.att.receptance.weight", RWKV_LAYER, "C,C" }, \
     { "blocks.%d.att.output.weight", RWKV_LAYER, "C,C" }
 
+/* A LoRA rank a version reports (rwkv-tool info): its name and the
+ * struct rwkv_info field that holds it. */
+struct rwkv_rank {
+    const char *label;
+    size_t info_offset;         /* offsetof(struct rwkv_info, lora_...) */
+};
+
 struct rwkv_model;
 
 struct rwkv_version {
@@ -86,6 +93,10 @@ struct rwkv_version {
      * head layout comes from (NULL: no heads). */
     void (*read_dims)(const ckpt_file *f, const struct rwkv_info *info, struct rwkv_dims *d);
     const char *heads_tensor;
+    /* The LoRA ranks it has, in the order rwkv-tool info shows them;
+     * n_ranks may be 0. */
+    const struct rwkv_rank *ranks;
+    int n_ranks;
     /* State floats per layer (the official order, rwkv.h). */
     size_t (*layer_floats)(const struct rwkv_info *info);
     /* Writes the zero state of all layers; NULL: all zeros. */
@@ -113,5 +124,7 @@ extern const struct rwkv_version rwkv7_version;
 
 /* The versions the loader knows, in detection order, NULL-terminated. */
 extern const struct rwkv_version *const rwkv_versions[];
+/* The entry of rwkv_versions for version (4, 5, 6, 7); NULL if none. */
+const struct rwkv_version *rwkv_version_of(int version);
 
 #endif

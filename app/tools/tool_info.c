@@ -1,4 +1,6 @@
-/* tool_info.c - rwkv-tool info: what a model file is, read from its tensors. */
+/* tool_info.c - rwkv-tool info: what a model file is, read from its tensors
+ * (the version's heads and LoRA ranks as its engine/versions.h entry names
+ * them). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -6,6 +8,7 @@
 
 #include "app/tools/tool.h"
 #include "engine/rwkv.h"
+#include "engine/versions.h"
 
 static const struct option long_options[] = {
     { "dtype", required_argument, NULL, 'd' },
@@ -43,6 +46,7 @@ int tool_info(int argc, char **argv)
 {
     struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
     const struct rwkv_info *info;
+    const struct rwkv_version *version;
     char err[RWKV_ERRLEN], h[32];
     rwkv_model *model;
     int c, i;
@@ -86,18 +90,20 @@ int tool_info(int argc, char **argv)
     printf("version:       RWKV-%s\n", info->version_name);
     printf("layers:        %d\n", info->n_layer);
     printf("embedding:     %d\n", info->n_embd);
-    if (info->n_head) {
+    version = rwkv_version_of(info->version);
+    if (version && version->heads_tensor) {
         printf("heads:         %d x %d\n", info->n_head, info->head_size);
     } else {
-        printf("heads:         - (RWKV-4 has none)\n");
+        printf("heads:         - (RWKV-%s has none)\n", info->version_name);
     }
     printf("vocab:         %d\n", info->n_vocab);
     printf("ffn:           %d\n", info->ffn_size);
-    if (info->version == 6) {
-        printf("lora ranks:    decay %d, mix %d\n", info->lora_decay, info->lora_maa);
-    } else if (info->version == 7) {
-        printf("lora ranks:    decay %d, a %d, v %d, gate %d\n", info->lora_decay,
-               info->lora_aaa, info->lora_mv, info->lora_gate);
+    for (i = 0; version && i < version->n_ranks; i++) {
+        const struct rwkv_rank *r = &version->ranks[i];
+
+        printf("%s%s %d%s", i ? "" : "lora ranks:    ", r->label,
+               *(const int *)((const char *)info + r->info_offset),
+               i + 1 < version->n_ranks ? ", " : "\n");
     }
     printf("stored dtype:  %s\n", rwkv_dtype_name(info->stored_dtype));
     printf("compute dtype: %s\n", rwkv_dtype_name(info->compute_dtype));
