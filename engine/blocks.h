@@ -22,13 +22,16 @@
 /* GroupNorm ln_x of RWKV-5/6 as the official package runs it. */
 #define BLOCKS_LNX_EPS 64e-5f
 
-/* The channel mix of RWKV-4 and 5.x, for their tensor tables. */
-#define BLOCKS_SPEC_FFN \
-    { "blocks.%d.ffn.time_mix_k", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.ffn.time_mix_r", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C" }, \
-    { "blocks.%d.ffn.receptance.weight", RWKV_LAYER, "C,C" }, \
-    { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F" }
+/* The channel mix of RWKV-4 and 5.x (mix "time_mix") and 6 ("time_maa"),
+ * for their tensor tables. */
+#define BLOCKS_SPEC_FFN(mix) \
+    RWKV_SPEC_MIX("blocks.%d.ffn." mix "_k", 0, 1), \
+    RWKV_SPEC_MIX("blocks.%d.ffn." mix "_r", 0, 1), \
+    { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C", NULL, RWKV_N(0, 1, "*C") }, \
+    { "blocks.%d.ffn.receptance.weight", RWKV_LAYER, "C,C", NULL, RWKV_N(0, 1, "*C") }, \
+    { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F", NULL, RWKV_N(0, 0.5, "/F") }
+/* Per block ln1, ln2, then (block 0) ln0, as RWKV-LM's state dict lists them. */
+#define BLOCKS_SPEC_NORMS RWKV_SPEC_BLOCK_NORMS, RWKV_SPEC_LN0
 
 /* Collects tensors for prepare(); the first failure is kept in err and
  * later calls do nothing, so prepare can load everything, then check once. */

@@ -36,7 +36,7 @@ struct rwkv_state {
 
 /* ------------------------------------------------------------ shapes --- */
 
-static int64_t dim_value(const struct rwkv_dims *d, const char *sym, size_t len)
+int64_t rwkv_dim_value(const struct rwkv_dims *d, const char *sym, size_t len)
 {
     static const struct {
         const char *name;
@@ -83,7 +83,7 @@ static int resolve_shape(const struct rwkv_dims *d, const char *s, size_t len, i
         while (j < len && s[j] != ',') {
             j++;
         }
-        out[n++] = dim_value(d, s + i, j - i);
+        out[n++] = rwkv_dim_value(d, s + i, j - i);
         i = j + 1;
     }
     return n;

@@ -36,17 +36,25 @@ struct rwkv4_weights {
 /* ------------------------------------------------------------------------ */
 /* What an RWKV-4 checkpoint is                                               */
 
+/* In the order of the released files. */
 static const struct rwkv_tensor_spec v4_specs[] = {
-    RWKV_SPEC_COMMON,
-    { "blocks.%d.att.time_decay", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_first", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_k", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_v", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_mix_r", RWKV_LAYER, "v:C" },
-    RWKV_SPEC_ATT_LINEAR,
-    BLOCKS_SPEC_FFN,
-    { NULL, 0, NULL }
+    RWKV_SPEC_EMB,
+    BLOCKS_SPEC_NORMS,
+    { "blocks.%d.att.time_decay", RWKV_LAYER, "v:C", "C", RWKV_U(-5, 3) },
+    { "blocks.%d.att.time_first", RWKV_LAYER, "v:C", "C", RWKV_U(-2, 1) },
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_k", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_v", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_r", 0, 1),
+    RWKV_SPEC_LINEAR("key"),
+    RWKV_SPEC_LINEAR("value"),
+    RWKV_SPEC_LINEAR("receptance"),
+    RWKV_SPEC_LINEAR("output"),
+    BLOCKS_SPEC_FFN("time_mix"),
+    RWKV_SPEC_OUT,
+    { NULL, 0, NULL, NULL, RWKV_U(0, 0) }
 };
+
+static const struct rwkv_tensor_spec *const v4_written[] = { v4_specs };
 
 /* Anything the versions before it in the list did not take. */
 static int rwkv4_detect(const ckpt_file *f, struct rwkv_info *info)
@@ -218,6 +226,8 @@ const struct rwkv_version rwkv4_version = {
     .seq_chunk = BLOCKS_CHUNK,
     .detect = rwkv4_detect,
     .tensors = rwkv4_tensors,
+    .written = v4_written,
+    .n_minors = 1,
     .read_dims = rwkv4_read_dims,
     .heads_tensor = NULL,
     .layer_floats = rwkv4_layer_floats,

@@ -43,37 +43,49 @@ struct rwkv5_weights {
 /* 5.0 and 5.1 have one decay and one bonus per head, 5.2 one per channel
  * ([H][N]); 5.1 and 5.2 add the gate.  The bonus is stored as time_faaaa,
  * or (older files) as time_first. */
-#define V5_SPECS(decay, bonus, bonus_shape, gate_mix, gate) { \
-    RWKV_SPEC_COMMON, \
-    { "blocks.%d.att.time_decay", RWKV_LAYER, decay }, \
-    { "blocks.%d.att." bonus, RWKV_LAYER, bonus_shape }, \
-    { "blocks.%d.att.time_mix_k", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.att.time_mix_v", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.att.time_mix_r", RWKV_LAYER, "v:C" }, \
+#define V5_SPECS(decay, decay_stored, bonus, bonus_shape, bonus_stored, bonus_init, gate_mix, \
+                 gate) { \
+    RWKV_SPEC_EMB, \
+    BLOCKS_SPEC_NORMS, \
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_k", 0, 1), \
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_v", 0, 1), \
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_r", 0, 1), \
     gate_mix \
-    RWKV_SPEC_ATT_LINEAR, \
+    { "blocks.%d.att.time_decay", RWKV_LAYER, decay, decay_stored, RWKV_U(-6, 1) }, \
+    { "blocks.%d.att." bonus, RWKV_LAYER, bonus_shape, bonus_stored, bonus_init }, \
+    RWKV_SPEC_LINEAR("receptance"), \
+    RWKV_SPEC_LINEAR("key"), \
+    RWKV_SPEC_LINEAR("value"), \
+    RWKV_SPEC_LINEAR("output"), \
     gate \
-    { "blocks.%d.att.ln_x.weight", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.att.ln_x.bias", RWKV_LAYER, "v:C" }, \
-    BLOCKS_SPEC_FFN, \
-    { NULL, 0, NULL } \
+    RWKV_SPEC_NORM("blocks.%d.att.ln_x", RWKV_LAYER, 0.5, 1.5), \
+    BLOCKS_SPEC_FFN("time_mix"), \
+    RWKV_SPEC_OUT, \
+    { NULL, 0, NULL, NULL, RWKV_U(0, 0) } \
 }
 #define V5_NO_GATE
-#define V5_GATE_MIX { "blocks.%d.att.time_mix_g", RWKV_LAYER, "v:C" },
-#define V5_GATE { "blocks.%d.att.gate.weight", RWKV_LAYER, "C,C" },
+#define V5_GATE_MIX RWKV_SPEC_MIX("blocks.%d.att.time_mix_g", 0, 1),
+#define V5_GATE RWKV_SPEC_LINEAR("gate"),
 
+/* In the order of the released files; the bonus as time_faaaa (u) or as
+ * time_first (log u: rwkv-tool mkmodel writes it for 5.0 only). */
+#define V5_FAAAA RWKV_U(-0.3, 1)
+#define V5_FIRST RWKV_U(-3, 0)
 static const struct rwkv_tensor_spec v50_faaaa[] =
-    V5_SPECS("v:H", "time_faaaa", "v:H|H,N", V5_NO_GATE, V5_NO_GATE);
+    V5_SPECS("v:H", "H", "time_faaaa", "v:H|H,N", "H", V5_FAAAA, V5_NO_GATE, V5_NO_GATE);
 static const struct rwkv_tensor_spec v50_first[] =
-    V5_SPECS("v:H", "time_first", "v:H|H,N", V5_NO_GATE, V5_NO_GATE);
+    V5_SPECS("v:H", "H", "time_first", "v:H|H,N", "H", V5_FIRST, V5_NO_GATE, V5_NO_GATE);
 static const struct rwkv_tensor_spec v51_faaaa[] =
-    V5_SPECS("v:H", "time_faaaa", "v:H|H,N", V5_GATE_MIX, V5_GATE);
+    V5_SPECS("v:H", "H", "time_faaaa", "v:H|H,N", "H", V5_FAAAA, V5_GATE_MIX, V5_GATE);
 static const struct rwkv_tensor_spec v51_first[] =
-    V5_SPECS("v:H", "time_first", "v:H|H,N", V5_GATE_MIX, V5_GATE);
+    V5_SPECS("v:H", "H", "time_first", "v:H|H,N", "H", V5_FIRST, V5_GATE_MIX, V5_GATE);
 static const struct rwkv_tensor_spec v52_faaaa[] =
-    V5_SPECS("H,N", "time_faaaa", "H,N", V5_GATE_MIX, V5_GATE);
+    V5_SPECS("H,N", NULL, "time_faaaa", "H,N", NULL, V5_FAAAA, V5_GATE_MIX, V5_GATE);
 static const struct rwkv_tensor_spec v52_first[] =
-    V5_SPECS("H,N", "time_first", "H,N", V5_GATE_MIX, V5_GATE);
+    V5_SPECS("H,N", NULL, "time_first", "H,N", NULL, V5_FIRST, V5_GATE_MIX, V5_GATE);
+
+/* What rwkv-tool mkmodel writes for 5.0, 5.1, 5.2. */
+static const struct rwkv_tensor_spec *const v5_written[] = { v50_first, v51_faaaa, v52_faaaa };
 
 /* Has ln_x (and no time_maa: RWKV-6 comes first in the list); 5.1 has a
  * gate, 5.2 a time_decay of [heads][head size]. */
@@ -238,6 +250,8 @@ const struct rwkv_version rwkv5_version = {
     .seq_chunk = BLOCKS_CHUNK,
     .detect = rwkv5_detect,
     .tensors = rwkv5_tensors,
+    .written = v5_written,
+    .n_minors = 3,
     .read_dims = rwkv5_read_dims,
     .heads_tensor = "blocks.0.att.time_decay",
     .layer_floats = blocks_matrix_state_floats,

@@ -46,31 +46,34 @@ struct rwkv6_weights {
 /* ------------------------------------------------------------------------ */
 /* What an RWKV-6 checkpoint is                                               */
 
+/* In the order of the released files. */
 static const struct rwkv_tensor_spec v6_specs[] = {
-    RWKV_SPEC_COMMON,
-    { "blocks.%d.att.time_maa_x", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_w", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_k", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_v", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_r", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_g", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_maa_w1", RWKV_LAYER, "C,Dm5" },
-    { "blocks.%d.att.time_maa_w2", RWKV_LAYER, "5,Dm,C" },
-    { "blocks.%d.att.time_decay", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.time_decay_w1", RWKV_LAYER, "C,Dw" },
-    { "blocks.%d.att.time_decay_w2", RWKV_LAYER, "Dw,C" },
-    { "blocks.%d.att.time_faaaa", RWKV_LAYER, "H,N" },
-    RWKV_SPEC_ATT_LINEAR,
-    { "blocks.%d.att.gate.weight", RWKV_LAYER, "C,C" },
-    { "blocks.%d.att.ln_x.weight", RWKV_LAYER, "v:C" },
-    { "blocks.%d.att.ln_x.bias", RWKV_LAYER, "v:C" },
-    { "blocks.%d.ffn.time_maa_k", RWKV_LAYER, "v:C" },
-    { "blocks.%d.ffn.time_maa_r", RWKV_LAYER, "v:C" },
-    { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C" },
-    { "blocks.%d.ffn.receptance.weight", RWKV_LAYER, "C,C" },
-    { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F" },
-    { NULL, 0, NULL }
+    RWKV_SPEC_EMB,
+    BLOCKS_SPEC_NORMS,
+    RWKV_SPEC_MIX("blocks.%d.att.time_maa_x", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_maa_w", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_maa_k", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_maa_v", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_maa_r", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_maa_g", 0, 1),
+    { "blocks.%d.att.time_maa_w1", RWKV_LAYER, "C,Dm5", NULL, RWKV_N(0, 1.13, "*C") },
+    { "blocks.%d.att.time_maa_w2", RWKV_LAYER, "5,Dm,C", NULL, RWKV_N(0, 0.3, "/Dm") },
+    RWKV_SPEC_MIX("blocks.%d.att.time_decay", -6, 0.5),
+    { "blocks.%d.att.time_decay_w1", RWKV_LAYER, "C,Dw", NULL, RWKV_N(0, 1.13, "*C") },
+    { "blocks.%d.att.time_decay_w2", RWKV_LAYER, "Dw,C", NULL, RWKV_N(0, 0.566, "/Dw") },
+    { "blocks.%d.att.time_faaaa", RWKV_LAYER, "H,N", NULL, RWKV_U(-0.3, 1) },
+    RWKV_SPEC_LINEAR("receptance"),
+    RWKV_SPEC_LINEAR("key"),
+    RWKV_SPEC_LINEAR("value"),
+    RWKV_SPEC_LINEAR("output"),
+    RWKV_SPEC_LINEAR("gate"),
+    RWKV_SPEC_NORM("blocks.%d.att.ln_x", RWKV_LAYER, 0.5, 1.5),
+    BLOCKS_SPEC_FFN("time_maa"),
+    RWKV_SPEC_OUT,
+    { NULL, 0, NULL, NULL, RWKV_U(0, 0) }
 };
+
+static const struct rwkv_tensor_spec *const v6_written[] = { v6_specs };
 
 /* Has time_maa (the data-dependent token shift). */
 static int rwkv6_detect(const ckpt_file *f, struct rwkv_info *info)
@@ -311,6 +314,8 @@ const struct rwkv_version rwkv6_version = {
     .seq_chunk = BLOCKS_CHUNK,
     .detect = rwkv6_detect,
     .tensors = rwkv6_tensors,
+    .written = v6_written,
+    .n_minors = 1,
     .read_dims = rwkv6_read_dims,
     .heads_tensor = "blocks.0.att.time_faaaa",
     .ranks = rwkv6_ranks,

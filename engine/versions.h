@@ -32,16 +32,34 @@ enum rwkv_scope {
     RWKV_LATER_LAYERS,      /* layers >= 1 (RWKV-7 v0/v1/v2: layer 0 makes v_first) */
 };
 
-/* A required tensor: name (printf format taking the layer), where it
- * appears, and its shape.  Shapes are comma-separated dimensions, each a
- * number or a size symbol (C n_embd, V vocab, F ffn, H heads, N head size,
- * Dw/Da/Dv/Dg/Dm LoRA ranks, Dm5 = 5 Dm); "v:X" is a vector of X elements
- * in any shape that squeezes to [X] (official files store [1][1][C]);
- * "A|B" accepts either shape.  Tables end with a NULL name. */
+/* How rwkv-tool mkmodel draws a tensor's values, in the ranges trained
+ * models have: 'U' uniform in [a, b]; 'N' normal, mean a and standard
+ * deviation b, scaled by per: NULL none, "*X" times 1/sqrt(X), "/X"
+ * divided by sqrt(X), X a size symbol (see below). */
+struct rwkv_init {
+    char dist;
+    double a, b;
+    const char *per;
+};
+#define RWKV_U(lo, hi) { 'U', (lo), (hi), NULL }
+#define RWKV_N(mean, sd, per) { 'N', (mean), (sd), (per) }
+
+/* A tensor of the version: name (printf format taking the layer), where
+ * it appears, and its shape.  Shapes are comma-separated dimensions, each
+ * a number or a size symbol (C n_embd, V vocab, F ffn, H heads, N head
+ * size, Dw/Da/Dv/Dg/Dm LoRA ranks, Dm5 = 5 Dm); "v:X" is a vector of X
+ * elements in any shape that squeezes to [X] (official files store
+ * [1][1][C]); "A|B" accepts either shape.  stored is the shape released
+ * files have (NULL: shape), and init how mkmodel fills it.  Tables list
+ * the tensors in the order released files do (what mkmodel writes); the
+ * loader checks the once-only ones first, then each layer's.  They end
+ * with a NULL name. */
 struct rwkv_tensor_spec {
     const char *name;
     enum rwkv_scope scope;
     const char *shape;
+    const char *stored;
+    struct rwkv_init init;
 };
 
 /* The sizes shapes are written in; -1 while unknown. */
@@ -49,25 +67,23 @@ struct rwkv_dims {
     int64_t C, V, F, H, N, Dw, Da, Dv, Dg, Dm;
 };
 
-/* Every version has these around its layers. */
-#define RWKV_SPEC_COMMON \
-    { "emb.weight", RWKV_GLOBAL, "V,C" }, \
-    { "blocks.0.ln0.weight", RWKV_FIRST_LAYER, "v:C" }, \
-    { "blocks.0.ln0.bias", RWKV_FIRST_LAYER, "v:C" }, \
-    { "ln_out.weight", RWKV_GLOBAL, "v:C" }, \
-    { "ln_out.bias", RWKV_GLOBAL, "v:C" }, \
-    { "head.weight", RWKV_GLOBAL, "V,C" }, \
-    { "blocks.%d.ln1.weight", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.ln1.bias", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.ln2.weight", RWKV_LAYER, "v:C" }, \
-    { "blocks.%d.ln2.bias", RWKV_LAYER, "v:C" }
-
-/* The four square projections of the time mix. */
-#define RWKV_SPEC_ATT_LINEAR \
-    { "blocks.%d.att.key.weight", RWKV_LAYER, "C,C" }, \
-    { "blocks.%d.att.value.weight", RWKV_LAYER, "C,C" }, \
-    { "blocks.%d.att.receptance.weight", RWKV_LAYER, "C,C" }, \
-    { "blocks.%d.att.output.weight", RWKV_LAYER, "C,C" }
+/* Pieces every version's table has. */
+#define RWKV_SPEC_EMB { "emb.weight", RWKV_GLOBAL, "V,C", NULL, RWKV_N(0, 1, NULL) }
+#define RWKV_SPEC_NORM(prefix, scope, lo, hi) \
+    { prefix ".weight", scope, "v:C", "C", RWKV_U(lo, hi) }, \
+    { prefix ".bias", scope, "v:C", "C", RWKV_N(0, 0.05, NULL) }
+#define RWKV_SPEC_BLOCK_NORMS \
+    RWKV_SPEC_NORM("blocks.%d.ln1", RWKV_LAYER, 0.8, 1.2), \
+    RWKV_SPEC_NORM("blocks.%d.ln2", RWKV_LAYER, 0.8, 1.2)
+#define RWKV_SPEC_LN0 RWKV_SPEC_NORM("blocks.0.ln0", RWKV_FIRST_LAYER, 0.8, 1.2)
+#define RWKV_SPEC_OUT \
+    RWKV_SPEC_NORM("ln_out", RWKV_GLOBAL, 0.8, 1.2), \
+    { "head.weight", RWKV_GLOBAL, "V,C", NULL, RWKV_N(0, 3, "*C") }
+/* A square projection of the time mix, "blocks.%d.att.NAME.weight". */
+#define RWKV_SPEC_LINEAR(name) \
+    { "blocks.%d.att." name ".weight", RWKV_LAYER, "C,C", NULL, RWKV_N(0, 1, "*C") }
+/* A token-shift mix [1][1][C] (or another per-channel vector so stored). */
+#define RWKV_SPEC_MIX(name, lo, hi) { name, RWKV_LAYER, "v:C", "1,1,C", RWKV_U(lo, hi) }
 
 /* A LoRA rank a version reports (rwkv-tool info): its name and the
  * struct rwkv_info field that holds it. */
@@ -86,8 +102,12 @@ struct rwkv_version {
      * official package does; fills info->minor and info->version_name.
      * Versions are tried in list order; the last one accepts anything. */
     int (*detect)(const ckpt_file *f, struct rwkv_info *info);
-    /* The tensors this version (info->minor) needs, in check order. */
+    /* The tensors this version (info->minor) needs in file f. */
     const struct rwkv_tensor_spec *(*tensors)(const ckpt_file *f, const struct rwkv_info *info);
+    /* The tensors released files of each minor have (mkmodel writes
+     * written[minor]); n_minors entries. */
+    const struct rwkv_tensor_spec *const *written;
+    int n_minors;
     /* Reads the version's sizes (heads, LoRA ranks) from tensor shapes
      * into d (C, V, F already set).  heads_tensor names the tensor the
      * head layout comes from (NULL: no heads). */
@@ -126,5 +146,7 @@ extern const struct rwkv_version rwkv7_version;
 extern const struct rwkv_version *const rwkv_versions[];
 /* The entry of rwkv_versions for version (4, 5, 6, 7); NULL if none. */
 const struct rwkv_version *rwkv_version_of(int version);
+/* The value of a size symbol ("C", "Dm5", "64"); -1 while unknown. */
+int64_t rwkv_dim_value(const struct rwkv_dims *d, const char *sym, size_t len);
 
 #endif

@@ -2,7 +2,9 @@
  * tool_mkmodel.c - rwkv-tool mkmodel: write a random-weight model with the
  * key names, shapes and order of a released RWKV-4, 5.x, 6 or 7
  * checkpoint, in the official .pth (or .safetensors) format, so benchmarks
- * run at real sizes without downloads.
+ * run at real sizes without downloads.  The tensors, their stored shapes,
+ * order and value ranges are the engine's own tables (engine/versions.h:
+ * rwkv_version.written), the ones the loader checks files against.
  *
  * Values are drawn in the ranges trained models have (LayerNorm weights
  * near 1, token-shift mixes in [0, 1], decays across their trained range,
@@ -20,6 +22,7 @@
 #include "app/tools/pthwrite.h"
 #include "app/tools/tool.h"
 #include "engine/base/half.h"
+#include "engine/versions.h"
 
 /* How the values of one tensor are drawn. */
 enum dist { NORMAL, UNIFORM };
@@ -281,298 +284,116 @@ static int lora_rank(double k, double p, int C)
     return r < 32 ? 32 : r;
 }
 
-/* T declares (g->w not begun) or writes the next tensor, named in `name`;
- * the walks below run once to declare and once to write. */
-#define T(nd, s0, s1, s2, sp) do { \
-        int64_t shape_[3] = { (s0), (s1), (s2) }; \
-        char e_[512]; \
-        if (declare ? pthw_declare(g->w, name, g->dtype, (nd), shape_, e_, sizeof e_) != 0 \
-                    : gen_tensor(g, name, (nd), shape_, (sp)) != 0) { \
-            if (declare) { \
-                tool_error("%s", e_); \
-            } \
-            return -1; \
-        } \
-    } while (0)
-#define NAME(...) snprintf(name, sizeof name, __VA_ARGS__)
-#define NRM(mean, sd) ((struct spec){ NORMAL, (mean), (sd) })
-#define UNI(lo, hi) ((struct spec){ UNIFORM, (lo), (hi) })
+/* The sizes of m as the engine's shape symbols name them. */
+static struct rwkv_dims dims_of(const struct arch *m)
+{
+    struct rwkv_dims d = { m->C, m->V, m->F, m->H, m->N, m->d_decay, m->d_aaa, m->d_mv,
+                           m->d_gate, m->d_mix };
 
-/* The tensors of a state-tuned start for a model of this shape (5.x, 6, 7):
+    return d;
+}
+
+/* How the values of tensor sp are drawn at sizes d. */
+static struct spec value_spec(const struct rwkv_tensor_spec *sp, const struct rwkv_dims *d)
+{
+    const struct rwkv_init *in = &sp->init;
+    double b = in->b;
+
+    if (in->dist == 'U') {
+        return (struct spec){ UNIFORM, in->a, in->b };
+    }
+    if (in->per) {
+        double x = (double)rwkv_dim_value(d, in->per + 1, strlen(in->per + 1));
+
+        b = in->per[0] == '*' ? in->b * (1.0 / sqrt(x)) : in->b / sqrt(x);
+    }
+    return (struct spec){ NORMAL, in->a, b };
+}
+
+/* Declares (g->w not begun) or writes tensor sp of layer l. */
+static int one_tensor(struct gen *g, const struct rwkv_tensor_spec *sp, const struct rwkv_dims *d,
+                      int l, int declare)
+{
+    const char *shape = sp->stored ? sp->stored : sp->shape;
+    int64_t dims[3] = { 0, 0, 0 };
+    char name[128], e[512];
+    int nd = 0;
+
+    snprintf(name, sizeof name, sp->name, l);
+    if (!strncmp(shape, "v:", 2)) {
+        shape += 2;
+    }
+    for (const char *p = shape; *p && *p != '|' && nd < 3;) {
+        size_t len = strcspn(p, ",|");
+
+        dims[nd++] = rwkv_dim_value(d, p, len);
+        p += len + (p[len] == ',');
+    }
+    if (declare) {
+        if (pthw_declare(g->w, name, g->dtype, nd, dims, e, sizeof e) != 0) {
+            tool_error("%s", e);
+            return -1;
+        }
+        return 0;
+    }
+    return gen_tensor(g, name, nd, dims, value_spec(sp, d));
+}
+
+/* Declares or writes every tensor of the version's table (its released
+ * files' layout), in their order: the once-only tensors before the first
+ * per-layer one, then each layer's, then the rest. */
+static int walk_table(struct gen *g, const struct arch *m,
+                      const struct rwkv_tensor_spec *table, int declare)
+{
+    const struct rwkv_tensor_spec *sp, *first_layer = NULL;
+    struct rwkv_dims d = dims_of(m);
+
+    for (sp = table; sp->name; sp++) {
+        if (sp->scope != RWKV_GLOBAL && !first_layer) {
+            first_layer = sp;
+        }
+        if (sp->scope == RWKV_GLOBAL && !first_layer && one_tensor(g, sp, &d, 0, declare)) {
+            return -1;
+        }
+    }
+    for (int l = 0; l < m->L; l++) {
+        for (sp = first_layer; sp && sp->name; sp++) {
+            if (sp->scope == RWKV_GLOBAL || (sp->scope == RWKV_FIRST_LAYER && l > 0) ||
+                (sp->scope == RWKV_LATER_LAYERS && l == 0)) {
+                continue;
+            }
+            if (one_tensor(g, sp, &d, l, declare)) {
+                return -1;
+            }
+        }
+    }
+    for (sp = first_layer; sp && sp->name; sp++) {
+        if (sp->scope == RWKV_GLOBAL && one_tensor(g, sp, &d, 0, declare)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The model: the table of its version's released files. */
+static int model_walk(struct gen *g, const struct arch *m, int declare)
+{
+    const struct rwkv_version *v = rwkv_version_of(m->version);
+
+    return walk_table(g, m, v->written[m->minor < v->n_minors ? m->minor : 0], declare);
+}
+
+/* A state-tuned start (--time-state): one tensor per layer,
  * blocks.N.att.time_state, [H, N, N], as state tuning saves them. */
 static int time_state_walk(struct gen *g, const struct arch *m, int declare)
 {
-    char name[128];
-    int l;
+    static const struct rwkv_tensor_spec table[] = {
+        { "blocks.%d.att.time_state", RWKV_LAYER, "H,N,N", NULL, RWKV_N(0, 0.5, NULL) },
+        { NULL, 0, NULL, NULL, RWKV_U(0, 0) }
+    };
 
-    for (l = 0; l < m->L; l++) {
-        NAME("blocks.%d.att.time_state", l);
-        T(3, m->H, m->N, m->N, NRM(0, 0.5));
-    }
-    return 0;
+    return walk_table(g, m, table, declare);
 }
-
-/* The tensors of an RWKV-7 ("x070") checkpoint, in the order the released
- * files list them. */
-static int v7_walk(struct gen *g, const struct arch *m, int declare)
-{
-    const int64_t C = m->C;
-    const double sc = 1.0 / sqrt((double)C);
-    char name[128];
-    int l, i;
-
-    NAME("emb.weight");
-    T(2, m->V, C, 0, NRM(0, 1));
-    for (l = 0; l < m->L; l++) {
-        static const char *const mix[] = { "x_r", "x_w", "x_k", "x_v", "x_a", "x_g" };
-        const double rd = 0.566 / sqrt((double)m->d_decay), ra = 0.566 / sqrt((double)m->d_aaa);
-        const double rv = 0.566 / sqrt((double)m->d_mv), rg = 0.566 / sqrt((double)m->d_gate);
-        const double r1 = 1.13 * sc;
-
-        if (l == 0) {
-            NAME("blocks.0.ln0.weight");
-            T(1, C, 0, 0, UNI(0.8, 1.2));
-            NAME("blocks.0.ln0.bias");
-            T(1, C, 0, 0, NRM(0, 0.05));
-        }
-        NAME("blocks.%d.ln1.weight", l);
-        T(1, C, 0, 0, UNI(0.8, 1.2));
-        NAME("blocks.%d.ln1.bias", l);
-        T(1, C, 0, 0, NRM(0, 0.05));
-        NAME("blocks.%d.ln2.weight", l);
-        T(1, C, 0, 0, UNI(0.8, 1.2));
-        NAME("blocks.%d.ln2.bias", l);
-        T(1, C, 0, 0, NRM(0, 0.05));
-        for (i = 0; i < 6; i++) {
-            NAME("blocks.%d.att.%s", l, mix[i]);
-            T(3, 1, 1, C, UNI(0, 1));
-        }
-        NAME("blocks.%d.att.w0", l);
-        T(3, 1, 1, C, UNI(-6, 1));
-        NAME("blocks.%d.att.r_k", l);
-        T(2, m->H, m->N, 0, NRM(0, 0.2));
-        NAME("blocks.%d.att.w1", l);
-        T(2, C, m->d_decay, 0, NRM(0, r1));
-        NAME("blocks.%d.att.w2", l);
-        T(2, m->d_decay, C, 0, NRM(0, rd));
-        NAME("blocks.%d.att.a1", l);
-        T(2, C, m->d_aaa, 0, NRM(0, r1));
-        NAME("blocks.%d.att.a2", l);
-        T(2, m->d_aaa, C, 0, NRM(0, ra));
-        NAME("blocks.%d.att.a0", l);
-        T(3, 1, 1, C, UNI(-0.8, 0.8));
-        NAME("blocks.%d.att.g1", l);
-        T(2, C, m->d_gate, 0, NRM(0, r1));
-        NAME("blocks.%d.att.g2", l);
-        T(2, m->d_gate, C, 0, NRM(0, rg));
-        if (l > 0) {
-            NAME("blocks.%d.att.v2", l);
-            T(2, m->d_mv, C, 0, NRM(0, rv));
-            NAME("blocks.%d.att.v1", l);
-            T(2, C, m->d_mv, 0, NRM(0, r1));
-            NAME("blocks.%d.att.v0", l);
-            T(3, 1, 1, C, NRM(0.5, 0.5));
-        }
-        NAME("blocks.%d.att.k_k", l);
-        T(3, 1, 1, C, UNI(0.5, 1.2));
-        NAME("blocks.%d.att.k_a", l);
-        T(3, 1, 1, C, UNI(0.5, 1.5));
-        NAME("blocks.%d.att.receptance.weight", l);
-        T(2, C, C, 0, NRM(0, sc));
-        NAME("blocks.%d.att.key.weight", l);
-        T(2, C, C, 0, NRM(0, sc));
-        NAME("blocks.%d.att.value.weight", l);
-        T(2, C, C, 0, NRM(0, sc));
-        NAME("blocks.%d.att.output.weight", l);
-        T(2, C, C, 0, NRM(0, sc));
-        NAME("blocks.%d.att.ln_x.weight", l);
-        T(1, C, 0, 0, UNI(0.5, 1.5));
-        NAME("blocks.%d.att.ln_x.bias", l);
-        T(1, C, 0, 0, NRM(0, 0.05));
-        NAME("blocks.%d.ffn.x_k", l);
-        T(3, 1, 1, C, UNI(0, 1));
-        NAME("blocks.%d.ffn.key.weight", l);
-        T(2, 4 * C, C, 0, NRM(0, sc));
-        NAME("blocks.%d.ffn.value.weight", l);
-        T(2, C, 4 * C, 0, NRM(0, 0.5 / sqrt(4.0 * (double)C)));
-    }
-    NAME("ln_out.weight");
-    T(1, C, 0, 0, UNI(0.8, 1.2));
-    NAME("ln_out.bias");
-    T(1, C, 0, 0, NRM(0, 0.05));
-    NAME("head.weight");
-    T(2, m->V, C, 0, NRM(0, 3 * sc));
-    return 0;
-}
-
-/* A LayerNorm's weight (near 1) and bias (near 0). */
-static int norm_pair(struct gen *g, int declare, const char *prefix, int64_t C, double lo,
-                     double hi)
-{
-    char name[128];
-
-    NAME("%s.weight", prefix);
-    T(1, C, 0, 0, UNI(lo, hi));
-    NAME("%s.bias", prefix);
-    T(1, C, 0, 0, NRM(0, 0.05));
-    return 0;
-}
-
-/* The time mix of RWKV-4 ("RWKV_TimeMix"): a decay and a bonus per channel,
- * both [C], with w = -exp(time_decay) per token in log space. */
-static int v4_att(struct gen *g, const struct arch *m, int declare, int l)
-{
-    static const char *const mix[] = { "k", "v", "r" };
-    static const char *const lin[] = { "key", "value", "receptance", "output" };
-    const int64_t C = m->C;
-    const double sc = 1.0 / sqrt((double)C);
-    char name[128];
-    int i;
-
-    NAME("blocks.%d.att.time_decay", l);
-    T(1, C, 0, 0, UNI(-5, 3));
-    NAME("blocks.%d.att.time_first", l);
-    T(1, C, 0, 0, UNI(-2, 1));
-    for (i = 0; i < 3; i++) {
-        NAME("blocks.%d.att.time_mix_%s", l, mix[i]);
-        T(3, 1, 1, C, UNI(0, 1));
-    }
-    for (i = 0; i < 4; i++) {
-        NAME("blocks.%d.att.%s.weight", l, lin[i]);
-        T(2, C, C, 0, NRM(0, sc));
-    }
-    return 0;
-}
-
-/* The time mix of RWKV-5.x ("RWKV_Tmix_x052" and its 5.0 / 5.1 forerunners):
- * decay w = exp(-exp(time_decay)) per channel [H][N] (5.2) or per head [H]
- * (5.0, 5.1); bonus u = time_faaaa (5.1, 5.2) or exp(time_first) (5.0). */
-static int v5_att(struct gen *g, const struct arch *m, int declare, int l)
-{
-    static const char *const mix[] = { "k", "v", "r", "g" };
-    static const char *const lin[] = { "receptance", "key", "value", "output", "gate" };
-    const int64_t C = m->C;
-    const double sc = 1.0 / sqrt((double)C);
-    const int gated = m->minor >= 1;
-    const int nd = m->minor == 2 ? 2 : 1;
-    const int64_t d0 = m->H, d1 = m->minor == 2 ? m->N : 0;
-    char name[128];
-    int i;
-
-    for (i = 0; i < 3 + gated; i++) {
-        NAME("blocks.%d.att.time_mix_%s", l, mix[i]);
-        T(3, 1, 1, C, UNI(0, 1));
-    }
-    NAME("blocks.%d.att.time_decay", l);
-    T(nd, d0, d1, 0, UNI(-6, 1));
-    if (m->minor == 0) {
-        NAME("blocks.%d.att.time_first", l);
-        T(1, m->H, 0, 0, UNI(-3, 0));
-    } else {
-        NAME("blocks.%d.att.time_faaaa", l);
-        T(nd, d0, d1, 0, UNI(-0.3, 1));
-    }
-    for (i = 0; i < 4 + gated; i++) {
-        NAME("blocks.%d.att.%s.weight", l, lin[i]);
-        T(2, C, C, 0, NRM(0, sc));
-    }
-    NAME("blocks.%d.att.ln_x", l);
-    return norm_pair(g, declare, name, C, 0.5, 1.5);
-}
-
-/* The time mix of RWKV-6 ("RWKV_Tmix_x060"): the data-dependent token shift
- * (time_maa_x, time_maa_w1 [C][5 D], time_maa_w2 [5][D][C]) and the decay
- * LoRA (time_decay_w1 [C][Dd], time_decay_w2 [Dd][C]) around
- * w = exp(-exp(time_decay + lora)). */
-static int v6_att(struct gen *g, const struct arch *m, int declare, int l)
-{
-    static const char *const mix[] = { "x", "w", "k", "v", "r", "g" };
-    static const char *const lin[] = { "receptance", "key", "value", "output", "gate" };
-    const int64_t C = m->C;
-    const double sc = 1.0 / sqrt((double)C), r1 = 1.13 * sc;
-    char name[128];
-    int i;
-
-    for (i = 0; i < 6; i++) {
-        NAME("blocks.%d.att.time_maa_%s", l, mix[i]);
-        T(3, 1, 1, C, UNI(0, 1));
-    }
-    NAME("blocks.%d.att.time_maa_w1", l);
-    T(2, C, 5 * m->d_mix, 0, NRM(0, r1));
-    NAME("blocks.%d.att.time_maa_w2", l);
-    T(3, 5, m->d_mix, C, NRM(0, 0.3 / sqrt((double)m->d_mix)));
-    NAME("blocks.%d.att.time_decay", l);
-    T(3, 1, 1, C, UNI(-6, 0.5));
-    NAME("blocks.%d.att.time_decay_w1", l);
-    T(2, C, m->d_decay, 0, NRM(0, r1));
-    NAME("blocks.%d.att.time_decay_w2", l);
-    T(2, m->d_decay, C, 0, NRM(0, 0.566 / sqrt((double)m->d_decay)));
-    NAME("blocks.%d.att.time_faaaa", l);
-    T(2, m->H, m->N, 0, UNI(-0.3, 1));
-    for (i = 0; i < 5; i++) {
-        NAME("blocks.%d.att.%s.weight", l, lin[i]);
-        T(2, C, C, 0, NRM(0, sc));
-    }
-    NAME("blocks.%d.att.ln_x", l);
-    return norm_pair(g, declare, name, C, 0.5, 1.5);
-}
-
-/* The tensors of an RWKV-4, 5.x or 6 checkpoint in the order torch.save
- * lists the training code's state dict (RWKV-LM): per block ln1, ln2,
- * (ln0), then each module's parameters before its sub-modules.  All in one
- * dtype, vectors included, as in the released files (RWKV-4 World keeps
- * time_decay and time_first in bf16 too) and the fixtures. */
-static int v456_walk(struct gen *g, const struct arch *m, int declare)
-{
-    const int64_t C = m->C, F = m->F;
-    const double sc = 1.0 / sqrt((double)C);
-    const char *mixk = m->version == 6 ? "time_maa_k" : "time_mix_k";
-    const char *mixr = m->version == 6 ? "time_maa_r" : "time_mix_r";
-    char name[128], prefix[64];
-    int l, rc;
-
-    NAME("emb.weight");
-    T(2, m->V, C, 0, NRM(0, 1));
-    for (l = 0; l < m->L; l++) {
-        snprintf(prefix, sizeof prefix, "blocks.%d.ln1", l);
-        if (norm_pair(g, declare, prefix, C, 0.8, 1.2) != 0) {
-            return -1;
-        }
-        snprintf(prefix, sizeof prefix, "blocks.%d.ln2", l);
-        if (norm_pair(g, declare, prefix, C, 0.8, 1.2) != 0) {
-            return -1;
-        }
-        if (l == 0 && norm_pair(g, declare, "blocks.0.ln0", C, 0.8, 1.2) != 0) {
-            return -1;
-        }
-        rc = m->version == 4 ? v4_att(g, m, declare, l)
-           : m->version == 5 ? v5_att(g, m, declare, l)
-           : v6_att(g, m, declare, l);
-        if (rc != 0) {
-            return -1;
-        }
-        NAME("blocks.%d.ffn.%s", l, mixk);
-        T(3, 1, 1, C, UNI(0, 1));
-        NAME("blocks.%d.ffn.%s", l, mixr);
-        T(3, 1, 1, C, UNI(0, 1));
-        NAME("blocks.%d.ffn.key.weight", l);
-        T(2, F, C, 0, NRM(0, sc));
-        NAME("blocks.%d.ffn.receptance.weight", l);
-        T(2, C, C, 0, NRM(0, sc));
-        NAME("blocks.%d.ffn.value.weight", l);
-        T(2, C, F, 0, NRM(0, 0.5 / sqrt((double)F)));
-    }
-    if (norm_pair(g, declare, "ln_out", C, 0.8, 1.2) != 0) {
-        return -1;
-    }
-    NAME("head.weight");
-    T(2, m->V, C, 0, NRM(0, 3 * sc));
-    return 0;
-}
-#undef T
-#undef NAME
-#undef NRM
-#undef UNI
 
 static void usage(FILE *f)
 {
@@ -809,7 +630,7 @@ int tool_mkmodel(int argc, char **argv)
         g.follow = &follow;
     }
     g.C = m.C;
-    walk = time_state ? time_state_walk : m.version == 7 ? v7_walk : v456_walk;
+    walk = time_state ? time_state_walk : model_walk;
     g.seed = (uint64_t)seed;
     if (!(g.w = pthw_new(out, pthw_format_for(out), err, sizeof err))) {
         tool_error("%s", err);
