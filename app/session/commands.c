@@ -10,37 +10,7 @@
 #include "engine/base/escape.h"
 #include "engine/knobs.h"
 
-const char *const commands_names[] = {
-    "/help", "/reset", "/regen", "/undo", "/edit", "/save", "/load", "/snap", "/restore",
-    "/snapshots", "/delete", "/set", "/prompt", "/system", "/think", "/tuned", "/info", "/quit",
-    NULL,
-};
-
-static const char help_text[] =
-    "/help               this list\n"
-    "/reset              start the conversation again\n"
-    "/regen              generate the last reply again\n"
-    "/undo               drop the last exchange (message and reply)\n"
-    "/edit [TEXT]        re-edit the last message (or replace it with TEXT) and regenerate\n"
-    "/save FILE          save the conversation state to FILE\n"
-    "/load FILE          load a conversation state from FILE\n"
-    "/snap NAME          take a snapshot of the conversation\n"
-    "/restore NAME       go back to a snapshot\n"
-    "/snapshots          list the snapshots\n"
-    "/delete NAME        delete a snapshot\n"
-    "/set [KNOB [VALUE]] show or change a sampling knob (/set alone lists them)\n"
-    "/prompt NAME        switch persona (prompts/NAME.txt); resets the conversation\n"
-    "/system [TEXT|off]  show, set or drop the system turn; resets the conversation\n"
-    "/think [MODE]       show or set G1 thinking: auto, off, on, a-bit, a-lot\n"
-    "/tuned [FILE|off]   show, set or drop the state-tuned start; resets the conversation\n"
-    "/info               model, context and settings\n"
-    "/quit               leave\n"
-    "A message starting with / is written with //.";
-
-const char *commands_help(void)
-{
-    return help_text;
-}
+static const struct command_info *command_find(const char *line);
 
 int commands_is_command(const char *line)
 {
@@ -52,7 +22,9 @@ int commands_writes_file(const char *line)
     while (isspace((unsigned char)*line)) {
         line++;
     }
-    return !strncmp(line, "/save", 5) && (!line[5] || isspace((unsigned char)line[5]));
+    const struct command_info *ci = command_find(line);
+
+    return ci && (ci->flags & COMMAND_WRITES_FILE);
 }
 
 void command_result_free(struct command_result *out)
@@ -254,10 +226,339 @@ static int snapshots(chat *c, struct command_result *out)
     return 0;
 }
 
-int commands_run(struct session *s, const char *line, struct command_result *out)
+/* The handlers: cmd is the name as typed ("/load"), args the trimmed
+ * rest of the line (checked against the entry's arg kind already).
+ * Each returns 0, or -1 through fail(). */
+static int cmd_help(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    (void)s, (void)cmd, (void)args;
+    if (!(out->text = commands_help_text())) {
+        return fail(out, "out of memory");
+    }
+    return 0;
+}
+
+static int cmd_reset(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    (void)cmd, (void)args;
+    chat_reset(s->chat);
+    out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+    out->verbose_only = 1;
+    say(out, "conversation reset");
+    return 0;
+}
+
+static int cmd_regen(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    char err[RWKV_ERRLEN];
+
+    (void)cmd, (void)args;
+    if (chat_regen(s->chat, err, sizeof(err)) < 0) {
+        return fail(out, "%s", err);
+    }
+    out->action = COMMAND_REPLY;
+    out->changed = COMMAND_CHANGED_TRANSCRIPT;
+    return 0;
+}
+
+static int cmd_undo(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    char err[RWKV_ERRLEN];
+
+    (void)cmd, (void)args;
+    if (chat_undo(s->chat, err, sizeof(err)) < 0) {
+        return fail(out, "%s", err);
+    }
+    out->changed = COMMAND_CHANGED_TRANSCRIPT;
+    out->verbose_only = 1;
+    say(out, "last exchange removed");
+    return 0;
+}
+
+static int cmd_edit(struct session *s, const char *cmd, char *args, struct command_result *out)
 {
     chat *c = s->chat;
-    char err[RWKV_ERRLEN], *copy, *cmd, *args, *end, *path, *text;
+    char err[RWKV_ERRLEN], *text;
+    int rc;
+
+    (void)cmd;
+    if (!*args) {
+        if (!(text = chat_edit_last(c, err, sizeof(err)))) {
+            return fail(out, "%s", err);
+        }
+        out->changed = COMMAND_CHANGED_TRANSCRIPT;
+        out->action = COMMAND_EDIT;
+        out->text = text;
+        return 0;
+    }
+    /* One operation: on failure the last exchange is still there. */
+    rc = chat_edit_send(c, args, err, sizeof(err));
+    if (rc == CHAT_INTERRUPTED) {
+        rc = fail(out, "%s", err);
+        out->action = COMMAND_INTERRUPTED;
+        return rc;
+    }
+    if (rc < 0) {
+        return fail(out, "%s", err);
+    }
+    out->changed = COMMAND_CHANGED_TRANSCRIPT;
+    out->action = COMMAND_REPLY;
+    return 0;
+}
+
+/* /save and /load. */
+static int cmd_file(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    chat *c = s->chat;
+    char err[RWKV_ERRLEN], *path;
+
+    if (!(path = expand_home(args))) {
+        return fail(out, "out of memory");
+    }
+    if (cmd[1] == 's' ? chat_save(c, path, err, sizeof(err))
+                      : chat_load(c, path, err, sizeof(err))) {
+        int rc = fail(out, "%s", err);
+
+        free(path);
+        return rc;
+    }
+    if (cmd[1] == 'l') {
+        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS |
+                       COMMAND_CHANGED_SNAPSHOTS | COMMAND_CHANGED_TEMPLATE;
+    }
+    out->verbose_only = 1;
+    say(out, "%s %s", cmd[1] == 's' ? "saved to" : "loaded", path);
+    free(path);
+    return 0;
+}
+
+/* /snap, /restore and /delete. */
+static int cmd_snap(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    chat *c = s->chat;
+    char err[RWKV_ERRLEN];
+
+    if (cmd[1] == 's' ? chat_snapshot_take(c, args, err, sizeof(err))
+        : cmd[1] == 'r' ? chat_snapshot_restore(c, args, err, sizeof(err))
+                        : chat_snapshot_delete(c, args, err, sizeof(err))) {
+        return fail(out, "%s", err);
+    }
+    out->changed = COMMAND_CHANGED_SNAPSHOTS;
+    if (cmd[1] == 'r') {
+        out->changed |= COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS;
+    }
+    out->verbose_only = 1;
+    say(out, "snapshot '%s' %s", args,
+        cmd[1] == 's' ? "taken" : cmd[1] == 'r' ? "restored" : "deleted");
+    return 0;
+}
+
+static int cmd_snapshots(struct session *s, const char *cmd, char *args,
+                         struct command_result *out)
+{
+    (void)cmd, (void)args;
+    return snapshots(s->chat, out);
+}
+
+static int cmd_set(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    (void)cmd;
+    return set_knob(s->chat, args, out);
+}
+
+static int cmd_prompt(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    chat *c = s->chat;
+    char err[RWKV_ERRLEN];
+    struct chat_template t;
+
+    (void)cmd;
+    memset(&t, 0, sizeof(t));
+    if (chat_template_load(&t, args, err, sizeof(err)) < 0) {
+        return fail(out, "%s", err);
+    }
+    if (chat_set_template(c, &t, err, sizeof(err)) < 0) {
+        chat_template_free(&t);
+        return fail(out, "%s", err);
+    }
+    chat_template_free(&t);
+    out->changed = COMMAND_CHANGED_TEMPLATE | COMMAND_CHANGED_TRANSCRIPT |
+                   COMMAND_CHANGED_SNAPSHOTS;
+    out->verbose_only = 1;
+    say(out, "prompt '%s'; conversation reset", args);
+    return 0;
+}
+
+static int cmd_system(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    chat *c = s->chat;
+    char err[RWKV_ERRLEN];
+
+    (void)cmd;
+    if (!*args) {
+        say(out, "system: %s", chat_get_system(c) ? chat_get_system(c) : "none");
+        return 0;
+    }
+    if (chat_set_system(c, strcmp(args, "off") ? args : NULL, err, sizeof(err)) < 0) {
+        return fail(out, "%s", err);
+    }
+    out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+    out->verbose_only = 1;
+    say(out, "system %s; conversation reset", strcmp(args, "off") ? "set" : "off");
+    return 0;
+}
+
+static int cmd_think(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    chat *c = s->chat;
+    const struct chat_template *t = chat_get_template(c);
+    enum chat_think mode;
+
+    (void)cmd;
+    if (*args && chat_think_parse(args, &mode) < 0) {
+        return fail(out, "/think: unknown mode '%s' (auto, off, on, a-bit, a-lot)", args);
+    }
+    if (*args) {
+        chat_set_think(c, mode);
+        out->changed = COMMAND_CHANGED_SETTINGS;
+        out->verbose_only = t && t->thinking;
+    }
+    say(out, "think: %s%s", chat_think_name(chat_get_think(c)),
+        t && t->thinking ? "" : " (not used: the template has no thinking; /prompt g1)");
+    return 0;
+}
+
+static int cmd_tuned(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    chat *c = s->chat;
+    char err[RWKV_ERRLEN], *path;
+
+    (void)cmd;
+    if (!*args) {
+        say(out, "tuned start: %s", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
+        return 0;
+    }
+    path = strcmp(args, "off") ? expand_home(args) : NULL;
+    if (strcmp(args, "off") && !path) {
+        return fail(out, "out of memory");
+    }
+    if (chat_load_tuned_state(c, path, err, sizeof(err)) < 0) {
+        int rc = fail(out, "%s", err);
+
+        free(path);
+        return rc;
+    }
+    out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
+    out->verbose_only = 1;
+    say(out, "tuned start %s; conversation reset", path ? path : "off");
+    free(path);
+    return 0;
+}
+
+static int cmd_info(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    (void)cmd, (void)args;
+    info(s, out);
+    return 0;
+}
+
+static int cmd_quit(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    (void)s, (void)cmd, (void)args;
+    out->action = COMMAND_QUIT;
+    return 0;
+}
+
+/* The commands, in /help's order.  /help, Tab completion and
+ * commands_writes_file read this table; tests/test_commands checks that
+ * share/rwkv-chat.1 documents every entry. */
+static const struct command_info table[] = {
+    { "/help", "/?", "", "this list", COMMAND_ARGS_ANY, NULL,
+      COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_help },
+    { "/reset", NULL, "", "start the conversation again", COMMAND_ARGS_NONE, NULL,
+      COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_reset },
+    { "/regen", NULL, "", "generate the last reply again", COMMAND_ARGS_NONE, NULL,
+      COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_regen },
+    { "/undo", NULL, "", "drop the last exchange (message and reply)", COMMAND_ARGS_NONE,
+      NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_undo },
+    /* In batch mode only "/edit TEXT": bare /edit is refused by batch.c. */
+    { "/edit", NULL, "[TEXT]", "re-edit the last message (or replace it with TEXT) and regenerate",
+      COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_edit },
+    { "/save", NULL, "FILE", "save the conversation state to FILE", COMMAND_ARGS_NEEDED,
+      "a file name", COMMAND_IN_BATCH | COMMAND_WRITES_FILE, COMMAND_COMPLETE_NONE, cmd_file },
+    { "/load", NULL, "FILE", "load a conversation state from FILE", COMMAND_ARGS_NEEDED,
+      "a file name", COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_file },
+    { "/snap", NULL, "NAME", "take a snapshot of the conversation", COMMAND_ARGS_NEEDED,
+      "a snapshot name", COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_snap },
+    { "/restore", NULL, "NAME", "go back to a snapshot", COMMAND_ARGS_NEEDED,
+      "a snapshot name", COMMAND_IN_BATCH, COMMAND_COMPLETE_SNAPSHOT, cmd_snap },
+    { "/snapshots", NULL, "", "list the snapshots", COMMAND_ARGS_NONE, NULL,
+      COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_snapshots },
+    { "/delete", NULL, "NAME", "delete a snapshot", COMMAND_ARGS_NEEDED, "a snapshot name",
+      COMMAND_IN_BATCH, COMMAND_COMPLETE_SNAPSHOT, cmd_snap },
+    { "/set", NULL, "[KNOB [VALUE]]", "show or change a sampling knob (/set alone lists them)",
+      COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_KNOB, cmd_set },
+    { "/prompt", NULL, "NAME", "switch persona (prompts/NAME.txt); resets the conversation",
+      COMMAND_ARGS_NEEDED, "a prompt name", COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE,
+      cmd_prompt },
+    { "/system", NULL, "[TEXT|off]", "show, set or drop the system turn; resets the conversation",
+      COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_system },
+    { "/think", NULL, "[MODE]", "show or set G1 thinking: auto, off, on, a-bit, a-lot",
+      COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_think },
+    { "/tuned", NULL, "[FILE|off]",
+      "show, set or drop the state-tuned start; resets the conversation",
+      COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_tuned },
+    { "/info", NULL, "", "model, context and settings", COMMAND_ARGS_NONE, NULL,
+      COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_info },
+    { "/quit", "/exit", "", "leave", COMMAND_ARGS_NONE, NULL, COMMAND_IN_BATCH,
+      COMMAND_COMPLETE_NONE, cmd_quit },
+};
+
+#define N_COMMANDS (sizeof(table) / sizeof(table[0]))
+
+const struct command_info *commands_table(size_t *count)
+{
+    *count = N_COMMANDS;
+    return table;
+}
+
+/* The entry whose name or alias is the first word of line (up to white
+ * space), or NULL. */
+static const struct command_info *command_find(const char *line)
+{
+    size_t len = 0, i;
+
+    while (line[len] && !isspace((unsigned char)line[len])) {
+        len++;
+    }
+    for (i = 0; i < N_COMMANDS; i++) {
+        if ((strlen(table[i].name) == len && !strncmp(table[i].name, line, len)) ||
+            (table[i].alias && strlen(table[i].alias) == len &&
+             !strncmp(table[i].alias, line, len))) {
+            return &table[i];
+        }
+    }
+    return NULL;
+}
+
+char *commands_help_text(void)
+{
+    char *text = NULL, usage[64];
+    size_t i;
+
+    for (i = 0; i < N_COMMANDS; i++) {
+        snprintf(usage, sizeof(usage), "%s%s%s", table[i].name, *table[i].args ? " " : "",
+                 table[i].args);
+        append(&text, "%-19s %s\n", usage, table[i].help);
+    }
+    append(&text, "A message starting with / is written with //.");
+    return text;
+}
+
+int commands_run(struct session *s, const char *line, struct command_result *out)
+{
+    const struct command_info *ci;
+    char *copy, *cmd, *args, *end;
     int rc = 0;
 
     memset(out, 0, sizeof(*out));
@@ -283,171 +584,7 @@ int commands_run(struct session *s, const char *line, struct command_result *out
         }
     }
 
-#define NEED_ARG(what) \
-    if (!*args) { rc = fail(out, "%s needs %s", cmd, what); goto done; }
-#define NO_ARG() \
-    if (*args) { rc = fail(out, "%s takes no argument", cmd); goto done; }
-
-    if (!strcmp(cmd, "/help") || !strcmp(cmd, "/?")) {
-        say(out, "%s", help_text);
-    } else if (!strcmp(cmd, "/reset")) {
-        NO_ARG();
-        chat_reset(c);
-        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
-        out->verbose_only = 1;
-        say(out, "conversation reset");
-    } else if (!strcmp(cmd, "/regen")) {
-        NO_ARG();
-        if (chat_regen(c, err, sizeof(err)) < 0) {
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        out->action = COMMAND_REPLY;
-        out->changed = COMMAND_CHANGED_TRANSCRIPT;
-    } else if (!strcmp(cmd, "/undo")) {
-        NO_ARG();
-        if (chat_undo(c, err, sizeof(err)) < 0) {
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        out->changed = COMMAND_CHANGED_TRANSCRIPT;
-        out->verbose_only = 1;
-        say(out, "last exchange removed");
-    } else if (!strcmp(cmd, "/edit")) {
-        if (!*args) {
-            if (!(text = chat_edit_last(c, err, sizeof(err)))) {
-                rc = fail(out, "%s", err);
-                goto done;
-            }
-            out->changed = COMMAND_CHANGED_TRANSCRIPT;
-            out->action = COMMAND_EDIT;
-            out->text = text;
-            goto done;
-        }
-        /* One operation: on failure the last exchange is still there. */
-        rc = chat_edit_send(c, args, err, sizeof(err));
-        if (rc == CHAT_INTERRUPTED) {
-            rc = fail(out, "%s", err);
-            out->action = COMMAND_INTERRUPTED;
-            goto done;
-        }
-        if (rc < 0) {
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        out->changed = COMMAND_CHANGED_TRANSCRIPT;
-        out->action = COMMAND_REPLY;
-    } else if (!strcmp(cmd, "/save") || !strcmp(cmd, "/load")) {
-        NEED_ARG("a file name");
-        if (!(path = expand_home(args))) {
-            rc = fail(out, "out of memory");
-            goto done;
-        }
-        if (cmd[1] == 's' ? chat_save(c, path, err, sizeof(err))
-                          : chat_load(c, path, err, sizeof(err))) {
-            rc = fail(out, "%s", err);
-            free(path);
-            goto done;
-        }
-        if (cmd[1] == 'l') {
-            out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS |
-                           COMMAND_CHANGED_SNAPSHOTS | COMMAND_CHANGED_TEMPLATE;
-        }
-        out->verbose_only = 1;
-        say(out, "%s %s", cmd[1] == 's' ? "saved to" : "loaded", path);
-        free(path);
-    } else if (!strcmp(cmd, "/snap") || !strcmp(cmd, "/restore") || !strcmp(cmd, "/delete")) {
-        NEED_ARG("a snapshot name");
-        if (cmd[1] == 's' ? chat_snapshot_take(c, args, err, sizeof(err))
-            : cmd[1] == 'r' ? chat_snapshot_restore(c, args, err, sizeof(err))
-                            : chat_snapshot_delete(c, args, err, sizeof(err))) {
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        out->changed = COMMAND_CHANGED_SNAPSHOTS;
-        if (cmd[1] == 'r') {
-            out->changed |= COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SETTINGS;
-        }
-        out->verbose_only = 1;
-        say(out, "snapshot '%s' %s", args,
-            cmd[1] == 's' ? "taken" : cmd[1] == 'r' ? "restored" : "deleted");
-    } else if (!strcmp(cmd, "/snapshots")) {
-        NO_ARG();
-        rc = snapshots(c, out);
-    } else if (!strcmp(cmd, "/set")) {
-        rc = set_knob(c, args, out);
-    } else if (!strcmp(cmd, "/prompt")) {
-        struct chat_template t;
-
-        NEED_ARG("a prompt name");
-        memset(&t, 0, sizeof(t));
-        if (chat_template_load(&t, args, err, sizeof(err)) < 0) {
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        if (chat_set_template(c, &t, err, sizeof(err)) < 0) {
-            chat_template_free(&t);
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        chat_template_free(&t);
-        out->changed = COMMAND_CHANGED_TEMPLATE | COMMAND_CHANGED_TRANSCRIPT |
-                       COMMAND_CHANGED_SNAPSHOTS;
-        out->verbose_only = 1;
-        say(out, "prompt '%s'; conversation reset", args);
-    } else if (!strcmp(cmd, "/system")) {
-        if (!*args) {
-            say(out, "system: %s", chat_get_system(c) ? chat_get_system(c) : "none");
-            goto done;
-        }
-        if (chat_set_system(c, strcmp(args, "off") ? args : NULL, err, sizeof(err)) < 0) {
-            rc = fail(out, "%s", err);
-            goto done;
-        }
-        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
-        out->verbose_only = 1;
-        say(out, "system %s; conversation reset", strcmp(args, "off") ? "set" : "off");
-    } else if (!strcmp(cmd, "/think")) {
-        const struct chat_template *t = chat_get_template(c);
-        enum chat_think mode;
-
-        if (*args && chat_think_parse(args, &mode) < 0) {
-            rc = fail(out, "/think: unknown mode '%s' (auto, off, on, a-bit, a-lot)", args);
-            goto done;
-        }
-        if (*args) {
-            chat_set_think(c, mode);
-            out->changed = COMMAND_CHANGED_SETTINGS;
-            out->verbose_only = t && t->thinking;
-        }
-        say(out, "think: %s%s", chat_think_name(chat_get_think(c)),
-            t && t->thinking ? "" : " (not used: the template has no thinking; /prompt g1)");
-    } else if (!strcmp(cmd, "/tuned")) {
-        if (!*args) {
-            say(out, "tuned start: %s", chat_tuned_name(c) ? chat_tuned_name(c) : "none");
-            goto done;
-        }
-        path = strcmp(args, "off") ? expand_home(args) : NULL;
-        if (strcmp(args, "off") && !path) {
-            rc = fail(out, "out of memory");
-            goto done;
-        }
-        if (chat_load_tuned_state(c, path, err, sizeof(err)) < 0) {
-            rc = fail(out, "%s", err);
-            free(path);
-            goto done;
-        }
-        out->changed = COMMAND_CHANGED_TRANSCRIPT | COMMAND_CHANGED_SNAPSHOTS;
-        out->verbose_only = 1;
-        say(out, "tuned start %s; conversation reset", path ? path : "off");
-        free(path);
-    } else if (!strcmp(cmd, "/info")) {
-        NO_ARG();
-        info(s, out);
-    } else if (!strcmp(cmd, "/quit") || !strcmp(cmd, "/exit")) {
-        NO_ARG();
-        out->action = COMMAND_QUIT;
-    } else {
+    if (!(ci = command_find(cmd))) {
         /* Quote at most 40 bytes (a whole character) of a runaway name. */
         int n = (int)strlen(cmd);
 
@@ -459,10 +596,13 @@ int commands_run(struct session *s, const char *line, struct command_result *out
         }
         rc = fail(out, "unknown command '%.*s%s' (/help lists them)", n, cmd,
                   cmd[n] ? "..." : "");
+    } else if (ci->arg_kind == COMMAND_ARGS_NONE && *args) {
+        rc = fail(out, "%s takes no argument", cmd);
+    } else if (ci->arg_kind == COMMAND_ARGS_NEEDED && !*args) {
+        rc = fail(out, "%s needs %s", cmd, ci->arg_what);
+    } else {
+        rc = ci->run(s, cmd, args, out);
     }
-#undef NEED_ARG
-#undef NO_ARG
-done:
     free(copy);
     return rc;
 }
@@ -489,6 +629,7 @@ size_t commands_complete(const chat *c, const char *line, size_t point, const ch
 {
     size_t start = point, first_end = 0, n, i;
     const char **snaps;
+    enum command_complete hint = COMMAND_COMPLETE_NONE;
 
     while (start > 0 && !isspace((unsigned char)line[start - 1])) {
         start--;
@@ -498,9 +639,12 @@ size_t commands_complete(const chat *c, const char *line, size_t point, const ch
         return 0;
     }
     if (start == 0) {
-        for (n = 0; commands_names[n]; n++) {
+        const char *names[N_COMMANDS];
+
+        for (n = 0; n < N_COMMANDS; n++) {
+            names[n] = table[n].name;
         }
-        return complete_from(commands_names, n, line, point, matches, max);
+        return complete_from(names, n, line, point, matches, max);
     }
     while (line[first_end] && !isspace((unsigned char)line[first_end])) {
         first_end++;
@@ -511,7 +655,14 @@ size_t commands_complete(const chat *c, const char *line, size_t point, const ch
             return 0;
         }
     }
-    if (first_end == 4 && !strncmp(line, "/set", 4)) {
+    /* What follows the command: its entry's completion hint.  An alias
+     * completes nothing, as before the table. */
+    for (i = 0; i < N_COMMANDS; i++) {
+        if (strlen(table[i].name) == first_end && !strncmp(line, table[i].name, first_end)) {
+            hint = table[i].complete;
+        }
+    }
+    if (hint == COMMAND_COMPLETE_KNOB) {
         const char *names[32];
 
         for (n = 0; n < knob_count() && n < sizeof(names) / sizeof(names[0]); n++) {
@@ -519,8 +670,7 @@ size_t commands_complete(const chat *c, const char *line, size_t point, const ch
         }
         return complete_from(names, n, line + start, point - start, matches, max);
     }
-    if ((first_end == 8 && !strncmp(line, "/restore", 8)) ||
-        (first_end == 7 && !strncmp(line, "/delete", 7))) {
+    if (hint == COMMAND_COMPLETE_SNAPSHOT) {
         if (!c) {
             return 0;
         }

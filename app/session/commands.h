@@ -50,10 +50,50 @@ int commands_is_command(const char *line);
 /* 1 if line is a command that writes a file (/save FILE). */
 int commands_writes_file(const char *line);
 
-/* Command names with their slash ("/help", ...), NULL-terminated. */
-extern const char *const commands_names[];
-/* The /help text (static). */
-const char *commands_help(void);
+/* How a command takes its argument (the rest of the line, trimmed). */
+enum command_args {
+    COMMAND_ARGS_NONE,      /* "/reset x" is refused: "takes no argument" */
+    COMMAND_ARGS_NEEDED,    /* "/save" alone is refused: "needs <arg_what>" */
+    COMMAND_ARGS_OPTIONAL,  /* the command itself says what no argument means */
+    COMMAND_ARGS_ANY,       /* ignored (/help) */
+};
+
+/* What Tab completes as the command's first argument. */
+enum command_complete {
+    COMMAND_COMPLETE_NONE,
+    COMMAND_COMPLETE_KNOB,      /* knob names (engine/knobs.h) */
+    COMMAND_COMPLETE_SNAPSHOT,  /* the chat's snapshot names */
+};
+
+/* command_info.flags */
+#define COMMAND_IN_BATCH            1   /* works in --batch (every command does today;
+                                           bare /edit is refused there by batch.c) */
+#define COMMAND_WHILE_STREAMING     2   /* may run while a reply streams (none may
+                                           today: the TUI takes no Enter then) */
+#define COMMAND_WRITES_FILE         4   /* writes a file (commands_writes_file) */
+
+struct command_result;
+/* One slash command.  The table drives commands_run, /help,
+ * commands_complete and commands_writes_file; tests/test_commands checks
+ * it against /help and share/rwkv-chat.1. */
+struct command_info {
+    const char *name;           /* "/save" */
+    const char *alias;          /* another name ("/?", "/exit") or NULL; not in /help */
+    const char *args;           /* synopsis for /help ("FILE", "[KNOB [VALUE]]") or "" */
+    const char *help;           /* /help's one line */
+    enum command_args arg_kind;
+    const char *arg_what;       /* COMMAND_ARGS_NEEDED: "a file name" */
+    int flags;                  /* COMMAND_IN_BATCH, ... */
+    enum command_complete complete;
+    /* cmd: the name as typed; args: the trimmed rest.  0, or -1 with
+     * out->action COMMAND_ERROR or COMMAND_INTERRUPTED. */
+    int (*run)(struct session *s, const char *cmd, char *args, struct command_result *out);
+};
+
+/* The command table, in /help's order; *count receives its length. */
+const struct command_info *commands_table(size_t *count);
+/* The /help text, made from the table (malloc'd; NULL if out of memory). */
+char *commands_help_text(void);
 
 /* Completion for Tab: for the word ending at line + point, stores up to
  * max candidates (static or chat-owned strings, valid until the chat
