@@ -1,6 +1,6 @@
 /*
  * chat.c - a conversation with an RWKV model: turns, streaming, stop rules,
- * undo/regen, snapshots and state files.
+ * undo/regen and snapshots (its state-file sections: chat_sections.c).
  *
  * What the model sees is exactly what ChatRWKV's API_DEMO_CHAT.py feeds:
  * the template's intro once, then per message "User: MSG\n\nAssistant:"
@@ -13,7 +13,7 @@
  * its message and the state (and logits) right after its prompt.  States
  * are shared by reference between the exchange stack and snapshots.
  */
-#include "app/session/chat.h"
+#include "app/session/chat_internal.h"
 #include "engine/base/escape.h"
 #include "engine/knobs.h"
 #include "engine/statefile.h"
@@ -24,116 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define UNDO_BUDGET ((size_t)512 << 20) /* bytes of states kept for undo */
-#define UNDO_MIN 2
-#define UNDO_MAX 1000
-#define CHAT_KNOBS_MAX 65536            /* bytes of a state file's knobs section */
-
-/* A state (and optionally the logits after it), shared by reference. */
-struct shared {
-    int refs;
-    rwkv_state *state;
-    float *logits;                  /* NULL when not kept */
-};
-
-struct exchange {
-    struct shared *before;          /* state before the message */
-    struct shared *prompted;        /* after the prompt, with logits */
-    size_t n_turns;                 /* transcript length before the message */
-    size_t context_tokens;          /* context before the message */
-    size_t prompt_tokens;
-    double prompt_seconds;
-    int sep;                        /* separator owed before the message */
-    int raw;
-    const char *prefix;             /* what the prompt fed after "Assistant:" */
-};
-
-struct transcript {
-    struct chat_turn *turns;
-    size_t n, cap;
-};
-
-struct snapshot {
-    char *name;
-    struct shared *state;
-    struct shared *base;
-    struct transcript tr;
-    struct sampler_settings settings;
-    uint64_t seeded;
-    void *smp_state;                /* sampler_state_save: counts, bans, random state */
-    size_t smp_len;
-    size_t bytes;                   /* what this snapshot holds (snapshot_bytes) */
-    struct chat_template tmpl;
-    struct shared *tuned;
-    char *tuned_name;
-    char *system;
-    enum chat_think think;
-    struct exchange *ex;
-    size_t n_ex;
-    struct chat_stats stats;
-    int sep;
-};
-
-struct chat {
-    rwkv_model *model;
-    rwkv_context *ctx;          /* this conversation's evaluation context */
-    const world_tokenizer *tok;
-    int n_vocab;
-    struct chat_template tmpl;
-    struct sampler_settings settings;
-    uint64_t seeded;                /* seed the sampler was last seeded with */
-    sampler *smp;
-    rwkv_state *state;              /* after the last fed token */
-    float *logits;                  /* after the last fed token, when generating */
-    struct shared *base;            /* after the intro (or the tuned state) */
-    size_t base_tokens;
-    struct shared *tuned;           /* state-tuned start (replaces the intro), or NULL */
-    char *tuned_name;               /* the file it came from (NULL when none) */
-    char *system;                   /* the system turn's text, or NULL */
-    enum chat_think think;          /* thinking mode of the next messages */
-    struct transcript tr;
-    struct exchange *ex;
-    size_t n_ex, cap_ex, undo_limit;
-    struct snapshot *snaps;
-    size_t n_snaps;
-    size_t cap_snaps;
-    size_t snap_bytes;              /* the sum of their bytes */
-    char *current;                  /* current snapshot name */
-    chat_progress_fn progress;      /* asked between pieces of a prompt */
-    void *progress_ctx;
-    struct chat_stats stats;
-    /* "\n" bytes owed before the next "User:" because the last reply did
-     * not end with "\n\n" (interrupted, cut at max_tokens, token 0). */
-    int sep;
-    /* the reply being generated */
-    int generating, raw;
-    atomic_int interrupt_req, in_step;
-    char *reply;                    /* bytes of the sampled tokens */
-    size_t reply_len, reply_cap;
-    size_t pushed;                  /* reply bytes given to the stream */
-    size_t scanned;                 /* reply bytes searched for "\n\n" */
-    long end_at;                    /* where "\n\n" starts, or -1 */
-    /* A thinking template's reply: c->reply starts with the prefix the
-     * prompt fed after "Assistant:", and a think block is found in it. */
-    int thinking;
-    enum { THINK_UNDECIDED, THINK_NONE, THINK_OPEN, THINK_CLOSED } think_state;
-    size_t think_from;              /* reasoning starts (after "<think>") */
-    size_t think_to;                /* where "</think>" starts */
-    size_t think_scanned;           /* reply bytes searched for "</think>" */
-    int reasoning_done;             /* all of the reasoning is in c->shown */
-    size_t shown_split;             /* c->shown bytes that are reasoning */
-    enum chat_part part;            /* of the bytes chat_step handed out last */
-    int pending;                    /* a step crossed into the answer: */
-    size_t pending_from;            /* c->shown bytes from here go out next */
-    int pending_stop;               /* with this stop */
-    struct world_stream stream;
-    char *shown;                    /* bytes emitted (the transcript text) */
-    size_t shown_len, shown_cap;
-    char *out;                      /* what chat_step hands out */
-    size_t out_cap;
-    double reply_started;
-};
 
 static double now(void)
 {
@@ -149,7 +39,7 @@ static int is_space(char ch)
 }
 
 /* Grows *buf (capacity *cap) to hold need bytes; 0 or -1. */
-static int reserve(char **buf, size_t *cap, size_t need)
+int reserve(char **buf, size_t *cap, size_t need)
 {
     char *nb;
     size_t nc;
@@ -170,7 +60,7 @@ static int reserve(char **buf, size_t *cap, size_t need)
     return 0;
 }
 
-static void oom(char *err, size_t errlen)
+void oom(char *err, size_t errlen)
 {
     snprintf(err, errlen, "out of memory");
 }
@@ -209,7 +99,7 @@ static struct shared *ref(struct shared *s)
     return s;
 }
 
-static void unref(struct shared *s)
+void unref(struct shared *s)
 {
     if (s && --s->refs == 0) {
         rwkv_state_free(s->state);
@@ -229,7 +119,7 @@ static void transcript_truncate(struct transcript *tr, size_t n)
     }
 }
 
-static void transcript_free(struct transcript *tr)
+void transcript_free(struct transcript *tr)
 {
     transcript_truncate(tr, 0);
     free(tr->turns);
@@ -238,7 +128,7 @@ static void transcript_free(struct transcript *tr)
 }
 
 /* Appends a turn with a copy of text[0..len-1]. */
-static int transcript_add(struct transcript *tr, enum chat_role role, const char *text, size_t len)
+int transcript_add(struct transcript *tr, enum chat_role role, const char *text, size_t len)
 {
     char *t;
 
@@ -365,7 +255,7 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
  * plus the template's intro (a long intro may be stopped by the progress
  * callback: NULL, err "interrupted ..."); then the system turn (system
  * NULL: none). */
-static struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
+struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
                                 const char *system, size_t *n_tokens, char *err, size_t errlen)
 {
     rwkv_state *st = tuned ? rwkv_state_clone(tuned->state) : rwkv_state_new(c->model);
@@ -419,7 +309,7 @@ static void exchange_release(struct exchange *e)
     unref(e->prompted);
 }
 
-static void exchanges_clear(chat *c)
+void exchanges_clear(chat *c)
 {
     while (c->n_ex > 0) {
         exchange_release(&c->ex[--c->n_ex]);
@@ -641,7 +531,7 @@ const rwkv_state *chat_state(const chat *c)
     return c->state;
 }
 
-static void set_current(chat *c, const char *name)
+void set_current(chat *c, const char *name)
 {
     free(c->current);
     c->current = name ? strdup(name) : NULL;
@@ -913,7 +803,7 @@ static void finish(chat *c, enum chat_stop stop, size_t *from)
 }
 
 /* Finishes a reply left in progress as interrupted. */
-static void settle(chat *c)
+void settle(chat *c)
 {
     if (c->generating) {
         finish(c, CHAT_STOP_INTERRUPT, NULL);
@@ -1693,542 +1583,6 @@ const char *chat_current_snapshot(const chat *c)
 {
     return c->current;
 }
-
-/* --- state files -------------------------------------------------------- */
-
-/* A growable little-endian byte buffer for the sections. */
-struct buf {
-    uint8_t *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void buf_put(struct buf *b, const void *data, size_t n)
-{
-    if (b->failed || reserve((char **)&b->p, &b->cap, b->len + n) < 0) {
-        b->failed = 1;
-        return;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-}
-
-static void buf_u32(struct buf *b, uint32_t v)
-{
-    uint8_t x[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
-
-    buf_put(b, x, 4);
-}
-
-static void buf_u64(struct buf *b, uint64_t v)
-{
-    buf_u32(b, (uint32_t)v);
-    buf_u32(b, (uint32_t)(v >> 32));
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    size_t n = strlen(s);
-
-    buf_u32(b, (uint32_t)n);
-    buf_put(b, s, n);
-}
-
-/* A reader over a section; any overrun sets failed. */
-struct reader {
-    const uint8_t *p;
-    size_t len, pos;
-    int failed;
-};
-
-static uint32_t rd_u32(struct reader *r)
-{
-    const uint8_t *p;
-
-    if (r->failed || r->len - r->pos < 4) {
-        r->failed = 1;
-        return 0;
-    }
-    p = r->p + r->pos;
-    r->pos += 4;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t rd_u64(struct reader *r)
-{
-    uint64_t lo = rd_u32(r);
-
-    return lo | (uint64_t)rd_u32(r) << 32;
-}
-
-static float rd_f32(struct reader *r)
-{
-    uint32_t u = rd_u32(r);
-    float f;
-
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* malloc'd string; NULL (and failed) on overrun. */
-static char *rd_str(struct reader *r)
-{
-    uint32_t n = rd_u32(r);
-    char *s;
-
-    if (r->failed || r->len - r->pos < n) {
-        r->failed = 1;
-        return NULL;
-    }
-    s = malloc((size_t)n + 1);
-    if (!s) {
-        r->failed = 1;
-        return NULL;
-    }
-    memcpy(s, r->p + r->pos, n);
-    s[n] = '\0';
-    r->pos += n;
-    return s;
-}
-
-/* The knobs section: one "name value" line per knob of engine/knobs.h,
- * the value in digits that read back exactly. */
-static void put_knobs(struct buf *b, const struct sampler_settings *s)
-{
-    char value[64];
-    size_t i;
-
-    for (i = 0; i < knob_count(); i++) {
-        knob_format(knob_at(i), s, 1, value, sizeof value);
-        buf_put(b, knob_at(i)->name, strlen(knob_at(i)->name));
-        buf_put(b, " ", 1);
-        buf_put(b, value, strlen(value));
-        buf_put(b, "\n", 1);
-    }
-}
-
-int chat_save(chat *c, const char *path, char *err, size_t errlen)
-{
-    struct buf tr = { 0 }, tm = { 0 }, st = { 0 }, sm = { 0 }, cs = { 0 }, tx = { 0 };
-    struct buf rs = { 0 }, th = { 0 };
-    struct rwkv_statefile_section sec[11];
-    uint32_t n_reasoning = 0;
-    size_t i, n_sec = 0;
-    int rc;
-
-    if (c->generating) {
-        snprintf(err, errlen, "%s: a reply is being generated: stop it before saving", path);
-        return -1;
-    }
-    buf_u32(&tr, (uint32_t)c->tr.n);
-    for (i = 0; i < c->tr.n; i++) {
-        buf_u32(&tr, (uint32_t)c->tr.turns[i].role);
-        buf_str(&tr, c->tr.turns[i].text);
-    }
-    buf_str(&tm, c->tmpl.name);
-    buf_str(&tm, c->tmpl.user);
-    buf_str(&tm, c->tmpl.assistant);
-    buf_str(&tm, c->tmpl.intro);
-    put_knobs(&st, &c->settings);
-    /* Added after version 1's sections (older readers skip them). */
-    buf_str(&tx, c->tmpl.system ? c->tmpl.system : "System");
-    buf_u32(&tx, (uint32_t)c->tmpl.thinking);
-    buf_u32(&th, (uint32_t)c->think);
-    for (i = 0; i < c->tr.n; i++) {
-        n_reasoning += c->tr.turns[i].reasoning != NULL;
-    }
-    buf_u32(&rs, n_reasoning);
-    for (i = 0; i < c->tr.n; i++) {
-        if (c->tr.turns[i].reasoning) {
-            buf_u32(&rs, (uint32_t)i);
-            buf_str(&rs, c->tr.turns[i].reasoning);
-        }
-    }
-    if (reserve((char **)&sm.p, &sm.cap, sampler_state_size(c->smp)) < 0) {
-        sm.failed = 1;
-    } else {
-        sm.len = sampler_state_save(c->smp, sm.p);
-    }
-    buf_u32(&cs, (uint32_t)c->sep);
-    buf_u64(&cs, c->stats.context_tokens);
-    buf_u64(&cs, c->base_tokens);
-    buf_u64(&cs, c->seeded);
-    if (tr.failed || tm.failed || st.failed || sm.failed || cs.failed || tx.failed ||
-        rs.failed || th.failed) {
-        rc = -1;
-        snprintf(err, errlen, "%s: out of memory", path);
-    } else {
-        sec[n_sec++] = (struct rwkv_statefile_section){ "transcript", tr.p, tr.len };
-        sec[n_sec++] = (struct rwkv_statefile_section){ "template", tm.p, tm.len };
-        sec[n_sec++] = (struct rwkv_statefile_section){ "knobs", st.p, st.len };
-        sec[n_sec++] = (struct rwkv_statefile_section){ "sampler", sm.p, sm.len };
-        sec[n_sec++] = (struct rwkv_statefile_section){ "chat", cs.p, cs.len };
-        sec[n_sec++] = (struct rwkv_statefile_section){ "template_ext", tx.p, tx.len };
-        sec[n_sec++] = (struct rwkv_statefile_section){ "think", th.p, th.len };
-        if (n_reasoning) {
-            sec[n_sec++] = (struct rwkv_statefile_section){ "reasoning", rs.p, rs.len };
-        }
-        if (c->system) {
-            sec[n_sec++] = (struct rwkv_statefile_section){ "system", c->system,
-                                                            strlen(c->system) };
-        }
-        if (c->tuned) {
-            sec[n_sec++] = (struct rwkv_statefile_section){
-                "tuned", rwkv_state_cdata(c->tuned->state),
-                rwkv_state_floats(c->tuned->state) * sizeof(float)
-            };
-            sec[n_sec++] = (struct rwkv_statefile_section){
-                "tuned_name", c->tuned_name, strlen(c->tuned_name)
-            };
-        }
-        rc = rwkv_statefile_save(path, c->model, c->state, sec, n_sec, err, errlen);
-    }
-    free(tr.p);
-    free(tm.p);
-    free(st.p);
-    free(sm.p);
-    free(cs.p);
-    free(tx.p);
-    free(rs.p);
-    free(th.p);
-    return rc;
-}
-
-/* Whether f[0..n-1] are all finite. */
-static int all_finite(const float *f, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (!isfinite(f[i])) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Opens a section for reading; 0, or -1 with err when absent. */
-static int section(const rwkv_statefile *sf, const char *path, const char *tag, struct reader *r,
-                   char *err, size_t errlen)
-{
-    memset(r, 0, sizeof *r);
-    r->p = rwkv_statefile_section(sf, tag, &r->len);
-    if (!r->p) {
-        snprintf(err, errlen, "%s: no '%s' section: not a chat state file", RWKV_ESC(path), tag);
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads a knobs section ("name value" lines) into s through the knob
- * table's check; names it does not know (a newer rwkv-chat's knobs) are
- * skipped.  0, or -1 with why. */
-static int get_knobs(const struct reader *r, struct sampler_settings *s, char *why,
-                     size_t whylen)
-{
-    char *text, *line, *next, *value, reason[160];
-    const struct knob *k;
-    int rc = 0;
-
-    if (r->len > CHAT_KNOBS_MAX || memchr(r->p, '\0', r->len)) {
-        snprintf(why, whylen, "not a list of knobs (%zu bytes)", r->len);
-        return -1;
-    }
-    text = malloc(r->len + 1);
-    if (!text) {
-        oom(why, whylen);
-        return -1;
-    }
-    memcpy(text, r->p, r->len);
-    text[r->len] = '\0';
-    for (line = text; *line && rc == 0; line = next) {
-        next = strchr(line, '\n');
-        if (!next) {
-            snprintf(why, whylen, "the last line has no newline");
-            rc = -1;
-            break;
-        }
-        *next++ = '\0';
-        value = strchr(line, ' ');
-        if (!value || value == line) {
-            snprintf(why, whylen, "'%.40s' is not a 'name value' line", line);
-            rc = -1;
-            break;
-        }
-        *value++ = '\0';
-        if ((k = knob_find(line)) != NULL && knob_parse(k, s, value, reason, sizeof reason) < 0) {
-            snprintf(why, whylen, "%s: %s", k->name, reason);
-            rc = -1;
-        }
-    }
-    free(text);
-    return rc;
-}
-
-int chat_load(chat *c, const char *path, char *err, size_t errlen)
-{
-    rwkv_statefile *sf;
-    struct reader r;
-    struct transcript tr = { 0 };
-    struct chat_template tm = { NULL, NULL, NULL, NULL, NULL, 0 };
-    struct sampler_settings set;
-    struct shared *base = NULL, *tuned = NULL;
-    char *tuned_name = NULL, *system = NULL;
-    uint32_t think = CHAT_THINK_AUTO;
-    sampler *smp = NULL;
-    uint64_t seeded = 0, context = 0, base_tokens = 0;
-    uint32_t n, i, sep = 0;
-    size_t nb;
-    const char *what = NULL;
-    char why[256];
-    /* The name in messages: escaped, a long one shortened in the middle. */
-    char shown[RWKV_ESCAPE_LEN];
-    int with_knobs;
-
-    settle(c);
-    rwkv_escape_str(shown, sizeof shown, path);
-    sf = rwkv_statefile_load(path, c->model, err, errlen);
-    if (!sf) {
-        return -1;
-    }
-    /* Parse everything into temporaries; the chat changes only at the end. */
-    if (section(sf, shown, "transcript", &r, err, errlen) < 0) {
-        goto fail;
-    }
-    n = rd_u32(&r);
-    for (i = 0; i < n && !r.failed; i++) {
-        uint32_t role = rd_u32(&r);
-        char *text = rd_str(&r);
-
-        if (!r.failed && (role > CHAT_ASSISTANT || transcript_add(&tr, (enum chat_role)role, text,
-                                                                   strlen(text)) < 0)) {
-            r.failed = 1;
-        }
-        free(text);
-    }
-    if (r.failed || r.pos != r.len) {
-        what = "transcript";
-        goto corrupt;
-    }
-    if (section(sf, shown, "template", &r, err, errlen) < 0) {
-        goto fail;
-    }
-    tm.name = rd_str(&r);
-    tm.user = rd_str(&r);
-    tm.assistant = rd_str(&r);
-    tm.intro = rd_str(&r);
-    if (r.failed || r.pos != r.len) {
-        what = "template";
-        goto corrupt;
-    }
-    snprintf(why, sizeof why, "%s: 'template' section", path);
-    if (chat_template_check(&tm, why, err, errlen) < 0) {
-        goto fail;
-    }
-    /* The knobs: by name (format 2), or the fixed "settings" of format 1. */
-    sampler_defaults(&set);
-    r.p = rwkv_statefile_section(sf, "knobs", &r.len);
-    with_knobs = r.p != NULL;
-    if (with_knobs) {
-        if (get_knobs(&r, &set, why, sizeof why) < 0) {
-            snprintf(err, errlen, "%s: 'knobs' section: %s", shown, why);
-            goto fail;
-        }
-    } else {
-        if (section(sf, shown, "settings", &r, err, errlen) < 0) {
-            goto fail;
-        }
-        set.temperature = rd_f32(&r);
-        set.top_p = rd_f32(&r);
-        set.top_k = (int)rd_u32(&r);
-        set.min_p = rd_f32(&r);
-        set.presence = rd_f32(&r);
-        set.frequency = rd_f32(&r);
-        set.decay = rd_f32(&r);
-        set.max_tokens = (int)rd_u32(&r);
-        set.seed = rd_u64(&r);
-        seeded = rd_u64(&r);
-        if (r.failed || r.pos != r.len) {
-            what = "settings";
-            goto corrupt;
-        }
-        if (knob_check_all(&set, why, sizeof why) < 0) {
-            snprintf(err, errlen, "%s: 'settings' section: %s", shown, why);
-            goto fail;
-        }
-    }
-    if (section(sf, shown, "sampler", &r, err, errlen) < 0) {
-        goto fail;
-    }
-    smp = sampler_clone(c->smp);
-    if (!smp) {
-        oom(err, errlen);
-        goto fail;
-    }
-    if (sampler_state_load(smp, r.p, r.len) < 0) {
-        what = "sampler";
-        goto corrupt;
-    }
-    sampler_configure(smp, &set);
-    if (section(sf, shown, "chat", &r, err, errlen) < 0) {
-        goto fail;
-    }
-    sep = rd_u32(&r);
-    context = rd_u64(&r);
-    base_tokens = rd_u64(&r);
-    if (with_knobs) {
-        seeded = rd_u64(&r);
-    }
-    if (r.failed || r.pos != r.len || sep > 2) {
-        what = "chat";
-        goto corrupt;
-    }
-    {
-        const void *p = rwkv_statefile_section(sf, "tuned", &nb);
-        const char *name;
-        size_t name_len;
-
-        if (p) {
-            if (nb != rwkv_state_floats(c->state) * sizeof(float)) {
-                what = "tuned";
-                goto corrupt;
-            }
-            tuned = calloc(1, sizeof *tuned);
-            if (!tuned || !(tuned->state = rwkv_state_new(c->model))) {
-                oom(err, errlen);
-                goto fail;
-            }
-            tuned->refs = 1;
-            memcpy(rwkv_state_data(tuned->state), p, nb);
-            if (!all_finite(rwkv_state_data(tuned->state), nb / sizeof(float))) {
-                snprintf(err, errlen, "%s: the state-tuned start in the file holds NaN/Inf "
-                         "values: the file is damaged and cannot be loaded", shown);
-                goto fail;
-            }
-            /* Files from before the name was kept: name the state file. */
-            name = rwkv_statefile_section(sf, "tuned_name", &name_len);
-            if (!name) {
-                name = path;
-                name_len = strlen(path);
-            }
-            if (memchr(name, 0, name_len)) {
-                what = "tuned_name";
-                goto corrupt;
-            }
-            tuned_name = strndup(name, name_len);
-            if (!tuned_name) {
-                oom(err, errlen);
-                goto fail;
-            }
-        }
-    }
-    /* Sections newer files add: absent, the defaults of version 1. */
-    tm.system = NULL;
-    tm.thinking = 0;
-    if (rwkv_statefile_section(sf, "template_ext", &nb)) {
-        section(sf, path, "template_ext", &r, err, errlen);
-        tm.system = rd_str(&r);
-        tm.thinking = rd_u32(&r) != 0;
-        if (r.failed || r.pos != r.len || strlen(tm.system) > CHAT_NAME_MAX) {
-            what = "template_ext";
-            goto corrupt;
-        }
-    } else if (!(tm.system = strdup("System"))) {
-        oom(err, errlen);
-        goto fail;
-    }
-    if (rwkv_statefile_section(sf, "think", &nb)) {
-        section(sf, path, "think", &r, err, errlen);
-        think = rd_u32(&r);
-        if (r.failed || r.pos != r.len || think > CHAT_THINK_A_LOT) {
-            what = "think";
-            goto corrupt;
-        }
-    }
-    if (rwkv_statefile_section(sf, "reasoning", &nb)) {
-        section(sf, path, "reasoning", &r, err, errlen);
-        n = rd_u32(&r);
-        for (i = 0; i < n && !r.failed; i++) {
-            uint32_t at = rd_u32(&r);
-            char *text = rd_str(&r);
-            struct chat_turn *t = !r.failed && at < tr.n ? &tr.turns[at] : NULL;
-
-            if (!t || t->role != CHAT_ASSISTANT || t->reasoning) {
-                r.failed = 1;
-            } else {
-                t->reasoning = text;
-                text = NULL;
-            }
-            free(text);
-        }
-        if (r.failed || r.pos != r.len) {
-            what = "reasoning";
-            goto corrupt;
-        }
-    }
-    {
-        const char *p = rwkv_statefile_section(sf, "system", &nb);
-
-        if (p) {
-            if (memchr(p, 0, nb) || !nb || nb > CHAT_INTRO_MAX) {
-                what = "system";
-                goto corrupt;
-            }
-            if (!(system = strndup(p, nb))) {
-                oom(err, errlen);
-                goto fail;
-            }
-        }
-    }
-    /* The base state (for /reset) of the saved template: the model reads
-     * its intro (bounded by chat_template_check; Ctrl-C stops it). */
-    base = make_base(c, &tm, tuned, system, &nb, why, sizeof why);
-    if (!base) {
-        snprintf(err, errlen, "%s: reading the saved intro: %s; nothing changed", path, why);
-        goto fail;
-    }
-    /* Commit. */
-    rwkv_statefile_get_state(sf, c->state);
-    rwkv_statefile_free(sf);
-    exchanges_clear(c);
-    transcript_free(&c->tr);
-    c->tr = tr;
-    chat_template_free(&c->tmpl);
-    c->tmpl = tm;
-    sampler_free(c->smp);
-    c->smp = smp;
-    c->settings = set;
-    c->seeded = seeded;
-    unref(c->tuned);
-    c->tuned = tuned;
-    free(c->tuned_name);
-    c->tuned_name = tuned_name;
-    free(c->system);
-    c->system = system;
-    c->think = (enum chat_think)think;
-    unref(c->base);
-    c->base = base;
-    c->base_tokens = (size_t)base_tokens;
-    memset(&c->stats, 0, sizeof c->stats);
-    c->stats.context_tokens = (size_t)context;
-    c->sep = (int)sep;
-    set_current(c, NULL);
-    return 0;
-
-corrupt:
-    snprintf(err, errlen, "%s: corrupt '%s' section", shown, what);
-fail:
-    rwkv_statefile_free(sf);
-    transcript_free(&tr);
-    chat_template_free(&tm);
-    sampler_free(smp);
-    unref(tuned);
-    free(tuned_name);
-    free(system);
-    unref(base);
-    return -1;
-}
-
 int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen)
 {
     struct shared *tuned = NULL, *base;

@@ -1,0 +1,145 @@
+/*
+ * chat_internal.h - what the files of the chat module share (chat.c:
+ * the conversation and reply streaming; chat_sections.c: the state-file
+ * sections).  Not for use outside app/session/chat*.c: the public API is
+ * app/session/chat.h.
+ */
+#ifndef RWKV_CHAT_INTERNAL_H
+#define RWKV_CHAT_INTERNAL_H
+
+#include "app/session/chat.h"
+#include "engine/base/escape.h"
+#include "engine/knobs.h"
+#include "engine/statefile.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define UNDO_BUDGET ((size_t)512 << 20) /* bytes of states kept for undo */
+#define UNDO_MIN 2
+#define UNDO_MAX 1000
+#define CHAT_KNOBS_MAX 65536            /* bytes of a state file's knobs section */
+
+/* A state (and optionally the logits after it), shared by reference. */
+struct shared {
+    int refs;
+    rwkv_state *state;
+    float *logits;                  /* NULL when not kept */
+};
+
+struct exchange {
+    struct shared *before;          /* state before the message */
+    struct shared *prompted;        /* after the prompt, with logits */
+    size_t n_turns;                 /* transcript length before the message */
+    size_t context_tokens;          /* context before the message */
+    size_t prompt_tokens;
+    double prompt_seconds;
+    int sep;                        /* separator owed before the message */
+    int raw;
+    const char *prefix;             /* what the prompt fed after "Assistant:" */
+};
+
+struct transcript {
+    struct chat_turn *turns;
+    size_t n, cap;
+};
+
+struct snapshot {
+    char *name;
+    struct shared *state;
+    struct shared *base;
+    struct transcript tr;
+    struct sampler_settings settings;
+    uint64_t seeded;
+    void *smp_state;                /* sampler_state_save: counts, bans, random state */
+    size_t smp_len;
+    size_t bytes;                   /* what this snapshot holds (snapshot_bytes) */
+    struct chat_template tmpl;
+    struct shared *tuned;
+    char *tuned_name;
+    char *system;
+    enum chat_think think;
+    struct exchange *ex;
+    size_t n_ex;
+    struct chat_stats stats;
+    int sep;
+};
+
+struct chat {
+    rwkv_model *model;
+    rwkv_context *ctx;          /* this conversation's evaluation context */
+    const world_tokenizer *tok;
+    int n_vocab;
+    struct chat_template tmpl;
+    struct sampler_settings settings;
+    uint64_t seeded;                /* seed the sampler was last seeded with */
+    sampler *smp;
+    rwkv_state *state;              /* after the last fed token */
+    float *logits;                  /* after the last fed token, when generating */
+    struct shared *base;            /* after the intro (or the tuned state) */
+    size_t base_tokens;
+    struct shared *tuned;           /* state-tuned start (replaces the intro), or NULL */
+    char *tuned_name;               /* the file it came from (NULL when none) */
+    char *system;                   /* the system turn's text, or NULL */
+    enum chat_think think;          /* thinking mode of the next messages */
+    struct transcript tr;
+    struct exchange *ex;
+    size_t n_ex, cap_ex, undo_limit;
+    struct snapshot *snaps;
+    size_t n_snaps;
+    size_t cap_snaps;
+    size_t snap_bytes;              /* the sum of their bytes */
+    char *current;                  /* current snapshot name */
+    chat_progress_fn progress;      /* asked between pieces of a prompt */
+    void *progress_ctx;
+    struct chat_stats stats;
+    /* "\n" bytes owed before the next "User:" because the last reply did
+     * not end with "\n\n" (interrupted, cut at max_tokens, token 0). */
+    int sep;
+    /* the reply being generated */
+    int generating, raw;
+    atomic_int interrupt_req, in_step;
+    char *reply;                    /* bytes of the sampled tokens */
+    size_t reply_len, reply_cap;
+    size_t pushed;                  /* reply bytes given to the stream */
+    size_t scanned;                 /* reply bytes searched for "\n\n" */
+    long end_at;                    /* where "\n\n" starts, or -1 */
+    /* A thinking template's reply: c->reply starts with the prefix the
+     * prompt fed after "Assistant:", and a think block is found in it. */
+    int thinking;
+    enum { THINK_UNDECIDED, THINK_NONE, THINK_OPEN, THINK_CLOSED } think_state;
+    size_t think_from;              /* reasoning starts (after "<think>") */
+    size_t think_to;                /* where "</think>" starts */
+    size_t think_scanned;           /* reply bytes searched for "</think>" */
+    int reasoning_done;             /* all of the reasoning is in c->shown */
+    size_t shown_split;             /* c->shown bytes that are reasoning */
+    enum chat_part part;            /* of the bytes chat_step handed out last */
+    int pending;                    /* a step crossed into the answer: */
+    size_t pending_from;            /* c->shown bytes from here go out next */
+    int pending_stop;               /* with this stop */
+    struct world_stream stream;
+    char *shown;                    /* bytes emitted (the transcript text) */
+    size_t shown_len, shown_cap;
+    char *out;                      /* what chat_step hands out */
+    size_t out_cap;
+    double reply_started;
+};
+
+
+/* Helpers defined in chat.c that chat_sections.c uses too. */
+int reserve(char **buf, size_t *cap, size_t need);
+void oom(char *err, size_t errlen);
+void unref(struct shared *s);
+void transcript_free(struct transcript *tr);
+int transcript_add(struct transcript *tr, enum chat_role role, const char *text, size_t len);
+struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
+                          const char *system, size_t *n_tokens, char *err, size_t errlen);
+void exchanges_clear(chat *c);
+void set_current(chat *c, const char *name);
+void settle(chat *c);
+
+#endif
