@@ -10,7 +10,6 @@
 #ifndef RWKV_CHECKPOINT_H
 #define RWKV_CHECKPOINT_H
 
-#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,42 +64,12 @@ size_t ckpt_dtype_size(enum ckpt_dtype dtype);
 /* Converts n elements of tensor data to float32. */
 void ckpt_to_f32(enum ckpt_dtype dtype, const void *src, float *dst, size_t n);
 
-/*
- * For the container readers (pth.c, safetensors.c) only.  A reader walks
- * the mapped bytes and registers each tensor with ckpt_add; checkpoint.c
- * owns the list, the name index and any copied data.
- */
 /* The mapped file (size bytes). */
 const unsigned char *ckpt_bytes(const ckpt_file *file, size_t *size);
-/* Adds a tensor whose data is contiguous row-major.  Checks ndim, shape,
- * numel * element size == nbytes and that data lies inside the mapping
- * (unless it is memory from ckpt_alloc).  If data is not aligned to the
- * element size it is copied.  0, or -1 with err filled. */
-int ckpt_add(ckpt_file *file, const char *name, size_t namelen, enum ckpt_dtype dtype,
-             int ndim, const int64_t *shape, const void *data, size_t nbytes,
-             char *err, size_t errlen);
-/* Memory freed by ckpt_close (for tensors that had to be copied).  NULL if
- * out of memory (errno ENOMEM), or with errno EFBIG once the copies made
- * for one file would pass four times its size plus 16 MiB: many views of
- * one storage must not turn a small file into gigabytes of copies. */
-void *ckpt_alloc(ckpt_file *file, size_t nbytes);
-#define CKPT_COPY_LIMIT_MSG "copied tensors and names would exceed four times the file size"
-/* What a NULL from ckpt_alloc means, for messages. */
-#define CKPT_ALLOC_ERROR() (errno == EFBIG ? CKPT_COPY_LIMIT_MSG : "out of memory")
 /* Number of elements of a shape, or -1 on a negative dimension or when the
  * product overflows max. */
 int64_t ckpt_numel(int ndim, const int64_t *shape, int64_t max);
 /* Formats a shape as "768x768" ("scalar" for ndim 0). */
 const char *ckpt_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
-
-/* Registers a zip entry (inside the mapping) whose CRC-32 ckpt_open checks
- * once the reader is done; crc 0 on a non-empty entry means none was
- * recorded (torch.save with compute_crc32 off writes 0) and is not
- * checked.  0, or -1 with errno. */
-int ckpt_add_check(ckpt_file *file, const char *name, size_t namelen, const void *data,
-                   size_t size, uint32_t crc);
-
-int pth_read(ckpt_file *file, char *err, size_t errlen);
-int safetensors_read(ckpt_file *file, char *err, size_t errlen);
 
 #endif

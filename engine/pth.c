@@ -22,6 +22,7 @@
 #include "engine/base/err.h"
 #include "engine/base/escape.h"
 #include "engine/checkpoint.h"
+#include "engine/ckpt_reader.h"
 
 /* ---------------------------------------------------------------- ZIP --- */
 

@@ -18,6 +18,7 @@
 
 #include "engine/base/escape.h"
 #include "engine/checkpoint.h"
+#include "engine/ckpt_reader.h"
 
 #define HEADER_MAX (100u * 1024 * 1024)
 

@@ -32,7 +32,7 @@ target() { # target NAME HARNESS SOURCES... [-- LINK...]
     # shellcheck disable=SC2086
     $cc $flags -o "$build/fuzz/$name" $srcs "$@"
 }
-CKPT="engine/checkpoint.c engine/pth.c engine/safetensors.c engine/base/err.c engine/base/half.c
+CKPT="engine/checkpoint.c engine/ckpt_open.c engine/pth.c engine/safetensors.c engine/base/err.c engine/base/half.c
  engine/verified.c engine/base/crc32.c engine/base/fileid.c engine/base/atomicfile.c"
 target fuzz_pth tests/fuzz/fuzz_pth.c $CKPT
 target fuzz_safetensors tests/fuzz/fuzz_pth.c $CKPT
