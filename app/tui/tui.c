@@ -80,77 +80,6 @@ static void fatal(const char *what)
     exit(1);
 }
 
-void *tui_xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-
-    if (!p) {
-        fatal("out of memory");
-    }
-    return p;
-}
-
-void *tui_xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p) {
-        fatal("out of memory");
-    }
-    return p;
-}
-
-char *tui_xstrdup(const char *s)
-{
-    size_t n = strlen(s) + 1;
-
-    return memcpy(tui_xmalloc(n), s, n);
-}
-
-struct tui_panel *tui_panel_new(const struct tui_panel_ops *ops, void *data)
-{
-    struct tui_panel *p = tui_xmalloc(sizeof(*p));
-
-    memset(p, 0, sizeof(*p));
-    p->ops = ops;
-    p->data = data;
-    return p;
-}
-
-void tui_panel_free(struct tui_panel *p)
-{
-    if (!p) {
-        return;
-    }
-    if (p->win) {
-        delwin(p->win);
-    }
-    if (p->ops->free) {
-        p->ops->free(p);
-    }
-    free(p);
-}
-
-void tui_message(struct tui *t, int is_error, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(t->message, sizeof(t->message), fmt, ap);
-    va_end(ap);
-    /* One line: the key bar has no room for more. */
-    for (char *s = t->message; *s; s++) {
-        if (*s == '\n' || *s == '\t') {
-            *s = ' ';
-        }
-    }
-    t->message_is_error = is_error;
-}
-
-attr_t tui_attr(const struct tui *t, enum tui_colour colour, attr_t fallback)
-{
-    return t->has_colour ? COLOR_PAIR(colour) : fallback;
-}
-
 /* --- colours ------------------------------------------------------------ */
 
 /* A curses colour from a config name ("cyan", "244", "default"); def if
@@ -326,14 +255,6 @@ static void draw(struct tui *t)
         curs_set(0);
     }
     doupdate();
-}
-
-void tui_focus(struct tui *t, struct tui_panel *p)
-{
-    if (t->focus != p) {
-        t->focus = p;
-        t->relayout = 1;
-    }
 }
 
 /* --- replies and commands ---------------------------------------------- */
@@ -920,6 +841,14 @@ static void welcome(struct tui *t)
     }
 }
 
+/* What panels ask of each other, answered by the panel concerned. */
+static const struct tui_requests requests = {
+    .set_input_text = tui_input_set_text,
+    .input_mode_line = tui_input_mode_line,
+    .transcript_note = tui_transcript_note,
+    .transcript_sync = tui_transcript_sync,
+};
+
 int tui_run(struct session *s, const struct app_options *opts)
 {
     struct tui tui, *t = &tui;
@@ -931,6 +860,8 @@ int tui_run(struct session *s, const struct app_options *opts)
     t->opts = opts;
     t->model_label = s->label;
     t->demo_model = s->demo_model;
+    t->ask = &requests;
+    tui_panel_on_fatal(restore_terminal);
     /* The test suite slows replies down to watch them stream. */
     if (getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS")) {
         t->token_delay_ms = atoi(getenv("RWKV_CHAT_TUI_TOKEN_DELAY_MS"));

@@ -6,6 +6,9 @@
  * tui_status.c, tui_knobs.c, tui_snapshots.c) with a small vtable; tui.c
  * lays them out, routes keys and runs the loop.  Panels never do I/O or
  * computation themselves: they draw what the chat holds and call chat.h.
+ * Panels use tui_panel.c and tui_text.c, never tui.c or one another: what
+ * a panel needs from another panel it asks through t->ask, which tui.c
+ * fills in.
  */
 #ifndef RWKV_TUI_INTERNAL_H
 #define RWKV_TUI_INTERNAL_H
@@ -56,6 +59,18 @@ enum { TUI_KEY_CTRL_LEFT = 0x200001, TUI_KEY_CTRL_RIGHT };
 
 enum tui_note_kind { TUI_NOTE_INFO, TUI_NOTE_ERROR, TUI_NOTE_OUTPUT };
 
+/* What a panel asks of another panel, through tui.c (t->ask). */
+struct tui_requests {
+    /* The input: replaces the edited text (cursor at its end). */
+    void (*set_input_text)(struct tui *t, const char *text);
+    /* The input: what readline asks for instead of a line, or NULL. */
+    const char *(*input_mode_line)(struct tui *t);
+    /* The transcript: adds a UI note after the current turns. */
+    void (*transcript_note)(struct tui *t, enum tui_note_kind kind, const char *text);
+    /* The transcript: re-reads the chat's turns. */
+    void (*transcript_sync)(struct tui *t);
+};
+
 /* Keys typed while a prompt is read wait here (beyond that many they wait
  * in the terminal, and Ctrl-C is seen only after them). */
 #define TUI_HELD_KEYS 128
@@ -65,6 +80,7 @@ struct tui {
     struct session *session;
     const struct app_options *opts;
     const char *model_label;
+    const struct tui_requests *ask;     /* panel to panel, via tui.c */
     int demo_model;                 /* the bundled demo model is in use */
     int has_colour;
 
@@ -101,21 +117,28 @@ struct tui {
     int message_is_error;
 };
 
-/* --- tui.c ----------------------------------------------------------- */
+/* --- tui_panel.c: what every panel uses ------------------------------- */
+/* Memory that never fails: out of memory restores the terminal (with the
+ * function given to tui_panel_on_fatal) and exits 1. */
 void *tui_xmalloc(size_t n);
 void *tui_xrealloc(void *p, size_t n);
 char *tui_xstrdup(const char *s);
+void tui_panel_on_fatal(void (*restore)(void));
+struct tui_panel *tui_panel_new(const struct tui_panel_ops *ops, void *data);
+void tui_panel_free(struct tui_panel *p);
 /* Shows a transient line in the key bar until the next key. */
 void tui_message(struct tui *t, int is_error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Runs a submitted line: a slash command or a message to the model. */
-void tui_submit(struct tui *t, const char *line);
 /* Moves the keyboard focus (p is input, knobs or snapshots). */
 void tui_focus(struct tui *t, struct tui_panel *p);
-/* Starts streaming the reply prepared by chat_send/chat_regen. */
-void tui_start_reply(struct tui *t);
 /* Colour pair attribute, or fallback when the terminal has no colour. */
 attr_t tui_attr(const struct tui *t, enum tui_colour colour, attr_t fallback);
+
+/* --- tui.c ----------------------------------------------------------- */
+/* Runs a submitted line: a slash command or a message to the model. */
+void tui_submit(struct tui *t, const char *line);
+/* Starts streaming the reply prepared by chat_send/chat_regen. */
+void tui_start_reply(struct tui *t);
 
 /* --- tui_text.c: UTF-8 and display width ------------------------------- */
 struct tui_span {
@@ -153,9 +176,7 @@ void tui_text_draw_padded(WINDOW *win, const char *s, int width);
 /* Byte length of the longest prefix of s that fits in maxw columns. */
 size_t tui_text_fit(const char *s, size_t n, int maxw);
 
-/* --- panels -------------------------------------------------------------- */
-struct tui_panel *tui_panel_new(const struct tui_panel_ops *ops, void *data);
-void tui_panel_free(struct tui_panel *p);
+/* --- panels (called by tui.c only) -------------------------------------- */
 
 struct tui_panel *tui_transcript_new(void);
 /* Re-reads the chat's turns (after a command changed the conversation). */

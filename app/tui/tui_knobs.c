@@ -91,7 +91,7 @@ static int knobs_key(struct tui_panel *p, struct tui *t, int key)
 
         snprintf(line, sizeof(line), "/set %s ", knob_at(ks->selected)->name);
         tui_focus(t, t->input);
-        tui_input_set_text(t, line);
+        t->ask->set_input_text(t, line);
         return 1;
     }
     default:

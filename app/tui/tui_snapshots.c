@@ -78,7 +78,7 @@ static char *branch_name(struct tui *t, const char *base)
 static void prefill(struct tui *t, const char *text)
 {
     tui_focus(t, t->input);
-    tui_input_set_text(t, text);
+    t->ask->set_input_text(t, text);
 }
 
 static int snapshots_key(struct tui_panel *p, struct tui *t, int key)
@@ -143,7 +143,7 @@ static int snapshots_key(struct tui_panel *p, struct tui *t, int key)
         free(name);
         return 1;
     }
-    tui_transcript_sync(t);
+    t->ask->transcript_sync(t);
     if (key == 'b') {
         char *branch = branch_name(t, name);
 
@@ -151,12 +151,12 @@ static int snapshots_key(struct tui_panel *p, struct tui *t, int key)
             tui_message(t, 1, "%s", err);
         } else {
             snprintf(note, sizeof(note), "branched %s from snapshot %s", branch, name);
-            tui_transcript_note(t, TUI_NOTE_INFO, note);
+            t->ask->transcript_note(t, TUI_NOTE_INFO, note);
         }
         free(branch);
     } else {
         snprintf(note, sizeof(note), "restored snapshot %s", name);
-        tui_transcript_note(t, TUI_NOTE_INFO, note);
+        t->ask->transcript_note(t, TUI_NOTE_INFO, note);
     }
     free(name);
     return 1;

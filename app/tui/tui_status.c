@@ -175,7 +175,7 @@ static void keybar_draw(struct tui_panel *p, struct tui *t)
 
     werase(p->win);
     wmove(p->win, 0, 0);
-    const char *mode = t->focus == t->input ? tui_input_mode_line(t) : NULL;
+    const char *mode = t->focus == t->input ? t->ask->input_mode_line(t) : NULL;
 
     if (mode) {
         wattron(p->win, A_BOLD);
