@@ -11,8 +11,8 @@
 #include <time.h>
 
 #include "app/tools/membw.h"
-#include "engine/kernels.h"
-#include "engine/kernels_impl.h"
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_impl.h"
 
 static double cpu_now(void)
 {

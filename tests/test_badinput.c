@@ -25,11 +25,11 @@
 #include <unistd.h>
 
 #include "app/session/chat.h"
-#include "engine/checkpoint.h"
-#include "engine/convcache.h"
-#include "engine/quant.h"
+#include "engine/load/checkpoint.h"
+#include "engine/load/convcache.h"
+#include "engine/kernels/quant.h"
 #include "engine/rwkv.h"
-#include "engine/statefile.h"
+#include "engine/load/statefile.h"
 #include "tests/evalonce.h"
 #include "tests/testutil.h"
 #include "tokenizer/world.h"

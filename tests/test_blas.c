@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/blas.h"
+#include "engine/kernels/blas.h"
 #include "tests/tap.h"
 
 enum { T = 5, N = 33, K = 70 };

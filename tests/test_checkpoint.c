@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "engine/base/crc32.h"
-#include "engine/checkpoint.h"
+#include "engine/load/checkpoint.h"
 #include "engine/rwkv.h"
 #include "tests/tap.h"
 #include "tests/testutil.h"

@@ -1,6 +1,6 @@
 /*
  * test_convcache.c - weight conversion by blocks of rows, and the
- * conversion cache (engine/kmat.c, engine/convcache.c, engine/model.c).
+ * conversion cache (engine/kernels/kmat.c, engine/load/convcache.c, engine/model/model.c).
  *
  * Blocked conversion must give the bytes the old whole-matrix conversion
  * gave (every format, transposed or not, odd shapes, inline or on a pool).
@@ -17,12 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/checkpoint.h"
-#include "engine/convcache.h"
-#include "engine/kernels.h"
-#include "engine/kernels_impl.h"
-#include "engine/kmat.h"
-#include "engine/quant.h"
+#include "engine/load/checkpoint.h"
+#include "engine/load/convcache.h"
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_impl.h"
+#include "engine/kernels/kmat.h"
+#include "engine/kernels/quant.h"
 #include "engine/rwkv.h"
 #include "tests/evalonce.h"
 #include "testutil.h"

@@ -2,11 +2,11 @@
 # test_includes.sh - no two modules of app/, engine/ and tokenizer/ use each
 # other, directly or around a loop.
 #
-# A module is a .c file and the .h of the same path (engine/model.c and
-# engine/model.h are module engine/model).  Module A uses module B when
+# A module is a .c file and the .h of the same path (engine/load/lora.c and
+# engine/load/lora.h are module engine/load/lora).  Module A uses module B when
 #   - a file of A (A.c or A.h) includes B.h, directly or through headers
 #     that belong to no module (interface headers such as engine/rwkv.h or
-#     engine/versions.h, which are read as if their text were in the
+#     engine/model/versions.h, which are read as if their text were in the
 #     includer), or
 #   - A's object file refers to a function or variable that B's object
 #     file defines (headers implemented by several files, such as rwkv.h,
@@ -134,7 +134,7 @@ t "checker: two separate cycles" \
 # --- the tree ---------------------------------------------------------------
 include_edges "$SRC" app engine tokenizer > "$TMP/edges"
 ok $? "include graph of app/, engine/, tokenizer/ ($(wc -l < "$TMP/edges") edges)"
-if [ -f "$B/engine/model.o" ] && command -v nm >/dev/null 2>&1; then
+if [ -f "$B/engine/model/model.o" ] && command -v nm >/dev/null 2>&1; then
     symbol_edges "$B" >> "$TMP/edges"
     t "symbol graph from the objects in $B" test -s "$TMP/edges"
 else

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/kernels.h"
-#include "engine/kernels_impl.h"
-#include "engine/kmat.h"
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_impl.h"
+#include "engine/kernels/kmat.h"
 #include "engine/rwkv.h"
 #include "tests/tap.h"
 

@@ -1,5 +1,5 @@
 /*
- * test_lora.c - LoRA adapters merged at load (engine/lora.c):
+ * test_lora.c - LoRA adapters merged at load (engine/load/lora.c):
  *  - the merge equals a model file written with W + scale * B @ A and the
  *    replacements computed here (double precision), for float32 and
  *    bfloat16 adapters, including the head;
@@ -21,7 +21,7 @@
 
 #include "app/tools/pthwrite.h"
 #include "engine/base/half.h"
-#include "engine/checkpoint.h"
+#include "engine/load/checkpoint.h"
 #include "engine/rwkv.h"
 #include "testutil.h"
 

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/checkpoint.h"
+#include "engine/load/checkpoint.h"
 #include "engine/rwkv.h"
 #include "tests/tap.h"
 #include "tests/testutil.h"

@@ -13,7 +13,7 @@
 #include "app/session/models.h"
 #include "app/session/options.h"
 #include "app/session/paths.h"
-#include "engine/knobs.h"
+#include "engine/sampling/knobs.h"
 #include "tap.h"
 #include "testutil.h"
 

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/kernels.h"
-#include "engine/kernels_impl.h"
-#include "engine/kmat.h"
-#include "engine/quant.h"
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_impl.h"
+#include "engine/kernels/kmat.h"
+#include "engine/kernels/quant.h"
 #include "engine/rwkv.h"
 #include "tests/evalonce.h"
 #include "tests/tap.h"

@@ -14,7 +14,7 @@
 
 #include "app/tools/pthwrite.h"
 #include "engine/rwkv.h"
-#include "engine/rwkv7_test.h"
+#include "engine/model/rwkv7_test.h"
 #include "tests/tap.h"
 #include "tests/tuned.h"
 

@@ -1,5 +1,5 @@
 /* test_sampler.c - sampling maths on hand-made logits. */
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 #include "tests/tap.h"
 
 #include <math.h>

@@ -2,7 +2,7 @@
  * (in a fresh chat and in a fresh process), and every bad file is refused
  * with one line, changing nothing. */
 #include "app/session/chat.h"
-#include "engine/statefile.h"
+#include "engine/load/statefile.h"
 #include "tests/tap.h"
 
 #include <dirent.h>

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/checkpoint.h"
+#include "engine/load/checkpoint.h"
 #include "engine/rwkv.h"
 #include "tests/evalonce.h"
 #include "tests/tap.h"

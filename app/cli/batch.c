@@ -13,7 +13,7 @@
 
 #include "app/session/commands.h"
 #include "app/cli/errline.h"
-#include "engine/knobs.h"
+#include "engine/sampling/knobs.h"
 
 /* Where a reply goes while it streams.  In chat mode the reply is written
  * stripped, like the transcript: leading white space is dropped and

@@ -9,7 +9,7 @@
 #define RWKV_APP_OPTIONS_H
 
 #include "engine/rwkv.h"
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 
 /* Reply length limit unless set (0 on the command line means none). */
 #define OPTIONS_DEFAULT_MAX_TOKENS 1000

@@ -50,7 +50,7 @@ void blascore_pick(char **argv)
     /* Each thread of OpenBLAS's own pool allocates a 128 MiB buffer as it
      * starts (when the library loads), and 0.3.21 retries a failed one
      * forever: under a memory limit those threads spin, and exit waits
-     * for them.  The engine never uses them (engine/blas.h), so the
+     * for them.  The engine never uses them (engine/kernels/blas.h), so the
      * restart asks for none. */
     int one_thread = memory_limited() && openblas_get_num_threads() > 1;
 

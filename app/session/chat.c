@@ -15,8 +15,8 @@
  */
 #include "app/session/chat_internal.h"
 #include "engine/base/escape.h"
-#include "engine/knobs.h"
-#include "engine/statefile.h"
+#include "engine/sampling/knobs.h"
+#include "engine/load/statefile.h"
 
 #include <math.h>
 #include <stdatomic.h>

@@ -15,7 +15,7 @@
 
 #include "engine/rwkv.h"
 #include "app/session/template.h"
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 #include "tokenizer/world.h"
 
 enum chat_role { CHAT_USER, CHAT_ASSISTANT };

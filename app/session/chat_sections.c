@@ -101,7 +101,7 @@ static char *rd_str(struct reader *r)
     return s;
 }
 
-/* The knobs section: one "name value" line per knob of engine/knobs.h,
+/* The knobs section: one "name value" line per knob of engine/sampling/knobs.h,
  * the value in digits that read back exactly. */
 static void put_knobs(struct buf *b, const struct sampler_settings *s)
 {

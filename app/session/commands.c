@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "engine/base/escape.h"
-#include "engine/knobs.h"
+#include "engine/sampling/knobs.h"
 
 static const struct command_info *command_find(const char *line);
 

@@ -61,7 +61,7 @@ enum command_args {
 /* What Tab completes as the command's first argument. */
 enum command_complete {
     COMMAND_COMPLETE_NONE,
-    COMMAND_COMPLETE_KNOB,      /* knob names (engine/knobs.h) */
+    COMMAND_COMPLETE_KNOB,      /* knob names (engine/sampling/knobs.h) */
     COMMAND_COMPLETE_SNAPSHOT,  /* the chat's snapshot names */
 };
 

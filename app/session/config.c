@@ -14,7 +14,7 @@
 #include "app/session/chat.h"
 #include "app/session/paths.h"
 #include "engine/base/escape.h"
-#include "engine/knobs.h"
+#include "engine/sampling/knobs.h"
 
 char *config_default_path(void)
 {

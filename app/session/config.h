@@ -3,7 +3,7 @@
  *
  * Plain "key = value" lines; '#' starts a comment line, and '#' after
  * white space ends an unquoted value; blank lines are ignored.  Keys: model, prompt, vocab, data_dir, threads, dtype, the
- * sampling knobs (the names of engine/knobs.h: temperature, top_p, ...) and TUI colours (colour.user, colour.assistant,
+ * sampling knobs (the names of engine/sampling/knobs.h: temperature, top_p, ...) and TUI colours (colour.user, colour.assistant,
  * colour.status, colour.accent, colour.error; "color." also accepted).
  */
 #ifndef RWKV_CONFIG_H
@@ -32,7 +32,7 @@ int config_load(struct app_options *opts, const char *path, char *err, size_t er
 int config_apply(struct app_options *opts, const char *key, const char *value,
                  char *err, size_t errlen);
 
-/* Sets the knob called name (engine/knobs.h; '-' may stand for '_', e.g.
+/* Sets the knob called name (engine/sampling/knobs.h; '-' may stand for '_', e.g.
  * "top-p") from a string, through the table's one check.  0, or -1 with a
  * one-line reason in err ("top_p: '2' is not a number from 0 to 1"). */
 int options_set_knob(struct sampler_settings *s, const char *name, const char *value,

@@ -12,7 +12,7 @@
 
 #include "app/session/chat.h"
 #include "app/session/config.h"
-#include "engine/knobs.h"
+#include "engine/sampling/knobs.h"
 
 enum {
     OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_GREEDY, OPT_BATCH,

@@ -14,7 +14,7 @@
 #include "app/session/models.h"
 #include "app/session/paths.h"
 #include "engine/rwkv.h"
-#include "engine/statefile.h"
+#include "engine/load/statefile.h"
 #include "tokenizer/world.h"
 
 /* Formats one line into err; returns -1. */

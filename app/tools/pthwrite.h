@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/checkpoint.h"
+#include "engine/load/checkpoint.h"
 
 enum pthw_format { PTHW_PTH, PTHW_SAFETENSORS };
 

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "app/tools/tool.h"
-#include "engine/sampler.h"
+#include "engine/sampling/sampler.h"
 #include "tokenizer/world.h"
 
 struct bench {

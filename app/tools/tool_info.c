@@ -1,5 +1,5 @@
 /* tool_info.c - rwkv-tool info: what a model file is, read from its tensors
- * (the version's heads and LoRA ranks as its engine/versions.h entry names
+ * (the version's heads and LoRA ranks as its engine/model/versions.h entry names
  * them). */
 #include <getopt.h>
 #include <inttypes.h>
@@ -8,7 +8,7 @@
 
 #include "app/tools/tool.h"
 #include "engine/rwkv.h"
-#include "engine/versions.h"
+#include "engine/model/versions.h"
 
 static const struct option long_options[] = {
     { "dtype", required_argument, NULL, 'd' },

@@ -3,7 +3,7 @@
  * key names, shapes and order of a released RWKV-4, 5.x, 6 or 7
  * checkpoint, in the official .pth (or .safetensors) format, so benchmarks
  * run at real sizes without downloads.  The tensors, their stored shapes,
- * order and value ranges are the engine's own tables (engine/versions.h:
+ * order and value ranges are the engine's own tables (engine/model/versions.h:
  * rwkv_version.written), the ones the loader checks files against.
  *
  * Values are drawn in the ranges trained models have (LayerNorm weights
@@ -22,7 +22,7 @@
 #include "app/tools/pthwrite.h"
 #include "app/tools/tool.h"
 #include "engine/base/half.h"
-#include "engine/versions.h"
+#include "engine/model/versions.h"
 
 /* How the values of one tensor are drawn. */
 enum dist { NORMAL, UNIFORM };

@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/knobs.h"
+#include "engine/sampling/knobs.h"
 
 struct knobs_state {
     size_t selected;
 };
 
-/* The rows of engine/knobs.h's table: the option's name as the label, its
+/* The rows of engine/sampling/knobs.h's table: the option's name as the label, its
  * step, range and display format. */
 int tui_knobs_rows(void)
 {

@@ -32,23 +32,23 @@ target() { # target NAME HARNESS SOURCES... [-- LINK...]
     # shellcheck disable=SC2086
     $cc $flags -o "$build/fuzz/$name" $srcs "$@"
 }
-CKPT="engine/checkpoint.c engine/ckpt_open.c engine/pth.c engine/safetensors.c engine/base/err.c engine/base/half.c
- engine/verified.c engine/base/crc32.c engine/base/fileid.c engine/base/atomicfile.c"
+CKPT="engine/load/checkpoint.c engine/load/ckpt_open.c engine/load/pth.c engine/load/safetensors.c engine/base/err.c engine/base/half.c
+ engine/load/verified.c engine/base/crc32.c engine/base/fileid.c engine/base/atomicfile.c"
 target fuzz_pth tests/fuzz/fuzz_pth.c $CKPT
 target fuzz_safetensors tests/fuzz/fuzz_pth.c $CKPT
 target fuzz_pickle tests/fuzz/fuzz_pickle.c $CKPT
 target fuzz_vocab tests/fuzz/fuzz_vocab.c tokenizer/world.c -- ${FUZZ_LIBS:-}
 target fuzz_tokenizer tests/fuzz/fuzz_tokenizer.c tokenizer/world.c -- ${FUZZ_LIBS:-}
 target fuzz_template tests/fuzz/fuzz_template.c app/session/template.c app/session/paths.c -- ${FUZZ_LIBS:-}
-# State files: the container (engine/statefile.c) and the chat's sections
+# State files: the container (engine/load/statefile.c) and the chat's sections
 # (app/session/chat_sections.c) against the model in $FUZZ_MODEL (default: the fixture).
-target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/statefile.c app/session/chat.c app/session/chat_sections.c app/session/template.c \
+target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/load/statefile.c app/session/chat.c app/session/chat_sections.c app/session/template.c \
     app/session/paths.c -- "-DFUZZ_DEFAULT_MODEL=\"${FUZZ_MODEL:-${SHARED_DIR:-$src/../shared}/fixtures/models/v7-world.pth}\"" \
     ${FUZZ_LIBS:-}
 # The --batch reader and JSONL writer (app/cli/batch.c) against a stand-in chat.
 target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/cli/batch.c app/cli/errline.c -- ${FUZZ_LIBS:-}
 # Model loading and one forward step, on checkpoints made from fuzzed
 # safetensors headers.
-target fuzz_model tests/fuzz/fuzz_model.c engine/model.c $CKPT -- ${FUZZ_LIBS:-}
+target fuzz_model tests/fuzz/fuzz_model.c engine/model/model.c $CKPT -- ${FUZZ_LIBS:-}
 # The conversion cache reader, on files sealed with consistent hashes.
-target fuzz_convcache tests/fuzz/fuzz_convcache.c engine/convcache.c -- ${FUZZ_LIBS:-}
+target fuzz_convcache tests/fuzz/fuzz_convcache.c engine/load/convcache.c -- ${FUZZ_LIBS:-}

@@ -1,4 +1,4 @@
-/* fuzz_convcache.c - the conversion cache reader (engine/convcache.c) on
+/* fuzz_convcache.c - the conversion cache reader (engine/load/convcache.c) on
  * arbitrary files: it must refuse anything malformed with a one-line
  * reason, and whatever it accepts must lie inside the file (every byte of
  * every accepted matrix is read here, so ASan sees any escape).
@@ -9,8 +9,8 @@
  * small caches written for the fixed key below. */
 #include <string.h>
 
-#include "engine/convcache.h"
-#include "engine/quant.h"
+#include "engine/load/convcache.h"
+#include "engine/kernels/quant.h"
 #include "tests/fuzz/fuzz.h"
 
 /* The key the seeds were written for (tests/fuzz/corpus/convcache). */

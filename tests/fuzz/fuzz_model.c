@@ -1,4 +1,4 @@
-/* fuzz_model.c - model loading (engine/model.c: version detection, sizes,
+/* fuzz_model.c - model loading (engine/model/model.c: version detection, sizes,
  * validation, the NaN/Inf scan, weight preparation) and one step of the
  * forward pass, on checkpoints described by arbitrary safetensors headers.
  *

@@ -3,7 +3,7 @@
  * always accepts and every input reaches the unpickler. */
 #include <string.h>
 
-#include "engine/checkpoint.h"
+#include "engine/load/checkpoint.h"
 #include "tests/fuzz/fuzz.h"
 
 static uint8_t *out;

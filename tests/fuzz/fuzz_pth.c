@@ -1,6 +1,6 @@
 /* fuzz_pth.c - the checkpoint reader (.pth zip + unpickler, safetensors
  * sniffed by magic) on arbitrary files: must refuse, never crash. */
-#include "engine/checkpoint.h"
+#include "engine/load/checkpoint.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

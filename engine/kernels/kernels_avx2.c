@@ -1,0 +1,588 @@
+/*
+ * kernels_avx2.c - row kernels for x86-64 CPUs with AVX2, FMA and F16C
+ * (Haswell and later, Zen).  Compiled with -mavx2 -mfma -mf16c in its own
+ * library and chosen at run time (kernels_impl.h); the formats and the
+ * exact value each kernel computes are defined in quant.h.
+ *
+ * Generation reads every weight once per token, so these kernels are built
+ * to stream memory: one row at a time (a single stream per thread for the
+ * hardware prefetcher, which four interleaved rows measurably confused),
+ * several accumulators, and a handful of instructions per weight (one
+ * widening load, one shift or convert, one FMA).
+ */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels/kernels_impl.h"
+#include "engine/kernels/quant.h"
+
+static int avx2_usable(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Four horizontal sums at once: lane i of the result is the sum of v_i. */
+static inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    __m256 s = _mm256_hadd_ps(ab, cd);
+
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* ---- BF16 ----------------------------------------------------------------
+ * 16 weights per load: the even elements become floats by a shift left of
+ * 16, the odd ones by masking the low half, so x is first split into its
+ * even and odd elements (per 16-column chunk) to match. */
+
+static inline __m256 bf16_even(__m256i v)
+{
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static inline __m256 bf16_odd(__m256i v)
+{
+    return _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+/* xs[32 k .. 32 k + 7] = even elements of chunk k, [+8 .. +15] the odd. */
+static void split_even_odd(const float *x, int chunks, float *xs)
+{
+    for (int k = 0; k < chunks; k++) {
+        const float *xc = x + 16 * k;
+        __m256 a = _mm256_loadu_ps(xc), b = _mm256_loadu_ps(xc + 8);
+        /* a = x0..x7, b = x8..x15 -> even x0 x2 .. x14, odd x1 x3 .. x15 */
+        __m256 ev = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+        __m256 od = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        /* shuffle_ps works per 128-bit lane: fix the order of the 64-bit
+         * pieces (a0a2 b0b2 a4a6 b4b6 -> a0a2 a4a6 b0b2 b4b6). */
+        ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+        od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), _MM_SHUFFLE(3, 1, 2, 0)));
+        _mm256_storeu_ps(xs + 16 * k, ev);
+        _mm256_storeu_ps(xs + 16 * k + 8, od);
+    }
+}
+
+#define X_STACK 4096
+
+/* How far ahead of the loads the rows are prefetched: one row at a time
+ * keeps a single stream per thread for the hardware prefetcher, and this
+ * hint covers the start of the next row. */
+#define PREFETCH_BYTES 512
+
+static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, chunks = cols / 16, tail = chunks * 16;
+    float stack[X_STACK], *xs = tail <= X_STACK ? stack : malloc((size_t)tail * 4);
+    const uint16_t *base = W->data;
+
+    if (!xs) {
+        /* No memory for the split copy: the portable kernel needs none. */
+        kernel_set_quant.format[RWKV_DTYPE_BF16].matvec_rows(W, x, y, r0, r1);
+        return;
+    }
+    split_even_odd(x, chunks, xs);
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0;
+        int k = 0;
+        float s;
+
+        for (; k + 2 <= chunks; k += 2) {
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 16 * k + 16));
+
+            _mm_prefetch((const char *)(w + 16 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xs + 16 * k), a0);
+            b0 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xs + 16 * k + 8), b0);
+            a1 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xs + 16 * k + 16), a1);
+            b1 = _mm256_fmadd_ps(bf16_odd(v1), _mm256_loadu_ps(xs + 16 * k + 24), b1);
+        }
+        if (k < chunks) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
+
+            a0 = _mm256_fmadd_ps(bf16_even(v), _mm256_loadu_ps(xs + 16 * k), a0);
+            b0 = _mm256_fmadd_ps(bf16_odd(v), _mm256_loadu_ps(xs + 16 * k + 8), b0);
+        }
+        s = hsum(_mm256_add_ps(_mm256_add_ps(a0, b0), _mm256_add_ps(a1, b1)));
+        for (int c = tail; c < cols; c++) {
+            s += half_bf16_to_f32(w[c]) * x[c];
+        }
+        y[r] = s;
+    }
+    if (xs != stack) {
+        free(xs);
+    }
+}
+
+/* ---- F16 (F16C converts 8 at a time) ------------------------------------- */
+
+static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~7;
+    const uint16_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m256 a = _mm256_setzero_ps(), b = a;
+        int c = 0;
+        float s;
+
+        for (; c + 16 <= tail; c += 16) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
+                                _mm256_loadu_ps(x + c), a);
+            b = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c + 8))),
+                                _mm256_loadu_ps(x + c + 8), b);
+        }
+        for (; c < tail; c += 8) {
+            a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
+                                _mm256_loadu_ps(x + c), a);
+        }
+        s = hsum(_mm256_add_ps(a, b));
+        for (; c < cols; c++) {
+            s += half_f16_to_f32(w[c]) * x[c];
+        }
+        y[r] = s;
+    }
+}
+
+/* ---- Q8: int8 widened to float, exact against the per-row scale --------- */
+
+static inline __m256 q8_load8(const int8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~7;
+    const int8_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const int8_t *w = base + (size_t)r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        float s;
+
+        for (; c + 32 <= tail; c += 32) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(q8_load8(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+            a2 = _mm256_fmadd_ps(q8_load8(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+            a3 = _mm256_fmadd_ps(q8_load8(w + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+        }
+        for (; c < tail; c += 8) {
+            a0 = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a0);
+        }
+        s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; c < cols; c++) {
+            s += (float)w[c] * x[c];
+        }
+        y[r] = W->scales[r] * s;
+    }
+}
+
+/* ---- Q4: 4-bit codes times int8 activation blocks ------------------------ */
+
+/* quant_xq_fill with AVX2: dx = max|x| / 127, qx = round(x / dx). */
+static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d, int32_t *sum)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+
+    for (int b = 0; b < n_blocks; b++) {
+        const float *xb = x + 32 * b;
+        float tmp[32];
+
+        if (32 * b + 32 > cols) {
+            int n = cols - 32 * b;
+
+            for (int j = 0; j < 32; j++) {
+                tmp[j] = j < n ? xb[j] : 0.0f;
+            }
+            xb = tmp;
+        }
+        __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        __m256 inv = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+
+        d[b] = amax / 127.0f;
+        /* cvtps rounds to nearest even, as lrintf does */
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inv));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inv));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inv));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inv));
+        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+        sum[b] = _mm_cvtsi128_si32(s4);
+        /* pack to int8 in element order */
+        __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+    }
+}
+
+/* The 32 codes of a block as unsigned bytes, element order. */
+static inline __m256i q4_codes(const struct q4_block *b)
+{
+    __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+/* sum_j u_j * qx_j as 8 int32 lanes (u in [0,15]: maddubs cannot saturate). */
+static inline __m256i q4_dot(__m256i u, __m256i qx)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, qx), _mm256_set1_epi16(1));
+}
+
+static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    int8_t qstack[X_STACK] __attribute__((aligned(32)));
+    float dstack[X_STACK / 32];
+    int32_t sstack[X_STACK / 32];
+    int8_t *qx = qstack;
+    float *dx = dstack;
+    int32_t *sx = sstack;
+    const struct q4_block *base = W->data;
+    int r = r0;
+
+    if (nb * 32 > X_STACK) {
+        qx = malloc((size_t)nb * 32);
+        dx = malloc((size_t)nb * sizeof *dx);
+        sx = malloc((size_t)nb * sizeof *sx);
+        if (!qx || !dx || !sx) {
+            free(qx);
+            free(dx);
+            free(sx);
+            kernel_set_quant.format[RWKV_DTYPE_Q4].matvec_rows(W, x, y, r0, r1);
+            return;
+        }
+    }
+    xq_fill(x, W->cols, nb, qx, dx, sx);
+    for (; r < r1; r++) {
+        const struct q4_block *b0 = base + (size_t)r * nb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        float c0 = 0;
+        int b = 0;
+
+        for (; b + 2 <= nb; b += 2) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
+            __m256i q1 = _mm256_loadu_si256((const __m256i *)(qx + 32 * b + 32));
+            float s0 = _cvtsh_ss(b0[b].d) * dx[b], s1 = _cvtsh_ss(b0[b + 1].d) * dx[b + 1];
+
+            _mm_prefetch((const char *)&b0[b] + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
+                                 _mm256_set1_ps(s0), a0);
+            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b + 1]), q1)),
+                                 _mm256_set1_ps(s1), a1);
+            c0 += s0 * (float)sx[b] + s1 * (float)sx[b + 1];
+        }
+        if (b < nb) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
+            float s0 = _cvtsh_ss(b0[b].d) * dx[b];
+
+            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
+                                 _mm256_set1_ps(s0), a0);
+            c0 += s0 * (float)sx[b];
+        }
+        y[r] = hsum(_mm256_add_ps(a0, a1)) - 8.0f * c0;
+    }
+    if (qx != qstack) {
+        free(qx);
+        free(dx);
+        free(sx);
+    }
+}
+
+/* ---- F32 (the LoRA matrices, kept in float32 in every format) -------------- */
+
+static void f32_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~7;
+    const float *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const float *w = base + (size_t)r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        float s;
+
+        for (; c + 32 <= tail; c += 32) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+        }
+        for (; c < tail; c += 8) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+        }
+        s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; c < cols; c++) {
+            s += w[c] * x[c];
+        }
+        y[r] = s;
+    }
+}
+
+/* Packing, sizes and sequence mode stay the portable set's (sgemm). */
+static int f32_pack(struct kmat *m, const float *src)
+{
+    return kernel_set_portable.format[RWKV_DTYPE_F32].pack(m, src);
+}
+
+static void f32_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    kernel_set_portable.format[RWKV_DTYPE_F32].matmul_rows(W, X, T, Y, r0, r1);
+}
+
+static size_t f32_bytes(const struct kmat *W)
+{
+    return (size_t)W->rows * (size_t)W->cols * sizeof(float);
+}
+
+/* ---- packing at load time -------------------------------------------------- */
+
+/* quant_pack_q8 with 8 lanes: the same scales and codes (cvtps rounds to
+ * nearest even like the portable code; |w / s| <= 127 needs no clamp). */
+static int q8_pack(struct kmat *m, const float *src)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const int cols = m->cols, tail = cols & ~31;
+    int8_t *q = malloc((size_t)m->rows * (size_t)cols);
+    float *s = malloc((size_t)m->rows * sizeof *s);
+
+    if (!q || !s) {
+        free(q);
+        free(s);
+        return -1;
+    }
+    for (int r = 0; r < m->rows; r++) {
+        const float *w = src + (size_t)r * cols;
+        int8_t *qr = q + (size_t)r * cols;
+        __m256 mx = _mm256_setzero_ps();
+        float amax, inv;
+        int c = 0;
+
+        for (; c + 8 <= cols; c += 8) {
+            mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(w + c), absmask));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        amax = _mm_cvtss_f32(m4);
+        for (; c < cols; c++) {
+            float a = w[c] < 0 ? -w[c] : w[c];
+
+            amax = a > amax ? a : amax;
+        }
+        s[r] = amax / 127.0f;
+        inv = amax > 0 ? 127.0f / amax : 0.0f;
+        __m256 iv = _mm256_set1_ps(inv);
+
+        for (c = 0; c < tail; c += 32) {
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c), iv));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c + 8), iv));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c + 16), iv));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + c + 24), iv));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(qr + c), p);
+        }
+        for (; c < cols; c++) {
+            float v = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(w[c] * inv),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+
+            qr[c] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        }
+    }
+    m->data = q;
+    m->owned = q;
+    m->scales = s;
+    m->owned_scales = s;
+    return 0;
+}
+
+/* quant_pack_q4 with 8 lanes: the same blocks (the first element of largest
+ * magnitude gives d = m / -8, rounded to binary16 by F16C as the portable
+ * code rounds; codes rounded to nearest even and clamped to [0, 15]). */
+static int q4_pack(struct kmat *m, const float *src)
+{
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const int nb = quant_q4_blocks(m->cols);
+    struct q4_block *blocks = malloc((size_t)m->rows * (size_t)nb * sizeof *blocks);
+
+    if (!blocks) {
+        return -1;
+    }
+    for (int r = 0; r < m->rows; r++) {
+        const float *w = src + (size_t)r * m->cols;
+
+        for (int b = 0; b < nb; b++) {
+            struct q4_block *blk = &blocks[(size_t)r * nb + b];
+            float pad[32];
+            const float *v = w + 32 * b;
+            int32_t code[32];
+
+            if (32 * b + 32 > m->cols) {
+                for (int j = 0; j < 32; j++) {
+                    pad[j] = 32 * b + j < m->cols ? v[j] : 0.0f;
+                }
+                v = pad;
+            }
+            __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+            __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+            __m256 a0 = _mm256_and_ps(v0, absmask), a1 = _mm256_and_ps(v1, absmask);
+            __m256 a2 = _mm256_and_ps(v2, absmask), a3 = _mm256_and_ps(v3, absmask);
+            __m256 mx = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            __m256 amax = _mm256_broadcastss_ps(m4);
+            uint32_t hit = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a0, amax, _CMP_EQ_OQ)) |
+                           (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a1, amax, _CMP_EQ_OQ)) << 8 |
+                           (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a2, amax, _CMP_EQ_OQ)) << 16 |
+                           (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a3, amax, _CMP_EQ_OQ)) << 24;
+            /* all zero: no hit when amax is 0 and every element is -0 or 0 */
+            float big = _mm_cvtss_f32(m4) > 0 ? v[__builtin_ctz(hit)] : 0.0f;
+
+            blk->d = (uint16_t)_cvtss_sh(big / -8.0f, _MM_FROUND_TO_NEAREST_INT);
+            float d = _cvtsh_ss(blk->d);
+            __m256 inv = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+            __m256i eight = _mm256_set1_epi32(8), zero = _mm256_setzero_si256();
+            __m256i fifteen = _mm256_set1_epi32(15);
+
+#define Q4_CODES(vk, k) \
+            _mm256_storeu_si256((__m256i *)(code + 8 * (k)), \
+                _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32( \
+                    _mm256_cvtps_epi32(_mm256_mul_ps((vk), inv)), eight), zero), fifteen))
+            Q4_CODES(v0, 0);
+            Q4_CODES(v1, 1);
+            Q4_CODES(v2, 2);
+            Q4_CODES(v3, 3);
+#undef Q4_CODES
+            for (int j = 0; j < 16; j++) {
+                blk->qs[j] = (uint8_t)(code[j] | (code[j + 16] << 4));
+            }
+        }
+    }
+    m->data = blocks;
+    m->owned = blocks;
+    m->scales = NULL;
+    return 0;
+}
+
+/* ---- rows to float32 for sequence mode (sgemm) ---------------------------- */
+
+static void bf16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const uint16_t *p = (const uint16_t *)W->data + (size_t)r0 * W->cols;
+    size_t n = (size_t)(r1 - r0) * (size_t)W->cols, i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + i)));
+
+        _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+    for (; i < n; i++) {
+        out[i] = half_bf16_to_f32(p[i]);
+    }
+}
+
+static void f16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const uint16_t *p = (const uint16_t *)W->data + (size_t)r0 * W->cols;
+    size_t n = (size_t)(r1 - r0) * (size_t)W->cols, i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + i))));
+    }
+    for (; i < n; i++) {
+        out[i] = half_f16_to_f32(p[i]);
+    }
+}
+
+static void q8_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const int cols = W->cols, tail = cols & ~7;
+
+    for (int r = r0; r < r1; r++) {
+        const int8_t *q = (const int8_t *)W->data + (size_t)r * cols;
+        float *o = out + (size_t)(r - r0) * cols;
+        __m256 s = _mm256_set1_ps(W->scales[r]);
+        int c = 0;
+
+        for (; c < tail; c += 8) {
+            _mm256_storeu_ps(o + c, _mm256_mul_ps(q8_load8(q + c), s));
+        }
+        for (; c < cols; c++) {
+            o[c] = W->scales[r] * q[c];
+        }
+    }
+}
+
+static void q4_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
+{
+    const int cols = W->cols, nb = quant_q4_blocks(cols);
+
+    for (int r = r0; r < r1; r++) {
+        const struct q4_block *blk = (const struct q4_block *)W->data + (size_t)r * nb;
+        float *o = out + (size_t)(r - r0) * cols;
+
+        for (int b = 0; b < nb; b++) {
+            __m256i u = q4_codes(&blk[b]);
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(blk[b].d)), eight = _mm256_set1_ps(8.0f);
+            float tmp[32], *dst = 32 * b + 32 <= cols ? o + 32 * b : tmp;
+            __m128i lo = _mm256_castsi256_si128(u), hi = _mm256_extracti128_si256(u, 1);
+
+            _mm256_storeu_ps(dst, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), eight)));
+            _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), eight)));
+            _mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), eight)));
+            _mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), eight)));
+            if (dst == tmp) {
+                memcpy(o + 32 * b, tmp, (size_t)(cols - 32 * b) * sizeof *tmp);
+            }
+        }
+    }
+}
+
+const struct kernel_set kernel_set_avx2 = {
+    .name = "avx2",
+    .usable = avx2_usable,
+    .format = {
+        [RWKV_DTYPE_F32] = { f32_pack, f32_matvec_rows, f32_matmul_rows, f32_bytes, NULL },
+        [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half, f16_rows_to_f32 },
+        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32 },
+        [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { q4_pack, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
+    },
+};

@@ -1,0 +1,295 @@
+/*
+ * kernels_avx512.c - row kernels for x86-64 CPUs with AVX-512 F/BW/VL
+ * (Skylake-X and later, Zen 4 and later), using AVX512-VNNI for the Q4
+ * integer products where the CPU has it.  Compiled with its own -m flags in
+ * its own library and chosen at run time (kernels_impl.h); the formats and
+ * the exact values are defined in quant.h.
+ *
+ * BF16 weights are widened to float32 exactly (a shift), not multiplied
+ * with vdpbf16ps: that instruction would also round x to bf16, and the
+ * matrix-vector product is limited by memory, not by arithmetic.
+ */
+#include <immintrin.h>
+#include <stdlib.h>
+
+#include "engine/kernels/kernels_impl.h"
+#include "engine/kernels/quant.h"
+
+static int avx512_usable(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+}
+
+#define X_STACK 4096
+
+/* ---- BF16: 32 weights per load; even elements by shift, odd by mask ----- */
+
+/* xs[64 k .. +15] = even elements of 32-column chunk k, [+16 .. +31] odd. */
+static void split_even_odd(const float *x, int chunks, float *xs)
+{
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+
+    for (int k = 0; k < chunks; k++) {
+        __m512 a = _mm512_loadu_ps(x + 32 * k), b = _mm512_loadu_ps(x + 32 * k + 16);
+
+        _mm512_storeu_ps(xs + 32 * k, _mm512_permutex2var_ps(a, ev, b));
+        _mm512_storeu_ps(xs + 32 * k + 16, _mm512_permutex2var_ps(a, od, b));
+    }
+}
+
+static inline __m512 bf16_even(__m512i v)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+static inline __m512 bf16_odd(__m512i v)
+{
+    return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* One row at a time: a single stream per thread for the hardware
+ * prefetcher (interleaving four rows was measurably slower with AVX2). */
+#define PREFETCH_BYTES 512
+
+static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, chunks = cols / 32, tail = chunks * 32;
+    float stack[X_STACK], *xs = tail <= X_STACK ? stack : malloc((size_t)tail * 4);
+    const uint16_t *base = W->data;
+
+    if (!xs) {
+        kernel_set_quant.format[RWKV_DTYPE_BF16].matvec_rows(W, x, y, r0, r1);
+        return;
+    }
+    split_even_odd(x, chunks, xs);
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m512 a0 = _mm512_setzero_ps(), b0 = a0, a1 = a0, b1 = a0;
+        int k = 0;
+        float s;
+
+        for (; k + 2 <= chunks; k += 2) {
+            __m512i v0 = _mm512_loadu_si512(w + 32 * k), v1 = _mm512_loadu_si512(w + 32 * k + 32);
+
+            _mm_prefetch((const char *)(w + 32 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm512_fmadd_ps(bf16_even(v0), _mm512_loadu_ps(xs + 32 * k), a0);
+            b0 = _mm512_fmadd_ps(bf16_odd(v0), _mm512_loadu_ps(xs + 32 * k + 16), b0);
+            a1 = _mm512_fmadd_ps(bf16_even(v1), _mm512_loadu_ps(xs + 32 * k + 32), a1);
+            b1 = _mm512_fmadd_ps(bf16_odd(v1), _mm512_loadu_ps(xs + 32 * k + 48), b1);
+        }
+        if (k < chunks) {
+            __m512i v = _mm512_loadu_si512(w + 32 * k);
+
+            a0 = _mm512_fmadd_ps(bf16_even(v), _mm512_loadu_ps(xs + 32 * k), a0);
+            b0 = _mm512_fmadd_ps(bf16_odd(v), _mm512_loadu_ps(xs + 32 * k + 16), b0);
+        }
+        s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1)));
+        for (int c = tail; c < cols; c++) {
+            s += half_bf16_to_f32(w[c]) * x[c];
+        }
+        y[r] = s;
+    }
+    if (xs != stack) {
+        free(xs);
+    }
+}
+
+/* ---- F16 ------------------------------------------------------------------ */
+
+static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~15;
+    const uint16_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m512 a = _mm512_setzero_ps();
+        float s;
+
+        for (int c = 0; c < tail; c += 16) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + c))),
+                                _mm512_loadu_ps(x + c), a);
+        }
+        s = _mm512_reduce_add_ps(a);
+        for (int c = tail; c < cols; c++) {
+            s += half_f16_to_f32(w[c]) * x[c];
+        }
+        y[r] = s;
+    }
+}
+
+/* ---- Q8 ------------------------------------------------------------------- */
+
+static inline __m512 q8_load16(const int8_t *p)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+
+static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int cols = W->cols, tail = cols & ~15;
+    const int8_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const int8_t *w = base + (size_t)r * cols;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int c = 0;
+        float s;
+
+        for (; c + 32 <= tail; c += 32) {
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            a0 = _mm512_fmadd_ps(q8_load16(w + c), _mm512_loadu_ps(x + c), a0);
+            a1 = _mm512_fmadd_ps(q8_load16(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
+        }
+        for (; c < tail; c += 16) {
+            a0 = _mm512_fmadd_ps(q8_load16(w + c), _mm512_loadu_ps(x + c), a0);
+        }
+        s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        for (; c < cols; c++) {
+            s += (float)w[c] * x[c];
+        }
+        y[r] = W->scales[r] * s;
+    }
+}
+
+/* ---- Q4: two blocks per 512-bit register ---------------------------------- */
+
+/* The 32 codes of a block as unsigned bytes, element order. */
+static inline __m256i q4_codes(const struct q4_block *b)
+{
+    __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
+    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
+
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+static inline __m512i q4_codes2(const struct q4_block *b)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(q4_codes(b)), q4_codes(b + 1), 1);
+}
+
+/* Activation blocks (quant.h): dx = max|x| / 127, qx = round(x / dx). */
+static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d, int32_t *sum)
+{
+    for (int b = 0; b < n_blocks; b++) {
+        int n = cols - 32 * b;
+        __mmask16 m0 = n >= 16 ? 0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+        __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+        __m512 v0 = _mm512_maskz_loadu_ps(m0, x + 32 * b);
+        __m512 v1 = _mm512_maskz_loadu_ps(m1, x + 32 * b + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
+        __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+
+        d[b] = amax / 127.0f;
+        sum[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
+        _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
+    }
+}
+
+/* Per-lane integer dot of codes and activations: 16 int32 lanes, lanes
+ * 0-7 from the first block, 8-15 from the second. */
+__attribute__((target("avx512vnni")))
+static inline __m512i q4_dot_vnni(__m512i u, __m512i qx)
+{
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, qx);
+}
+
+static inline __m512i q4_dot_bw(__m512i u, __m512i qx)
+{
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, qx), _mm512_set1_epi16(1));
+}
+
+#define Q4_ROWS(DOT) \
+    for (; r < r1; r++) { \
+        const struct q4_block *bl = base + (size_t)r * nb; \
+        __m512 acc = _mm512_setzero_ps(); \
+        float corr = 0, tail_sum = 0; \
+        int b = 0; \
+        for (; b + 2 <= nb; b += 2) { \
+            float s0 = _cvtsh_ss(bl[b].d) * dx[b], s1 = _cvtsh_ss(bl[b + 1].d) * dx[b + 1]; \
+            __m512 sc = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s0), _mm512_set1_ps(s1)); \
+            __m512i q = _mm512_loadu_si512(qx + 32 * b); \
+            _mm_prefetch((const char *)&bl[b] + PREFETCH_BYTES, _MM_HINT_T0); \
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(q4_codes2(&bl[b]), q)), sc, acc); \
+            corr += s0 * (float)sx[b] + s1 * (float)sx[b + 1]; \
+        } \
+        if (b < nb) { \
+            float s0 = _cvtsh_ss(bl[b].d) * dx[b]; \
+            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b)); \
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q4_codes(&bl[b]), q), \
+                                          _mm256_set1_epi16(1)); \
+            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s0)); \
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1)); \
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h)); \
+            h = _mm_add_ss(h, _mm_movehdup_ps(h)); \
+            tail_sum = _mm_cvtss_f32(h); \
+            corr += s0 * (float)sx[b]; \
+        } \
+        y[r] = _mm512_reduce_add_ps(acc) + tail_sum - 8.0f * corr; \
+    }
+
+__attribute__((target("avx512vnni")))
+static void q4_rows_vnni(const struct q4_block *base, int nb, const int8_t *qx, const float *dx,
+                         const int32_t *sx, float *y, int r, int r1)
+{
+    Q4_ROWS(q4_dot_vnni)
+}
+
+static void q4_rows_bw(const struct q4_block *base, int nb, const int8_t *qx, const float *dx,
+                       const int32_t *sx, float *y, int r, int r1)
+{
+    Q4_ROWS(q4_dot_bw)
+}
+
+static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    int8_t qstack[X_STACK] __attribute__((aligned(64)));
+    float dstack[X_STACK / 32];
+    int32_t sstack[X_STACK / 32];
+    int8_t *qx = qstack;
+    float *dx = dstack;
+    int32_t *sx = sstack;
+
+    if (nb * 32 > X_STACK) {
+        qx = malloc((size_t)nb * 32);
+        dx = malloc((size_t)nb * sizeof *dx);
+        sx = malloc((size_t)nb * sizeof *sx);
+        if (!qx || !dx || !sx) {
+            free(qx);
+            free(dx);
+            free(sx);
+            kernel_set_quant.format[RWKV_DTYPE_Q4].matvec_rows(W, x, y, r0, r1);
+            return;
+        }
+    }
+    xq_fill(x, W->cols, nb, qx, dx, sx);
+    if (__builtin_cpu_supports("avx512vnni")) {
+        q4_rows_vnni(W->data, nb, qx, dx, sx, y, r0, r1);
+    } else {
+        q4_rows_bw(W->data, nb, qx, dx, sx, y, r0, r1);
+    }
+    if (qx != qstack) {
+        free(qx);
+        free(dx);
+        free(sx);
+    }
+}
+
+const struct kernel_set kernel_set_avx512 = {
+    .name = "avx512",
+    .usable = avx512_usable,
+    .format = {
+        [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
+        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
+    },
+};

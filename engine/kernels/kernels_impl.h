@@ -1,0 +1,74 @@
+/*
+ * kernels_impl.h - how kernel sets plug into kernels.c.  Internal to
+ * engine/kernels*.c; the forward passes only see kernels.h.
+ *
+ * A kernel set is a table of per-format row kernels for one instruction
+ * set (portable C, AVX2, AVX-512...).  kernels.c lists the sets it knows in
+ * preference order; kernels_init() keeps, for every weight format, the
+ * entries of the first set whose usable() says the CPU can run it and that
+ * fills that entry.  Missing entries fall through to the next set, ending
+ * at the portable set, so a new file may implement only what it speeds up.
+ * Sequence-mode products (k_matmul) use, in order: the format's matmul_rows;
+ * else rows_to_f32 + OpenBLAS sgemm on blocks of rows; else matvec_rows
+ * once per token.
+ *
+ * To add a set: write engine/kernels/kernels_NAME.c defining
+ *     const struct kernel_set kernel_set_NAME = { "NAME", usable, { ... } };
+ * declare it below, and add &kernel_set_NAME to the candidates[] list in
+ * kernels.c (guarded by the configure macro that says it was compiled).
+ */
+#ifndef RWKV_KERNELS_IMPL_H
+#define RWKV_KERNELS_IMPL_H
+
+#include "engine/base/dtype.h"
+#include "engine/kernels/matrix.h"
+
+#define KERNEL_N_FORMATS (RWKV_DTYPE_Q4 + 1)
+
+/* The kernels of one weight format (indexed by enum rwkv_dtype). */
+struct kernel_format {
+    /* Fills m->data (and m->scales, m->owned, m->owned_scales) from a
+     * float32 [m->rows][m->cols] source; 0, or -1 when out of memory. */
+    int (*pack)(struct kmat *m, const float *src);
+    /* y[r] = W[r,:] . x for r in [r0, r1). */
+    void (*matvec_rows)(const struct kmat *W, const float *x, float *y, int r0, int r1);
+    /* Y[t][r] = W[r,:] . X[t,:] for t in [0, T), r in [r0, r1); Y rows have
+     * W->rows elements.  NULL: kernels.c calls matvec_rows per token. */
+    void (*matmul_rows)(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1);
+    /* Weight bytes of the whole matrix (what one matvec reads). */
+    size_t (*bytes)(const struct kmat *W);
+    /* out[(r - r0) * cols + c] = W[r][c] as float32 for r in [r0, r1).
+     * With matmul_rows NULL, sequence-mode products convert blocks of rows
+     * with it and multiply them with sgemm.  NULL for F16/BF16: kernels.c
+     * fills in its own converter (those formats are always plain 16-bit
+     * [rows][cols] arrays). */
+    void (*rows_to_f32)(const struct kmat *W, int r0, int r1, float *out);
+};
+
+struct kernel_set {
+    const char *name;           /* reported by rwkv_kernels_name() */
+    int (*usable)(void);        /* NULL: always */
+    struct kernel_format format[KERNEL_N_FORMATS];
+};
+
+extern const struct kernel_set kernel_set_portable;
+/* quant.c: portable BF16/F16/Q8/Q4 kernels; kernels_avx2.c, kernels_avx512.c:
+ * x86-64 sets (compiled only there). */
+extern const struct kernel_set kernel_set_quant;
+extern const struct kernel_set kernel_set_avx2;
+extern const struct kernel_set kernel_set_avx512;
+
+/* 1 if kernels f of format t reproduce ref (the plain C kernels) on an
+ * odd-sized pseudo-random matrix, for matvec and a 3-token matmul, to
+ * 1e-4 of the largest output.  kernels_init runs it on every faster set
+ * before using it, a guard for SIMD code that could not be run where it
+ * was written (e.g. AVX-512 on an AVX2 machine): a set giving wrong
+ * numbers there costs speed, not results.  Not thread-safe (static
+ * scratch). */
+int kernels_self_check(const struct kernel_format *f, const struct kernel_format *ref,
+                       enum rwkv_dtype t);
+
+/* The active kernels of format t (after kernels_init). */
+const struct kernel_format *kernels_format(enum rwkv_dtype t);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * convcache.h - the conversion cache: the kernel matrices one load made
+ * (q8, q4, bf16 from fp32...), saved in a file that a later load of the
+ * same model at the same --dtype maps and reads in place instead of
+ * converting again.  Internal to engine/ (model.c drives it).
+ *
+ * File MODEL.DTYPE.rwkvcache next to the model (e.g. v7.pth.q4.rwkvcache),
+ * or, when that directory cannot be written,
+ * $XDG_CACHE_HOME/rwkv-chat/HASH-BASENAME.DTYPE.rwkvcache (~/.cache when
+ * XDG_CACHE_HOME is unset), HASH being the FNV-1a hash of the model's
+ * absolute path.  Native byte order, every field fixed-size:
+ *
+ *   header, 128 bytes: "RWKVCNV1", u32 cache version, u32 layout version
+ *     (QUANT_LAYOUT_VERSION), u32 0x01020304 (byte order), u32 dtype;
+ *     the model file's u64 size, u64 inode, u64 device, i64 mtime in ns,
+ *     u64 fingerprint (rwkv_info); u64 entries, u64 file size, u64 hash of
+ *     header and table (this field zero while hashing); u64 signature of
+ *     the packer (kmat_pack_signature); i64 the model file's ctime in ns
+ *     (0 in caches written before it was part of the key: such a cache
+ *     reads as written for a changed file and is rebuilt once); zero
+ *     padding.
+ *   table, 192 bytes per entry: name[128] (NUL-padded tensor name), u64
+ *     offset of the tensor's data in the model file (tells slices of one
+ *     tensor apart), u64 data offset, u64 data bytes, u64 scales offset,
+ *     u64 scales bytes, u64 hash of data then scales, i32 format, rows,
+ *     cols, transposed.
+ *   data: each matrix's rows (quant.h layouts) then its scales, every
+ *     piece at a 64-byte aligned offset, so the kernels read the mapping.
+ *
+ * Any mismatch (versions, byte order, dtype, the model file's identity),
+ * truncation, bad offset or hash makes the whole file be ignored; the
+ * caller converts and writes a new one (temporary file, then rename; no
+ * fsync: a cache torn by a crash fails its hashes and is rebuilt).
+ */
+#ifndef RWKV_CONVCACHE_H
+#define RWKV_CONVCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/kernels/kernels.h"
+
+#define CONVCACHE_VERSION 1
+#define CONVCACHE_NAME_MAX 128
+
+/* What a cache must match. */
+struct convcache_key {
+    uint64_t size, ino, dev, fingerprint;
+    uint64_t pack_signature;    /* kmat_pack_signature of dtype and of bf16 */
+    int64_t mtime_ns, ctime_ns; /* fileid.h: an in-place rewrite that puts the
+                                 * mtime back still moves the ctime */
+    int32_t dtype;
+    uint32_t owner;             /* the model file's owner: a cache file owned by
+                                 * anyone but us or them is ignored */
+};
+
+/* One matrix of a load, to write or to look up. */
+struct convcache_item {
+    const char *name;           /* tensor name */
+    uint64_t src_off;           /* the tensor data's offset in the model file */
+    int transpose;
+    const struct kmat *m;
+};
+
+typedef struct convcache convcache;
+
+/* The key of the model file at path (stat) for dtype; -1 with errno. */
+int convcache_key_of(const char *model_path, enum rwkv_dtype dtype, uint64_t fingerprint,
+                     struct convcache_key *key);
+/* The cache file name for the model at path: next to it (fallback 0), or
+ * in the user's cache directory (fallback 1).  0, or -1 when it does not
+ * fit or (fallback) no cache directory is known. */
+int convcache_path(const char *model_path, enum rwkv_dtype dtype, int fallback, char *out,
+                   size_t outlen);
+
+/* Maps and checks the cache at path (hashes verified on pool's threads;
+ * pool may be NULL).  NULL when missing or unusable, with why filled
+ * ("no cache yet", "written for another model file", "corrupt: ..."). */
+convcache *convcache_open(const char *path, const struct convcache_key *key,
+                          struct kpool *pool, char *why, size_t whylen);
+/* The same checks on size bytes at buf (not copied: buf must outlive the
+ * result; freed by convcache_close only when it came from convcache_open). */
+convcache *convcache_parse(const void *buf, size_t size, const struct convcache_key *key,
+                           struct kpool *pool, char *why, size_t whylen);
+void convcache_close(convcache *cache);
+size_t convcache_count(const convcache *cache);
+/* Whether some entry was made from the tensor called name. */
+int convcache_has_name(const convcache *cache, const char *name);
+/* Entry i (< convcache_count): its tensor name, and m filled as
+ * convcache_find would.  0, or -1 when i is out of range. */
+int convcache_entry(const convcache *cache, size_t i, const char **name, struct kmat *m);
+
+/* Fills m (planned: format, rows and cols set) with the entry for it, the
+ * data read in place from the cache.  1 when found, 0 otherwise. */
+int convcache_find(convcache *cache, const char *name, uint64_t src_off, int transpose,
+                   struct kmat *m);
+
+/* For tests and fuzzing: makes a cache image in memory self-consistent
+ * again after an edit (its size field, the hash of every entry whose
+ * data lies in the image, the table hash), so that what follows the
+ * hashes gets exercised.  Does nothing to an image shorter than a header
+ * or whose table does not fit. */
+void convcache_seal(void *buf, size_t size);
+
+/* Writes the n matrices to path atomically; make_dir creates its directory
+ * (and missing parents).  0, or -1 with why filled. */
+int convcache_write(const char *path, int make_dir, const struct convcache_key *key,
+                    const struct convcache_item *items, size_t n, struct kpool *pool,
+                    char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * context.c - evaluation contexts and the one forward driver every version
+ * runs through (rwkv.h: rwkv_context_*, rwkv_eval, rwkv_eval_batch).
+ *
+ * A context owns a worker pool, the residual stream and head rows of one
+ * chunk, and the version's scratch (rwkv_version.work_new); the model it
+ * reads is never written.  The driver works through the tokens in chunks
+ * of the version's seq_chunk: each token's embedding row goes through ln0
+ * in float32 as it is read (the reference folds ln0 into a float32 copy
+ * of the table at load; per token gives the same numbers without that
+ * copy), the version's layer runs over the chunk layer by layer, and the
+ * head (ln_out, then head.weight) runs only on the rows whose logits are
+ * wanted.  A chunk of one token is RNN mode; longer chunks batch the
+ * projections (sequence mode) while the recurrences stay sequential.
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/base/err.h"
+#include "engine/model/rwkv7_test.h"
+#include "engine/kernels/kernels.h"
+#include "engine/kernels/pool.h"
+#include "engine/model/weights.h"
+
+struct rwkv_context {
+    const rwkv_model *model;
+    struct kpool *pool;
+    int chunk;                  /* tokens per step: the version's seq_chunk */
+    float *x;                   /* residual stream [chunk][C] */
+    float *head_in;             /* ln_out rows [chunk][C] */
+    void *work;                 /* the version's scratch */
+};
+
+rwkv_context *rwkv_context_new(const rwkv_model *model, int n_threads, char *err,
+                               size_t errlen)
+{
+    const struct rwkv_version *v = model->version;
+    size_t C = (size_t)model->info.n_embd;
+    rwkv_context *ctx = calloc(1, sizeof *ctx);
+
+    if (!ctx) {
+        err_set(err, errlen, "%s: out of memory for an evaluation context",
+                ckpt_shown_path(model->file));
+        return NULL;
+    }
+    ctx->model = model;
+    ctx->chunk = v->seq_chunk;
+    ctx->pool = kpool_new(n_threads > 0 ? n_threads : model->n_threads);
+    if (!ctx->pool) {
+        err_set(err, errlen, "%s: cannot start worker threads", ckpt_shown_path(model->file));
+        rwkv_context_free(ctx);
+        return NULL;
+    }
+    ctx->x = calloc((size_t)ctx->chunk * C, sizeof *ctx->x);
+    ctx->head_in = calloc((size_t)ctx->chunk * C, sizeof *ctx->head_in);
+    ctx->work = v->work_new(model, ctx->pool, ctx->chunk);
+    if (!ctx->x || !ctx->head_in || !ctx->work) {
+        err_set(err, errlen, "%s: out of memory for the work buffers",
+                ckpt_shown_path(model->file));
+        rwkv_context_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void rwkv_context_free(rwkv_context *ctx)
+{
+    if (!ctx) {
+        return;
+    }
+    ctx->model->version->work_free(ctx->work);
+    free(ctx->x);
+    free(ctx->head_in);
+    kpool_free(ctx->pool);
+    free(ctx);
+}
+
+const rwkv_model *rwkv_context_model(const rwkv_context *ctx)
+{
+    return ctx->model;
+}
+
+int rwkv_context_threads(const rwkv_context *ctx)
+{
+    return kpool_threads(ctx->pool);
+}
+
+void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask)
+{
+    assert(ctx->model->version->test_drop_terms != NULL);
+    ctx->model->version->test_drop_terms(ctx->work, mask);
+}
+
+/* x[t] = ln0(emb[token t]) in float32, for T tokens. */
+static void embed(const rwkv_context *ctx, const int32_t *tokens, int T)
+{
+    const struct weights_common *cm = &ctx->model->common;
+    int C = ctx->model->info.n_embd;
+    size_t row_bytes = (size_t)C * ckpt_dtype_size(cm->emb->dtype);
+
+    for (int t = 0; t < T; t++) {
+        float *x = ctx->x + (size_t)t * C;
+
+        ckpt_to_f32(cm->emb->dtype, (const char *)cm->emb->data + (size_t)tokens[t] * row_bytes,
+                    x, (size_t)C);
+        k_layernorm(x, cm->ln0_w, cm->ln0_b, C, WEIGHTS_LN_EPS, x);
+    }
+}
+
+/* logits[rows][V] = head ln_out(x[first .. first + rows - 1]). */
+static void head(const rwkv_context *ctx, int first, int rows, float *logits)
+{
+    const struct weights_common *cm = &ctx->model->common;
+    int C = ctx->model->info.n_embd;
+
+    for (int t = 0; t < rows; t++) {
+        k_layernorm(ctx->x + (size_t)(first + t) * C, cm->ln_out_w, cm->ln_out_b, C,
+                    WEIGHTS_LN_EPS, ctx->head_in + (size_t)t * C);
+    }
+    k_matmul(ctx->pool, &cm->head, ctx->head_in, rows, logits);
+}
+
+/* The forward pass over n >= 1 valid tokens (see rwkv_eval). */
+static void forward(rwkv_context *ctx, float *state, const int32_t *tokens, size_t n,
+                    float *logits, int all_logits)
+{
+    const rwkv_model *m = ctx->model;
+    size_t V = (size_t)m->info.n_vocab;
+
+    for (size_t done = 0; done < n;) {
+        int T = n - done < (size_t)ctx->chunk ? (int)(n - done) : ctx->chunk;
+
+        embed(ctx, tokens + done, T);
+        for (int i = 0; i < m->info.n_layer; i++) {
+            m->version->layer(m, ctx->work, i, ctx->x, T, state + (size_t)i * m->layer_floats);
+        }
+        if (logits && all_logits) {
+            head(ctx, 0, T, logits + done * V);
+        } else if (logits && done + (size_t)T == n) {
+            head(ctx, T - 1, 1, logits);
+        }
+        done += (size_t)T;
+    }
+}
+
+/* 0 when state belongs to ctx's model and the n tokens are in range. */
+static int check(const rwkv_context *ctx, const rwkv_state *state, const int32_t *tokens,
+                 size_t n, char *err, size_t errlen)
+{
+    const rwkv_model *m = ctx->model;
+
+    if (rwkv_state_floats(state) != m->info.state_floats) {
+        err_set(err, errlen, "%s: state of %zu floats does not belong to this model (%zu)",
+                ckpt_shown_path(m->file), rwkv_state_floats(state), m->info.state_floats);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->info.n_vocab) {
+            err_set(err, errlen, "token %ld out of range (n_vocab %d) at position %zu",
+                    (long)tokens[i], m->info.n_vocab, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_t n,
+              float *logits, int all_logits, char *err, size_t errlen)
+{
+    if (n == 0) {
+        err_set(err, errlen, "%s: no tokens to evaluate", ckpt_shown_path(ctx->model->file));
+        return -1;
+    }
+    if (check(ctx, state, tokens, n, err, errlen) != 0) {
+        return -1;
+    }
+    forward(ctx, rwkv_state_data(state), tokens, n, logits, all_logits);
+    return 0;
+}
+
+int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t *tokens,
+                    size_t n_states, float *logits, char *err, size_t errlen)
+{
+    size_t V = (size_t)ctx->model->info.n_vocab;
+
+    if (n_states == 0) {
+        err_set(err, errlen, "%s: no states to evaluate", ckpt_shown_path(ctx->model->file));
+        return -1;
+    }
+    for (size_t i = 0; i < n_states; i++) {
+        char e[RWKV_ERRLEN];
+
+        if (check(ctx, states[i], &tokens[i], 1, e, sizeof e) != 0) {
+            err_set(err, errlen, "batch entry %zu: %s", i, e);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (states[j] == states[i]) {
+                err_set(err, errlen, "batch entries %zu and %zu are the same state", j, i);
+                return -1;
+            }
+        }
+    }
+    for (size_t i = 0; i < n_states; i++) {
+        forward(ctx, rwkv_state_data(states[i]), &tokens[i], 1,
+                logits ? logits + i * V : NULL, 0);
+    }
+    return 0;
+}
+
+int rwkv_default_threads(void)
+{
+    return kpool_default_threads();
+}
+
+const char *rwkv_kernels_name(void)
+{
+    return kernels_name();
+}

@@ -1,0 +1,873 @@
+/*
+ * model.c - the load sequence and the public model and state objects of
+ * rwkv.h.
+ *
+ * A load opens the checkpoint, asks each version of the list below in turn
+ * whether the file is its own (versions.h: told from the key names the way
+ * the official rwkv package does it), reads every size from tensor shapes,
+ * checks every tensor the version's table names (presence, shape), scans
+ * the weights for NaN/Inf, loads what every version has around its layers
+ * (embedding, ln0, ln_out, head) and lets the version prepare its layers.
+ * The conversion cache is opened before and written after.
+ */
+#include <assert.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/base/escape.h"
+#include "engine/base/err.h"
+#include "engine/kernels/kmat.h"
+#include "engine/model/weights.h"
+#include "engine/kernels/quant.h"
+#include "engine/load/verified.h"
+
+#define MAX_LAYERS 100000
+#define MAX_HEAD_SIZE 1024       /* a state holds head_size^2 floats per head */
+
+struct rwkv_state {
+    const rwkv_model *model;
+    size_t n;
+    float data[];
+};
+
+/* ------------------------------------------------------------ shapes --- */
+
+int64_t rwkv_dim_value(const struct rwkv_dims *d, const char *sym, size_t len)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } syms[] = {
+        { "C", offsetof(struct rwkv_dims, C) }, { "V", offsetof(struct rwkv_dims, V) },
+        { "F", offsetof(struct rwkv_dims, F) }, { "H", offsetof(struct rwkv_dims, H) },
+        { "N", offsetof(struct rwkv_dims, N) }, { "Dw", offsetof(struct rwkv_dims, Dw) },
+        { "Da", offsetof(struct rwkv_dims, Da) }, { "Dv", offsetof(struct rwkv_dims, Dv) },
+        { "Dg", offsetof(struct rwkv_dims, Dg) }, { "Dm", offsetof(struct rwkv_dims, Dm) },
+    };
+    size_t i;
+
+    if (len > 0 && sym[0] >= '0' && sym[0] <= '9') {
+        return strtoll(sym, NULL, 10);
+    }
+    if (len == 3 && !memcmp(sym, "Dm5", 3)) {
+        return d->Dm < 0 ? -1 : 5 * d->Dm;
+    }
+    for (i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+        if (strlen(syms[i].name) == len && !memcmp(syms[i].name, sym, len)) {
+            return *(const int64_t *)((const char *)d + syms[i].off);
+        }
+    }
+    assert(!"unknown shape symbol");
+    return -1;
+}
+
+/* Resolves one alternative of a shape spec ("v:C" or "5,Dm,C") into dims;
+ * returns ndim, with *vector set for "v:" specs. */
+static int resolve_shape(const struct rwkv_dims *d, const char *s, size_t len, int64_t *out,
+                         int *vector)
+{
+    int n = 0;
+    size_t i = 0;
+
+    *vector = 0;
+    if (len >= 2 && s[0] == 'v' && s[1] == ':') {
+        *vector = 1;
+        i = 2;
+    }
+    while (i < len && n < CKPT_MAX_DIMS) {
+        size_t j = i;
+        while (j < len && s[j] != ',') {
+            j++;
+        }
+        out[n++] = rwkv_dim_value(d, s + i, j - i);
+        i = j + 1;
+    }
+    return n;
+}
+
+/* Whether tensor t has the shape of one alternative. */
+static int shape_matches(const struct ckpt_tensor *t, int ndim, const int64_t *want, int vector)
+{
+    int i, big = 0;
+
+    if (vector) {
+        /* any shape that squeezes to [want[0]] */
+        if (t->numel != want[0] || t->ndim < 1) {
+            return 0;
+        }
+        for (i = 0; i < t->ndim; i++) {
+            big += t->shape[i] != 1;
+        }
+        return big <= 1;
+    }
+    if (t->ndim != ndim) {
+        return 0;
+    }
+    for (i = 0; i < ndim; i++) {
+        if (t->shape[i] != want[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ----------------------------------------------------- detection, dims --- */
+
+/* The layer index of a "blocks.N." name, or -1. */
+static long layer_of(const char *name)
+{
+    long n = 0;
+    const char *p;
+
+    if (strncmp(name, "blocks.", 7)) {
+        return -1;
+    }
+    for (p = name + 7; *p >= '0' && *p <= '9'; p++) {
+        n = n * 10 + (*p - '0');
+        if (n > MAX_LAYERS) {
+            return -1;
+        }
+    }
+    return p > name + 7 && *p == '.' ? n : -1;
+}
+
+/* Tells the version from the key names: the first of the list whose
+ * detect accepts the file (the last accepts any). */
+static const struct rwkv_version *detect_version(rwkv_model *m)
+{
+    for (size_t i = 0; rwkv_versions[i]; i++) {
+        if (rwkv_versions[i]->detect(m->file, &m->info)) {
+            return rwkv_versions[i];
+        }
+    }
+    return NULL;
+}
+
+/* Reads n_layer and every size from tensor shapes.  0, or -1 with err. */
+static int read_dims(rwkv_model *m, struct rwkv_dims *d, char *err, size_t errlen)
+{
+    struct rwkv_info *info = &m->info;
+    const char *path = ckpt_shown_path(m->file);
+    const struct ckpt_tensor *t;
+    size_t i, n = ckpt_count(m->file);
+    long layers = 0;
+    char sbuf[64];
+
+    memset(d, 0xff, sizeof(*d));    /* all -1 */
+    t = ckpt_find(m->file, "emb.weight");
+    if (!t) {
+        err_set(err, errlen, "%s: not an RWKV model: no emb.weight tensor among its %zu "
+                "tensors (first: %s)", path, n, RWKV_ESC(ckpt_at(m->file, 0)->name));
+        return -1;
+    }
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[1] < 1 || t->shape[0] > INT32_MAX ||
+        t->shape[1] > 65536) {
+        err_set(err, errlen, "%s: tensor emb.weight: expected [vocab][n_embd], found %s", path,
+                ckpt_shape_str(t->ndim, t->shape, sbuf, sizeof(sbuf)));
+        return -1;
+    }
+    d->V = t->shape[0];
+    d->C = t->shape[1];
+    for (i = 0; i < n; i++) {
+        long l = layer_of(ckpt_at(m->file, i)->name);
+        if (l + 1 > layers) {
+            layers = l + 1;
+        }
+    }
+    if (layers == 0) {
+        err_set(err, errlen, "%s: not an RWKV model: no blocks.N.* tensors", path);
+        return -1;
+    }
+    info->n_layer = (int)layers;
+    info->n_embd = (int)d->C;
+    info->n_vocab = (int)d->V;
+
+    if ((t = ckpt_find(m->file, "blocks.0.ffn.key.weight")) && t->ndim == 2) {
+        d->F = t->shape[0];
+    }
+    m->version->read_dims(m->file, info, d);
+    if (m->version->heads_tensor) {
+        if (d->H < 1 || d->N < 1 || d->H * d->N != d->C) {
+            const char *src = m->version->heads_tensor;
+
+            t = ckpt_find(m->file, src);
+            if (!t) {
+                err_set(err, errlen, "%s: tensor %s missing (RWKV-%s needs it for the head "
+                        "layout)", path, src, info->version_name);
+            } else {
+                err_set(err, errlen, "%s: tensor %s: shape %s does not split n_embd %lld into "
+                        "heads", path, src, ckpt_shape_str(t->ndim, t->shape, sbuf,
+                                                           sizeof(sbuf)), (long long)d->C);
+            }
+            return -1;
+        }
+        if (d->N > MAX_HEAD_SIZE) {
+            err_set(err, errlen, "%s: head size %lld above %d is not supported", path,
+                    (long long)d->N, MAX_HEAD_SIZE);
+            return -1;
+        }
+        info->n_head = (int)d->H;
+        info->head_size = (int)d->N;
+    }
+    info->ffn_size = (int)(d->F > 0 ? d->F : 0);
+    info->lora_decay = (int)(d->Dw > 0 ? d->Dw : 0);
+    info->lora_aaa = (int)(d->Da > 0 ? d->Da : 0);
+    info->lora_mv = (int)(d->Dv > 0 ? d->Dv : 0);
+    info->lora_gate = (int)(d->Dg > 0 ? d->Dg : 0);
+    info->lora_maa = (int)(d->Dm > 0 ? d->Dm : 0);
+    return 0;
+}
+
+/* Checks one required tensor; marks it used.  0, or -1 with err. */
+static int check_tensor(rwkv_model *m, const struct rwkv_dims *d, const char *name,
+                        const char *shape, unsigned char *used, char *err, size_t errlen)
+{
+    const struct ckpt_tensor *t = ckpt_find(m->file, name);
+    const char *alt = shape, *bar;
+    char want[96], found[64];
+    int64_t dims[CKPT_MAX_DIMS];
+    int ndim, vector, first = 1;
+
+    if (!t) {
+        err_set(err, errlen, "%s: tensor %s missing (RWKV-%s needs it)", ckpt_shown_path(m->file),
+                name, m->info.version_name);
+        return -1;
+    }
+    want[0] = '\0';
+    for (;;) {
+        bar = strchr(alt, '|');
+        ndim = resolve_shape(d, alt, bar ? (size_t)(bar - alt) : strlen(alt), dims, &vector);
+        if (shape_matches(t, ndim, dims, vector)) {
+            used[t - ckpt_at(m->file, 0)] = 1;
+            return 0;
+        }
+        if (first) {
+            if (vector) {
+                snprintf(want, sizeof(want), "%lld elements", (long long)dims[0]);
+            } else {
+                int k;
+                size_t used = 0;
+                /* an unknown rank (its source tensor was malformed) shows as ? */
+                for (k = 0; k < ndim && used < sizeof(want); k++) {
+                    int w = dims[k] < 0
+                        ? snprintf(want + used, sizeof(want) - used, "%s?", k ? "x" : "")
+                        : snprintf(want + used, sizeof(want) - used, "%s%lld", k ? "x" : "",
+                                   (long long)dims[k]);
+                    used += w > 0 ? (size_t)w : 0;
+                }
+            }
+            first = 0;
+        }
+        if (!bar) {
+            break;
+        }
+        alt = bar + 1;
+    }
+    err_set(err, errlen, "%s: tensor %s: expected %s, found %s", ckpt_shown_path(m->file), name,
+            want, ckpt_shape_str(t->ndim, t->shape, found, sizeof(found)));
+    return -1;
+}
+
+/* Checks every tensor of the version's table; the others become extras. */
+static int validate(rwkv_model *m, const struct rwkv_dims *d, unsigned char *used, char *err,
+                    size_t errlen)
+{
+    const struct rwkv_tensor_spec *table = m->version->tensors(m->file, &m->info), *s;
+    size_t n = ckpt_count(m->file), i;
+    char name[256];
+    int layer, n_extra = 0, rc = -1;
+
+    for (s = table; s->name; s++) {
+        if (s->scope == RWKV_GLOBAL || s->scope == RWKV_FIRST_LAYER) {
+            if (check_tensor(m, d, s->name, s->shape, used, err, errlen)) {
+                goto out;
+            }
+        }
+    }
+    for (layer = 0; layer < m->info.n_layer; layer++) {
+        for (s = table; s->name; s++) {
+            if (s->scope == RWKV_GLOBAL || s->scope == RWKV_FIRST_LAYER ||
+                (s->scope == RWKV_LATER_LAYERS && layer == 0)) {
+                continue;
+            }
+            snprintf(name, sizeof(name), s->name, layer);
+            if (check_tensor(m, d, name, s->shape, used, err, errlen)) {
+                goto out;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        n_extra += !used[i];
+    }
+    m->extra = calloc((size_t)n_extra + 1, sizeof(*m->extra));
+    if (!m->extra) {
+        err_set(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
+        goto out;
+    }
+    m->info.n_extra_tensors = 0;
+    for (i = 0; i < n; i++) {
+        if (!used[i]) {
+            m->extra[m->info.n_extra_tensors++] = ckpt_at(m->file, i)->name;
+        } else {
+            const struct ckpt_tensor *t = ckpt_at(m->file, i);
+            m->info.n_params += (uint64_t)t->numel;
+        }
+    }
+    rc = 0;
+out:
+    return rc;
+}
+
+/* ------------------------------------------------------------ summary --- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A 64-bit identity of the weights: FNV-1a over each tensor's name, type
+ * and shape and a sample of its bytes (head, tail and 16 spread windows),
+ * so that it costs a few pages per tensor, not a read of the file.  The
+ * per-tensor hashes are mixed and summed, so the order of the tensors in
+ * the file (.pth or safetensors) does not matter. */
+static uint64_t fingerprint(const ckpt_file *file)
+{
+    uint64_t sum = 0;
+    size_t i, n = ckpt_count(file);
+
+    for (i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(file, i);
+        const unsigned char *b = t->data;
+        uint64_t h = 0xcbf29ce484222325ULL;
+        int32_t dt = (int32_t)t->dtype;
+        size_t k;
+
+        h = fnv(h, t->name, strlen(t->name) + 1);
+        h = fnv(h, &dt, sizeof(dt));
+        h = fnv(h, t->shape, sizeof(t->shape[0]) * (size_t)t->ndim);
+        if (t->nbytes <= 256) {
+            h = fnv(h, b, t->nbytes);
+        } else {
+            h = fnv(h, b, 64);
+            h = fnv(h, b + t->nbytes - 64, 64);
+            for (k = 1; k <= 16; k++) {
+                h = fnv(h, b + (t->nbytes - 8) / 17 * k, 8);
+            }
+        }
+        /* splitmix64 finaliser before summing */
+        h ^= h >> 30;
+        h *= 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 27;
+        h *= 0x94d049bb133111ebULL;
+        h ^= h >> 31;
+        sum += h;
+    }
+    return sum;
+}
+
+/* Fills stored dtype, fingerprint and state size from the used tensors
+ * (bytes_per_token comes from the kernel matrices, after prepare). */
+static void summarize(rwkv_model *m, const unsigned char *used)
+{
+    struct rwkv_info *info = &m->info;
+    uint64_t by_type[3] = { 0, 0, 0 };
+    size_t i, n = ckpt_count(m->file);
+
+    for (i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(m->file, i);
+
+        if (!used[i]) {
+            continue;
+        }
+        by_type[t->dtype] += t->nbytes;
+    }
+    /* the format that holds most of the bytes */
+    info->stored_dtype = RWKV_DTYPE_F32;
+    if (by_type[CKPT_F16] > by_type[CKPT_F32] && by_type[CKPT_F16] >= by_type[CKPT_BF16]) {
+        info->stored_dtype = RWKV_DTYPE_F16;
+    } else if (by_type[CKPT_BF16] > by_type[CKPT_F32] && by_type[CKPT_BF16] > by_type[CKPT_F16]) {
+        info->stored_dtype = RWKV_DTYPE_BF16;
+    }
+    info->compute_dtype = m->dtype == RWKV_DTYPE_AUTO ? info->stored_dtype : m->dtype;
+    info->file_size = ckpt_file_size(m->file);
+    info->fingerprint = fingerprint(m->file);
+    m->layer_floats = m->version->layer_floats(info);
+    info->state_floats = (size_t)info->n_layer * m->layer_floats;
+}
+
+/* ------------------------------------------------------ finite check --- */
+
+/* Bytes of tensor data one task of the NaN/Inf scan reads. */
+#define SCAN_CHUNK ((size_t)1 << 20)
+
+struct scan {
+    const struct ckpt_tensor **tensors;     /* the used tensors */
+    size_t *first_chunk;                    /* of each tensor; [n] = total */
+    size_t n;
+    size_t *bad;                            /* per chunk: NaN/Inf values */
+};
+
+/* One pool task: chunk i of the concatenated used tensors. */
+static void scan_chunk(void *ctx, int i)
+{
+    struct scan *s = ctx;
+    size_t c = (size_t)i, lo = 0, hi = s->n, esize, begin, end;
+    const struct ckpt_tensor *t;
+
+    while (hi - lo > 1) {       /* the tensor whose chunks hold c */
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->first_chunk[mid] <= c) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    t = s->tensors[lo];
+    esize = ckpt_dtype_size(t->dtype);
+    begin = (c - s->first_chunk[lo]) * SCAN_CHUNK;
+    end = begin + SCAN_CHUNK < t->nbytes ? begin + SCAN_CHUNK : t->nbytes;
+    s->bad[c] = weights_nonfinite(t->dtype, (const unsigned char *)t->data + begin,
+                                (end - begin) / esize);
+}
+
+/* Refuses weights holding NaN or infinity, naming the first such tensor:
+ * they would only turn every logit into NaN later.  Reads each used
+ * tensor once, on the pool's threads, except those the open conversion
+ * cache holds. */
+static int check_finite(rwkv_model *m, const unsigned char *used, char *err, size_t errlen)
+{
+    struct scan s;
+    size_t n = ckpt_count(m->file), i, k, chunks = 0;
+    int rc = -1;
+
+    memset(&s, 0, sizeof(s));
+    s.tensors = malloc((n ? n : 1) * sizeof(*s.tensors));
+    s.first_chunk = malloc((n + 1) * sizeof(*s.first_chunk));
+    if (!s.tensors || !s.first_chunk) {
+        err_set(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(m->file, i);
+        if (used[i] && t->nbytes > 0 && m->cache.cache &&
+            convcache_has_name(m->cache.cache, t->name)) {
+            /* read from the conversion cache instead: it was written from
+             * this very file (size, time, inode, fingerprint) after a load
+             * that checked it; model_matrix checks it on a cache miss */
+            m->cache.scan_skipped = 1;
+        } else if (used[i] && t->nbytes > 0) {
+            s.tensors[s.n] = t;
+            s.first_chunk[s.n++] = chunks;
+            chunks += (t->nbytes + SCAN_CHUNK - 1) / SCAN_CHUNK;
+        }
+    }
+    s.first_chunk[s.n] = chunks;
+    if (chunks > (size_t)INT32_MAX || !(s.bad = calloc(chunks ? chunks : 1, sizeof(*s.bad)))) {
+        err_set(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
+        goto out;
+    }
+    kpool_run(m->pool, scan_chunk, &s, (int)chunks);
+    for (i = 0; i < s.n; i++) {
+        size_t bad = 0;
+        for (k = s.first_chunk[i]; k < s.first_chunk[i + 1]; k++) {
+            bad += s.bad[k];
+        }
+        if (bad) {
+            err_set(err, errlen, "%s: tensor %s: %zu NaN/Inf value%s", ckpt_shown_path(m->file),
+                    s.tensors[i]->name, bad, bad == 1 ? "" : "s");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(s.tensors);
+    free(s.first_chunk);
+    free(s.bad);
+    return rc;
+}
+
+/* ---------------------------------------------------- conversion cache --- */
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Before prepare: decides whether this load uses a cache and opens the
+ * one there is.  A load uses one when it converts the big matrices (its
+ * format is not the file's); LoRA factors alone are cheap to convert. */
+static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
+{
+    struct weights_cache *c = &m->cache;
+    const char *path = ckpt_path(m->file);
+    char why[RWKV_ERRLEN], fallback[PATH_MAX];
+    double t0 = seconds_now();
+
+    c->info.path = c->path;
+    c->info.reason = c->reason;
+    if (m->dtype == RWKV_DTYPE_AUTO || m->dtype == m->info.stored_dtype) {
+        return;
+    }
+    if (opts && opts->cache == RWKV_CACHE_MODE_OFF) {
+        c->info.result = RWKV_CACHE_OFF;
+        snprintf(c->reason, sizeof c->reason, "the cache is turned off");
+        return;
+    }
+    if (convcache_key_of(path, m->dtype, m->info.fingerprint, &c->key) != 0) {
+        c->info.result = RWKV_CACHE_NOT_WRITTEN;
+        snprintf(c->reason, sizeof c->reason, "cannot stat %s", RWKV_ESC(path));
+        return;
+    }
+    c->active = 1;
+    if (convcache_path(path, m->dtype, 0, c->path, sizeof c->path) == 0) {
+        c->cache = convcache_open(c->path, &c->key, m->pool, c->reason, sizeof c->reason);
+    } else {
+        snprintf(c->reason, sizeof c->reason, "no cache yet");
+    }
+    if (!c->cache && convcache_path(path, m->dtype, 1, fallback, sizeof fallback) == 0) {
+        c->cache = convcache_open(fallback, &c->key, m->pool, why, sizeof why);
+        if (c->cache) {
+            snprintf(c->path, sizeof c->path, "%s", fallback);
+        } else if (!strcmp(c->reason, "no cache yet")) {
+            snprintf(c->reason, sizeof c->reason, "%s", why);
+        }
+    }
+    c->info.seconds = seconds_now() - t0;
+}
+
+/* After prepare: reports the cache as used, or writes a new one holding
+ * every converted matrix (next to the model, else in the user's cache
+ * directory). */
+static void cache_finish(rwkv_model *m)
+{
+    struct weights_cache *c = &m->cache;
+    struct convcache_item *items;
+    char why[RWKV_ERRLEN] = "the cache file name beside the model is too long";
+    char why2[RWKV_ERRLEN], fallback[PATH_MAX];
+    size_t n = 0;
+    double t0;
+
+    if (!c->active) {
+        return;
+    }
+    if (c->n_converted == 0 && c->n_from_cache > 0) {
+        c->info.result = RWKV_CACHE_USED;
+        c->reason[0] = '\0';
+        return;
+    }
+    if (c->n_converted == 0) {
+        c->info.result = RWKV_CACHE_NONE;
+        c->path[0] = '\0';
+        return;
+    }
+    c->info.result = RWKV_CACHE_NOT_WRITTEN;
+    if (c->cache) {
+        snprintf(c->reason, sizeof c->reason, "the cache lacked %zu of the matrices",
+                 c->n_converted);
+    }
+    if (!(items = malloc((m->n_recs ? m->n_recs : 1) * sizeof *items))) {
+        snprintf(c->reason, sizeof c->reason, "out of memory");
+        c->path[0] = '\0';
+        return;
+    }
+    for (size_t i = 0; i < m->n_recs; i++) {
+        if (m->recs[i].converted) {
+            items[n++] = m->recs[i].item;
+        }
+    }
+    t0 = seconds_now();
+    if (c->path[0] && convcache_write(c->path, 0, &c->key, items, n, m->pool, why,
+                                      sizeof why) == 0) {
+        c->info.result = RWKV_CACHE_WRITTEN;
+    } else if (convcache_path(ckpt_path(m->file), m->dtype, 1, fallback, sizeof fallback) != 0) {
+        snprintf(c->reason, sizeof c->reason, "%.400s; no user cache directory (HOME unset)", why);
+        c->path[0] = '\0';
+    } else if (convcache_write(fallback, 1, &c->key, items, n, m->pool, why2,
+                               sizeof why2) == 0) {
+        c->info.result = RWKV_CACHE_WRITTEN;
+        snprintf(c->path, sizeof c->path, "%s", fallback);
+    } else {
+        snprintf(c->reason, sizeof c->reason, "%.250s; %.250s", why, why2);
+        c->path[0] = '\0';
+    }
+    c->info.seconds = seconds_now() - t0;
+    free(items);
+}
+
+/* Weight bytes one generated token reads: every kernel matrix as it is
+ * held (kmat_bytes: LoRA factors in their own format, the Linear
+ * weights in the compute format), the float32 copies of the other used
+ * tensors, and one embedding row. */
+static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)
+{
+    size_t n = ckpt_count(m->file);
+    unsigned char *is_kmat = calloc(n ? n : 1, 1);
+    uint64_t bytes = 0;
+
+    for (size_t i = 0; i < m->n_recs; i++) {
+        const struct ckpt_tensor *t = ckpt_find(m->file, m->recs[i].item.name);
+
+        bytes += kmat_bytes(m->recs[i].item.m);
+        for (size_t j = 0; is_kmat && t && j < n; j++) {
+            if (ckpt_at(m->file, j) == t) {
+                is_kmat[j] = 1;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct ckpt_tensor *t = ckpt_at(m->file, i);
+
+        if (!used[i] || (is_kmat && is_kmat[i])) {
+            continue;
+        }
+        if (!strcmp(t->name, "emb.weight")) {
+            bytes += (uint64_t)m->info.n_embd * ckpt_dtype_size(t->dtype);
+        } else {
+            bytes += (uint64_t)t->numel * sizeof(float);
+        }
+    }
+    free(is_kmat);
+    return bytes;
+}
+
+/* ------------------------------------------------------------- common --- */
+
+/* What every version has around its layers: the embedding (read in place,
+ * a row at a time), ln0, ln_out and the head.  0, or -1 with err. */
+static int load_common(rwkv_model *m, char *err, size_t errlen)
+{
+    struct weights_common *cm = &m->common;
+    const float **vecs[] = { &cm->ln0_w, &cm->ln0_b, &cm->ln_out_w, &cm->ln_out_b };
+    static const char *const names[] = { "blocks.0.ln0.weight", "blocks.0.ln0.bias",
+                                         "ln_out.weight", "ln_out.bias" };
+    char e[RWKV_ERRLEN];
+
+    cm->emb = weights_tensor(m, "emb.weight");
+    for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+        if (!(*vecs[i] = weights_vector(m, weights_tensor(m, "%s", names[i])))) {
+            err_set(err, errlen, "%s: tensor %s: out of memory", ckpt_shown_path(m->file),
+                    names[i]);
+            return -1;
+        }
+    }
+    if (weights_matrix(m, &cm->head, weights_tensor(m, "head.weight"), 0, m->dtype, e,
+                       sizeof e) != 0) {
+        err_set(err, errlen, "%s: %s", ckpt_shown_path(m->file), e);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- public --- */
+
+/* The versions the loader knows, in detection order: RWKV-7 by its own
+ * key family, 6 by time_maa, 5.x by ln_x, and anything else is RWKV-4. */
+const struct rwkv_version *const rwkv_versions[] = {
+    &rwkv7_version,
+    &rwkv6_version,
+    &rwkv5_version,
+    &rwkv4_version,
+    NULL,
+};
+
+const struct rwkv_version *rwkv_version_of(int version)
+{
+    for (size_t i = 0; rwkv_versions[i]; i++) {
+        if (rwkv_versions[i]->version == version) {
+            return rwkv_versions[i];
+        }
+    }
+    return NULL;
+}
+
+rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *opts,
+                            char *err, size_t errlen)
+{
+    return rwkv_model_load_lora(path, opts, NULL, 0, err, errlen);
+}
+
+rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_options *opts,
+                                 const struct rwkv_lora *lora, int n_lora, char *err,
+                                 size_t errlen)
+{
+    rwkv_model *m;
+    struct rwkv_dims d;
+    unsigned char *used = NULL;
+    char record_dir[PATH_MAX];
+
+    if (err && errlen) {
+        err[0] = '\0';
+    }
+    m = calloc(1, sizeof(*m));
+    if (!m) {
+        err_set(err, errlen, "%s: out of memory", RWKV_ESC(path));
+        return NULL;
+    }
+    m->dtype = opts ? opts->dtype : RWKV_DTYPE_AUTO;
+    if (m->dtype < RWKV_DTYPE_AUTO || m->dtype > RWKV_DTYPE_Q4) {
+        err_set(err, errlen, "%s: unknown weight format %d", RWKV_ESC(path), (int)m->dtype);
+        free(m);
+        return NULL;
+    }
+    /* zip CRCs: checked at the first start, then vouched for by a record
+     * in the user's cache directory (no directory, or --no-cache, which
+     * writes nothing there: checked every time) */
+    m->file = ckpt_open_checked(path, (!opts || opts->cache != RWKV_CACHE_MODE_OFF) &&
+                                verified_dir(record_dir, sizeof record_dir) == 0 ?
+                                record_dir : NULL, err, errlen);
+    if (!m->file) {
+        free(m);
+        return NULL;
+    }
+    if (n_lora > 0 && !(m->lora = lora_open(m->file, lora, n_lora, err, errlen))) {
+        goto fail;
+    }
+    m->version = detect_version(m);
+    assert(m->version != NULL);
+    used = calloc(ckpt_count(m->file), 1);
+    if (!used) {
+        err_set(err, errlen, "%s: out of memory", RWKV_ESC(path));
+        goto fail;
+    }
+    if (read_dims(m, &d, err, errlen) || validate(m, &d, used, err, errlen)) {
+        goto fail;
+    }
+    summarize(m, used);
+    m->info.fingerprint = lora_fingerprint(m->lora, m->info.fingerprint);
+    m->info.n_lora = n_lora;
+    /* The load's own pool (conversion, the NaN scan, the cache's hashes),
+     * sized as asked; contexts make theirs. */
+    m->pool = kpool_new(opts ? opts->n_threads : 0);
+    if (!m->pool) {
+        err_set(err, errlen, "%s: cannot start worker threads", RWKV_ESC(path));
+        goto fail;
+    }
+    m->n_threads = kpool_threads(m->pool);
+    kernels_init();
+    cache_begin(m, opts);
+    if (check_finite(m, used, err, errlen) || load_common(m, err, errlen) ||
+        m->version->prepare(m, err, errlen)) {
+        goto fail;
+    }
+    if (lora_check_claimed(m->lora, err, errlen)) {
+        goto fail;
+    }
+    cache_finish(m);
+    m->info.bytes_per_token = bytes_per_token(m, used);
+    free(used);
+    kpool_free(m->pool);
+    m->pool = NULL;
+    return m;
+fail:
+    free(used);
+    rwkv_model_free(m);
+    return NULL;
+}
+
+void rwkv_model_free(rwkv_model *m)
+{
+    if (!m) {
+        return;
+    }
+    weights_free(m);
+    convcache_close(m->cache.cache);
+    kpool_free(m->pool);
+    free(m->extra);
+    ckpt_close(m->file);
+    lora_free(m->lora);
+    free(m);
+}
+
+const struct rwkv_info *rwkv_model_info(const rwkv_model *model)
+{
+    return &model->info;
+}
+
+const struct rwkv_cache_info *rwkv_model_cache(const rwkv_model *model)
+{
+    return &model->cache.info;
+}
+
+const char *rwkv_model_extra_tensor(const rwkv_model *model, int i)
+{
+    if (i < 0 || i >= model->info.n_extra_tensors) {
+        return NULL;
+    }
+    return model->extra[i];
+}
+
+rwkv_state *rwkv_state_new(const rwkv_model *model)
+{
+    size_t n = model->info.state_floats;
+    rwkv_state *s = malloc(sizeof(*s) + n * sizeof(float));
+
+    if (!s) {
+        return NULL;
+    }
+    s->model = model;
+    s->n = n;
+    rwkv_state_reset(s);
+    return s;
+}
+
+rwkv_state *rwkv_state_clone(const rwkv_state *state)
+{
+    rwkv_state *s = malloc(sizeof(*s) + state->n * sizeof(float));
+
+    if (!s) {
+        return NULL;
+    }
+    memcpy(s, state, sizeof(*s) + state->n * sizeof(float));
+    return s;
+}
+
+void rwkv_state_copy(rwkv_state *dst, const rwkv_state *src)
+{
+    assert(dst->n == src->n);
+    memcpy(dst->data, src->data, src->n * sizeof(float));
+}
+
+void rwkv_state_reset(rwkv_state *state)
+{
+    const rwkv_model *m = state->model;
+
+    if (m->version->state_init) {
+        m->version->state_init(&m->info, state->data);
+    } else {
+        memset(state->data, 0, state->n * sizeof(float));
+    }
+}
+
+void rwkv_state_free(rwkv_state *state)
+{
+    free(state);
+}
+
+size_t rwkv_state_floats(const rwkv_state *state)
+{
+    return state->n;
+}
+
+float *rwkv_state_data(rwkv_state *state)
+{
+    return state->data;
+}
+
+const float *rwkv_state_cdata(const rwkv_state *state)
+{
+    return state->data;
+}

@@ -1,0 +1,239 @@
+/*
+ * rwkv4.c - the RWKV-4 forward pass.
+ *
+ * Per layer:  x += TimeMix(ln1(x));  x += ChannelMix(ln2(x)).
+ * Time mix (RWKV-4 paper, eq. 14-16, in the numerically stable form of the
+ * official package): per channel c, with w = -exp(time_decay) and
+ * u = time_first,
+ *   wkv_t = (e^{pp-p} aa + e^{u+k_t-p} v_t) / (e^{pp-p} bb + e^{u+k_t-p}),
+ *           p = max(pp, u + k_t)
+ *   aa, bb, pp <- e^{w+pp-q} aa + e^{k_t-q} v_t, e^{w+pp-q} bb + e^{k_t-q}, q
+ *           q = max(w + pp, k_t)
+ *   out = O (sigmoid(R rx) * wkv)
+ * State per layer: att x_prev, aa, bb, pp, ffn x_prev (5 vectors of C).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/model/blocks.h"
+
+struct rwkv4_layer {
+    struct blocks_norm ln1;
+    float *mix_k, *mix_v, *mix_r;
+    float *decay;               /* w = -exp(time_decay) */
+    float *first;               /* u = time_first */
+    struct kmat key, value, receptance, output;
+    struct blocks_ffn ffn;
+};
+
+struct rwkv4_weights {
+    struct blocks_weights base; /* first: blocks_work_new finds it at m->weights */
+    struct rwkv4_layer layers[];
+};
+
+/* ------------------------------------------------------------------------ */
+/* What an RWKV-4 checkpoint is                                               */
+
+/* In the order of the released files. */
+static const struct rwkv_tensor_spec v4_specs[] = {
+    RWKV_SPEC_EMB,
+    BLOCKS_SPEC_NORMS,
+    { "blocks.%d.att.time_decay", RWKV_LAYER, "v:C", "C", RWKV_U(-5, 3) },
+    { "blocks.%d.att.time_first", RWKV_LAYER, "v:C", "C", RWKV_U(-2, 1) },
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_k", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_v", 0, 1),
+    RWKV_SPEC_MIX("blocks.%d.att.time_mix_r", 0, 1),
+    RWKV_SPEC_LINEAR("key"),
+    RWKV_SPEC_LINEAR("value"),
+    RWKV_SPEC_LINEAR("receptance"),
+    RWKV_SPEC_LINEAR("output"),
+    BLOCKS_SPEC_FFN("time_mix"),
+    RWKV_SPEC_OUT,
+    { NULL, 0, NULL, NULL, RWKV_U(0, 0) }
+};
+
+static const struct rwkv_tensor_spec *const v4_written[] = { v4_specs };
+
+/* Anything the versions before it in the list did not take. */
+static int rwkv4_detect(const ckpt_file *f, struct rwkv_info *info)
+{
+    (void)f;
+    info->version = 4;
+    info->minor = 0;
+    snprintf(info->version_name, sizeof info->version_name, "4");
+    return 1;
+}
+
+static const struct rwkv_tensor_spec *rwkv4_tensors(const ckpt_file *f,
+                                                    const struct rwkv_info *info)
+{
+    (void)f;
+    (void)info;
+    return v4_specs;
+}
+
+/* No heads, no LoRA: emb and the FFN give every size. */
+static void rwkv4_read_dims(const ckpt_file *f, const struct rwkv_info *info,
+                            struct rwkv_dims *d)
+{
+    (void)f;
+    (void)info;
+    (void)d;
+}
+
+/* att x_prev, aa, bb, pp, ffn x_prev. */
+static size_t rwkv4_layer_floats(const struct rwkv_info *info)
+{
+    return 5 * (size_t)info->n_embd;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                    */
+
+static void load_layer(struct blocks_loader *ld, struct rwkv4_layer *l, int i)
+{
+    const rwkv_model *m = ld->m;
+    int C = m->info.n_embd;
+    char prefix[64];
+
+    snprintf(prefix, sizeof prefix, "blocks.%d.ln1", i);
+    blocks_norm_load(ld, &l->ln1, C, prefix);
+    l->mix_k = blocks_vector(ld, C, "blocks.%d.att.time_mix_k", i);
+    l->mix_v = blocks_vector(ld, C, "blocks.%d.att.time_mix_v", i);
+    l->mix_r = blocks_vector(ld, C, "blocks.%d.att.time_mix_r", i);
+    l->decay = blocks_vector(ld, C, "blocks.%d.att.time_decay", i);
+    l->first = blocks_vector(ld, C, "blocks.%d.att.time_first", i);
+    if (l->decay) {
+        for (int c = 0; c < C; c++) {
+            l->decay[c] = -expf(l->decay[c]);
+        }
+    }
+    blocks_matrix(ld, &l->key, C, C, 0, m->dtype, "blocks.%d.att.key.weight", i);
+    blocks_matrix(ld, &l->value, C, C, 0, m->dtype, "blocks.%d.att.value.weight", i);
+    blocks_matrix(ld, &l->receptance, C, C, 0, m->dtype, "blocks.%d.att.receptance.weight", i);
+    blocks_matrix(ld, &l->output, C, C, 0, m->dtype, "blocks.%d.att.output.weight", i);
+    blocks_ffn_load(ld, &l->ffn, i, 0);
+}
+
+static int rwkv4_prepare(rwkv_model *m, char *err, size_t errlen)
+{
+    struct blocks_loader ld = { m, err, errlen, 0 };
+    struct rwkv4_weights *wt;
+    int ffn_size = 0;
+
+    wt = weights_alloc(m, sizeof *wt + (size_t)m->info.n_layer * sizeof wt->layers[0]);
+    if (!wt) {
+        blocks_fail(&ld, "out of memory");
+        return -1;
+    }
+    m->weights = wt;
+    wt->base.n_layer = m->info.n_layer;
+    for (int i = 0; i < wt->base.n_layer && !ld.failed; i++) {
+        load_layer(&ld, &wt->layers[i], i);
+        if (wt->layers[i].ffn.ffn_size > ffn_size) {
+            ffn_size = wt->layers[i].ffn.ffn_size;
+        }
+    }
+    wt->base.wide_width = ffn_size;
+    return ld.failed ? -1 : 0;
+}
+
+/* The official zero state: pp = -1e30, everything else 0. */
+static void rwkv4_state_init(const struct rwkv_info *info, float *state)
+{
+    int C = info->n_embd;
+
+    memset(state, 0, info->state_floats * sizeof *state);
+    for (int i = 0; i < info->n_layer; i++) {
+        float *pp = state + (size_t)i * 5 * C + 3 * C;
+
+        for (int c = 0; c < C; c++) {
+            pp[c] = -1e30f;
+        }
+    }
+}
+
+/* The per-channel recurrence over T tokens: wkv[T][C] from k, v and the
+ * (aa, bb, pp) state, which it advances. */
+static void wkv4(const struct rwkv4_layer *l, int T, int C, const float *k, const float *v,
+                 float *aa, float *bb, float *pp, float *wkv)
+{
+    for (int t = 0; t < T; t++) {
+        const float *kt = k + (size_t)t * C, *vt = v + (size_t)t * C;
+        float *out = wkv + (size_t)t * C;
+
+        for (int c = 0; c < C; c++) {
+            float ww = l->first[c] + kt[c];
+            float p = fmaxf(pp[c], ww);
+            float e1 = expf(pp[c] - p);
+            float e2 = expf(ww - p);
+
+            out[c] = (e1 * aa[c] + e2 * vt[c]) / (e1 * bb[c] + e2);
+            ww = l->decay[c] + pp[c];
+            p = fmaxf(ww, kt[c]);
+            e1 = expf(ww - p);
+            e2 = expf(kt[c] - p);
+            aa[c] = e1 * aa[c] + e2 * vt[c];
+            bb[c] = e1 * bb[c] + e2;
+            pp[c] = p;
+        }
+    }
+}
+
+/* x[T][C] += TimeMix(ln1(x)); advances att x_prev, aa, bb, pp. */
+static void time_mix(const struct rwkv4_layer *l, struct blocks_work *w, float *x, int T,
+                     int C, float *state)
+{
+    float *xx = w->buf[0], *sx = w->buf[1], *kx = w->buf[2], *vx = w->buf[3];
+    float *rx = w->buf[4], *r = w->buf[5], *k = w->buf[6], *v = w->buf[7];
+    float *wkv = w->buf[8], *out = w->buf[9];
+    size_t TC = (size_t)T * C;
+
+    blocks_layernorm(&l->ln1, x, T, C, xx);
+    blocks_shift(xx, T, C, state, sx);
+    blocks_mix(xx, sx, l->mix_k, T, C, kx);
+    blocks_mix(xx, sx, l->mix_v, T, C, vx);
+    blocks_mix(xx, sx, l->mix_r, T, C, rx);
+    {
+        struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
+                                 { &l->value, vx, v } };
+
+        k_matmul_batch(w->pool, p, 3, T);
+    }
+    blocks_sigmoid(r, TC);
+    wkv4(l, T, C, k, v, state + C, state + 2 * C, state + 3 * C, wkv);
+    for (size_t i = 0; i < TC; i++) {
+        wkv[i] *= r[i];
+    }
+    blocks_linear(w->pool, &l->output, wkv, T, out);
+    blocks_add(x, out, TC);
+}
+
+static void rwkv4_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
+{
+    const struct rwkv4_weights *wt = m->weights;
+    const struct rwkv4_layer *l = &wt->layers[i];
+    int C = m->info.n_embd;
+
+    time_mix(l, work, x, T, C, state);
+    blocks_ffn_forward(&l->ffn, work, x, T, C, state + 4 * C);
+}
+
+const struct rwkv_version rwkv4_version = {
+    .version = 4,
+    .seq_chunk = BLOCKS_CHUNK,
+    .detect = rwkv4_detect,
+    .tensors = rwkv4_tensors,
+    .written = v4_written,
+    .n_minors = 1,
+    .read_dims = rwkv4_read_dims,
+    .heads_tensor = NULL,
+    .layer_floats = rwkv4_layer_floats,
+    .state_init = rwkv4_state_init,
+    .prepare = rwkv4_prepare,
+    .work_new = blocks_work_new,
+    .work_free = blocks_work_free,
+    .layer = rwkv4_layer,
+};
