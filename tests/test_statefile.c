@@ -204,8 +204,15 @@ static void test_continue(const char *self, const char *model_path, const char *
 
     snprintf(cmd, sizeof cmd, "'%s' --continue '%s' " TMPDIR "/two.state " TMPDIR "/fresh-process.out",
              self, model_path);
-    ok(system(cmd) == 0 && same_file(TMPDIR "/uninterrupted.out", TMPDIR "/fresh-process.out"),
-       "%s: fresh process: third-turn logits bit-identical, same sampled reply", what);
+    /* Under valgrind the child (run by system, not traced) sees the real
+     * CPU while this process sees valgrind's, so the two may pick other
+     * kernel sets: bit-identity between them says nothing there. */
+    if (getenv("LD_PRELOAD") && strstr(getenv("LD_PRELOAD"), "vgpreload")) {
+        skip("%s: fresh process: under valgrind the child runs on other kernels", what);
+    } else {
+        ok(system(cmd) == 0 && same_file(TMPDIR "/uninterrupted.out", TMPDIR "/fresh-process.out"),
+           "%s: fresh process: third-turn logits bit-identical, same sampled reply", what);
+    }
     chat_free(a);
     chat_free(b);
     rwkv_model_free(m);
