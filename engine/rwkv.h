@@ -158,11 +158,24 @@ int rwkv_context_threads(const rwkv_context *ctx);
  * a state of another model). */
 int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_t n,
               float *logits, int all_logits, char *err, size_t errlen);
-/* Advances n_states distinct states (a batch of conversations) by one token
- * each: states[i] over tokens[i].  If logits is not NULL, row i of n_vocab
- * floats receives states[i]'s logits.  The results equal n_states single
- * rwkv_eval calls (today it is those calls).  Checks everything before it
- * advances any state: 0, or -1 with err and no state changed. */
+/* Advances n_states distinct states (a batch of conversations, n_states
+ * >= 1) by one token each: states[i] over tokens[i].  If logits is not
+ * NULL, row i of n_vocab floats receives states[i]'s logits.
+ *
+ * The results (logits and states) are bit-identical to n_states single
+ * rwkv_eval calls of one token each, in any order, on any context of the
+ * model: every row goes through RNN mode's own kernels and steps.  What
+ * changes is the cost: each weight matrix is read from memory once per
+ * call for all the states (the token shift and the recurrences run per
+ * state), so a step of several conversations costs little more than one
+ * (a server's concurrent streams).  Batches longer than the sequence chunk
+ * run in pieces of it.  RWKV-7 is batched; the other versions run the
+ * states one after the other, with the same results.
+ *
+ * Checks everything before it advances any state: n_states 0, a NULL
+ * array or state, a state of another model, the same state twice, or a
+ * token out of range gives -1 with err (naming the entry) and no state
+ * changed; otherwise 0. */
 int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t *tokens,
                     size_t n_states, float *logits, char *err, size_t errlen);
 /* Sequence-mode piece (every version works through a prompt in pieces of

@@ -2,8 +2,11 @@
  * test_context.c - weights shared by contexts: two conversations on one
  * loaded model, from two threads at once, each with its own context and
  * state, give bit-identical logits and states to the same conversations
- * run one after the other; rwkv_eval_batch equals single evaluations; and
- * the context and batch error paths.
+ * run one after the other; rwkv_eval_batch equals single evaluations,
+ * bit for bit, for batches of 1 to 5 states at different histories, every
+ * weight format, RWKV-7/6/5/4, and batches longer than a chunk, and really
+ * runs them through the batched layer; and the context and batch error
+ * paths.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/model/context_test.h"
 #include "engine/rwkv.h"
 #include "tests/tap.h"
 
@@ -224,6 +228,211 @@ static void test_batch(const char *file)
     rwkv_model_free(m);
 }
 
+static uint32_t lcg(uint32_t *x)
+{
+    *x = *x * 1664525u + 1013904223u;
+    return *x >> 8;
+}
+
+/* Whether the version of m runs batches through a batched layer (the
+ * others loop over the states: see context.c). */
+static int batched_version(const rwkv_model *m)
+{
+    return rwkv_model_info(m)->version == 7;
+}
+
+/* Batches of 1..5 states, each with a history of its own (prompts of
+ * different lengths in sequence mode, then single tokens), step after step
+ * against copies advanced by rwkv_eval: logits rows and states must be
+ * bit-identical.  Why they can be: a batch row goes through the same row
+ * kernels and the same per-row steps as RNN mode (rwkv_eval of one token),
+ * only with the weights read once for every row; it never goes through
+ * sequence mode's sgemm, whose sums run in another order. */
+static void test_batch_sizes(const char *file, enum rwkv_dtype dtype, int threads)
+{
+    enum { MAX_N = 5, STEPS = 3 };
+    char path[512], err[RWKV_ERRLEN];
+    struct rwkv_load_options opts = { dtype, threads, RWKV_CACHE_MODE_OFF };
+    const char *fmt = dtype == RWKV_DTYPE_AUTO ? "stored" : rwkv_dtype_name(dtype);
+    rwkv_model *m;
+    rwkv_context *ctx;
+    size_t V, S;
+    float *rows, *one;
+    uint32_t x = 99;
+    int good = 1, batched = 1, moved = 1;
+
+    snprintf(path, sizeof path, "%s", shared_path("fixtures/models/"));
+    strncat(path, file, sizeof path - strlen(path) - 1);
+    m = rwkv_model_load(path, &opts, err, sizeof err);
+    ctx = m ? rwkv_context_new(m, threads, err, sizeof err) : NULL;
+    if (!ok(ctx != NULL, "%s (%s, %d threads): model and context", file, fmt, threads)) {
+        diag("%s", err);
+        rwkv_model_free(m);
+        return;
+    }
+    V = (size_t)rwkv_model_info(m)->n_vocab;
+    S = rwkv_model_info(m)->state_floats;
+    rows = calloc(MAX_N * V, sizeof *rows);
+    one = calloc(V, sizeof *one);
+    for (int n = 1; n <= MAX_N; n++) {
+        rwkv_state *a[MAX_N], *b[MAX_N];
+        int32_t prompt[16], next[MAX_N];
+
+        for (int i = 0; i < n; i++) {
+            size_t len = 1 + (size_t)(3 * i + n) % 16;
+
+            for (size_t j = 0; j < len; j++) {
+                prompt[j] = (int32_t)(lcg(&x) % V);
+            }
+            a[i] = rwkv_state_new(m);
+            b[i] = rwkv_state_new(m);
+            good &= a[i] && b[i] &&
+                    rwkv_eval(ctx, a[i], prompt, len, NULL, 0, err, sizeof err) == 0;
+            rwkv_state_copy(b[i], a[i]);
+        }
+        for (int step = 0; step < STEPS && good; step++) {
+            /* the last step asks for no logits: the states still advance */
+            float *want = step < STEPS - 1 ? rows : NULL;
+
+            for (int i = 0; i < n; i++) {
+                next[i] = (int32_t)(lcg(&x) % V);
+            }
+            good &= rwkv_eval_batch(ctx, a, next, (size_t)n, want, err, sizeof err) == 0;
+            batched &= rwkv_context_test_batched_rows(ctx) ==
+                       (batched_version(m) ? (size_t)n : 0);
+            for (int i = 0; i < n; i++) {
+                const float *before = rwkv_state_cdata(b[i]);
+
+                moved &= memcmp(rwkv_state_cdata(a[i]), before, S * sizeof(float)) != 0;
+                good &= rwkv_eval(ctx, b[i], &next[i], 1, one, 0, err, sizeof err) == 0;
+                good &= !want || !memcmp(one, rows + (size_t)i * V, V * sizeof *one);
+                good &= !memcmp(rwkv_state_cdata(a[i]), rwkv_state_cdata(b[i]),
+                                S * sizeof(float));
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            rwkv_state_free(a[i]);
+            rwkv_state_free(b[i]);
+        }
+    }
+    if (!good) {
+        diag("%s", err);
+    }
+    ok(good && moved, "%s (%s, %d threads): batches of 1 to %d states at different histories, "
+       "%d steps: logits rows and states bit-identical to single rwkv_eval calls", file, fmt,
+       threads, MAX_N, STEPS);
+    ok(batched, "%s (%s): %s", file, fmt,
+       batched_version(m) ? "every batch ran through the batched layer"
+                          : "no batched layer: the states ran one after the other");
+    free(rows);
+    free(one);
+    rwkv_context_free(ctx);
+    rwkv_model_free(m);
+}
+
+/* A batch longer than the context's chunk (512 rows for RWKV-7, 64 for
+ * 4/5/6) runs in pieces, still bit-identical to single calls. */
+static void test_batch_long(const char *file, size_t n)
+{
+    char path[512], err[RWKV_ERRLEN];
+    rwkv_model *m;
+    rwkv_context *ctx;
+    rwkv_state **a, **b;
+    int32_t *next;
+    float *rows, *one;
+    size_t V, S;
+    uint32_t x = 7;
+    int good = 1;
+
+    snprintf(path, sizeof path, "%s", shared_path("fixtures/models/"));
+    strncat(path, file, sizeof path - strlen(path) - 1);
+    m = rwkv_model_load(path, NULL, err, sizeof err);
+    ctx = m ? rwkv_context_new(m, 2, err, sizeof err) : NULL;
+    if (!ok(ctx != NULL, "%s: model and context", file)) {
+        diag("%s", err);
+        rwkv_model_free(m);
+        return;
+    }
+    V = (size_t)rwkv_model_info(m)->n_vocab;
+    S = rwkv_model_info(m)->state_floats;
+    a = calloc(n, sizeof *a);
+    b = calloc(n, sizeof *b);
+    next = calloc(n, sizeof *next);
+    rows = calloc(n * V, sizeof *rows);
+    one = calloc(V, sizeof *one);
+    for (size_t i = 0; i < n && good; i++) {
+        int32_t first = (int32_t)(lcg(&x) % V);
+
+        a[i] = rwkv_state_new(m);
+        b[i] = rwkv_state_new(m);
+        good &= a[i] && b[i] && rwkv_eval(ctx, a[i], &first, 1, NULL, 0, err, sizeof err) == 0;
+        if (good) {
+            rwkv_state_copy(b[i], a[i]);
+        }
+        next[i] = (int32_t)(lcg(&x) % V);
+    }
+    good &= rwkv_eval_batch(ctx, a, next, n, rows, err, sizeof err) == 0;
+    for (size_t i = 0; i < n && good; i++) {
+        good &= rwkv_eval(ctx, b[i], &next[i], 1, one, 0, err, sizeof err) == 0;
+        good &= !memcmp(one, rows + i * V, V * sizeof *one);
+        good &= !memcmp(rwkv_state_cdata(a[i]), rwkv_state_cdata(b[i]), S * sizeof(float));
+    }
+    ok(good && rwkv_context_test_batched_rows(ctx) == (batched_version(m) ? n : 0),
+       "%s: a batch of %zu states (more than a chunk) equals single calls, bit for bit",
+       file, n);
+    for (size_t i = 0; i < n; i++) {
+        rwkv_state_free(a[i]);
+        rwkv_state_free(b[i]);
+    }
+    free(a);
+    free(b);
+    free(next);
+    free(rows);
+    free(one);
+    rwkv_context_free(ctx);
+    rwkv_model_free(m);
+}
+
+/* A NULL state, a NULL array: refused, naming the entry, nothing moved. */
+static void test_batch_null(void)
+{
+    char path[512], err[RWKV_ERRLEN];
+    rwkv_model *m;
+    rwkv_context *ctx;
+    rwkv_state *a[3] = { NULL, NULL, NULL };
+    float *before;
+    int32_t next[3] = { 1, 2, 3 };
+    size_t S;
+
+    snprintf(path, sizeof path, "%s", shared_path("fixtures/models/v7.pth"));
+    m = rwkv_model_load(path, NULL, err, sizeof err);
+    ctx = m ? rwkv_context_new(m, 2, err, sizeof err) : NULL;
+    if (!ok(ctx != NULL, "v7.pth: model and context")) {
+        rwkv_model_free(m);
+        return;
+    }
+    S = rwkv_model_info(m)->state_floats;
+    a[0] = rwkv_state_new(m);
+    a[2] = rwkv_state_new(m);
+    rwkv_eval(ctx, a[0], next, 3, NULL, 0, err, sizeof err);
+    before = malloc(S * sizeof *before);
+    memcpy(before, rwkv_state_cdata(a[0]), S * sizeof *before);
+    ok(rwkv_eval_batch(ctx, a, next, 3, NULL, err, sizeof err) == -1 &&
+       strstr(err, "batch entry 1") && strstr(err, "NULL") &&
+       !memcmp(before, rwkv_state_cdata(a[0]), S * sizeof *before),
+       "a NULL state in a batch refused before any state moves: %s", err);
+    ok(rwkv_eval_batch(ctx, NULL, next, 3, NULL, err, sizeof err) == -1 &&
+       strstr(err, "no states"), "no state array refused: %s", err);
+    ok(rwkv_eval_batch(ctx, a, NULL, 3, NULL, err, sizeof err) == -1 &&
+       strstr(err, "no tokens") && !memcmp(before, rwkv_state_cdata(a[0]), S * sizeof *before),
+       "no token array refused: %s", err);
+    free(before);
+    rwkv_state_free(a[0]);
+    rwkv_state_free(a[2]);
+    rwkv_context_free(ctx);
+    rwkv_model_free(m);
+}
+
 /* A context defaults to the load's thread count. */
 static void test_default_threads(void)
 {
@@ -249,8 +458,21 @@ int main(void)
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         test_two_threads(files[i]);
     }
+    static const enum rwkv_dtype formats[] = { RWKV_DTYPE_AUTO, RWKV_DTYPE_F32, RWKV_DTYPE_F16,
+                                               RWKV_DTYPE_BF16, RWKV_DTYPE_Q8, RWKV_DTYPE_Q4 };
+
     test_batch("v7.pth");
     test_batch("v5.2.pth");
+    for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            test_batch_sizes(files[i], formats[f], 2);
+        }
+    }
+    test_batch_sizes("v7.pth", RWKV_DTYPE_BF16, 1);
+    test_batch_sizes("v7.pth", RWKV_DTYPE_Q4, 3);
+    test_batch_long("v7.pth", 515);
+    test_batch_long("v5.2.pth", 70);
+    test_batch_null();
     test_default_threads();
     return tap_done();
 }

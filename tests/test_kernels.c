@@ -408,6 +408,25 @@ static void test_batch(struct kpool *pool, const char *pname)
         }
         ok(same, "%s: k_matmul_batch T=%d equals one k_matmul per product", pname, T);
     }
+    /* k_matvec_many: T vectors per product, each row bit-identical to
+     * k_matvec on that vector (the 301x257 bf16 matrix is cut into blocks
+     * that every vector passes over in turn). */
+    for (int T = 1; T <= 3; T++) {
+        int same = 1;
+
+        for (int i = 0; i < NP; i++) {
+            memset(y[i], 0, (size_t)3 * shapes[i][0] * sizeof *y[i]);
+            for (int t = 0; t < T; t++) {
+                k_matvec(pool, &m[i], x[i] + (size_t)t * shapes[i][1],
+                         ref[i] + (size_t)t * shapes[i][0]);
+            }
+        }
+        k_matvec_many(pool, p, NP, T);
+        for (int i = 0; i < NP; i++) {
+            same &= memcmp(y[i], ref[i], (size_t)T * shapes[i][0] * sizeof *y[i]) == 0;
+        }
+        ok(same, "%s: k_matvec_many T=%d equals k_matvec per vector, bit for bit", pname, T);
+    }
     for (int i = 0; i < NP; i++) {
         kmat_free(&m[i]);
         free(w[i]);

@@ -359,9 +359,16 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
 
 /* Pieces a batch of matrix-vector products may be cut into. */
 #define BATCH_TASKS 256
+/* Products one batch job takes (more go to the pool in several jobs). */
+#define BATCH_PRODUCTS (BATCH_TASKS / 8)
+/* Weight bytes a task of k_matvec_many multiplies by every vector before
+ * it moves on: the vectors after the first find them in the L2 cache, so
+ * memory is read once for all of them. */
+#define MANY_BLOCK_BYTES (64 * 1024)
 
 struct batch_job {
     const struct k_product *p;
+    int T;                      /* vectors per product */
     int n_tasks;
     struct {
         unsigned short product;
@@ -373,22 +380,37 @@ static void batch_task(void *ctx, int i)
 {
     const struct batch_job *job = ctx;
     const struct k_product *p = &job->p[job->task[i].product];
+    const struct kmat *W = p->W;
+    const struct kernel_format *fmt = kernels_format(W->type);
+    int r0 = job->task[i].r0, r1 = job->task[i].r1;
+    size_t bytes = kmat_bytes(W);
+    int block;
 
-    kernels_format(p->W->type)->matvec_rows(p->W, p->X, p->Y, job->task[i].r0, job->task[i].r1);
+    if (job->T == 1) {
+        fmt->matvec_rows(W, p->X, p->Y, r0, r1);
+        return;
+    }
+    block = (int)((size_t)MANY_BLOCK_BYTES * (size_t)W->rows / (bytes ? bytes : 1));
+    if (block < 1) {
+        block = 1;
+    }
+    for (int b0 = r0; b0 < r1; b0 += block) {
+        int b1 = b0 + block < r1 ? b0 + block : r1;
+
+        for (int t = 0; t < job->T; t++) {
+            fmt->matvec_rows(W, p->X + (size_t)t * W->cols, p->Y + (size_t)t * W->rows, b0, b1);
+        }
+    }
 }
 
-void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T)
+/* One pool job for n <= BATCH_PRODUCTS products of T vectors each. */
+static void batch_run(struct kpool *pool, const struct k_product *p, int n, int T)
 {
     struct batch_job job;
     size_t total = 0, grain;
     int threads = kpool_threads(pool);
 
-    if (T != 1 || n <= 1 || n > BATCH_TASKS / 8 || threads <= 1) {
-        for (int i = 0; i < n; i++) {
-            k_matmul(pool, p[i].W, p[i].X, T, p[i].Y);
-        }
-        return;
-    }
+    assert(n >= 1 && n <= BATCH_PRODUCTS);
     /* Cut every matrix into pieces of about `grain` bytes: several per
      * thread for balance, and never fewer than one per matrix. */
     for (int i = 0; i < n; i++) {
@@ -399,6 +421,7 @@ void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T)
         grain = 16384;
     }
     job.p = p;
+    job.T = T;
     job.n_tasks = 0;
     for (int i = 0; i < n; i++) {
         int rows = p[i].W->rows;
@@ -418,6 +441,27 @@ void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T)
         }
     }
     kpool_run(pool, batch_task, &job, job.n_tasks);
+}
+
+void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T)
+{
+    if (T != 1 || n <= 1 || n > BATCH_PRODUCTS || kpool_threads(pool) <= 1) {
+        for (int i = 0; i < n; i++) {
+            k_matmul(pool, p[i].W, p[i].X, T, p[i].Y);
+        }
+        return;
+    }
+    batch_run(pool, p, n, 1);
+}
+
+void k_matvec_many(struct kpool *pool, const struct k_product *p, int n, int T)
+{
+    if (T <= 0) {
+        return;
+    }
+    for (int i = 0; i < n; i += BATCH_PRODUCTS) {
+        batch_run(pool, p + i, n - i < BATCH_PRODUCTS ? n - i : BATCH_PRODUCTS, T);
+    }
 }
 
 /* ------------------------------------------------------------------------ */

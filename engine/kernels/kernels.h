@@ -48,6 +48,12 @@ struct k_product {
  * r, k, v and the LoRA factors instead of one per matrix, and small
  * matrices no longer run on one thread. */
 void k_matmul_batch(struct kpool *pool, const struct k_product *p, int n, int T);
+/* Runs n products of T independent vectors each (several conversations,
+ * one token each: rwkv_eval_batch): every row of every Y is bit-identical
+ * to what k_matvec gives for that vector alone (the same row kernel), and
+ * the weights are read from memory once for all T (a block of rows stays
+ * in cache while each vector passes over it). */
+void k_matvec_many(struct kpool *pool, const struct k_product *p, int n, int T);
 
 /* Vectors (n elements). */
 void k_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y);

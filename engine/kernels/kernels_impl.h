@@ -30,7 +30,9 @@ struct kernel_format {
     /* Fills m->data (and m->scales, m->owned, m->owned_scales) from a
      * float32 [m->rows][m->cols] source; 0, or -1 when out of memory. */
     int (*pack)(struct kmat *m, const float *src);
-    /* y[r] = W[r,:] . x for r in [r0, r1). */
+    /* y[r] = W[r,:] . x for r in [r0, r1).  Each y[r] depends only on row
+     * r and x, never on r0 and r1: k_matvec and k_matvec_many cut the rows
+     * differently and must agree to the bit. */
     void (*matvec_rows)(const struct kmat *W, const float *x, float *y, int r0, int r1);
     /* Y[t][r] = W[r,:] . X[t,:] for t in [0, T), r in [r0, r1); Y rows have
      * W->rows elements.  NULL: kernels.c calls matvec_rows per token. */

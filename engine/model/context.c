@@ -12,12 +12,18 @@
  * head (ln_out, then head.weight) runs only on the rows whose logits are
  * wanted.  A chunk of one token is RNN mode; longer chunks batch the
  * projections (sequence mode) while the recurrences stay sequential.
+ *
+ * A batch (rwkv_eval_batch) is a chunk whose rows are one token each of
+ * different states: the version's layer_batch runs it, each row exactly as
+ * RNN mode would run it alone, so the results are bit-identical to single
+ * calls while every weight is read once per step for all the states.
  */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/base/err.h"
+#include "engine/model/context_test.h"
 #include "engine/model/rwkv7_test.h"
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/pool.h"
@@ -29,6 +35,8 @@ struct rwkv_context {
     int chunk;                  /* tokens per step: the version's seq_chunk */
     float *x;                   /* residual stream [chunk][C] */
     float *head_in;             /* ln_out rows [chunk][C] */
+    float **rows;               /* a batch's per-row layer states [chunk] */
+    size_t batched_rows;        /* context_test.h */
     void *work;                 /* the version's scratch */
 };
 
@@ -54,8 +62,9 @@ rwkv_context *rwkv_context_new(const rwkv_model *model, int n_threads, char *err
     }
     ctx->x = calloc((size_t)ctx->chunk * C, sizeof *ctx->x);
     ctx->head_in = calloc((size_t)ctx->chunk * C, sizeof *ctx->head_in);
+    ctx->rows = calloc((size_t)ctx->chunk, sizeof *ctx->rows);
     ctx->work = v->work_new(model, ctx->pool, ctx->chunk);
-    if (!ctx->x || !ctx->head_in || !ctx->work) {
+    if (!ctx->x || !ctx->head_in || !ctx->rows || !ctx->work) {
         err_set(err, errlen, "%s: out of memory for the work buffers",
                 ckpt_shown_path(model->file));
         rwkv_context_free(ctx);
@@ -72,6 +81,7 @@ void rwkv_context_free(rwkv_context *ctx)
     ctx->model->version->work_free(ctx->work);
     free(ctx->x);
     free(ctx->head_in);
+    free(ctx->rows);
     kpool_free(ctx->pool);
     free(ctx);
 }
@@ -84,6 +94,11 @@ const rwkv_model *rwkv_context_model(const rwkv_context *ctx)
 int rwkv_context_threads(const rwkv_context *ctx)
 {
     return kpool_threads(ctx->pool);
+}
+
+size_t rwkv_context_test_batched_rows(const rwkv_context *ctx)
+{
+    return ctx->batched_rows;
 }
 
 void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask)
@@ -108,8 +123,10 @@ static void embed(const rwkv_context *ctx, const int32_t *tokens, int T)
     }
 }
 
-/* logits[rows][V] = head ln_out(x[first .. first + rows - 1]). */
-static void head(const rwkv_context *ctx, int first, int rows, float *logits)
+/* logits[rows][V] = head ln_out(x[first .. first + rows - 1]); batch: the
+ * rows are different conversations' tokens, each product bit-identical to
+ * RNN mode's (k_matvec_many). */
+static void head(const rwkv_context *ctx, int first, int rows, int batch, float *logits)
 {
     const struct weights_common *cm = &ctx->model->common;
     int C = ctx->model->info.n_embd;
@@ -118,7 +135,13 @@ static void head(const rwkv_context *ctx, int first, int rows, float *logits)
         k_layernorm(ctx->x + (size_t)(first + t) * C, cm->ln_out_w, cm->ln_out_b, C,
                     WEIGHTS_LN_EPS, ctx->head_in + (size_t)t * C);
     }
-    k_matmul(ctx->pool, &cm->head, ctx->head_in, rows, logits);
+    if (batch) {
+        struct k_product p = { &cm->head, ctx->head_in, logits };
+
+        k_matvec_many(ctx->pool, &p, 1, rows);
+    } else {
+        k_matmul(ctx->pool, &cm->head, ctx->head_in, rows, logits);
+    }
 }
 
 /* The forward pass over n >= 1 valid tokens (see rwkv_eval). */
@@ -136,11 +159,38 @@ static void forward(rwkv_context *ctx, float *state, const int32_t *tokens, size
             m->version->layer(m, ctx->work, i, ctx->x, T, state + (size_t)i * m->layer_floats);
         }
         if (logits && all_logits) {
-            head(ctx, 0, T, logits + done * V);
+            head(ctx, 0, T, 0, logits + done * V);
         } else if (logits && done + (size_t)T == n) {
-            head(ctx, T - 1, 1, logits);
+            head(ctx, T - 1, 1, 0, logits);
         }
         done += (size_t)T;
+    }
+}
+
+/* One token for each of n states (checked; n >= 1), a chunk at a time
+ * through the version's layer_batch (see rwkv_eval_batch). */
+static void forward_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t *tokens,
+                          size_t n, float *logits)
+{
+    const rwkv_model *m = ctx->model;
+    size_t V = (size_t)m->info.n_vocab;
+
+    for (size_t done = 0; done < n;) {
+        int T = n - done < (size_t)ctx->chunk ? (int)(n - done) : ctx->chunk;
+
+        embed(ctx, tokens + done, T);
+        for (int i = 0; i < m->info.n_layer; i++) {
+            for (int t = 0; t < T; t++) {
+                ctx->rows[t] = rwkv_state_data(states[done + (size_t)t]) +
+                               (size_t)i * m->layer_floats;
+            }
+            m->version->layer_batch(m, ctx->work, i, ctx->x, T, ctx->rows);
+        }
+        if (logits) {
+            head(ctx, 0, T, 1, logits + done * V);
+        }
+        done += (size_t)T;
+        ctx->batched_rows += (size_t)T;
     }
 }
 
@@ -184,13 +234,23 @@ int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t 
 {
     size_t V = (size_t)ctx->model->info.n_vocab;
 
+    ctx->batched_rows = 0;
     if (n_states == 0) {
         err_set(err, errlen, "%s: no states to evaluate", ckpt_shown_path(ctx->model->file));
+        return -1;
+    }
+    if (!states || !tokens) {
+        err_set(err, errlen, "%s: no %s given for a batch of %zu", ckpt_shown_path(ctx->model->file),
+                states ? "tokens" : "states", n_states);
         return -1;
     }
     for (size_t i = 0; i < n_states; i++) {
         char e[RWKV_ERRLEN];
 
+        if (!states[i]) {
+            err_set(err, errlen, "batch entry %zu: no state (NULL)", i);
+            return -1;
+        }
         if (check(ctx, states[i], &tokens[i], 1, e, sizeof e) != 0) {
             err_set(err, errlen, "batch entry %zu: %s", i, e);
             return -1;
@@ -202,6 +262,11 @@ int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t 
             }
         }
     }
+    if (ctx->model->version->layer_batch) {
+        forward_batch(ctx, states, tokens, n_states, logits);
+        return 0;
+    }
+    /* A version without a batched layer: the states one after the other. */
     for (size_t i = 0; i < n_states; i++) {
         forward(ctx, rwkv_state_data(states[i]), &tokens[i], 1,
                 logits ? logits + i * V : NULL, 0);

@@ -22,7 +22,10 @@
  *   channel mix   xk = x + (x_prev - x) * x_k;  x += Wv relu(Wk xk)^2   (on ln2(x))
  *
  * The embedding, ln0, ln_out and the head are the forward driver's
- * (context.c), shared by every version; this file is one layer.
+ * (context.c), shared by every version; this file is one layer.  A batch
+ * (rwkv_eval_batch) runs one token of each of T conversations through the
+ * same steps: the products read each weight once for all of them, and the
+ * token shift and the wkv take each row's own state.
  */
 #include <assert.h>
 #include <math.h>
@@ -69,10 +72,18 @@ struct weights {
     struct layer *layers;
 };
 
+/* Per-layer views of the official-order state. */
+struct layer_state {
+    float *att_x_prev;          /* [C] */
+    float *wkv;                 /* [H][N][N], value index first */
+    float *ffn_x_prev;          /* [C] */
+};
+
 /* One context's scratch (rwkv_version.work_new). */
 struct work {
     struct scratch s;
     float *mem;
+    struct layer_state *rows;   /* a batch's per-row states [chunk] */
     struct kpool *pool;
     unsigned dropped;           /* test hook: enum rwkv7_term mask */
 };
@@ -327,6 +338,17 @@ static int load_layer(rwkv_model *m, struct weights *W, int i, char *err, size_t
     return 0;
 }
 
+static void rwkv7_work_free(void *work)
+{
+    struct work *wk = work;
+
+    if (wk) {
+        free(wk->mem);
+        free(wk->rows);
+        free(wk);
+    }
+}
+
 /* A context's scratch for chunks of up to chunk tokens, carved out of one
  * allocation (the residual stream x is the driver's). */
 static void *rwkv7_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
@@ -338,11 +360,15 @@ static void *rwkv7_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
     struct scratch *s;
     float *p;
 
-    if (!wk || !(p = calloc(total ? total : 1, sizeof *p))) {
-        free(wk);
+    if (!wk) {
         return NULL;
     }
-    wk->mem = p;
+    wk->mem = p = calloc(total ? total : 1, sizeof *p);
+    wk->rows = calloc(T, sizeof *wk->rows);
+    if (!wk->mem || !wk->rows) {
+        rwkv7_work_free(wk);
+        return NULL;
+    }
     wk->pool = pool;
     s = &wk->s;
     float **vecs[] = { &s->ln, &s->xr, &s->xw, &s->xk, &s->xv, &s->xa, &s->xg,
@@ -363,15 +389,6 @@ static void *rwkv7_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
     return wk;
 }
 
-static void rwkv7_work_free(void *work)
-{
-    struct work *wk = work;
-
-    if (wk) {
-        free(wk->mem);
-        free(wk);
-    }
-}
 
 static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
 {
@@ -414,13 +431,6 @@ static float sigmoid(float x)
     return 1.0f / (1.0f + expf(-x));
 }
 
-/* Per-layer views of the official-order state. */
-struct layer_state {
-    float *att_x_prev;          /* [C] */
-    float *wkv;                 /* [H][N][N], value index first */
-    float *ffn_x_prev;          /* [C] */
-};
-
 static struct layer_state layer_state(const struct weights *W, float *p)
 {
     struct layer_state ls = { p, p + W->C, p + W->C + (size_t)W->H * W->N * W->N };
@@ -437,12 +447,18 @@ static struct layer_state layer_state(const struct weights *W, float *p)
  * pool runs it with one range per thread, in RNN mode it runs inline.
  * Every step only reads rows that earlier steps finished, except the token
  * shift, which reads the previous token's row: it runs as a step of its own.
+ *
+ * The rows are either one conversation's consecutive tokens (state ls[0])
+ * or, in a batch (rwkv_eval_batch), one token each of T conversations, row
+ * t of state ls[t]: then every row is computed exactly as a chunk of one
+ * token of its own state would be.
  */
 struct span {
     const struct weights *W;
     struct work *wk;
     const struct layer *l;
-    struct layer_state *ls;
+    struct layer_state *ls;     /* ls[0]; a batch: ls[t] for row t */
+    int batch;
     int layer, T;
     int with_decay;             /* the decay LoRA is applied */
     int with_vres;              /* v is pulled towards v_first */
@@ -478,16 +494,26 @@ static void for_tokens(const struct span *sp, span_fn *fn)
     kpool_run(sp->wk->pool, span_task, &job, job.n);
 }
 
-/* Token shift of rows [t0, t1): each token mixed with the previous one (the
- * chunk's first with x_prev from the state),
+/* The state of row t. */
+static struct layer_state *row_state(const struct span *sp, int t)
+{
+    return &sp->ls[sp->batch ? t : 0];
+}
+
+/* Token shift of rows [t0, t1): each token mixed with the one before it in
+ * its conversation (the row above, or x_prev from the state for a chunk's
+ * first row and every row of a batch; ffn picks the channel mix's x_prev),
  * out_j[t] = x[t] + (prev[t] - x[t]) * mix_j. */
 K_CLONES
-static void token_shift(const float *x, int t0, int t1, int C, const float *x_prev,
+static void token_shift(const struct span *sp, const float *x, int t0, int t1, int ffn,
                         const float *const *mix, float *const *out, int n_mix)
 {
+    int C = sp->W->C;
+
     for (int t = t0; t < t1; t++) {
         const float *cur = x + (size_t)t * C;
-        const float *prev = t ? cur - C : x_prev;
+        const struct layer_state *ls = row_state(sp, t);
+        const float *prev = t && !sp->batch ? cur - C : ffn ? ls->ffn_x_prev : ls->att_x_prev;
 
         for (int j = 0; j < n_mix; j++) {
             float *o = out[j] + (size_t)t * C;
@@ -524,7 +550,7 @@ static void step_att_shift(const struct span *sp, int t0, int t1)
     const float *mix[6] = { l->x_r, l->x_w, l->x_k, l->x_v, l->x_a, l->x_g };
     float *out[6] = { s->xr, s->xw, s->xk, s->xv, s->xa, s->xg };
 
-    token_shift(s->ln, t0, t1, sp->W->C, sp->ls->att_x_prev, mix, out, 6);
+    token_shift(sp, s->ln, t0, t1, 0, mix, out, 6);
 }
 
 /* The LoRA hidden layers: tanh(w1 xw), (a1 xa as it is), sigmoid(g1 xg),
@@ -607,10 +633,7 @@ static void step_after_proj(const struct span *sp, int t0, int t1)
 }
 
 struct wkv_job {
-    const struct weights *W;
-    const struct work *wk;
-    float *S;                   /* the layer's [H][N][N] state */
-    int T;
+    const struct span *sp;      /* the rows and their states ([H][N][N] wkv) */
 };
 
 /* a . b with eight partial sums, so the compiler can use vector lanes. */
@@ -661,13 +684,14 @@ K_CLONES
 static void wkv_head(void *ctx, int h)
 {
     const struct wkv_job *job = ctx;
-    const struct weights *W = job->W;
-    const struct scratch *s = &job->wk->s;
+    const struct span *sp = job->sp;
+    const struct weights *W = sp->W;
+    const struct scratch *s = &sp->wk->s;
     int C = W->C, N = W->N;
-    float *S = job->S + (size_t)h * N * N;
-    int use_kk = !(job->wk->dropped & RWKV7_TERM_STATE_KK);
+    int use_kk = !(sp->wk->dropped & RWKV7_TERM_STATE_KK);
 
-    for (int t = 0; t < job->T; t++) {
+    for (int t = 0; t < sp->T; t++) {
+        float *S = row_state(sp, t)->wkv + (size_t)h * N * N;
         size_t o = (size_t)t * C + (size_t)h * N;
         const float *r = s->r + o, *w = s->w + o, *k = s->k + o, *v = s->v + o;
         const float *kk = s->kk + o, *a = s->a + o;
@@ -742,7 +766,7 @@ static void step_ffn_shift(const struct span *sp, int t0, int t1)
     const float *mix[1] = { sp->l->ffn_x_k };
     float *out[1] = { s->xk };
 
-    token_shift(s->ln, t0, t1, sp->W->C, sp->ls->ffn_x_prev, mix, out, 1);
+    token_shift(sp, s->ln, t0, t1, 1, mix, out, 1);
 }
 
 /* ffn = relu(ffn)^2. */
@@ -774,6 +798,41 @@ static void step_ffn_residual(const struct span *sp, int t0, int t1)
 /* ------------------------------------------------------------------------ */
 /* One layer                                                                  */
 
+/* n independent products over the span's rows: one conversation's tokens
+ * (sequence mode when T > 1), or a batch's rows, each bit-identical to its
+ * conversation's RNN-mode product with the weights read once for all. */
+static void products(const struct span *sp, const struct k_product *p, int n)
+{
+    if (sp->batch && sp->T > 1) {
+        k_matvec_many(sp->wk->pool, p, n, sp->T);
+    } else {
+        k_matmul_batch(sp->wk->pool, p, n, sp->T);
+    }
+}
+
+/* Y = X W^T over the span's rows (see products). */
+static void product(const struct span *sp, const struct kmat *W, const float *X, float *Y)
+{
+    struct k_product p = { W, X, Y };
+
+    products(sp, &p, 1);
+}
+
+/* Each conversation's x_prev (the channel mix's when ffn) becomes its last
+ * row of ln. */
+static void save_prev(const struct span *sp, int ffn)
+{
+    size_t C = (size_t)sp->W->C;
+    int first = sp->batch ? 0 : sp->T - 1;
+
+    for (int t = first; t < sp->T; t++) {
+        struct layer_state *ls = row_state(sp, t);
+
+        memcpy(ffn ? ls->ffn_x_prev : ls->att_x_prev, sp->wk->s.ln + (size_t)t * C,
+               C * sizeof *sp->wk->s.ln);
+    }
+}
+
 /* The projections of the time mix, all from the token-shifted inputs: r,
  * k, v and the LoRA factors (w, a, g, and the v residual's mixing factor,
  * left in s->y).  Independent products go to the pool together
@@ -801,38 +860,38 @@ static void projections(const struct span *sp)
         down[n_down++] = (struct k_product){ &l->v1, s->xv, s->hv };
         up[n_up++] = (struct k_product){ &l->v2, s->hv, s->y };
     }
-    k_matmul_batch(sp->wk->pool, down, n_down, sp->T);
+    products(sp, down, n_down);
     for_tokens(sp, step_hidden);
-    k_matmul_batch(sp->wk->pool, up, n_up, sp->T);
+    products(sp, up, n_up);
 }
 
-/* x += TimeMix(ln1(x)), then x += ChannelMix(ln2(x)). */
+/* x += TimeMix(ln1(x)), then x += ChannelMix(ln2(x)); ls and batch as in
+ * struct span. */
 static void layer_forward(const struct weights *W, struct work *wk, int i,
-                          struct layer_state *ls, int T)
+                          struct layer_state *ls, int batch, int T)
 {
     const struct layer *l = &W->layers[i];
     struct scratch *s = &wk->s;
-    size_t C = (size_t)W->C;
-    struct span sp = { W, wk, l, ls, i, T, !(wk->dropped & RWKV7_TERM_DECAY_LORA),
+    struct span sp = { W, wk, l, ls, batch, i, T, !(wk->dropped & RWKV7_TERM_DECAY_LORA),
                        i > 0 && !(wk->dropped & RWKV7_TERM_V_FIRST) };
-    struct wkv_job job = { W, wk, ls->wkv, T };
+    struct wkv_job job = { &sp };
 
     for_tokens(&sp, step_ln1);
     for_tokens(&sp, step_att_shift);
-    memcpy(ls->att_x_prev, s->ln + (size_t)(T - 1) * C, C * sizeof *s->ln);
+    save_prev(&sp, 0);
     projections(&sp);
     for_tokens(&sp, step_after_proj);
     kpool_run(wk->pool, wkv_head, &job, W->H);
     for_tokens(&sp, step_wkv_output);
     /* s->ln is free again: the projected output lands there. */
-    k_matmul(wk->pool, &l->output, s->y, T, s->ln);
+    product(&sp, &l->output, s->y, s->ln);
     for_tokens(&sp, step_att_residual);
 
     for_tokens(&sp, step_ffn_shift);
-    memcpy(ls->ffn_x_prev, s->ln + (size_t)(T - 1) * C, C * sizeof *s->ln);
-    k_matmul(wk->pool, &l->ffn_key, s->xk, T, s->ffn);
+    save_prev(&sp, 1);
+    product(&sp, &l->ffn_key, s->xk, s->ffn);
     for_tokens(&sp, step_relu_sq);
-    k_matmul(wk->pool, &l->ffn_value, s->ffn, T, s->ln);
+    product(&sp, &l->ffn_value, s->ffn, s->ln);
     for_tokens(&sp, step_ffn_residual);
 }
 
@@ -844,7 +903,22 @@ static void rwkv7_layer(const rwkv_model *m, void *work, int i, float *x, int T,
     struct layer_state ls = layer_state(W, state);
 
     wk->s.x = x;
-    layer_forward(W, wk, i, &ls, T);
+    layer_forward(W, wk, i, &ls, 0, T);
+}
+
+/* One layer over a batch: row t of x[T][C] is one token of its own
+ * conversation, whose layer floats are states[t] (rwkv_version.layer_batch). */
+static void rwkv7_layer_batch(const rwkv_model *m, void *work, int i, float *x, int T,
+                              float *const *states)
+{
+    const struct weights *W = m->weights;
+    struct work *wk = work;
+
+    for (int t = 0; t < T; t++) {
+        wk->rows[t] = layer_state(W, states[t]);
+    }
+    wk->s.x = x;
+    layer_forward(W, wk, i, wk->rows, 1, T);
 }
 
 static const struct rwkv_rank rwkv7_ranks[] = {
@@ -871,5 +945,6 @@ const struct rwkv_version rwkv7_version = {
     .work_new = rwkv7_work_new,
     .work_free = rwkv7_work_free,
     .layer = rwkv7_layer,
+    .layer_batch = rwkv7_layer_batch,
     .test_drop_terms = rwkv7_drop_terms,
 };

@@ -132,6 +132,14 @@ struct rwkv_version {
     /* One layer over a chunk: x[T][C] in/out; state: that layer's floats. */
     void (*layer)(const struct rwkv_model *m, void *work, int layer, float *x, int T,
                   float *state);
+    /* One layer over a batch (rwkv_eval_batch): row t of x[T][C] is one
+     * token of its own conversation, whose floats of that layer are
+     * states[t] (T <= the work's chunk).  Every row must come out
+     * bit-identical to layer() on that token alone, with each weight
+     * matrix read once for all T (k_matvec_many).  NULL: the driver runs
+     * the states one after the other instead. */
+    void (*layer_batch)(const struct rwkv_model *m, void *work, int layer, float *x, int T,
+                        float *const *states);
     /* Test hook (rwkv7_test.h): later layers run in work leave out the
      * terms in mask.  NULL for versions without such terms. */
     void (*test_drop_terms)(void *work, unsigned mask);
