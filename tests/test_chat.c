@@ -1193,6 +1193,59 @@ static void test_g1_stops(rwkv_model *m)
     }
 }
 
+/* State files name their model (issue 21): the "model" and "model_path"
+ * sections, a refusal that says which model a file belongs to, and files
+ * without them (from before) still loading. */
+static void test_model_file(rwkv_model *demo, rwkv_model *world)
+{
+    char err[RWKV_ERRLEN], name[256], path[] = "tests/tmp/model-name.state";
+    struct sampler_settings s = greedy();
+    chat *a = chat_new(demo, tok, NULL, &s, err, sizeof err);
+    chat *b = chat_new(world, tok, NULL, &s, err, sizeof err);
+    chat *old = chat_new(demo, tok, NULL, &s, err, sizeof err);
+    int stop;
+
+    mkdir("tests", 0755);
+    mkdir("tests/tmp", 0755);
+    if (!a || !b || !old) {
+        ok(0, "chats for the model-name test: %s", err);
+        return;
+    }
+    ok(chat_model_name(a) == NULL, "a chat has no model file until one is set");
+    chat_set_model_file(a, "/some/dir/rwkv7-tiny-chat.pth");
+    chat_set_model_file(b, "/other/v7-world.pth");
+    ok(!strcmp(chat_model_name(a), "rwkv7-tiny-chat.pth"), "the model's name is the file name");
+    chat_send(a, "hi", err, sizeof err);
+    free(reply(a, &stop, NULL));
+    ok(chat_save(a, path, err, sizeof err) == 0, "save with a model file: %s", err);
+    chat_file_model(path, 0, name, sizeof name);
+    ok(!strcmp(name, "rwkv7-tiny-chat.pth"), "the state file keeps the model's file name (%s)",
+       name);
+    chat_file_model(path, 1, name, sizeof name);
+    ok(!strcmp(name, "/some/dir/rwkv7-tiny-chat.pth"), "and its path (%s)", name);
+    ok(chat_load(b, path, err, sizeof err) < 0 && strstr(err, "saved with another model") &&
+       strstr(err, "it belongs to the model rwkv7-tiny-chat.pth") && chat_turn_count(b) == 0,
+       "another model refuses the file and names the model it belongs to: %s", err);
+    chat_set_model_file(old, NULL);
+    ok(chat_load(old, path, err, sizeof err) == 0 && chat_turn_count(old) == 2,
+       "the same model loads it (%s)", err);
+    ok(chat_save(old, path, err, sizeof err) == 0, "save without a model file");
+    chat_file_model(path, 0, name, sizeof name);
+    ok(name[0] == '\0', "a file without the model section names none");
+    ok(chat_load(a, path, err, sizeof err) == 0 && chat_turn_count(a) == 2,
+       "a file without the model section (as before) still loads: %s", err);
+    ok(chat_load(b, path, err, sizeof err) < 0 && !strstr(err, "belongs to"),
+       "another model refuses it without naming one: %s", err);
+    chat_file_model("tests/tmp/no-such.state", 0, name, sizeof name);
+    ok(name[0] == '\0', "a missing file names no model");
+    chat_file_model(shared_path("fixtures/models/v7.pth"), 0, name, sizeof name);
+    ok(name[0] == '\0', "a file that is not a state file names no model");
+    unlink(path);
+    chat_free(a);
+    chat_free(b);
+    chat_free(old);
+}
+
 int main(void)
 {
     char err[WORLD_ERRLEN];
@@ -1226,7 +1279,6 @@ int main(void)
         test_g1_stops(demo);
         test_nonfinite_logits(demo);
         test_snapshot_memory(demo);
-        rwkv_model_free(demo);
     } else {
         ok(0, "demo model %s loads", demo_path);
     }
@@ -1235,10 +1287,14 @@ int main(void)
         test_seeded(world, "v7-world (random weights)");
         test_stream_invariants(world);
         test_long_prompt(world, "v7-world");
+        if (demo) {
+            test_model_file(demo, world);
+        }
         rwkv_model_free(world);
     } else {
         ok(0, "v7-world.pth loads");
     }
+    rwkv_model_free(demo);
     world_free(tok);
     return tap_done();
 }

@@ -168,10 +168,10 @@ if command -v tmux >/dev/null 2>&1; then
           grep -q 'session not saved' "$T/tui.err"; echo $?)" \
         "TUI quit with an unusable state directory: exit 1, 'session not saved' ($(cat "$T/tui.err" 2>/dev/null))"
     # Quitting an empty conversation keeps the session saved before it.
-    mkdir -p "$T/keep/rwkv-chat"
-    echo hi | "$CHAT" --batch -t 1 --max-tokens 2 --state-out "$T/keep/rwkv-chat/session.state" \
-        >/dev/null 2>&1
-    cp "$T/keep/rwkv-chat/session.state" "$T/keep.orig"
+    mkdir -p "$T/keep/rwkv-chat/sessions"
+    echo hi | "$CHAT" --batch -t 1 --max-tokens 2 \
+        --state-out "$T/keep/rwkv-chat/sessions/rwkv7-tiny-chat.pth.state" >/dev/null 2>&1
+    cp "$T/keep/rwkv-chat/sessions/rwkv7-tiny-chat.pth.state" "$T/keep.orig"
     tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
         "XDG_STATE_HOME='$T/keep' '$CHAT' -t 1 2>'$T/keep.err'; echo \$? >'$T/keep.rc'; sleep 30"
     i=0
@@ -185,7 +185,7 @@ if command -v tmux >/dev/null 2>&1; then
     done
     tmux -L "$sock" kill-server >/dev/null 2>&1
     ok "$(test "$(cat "$T/keep.rc" 2>/dev/null)" = 0 &&
-          cmp -s "$T/keep.orig" "$T/keep/rwkv-chat/session.state"; echo $?)" \
+          cmp -s "$T/keep.orig" "$T/keep/rwkv-chat/sessions/rwkv7-tiny-chat.pth.state"; echo $?)" \
         "TUI quit with nothing said: the session saved before is kept for --resume"
 
     # TERM=dumb cannot draw panels: one line saying what to do, exit 1.

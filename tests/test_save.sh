@@ -92,13 +92,14 @@ else
 fi
 
 # --- the session saved at quit follows the same rule ---------------------------
-# session.state planted as a link to another file: quitting says so (exit 1)
+# The demo model's session file planted as a link to another file: quitting
+# says so (exit 1)
 # and neither the link nor the file it points to changes.
 if command -v tmux >/dev/null 2>&1; then
     sock=rwkvsave-$$
-    mkdir -p "$T/sess/rwkv-chat"
+    mkdir -p "$T/sess/rwkv-chat/sessions"
     printf 'precious\n' >"$T/victim.txt"
-    ln -s "$T/victim.txt" "$T/sess/rwkv-chat/session.state"
+    ln -s "$T/victim.txt" "$T/sess/rwkv-chat/sessions/rwkv7-tiny-chat.pth.state"
     tmux -L "$sock" -f /dev/null new-session -d -x 100 -y 30 \
         "XDG_STATE_HOME='$T/sess' '$CHAT' -t 1 --seed 1 --max-tokens 3 2>'$T/sess.err'; echo \$? >'$T/sess.rc'; sleep 30"
     i=0
@@ -118,9 +119,9 @@ if command -v tmux >/dev/null 2>&1; then
     done
     tmux -L "$sock" kill-server >/dev/null 2>&1
     ok "$(test "$(cat "$T/sess.rc" 2>/dev/null)" = 1 && one_line "$T/sess.err" &&
-          grep -q 'session.state: is a symbolic link' "$T/sess.err" &&
-          test -L "$T/sess/rwkv-chat/session.state" && test "$(cat "$T/victim.txt")" = precious; echo $?)" \
-        "TUI quit with session.state planted as a link: exit 1, one line, the link's target untouched ($(cat "$T/sess.err" 2>/dev/null))"
+          grep -q 'rwkv7-tiny-chat.pth.state: is a symbolic link' "$T/sess.err" &&
+          test -L "$T/sess/rwkv-chat/sessions/rwkv7-tiny-chat.pth.state" && test "$(cat "$T/victim.txt")" = precious; echo $?)" \
+        "TUI quit with the session file planted as a link: exit 1, one line, the link's target untouched ($(cat "$T/sess.err" 2>/dev/null))"
 else
     skip "tmux not installed"
 fi

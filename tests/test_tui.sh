@@ -303,7 +303,7 @@ ok $? "a first Ctrl-C at an empty prompt asks for a second"
 keys a C-c
 wait_for a "EXITED 0" 10
 ok $? "a second Ctrl-C quits with status 0"
-[ -s "$XDG_STATE_HOME/rwkv-chat/session.state" ]
+[ -s "$XDG_STATE_HOME/rwkv-chat/sessions/v7-world.pth.state" ]
 ok $? "quitting saved the session"
 grep -q "Tell me a long story" "$XDG_STATE_HOME/rwkv-chat/history" 2>/dev/null
 ok $? "the input history was written"
@@ -337,13 +337,13 @@ wait_for c "EXITED 0" 10
 ok $? "Ctrl-D at an empty prompt quits"
 
 # 9. SIGTERM: the terminal is restored and the session still saved.
-rm -f "$XDG_STATE_HOME/rwkv-chat/session.state"
+rm -f "$XDG_STATE_HOME/rwkv-chat/sessions/v7-world.pth.state"
 start d
 wait_for d "v7-world.pth" 20
 kill -TERM "$(cat "$work/pid.d")"
 wait_for d "EXITED 143" 10
 ok $? "SIGTERM ends rwkv-chat with status 143"
-[ -s "$XDG_STATE_HOME/rwkv-chat/session.state" ]
+[ -s "$XDG_STATE_HOME/rwkv-chat/sessions/v7-world.pth.state" ]
 ok $? "the session is saved on SIGTERM"
 
 ok $(( $($T display -p -t d '#{alternate_on}') )) "the terminal is restored after SIGTERM"

@@ -34,6 +34,7 @@ struct app_options {
     char *model;            /* --model PATH|NAME or config "model"; NULL = demo */
     int model_from_user;    /* 1 if model came from the command line or config;
                                main sets it to 0 when that is the demo model itself */
+    int model_in_config;    /* model came from the config file's "model =" */
     char *prompt;           /* --prompt NAME or config "prompt"; NULL = default */
     char *state_in;         /* --state-in FILE */
     char *state_out;        /* --state-out FILE */

@@ -443,6 +443,7 @@ void chat_free(chat *c)
     unref(c->tuned);
     free(c->tuned_name);
     free(c->system);
+    free(c->model_path);
     unref(c->base);
     free(c->logits);
     free(c->reply);
@@ -1626,4 +1627,22 @@ int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen)
 const char *chat_tuned_name(const chat *c)
 {
     return c->tuned_name;
+}
+
+int chat_set_model_file(chat *c, const char *path)
+{
+    char *copy = NULL;
+
+    if (path && !(copy = strdup(path))) {
+        return -1;
+    }
+    free(c->model_path);
+    c->model_path = copy;
+    c->model_name = copy && strrchr(copy, '/') ? strrchr(copy, '/') + 1 : copy;
+    return 0;
+}
+
+const char *chat_model_name(const chat *c)
+{
+    return c->model_name;
 }

@@ -202,5 +202,15 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen);
 int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen);
 /* The file the tuned start came from, or NULL when there is none. */
 const char *chat_tuned_name(const chat *c);
+/* The model's file (path NULL: none).  State files chat_save writes keep
+ * its name ("rwkv7-g1a-1.5b.pth", the "model" section) and path
+ * ("model_path"); chat_load names the model of a file another model
+ * saved.  0, or -1 out of memory. */
+int chat_set_model_file(chat *c, const char *path);
+const char *chat_model_name(const chat *c);   /* the file name; NULL when not set */
+/* The model a state file records: its file name (the "model" section) or,
+ * with want_path, its path ("model_path"), into out; "" when the file does
+ * not say (files from before it was kept, or not a state file). */
+void chat_file_model(const char *path, int want_path, char *out, size_t outlen);
 
 #endif

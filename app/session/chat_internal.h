@@ -86,6 +86,8 @@ struct chat {
     char *tuned_name;               /* the file it came from (NULL when none) */
     char *system;                   /* the system turn's text, or NULL */
     enum chat_think think;          /* thinking mode of the next messages */
+    char *model_path;               /* the model's file, for state files (or NULL) */
+    const char *model_name;         /* its last component */
     struct transcript tr;
     struct exchange *ex;
     size_t n_ex, cap_ex, undo_limit;

@@ -121,7 +121,7 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
 {
     struct buf tr = { 0 }, tm = { 0 }, st = { 0 }, sm = { 0 }, cs = { 0 }, tx = { 0 };
     struct buf rs = { 0 }, th = { 0 };
-    struct rwkv_statefile_section sec[11];
+    struct rwkv_statefile_section sec[13];
     uint32_t n_reasoning = 0;
     size_t i, n_sec = 0;
     int rc;
@@ -182,6 +182,12 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
             sec[n_sec++] = (struct rwkv_statefile_section){ "system", c->system,
                                                             strlen(c->system) };
         }
+        if (c->model_path) {
+            sec[n_sec++] = (struct rwkv_statefile_section){ "model", c->model_name,
+                                                            strlen(c->model_name) };
+            sec[n_sec++] = (struct rwkv_statefile_section){ "model_path", c->model_path,
+                                                            strlen(c->model_path) };
+        }
         if (c->tuned) {
             sec[n_sec++] = (struct rwkv_statefile_section){
                 "tuned", rwkv_state_cdata(c->tuned->state),
@@ -202,6 +208,19 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     free(rs.p);
     free(th.p);
     return rc;
+}
+
+void chat_file_model(const char *path, int want_path, char *out, size_t outlen)
+{
+    long n = rwkv_statefile_peek(path, want_path ? "model_path" : "model", out, outlen);
+
+    /* Only a whole, one-line name is believed: it is shown and looked up. */
+    if (n <= 0 || (size_t)n >= outlen || strlen(out) != (size_t)n || strchr(out, '\n') ||
+        (!want_path && strchr(out, '/'))) {
+        if (outlen) {
+            *out = '\0';
+        }
+    }
 }
 
 /* Whether f[0..n-1] are all finite. */
@@ -299,6 +318,15 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     rwkv_escape_str(shown, sizeof shown, path);
     sf = rwkv_statefile_load(path, c->model, err, errlen);
     if (!sf) {
+        char theirs[256];
+
+        /* A file of another model: say which one it belongs to. */
+        chat_file_model(path, 0, theirs, sizeof theirs);
+        if (*theirs && (!c->model_name || strcmp(theirs, c->model_name) != 0)) {
+            size_t used = strlen(err);
+
+            snprintf(err + used, errlen - used, "; it belongs to the model %s", RWKV_ESC(theirs));
+        }
         return -1;
     }
     /* Parse everything into temporaries; the chat changes only at the end. */

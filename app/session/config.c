@@ -93,6 +93,7 @@ int config_apply(struct app_options *opts, const char *key, const char *value,
 
     if (!strcmp(key, "model")) {
         opts->model_from_user = 1;
+        opts->model_in_config = 1;
         return set_string(&opts->model, value, err, errlen);
     }
     if (!strcmp(key, "prompt")) {

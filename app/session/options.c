@@ -301,6 +301,7 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         case 'm':
             replace(&opts->model, optarg);
             opts->model_from_user = 1;
+            opts->model_in_config = 0;
             break;
         case 'p':
             replace(&opts->prompt, optarg);

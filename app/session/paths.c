@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PKGDATADIR
@@ -198,6 +200,60 @@ char *paths_data_home(void)
 char *paths_state_dir(void)
 {
     return xdg_dir("XDG_STATE_HOME", ".local/state");
+}
+
+char *paths_session_file(const char *model_name)
+{
+    char *dir = paths_state_dir(), *path = NULL;
+
+    if (dir && asprintf(&path, "%s/sessions/%s.state", dir, model_name) < 0) {
+        path = NULL;
+    }
+    free(dir);
+    return path;
+}
+
+char *paths_old_session_file(void)
+{
+    char *dir = paths_state_dir(), *path = dir ? paths_join(dir, "session.state") : NULL;
+
+    free(dir);
+    return path;
+}
+
+char *paths_last_session(void)
+{
+    char *dir = paths_state_dir(), *sessions = dir ? paths_join(dir, "sessions") : NULL;
+    char *best = NULL;
+    struct timespec best_time = { 0, 0 };
+    struct dirent *e;
+    DIR *d = sessions ? opendir(sessions) : NULL;
+
+    while (d && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        struct stat st;
+        char *path;
+
+        if (n <= 6 || e->d_name[0] == '.' || strcmp(e->d_name + n - 6, ".state") != 0 ||
+            !(path = paths_join(sessions, e->d_name))) {
+            continue;
+        }
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            (!best || st.st_mtim.tv_sec > best_time.tv_sec ||
+             (st.st_mtim.tv_sec == best_time.tv_sec && st.st_mtim.tv_nsec > best_time.tv_nsec))) {
+            free(best);
+            best = path;
+            best_time = st.st_mtim;
+        } else {
+            free(path);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    free(sessions);
+    free(dir);
+    return best;
 }
 
 int paths_mkdirs(const char *dir)

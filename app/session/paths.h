@@ -21,6 +21,15 @@ char *paths_data_dirs(const char *rel);
 char *paths_config_dir(void);
 char *paths_data_home(void);
 char *paths_state_dir(void);
+/* The session file of a model (its file name, no directory): malloc'd
+ * "$XDG_STATE_HOME/rwkv-chat/sessions/NAME.state". */
+char *paths_session_file(const char *model_name);
+/* The session file written last (newest in sessions/), malloc'd; NULL
+ * when there is none. */
+char *paths_last_session(void);
+/* The one session file of rwkv-chat before sessions were kept per model:
+ * "$XDG_STATE_HOME/rwkv-chat/session.state", malloc'd. */
+char *paths_old_session_file(void);
 /* mkdir -p; 0 or -1 (errno set). */
 int paths_mkdirs(const char *dir);
 /* malloc'd "a/b". */

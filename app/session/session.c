@@ -113,6 +113,12 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
     model_path = opts->model ? models_find(opts->model, err, errlen)
                              : models_find_demo(err, errlen);
     if (!model_path) {
+        if (opts->model_in_config) {
+            size_t used = strlen(err);
+
+            snprintf(err + used, errlen - used, " (the model = line of %s)",
+                     opts->config_path ? opts->config_path : "the config file");
+        }
         return -1;
     }
     if (opts->vocab) {
@@ -157,6 +163,15 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
     s->lora = opts->lora;
     s->n_lora = opts->n_lora;
     make_label(s->label, sizeof(s->label), model_path, info);
+    {
+        const char *base = strrchr(model_path, '/');
+
+        s->session_file = paths_session_file(base ? base + 1 : model_path);
+        if (!s->session_file) {
+            free(model_path);
+            return fail(err, errlen, "out of memory");
+        }
+    }
     if (opts->verbose) {
         const struct rwkv_cache_info *ci = rwkv_model_cache(s->model);
 
@@ -185,13 +200,25 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
     prompt = opts->prompt ? opts->prompt : !opts->model_from_user ? "bare"
              : chat_template_for_model(model_path) ? chat_template_for_model(model_path)
              : "default";
-    free(model_path);
     memset(&t, 0, sizeof(t));
     if (chat_template_load(&t, prompt, err, errlen) < 0) {
+        free(model_path);
         return -1;
     }
     s->chat = chat_new(s->model, s->tok, &t, &opts->sampling, err, errlen);
     chat_template_free(&t);
+    if (s->chat) {
+        /* The file's whole path, so that --resume finds it from anywhere. */
+        char *full = realpath(model_path, NULL);
+
+        if (chat_set_model_file(s->chat, full ? full : model_path) < 0) {
+            free(full);
+            free(model_path);
+            return fail(err, errlen, "out of memory");
+        }
+        free(full);
+    }
+    free(model_path);
     if (s->chat && opts->think >= 0) {
         chat_set_think(s->chat, (enum chat_think)opts->think);
     }
@@ -207,7 +234,7 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
 static int load_state(struct session *s, const struct app_options *opts, session_note_fn nf,
                       void *na, char *err, size_t errlen)
 {
-    char *dir, *path;
+    char *path;
     int rc = 0;
 
     if (opts->state_in) {
@@ -216,12 +243,25 @@ static int load_state(struct session *s, const struct app_options *opts, session
     if (!opts->resume) {
         return 0;
     }
-    dir = paths_state_dir();
-    path = dir ? paths_join(dir, "session.state") : NULL;
+    /* The model's own session; failing that, the one session file of
+     * rwkv-chat before sessions were kept per model. */
+    path = strdup(s->session_file);
+    if (path && access(path, F_OK) != 0) {
+        char *old = paths_old_session_file();
+
+        if (old && access(old, F_OK) == 0) {
+            free(path);
+            path = old;
+        } else {
+            free(old);
+        }
+    }
     if (!path) {
         rc = fail(err, errlen, "out of memory");
     } else if (access(path, F_OK) != 0) {
-        rc = fail(err, errlen, "--resume: no saved session (%s: %s)", path, strerror(errno));
+        rc = fail(err, errlen, "--resume: no saved session for %s (%s: %s): start without "
+                  "--resume, or pass the --model of a saved session", chat_model_name(s->chat),
+                  path, strerror(errno));
     } else if (chat_load(s->chat, path, err, errlen) < 0) {
         size_t n = strlen(err);
 
@@ -232,7 +272,6 @@ static int load_state(struct session *s, const struct app_options *opts, session
         note(nf, na, "resumed %s", path);
     }
     free(path);
-    free(dir);
     return rc;
 }
 
@@ -263,6 +302,30 @@ int session_open(struct session *s, struct app_options *opts, session_note_fn no
             return fail(err, errlen, "--state-out: %s", why);
         }
     }
+    /* --resume without --model: the model of the session saved last. */
+    if (opts->resume && (!opts->model || opts->model_in_config)) {
+        char *last = paths_last_session();
+        char model[4096];
+
+        if (last) {
+            chat_file_model(last, 1, model, sizeof model);
+            if (!*model || access(model, R_OK) != 0) {
+                chat_file_model(last, 0, model, sizeof model);
+            }
+            if (*model) {
+                free(opts->model);
+                if (!(opts->model = strdup(model))) {
+                    free(last);
+                    return fail(err, errlen, "out of memory");
+                }
+                opts->model_from_user = 1;
+                opts->model_in_config = 0;
+                note(note_fn, note_arg, "--resume: the last session (%s) was with %s", last,
+                     model);
+            }
+            free(last);
+        }
+    }
     if (set_up(s, opts, note_fn, note_arg, err, errlen) < 0) {
         return -1;
     }
@@ -283,6 +346,7 @@ int session_open(struct session *s, struct app_options *opts, session_note_fn no
 void session_close(struct session *s)
 {
     chat_free(s->chat);
+    free(s->session_file);
     rwkv_model_free(s->model);
     world_free(s->tok);
     memset(s, 0, sizeof(*s));

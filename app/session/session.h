@@ -24,6 +24,9 @@ struct session {
     int demo_model;         /* the bundled demo model is loaded */
     const struct rwkv_lora *lora;   /* the adapters merged at load (opts' list) */
     int n_lora;
+    /* The model's session file (paths_session_file): --resume reads it,
+     * the TUI saves the conversation there when it quits. */
+    char *session_file;
 };
 
 /* Receives one line of what --verbose shows (without "rwkv-chat: "). */

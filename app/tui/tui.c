@@ -801,26 +801,31 @@ static int start_curses(struct tui *t)
     return 0;
 }
 
-/* Saves the conversation for --resume (chat_save writes atomically). */
+/* Saves the conversation in the model's session file for --resume
+ * (chat_save writes atomically) and says where and how to go on. */
 static void save_session(struct tui *t)
 {
     char err[RWKV_ERRLEN];
-    char *dir = paths_state_dir(), *path = NULL;
+    const char *path = t->session->session_file;
+    char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
 
-    if (dir && paths_mkdirs(dir) == 0) {
-        path = paths_join(dir, "session.state");
+    if (slash) {
+        *slash = '\0';
     }
-    if (path && chat_turn_count(t->chat) == 0 && access(path, F_OK) == 0) {
+    if (chat_turn_count(t->chat) == 0 && access(path, F_OK) == 0) {
         /* Nothing was said: keep the conversation saved last time. */
-    } else if (!path) {
+    } else if (!dir || paths_mkdirs(dir) < 0) {
         fprintf(stderr, "rwkv-chat: session not saved for --resume: cannot create %s: %s\n",
                 dir ? dir : "the state directory", strerror(errno));
         t->exit_status = 1;
     } else if (chat_save(t->chat, path, err, sizeof(err)) < 0) {
         fprintf(stderr, "rwkv-chat: %s\n", err);
         t->exit_status = 1;
+    } else if (chat_turn_count(t->chat) > 0) {
+        /* It is now the last session, which --resume alone picks. */
+        printf("rwkv-chat: conversation with %s saved in %s; continue it with: "
+               "rwkv-chat --resume\n", chat_model_name(t->chat), path);
     }
-    free(path);
     free(dir);
 }
 

@@ -13,9 +13,9 @@
 struct app_options;
 
 /* Runs the interface on the terminal until the user quits, then saves the
- * session to paths_state_dir()/session.state.  s->label names the model
- * in the status line (a file name).  The terminal is restored on every
- * exit path.  Returns the exit status for main(). */
+ * conversation to s->session_file (one per model) and says where it is.
+ * s->label names the model in the status line (a file name).  The
+ * terminal is restored on every exit path.  Returns the exit status for main(). */
 int tui_run(struct session *s, const struct app_options *opts);
 
 #endif

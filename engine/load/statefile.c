@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +310,51 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
 int rwkv_statefile_check_target(const char *path, char *err, size_t errlen)
 {
     return atomicfile_check(path, &state_file_kind, err, errlen);
+}
+
+long rwkv_statefile_peek(const char *path, const char *tag, char *out, size_t outlen)
+{
+    uint8_t header[HEADER_SIZE], e[ENTRY_SIZE];
+    uint32_t n_sec, i;
+    long found = -1;
+    int fd;
+
+    if (outlen == 0) {
+        return -1;
+    }
+    out[0] = '\0';
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        return -1;
+    }
+    if (pread(fd, header, sizeof header, 0) != HEADER_SIZE ||
+        memcmp(header, RWKV_STATEFILE_MAGIC, 8) != 0) {
+        close(fd);
+        return -1;
+    }
+    n_sec = get32(header + 24);
+    for (i = 0; i < n_sec && i < MAX_SECTIONS; i++) {
+        uint64_t offset, size;
+        size_t n;
+
+        if (pread(fd, e, sizeof e, HEADER_SIZE + (off_t)i * ENTRY_SIZE) != ENTRY_SIZE) {
+            break;
+        }
+        if (e[RWKV_STATEFILE_TAGLEN - 1] != '\0' || strcmp((const char *)e, tag) != 0) {
+            continue;
+        }
+        offset = get64(e + 16);
+        size = get64(e + 24);
+        n = size < outlen - 1 ? (size_t)size : outlen - 1;
+        if (size <= LONG_MAX && offset <= (uint64_t)INT64_MAX &&
+            pread(fd, out, n, (off_t)offset) == (ssize_t)n) {
+            out[n] = '\0';
+            found = (long)size;
+        }
+        break;
+    }
+    close(fd);
+    return found;
 }
 
 void rwkv_statefile_free(rwkv_statefile *sf)

@@ -52,6 +52,12 @@ typedef struct rwkv_statefile rwkv_statefile;
 rwkv_statefile *rwkv_statefile_load(const char *path, const rwkv_model *model, char *err,
                                     size_t errlen);
 void rwkv_statefile_free(rwkv_statefile *sf);
+/* Reads one small section of path without checking the model or the
+ * checksum (for messages and for choosing a model before one is loaded:
+ * the session's "model" section).  Copies at most outlen - 1 bytes and a
+ * NUL into out; returns the section's size, or -1 when the file cannot be
+ * read, is not a state file or has no such section. */
+long rwkv_statefile_peek(const char *path, const char *tag, char *out, size_t outlen);
 /* Copies the saved state into state (a state of the same model). */
 void rwkv_statefile_get_state(const rwkv_statefile *sf, rwkv_state *state);
 /* A section's bytes (valid until rwkv_statefile_free), or NULL if absent. */
