@@ -219,8 +219,8 @@ describe() {
 }
 demo_model=$("$CHAT" --batch --verbose -t 1 --max-tokens 1 </dev/null 2>&1 |
     sed -n 's/^rwkv-chat: \(.*rwkv7-tiny-chat.pth\): RWKV.*/\1/p' | head -n 1)
-ok "$(test "$(rc swap)" = 1 && same "$T/swap.err" "rwkv-chat: $T/demo.state: saved with another model ($(describe "$demo_model")), not this one ($(describe "$MODEL"))"; echo $?)" \
-    "--state-in of the demo model's state with v7-world.pth: exit 1, exact error"
+ok "$(test "$(rc swap)" = 1 && same "$T/swap.err" "rwkv-chat: $T/demo.state: saved with another model ($(describe "$demo_model")), not this one ($(describe "$MODEL")); it belongs to the model rwkv7-tiny-chat.pth"; echo $?)" \
+    "--state-in of the demo model's state with v7-world.pth: exit 1, exact error naming the model it belongs to"
 ok "$(test "$(sums "$T/demo.state")" = "$demo_sum"; echo $?)" "the refused state file is untouched"
 run swapout --state-in "$T/demo.state" --state-out "$T/demo.state" </dev/null
 ok "$(test "$(rc swapout)" = 1 && test "$(sums "$T/demo.state")" = "$demo_sum"; echo $?)" \
