@@ -1,8 +1,10 @@
 /*
- * chat_internal.h - what the files of the chat module share (chat.c:
- * the conversation and reply streaming; chat_sections.c: the state-file
- * sections).  Not for use outside app/session/chat*.c: the public API is
- * app/session/chat.h.
+ * chat_internal.h - what the files of the chat module share.  They call
+ * each other one way only: chat_conversation.c and chat_sections.c
+ * (state-file sections) use chat_stream.c (a reply as it streams), and all
+ * three use chat_base.c (clock, buffers, shared states, transcript).
+ * chat.h, the public API, belongs to no one file: it is implemented by
+ * all of them.  Not for use outside app/session/chat_*.c.
  */
 #ifndef RWKV_CHAT_INTERNAL_H
 #define RWKV_CHAT_INTERNAL_H
@@ -132,16 +134,28 @@ struct chat {
 };
 
 
-/* Helpers defined in chat.c that chat_sections.c uses too. */
+/* chat_base.c */
+double chat_now(void);
+int chat_is_space(char ch);
 int reserve(char **buf, size_t *cap, size_t need);
 void oom(char *err, size_t errlen);
+struct shared *shared_new(const rwkv_state *st, const float *logits, int n_vocab);
+struct shared *shared_ref(struct shared *s);
 void unref(struct shared *s);
+void transcript_truncate(struct transcript *tr, size_t n);
 void transcript_free(struct transcript *tr);
 int transcript_add(struct transcript *tr, enum chat_role role, const char *text, size_t len);
+int transcript_set_reasoning(struct transcript *tr, const char *text, size_t len);
+int transcript_copy(struct transcript *dst, const struct transcript *src);
+
+/* chat_stream.c */
+void chat_begin_reply(chat *c, int raw, const char *prefix);
+void settle(chat *c);
+
+/* chat_conversation.c, for chat_sections.c */
 struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
                           const char *system, size_t *n_tokens, char *err, size_t errlen);
 void exchanges_clear(chat *c);
 void set_current(chat *c, const char *name);
-void settle(chat *c);
 
 #endif

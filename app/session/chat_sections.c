@@ -1,6 +1,6 @@
 /* chat_sections.c - a chat's state file: chat_save encodes the chat's
  * sections (settings, template, transcript, exchanges, snapshots) and
- * chat_load decodes and checks them (moved verbatim from chat.c). */
+ * chat_load decodes and checks them (moved verbatim from what is now chat_conversation.c). */
 #include "app/session/chat_internal.h"
 
 

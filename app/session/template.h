@@ -1,6 +1,6 @@
 /*
  * template.h - chat templates (personas): prompts/NAME.txt files, read
- * and checked here; app/session/chat.c feeds them.
+ * and checked here; app/session/chat_conversation.c feeds them.
  */
 #ifndef RWKV_TEMPLATE_H
 #define RWKV_TEMPLATE_H

@@ -42,7 +42,7 @@ target fuzz_tokenizer tests/fuzz/fuzz_tokenizer.c tokenizer/world.c -- ${FUZZ_LI
 target fuzz_template tests/fuzz/fuzz_template.c app/session/template.c app/session/paths.c -- ${FUZZ_LIBS:-}
 # State files: the container (engine/load/statefile.c) and the chat's sections
 # (app/session/chat_sections.c) against the model in $FUZZ_MODEL (default: the fixture).
-target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/load/statefile.c app/session/chat.c app/session/chat_sections.c app/session/template.c \
+target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/load/statefile.c app/session/chat_conversation.c app/session/chat_base.c app/session/chat_stream.c app/session/chat_sections.c app/session/template.c \
     app/session/paths.c -- "-DFUZZ_DEFAULT_MODEL=\"${FUZZ_MODEL:-${SHARED_DIR:-$src/../shared}/fixtures/models/v7-world.pth}\"" \
     ${FUZZ_LIBS:-}
 # The --batch reader and JSONL writer (app/cli/batch.c) against a stand-in chat.

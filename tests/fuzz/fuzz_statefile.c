@@ -1,5 +1,5 @@
 /* fuzz_statefile.c - state files against a small model: the container
- * reader (engine/load/statefile.c) and the chat's sections (app/session/chat.c
+ * reader (engine/load/statefile.c) and the chat's sections (app/session/chat_*.c
  * chat_load) must refuse bad files, never crash, and leave the chat as it
  * was.  The model is loaded once: $FUZZ_MODEL, by default the v7-world
  * fixture (a World-vocabulary model, so the chat's tokenizer matches).

@@ -1,6 +1,10 @@
 /*
- * chat.c - a conversation with an RWKV model: turns, streaming, stop rules,
- * undo/regen and snapshots (its state-file sections: chat_sections.c).
+ * chat_conversation.c - a conversation with an RWKV model: creating it, sending a
+ * message (reading its prompt), undo/regen/edit, snapshots, template,
+ * system turn and thinking mode.  The reply itself streams in
+ * chat_stream.c, the state-file sections are chat_sections.c, and the
+ * pieces every chat file uses (clock, buffers, shared states, the
+ * transcript) are chat_base.c.
  *
  * What the model sees is exactly what ChatRWKV's API_DEMO_CHAT.py feeds:
  * the template's intro once, then per message "User: MSG\n\nAssistant:"
@@ -24,174 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int is_space(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
-}
-
-/* Grows *buf (capacity *cap) to hold need bytes; 0 or -1. */
-int reserve(char **buf, size_t *cap, size_t need)
-{
-    char *nb;
-    size_t nc;
-
-    if (need <= *cap) {
-        return 0;
-    }
-    nc = *cap ? *cap : 256;
-    while (nc < need) {
-        nc *= 2;
-    }
-    nb = realloc(*buf, nc);
-    if (!nb) {
-        return -1;
-    }
-    *buf = nb;
-    *cap = nc;
-    return 0;
-}
-
-void oom(char *err, size_t errlen)
-{
-    snprintf(err, errlen, "out of memory");
-}
-
-/* --- shared states ------------------------------------------------------ */
-
-static struct shared *share(const rwkv_state *st, const float *logits, int n_vocab)
-{
-    struct shared *s = calloc(1, sizeof *s);
-
-    if (!s) {
-        return NULL;
-    }
-    s->refs = 1;
-    s->state = rwkv_state_clone(st);
-    if (logits) {
-        s->logits = malloc((size_t)n_vocab * sizeof(float));
-        if (s->logits) {
-            memcpy(s->logits, logits, (size_t)n_vocab * sizeof(float));
-        }
-    }
-    if (!s->state || (logits && !s->logits)) {
-        rwkv_state_free(s->state);
-        free(s->logits);
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-static struct shared *ref(struct shared *s)
-{
-    if (s) {
-        s->refs++;
-    }
-    return s;
-}
-
-void unref(struct shared *s)
-{
-    if (s && --s->refs == 0) {
-        rwkv_state_free(s->state);
-        free(s->logits);
-        free(s);
-    }
-}
-
-/* --- transcript --------------------------------------------------------- */
-
-static void transcript_truncate(struct transcript *tr, size_t n)
-{
-    while (tr->n > n) {
-        tr->n--;
-        free(tr->turns[tr->n].text);
-        free(tr->turns[tr->n].reasoning);
-    }
-}
-
-void transcript_free(struct transcript *tr)
-{
-    transcript_truncate(tr, 0);
-    free(tr->turns);
-    tr->turns = NULL;
-    tr->cap = 0;
-}
-
-/* Appends a turn with a copy of text[0..len-1]. */
-int transcript_add(struct transcript *tr, enum chat_role role, const char *text, size_t len)
-{
-    char *t;
-
-    if (tr->n == tr->cap) {
-        size_t nc = tr->cap ? tr->cap * 2 : 16;
-        struct chat_turn *nt = realloc(tr->turns, nc * sizeof *nt);
-
-        if (!nt) {
-            return -1;
-        }
-        tr->turns = nt;
-        tr->cap = nc;
-    }
-    t = malloc(len + 1);
-    if (!t) {
-        return -1;
-    }
-    memcpy(t, text, len);
-    t[len] = '\0';
-    tr->turns[tr->n].role = role;
-    tr->turns[tr->n].text = t;
-    tr->turns[tr->n].reasoning = NULL;
-    tr->n++;
-    return 0;
-}
-
-/* Sets the last turn's reasoning to a copy of text[0..len-1] (len 0:
- * none); 0 or -1. */
-static int transcript_set_reasoning(struct transcript *tr, const char *text, size_t len)
-{
-    struct chat_turn *t = &tr->turns[tr->n - 1];
-
-    free(t->reasoning);
-    t->reasoning = NULL;
-    if (len == 0) {
-        return 0;
-    }
-    t->reasoning = malloc(len + 1);
-    if (!t->reasoning) {
-        return -1;
-    }
-    memcpy(t->reasoning, text, len);
-    t->reasoning[len] = '\0';
-    return 0;
-}
-
-static int transcript_copy(struct transcript *dst, const struct transcript *src)
-{
-    size_t i;
-
-    memset(dst, 0, sizeof *dst);
-    for (i = 0; i < src->n; i++) {
-        const char *r = src->turns[i].reasoning;
-
-        if (transcript_add(dst, src->turns[i].role, src->turns[i].text,
-                           strlen(src->turns[i].text)) < 0 ||
-            transcript_set_reasoning(dst, r ? r : "", r ? strlen(r) : 0) < 0) {
-            transcript_free(dst);
-            return -1;
-        }
-    }
-    return 0;
-}
 
 /* --- templates ---------------------------------------------------------- */
 
@@ -327,8 +163,8 @@ static struct exchange *exchanges_copy(const struct exchange *src, size_t n)
     }
     for (i = 0; i < n; i++) {
         e[i] = src[i];
-        ref(e[i].before);
-        ref(e[i].prompted);
+        shared_ref(e[i].before);
+        shared_ref(e[i].prompted);
     }
     return e;
 }
@@ -477,15 +313,6 @@ struct sampler_settings *chat_settings(chat *c)
     return &c->settings;
 }
 
-void chat_settings_changed(chat *c)
-{
-    sampler_configure(c->smp, &c->settings);
-    if (c->settings.seed != c->seeded) {
-        sampler_seed(c->smp, c->settings.seed);
-        c->seeded = c->settings.seed;
-    }
-}
-
 int chat_ban(chat *c, int32_t id, int banned, char *err, size_t errlen)
 {
     if (id < 0 || id >= c->n_vocab) {
@@ -548,10 +375,10 @@ char *chat_normalize(const char *text)
     if (!out) {
         return NULL;
     }
-    while (start < end && is_space(text[start])) {
+    while (start < end && chat_is_space(text[start])) {
         start++;
     }
-    while (end > start && is_space(text[end - 1])) {
+    while (end > start && chat_is_space(text[end - 1])) {
         end--;
     }
     for (i = start; i < end; i++) {
@@ -569,281 +396,6 @@ char *chat_normalize(const char *text)
     return out;
 }
 
-/* --- generation --------------------------------------------------------- */
-
-/* Follows a thinking template's reply through its think block: whether
- * it opens with "<think" (after white space) and where "</think>" closes
- * it.  final: no more bytes come (an undecided opening is no block). */
-static void think_scan(chat *c, int final)
-{
-    static const char open[] = "<think", close[] = "</think>";
-    size_t i = 0, avail;
-    const char *p;
-
-    if (c->think_state == THINK_UNDECIDED) {
-        while (i < c->reply_len && is_space(c->reply[i])) {
-            i++;
-        }
-        avail = c->reply_len - i;
-        if (avail == 0) {
-            c->think_state = final ? THINK_NONE : THINK_UNDECIDED;
-        } else if (memcmp(c->reply + i, open, avail < 6 ? avail : 6) != 0) {
-            c->think_state = THINK_NONE;
-        } else if (avail >= 7) {
-            c->think_state = THINK_OPEN;
-            c->think_from = i + 6 + (c->reply[i + 6] == '>');
-            c->think_scanned = c->think_from;
-        } else if (final) {
-            c->think_state = THINK_NONE;
-        }
-    }
-    if (c->think_state == THINK_OPEN) {
-        size_t from = c->think_scanned >= c->think_from + 7 ? c->think_scanned - 7 : c->think_from;
-
-        p = memmem(c->reply + from, c->reply_len - from, close, 8);
-        c->think_scanned = c->reply_len;
-        if (p) {
-            c->think_state = THINK_CLOSED;
-            c->think_to = (size_t)(p - c->reply);
-        }
-    }
-}
-
-/* Position of the "\n\n" that ends the turn, or -1.  Only the bytes added
- * since the last call (and the one before them) are searched.  A raw
- * completion has no turns: it never ends at a blank line.  In a thinking
- * reply a think block's blank lines do not count, nor those between
- * "</think>" and the answer. */
-static long reply_end(chat *c)
-{
-    const char *p;
-    size_t from, base = 0;
-
-    if (c->raw || c->end_at >= 0) {
-        return c->end_at;
-    }
-    if (c->thinking) {
-        think_scan(c, 0);
-        if (c->think_state == THINK_UNDECIDED || c->think_state == THINK_OPEN) {
-            return -1;
-        }
-        if (c->think_state == THINK_CLOSED) {
-            base = c->think_to + 8;
-            while (base < c->reply_len && is_space(c->reply[base])) {
-                base++;
-            }
-            if (base == c->reply_len) {
-                return -1;
-            }
-        }
-    }
-    if (c->reply_len < base + 2) {
-        return -1;
-    }
-    from = c->scanned > base + 1 ? c->scanned - 1 : base;
-    p = memmem(c->reply + from, c->reply_len - from, "\n\n", 2);
-    c->scanned = c->reply_len;
-    c->end_at = p ? (long)(p - c->reply) : -1;
-    return c->end_at;
-}
-
-/* Pushes c->reply[c->pushed..limit) into the stream decoder, stripped:
- * trailing white space is held back and, while c->shown has nothing past
- * seg_start (the start of this part), leading white space skipped. */
-static int push_stripped(chat *c, size_t limit, size_t seg_start)
-{
-    size_t n;
-
-    while (limit > c->pushed && is_space(c->reply[limit - 1])) {
-        limit--;
-    }
-    if (c->shown_len == seg_start && c->stream.n_held == 0) {
-        while (c->pushed < limit && is_space(c->reply[c->pushed])) {
-            c->pushed++;
-        }
-    }
-    if (limit > c->pushed) {
-        n = limit - c->pushed;
-        if (reserve(&c->shown, &c->shown_cap, c->shown_len + 3 * (n + 8) + 1) < 0) {
-            return -1;
-        }
-        c->shown_len += world_stream_push(&c->stream, (const uint8_t *)c->reply + c->pushed, n,
-                                          (uint8_t *)c->shown + c->shown_len);
-        c->pushed = limit;
-    }
-    return 0;
-}
-
-static int flush_stream(chat *c)
-{
-    if (reserve(&c->shown, &c->shown_cap, c->shown_len + 8 * 3 + 1) < 0) {
-        return -1;
-    }
-    c->shown_len += world_stream_flush(&c->stream, (uint8_t *)c->shown + c->shown_len);
-    return 0;
-}
-
-/* Bytes at the end of the reply that may begin "</think>" (held back). */
-static size_t partial_close(const chat *c)
-{
-    size_t k;
-
-    for (k = 7; k > 0; k--) {
-        if (c->reply_len >= c->think_from + k &&
-            !memcmp(c->reply + c->reply_len - k, "</think>", k)) {
-            return k;
-        }
-    }
-    return 0;
-}
-
-/* The think block's part of emit: reasoning up to "</think>" (or all of it
- * when final), then c->pushed moves past the tag to the answer. */
-static int emit_reasoning(chat *c, int final)
-{
-    size_t limit;
-
-    if (c->pushed < c->think_from) {
-        c->pushed = c->think_from;
-    }
-    limit = c->think_state == THINK_CLOSED ? c->think_to : c->reply_len - partial_close(c);
-    if (push_stripped(c, limit, 0) < 0) {
-        return -1;
-    }
-    if (c->think_state == THINK_CLOSED || final) {
-        if (flush_stream(c) < 0) {
-            return -1;
-        }
-        c->reasoning_done = 1;
-        c->shown_split = c->shown_len;
-        c->pushed = c->think_state == THINK_CLOSED ? c->think_to + 8 : c->reply_len;
-    }
-    return 0;
-}
-
-/* Pushes reply bytes up to what is certain into the stream decoder and
- * appends its output to c->shown; *from receives where this call's output
- * starts in c->shown.  Chat replies are stripped: leading whitespace is
- * skipped and trailing whitespace held back until something follows it
- * (it may be the end of the turn).  Raw completions hold back only a
- * trailing "\n".  A thinking reply's think block comes first (stripped on
- * its own), its tags left out.  final: the reply is over (flush). */
-static int emit(chat *c, int final, size_t *from)
-{
-    long e = reply_end(c);
-    size_t limit = e >= 0 ? (size_t)e : c->reply_len, n;
-
-    *from = c->shown_len;
-    if (c->thinking && !c->raw) {
-        think_scan(c, final);
-        if (c->think_state == THINK_UNDECIDED) {
-            return 0;
-        }
-        if (c->think_state != THINK_NONE && !c->reasoning_done && emit_reasoning(c, final) < 0) {
-            return -1;
-        }
-        if (c->think_state == THINK_OPEN && !final) {
-            return 0;
-        }
-        if (push_stripped(c, limit, c->shown_split) < 0) {
-            return -1;
-        }
-        return final ? flush_stream(c) : 0;
-    }
-    if (c->raw) {
-        if (!final && limit > 0 && c->reply[limit - 1] == '\n') {
-            limit--;
-        }
-        if (limit > c->pushed) {
-            n = limit - c->pushed;
-            if (reserve(&c->shown, &c->shown_cap, c->shown_len + 3 * (n + 8) + 1) < 0) {
-                return -1;
-            }
-            c->shown_len += world_stream_push(&c->stream, (const uint8_t *)c->reply + c->pushed,
-                                              n, (uint8_t *)c->shown + c->shown_len);
-            c->pushed = limit;
-        }
-    } else if (push_stripped(c, limit, 0) < 0) {
-        return -1;
-    }
-    return final ? flush_stream(c) : 0;
-}
-
-/* Bytes of c->shown that are reasoning so far. */
-static size_t reasoning_bytes(const chat *c)
-{
-    if (c->reasoning_done) {
-        return c->shown_split;
-    }
-    return c->thinking && (c->think_state == THINK_OPEN || c->think_state == THINK_CLOSED)
-           ? c->shown_len : 0;
-}
-
-/* Ends the reply: the transcript gets what was shown. */
-static void finish(chat *c, enum chat_stop stop, size_t *from)
-{
-    size_t dummy, split;
-
-    if (emit(c, 1, from ? from : &dummy) < 0 && from) {
-        *from = c->shown_len;
-    }
-    /* Out of memory loses the turn (or its reasoning); the state stays
-     * consistent. */
-    split = reasoning_bytes(c);
-    if (transcript_add(&c->tr, CHAT_ASSISTANT, c->shown ? c->shown + split : "",
-                       c->shown_len - split) == 0) {
-        transcript_set_reasoning(&c->tr, c->shown, split);
-    }
-    if (stop == CHAT_STOP_END) {
-        c->sep = 0;
-    } else {
-        c->sep = c->reply_len > 0 && c->reply[c->reply_len - 1] == '\n' ? 1 : 2;
-    }
-    c->stats.reply_seconds = now() - c->reply_started;
-    c->generating = 0;
-}
-
-/* Finishes a reply left in progress as interrupted. */
-void settle(chat *c)
-{
-    if (c->generating) {
-        finish(c, CHAT_STOP_INTERRUPT, NULL);
-    }
-}
-
-/* Starts generating from the current state and logits; prefix: what the
- * prompt fed after "Assistant:" (NULL: none), the start of the reply as
- * far as the think block goes. */
-static void begin_reply(chat *c, int raw, const char *prefix)
-{
-    size_t plen = prefix ? strlen(prefix) : 0;
-
-    c->generating = 1;
-    c->raw = raw;
-    atomic_store(&c->interrupt_req, 0);
-    c->reply_len = 0;
-    c->thinking = !raw && c->tmpl.thinking;
-    c->think_state = THINK_UNDECIDED;
-    c->think_from = c->think_to = c->think_scanned = 0;
-    c->reasoning_done = 0;
-    c->shown_split = 0;
-    c->part = CHAT_PART_ANSWER;
-    c->pending = 0;
-    if (c->thinking && plen && reserve(&c->reply, &c->reply_cap, plen + 1) == 0) {
-        memcpy(c->reply, prefix, plen);
-        c->reply_len = plen;
-    }
-    c->pushed = 0;
-    c->scanned = 0;
-    c->end_at = -1;
-    c->shown_len = 0;
-    world_stream_init(&c->stream);
-    sampler_reset_counts(c->smp);
-    c->stats.reply_tokens = 0;
-    c->stats.reply_seconds = 0;
-    c->reply_started = now();
-}
-
 /* Records a new exchange and feeds its prompt. */
 static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const char *fed,
                           size_t fed_len, int raw, const char *prefix, char *err, size_t errlen)
@@ -854,7 +406,7 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     int rc;
 
     memset(&e, 0, sizeof e);
-    e.before = share(c->state, NULL, c->n_vocab);
+    e.before = shared_new(c->state, NULL, c->n_vocab);
     if (!e.before) {
         oom(err, errlen);
         return -1;
@@ -864,7 +416,7 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     e.sep = c->sep;
     e.raw = raw;
     e.prefix = prefix;
-    t0 = now();
+    t0 = chat_now();
     rc = feed(c, c->state, fed, fed_len, c->logits, 1, &n, err, errlen);
     if (rc < 0 || n == 0) {
         if (n == 0 && !err[0]) {
@@ -876,8 +428,8 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
         return rc == CHAT_INTERRUPTED ? CHAT_INTERRUPTED : -1;
     }
     e.prompt_tokens = n;
-    e.prompt_seconds = now() - t0;
-    e.prompted = share(c->state, c->logits, c->n_vocab);
+    e.prompt_seconds = chat_now() - t0;
+    e.prompted = shared_new(c->state, c->logits, c->n_vocab);
     if (!e.prompted || transcript_add(&c->tr, CHAT_USER, turn_text, turn_len) < 0) {
         rwkv_state_copy(c->state, e.before->state);
         exchange_release(&e);
@@ -910,7 +462,7 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     c->stats.prompt_seconds = e.prompt_seconds;
     c->stats.context_tokens += n;
     set_current(c, NULL);
-    begin_reply(c, raw, prefix);
+    chat_begin_reply(c, raw, prefix);
     return 0;
 }
 
@@ -984,150 +536,10 @@ int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t err
     return start_exchange(c, prompt, len, prompt, len, 1, NULL, err, errlen);
 }
 
-static int step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
-{
-    const struct sampler_settings *s = &c->settings;
-    size_t from = c->shown_len, blen = 0, n, split;
-    const uint8_t *bytes;
-    int32_t token;
-    enum chat_stop stop = CHAT_STOP_NONE;
-
-    if (atomic_load(&c->interrupt_req)) {
-        stop = CHAT_STOP_INTERRUPT;
-    } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
-        stop = CHAT_STOP_LENGTH;
-    } else {
-        /* Settings are live even if the caller forgot chat_settings_changed. */
-        chat_settings_changed(c);
-        token = sampler_sample(c->smp, c->logits);
-        if (token == SAMPLER_NONFINITE) {
-            snprintf(err, errlen, "the model produced NaN/Inf logits: nothing to sample (a "
-                     "damaged model, state file or state-tuned file?)");
-            finish(c, CHAT_STOP_INTERRUPT, NULL);
-            return -1;
-        }
-        if (token < 0) {
-            snprintf(err, errlen, "every token is banned: nothing to sample");
-            finish(c, CHAT_STOP_INTERRUPT, NULL);
-            return -1;
-        }
-        if (token == 0) {
-            stop = CHAT_STOP_EOS;
-        } else {
-            sampler_accept(c->smp, token);
-            bytes = world_token(c->tok, token, &blen);
-            if (reserve(&c->reply, &c->reply_cap, c->reply_len + blen + 1) < 0) {
-                oom(err, errlen);
-                finish(c, CHAT_STOP_INTERRUPT, NULL);
-                return -1;
-            }
-            if (bytes && blen) {
-                memcpy(c->reply + c->reply_len, bytes, blen);
-                c->reply_len += blen;
-            }
-            if (rwkv_eval(c->ctx, c->state, &token, 1, c->logits, 0, err, errlen) < 0) {
-                finish(c, CHAT_STOP_INTERRUPT, NULL);
-                return -1;
-            }
-            c->stats.reply_tokens++;
-            c->stats.context_tokens++;
-            if (reply_end(c) >= 0) {
-                stop = CHAT_STOP_END;
-            } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
-                stop = CHAT_STOP_LENGTH;
-            }
-        }
-    }
-    if (stop != CHAT_STOP_NONE) {
-        finish(c, stop, &from);
-    } else if (emit(c, 0, &from) < 0) {
-        oom(err, errlen);
-        finish(c, CHAT_STOP_INTERRUPT, NULL);
-        return -1;
-    } else {
-        c->stats.reply_seconds = now() - c->reply_started;
-    }
-    /* A step's bytes are of one part: what crosses from the reasoning into
-     * the answer goes out in two calls (the stop with the second). */
-    split = reasoning_bytes(c);
-    c->part = from < split ? CHAT_PART_REASONING : CHAT_PART_ANSWER;
-    if (from < split && split < c->shown_len) {
-        c->pending = 1;
-        c->pending_from = split;
-        c->pending_stop = (int)stop;
-        stop = CHAT_STOP_NONE;
-        n = split - from;
-    } else {
-        n = c->shown_len - from;
-    }
-    /* Hand out this step's bytes (copied: c->shown may move next time). */
-    if (reserve(&c->out, &c->out_cap, n + 1) < 0) {
-        oom(err, errlen);
-        return -1;
-    }
-    if (n) {
-        memcpy(c->out, c->shown + from, n);
-    }
-    c->out[n] = '\0';
-    *out = c->out;
-    *out_len = n;
-    return (int)stop;
-}
-
-int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
-{
-    int rc;
-
-    *out = "";
-    *out_len = 0;
-    if (c->pending) {
-        /* The answer's first bytes, after a step that ended the reasoning. */
-        size_t n = c->shown_len - c->pending_from;
-
-        c->pending = 0;
-        c->part = CHAT_PART_ANSWER;
-        if (reserve(&c->out, &c->out_cap, n + 1) < 0) {
-            oom(err, errlen);
-            return -1;
-        }
-        memcpy(c->out, c->shown + c->pending_from, n);
-        c->out[n] = '\0';
-        *out = c->out;
-        *out_len = n;
-        return c->pending_stop;
-    }
-    if (!c->generating) {
-        snprintf(err, errlen, "no reply in progress");
-        return -1;
-    }
-    atomic_store(&c->in_step, 1);
-    rc = step(c, out, out_len, err, errlen);
-    atomic_store(&c->in_step, 0);
-    return rc;
-}
-
-enum chat_part chat_step_part(const chat *c)
-{
-    return c->part;
-}
-
 void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx)
 {
     c->progress = fn;
     c->progress_ctx = ctx;
-}
-
-void chat_request_stop(chat *c)
-{
-    atomic_store(&c->interrupt_req, 1);
-}
-
-void chat_interrupt(chat *c)
-{
-    atomic_store(&c->interrupt_req, 1);
-    if (!atomic_load(&c->in_step) && c->generating) {
-        finish(c, CHAT_STOP_INTERRUPT, NULL);
-    }
 }
 
 /* --- conversation operations -------------------------------------------- */
@@ -1285,7 +697,7 @@ int chat_regen(chat *c, char *err, size_t errlen)
     c->stats.prompt_seconds = 0;
     c->sep = 0;
     set_current(c, NULL);
-    begin_reply(c, e->raw, e->prefix);
+    chat_begin_reply(c, e->raw, e->prefix);
     return 0;
 }
 
@@ -1330,7 +742,7 @@ int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen)
         return -1;
     }
     n_tail = c->tr.n - c->ex[c->n_ex - 1].n_turns;
-    after = share(c->state, NULL, c->n_vocab);
+    after = shared_new(c->state, NULL, c->n_vocab);
     tail = malloc((n_tail ? n_tail : 1) * sizeof *tail);
     if (!after || !tail || (c->current && !(current = strdup(c->current)))) {
         unref(after);
@@ -1413,9 +825,9 @@ int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
     }
     memset(&s, 0, sizeof s);
     s.name = strdup(name);
-    s.state = share(c->state, NULL, c->n_vocab);
-    s.base = ref(c->base);
-    s.tuned = ref(c->tuned);
+    s.state = shared_new(c->state, NULL, c->n_vocab);
+    s.base = shared_ref(c->base);
+    s.tuned = shared_ref(c->tuned);
     s.tuned_name = c->tuned_name ? strdup(c->tuned_name) : NULL;
     s.smp_state = malloc(sampler_state_size(c->smp));
     s.smp_len = s.smp_state ? sampler_state_save(c->smp, s.smp_state) : 0;
@@ -1534,9 +946,9 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
         c->cap_ex = 1;
     }
     unref(c->base);
-    c->base = ref(s->base);
+    c->base = shared_ref(s->base);
     unref(c->tuned);
-    c->tuned = ref(s->tuned);
+    c->tuned = shared_ref(s->tuned);
     free(c->tuned_name);
     c->tuned_name = tuned_name;
     free(c->system);
