@@ -71,6 +71,17 @@ static int tap_done(void)
     return tap_failures ? 1 : 0;
 }
 
+/* 1 when the test runs under valgrind (its preload library is in
+ * LD_PRELOAD): slow, with its own memory in the RSS, and a CPU of its
+ * own that may pick other kernel sets than a child run outside it. */
+__attribute__((unused))
+static int under_valgrind(void)
+{
+    const char *preload = getenv("LD_PRELOAD");
+
+    return preload && strstr(preload, "vgpreload") != NULL;
+}
+
 /* Path of a file under $SHARED_DIR (static buffer, valid until next call). */
 __attribute__((unused))
 static const char *shared_path(const char *rel)

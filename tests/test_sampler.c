@@ -56,8 +56,6 @@ static float kept_prob(sampler *smp, int32_t id)
 /* 1 under ASan/UBSan or valgrind, where long loops are cut short. */
 static int instrumented(void)
 {
-    const char *preload = getenv("LD_PRELOAD");
-
 #if defined(__SANITIZE_ADDRESS__)
     return 1;
 #elif defined(__has_feature)
@@ -65,7 +63,7 @@ static int instrumented(void)
     return 1;
 #endif
 #endif
-    return preload && strstr(preload, "vgpreload") != NULL;
+    return under_valgrind();
 }
 
 /* Standard normal from a small LCG (test data only). */

@@ -17,14 +17,6 @@
 
 static world_tokenizer *tok;
 
-/* 1 under valgrind (slow): shorter replies, one model. */
-static int under_valgrind(void)
-{
-    const char *preload = getenv("LD_PRELOAD");
-
-    return preload && strstr(preload, "vgpreload") != NULL;
-}
-
 static struct sampler_settings sampling(void)
 {
     struct sampler_settings s;
@@ -207,7 +199,7 @@ static void test_continue(const char *self, const char *model_path, const char *
     /* Under valgrind the child (run by system, not traced) sees the real
      * CPU while this process sees valgrind's, so the two may pick other
      * kernel sets: bit-identity between them says nothing there. */
-    if (getenv("LD_PRELOAD") && strstr(getenv("LD_PRELOAD"), "vgpreload")) {
+    if (under_valgrind()) {
         skip("%s: fresh process: under valgrind the child runs on other kernels", what);
     } else {
         ok(system(cmd) == 0 && same_file(TMPDIR "/uninterrupted.out", TMPDIR "/fresh-process.out"),
