@@ -4,6 +4,9 @@
  * in thread CPU time so that other processes on a shared machine do not
  * count.  Not a test (no timed assertions in make check): build it with
  * `make tests/bench_kernels` and run `tests/bench_kernels [ROWS COLS]`.
+ * The last column is k_matvec_many with four vectors (four conversations'
+ * tokens, rwkv_eval_batch) in units of one matvec's time: 4.0 would mean
+ * no gain from reading the weights once.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -26,8 +29,8 @@ int main(int argc, char **argv)
 {
     int rows = argc > 2 ? atoi(argv[1]) : 131072, cols = argc > 2 ? atoi(argv[2]) : 768;
     size_t n = (size_t)rows * (size_t)cols;
-    float *src = malloc(n * sizeof *src), *x = malloc((size_t)cols * sizeof *x);
-    float *y = malloc((size_t)rows * sizeof *y);
+    float *src = malloc(n * sizeof *src), *x = malloc((size_t)4 * cols * sizeof *x);
+    float *y = malloc((size_t)4 * rows * sizeof *y);
     uint64_t state = 88172645463325252ull, sink = 0;
 
     if (!src || !x || !y || rows < 1 || cols < 1) {
@@ -40,16 +43,18 @@ int main(int argc, char **argv)
         state ^= state << 17;
         src[i] = (float)((int64_t)(state >> 40) - (1 << 23)) / (float)(1 << 26);
     }
-    for (int c = 0; c < cols; c++) {
-        x[c] = (float)c / (float)cols - 0.5f;
+    for (int c = 0; c < 4 * cols; c++) {
+        x[c] = (float)(c % cols) / (float)cols - 0.5f + (float)(c / cols) * 0.01f;
     }
     kernels_init();
     printf("kernels: %s; matrix %d x %d; one thread, CPU time, best of 5\n",
-           rwkv_kernels_name(), rows, cols);
-    printf("| format | MB | matvec GB/s | read GB/s | matvec / read |\n|---|---|---|---|---|\n");
+           kernels_name(), rows, cols);
+    printf("| format | MB | matvec GB/s | read GB/s | matvec / read | 4 vectors / 1 |\n"
+           "|---|---|---|---|---|---|\n");
     for (int t = RWKV_DTYPE_F32; t <= RWKV_DTYPE_Q4; t++) {
         struct kmat W = { .type = (enum rwkv_dtype)t, .rows = rows, .cols = cols };
-        double best = 1e30, best_read = 1e30;
+        double best = 1e30, best_read = 1e30, best4 = 1e30;
+        struct k_product p = { &W, x, y };
         size_t bytes;
 
         if (t == RWKV_DTYPE_F32) {
@@ -68,9 +73,13 @@ int main(int argc, char **argv)
             /* the same number of bytes, read from the float32 source */
             sink ^= membw_read(src, bytes);
             best_read = best_read < cpu_now() - t0 ? best_read : cpu_now() - t0;
+            t0 = cpu_now();
+            k_matvec_many(NULL, &p, 1, 4);
+            best4 = best4 < cpu_now() - t0 ? best4 : cpu_now() - t0;
         }
-        printf("| %s | %.0f | %.1f | %.1f | %.0f %% |\n", rwkv_dtype_name(W.type), bytes / 1e6,
-               bytes / best / 1e9, bytes / best_read / 1e9, 100.0 * best_read / best);
+        printf("| %s | %.0f | %.1f | %.1f | %.0f %% | %.2f |\n", rwkv_dtype_name(W.type),
+               bytes / 1e6, bytes / best / 1e9, bytes / best_read / 1e9,
+               100.0 * best_read / best, best4 / best);
         if (t != RWKV_DTYPE_F32) {
             kmat_free(&W);
         }

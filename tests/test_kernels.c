@@ -427,6 +427,14 @@ static void test_batch(struct kpool *pool, const char *pname)
         }
         ok(same, "%s: k_matvec_many T=%d equals k_matvec per vector, bit for bit", pname, T);
     }
+    {
+        const struct kernel_format *bf = kernels_format(RWKV_DTYPE_BF16);
+
+        if (!strcmp(kernels_name(), "avx512") || !strcmp(kernels_name(), "avx2")) {
+            ok(bf->matvec_multi_rows != NULL, "%s: the %s set's bf16 multi-vector kernel passed "
+               "its start-up check and is in use", pname, kernels_name());
+        }
+    }
     for (int i = 0; i < NP; i++) {
         kmat_free(&m[i]);
         free(w[i]);

@@ -121,6 +121,41 @@ int kernels_self_check(const struct kernel_format *f, const struct kernel_format
     return err <= 1e-4 * (norm + 1.0);
 }
 
+/* 1 if f's matvec_multi_rows gives, for five vectors, exactly what its
+ * matvec_rows gives for each (see kernels_impl.h). */
+static int multi_self_check(const struct kernel_format *f, enum rwkv_dtype t)
+{
+    enum { ROWS = 23, COLS = 333, T = 5 };
+    static float w[ROWS * COLS], x[T * COLS], y[T * ROWS], y_ref[T * ROWS];
+    uint32_t r = 88675123u;
+    struct kmat m;
+    int same;
+
+    for (int i = 0; i < ROWS * COLS; i++) {
+        r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+        w[i] = (float)((int)(r % 2001) - 1000) / 1000.0f;
+    }
+    for (int i = 0; i < T * COLS; i++) {
+        r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+        x[i] = (float)((int)(r % 2001) - 1000) / 1000.0f;
+    }
+    memset(&m, 0, sizeof m);
+    m.type = t;
+    m.rows = ROWS;
+    m.cols = COLS;
+    if (f->pack(&m, w) < 0) {
+        return 0;
+    }
+    for (int i = 0; i < T; i++) {
+        f->matvec_rows(&m, x + i * COLS, y_ref + i * ROWS, 0, ROWS);
+    }
+    f->matvec_multi_rows(&m, x, T, y, 0, ROWS);
+    same = !memcmp(y, y_ref, sizeof y);
+    free(m.owned);
+    free(m.owned_scales);
+    return same;
+}
+
 /* Fills active[] from the first usable set that provides each format and
  * passes its self-check. */
 static void kernels_choose(void)
@@ -156,6 +191,12 @@ static void kernels_choose(void)
                 active[t] = s->format[t];
                 break;
             }
+        }
+    }
+    for (int t = 0; t < KERNEL_N_FORMATS; t++) {
+        if (active[t].matvec_multi_rows && active[t].pack &&
+            !multi_self_check(&active[t], (enum rwkv_dtype)t)) {
+            active[t].matvec_multi_rows = NULL;
         }
     }
     if (!active[RWKV_DTYPE_BF16].rows_to_f32) {
@@ -362,8 +403,9 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
 /* Products one batch job takes (more go to the pool in several jobs). */
 #define BATCH_PRODUCTS (BATCH_TASKS / 8)
 /* Weight bytes a task of k_matvec_many multiplies by every vector before
- * it moves on: the vectors after the first find them in the L2 cache, so
- * memory is read once for all of them. */
+ * it moves on: the vectors after the first (or, with a multi-vector
+ * kernel, after its first group) find them in the L2 cache, so memory is
+ * read once for all of them. */
 #define MANY_BLOCK_BYTES (64 * 1024)
 
 struct batch_job {
@@ -397,6 +439,10 @@ static void batch_task(void *ctx, int i)
     for (int b0 = r0; b0 < r1; b0 += block) {
         int b1 = b0 + block < r1 ? b0 + block : r1;
 
+        if (fmt->matvec_multi_rows) {
+            fmt->matvec_multi_rows(W, p->X, job->T, p->Y, b0, b1);
+            continue;
+        }
         for (int t = 0; t < job->T; t++) {
             fmt->matvec_rows(W, p->X + (size_t)t * W->cols, p->Y + (size_t)t * W->rows, b0, b1);
         }

@@ -126,6 +126,93 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
     }
 }
 
+/* Rows [r0, r1) times G <= 2 vectors x[g] (xs[g] their split copies):
+ * each weight load widened once for both, every y[g][r] the same sums in
+ * the same order as bf16_matvec_rows (two vectors' eight accumulators and
+ * the four widened weights fill the sixteen registers). */
+static inline __attribute__((always_inline)) void
+bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const *xs,
+                float *const *y, const int G, int r0, int r1)
+{
+    const int cols = W->cols, chunks = cols / 16, tail = chunks * 16;
+    const uint16_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m256 a0[2], b0[2], a1[2], b1[2];
+        int k = 0;
+
+        for (int g = 0; g < G; g++) {
+            a0[g] = b0[g] = a1[g] = b1[g] = _mm256_setzero_ps();
+        }
+        for (; k + 2 <= chunks; k += 2) {
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 16 * k + 16));
+            __m256 e0 = bf16_even(v0), o0 = bf16_odd(v0), e1 = bf16_even(v1), o1 = bf16_odd(v1);
+
+            _mm_prefetch((const char *)(w + 16 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(xs[g] + 16 * k), a0[g]);
+                b0[g] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(xs[g] + 16 * k + 8), b0[g]);
+                a1[g] = _mm256_fmadd_ps(e1, _mm256_loadu_ps(xs[g] + 16 * k + 16), a1[g]);
+                b1[g] = _mm256_fmadd_ps(o1, _mm256_loadu_ps(xs[g] + 16 * k + 24), b1[g]);
+            }
+        }
+        if (k < chunks) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
+            __m256 e = bf16_even(v), o = bf16_odd(v);
+
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm256_fmadd_ps(e, _mm256_loadu_ps(xs[g] + 16 * k), a0[g]);
+                b0[g] = _mm256_fmadd_ps(o, _mm256_loadu_ps(xs[g] + 16 * k + 8), b0[g]);
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            float s = hsum(_mm256_add_ps(_mm256_add_ps(a0[g], b0[g]), _mm256_add_ps(a1[g], b1[g])));
+
+            for (int c = tail; c < cols; c++) {
+                s += half_bf16_to_f32(w[c]) * x[g][c];
+            }
+            y[g][r] = s;
+        }
+    }
+}
+
+/* bf16_matvec_rows for T vectors, two at a time (kernel_format.matvec_multi_rows). */
+static void bf16_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                   int r1)
+{
+    const int cols = W->cols, chunks = cols / 16, tail = chunks * 16;
+    float stack[2 * X_STACK], *xs = tail <= X_STACK ? stack : malloc((size_t)tail * 8);
+
+    if (!xs) {
+        for (int t = 0; t < T; t++) {
+            bf16_matvec_rows(W, X + (size_t)t * cols, Y + (size_t)t * W->rows, r0, r1);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += 2) {
+        int G = T - t0 < 2 ? T - t0 : 2;
+        const float *x[2], *xsg[2];
+        float *y[2];
+
+        for (int g = 0; g < G; g++) {
+            x[g] = X + (size_t)(t0 + g) * cols;
+            xsg[g] = xs + (size_t)g * tail;
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+            split_even_odd(x[g], chunks, xs + (size_t)g * tail);
+        }
+        if (G == 2) {
+            bf16_rows_multi(W, x, xsg, y, 2, r0, r1);
+        } else {
+            bf16_rows_multi(W, x, xsg, y, 1, r0, r1);
+        }
+    }
+    if (xs != stack) {
+        free(xs);
+    }
+}
+
 /* ---- F16 (F16C converts 8 at a time) ------------------------------------- */
 
 static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
@@ -581,7 +668,8 @@ const struct kernel_set kernel_set_avx2 = {
     .format = {
         [RWKV_DTYPE_F32] = { f32_pack, f32_matvec_rows, f32_matmul_rows, f32_bytes, NULL },
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half, f16_rows_to_f32 },
-        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32 },
+        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32,
+                              bf16_matvec_multi_rows },
         [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32 },
         [RWKV_DTYPE_Q4] = { q4_pack, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
     },

@@ -97,6 +97,102 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
     }
 }
 
+/* Rows [r0, r1) times G <= 4 vectors x[g] (xs[g] their split copies):
+ * each pair of weight loads widened once for all G, and every y[g][r] the
+ * same sums in the same order as bf16_matvec_rows gives (G is a constant
+ * where it is called, so the accumulators stay in registers). */
+static inline __attribute__((always_inline)) void
+bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const *xs,
+                float *const *y, const int G, int r0, int r1)
+{
+    const int cols = W->cols, chunks = cols / 32, tail = chunks * 32;
+    const uint16_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *w = base + (size_t)r * cols;
+        __m512 a0[4], b0[4], a1[4], b1[4];
+        int k = 0;
+
+        for (int g = 0; g < G; g++) {
+            a0[g] = b0[g] = a1[g] = b1[g] = _mm512_setzero_ps();
+        }
+        for (; k + 2 <= chunks; k += 2) {
+            __m512i v0 = _mm512_loadu_si512(w + 32 * k), v1 = _mm512_loadu_si512(w + 32 * k + 32);
+            __m512 e0 = bf16_even(v0), o0 = bf16_odd(v0), e1 = bf16_even(v1), o1 = bf16_odd(v1);
+
+            _mm_prefetch((const char *)(w + 32 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm512_fmadd_ps(e0, _mm512_loadu_ps(xs[g] + 32 * k), a0[g]);
+                b0[g] = _mm512_fmadd_ps(o0, _mm512_loadu_ps(xs[g] + 32 * k + 16), b0[g]);
+                a1[g] = _mm512_fmadd_ps(e1, _mm512_loadu_ps(xs[g] + 32 * k + 32), a1[g]);
+                b1[g] = _mm512_fmadd_ps(o1, _mm512_loadu_ps(xs[g] + 32 * k + 48), b1[g]);
+            }
+        }
+        if (k < chunks) {
+            __m512i v = _mm512_loadu_si512(w + 32 * k);
+            __m512 e = bf16_even(v), o = bf16_odd(v);
+
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm512_fmadd_ps(e, _mm512_loadu_ps(xs[g] + 32 * k), a0[g]);
+                b0[g] = _mm512_fmadd_ps(o, _mm512_loadu_ps(xs[g] + 32 * k + 16), b0[g]);
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0[g], b0[g]),
+                                                         _mm512_add_ps(a1[g], b1[g])));
+
+            for (int c = tail; c < cols; c++) {
+                s += half_bf16_to_f32(w[c]) * x[g][c];
+            }
+            y[g][r] = s;
+        }
+    }
+}
+
+/* bf16_matvec_rows for T vectors, four at a time (kernel_format.matvec_multi_rows). */
+static void bf16_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                   int r1)
+{
+    const int cols = W->cols, chunks = cols / 32, tail = chunks * 32;
+    float stack[4 * X_STACK], *xs = tail <= X_STACK ? stack : malloc((size_t)tail * 16);
+
+    if (!xs) {
+        for (int t = 0; t < T; t++) {
+            bf16_matvec_rows(W, X + (size_t)t * cols, Y + (size_t)t * W->rows, r0, r1);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += 4) {
+        int G = T - t0 < 4 ? T - t0 : 4;
+        const float *x[4], *xsg[4];
+        float *y[4];
+
+        for (int g = 0; g < G; g++) {
+            x[g] = X + (size_t)(t0 + g) * cols;
+            xsg[g] = xs + (size_t)g * tail;
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+            split_even_odd(x[g], chunks, xs + (size_t)g * tail);
+        }
+        switch (G) {
+        case 1:
+            bf16_rows_multi(W, x, xsg, y, 1, r0, r1);
+            break;
+        case 2:
+            bf16_rows_multi(W, x, xsg, y, 2, r0, r1);
+            break;
+        case 3:
+            bf16_rows_multi(W, x, xsg, y, 3, r0, r1);
+            break;
+        default:
+            bf16_rows_multi(W, x, xsg, y, 4, r0, r1);
+            break;
+        }
+    }
+    if (xs != stack) {
+        free(xs);
+    }
+}
+
 /* ---- F16 ------------------------------------------------------------------ */
 
 static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
@@ -288,7 +384,8 @@ const struct kernel_set kernel_set_avx512 = {
     .usable = avx512_usable,
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
+        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, NULL,
+                              bf16_matvec_multi_rows },
         [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
     },

@@ -45,6 +45,15 @@ struct kernel_format {
      * fills in its own converter (those formats are always plain 16-bit
      * [rows][cols] arrays). */
     void (*rows_to_f32)(const struct kmat *W, int r0, int r1, float *out);
+    /* Y[t][r] = W[r,:] . X[t,:] for t in [0, T), r in [r0, r1), each value
+     * bit-identical to matvec_rows of the same set on X[t] (the same sums
+     * in the same order), with each weight loaded and widened once for all
+     * T: the batched generation of k_matvec_many.  NULL: kernels.c calls
+     * matvec_rows once per vector on cache-sized blocks of rows.
+     * kernels_init drops one that does not match its matvec_rows bit for
+     * bit. */
+    void (*matvec_multi_rows)(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                              int r1);
 };
 
 struct kernel_set {
