@@ -7,7 +7,9 @@
  * generated token reads, the machine's measured read bandwidth with the
  * same number of threads, and the fraction of the ceiling that bandwidth
  * puts on generation.  --ctx N also measures generation after an N-token
- * context, to show that speed and memory do not depend on it.
+ * context, to show that speed and memory do not depend on it.  --streams
+ * N,M,... measures aggregate generation of N concurrent conversations
+ * stepped together by rwkv_eval_batch (what a server does), against one.
  */
 #include <cblas.h>
 #include <errno.h>
@@ -28,6 +30,9 @@
 #include "app/session/options.h"
 #include "engine/rwkv.h"
 
+#define MAX_STREAM_COUNTS 16
+#define MAX_STREAMS 512
+
 struct opts {
     const char *model;
     int threads;
@@ -40,6 +45,8 @@ struct opts {
     int no_cache;               /* --no-cache: convert at load, no cache file */
     struct rwkv_lora *lora;     /* --lora FILE[:SCALE], in order */
     int n_lora;
+    int streams[MAX_STREAM_COUNTS]; /* --streams: stream counts, 1 first */
+    int n_streams;
 };
 
 static double now(void)
@@ -227,6 +234,32 @@ static double time_generation(rwkv_context *ctx, rwkv_state *s, float *logits, i
     return (now() - t0) / n;
 }
 
+/* Generates n tokens greedily in each of k streams at once, one
+ * rwkv_eval_batch per step (tok, logits: k entries, k rows); seconds per
+ * step.  Every stream starts from the zero state with a token of its own,
+ * so their histories differ. */
+static double time_streams(rwkv_context *ctx, rwkv_state **st, int k, int32_t *tok,
+                           float *logits, int n, char *err, size_t errlen)
+{
+    const int vocab = rwkv_model_info(rwkv_context_model(ctx))->n_vocab;
+    double t0;
+
+    for (int i = 0; i < k; i++) {
+        rwkv_state_reset(st[i]);
+        tok[i] = 1 + i % (vocab - 1);
+    }
+    t0 = now();
+    for (int step = 0; step < n; step++) {
+        if (rwkv_eval_batch(ctx, st, tok, (size_t)k, logits, err, errlen) != 0) {
+            return -1;
+        }
+        for (int i = 0; i < k; i++) {
+            tok[i] = argmax(logits + (size_t)i * vocab, vocab);
+        }
+    }
+    return (now() - t0) / n;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -240,6 +273,9 @@ static void usage(FILE *f)
         "  -n, --gen N        generated tokens (default 128; 0 skips)\n"
         "  -r, --repeats N    repeats, the median is reported (default 5)\n"
         "      --ctx N        also measure generation after an N-token context\n"
+        "      --streams N[,M...]  also measure aggregate generation of N concurrent\n"
+        "                     streams stepped together (rwkv_eval_batch), against\n"
+        "                     one stream, interleaved (up to 512 streams)\n"
         "      --no-reexec    keep the OpenBLAS core type the library detected\n"
         "      --bandwidth G  take the read bandwidth as G GB/s instead of measuring\n"
         "      --quality N    only compare the logits of N tokens with fp32 weights\n"
@@ -261,6 +297,29 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* --streams N[,M...]: o->streams gets 1, then the counts other than 1. */
+static int parse_streams(const char *arg, struct opts *o)
+{
+    char buf[256], *save = NULL;
+    long v;
+
+    if (strlen(arg) >= sizeof buf) {
+        return -1;
+    }
+    snprintf(buf, sizeof buf, "%s", arg);
+    o->streams[0] = 1;
+    o->n_streams = 1;
+    for (char *p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        if (parse_long(p, 1, MAX_STREAMS, &v) != 0 || o->n_streams >= MAX_STREAM_COUNTS) {
+            return -1;
+        }
+        if (v > 1) {
+            o->streams[o->n_streams++] = (int)v;
+        }
+    }
+    return o->n_streams > 1 ? 0 : -1;
+}
+
 static int parse_args(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
@@ -275,6 +334,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "quality", required_argument, NULL, 'Q' },
         { "no-cache", no_argument, NULL, 'N' },
         { "lora", required_argument, NULL, 'L' },
+        { "streams", required_argument, NULL, 'S' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -337,6 +397,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'X':
             o->no_reexec = 1;
+            break;
+        case 'S':
+            if (parse_streams(optarg, o) != 0) {
+                fprintf(stderr, "rwkv-bench: bad --streams '%s' (counts 1..%d, comma-separated, "
+                        "at most %d)\n", optarg, MAX_STREAMS, MAX_STREAM_COUNTS - 1);
+                return 2;
+            }
             break;
         case 'Q':
             if (parse_long(optarg, 1, 100000, &v)) {
@@ -505,6 +572,81 @@ static void print_cache(const struct rwkv_cache_info *ci)
     }
 }
 
+/* --streams: for each count k, aggregate tokens per second of k streams
+ * generating together, one rwkv_eval_batch per step; the counts take turns
+ * within each repeat, so a busy machine slows them alike. */
+static int streams(const struct opts *o, rwkv_context *ctx, const char *name, double bw)
+{
+    const rwkv_model *m = rwkv_context_model(ctx);
+    const struct rwkv_info *info = rwkv_model_info(m);
+    int kmax = 1, rc = 0;
+    rwkv_state **st;
+    int32_t *tok;
+    float *logits;
+    double *v = calloc((size_t)o->n_streams * (size_t)o->repeats, sizeof *v);
+    char err[RWKV_ERRLEN], test[48], speed[64], ms[32], frac[32], rssb[32];
+
+    for (int c = 0; c < o->n_streams; c++) {
+        kmax = o->streams[c] > kmax ? o->streams[c] : kmax;
+    }
+    st = calloc((size_t)kmax, sizeof *st);
+    tok = calloc((size_t)kmax, sizeof *tok);
+    logits = malloc((size_t)kmax * (size_t)info->n_vocab * sizeof *logits);
+    for (int i = 0; st && i < kmax; i++) {
+        if (!(st[i] = rwkv_state_new(m))) {
+            rc = 1;
+        }
+    }
+    if (!v || !st || !tok || !logits || rc) {
+        fprintf(stderr, "rwkv-bench: out of memory for %d streams\n", kmax);
+        rc = 1;
+        goto out;
+    }
+    for (int r = 0; r < o->repeats; r++) {
+        for (int c = 0; c < o->n_streams; c++) {
+            double spt = time_streams(ctx, st, o->streams[c], tok, logits, o->gen, err,
+                                      sizeof err);
+
+            if (spt < 0) {
+                fprintf(stderr, "rwkv-bench: %s\n", err);
+                rc = 1;
+                goto out;
+            }
+            v[c * o->repeats + r] = o->streams[c] / spt;
+        }
+    }
+    for (int c = 0; c < o->n_streams; c++) {
+        double tps = median(v + c * o->repeats, o->repeats);
+
+        fmt_speed(speed, sizeof speed, v + c * o->repeats, o->repeats);
+        snprintf(test, sizeof test, "tg%d x%d stream%s", o->gen, o->streams[c],
+                 o->streams[c] == 1 ? "" : "s");
+        snprintf(ms, sizeof ms, "%.2f", 1000.0 * o->streams[c] / tps);
+        /* one step reads the weights once, whatever the count */
+        snprintf(frac, sizeof frac, "%.0f %%",
+                 100.0 * tps / o->streams[c] * (double)info->bytes_per_token / bw);
+        snprintf(rssb, sizeof rssb, "%.0f MB", rss_peak() / 1e6);
+        row(name, test, speed, ms, frac, rssb);
+    }
+    printf("\nstreams: aggregate tok/s of N conversations stepped together by rwkv_eval_batch "
+           "(ms/tok is per step, of ceiling the step rate's); against one stream:");
+    for (int c = 1; c < o->n_streams; c++) {
+        printf(" %d: %.2fx", o->streams[c],
+               median(v + c * o->repeats, o->repeats) / median(v, o->repeats));
+    }
+    printf("\n");
+    fflush(stdout);
+out:
+    for (int i = 0; st && i < kmax; i++) {
+        rwkv_state_free(st[i]);
+    }
+    free(st);
+    free(tok);
+    free(logits);
+    free(v);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -629,6 +771,9 @@ int main(int argc, char **argv)
         snprintf(rssb, sizeof rssb, "%.0f MB", rss_peak() / 1e6);
         row(name, test, speed, ms, frac, rssb);
         fflush(stdout);
+    }
+    if (o.n_streams > 1 && o.gen > 0 && streams(&o, ctx, name, bw) != 0) {
+        return 1;
     }
     if (o.ctx > 0 && o.gen > 0) {
         const long chunk = 4096;
