@@ -108,17 +108,17 @@ if command -v tmux >/dev/null 2>&1; then
     tmux -L "$sock" -f /dev/null new-session -d -x 120 -y 30 \
         "'$CHAT' -t 1 --model '$world' --max-tokens 3 2>'$T/tui.err'; echo \"EXITED \$?\"; sleep 30"
     i=0
-    while [ $i -lt 300 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'type a message'; do
+    while [ $i -lt 900 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'type a message'; do
         sleep 0.1; i=$((i + 1))
     done
     tmux -L "$sock" send-keys 'hi there' Enter
     i=0
-    while [ $i -lt 300 ] && ! tmux -L "$sock" capture-pane -p | grep -q '^F1 Help'; do
+    while [ $i -lt 900 ] && ! tmux -L "$sock" capture-pane -p | grep -q '^F1 Help'; do
         sleep 0.1; i=$((i + 1))
     done
     tmux -L "$sock" send-keys C-d
     i=0
-    while [ $i -lt 300 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'EXITED'; do
+    while [ $i -lt 900 ] && ! tmux -L "$sock" capture-pane -p | grep -q 'EXITED'; do
         sleep 0.1; i=$((i + 1))
     done
     tmux -L "$sock" capture-pane -p -J >"$T/tui.screen"
@@ -126,6 +126,7 @@ if command -v tmux >/dev/null 2>&1; then
         "the TUI saves its model's session in sessions/v7-world.pth.state"
     ok "$(grep -q "conversation with v7-world.pth saved in $SESS/v7-world.pth.state; continue it with: rwkv-chat --resume" "$T/tui.screen"; echo $?)" \
         "on exit it says where the conversation was saved and how to continue it"
+    sed 's/^/# /' "$T/tui.screen" | grep -v '^# $' 
     tmux -L "$sock" kill-server >/dev/null 2>&1
 else
     skip "tmux not installed"
