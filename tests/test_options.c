@@ -119,10 +119,20 @@ static void test_command_line(void)
         options_free(&o);
     }
     {
-        const char *a[] = { "--temperature", "0.9", "--presence", "0.4", "--greedy", NULL };
+        const char *a[] = { "--top-p", "0.9", "--greedy", NULL };
+        const char *b[] = { "--temperature", "0.9", "--greedy", NULL };
+        const char *c[] = { "--greedy", "--presence", "0.4", NULL };
+        const char *d[] = { "--greedy", "--frequency=0", NULL };
+
         ok(parse(&o, a) == 0 && o.greedy && o.sampling.temperature == 0 &&
            o.sampling.presence == 0 && o.sampling.frequency == 0,
            "--greedy: temperature 0 and no penalties");
+        options_free(&o);
+        ok(parse(&o, b) == OPTIONS_USAGE, "--greedy with an explicit --temperature is refused");
+        options_free(&o);
+        ok(parse(&o, c) == OPTIONS_USAGE, "--greedy with an explicit --presence is refused");
+        options_free(&o);
+        ok(parse(&o, d) == OPTIONS_USAGE, "--greedy with an explicit --frequency is refused");
         options_free(&o);
     }
     {

@@ -41,6 +41,7 @@ struct batch {
     long lineno;
     long msg_line;          /* where the message being handled started */
     int quit;
+    int out_failed;         /* stdout could not be written (a closed pipe): stop, but save */
 };
 
 /* Whether a signal asked batch to stop. */
@@ -165,9 +166,11 @@ static int sink_put(struct sink *s, const char *bytes, size_t n)
 }
 
 /* Ends the reply: the stripped reply is followed by one newline. */
+/* Ends a reply's output with a newline (--complete's too, so that a shell
+ * prompt does not follow the text on its line). */
 static void sink_end(struct sink *s)
 {
-    if (s->f && !s->raw) {
+    if (s->f) {
         if (putc('\n', s->f) == EOF || fflush(s->f) != 0) {
             sink_failed(s);
         }
@@ -262,6 +265,10 @@ static int stream_reply(struct batch *b, struct sink *s, char *err, size_t errle
                 chat_interrupt(b->c);
                 return CHAT_STOP_INTERRUPT;
             }
+            /* Nobody reads the rest: end the reply where it was cut, so
+             * that --state-out can still keep the conversation. */
+            chat_interrupt(b->c);
+            b->out_failed = 1;
             snprintf(err, errlen, "stdout: %s", strerror(s->write_errno));
             return -1;
         }
@@ -394,6 +401,7 @@ static int write_json_reply(struct batch *b, struct sink *s, int stop, char *err
     errno = 0;
     if ((fprintf(b->out, "%s\n", text) < 0 || fflush(b->out) != 0) &&
         !write_interrupted(b, b->out, errno)) {
+        b->out_failed = 1;
         snprintf(err, errlen, "stdout: %s", strerror(errno ? errno : EIO));
         json_object_put(obj);
         free(clean);
@@ -426,7 +434,11 @@ static int finish_reply(struct batch *b)
     }
     stop = stream_reply(b, &s, err, sizeof(err));
     if (stop < 0) {
-        if (b->opts->complete) {
+        if (b->out_failed) {
+            error_line("%s: the reply was cut there%s", err,
+                       b->opts->state_out ? "; the conversation is still saved to --state-out"
+                                          : "");
+        } else if (b->opts->complete) {
             error_line("stdin: %s", err, NULL);
         } else {
             input_error(b->msg_line, "%s", err);
@@ -443,6 +455,7 @@ static int finish_reply(struct batch *b)
     } else {
         sink_end(&s);
         if (s.write_error && !write_interrupted(b, s.f, s.write_errno)) {
+            b->out_failed = 1;
             error_line("stdout: %s", strerror(s.write_errno), NULL);
             sink_free(&s);
             return 1;
@@ -837,7 +850,8 @@ int batch_run(struct session *s, const struct app_options *opts, FILE *in, FILE 
     b.prompt_delay_ms = delay ? atol(delay) : 0;
     chat_set_progress(c, prompt_progress, &b);
     rc = opts->complete ? run_complete(&b) : run_chat(&b);
-    if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED) && opts->state_out) {
+    /* A closed stdout ends the run, but the conversation so far is kept. */
+    if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED || b.out_failed) && opts->state_out) {
         save_begin(&b);
         if (chat_save(c, opts->state_out, err, sizeof(err)) < 0) {
             error_line("%s", err, NULL);

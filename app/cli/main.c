@@ -49,6 +49,9 @@ static void catch_batch_signals(void)
     sa.sa_flags = 0;
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
+    /* A closed stdout is a write error batch reports (and still writes
+     * --state-out), not a silent death. */
+    signal(SIGPIPE, SIG_IGN);
     sa.sa_handler = on_term_signal;
     for (i = 0; i < sizeof(term_signals) / sizeof(term_signals[0]); i++) {
         if (sigaction(term_signals[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) {

@@ -409,6 +409,19 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         opts->batch = 1;
     }
     if (opts->greedy) {
+        static const char *const overridden[] = { "temperature", "presence", "frequency" };
+        size_t i;
+
+        /* --greedy sets these: an explicit value as well is a contradiction. */
+        for (i = 0; i < sizeof overridden / sizeof overridden[0]; i++) {
+            const struct knob *k = knob_find(overridden[i]);
+
+            if (opts->knobs_given & (1u << knob_index(k))) {
+                short_usage("--greedy and --%s cannot be combined: --greedy means temperature 0 "
+                            "and no presence or frequency penalty", k->option, NULL);
+                return OPTIONS_USAGE;
+            }
+        }
         opts->sampling.temperature = 0;
         opts->sampling.presence = 0;
         opts->sampling.frequency = 0;
@@ -428,7 +441,19 @@ int options_parse(struct app_options *opts, int argc, char **argv)
         fputs("rwkv-chat: out of memory\n", stderr);
         return OPTIONS_ERROR;
     }
-    rc = parse(opts, argc, argv, longopts);
+    /* getopt's own messages name argv[0]: say "rwkv-chat:", not the path. */
+    {
+        char *argv0 = argc > 0 ? argv[0] : NULL;
+        char name[] = "rwkv-chat";
+
+        if (argc > 0) {
+            argv[0] = name;
+        }
+        rc = parse(opts, argc, argv, longopts);
+        if (argc > 0) {
+            argv[0] = argv0;
+        }
+    }
     free(longopts);
     return rc;
 }

@@ -1,0 +1,59 @@
+#!/bin/sh
+# test_newcomer.sh - the smaller things a newcomer's first hour found
+# (issue 21, item 8), on the command line: getopt's messages say
+# "rwkv-chat:", --complete ends its output with a newline, --greedy with an
+# explicit --temperature is refused, a closed stdout in batch is an error
+# line (no SIGPIPE death) and --state-out is still written.
+B=${TOP_BUILDDIR:-.}
+CHAT="$B/rwkv-chat"
+T="$B/tests/tmp/newcomer.$$"
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
+
+mkdir -p "$T" || exit 1
+trap 'rm -rf "$T"' EXIT
+T=$(cd "$T" && pwd)
+export XDG_CONFIG_HOME="$T/config" XDG_DATA_HOME="$T/data" XDG_STATE_HOME="$T/state"
+
+# --- getopt's own errors name the program, not its path ------------------------
+"$CHAT" --bogus </dev/null >"$T/bogus.out" 2>"$T/bogus.err"
+rc=$?
+ok "$(test $rc = 2 && head -n 1 "$T/bogus.err" | grep -qx "rwkv-chat: unrecognized option '--bogus'"; echo $?)" \
+    "an unknown option: exit 2, 'rwkv-chat: unrecognized option' ($(head -n 1 "$T/bogus.err"))"
+"$CHAT" --model </dev/null >/dev/null 2>"$T/noarg.err"
+ok "$(test $? = 2 && head -n 1 "$T/noarg.err" | grep -q "^rwkv-chat: option '--model' requires an argument"; echo $?)" \
+    "a missing argument: exit 2, 'rwkv-chat: option ... requires an argument'"
+
+# --- --greedy and an explicit --temperature: refused, not silently overridden --
+"$CHAT" --batch --greedy --temperature 0.8 </dev/null >/dev/null 2>"$T/greedy.err"
+ok "$(test $? = 2 && grep -q '^rwkv-chat: --greedy and --temperature cannot be combined' "$T/greedy.err"; echo $?)" \
+    "--greedy --temperature 0.8: exit 2, says they cannot be combined"
+mkdir -p "$T/config/rwkv-chat"
+printf 'temperature = 0.9\n' >"$T/config/rwkv-chat/config"
+printf '/info\n' | "$CHAT" --batch --greedy -t 1 >/dev/null 2>"$T/greedycfg.err"
+ok "$(test $? = 0 && grep -q 'temperature 0 ' "$T/greedycfg.err"; echo $?)" \
+    "--greedy over a config file's temperature: accepted, temperature 0"
+rm -f "$T/config/rwkv-chat/config"
+
+# --- --complete ends with a newline ----------------------------------------------
+printf 'The quick brown fox' | "$CHAT" --complete --seed 3 --max-tokens 6 -t 1 >"$T/comp.out" 2>"$T/comp.err"
+ok "$(test $? = 0 && test -s "$T/comp.out" && test "$(tail -c 1 "$T/comp.out" | od -An -c | tr -d ' ')" = '\n' &&
+      test "$(wc -l <"$T/comp.out")" -ge 1; echo $?)" \
+    "--complete: the output ends with exactly its newline"
+
+# --- a closed stdout in batch: one line, no SIGPIPE, --state-out written ---------
+# The reader takes one byte and goes; the replies go on into a closed pipe.
+( printf 'hello\ntell me more\nand more\n' |
+  "$CHAT" --batch -t 1 --seed 2 --max-tokens 60 --state-out "$T/pipe.state" 2>"$T/pipe.err"
+  echo $? >"$T/pipe.rc" ) | head -c 1 >/dev/null
+i=0
+while [ $i -lt 600 ] && [ ! -s "$T/pipe.rc" ]; do
+    sleep 0.1; i=$((i + 1))
+done
+rc=$(cat "$T/pipe.rc")
+ok "$(test "$rc" = 1 && grep -q '^rwkv-chat: stdout: Broken pipe' "$T/pipe.err" &&
+      test "$(wc -l <"$T/pipe.err")" -eq 1; echo $?)" \
+    "a closed stdout: exit 1 (not SIGPIPE's 141), one line ($rc: $(cat "$T/pipe.err"))"
+ok "$(test -s "$T/pipe.state" && printf '/info\n' |
+      "$CHAT" --batch -t 1 --state-in "$T/pipe.state" 2>&1 | grep -q 'context: [1-9]'; echo $?)" \
+    "and --state-out still holds the conversation so far"
+tap_done
