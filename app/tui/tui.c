@@ -232,8 +232,15 @@ static void draw(struct tui *t)
         layout(t);
     }
     if (!t->transcript->win) {
+        char line[64];
+
+        /* Short lines, so that a narrow terminal still shows all of it. */
         erase();
-        mvaddnstr(0, 0, "terminal too small", COLS);
+        mvaddnstr(0, 0, "terminal too small:", COLS);
+        snprintf(line, sizeof line, "at least %dx%d,", MIN_COLS, MIN_ROWS);
+        mvaddnstr(1, 0, line, COLS);
+        snprintf(line, sizeof line, "this one is %dx%d", COLS, LINES);
+        mvaddnstr(2, 0, line, COLS);
         refresh();
         return;
     }
