@@ -169,8 +169,7 @@ int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_
  * call for all the states (the token shift and the recurrences run per
  * state), so a step of several conversations costs little more than one
  * (a server's concurrent streams).  Batches longer than the sequence chunk
- * run in pieces of it.  RWKV-7 is batched; the other versions run the
- * states one after the other, with the same results.
+ * run in pieces of it.  Every version (4, 5, 6, 7) is batched.
  *
  * Checks everything before it advances any state: n_states 0, a NULL
  * array or state, a state of another model, the same state twice, or a

@@ -234,11 +234,13 @@ static uint32_t lcg(uint32_t *x)
     return *x >> 8;
 }
 
-/* Whether the version of m runs batches through a batched layer (the
- * others loop over the states: see context.c). */
+/* Whether the version of m runs batches through a batched layer (one
+ * without would loop over the states: see context.c).  All four do. */
 static int batched_version(const rwkv_model *m)
 {
-    return rwkv_model_info(m)->version == 7;
+    int v = rwkv_model_info(m)->version;
+
+    return v == 4 || v == 5 || v == 6 || v == 7;
 }
 
 /* Batches of 1..5 states, each with a history of its own (prompts of

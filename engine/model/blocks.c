@@ -249,12 +249,22 @@ void blocks_work_free(void *work)
 /* ------------------------------------------------------------------------ */
 /* Element-wise pieces                                                        */
 
-void blocks_linear(struct kpool *pool, const struct kmat *W, const float *X, int T, float *Y)
+void blocks_linear(const struct blocks_work *w, const struct kmat *W, const float *X, int T,
+                   float *Y)
 {
-    if (T == 1) {
-        k_matvec(pool, W, X, Y);
+    struct k_product p = { W, X, Y };
+
+    blocks_products(w, &p, 1, T);
+}
+
+void blocks_products(const struct blocks_work *w, const struct k_product *p, int n, int T)
+{
+    if (w->rows && T > 1) {
+        k_matvec_many(w->pool, p, n, T);
+    } else if (n == 1 && T == 1) {
+        k_matvec(w->pool, p->W, p->X, p->Y);
     } else {
-        k_matmul(pool, W, X, T, Y);
+        k_matmul_batch(w->pool, p, n, T);
     }
 }
 
@@ -266,9 +276,20 @@ void blocks_layernorm(const struct blocks_norm *norm, const float *x, int T, int
     }
 }
 
-void blocks_shift(const float *xx, int T, int n, float *prev, float *sx)
+void blocks_shift(const struct blocks_work *w, const float *xx, int T, int n, float *state,
+                  size_t off, float *sx)
 {
+    float *prev = blocks_state(w, state, 0, off);
+
     assert(T >= 1 && T <= BLOCKS_CHUNK);
+    if (w->rows) {
+        for (int t = 0; t < T; t++) {
+            prev = blocks_state(w, state, t, off);
+            memcpy(sx + (size_t)t * n, prev, (size_t)n * sizeof *sx);
+            memcpy(prev, xx + (size_t)t * n, (size_t)n * sizeof *prev);
+        }
+        return;
+    }
     memcpy(sx, prev, (size_t)n * sizeof *sx);
     memcpy(sx + n, xx, (size_t)(T - 1) * n * sizeof *sx);
     memcpy(prev, xx + (size_t)(T - 1) * n, (size_t)n * sizeof *prev);
@@ -351,7 +372,7 @@ void blocks_ffn_load(struct blocks_loader *ld, struct blocks_ffn *ffn, int layer
 }
 
 void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, float *x, int T,
-                        int n_embd, float *prev)
+                        int n_embd, float *state, size_t off)
 {
     int C = n_embd;
     size_t TC = (size_t)T * C, TF = (size_t)T * ffn->ffn_size;
@@ -359,7 +380,7 @@ void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, flo
     float *r = w->buf[4], *out = w->buf[5], *k = w->wide;
 
     blocks_layernorm(&ffn->ln, x, T, C, xx);
-    blocks_shift(xx, T, C, prev, sx);
+    blocks_shift(w, xx, T, C, state, off, sx);
     if (ffn->maa) {
         blocks_maa(xx, sx, ffn->mix_k, 0, T, C, kx);
         blocks_maa(xx, sx, ffn->mix_r, 0, T, C, rx);
@@ -367,15 +388,15 @@ void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, flo
         blocks_mix(xx, sx, ffn->mix_k, T, C, kx);
         blocks_mix(xx, sx, ffn->mix_r, T, C, rx);
     }
-    blocks_linear(w->pool, &ffn->receptance, rx, T, r);
+    blocks_linear(w, &ffn->receptance, rx, T, r);
     blocks_sigmoid(r, TC);
-    blocks_linear(w->pool, &ffn->key, kx, T, k);
+    blocks_linear(w, &ffn->key, kx, T, k);
     for (size_t i = 0; i < TF; i++) {
         float relu = k[i] > 0 ? k[i] : 0;
 
         k[i] = relu * relu;
     }
-    blocks_linear(w->pool, &ffn->value, k, T, out);
+    blocks_linear(w, &ffn->value, k, T, out);
     for (size_t i = 0; i < TC; i++) {
         x[i] += r[i] * out[i];
     }
@@ -385,10 +406,13 @@ void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, flo
 /* RWKV-5/6 matrix-state wkv                                                  */
 
 struct wkv5_job {
+    const struct blocks_work *work;
     int T, H, N;
     const float *r, *k, *v, *w, *u;
     size_t w_stride;
-    float *S, *out;
+    float *state;
+    size_t off;
+    float *out;
 };
 
 /* One token of one head: out[j] = sum_i r[i] (u[i] k[i] v[j] + S[i][j]),
@@ -439,15 +463,15 @@ static void wkv5_head(void *ctx, int h)
 
         wkv5_step(N, job->r + o, job->k + o, job->v + o,
                   job->w + (size_t)t * job->w_stride + head, job->u + head,
-                  job->S + head * N, job->out + o);
+                  blocks_state(job->work, job->state, t, job->off) + head * N, job->out + o);
     }
 }
 
-void blocks_wkv5(struct kpool *pool, int T, int H, int N, const float *r, const float *k,
-                 const float *v, const float *w, size_t w_stride, const float *u, float *S,
-                 float *out)
+void blocks_wkv5(const struct blocks_work *work, int T, int H, int N, const float *r,
+                 const float *k, const float *v, const float *w, size_t w_stride,
+                 const float *u, float *state, size_t off, float *out)
 {
-    struct wkv5_job job = { T, H, N, r, k, v, w, u, w_stride, S, out };
+    struct wkv5_job job = { work, T, H, N, r, k, v, w, u, w_stride, state, off, out };
 
     /* Small heads are not worth a thread hand-off. */
     if ((size_t)T * H * N * N < 16384) {
@@ -456,7 +480,7 @@ void blocks_wkv5(struct kpool *pool, int T, int H, int N, const float *r, const 
         }
         return;
     }
-    kpool_run(pool, wkv5_head, &job, H);
+    kpool_run(work->pool, wkv5_head, &job, H);
 }
 
 void blocks_lnx_gate(const struct blocks_norm *ln_x, float *out, const float *g, int T, int C,

@@ -84,24 +84,41 @@ struct blocks_weights {
 };
 
 /* A context's scratch rows for one chunk: buf[i] holds chunk x width
- * floats, wide holds chunk x wide_width (rwkv_version.work_new/free). */
+ * floats, wide holds chunk x wide_width (rwkv_version.work_new/free).
+ * rows: NULL while the chunk is one conversation's consecutive tokens (its
+ * layer floats passed as `state`); during a batch (layer_batch), row t is
+ * one token of its own conversation, whose layer floats are rows[t], and
+ * `state` is NULL. */
 #define BLOCKS_N_BUFS 12
 struct blocks_work {
     struct kpool *pool;
     int width, wide_width;
     float *buf[BLOCKS_N_BUFS];
     float *wide;
+    float *const *rows;
 };
+
+/* Floats at offset off in the layer state of row t (see blocks_work). */
+static inline float *blocks_state(const struct blocks_work *w, float *state, int t, size_t off)
+{
+    return (w->rows ? w->rows[t] : state) + off;
+}
 void *blocks_work_new(const rwkv_model *m, struct kpool *pool, int chunk);
 void blocks_work_free(void *work);
 
-/* Y[T][W->rows] = X[T][W->cols] W^T (a matvec when T = 1). */
-void blocks_linear(struct kpool *pool, const struct kmat *W, const float *X, int T, float *Y);
+/* Y[T][W->rows] = X[T][W->cols] W^T (a matvec when T = 1; in a batch,
+ * each row bit-identical to its matvec, the weights read once for all). */
+void blocks_linear(const struct blocks_work *w, const struct kmat *W, const float *X, int T,
+                   float *Y);
+/* n independent products of T rows each, the same way. */
+void blocks_products(const struct blocks_work *w, const struct k_product *p, int n, int T);
 /* y[T][n] = LayerNorm(x) row by row. */
 void blocks_layernorm(const struct blocks_norm *norm, const float *x, int T, int n, float *y);
-/* Token shift: sx[0] = prev, sx[t] = xx[t-1]; then prev = xx[T-1] (the
- * state now holds this chunk's last LayerNorm output). */
-void blocks_shift(const float *xx, int T, int n, float *prev, float *sx);
+/* Token shift, prev being the n floats at offset off of the layer state:
+ * sx[0] = prev, sx[t] = xx[t-1]; then prev = xx[T-1] (the state now holds
+ * this chunk's last LayerNorm output).  In a batch, each row's own. */
+void blocks_shift(const struct blocks_work *w, const float *xx, int T, int n, float *state,
+                  size_t off, float *sx);
 /* y = x * mix + sx * (1 - mix): the static token mix of RWKV-4/5. */
 void blocks_mix(const float *xx, const float *sx, const float *mix, int T, int n, float *y);
 /* y = x + (sx - x) * maa: RWKV-6's form of the same interpolation (maa
@@ -125,19 +142,21 @@ struct blocks_ffn {
     int ffn_size;
 };
 void blocks_ffn_load(struct blocks_loader *ld, struct blocks_ffn *ffn, int layer, int maa);
-/* x[T][C] += channel mix; prev = the ffn x_prev of the state (updated). */
+/* x[T][C] += channel mix; the ffn x_prev is at offset off of the layer
+ * state (updated). */
 void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, float *x, int T,
-                        int n_embd, float *prev);
+                        int n_embd, float *state, size_t off);
 
 /* RWKV-5/6 wkv over T tokens, all heads (each head on a pool thread):
  *   out_t[j] = sum_i r_t[i] (u[i] k_t[i] v_t[j] + S[i][j])
  *   S[i][j]  = k_t[i] v_t[j] + w_t[i] S[i][j]
- * S is the state [H][N][N] (key index first); r, k, v, out are [T][H*N];
- * u is [H*N]; w is [H*N] when w_stride is 0 (5.x), [T][H*N] when it is
- * H*N (6: a decay per token). */
-void blocks_wkv5(struct kpool *pool, int T, int H, int N, const float *r, const float *k,
-                 const float *v, const float *w, size_t w_stride, const float *u, float *S,
-                 float *out);
+ * S is the state [H][N][N] (key index first) at offset off of the layer
+ * state (each row's own in a batch); r, k, v, out are [T][H*N]; u is
+ * [H*N]; w is [H*N] when w_stride is 0 (5.x), [T][H*N] when it is H*N (6:
+ * a decay per token). */
+void blocks_wkv5(const struct blocks_work *work, int T, int H, int N, const float *r,
+                 const float *k, const float *v, const float *w, size_t w_stride,
+                 const float *u, float *state, size_t off, float *out);
 /* out[T][C] = GroupNorm(out) (H groups, eps 64e-5), times g when g is
  * not NULL (g already holds silu of the gate). */
 void blocks_lnx_gate(const struct blocks_norm *ln_x, float *out, const float *g, int T, int C,

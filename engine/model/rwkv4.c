@@ -156,13 +156,15 @@ static void rwkv4_state_init(const struct rwkv_info *info, float *state)
 }
 
 /* The per-channel recurrence over T tokens: wkv[T][C] from k, v and the
- * (aa, bb, pp) state, which it advances. */
-static void wkv4(const struct rwkv4_layer *l, int T, int C, const float *k, const float *v,
-                 float *aa, float *bb, float *pp, float *wkv)
+ * (aa, bb, pp) state at C, 2C, 3C of the layer state (each row's own in a
+ * batch), which it advances. */
+static void wkv4(const struct rwkv4_layer *l, const struct blocks_work *w, int T, int C,
+                 const float *k, const float *v, float *state, float *wkv)
 {
     for (int t = 0; t < T; t++) {
         const float *kt = k + (size_t)t * C, *vt = v + (size_t)t * C;
         float *out = wkv + (size_t)t * C;
+        float *aa = blocks_state(w, state, t, (size_t)C), *bb = aa + C, *pp = aa + 2 * C;
 
         for (int c = 0; c < C; c++) {
             float ww = l->first[c] + kt[c];
@@ -192,7 +194,7 @@ static void time_mix(const struct rwkv4_layer *l, struct blocks_work *w, float *
     size_t TC = (size_t)T * C;
 
     blocks_layernorm(&l->ln1, x, T, C, xx);
-    blocks_shift(xx, T, C, state, sx);
+    blocks_shift(w, xx, T, C, state, 0, sx);
     blocks_mix(xx, sx, l->mix_k, T, C, kx);
     blocks_mix(xx, sx, l->mix_v, T, C, vx);
     blocks_mix(xx, sx, l->mix_r, T, C, rx);
@@ -200,14 +202,14 @@ static void time_mix(const struct rwkv4_layer *l, struct blocks_work *w, float *
         struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
                                  { &l->value, vx, v } };
 
-        k_matmul_batch(w->pool, p, 3, T);
+        blocks_products(w, p, 3, T);
     }
     blocks_sigmoid(r, TC);
-    wkv4(l, T, C, k, v, state + C, state + 2 * C, state + 3 * C, wkv);
+    wkv4(l, w, T, C, k, v, state, wkv);
     for (size_t i = 0; i < TC; i++) {
         wkv[i] *= r[i];
     }
-    blocks_linear(w->pool, &l->output, wkv, T, out);
+    blocks_linear(w, &l->output, wkv, T, out);
     blocks_add(x, out, TC);
 }
 
@@ -218,7 +220,18 @@ static void rwkv4_layer(const rwkv_model *m, void *work, int i, float *x, int T,
     int C = m->info.n_embd;
 
     time_mix(l, work, x, T, C, state);
-    blocks_ffn_forward(&l->ffn, work, x, T, C, state + 4 * C);
+    blocks_ffn_forward(&l->ffn, work, x, T, C, state, 4 * (size_t)C);
+}
+
+/* A batch (rwkv_version.layer_batch): row t is one token of states[t]. */
+static void rwkv4_layer_batch(const rwkv_model *m, void *work, int i, float *x, int T,
+                              float *const *states)
+{
+    struct blocks_work *w = work;
+
+    w->rows = states;
+    rwkv4_layer(m, work, i, x, T, NULL);
+    w->rows = NULL;
 }
 
 const struct rwkv_version rwkv4_version = {
@@ -236,4 +249,5 @@ const struct rwkv_version rwkv4_version = {
     .work_new = blocks_work_new,
     .work_free = blocks_work_free,
     .layer = rwkv4_layer,
+    .layer_batch = rwkv4_layer_batch,
 };

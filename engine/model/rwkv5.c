@@ -213,7 +213,7 @@ static void time_mix(const struct rwkv5_layer *l, struct blocks_work *w, float *
     size_t TC = (size_t)T * C;
 
     blocks_layernorm(&l->ln1, x, T, C, xx);
-    blocks_shift(xx, T, C, state, sx);
+    blocks_shift(w, xx, T, C, state, 0, sx);
     blocks_mix(xx, sx, l->mix_k, T, C, kx);
     blocks_mix(xx, sx, l->mix_v, T, C, vx);
     blocks_mix(xx, sx, l->mix_r, T, C, rx);
@@ -224,14 +224,14 @@ static void time_mix(const struct rwkv5_layer *l, struct blocks_work *w, float *
         struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
                                  { &l->value, vx, v }, { &l->gate, gx, g } };
 
-        k_matmul_batch(w->pool, p, l->has_gate ? 4 : 3, T);
+        blocks_products(w, p, l->has_gate ? 4 : 3, T);
     }
     if (l->has_gate) {
         blocks_silu(g, TC);
     }
-    blocks_wkv5(w->pool, T, H, C / H, r, k, v, l->decay, 0, l->first, state + C, out);
+    blocks_wkv5(w, T, H, C / H, r, k, v, l->decay, 0, l->first, state, (size_t)C, out);
     blocks_lnx_gate(&l->ln_x, out, l->has_gate ? g : NULL, T, C, H);
-    blocks_linear(w->pool, &l->output, out, T, y);
+    blocks_linear(w, &l->output, out, T, y);
     blocks_add(x, y, TC);
 }
 
@@ -242,7 +242,18 @@ static void rwkv5_layer(const rwkv_model *m, void *work, int i, float *x, int T,
     int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
 
     time_mix(l, work, x, T, C, H, state);
-    blocks_ffn_forward(&l->ffn, work, x, T, C, state + C + (size_t)H * N * N);
+    blocks_ffn_forward(&l->ffn, work, x, T, C, state, C + (size_t)H * N * N);
+}
+
+/* A batch (rwkv_version.layer_batch): row t is one token of states[t]. */
+static void rwkv5_layer_batch(const rwkv_model *m, void *work, int i, float *x, int T,
+                              float *const *states)
+{
+    struct blocks_work *w = work;
+
+    w->rows = states;
+    rwkv5_layer(m, work, i, x, T, NULL);
+    w->rows = NULL;
 }
 
 const struct rwkv_version rwkv5_version = {
@@ -260,4 +271,5 @@ const struct rwkv_version rwkv5_version = {
     .work_new = blocks_work_new,
     .work_free = blocks_work_free,
     .layer = rwkv5_layer,
+    .layer_batch = rwkv5_layer_batch,
 };

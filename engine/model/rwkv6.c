@@ -228,14 +228,14 @@ static void ddlerp(const struct rwkv6_layer *l, struct blocks_work *w, const flo
     float *h = w->wide, *hj = w->wide + (size_t)T * RWKV6_N_MIX * D;
 
     blocks_maa(xx, sx, l->maa_x, 0, T, C, tmp);
-    blocks_linear(w->pool, &l->maa_w1, tmp, T, h);
+    blocks_linear(w, &l->maa_w1, tmp, T, h);
     tanh_all(h, (size_t)T * RWKV6_N_MIX * D);
     for (int j = 0; j < RWKV6_N_MIX; j++) {
         for (int t = 0; t < T; t++) {
             memcpy(hj + (size_t)t * D, h + ((size_t)t * RWKV6_N_MIX + j) * D,
                    (size_t)D * sizeof *hj);
         }
-        blocks_linear(w->pool, &l->maa_w2[j], hj, T, tmp);
+        blocks_linear(w, &l->maa_w2[j], hj, T, tmp);
         for (int t = 0; t < T; t++) {
             float *row = tmp + (size_t)t * C;
 
@@ -253,9 +253,9 @@ static void decay_lora(const struct rwkv6_layer *l, struct blocks_work *w, const
 {
     float *h = w->wide;
 
-    blocks_linear(w->pool, &l->decay_w1, wx, T, h);
+    blocks_linear(w, &l->decay_w1, wx, T, h);
     tanh_all(h, (size_t)T * l->lora_decay);
-    blocks_linear(w->pool, &l->decay_w2, h, T, decay);
+    blocks_linear(w, &l->decay_w2, h, T, decay);
     for (int t = 0; t < T; t++) {
         float *row = decay + (size_t)t * C;
 
@@ -277,7 +277,7 @@ static void time_mix(const struct rwkv6_layer *l, struct blocks_work *w, float *
     size_t TC = (size_t)T * C;
 
     blocks_layernorm(&l->ln1, x, T, C, xx);
-    blocks_shift(xx, T, C, state, sx);
+    blocks_shift(w, xx, T, C, state, 0, sx);
     ddlerp(l, w, xx, sx, T, C, tmp, inputs);
     decay_lora(l, w, wx, T, C, decay);
     /* xx, sx and tmp are free from here on. */
@@ -285,12 +285,12 @@ static void time_mix(const struct rwkv6_layer *l, struct blocks_work *w, float *
         struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
                                  { &l->value, vx, v }, { &l->gate, gx, g } };
 
-        k_matmul_batch(w->pool, p, 4, T);
+        blocks_products(w, p, 4, T);
     }
     blocks_silu(g, TC);
-    blocks_wkv5(w->pool, T, H, C / H, r, k, v, decay, (size_t)C, l->first, state + C, out);
+    blocks_wkv5(w, T, H, C / H, r, k, v, decay, (size_t)C, l->first, state, (size_t)C, out);
     blocks_lnx_gate(&l->ln_x, out, g, T, C, H);
-    blocks_linear(w->pool, &l->output, out, T, y);
+    blocks_linear(w, &l->output, out, T, y);
     blocks_add(x, y, TC);
 }
 
@@ -301,7 +301,18 @@ static void rwkv6_layer(const rwkv_model *m, void *work, int i, float *x, int T,
     int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
 
     time_mix(l, work, x, T, C, H, state);
-    blocks_ffn_forward(&l->ffn, work, x, T, C, state + C + (size_t)H * N * N);
+    blocks_ffn_forward(&l->ffn, work, x, T, C, state, C + (size_t)H * N * N);
+}
+
+/* A batch (rwkv_version.layer_batch): row t is one token of states[t]. */
+static void rwkv6_layer_batch(const rwkv_model *m, void *work, int i, float *x, int T,
+                              float *const *states)
+{
+    struct blocks_work *w = work;
+
+    w->rows = states;
+    rwkv6_layer(m, work, i, x, T, NULL);
+    w->rows = NULL;
 }
 
 static const struct rwkv_rank rwkv6_ranks[] = {
@@ -326,4 +337,5 @@ const struct rwkv_version rwkv6_version = {
     .work_new = blocks_work_new,
     .work_free = blocks_work_free,
     .layer = rwkv6_layer,
+    .layer_batch = rwkv6_layer_batch,
 };

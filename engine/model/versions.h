@@ -137,7 +137,8 @@ struct rwkv_version {
      * states[t] (T <= the work's chunk).  Every row must come out
      * bit-identical to layer() on that token alone, with each weight
      * matrix read once for all T (k_matvec_many).  NULL: the driver runs
-     * the states one after the other instead. */
+     * the states one after the other instead (a new version may start
+     * that way). */
     void (*layer_batch)(const struct rwkv_model *m, void *work, int layer, float *x, int T,
                         float *const *states);
     /* Test hook (rwkv7_test.h): later layers run in work leave out the
