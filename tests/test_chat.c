@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static world_tokenizer *tok;
+static tokenizer *tok;
 
 /* Streams the reply in progress; returns it (malloc'd) and the stop. */
 static char *reply(chat *c, int *stop, int *stream_ok)
@@ -226,7 +226,7 @@ static void test_greedy(rwkv_model *m)
         }
         /* The fed prompt is exactly "User: Q\n\nAssistant:". */
         snprintf(prompt, sizeof prompt, "User: %s\n\nAssistant:", line);
-        world_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &n_ids);
+        tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), &ids, &n_ids);
         got = reply(c, &stop, &stream_ok);
         n++;
         if (!strcmp(got, tab + 1) && stop == CHAT_STOP_END &&
@@ -372,7 +372,7 @@ static void test_operations(rwkv_model *m)
             chat_ban(c, id, 0, err, sizeof err);
         }
         chat_ban(c, 0, 1, err, sizeof err);
-        for (id = world_vocab_size(tok); id < rwkv_model_info(m)->n_vocab; id++) {
+        for (id = tokenizer_vocab_size(tok); id < rwkv_model_info(m)->n_vocab; id++) {
             chat_ban(c, id, 1, err, sizeof err);
         }
     }
@@ -461,7 +461,7 @@ static void test_long_prompt(rwkv_model *m, const char *what)
     chat_set_progress(c, on_progress, &p);
 
     /* Raw: compare with one rwkv_eval of the same tokens from the zero state. */
-    world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n_ids);
+    tokenizer_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n_ids);
     rc = eval_once(m, ref, ids, n_ids, ref_logits, 0, err, sizeof err);
     ok(rc == 0 && chat_send_raw(c, text, strlen(text), err, sizeof err) == 0 && same_state(c, ref) &&
        !memcmp(chat_logits(c), ref_logits, (size_t)rwkv_model_info(m)->n_vocab * sizeof(float)),
@@ -900,7 +900,7 @@ static int feed_text(rwkv_model *m, rwkv_state *st, const char *text)
     size_t n = 0;
     int rc;
 
-    if (world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n) < 0) {
+    if (tokenizer_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n) < 0) {
         return -1;
     }
     rc = n ? eval_once(m, st, ids, n, NULL, 0, err, sizeof err) : 0;
@@ -925,7 +925,7 @@ static void force(rwkv_model *m, chat *c, const char *text, struct forced *f)
     size_t n = 0, k = 0;
 
     memset(f, 0, sizeof *f);
-    world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n);
+    tokenizer_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n);
     for (id = 1; id < rwkv_model_info(m)->n_vocab; id++) {
         chat_ban(c, id, 1, err, sizeof err);
     }
@@ -969,7 +969,7 @@ static size_t count_tokens(const char *text)
     int32_t *ids = NULL;
     size_t n = 0;
 
-    world_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n);
+    tokenizer_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n);
     free(ids);
     return n;
 }
@@ -1253,7 +1253,7 @@ int main(void)
     const char *datadir = getenv("RWKV_CHAT_DATADIR");
     char demo_path[4096];
 
-    tok = world_load(shared_path("fixtures/rwkv_vocab_v20230424.txt"), err, sizeof err);
+    tok = tokenizer_load(shared_path("fixtures/rwkv_vocab_v20230424.txt"), err, sizeof err);
     if (!tok) {
         ok(0, "vocabulary: %s", err);
         return tap_done();
@@ -1295,6 +1295,6 @@ int main(void)
         ok(0, "v7-world.pth loads");
     }
     rwkv_model_free(demo);
-    world_free(tok);
+    tokenizer_free(tok);
     return tap_done();
 }

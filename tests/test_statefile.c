@@ -15,7 +15,7 @@
 
 #define TMPDIR "tests/tmp"
 
-static world_tokenizer *tok;
+static tokenizer *tok;
 
 static struct sampler_settings sampling(void)
 {
@@ -982,7 +982,7 @@ int main(int argc, char **argv)
 {
     char err[WORLD_ERRLEN], demo[4096];
 
-    tok = world_load(shared_path("fixtures/rwkv_vocab_v20230424.txt"), err, sizeof err);
+    tok = tokenizer_load(shared_path("fixtures/rwkv_vocab_v20230424.txt"), err, sizeof err);
     if (!tok) {
         fprintf(stderr, "%s\n", err);
         return 1;
@@ -990,7 +990,7 @@ int main(int argc, char **argv)
     if (argc == 5 && !strcmp(argv[1], "--continue")) {
         int rc = child(argv[2], argv[3], argv[4]);
 
-        world_free(tok);
+        tokenizer_free(tok);
         return rc;
     }
     mkdir("tests", 0755);
@@ -1006,6 +1006,6 @@ int main(int argc, char **argv)
     test_refusals();
     test_knobs_and_values();
     test_intro_bounds();
-    world_free(tok);
+    tokenizer_free(tok);
     return tap_done();
 }

@@ -16,6 +16,7 @@
 #include "engine/rwkv.h"
 #include "app/session/template.h"
 #include "engine/sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/world.h"
 
 enum chat_role { CHAT_USER, CHAT_ASSISTANT };
@@ -69,7 +70,7 @@ typedef struct chat chat;
  * copied (NULL: no intro, "User"/"Assistant") and its intro fed at once;
  * s NULL: sampler_defaults.  Token 0 and ids the tokenizer cannot decode
  * are banned.  NULL with err on failure. */
-chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_template *t,
+chat *chat_new(rwkv_model *model, const tokenizer *tok, const struct chat_template *t,
                const struct sampler_settings *s, char *err, size_t errlen);
 void chat_free(chat *c);
 

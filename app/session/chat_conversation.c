@@ -65,7 +65,7 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
     if (len == 0) {
         return 0;
     }
-    if (world_encode(c->tok, (const uint8_t *)text, len, &ids, &n) < 0) {
+    if (tokenizer_encode(c->tok, (const uint8_t *)text, len, &ids, &n) < 0) {
         oom(err, errlen);
         return -1;
     }
@@ -177,11 +177,11 @@ static struct exchange *exchanges_copy(const struct exchange *src, size_t n)
 static void configure_vocab(chat *c)
 {
     static const char digits[] = " \t0123456789";
-    int32_t id, n_tok = world_vocab_size(c->tok);
+    int32_t id, n_tok = tokenizer_vocab_size(c->tok);
 
     for (id = 1; id < c->n_vocab; id++) {
         size_t len = 0;
-        const uint8_t *b = id < n_tok ? world_token(c->tok, id, &len) : NULL;
+        const uint8_t *b = id < n_tok ? tokenizer_token(c->tok, id, &len) : NULL;
 
         if (!b || len == 0) {
             sampler_ban(c->smp, id, 1);
@@ -191,7 +191,7 @@ static void configure_vocab(chat *c)
     }
 }
 
-chat *chat_new(rwkv_model *model, const world_tokenizer *tok, const struct chat_template *t,
+chat *chat_new(rwkv_model *model, const tokenizer *tok, const struct chat_template *t,
                const struct sampler_settings *s, char *err, size_t errlen)
 {
     const struct rwkv_info *info = rwkv_model_info(model);

@@ -74,7 +74,7 @@ struct snapshot {
 struct chat {
     rwkv_model *model;
     rwkv_context *ctx;          /* this conversation's evaluation context */
-    const world_tokenizer *tok;
+    const tokenizer *tok;
     int n_vocab;
     struct chat_template tmpl;
     struct sampler_settings settings;

@@ -322,7 +322,7 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
             stop = CHAT_STOP_EOS;
         } else {
             sampler_accept(c->smp, token);
-            bytes = world_token(c->tok, token, &blen);
+            bytes = tokenizer_token(c->tok, token, &blen);
             if (reserve(&c->reply, &c->reply_cap, c->reply_len + blen + 1) < 0) {
                 oom(err, errlen);
                 finish(c, CHAT_STOP_INTERRUPT, NULL);

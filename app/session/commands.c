@@ -135,6 +135,10 @@ static void info(const struct session *s, struct command_result *out)
     char *text = NULL, *knobs;
 
     append(&text, "model: %s\n", s->label[0] ? s->label : "?");
+    if (s->tok) {
+        append(&text, "tokenizer: %s, %d ids\n", tokenizer_describe(s->tok),
+               tokenizer_vocab_size(s->tok));
+    }
     if (s->demo_model) {
         append(&text, "%s\n", OPTIONS_DEMO_NOTICE);
     }

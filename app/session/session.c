@@ -15,7 +15,7 @@
 #include "app/session/paths.h"
 #include "engine/rwkv.h"
 #include "engine/load/statefile.h"
-#include "tokenizer/world.h"
+#include "tokenizer/tokenizer.h"
 
 /* Formats one line into err; returns -1. */
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -108,7 +108,7 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
     const struct rwkv_info *info;
     struct chat_template t;
     const char *prompt;
-    double t0;
+    double t0, load_seconds;
 
     model_path = opts->model ? models_find(opts->model, err, errlen)
                              : models_find_demo(err, errlen);
@@ -121,34 +121,51 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
         }
         return -1;
     }
-    if (opts->vocab) {
-        vocab_path = strdup(opts->vocab);
-    } else if (!(vocab_path = paths_find_data(WORLD_VOCAB_FILE))) {
-        char *dirs = paths_data_dirs(WORLD_VOCAB_FILE);
-
-        fail(err, errlen, "vocabulary not found (looked in %s): reinstall rwkv-chat or pass "
-             "--vocab PATH", dirs ? dirs : "");
-        free(dirs);
+    /* --vocab is read before the model (a wrong file fails fast); without
+     * it, the model's vocabulary size says which tokenizer it needs. */
+    if (opts->vocab && !(s->tok = tokenizer_load(opts->vocab, err, errlen))) {
         free(model_path);
         return -1;
     }
-    if (!(s->tok = world_load(vocab_path, err, errlen))) {
-        free(vocab_path);
-        free(model_path);
-        return -1;
-    }
-    free(vocab_path);
     t0 = now();
     if (!(s->model = rwkv_model_load_lora(model_path, &load, opts->lora, opts->n_lora, err,
                                           errlen))) {
         free(model_path);
         return -1;
     }
+    load_seconds = now() - t0;
     info = rwkv_model_info(s->model);
-    if (info->n_vocab < world_vocab_size(s->tok)) {
-        /* Not a World model: its first reply would fail on an unknown id. */
-        fail(err, errlen, "%s: vocabulary of %d tokens, not the %d of the World tokenizer: use "
-             "an RWKV World model", model_path, info->n_vocab, world_vocab_size(s->tok));
+    if (!s->tok) {
+        const char *file = tokenizer_file_for_vocab(info->n_vocab);
+
+        if (!file) {
+            fail(err, errlen, "%s: vocabulary of %d tokens: no known tokenizer has that many "
+                 "(World models have 65536, Pile models 50277 or 50304): pass --vocab PATH",
+                 model_path, info->n_vocab);
+            free(model_path);
+            return -1;
+        }
+        if (!(vocab_path = paths_find_data(file))) {
+            char *dirs = paths_data_dirs(file);
+
+            fail(err, errlen, "vocabulary %s not found (looked in %s): reinstall rwkv-chat or "
+                 "pass --vocab PATH", file, dirs ? dirs : "");
+            free(dirs);
+            free(model_path);
+            return -1;
+        }
+        s->tok = tokenizer_load(vocab_path, err, errlen);
+        free(vocab_path);
+        if (!s->tok) {
+            free(model_path);
+            return -1;
+        }
+    }
+    if (info->n_vocab < tokenizer_vocab_size(s->tok)) {
+        /* The wrong tokenizer: the model's first reply would fail on an unknown id. */
+        fail(err, errlen, "%s: vocabulary of %d tokens, fewer than the %d of the %s tokenizer: "
+             "use a model made for it, or another --vocab", model_path, info->n_vocab,
+             tokenizer_vocab_size(s->tok), tokenizer_describe(s->tok));
         free(model_path);
         return -1;
     }
@@ -176,10 +193,10 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
         const struct rwkv_cache_info *ci = rwkv_model_cache(s->model);
 
         note(nf, na, "%s: RWKV-%s, %d layers, n_embd %d, %llu parameters, %s weights (%s "
-             "kernels, OpenBLAS core %s), loaded in %.2f s", model_path, info->version_name,
-             info->n_layer, info->n_embd, (unsigned long long)info->n_params,
+             "kernels, OpenBLAS core %s), loaded in %.2f s; tokenizer: %s, %d ids", model_path,
+             info->version_name, info->n_layer, info->n_embd, (unsigned long long)info->n_params,
              rwkv_dtype_name(info->compute_dtype), rwkv_kernels_name(), blascore_name(),
-             now() - t0);
+             load_seconds, tokenizer_describe(s->tok), tokenizer_vocab_size(s->tok));
         if (info->n_lora > 0) {
             note(nf, na, "%d LoRA adapter%s merged at load", info->n_lora,
                  info->n_lora == 1 ? "" : "s");
@@ -348,6 +365,6 @@ void session_close(struct session *s)
     chat_free(s->chat);
     free(s->session_file);
     rwkv_model_free(s->model);
-    world_free(s->tok);
+    tokenizer_free(s->tok);
     memset(s, 0, sizeof(*s));
 }

@@ -18,7 +18,7 @@
 
 struct session {
     rwkv_model *model;
-    world_tokenizer *tok;
+    tokenizer *tok;
     chat *chat;
     char label[512];        /* "rwkv7-tiny-chat.pth  RWKV-7 18.2M": status line, /info */
     int demo_model;         /* the bundled demo model is loaded */

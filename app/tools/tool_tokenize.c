@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/tools/tool.h"
+#include "tokenizer/tokenizer.h"
 #include "tokenizer/world.h"
 
 static const struct option long_options[] = {
@@ -19,15 +20,17 @@ static void usage(FILE *f, const char *name)
 {
     if (!strcmp(name, "tokenize")) {
         fprintf(f, "Usage: rwkv-tool tokenize [--vocab PATH] < FILE\n"
-                   "Reads bytes from standard input and prints their RWKV World token ids\n"
-                   "on one line, separated by spaces.\n\n");
+                   "Reads bytes from standard input and prints their token ids (RWKV World,\n"
+                   "or BPE with a tokenizer.json) on one line, separated by spaces.\n\n");
     } else {
         fprintf(f, "Usage: rwkv-tool detokenize [--vocab PATH] < IDS\n"
-                   "Reads whitespace-separated RWKV World token ids from standard input and\n"
-                   "writes the bytes they stand for to standard output.\n\n");
+                   "Reads whitespace-separated token ids (RWKV World, or BPE with a\n"
+                   "tokenizer.json) from standard input and writes the bytes they stand for\n"
+                   "to standard output.\n\n");
     }
     fprintf(f, "Options:\n"
-               "      --vocab PATH  vocabulary file (default: the installed %s)\n"
+               "      --vocab PATH  a World vocabulary or a tokenizer.json such as\n"
+               "                    20B_tokenizer.json (default: the installed %s)\n"
                "  -h, --help        display this help and exit\n", WORLD_VOCAB_FILE);
 }
 
@@ -72,16 +75,16 @@ static int parse_options(int argc, char **argv, const char **vocab, int *status)
 
 /* Loads the vocabulary named by --vocab or the installed one; NULL with
  * the error printed. */
-static world_tokenizer *load_vocab(const char *option_value)
+static tokenizer *load_vocab(const char *option_value)
 {
     char err[WORLD_ERRLEN];
     char *path = tool_vocab_path(option_value);
-    world_tokenizer *tok;
+    tokenizer *tok;
 
     if (!path) {
         return NULL;
     }
-    if (!(tok = world_load(path, err, sizeof err))) {
+    if (!(tok = tokenizer_load(path, err, sizeof err))) {
         tool_error("%s", err);
     }
     free(path);
@@ -124,7 +127,7 @@ static uint8_t *read_stdin(size_t *len)
 
 /* What both commands start with: the options, the vocabulary and all of
  * stdin.  Returns -1 to exit with *status (any error printed), else 0. */
-static int start(int argc, char **argv, world_tokenizer **tok, uint8_t **input, size_t *n,
+static int start(int argc, char **argv, tokenizer **tok, uint8_t **input, size_t *n,
                  int *status)
 {
     const char *vocab;
@@ -136,7 +139,7 @@ static int start(int argc, char **argv, world_tokenizer **tok, uint8_t **input, 
         return -1;
     }
     if (!(*input = read_stdin(n))) {
-        world_free(*tok);
+        tokenizer_free(*tok);
         return -1;
     }
     return 0;
@@ -144,7 +147,7 @@ static int start(int argc, char **argv, world_tokenizer **tok, uint8_t **input, 
 
 int tool_tokenize(int argc, char **argv)
 {
-    world_tokenizer *tok;
+    tokenizer *tok;
     uint8_t *input;
     int32_t *ids;
     size_t n, n_ids, i;
@@ -153,7 +156,7 @@ int tool_tokenize(int argc, char **argv)
     if (start(argc, argv, &tok, &input, &n, &status) < 0) {
         return status;
     }
-    if (world_encode(tok, input, n, &ids, &n_ids) < 0) {
+    if (tokenizer_encode(tok, input, n, &ids, &n_ids) < 0) {
         tool_error("stdin: out of memory encoding %zu bytes", n);
         goto out;
     }
@@ -169,14 +172,14 @@ int tool_tokenize(int argc, char **argv)
     status = 0;
 out:
     free(input);
-    world_free(tok);
+    tokenizer_free(tok);
     return status;
 }
 
 int tool_detokenize(int argc, char **argv)
 {
     char err[WORLD_ERRLEN];
-    world_tokenizer *tok;
+    tokenizer *tok;
     uint8_t *input, *bytes = NULL;
     int32_t *ids = NULL;
     size_t n, n_ids = 0, len;
@@ -220,13 +223,13 @@ int tool_detokenize(int argc, char **argv)
         if (errno == ERANGE || v > INT32_MAX || v < INT32_MIN) {
             *endp = 0;
             tool_error("id %.40s out of range (vocabulary has %d ids)", word,
-                       world_vocab_size(tok));
+                       tokenizer_vocab_size(tok));
             goto out;
         }
         ids[n_ids++] = (int32_t)v;
         p = endp;
     }
-    if (world_decode(tok, ids, n_ids, &bytes, &len, err, sizeof err) < 0) {
+    if (tokenizer_decode(tok, ids, n_ids, &bytes, &len, err, sizeof err) < 0) {
         tool_error("%s", err);
         goto out;
     }
@@ -239,6 +242,6 @@ out:
     free(bytes);
     free(ids);
     free(input);
-    world_free(tok);
+    tokenizer_free(tok);
     return status;
 }

@@ -19,7 +19,7 @@
 #endif
 
 static rwkv_model *model;
-static world_tokenizer *tok;
+static tokenizer *tok;
 static chat *conv;
 static rwkv_state *state;
 
@@ -37,7 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         exit(1);
     }
     snprintf(vocab, sizeof vocab, "%s/rwkv_vocab_v20230424.txt", fuzz_share_dir());
-    tok = world_load(vocab, err, sizeof err);
+    tok = tokenizer_load(vocab, err, sizeof err);
     conv = tok ? chat_new(model, tok, NULL, NULL, err, sizeof err) : NULL;
     if (!conv) {
         fprintf(stderr, "fuzz_statefile: %s (set FUZZ_SHARE)\n", err);
