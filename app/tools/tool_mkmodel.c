@@ -408,7 +408,7 @@ static void usage(FILE *f)
         "  --vocab V       vocabulary size (default 65536, World; RWKV-4 Pile: 50277)\n"
         "  --dtype D       bf16 (default), fp16 or fp32\n"
         "  --seed N        random seed (default 1)\n"
-        "  --follow IDS    RWKV-7: weights that make greedy decoding continue each\n"
+        "  --follow IDS    RWKV-7 and 4: weights that make greedy decoding continue each\n"
         "                  token id in IDS with the one after it (for tests)\n"
         "  --time-state    write a random state-tuned start for a model of that shape\n"
         "                  instead (blocks.N.att.time_state; 5.x, 6 and 7)\n"
@@ -620,8 +620,9 @@ int tool_mkmodel(int argc, char **argv)
         return 2;
     }
     if (follow_ids) {
-        if (m.version != 7 || time_state) {
-            tool_error("mkmodel: --follow makes RWKV-7 models (--version 7, no --time-state)");
+        if ((m.version != 7 && m.version != 4) || time_state) {
+            tool_error("mkmodel: --follow makes RWKV-7 and RWKV-4 models (--version 7 or 4, "
+                       "no --time-state)");
             return 2;
         }
         if (parse_follow(follow_ids, &follow, vocab, embd) < 0) {
