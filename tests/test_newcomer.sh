@@ -56,4 +56,29 @@ ok "$(test "$rc" = 1 && grep -q '^rwkv-chat: stdout: Broken pipe' "$T/pipe.err" 
 ok "$(test -s "$T/pipe.state" && printf '/info\n' |
       "$CHAT" --batch -t 1 --state-in "$T/pipe.state" 2>&1 | grep -q 'context: [1-9]'; echo $?)" \
     "and --state-out still holds the conversation so far"
+# --- /export FILE.md (issue 21, item 6): Markdown, atomic, never over other files
+printf 'Hello there\n/export %s\n' "$T/chat.md" |
+    "$CHAT" --batch -t 1 --seed 4 --max-tokens 8 >"$T/exp.out" 2>"$T/exp.err"
+ok "$(test $? = 0 && head -n 1 "$T/chat.md" | grep -qx '<!-- rwkv-chat conversation -->' &&
+      grep -qx '# Conversation with rwkv7-tiny-chat.pth' "$T/chat.md" &&
+      grep -qx '### User' "$T/chat.md" && grep -qx 'Hello there' "$T/chat.md" &&
+      grep -qx '### Assistant' "$T/chat.md" &&
+      grep -qxF "$(head -n 1 "$T/exp.out")" "$T/chat.md"; echo $?)" \
+    "/export: the transcript as Markdown, headed by the model, each turn under its speaker"
+printf 'my notes\n' >"$T/notes.md"
+printf 'Hello there\n/export %s\n' "$T/notes.md" |
+    "$CHAT" --batch -t 1 --seed 4 --max-tokens 8 >/dev/null 2>"$T/notes.err"
+ok "$(test $? = 1 && grep -q 'notes.md: exists and is not a rwkv-chat export, not replacing it' "$T/notes.err" &&
+      test "$(cat "$T/notes.md")" = "my notes"; echo $?)" \
+    "/export over another file: refused with one line, the file untouched"
+printf 'Again\n/export %s\n' "$T/chat.md" |
+    "$CHAT" --batch -t 1 --seed 4 --max-tokens 8 >/dev/null 2>&1
+ok "$(test $? = 0 && grep -qx 'Again' "$T/chat.md" && ! grep -q 'Hello there' "$T/chat.md"; echo $?)" \
+    "/export replaces an earlier export"
+printf '/export %s\n' "$T/empty.md" | "$CHAT" --batch -t 1 >/dev/null 2>"$T/empty.err"
+ok "$(test $? = 1 && grep -q 'nothing said yet' "$T/empty.err" && test ! -e "$T/empty.md"; echo $?)" \
+    "/export of an empty conversation: refused, no file"
+printf 'Hi\n/copy\n' | "$CHAT" --batch -t 1 --max-tokens 4 >/dev/null 2>"$T/copy.err"
+ok "$(test $? = 1 && grep -q '/copy copies through the terminal' "$T/copy.err"; echo $?)" \
+    "/copy in batch mode: an error saying it works in the chat"
 tap_done

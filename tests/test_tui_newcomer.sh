@@ -80,6 +80,50 @@ $T resize-window -t a -x 100 -y 30
 wait_for a "$IDLE" 5
 ok $? "back to 100x30: the chat is drawn again"
 
+# --- mouse reporting off by default (drag selects text); F5 toggles it --------
+$T set-option -g set-clipboard on
+[ "$($T display -p -t a '#{mouse_any_flag}#{mouse_standard_flag}#{mouse_button_flag}')" = 000 ]
+ok $? "mouse reporting is off at the start, so the terminal's drag-select works"
+keys a F5
+wait_for a "mouse on \(F5\)" 5
+on=$?
+[ "$($T display -p -t a '#{mouse_standard_flag}#{mouse_button_flag}#{mouse_any_flag}')" != 000 ]
+ok $(( on + $? )) "F5 turns it on (the wheel scrolls) and says so"
+keys a F5
+wait_for a "mouse off \(F5\)" 5
+on=$?
+[ "$($T display -p -t a '#{mouse_any_flag}#{mouse_standard_flag}#{mouse_button_flag}')" = 000 ]
+ok $(( on + $? )) "F5 again turns it off"
+
+# --- the knobs panel during a reply: Esc stops the reply, F2 goes back -------
+type_text a "Tell me a long story please"
+keys a Enter
+wait_for a "$STREAMING" 10
+keys a F2
+wait_for a "Esc Stop reply +F2 Back" 5
+ok $? "the knobs panel's key bar during a reply says Esc stops it and F2 goes back"
+keys a F2
+wait_for a "$IDLE" 30
+ok $? "the reply ends"
+
+# --- /copy: the last reply through OSC 52 (tmux keeps it as a buffer) -------
+$T delete-buffer >/dev/null 2>&1
+type_text a "/copy"
+keys a Enter
+wait_for a "is on the clipboard" 5
+ok $? "/copy says the last reply is on the clipboard"
+type_text a "/export $work/chat.md"
+keys a Enter
+wait_for a "exported 2 turns" 5
+ok $? "/export FILE.md writes the conversation"
+reply=$(awk '/^### Assistant$/ { getline; getline; print; exit }' "$work/chat.md" | sed 's/  $//')
+i=0
+while [ $i -lt 50 ] && [ -z "$($T show-buffer 2>/dev/null)" ]; do
+    sleep 0.1; i=$((i + 1))
+done
+[ -n "$reply" ] && [ "$($T show-buffer 2>/dev/null | head -n 1)" = "$reply" ]
+ok $? "the terminal received the last reply ($($T show-buffer 2>/dev/null | head -c 60))"
+
 keys a C-d
 wait_for a "EXITED 0" 10
 ok $? "Ctrl-D quits"

@@ -520,7 +520,8 @@ static int run_command(struct batch *b, const char *line)
         return rc;
     }
     /* /edit's text is the message for the TUI's input line, not a report. */
-    if (r.text && r.action != COMMAND_EDIT && (!r.verbose_only || b->opts->verbose)) {
+    if (r.text && r.action != COMMAND_EDIT && r.action != COMMAND_COPY &&
+        (!r.verbose_only || b->opts->verbose)) {
         fprintf(stderr, "%s\n", r.text);
     }
     switch (r.action) {
@@ -532,6 +533,10 @@ static int run_command(struct batch *b, const char *line)
         break;
     case COMMAND_EDIT:
         rc = input_error(b->lineno, "/edit needs the new text in batch mode (/edit TEXT)");
+        break;
+    case COMMAND_COPY:
+        rc = input_error(b->lineno, "/copy copies through the terminal, in the chat; in batch "
+                         "mode the replies are on standard output");
         break;
     default:
         break;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/base/atomicfile.h"
 #include "engine/base/escape.h"
 #include "engine/sampling/knobs.h"
 
@@ -459,6 +460,111 @@ static int cmd_tuned(struct session *s, const char *cmd, char *args, struct comm
     return 0;
 }
 
+/* The last reply (its answer, without the think block), or NULL. */
+static const struct chat_turn *last_reply(const chat *c)
+{
+    size_t n = chat_turn_count(c);
+
+    while (n > 0) {
+        const struct chat_turn *t = chat_turn_at(c, --n);
+
+        if (t->role == CHAT_ASSISTANT) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static int cmd_copy(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    const struct chat_turn *t = last_reply(s->chat);
+
+    (void)cmd, (void)args;
+    if (!t) {
+        return fail(out, "/copy: no reply to copy yet");
+    }
+    if (!(out->text = strdup(t->text))) {
+        return fail(out, "out of memory");
+    }
+    out->action = COMMAND_COPY;
+    return 0;
+}
+
+/* What /export may replace: an earlier export (its first line), never
+ * notes or any other file. */
+#define EXPORT_MAGIC "<!-- rwkv-chat conversation -->\n"
+static const struct atomicfile_kind export_kind = {
+    "rwkv-chat export", EXPORT_MAGIC, sizeof(EXPORT_MAGIC) - 1,
+    "choose another name for the export, or remove that file first"
+};
+
+/* Appends text as Markdown paragraphs: its lines as they are, each ending
+ * in two spaces so that a single newline stays a line break. */
+static void append_markdown(char **md, const char *text)
+{
+    const char *p = text;
+
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+
+        append(md, "%.*s%s", (int)n, p, nl && nl[1] && nl[1] != '\n' && n ? "  \n" : "\n");
+        p += n + (nl != NULL);
+    }
+}
+
+/* /export FILE.md: the transcript as Markdown, written atomically. */
+static int cmd_export(struct session *s, const char *cmd, char *args, struct command_result *out)
+{
+    chat *c = s->chat;
+    const struct chat_template *tm = chat_get_template(c);
+    char err[RWKV_ERRLEN], *path, *md = NULL;
+    size_t i, n = chat_turn_count(c);
+    int rc;
+
+    (void)cmd;
+    if (n == 0) {
+        return fail(out, "/export: nothing said yet");
+    }
+    if (!(path = expand_home(args))) {
+        return fail(out, "out of memory");
+    }
+    append(&md, "%s# Conversation with %s\n", EXPORT_MAGIC,
+           chat_model_name(c) ? chat_model_name(c) : s->label);
+    if (chat_get_system(c)) {
+        append(&md, "\n**%s:** ", tm && tm->system ? tm->system : "System");
+        append_markdown(&md, chat_get_system(c));
+    }
+    for (i = 0; i < n; i++) {
+        const struct chat_turn *t = chat_turn_at(c, i);
+        int user = t->role == CHAT_USER;
+
+        append(&md, "\n### %s\n\n", user ? (tm && tm->user ? tm->user : "User")
+                                         : (tm && tm->assistant ? tm->assistant : "Assistant"));
+        if (t->reasoning) {
+            append(&md, "<details><summary>thinking</summary>\n\n");
+            append_markdown(&md, t->reasoning);
+            append(&md, "\n</details>\n\n");
+        }
+        append_markdown(&md, t->text);
+    }
+    if (!md) {
+        free(path);
+        return fail(out, "out of memory");
+    }
+    rc = atomicfile_write(path, &export_kind, 0, md, strlen(md), err, sizeof err);
+    free(md);
+    if (rc < 0) {
+        rc = fail(out, "%s", err);
+        free(path);
+        return rc;
+    }
+    out->verbose_only = 1;
+    say(out, "exported %zu turns to %s", n, path);
+    free(path);
+    return 0;
+}
+
 static int cmd_info(struct session *s, const char *cmd, char *args, struct command_result *out)
 {
     (void)cmd, (void)args;
@@ -512,6 +618,11 @@ static const struct command_info table[] = {
     { "/tuned", NULL, "[FILE|off]",
       "show, set or drop the state-tuned start; resets the conversation",
       COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_tuned },
+    { "/export", NULL, "FILE", "write the conversation to FILE as Markdown",
+      COMMAND_ARGS_NEEDED, "a file name", COMMAND_IN_BATCH | COMMAND_WRITES_FILE,
+      COMMAND_COMPLETE_NONE, cmd_export },
+    { "/copy", NULL, "", "copy the last reply to the clipboard (through the terminal)",
+      COMMAND_ARGS_NONE, NULL, 0, COMMAND_COMPLETE_NONE, cmd_copy },
     { "/info", NULL, "", "model, context and settings", COMMAND_ARGS_NONE, NULL,
       COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_info },
     { "/quit", "/exit", "", "leave", COMMAND_ARGS_NONE, NULL, COMMAND_IN_BATCH,

@@ -19,6 +19,8 @@ enum command_action {
     COMMAND_REPLY,          /* a reply was started (/regen, /edit TEXT): stream chat_step */
     COMMAND_EDIT,           /* /edit: the last exchange was dropped; put out->text in
                                the input line for re-editing */
+    COMMAND_COPY,           /* /copy: put out->text (the last reply) on the clipboard
+                               (the TUI, through the terminal) */
     COMMAND_INTERRUPTED,    /* /edit TEXT: the chat's progress callback stopped its
                                prompt; out->text says how far it got; the
                                conversation (last exchange included) is as before */

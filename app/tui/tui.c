@@ -317,6 +317,46 @@ static void step_reply(struct tui *t)
     }
 }
 
+/* Mouse reporting: only the wheel, and only when asked for (F5), because
+ * while it is on the terminal no longer selects text by dragging. */
+static void set_mouse(struct tui *t, int on)
+{
+    t->mouse_on = on;
+    mousemask(on ? (BUTTON4_PRESSED
+#ifdef BUTTON5_PRESSED
+                    | BUTTON5_PRESSED
+#endif
+                   ) : 0, NULL);
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* /copy: hands text to the terminal's clipboard with OSC 52 (xterm,
+ * kitty, iTerm2, WezTerm, tmux with set-clipboard on); a terminal without
+ * it ignores the sequence. */
+static void copy_to_clipboard(struct tui *t, const char *text)
+{
+    size_t n = strlen(text), i;
+
+    fputs("\033]52;c;", stdout);
+    for (i = 0; i < n; i += 3) {
+        unsigned v = (unsigned char)text[i] << 16;
+        char out[4];
+
+        v |= i + 1 < n ? (unsigned char)text[i + 1] << 8 : 0;
+        v |= i + 2 < n ? (unsigned char)text[i + 2] : 0;
+        out[0] = b64[v >> 18 & 63];
+        out[1] = b64[v >> 12 & 63];
+        out[2] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        out[3] = i + 2 < n ? b64[v & 63] : '=';
+        fwrite(out, 1, 4, stdout);
+    }
+    fputs("\a", stdout);
+    fflush(stdout);
+    tui_message(t, 0, "the last reply (%zu bytes) is on the clipboard (if the terminal takes "
+                "OSC 52)", n);
+}
+
 /* A message (or /edit TEXT) whose prompt was stopped: nothing was sent,
  * the line goes back to the input for another try. */
 static void prompt_interrupted(struct tui *t, const char *line, const char *err)
@@ -360,6 +400,9 @@ static void run_command(struct tui *t, const char *cmd, const char *line)
     case COMMAND_EDIT:
         tui_input_set_text(t, res.text ? res.text : "");
         tui_message(t, 0, "edit the message and press Enter to send it again");
+        break;
+    case COMMAND_COPY:
+        copy_to_clipboard(t, res.text ? res.text : "");
         break;
     default:
         if (res.text) {
@@ -520,12 +563,15 @@ static const char key_help[] =
     "Tab                 complete a command, knob or snapshot name\n"
     "Up/Down, Ctrl-R     history (kept between runs), search it\n"
     "emacs keys          Ctrl-A/E/K/U/W/Y, Alt-B/F, Ctrl-arrows\n"
-    "PgUp/PgDn, wheel    scroll the conversation\n"
+    "PgUp/PgDn, wheel    scroll the conversation (the wheel: where the terminal\n"
+    "                    sends it as keys, or after F5)\n"
     "Esc, Ctrl-C         stop the reply (the partial reply is kept), or a long\n"
     "                    message while it is read (it comes back to the input)\n"
     "F2                  sampling knobs: Up/Down pick, Left/Right change\n"
     "F3                  snapshots: Enter restore, n new, b branch, d delete\n"
     "F4                  fold or unfold the think blocks of G1 replies\n"
+    "F5                  mouse wheel scrolling on or off (off: drag selects text)\n"
+    "/copy, /export FILE copy the last reply, write the conversation as Markdown\n"
     "Ctrl-L              redraw the screen\n"
     "Ctrl-D, Ctrl-C x2   quit (the conversation is saved for --resume)";
 
@@ -663,6 +709,11 @@ static void handle_key(struct tui *t, int key)
         tui_transcript_invalidate(t);
         tui_message(t, 0, "think blocks %s (F4)", t->think_folded ? "folded" : "shown");
         return;
+    case KEY_F(5):
+        set_mouse(t, !t->mouse_on);
+        tui_message(t, 0, t->mouse_on ? "mouse on (F5): the wheel scrolls; Shift-drag selects text"
+                                      : "mouse off (F5): drag selects text; PgUp/PgDn scroll");
+        return;
     case KEY_F(10):
         t->quit = 1;
         return;
@@ -792,11 +843,7 @@ static int start_curses(struct tui *t)
     nonl();
     keypad(stdscr, TRUE);
     start_colours(t);
-    mousemask(BUTTON4_PRESSED
-#ifdef BUTTON5_PRESSED
-              | BUTTON5_PRESSED
-#endif
-              , NULL);
+    set_mouse(t, 0);
     mouseinterval(0);
     t->key_paste_begin = key_defined(PASTE_BEGIN) > 0 ? key_defined(PASTE_BEGIN) : 0;
     t->key_paste_end = key_defined(PASTE_END) > 0 ? key_defined(PASTE_END) : 0;

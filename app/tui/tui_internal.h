@@ -101,6 +101,8 @@ struct tui {
 
     int generating;                 /* a reply is streaming */
     int think_folded;               /* think blocks shown as one line (F4) */
+    int mouse_on;                   /* the wheel is read as mouse events (F5); off by
+                                       default, so that the terminal's drag-select works */
     size_t prompt_fed, prompt_total;    /* a long prompt being read (total 0: none) */
     double prompt_drawn;            /* when its progress was last drawn */
     int held[TUI_HELD_KEYS];        /* keys typed while a prompt was read */

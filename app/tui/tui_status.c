@@ -150,7 +150,7 @@ struct key_hint {
 };
 
 static const struct key_hint input_keys[] = {
-    { "F1", "Help" }, { "F2", "Knobs" }, { "F3", "Snaps" }, { "F4", "Think" },
+    { "F1", "Help" }, { "F2", "Knobs" }, { "F3", "Snaps" }, { "F4", "Think" }, { "F5", "Mouse" },
     { "PgUp", "Scroll" }, { "Tab", "Cmds" }, { "M-Enter", "Newline" }, { "^D", "Quit" },
     { NULL, NULL },
 };
@@ -161,6 +161,11 @@ static const struct key_hint generating_keys[] = {
 static const struct key_hint knob_keys[] = {
     { "Up/Dn", "Select" }, { "Left/Right", "Change" }, { "Enter", "Type value" },
     { "Esc", "Back" }, { NULL, NULL },
+};
+/* During a reply Esc stops it, even in the knobs panel: F2 goes back. */
+static const struct key_hint knob_generating_keys[] = {
+    { "Up/Dn", "Select" }, { "Left/Right", "Change" }, { "Esc", "Stop reply" },
+    { "F2", "Back" }, { NULL, NULL },
 };
 static const struct key_hint snapshot_keys[] = {
     { "Enter", "Restore" }, { "n", "New" }, { "b", "Branch" }, { "d", "Delete" },
@@ -192,7 +197,7 @@ static void keybar_draw(struct tui_panel *p, struct tui *t)
         return;
     }
     if (t->focus == t->knobs) {
-        hints = knob_keys;
+        hints = t->generating ? knob_generating_keys : knob_keys;
     } else if (t->focus == t->snapshots) {
         hints = snapshot_keys;
     } else if (t->generating || t->prompt_total > 0) {
