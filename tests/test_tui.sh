@@ -267,9 +267,14 @@ type_text a "/help"
 keys a Enter
 wait_for a "/restore NAME" 5
 ok $? "/help lists the commands"
+# Mouse reporting is off until F5 (so that drag-select works).
+keys a F5
+wait_for a "mouse on \(F5\)" 5
 $T send-keys -t a -l "$(printf '\033[M`!!')"
 wait_for a "more lines \(PgDn\)" 5
-ok $? "the mouse wheel scrolls the transcript back"
+ok $? "the mouse wheel scrolls the transcript back (after F5)"
+keys a F5
+wait_for a "mouse off \(F5\)" 5
 keys a NPage
 wait_gone a "more lines \(PgDn\)" 5
 ok $? "PgDn scrolls to the end again"
