@@ -3,7 +3,9 @@
 # (issue 21, item 8), on the command line: getopt's messages say
 # "rwkv-chat:", --complete ends its output with a newline, --greedy with an
 # explicit --temperature is refused, a closed stdout in batch is an error
-# line (no SIGPIPE death) and --state-out is still written.
+# line (no SIGPIPE death) and --state-out is still written; /export and
+# /copy in batch (item 6); /info's weight format, /prompt alone, and /snap
+# on a taken name with /snapshots' turns and times (item 4).
 B=${TOP_BUILDDIR:-.}
 CHAT="$B/rwkv-chat"
 T="$B/tests/tmp/newcomer.$$"
@@ -81,4 +83,28 @@ ok "$(test $? = 1 && grep -q 'nothing said yet' "$T/empty.err" && test ! -e "$T/
 printf 'Hi\n/copy\n' | "$CHAT" --batch -t 1 --max-tokens 4 >/dev/null 2>"$T/copy.err"
 ok "$(test $? = 1 && grep -q '/copy copies through the terminal' "$T/copy.err"; echo $?)" \
     "/copy in batch mode: an error saying it works in the chat"
+# --- /info names the weight format; /prompt alone lists the personas -------
+printf '/info\n/prompt\n' | "$CHAT" --batch -t 1 >/dev/null 2>"$T/info.err"
+ok "$(test $? = 0 && grep -q '^model: rwkv7-tiny-chat.pth  RWKV-7 [0-9.]*M bf16$' "$T/info.err"; echo $?)" \
+    "/info shows the weight format ($(head -n 1 "$T/info.err"))"
+ok "$(grep -q '^personas (/prompt NAME switches' "$T/info.err" &&
+      grep -q '^  bare (current)$' "$T/info.err" && grep -q '^  default$' "$T/info.err"; echo $?)" \
+    "/prompt alone lists the personas, the current one marked"
+printf '/info\n' | "$CHAT" --batch -t 1 --dtype q8 >/dev/null 2>"$T/q8.err"
+ok "$(grep -q '^model: rwkv7-tiny-chat.pth  RWKV-7 [0-9.]*M q8$' "$T/q8.err"; echo $?)" \
+    "--dtype q8: /info says q8"
+
+# --- /snap X twice numbers the second; /snapshots shows turns and time (item 4)
+printf 'Hi\n/snap a\nMore\n/snap a\n/snap a\n/snapshots\n' |
+    "$CHAT" --batch -t 1 --max-tokens 3 >/dev/null 2>"$T/snap.err"
+ok "$(test $? = 0 && grep -q "snapshot 'a' exists: this one is 'a-2'" "$T/snap.err" &&
+      grep -q "snapshot 'a' exists: this one is 'a-3'" "$T/snap.err"; echo $?)" \
+    "/snap X when X exists: numbered X-2, then X-3, and says so"
+ok "$(grep -Eq '^a  2 turns, taken [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}$' "$T/snap.err" &&
+      grep -Eq '^a-2  4 turns, taken ' "$T/snap.err" && grep -Eq '^a-3( \(current\))?  4 turns, taken ' "$T/snap.err"; echo $?)" \
+    "/snapshots lists each with its turns and when it was taken"
+printf 'Hi\n/snap a\nMore\n/snap a\n/restore a\n/info\n' |
+    "$CHAT" --batch -t 1 --max-tokens 3 >/dev/null 2>"$T/snap2.err"
+ok "$(grep -q '^context: .* 2 turns' "$T/snap2.err"; echo $?)" \
+    "the first 'a' was kept: restoring it gives its 2 turns"
 tap_done

@@ -1,7 +1,10 @@
 #!/bin/sh
 # test_tui_newcomer.sh - what a newcomer's first hour found in the TUI
 # (issue 21), driven in a private tmux server with the v7-world fixture:
-# "terminal too small" says the minimum, ...
+# "terminal too small" says the minimum, mouse reporting off until F5, the
+# knobs panel's key bar during a reply, /copy (OSC 52) and /export, NO_COLOR
+# and theme = mono, the weight format in the status line, /prompt alone and
+# Tab completion of persona and file names.
 # Every wait polls capture-pane with a deadline; nothing sleeps blindly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 
@@ -123,6 +126,53 @@ while [ $i -lt 50 ] && [ -z "$($T show-buffer 2>/dev/null)" ]; do
 done
 [ -n "$reply" ] && [ "$($T show-buffer 2>/dev/null | head -n 1)" = "$reply" ]
 ok $? "the terminal received the last reply ($($T show-buffer 2>/dev/null | head -c 60))"
+
+# --- NO_COLOR: no colour at all (a monochrome screen) ------------------------
+$T new-session -d -s nc -x 100 -y 30 \
+    "NO_COLOR=1 $prog; echo \"EXITED \$?\"; sleep 30"
+wait_for nc "$IDLE" 30
+$T capture-pane -e -p -t nc >"$work/nc.screen"
+! grep -Eq $(printf '\033')'\[([0-9;]*;)?(3[0-7]|4[0-7]|38;5|48;5)[;m]' "$work/nc.screen"
+ok $? "NO_COLOR=1: the screen holds no colour"
+$T capture-pane -e -p -t a >"$work/colour.screen"
+grep -Eq $(printf '\033')'\[([0-9;]*;)?(3[0-7]|4[0-7]|38;5|48;5)[;m]' "$work/colour.screen"
+ok $? "without it the screen has colours (the check above can fail)"
+keys nc C-d
+wait_for nc "EXITED 0" 10
+mkdir -p "$XDG_CONFIG_HOME/rwkv-chat"
+printf 'theme = mono\n' >"$XDG_CONFIG_HOME/rwkv-chat/config"
+$T new-session -d -s mono -x 100 -y 30 "$prog; echo \"EXITED \$?\"; sleep 30"
+wait_for mono "$IDLE" 30
+$T capture-pane -e -p -t mono >"$work/mono.screen"
+! grep -Eq $(printf '\033')'\[([0-9;]*;)?(3[0-7]|4[0-7]|38;5|48;5)[;m]' "$work/mono.screen"
+ok $? "theme = mono in the config file: no colour either"
+keys mono C-d
+wait_for mono "EXITED 0" 10
+rm -f "$XDG_CONFIG_HOME/rwkv-chat/config"
+
+# --- the weight format in the status line and /info ------------------------
+screen a | head -1 | grep -q "v7-world.pth  RWKV-7 [0-9.]*M bf16"
+ok $? "the status line shows the weight format ($(screen a | head -1 | cut -c1-60))"
+
+# --- /prompt alone lists the personas; Tab completes persona and file names --
+type_text a "/prompt"
+keys a Enter
+wait_for a "personas \(/prompt NAME switches" 5
+ok $? "/prompt alone lists the personas"
+screen a | grep -Eq "^ *default \(current\)|^ *translator"
+ok $? "each on its line, the current one marked"
+type_text a "/prompt transl"
+keys a Tab
+wait_for a "^> /prompt translator *$" 5
+ok $? "Tab completes a persona name after /prompt"
+keys a C-u
+mkdir -p "$work/files"
+: >"$work/files/conversation-one.state"
+type_text a "/load $work/files/conv"
+keys a Tab
+wait_for a "conversation-one.state *$" 5
+ok $? "Tab completes a file name after /load"
+keys a C-u
 
 keys a C-d
 wait_for a "EXITED 0" 10

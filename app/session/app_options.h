@@ -28,6 +28,7 @@ struct app_colours {
     char *status;           /* colour.status */
     char *accent;           /* colour.accent: selection, panel titles */
     char *error;            /* colour.error */
+    int mono;               /* theme = mono: no colours, bold and reverse only */
 };
 
 struct app_options {

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "engine/rwkv.h"
 #include "app/session/template.h"
@@ -186,6 +187,9 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen);
 int chat_snapshot_delete(chat *c, const char *name, char *err, size_t errlen);
 size_t chat_snapshot_count(const chat *c);
 const char *chat_snapshot_name(const chat *c, size_t i);
+size_t chat_snapshot_turns(const chat *c, size_t i);   /* transcript turns it holds */
+time_t chat_snapshot_time(const chat *c, size_t i);    /* when it was taken */
+int chat_snapshot_exists(const chat *c, const char *name);
 const char *chat_current_snapshot(const chat *c);  /* NULL if none */
 
 /* State files (format in share/state-format.md): atomic save (refused

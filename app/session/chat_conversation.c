@@ -839,6 +839,7 @@ int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen)
     s.seeded = c->seeded;
     s.stats = c->stats;
     s.sep = c->sep;
+    s.taken = time(NULL);
     if (!s.name || !s.state || !s.smp_state || !s.ex || (c->tuned_name && !s.tuned_name) ||
         (c->system && !s.system) ||
         transcript_copy(&s.tr, &c->tr) < 0 ||
@@ -990,6 +991,28 @@ size_t chat_snapshot_count(const chat *c)
 const char *chat_snapshot_name(const chat *c, size_t i)
 {
     return i < c->n_snaps ? c->snaps[i].name : NULL;
+}
+
+size_t chat_snapshot_turns(const chat *c, size_t i)
+{
+    return i < c->n_snaps ? c->snaps[i].tr.n : 0;
+}
+
+time_t chat_snapshot_time(const chat *c, size_t i)
+{
+    return i < c->n_snaps ? c->snaps[i].taken : 0;
+}
+
+int chat_snapshot_exists(const chat *c, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < c->n_snaps; i++) {
+        if (!strcmp(c->snaps[i].name, name)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 const char *chat_current_snapshot(const chat *c)

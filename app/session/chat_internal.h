@@ -69,6 +69,7 @@ struct snapshot {
     size_t n_ex;
     struct chat_stats stats;
     int sep;
+    time_t taken;                   /* when it was taken (wall clock) */
 };
 
 struct chat {

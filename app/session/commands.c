@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/base/atomicfile.h"
 #include "engine/base/escape.h"
@@ -223,9 +224,16 @@ static int snapshots(chat *c, struct command_result *out)
     }
     for (i = 0; i < n; i++) {
         const char *name = chat_snapshot_name(c, i);
+        time_t when = chat_snapshot_time(c, i);
+        struct tm tm;
+        char at[32] = "";
 
-        append(&text, "%s%s%s", i ? "\n" : "", name,
-               cur && !strcmp(cur, name) ? " (current)" : "");
+        if (when && localtime_r(&when, &tm)) {
+            strftime(at, sizeof at, "%Y-%m-%d %H:%M", &tm);
+        }
+        append(&text, "%s%s%s  %zu turn%s%s%s", i ? "\n" : "", name,
+               cur && !strcmp(cur, name) ? " (current)" : "", chat_snapshot_turns(c, i),
+               chat_snapshot_turns(c, i) == 1 ? "" : "s", *at ? ", taken " : "", at);
     }
     out->text = text;
     return 0;
@@ -341,8 +349,24 @@ static int cmd_file(struct session *s, const char *cmd, char *args, struct comma
 static int cmd_snap(struct session *s, const char *cmd, char *args, struct command_result *out)
 {
     chat *c = s->chat;
-    char err[RWKV_ERRLEN];
+    char err[RWKV_ERRLEN], numbered[RWKV_ERRLEN];
 
+    /* /snap X when X exists: ..., never a silent replacement. */
+    if (cmd[1] == 's' && chat_snapshot_exists(c, args)) {
+        for (int k = 2; k < CHAT_SNAPSHOTS_MAX + 2; k++) {
+            snprintf(numbered, sizeof numbered, "%s-%d", args, k);
+            if (!chat_snapshot_exists(c, numbered)) {
+                break;
+            }
+        }
+        if (chat_snapshot_take(c, numbered, err, sizeof(err)) < 0) {
+            return fail(out, "%s", err);
+        }
+        out->changed = COMMAND_CHANGED_SNAPSHOTS;
+        say(out, "snapshot '%s' exists: this one is '%s' (/delete %s first to reuse the name)",
+            args, numbered, args);
+        return 0;
+    }
     if (cmd[1] == 's' ? chat_snapshot_take(c, args, err, sizeof(err))
         : cmd[1] == 'r' ? chat_snapshot_restore(c, args, err, sizeof(err))
                         : chat_snapshot_delete(c, args, err, sizeof(err))) {
@@ -378,6 +402,24 @@ static int cmd_prompt(struct session *s, const char *cmd, char *args, struct com
     struct chat_template t;
 
     (void)cmd;
+    if (!*args) {
+        /* The personas there are, the current one marked. */
+        const struct chat_template *cur = chat_get_template(c);
+        char **names = chat_template_names(), *text = NULL;
+
+        if (!names) {
+            return fail(out, "out of memory");
+        }
+        append(&text, "personas (/prompt NAME switches; the conversation starts again):");
+        for (size_t i = 0; names[i]; i++) {
+            append(&text, "\n  %s%s", names[i],
+                   cur && cur->name && !strcmp(cur->name, names[i]) ? " (current)" : "");
+        }
+        chat_template_names_free(names);
+        free(out->text);
+        out->text = text;
+        return 0;
+    }
     memset(&t, 0, sizeof(t));
     if (chat_template_load(&t, args, err, sizeof(err)) < 0) {
         return fail(out, "%s", err);
@@ -595,9 +637,9 @@ static const struct command_info table[] = {
     { "/edit", NULL, "[TEXT]", "re-edit the last message (or replace it with TEXT) and regenerate",
       COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_edit },
     { "/save", NULL, "FILE", "save the conversation state to FILE", COMMAND_ARGS_NEEDED,
-      "a file name", COMMAND_IN_BATCH | COMMAND_WRITES_FILE, COMMAND_COMPLETE_NONE, cmd_file },
+      "a file name", COMMAND_IN_BATCH | COMMAND_WRITES_FILE, COMMAND_COMPLETE_FILE, cmd_file },
     { "/load", NULL, "FILE", "load a conversation state from FILE", COMMAND_ARGS_NEEDED,
-      "a file name", COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_file },
+      "a file name", COMMAND_IN_BATCH, COMMAND_COMPLETE_FILE, cmd_file },
     { "/snap", NULL, "NAME", "take a snapshot of the conversation", COMMAND_ARGS_NEEDED,
       "a snapshot name", COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_snap },
     { "/restore", NULL, "NAME", "go back to a snapshot", COMMAND_ARGS_NEEDED,
@@ -608,9 +650,9 @@ static const struct command_info table[] = {
       COMMAND_IN_BATCH, COMMAND_COMPLETE_SNAPSHOT, cmd_snap },
     { "/set", NULL, "[KNOB [VALUE]]", "show or change a sampling knob (/set alone lists them)",
       COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_KNOB, cmd_set },
-    { "/prompt", NULL, "NAME", "switch persona (prompts/NAME.txt); resets the conversation",
-      COMMAND_ARGS_NEEDED, "a prompt name", COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE,
-      cmd_prompt },
+    { "/prompt", NULL, "[NAME]",
+      "list the personas, or switch to NAME (prompts/NAME.txt); resets the conversation",
+      COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_PERSONA, cmd_prompt },
     { "/system", NULL, "[TEXT|off]", "show, set or drop the system turn; resets the conversation",
       COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_system },
     { "/think", NULL, "[MODE]", "show or set G1 thinking: auto, off, on, a-bit, a-lot",
@@ -620,7 +662,7 @@ static const struct command_info table[] = {
       COMMAND_ARGS_OPTIONAL, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_tuned },
     { "/export", NULL, "FILE", "write the conversation to FILE as Markdown",
       COMMAND_ARGS_NEEDED, "a file name", COMMAND_IN_BATCH | COMMAND_WRITES_FILE,
-      COMMAND_COMPLETE_NONE, cmd_export },
+      COMMAND_COMPLETE_FILE, cmd_export },
     { "/copy", NULL, "", "copy the last reply to the clipboard (through the terminal)",
       COMMAND_ARGS_NONE, NULL, 0, COMMAND_COMPLETE_NONE, cmd_copy },
     { "/info", NULL, "", "model, context and settings", COMMAND_ARGS_NONE, NULL,
@@ -739,12 +781,42 @@ static size_t complete_from(const char *const *names, size_t n_names, const char
     return count;
 }
 
+enum command_complete commands_complete_hint(const char *line, size_t point)
+{
+    size_t start = point, first_end = 0, i;
+    enum command_complete hint = COMMAND_COMPLETE_NONE;
+
+    while (start > 0 && !isspace((unsigned char)line[start - 1])) {
+        start--;
+    }
+    if (line[0] != '/' || start == 0) {
+        return COMMAND_COMPLETE_NONE;
+    }
+    while (line[first_end] && !isspace((unsigned char)line[first_end])) {
+        first_end++;
+    }
+    /* Only the first argument is completed. */
+    for (i = first_end; i < start; i++) {
+        if (!isspace((unsigned char)line[i])) {
+            return COMMAND_COMPLETE_NONE;
+        }
+    }
+    /* What follows the command: its entry's completion hint.  An alias
+     * completes nothing, as before the table. */
+    for (i = 0; i < N_COMMANDS; i++) {
+        if (strlen(table[i].name) == first_end && !strncmp(line, table[i].name, first_end)) {
+            hint = table[i].complete;
+        }
+    }
+    return hint;
+}
+
 size_t commands_complete(const chat *c, const char *line, size_t point, const char **matches,
                          size_t max, size_t *word_start)
 {
-    size_t start = point, first_end = 0, n, i;
+    size_t start = point, n, i;
     const char **snaps;
-    enum command_complete hint = COMMAND_COMPLETE_NONE;
+    enum command_complete hint;
 
     while (start > 0 && !isspace((unsigned char)line[start - 1])) {
         start--;
@@ -761,22 +833,7 @@ size_t commands_complete(const chat *c, const char *line, size_t point, const ch
         }
         return complete_from(names, n, line, point, matches, max);
     }
-    while (line[first_end] && !isspace((unsigned char)line[first_end])) {
-        first_end++;
-    }
-    /* Only the first argument is completed. */
-    for (i = first_end; i < start; i++) {
-        if (!isspace((unsigned char)line[i])) {
-            return 0;
-        }
-    }
-    /* What follows the command: its entry's completion hint.  An alias
-     * completes nothing, as before the table. */
-    for (i = 0; i < N_COMMANDS; i++) {
-        if (strlen(table[i].name) == first_end && !strncmp(line, table[i].name, first_end)) {
-            hint = table[i].complete;
-        }
-    }
+    hint = commands_complete_hint(line, point);
     if (hint == COMMAND_COMPLETE_KNOB) {
         const char *names[32];
 

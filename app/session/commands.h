@@ -65,6 +65,8 @@ enum command_complete {
     COMMAND_COMPLETE_NONE,
     COMMAND_COMPLETE_KNOB,      /* knob names (engine/sampling/knobs.h) */
     COMMAND_COMPLETE_SNAPSHOT,  /* the chat's snapshot names */
+    COMMAND_COMPLETE_PERSONA,   /* persona names (chat_template_names): the front end */
+    COMMAND_COMPLETE_FILE,      /* file names: the front end (readline's) */
 };
 
 /* command_info.flags */
@@ -105,5 +107,10 @@ char *commands_help_text(void);
  * *word_start receives the offset of the word being completed. */
 size_t commands_complete(const chat *c, const char *line, size_t point, const char **matches,
                          size_t max, size_t *word_start);
+/* What the word ending at line + point is completed from: the hint of
+ * the command whose first argument it is, or COMMAND_COMPLETE_NONE.
+ * commands_complete finds nothing for COMMAND_COMPLETE_PERSONA and
+ * COMMAND_COMPLETE_FILE: the front end lists those itself. */
+enum command_complete commands_complete_hint(const char *line, size_t point);
 
 #endif

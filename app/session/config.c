@@ -141,6 +141,14 @@ int config_apply(struct app_options *opts, const char *key, const char *value,
         }
         return 0;
     }
+    if (!strcmp(key, "theme")) {
+        if (strcmp(value, "colour") && strcmp(value, "color") && strcmp(value, "mono")) {
+            snprintf(err, errlen, "theme: '%s' is not a theme (colour or mono)", value);
+            return -1;
+        }
+        col->mono = !strcmp(value, "mono");
+        return 0;
+    }
     if (!strncmp(key, "colour.", 7) || !strncmp(key, "color.", 6)) {
         cname = strchr(key, '.') + 1;
         if (!strcmp(cname, "user")) {

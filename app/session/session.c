@@ -46,19 +46,21 @@ static void note(session_note_fn fn, void *arg, const char *fmt, ...)
     fn(arg, line);
 }
 
-/* "rwkv7-tiny-chat.pth  RWKV-7 18.2M": what the status line and /info show. */
+/* "rwkv7-tiny-chat.pth  RWKV-7 18.2M fp32": what the status line and
+ * /info show, the weight format in use (--dtype) last. */
 static void make_label(char *buf, size_t len, const char *path, const struct rwkv_info *info)
 {
     const char *base = strrchr(path, '/');
+    const char *dtype = rwkv_dtype_name(info->compute_dtype);
     double p = (double)info->n_params;
 
     base = base ? base + 1 : path;
     if (p >= 1e9) {
-        snprintf(buf, len, "%s  RWKV-%s %.1fB", base, info->version_name, p / 1e9);
+        snprintf(buf, len, "%s  RWKV-%s %.1fB %s", base, info->version_name, p / 1e9, dtype);
     } else if (p >= 1e6) {
-        snprintf(buf, len, "%s  RWKV-%s %.1fM", base, info->version_name, p / 1e6);
+        snprintf(buf, len, "%s  RWKV-%s %.1fM %s", base, info->version_name, p / 1e6, dtype);
     } else {
-        snprintf(buf, len, "%s  RWKV-%s %.1fK", base, info->version_name, p / 1e3);
+        snprintf(buf, len, "%s  RWKV-%s %.1fK %s", base, info->version_name, p / 1e3, dtype);
     }
 }
 

@@ -20,7 +20,7 @@ struct session {
     rwkv_model *model;
     tokenizer *tok;
     chat *chat;
-    char label[512];        /* "rwkv7-tiny-chat.pth  RWKV-7 18.2M": status line, /info */
+    char label[512];        /* "rwkv7-tiny-chat.pth  RWKV-7 18.2M fp32": status line, /info */
     int demo_model;         /* the bundled demo model is loaded */
     const struct rwkv_lora *lora;   /* the adapters merged at load (opts' list) */
     int n_lora;

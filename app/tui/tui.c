@@ -115,7 +115,9 @@ static void start_colours(struct tui *t)
     const struct app_colours *c = t->opts ? &t->opts->colours : NULL;
     short user, assistant, status, accent, error;
 
-    if (!has_colors() || start_color() != OK) {
+    /* NO_COLOR (no-color.org): set and not empty means no colours. */
+    if ((c && c->mono) || (getenv("NO_COLOR") && *getenv("NO_COLOR")) || !has_colors() ||
+        start_color() != OK) {
         return;
     }
     use_default_colors();
@@ -560,7 +562,7 @@ static void handle_mouse(struct tui *t)
 
 static const char key_help[] =
     "Enter               send the message (Alt-Enter: new line)\n"
-    "Tab                 complete a command, knob or snapshot name\n"
+    "Tab                 complete a command, knob, snapshot, persona or file name\n"
     "Up/Down, Ctrl-R     history (kept between runs), search it\n"
     "emacs keys          Ctrl-A/E/K/U/W/Y, Alt-B/F, Ctrl-arrows\n"
     "PgUp/PgDn, wheel    scroll the conversation (the wheel: where the terminal\n"

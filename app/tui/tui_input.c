@@ -157,8 +157,32 @@ static char *next_match(const char *text, int state)
     return i < n_matches_found ? strdup(matches_found[i++]) : NULL;
 }
 
+/* Persona names for /prompt (chat_template_names), read at each Tab. */
+static char *next_persona(const char *text, int state)
+{
+    static char **names;
+    static size_t i;
+    size_t len = strlen(text);
+
+    if (state == 0) {
+        chat_template_names_free(names);
+        names = chat_template_names();
+        i = 0;
+    }
+    while (names && names[i]) {
+        const char *name = names[i++];
+
+        if (!strncmp(name, text, len)) {
+            return strdup(name);
+        }
+    }
+    return NULL;
+}
+
 /* Tab completes what commands.h completes (command names, knob and
- * snapshot names), nothing else: no file names in a chat. */
+ * snapshot names), persona names after /prompt and file names after the
+ * commands that take a file (/save, /load, /export); nothing in a
+ * message. */
 static char **rl_complete_line(const char *text, int start, int end)
 {
     size_t word_start, n;
@@ -167,6 +191,15 @@ static char **rl_complete_line(const char *text, int start, int end)
     rl_attempted_completion_over = 1;
     if (!active || !rl_line_buffer) {
         return NULL;
+    }
+    switch (commands_complete_hint(rl_line_buffer, (size_t)end)) {
+    case COMMAND_COMPLETE_FILE:
+        rl_filename_completion_desired = 1;
+        return rl_completion_matches(text, rl_filename_completion_function);
+    case COMMAND_COMPLETE_PERSONA:
+        return rl_completion_matches(text, next_persona);
+    default:
+        break;
     }
     n = commands_complete(active->tui->chat, rl_line_buffer, (size_t)end, matches_found,
                           MAX_MATCHES, &word_start);
