@@ -90,7 +90,7 @@ ok "$(test $? = 0 && grep -q '^model: rwkv7-tiny-chat.pth  RWKV-7 [0-9.]*M bf16$
 ok "$(grep -q '^personas (/prompt NAME switches' "$T/info.err" &&
       grep -q '^  bare (current)$' "$T/info.err" && grep -q '^  default$' "$T/info.err"; echo $?)" \
     "/prompt alone lists the personas, the current one marked"
-printf '/info\n' | "$CHAT" --batch -t 1 --dtype q8 >/dev/null 2>"$T/q8.err"
+printf '/info\n' | "$CHAT" --batch -t 1 --dtype q8 --no-cache >/dev/null 2>"$T/q8.err"
 ok "$(grep -q '^model: rwkv7-tiny-chat.pth  RWKV-7 [0-9.]*M q8$' "$T/q8.err"; echo $?)" \
     "--dtype q8: /info says q8"
 
