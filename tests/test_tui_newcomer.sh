@@ -4,7 +4,8 @@
 # "terminal too small" says the minimum, mouse reporting off until F5, the
 # knobs panel's key bar during a reply, /copy (OSC 52) and /export, NO_COLOR
 # and theme = mono, the weight format in the status line, /prompt alone and
-# Tab completion of persona and file names.
+# Tab completion of persona and file names, a note when a message's blank
+# lines are joined.
 # Every wait polls capture-pane with a deadline; nothing sleeps blindly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 
@@ -173,6 +174,20 @@ keys a Tab
 wait_for a "conversation-one.state *$" 5
 ok $? "Tab completes a file name after /load"
 keys a C-u
+
+# --- a pasted message with blank lines: the joining is said ------------------
+$T set-buffer "$(printf 'first paragraph\n\nsecond paragraph')"
+$T paste-buffer -p -t a
+wait_for a "^\. second paragraph" 5
+keys a Enter
+wait_for a "blank lines of the message were joined" 10
+ok $? "a message with blank lines: a note says they were joined"
+wait_for a "$IDLE" 30
+type_text a "one line only"
+keys a Enter
+wait_for a "$IDLE" 30
+[ "$(screen a | grep -c 'blank lines of the message were joined')" -le 1 ]
+ok $? "a message without blank lines gets no such note"
 
 keys a C-d
 wait_for a "EXITED 0" 10

@@ -468,6 +468,29 @@ static void release_held_keys(struct tui *t)
     }
 }
 
+/* Whether text holds a blank line between two lines of text: the chat
+ * joins those (to the model a blank line ends a turn). */
+static int has_blank_line(const char *text)
+{
+    const char *p = strchr(text, '\n');
+
+    while (p) {
+        const char *q = p + 1;
+
+        while (*q == ' ' || *q == '\t' || *q == '\r') {
+            q++;
+        }
+        if (*q == '\n') {
+            while (*q == '\n' || *q == ' ' || *q == '\t' || *q == '\r') {
+                q++;
+            }
+            return *q != '\0';
+        }
+        p = strchr(q, '\n');
+    }
+    return 0;
+}
+
 void tui_submit(struct tui *t, const char *line)
 {
     char err[RWKV_ERRLEN];
@@ -493,6 +516,11 @@ void tui_submit(struct tui *t, const char *line)
             tui_transcript_sync(t);
             tui_transcript_note(t, TUI_NOTE_ERROR, err);
         } else {
+            if (has_blank_line(s)) {
+                tui_transcript_sync(t);
+                tui_transcript_note(t, TUI_NOTE_INFO, "the blank lines of the message were "
+                                    "joined: to the model a blank line ends a turn");
+            }
             tui_start_reply(t);
         }
     }
