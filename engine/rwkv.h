@@ -36,9 +36,10 @@
 
 /* What a model is, read from its tensor shapes. */
 struct rwkv_info {
-    int version;            /* 4, 5, 6 or 7 */
-    int minor;              /* 5.0/5.1/5.2 -> 0/1/2; otherwise 0 */
-    char version_name[8];   /* "4", "5.2", "6", "7" */
+    int version;            /* 4, 5, 6, 7 or 8 */
+    int minor;              /* 5.0/5.1/5.2 -> 0/1/2; 7 -> 0, 7a (DeepEmbed) -> 1;
+                             * otherwise 0 */
+    char version_name[8];   /* "4", "5.2", "6", "7", "7a", "8" */
     int n_layer;
     int n_embd;
     int n_head;             /* 0 for RWKV-4 */

@@ -142,7 +142,7 @@ status() { # status WANT ARGS...: mkmodel ARGS exits WANT
 }
 t "--help exits 0" status 0 --help
 t "--embd not a multiple of 64: usage error" status 2 --layers 1 --embd 100 -o "$TMP/x.pth"
-t "--version 8: not supported, usage error" status 2 --version 8 --layers 1 --embd 64 \
+t "--version 9: not supported, usage error" status 2 --version 9 --layers 1 --embd 64 \
     -o "$TMP/x.pth"
 t "--version 5.3: usage error" status 2 --version 5.3 --layers 1 --embd 64 -o "$TMP/x.pth"
 t "RWKV-6 --embd 100: not a multiple of the head size" status 2 --version 6 --layers 1 \

@@ -90,7 +90,7 @@ int tool_info(int argc, char **argv)
     printf("version:       RWKV-%s\n", info->version_name);
     printf("layers:        %d\n", info->n_layer);
     printf("embedding:     %d\n", info->n_embd);
-    version = rwkv_version_of(info->version);
+    version = rwkv_version_of(info->version, info->minor);
     if (version && version->heads_tensor) {
         printf("heads:         %d x %d\n", info->n_head, info->head_size);
     } else {

@@ -1,6 +1,6 @@
 /*
  * tool_mkmodel.c - rwkv-tool mkmodel: write a random-weight model with the
- * key names, shapes and order of a released RWKV-4, 5.x, 6 or 7
+ * key names, shapes and order of a released RWKV-4, 5.x, 6, 7, 7a or 8
  * checkpoint, in the official .pth (or .safetensors) format, so benchmarks
  * run at real sizes without downloads.  The tensors, their stored shapes,
  * order and value ranges are the engine's own tables (engine/model/versions.h:
@@ -378,9 +378,9 @@ static int walk_table(struct gen *g, const struct arch *m,
 /* The model: the table of its version's released files. */
 static int model_walk(struct gen *g, const struct arch *m, int declare)
 {
-    const struct rwkv_version *v = rwkv_version_of(m->version);
+    const struct rwkv_version *v = rwkv_version_of(m->version, m->minor);
 
-    return walk_table(g, m, v->written[m->minor < v->n_minors ? m->minor : 0], declare);
+    return walk_table(g, m, v->written[m->minor - v->minor_first], declare);
 }
 
 /* A state-tuned start (--time-state): one tensor per layer,
@@ -401,7 +401,8 @@ static void usage(FILE *f)
         "Usage: rwkv-tool mkmodel --version V --layers L --embd C [OPTION]... -o FILE\n"
         "Write a random-weight RWKV model with the key names, shapes and order of\n"
         "the released checkpoints, as a PyTorch .pth (or FILE.safetensors).\n\n"
-        "  --version V     RWKV version: 4, 5 (= 5.2), 5.0, 5.1, 5.2, 6 or 7 (default 7)\n"
+        "  --version V     RWKV version: 4, 5 (= 5.2), 5.0, 5.1, 5.2, 6, 7, 7a (DeepEmbed)\n"
+        "                  or 8 (Heron rc00) (default 7)\n"
         "  --layers L      number of blocks\n"
         "  --embd C        embedding size (5.x, 6, 7: a multiple of the head size)\n"
         "  --head-size N   head size for 5.x, 6 and 7 (default 64, as released)\n"
@@ -420,7 +421,7 @@ static void usage(FILE *f)
         "  RWKV-5.2: 0.4B 24/1024, 1.5B 24/2048, 3B 32/2560, 7B 32/4096\n"
         "  RWKV-4:   0.1B 12/768, 0.4B 24/1024, 1.5B 24/2048, 3B 32/2560, 7B 32/4096,\n"
         "            14B 40/5120 (Pile)\n"
-        "FFN width 4 C (RWKV-4, 5.0, 5.1, 7) or 3.5 C rounded down to a multiple of 32\n"
+        "FFN width 4 C (RWKV-4, 5.0, 5.1, 7, 7a, 8) or 3.5 C rounded down to a multiple of 32\n"
         "(5.2, 6). RWKV-6 LoRA ranks: token shift 32, decay 64 (64 and 128 from C\n"
         "4096). RWKV-7 LoRA ranks as released for each width.\n");
 }
@@ -437,7 +438,7 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* Reads "4", "5", "5.0", "5.1", "5.2", "6" or "7"; "5" is 5.2. */
+/* Reads "4", "5", "5.0", "5.1", "5.2", "6", "7", "7a" or "8"; "5" is 5.2. */
 static int parse_version(const char *s, struct arch *m)
 {
     static const struct {
@@ -445,7 +446,7 @@ static int parse_version(const char *s, struct arch *m)
         int version, minor;
     } names[] = {
         { "4", 4, 0 }, { "5", 5, 2 }, { "5.0", 5, 0 }, { "5.1", 5, 1 }, { "5.2", 5, 2 },
-        { "6", 6, 0 }, { "7", 7, 0 },
+        { "6", 6, 0 }, { "7", 7, 0 }, { "7a", 7, 1 }, { "8", 8, 0 },
     };
     size_t i;
 
@@ -459,13 +460,19 @@ static int parse_version(const char *s, struct arch *m)
     return -1;
 }
 
-/* "4", "5.2", "6": the version as the loader names it. */
+/* "4", "5.2", "7a": the version as the loader names it. */
 static const char *version_name(const struct arch *m)
 {
     static const char *const v5[] = { "5.0", "5.1", "5.2" };
 
     return m->version == 4 ? "4" : m->version == 5 ? v5[m->minor]
-         : m->version == 6 ? "6" : "7";
+         : m->version == 6 ? "6" : m->version == 8 ? "8" : m->minor == 1 ? "7a" : "7";
+}
+
+/* RWKV-7 and the variants that keep its time mix (7a, 8). */
+static int rwkv7_family(const struct arch *m)
+{
+    return m->version == 7 || m->version == 8;
 }
 
 /* Fills the sizes that follow from version, C and head size; a usage error
@@ -499,7 +506,7 @@ static int derive_sizes(struct arch *m, int head_size_set)
     if (m->version == 6) {
         m->d_mix = m->C >= 4096 ? 64 : 32;
         m->d_decay = m->C >= 4096 ? 128 : 64;
-    } else if (m->version == 7) {
+    } else if (rwkv7_family(m)) {
         m->d_decay = lora_rank(1.8, 0.5, m->C);
         m->d_aaa = lora_rank(1.8, 0.5, m->C);
         m->d_mv = lora_rank(1.3, 0.5, m->C);
@@ -539,7 +546,8 @@ int tool_mkmodel(int argc, char **argv)
         switch (c) {
         case 'v':
             if (parse_version(optarg, &m)) {
-                tool_error("mkmodel: bad --version '%s' (4, 5, 5.0, 5.1, 5.2, 6 or 7)", optarg);
+                tool_error("mkmodel: bad --version '%s' (4, 5, 5.0, 5.1, 5.2, 6, 7, 7a or 8)",
+                           optarg);
                 return 2;
             }
             break;
@@ -620,7 +628,7 @@ int tool_mkmodel(int argc, char **argv)
         return 2;
     }
     if (follow_ids) {
-        if ((m.version != 7 && m.version != 4) || time_state) {
+        if ((m.version != 7 && m.version != 4) || m.minor != 0 || time_state) {
             tool_error("mkmodel: --follow makes RWKV-7 and RWKV-4 models (--version 7 or 4, "
                        "no --time-state)");
             return 2;
@@ -654,9 +662,9 @@ int tool_mkmodel(int argc, char **argv)
     if (time_state) {
         printf("%s: state-tuned start for RWKV-%s L%d, heads %dx%d, %s\n", out,
                version_name(&m), m.L, m.H, m.N, dtype);
-    } else if (m.version == 7) {
-        printf("%s: RWKV-7 L%d C%d V%d %s, LoRA %d/%d/%d/%d, %llu parameters\n", out, m.L,
-               m.C, m.V, dtype, m.d_decay, m.d_aaa, m.d_mv, m.d_gate,
+    } else if (rwkv7_family(&m)) {
+        printf("%s: RWKV-%s L%d C%d V%d %s, LoRA %d/%d/%d/%d, %llu parameters\n", out,
+               version_name(&m), m.L, m.C, m.V, dtype, m.d_decay, m.d_aaa, m.d_mv, m.d_gate,
                (unsigned long long)g.n_params);
     } else if (m.version == 6) {
         printf("%s: RWKV-6 L%d C%d V%d %s, heads %dx%d, ffn %d, LoRA mix %d decay %d, "

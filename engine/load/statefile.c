@@ -373,6 +373,10 @@ static void describe(char *buf, size_t len, uint32_t version, uint32_t minor, ui
     if (version == 5) {
         snprintf(buf, len, "RWKV-5.%u, %u layers x %u, vocab %u, fingerprint %016llx", minor,
                  n_layer, n_embd, n_vocab, (unsigned long long)fp);
+    } else if (version == 7 && minor >= 1 && minor <= 2) {
+        /* The variants of RWKV-7 (7a DeepEmbed, 7b DEA). */
+        snprintf(buf, len, "RWKV-7%c, %u layers x %u, vocab %u, fingerprint %016llx",
+                 (char)('a' + minor - 1), n_layer, n_embd, n_vocab, (unsigned long long)fp);
     } else {
         snprintf(buf, len, "RWKV-%u, %u layers x %u, vocab %u, fingerprint %016llx", version,
                  n_layer, n_embd, n_vocab, (unsigned long long)fp);

@@ -156,7 +156,8 @@ static void forward(rwkv_context *ctx, float *state, const int32_t *tokens, size
 
         embed(ctx, tokens + done, T);
         for (int i = 0; i < m->info.n_layer; i++) {
-            m->version->layer(m, ctx->work, i, ctx->x, T, state + (size_t)i * m->layer_floats);
+            m->version->layer(m, ctx->work, i, tokens + done, ctx->x, T,
+                              state + (size_t)i * m->layer_floats);
         }
         if (logits && all_logits) {
             head(ctx, 0, T, 0, logits + done * V);

@@ -610,7 +610,9 @@ static void cache_finish(rwkv_model *m)
 /* Weight bytes one generated token reads: every kernel matrix as it is
  * held (kmat_bytes: LoRA factors in their own format, the Linear
  * weights in the compute format), the float32 copies of the other used
- * tensors, and one embedding row. */
+ * tensors, and one row of each per-token table read in place (the
+ * embedding; RWKV-7a's s_emb, RWKV-8's enn: [n_vocab][...] and not a
+ * kernel matrix). */
 static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)
 {
     size_t n = ckpt_count(m->file);
@@ -634,8 +636,8 @@ static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)
         if (!used[i] || (is_kmat && is_kmat[i])) {
             continue;
         }
-        if (!strcmp(t->name, "emb.weight")) {
-            bytes += (uint64_t)m->info.n_embd * ckpt_dtype_size(t->dtype);
+        if (t->ndim == 2 && t->shape[0] == m->info.n_vocab) {
+            bytes += (uint64_t)t->shape[1] * ckpt_dtype_size(t->dtype);
         } else {
             bytes += (uint64_t)t->numel * sizeof(float);
         }
@@ -674,9 +676,15 @@ static int load_common(rwkv_model *m, char *err, size_t errlen)
 
 /* ------------------------------------------------------------- public --- */
 
-/* The versions the loader knows, in detection order: RWKV-7 by its own
- * key family, 6 by time_maa, 5.x by ln_x, and anything else is RWKV-4. */
+/* The versions the loader knows, in detection order: the RWKV-7 family's
+ * variants by their own tensors (8: ffn.enn; 7b: qkv, refused; 7a:
+ * ffn.s_emb), then
+ * RWKV-7 by its own key family, 6 by time_maa, 5.x by ln_x, and anything
+ * else is RWKV-4. */
 const struct rwkv_version *const rwkv_versions[] = {
+    &rwkv8_version,
+    &rwkv7b_version,
+    &rwkv7a_version,
     &rwkv7_version,
     &rwkv6_version,
     &rwkv5_version,
@@ -684,10 +692,13 @@ const struct rwkv_version *const rwkv_versions[] = {
     NULL,
 };
 
-const struct rwkv_version *rwkv_version_of(int version)
+const struct rwkv_version *rwkv_version_of(int version, int minor)
 {
     for (size_t i = 0; rwkv_versions[i]; i++) {
-        if (rwkv_versions[i]->version == version) {
+        const struct rwkv_version *v = rwkv_versions[i];
+
+        if (v->version == version && minor >= v->minor_first &&
+            minor < v->minor_first + v->n_minors) {
             return rwkv_versions[i];
         }
     }

@@ -213,12 +213,14 @@ static void time_mix(const struct rwkv4_layer *l, struct blocks_work *w, float *
     blocks_add(x, out, TC);
 }
 
-static void rwkv4_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
+static void rwkv4_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens, float *x,
+                        int T, float *state)
 {
     const struct rwkv4_weights *wt = m->weights;
     const struct rwkv4_layer *l = &wt->layers[i];
     int C = m->info.n_embd;
 
+    (void)tokens;
     time_mix(l, work, x, T, C, state);
     blocks_ffn_forward(&l->ffn, work, x, T, C, state, 4 * (size_t)C);
 }
@@ -230,7 +232,7 @@ static void rwkv4_layer_batch(const rwkv_model *m, void *work, int i, float *x, 
     struct blocks_work *w = work;
 
     w->rows = states;
-    rwkv4_layer(m, work, i, x, T, NULL);
+    rwkv4_layer(m, work, i, NULL, x, T, NULL);
     w->rows = NULL;
 }
 

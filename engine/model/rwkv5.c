@@ -235,12 +235,14 @@ static void time_mix(const struct rwkv5_layer *l, struct blocks_work *w, float *
     blocks_add(x, y, TC);
 }
 
-static void rwkv5_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
+static void rwkv5_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens, float *x,
+                        int T, float *state)
 {
     const struct rwkv5_weights *wt = m->weights;
     const struct rwkv5_layer *l = &wt->layers[i];
     int C = m->info.n_embd, H = m->info.n_head, N = m->info.head_size;
 
+    (void)tokens;
     time_mix(l, work, x, T, C, H, state);
     blocks_ffn_forward(&l->ffn, work, x, T, C, state, C + (size_t)H * N * N);
 }
@@ -252,7 +254,7 @@ static void rwkv5_layer_batch(const rwkv_model *m, void *work, int i, float *x, 
     struct blocks_work *w = work;
 
     w->rows = states;
-    rwkv5_layer(m, work, i, x, T, NULL);
+    rwkv5_layer(m, work, i, NULL, x, T, NULL);
     w->rows = NULL;
 }
 

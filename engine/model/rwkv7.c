@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/model/rwkv7_family.h"
 #include "engine/model/rwkv7_test.h"
 #include "engine/model/weights.h"
 
@@ -70,6 +71,7 @@ struct scratch {
 struct weights {
     int C, H, N, L, V, F, lora_max;
     struct layer *layers;
+    const void *variant;        /* a variant's own weights (rwkv7_family.h) */
 };
 
 /* Per-layer views of the official-order state. */
@@ -93,39 +95,9 @@ struct work {
 
 /* In the order of the released files. */
 static const struct rwkv_tensor_spec v7_specs[] = {
-    RWKV_SPEC_EMB,
-    RWKV_SPEC_LN0,
-    RWKV_SPEC_BLOCK_NORMS,
-    RWKV_SPEC_MIX("blocks.%d.att.x_r", 0, 1),
-    RWKV_SPEC_MIX("blocks.%d.att.x_w", 0, 1),
-    RWKV_SPEC_MIX("blocks.%d.att.x_k", 0, 1),
-    RWKV_SPEC_MIX("blocks.%d.att.x_v", 0, 1),
-    RWKV_SPEC_MIX("blocks.%d.att.x_a", 0, 1),
-    RWKV_SPEC_MIX("blocks.%d.att.x_g", 0, 1),
-    RWKV_SPEC_MIX("blocks.%d.att.w0", -6, 1),
-    { "blocks.%d.att.r_k", RWKV_LAYER, "H,N", NULL, RWKV_N(0, 0.2, NULL) },
-    { "blocks.%d.att.w1", RWKV_LAYER, "C,Dw", NULL, RWKV_N(0, 1.13, "*C") },
-    { "blocks.%d.att.w2", RWKV_LAYER, "Dw,C", NULL, RWKV_N(0, 0.566, "/Dw") },
-    { "blocks.%d.att.a1", RWKV_LAYER, "C,Da", NULL, RWKV_N(0, 1.13, "*C") },
-    { "blocks.%d.att.a2", RWKV_LAYER, "Da,C", NULL, RWKV_N(0, 0.566, "/Da") },
-    RWKV_SPEC_MIX("blocks.%d.att.a0", -0.8, 0.8),
-    { "blocks.%d.att.g1", RWKV_LAYER, "C,Dg", NULL, RWKV_N(0, 1.13, "*C") },
-    { "blocks.%d.att.g2", RWKV_LAYER, "Dg,C", NULL, RWKV_N(0, 0.566, "/Dg") },
-    { "blocks.%d.att.v2", RWKV_LATER_LAYERS, "Dv,C", NULL, RWKV_N(0, 0.566, "/Dv") },
-    { "blocks.%d.att.v1", RWKV_LATER_LAYERS, "C,Dv", NULL, RWKV_N(0, 1.13, "*C") },
-    { "blocks.%d.att.v0", RWKV_LATER_LAYERS, "v:C", "1,1,C", RWKV_N(0.5, 0.5, NULL) },
-    RWKV_SPEC_MIX("blocks.%d.att.k_k", 0.5, 1.2),
-    RWKV_SPEC_MIX("blocks.%d.att.k_a", 0.5, 1.5),
-    RWKV_SPEC_LINEAR("receptance"),
-    RWKV_SPEC_LINEAR("key"),
-    RWKV_SPEC_LINEAR("value"),
-    RWKV_SPEC_LINEAR("output"),
-    RWKV_SPEC_NORM("blocks.%d.att.ln_x", RWKV_LAYER, 0.5, 1.5),
-    RWKV_SPEC_MIX("blocks.%d.ffn.x_k", 0, 1),
-    { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C", NULL, RWKV_N(0, 1, "*C") },
-    { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F", NULL, RWKV_N(0, 0.5, "/F") },
+    RWKV7_SPEC_LAYERS,
     RWKV_SPEC_OUT,
-    { NULL, 0, NULL, NULL, RWKV_U(0, 0) }
+    RWKV_SPEC_END
 };
 
 static const struct rwkv_tensor_spec *const v7_written[] = { v7_specs };
@@ -153,7 +125,7 @@ static const struct rwkv_tensor_spec *rwkv7_tensors(const ckpt_file *f,
 
 /* Heads from r_k [H][N]; the LoRA ranks from their first factor [C][r]
  * (v1 from layer 1: layer 0 has none). */
-static void rwkv7_read_dims(const ckpt_file *f, const struct rwkv_info *info,
+void rwkv7_read_dims(const ckpt_file *f, const struct rwkv_info *info,
                             struct rwkv_dims *d)
 {
     static const struct {
@@ -180,7 +152,7 @@ static void rwkv7_read_dims(const ckpt_file *f, const struct rwkv_info *info,
 }
 
 /* att x_prev [C], wkv [H][N][N], ffn x_prev [C]. */
-static size_t rwkv7_layer_floats(const struct rwkv_info *info)
+size_t rwkv7_layer_floats(const struct rwkv_info *info)
 {
     return 2 * (size_t)info->n_embd + (size_t)info->n_head * info->head_size * info->head_size;
 }
@@ -338,7 +310,7 @@ static int load_layer(rwkv_model *m, struct weights *W, int i, char *err, size_t
     return 0;
 }
 
-static void rwkv7_work_free(void *work)
+void rwkv7_work_free(void *work)
 {
     struct work *wk = work;
 
@@ -351,7 +323,7 @@ static void rwkv7_work_free(void *work)
 
 /* A context's scratch for chunks of up to chunk tokens, carved out of one
  * allocation (the residual stream x is the driver's). */
-static void *rwkv7_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
+void *rwkv7_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
 {
     const struct weights *W = m->weights;
     size_t C = (size_t)W->C, T = (size_t)chunk;
@@ -390,7 +362,7 @@ static void *rwkv7_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
 }
 
 
-static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
+int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
 {
     const struct rwkv_info *info = &m->info;
     struct weights *W = weights_alloc(m, sizeof *W);
@@ -416,7 +388,7 @@ static int rwkv7_prepare(rwkv_model *m, char *err, size_t errlen)
 }
 
 /* rwkv_version.test_drop_terms: the test hook of rwkv7_test.h. */
-static void rwkv7_drop_terms(void *work, unsigned mask)
+void rwkv7_drop_terms(void *work, unsigned mask)
 {
     struct work *wk = work;
 
@@ -865,10 +837,10 @@ static void projections(const struct span *sp)
     products(sp, up, n_up);
 }
 
-/* x += TimeMix(ln1(x)), then x += ChannelMix(ln2(x)); ls and batch as in
- * struct span. */
-static void layer_forward(const struct weights *W, struct work *wk, int i,
-                          struct layer_state *ls, int batch, int T)
+/* x += TimeMix(ln1(x)); leaves ln2(x) in s->ln.  ls and batch as in
+ * struct span (so for the pieces below). */
+static void time_mix(const struct weights *W, struct work *wk, int i, struct layer_state *ls,
+                     int batch, int T)
 {
     const struct layer *l = &W->layers[i];
     struct scratch *s = &wk->s;
@@ -886,22 +858,62 @@ static void layer_forward(const struct weights *W, struct work *wk, int i,
     /* s->ln is free again: the projected output lands there. */
     product(&sp, &l->output, s->y, s->ln);
     for_tokens(&sp, step_att_residual);
+}
+
+/* The channel mix's hidden layer relu(Wk xk)^2 into s->ffn, from ln2(x)
+ * in s->ln (left there). */
+static void ffn_hidden(const struct weights *W, struct work *wk, int i, struct layer_state *ls,
+                       int batch, int T)
+{
+    const struct layer *l = &W->layers[i];
+    struct scratch *s = &wk->s;
+    struct span sp = { W, wk, l, ls, batch, i, T, 0, 0 };
 
     for_tokens(&sp, step_ffn_shift);
     save_prev(&sp, 1);
     product(&sp, &l->ffn_key, s->xk, s->ffn);
     for_tokens(&sp, step_relu_sq);
-    product(&sp, &l->ffn_value, s->ffn, s->ln);
+}
+
+/* The channel mix's output Wv ffn, into s->ln. */
+static void ffn_value(const struct weights *W, struct work *wk, int i, struct layer_state *ls,
+                      int batch, int T)
+{
+    const struct layer *l = &W->layers[i];
+    struct span sp = { W, wk, l, ls, batch, i, T, 0, 0 };
+
+    product(&sp, &l->ffn_value, wk->s.ffn, wk->s.ln);
+}
+
+/* x += the channel-mix output (in s->ln). */
+static void ffn_residual(const struct weights *W, struct work *wk, int i,
+                         struct layer_state *ls, int batch, int T)
+{
+    struct span sp = { W, wk, &W->layers[i], ls, batch, i, T, 0, 0 };
+
     for_tokens(&sp, step_ffn_residual);
 }
 
+/* x += TimeMix(ln1(x)), then x += ChannelMix(ln2(x)); ls and batch as in
+ * struct span. */
+static void layer_forward(const struct weights *W, struct work *wk, int i,
+                          struct layer_state *ls, int batch, int T)
+{
+    time_mix(W, wk, i, ls, batch, T);
+    ffn_hidden(W, wk, i, ls, batch, T);
+    ffn_value(W, wk, i, ls, batch, T);
+    ffn_residual(W, wk, i, ls, batch, T);
+}
+
 /* One layer over a chunk of T tokens (rwkv_version.layer). */
-static void rwkv7_layer(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
+static void rwkv7_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens, float *x,
+                        int T, float *state)
 {
     const struct weights *W = m->weights;
     struct work *wk = work;
     struct layer_state ls = layer_state(W, state);
 
+    (void)tokens;
     wk->s.x = x;
     layer_forward(W, wk, i, &ls, 0, T);
 }
@@ -921,7 +933,91 @@ static void rwkv7_layer_batch(const rwkv_model *m, void *work, int i, float *x, 
     layer_forward(W, wk, i, wk->rows, 1, T);
 }
 
-static const struct rwkv_rank rwkv7_ranks[] = {
+/* ------------------------------------------------------------------------ */
+/* The pieces the variants use (rwkv7_family.h), over a chunk of one state   */
+
+void rwkv7_time_mix(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
+{
+    const struct weights *W = m->weights;
+    struct work *wk = work;
+    struct layer_state ls = layer_state(W, state);
+
+    wk->s.x = x;
+    time_mix(W, wk, i, &ls, 0, T);
+}
+
+float *rwkv7_ffn_hidden(const rwkv_model *m, void *work, int i, int T, float *state)
+{
+    const struct weights *W = m->weights;
+    struct work *wk = work;
+    struct layer_state ls = layer_state(W, state);
+
+    ffn_hidden(W, wk, i, &ls, 0, T);
+    return wk->s.ffn;
+}
+
+float *rwkv7_ffn_value(const rwkv_model *m, void *work, int i, int T)
+{
+    struct work *wk = work;
+
+    ffn_value(m->weights, wk, i, NULL, 0, T);
+    return wk->s.ln;
+}
+
+void rwkv7_ffn_residual(const rwkv_model *m, void *work, int i, int T)
+{
+    ffn_residual(m->weights, work, i, NULL, 0, T);
+}
+
+const float *rwkv7_ln2(const void *work)
+{
+    const struct work *wk = work;
+
+    return wk->s.ln;
+}
+
+struct kpool *rwkv7_pool(const void *work)
+{
+    const struct work *wk = work;
+
+    return wk->pool;
+}
+
+int rwkv7_ffn_size(const rwkv_model *m)
+{
+    const struct weights *W = m->weights;
+
+    return W->F;
+}
+
+void rwkv7_set_variant(rwkv_model *m, const void *variant)
+{
+    struct weights *W = m->weights;
+
+    W->variant = variant;
+}
+
+const void *rwkv7_variant(const rwkv_model *m)
+{
+    const struct weights *W = m->weights;
+
+    return W->variant;
+}
+
+int rwkv7_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, int transpose,
+                 int rows, int cols, int small, char *err, size_t errlen)
+{
+    return load_matrix(m, k, t, transpose, rows, cols, small ? lora_dtype(m) : m->dtype, err,
+                       errlen);
+}
+
+const float *rwkv7_vector(rwkv_model *m, const struct ckpt_tensor *t, int64_t n, char *err,
+                          size_t errlen)
+{
+    return load_vector(m, t, n, err, errlen);
+}
+
+const struct rwkv_rank rwkv7_ranks[RWKV7_N_RANKS] = {
     { "decay", offsetof(struct rwkv_info, lora_decay) },
     { "a", offsetof(struct rwkv_info, lora_aaa) },
     { "v", offsetof(struct rwkv_info, lora_mv) },
@@ -938,7 +1034,7 @@ const struct rwkv_version rwkv7_version = {
     .read_dims = rwkv7_read_dims,
     .heads_tensor = "blocks.0.att.r_k",
     .ranks = rwkv7_ranks,
-    .n_ranks = 4,
+    .n_ranks = RWKV7_N_RANKS,
     .layer_floats = rwkv7_layer_floats,
     .state_init = NULL,
     .prepare = rwkv7_prepare,

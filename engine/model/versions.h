@@ -85,6 +85,9 @@ struct rwkv_dims {
 /* A token-shift mix [1][1][C] (or another per-channel vector so stored). */
 #define RWKV_SPEC_MIX(name, lo, hi) { name, RWKV_LAYER, "v:C", "1,1,C", RWKV_U(lo, hi) }
 
+/* The end of a table. */
+#define RWKV_SPEC_END { NULL, 0, NULL, NULL, RWKV_U(0, 0) }
+
 /* A LoRA rank a version reports (rwkv-tool info): its name and the
  * struct rwkv_info field that holds it. */
 struct rwkv_rank {
@@ -95,7 +98,10 @@ struct rwkv_rank {
 struct rwkv_model;
 
 struct rwkv_version {
-    int version;                /* 4, 5, 6, 7 */
+    int version;                /* 4, 5, 6, 7, 8 (rwkv_info.version) */
+    /* The minors (rwkv_info.minor) it covers: minor_first ..
+     * minor_first + n_minors - 1 (RWKV-7a is 7 minor 1, 7b 7 minor 2). */
+    int minor_first;
     /* Tokens per sequence-mode chunk (scratch rows of a context). */
     int seq_chunk;
     /* Whether file f is this version, told from its key names as the
@@ -105,7 +111,7 @@ struct rwkv_version {
     /* The tensors this version (info->minor) needs in file f. */
     const struct rwkv_tensor_spec *(*tensors)(const ckpt_file *f, const struct rwkv_info *info);
     /* The tensors released files of each minor have (mkmodel writes
-     * written[minor]); n_minors entries. */
+     * written[minor - minor_first]); n_minors entries. */
     const struct rwkv_tensor_spec *const *written;
     int n_minors;
     /* Reads the version's sizes (heads, LoRA ranks) from tensor shapes
@@ -129,9 +135,12 @@ struct rwkv_version {
      * NULL when out of memory.  work_free(NULL) does nothing. */
     void *(*work_new)(const struct rwkv_model *m, struct kpool *pool, int chunk);
     void (*work_free)(void *work);
-    /* One layer over a chunk: x[T][C] in/out; state: that layer's floats. */
-    void (*layer)(const struct rwkv_model *m, void *work, int layer, float *x, int T,
-                  float *state);
+    /* One layer over a chunk: x[T][C] in/out; state: that layer's floats;
+     * tokens: the chunk's T token ids, for versions with per-token tables
+     * (RWKV-7a, 8: rows read from the mapped file as the tokens come).
+     * The driver runs layers 0 .. n_layer - 1 in order for each chunk. */
+    void (*layer)(const struct rwkv_model *m, void *work, int layer, const int32_t *tokens,
+                  float *x, int T, float *state);
     /* One layer over a batch (rwkv_eval_batch): row t of x[T][C] is one
      * token of its own conversation, whose floats of that layer are
      * states[t] (T <= the work's chunk).  Every row must come out
@@ -150,11 +159,15 @@ extern const struct rwkv_version rwkv4_version;
 extern const struct rwkv_version rwkv5_version;
 extern const struct rwkv_version rwkv6_version;
 extern const struct rwkv_version rwkv7_version;
+extern const struct rwkv_version rwkv7a_version;
+extern const struct rwkv_version rwkv7b_version;
+extern const struct rwkv_version rwkv8_version;
 
 /* The versions the loader knows, in detection order, NULL-terminated. */
 extern const struct rwkv_version *const rwkv_versions[];
-/* The entry of rwkv_versions for version (4, 5, 6, 7); NULL if none. */
-const struct rwkv_version *rwkv_version_of(int version);
+/* The entry of rwkv_versions for version (4 ... 8) and minor (rwkv_info's
+ * version and minor: 7a is 7.1); NULL if none. */
+const struct rwkv_version *rwkv_version_of(int version, int minor);
 /* The value of a size symbol ("C", "Dm5", "64"); -1 while unknown. */
 int64_t rwkv_dim_value(const struct rwkv_dims *d, const char *sym, size_t len);
 
