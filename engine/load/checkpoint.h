@@ -64,6 +64,15 @@ size_t ckpt_dtype_size(enum ckpt_dtype dtype);
 /* Converts n elements of tensor data to float32. */
 void ckpt_to_f32(enum ckpt_dtype dtype, const void *src, float *dst, size_t n);
 
+/* Tells the system that the whole pages of the mapped file inside
+ * [data, data + nbytes) are not needed now and will be read at random:
+ * they leave the process's resident memory and are read from the file
+ * again when touched, without read-ahead around them.  For
+ * tables read a row at a time (the embedding, per-token tables) once the
+ * load has read them (the NaN scan).  Does nothing for data that is not in
+ * the mapping. */
+void ckpt_release(const ckpt_file *file, const void *data, size_t nbytes);
+
 /* The mapped file (size bytes). */
 const unsigned char *ckpt_bytes(const ckpt_file *file, size_t *size);
 /* Number of elements of a shape, or -1 on a negative dimension or when the

@@ -267,3 +267,24 @@ ckpt_file *ckpt_open_checked(const char *path, const char *record_dir, char *err
     }
     return file;
 }
+
+void ckpt_release(const ckpt_file *file, const void *ptr, size_t nbytes)
+{
+    const unsigned char *data = ptr;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t first, last;
+
+    if (!file->map || data < file->map || data + nbytes > file->map + file->size) {
+        return;
+    }
+    /* Whole pages inside the range only: its neighbours stay as they are. */
+    first = ((size_t)(data - file->map) + page - 1) / page * page;
+    last = (size_t)(data + nbytes - file->map) / page * page;
+    if (last > first) {
+        /* The mapping is private and never written: dropped pages are read
+         * from the file again when touched.  A failure only costs memory. */
+        (void)madvise((void *)(file->map + first), last - first, MADV_DONTNEED);
+        /* Rows are read at random: no read-ahead around each one. */
+        (void)madvise((void *)(file->map + first), last - first, MADV_RANDOM);
+    }
+}

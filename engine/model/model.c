@@ -415,9 +415,20 @@ struct scan {
     size_t *first_chunk;                    /* of each tensor; [n] = total */
     size_t n;
     size_t *bad;                            /* per chunk: NaN/Inf values */
+    const rwkv_model *m;
 };
 
-/* One pool task: chunk i of the concatenated used tensors. */
+/* Whether t is a table read a row per token in place (the embedding;
+ * RWKV-7a's s_emb, RWKV-8's enn): [n_vocab][...] and not the head, the
+ * one such tensor every version makes into a kernel matrix. */
+static int row_table(const rwkv_model *m, const struct ckpt_tensor *t)
+{
+    return t->ndim == 2 && t->shape[0] == m->info.n_vocab && strcmp(t->name, "head.weight");
+}
+
+/* One pool task: chunk i of the concatenated used tensors.  A row table's
+ * pages leave resident memory again once scanned: they are read back a
+ * row at a time as tokens come (for RWKV-7a and 8 most of the file). */
 static void scan_chunk(void *ctx, int i)
 {
     struct scan *s = ctx;
@@ -438,6 +449,9 @@ static void scan_chunk(void *ctx, int i)
     end = begin + SCAN_CHUNK < t->nbytes ? begin + SCAN_CHUNK : t->nbytes;
     s->bad[c] = weights_nonfinite(t->dtype, (const unsigned char *)t->data + begin,
                                 (end - begin) / esize);
+    if (row_table(s->m, t)) {
+        ckpt_release(s->m->file, (const unsigned char *)t->data + begin, end - begin);
+    }
 }
 
 /* Refuses weights holding NaN or infinity, naming the first such tensor:
@@ -451,6 +465,7 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
     int rc = -1;
 
     memset(&s, 0, sizeof(s));
+    s.m = m;
     s.tensors = malloc((n ? n : 1) * sizeof(*s.tensors));
     s.first_chunk = malloc((n + 1) * sizeof(*s.first_chunk));
     if (!s.tensors || !s.first_chunk) {
@@ -636,7 +651,7 @@ static uint64_t bytes_per_token(const rwkv_model *m, const unsigned char *used)
         if (!used[i] || (is_kmat && is_kmat[i])) {
             continue;
         }
-        if (t->ndim == 2 && t->shape[0] == m->info.n_vocab) {
+        if (row_table(m, t)) {
             bytes += (uint64_t)t->shape[1] * ckpt_dtype_size(t->dtype);
         } else {
             bytes += (uint64_t)t->numel * sizeof(float);
