@@ -39,6 +39,7 @@ target fuzz_safetensors tests/fuzz/fuzz_pth.c $CKPT
 target fuzz_pickle tests/fuzz/fuzz_pickle.c $CKPT
 target fuzz_vocab tests/fuzz/fuzz_vocab.c tokenizer/world.c -- ${FUZZ_LIBS:-}
 target fuzz_tokenizer tests/fuzz/fuzz_tokenizer.c tokenizer/world.c -- ${FUZZ_LIBS:-}
+target fuzz_bpe tests/fuzz/fuzz_bpe.c tokenizer/bpe.c tokenizer/world.c -- ${FUZZ_LIBS:-}
 target fuzz_template tests/fuzz/fuzz_template.c app/session/template.c app/session/paths.c -- ${FUZZ_LIBS:-}
 # State files: the container (engine/load/statefile.c) and the chat's sections
 # (app/session/chat_sections.c) against the model in $FUZZ_MODEL (default: the fixture).

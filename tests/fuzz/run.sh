@@ -51,6 +51,7 @@ ci_runs() {
     fuzz_pickle) echo 80000 ;;
     fuzz_vocab) echo 30000 ;;
     fuzz_tokenizer) echo 10000 ;;
+    fuzz_bpe) echo 40000 ;;
     fuzz_template) echo 800000 ;;
     fuzz_statefile) echo 15000 ;;
     fuzz_jsonl) echo 90000 ;;
