@@ -589,8 +589,21 @@ int bpe_vocab_size(const bpe_tokenizer *tok)
 
 /* --- encoding --------------------------------------------------------------- */
 
+/* Words seen before in one long input: their ids, direct-mapped by hash. */
+#define CACHE_SLOTS 4096
+#define CACHE_WORD 22
+#define CACHE_IDS 10
+#define CACHE_FROM 4096         /* inputs shorter than this have no cache */
+struct cache_entry {
+    uint8_t len;                /* 0: empty (a word is never empty) */
+    uint8_t n_ids;
+    uint8_t word[CACHE_WORD];
+    int32_t ids[CACHE_IDS];
+};
+
 /* What one bpe_encode call works in. */
 struct encoder {
+    struct cache_entry *cache;  /* NULL: none */
     const bpe_tokenizer *tok;
     int32_t *ids;
     size_t n_ids, cap;
@@ -837,27 +850,111 @@ static size_t word_end(const uint8_t *s, size_t n, size_t i)
     return j == n || last == i ? j : last;
 }
 
-/* Pre-tokenizes normalized text and encodes each word. */
+/* Pre-tokenizes normalized text and encodes each word (a word's ids
+ * depend on its bytes alone, so a cached word is the same ids). */
 static void encode_words(struct encoder *e, const uint8_t *s, size_t n)
 {
-    size_t i = 0, end;
+    size_t i = 0, end, len, before;
 
     while (i < n && !e->failed) {
+        struct cache_entry *c = NULL;
+
         end = word_end(s, n, i);
-        encode_word(e, s + i, end - i);
+        len = end - i;
+        if (e->cache && len > 1 && len <= CACHE_WORD) {
+            c = &e->cache[hash_bytes(s + i, len) & (CACHE_SLOTS - 1)];
+            if (c->len == len && !memcmp(c->word, s + i, len)) {
+                for (before = 0; before < c->n_ids; before++) {
+                    emit(e, c->ids[before]);
+                }
+                i = end;
+                continue;
+            }
+        }
+        before = e->n_ids;
+        encode_word(e, s + i, len);
+        if (c && !e->failed && e->n_ids - before <= CACHE_IDS) {
+            c->len = (uint8_t)len;
+            c->n_ids = (uint8_t)(e->n_ids - before);
+            memcpy(c->word, s + i, len);
+            memcpy(c->ids, e->ids + before, c->n_ids * sizeof *c->ids);
+        }
         i = end;
     }
 }
 
 static void encode_level(struct encoder *e, const uint8_t *s, size_t n, int level);
 
+/* Appends n bytes to a growing buffer; -1 out of memory. */
+static int append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *s, size_t n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    if (*len + n > *cap) {
+        size_t c = (*len + n) * 2 + 64;
+        uint8_t *grown = realloc(*buf, c);
+
+        if (!grown) {
+            return -1;
+        }
+        *buf = grown;
+        *cap = c;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    return 0;
+}
+
+/* NFC of s: only the non-ASCII runs (with the ASCII character before each,
+ * which may be the base of a combining mark) go through utf8proc.  Cutting
+ * before an ASCII character never changes the result: it is a starter that
+ * ends any reordering and is the second half of no composition.  Returns
+ * malloc'd text in *out, or -1 out of memory. */
+static int nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0, i = 0, j, k, from;
+
+    while (i < n) {
+        utf8proc_uint8_t *norm = NULL;
+        utf8proc_ssize_t r;
+
+        for (j = i; j < n && s[j] < 0x80; j++) {
+        }
+        from = j > i && j < n ? j - 1 : j;
+        if (append(&buf, &len, &cap, s + i, from - i) < 0) {
+            goto oom;
+        }
+        if (j == n) {
+            break;
+        }
+        for (k = j; k < n && s[k] >= 0x80; k++) {
+        }
+        r = utf8proc_map(s + from, (utf8proc_ssize_t)(k - from), &norm,
+                         UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        /* (only UTF8PROC_ERROR_NOMEM: the text is valid UTF-8) */
+        if (r < 0 || append(&buf, &len, &cap, norm, (size_t)r) < 0) {
+            free(norm);
+            goto oom;
+        }
+        free(norm);
+        i = k;
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+oom:
+    free(buf);
+    return -1;
+}
+
 /* Text between the added tokens of one level: normalized (level 0, with a
  * normalizer) and searched for the next level's tokens, or pre-tokenized. */
 static void encode_plain(struct encoder *e, const uint8_t *s, size_t n, int level)
 {
-    utf8proc_uint8_t *norm = NULL;
-    utf8proc_ssize_t len;
-    size_t i;
+    uint8_t *norm = NULL;
+    size_t len = 0, i;
 
     if (level == 1 || !e->tok->nfc) {
         encode_words(e, s, n);
@@ -869,13 +966,11 @@ static void encode_plain(struct encoder *e, const uint8_t *s, size_t n, int leve
         encode_level(e, s, n, 1);     /* ASCII is its own NFC */
         return;
     }
-    len = utf8proc_map(s, (utf8proc_ssize_t)n, &norm, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (len < 0) {
-        free(norm);
-        e->failed = 1;  /* only UTF8PROC_ERROR_NOMEM: the text is valid UTF-8 */
+    if (nfc(s, n, &norm, &len) < 0) {
+        e->failed = 1;
         return;
     }
-    encode_level(e, norm, (size_t)len, 1);
+    encode_level(e, norm, len, 1);
     free(norm);
 }
 
@@ -987,7 +1082,10 @@ int bpe_encode(const bpe_tokenizer *tok, const uint8_t *bytes, size_t n, int32_t
         bytes = clean;
         n = k;
     }
+    /* (Without the memory for a cache, encode without one.) */
+    e.cache = n >= CACHE_FROM ? calloc(CACHE_SLOTS, sizeof *e.cache) : NULL;
     encode_level(&e, bytes, n, 0);
+    free(e.cache);
     free(clean);
     free(e.sym);
     free(e.heap);
