@@ -281,6 +281,70 @@ static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     }
 }
 
+/* q8_matvec_rows for G <= 2 vectors (G constant where called): each
+ * 8-weight load widened once for both, every y[g][r] summed as
+ * q8_matvec_rows sums it (eight accumulators, four widened loads). */
+static inline __attribute__((always_inline)) void
+q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, const int G, int r0,
+              int r1)
+{
+    const int cols = W->cols, tail = cols & ~7;
+    const int8_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const int8_t *w = base + (size_t)r * cols;
+        __m256 a0[2], a1[2], a2[2], a3[2];
+        int c = 0;
+
+        for (int g = 0; g < G; g++) {
+            a0[g] = a1[g] = a2[g] = a3[g] = _mm256_setzero_ps();
+        }
+        for (; c + 32 <= tail; c += 32) {
+            __m256 w0 = q8_load8(w + c), w1 = q8_load8(w + c + 8);
+            __m256 w2 = q8_load8(w + c + 16), w3 = q8_load8(w + c + 24);
+
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[g] + c), a0[g]);
+                a1[g] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[g] + c + 8), a1[g]);
+                a2[g] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x[g] + c + 16), a2[g]);
+                a3[g] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x[g] + c + 24), a3[g]);
+            }
+        }
+        for (; c < tail; c += 8) {
+            __m256 w0 = q8_load8(w + c);
+
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[g] + c), a0[g]);
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            float s = hsum(_mm256_add_ps(_mm256_add_ps(a0[g], a1[g]), _mm256_add_ps(a2[g], a3[g])));
+
+            for (int k = c; k < cols; k++) {
+                s += (float)w[k] * x[g][k];
+            }
+            y[g][r] = W->scales[r] * s;
+        }
+    }
+}
+
+/* kernel_format.matvec_multi_rows for Q8: two vectors at a time. */
+static void q8_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    for (int t0 = 0; t0 < T; t0 += 2) {
+        const float *x[2] = { X + (size_t)t0 * W->cols, X + (size_t)(t0 + 1) * W->cols };
+        float *y[2] = { Y + (size_t)t0 * W->rows, Y + (size_t)(t0 + 1) * W->rows };
+
+        if (T - t0 >= 2) {
+            q8_rows_multi(W, x, y, 2, r0, r1);
+        } else {
+            q8_rows_multi(W, x, y, 1, r0, r1);
+        }
+    }
+}
+
 /* ---- Q4: 4-bit codes times int8 activation blocks ------------------------ */
 
 /* quant_xq_fill with AVX2: dx = max|x| / 127, qx = round(x / dx). */
@@ -670,7 +734,8 @@ const struct kernel_set kernel_set_avx2 = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half, f16_rows_to_f32 },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32,
                               bf16_matvec_multi_rows },
-        [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32 },
+        [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32,
+                            q8_matvec_multi_rows },
         [RWKV_DTYPE_Q4] = { q4_pack, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
     },
 };

@@ -252,6 +252,81 @@ static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     }
 }
 
+/* q8_matvec_rows for G <= 4 vectors (G constant where called): each
+ * 16-weight load widened once for all, every y[g][r] summed as
+ * q8_matvec_rows sums it. */
+static inline __attribute__((always_inline)) void
+q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, const int G, int r0,
+              int r1)
+{
+    const int cols = W->cols, tail = cols & ~15;
+    const int8_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const int8_t *w = base + (size_t)r * cols;
+        __m512 a0[4], a1[4];
+        int c = 0;
+
+        for (int g = 0; g < G; g++) {
+            a0[g] = a1[g] = _mm512_setzero_ps();
+        }
+        for (; c + 32 <= tail; c += 32) {
+            __m512 w0 = q8_load16(w + c), w1 = q8_load16(w + c + 16);
+
+            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
+                a1[g] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[g] + c + 16), a1[g]);
+            }
+        }
+        for (; c < tail; c += 16) {
+            __m512 w0 = q8_load16(w + c);
+
+            for (int g = 0; g < G; g++) {
+                a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[g], a1[g]));
+
+            for (int k = c; k < cols; k++) {
+                s += (float)w[k] * x[g][k];
+            }
+            y[g][r] = W->scales[r] * s;
+        }
+    }
+}
+
+/* kernel_format.matvec_multi_rows for Q8: four vectors at a time. */
+static void q8_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    for (int t0 = 0; t0 < T; t0 += 4) {
+        int G = T - t0 < 4 ? T - t0 : 4;
+        const float *x[4];
+        float *y[4];
+
+        for (int g = 0; g < G; g++) {
+            x[g] = X + (size_t)(t0 + g) * W->cols;
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+        }
+        switch (G) {
+        case 1:
+            q8_rows_multi(W, x, y, 1, r0, r1);
+            break;
+        case 2:
+            q8_rows_multi(W, x, y, 2, r0, r1);
+            break;
+        case 3:
+            q8_rows_multi(W, x, y, 3, r0, r1);
+            break;
+        default:
+            q8_rows_multi(W, x, y, 4, r0, r1);
+            break;
+        }
+    }
+}
+
 /* ---- Q4: two blocks per 512-bit register ---------------------------------- */
 
 /* The 32 codes of a block as unsigned bytes, element order. */
@@ -344,6 +419,122 @@ static void q4_rows_bw(const struct q4_block *base, int nb, const int8_t *qx, co
     Q4_ROWS(q4_dot_bw)
 }
 
+/* Q4_ROWS for G vectors (activation blocks qx[g], dx[g], sx[g]): each
+ * pair of blocks' codes unpacked once for all, every y[g][r] the same
+ * sums in the same order as Q4_ROWS gives. */
+#define Q4_ROWS_MULTI(DOT, G) \
+    for (int r = r0; r < r1; r++) { \
+        const struct q4_block *bl = base + (size_t)r * nb; \
+        __m512 acc[G]; \
+        float corr[G], tail_sum[G]; \
+        int b = 0; \
+        for (int g = 0; g < G; g++) { \
+            acc[g] = _mm512_setzero_ps(); \
+            corr[g] = tail_sum[g] = 0; \
+        } \
+        for (; b + 2 <= nb; b += 2) { \
+            __m512i u = q4_codes2(&bl[b]); \
+            float d0 = _cvtsh_ss(bl[b].d), d1 = _cvtsh_ss(bl[b + 1].d); \
+            _mm_prefetch((const char *)&bl[b] + PREFETCH_BYTES, _MM_HINT_T0); \
+            for (int g = 0; g < G; g++) { \
+                float s0 = d0 * dx[g][b], s1 = d1 * dx[g][b + 1]; \
+                __m512 sc = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s0), _mm512_set1_ps(s1)); \
+                __m512i q = _mm512_loadu_si512(qx[g] + 32 * b); \
+                acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(u, q)), sc, acc[g]); \
+                corr[g] += s0 * (float)sx[g][b] + s1 * (float)sx[g][b + 1]; \
+            } \
+        } \
+        if (b < nb) { \
+            __m256i u = q4_codes(&bl[b]); \
+            for (int g = 0; g < G; g++) { \
+                float s0 = _cvtsh_ss(bl[b].d) * dx[g][b]; \
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qx[g] + 32 * b)); \
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1)); \
+                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s0)); \
+                __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1)); \
+                h = _mm_add_ps(h, _mm_movehl_ps(h, h)); \
+                h = _mm_add_ss(h, _mm_movehdup_ps(h)); \
+                tail_sum[g] = _mm_cvtss_f32(h); \
+                corr[g] += s0 * (float)sx[g][b]; \
+            } \
+        } \
+        for (int g = 0; g < G; g++) { \
+            y[g][r] = _mm512_reduce_add_ps(acc[g]) + tail_sum[g] - 8.0f * corr[g]; \
+        } \
+    }
+
+#define Q4_MULTI_SWITCH(DOT) \
+    switch (G) { \
+    case 1: \
+        Q4_ROWS_MULTI(DOT, 1) \
+        break; \
+    case 2: \
+        Q4_ROWS_MULTI(DOT, 2) \
+        break; \
+    case 3: \
+        Q4_ROWS_MULTI(DOT, 3) \
+        break; \
+    default: \
+        Q4_ROWS_MULTI(DOT, 4) \
+        break; \
+    }
+
+__attribute__((target("avx512vnni")))
+static void q4_rows_multi_vnni(const struct q4_block *base, int nb, int8_t *const *qx,
+                               float *const *dx, int32_t *const *sx, float *const *y, int G,
+                               int r0, int r1)
+{
+    Q4_MULTI_SWITCH(q4_dot_vnni)
+}
+
+static void q4_rows_multi_bw(const struct q4_block *base, int nb, int8_t *const *qx,
+                             float *const *dx, int32_t *const *sx, float *const *y, int G,
+                             int r0, int r1)
+{
+    Q4_MULTI_SWITCH(q4_dot_bw)
+}
+
+static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1);
+
+/* kernel_format.matvec_multi_rows for Q4: four vectors at a time, each
+ * quantised to activation blocks as q4_matvec_rows does. */
+static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    int8_t *qbuf = aligned_alloc(64, (size_t)4 * nb * 32);
+    float *dbuf = malloc((size_t)4 * nb * sizeof *dbuf);
+    int32_t *sbuf = malloc((size_t)4 * nb * sizeof *sbuf);
+
+    if (!qbuf || !dbuf || !sbuf) {
+        for (int t = 0; t < T; t++) {
+            q4_matvec_rows(W, X + (size_t)t * W->cols, Y + (size_t)t * W->rows, r0, r1);
+        }
+    }
+    for (int t0 = 0; qbuf && dbuf && sbuf && t0 < T; t0 += 4) {
+        int G = T - t0 < 4 ? T - t0 : 4;
+        int8_t *qx[4];
+        float *dx[4], *y[4];
+        int32_t *sx[4];
+
+        for (int g = 0; g < G; g++) {
+            qx[g] = qbuf + (size_t)g * nb * 32;
+            dx[g] = dbuf + (size_t)g * nb;
+            sx[g] = sbuf + (size_t)g * nb;
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+            xq_fill(X + (size_t)(t0 + g) * W->cols, W->cols, nb, qx[g], dx[g], sx[g]);
+        }
+        if (__builtin_cpu_supports("avx512vnni")) {
+            q4_rows_multi_vnni(W->data, nb, qx, dx, sx, y, G, r0, r1);
+        } else {
+            q4_rows_multi_bw(W->data, nb, qx, dx, sx, y, G, r0, r1);
+        }
+    }
+    free(qbuf);
+    free(dbuf);
+    free(sbuf);
+}
+
 static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
     const int nb = quant_q4_blocks(W->cols);
@@ -386,7 +577,9 @@ const struct kernel_set kernel_set_avx512 = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, NULL,
                               bf16_matvec_multi_rows },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32,
+                            q8_matvec_multi_rows },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32,
+                            q4_matvec_multi_rows },
     },
 };
