@@ -151,12 +151,23 @@ rwkv_context *rwkv_context_new(const rwkv_model *model, int n_threads, char *err
 void rwkv_context_free(rwkv_context *ctx);
 const rwkv_model *rwkv_context_model(const rwkv_context *ctx);
 int rwkv_context_threads(const rwkv_context *ctx);
+/* Asked by rwkv_eval on the calling thread before each piece of tokens and
+ * between the layers of a piece (so a stop waits for one layer over one
+ * piece at most); nonzero stops the evaluation. */
+typedef int (*rwkv_cancel_fn)(void *data);
+/* Sets (fn NULL: removes) the cancel callback of ctx's evaluations. */
+void rwkv_context_set_cancel(rwkv_context *ctx, rwkv_cancel_fn fn, void *data);
+/* rwkv_eval: the cancel callback stopped the evaluation. */
+#define RWKV_CANCELLED (-2)
 
 /* Advances state (of ctx's model) over tokens[0..n-1] (n >= 1).  If logits
  * is not NULL it receives n_vocab floats: the logits after the last token,
  * or, when all_logits is set, n rows of n_vocab (one per token).  Sequence
  * mode is used for n > 1.  Returns 0, or -1 with err filled (bad token id,
- * a state of another model). */
+ * a state of another model), or RWKV_CANCELLED with err filled when the
+ * context's cancel callback stopped it: the state is then partly advanced
+ * (some layers over some tokens, no prefix's state) and the logits
+ * undefined; the caller restores the state from a copy. */
 int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_t n,
               float *logits, int all_logits, char *err, size_t errlen);
 /* Advances n_states distinct states (a batch of conversations, n_states

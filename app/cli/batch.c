@@ -90,6 +90,12 @@ static int prompt_progress(void *ctx, size_t fed, size_t total)
     return stopping(b);
 }
 
+/* The chat's stop poll: a signal stops any prompt within a layer. */
+static int prompt_stop_poll(void *ctx)
+{
+    return stopping(ctx);
+}
+
 static int grow(char **buf, size_t *cap, size_t need)
 {
     char *nb;
@@ -854,6 +860,7 @@ int batch_run(struct session *s, const struct app_options *opts, FILE *in, FILE 
      * test's signal surely lands while the prompt is fed. */
     b.prompt_delay_ms = delay ? atol(delay) : 0;
     chat_set_progress(c, prompt_progress, &b);
+    chat_set_stop_poll(c, prompt_stop_poll, &b);
     rc = opts->complete ? run_complete(&b) : run_chat(&b);
     /* A closed stdout ends the run, but the conversation so far is kept. */
     if ((rc == 0 || rc == BATCH_EXIT_INTERRUPTED || b.out_failed) && opts->state_out) {
@@ -868,5 +875,6 @@ int batch_run(struct session *s, const struct app_options *opts, FILE *in, FILE 
         }
     }
     chat_set_progress(c, NULL, NULL);
+    chat_set_stop_poll(c, NULL, NULL);
     return rc;
 }

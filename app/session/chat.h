@@ -110,6 +110,14 @@ char *chat_normalize(const char *text);
 typedef int (*chat_progress_fn)(void *ctx, size_t fed, size_t total);
 /* Sets (fn NULL: removes) the callback of chat_send and chat_send_raw. */
 void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx);
+/* Asked often while any prompt is read (between the engine's layers:
+ * keep it cheap), whatever its length; nonzero stops the prompt at once
+ * (within one layer over one piece), with the same outcome as a stop by
+ * the progress callback: CHAT_INTERRUPTED, and the conversation rolled
+ * back to before the message. */
+typedef int (*chat_stop_fn)(void *ctx);
+/* Sets (fn NULL: removes) that callback. */
+void chat_set_stop_poll(chat *c, chat_stop_fn fn, void *ctx);
 
 /* Starts a reply to user_text: records the turn, feeds
  * "USER: MSG\n\nASSISTANT:" (normalised MSG, in pieces of

@@ -48,12 +48,20 @@ static int template_copy(struct chat_template *dst, const struct chat_template *
 
 /* --- feeding ------------------------------------------------------------ */
 
+/* The engine's cancel callback while a prompt is read: the stop poll. */
+static int feed_cancel(void *data)
+{
+    chat *c = data;
+
+    return c->stop_poll(c->stop_ctx);
+}
+
 /* Feeds text (tokenised as one piece) into state in pieces of
  * CHAT_PROMPT_CHUNK tokens; the logits after the last token go to logits
  * (may be NULL).  *n_tokens receives the count.  With stoppable set the
- * progress callback is asked before each piece of a longer text.  0, -1
- * with err, or CHAT_INTERRUPTED with state part-fed (the caller restores
- * it). */
+ * progress callback is asked before each piece of a longer text, and the
+ * stop poll between the engine's layers.  0, -1 with err, or
+ * CHAT_INTERRUPTED with state part-fed (the caller restores it). */
 static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float *logits,
                 int stoppable, size_t *n_tokens, char *err, size_t errlen)
 {
@@ -69,6 +77,9 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
         oom(err, errlen);
         return -1;
     }
+    if (stoppable && c->stop_poll) {
+        rwkv_context_set_cancel(c->ctx, feed_cancel, c);
+    }
     for (done = 0; done < n && rc == 0; done += k) {
         k = n - done < CHAT_PROMPT_CHUNK ? n - done : CHAT_PROMPT_CHUNK;
         if (stoppable && c->progress && n > CHAT_PROMPT_CHUNK &&
@@ -79,7 +90,13 @@ static int feed(chat *c, rwkv_state *state, const char *text, size_t len, float 
         }
         rc = rwkv_eval(c->ctx, state, ids + done, k, done + k == n ? logits : NULL, 0, err,
                        errlen);
+        if (rc == RWKV_CANCELLED) {
+            snprintf(err, errlen, "interrupted after %zu of %zu prompt tokens", done, n);
+            rc = CHAT_INTERRUPTED;
+            break;
+        }
     }
+    rwkv_context_set_cancel(c->ctx, NULL, NULL);
     free(ids);
     if (rc == 0) {
         *n_tokens = n;
@@ -540,6 +557,12 @@ void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx)
 {
     c->progress = fn;
     c->progress_ctx = ctx;
+}
+
+void chat_set_stop_poll(chat *c, chat_stop_fn fn, void *ctx)
+{
+    c->stop_poll = fn;
+    c->stop_ctx = ctx;
 }
 
 /* --- conversation operations -------------------------------------------- */

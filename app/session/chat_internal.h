@@ -101,6 +101,8 @@ struct chat {
     char *current;                  /* current snapshot name */
     chat_progress_fn progress;      /* asked between pieces of a prompt */
     void *progress_ctx;
+    chat_stop_fn stop_poll;         /* asked between layers while a prompt is read */
+    void *stop_ctx;
     struct chat_stats stats;
     /* "\n" bytes owed before the next "User:" because the last reply did
      * not end with "\n\n" (interrupted, cut at max_tokens, token 0). */

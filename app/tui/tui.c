@@ -418,21 +418,18 @@ static void run_command(struct tui *t, const char *cmd, const char *line)
     command_result_free(&res);
 }
 
-/* Between the pieces of a long prompt (the chat's progress callback):
- * shows how far it got and reads the keys typed meanwhile.  Ctrl-C, Esc or
- * a signal stops the prompt; other keys are held until it is over. */
-static int prompt_progress(void *ctx, size_t fed, size_t total)
+/* Reads the keys typed while a prompt is read, waiting up to delay_ms for
+ * the first: 1 when Ctrl-C, Esc or a signal asks to stop it; other keys
+ * are held until it is over. */
+static int poll_prompt_keys(struct tui *t, int delay_ms)
 {
-    struct tui *t = ctx;
     int key, next, stop = 0;
 
-    t->prompt_fed = fed;
-    t->prompt_total = total;
     if (quit_signal || interrupt_signal) {
         interrupt_signal = 0;
         return 1;
     }
-    wtimeout(stdscr, t->prompt_delay_ms);
+    wtimeout(stdscr, delay_ms);
     while (!stop && t->n_held < TUI_HELD_KEYS && (key = wgetch(stdscr)) != ERR) {
         wtimeout(stdscr, 0);
         if (key == 3) {
@@ -453,11 +450,46 @@ static int prompt_progress(void *ctx, size_t fed, size_t total)
             t->held[t->n_held++] = key;
         }
     }
+    return stop;
+}
+
+/* Between the pieces of a long prompt (the chat's progress callback):
+ * shows how far it got and reads the keys typed meanwhile. */
+static int prompt_progress(void *ctx, size_t fed, size_t total)
+{
+    struct tui *t = ctx;
+    int stop;
+
+    t->prompt_fed = fed;
+    t->prompt_total = total;
+    if (quit_signal || interrupt_signal) {
+        interrupt_signal = 0;
+        return 1;
+    }
+    stop = poll_prompt_keys(t, t->prompt_delay_ms);
     if (fed == 0 || now_seconds() - t->prompt_drawn >= FRAME_SECONDS) {
         draw(t);
         t->prompt_drawn = now_seconds();
     }
     return stop;
+}
+
+/* Between the engine's layers while any prompt is read (the chat's stop
+ * poll): Ctrl-C and Esc stop it within a layer.  The keyboard is looked at
+ * at most every few milliseconds: a layer of a small model takes less. */
+static int prompt_stop_poll(void *ctx)
+{
+    struct tui *t = ctx;
+    double now = now_seconds();
+
+    if (quit_signal || interrupt_signal) {
+        return poll_prompt_keys(t, 0);
+    }
+    if (now - t->prompt_polled < 0.005) {
+        return 0;
+    }
+    t->prompt_polled = now;
+    return poll_prompt_keys(t, 0);
 }
 
 /* Gives the keys held while a prompt was read back to curses, in order. */
@@ -972,6 +1004,7 @@ int tui_run(struct session *s, const struct app_options *opts)
     t->focus = t->input;
     t->relayout = 1;
     chat_set_progress(t->chat, prompt_progress, t);
+    chat_set_stop_poll(t->chat, prompt_stop_poll, t);
     tui_input_start(t);
     tui_transcript_sync(t);
     welcome(t);
@@ -1013,6 +1046,7 @@ int tui_run(struct session *s, const struct app_options *opts)
 
     stop_reply(t);
     chat_set_progress(t->chat, NULL, NULL);
+    chat_set_stop_poll(t->chat, NULL, NULL);
     tui_input_stop(t);
     restore_terminal();
     save_session(t);

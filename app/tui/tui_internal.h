@@ -108,6 +108,7 @@ struct tui {
     int held[TUI_HELD_KEYS];        /* keys typed while a prompt was read */
     int n_held;
     int token_delay_ms;             /* tests: wait this long for keys between tokens */
+    double prompt_polled;           /* when the stop poll last read the keys */
     int prompt_delay_ms;            /* tests: and between pieces of a prompt */
     int ctrl_c_armed;               /* a second Ctrl-C at an empty prompt quits */
     int pasting;                    /* inside a bracketed paste */

@@ -38,6 +38,8 @@ struct rwkv_context {
     float **rows;               /* a batch's per-row layer states [chunk] */
     size_t batched_rows;        /* context_test.h */
     void *work;                 /* the version's scratch */
+    rwkv_cancel_fn cancel;      /* asked between layers; NULL: never stops */
+    void *cancel_data;
 };
 
 rwkv_context *rwkv_context_new(const rwkv_model *model, int n_threads, char *err,
@@ -101,6 +103,12 @@ size_t rwkv_context_test_batched_rows(const rwkv_context *ctx)
     return ctx->batched_rows;
 }
 
+void rwkv_context_set_cancel(rwkv_context *ctx, rwkv_cancel_fn fn, void *data)
+{
+    ctx->cancel = fn;
+    ctx->cancel_data = data;
+}
+
 void rwkv7_test_drop_terms(rwkv_context *ctx, unsigned mask)
 {
     assert(ctx->model->version->test_drop_terms != NULL);
@@ -144,18 +152,31 @@ static void head(const rwkv_context *ctx, int first, int rows, int batch, float 
     }
 }
 
-/* The forward pass over n >= 1 valid tokens (see rwkv_eval). */
-static void forward(rwkv_context *ctx, float *state, const int32_t *tokens, size_t n,
-                    float *logits, int all_logits)
+/* Whether the cancel callback asks to stop. */
+static int cancelled(const rwkv_context *ctx)
+{
+    return ctx->cancel && ctx->cancel(ctx->cancel_data);
+}
+
+/* The forward pass over n >= 1 valid tokens (see rwkv_eval).  0, or (when
+ * stoppable) RWKV_CANCELLED with *done_out the tokens of the pieces
+ * finished. */
+static int forward(rwkv_context *ctx, float *state, const int32_t *tokens, size_t n,
+                   float *logits, int all_logits, int stoppable, size_t *done_out)
 {
     const rwkv_model *m = ctx->model;
     size_t V = (size_t)m->info.n_vocab;
 
+    *done_out = 0;
     for (size_t done = 0; done < n;) {
         int T = n - done < (size_t)ctx->chunk ? (int)(n - done) : ctx->chunk;
 
         embed(ctx, tokens + done, T);
         for (int i = 0; i < m->info.n_layer; i++) {
+            if (stoppable && cancelled(ctx)) {
+                *done_out = done;
+                return RWKV_CANCELLED;
+            }
             m->version->layer(m, ctx->work, i, tokens + done, ctx->x, T,
                               state + (size_t)i * m->layer_floats);
         }
@@ -166,6 +187,8 @@ static void forward(rwkv_context *ctx, float *state, const int32_t *tokens, size
         }
         done += (size_t)T;
     }
+    *done_out = n;
+    return 0;
 }
 
 /* One token for each of n states (checked; n >= 1), a chunk at a time
@@ -219,6 +242,8 @@ static int check(const rwkv_context *ctx, const rwkv_state *state, const int32_t
 int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_t n,
               float *logits, int all_logits, char *err, size_t errlen)
 {
+    size_t done;
+
     if (n == 0) {
         err_set(err, errlen, "%s: no tokens to evaluate", ckpt_shown_path(ctx->model->file));
         return -1;
@@ -226,7 +251,10 @@ int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_
     if (check(ctx, state, tokens, n, err, errlen) != 0) {
         return -1;
     }
-    forward(ctx, rwkv_state_data(state), tokens, n, logits, all_logits);
+    if (forward(ctx, rwkv_state_data(state), tokens, n, logits, all_logits, 1, &done) != 0) {
+        err_set(err, errlen, "stopped after %zu of %zu tokens", done, n);
+        return RWKV_CANCELLED;
+    }
     return 0;
 }
 
@@ -267,10 +295,13 @@ int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t 
         forward_batch(ctx, states, tokens, n_states, logits);
         return 0;
     }
-    /* A version without a batched layer: the states one after the other. */
+    /* A version without a batched layer: the states one after the other,
+     * never stopped part-way (the cancel callback is for long prompts). */
     for (size_t i = 0; i < n_states; i++) {
+        size_t done;
+
         forward(ctx, rwkv_state_data(states[i]), &tokens[i], 1,
-                logits ? logits + i * V : NULL, 0);
+                logits ? logits + i * V : NULL, 0, 0, &done);
     }
     return 0;
 }

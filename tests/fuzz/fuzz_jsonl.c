@@ -115,6 +115,13 @@ void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx)
     (void)ctx;
 }
 
+void chat_set_stop_poll(chat *c, chat_stop_fn fn, void *ctx)
+{
+    (void)c;
+    (void)fn;
+    (void)ctx;
+}
+
 struct sampler_settings *chat_settings(chat *c)
 {
     (void)c;
