@@ -122,6 +122,29 @@ static void not_found(const char *what, const char *name, char **dirs, size_t n_
     }
 }
 
+/* The file name models.list (what rwkv-tool pull knows) gives the short
+ * name; 0, or -1 when it names no known model. */
+static int pull_file(const char *name, char *file, size_t len)
+{
+    char *path = paths_find_data(MODELS_PULL_LIST), line[2048], n[128], f[256];
+    FILE *fp = path ? fopen(path, "r") : NULL;
+    int rc = -1;
+
+    free(path);
+    if (!fp) {
+        return -1;
+    }
+    while (rc != 0 && fgets(line, sizeof line, fp)) {
+        if (line[0] != '#' && sscanf(line, "%127s %255s", n, f) == 2 && !strcmp(n, name) &&
+            strlen(f) < len) {
+            strcpy(file, f);
+            rc = 0;
+        }
+    }
+    fclose(fp);
+    return rc;
+}
+
 char *models_find(const char *name_or_path, char *err, size_t errlen)
 {
     char **dirs, *found;
@@ -155,7 +178,20 @@ char *models_find(const char *name_or_path, char *err, size_t errlen)
     }
     found = find_name(name_or_path, dirs, n_dirs);
     if (!found) {
+        char file[256];
+        int known = pull_file(name_or_path, file, sizeof file) == 0;
+
+        if (known && (found = find_name(file, dirs, n_dirs))) {
+            free_dirs(dirs, n_dirs);
+            return found;
+        }
         not_found("model", name_or_path, dirs, n_dirs, err, errlen);
+        if (known) {
+            size_t len = strlen(err);
+
+            snprintf(err + len, errlen - len, "; download it with: rwkv-tool pull %s",
+                     name_or_path);
+        }
     }
     free_dirs(dirs, n_dirs);
     return found;
@@ -167,8 +203,10 @@ char *models_find_demo(char *err, size_t errlen)
 
     if (!p) {
         dirs = paths_data_dirs("models/" OPTIONS_DEMO_MODEL);
-        snprintf(err, errlen, "demo model not found (looked in %s): reinstall rwkv-chat or "
-                 "pass --model PATH", dirs ? dirs : "");
+        snprintf(err, errlen, "no model given and the demo model is not installed (looked in "
+                 "%s): download a model with 'rwkv-tool pull g1-1.5b' ('rwkv-tool pull --list' "
+                 "shows the others) and start 'rwkv-chat --model g1-1.5b', or pass --model PATH",
+                 dirs ? dirs : "");
         free(dirs);
     }
     return p;

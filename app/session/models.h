@@ -8,12 +8,16 @@
 
 #include <stddef.h>
 
+/* The data file of the models rwkv-tool pull knows ("NAME FILE SIZE
+ * SHA256 URL" lines): --model NAME finds NAME's FILE too. */
+#define MODELS_PULL_LIST "models.list"
+
 /* File name extensions tried after the bare name, in order. */
 #define MODELS_EXTENSIONS { "", ".pth", ".safetensors" }
 
 /* Resolves name_or_path to a malloc'd path of an existing file.  A value
  * containing '/' or naming an existing file is a path; anything else is a
- * name.  NULL with one line in err naming every place it looked. */
+ * name (or a short name of models.list, standing for its file).  NULL with one line in err naming every place it looked. */
 char *models_find(const char *name_or_path, char *err, size_t errlen);
 
 /* The bundled demo model's path (malloc'd), or NULL with err naming the

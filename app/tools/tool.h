@@ -27,5 +27,6 @@ int tool_info(int argc, char **argv);
 int tool_logits(int argc, char **argv);
 int tool_models(int argc, char **argv);
 int tool_mkmodel(int argc, char **argv);
+int tool_pull(int argc, char **argv);
 
 #endif

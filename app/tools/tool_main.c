@@ -19,6 +19,8 @@ static const struct tool_command commands[] = {
       tool_info },
     { "models", "list the models --model NAME finds, with version, size and parameters",
       tool_models },
+    { "pull", "download a model (a known NAME or a URL) into the models folder",
+      tool_pull },
     { "logits", "write the raw logits (and final state) of a token list", tool_logits },
     { NULL, NULL, NULL },
 };
