@@ -121,6 +121,23 @@ rwkv_model *rwkv_model_load(const char *path, const struct rwkv_load_options *op
 rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_options *opts,
                                  const struct rwkv_lora *lora, int n_lora, char *err,
                                  size_t errlen);
+/* The steps of a load, in order; each is reported from done 0 to done ==
+ * total (steps a load does not need are not reported). */
+enum rwkv_load_step {
+    RWKV_LOAD_READ = 0,     /* reading the weights (and checking them for NaN/Inf): bytes */
+    RWKV_LOAD_CACHE_READ,   /* mapping and checking the conversion cache: 0 then 1 of 1 */
+    RWKV_LOAD_CONVERT,      /* converting to the asked format (the first start
+                             * only, when the cache is on): bytes of the source */
+    RWKV_LOAD_CACHE_WRITE,  /* writing the conversion cache: 0 then 1 of 1 */
+};
+/* Called on the loading thread, often (every megabytes): keep it cheap. */
+typedef void (*rwkv_load_progress_fn)(void *data, enum rwkv_load_step step, uint64_t done,
+                                      uint64_t total);
+/* rwkv_model_load_lora reporting its progress to fn (NULL: none). */
+rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_options *opts,
+                                     const struct rwkv_lora *lora, int n_lora,
+                                     rwkv_load_progress_fn fn, void *data, char *err,
+                                     size_t errlen);
 void rwkv_model_free(rwkv_model *model);
 const struct rwkv_info *rwkv_model_info(const rwkv_model *model);
 /* What the conversion cache did at load (valid while the model lives). */

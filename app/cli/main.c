@@ -8,6 +8,7 @@
 #include "app/cli/batch.h"
 #include "app/session/blascore.h"
 #include "app/cli/errline.h"
+#include "app/cli/loadshow.h"
 #include "app/session/options.h"
 #include "app/session/session.h"
 #include "app/tui/tui.h"
@@ -71,6 +72,7 @@ int main(int argc, char **argv)
 {
     struct app_options opts;
     struct session s;
+    struct loadshow show;
     char err[4096];
     int rc;
 
@@ -85,7 +87,14 @@ int main(int argc, char **argv)
     if (!opts.batch && !(isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))) {
         opts.batch = 1;
     }
-    if (session_open(&s, &opts, print_note, NULL, err, sizeof(err)) < 0) {
+    /* the load's progress: a bar on a terminal (the TUI's screen is blank
+     * until then), lines with --batch --verbose into a file */
+    loadshow_init(&show, isatty(STDERR_FILENO) && (!opts.batch || opts.verbose),
+                  opts.batch && opts.verbose, !opts.no_cache, rwkv_dtype_name(opts.dtype));
+    rc = session_open_progress(&s, &opts, print_note, NULL, loadshow_progress, &show, err,
+                               sizeof(err));
+    loadshow_end(&show);
+    if (rc < 0) {
         error_line("%s", err, NULL);
         rc = 1;
     } else if (opts.batch) {

@@ -102,7 +102,7 @@ static double now(void)
 
 /* Loads the vocabulary, the model and the template, and makes the chat. */
 static int set_up(struct session *s, struct app_options *opts, session_note_fn nf, void *na,
-                  char *err, size_t errlen)
+                  rwkv_load_progress_fn pf, void *pa, char *err, size_t errlen)
 {
     char *model_path, *vocab_path;
     struct rwkv_load_options load = { opts->dtype, opts->n_threads,
@@ -130,8 +130,8 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
         return -1;
     }
     t0 = now();
-    if (!(s->model = rwkv_model_load_lora(model_path, &load, opts->lora, opts->n_lora, err,
-                                          errlen))) {
+    if (!(s->model = rwkv_model_load_progress(model_path, &load, opts->lora, opts->n_lora, pf, pa,
+                                              err, errlen))) {
         free(model_path);
         return -1;
     }
@@ -297,6 +297,13 @@ static int load_state(struct session *s, const struct app_options *opts, session
 int session_open(struct session *s, struct app_options *opts, session_note_fn note_fn,
                  void *note_arg, char *err, size_t errlen)
 {
+    return session_open_progress(s, opts, note_fn, note_arg, NULL, NULL, err, errlen);
+}
+
+int session_open_progress(struct session *s, struct app_options *opts, session_note_fn note_fn,
+                          void *note_arg, rwkv_load_progress_fn progress, void *progress_arg,
+                          char *err, size_t errlen)
+{
     memset(s, 0, sizeof(*s));
     if (!opts->verbose) {
         note_fn = NULL;
@@ -345,7 +352,7 @@ int session_open(struct session *s, struct app_options *opts, session_note_fn no
             free(last);
         }
     }
-    if (set_up(s, opts, note_fn, note_arg, err, errlen) < 0) {
+    if (set_up(s, opts, note_fn, note_arg, progress, progress_arg, err, errlen) < 0) {
         return -1;
     }
     if (opts->state_in || opts->resume) {

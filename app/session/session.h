@@ -39,6 +39,11 @@ typedef void (*session_note_fn)(void *arg, const char *line);
  * either way s is to be closed with session_close. */
 int session_open(struct session *s, struct app_options *opts, session_note_fn note,
                  void *note_arg, char *err, size_t errlen);
+/* session_open telling the model's load progress to progress (rwkv.h;
+ * NULL: none) whatever opts->verbose: the front end decides what to show. */
+int session_open_progress(struct session *s, struct app_options *opts, session_note_fn note,
+                          void *note_arg, rwkv_load_progress_fn progress, void *progress_arg,
+                          char *err, size_t errlen);
 void session_close(struct session *s);
 
 #endif

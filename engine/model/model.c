@@ -409,6 +409,8 @@ static void summarize(rwkv_model *m, const unsigned char *used)
 
 /* Bytes of tensor data one task of the NaN/Inf scan reads. */
 #define SCAN_CHUNK ((size_t)1 << 20)
+/* Chunks per hand-off to the pool: the read's progress is told between. */
+#define SCAN_SLICE ((size_t)64)
 
 struct scan {
     const struct ckpt_tensor **tensors;     /* the used tensors */
@@ -416,6 +418,7 @@ struct scan {
     size_t n;
     size_t *bad;                            /* per chunk: NaN/Inf values */
     const rwkv_model *m;
+    size_t base;                            /* the first chunk of this hand-off */
 };
 
 /* Whether t is a table read a row per token in place (the embedding;
@@ -432,7 +435,7 @@ static int row_table(const rwkv_model *m, const struct ckpt_tensor *t)
 static void scan_chunk(void *ctx, int i)
 {
     struct scan *s = ctx;
-    size_t c = (size_t)i, lo = 0, hi = s->n, esize, begin, end;
+    size_t c = s->base + (size_t)i, lo = 0, hi = s->n, esize, begin, end;
     const struct ckpt_tensor *t;
 
     while (hi - lo > 1) {       /* the tensor whose chunks hold c */
@@ -491,7 +494,17 @@ static int check_finite(rwkv_model *m, const unsigned char *used, char *err, siz
         err_set(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
         goto out;
     }
-    kpool_run(m->pool, scan_chunk, &s, (int)chunks);
+    /* in slices of 64 MiB, so that the progress moves */
+    for (k = 0; k < chunks; k += SCAN_SLICE) {
+        size_t count = chunks - k < SCAN_SLICE ? chunks - k : SCAN_SLICE;
+
+        weights_progress(m, RWKV_LOAD_READ, (uint64_t)k * SCAN_CHUNK,
+                         (uint64_t)chunks * SCAN_CHUNK);
+        s.base = k;
+        kpool_run(m->pool, scan_chunk, &s, (int)count);
+    }
+    weights_progress(m, RWKV_LOAD_READ, (uint64_t)chunks * SCAN_CHUNK,
+                     (uint64_t)chunks * SCAN_CHUNK);
     for (i = 0; i < s.n; i++) {
         size_t bad = 0;
         for (k = s.first_chunk[i]; k < s.first_chunk[i + 1]; k++) {
@@ -560,6 +573,10 @@ static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
             snprintf(c->reason, sizeof c->reason, "%s", why);
         }
     }
+    if (c->cache) {
+        weights_progress(m, RWKV_LOAD_CACHE_READ, 0, 1);
+        weights_progress(m, RWKV_LOAD_CACHE_READ, 1, 1);
+    }
     c->info.seconds = seconds_now() - t0;
 }
 
@@ -604,6 +621,7 @@ static void cache_finish(rwkv_model *m)
         }
     }
     t0 = seconds_now();
+    weights_progress(m, RWKV_LOAD_CACHE_WRITE, 0, 1);
     if (c->path[0] && convcache_write(c->path, 0, &c->key, items, n, m->pool, why,
                                       sizeof why) == 0) {
         c->info.result = RWKV_CACHE_WRITTEN;
@@ -618,6 +636,7 @@ static void cache_finish(rwkv_model *m)
         snprintf(c->reason, sizeof c->reason, "%.250s; %.250s", why, why2);
         c->path[0] = '\0';
     }
+    weights_progress(m, RWKV_LOAD_CACHE_WRITE, 1, 1);
     c->info.seconds = seconds_now() - t0;
     free(items);
 }
@@ -730,6 +749,30 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
                                  const struct rwkv_lora *lora, int n_lora, char *err,
                                  size_t errlen)
 {
+    return rwkv_model_load_progress(path, opts, lora, n_lora, NULL, NULL, err, errlen);
+}
+
+/* Bytes of the used matrices (2-D tensors; the embedding is read in
+ * place): what the conversion step counts to, matrix by matrix. */
+static uint64_t convert_total(const rwkv_model *m, const unsigned char *used)
+{
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < ckpt_count(m->file); i++) {
+        const struct ckpt_tensor *t = ckpt_at(m->file, i);
+
+        if (used[i] && t->ndim == 2 && strcmp(t->name, "emb.weight") != 0) {
+            total += t->nbytes;
+        }
+    }
+    return total;
+}
+
+rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_options *opts,
+                                     const struct rwkv_lora *lora, int n_lora,
+                                     rwkv_load_progress_fn fn, void *data, char *err,
+                                     size_t errlen)
+{
     rwkv_model *m;
     struct rwkv_dims d;
     unsigned char *used = NULL;
@@ -744,6 +787,8 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
         return NULL;
     }
     m->dtype = opts ? opts->dtype : RWKV_DTYPE_AUTO;
+    m->progress = fn;
+    m->progress_data = data;
     if (m->dtype < RWKV_DTYPE_AUTO || m->dtype > RWKV_DTYPE_Q4) {
         err_set(err, errlen, "%s: unknown weight format %d", RWKV_ESC(path), (int)m->dtype);
         free(m);
@@ -785,9 +830,21 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
     m->n_threads = kpool_threads(m->pool);
     kernels_init();
     cache_begin(m, opts);
-    if (check_finite(m, used, err, errlen) || load_common(m, err, errlen) ||
-        m->version->prepare(m, err, errlen)) {
+    if (check_finite(m, used, err, errlen)) {
         goto fail;
+    }
+    /* a conversion to report: another format, and no cache to read it from */
+    if (m->dtype != RWKV_DTYPE_AUTO && m->dtype != m->info.stored_dtype && !m->cache.cache) {
+        m->convert_total = convert_total(m, used);
+    }
+    if (m->convert_total > 0) {
+        weights_progress(m, RWKV_LOAD_CONVERT, 0, m->convert_total);
+    }
+    if (load_common(m, err, errlen) || m->version->prepare(m, err, errlen)) {
+        goto fail;
+    }
+    if (m->convert_total > 0) {
+        weights_progress(m, RWKV_LOAD_CONVERT, m->convert_total, m->convert_total);
     }
     if (lora_check_claimed(m->lora, err, errlen)) {
         goto fail;
@@ -797,6 +854,7 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
     free(used);
     kpool_free(m->pool);
     m->pool = NULL;
+    m->progress = NULL;
     return m;
 fail:
     free(used);

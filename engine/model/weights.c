@@ -181,6 +181,11 @@ int weights_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, i
         c->n_from_cache += (size_t)from_cache;
         c->n_converted += (size_t)!from_cache;
     }
+    if (m->convert_total > 0) {
+        m->convert_done += t->nbytes;
+        weights_progress(m, RWKV_LOAD_CONVERT, m->convert_done < m->convert_total ?
+                         m->convert_done : m->convert_total, m->convert_total);
+    }
     rec = &m->recs[m->n_recs++];
     rec->item.name = t->name;
     rec->item.src_off = off;
@@ -189,6 +194,14 @@ int weights_matrix(rwkv_model *m, struct kmat *k, const struct ckpt_tensor *t, i
     rec->k = k;
     rec->converted = rc == 0;
     return 0;
+}
+
+void weights_progress(const rwkv_model *m, enum rwkv_load_step step, uint64_t done,
+                      uint64_t total)
+{
+    if (m->progress) {
+        m->progress(m->progress_data, step, done, total);
+    }
 }
 
 void weights_free(rwkv_model *m)

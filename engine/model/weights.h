@@ -73,7 +73,16 @@ struct rwkv_model {
     struct weights_matrix_rec *recs;
     size_t n_recs, cap_recs;
     lora_set *lora;             /* adapters merged at load, or NULL */
+    /* During the load only: its progress callback (may be NULL) and the
+     * conversion step's count (bytes of the matrices to convert). */
+    rwkv_load_progress_fn progress;
+    void *progress_data;
+    uint64_t convert_done, convert_total;
 };
+
+/* Reports the load's progress (nothing without a callback). */
+void weights_progress(const rwkv_model *m, enum rwkv_load_step step, uint64_t done,
+                      uint64_t total);
 
 /* n zeroed bytes owned by the model (freed with it); NULL when out of memory. */
 void *weights_alloc(rwkv_model *m, size_t n);
