@@ -239,7 +239,7 @@ SLOW="env RWKV_CHAT_BATCH_PROMPT_DELAY_MS=1000"
 READING='^rwkv-chat: reading a prompt of [0-9]+ tokens in pieces of 512$'
 NOT_SENT='rwkv-chat: stdin:2: message not sent: interrupted after [0-9]+ of [0-9]+ prompt tokens \(the conversation is as before it\)'
 # the lines --verbose adds
-VERBOSE='^rwkv-chat: .*(RWKV-7, |conversion cache: |prompt tokens in |reading a prompt of |state saved to )'
+VERBOSE='^rwkv-chat: .*(load: |RWKV-7, |conversion cache: |prompt tokens in |reading a prompt of |state saved to )'
 # wait_for FILE REGEX SECONDS: waits until a line of FILE matches.
 wait_for() {
     i=0
