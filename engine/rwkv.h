@@ -60,9 +60,10 @@ struct rwkv_info {
 };
 
 /* Whether a load that converts weights (--dtype q8, q4, or a float format
- * other than the file's) keeps them in a conversion cache file next to the
- * model (MODEL.DTYPE.rwkvcache, or under $XDG_CACHE_HOME/rwkv-chat/ when
- * that directory is read-only) and reads them from it next time. */
+ * other than the file's) keeps them in a conversion cache file under
+ * $XDG_CACHE_HOME/rwkv-chat/ (~/.cache/rwkv-chat/; never beside the model)
+ * and reads them from it next time.  Writing one removes the least
+ * recently used caches there past rwkv_cache_limit() bytes. */
 enum rwkv_cache_mode {
     RWKV_CACHE_MODE_ON = 0,     /* default */
     RWKV_CACHE_MODE_OFF,        /* neither read nor write a cache */
@@ -140,6 +141,13 @@ rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_op
                                      size_t errlen);
 void rwkv_model_free(rwkv_model *model);
 const struct rwkv_info *rwkv_model_info(const rwkv_model *model);
+/* The directory of the conversion caches (and of the records of checked
+ * files): $XDG_CACHE_HOME/rwkv-chat or ~/.cache/rwkv-chat.  0, or -1 when
+ * neither variable gives one. */
+int rwkv_cache_dir(char *out, size_t len);
+/* The most bytes the conversion caches may hold: $RWKV_CHAT_CACHE_MAX
+ * (K, M, G suffixes: powers of 1024), default 16 GiB. */
+uint64_t rwkv_cache_limit(void);
 /* What the conversion cache did at load (valid while the model lives). */
 const struct rwkv_cache_info *rwkv_model_cache(const rwkv_model *model);
 /* Names of tensors present in the file but not used by the version (for

@@ -5,9 +5,9 @@
  * Blocked conversion must give the bytes the old whole-matrix conversion
  * gave (every format, transposed or not, odd shapes, inline or on a pool).
  * The cache must give bit-identical logits to converting, be rebuilt when
- * the model file changes or the cache is damaged, fall back to
- * $XDG_CACHE_HOME when the model's directory is read-only, and never stop
- * a load.
+ * the model file changes or the cache is damaged, live in $XDG_CACHE_HOME
+ * (never beside the model: an old cache there is ignored), keep to its
+ * size limit by removing the least recently used, and never stop a load.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -234,6 +234,15 @@ static int same_logits(const struct load *a, const struct load *b)
            memcmp(a->logits, b->logits, (size_t)a->n_vocab * sizeof(float)) == 0;
 }
 
+/* The cache file of model_path at dtype (in $XDG_CACHE_HOME/rwkv-chat). */
+static void cache_of(const char *model_path, enum rwkv_dtype dtype, char *out, size_t len)
+{
+    if (convcache_path(model_path, dtype, out, len) != 0) {
+        printf("Bail out! no cache path for %s\n", model_path);
+        exit(99);
+    }
+}
+
 static int exists(const char *path)
 {
     struct stat st;
@@ -269,7 +278,7 @@ static void test_round_trip(enum rwkv_dtype dtype, struct load *ref)
     char cache[600];
     const char *name = rwkv_dtype_name(dtype);
 
-    snprintf(cache, sizeof cache, "%s.%s.rwkvcache", model, name);
+    cache_of(model, dtype, cache, sizeof cache);
     unlink(cache);
     load_run(model, dtype, 0, &off);
     ok(off.result == RWKV_CACHE_OFF && !exists(cache),
@@ -323,7 +332,7 @@ static void test_damage(const struct load *ref)
     unsigned char *img;
     size_t n;
 
-    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", model);
+    cache_of(model, RWKV_DTYPE_Q8, cache, sizeof cache);
     img = read_file(cache, &n);
     if (!img || n < 4096) {
         ok(0, "q8 cache readable (%zu bytes)", n);
@@ -358,7 +367,7 @@ static void test_strange_files(const struct load *ref)
     size_t n;
     struct load l;
 
-    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", model);
+    cache_of(model, RWKV_DTYPE_Q8, cache, sizeof cache);
     img = read_file(cache, &n);
     unlink(cache);
     if (mkfifo(cache, 0644) != 0) {
@@ -432,8 +441,8 @@ static void test_invalidation(const struct load *ref)
     {
         char q4[600], q8[600];
 
-        snprintf(q4, sizeof q4, "%s.q4.rwkvcache", model);
-        snprintf(q8, sizeof q8, "%s.q8.rwkvcache", model);
+        cache_of(model, RWKV_DTYPE_Q4, q4, sizeof q4);
+        cache_of(model, RWKV_DTYPE_Q8, q8, sizeof q8);
         copy_file(q4, q8);
     }
     load_run(model, RWKV_DTYPE_Q8, 1, &l);
@@ -442,43 +451,164 @@ static void test_invalidation(const struct load *ref)
     free(l.logits);
 }
 
-static void test_read_only(const struct load *ref)
+/* Where caches go: the user's cache directory, whatever the model's
+ * directory; an old cache beside the model (written by earlier versions)
+ * is neither read nor removed; with no cache directory the load goes on
+ * without one. */
+static void test_location(const struct load *ref)
 {
-    char dir[300], ro_model[400], xdg[400], next_to[500], afile[300];
+    char dir[600], ro_model[700], xdg[400], next_to[800], user[600], afile[300];
+    const char *home = getenv("HOME");
     struct load l, again;
+    unsigned char *img;
+    size_t n;
 
     snprintf(dir, sizeof dir, "%s", tmp_path("ro"));
-    snprintf(xdg, sizeof xdg, "%s", tmp_path("xdg"));
+    snprintf(xdg, sizeof xdg, "%s", getenv("XDG_CACHE_HOME"));
     mkdir(dir, 0755);
     snprintf(ro_model, sizeof ro_model, "%s/v7.pth", dir);
     copy_file(shared_path("fixtures/models/v7.pth"), ro_model);
     chmod(dir, 0555);
-    setenv("XDG_CACHE_HOME", xdg, 1);
     snprintf(next_to, sizeof next_to, "%s.q8.rwkvcache", ro_model);
 
     load_run(ro_model, RWKV_DTYPE_Q8, 1, &l);
     ok(l.result == RWKV_CACHE_WRITTEN && !strncmp(l.path, xdg, strlen(xdg)) &&
        strstr(l.path, "/rwkv-chat/") && strstr(l.path, "-v7.pth.q8.rwkvcache") &&
        !exists(next_to) && exists(l.path),
-       "read-only model directory: the cache goes to $XDG_CACHE_HOME (%s)", l.path);
+       "the cache goes to $XDG_CACHE_HOME/rwkv-chat (%s)", l.path);
     load_run(ro_model, RWKV_DTYPE_Q8, 1, &again);
     ok(again.result == RWKV_CACHE_USED && !strcmp(again.path, l.path) &&
        same_logits(&again, ref) && same_logits(&l, ref),
        "and is used from there (%s), logits right", result_name(again.result));
     free(l.logits);
     free(again.logits);
+    chmod(dir, 0755);
+
+    /* an old cache beside a (writable) model: ignored, left alone */
+    cache_of(model, RWKV_DTYPE_Q8, user, sizeof user);
+    snprintf(next_to, sizeof next_to, "%s.q8.rwkvcache", model);
+    img = read_file(user, &n);
+    if (!img) {
+        ok(0, "q8 cache readable");
+    } else {
+        write_file(next_to, img, n);
+        unlink(user);
+        load_run(model, RWKV_DTYPE_Q8, 1, &l);
+        ok(l.result == RWKV_CACHE_WRITTEN && !strcmp(l.path, user) &&
+           !strcmp(l.reason, "no cache yet") && same_logits(&l, ref),
+           "an old cache beside the model is not read: a new one is written in the cache "
+           "directory (%s: %s)", result_name(l.result), l.reason);
+        free(l.logits);
+        {
+            size_t m;
+            unsigned char *left = read_file(next_to, &m);
+
+            ok(left && m == n && !memcmp(left, img, n),
+               "and the old one is left as it was (not removed, not rewritten)");
+            free(left);
+        }
+        unlink(next_to);
+        free(img);
+    }
 
     /* no writable place at all: runs without a cache */
     snprintf(afile, sizeof afile, "%s", tmp_path("afile"));
     write_file(afile, "x", 1);
-    snprintf(xdg, sizeof xdg, "%s/sub", afile);
-    setenv("XDG_CACHE_HOME", xdg, 1);
+    snprintf(dir, sizeof dir, "%s/sub", afile);
+    setenv("XDG_CACHE_HOME", dir, 1);
     load_run(ro_model, RWKV_DTYPE_Q4, 1, &l);
     ok(l.result == RWKV_CACHE_NOT_WRITTEN && l.reason[0] && !strchr(l.reason, '\n') &&
        l.logits != NULL,
        "nowhere to write: loads without a cache (%s: %s)", result_name(l.result), l.reason);
     free(l.logits);
-    chmod(dir, 0755);
+    /* no cache directory known */
+    {
+        char *saved_home = home ? strdup(home) : NULL;
+
+        unsetenv("XDG_CACHE_HOME");
+        unsetenv("HOME");
+        load_run(ro_model, RWKV_DTYPE_Q4, 1, &l);
+        ok(l.result == RWKV_CACHE_NOT_WRITTEN && strstr(l.reason, "no user cache directory") &&
+           l.logits != NULL, "neither XDG_CACHE_HOME nor HOME: loads without a cache (%s)",
+           l.reason);
+        free(l.logits);
+        if (saved_home) {
+            setenv("HOME", saved_home, 1);
+        }
+        free(saved_home);
+    }
+    setenv("XDG_CACHE_HOME", xdg, 1);
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Sets path's mtime (a cache's last use) to seconds_ago before now. */
+static void age(const char *path, long seconds_ago)
+{
+    struct timespec t[2];
+
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= seconds_ago;
+    t[1] = t[0];
+    utimensat(AT_FDCWD, path, t, 0);
+}
+
+/* The size limit (RWKV_CHAT_CACHE_MAX): a new cache removes the least
+ * recently used ones (a load that uses a cache counts as a use), never
+ * itself. */
+static void test_evict(void)
+{
+    char q8[600], q4[600], f16[600], limit[64];
+    uint64_t s8, s4, s16;
+    struct load l;
+
+    setenv("XDG_CACHE_HOME", tmp_path("xdg-evict"), 1);
+    cache_of(model, RWKV_DTYPE_Q8, q8, sizeof q8);
+    cache_of(model, RWKV_DTYPE_Q4, q4, sizeof q4);
+    cache_of(model, RWKV_DTYPE_F16, f16, sizeof f16);
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    free(l.logits);
+    load_run(model, RWKV_DTYPE_Q4, 1, &l);
+    free(l.logits);
+    load_run(model, RWKV_DTYPE_F16, 1, &l);
+    free(l.logits);
+    s8 = file_size(q8);
+    s4 = file_size(q4);
+    s16 = file_size(f16);
+    ok(s8 && s4 && s16 && !unlink(f16), "three caches written without a limit (%llu, %llu, "
+       "%llu bytes)", (unsigned long long)s8, (unsigned long long)s4, (unsigned long long)s16);
+    /* q8 written before q4, but used after it */
+    age(q8, 3000);
+    age(q4, 2000);
+    load_run(model, RWKV_DTYPE_Q8, 1, &l);
+    ok(l.result == RWKV_CACHE_USED, "q8 used (%s)", result_name(l.result));
+    free(l.logits);
+    snprintf(limit, sizeof limit, "%llu", (unsigned long long)(s8 + s16 + s4 / 2));
+    setenv("RWKV_CHAT_CACHE_MAX", limit, 1);
+    load_run(model, RWKV_DTYPE_F16, 1, &l);
+    ok(l.result == RWKV_CACHE_WRITTEN && exists(f16) && exists(q8) && !exists(q4),
+       "over the limit (%s bytes): the least recently used (q4) is removed, not the oldest "
+       "written (q8)", limit);
+    free(l.logits);
+    setenv("RWKV_CHAT_CACHE_MAX", "1K", 1);
+    load_run(model, RWKV_DTYPE_Q4, 1, &l);
+    ok(l.result == RWKV_CACHE_WRITTEN && exists(q4) && !exists(q8) && !exists(f16),
+       "a limit below one cache: the new one stays, the others go");
+    free(l.logits);
+    load_run(model, RWKV_DTYPE_Q4, 1, &l);
+    ok(l.result == RWKV_CACHE_USED, "and is used next time (%s)", result_name(l.result));
+    free(l.logits);
+    setenv("RWKV_CHAT_CACHE_MAX", "junk", 1);
+    ok(rwkv_cache_limit() == (uint64_t)16 << 30, "a malformed RWKV_CHAT_CACHE_MAX: the 16 GiB "
+       "default");
+    setenv("RWKV_CHAT_CACHE_MAX", "2G", 1);
+    ok(rwkv_cache_limit() == (uint64_t)2 << 30, "RWKV_CHAT_CACHE_MAX=2G: 2 GiB");
+    unsetenv("RWKV_CHAT_CACHE_MAX");
 }
 
 /* RWKV-4/5/6 (blocks.c; v6 keeps five slices of one tensor apart). */
@@ -620,8 +750,8 @@ static void test_nan_behind_cache(const struct load *ref)
     unsigned char *img;
 
     snprintf(copy, sizeof copy, "%s", tmp_path("nan.pth"));
-    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", copy);
     copy_file(shared_path("fixtures/models/v7.pth"), copy);
+    cache_of(copy, RWKV_DTYPE_Q8, cache, sizeof cache);
     load_run(copy, RWKV_DTYPE_Q8, 1, &l);
     free(l.logits);
     off = mid_tensor(copy, name);
@@ -670,8 +800,8 @@ static void test_no_conversion(void)
     struct load l;
     char a[600], b[600];
 
-    snprintf(a, sizeof a, "%s.auto.rwkvcache", model);
-    snprintf(b, sizeof b, "%s.bf16.rwkvcache", model);
+    cache_of(model, RWKV_DTYPE_AUTO, a, sizeof a);
+    cache_of(model, RWKV_DTYPE_BF16, b, sizeof b);
     load_run(model, RWKV_DTYPE_AUTO, 1, &l);
     ok(l.result == RWKV_CACHE_NONE && !l.path[0] && !exists(a),
        "bf16 file at dtype auto: no cache (%s)", result_name(l.result));
@@ -806,7 +936,7 @@ static void test_reader(void)
     struct stat st;
     convcache *c;
 
-    snprintf(cache, sizeof cache, "%s.q8.rwkvcache", model);
+    cache_of(model, RWKV_DTYPE_Q8, cache, sizeof cache);
     img = read_file(cache, &n);
     stat(model, &st);
     /* the key of the model as it is now, as model.c makes it */
@@ -862,7 +992,7 @@ int main(void)
     if (tmpdir_make("test_convcache") != 0) {
         return 99;
     }
-    setenv("XDG_CACHE_HOME", tmp_path("xdg-unused"), 1);
+    setenv("XDG_CACHE_HOME", tmp_path("xdg"), 1);
     snprintf(model, sizeof model, "%s", tmp_path("v7.pth"));
     copy_file(shared_path("fixtures/models/v7.pth"), model);
     test_no_conversion();
@@ -874,9 +1004,10 @@ int main(void)
     test_damage(&q8);
     test_strange_files(&q8);
     test_invalidation(&q8);
-    test_read_only(&q8);
+    test_location(&q8);
     test_inplace_rewrite(&q8);
     test_nan_behind_cache(&q8);
+    test_evict();
     free(q8.logits);
     free(q4.logits);
     tmpdir_remove();

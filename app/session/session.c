@@ -100,6 +100,26 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Caches beside the model, where earlier versions wrote them (now they
+ * are in $XDG_CACHE_HOME/rwkv-chat): never read, so say they can go. */
+static void note_old_caches(session_note_fn nf, void *na, const char *model_path)
+{
+    static const enum rwkv_dtype formats[] = { RWKV_DTYPE_Q8, RWKV_DTYPE_Q4, RWKV_DTYPE_F32,
+                                               RWKV_DTYPE_F16, RWKV_DTYPE_BF16 };
+    char path[4096];
+    struct stat st;
+
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        if (snprintf(path, sizeof path, "%s.%s.rwkvcache", model_path,
+                     rwkv_dtype_name(formats[i])) < (int)sizeof path &&
+            stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+            note(nf, na, "%s: an old conversion cache, no longer used (caches are kept in "
+                 "~/.cache/rwkv-chat now; 'rwkv-tool cache list'): delete it to free %.0f MB",
+                 path, (double)st.st_size / 1e6);
+        }
+    }
+}
+
 /* Loads the vocabulary, the model and the template, and makes the chat. */
 static int set_up(struct session *s, struct app_options *opts, session_note_fn nf, void *na,
                   rwkv_load_progress_fn pf, void *pa, char *err, size_t errlen)
@@ -209,6 +229,7 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
         } else if (ci->result == RWKV_CACHE_NOT_WRITTEN) {
             note(nf, na, "conversion cache: not written: %s", ci->reason);
         }
+        note_old_caches(nf, na, model_path);
         if (!opts->model_from_user) {
             note(nf, na, "%s", OPTIONS_DEMO_NOTICE);
         }

@@ -28,5 +28,6 @@ int tool_logits(int argc, char **argv);
 int tool_models(int argc, char **argv);
 int tool_mkmodel(int argc, char **argv);
 int tool_pull(int argc, char **argv);
+int tool_cache(int argc, char **argv);
 
 #endif

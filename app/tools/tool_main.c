@@ -21,6 +21,7 @@ static const struct tool_command commands[] = {
       tool_models },
     { "pull", "download a model (a known NAME or a URL) into the models folder",
       tool_pull },
+    { "cache", "list or clear the conversion caches (cache list, cache clear)", tool_cache },
     { "logits", "write the raw logits (and final state) of a token list", tool_logits },
     { NULL, NULL, NULL },
 };

@@ -3,6 +3,7 @@
  * it with every offset checked against the file size, and writing it
  * atomically.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -150,17 +151,12 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-int convcache_path(const char *model_path, enum rwkv_dtype dtype, int fallback, char *out,
-                   size_t outlen)
+int convcache_path(const char *model_path, enum rwkv_dtype dtype, char *out, size_t outlen)
 {
     const char *base;
     char abs[PATH_MAX], dir[PATH_MAX];
     int n;
 
-    if (!fallback) {
-        n = snprintf(out, outlen, "%s.%s.rwkvcache", model_path, rwkv_dtype_name(dtype));
-        return n < 0 || (size_t)n >= outlen ? -1 : 0;
-    }
     if (!realpath(model_path, abs)) {
         return -1;
     }
@@ -169,9 +165,114 @@ int convcache_path(const char *model_path, enum rwkv_dtype dtype, int fallback, 
     if (verified_dir(dir, sizeof dir) != 0) {
         return -1;
     }
-    n = snprintf(out, outlen, "%s/%016llx-%.100s.%s.rwkvcache", dir,
+    n = snprintf(out, outlen, "%s/%016llx-%.100s.%s" CONVCACHE_SUFFIX, dir,
                  (unsigned long long)fnv1a(abs), base, rwkv_dtype_name(dtype));
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+uint64_t convcache_limit(void)
+{
+    const char *v = getenv("RWKV_CHAT_CACHE_MAX");
+    char *end;
+    double x;
+
+    if (!v || !*v) {
+        return CONVCACHE_DEFAULT_MAX;
+    }
+    errno = 0;
+    x = strtod(v, &end);
+    if (errno || end == v || x < 0) {
+        return CONVCACHE_DEFAULT_MAX;
+    }
+    switch (*end) {
+    case 'k': case 'K': x *= 1024.0; end++; break;
+    case 'm': case 'M': x *= 1024.0 * 1024.0; end++; break;
+    case 'g': case 'G': x *= 1024.0 * 1024.0 * 1024.0; end++; break;
+    default: break;
+    }
+    if (*end != '\0' || x >= 1.8e19) {
+        return CONVCACHE_DEFAULT_MAX;
+    }
+    return (uint64_t)x;
+}
+
+void convcache_touch(const char *path)
+{
+    /* a cache's mtime is its last use: what eviction goes by (atime is
+     * often not kept) */
+    utimensat(AT_FDCWD, path, NULL, 0);
+}
+
+struct cache_file {
+    char name[NAME_MAX + 1];
+    uint64_t size;
+    int64_t used_ns;
+};
+
+static int oldest_first(const void *a, const void *b)
+{
+    const struct cache_file *x = a, *y = b;
+
+    return x->used_ns < y->used_ns ? -1 : x->used_ns > y->used_ns ? 1 : strcmp(x->name, y->name);
+}
+
+int convcache_evict(const char *dir, const char *keep, uint64_t limit)
+{
+    struct cache_file *files = NULL;
+    size_t n = 0, cap = 0, s = strlen(CONVCACHE_SUFFIX);
+    uint64_t total = 0;
+    int removed = 0;
+    struct dirent *de;
+    DIR *d = opendir(dir);
+    const char *keep_base = keep ? strrchr(keep, '/') : NULL;
+
+    keep_base = keep_base ? keep_base + 1 : keep;
+    if (!d) {
+        return 0;
+    }
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        char path[PATH_MAX];
+        struct stat st;
+
+        if (len <= s || strcmp(de->d_name + len - s, CONVCACHE_SUFFIX) != 0 ||
+            de->d_name[0] == '.' ||
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path ||
+            lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            continue;
+        }
+        if (n == cap) {
+            struct cache_file *p = realloc(files, (cap = cap ? 2 * cap : 16) * sizeof *p);
+
+            if (!p) {
+                break;
+            }
+            files = p;
+        }
+        snprintf(files[n].name, sizeof files[n].name, "%s", de->d_name);
+        files[n].size = (uint64_t)st.st_size;
+        files[n].used_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        total += files[n].size;
+        n++;
+    }
+    closedir(d);
+    if (n > 1) {
+        qsort(files, n, sizeof *files, oldest_first);
+    }
+    for (size_t i = 0; i < n && total > limit; i++) {
+        char path[PATH_MAX];
+
+        if (keep_base && !strcmp(files[i].name, keep_base)) {
+            continue;   /* the one just written stays, even alone over the limit */
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
+        if (unlink(path) == 0) {
+            total -= files[i].size;
+            removed++;
+        }
+    }
+    free(files);
+    return removed;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -4,11 +4,12 @@
  * same model at the same --dtype maps and reads in place instead of
  * converting again.  Internal to engine/ (model.c drives it).
  *
- * File MODEL.DTYPE.rwkvcache next to the model (e.g. v7.pth.q4.rwkvcache),
- * or, when that directory cannot be written,
- * $XDG_CACHE_HOME/rwkv-chat/HASH-BASENAME.DTYPE.rwkvcache (~/.cache when
- * XDG_CACHE_HOME is unset), HASH being the FNV-1a hash of the model's
- * absolute path.  Native byte order, every field fixed-size:
+ * File $XDG_CACHE_HOME/rwkv-chat/HASH-BASENAME.DTYPE.rwkvcache (~/.cache
+ * when XDG_CACHE_HOME is unset), HASH being the FNV-1a hash of the model's
+ * absolute path; never beside the model (caches of earlier versions there,
+ * MODEL.DTYPE.rwkvcache, are neither read nor removed).  The files' mtime
+ * is their last use: past a size limit the least recently used go.
+ * Native byte order, every field fixed-size:
  *
  *   header, 128 bytes: "RWKVCNV1", u32 cache version, u32 layout version
  *     (QUANT_LAYOUT_VERSION), u32 0x01020304 (byte order), u32 dtype;
@@ -42,6 +43,9 @@
 
 #define CONVCACHE_VERSION 1
 #define CONVCACHE_NAME_MAX 128
+#define CONVCACHE_SUFFIX ".rwkvcache"
+/* The caches' total size limit without RWKV_CHAT_CACHE_MAX: 16 GiB. */
+#define CONVCACHE_DEFAULT_MAX ((uint64_t)16 << 30)
 
 /* What a cache must match. */
 struct convcache_key {
@@ -67,11 +71,19 @@ typedef struct convcache convcache;
 /* The key of the model file at path (stat) for dtype; -1 with errno. */
 int convcache_key_of(const char *model_path, enum rwkv_dtype dtype, uint64_t fingerprint,
                      struct convcache_key *key);
-/* The cache file name for the model at path: next to it (fallback 0), or
- * in the user's cache directory (fallback 1).  0, or -1 when it does not
- * fit or (fallback) no cache directory is known. */
-int convcache_path(const char *model_path, enum rwkv_dtype dtype, int fallback, char *out,
-                   size_t outlen);
+/* The cache file name for the model at path, in the user's cache
+ * directory.  0, or -1 when it does not fit or no cache directory is
+ * known (neither XDG_CACHE_HOME nor HOME). */
+int convcache_path(const char *model_path, enum rwkv_dtype dtype, char *out, size_t outlen);
+/* The limit on the caches' total size: RWKV_CHAT_CACHE_MAX (bytes, with
+ * an optional K, M or G suffix of powers of 1024), else the default. */
+uint64_t convcache_limit(void);
+/* Marks the cache at path as used now (its mtime). */
+void convcache_touch(const char *path);
+/* Removes the least recently used *.rwkvcache files of dir until they
+ * total at most limit bytes, never keep (a path; may be NULL).  Returns
+ * how many it removed. */
+int convcache_evict(const char *dir, const char *keep, uint64_t limit);
 
 /* Maps and checks the cache at path (hashes verified on pool's threads;
  * pool may be NULL).  NULL when missing or unusable, with why filled

@@ -541,7 +541,6 @@ static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
 {
     struct weights_cache *c = &m->cache;
     const char *path = ckpt_path(m->file);
-    char why[RWKV_ERRLEN], fallback[PATH_MAX];
     double t0 = seconds_now();
 
     c->info.path = c->path;
@@ -560,18 +559,13 @@ static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
         return;
     }
     c->active = 1;
-    if (convcache_path(path, m->dtype, 0, c->path, sizeof c->path) == 0) {
-        c->cache = convcache_open(c->path, &c->key, m->pool, c->reason, sizeof c->reason);
-    } else {
-        snprintf(c->reason, sizeof c->reason, "no cache yet");
-    }
-    if (!c->cache && convcache_path(path, m->dtype, 1, fallback, sizeof fallback) == 0) {
-        c->cache = convcache_open(fallback, &c->key, m->pool, why, sizeof why);
-        if (c->cache) {
-            snprintf(c->path, sizeof c->path, "%s", fallback);
-        } else if (!strcmp(c->reason, "no cache yet")) {
-            snprintf(c->reason, sizeof c->reason, "%s", why);
-        }
+    if (convcache_path(path, m->dtype, c->path, sizeof c->path) != 0) {
+        snprintf(c->reason, sizeof c->reason, "no user cache directory (XDG_CACHE_HOME and "
+                 "HOME unset)");
+        c->path[0] = '\0';
+    } else if ((c->cache = convcache_open(c->path, &c->key, m->pool, c->reason,
+                                          sizeof c->reason))) {
+        convcache_touch(c->path);
     }
     if (c->cache) {
         weights_progress(m, RWKV_LOAD_CACHE_READ, 0, 1);
@@ -581,14 +575,13 @@ static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
 }
 
 /* After prepare: reports the cache as used, or writes a new one holding
- * every converted matrix (next to the model, else in the user's cache
- * directory). */
+ * every converted matrix in the user's cache directory, then removes the
+ * least recently used caches past the size limit. */
 static void cache_finish(rwkv_model *m)
 {
     struct weights_cache *c = &m->cache;
     struct convcache_item *items;
-    char why[RWKV_ERRLEN] = "the cache file name beside the model is too long";
-    char why2[RWKV_ERRLEN], fallback[PATH_MAX];
+    char why[RWKV_ERRLEN];
     size_t n = 0;
     double t0;
 
@@ -621,22 +614,21 @@ static void cache_finish(rwkv_model *m)
         }
     }
     t0 = seconds_now();
-    weights_progress(m, RWKV_LOAD_CACHE_WRITE, 0, 1);
-    if (c->path[0] && convcache_write(c->path, 0, &c->key, items, n, m->pool, why,
-                                      sizeof why) == 0) {
-        c->info.result = RWKV_CACHE_WRITTEN;
-    } else if (convcache_path(ckpt_path(m->file), m->dtype, 1, fallback, sizeof fallback) != 0) {
-        snprintf(c->reason, sizeof c->reason, "%.400s; no user cache directory (HOME unset)", why);
-        c->path[0] = '\0';
-    } else if (convcache_write(fallback, 1, &c->key, items, n, m->pool, why2,
-                               sizeof why2) == 0) {
-        c->info.result = RWKV_CACHE_WRITTEN;
-        snprintf(c->path, sizeof c->path, "%s", fallback);
-    } else {
-        snprintf(c->reason, sizeof c->reason, "%.250s; %.250s", why, why2);
-        c->path[0] = '\0';
+    if (c->path[0]) {   /* else no cache directory: the reason says so */
+        weights_progress(m, RWKV_LOAD_CACHE_WRITE, 0, 1);
+        if (convcache_write(c->path, 1, &c->key, items, n, m->pool, why, sizeof why) == 0) {
+            char dir[PATH_MAX];
+
+            c->info.result = RWKV_CACHE_WRITTEN;
+            if (verified_dir(dir, sizeof dir) == 0) {
+                convcache_evict(dir, c->path, convcache_limit());
+            }
+        } else {
+            snprintf(c->reason, sizeof c->reason, "%s", why);
+            c->path[0] = '\0';
+        }
+        weights_progress(m, RWKV_LOAD_CACHE_WRITE, 1, 1);
     }
-    weights_progress(m, RWKV_LOAD_CACHE_WRITE, 1, 1);
     c->info.seconds = seconds_now() - t0;
     free(items);
 }
@@ -879,6 +871,16 @@ void rwkv_model_free(rwkv_model *m)
 const struct rwkv_info *rwkv_model_info(const rwkv_model *model)
 {
     return &model->info;
+}
+
+int rwkv_cache_dir(char *out, size_t len)
+{
+    return verified_dir(out, len);
+}
+
+uint64_t rwkv_cache_limit(void)
+{
+    return convcache_limit();
 }
 
 const struct rwkv_cache_info *rwkv_model_cache(const rwkv_model *model)
