@@ -27,6 +27,7 @@
 
 #include "app/session/blascore.h"
 #include "app/tools/membw.h"
+#include "app/tools/perplexity.h"
 #include "app/session/options.h"
 #include "engine/rwkv.h"
 
@@ -43,6 +44,9 @@ struct opts {
     double bandwidth;           /* --bandwidth: given, not measured (bytes/s) */
     int quality;                /* --quality N: compare N tokens with fp32 */
     int no_cache;               /* --no-cache: convert at load, no cache file */
+    const char *text;           /* --text FILE: perplexity and KL on a text */
+    const char *vocab;          /* --vocab PATH (for --text) */
+    int text_ctx;               /* --text-ctx N */
     struct rwkv_lora *lora;     /* --lora FILE[:SCALE], in order */
     int n_lora;
     int streams[MAX_STREAM_COUNTS]; /* --streams: stream counts, 1 first */
@@ -280,6 +284,12 @@ static void usage(FILE *f)
         "      --bandwidth G  take the read bandwidth as G GB/s instead of measuring\n"
         "      --quality N    only compare the logits of N tokens with fp32 weights\n"
         "                     (max and mean |logit error|, KL divergence)\n"
+        "      --text FILE    only score FILE: perplexity of fp32 and each format\n"
+        "                     (bf16, q8, q4; fp16 for an fp16 file; or --dtype's),\n"
+        "                     KL divergence from fp32 and top-1 agreement with it\n"
+        "      --text-ctx N   --text: chunks of N tokens, the second half of each\n"
+        "                     scored (default 512)\n"
+        "      --vocab PATH   --text: the World vocabulary (default: the installed one)\n"
         "  -h, --help         display this help and exit\n");
 }
 
@@ -335,6 +345,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "no-cache", no_argument, NULL, 'N' },
         { "lora", required_argument, NULL, 'L' },
         { "streams", required_argument, NULL, 'S' },
+        { "text", required_argument, NULL, 'T' },
+        { "text-ctx", required_argument, NULL, 'C' },
+        { "vocab", required_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -345,6 +358,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     o->prompt = 512;
     o->gen = 128;
     o->repeats = 5;
+    o->text_ctx = 512;
     while ((c = getopt_long(argc, argv, "t:p:n:r:h", longopts, NULL)) != -1) {
         switch (c) {
         case 't':
@@ -404,6 +418,19 @@ static int parse_args(int argc, char **argv, struct opts *o)
                         "at most %d)\n", optarg, MAX_STREAMS, MAX_STREAM_COUNTS - 1);
                 return 2;
             }
+            break;
+        case 'T':
+            o->text = optarg;
+            break;
+        case 'V':
+            o->vocab = optarg;
+            break;
+        case 'C':
+            if (parse_long(optarg, 8, 1 << 20, &v)) {
+                fprintf(stderr, "rwkv-bench: bad --text-ctx '%s' (8 or more tokens)\n", optarg);
+                return 2;
+            }
+            o->text_ctx = (int)v;
             break;
         case 'Q':
             if (parse_long(optarg, 1, 100000, &v)) {
@@ -673,6 +700,14 @@ int main(int argc, char **argv)
      * its own pool of --threads) */
     if (o.quality) {
         return quality(&o);
+    }
+    if (o.text) {
+        struct perplexity_opts po = { .model = o.model, .text = o.text, .vocab = o.vocab,
+                                      .dtype = o.dtype, .ctx = o.text_ctx,
+                                      .threads = o.threads, .no_cache = o.no_cache };
+
+        options_free_lora(o.lora, o.n_lora);
+        return perplexity_run(&po);
     }
     bw = o.bandwidth > 0 ? o.bandwidth : measure_bandwidth(o.threads);
 
