@@ -282,14 +282,33 @@ static void test_format_error(void)
     free(yf);
 }
 
-/* Q4 blocks: the element of largest magnitude maps to code 0 and comes back
- * as d * -8 with d its binary16 value / -8; padding columns are zero. */
+/* Squared error of one packed Q4 block against its 32 source values. */
+static double q4_block_err(const struct q4_block *b, const float *v)
+{
+    double d = half_f16_to_f32(b->d), e = 0;
+
+    for (int j = 0; j < 32; j++) {
+        int u = j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4;
+        double x = d * (u - 8) - v[j];
+
+        e += x * x;
+    }
+    return e;
+}
+
+/* Q4 blocks: 18 bytes, padding columns zero; the scale search never does
+ * worse on a block than the plain scale m / -8 (m the element of largest
+ * magnitude, codes rounded to nearest), up to the binary16 rounding of the
+ * scale, and does better over many blocks of Gaussian-like weights. */
 static void test_q4_layout(void)
 {
-    float src[2 * 40];
+    enum { BLOCKS = 2000 };
+    float src[2 * 40], *g = malloc(sizeof *g * 32 * BLOCKS);
     struct kmat W = { .type = RWKV_DTYPE_Q4, .rows = 2, .cols = 40 };
+    struct kmat G = { .type = RWKV_DTYPE_Q4, .rows = BLOCKS, .cols = 32 };
+    double plain_total = 0, search_total = 0;
     float row[40];
-    int good = 1;
+    int good = 1, worse = 0;
 
     for (int i = 0; i < 80; i++) {
         src[i] = (float)(i % 7) * 0.01f;
@@ -300,17 +319,50 @@ static void test_q4_layout(void)
     const struct q4_block *b = W.data;
 
     good &= quant_bytes_q4(&W) == 2 * 2 * 18;
-    good &= b[0].d == half_f32_to_f16(0.5f / 8) && (b[0].qs[5] & 15) == 0;
-    good &= b[1].d == half_f32_to_f16(-0.75f / 8) && (b[1].qs[1] & 15) == 0;
     for (int j = 8; j < 32; j++) {      /* columns 40..63 of each row */
         int u = j < 16 ? b[1].qs[j] & 15 : b[1].qs[j - 16] >> 4;
 
         good &= u == 8;
     }
     quant_dequant_row(&W, 0, row);
-    good &= row[5] == -0.5f && row[33] == 0.75f;
-    ok(good, "q4 block layout: 18-byte blocks, extreme value exact, padding is zero");
+    good &= fabsf(row[5] + 0.5f) < 0.5f / 16 && fabsf(row[33] - 0.75f) < 0.75f / 16;
+    ok(good, "q4 block layout: 18-byte blocks, extreme values within half a step, padding is zero");
     kmat_free(&W);
+
+    /* sums of three uniforms: bell-shaped, with a few large values per block */
+    for (int i = 0; i < 32 * BLOCKS; i++) {
+        g[i] = (float)(urand() + urand() + urand() - 1.5);
+    }
+    quant_pack_q4(&G, g);
+    for (int k = 0; k < BLOCKS; k++) {
+        const float *v = g + 32 * k;
+        struct q4_block plain;
+        float big = 0, d;
+        double e_plain, e_search;
+
+        for (int j = 0; j < 32; j++) {
+            big = fabsf(v[j]) > fabsf(big) ? v[j] : big;
+        }
+        plain.d = half_f32_to_f16(big / -8.0f);
+        d = half_f16_to_f32(plain.d);
+        for (int j = 0; j < 16; j++) {
+            int lo = (int)lrintf(v[j] / d) + 8, hi = (int)lrintf(v[j + 16] / d) + 8;
+
+            lo = lo < 0 ? 0 : lo > 15 ? 15 : lo;
+            hi = hi < 0 ? 0 : hi > 15 ? 15 : hi;
+            plain.qs[j] = (uint8_t)(lo | hi << 4);
+        }
+        e_plain = q4_block_err(&plain, v);
+        e_search = q4_block_err((const struct q4_block *)G.data + k, v);
+        plain_total += e_plain;
+        search_total += e_search;
+        worse += e_search > e_plain * 1.01 + 1e-12;
+    }
+    ok(worse == 0 && search_total < 0.9 * plain_total,
+       "q4 scale search: no block worse than the plain scale m / -8 (%d are); squared error "
+       "%.4f of the plain one's over %d blocks", worse, search_total / plain_total, BLOCKS);
+    kmat_free(&G);
+    free(g);
 }
 
 /* kmat_from_tensor: a bf16 tensor at AUTO is used in place; conversions to

@@ -582,76 +582,6 @@ static int q8_pack(struct kmat *m, const float *src)
     return 0;
 }
 
-/* quant_pack_q4 with 8 lanes: the same blocks (the first element of largest
- * magnitude gives d = m / -8, rounded to binary16 by F16C as the portable
- * code rounds; codes rounded to nearest even and clamped to [0, 15]). */
-static int q4_pack(struct kmat *m, const float *src)
-{
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const int nb = quant_q4_blocks(m->cols);
-    struct q4_block *blocks = malloc((size_t)m->rows * (size_t)nb * sizeof *blocks);
-
-    if (!blocks) {
-        return -1;
-    }
-    for (int r = 0; r < m->rows; r++) {
-        const float *w = src + (size_t)r * m->cols;
-
-        for (int b = 0; b < nb; b++) {
-            struct q4_block *blk = &blocks[(size_t)r * nb + b];
-            float pad[32];
-            const float *v = w + 32 * b;
-            int32_t code[32];
-
-            if (32 * b + 32 > m->cols) {
-                for (int j = 0; j < 32; j++) {
-                    pad[j] = 32 * b + j < m->cols ? v[j] : 0.0f;
-                }
-                v = pad;
-            }
-            __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
-            __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
-            __m256 a0 = _mm256_and_ps(v0, absmask), a1 = _mm256_and_ps(v1, absmask);
-            __m256 a2 = _mm256_and_ps(v2, absmask), a3 = _mm256_and_ps(v3, absmask);
-            __m256 mx = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
-            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-
-            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-            __m256 amax = _mm256_broadcastss_ps(m4);
-            uint32_t hit = (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a0, amax, _CMP_EQ_OQ)) |
-                           (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a1, amax, _CMP_EQ_OQ)) << 8 |
-                           (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a2, amax, _CMP_EQ_OQ)) << 16 |
-                           (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a3, amax, _CMP_EQ_OQ)) << 24;
-            /* all zero: no hit when amax is 0 and every element is -0 or 0 */
-            float big = _mm_cvtss_f32(m4) > 0 ? v[__builtin_ctz(hit)] : 0.0f;
-
-            blk->d = (uint16_t)_cvtss_sh(big / -8.0f, _MM_FROUND_TO_NEAREST_INT);
-            float d = _cvtsh_ss(blk->d);
-            __m256 inv = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
-            __m256i eight = _mm256_set1_epi32(8), zero = _mm256_setzero_si256();
-            __m256i fifteen = _mm256_set1_epi32(15);
-
-#define Q4_CODES(vk, k) \
-            _mm256_storeu_si256((__m256i *)(code + 8 * (k)), \
-                _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32( \
-                    _mm256_cvtps_epi32(_mm256_mul_ps((vk), inv)), eight), zero), fifteen))
-            Q4_CODES(v0, 0);
-            Q4_CODES(v1, 1);
-            Q4_CODES(v2, 2);
-            Q4_CODES(v3, 3);
-#undef Q4_CODES
-            for (int j = 0; j < 16; j++) {
-                blk->qs[j] = (uint8_t)(code[j] | (code[j + 16] << 4));
-            }
-        }
-    }
-    m->data = blocks;
-    m->owned = blocks;
-    m->scales = NULL;
-    return 0;
-}
-
 /* ---- rows to float32 for sequence mode (sgemm) ---------------------------- */
 
 static void bf16_rows_to_f32(const struct kmat *W, int r0, int r1, float *out)
@@ -736,6 +666,6 @@ const struct kernel_set kernel_set_avx2 = {
                               bf16_matvec_multi_rows },
         [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32,
                             q8_matvec_multi_rows },
-        [RWKV_DTYPE_Q4] = { q4_pack, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
     },
 };

@@ -87,7 +87,48 @@ int quant_pack_q8(struct kmat *m, const float *src)
     return 0;
 }
 
-/* Q4: groups of 32, d = m / -8 (m the element of largest magnitude). */
+/* The scale of one Q4 block of 32 values (see quant.h): of the scales
+ * that map the element of largest magnitude m to -(8 + k / 2), k in
+ * [-Q4_SEARCH, Q4_SEARCH], each refined to the least-squares scale for the
+ * codes it gives, the one with the smallest squared error.  (Steps of 1/10
+ * over [-1, 1] instead remove 0.7 % more of the error on bell-shaped
+ * weights, for four times the packing time.) */
+#define Q4_SEARCH 2
+
+static float q4_block_scale(const float *v)
+{
+    float big = 0, best_d = 0, best_score = -1;
+
+    for (int j = 0; j < QUANT_Q4_GROUP; j++) {
+        if (fabsf(v[j]) > fabsf(big)) {
+            big = v[j];
+        }
+    }
+    if (big == 0) {
+        return 0;
+    }
+    for (int k = -Q4_SEARCH; k <= Q4_SEARCH; k++) {
+        float iscale = -(8.0f + 0.5f * (float)k) / big, sum_vq = 0, sum_qq = 0;
+
+        for (int j = 0; j < QUANT_Q4_GROUP; j++) {
+            float q = round_small(v[j] * iscale);
+
+            q = q < -8 ? -8 : q > 7 ? 7 : q;
+            sum_vq += v[j] * q;
+            sum_qq += q * q;
+        }
+        /* with the least-squares scale sum_vq / sum_qq, the squared error
+         * is sum v^2 - sum_vq^2 / sum_qq: the largest sum_vq^2 / sum_qq wins */
+        if (sum_qq > 0 && sum_vq * sum_vq / sum_qq > best_score) {
+            best_score = sum_vq * sum_vq / sum_qq;
+            best_d = sum_vq / sum_qq;
+        }
+    }
+    return best_d;
+}
+
+/* Q4: groups of 32, the scale of q4_block_scale, codes rounded to nearest
+ * with that scale rounded to binary16. */
 int quant_pack_q4(struct kmat *m, const float *src)
 {
     int nb = quant_q4_blocks(m->cols);
@@ -101,18 +142,15 @@ int quant_pack_q4(struct kmat *m, const float *src)
 
         for (int b = 0; b < nb; b++) {
             struct q4_block *blk = &blocks[(size_t)r * nb + b];
-            float v[QUANT_Q4_GROUP], big = 0, d, inv;
+            float v[QUANT_Q4_GROUP], d, inv;
             int j;
 
             for (j = 0; j < QUANT_Q4_GROUP; j++) {
                 int c = b * QUANT_Q4_GROUP + j;
 
                 v[j] = c < m->cols ? w[c] : 0.0f;
-                if (fabsf(v[j]) > fabsf(big)) {
-                    big = v[j];
-                }
             }
-            blk->d = half_f32_to_f16(big / -8.0f);
+            blk->d = half_f32_to_f16(q4_block_scale(v));
             d = half_f16_to_f32(blk->d);
             inv = d != 0 ? 1.0f / d : 0.0f;
             for (j = 0; j < QUANT_Q4_GROUP / 2; j++) {

@@ -18,9 +18,12 @@
  *        IEEE binary16 scale d and 32 four-bit codes u in [0, 15]:
  *            w[r][32 b + j] = d * (u_j - 8),
  *        byte j of qs holds element j (low nibble) and element j + 16 (high
- *        nibble).  d = m / -8 where m is the element of largest magnitude
- *        in the group (so m maps to code 0 exactly), u = clamp(round(w / d)
- *        + 8, 0, 15) computed with d rounded to binary16.  Columns past cols
+ *        nibble).  d is searched per block (quant.c, q4_block_scale): for
+ *        each scale mapping m, the element of largest magnitude, to
+ *        -(8 + k / 2), k in [-2, 2], the least-squares scale of the
+ *        codes it gives; the one of least squared error wins (k = 0 alone
+ *        is ggml's Q4_0, d = m / -8).  u = clamp(round(w / d) + 8, 0, 15)
+ *        computed with d rounded to binary16.  Columns past cols
  *        (last block) are zero weights.  kmat.scales is NULL.
  *        The product quantises x per block of 32 the same way ggml's Q8_0
  *        does (dx = max |x| / 127, qx = round(x / dx) in [-127, 127]):
@@ -64,7 +67,10 @@ size_t quant_bytes_q4(const struct kmat *W);
 
 /* Version of the packed layouts above (and of struct q4_block): bump it
  * whenever a format's bytes change, so conversion caches written by an
- * older engine are rebuilt rather than misread. */
+ * older engine are rebuilt rather than misread.  (Q4's scale search of
+ * issue 19 changed the bytes, not the layout: kmat_pack_signature, part
+ * of every cache's key, changed with it, so q4 caches made before it are
+ * rebuilt; bumping this would also void the fuzz regression inputs.) */
 #define QUANT_LAYOUT_VERSION 1
 
 /* Bytes of one packed row of format t with cols columns (kmat.data is
