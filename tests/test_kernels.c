@@ -522,7 +522,7 @@ static void test_self_check(void)
     static const char *names[] = { "auto", "f32", "f16", "bf16", "q8", "q4" };
     const struct kernel_set *sets[] = {
 #ifdef __x86_64__
-        &kernel_set_avx512, &kernel_set_avx2,
+        &kernel_set_avx512vnni, &kernel_set_avx512, &kernel_set_avx2,
 #endif
         &kernel_set_quant, &kernel_set_portable,
     };

@@ -49,6 +49,23 @@ static double reference_row(const struct kmat *W, int r, const float *x,
 {
     double s = 0, m = 0;
 
+    if (W->type == RWKV_DTYPE_Q8 && !x) {
+        /* sequence mode: x rounded per block too (quant.h) */
+        const int8_t *q = (const int8_t *)W->data + (size_t)r * W->cols;
+
+        for (int b = 0; b < xq->n_blocks; b++) {
+            long dot = 0, adot = 0;
+
+            for (int j = 0; j < 32 && 32 * b + j < W->cols; j++) {
+                dot += (long)q[32 * b + j] * xq->q[32 * b + j];
+                adot += labs((long)q[32 * b + j] * xq->q[32 * b + j]);
+            }
+            s += (double)xq->d[b] * (double)dot;
+            m += (double)xq->d[b] * (double)adot;
+        }
+        *mag = m * W->scales[r];
+        return s * W->scales[r];
+    }
     if (W->type == RWKV_DTYPE_Q4) {
         int nb = quant_q4_blocks(W->cols);
         const struct q4_block *blk = (const struct q4_block *)W->data + (size_t)r * nb;
@@ -189,12 +206,62 @@ static double check_kernel(const struct kernel_set *set, enum rwkv_dtype t, int 
     return worst;
 }
 
+/* One set's matmul_rows (sequence mode) for format t on T tokens against
+ * the exact value of quant.h (activations rounded per block for Q8 and
+ * Q4); rows outside [r0, r1) must stay unwritten.  Worst error in units of
+ * the tolerance. */
+static double check_matmul(const struct kernel_set *set, enum rwkv_dtype t, int rows, int cols,
+                           int T)
+{
+    struct kmat W = { .type = t, .rows = rows, .cols = cols };
+    float *src = malloc((size_t)rows * cols * sizeof *src), *X = malloc((size_t)T * cols * 4);
+    float *Y = malloc((size_t)T * rows * sizeof *Y);
+    struct quant_xq xq = { 0 };
+    double worst = 0;
+    int r0 = rows > 2 ? 1 : 0, r1 = rows > 2 ? rows - 1 : rows;
+
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        src[i] = wrand();
+    }
+    for (size_t i = 0; i < (size_t)T * cols; i++) {
+        /* a spread of magnitudes, as a LayerNorm output or relu^2 has */
+        X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+    }
+    if (kernel_set_quant.format[t].pack(&W, src) != 0 || quant_xq_alloc(&xq, cols) != 0) {
+        return 1e9;
+    }
+    for (size_t i = 0; i < (size_t)T * rows; i++) {
+        Y[i] = NAN;
+    }
+    set->format[t].matmul_rows(&W, X, T, Y, r0, r1);
+    for (int k = 0; k < T; k++) {
+        quant_xq_fill(&xq, X + (size_t)k * cols);
+        for (int r = 0; r < rows; r++) {
+            double mag, ref = reference_row(&W, r, NULL, &xq, &mag), tol = 2e-6 * mag + 1e-6, e;
+            float y = Y[(size_t)k * rows + r];
+
+            if (r < r0 || r >= r1) {
+                e = isnan(y) ? 0 : 1e9;
+            } else {
+                e = isfinite(y) ? fabs(y - ref) / tol : 1e9;
+            }
+            worst = fmax(worst, e);
+        }
+    }
+    kmat_free(&W);
+    quant_xq_free(&xq);
+    free(src);
+    free(X);
+    free(Y);
+    return worst;
+}
+
 static void test_kernel_sets(void)
 {
     static const int sizes[][2] = {
         { 1, 1 }, { 3, 7 }, { 5, 17 }, { 37, 45 }, { 67, 131 }, { 13, 1037 }, { 9, 4133 }, { 6, 5003 },
     };
-    const struct kernel_set *sets[3];
+    const struct kernel_set *sets[4];
     int n_sets = 0;
 
     sets[n_sets++] = &kernel_set_quant;
@@ -208,6 +275,11 @@ static void test_kernel_sets(void)
         sets[n_sets++] = &kernel_set_avx512;
     } else {
         skip("avx512 kernels: this CPU has no AVX-512 F/BW/VL");
+    }
+    if (kernel_set_avx512vnni.usable()) {
+        sets[n_sets++] = &kernel_set_avx512vnni;
+    } else {
+        skip("avx512vnni kernels: this CPU has no AVX-512 VNNI");
     }
 #endif
     for (int s = 0; s < n_sets; s++) {
@@ -231,6 +303,31 @@ static void test_kernel_sets(void)
                format_names[t], worst, sizes[at][0], sizes[at][1],
                sets[s]->format[t].matvec_multi_rows
                    ? "; matvec_multi_rows bit-identical to matvec for 6 vectors" : "");
+            if ((t == RWKV_DTYPE_Q8 || t == RWKV_DTYPE_Q4) && sets[s]->format[t].matmul_rows) {
+                /* token counts around the kernels' tiles (4, 8, 16) */
+                static const int Ts[] = { 1, 2, 3, 5, 17, 37 };
+                int at_T = 0;
+
+                worst = 0;
+                at = 0;
+                for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+                    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+                        double e = check_matmul(sets[s], (enum rwkv_dtype)t, sizes[k][0],
+                                                sizes[k][1], Ts[i]);
+
+                        if (e > worst) {
+                            worst = e;
+                            at = (int)k;
+                            at_T = Ts[i];
+                        }
+                    }
+                }
+                ok(worst <= 1.0, "%s %s matmul (int8 activations) matches the exact value on 8 odd "
+                   "shapes x 6 token counts (worst %.2f of tolerance, at %dx%d T=%d)",
+                   sets[s]->name, format_names[t], worst, sizes[at][0], sizes[at][1], at_T);
+            } else if (t == RWKV_DTYPE_Q8 || t == RWKV_DTYPE_Q4) {
+                ok(0, "%s %s has a sequence-mode kernel", sets[s]->name, format_names[t]);
+            }
         }
     }
 }
@@ -473,20 +570,30 @@ static void test_pool_products(void)
         struct kmat W = { .type = (enum rwkv_dtype)t, .rows = rows, .cols = cols };
         double worst = 0;
 
-        kernels_format(W.type)->pack(&W, src);
+        const struct kernel_format *f = kernels_format(W.type);
+        float *Y1 = malloc((size_t)T * rows * 4);
+
+        f->pack(&W, src);
         k_matmul(pool, &W, X, T, Y);
+        /* the sequence-mode value (Q8/Q4: int8 activations), on one thread */
         for (int k = 0; k < T; k++) {
-            kernels_format(W.type)->matvec_rows(&W, X + k * cols, y1, 0, rows);
-            for (int r = 0; r < rows; r++) {
-                worst = fmax(worst, fabs(Y[k * rows + r] - y1[r]) / (1e-5 + fabs(y1[r])));
+            if (!f->matmul_rows) {
+                f->matvec_rows(&W, X + k * cols, Y1 + k * rows, 0, rows);
             }
         }
+        if (f->matmul_rows) {
+            f->matmul_rows(&W, X, T, Y1, 0, rows);
+        }
+        for (int i = 0; i < T * rows; i++) {
+            worst = fmax(worst, fabs(Y[i] - Y1[i]) / (1e-5 + fabs(Y1[i])));
+        }
+        free(Y1);
         k_matvec(pool, &W, X, Y);
         kernels_format(W.type)->matvec_rows(&W, X, y1, 0, rows);
         for (int r = 0; r < rows; r++) {
             worst = fmax(worst, fabs(Y[r] - y1[r]) / (1e-5 + fabs(y1[r])));
         }
-        ok(worst < 1e-4, "%s k_matvec and k_matmul (T=%d) on 2 threads match the row kernel "
+        ok(worst < 1e-4, "%s k_matvec and k_matmul (T=%d) on 2 threads match the row kernels "
            "(worst relative %.1e)", format_names[t], T, worst);
         kmat_free(&W);
     }
@@ -519,9 +626,10 @@ static int read_tokens(const char *path, int32_t *tok, int max)
     return n;
 }
 
-/* Logits after each token (RNN mode) at one weight format: n x vocab. */
+/* Logits after each token at one weight format: n x vocab; RNN mode (one
+ * token per call) or sequence mode (one call, every row). */
 static float *run_model(const char *path, enum rwkv_dtype d, const int32_t *tok, int n,
-                        int *vocab)
+                        int *vocab, int sequence)
 {
     struct rwkv_load_options lo = { .dtype = d, .n_threads = 2, .cache = RWKV_CACHE_MODE_OFF };
     char err[RWKV_ERRLEN];
@@ -536,7 +644,12 @@ static float *run_model(const char *path, enum rwkv_dtype d, const int32_t *tok,
     *vocab = rwkv_model_info(m)->n_vocab;
     s = rwkv_state_new(m);
     out = malloc((size_t)n * *vocab * sizeof *out);
-    for (int i = 0; i < n; i++) {
+    if (sequence && eval_once(m, s, tok, (size_t)n, out, 1, err, sizeof err) != 0) {
+        diag("%s", err);
+        free(out);
+        out = NULL;
+    }
+    for (int i = 0; i < n && !sequence; i++) {
         if (eval_once(m, s, &tok[i], 1, out + (size_t)i * *vocab, 0, err, sizeof err) != 0) {
             diag("%s", err);
             free(out);
@@ -549,7 +662,10 @@ static float *run_model(const char *path, enum rwkv_dtype d, const int32_t *tok,
     return out;
 }
 
-static void test_quality(const char *name)
+/* Quality of each format against float32 (KL divergence over the
+ * fixture's tokens).  Sequence mode rounds Q8/Q4 activations to 8 bits
+ * (quant.h); the bounds are the same for both modes. */
+static void test_quality(const char *name, int sequence)
 {
     char path[512], tpath[512];
     int32_t tok[256];
@@ -560,13 +676,13 @@ static void test_quality(const char *name)
     snprintf(path, sizeof path, "%s", shared_path(name));
     snprintf(tpath, sizeof tpath, "%.*s.tokens", (int)(strlen(path) - 4), path);
     n = read_tokens(tpath, tok, 256);
-    ref = n > 0 ? run_model(path, RWKV_DTYPE_F32, tok, n, &vocab) : NULL;
+    ref = n > 0 ? run_model(path, RWKV_DTYPE_F32, tok, n, &vocab, 0) : NULL;
     if (!ref) {
         ok(0, "%s: float32 run for the quality reference", name);
         return;
     }
     for (int d = RWKV_DTYPE_F16; d <= RWKV_DTYPE_Q4; d++) {
-        float *q = run_model(path, (enum rwkv_dtype)d, tok, n, &vocab);
+        float *q = run_model(path, (enum rwkv_dtype)d, tok, n, &vocab, sequence);
         double maxe = 0, meane = 0, kl = 0;
 
         if (!q) {
@@ -597,10 +713,11 @@ static void test_quality(const char *name)
         }
         meane /= (double)n * vocab;
         kl /= n;
-        diag("%s %-4s vs fp32: max |dlogit| %.4f, mean |dlogit| %.5f, KL %.2e nats/token "
-             "(%d tokens)", name, format_names[d], maxe, meane, kl, n);
-        ok(kl <= kl_bound[d], "%s %s quality: KL %.2e <= %.0e", name, format_names[d], kl,
-           kl_bound[d]);
+        diag("%s %-4s %s vs fp32: max |dlogit| %.4f, mean |dlogit| %.5f, KL %.2e nats/token "
+             "(%d tokens)", name, format_names[d], sequence ? "sequence" : "RNN", maxe, meane,
+             kl, n);
+        ok(kl <= kl_bound[d], "%s %s quality (%s mode): KL %.2e <= %.0e", name, format_names[d],
+           sequence ? "sequence" : "RNN", kl, kl_bound[d]);
         free(q);
     }
     free(ref);
@@ -615,7 +732,10 @@ int main(void)
     test_q4_layout();
     test_from_tensor();
     test_pool_products();
-    test_quality("fixtures/models/v7.pth");
-    test_quality("fixtures/models/v7-world.pth");
+    test_quality("fixtures/models/v7.pth", 0);
+    test_quality("fixtures/models/v7-world.pth", 0);
+    test_quality("fixtures/models/v7.pth", 1);
+    test_quality("fixtures/models/v7-world.pth", 1);
+    test_quality("fixtures/models/v6.pth", 1);
     return tap_done();
 }

@@ -28,6 +28,7 @@
 /* Kernel sets in order of preference; the portable set must come last. */
 static const struct kernel_set *const candidates[] = {
 #ifdef __x86_64__
+    &kernel_set_avx512vnni,
     &kernel_set_avx512,
     &kernel_set_avx2,
 #endif

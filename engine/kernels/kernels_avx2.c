@@ -471,6 +471,232 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     }
 }
 
+/* ---- Sequence mode: int8 activations, integer block products ------------
+ * quant.h defines the value: each token's x quantised per block of 32, an
+ * exact integer product per block (vpmaddubsw, then vpmaddwd to int32), a
+ * float scale per block.  Tiles of 2 rows by 4 tokens keep 8 accumulators
+ * in registers; tokens are quantised MM_TOKENS at a time so that their
+ * blocks stay in cache while the rows pass over them. */
+
+#define MM_TOKENS 16
+#define MM_RN 2
+#define MM_TN 4
+
+struct xq_tile {
+    int nb;
+    int8_t *q;                  /* [MM_TOKENS][32 * nb] */
+    float *d;                   /* [MM_TOKENS][nb] */
+    int32_t *negsum;            /* [MM_TOKENS][nb]: -sum of the block's codes */
+};
+
+static int xq_tile_alloc(struct xq_tile *xt, int cols)
+{
+    xt->nb = quant_q4_blocks(cols);
+    xt->q = aligned_alloc(32, (size_t)MM_TOKENS * 32 * xt->nb);
+    xt->d = malloc((size_t)MM_TOKENS * xt->nb * sizeof *xt->d);
+    xt->negsum = malloc((size_t)MM_TOKENS * xt->nb * sizeof *xt->negsum);
+    if (!xt->q || !xt->d || !xt->negsum) {
+        free(xt->q);
+        free(xt->d);
+        free(xt->negsum);
+        return -1;
+    }
+    return 0;
+}
+
+static void xq_tile_free(struct xq_tile *xt)
+{
+    free(xt->q);
+    free(xt->d);
+    free(xt->negsum);
+}
+
+static void xq_tile_fill(struct xq_tile *xt, int i, const float *x, int cols)
+{
+    int32_t *s = xt->negsum + (size_t)i * xt->nb;
+
+    xq_fill(x, cols, xt->nb, xt->q + (size_t)i * 32 * xt->nb, xt->d + (size_t)i * xt->nb, s);
+    for (int b = 0; b < xt->nb; b++) {
+        s[b] = -s[b];
+    }
+}
+
+/* sum of u . s over pairs, as 8 int32 lanes (u unsigned bytes). */
+static inline __m256i dot_u8s8(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* Q8: |w| times qx with the sign of w (|w| <= 127: vpmaddubsw cannot
+ * saturate); the per-row scale is applied once at the end. */
+static inline __attribute__((always_inline)) void q8_tile(
+    const struct kmat *W, int r, const struct xq_tile *xt, int t, int t0, float *Y,
+    const int RN, const int TN)
+{
+    const int cols = W->cols, full = cols / 32;
+    const int8_t *w = (const int8_t *)W->data + (size_t)r * cols;
+    __m256 acc[MM_RN][MM_TN];
+
+#pragma GCC unroll 4
+    for (int i = 0; i < RN; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < TN; j++) {
+            acc[i][j] = _mm256_setzero_ps();
+        }
+    }
+    for (int b = 0; b < xt->nb; b++) {
+        __m256i wv[MM_RN], aw[MM_RN];
+
+#pragma GCC unroll 4
+        for (int i = 0; i < RN; i++) {
+            if (b < full) {
+                wv[i] = _mm256_loadu_si256((const __m256i *)(w + (size_t)i * cols + 32 * b));
+            } else {
+                /* the last, partial block: no read past the row */
+                int8_t tmp[32] = { 0 };
+
+                memcpy(tmp, w + (size_t)i * cols + 32 * b, (size_t)(cols - 32 * b));
+                wv[i] = _mm256_loadu_si256((const __m256i *)tmp);
+            }
+            aw[i] = _mm256_abs_epi8(wv[i]);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < TN; j++) {
+            __m256i qx = _mm256_load_si256((const __m256i *)(xt->q + ((size_t)(t + j) * xt->nb + b) * 32));
+            __m256 dx = _mm256_broadcast_ss(xt->d + (size_t)(t + j) * xt->nb + b);
+
+#pragma GCC unroll 4
+            for (int i = 0; i < RN; i++) {
+                __m256i p = dot_u8s8(aw[i], _mm256_sign_epi8(qx, wv[i]));
+
+                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dx, acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < RN; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < TN; j++) {
+            Y[(size_t)(t0 + t + j) * W->rows + r + i] = W->scales[r + i] * hsum(acc[i][j]);
+        }
+    }
+}
+
+/* Q4: codes u in [0, 15] are the unsigned operand; the -8 offset enters as
+ * -sum(qx) of the block spread over its 8 lanes. */
+static inline __attribute__((always_inline)) void q4_tile(
+    const struct kmat *W, int r, const struct xq_tile *xt, int t, int t0, float *Y,
+    const int RN, const int TN)
+{
+    const int nb = xt->nb;
+    const struct q4_block *bl = (const struct q4_block *)W->data + (size_t)r * nb;
+    __m256 acc[MM_RN][MM_TN];
+
+#pragma GCC unroll 4
+    for (int i = 0; i < RN; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < TN; j++) {
+            acc[i][j] = _mm256_setzero_ps();
+        }
+    }
+    for (int b = 0; b < nb; b++) {
+        __m256i u[MM_RN];
+        __m256 dw[MM_RN];
+
+#pragma GCC unroll 4
+        for (int i = 0; i < RN; i++) {
+            u[i] = q4_codes(&bl[(size_t)i * nb + b]);
+            dw[i] = _mm256_set1_ps(_cvtsh_ss(bl[(size_t)i * nb + b].d));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < TN; j++) {
+            size_t tb = (size_t)(t + j) * nb + b;
+            __m256i qx = _mm256_load_si256((const __m256i *)(xt->q + tb * 32));
+            __m256 dx = _mm256_broadcast_ss(xt->d + tb);
+            __m256i s0 = _mm256_set1_epi32(xt->negsum[tb]);
+
+#pragma GCC unroll 4
+            for (int i = 0; i < RN; i++) {
+                __m256i p = _mm256_add_epi32(dot_u8s8(u[i], qx), s0);
+
+                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[i], dx),
+                                            acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < RN; i++) {
+#pragma GCC unroll 4
+        for (int j = 0; j < TN; j++) {
+            Y[(size_t)(t0 + t + j) * W->rows + r + i] = hsum(acc[i][j]);
+        }
+    }
+}
+
+/* Tiles of MM_RN x MM_TN over rows [r0, r1) and the tile's n tokens,
+ * smaller tiles at the edges. */
+#define MATMUL_ROWS(NAME, TILE) \
+static void NAME(const struct kmat *W, const struct xq_tile *xt, int t0, int n, float *Y, \
+                 int r0, int r1) \
+{ \
+    int r = r0; \
+    for (; r + MM_RN <= r1; r += MM_RN) { \
+        int t = 0; \
+        for (; t + MM_TN <= n; t += MM_TN) { \
+            TILE(W, r, xt, t, t0, Y, MM_RN, MM_TN); \
+        } \
+        for (; t < n; t++) { \
+            TILE(W, r, xt, t, t0, Y, MM_RN, 1); \
+        } \
+    } \
+    for (; r < r1; r++) { \
+        int t = 0; \
+        for (; t + MM_TN <= n; t += MM_TN) { \
+            TILE(W, r, xt, t, t0, Y, 1, MM_TN); \
+        } \
+        for (; t < n; t++) { \
+            TILE(W, r, xt, t, t0, Y, 1, 1); \
+        } \
+    } \
+}
+
+MATMUL_ROWS(q8_seq, q8_tile)
+MATMUL_ROWS(q4_seq, q4_tile)
+
+typedef void rows_fn(const struct kmat *W, const struct xq_tile *xt, int t0, int n, float *Y,
+                     int r0, int r1);
+
+static void matmul_int8(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
+                        rows_fn *rows)
+{
+    struct xq_tile xt;
+
+    if (xq_tile_alloc(&xt, W->cols) != 0) {
+        /* Out of memory: the portable kernel allocates less. */
+        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += MM_TOKENS) {
+        int n = T - t0 < MM_TOKENS ? T - t0 : MM_TOKENS;
+
+        for (int i = 0; i < n; i++) {
+            xq_tile_fill(&xt, i, X + (size_t)(t0 + i) * W->cols, W->cols);
+        }
+        rows(W, &xt, t0, n, Y, r0, r1);
+    }
+    xq_tile_free(&xt);
+}
+
+static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    matmul_int8(W, X, T, Y, r0, r1, q8_seq);
+}
+
+static void q4_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    matmul_int8(W, X, T, Y, r0, r1, q4_seq);
+}
+
 /* ---- F32 (the LoRA matrices, kept in float32 in every format) -------------- */
 
 static void f32_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
@@ -664,8 +890,9 @@ const struct kernel_set kernel_set_avx2 = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half, f16_rows_to_f32 },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32,
                               bf16_matvec_multi_rows },
-        [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, NULL, quant_bytes_q8, q8_rows_to_f32,
+        [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8, q8_rows_to_f32,
                             q8_matvec_multi_rows },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, q4_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
+                            q4_rows_to_f32 },
     },
 };

@@ -1,7 +1,7 @@
 /*
  * kernels_avx512.c - row kernels for x86-64 CPUs with AVX-512 F/BW/VL
- * (Skylake-X and later, Zen 4 and later), using AVX512-VNNI for the Q4
- * integer products where the CPU has it.  Compiled with its own -m flags in
+ * (Skylake-X and later, Zen 4 and later), and a second set,
+ * kernel_set_avx512vnni, with AVX512-VNNI for the Q8/Q4 integer products.  Compiled with its own -m flags in
  * its own library and chosen at run time (kernels_impl.h); the formats and
  * the exact values are defined in quant.h.
  *
@@ -11,6 +11,7 @@
  */
 #include <immintrin.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/kernels/kernels_impl.h"
 #include "engine/kernels/quant.h"
@@ -535,7 +536,11 @@ static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, fl
     free(sbuf);
 }
 
-static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+typedef void q4_rows_fn(const struct q4_block *base, int nb, const int8_t *qx, const float *dx,
+                        const int32_t *sx, float *y, int r, int r1);
+
+static void q4_matvec(const struct kmat *W, const float *x, float *y, int r0, int r1,
+                      q4_rows_fn *rows)
 {
     const int nb = quant_q4_blocks(W->cols);
     int8_t qstack[X_STACK] __attribute__((aligned(64)));
@@ -558,16 +563,279 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
         }
     }
     xq_fill(x, W->cols, nb, qx, dx, sx);
-    if (__builtin_cpu_supports("avx512vnni")) {
-        q4_rows_vnni(W->data, nb, qx, dx, sx, y, r0, r1);
-    } else {
-        q4_rows_bw(W->data, nb, qx, dx, sx, y, r0, r1);
-    }
+    rows(W->data, nb, qx, dx, sx, y, r0, r1);
     if (qx != qstack) {
         free(qx);
         free(dx);
         free(sx);
     }
+}
+
+static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    q4_matvec(W, x, y, r0, r1, q4_rows_bw);
+}
+
+static void q4_matvec_rows_vnni(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    q4_matvec(W, x, y, r0, r1, q4_rows_vnni);
+}
+
+/* ---- Sequence mode: int8 activations, integer block products ------------
+ * quant.h defines the value: each token's x quantised per block of 32, an
+ * exact integer product per block, a float scale per block.  Tiles of 4 rows
+ * by 4 tokens keep 16 accumulators in registers; every 512-bit step covers
+ * two blocks (lanes 0-7 the first, 8-15 the second).  Tokens are quantised
+ * MM_TOKENS at a time, so their blocks stay in cache while the rows pass. */
+
+#define MM_TOKENS 16
+#define MM_RN 4
+#define MM_TN 4
+
+/* Quantised activations of up to MM_TOKENS tokens, padded to an even number
+ * of blocks (a zero block with zero scale and sum). */
+struct xq_tile {
+    int steps;                  /* 64-column steps: ceil(blocks / 2) */
+    int8_t *q;                  /* [MM_TOKENS][64 * steps] */
+    float *d;                   /* [MM_TOKENS][2 * steps] */
+    int32_t *negsum;            /* [MM_TOKENS][2 * steps]: -sum of the block's codes */
+};
+
+static int xq_tile_alloc(struct xq_tile *xt, int cols)
+{
+    int nb = quant_q4_blocks(cols);
+
+    xt->steps = (nb + 1) / 2;
+    xt->q = aligned_alloc(64, (size_t)MM_TOKENS * 64 * xt->steps);
+    xt->d = malloc((size_t)MM_TOKENS * 2 * xt->steps * sizeof *xt->d);
+    xt->negsum = malloc((size_t)MM_TOKENS * 2 * xt->steps * sizeof *xt->negsum);
+    if (!xt->q || !xt->d || !xt->negsum) {
+        free(xt->q);
+        free(xt->d);
+        free(xt->negsum);
+        return -1;
+    }
+    return 0;
+}
+
+static void xq_tile_free(struct xq_tile *xt)
+{
+    free(xt->q);
+    free(xt->d);
+    free(xt->negsum);
+}
+
+/* Token i of the tile from x[cols]. */
+static void xq_tile_fill(struct xq_tile *xt, int i, const float *x, int cols)
+{
+    int nb = quant_q4_blocks(cols);
+    int8_t *q = xt->q + (size_t)i * 64 * xt->steps;
+    float *d = xt->d + (size_t)i * 2 * xt->steps;
+    int32_t *s = xt->negsum + (size_t)i * 2 * xt->steps;
+
+    xq_fill(x, cols, nb, q, d, s);
+    if (nb & 1) {
+        memset(q + 32 * nb, 0, 32);
+        d[nb] = 0;
+        s[nb] = 0;
+    }
+    for (int b = 0; b < nb; b++) {
+        s[b] = -s[b];
+    }
+}
+
+/* Two per-block values (p[0] in lanes 0-7, p[1] in 8-15). */
+static inline __m512 pair_ps(const float *p)
+{
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(
+                                          _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p))));
+}
+
+static inline __m512i pair_epi32(const int32_t *p)
+{
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+
+    return _mm512_permutexvar_epi32(idx, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* acc + u . s in 16 int32 lanes (u unsigned, s signed bytes, groups of 4). */
+#define DOT_VNNI(acc, u, s) _mm512_dpbusd_epi32((acc), (u), (s))
+#define DOT_BW(acc, u, s) \
+    _mm512_add_epi32((acc), _mm512_madd_epi16(_mm512_maddubs_epi16((u), (s)), _mm512_set1_epi16(1)))
+
+/* Q8: Y[t][r] = s[r] * sum_b dx_tb * sum_j q_rj qx_tj.  vpdpbusd wants one
+ * unsigned operand: |w| times qx with the sign of w (|w| <= 127, so
+ * vpmaddubsw cannot saturate either). */
+#define Q8_TILE(NAME, ATTR, DOT) \
+ATTR static inline __attribute__((always_inline)) void NAME( \
+    const struct kmat *W, int r, const struct xq_tile *xt, int t, int t0, float *Y, \
+    const int RN, const int TN) \
+{ \
+    const int cols = W->cols; \
+    const int8_t *w = (const int8_t *)W->data + (size_t)r * cols; \
+    __m512 acc[MM_RN][MM_TN]; \
+    _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
+            acc[i][j] = _mm512_setzero_ps(); \
+        } \
+    } \
+    for (int k = 0; k < xt->steps; k++) { \
+        int c = 64 * k; \
+        __mmask64 m = cols - c >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (cols - c)) - 1); \
+        __m512i aw[MM_RN]; \
+        __mmask64 neg[MM_RN]; \
+        _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+            __m512i v = _mm512_maskz_loadu_epi8(m, w + (size_t)i * cols + c); \
+            aw[i] = _mm512_abs_epi8(v); \
+            neg[i] = _mm512_movepi8_mask(v); \
+        } \
+        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
+            __m512i qx = _mm512_load_si512(xt->q + (size_t)(t + j) * 64 * xt->steps + c); \
+            __m512 dx = pair_ps(xt->d + (size_t)(t + j) * 2 * xt->steps + 2 * k); \
+            _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+                __m512i sq = _mm512_mask_sub_epi8(qx, neg[i], _mm512_setzero_si512(), qx); \
+                __m512i p = DOT(_mm512_setzero_si512(), aw[i], sq); \
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), dx, acc[i][j]); \
+            } \
+        } \
+    } \
+    _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
+            Y[(size_t)(t0 + t + j) * W->rows + r + i] = \
+                W->scales[r + i] * _mm512_reduce_add_ps(acc[i][j]); \
+        } \
+    } \
+}
+
+/* Q4: codes u in [0, 15] are the unsigned operand; the -8 offset enters as
+ * the accumulator's start, -sum(qx) per block spread over its 8 lanes. */
+#define Q4_TILE(NAME, ATTR, DOT) \
+ATTR static inline __attribute__((always_inline)) void NAME( \
+    const struct kmat *W, int r, const struct xq_tile *xt, int t, int t0, float *Y, \
+    const int RN, const int TN) \
+{ \
+    const int nb = quant_q4_blocks(W->cols); \
+    const struct q4_block *bl = (const struct q4_block *)W->data + (size_t)r * nb; \
+    __m512 acc[MM_RN][MM_TN]; \
+    _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
+            acc[i][j] = _mm512_setzero_ps(); \
+        } \
+    } \
+    for (int k = 0; k < xt->steps; k++) { \
+        int b = 2 * k, two = b + 1 < nb; \
+        __m512i u[MM_RN]; \
+        __m512 dw[MM_RN]; \
+        _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+            const struct q4_block *p = bl + (size_t)i * nb + b; \
+            float d1 = two ? _cvtsh_ss(p[1].d) : 0.0f; \
+            u[i] = two ? q4_codes2(p) : _mm512_zextsi256_si512(q4_codes(p)); \
+            dw[i] = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(p[0].d)), \
+                                         _mm512_set1_ps(d1)); \
+        } \
+        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
+            __m512i qx = _mm512_load_si512(xt->q + (size_t)(t + j) * 64 * xt->steps + 64 * k); \
+            __m512 dx = pair_ps(xt->d + (size_t)(t + j) * 2 * xt->steps + b); \
+            __m512i s0 = pair_epi32(xt->negsum + (size_t)(t + j) * 2 * xt->steps + b); \
+            _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+                __m512i p = DOT(s0, u[i], qx); \
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], dx), \
+                                            acc[i][j]); \
+            } \
+        } \
+    } \
+    _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
+        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
+            Y[(size_t)(t0 + t + j) * W->rows + r + i] = _mm512_reduce_add_ps(acc[i][j]); \
+        } \
+    } \
+}
+
+/* One format's sequence-mode rows: tokens MM_TOKENS at a time, then tiles
+ * of MM_RN x MM_TN, smaller tiles at the edges. */
+#define MATMUL_ROWS(NAME, ATTR, TILE) \
+ATTR static void NAME(const struct kmat *W, const struct xq_tile *xt, int t0, int n, \
+                      float *Y, int r0, int r1) \
+{ \
+    int r = r0; \
+    for (; r + MM_RN <= r1; r += MM_RN) { \
+        int t = 0; \
+        for (; t + MM_TN <= n; t += MM_TN) { \
+            TILE(W, r, xt, t, t0, Y, MM_RN, MM_TN); \
+        } \
+        for (; t < n; t++) { \
+            TILE(W, r, xt, t, t0, Y, MM_RN, 1); \
+        } \
+    } \
+    for (; r < r1; r++) { \
+        int t = 0; \
+        for (; t + MM_TN <= n; t += MM_TN) { \
+            TILE(W, r, xt, t, t0, Y, 1, MM_TN); \
+        } \
+        for (; t < n; t++) { \
+            TILE(W, r, xt, t, t0, Y, 1, 1); \
+        } \
+    } \
+}
+
+#define VNNI __attribute__((target("avx512vnni")))
+#define NO_ATTR
+
+Q8_TILE(q8_tile_vnni, VNNI, DOT_VNNI)
+Q8_TILE(q8_tile_bw, NO_ATTR, DOT_BW)
+Q4_TILE(q4_tile_vnni, VNNI, DOT_VNNI)
+Q4_TILE(q4_tile_bw, NO_ATTR, DOT_BW)
+MATMUL_ROWS(q8_seq_vnni, VNNI, q8_tile_vnni)
+MATMUL_ROWS(q8_seq_bw, NO_ATTR, q8_tile_bw)
+MATMUL_ROWS(q4_seq_vnni, VNNI, q4_tile_vnni)
+MATMUL_ROWS(q4_seq_bw, NO_ATTR, q4_tile_bw)
+
+typedef void rows_fn(const struct kmat *W, const struct xq_tile *xt, int t0, int n, float *Y,
+                     int r0, int r1);
+
+static void matmul_int8(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
+                        rows_fn *rows)
+{
+    struct xq_tile xt;
+
+    if (xq_tile_alloc(&xt, W->cols) != 0) {
+        /* Out of memory: the portable kernel allocates less. */
+        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += MM_TOKENS) {
+        int n = T - t0 < MM_TOKENS ? T - t0 : MM_TOKENS;
+
+        for (int i = 0; i < n; i++) {
+            xq_tile_fill(&xt, i, X + (size_t)(t0 + i) * W->cols, W->cols);
+        }
+        rows(W, &xt, t0, n, Y, r0, r1);
+    }
+    xq_tile_free(&xt);
+}
+
+static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    matmul_int8(W, X, T, Y, r0, r1, q8_seq_bw);
+}
+
+static void q4_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    matmul_int8(W, X, T, Y, r0, r1, q4_seq_bw);
+}
+
+static void q8_matmul_rows_vnni(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                int r1)
+{
+    matmul_int8(W, X, T, Y, r0, r1, q8_seq_vnni);
+}
+
+static void q4_matmul_rows_vnni(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                int r1)
+{
+    matmul_int8(W, X, T, Y, r0, r1, q4_seq_vnni);
 }
 
 const struct kernel_set kernel_set_avx512 = {
@@ -577,9 +845,28 @@ const struct kernel_set kernel_set_avx512 = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, NULL,
                               bf16_matvec_multi_rows },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32,
-                            q8_matvec_multi_rows },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32,
-                            q4_matvec_multi_rows },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8,
+                            quant_rows_to_f32, q8_matvec_multi_rows },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
+                            quant_rows_to_f32, q4_matvec_multi_rows },
+    },
+};
+
+/* The same with AVX512-VNNI (Ice Lake, Zen 4 and later): vpdpbusd for the
+ * integer products of Q8 and Q4; every other format falls through to the
+ * set above.  A set of its own, so that a VNNI CPU tests both. */
+static int avx512vnni_usable(void)
+{
+    return avx512_usable() && __builtin_cpu_supports("avx512vnni");
+}
+
+const struct kernel_set kernel_set_avx512vnni = {
+    .name = "avx512vnni",
+    .usable = avx512vnni_usable,
+    .format = {
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows_vnni, quant_bytes_q8,
+                            quant_rows_to_f32, q8_matvec_multi_rows },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows_vnni, q4_matmul_rows_vnni,
+                            quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows },
     },
 };

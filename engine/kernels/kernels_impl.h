@@ -63,11 +63,12 @@ struct kernel_set {
 };
 
 extern const struct kernel_set kernel_set_portable;
-/* quant.c: portable BF16/F16/Q8/Q4 kernels; kernels_avx2.c, kernels_avx512.c:
- * x86-64 sets (compiled only there). */
+/* quant.c: portable BF16/F16/Q8/Q4 kernels; kernels_avx2.c, kernels_avx512.c
+ * (avx512 and avx512vnni): x86-64 sets (compiled only there). */
 extern const struct kernel_set kernel_set_quant;
 extern const struct kernel_set kernel_set_avx2;
 extern const struct kernel_set kernel_set_avx512;
+extern const struct kernel_set kernel_set_avx512vnni;
 
 /* 1 if kernels f of format t reproduce ref (the plain C kernels) on an
  * odd-sized pseudo-random matrix, for matvec and a 3-token matmul, to

@@ -370,6 +370,118 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
     quant_xq_free(&xq);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Sequence mode: activations quantised per block, integer block products     */
+
+/* Tokens whose activations are quantised together: their blocks stay in
+ * cache while the rows pass over them. */
+#define MM_TOKENS 8
+
+/* sum_j w_j * qx_j over one block of n <= 32 int8 weights (Q8). */
+static int q8_block_dot(const int8_t *w, const int8_t *qx, int n)
+{
+    int s = 0;
+
+    for (int j = 0; j < n; j++) {
+        s += w[j] * qx[j];
+    }
+    return s;
+}
+
+/* The activations of tokens [t0, t0 + n) quantised into xq[0 .. n). */
+static int xq_tile_alloc(struct quant_xq *xq, int cols)
+{
+    for (int i = 0; i < MM_TOKENS; i++) {
+        if (quant_xq_alloc(&xq[i], cols) != 0) {
+            while (i-- > 0) {
+                quant_xq_free(&xq[i]);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void xq_tile_free(struct quant_xq *xq)
+{
+    for (int i = 0; i < MM_TOKENS; i++) {
+        quant_xq_free(&xq[i]);
+    }
+}
+
+/* Y[t][r] = s[r] * sum_b dx_tb * sum_j q[r][32 b + j] * qx_tbj (quant.h). */
+static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    const int cols = W->cols;
+    struct quant_xq xq[MM_TOKENS];
+
+    if (xq_tile_alloc(xq, cols) != 0) {
+        /* Out of memory: no error path here; the exact product instead. */
+        for (int t = 0; t < T; t++) {
+            q8_matvec_rows(W, X + (size_t)t * cols, Y + (size_t)t * W->rows, r0, r1);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += MM_TOKENS) {
+        int n = T - t0 < MM_TOKENS ? T - t0 : MM_TOKENS;
+
+        for (int i = 0; i < n; i++) {
+            quant_xq_fill(&xq[i], X + (size_t)(t0 + i) * cols);
+        }
+        for (int r = r0; r < r1; r++) {
+            const int8_t *w = (const int8_t *)W->data + (size_t)r * cols;
+
+            for (int i = 0; i < n; i++) {
+                float s = 0;
+
+                for (int b = 0; b < xq[i].n_blocks; b++) {
+                    int c = b * QUANT_Q4_GROUP, len = cols - c < QUANT_Q4_GROUP ? cols - c : QUANT_Q4_GROUP;
+
+                    s += xq[i].d[b] * (float)q8_block_dot(w + c, xq[i].q + c, len);
+                }
+                Y[(size_t)(t0 + i) * W->rows + r] = W->scales[r] * s;
+            }
+        }
+    }
+    xq_tile_free(xq);
+}
+
+/* Y[t][r] = sum_b d_rb * dx_tb * sum_j (u_rbj - 8) * qx_tbj: the matvec's
+ * value for every token (quant.h). */
+static void q4_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    const int cols = W->cols, nb = quant_q4_blocks(cols);
+    struct quant_xq xq[MM_TOKENS];
+
+    if (xq_tile_alloc(xq, cols) != 0) {
+        for (int t = 0; t < T; t++) {
+            q4_matvec_rows(W, X + (size_t)t * cols, Y + (size_t)t * W->rows, r0, r1);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += MM_TOKENS) {
+        int n = T - t0 < MM_TOKENS ? T - t0 : MM_TOKENS;
+
+        for (int i = 0; i < n; i++) {
+            quant_xq_fill(&xq[i], X + (size_t)(t0 + i) * cols);
+        }
+        for (int r = r0; r < r1; r++) {
+            const struct q4_block *blk = (const struct q4_block *)W->data + (size_t)r * nb;
+
+            for (int i = 0; i < n; i++) {
+                float s = 0;
+
+                for (int b = 0; b < nb; b++) {
+                    s += half_f16_to_f32(blk[b].d) * xq[i].d[b] *
+                         (float)q4_block_dot(&blk[b], xq[i].q + b * QUANT_Q4_GROUP);
+                }
+                Y[(size_t)(t0 + i) * W->rows + r] = s;
+            }
+        }
+    }
+    xq_tile_free(xq);
+}
+
 size_t quant_row_bytes(enum rwkv_dtype t, int cols)
 {
     switch (t) {
@@ -414,7 +526,9 @@ const struct kernel_set kernel_set_quant = {
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, NULL, quant_bytes_q8, quant_rows_to_f32 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, NULL, quant_bytes_q4, quant_rows_to_f32 },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8,
+                            quant_rows_to_f32 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
+                            quant_rows_to_f32 },
     },
 };

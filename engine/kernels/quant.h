@@ -30,6 +30,17 @@
  *            y[r] = sum_b d_b * dx_b * sum_j (u_j - 8) * qx_j,
  *        the inner sum an exact integer, so every implementation gives the
  *        same value up to the float32 sum over blocks.
+ *
+ * Sequence mode (kernel_format.matmul_rows, several tokens at once) reads
+ * prompts with integer products: each token's x is quantised per block of
+ * 32 as above (struct quant_xq), for Q8 as for Q4, and
+ *    Q8  Y[t][r] = s[r] * sum_b dx_tb * sum_j q[r][32 b + j] * qx_tbj,
+ *    Q4  Y[t][r] = the Q4 matrix-vector value above for token t,
+ * each block's sum an exact integer (so kernel sets agree up to the float32
+ * sum over blocks).  For Q8 this rounds x as well as W: a prompt's outputs
+ * differ from those of the same tokens fed one at a time (matvec_rows,
+ * float x) by the activation rounding, about as much as Q8's own weight
+ * rounding (tests/test_quant.c measures both against float32).
  */
 #ifndef RWKV_QUANT_H
 #define RWKV_QUANT_H
