@@ -13,20 +13,42 @@
 /* Set in the restarted process: never restart twice. */
 #define REEXEC_GUARD "RWKV_CHAT_BLAS_REEXEC"
 
-/* The core to restart with on an AVX-512 CPU that the library took for
- * Haswell/Zen, or NULL. */
+/* 1 if core is one of names (case-insensitive). */
+static int core_is(const char *core, const char *const *names)
+{
+    for (; *names; names++) {
+        if (!strcasecmp(core, *names)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The core to restart with, or NULL: the AVX-512 kernels on an AVX-512 CPU
+ * that the library took for Haswell/Zen; on a CPU with AVX2 and FMA that
+ * the library took for an older core (Prescott, Nehalem, Sandybridge... what
+ * 0.3.21 falls back to for a CPU model it does not know, such as a newer
+ * Xeon behind a hypervisor), the best kernels the CPU can run. */
 static const char *better_core(void)
 {
 #if defined(__x86_64__) && defined(__linux__)
+    static const char *const avx512_cores[] = { "skylakex", "cooperlake", "sapphirerapids", NULL };
+    static const char *const avx2_cores[] = { "haswell", "zen", NULL };
     const char *core = openblas_get_corename();
+    int avx512;
 
     __builtin_cpu_init();
-    if (getenv("OPENBLAS_CORETYPE") || !core || !__builtin_cpu_supports("avx512f") ||
-        !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl")) {
+    if (getenv("OPENBLAS_CORETYPE") || !core || !__builtin_cpu_supports("avx2") ||
+        !__builtin_cpu_supports("fma") || core_is(core, avx512_cores)) {
         return NULL;
     }
-    if (strcasecmp(core, "haswell") && strcasecmp(core, "zen")) {
+    avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl");
+    if (core_is(core, avx2_cores) && !avx512) {
         return NULL;
+    }
+    if (!avx512) {
+        return "Haswell";
     }
     return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
 #else
