@@ -295,6 +295,7 @@ void blocks_shift(const struct blocks_work *w, const float *xx, int T, int n, fl
     memcpy(prev, xx + (size_t)(T - 1) * n, (size_t)n * sizeof *prev);
 }
 
+K_CLONES
 void blocks_mix(const float *xx, const float *sx, const float *mix, int T, int n, float *y)
 {
     for (int t = 0; t < T; t++) {
@@ -306,6 +307,7 @@ void blocks_mix(const float *xx, const float *sx, const float *mix, int T, int n
     }
 }
 
+K_CLONES
 void blocks_maa(const float *xx, const float *sx, const float *maa, int per_token, int T,
                 int n, float *y)
 {
@@ -319,6 +321,7 @@ void blocks_maa(const float *xx, const float *sx, const float *maa, int per_toke
     }
 }
 
+K_CLONES
 void blocks_add(float *x, const float *y, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
@@ -326,6 +329,7 @@ void blocks_add(float *x, const float *y, size_t count)
     }
 }
 
+K_CLONES
 void blocks_sigmoid(float *x, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
@@ -333,6 +337,7 @@ void blocks_sigmoid(float *x, size_t count)
     }
 }
 
+K_CLONES
 void blocks_silu(float *x, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
@@ -371,6 +376,7 @@ void blocks_ffn_load(struct blocks_loader *ld, struct blocks_ffn *ffn, int layer
                   layer);
 }
 
+K_CLONES
 void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, float *x, int T,
                         int n_embd, float *state, size_t off)
 {
@@ -418,6 +424,7 @@ struct wkv5_job {
 /* One token of one head: out[j] = sum_i r[i] (u[i] k[i] v[j] + S[i][j]),
  * then S[i][j] = k[i] v[j] + w[i] S[i][j].  The arrays never overlap, which
  * lets the compiler vectorise the inner loop. */
+K_CLONES
 static void wkv5_step(int N, const float *restrict r, const float *restrict k,
                       const float *restrict v, const float *restrict w,
                       const float *restrict u, float *restrict S, float *restrict out)
@@ -483,6 +490,7 @@ void blocks_wkv5(const struct blocks_work *work, int T, int H, int N, const floa
     kpool_run(work->pool, wkv5_head, &job, H);
 }
 
+K_CLONES
 void blocks_lnx_gate(const struct blocks_norm *ln_x, float *out, const float *g, int T, int C,
                      int H)
 {

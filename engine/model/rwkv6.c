@@ -212,6 +212,7 @@ static int rwkv6_prepare(rwkv_model *m, char *err, size_t errlen)
     return ld.failed ? -1 : 0;
 }
 
+K_CLONES
 static void tanh_all(float *x, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
@@ -248,6 +249,7 @@ static void ddlerp(const struct rwkv6_layer *l, struct blocks_work *w, const flo
 }
 
 /* decay[T][C] = exp(-exp(time_decay + tanh(wx Wd1) Wd2)). */
+K_CLONES
 static void decay_lora(const struct rwkv6_layer *l, struct blocks_work *w, const float *wx,
                        int T, int C, float *decay)
 {
