@@ -20,8 +20,8 @@ field() {
     awk -F'|' -v f="$2" -v c="$(($3 + 1))" '{ g = $2; gsub(/ /, "", g) }
         g == f { split($c, a, " "); print a[1]; exit }' "$1"
 }
-# cmp_num A OP B: awk comparison of two numbers
-cmp_num() { awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"; }
+# cmp_num A OP EXPR: the number A against the awk expression EXPR, as numbers
+cmp_num() { awk -v a="$1" "BEGIN { exit !((a + 0) $2 ($3)) }"; }
 
 # The tiny RWKV-5.2 byte model on the text its prompt comes from.
 "$BENCH" "$TINY" --text "$D/genesis.txt" --text-ctx 256 -t 2 >"$TMP/tiny" 2>"$TMP/err"
