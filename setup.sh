@@ -16,7 +16,7 @@ for a in "$@"; do
 done
 
 PACKAGES="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
-libopenblas-dev libutf8proc-dev libjson-c-dev libcurl4-openssl-dev tmux clang valgrind"
+libopenblas-dev libutf8proc-dev libjson-c-dev libcurl4-openssl-dev libmicrohttpd-dev curl tmux clang valgrind"
 
 if [ "$install" = yes ]; then
     missing=

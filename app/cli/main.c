@@ -11,6 +11,7 @@
 #include "app/cli/loadshow.h"
 #include "app/session/options.h"
 #include "app/session/session.h"
+#include "app/serve/serve.h"
 #include "app/tui/tui.h"
 
 /* Shared with batch_run's loop (see batch.h): a handler has no context,
@@ -84,7 +85,7 @@ int main(int argc, char **argv)
         options_free(&opts);
         return rc == OPTIONS_EXIT ? 0 : rc;
     }
-    if (!opts.batch && !(isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))) {
+    if (!opts.batch && !opts.serve && !(isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))) {
         opts.batch = 1;
     }
     /* the load's progress: a bar on a terminal (the TUI's screen is blank
@@ -97,6 +98,8 @@ int main(int argc, char **argv)
     if (rc < 0) {
         error_line("%s", err, NULL);
         rc = 1;
+    } else if (opts.serve) {
+        rc = serve_run(&s, &opts);
     } else if (opts.batch) {
         catch_batch_signals();
         rc = batch_run(&s, &opts, stdin, stdout, &batch_signals);

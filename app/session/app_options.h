@@ -62,6 +62,23 @@ struct app_options {
     struct rwkv_lora *lora; /* --lora FILE[:SCALE], in order (paths malloc'd) */
     int n_lora;
     struct app_colours colours;
+    /* --serve: the HTTP API (app/serve/) */
+    int serve;              /* --serve */
+    char *host;             /* --host H; NULL = 127.0.0.1 */
+    int port;               /* --port P (0: any free port, printed) */
+    int parallel;           /* --parallel N: conversations generated at once */
+    long state_cache_mb;    /* --state-cache-mb MB: the LRU of conversation states */
+    char *api_key;          /* --api-key KEY: required as "Authorization: Bearer KEY" */
+    int max_tokens_cap;     /* --max-tokens-cap N: the most a request may ask for */
+    long max_body_kb;       /* --max-body-kb KB: the largest request body */
+    int idle_timeout;       /* --idle-timeout S: seconds before an idle connection closes */
 };
+
+#define OPTIONS_DEFAULT_PORT 8080
+#define OPTIONS_DEFAULT_PARALLEL 4
+#define OPTIONS_DEFAULT_STATE_CACHE_MB 1024
+#define OPTIONS_DEFAULT_MAX_TOKENS_CAP 16384
+#define OPTIONS_DEFAULT_MAX_BODY_KB 4096
+#define OPTIONS_DEFAULT_IDLE_TIMEOUT 60
 
 #endif

@@ -151,6 +151,22 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
  * it, the first "\n\n" once the answer has begun does. */
 enum chat_part { CHAT_PART_ANSWER = 0, CHAT_PART_REASONING };
 enum chat_part chat_step_part(const chat *c);
+
+/* For a front end that advances many chats in one rwkv_eval_batch (the
+ * server).  chat_begin_at starts a reply from an outside state and its
+ * logits (the transcript and undo steps are cleared; raw and prefix as in
+ * chat_send_raw / a thinking template's prefix).  A step is then cut in
+ * two: chat_step_token returns 1 with *token, which the caller feeds into
+ * chat_eval_state(c) with the logits into chat_eval_logits(c); 0 when
+ * there is no token to feed; -1 with err (the reply is over).  After 1 or
+ * 0 the caller calls chat_step_fed, which returns what chat_step does.
+ * chat_step_token + feeding + chat_step_fed equals one chat_step. */
+int chat_begin_at(chat *c, const rwkv_state *state, const float *logits, int raw,
+                  const char *prefix, char *err, size_t errlen);
+int chat_step_token(chat *c, int32_t *token, char *err, size_t errlen);
+int chat_step_fed(chat *c, const char **out, size_t *out_len, char *err, size_t errlen);
+rwkv_state *chat_eval_state(chat *c);
+float *chat_eval_logits(chat *c);
 /* Ends the reply in progress as interrupted (partial reply kept).  Called
  * between chat_step calls it ends the reply at once; called while a
  * chat_step runs (another thread) the reply ends when that step returns. */

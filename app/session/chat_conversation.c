@@ -553,6 +553,26 @@ int chat_send_raw(chat *c, const char *prompt, size_t len, char *err, size_t err
     return start_exchange(c, prompt, len, prompt, len, 1, NULL, err, errlen);
 }
 
+int chat_begin_at(chat *c, const rwkv_state *state, const float *logits, int raw,
+                  const char *prefix, char *err, size_t errlen)
+{
+    settle(c);
+    err[0] = '\0';
+    if (rwkv_state_floats(state) != rwkv_state_floats(c->state)) {
+        snprintf(err, errlen, "a state of another model");
+        return -1;
+    }
+    rwkv_state_copy(c->state, state);
+    memcpy(c->logits, logits, (size_t)c->n_vocab * sizeof(float));
+    transcript_truncate(&c->tr, 0);
+    exchanges_clear(c);
+    set_current(c, NULL);
+    c->sep = 0;
+    c->stats.prompt_tokens = 0;
+    chat_begin_reply(c, raw, prefix && *prefix ? prefix : NULL);
+    return 0;
+}
+
 void chat_set_progress(chat *c, chat_progress_fn fn, void *ctx)
 {
     c->progress = fn;

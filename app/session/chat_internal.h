@@ -134,6 +134,8 @@ struct chat {
     char *out;                      /* what chat_step hands out */
     size_t out_cap;
     double reply_started;
+    int step_stop;                  /* step_sample's stop when it fed nothing */
+    int step_fed;                   /* chat_step_token gave a token to feed */
 };
 
 

@@ -291,58 +291,73 @@ void chat_begin_reply(chat *c, int raw, const char *prefix)
     c->reply_started = chat_now();
 }
 
-static int step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
+/* The first half of a step: what ends the reply before a token, or the
+ * token sampled (its bytes already in c->reply).  1: *token is to be fed
+ * into c->state with its logits into c->logits; 0: no token (c->step_stop
+ * says why); -1 with err (the reply is finished). */
+static int step_sample(chat *c, int32_t *token, char *err, size_t errlen)
 {
     const struct sampler_settings *s = &c->settings;
-    size_t from = c->shown_len, blen = 0, n, split;
     const uint8_t *bytes;
-    int32_t token;
-    enum chat_stop stop = CHAT_STOP_NONE;
+    size_t blen = 0;
 
+    c->step_stop = CHAT_STOP_NONE;
     if (atomic_load(&c->interrupt_req)) {
-        stop = CHAT_STOP_INTERRUPT;
-    } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
-        stop = CHAT_STOP_LENGTH;
-    } else {
-        /* Settings are live even if the caller forgot chat_settings_changed. */
-        chat_settings_changed(c);
-        token = sampler_sample(c->smp, c->logits);
-        if (token == SAMPLER_NONFINITE) {
-            snprintf(err, errlen, "the model produced NaN/Inf logits: nothing to sample (a "
-                     "damaged model, state file or state-tuned file?)");
-            finish(c, CHAT_STOP_INTERRUPT, NULL);
-            return -1;
-        }
-        if (token < 0) {
-            snprintf(err, errlen, "every token is banned: nothing to sample");
-            finish(c, CHAT_STOP_INTERRUPT, NULL);
-            return -1;
-        }
-        if (token == 0) {
-            stop = CHAT_STOP_EOS;
-        } else {
-            sampler_accept(c->smp, token);
-            bytes = tokenizer_token(c->tok, token, &blen);
-            if (reserve(&c->reply, &c->reply_cap, c->reply_len + blen + 1) < 0) {
-                oom(err, errlen);
-                finish(c, CHAT_STOP_INTERRUPT, NULL);
-                return -1;
-            }
-            if (bytes && blen) {
-                memcpy(c->reply + c->reply_len, bytes, blen);
-                c->reply_len += blen;
-            }
-            if (rwkv_eval(c->ctx, c->state, &token, 1, c->logits, 0, err, errlen) < 0) {
-                finish(c, CHAT_STOP_INTERRUPT, NULL);
-                return -1;
-            }
-            c->stats.reply_tokens++;
-            c->stats.context_tokens++;
-            if (reply_end(c) >= 0) {
-                stop = CHAT_STOP_END;
-            } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
-                stop = CHAT_STOP_LENGTH;
-            }
+        c->step_stop = CHAT_STOP_INTERRUPT;
+        return 0;
+    }
+    if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
+        c->step_stop = CHAT_STOP_LENGTH;
+        return 0;
+    }
+    /* Settings are live even if the caller forgot chat_settings_changed. */
+    chat_settings_changed(c);
+    *token = sampler_sample(c->smp, c->logits);
+    if (*token == SAMPLER_NONFINITE) {
+        snprintf(err, errlen, "the model produced NaN/Inf logits: nothing to sample (a "
+                 "damaged model, state file or state-tuned file?)");
+        finish(c, CHAT_STOP_INTERRUPT, NULL);
+        return -1;
+    }
+    if (*token < 0) {
+        snprintf(err, errlen, "every token is banned: nothing to sample");
+        finish(c, CHAT_STOP_INTERRUPT, NULL);
+        return -1;
+    }
+    if (*token == 0) {
+        c->step_stop = CHAT_STOP_EOS;
+        return 0;
+    }
+    sampler_accept(c->smp, *token);
+    bytes = tokenizer_token(c->tok, *token, &blen);
+    if (reserve(&c->reply, &c->reply_cap, c->reply_len + blen + 1) < 0) {
+        oom(err, errlen);
+        finish(c, CHAT_STOP_INTERRUPT, NULL);
+        return -1;
+    }
+    if (bytes && blen) {
+        memcpy(c->reply + c->reply_len, bytes, blen);
+        c->reply_len += blen;
+    }
+    return 1;
+}
+
+/* The second half of a step, after the sampled token (fed set) was fed:
+ * the end of the turn, the length limit, and the bytes to hand out. */
+static int step_finish(chat *c, int fed, const char **out, size_t *out_len, char *err,
+                       size_t errlen)
+{
+    const struct sampler_settings *s = &c->settings;
+    size_t from = c->shown_len, n, split;
+    int stop = c->step_stop;
+
+    if (fed) {
+        c->stats.reply_tokens++;
+        c->stats.context_tokens++;
+        if (reply_end(c) >= 0) {
+            stop = CHAT_STOP_END;
+        } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
+            stop = CHAT_STOP_LENGTH;
         }
     }
     if (stop != CHAT_STOP_NONE) {
@@ -378,7 +393,40 @@ static int step(chat *c, const char **out, size_t *out_len, char *err, size_t er
     c->out[n] = '\0';
     *out = c->out;
     *out_len = n;
-    return (int)stop;
+    return stop;
+}
+
+static int step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
+{
+    int32_t token = 0;
+    int r = step_sample(c, &token, err, errlen);
+
+    if (r < 0) {
+        return -1;
+    }
+    if (r == 1 && rwkv_eval(c->ctx, c->state, &token, 1, c->logits, 0, err, errlen) < 0) {
+        finish(c, CHAT_STOP_INTERRUPT, NULL);
+        return -1;
+    }
+    return step_finish(c, r == 1, out, out_len, err, errlen);
+}
+
+/* The pending answer bytes of a step that ended the reasoning. */
+static int step_pending(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
+{
+    size_t n = c->shown_len - c->pending_from;
+
+    c->pending = 0;
+    c->part = CHAT_PART_ANSWER;
+    if (reserve(&c->out, &c->out_cap, n + 1) < 0) {
+        oom(err, errlen);
+        return -1;
+    }
+    memcpy(c->out, c->shown + c->pending_from, n);
+    c->out[n] = '\0';
+    *out = c->out;
+    *out_len = n;
+    return c->pending_stop;
 }
 
 int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
@@ -388,20 +436,7 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
     *out = "";
     *out_len = 0;
     if (c->pending) {
-        /* The answer's first bytes, after a step that ended the reasoning. */
-        size_t n = c->shown_len - c->pending_from;
-
-        c->pending = 0;
-        c->part = CHAT_PART_ANSWER;
-        if (reserve(&c->out, &c->out_cap, n + 1) < 0) {
-            oom(err, errlen);
-            return -1;
-        }
-        memcpy(c->out, c->shown + c->pending_from, n);
-        c->out[n] = '\0';
-        *out = c->out;
-        *out_len = n;
-        return c->pending_stop;
+        return step_pending(c, out, out_len, err, errlen);
     }
     if (!c->generating) {
         snprintf(err, errlen, "no reply in progress");
@@ -411,6 +446,43 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
     rc = step(c, out, out_len, err, errlen);
     atomic_store(&c->in_step, 0);
     return rc;
+}
+
+int chat_step_token(chat *c, int32_t *token, char *err, size_t errlen)
+{
+    int r;
+
+    c->step_fed = 0;
+    if (c->pending) {
+        return 0;
+    }
+    if (!c->generating) {
+        snprintf(err, errlen, "no reply in progress");
+        return -1;
+    }
+    r = step_sample(c, token, err, errlen);
+    c->step_fed = r == 1;
+    return r;
+}
+
+int chat_step_fed(chat *c, const char **out, size_t *out_len, char *err, size_t errlen)
+{
+    *out = "";
+    *out_len = 0;
+    if (c->pending) {
+        return step_pending(c, out, out_len, err, errlen);
+    }
+    return step_finish(c, c->step_fed, out, out_len, err, errlen);
+}
+
+rwkv_state *chat_eval_state(chat *c)
+{
+    return c->state;
+}
+
+float *chat_eval_logits(chat *c)
+{
+    return c->logits;
 }
 
 enum chat_part chat_step_part(const chat *c)

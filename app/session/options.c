@@ -18,6 +18,8 @@ enum {
     OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_GREEDY, OPT_BATCH,
     OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
     OPT_STATE_TUNED, OPT_LORA, OPT_SYSTEM, OPT_THINK,
+    OPT_SERVE, OPT_HOST, OPT_PORT, OPT_PARALLEL, OPT_STATE_CACHE_MB, OPT_API_KEY,
+    OPT_MAX_TOKENS_CAP, OPT_MAX_BODY_KB, OPT_IDLE_TIMEOUT,
     OPT_KNOB = 512,         /* + the knob's index in knobs.h's table */
 };
 
@@ -43,6 +45,15 @@ static const struct option fixed_opts[] = {
     { "no-cache", no_argument, NULL, OPT_NO_CACHE },
     { "lora", required_argument, NULL, OPT_LORA },
     { "config", required_argument, NULL, OPT_CONFIG },
+    { "serve", no_argument, NULL, OPT_SERVE },
+    { "host", required_argument, NULL, OPT_HOST },
+    { "port", required_argument, NULL, OPT_PORT },
+    { "parallel", required_argument, NULL, OPT_PARALLEL },
+    { "state-cache-mb", required_argument, NULL, OPT_STATE_CACHE_MB },
+    { "api-key", required_argument, NULL, OPT_API_KEY },
+    { "max-tokens-cap", required_argument, NULL, OPT_MAX_TOKENS_CAP },
+    { "max-body-kb", required_argument, NULL, OPT_MAX_BODY_KB },
+    { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
 };
@@ -131,6 +142,20 @@ void options_usage(FILE *f)
         "      --complete         raw completion of the whole of stdin (implies --batch)\n"
         "  -v, --verbose          diagnostics on stderr\n"
         "\n"
+        "Server (an OpenAI-compatible HTTP API, see rwkv-chat(1)):\n"
+        "      --serve            serve /v1/chat/completions, /v1/completions, /v1/models,\n"
+        "                         /v1/states/ID and /health instead of chatting\n"
+        "      --host=H           address to listen on (default 127.0.0.1: this machine only)\n"
+        "      --port=P           port (default 8080; 0: any free port, printed)\n"
+        "      --parallel=N       conversations generated at once, more wait (default 4)\n"
+        "      --state-cache-mb=MB\n"
+        "                         memory for the states of past conversations, so that\n"
+        "                         a new turn reads only its new tokens (default 1024)\n"
+        "      --api-key=KEY      require \"Authorization: Bearer KEY\"\n"
+        "      --max-tokens-cap=N the most max_tokens a request may ask for (default 16384)\n"
+        "      --max-body-kb=KB   the largest request body (default 4096)\n"
+        "      --idle-timeout=S   close a connection idle for S seconds (default 60)\n"
+        "\n"
         "  -h, --help             display this help and exit\n"
         "  -V, --version          output version information and exit\n"
         "\n"
@@ -155,6 +180,12 @@ void options_defaults(struct app_options *opts)
     opts->sampling.max_tokens = OPTIONS_DEFAULT_MAX_TOKENS;
     opts->dtype = RWKV_DTYPE_AUTO;
     opts->think = -1;
+    opts->port = OPTIONS_DEFAULT_PORT;
+    opts->parallel = OPTIONS_DEFAULT_PARALLEL;
+    opts->state_cache_mb = OPTIONS_DEFAULT_STATE_CACHE_MB;
+    opts->max_tokens_cap = OPTIONS_DEFAULT_MAX_TOKENS_CAP;
+    opts->max_body_kb = OPTIONS_DEFAULT_MAX_BODY_KB;
+    opts->idle_timeout = OPTIONS_DEFAULT_IDLE_TIMEOUT;
 }
 
 static void free_colours(struct app_colours *c)
@@ -177,6 +208,8 @@ void options_free(struct app_options *opts)
     free(opts->vocab);
     free(opts->data_dir);
     free(opts->config_path);
+    free(opts->host);
+    free(opts->api_key);
     free_colours(&opts->colours);
     options_free_lora(opts->lora, opts->n_lora);
     memset(opts, 0, sizeof(*opts));
@@ -383,6 +416,60 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         }
         case OPT_CONFIG:
             break;
+        case OPT_SERVE:
+            opts->serve = 1;
+            break;
+        case OPT_HOST:
+            if (!*optarg) {
+                short_usage("--host: empty address", NULL, NULL);
+                return OPTIONS_USAGE;
+            }
+            replace(&opts->host, optarg);
+            break;
+        case OPT_API_KEY:
+            if (!*optarg) {
+                short_usage("--api-key: empty key", NULL, NULL);
+                return OPTIONS_USAGE;
+            }
+            replace(&opts->api_key, optarg);
+            break;
+        case OPT_PORT:
+        case OPT_PARALLEL:
+        case OPT_STATE_CACHE_MB:
+        case OPT_MAX_TOKENS_CAP:
+        case OPT_MAX_BODY_KB:
+        case OPT_IDLE_TIMEOUT: {
+            static const struct { int opt; const char *name; long lo, hi; } num[] = {
+                { OPT_PORT, "port", 0, 65535 }, { OPT_PARALLEL, "parallel", 1, 64 },
+                { OPT_STATE_CACHE_MB, "state-cache-mb", 0, 1048576 },
+                { OPT_MAX_TOKENS_CAP, "max-tokens-cap", 1, 1048576 },
+                { OPT_MAX_BODY_KB, "max-body-kb", 1, 1048576 },
+                { OPT_IDLE_TIMEOUT, "idle-timeout", 1, 86400 },
+            };
+            size_t i = 0;
+            char range[64];
+
+            while (num[i].opt != c) {
+                i++;
+            }
+            if (parse_long(optarg, num[i].lo, num[i].hi, &l) < 0) {
+                snprintf(range, sizeof range, "%ld to %ld", num[i].lo, num[i].hi);
+                fprintf(stderr, "rwkv-chat: --%s: '%s' is not a whole number from %s\n",
+                        num[i].name, optarg, range);
+                fputs("Usage: rwkv-chat [OPTION]...\n"
+                      "Try 'rwkv-chat --help' for more information.\n", stderr);
+                return OPTIONS_USAGE;
+            }
+            switch (c) {
+            case OPT_PORT: opts->port = (int)l; break;
+            case OPT_PARALLEL: opts->parallel = (int)l; break;
+            case OPT_STATE_CACHE_MB: opts->state_cache_mb = l; break;
+            case OPT_MAX_TOKENS_CAP: opts->max_tokens_cap = (int)l; break;
+            case OPT_MAX_BODY_KB: opts->max_body_kb = l; break;
+            default: opts->idle_timeout = (int)l; break;
+            }
+            break;
+        }
         case 'h':
             options_usage(stdout);
             return OPTIONS_EXIT;
@@ -405,6 +492,11 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
     }
     if (opts->resume && opts->state_in) {
         short_usage("--resume and --state-in cannot be combined", NULL, NULL);
+        return OPTIONS_USAGE;
+    }
+    if (opts->serve && (opts->batch || opts->jsonl || opts->complete || opts->resume)) {
+        short_usage("--serve cannot be combined with --batch, --jsonl, --complete or --resume",
+                    NULL, NULL);
         return OPTIONS_USAGE;
     }
     if (opts->jsonl || opts->complete) {
