@@ -17,6 +17,9 @@ done
 
 PACKAGES="build-essential autoconf automake pkg-config libncurses-dev libreadline-dev
 libopenblas-dev libutf8proc-dev libjson-c-dev libcurl4-openssl-dev libmicrohttpd-dev curl tmux clang valgrind"
+# tests/test_serve_node.sh drives the server with the openai npm package: Debian's node and npm
+# unless a node is installed already (from NodeSource, say).
+command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
 
 if [ "$install" = yes ]; then
     missing=
@@ -31,6 +34,13 @@ if [ "$install" = yes ]; then
         # shellcheck disable=SC2086
         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
     fi
+fi
+
+# The openai package the node test uses, as pinned in tests/node/package-lock.json.
+if command -v npm >/dev/null 2>&1 && [ -f tests/node/package-lock.json ] &&
+   ! [ tests/node/node_modules/.package-lock.json -nt tests/node/package-lock.json ]; then
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) ||
+        echo "setup.sh: npm ci in tests/node failed: tests/test_serve_node.sh will fail" >&2
 fi
 
 [ -x configure ] && [ configure -nt configure.ac ] && [ -f Makefile.in ] || autoreconf -fi
