@@ -84,6 +84,9 @@ void blascore_pick(char **argv)
     }
     if (one_thread) {
         setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        /* one malloc arena: each thread's own would reserve 64 MiB of the
+         * limited address space, room an sgemm's buffer was counted on */
+        setenv("MALLOC_ARENA_MAX", "1", 0);
     }
     setenv(REEXEC_GUARD, "1", 1);
     execv("/proc/self/exe", argv);

@@ -18,8 +18,7 @@
 
 /* This thread has made an OpenBLAS call: its buffer exists and is reused. */
 static _Thread_local int thread_has_buffer;
-/* First calls take turns, so that two threads never both count on the
- * same free address space. */
+/* Under a memory limit calls take turns (blas_sgemm_nt). */
 static pthread_mutex_t first_call = PTHREAD_MUTEX_INITIALIZER;
 static atomic_ulong fallbacks;
 
@@ -97,22 +96,28 @@ static void call_sgemm(int T, int n, int k, const float *X, const float *W, floa
 void blas_sgemm_nt(int T, int n, int k, const float *X, const float *W, float *Y, int ldy)
 {
     struct rlimit as, data;
+    int room;
 
-    if (thread_has_buffer || unlimited(&as, &data)) {
+    if (unlimited(&as, &data)) {
         call_sgemm(T, n, k, X, W, Y, ldy);
-        thread_has_buffer = 1;
         return;
     }
+    /* Under a limit every call takes its turn, not only a thread's first:
+     * OpenBLAS gives calls that overlap a work buffer each and retries a
+     * failed one forever, and between a first call's check and its
+     * buffer another thread may take the room (a malloc arena reserves
+     * 64 MiB).  One at a time, the calls reuse the buffers they have. */
     pthread_mutex_lock(&first_call);
-    if (room_for_first_call(&as, &data)) {
+    room = thread_has_buffer || room_for_first_call(&as, &data);
+    if (room) {
         call_sgemm(T, n, k, X, W, Y, ldy);
         thread_has_buffer = 1;
-        pthread_mutex_unlock(&first_call);
-        return;
     }
     pthread_mutex_unlock(&first_call);
-    atomic_fetch_add(&fallbacks, 1);
-    loop_sgemm_nt(T, n, k, X, W, Y, ldy);
+    if (!room) {
+        atomic_fetch_add(&fallbacks, 1);
+        loop_sgemm_nt(T, n, k, X, W, Y, ldy);
+    }
 }
 
 unsigned long blas_fallbacks(void)
