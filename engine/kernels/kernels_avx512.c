@@ -497,10 +497,15 @@ static void q4_rows_multi_bw(const struct q4_block *base, int nb, int8_t *const 
 
 static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1);
 
+typedef void q4_rows_multi_fn(const struct q4_block *base, int nb, int8_t *const *qx,
+                              float *const *dx, int32_t *const *sx, float *const *y, int G,
+                              int r0, int r1);
+
 /* kernel_format.matvec_multi_rows for Q4: four vectors at a time, each
- * quantised to activation blocks as q4_matvec_rows does. */
-static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
-                                 int r1)
+ * quantised to activation blocks as q4_matvec_rows does; rows: the
+ * kernel set's block products. */
+static void q4_matvec_multi(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
+                            q4_rows_multi_fn *rows)
 {
     const int nb = quant_q4_blocks(W->cols);
     int8_t *qbuf = aligned_alloc(64, (size_t)4 * nb * 32);
@@ -525,15 +530,23 @@ static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, fl
             y[g] = Y + (size_t)(t0 + g) * W->rows;
             xq_fill(X + (size_t)(t0 + g) * W->cols, W->cols, nb, qx[g], dx[g], sx[g]);
         }
-        if (__builtin_cpu_supports("avx512vnni")) {
-            q4_rows_multi_vnni(W->data, nb, qx, dx, sx, y, G, r0, r1);
-        } else {
-            q4_rows_multi_bw(W->data, nb, qx, dx, sx, y, G, r0, r1);
-        }
+        rows(W->data, nb, qx, dx, sx, y, G, r0, r1);
     }
     free(qbuf);
     free(dbuf);
     free(sbuf);
+}
+
+static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    q4_matvec_multi(W, X, T, Y, r0, r1, q4_rows_multi_bw);
+}
+
+static void q4_matvec_multi_rows_vnni(const struct kmat *W, const float *X, int T, float *Y,
+                                      int r0, int r1)
+{
+    q4_matvec_multi(W, X, T, Y, r0, r1, q4_rows_multi_vnni);
 }
 
 typedef void q4_rows_fn(const struct q4_block *base, int nb, const int8_t *qx, const float *dx,
@@ -867,6 +880,6 @@ const struct kernel_set kernel_set_avx512vnni = {
         [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows_vnni, quant_bytes_q8,
                             quant_rows_to_f32, q8_matvec_multi_rows },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows_vnni, q4_matmul_rows_vnni,
-                            quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows },
+                            quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows_vnni },
     },
 };
