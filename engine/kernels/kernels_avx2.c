@@ -142,6 +142,7 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
         __m256 a0[2], b0[2], a1[2], b1[2];
         int k = 0;
 
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             a0[g] = b0[g] = a1[g] = b1[g] = _mm256_setzero_ps();
         }
@@ -151,6 +152,7 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
             __m256 e0 = bf16_even(v0), o0 = bf16_odd(v0), e1 = bf16_even(v1), o1 = bf16_odd(v1);
 
             _mm_prefetch((const char *)(w + 16 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(xs[g] + 16 * k), a0[g]);
                 b0[g] = _mm256_fmadd_ps(o0, _mm256_loadu_ps(xs[g] + 16 * k + 8), b0[g]);
@@ -162,11 +164,13 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
             __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
             __m256 e = bf16_even(v), o = bf16_odd(v);
 
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm256_fmadd_ps(e, _mm256_loadu_ps(xs[g] + 16 * k), a0[g]);
                 b0[g] = _mm256_fmadd_ps(o, _mm256_loadu_ps(xs[g] + 16 * k + 8), b0[g]);
             }
         }
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             float s = hsum(_mm256_add_ps(_mm256_add_ps(a0[g], b0[g]), _mm256_add_ps(a1[g], b1[g])));
 
@@ -296,6 +300,7 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
         __m256 a0[2], a1[2], a2[2], a3[2];
         int c = 0;
 
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             a0[g] = a1[g] = a2[g] = a3[g] = _mm256_setzero_ps();
         }
@@ -304,6 +309,7 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
             __m256 w2 = q8_load8(w + c + 16), w3 = q8_load8(w + c + 24);
 
             _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[g] + c), a0[g]);
                 a1[g] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[g] + c + 8), a1[g]);
@@ -314,10 +320,12 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
         for (; c < tail; c += 8) {
             __m256 w0 = q8_load8(w + c);
 
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[g] + c), a0[g]);
             }
         }
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             float s = hsum(_mm256_add_ps(_mm256_add_ps(a0[g], a1[g]), _mm256_add_ps(a2[g], a3[g])));
 

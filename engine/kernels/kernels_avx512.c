@@ -101,7 +101,9 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
 /* Rows [r0, r1) times G <= 4 vectors x[g] (xs[g] their split copies):
  * each pair of weight loads widened once for all G, and every y[g][r] the
  * same sums in the same order as bf16_matvec_rows gives (G is a constant
- * where it is called, so the accumulators stay in registers). */
+ * where it is called, and the loops over g are unrolled: GCC -O2 does not
+ * unroll them by itself and then keeps the accumulators in memory, a load
+ * and a store around every FMA). */
 static inline __attribute__((always_inline)) void
 bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const *xs,
                 float *const *y, const int G, int r0, int r1)
@@ -114,6 +116,7 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
         __m512 a0[4], b0[4], a1[4], b1[4];
         int k = 0;
 
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             a0[g] = b0[g] = a1[g] = b1[g] = _mm512_setzero_ps();
         }
@@ -122,6 +125,7 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
             __m512 e0 = bf16_even(v0), o0 = bf16_odd(v0), e1 = bf16_even(v1), o1 = bf16_odd(v1);
 
             _mm_prefetch((const char *)(w + 32 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm512_fmadd_ps(e0, _mm512_loadu_ps(xs[g] + 32 * k), a0[g]);
                 b0[g] = _mm512_fmadd_ps(o0, _mm512_loadu_ps(xs[g] + 32 * k + 16), b0[g]);
@@ -133,11 +137,13 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
             __m512i v = _mm512_loadu_si512(w + 32 * k);
             __m512 e = bf16_even(v), o = bf16_odd(v);
 
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm512_fmadd_ps(e, _mm512_loadu_ps(xs[g] + 32 * k), a0[g]);
                 b0[g] = _mm512_fmadd_ps(o, _mm512_loadu_ps(xs[g] + 32 * k + 16), b0[g]);
             }
         }
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0[g], b0[g]),
                                                          _mm512_add_ps(a1[g], b1[g])));
@@ -268,6 +274,7 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
         __m512 a0[4], a1[4];
         int c = 0;
 
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             a0[g] = a1[g] = _mm512_setzero_ps();
         }
@@ -275,6 +282,7 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
             __m512 w0 = q8_load16(w + c), w1 = q8_load16(w + c + 16);
 
             _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
                 a1[g] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[g] + c + 16), a1[g]);
@@ -283,10 +291,12 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
         for (; c < tail; c += 16) {
             __m512 w0 = q8_load16(w + c);
 
+#pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
             }
         }
+#pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
             float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[g], a1[g]));
 
@@ -429,6 +439,7 @@ static void q4_rows_bw(const struct q4_block *base, int nb, const int8_t *qx, co
         __m512 acc[G]; \
         float corr[G], tail_sum[G]; \
         int b = 0; \
+        _Pragma("GCC unroll 4") \
         for (int g = 0; g < G; g++) { \
             acc[g] = _mm512_setzero_ps(); \
             corr[g] = tail_sum[g] = 0; \
@@ -437,6 +448,7 @@ static void q4_rows_bw(const struct q4_block *base, int nb, const int8_t *qx, co
             __m512i u = q4_codes2(&bl[b]); \
             float d0 = _cvtsh_ss(bl[b].d), d1 = _cvtsh_ss(bl[b + 1].d); \
             _mm_prefetch((const char *)&bl[b] + PREFETCH_BYTES, _MM_HINT_T0); \
+            _Pragma("GCC unroll 4") \
             for (int g = 0; g < G; g++) { \
                 float s0 = d0 * dx[g][b], s1 = d1 * dx[g][b + 1]; \
                 __m512 sc = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s0), _mm512_set1_ps(s1)); \
@@ -447,6 +459,7 @@ static void q4_rows_bw(const struct q4_block *base, int nb, const int8_t *qx, co
         } \
         if (b < nb) { \
             __m256i u = q4_codes(&bl[b]); \
+            _Pragma("GCC unroll 4") \
             for (int g = 0; g < G; g++) { \
                 float s0 = _cvtsh_ss(bl[b].d) * dx[g][b]; \
                 __m256i q = _mm256_loadu_si256((const __m256i *)(qx[g] + 32 * b)); \
@@ -459,6 +472,7 @@ static void q4_rows_bw(const struct q4_block *base, int nb, const int8_t *qx, co
                 corr[g] += s0 * (float)sx[g][b]; \
             } \
         } \
+        _Pragma("GCC unroll 4") \
         for (int g = 0; g < G; g++) { \
             y[g][r] = _mm512_reduce_add_ps(acc[g]) + tail_sum[g] - 8.0f * corr[g]; \
         } \
