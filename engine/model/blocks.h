@@ -17,8 +17,11 @@
 
 #include "engine/model/weights.h"
 
-/* Tokens per chunk in sequence mode (rwkv_version.seq_chunk of 4/5/6). */
-#define BLOCKS_CHUNK 64
+/* Tokens per chunk in sequence mode (rwkv_version.seq_chunk of 4/5/6): as
+ * RWKV-7's.  Each chunk converts or quantizes every weight block once for
+ * its products, so 64 spent several times RWKV-7's share of a prompt on that
+ * (bf16_rows_to_f32, sgemm packing) for a few MiB less scratch. */
+#define BLOCKS_CHUNK RWKV_SEQ_CHUNK
 /* GroupNorm ln_x of RWKV-5/6 as the official package runs it. */
 #define BLOCKS_LNX_EPS 64e-5f
 
