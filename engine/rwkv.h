@@ -37,9 +37,9 @@
 /* What a model is, read from its tensor shapes. */
 struct rwkv_info {
     int version;            /* 4, 5, 6, 7 or 8 */
-    int minor;              /* 5.0/5.1/5.2 -> 0/1/2; 7 -> 0, 7a (DeepEmbed) -> 1;
-                             * otherwise 0 */
-    char version_name[8];   /* "4", "5.2", "6", "7", "7a", "8" */
+    int minor;              /* 5.0/5.1/5.2 -> 0/1/2; 7 -> 0, 7a (DeepEmbed) -> 1,
+                             * 7b (DEA) -> 2; otherwise 0 */
+    char version_name[8];   /* "4", "5.2", "6", "7", "7a", "7b", "8" */
     int n_layer;
     int n_embd;
     int n_head;             /* 0 for RWKV-4 */
@@ -47,6 +47,7 @@ struct rwkv_info {
     int n_vocab;
     int ffn_size;
     int lora_decay, lora_aaa, lora_mv, lora_gate, lora_maa; /* 0 if absent */
+    int dea_width;          /* RWKV-7b: width of the DEA queries and keys; else 0 */
     enum rwkv_dtype stored_dtype;   /* F32, F16 or BF16: the file's weights */
     enum rwkv_dtype compute_dtype;  /* what the kernels read */
     uint64_t n_params;
@@ -56,6 +57,10 @@ struct rwkv_info {
                                      * the LoRA adapters and their scales) */
     int n_lora;                     /* adapters merged at load */
     size_t state_floats;            /* floats in a state, official order */
+    size_t history_floats;          /* RWKV-7b: floats a state keeps per token of
+                                     * its history (n_layer x 64); 0: none */
+    size_t history_max;             /* RWKV-7b: the most tokens a state's history
+                                     * holds (RWKV_HISTORY_MAX); 0: no bound */
     int n_extra_tensors;            /* tensors present but not used */
 };
 
@@ -157,16 +162,53 @@ const char *rwkv_model_extra_tensor(const rwkv_model *model, int i);
 /* A state is the flat float array of the official package's order (see
  * ../shared/fixtures/README.md): RWKV-4 five vectors per layer (att x_prev,
  * aa, bb, pp, ffn x_prev); RWKV-5/6/7 att x_prev [C], wkv [H][N][N],
- * ffn x_prev [C] per layer.  New states are the official zero state
- * (pp = -1e30 for RWKV-4). */
+ * ffn x_prev [C] per layer (RWKV-7b then the DEA query's previous value
+ * [Q]).  New states are the official zero state (pp = -1e30 for RWKV-4).
+ *
+ * RWKV-7b states also hold a history that grows with every token fed: the
+ * token ids and, per token and layer, the DEA attention's compact key and
+ * value (2 x 32 floats).  It is part of the state's value: clone, copy,
+ * reset and state files carry it.  It holds at most RWKV_HISTORY_MAX
+ * tokens (rwkv_info.history_max): an rwkv_eval or rwkv_eval_batch that
+ * would pass that is refused (-1, err says so, state unchanged); reset the
+ * state or start a new conversation.  Besides, such a state keeps the
+ * keys and values the attention derives from it (not saved: rebuilt from
+ * the history when missing), L x (Q + C) floats per token. */
+#define RWKV_HISTORY_MAX 16384
+/* NULL when out of memory. */
 rwkv_state *rwkv_state_new(const rwkv_model *model);
 rwkv_state *rwkv_state_clone(const rwkv_state *state);
-void rwkv_state_copy(rwkv_state *dst, const rwkv_state *src); /* same model */
+/* Makes dst (a state of the same model) equal to src.  0, or -1 when out
+ * of memory for src's history (RWKV-7b only; never when dst once held as
+ * many tokens, as when restoring a copy taken before an evaluation): dst
+ * is then unchanged. */
+int rwkv_state_copy(rwkv_state *dst, const rwkv_state *src);
 void rwkv_state_reset(rwkv_state *state);
 void rwkv_state_free(rwkv_state *state);
 size_t rwkv_state_floats(const rwkv_state *state);
 float *rwkv_state_data(rwkv_state *state);
 const float *rwkv_state_cdata(const rwkv_state *state);
+/* The memory the state holds in bytes (its floats, its history and what
+ * is derived from it), for caches that count their bytes. */
+size_t rwkv_state_bytes(const rwkv_state *state);
+/* Tokens in the state's history (RWKV-7b); 0 for other versions. */
+size_t rwkv_state_history(const rwkv_state *state);
+/* The history as bytes, for state files: rwkv_state_history_size bytes
+ * (0 when the model keeps no history), little-endian: u64 n_tokens, n
+ * i32 token ids, zero bytes to a multiple of 8, then per token the
+ * history_floats float32 of rwkv_info (per layer the compact key [32],
+ * then the compact value [32]).  rwkv_state_history_write fills out. */
+size_t rwkv_state_history_size(const rwkv_state *state);
+void rwkv_state_history_write(const rwkv_state *state, void *out);
+/* Checks such bytes against model: 0, or -1 with err (sizes that do not
+ * add up, more than history_max tokens, a token id out of range, NaN or
+ * infinity). */
+int rwkv_state_history_check(const rwkv_model *model, const void *data, size_t size, char *err,
+                             size_t errlen);
+/* Replaces state's history with those bytes (checked first): 0, or -1 with
+ * err (the check, out of memory); state unchanged on failure. */
+int rwkv_state_history_read(rwkv_state *state, const void *data, size_t size, char *err,
+                            size_t errlen);
 
 /* A context for evaluating model's states with n_threads threads (the
  * caller's included; n_threads <= 0: the load's n_threads).  NULL on error
@@ -189,7 +231,8 @@ void rwkv_context_set_cancel(rwkv_context *ctx, rwkv_cancel_fn fn, void *data);
  * is not NULL it receives n_vocab floats: the logits after the last token,
  * or, when all_logits is set, n rows of n_vocab (one per token).  Sequence
  * mode is used for n > 1.  Returns 0, or -1 with err filled (bad token id,
- * a state of another model), or RWKV_CANCELLED with err filled when the
+ * a state of another model, an RWKV-7b history that would pass
+ * history_max or no memory for it: the state is then unchanged), or RWKV_CANCELLED with err filled when the
  * context's cancel callback stopped it: the state is then partly advanced
  * (some layers over some tokens, no prefix's state) and the logits
  * undefined; the caller restores the state from a copy. */
@@ -206,11 +249,13 @@ int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_
  * call for all the states (the token shift and the recurrences run per
  * state), so a step of several conversations costs little more than one
  * (a server's concurrent streams).  Batches longer than the sequence chunk
- * run in pieces of it.  Every version (4, 5, 6, 7) is batched.
+ * run in pieces of it.  Every version but RWKV-7b is batched (its states run
+ * one after the other, with the same results).
  *
  * Checks everything before it advances any state: n_states 0, a NULL
- * array or state, a state of another model, the same state twice, or a
- * token out of range gives -1 with err (naming the entry) and no state
+ * array or state, a state of another model, the same state twice, a
+ * token out of range, or an RWKV-7b history that would pass history_max
+ * gives -1 with err (naming the entry) and no state
  * changed; otherwise 0. */
 int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t *tokens,
                     size_t n_states, float *logits, char *err, size_t errlen);

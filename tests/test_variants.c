@@ -1,5 +1,5 @@
-/* test_variants.c - the RWKV-7 family's variants (RWKV-7a DeepEmbed, RWKV-8
- * Heron rc00) through the engine API, on the random-weight models of
+/* test_variants.c - the RWKV-7 family's variants (RWKV-7a DeepEmbed, RWKV-7b
+ * DEA, RWKV-8 Heron rc00) through the engine API, on the random-weight models of
  * tests/golden/variants (goldens from the official code, see README.md
  * there):
  *  - detection: version, minor and name, from the tensors;
@@ -10,13 +10,19 @@
  *    refused by the other variant;
  *  - a file missing a variant tensor, or with a per-token table of the
  *    wrong shape, is refused with a message naming the tensor;
- *  - RWKV-7b (DEA) files are told apart and refused;
+ *  - RWKV-7a's tensors with one of RWKV-7b's are told apart as 7b, not run
+ *    as 7a, and refused for the 7b tensors they lack;
+ *  - RWKV-7b's history (the DEA attention's growing cache): clone, copy
+ *    and reset carry it, a cancelled evaluation restored from a copy and
+ *    a batch give the golden logits, its bound refuses an evaluation
+ *    with the state unchanged, and its serialized form is checked;
  *  - bytes/token counts one row of each per-token table, not the table
  *    (they are read from the mapped file as the tokens come). */
 #include <math.h>
 
 #include "app/tools/pthwrite.h"
 #include "engine/load/checkpoint.h"
+#include "engine/model/context_test.h"
 #include "engine/load/statefile.h"
 #include "tests/evalonce.h"
 #include "tests/testutil.h"
@@ -34,8 +40,10 @@ struct variant {
 
 static const struct variant variants[] = {
     { "v7a", 7, 1, "7a", "blocks.0.ffn.s_emb.weight" },
+    { "v7b", 7, 2, "7b", "blocks.0.qkv.k_emb.weight" },
     { "v8", 8, 0, "8", "blocks.0.ffn.enn.weight" },
 };
+#define N_VARIANTS (sizeof variants / sizeof variants[0])
 
 static int32_t tokens[MAX_TOKENS];
 static int n_tokens;
@@ -325,20 +333,167 @@ static void test_bad_files(const struct variant *v)
     }
 }
 
-/* RWKV-7a's tensors plus the DEA attention's (qkv.*) are RWKV-7b: told
- * apart and refused with the reason, not run as 7a with extra tensors. */
-static void test_7b_refused(void)
+/* RWKV-7a's tensors plus one of the DEA attention's (qkv.qq) are RWKV-7b:
+ * told apart, not run as 7a with an extra tensor, and refused for the 7b
+ * tensors they lack. */
+static void test_7b_told_apart(void)
 {
     char err[RWKV_ERRLEN], path[256];
     rwkv_model *m;
 
-    snprintf(path, sizeof path, "%s/v7b.pth", tmpdir);
+    snprintf(path, sizeof path, "%s/v7a-qq.pth", tmpdir);
     if (rewrite(GOLDEN "v7a.pth", path, "", "", "blocks.0.qkv.qq.weight") != 0) {
-        ok(0, "a file with RWKV-7b's qkv tensors written");
+        ok(0, "a file with one of RWKV-7b's qkv tensors written");
         return;
     }
     m = load(path, RWKV_DTYPE_F32, err, sizeof err);
-    ok(!m && strstr(err, "RWKV-7b (DEA) is not supported"), "RWKV-7b is refused (%s)", err);
+    ok(!m && strstr(err, "blocks.0.qkv.") && strstr(err, "RWKV-7b"),
+       "7a plus qkv.qq is read as RWKV-7b and refused for its missing tensors (%s)", err);
+    rwkv_model_free(m);
+}
+
+/* Feeds tokens [from, to) one at a time on ctx; checks each row against
+ * the goldens.  1 when all match. */
+static int continues(rwkv_context *ctx, rwkv_state *s, int from, int to, size_t V)
+{
+    char err[RWKV_ERRLEN];
+    float *out = malloc(V * sizeof *out);
+    int good = out != NULL;
+
+    for (int t = from; good && t < to; t++) {
+        good &= rwkv_eval(ctx, s, &tokens[t], 1, out, 0, err, sizeof err) == 0 &&
+                max_diff(out, golden + (size_t)t * V, V) < TOL;
+    }
+    free(out);
+    return good;
+}
+
+static int cancel_after;                /* callbacks answered before stopping */
+
+static int cancel_cb(void *data)
+{
+    (void)data;
+    return cancel_after-- <= 0;
+}
+
+/* RWKV-7b: what the history of a state does (variants[1] read). */
+static void test_7b_history(void)
+{
+    char err[RWKV_ERRLEN];
+    rwkv_model *m = load(GOLDEN "v7b.pth", RWKV_DTYPE_F32, err, sizeof err);
+    rwkv_context *ctx = m ? rwkv_context_new(m, 2, err, sizeof err) : NULL;
+    const struct rwkv_info *info;
+    rwkv_state *a, *b, *c, *batch[2];
+    size_t V, half = (size_t)n_tokens / 2, before, bytes0;
+    float *out, *snap;
+    int32_t pair[2];
+    unsigned char *buf;
+    int good;
+
+    if (!ctx) {
+        ok(0, "v7b loads: %s", err);
+        rwkv_model_free(m);
+        return;
+    }
+    info = rwkv_model_info(m);
+    V = (size_t)info->n_vocab;
+    out = malloc(2 * V * sizeof *out);
+    a = rwkv_state_new(m);
+    b = rwkv_state_new(m);
+    c = rwkv_state_new(m);
+    ok(info->history_floats == (size_t)info->n_layer * 64 &&
+       info->history_max == RWKV_HISTORY_MAX && info->dea_width == 24 &&
+       rwkv_state_history(a) == 0,
+       "v7b: history of %zu floats per token, at most %zu tokens, DEA width %d",
+       info->history_floats, info->history_max, info->dea_width);
+    bytes0 = rwkv_state_bytes(a);
+    good = rwkv_eval(ctx, a, tokens, half, NULL, 0, err, sizeof err) == 0;
+    ok(good && rwkv_state_history(a) == half && rwkv_state_bytes(a) > bytes0 +
+       half * (info->history_floats + (size_t)info->n_layer * (24 + 48)) * sizeof(float),
+       "v7b: %zu tokens fed, the history holds them and the state's bytes count it "
+       "(%zu -> %zu)", half, bytes0, rwkv_state_bytes(a));
+    /* clone and copy carry the history; the original is untouched */
+    {
+        rwkv_state *cl = rwkv_state_clone(a);
+
+        ok(cl && rwkv_state_copy(b, a) == 0 && rwkv_state_history(cl) == half &&
+           continues(ctx, cl, (int)half, n_tokens, V) && continues(ctx, b, (int)half, n_tokens, V)
+           && rwkv_state_history(a) == half && continues(ctx, a, (int)half, n_tokens, V),
+           "v7b: a clone and a copy continue to the golden logits, and so does the original");
+        rwkv_state_free(cl);
+    }
+    /* a copy onto a longer state shrinks it back */
+    ok(rwkv_state_copy(c, a) == 0 && rwkv_state_history(c) == (size_t)n_tokens,
+       "v7b: a copy into a fresh state takes all %d tokens", n_tokens);
+    rwkv_state_reset(a);
+    ok(rwkv_state_history(a) == 0 && rwkv_state_bytes(a) == bytes0 &&
+       continues(ctx, a, 0, n_tokens, V),
+       "v7b: reset empties the history, gives its memory back, and runs from the start again");
+    /* cancelled part-way, restored from a copy, continued */
+    rwkv_state_reset(a);
+    rwkv_eval(ctx, a, tokens, half, NULL, 0, err, sizeof err);
+    rwkv_state_copy(b, a);
+    cancel_after = 2;
+    rwkv_context_set_cancel(ctx, cancel_cb, NULL);
+    good = rwkv_eval(ctx, a, tokens + half, 4, NULL, 0, err, sizeof err) == RWKV_CANCELLED;
+    rwkv_context_set_cancel(ctx, NULL, NULL);
+    ok(good && rwkv_state_copy(a, b) == 0 && rwkv_state_history(a) == half &&
+       continues(ctx, a, (int)half, n_tokens, V),
+       "v7b: a cancelled evaluation restored from its copy continues to the golden logits");
+    /* a batch of two states at different points: each row its golden */
+    rwkv_state_reset(a);
+    rwkv_state_reset(b);
+    rwkv_eval(ctx, a, tokens, 3, NULL, 0, err, sizeof err);
+    rwkv_eval(ctx, b, tokens, 10, NULL, 0, err, sizeof err);
+    batch[0] = a;
+    batch[1] = b;
+    pair[0] = tokens[3];
+    pair[1] = tokens[10];
+    ok(rwkv_eval_batch(ctx, batch, pair, 2, out, err, sizeof err) == 0 &&
+       max_diff(out, golden + 3 * V, V) < TOL && max_diff(out + V, golden + 10 * V, V) < TOL &&
+       rwkv_state_history(a) == 4 && rwkv_state_history(b) == 11,
+       "v7b: rwkv_eval_batch advances each state's history to its golden row");
+    /* the bound: refused with the state unchanged, then reached exactly */
+    rwkv_model_test_history_max(m, 14);
+    snap = malloc(rwkv_state_floats(b) * sizeof *snap);
+    memcpy(snap, rwkv_state_cdata(b), rwkv_state_floats(b) * sizeof *snap);
+    before = rwkv_state_history(b);
+    good = rwkv_eval(ctx, b, tokens + 11, 4, NULL, 0, err, sizeof err) == -1;
+    ok(good && strstr(err, "more than the 14") && rwkv_state_history(b) == before &&
+       !memcmp(snap, rwkv_state_cdata(b), rwkv_state_floats(b) * sizeof *snap),
+       "v7b: an evaluation past the bound is refused, the state unchanged (%s)", err);
+    ok(rwkv_eval(ctx, b, tokens + 11, 3, out, 0, err, sizeof err) == 0 &&
+       max_diff(out, golden + 13 * V, V) < TOL && rwkv_state_history(b) == 14,
+       "v7b: up to the bound it runs, to the golden logits");
+    pair[0] = tokens[4];
+    pair[1] = tokens[14];
+    memcpy(snap, rwkv_state_cdata(a), rwkv_state_floats(a) * sizeof *snap);
+    ok(rwkv_eval_batch(ctx, batch, pair, 2, out, err, sizeof err) == -1 &&
+       strstr(err, "batch entry 1") && rwkv_state_history(a) == 4 &&
+       !memcmp(snap, rwkv_state_cdata(a), rwkv_state_floats(a) * sizeof *snap),
+       "v7b: a batch with a full state is refused before any state changes (%s)", err);
+    rwkv_model_test_history_max(m, RWKV_HISTORY_MAX);
+    /* the serialized history: read back exactly; damage refused */
+    buf = malloc(rwkv_state_history_size(b));
+    rwkv_state_history_write(b, buf);
+    rwkv_state_reset(c);
+    good = rwkv_state_history_read(c, buf, rwkv_state_history_size(b), err, sizeof err) == 0;
+    memcpy(rwkv_state_data(c), rwkv_state_cdata(b), rwkv_state_floats(b) * sizeof(float));
+    ok(good && rwkv_state_history(c) == 14 && continues(ctx, c, 14, n_tokens, V),
+       "v7b: a history read back from its bytes (derived keys rebuilt) continues to the "
+       "golden logits");
+    buf[8] = 200;       /* token 0: out of range */
+    ok(rwkv_state_history_check(m, buf, rwkv_state_history_size(b), err, sizeof err) == -1 &&
+       strstr(err, "out of range"), "v7b: a history with a bad token id is refused (%s)", err);
+    ok(rwkv_state_history_check(m, buf, rwkv_state_history_size(b) - 4, err, sizeof err) == -1
+       && strstr(err, "bytes"), "v7b: a history of the wrong size is refused (%s)", err);
+    free(buf);
+    free(snap);
+    free(out);
+    rwkv_state_free(a);
+    rwkv_state_free(b);
+    rwkv_state_free(c);
+    rwkv_context_free(ctx);
     rwkv_model_free(m);
 }
 
@@ -374,9 +529,9 @@ int main(void)
     if (tmpdir_make("test_variants") != 0) {
         return 99;
     }
-    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+    for (size_t i = 0; i < N_VARIANTS; i++) {
         const struct variant *v = &variants[i];
-        const struct variant *other = &variants[(i + 1) % 2];
+        const struct variant *other = &variants[(i + 1) % N_VARIANTS];
         char err[RWKV_ERRLEN];
         rwkv_model *m;
 
@@ -396,8 +551,11 @@ int main(void)
         test_quantised(v, golden, RWKV_DTYPE_Q4, "q4", 0.3);
         test_statefile(v, other);
         test_bad_files(v);
+        if (v->minor == 2) {
+            test_7b_history();
+        }
     }
-    test_7b_refused();
+    test_7b_told_apart();
     free(golden);
     free(golden_state);
     tmpdir_remove();

@@ -2,8 +2,8 @@
 # test_variants_tool.sh - rwkv-tool on the RWKV-7 family's variants: logits
 # of the random-weight models of tests/golden/variants match the official
 # code's goldens within 1e-4 in RNN, sequence and chunked mode (and the
-# final state); q8 and q4 load and run; mkmodel --version 7a / 8 write
-# models that info names RWKV-7a / RWKV-8.
+# final state); q8 and q4 load and run; mkmodel --version 7a / 7b / 8
+# write models that info names RWKV-7a / RWKV-7b / RWKV-8.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 B=${TOP_BUILDDIR:-.}
 GOLDEN=${TOP_SRCDIR:-$(dirname "$0")/..}/tests/golden/variants
@@ -51,7 +51,7 @@ info_has() {
     done
 }
 
-for v in v7a v8; do
+for v in v7a v7b v8; do
     t "$v RNN mode (--chunk 1)" logits $v --chunk 1
     t "$v sequence mode" logits $v
     t "$v --chunk 5" logits $v --chunk 5
@@ -69,6 +69,19 @@ t "  it says so" grep -q "RWKV-7a L2 C96 V300" "$TMP/out"
 t "  info: RWKV-7a, its sizes, no extra tensors" info_has "$TMP/a.pth" \
     "version:       RWKV-7a" "heads:         3 x 32" "vocab:         300" \
     "ffn:           384" "extra tensors: 0"
+t "mkmodel --version 7b" mk --version 7b --layers 2 --embd 80 --head-size 16 --vocab 97 \
+    -o "$TMP/b.pth"
+t "  it says so" grep -q "RWKV-7b L2 C80 V97" "$TMP/out"
+t "  info: RWKV-7b, its sizes, no extra tensors" info_has "$TMP/b.pth" \
+    "version:       RWKV-7b" "heads:         5 x 16" "vocab:         97" \
+    "ffn:           320" "extra tensors: 0"
+printf '5 96 0 3 3 40 7 1 88 12 60 2 9\n' >"$TMP/b.tokens"
+t "  it runs in sequence, RNN and chunked mode alike" sh -c "\"$TOOL\" logits \"$TMP/b.pth\" \
+    --tokens-file \"$TMP/b.tokens\" -o \"$TMP/bs.f32\" && \"$TOOL\" logits \"$TMP/b.pth\" \
+    --tokens-file \"$TMP/b.tokens\" -o \"$TMP/br.f32\" --chunk 1 && \"$TOOL\" logits \
+    \"$TMP/b.pth\" --tokens-file \"$TMP/b.tokens\" -o \"$TMP/bc.f32\" --chunk 4"
+t "  (RNN within 1e-4)" close "$TMP/bs.f32" "$TMP/br.f32"
+t "  (chunks of 4 within 1e-4)" close "$TMP/bs.f32" "$TMP/bc.f32"
 t "mkmodel --version 8 (.safetensors)" mk --version 8 --layers 2 --embd 64 --head-size 16 \
     --vocab 100 -o "$TMP/h.safetensors"
 t "  info: RWKV-8" info_has "$TMP/h.safetensors" "version:       RWKV-8" \
@@ -79,7 +92,7 @@ t "  it runs in sequence and RNN mode alike" sh -c "\"$TOOL\" logits \"$TMP/h.sa
     \"$TMP/h.safetensors\" --tokens-file \"$TMP/t.tokens\" -o \"$TMP/r.f32\" --chunk 1"
 t "  (within 1e-4)" close "$TMP/s.f32" "$TMP/r.f32"
 t "an unknown --version is refused with the list" sh -c "! \"$TOOL\" mkmodel --version 7c \
-    --layers 1 --embd 64 -o \"$TMP/x.pth\" 2>\"$TMP/err\" && grep -q '7a or 8' \"$TMP/err\""
+    --layers 1 --embd 64 -o \"$TMP/x.pth\" 2>\"$TMP/err\" && grep -q '7a, 7b or 8' \"$TMP/err\""
 t "--follow stays plain RWKV-7" sh -c "! \"$TOOL\" mkmodel --version 7a --follow 1,2 \
     --layers 1 --embd 64 -o \"$TMP/x.pth\" 2>/dev/null"
 tap_done

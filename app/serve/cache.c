@@ -15,7 +15,8 @@ struct entry {
 struct state_cache {
     const rwkv_model *model;
     size_t n_vocab;
-    size_t entry_bytes;     /* state, logits and the struct: a key adds 4 per token */
+    size_t entry_bytes;     /* logits and the struct: the state and the key (4 per
+                             * token) add theirs */
     size_t max_bytes, bytes;
     struct entry *e;
     size_t n, cap;
@@ -33,14 +34,15 @@ state_cache *state_cache_new(const rwkv_model *model, size_t max_bytes)
     }
     sc->model = model;
     sc->n_vocab = (size_t)info->n_vocab;
-    sc->entry_bytes = (info->state_floats + sc->n_vocab) * sizeof(float) + sizeof(struct entry);
+    sc->entry_bytes = sc->n_vocab * sizeof(float) + sizeof(struct entry);
     sc->max_bytes = max_bytes;
     return sc;
 }
 
+/* An RWKV-7b state's bytes grow with its history (rwkv_state_bytes). */
 static size_t entry_bytes(const state_cache *sc, const struct entry *e)
 {
-    return sc->entry_bytes + e->n * sizeof(int32_t);
+    return sc->entry_bytes + rwkv_state_bytes(e->state) + e->n * sizeof(int32_t);
 }
 
 static void drop(state_cache *sc, size_t i)
@@ -84,8 +86,12 @@ size_t state_cache_lookup(state_cache *sc, const int32_t *tokens, size_t n, rwkv
         sc->misses++;
         return 0;
     }
+    /* No memory for an RWKV-7b history: a miss (state unchanged). */
+    if (rwkv_state_copy(state, best->state) != 0) {
+        sc->misses++;
+        return 0;
+    }
     best->used = ++sc->clock;
-    rwkv_state_copy(state, best->state);
     memcpy(logits, best->logits, sc->n_vocab * sizeof(float));
     sc->hits++;
     sc->tokens_reused += best->n;
@@ -98,12 +104,19 @@ void state_cache_put(state_cache *sc, const int32_t *key, size_t n, const rwkv_s
     struct entry e;
     size_t i, oldest;
 
-    if (n == 0 || sc->entry_bytes + n * sizeof(int32_t) > sc->max_bytes) {
+    if (n == 0 ||
+        sc->entry_bytes + rwkv_state_bytes(state) + n * sizeof(int32_t) > sc->max_bytes) {
         return;
     }
     for (i = 0; i < sc->n; i++) {
         if (sc->e[i].n == n && memcmp(sc->e[i].key, key, n * sizeof(int32_t)) == 0) {
-            rwkv_state_copy(sc->e[i].state, state);
+            sc->bytes -= entry_bytes(sc, &sc->e[i]);
+            if (rwkv_state_copy(sc->e[i].state, state) != 0) {
+                sc->bytes += entry_bytes(sc, &sc->e[i]);
+                drop(sc, i);
+                return;
+            }
+            sc->bytes += entry_bytes(sc, &sc->e[i]);
             memcpy(sc->e[i].logits, logits, sc->n_vocab * sizeof(float));
             sc->e[i].used = ++sc->clock;
             return;

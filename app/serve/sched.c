@@ -572,6 +572,20 @@ static void finish_reply(sched *s, struct slot *sl, int stop, const char *finish
     end_job(s, sl, finish, 0, NULL);
 }
 
+/* Whether state (RWKV-7b) holds as many tokens as its history may: then
+ * err says so. */
+static int full_history(const sched *s, const rwkv_state *state, char *err, size_t errlen)
+{
+    const struct rwkv_info *info = s->info;
+
+    if (!info->history_max || rwkv_state_history(state) < info->history_max) {
+        return 0;
+    }
+    snprintf(err, errlen, "the conversation holds the %zu tokens an RWKV-7b state keeps: "
+             "start a new one", info->history_max);
+    return 1;
+}
+
 /* One round: each prompt being read reads a piece; each reply being
  * generated samples a token, and all those tokens are fed in one batch. */
 static void round_run(sched *s)
@@ -601,6 +615,11 @@ static void round_run(sched *s)
         r = chat_step_token(sl->c, &token, err, sizeof err);
         if (r < 0) {
             end_job(s, sl, NULL, 500, err);
+            continue;
+        }
+        if (r == 1 && full_history(s, chat_eval_state(sl->c), err, sizeof err)) {
+            /* Refused alone: in the batch it would fail everyone's step. */
+            end_job(s, sl, NULL, 400, err);
             continue;
         }
         sl->stepped = 1;

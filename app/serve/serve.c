@@ -456,10 +456,12 @@ static enum MHD_Result state_put(struct server *srv, struct MHD_Connection *conn
                  why ? why + 2 : err);
         return fail(conn, 400, "invalid_request_error", "invalid_state", NULL, msg);
     }
-    rwkv_statefile_get_state(sf, st);
     sep = rwkv_statefile_section(sf, STATE_SECTION, &seplen);
-    if (sched_state_put(srv->s, id, st, sep && seplen == 1 && *sep <= 2 ? *sep : 0, err,
-                        sizeof err) < 0) {
+    if (rwkv_statefile_get_state(sf, st) != 0) {
+        snprintf(err, sizeof err, "out of memory for the state's history");
+        rc = fail(conn, 507, "server_error", NULL, NULL, err);
+    } else if (sched_state_put(srv->s, id, st, sep && seplen == 1 && *sep <= 2 ? *sep : 0,
+                               err, sizeof err) < 0) {
         rc = fail(conn, 507, "server_error", NULL, NULL, err);
     } else {
         char body[160];

@@ -562,7 +562,10 @@ int chat_begin_at(chat *c, const rwkv_state *state, const float *logits, int raw
         snprintf(err, errlen, "a state of another model");
         return -1;
     }
-    rwkv_state_copy(c->state, state);
+    if (rwkv_state_copy(c->state, state) != 0) {
+        snprintf(err, errlen, "out of memory for the state's history");
+        return -1;
+    }
     memcpy(c->logits, logits, (size_t)c->n_vocab * sizeof(float));
     transcript_truncate(&c->tr, 0);
     exchanges_clear(c);
@@ -843,7 +846,7 @@ static struct snapshot *find_snapshot(const chat *c, const char *name)
  * shared with the chat). */
 static size_t snapshot_bytes(const struct snapshot *s)
 {
-    size_t n = sizeof *s + strlen(s->name) + rwkv_state_floats(s->state->state) * sizeof(float) +
+    size_t n = sizeof *s + strlen(s->name) + rwkv_state_bytes(s->state->state) +
                s->smp_len + s->n_ex * sizeof *s->ex, i;
 
     for (i = 0; i < s->tr.n; i++) {

@@ -525,8 +525,12 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: reading the saved intro: %s; nothing changed", path, why);
         goto fail;
     }
-    /* Commit. */
-    rwkv_statefile_get_state(sf, c->state);
+    /* Commit (the state first: an RWKV-7b history may not fit in memory,
+     * and then the state is unchanged). */
+    if (rwkv_statefile_get_state(sf, c->state) != 0) {
+        snprintf(err, errlen, "%s: out of memory for the saved state; nothing changed", path);
+        goto fail;
+    }
     rwkv_statefile_free(sf);
     exchanges_clear(c);
     transcript_free(&c->tr);

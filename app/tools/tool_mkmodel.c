@@ -1,6 +1,6 @@
 /*
  * tool_mkmodel.c - rwkv-tool mkmodel: write a random-weight model with the
- * key names, shapes and order of a released RWKV-4, 5.x, 6, 7, 7a or 8
+ * key names, shapes and order of a released RWKV-4, 5.x, 6, 7, 7a, 7b or 8
  * checkpoint, in the official .pth (or .safetensors) format, so benchmarks
  * run at real sizes without downloads.  The tensors, their stored shapes,
  * order and value ranges are the engine's own tables (engine/model/versions.h:
@@ -273,6 +273,7 @@ struct arch {
     int L, C, V, H, N, F;       /* layers, n_embd, vocab, heads x head size, ffn */
     int d_decay, d_aaa, d_mv, d_gate;   /* RWKV-7 LoRA ranks */
     int d_mix;                  /* RWKV-6 token-shift LoRA rank (d_decay: its decay rank) */
+    int dea_q, dea_k;           /* RWKV-7b: DEA query/key width, compact key/value width */
 };
 
 /* LoRA ranks of the released RWKV-7 models: RWKV-LM's suggestion
@@ -288,7 +289,7 @@ static int lora_rank(double k, double p, int C)
 static struct rwkv_dims dims_of(const struct arch *m)
 {
     struct rwkv_dims d = { m->C, m->V, m->F, m->H, m->N, m->d_decay, m->d_aaa, m->d_mv,
-                           m->d_gate, m->d_mix };
+                           m->d_gate, m->d_mix, m->dea_q, m->dea_k };
 
     return d;
 }
@@ -401,8 +402,8 @@ static void usage(FILE *f)
         "Usage: rwkv-tool mkmodel --version V --layers L --embd C [OPTION]... -o FILE\n"
         "Write a random-weight RWKV model with the key names, shapes and order of\n"
         "the released checkpoints, as a PyTorch .pth (or FILE.safetensors).\n\n"
-        "  --version V     RWKV version: 4, 5 (= 5.2), 5.0, 5.1, 5.2, 6, 7, 7a (DeepEmbed)\n"
-        "                  or 8 (Heron rc00) (default 7)\n"
+        "  --version V     RWKV version: 4, 5 (= 5.2), 5.0, 5.1, 5.2, 6, 7, 7a (DeepEmbed),\n"
+        "                  7b (DEA) or 8 (Heron rc00) (default 7)\n"
         "  --layers L      number of blocks\n"
         "  --embd C        embedding size (5.x, 6, 7: a multiple of the head size)\n"
         "  --head-size N   head size for 5.x, 6 and 7 (default 64, as released)\n"
@@ -421,9 +422,10 @@ static void usage(FILE *f)
         "  RWKV-5.2: 0.4B 24/1024, 1.5B 24/2048, 3B 32/2560, 7B 32/4096\n"
         "  RWKV-4:   0.1B 12/768, 0.4B 24/1024, 1.5B 24/2048, 3B 32/2560, 7B 32/4096,\n"
         "            14B 40/5120 (Pile)\n"
-        "FFN width 4 C (RWKV-4, 5.0, 5.1, 7, 7a, 8) or 3.5 C rounded down to a multiple of 32\n"
-        "(5.2, 6). RWKV-6 LoRA ranks: token shift 32, decay 64 (64 and 128 from C\n"
-        "4096). RWKV-7 LoRA ranks as released for each width.\n");
+        "FFN width 4 C (RWKV-4, 5.0, 5.1, 7, 7a, 7b, 8) or 3.5 C rounded down to a\n"
+        "multiple of 32 (5.2, 6). RWKV-6 LoRA ranks: token shift 32, decay 64 (64 and 128 from C\n"
+        "4096). RWKV-7 LoRA ranks as released for each width. RWKV-7b: DEA queries and\n"
+        "keys of C/2, compact keys and values of 32.\n");
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out)
@@ -438,7 +440,7 @@ static int parse_int(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
-/* Reads "4", "5", "5.0", "5.1", "5.2", "6", "7", "7a" or "8"; "5" is 5.2. */
+/* Reads "4", "5", "5.0", "5.1", "5.2", "6", "7", "7a", "7b" or "8"; "5" is 5.2. */
 static int parse_version(const char *s, struct arch *m)
 {
     static const struct {
@@ -446,7 +448,7 @@ static int parse_version(const char *s, struct arch *m)
         int version, minor;
     } names[] = {
         { "4", 4, 0 }, { "5", 5, 2 }, { "5.0", 5, 0 }, { "5.1", 5, 1 }, { "5.2", 5, 2 },
-        { "6", 6, 0 }, { "7", 7, 0 }, { "7a", 7, 1 }, { "8", 8, 0 },
+        { "6", 6, 0 }, { "7", 7, 0 }, { "7a", 7, 1 }, { "7b", 7, 2 }, { "8", 8, 0 },
     };
     size_t i;
 
@@ -466,7 +468,8 @@ static const char *version_name(const struct arch *m)
     static const char *const v5[] = { "5.0", "5.1", "5.2" };
 
     return m->version == 4 ? "4" : m->version == 5 ? v5[m->minor]
-         : m->version == 6 ? "6" : m->version == 8 ? "8" : m->minor == 1 ? "7a" : "7";
+         : m->version == 6 ? "6" : m->version == 8 ? "8" : m->minor == 1 ? "7a"
+         : m->minor == 2 ? "7b" : "7";
 }
 
 /* RWKV-7 and the variants that keep its time mix (7a, 8). */
@@ -511,6 +514,10 @@ static int derive_sizes(struct arch *m, int head_size_set)
         m->d_aaa = lora_rank(1.8, 0.5, m->C);
         m->d_mv = lora_rank(1.3, 0.5, m->C);
         m->d_gate = m->C == 1024 ? 128 : lora_rank(0.6, 0.8, m->C);
+        if (m->minor == 2) {
+            m->dea_q = m->C / 2 > 0 ? m->C / 2 : 1;
+            m->dea_k = 32;
+        }
     }
     return 0;
 }
@@ -546,7 +553,7 @@ int tool_mkmodel(int argc, char **argv)
         switch (c) {
         case 'v':
             if (parse_version(optarg, &m)) {
-                tool_error("mkmodel: bad --version '%s' (4, 5, 5.0, 5.1, 5.2, 6, 7, 7a or 8)",
+                tool_error("mkmodel: bad --version '%s' (4, 5, 5.0, 5.1, 5.2, 6, 7, 7a, 7b or 8)",
                            optarg);
                 return 2;
             }

@@ -81,7 +81,7 @@ static void status_draw(struct tui_panel *p, struct tui *t)
         char size[32];
 
         format_bytes(size, sizeof(size),
-                     (double)rwkv_state_floats(chat_state(t->chat)) * sizeof(float));
+                     (double)rwkv_state_bytes(chat_state(t->chat)));
         add(seg, &n, 4, "state %s", size);
     }
     add(seg, &n, 6, "snap %s", snap ? snap : "-");

@@ -202,9 +202,10 @@ static void emit_floats(struct writer *w, const float *f, size_t n)
     }
 }
 
-int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_state *state,
-                        const struct rwkv_statefile_section *sections, size_t n_sections,
-                        char *err, size_t errlen)
+/* rwkv_statefile_save with the engine's sections among sections. */
+static int save_sections(const char *path, const rwkv_model *model, const rwkv_state *state,
+                         const struct rwkv_statefile_section *sections, size_t n_sections,
+                         char *err, size_t errlen)
 {
     const struct rwkv_info *info = rwkv_model_info(model);
     size_t n_floats = rwkv_state_floats(state), n_total = n_sections + 1, i, offset;
@@ -305,6 +306,46 @@ int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_st
     }
     free(w);
     return atomicfile_commit(af, err, errlen);
+}
+
+int rwkv_statefile_save(const char *path, const rwkv_model *model, const rwkv_state *state,
+                        const struct rwkv_statefile_section *sections, size_t n_sections,
+                        char *err, size_t errlen)
+{
+    size_t hist = rwkv_state_history_size(state);
+    struct rwkv_statefile_section *all;
+    void *buf;
+    int rc;
+
+    for (size_t i = 0; i < n_sections; i++) {
+        if (!strcmp(sections[i].tag, "history")) {
+            snprintf(err, errlen, "%s: bad section tag '%s'", path, sections[i].tag);
+            return -1;
+        }
+    }
+    if (!rwkv_model_info(model)->history_floats) {
+        return save_sections(path, model, state, sections, n_sections, err, errlen);
+    }
+    /* RWKV-7b: the state's history goes right after the state. */
+    all = malloc((n_sections + 1) * sizeof *all);
+    buf = malloc(hist);
+    if (!all || !buf) {
+        free(all);
+        free(buf);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    rwkv_state_history_write(state, buf);
+    all[0].tag = "history";
+    all[0].data = buf;
+    all[0].size = hist;
+    if (n_sections) {
+        memcpy(all + 1, sections, n_sections * sizeof *all);
+    }
+    rc = save_sections(path, model, state, all, n_sections + 1, err, errlen);
+    free(all);
+    free(buf);
+    return rc;
 }
 
 int rwkv_statefile_check_target(const char *path, char *err, size_t errlen)
@@ -694,26 +735,52 @@ rwkv_statefile *rwkv_statefile_load(const char *file, const rwkv_model *model, c
             return NULL;
         }
     }
+    if (info->history_floats) {
+        /* RWKV-7b: the history of the state, checked whole. */
+        size_t n;
+        const void *p = rwkv_statefile_section(sf, "history", &n);
+        char why[RWKV_ERRLEN];
+
+        if (!p) {
+            snprintf(err, errlen, "%s: the RWKV-7b state's history section is missing", path);
+            rwkv_statefile_free(sf);
+            return NULL;
+        }
+        if (rwkv_state_history_check(model, p, n, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s: corrupt 'history' section: %s", path, why);
+            rwkv_statefile_free(sf);
+            return NULL;
+        }
+    }
     return sf;
 }
 
-void rwkv_statefile_get_state(const rwkv_statefile *sf, rwkv_state *state)
+int rwkv_statefile_get_state(const rwkv_statefile *sf, rwkv_state *state)
 {
     float *dst = rwkv_state_data(state);
-    size_t i;
+    size_t i, n;
+    const void *hist = rwkv_statefile_section(sf, "history", &n);
+    char err[RWKV_ERRLEN];
 
     if (rwkv_state_floats(state) != sf->state_floats) {
-        return;
+        return -1;
+    }
+    /* The history first: only it can fail (memory), before anything
+     * changed.  rwkv_statefile_load checked it against the model. */
+    if (rwkv_state_history_size(state) > 0 &&
+        (!hist || rwkv_state_history_read(state, hist, n, err, sizeof err) != 0)) {
+        return -1;
     }
     if (little_endian()) {
         memcpy(dst, sf->state, sf->state_floats * sizeof(float));
-        return;
+        return 0;
     }
     for (i = 0; i < sf->state_floats; i++) {
         uint32_t u = get32(sf->state + i * 4);
 
         memcpy(&dst[i], &u, 4);
     }
+    return 0;
 }
 
 const void *rwkv_statefile_section(const rwkv_statefile *sf, const char *tag, size_t *size)

@@ -28,7 +28,8 @@
 #define RWKV_STATEFILE_TAGLEN 16    /* tags are at most 15 bytes */
 
 struct rwkv_statefile_section {
-    const char *tag;                /* "transcript"; "state" is reserved */
+    const char *tag;                /* "transcript"; "state" and "history" are
+                                     * the engine's */
     const void *data;
     size_t size;
 };
@@ -58,8 +59,10 @@ void rwkv_statefile_free(rwkv_statefile *sf);
  * NUL into out; returns the section's size, or -1 when the file cannot be
  * read, is not a state file or has no such section. */
 long rwkv_statefile_peek(const char *path, const char *tag, char *out, size_t outlen);
-/* Copies the saved state into state (a state of the same model). */
-void rwkv_statefile_get_state(const rwkv_statefile *sf, rwkv_state *state);
+/* Copies the saved state (and an RWKV-7b state's history) into state (a
+ * state of the same model).  0, or -1 (another model's state, no memory
+ * for the history): state unchanged then. */
+int rwkv_statefile_get_state(const rwkv_statefile *sf, rwkv_state *state);
 /* A section's bytes (valid until rwkv_statefile_free), or NULL if absent. */
 const void *rwkv_statefile_section(const rwkv_statefile *sf, const char *tag, size_t *size);
 

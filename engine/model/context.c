@@ -24,6 +24,7 @@
 
 #include "engine/base/err.h"
 #include "engine/model/context_test.h"
+#include "engine/model/history.h"
 #include "engine/model/rwkv7_test.h"
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/pool.h"
@@ -161,17 +162,27 @@ static int cancelled(const rwkv_context *ctx)
 /* The forward pass over n >= 1 valid tokens (see rwkv_eval).  0, or (when
  * stoppable) RWKV_CANCELLED with *done_out the tokens of the pieces
  * finished. */
-static int forward(rwkv_context *ctx, float *state, const int32_t *tokens, size_t n,
+static int forward(rwkv_context *ctx, rwkv_state *st, const int32_t *tokens, size_t n,
                    float *logits, int all_logits, int stoppable, size_t *done_out)
 {
     const rwkv_model *m = ctx->model;
     size_t V = (size_t)m->info.n_vocab;
+    float *state = rwkv_state_data(st);
+    struct rwkv_history *h = rwkv_state_history_of(st);
 
+    /* A history has room for all n tokens already (reserve_history). */
+    if (m->version->bind_history) {
+        m->version->bind_history(ctx->work, h);
+    }
     *done_out = 0;
     for (size_t done = 0; done < n;) {
         int T = n - done < (size_t)ctx->chunk ? (int)(n - done) : ctx->chunk;
 
         embed(ctx, tokens + done, T);
+        if (h) {
+            assert(h->n + (size_t)T <= h->cap);
+            memcpy(h->tokens + h->n, tokens + done, (size_t)T * sizeof *tokens);
+        }
         for (int i = 0; i < m->info.n_layer; i++) {
             if (stoppable && cancelled(ctx)) {
                 *done_out = done;
@@ -179,6 +190,11 @@ static int forward(rwkv_context *ctx, float *state, const int32_t *tokens, size_
             }
             m->version->layer(m, ctx->work, i, tokens + done, ctx->x, T,
                               state + (size_t)i * m->layer_floats);
+        }
+        if (h) {
+            /* Every layer derived its keys and values of the chunk. */
+            h->n += (size_t)T;
+            h->n_derived = h->n;
         }
         if (logits && all_logits) {
             head(ctx, 0, T, 0, logits + done * V);
@@ -218,6 +234,16 @@ static void forward_batch(rwkv_context *ctx, rwkv_state *const *states, const in
     }
 }
 
+/* Room in state's history (if it keeps one) for n more tokens: 0, or -1
+ * with err (past history_max, out of memory), the state unchanged. */
+static int reserve_history(const rwkv_context *ctx, rwkv_state *state, size_t n, char *err,
+                           size_t errlen)
+{
+    struct rwkv_history *h = rwkv_state_history_of(state);
+
+    return h ? rwkv_history_reserve(ctx->model, h, h->n + n, err, errlen) : 0;
+}
+
 /* 0 when state belongs to ctx's model and the n tokens are in range. */
 static int check(const rwkv_context *ctx, const rwkv_state *state, const int32_t *tokens,
                  size_t n, char *err, size_t errlen)
@@ -248,10 +274,11 @@ int rwkv_eval(rwkv_context *ctx, rwkv_state *state, const int32_t *tokens, size_
         err_set(err, errlen, "%s: no tokens to evaluate", ckpt_shown_path(ctx->model->file));
         return -1;
     }
-    if (check(ctx, state, tokens, n, err, errlen) != 0) {
+    if (check(ctx, state, tokens, n, err, errlen) != 0 ||
+        reserve_history(ctx, state, n, err, errlen) != 0) {
         return -1;
     }
-    if (forward(ctx, rwkv_state_data(state), tokens, n, logits, all_logits, 1, &done) != 0) {
+    if (forward(ctx, state, tokens, n, logits, all_logits, 1, &done) != 0) {
         err_set(err, errlen, "stopped after %zu of %zu tokens", done, n);
         return RWKV_CANCELLED;
     }
@@ -280,7 +307,8 @@ int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t 
             err_set(err, errlen, "batch entry %zu: no state (NULL)", i);
             return -1;
         }
-        if (check(ctx, states[i], &tokens[i], 1, e, sizeof e) != 0) {
+        if (check(ctx, states[i], &tokens[i], 1, e, sizeof e) != 0 ||
+            reserve_history(ctx, states[i], 1, e, sizeof e) != 0) {
             err_set(err, errlen, "batch entry %zu: %s", i, e);
             return -1;
         }
@@ -300,7 +328,7 @@ int rwkv_eval_batch(rwkv_context *ctx, rwkv_state *const *states, const int32_t 
     for (size_t i = 0; i < n_states; i++) {
         size_t done;
 
-        forward(ctx, rwkv_state_data(states[i]), &tokens[i], 1,
+        forward(ctx, states[i], &tokens[i], 1,
                 logits ? logits + i * V : NULL, 0, 0, &done);
     }
     return 0;

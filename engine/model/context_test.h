@@ -14,4 +14,8 @@
  * after the other, or refused the batch). */
 size_t rwkv_context_test_batched_rows(const rwkv_context *ctx);
 
+/* Lowers model's history bound (RWKV-7b: rwkv_info.history_max) so that
+ * tests reach it with a few tokens. */
+void rwkv_model_test_history_max(const rwkv_model *model, size_t max);
+
 #endif

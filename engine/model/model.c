@@ -21,6 +21,8 @@
 #include "engine/base/escape.h"
 #include "engine/base/err.h"
 #include "engine/kernels/kmat.h"
+#include "engine/model/context_test.h"
+#include "engine/model/history.h"
 #include "engine/model/weights.h"
 #include "engine/kernels/quant.h"
 #include "engine/load/verified.h"
@@ -31,6 +33,7 @@
 struct rwkv_state {
     const rwkv_model *model;
     size_t n;
+    struct rwkv_history *history;   /* RWKV-7b (history.h); NULL otherwise */
     float data[];
 };
 
@@ -47,6 +50,7 @@ int64_t rwkv_dim_value(const struct rwkv_dims *d, const char *sym, size_t len)
         { "N", offsetof(struct rwkv_dims, N) }, { "Dw", offsetof(struct rwkv_dims, Dw) },
         { "Da", offsetof(struct rwkv_dims, Da) }, { "Dv", offsetof(struct rwkv_dims, Dv) },
         { "Dg", offsetof(struct rwkv_dims, Dg) }, { "Dm", offsetof(struct rwkv_dims, Dm) },
+        { "Q", offsetof(struct rwkv_dims, Q) }, { "Dk", offsetof(struct rwkv_dims, Dk) },
     };
     size_t i;
 
@@ -219,6 +223,7 @@ static int read_dims(rwkv_model *m, struct rwkv_dims *d, char *err, size_t errle
     info->lora_mv = (int)(d->Dv > 0 ? d->Dv : 0);
     info->lora_gate = (int)(d->Dg > 0 ? d->Dg : 0);
     info->lora_maa = (int)(d->Dm > 0 ? d->Dm : 0);
+    info->dea_width = (int)(d->Q > 0 ? d->Q : 0);
     return 0;
 }
 
@@ -841,6 +846,10 @@ rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_op
     if (lora_check_claimed(m->lora, err, errlen)) {
         goto fail;
     }
+    if (m->version->history_sizes) {
+        m->version->history_sizes(m, &m->info.history_floats, &m->history_derived);
+        m->info.history_max = RWKV_HISTORY_MAX;
+    }
     cache_finish(m);
     m->info.bytes_per_token = bytes_per_token(m, used);
     free(used);
@@ -896,6 +905,86 @@ const char *rwkv_model_extra_tensor(const rwkv_model *model, int i)
     return model->extra[i];
 }
 
+/* ------------------------------------------------------------- states --- */
+
+static void history_free(struct rwkv_history *h)
+{
+    if (h) {
+        free(h->tokens);
+        free(h->saved);
+        free(h->derived);
+        free(h->last);
+        free(h);
+    }
+}
+
+/* An empty history for a state of m (which keeps one); NULL when out of
+ * memory. */
+static struct rwkv_history *history_new(const rwkv_model *m)
+{
+    struct rwkv_history *h = calloc(1, sizeof *h);
+
+    if (h && !(h->last = calloc(m->history_derived, sizeof *h->last))) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+struct rwkv_history *rwkv_state_history_of(rwkv_state *state)
+{
+    return state->history;
+}
+
+int rwkv_history_reserve(const rwkv_model *m, struct rwkv_history *h, size_t total, char *err,
+                         size_t errlen)
+{
+    size_t cap = h->cap ? h->cap : 64, max = m->info.history_max;
+    size_t saved = m->info.history_floats, derived = m->history_derived;
+    int32_t *tokens;
+    float *sv, *dv;
+
+    if (total > max) {
+        err_set(err, errlen, "%s: the conversation would hold %zu tokens, more than the %zu "
+                "an RWKV-7b state keeps (its attention remembers every token): reset the "
+                "conversation or start a new one", ckpt_shown_path(m->file), total, max);
+        return -1;
+    }
+    if (total <= h->cap) {
+        return 0;
+    }
+    while (cap < total) {
+        cap *= 2;
+    }
+    if (cap > max) {
+        cap = max;
+    }
+    /* Each array grows in place; one that cannot leaves the others larger
+     * than needed, which is harmless: cap changes only when all grew. */
+    tokens = realloc(h->tokens, cap * sizeof *tokens);
+    if (tokens) {
+        h->tokens = tokens;
+    }
+    sv = tokens ? realloc(h->saved, cap * saved * sizeof *sv) : NULL;
+    if (sv) {
+        h->saved = sv;
+    }
+    dv = sv ? realloc(h->derived, cap * derived * sizeof *dv) : NULL;
+    if (!dv) {
+        err_set(err, errlen, "%s: out of memory for a history of %zu tokens",
+                ckpt_shown_path(m->file), total);
+        return -1;
+    }
+    h->derived = dv;
+    h->cap = cap;
+    return 0;
+}
+
+void rwkv_model_test_history_max(const rwkv_model *model, size_t max)
+{
+    ((rwkv_model *)model)->info.history_max = max;
+}
+
 rwkv_state *rwkv_state_new(const rwkv_model *model)
 {
     size_t n = model->info.state_floats;
@@ -906,25 +995,52 @@ rwkv_state *rwkv_state_new(const rwkv_model *model)
     }
     s->model = model;
     s->n = n;
+    s->history = NULL;
+    if (model->info.history_floats && !(s->history = history_new(model))) {
+        free(s);
+        return NULL;
+    }
     rwkv_state_reset(s);
     return s;
 }
 
 rwkv_state *rwkv_state_clone(const rwkv_state *state)
 {
-    rwkv_state *s = malloc(sizeof(*s) + state->n * sizeof(float));
+    rwkv_state *s = rwkv_state_new(state->model);
 
-    if (!s) {
+    if (s && rwkv_state_copy(s, state) != 0) {
+        rwkv_state_free(s);
         return NULL;
     }
-    memcpy(s, state, sizeof(*s) + state->n * sizeof(float));
     return s;
 }
 
-void rwkv_state_copy(rwkv_state *dst, const rwkv_state *src)
+int rwkv_state_copy(rwkv_state *dst, const rwkv_state *src)
 {
-    assert(dst->n == src->n);
+    const struct rwkv_history *hs = src->history;
+    struct rwkv_history *hd = dst->history;
+
+    assert(dst->n == src->n && !hs == !hd);
+    if (hs) {
+        const rwkv_model *m = src->model;
+        char err[RWKV_ERRLEN];
+
+        if (rwkv_history_reserve(m, hd, hs->n, err, sizeof err) != 0) {
+            return -1;
+        }
+        if (hs->n) {
+            memcpy(hd->tokens, hs->tokens, hs->n * sizeof *hd->tokens);
+            memcpy(hd->saved, hs->saved, hs->n * m->info.history_floats * sizeof(float));
+        }
+        if (hs->n_derived) {
+            memcpy(hd->derived, hs->derived, hs->n_derived * m->history_derived * sizeof(float));
+        }
+        memcpy(hd->last, hs->last, m->history_derived * sizeof(float));
+        hd->n = hs->n;
+        hd->n_derived = hs->n_derived;
+    }
     memcpy(dst->data, src->data, src->n * sizeof(float));
+    return 0;
 }
 
 void rwkv_state_reset(rwkv_state *state)
@@ -936,10 +1052,25 @@ void rwkv_state_reset(rwkv_state *state)
     } else {
         memset(state->data, 0, state->n * sizeof(float));
     }
+    if (state->history) {
+        /* A reset gives the memory of a long conversation back. */
+        struct rwkv_history *h = state->history;
+
+        free(h->tokens);
+        free(h->saved);
+        free(h->derived);
+        h->tokens = NULL;
+        h->saved = h->derived = NULL;
+        h->n = h->n_derived = h->cap = 0;
+        memset(h->last, 0, m->history_derived * sizeof(float));
+    }
 }
 
 void rwkv_state_free(rwkv_state *state)
 {
+    if (state) {
+        history_free(state->history);
+    }
     free(state);
 }
 
@@ -956,4 +1087,153 @@ float *rwkv_state_data(rwkv_state *state)
 const float *rwkv_state_cdata(const rwkv_state *state)
 {
     return state->data;
+}
+
+size_t rwkv_state_bytes(const rwkv_state *state)
+{
+    const struct rwkv_history *h = state->history;
+    size_t bytes = sizeof *state + state->n * sizeof(float);
+
+    if (h) {
+        const rwkv_model *m = state->model;
+
+        bytes += sizeof *h + m->history_derived * sizeof(float) +
+                 h->cap * (sizeof(int32_t) +
+                           (m->info.history_floats + m->history_derived) * sizeof(float));
+    }
+    return bytes;
+}
+
+size_t rwkv_state_history(const rwkv_state *state)
+{
+    return state->history ? state->history->n : 0;
+}
+
+/* Bytes of a serialized history of n tokens of history_floats floats. */
+static size_t history_bytes(size_t n, size_t floats)
+{
+    return 8 + (n * 4 + 7) / 8 * 8 + n * floats * 4;
+}
+
+size_t rwkv_state_history_size(const rwkv_state *state)
+{
+    const struct rwkv_history *h = state->history;
+
+    return h ? history_bytes(h->n, state->model->info.history_floats) : 0;
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (unsigned char)(v >> (8 * i));
+    }
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void rwkv_state_history_write(const rwkv_state *state, void *out)
+{
+    const struct rwkv_history *h = state->history;
+    unsigned char *p = out;
+    size_t floats, pad;
+
+    if (!h) {
+        return;
+    }
+    floats = state->model->info.history_floats;
+    put_u32(p, (uint32_t)h->n);
+    put_u32(p + 4, (uint32_t)((uint64_t)h->n >> 32));
+    p += 8;
+    for (size_t i = 0; i < h->n; i++, p += 4) {
+        put_u32(p, (uint32_t)h->tokens[i]);
+    }
+    pad = (h->n * 4 + 7) / 8 * 8 - h->n * 4;
+    memset(p, 0, pad);
+    p += pad;
+    for (size_t i = 0; i < h->n * floats; i++, p += 4) {
+        uint32_t u;
+
+        memcpy(&u, &h->saved[i], 4);
+        put_u32(p, u);
+    }
+}
+
+int rwkv_state_history_check(const rwkv_model *model, const void *data, size_t size, char *err,
+                             size_t errlen)
+{
+    const unsigned char *p = data;
+    size_t floats = model->info.history_floats, bad = 0;
+    uint64_t n;
+
+    if (!floats) {
+        err_set(err, errlen, "RWKV-%s keeps no history", model->info.version_name);
+        return -1;
+    }
+    if (size < 8) {
+        err_set(err, errlen, "the history has %zu bytes, fewer than its count", size);
+        return -1;
+    }
+    n = get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+    if (n > model->info.history_max) {
+        err_set(err, errlen, "the history holds %llu tokens, more than the %zu an RWKV-7b "
+                "state keeps", (unsigned long long)n, model->info.history_max);
+        return -1;
+    }
+    if (size != history_bytes((size_t)n, floats)) {
+        err_set(err, errlen, "the history of %llu tokens has %zu bytes, not %zu",
+                (unsigned long long)n, size, history_bytes((size_t)n, floats));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t t = get_u32(p + 8 + 4 * i);
+
+        if (t >= (uint32_t)model->info.n_vocab) {
+            err_set(err, errlen, "the history's token %zu is %ld, out of range (n_vocab %d)", i,
+                    (long)(int32_t)t, model->info.n_vocab);
+            return -1;
+        }
+    }
+    p += history_bytes((size_t)n, 0);
+    for (size_t i = 0; i < n * floats; i++) {
+        bad += (get_u32(p + 4 * i) & 0x7f800000u) == 0x7f800000u;
+    }
+    if (bad) {
+        err_set(err, errlen, "the history holds %zu NaN/Inf values", bad);
+        return -1;
+    }
+    return 0;
+}
+
+int rwkv_state_history_read(rwkv_state *state, const void *data, size_t size, char *err,
+                            size_t errlen)
+{
+    const rwkv_model *m = state->model;
+    struct rwkv_history *h = state->history;
+    const unsigned char *p = data;
+    size_t n, floats = m->info.history_floats;
+
+    if (rwkv_state_history_check(m, data, size, err, errlen) != 0) {
+        return -1;
+    }
+    n = (size_t)(get_u32(p) | (uint64_t)get_u32(p + 4) << 32);
+    if (rwkv_history_reserve(m, h, n, err, errlen) != 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        h->tokens[i] = (int32_t)get_u32(p + 8 + 4 * i);
+    }
+    p += history_bytes(n, 0);
+    for (size_t i = 0; i < n * floats; i++) {
+        uint32_t u = get_u32(p + 4 * i);
+
+        memcpy(&h->saved[i], &u, 4);
+    }
+    /* The derived keys and values are rebuilt at the next evaluation. */
+    h->n = n;
+    h->n_derived = 0;
+    memset(h->last, 0, m->history_derived * sizeof(float));
+    return 0;
 }

@@ -88,6 +88,7 @@ struct work {
     struct layer_state *rows;   /* a batch's per-row states [chunk] */
     struct kpool *pool;
     unsigned dropped;           /* test hook: enum rwkv7_term mask */
+    const float *extra;         /* [T][C] added after the time mix (RWKV-7b), or NULL */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -718,15 +719,20 @@ static void step_wkv_output(const struct span *sp, int t0, int t1)
     }
 }
 
-/* x += the attention output (in ln); then ln = ln2(x). */
+/* x += the attention output (in ln), and a variant's extra term; then
+ * ln = ln2(x). */
 K_CLONES
 static void step_att_residual(const struct span *sp, int t0, int t1)
 {
     struct scratch *s = &sp->wk->s;
     size_t C = (size_t)sp->W->C;
+    const float *extra = sp->wk->extra;
 
     for (size_t i = t0 * C; i < t1 * C; i++) {
         s->x[i] += s->ln[i];
+    }
+    for (size_t i = t0 * C; extra && i < t1 * C; i++) {
+        s->x[i] += extra[i];
     }
     layernorm_rows(s->x + t0 * C, t1 - t0, (int)C, sp->l->ln2_w, sp->l->ln2_b, s->ln + t0 * C);
 }
@@ -938,12 +944,20 @@ static void rwkv7_layer_batch(const rwkv_model *m, void *work, int i, float *x, 
 
 void rwkv7_time_mix(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
 {
+    rwkv7_time_mix_plus(m, work, i, x, T, state, NULL);
+}
+
+void rwkv7_time_mix_plus(const rwkv_model *m, void *work, int i, float *x, int T, float *state,
+                         const float *extra)
+{
     const struct weights *W = m->weights;
     struct work *wk = work;
     struct layer_state ls = layer_state(W, state);
 
     wk->s.x = x;
+    wk->extra = extra;
     time_mix(W, wk, i, &ls, 0, T);
+    wk->extra = NULL;
 }
 
 float *rwkv7_ffn_hidden(const rwkv_model *m, void *work, int i, int T, float *state)

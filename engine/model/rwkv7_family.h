@@ -53,6 +53,14 @@
     { "blocks.%d.ffn.key.weight", RWKV_LAYER, "F,C", NULL, RWKV_N(0, 1, "*C") }, \
     { "blocks.%d.ffn.value.weight", RWKV_LAYER, "C,F", NULL, RWKV_N(0, 0.5, "/F") }
 
+/* RWKV-7a's DeepEmbed channel-mix tensors (after RWKV7_SPEC_LAYERS). */
+#define RWKV7A_SPEC_CMIX \
+    { "blocks.%d.ffn.s1", RWKV_LAYER, "C,32", NULL, RWKV_N(0, 1, "*C") }, \
+    { "blocks.%d.ffn.s2", RWKV_LAYER, "32,F", NULL, RWKV_N(0, 0.3, "*32") }, \
+    { "blocks.%d.ffn.s0", RWKV_LAYER, "v:F", "F", RWKV_U(0.5, 1.5) }, \
+    { "blocks.%d.ffn.s_emb.weight", RWKV_LAYER, "V,1024", NULL, RWKV_N(0, 0.2, NULL) }, \
+    { "blocks.%d.ffn.s_emb_x.weight", RWKV_LAYER, "1024,C", NULL, RWKV_N(0, 0.2, "*C") }
+
 #define RWKV7_N_RANKS 4
 extern const struct rwkv_rank rwkv7_ranks[RWKV7_N_RANKS];
 
@@ -87,10 +95,27 @@ int rwkv7_ffn_size(const struct rwkv_model *m);
  * rwkv7_ln2 is valid from the time mix until rwkv7_ffn_value. */
 void rwkv7_time_mix(const struct rwkv_model *m, void *work, int layer, float *x, int T,
                     float *state);
+/* rwkv7_time_mix with extra [T][C] (NULL: none) added to x after the
+ * time mix's output, before ln2: x = (x + TimeMix(ln1(x))) + extra. */
+void rwkv7_time_mix_plus(const struct rwkv_model *m, void *work, int layer, float *x, int T,
+                         float *state, const float *extra);
 float *rwkv7_ffn_hidden(const struct rwkv_model *m, void *work, int layer, int T, float *state);
 float *rwkv7_ffn_value(const struct rwkv_model *m, void *work, int layer, int T);
 void rwkv7_ffn_residual(const struct rwkv_model *m, void *work, int layer, int T);
 const float *rwkv7_ln2(const void *work);
 struct kpool *rwkv7_pool(const void *work);
+
+/* RWKV-7a's DeepEmbed channel mix (rwkv7a.c), which RWKV-7b keeps:
+ * its weights (after rwkv7_prepare; owned by the model, NULL with err),
+ * its scratch (RWKV-7's inside, rwkv7a_base_work), ln0(emb) of the
+ * chunk's tokens kept at layer 0, and the channel mix of layer i after
+ * rwkv7_time_mix (x += CMix(ln2(x))). */
+const void *rwkv7a_cmix_prepare(struct rwkv_model *m, char *err, size_t errlen);
+void *rwkv7a_work_new(const struct rwkv_model *m, struct kpool *pool, int chunk);
+void rwkv7a_work_free(void *work);
+void *rwkv7a_base_work(void *work);
+void rwkv7a_keep_embedded(void *work, const float *x, int T, int C);
+void rwkv7a_cmix(const struct rwkv_model *m, const void *cmix, void *work, int layer,
+                 const int32_t *tokens, int T, float *state);
 
 #endif

@@ -56,11 +56,7 @@ struct de_work {
 
 static const struct rwkv_tensor_spec v7a_specs[] = {
     RWKV7_SPEC_LAYERS,
-    { "blocks.%d.ffn.s1", RWKV_LAYER, "C,32", NULL, RWKV_N(0, 1, "*C") },
-    { "blocks.%d.ffn.s2", RWKV_LAYER, "32,F", NULL, RWKV_N(0, 0.3, "*32") },
-    { "blocks.%d.ffn.s0", RWKV_LAYER, "v:F", "F", RWKV_U(0.5, 1.5) },
-    { "blocks.%d.ffn.s_emb.weight", RWKV_LAYER, "V,1024", NULL, RWKV_N(0, 0.2, NULL) },
-    { "blocks.%d.ffn.s_emb_x.weight", RWKV_LAYER, "1024,C", NULL, RWKV_N(0, 0.2, "*C") },
+    RWKV7A_SPEC_CMIX,
     RWKV_SPEC_OUT,
     RWKV_SPEC_END
 };
@@ -87,19 +83,15 @@ static const struct rwkv_tensor_spec *rwkv7a_tensors(const ckpt_file *f,
     return v7a_specs;
 }
 
-static int rwkv7a_prepare(rwkv_model *m, char *err, size_t errlen)
+const void *rwkv7a_cmix_prepare(rwkv_model *m, char *err, size_t errlen)
 {
-    int L = m->info.n_layer, C = m->info.n_embd, F;
+    int L = m->info.n_layer, C = m->info.n_embd, F = rwkv7_ffn_size(m);
     struct de_weights *D;
 
-    if (rwkv7_prepare(m, err, errlen) != 0) {
-        return -1;
-    }
-    F = rwkv7_ffn_size(m);
     D = weights_alloc(m, sizeof *D);
     if (!D || !(D->layers = weights_alloc(m, (size_t)L * sizeof *D->layers))) {
         snprintf(err, errlen, "%s: out of memory", ckpt_shown_path(m->file));
-        return -1;
+        return NULL;
     }
     for (int i = 0; i < L; i++) {
         struct de_layer *l = &D->layers[i];
@@ -113,14 +105,24 @@ static int rwkv7a_prepare(rwkv_model *m, char *err, size_t errlen)
                          err, errlen) ||
             !(l->s0 = rwkv7_vector(m, weights_tensor(m, "blocks.%d.ffn.s0", i), F, err,
                                    errlen))) {
-            return -1;
+            return NULL;
         }
+    }
+    return D;
+}
+
+static int rwkv7a_prepare(rwkv_model *m, char *err, size_t errlen)
+{
+    const void *D;
+
+    if (rwkv7_prepare(m, err, errlen) != 0 || !(D = rwkv7a_cmix_prepare(m, err, errlen))) {
+        return -1;
     }
     rwkv7_set_variant(m, D);
     return 0;
 }
 
-static void rwkv7a_work_free(void *work)
+void rwkv7a_work_free(void *work)
 {
     struct de_work *wk = work;
 
@@ -131,7 +133,7 @@ static void rwkv7a_work_free(void *work)
     }
 }
 
-static void *rwkv7a_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
+void *rwkv7a_work_new(const rwkv_model *m, struct kpool *pool, int chunk)
 {
     size_t T = (size_t)chunk, C = (size_t)m->info.n_embd, F = (size_t)rwkv7_ffn_size(m);
     struct de_work *wk = calloc(1, sizeof *wk);
@@ -182,23 +184,30 @@ static void modulation_rows(const struct de_layer *l, struct de_work *wk,
     }
 }
 
-/* One layer over a chunk (rwkv_version.layer): RWKV-7's time mix, then the
- * DeepEmbed channel mix. */
-static void rwkv7a_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens,
-                         float *x, int T, float *state)
+void *rwkv7a_base_work(void *work)
 {
-    const struct de_weights *D = rwkv7_variant(m);
+    struct de_work *wk = work;
+
+    return wk->base;
+}
+
+void rwkv7a_keep_embedded(void *work, const float *x, int T, int C)
+{
+    struct de_work *wk = work;
+
+    memcpy(wk->e, x, (size_t)T * (size_t)C * sizeof *x);
+}
+
+void rwkv7a_cmix(const rwkv_model *m, const void *cmix, void *work, int i,
+                 const int32_t *tokens, int T, float *state)
+{
+    const struct de_weights *D = cmix;
     const struct de_layer *l = &D->layers[i];
     struct de_work *wk = work;
     struct kpool *pool = rwkv7_pool(wk->base);
-    size_t C = (size_t)m->info.n_embd, F = (size_t)rwkv7_ffn_size(m);
+    size_t F = (size_t)rwkv7_ffn_size(m);
     float *hidden;
 
-    /* The driver runs layer 0 first on the embedded chunk: keep ln0(emb). */
-    if (i == 0) {
-        memcpy(wk->e, x, (size_t)T * C * sizeof *x);
-    }
-    rwkv7_time_mix(m, wk->base, i, x, T, state);
     hidden = rwkv7_ffn_hidden(m, wk->base, i, T, state);
     k_matmul(pool, &l->s1, rwkv7_ln2(wk->base), T, wk->h);
     k_matmul(pool, &l->s_emb_x, wk->e, T, wk->mat);
@@ -214,6 +223,21 @@ static void rwkv7a_layer(const rwkv_model *m, void *work, int i, const int32_t *
     }
     rwkv7_ffn_value(m, wk->base, i, T);
     rwkv7_ffn_residual(m, wk->base, i, T);
+}
+
+/* One layer over a chunk (rwkv_version.layer): RWKV-7's time mix, then the
+ * DeepEmbed channel mix. */
+static void rwkv7a_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens,
+                         float *x, int T, float *state)
+{
+    struct de_work *wk = work;
+
+    /* The driver runs layer 0 first on the embedded chunk: keep ln0(emb). */
+    if (i == 0) {
+        rwkv7a_keep_embedded(wk, x, T, m->info.n_embd);
+    }
+    rwkv7_time_mix(m, wk->base, i, x, T, state);
+    rwkv7a_cmix(m, rwkv7_variant(m), wk, i, tokens, T, state);
 }
 
 const struct rwkv_version rwkv7a_version = {

@@ -23,6 +23,7 @@
 #include "engine/rwkv.h"
 
 struct kpool;
+struct rwkv_history;
 
 /* Where a required tensor appears. */
 enum rwkv_scope {
@@ -47,7 +48,8 @@ struct rwkv_init {
 /* A tensor of the version: name (printf format taking the layer), where
  * it appears, and its shape.  Shapes are comma-separated dimensions, each
  * a number or a size symbol (C n_embd, V vocab, F ffn, H heads, N head
- * size, Dw/Da/Dv/Dg/Dm LoRA ranks, Dm5 = 5 Dm); "v:X" is a vector of X
+ * size, Dw/Da/Dv/Dg/Dm LoRA ranks, Dm5 = 5 Dm, Q and Dk RWKV-7b's DEA
+ * widths); "v:X" is a vector of X
  * elements in any shape that squeezes to [X] (official files store
  * [1][1][C]); "A|B" accepts either shape.  stored is the shape released
  * files have (NULL: shape), and init how mkmodel fills it.  Tables list
@@ -62,9 +64,11 @@ struct rwkv_tensor_spec {
     struct rwkv_init init;
 };
 
-/* The sizes shapes are written in; -1 while unknown. */
+/* The sizes shapes are written in; -1 while unknown.  Q: the width of
+ * RWKV-7b's DEA queries and keys; Dk: the width of its compact keys and
+ * values. */
 struct rwkv_dims {
-    int64_t C, V, F, H, N, Dw, Da, Dv, Dg, Dm;
+    int64_t C, V, F, H, N, Dw, Da, Dv, Dg, Dm, Q, Dk;
 };
 
 /* Pieces every version's table has. */
@@ -150,6 +154,13 @@ struct rwkv_version {
      * that way). */
     void (*layer_batch)(const struct rwkv_model *m, void *work, int layer, float *x, int T,
                         float *const *states);
+    /* Sizes of a state's history (history.h) per token: the saved floats
+     * (rwkv_info.history_floats) and the derived ones; NULL: the version
+     * keeps no history. */
+    void (*history_sizes)(const struct rwkv_model *m, size_t *saved, size_t *derived);
+    /* Tells work the history of the state the next layers run on (the
+     * driver calls it before each state's chunks; NULL when none). */
+    void (*bind_history)(void *work, struct rwkv_history *h);
     /* Test hook (rwkv7_test.h): later layers run in work leave out the
      * terms in mask.  NULL for versions without such terms. */
     void (*test_drop_terms)(void *work, unsigned mask);

@@ -61,6 +61,7 @@ struct rwkv_model {
     struct weights_common common;
     void *weights;              /* the version's layers (made by prepare) */
     size_t layer_floats;        /* state floats per layer */
+    size_t history_derived;     /* RWKV-7b: derived floats per history token */
     int n_threads;              /* the load's threads: contexts' default */
     struct kpool *pool;         /* during the load only (conversion, scans) */
     enum rwkv_dtype dtype;      /* format of the big matrices */
