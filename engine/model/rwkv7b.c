@@ -28,6 +28,7 @@
  * (derived, rebuilt from the history when missing: after a state file is
  * read).
  */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,6 +406,8 @@ static void attend(const rwkv_model *m, struct dea_work *wk, int i, size_t n0, i
     wk->T = T;
     /* One token over a long history: its keys in blocks, on the pool. */
     wk->parts = T == 1 ? (int)((keys + KEY_BLOCK - 1) / KEY_BLOCK) : 1;
+    /* acc and sum have a chunk's rows: history_max / KEY_BLOCK (16) fit. */
+    assert(wk->parts <= wk->chunk);
     kpool_run(wk->pool, attend_task, wk, T * wk->parts);
     for (int t = 0; t < T; t++) {
         float *att = wk->att + (size_t)t * C;
