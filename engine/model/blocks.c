@@ -268,6 +268,37 @@ void blocks_products(const struct blocks_work *w, const struct k_product *p, int
     }
 }
 
+struct rows_job {
+    blocks_rows_fn *fn;
+    void *ctx;
+    int T, n;
+};
+
+/* Chunks shorter than this run their row steps inline. */
+#define BLOCKS_ROWS_MIN 4
+
+static void rows_task(void *ctx, int i)
+{
+    const struct rows_job *job = ctx;
+
+    job->fn(job->ctx, (int)((int64_t)job->T * i / job->n),
+            (int)((int64_t)job->T * (i + 1) / job->n));
+}
+
+void blocks_rows(const struct blocks_work *w, int T, blocks_rows_fn *fn, void *ctx)
+{
+    struct rows_job job = { fn, ctx, T, kpool_threads(w->pool) };
+
+    if (T < BLOCKS_ROWS_MIN || job.n <= 1) {
+        fn(ctx, 0, T);
+        return;
+    }
+    if (job.n > T) {
+        job.n = T;
+    }
+    kpool_run(w->pool, rows_task, &job, job.n);
+}
+
 void blocks_layernorm(const struct blocks_norm *norm, const float *x, int T, int n, float *y)
 {
     for (int t = 0; t < T; t++) {
@@ -376,36 +407,80 @@ void blocks_ffn_load(struct blocks_loader *ld, struct blocks_ffn *ffn, int layer
                   layer);
 }
 
+/* The channel mix's per-token steps, in the order blocks_ffn_forward runs
+ * them. */
+enum ffn_step { FFN_NORM, FFN_MIX, FFN_RELU_SQ, FFN_OUT };
+
+struct ffn_rows {
+    const struct blocks_ffn *ffn;
+    enum ffn_step step;
+    int C;
+    float *x, *xx, *sx, *kx, *rx, *r, *k, *out;
+};
+
 K_CLONES
+static void ffn_rows_run(void *ctx, int t0, int t1)
+{
+    const struct ffn_rows *s = ctx;
+    const struct blocks_ffn *ffn = s->ffn;
+    int C = s->C, n = t1 - t0;
+    size_t o = (size_t)t0 * C, nC = (size_t)n * C;
+
+    switch (s->step) {
+    case FFN_NORM:
+        blocks_layernorm(&ffn->ln, s->x + o, n, C, s->xx + o);
+        break;
+    case FFN_MIX:
+        if (ffn->maa) {
+            blocks_maa(s->xx + o, s->sx + o, ffn->mix_k, 0, n, C, s->kx + o);
+            blocks_maa(s->xx + o, s->sx + o, ffn->mix_r, 0, n, C, s->rx + o);
+        } else {
+            blocks_mix(s->xx + o, s->sx + o, ffn->mix_k, n, C, s->kx + o);
+            blocks_mix(s->xx + o, s->sx + o, ffn->mix_r, n, C, s->rx + o);
+        }
+        break;
+    case FFN_RELU_SQ: {
+        float *k = s->k + (size_t)t0 * ffn->ffn_size;
+        size_t count = (size_t)n * ffn->ffn_size;
+
+        for (size_t i = 0; i < count; i++) {
+            float relu = k[i] > 0 ? k[i] : 0;
+
+            k[i] = relu * relu;
+        }
+        break;
+    }
+    case FFN_OUT: {
+        float *x = s->x + o, *r = s->r + o;
+        const float *out = s->out + o;
+
+        blocks_sigmoid(r, nC);
+        for (size_t i = 0; i < nC; i++) {
+            x[i] += r[i] * out[i];
+        }
+        break;
+    }
+    }
+}
+
 void blocks_ffn_forward(const struct blocks_ffn *ffn, struct blocks_work *w, float *x, int T,
                         int n_embd, float *state, size_t off)
 {
     int C = n_embd;
-    size_t TC = (size_t)T * C, TF = (size_t)T * ffn->ffn_size;
-    float *xx = w->buf[0], *sx = w->buf[1], *kx = w->buf[2], *rx = w->buf[3];
-    float *r = w->buf[4], *out = w->buf[5], *k = w->wide;
+    struct ffn_rows s = { ffn, FFN_NORM, C, x, w->buf[0], w->buf[1], w->buf[2], w->buf[3],
+                          w->buf[4], w->wide, w->buf[5] };
 
-    blocks_layernorm(&ffn->ln, x, T, C, xx);
-    blocks_shift(w, xx, T, C, state, off, sx);
-    if (ffn->maa) {
-        blocks_maa(xx, sx, ffn->mix_k, 0, T, C, kx);
-        blocks_maa(xx, sx, ffn->mix_r, 0, T, C, rx);
-    } else {
-        blocks_mix(xx, sx, ffn->mix_k, T, C, kx);
-        blocks_mix(xx, sx, ffn->mix_r, T, C, rx);
-    }
-    blocks_linear(w, &ffn->receptance, rx, T, r);
-    blocks_sigmoid(r, TC);
-    blocks_linear(w, &ffn->key, kx, T, k);
-    for (size_t i = 0; i < TF; i++) {
-        float relu = k[i] > 0 ? k[i] : 0;
-
-        k[i] = relu * relu;
-    }
-    blocks_linear(w, &ffn->value, k, T, out);
-    for (size_t i = 0; i < TC; i++) {
-        x[i] += r[i] * out[i];
-    }
+    blocks_rows(w, T, ffn_rows_run, &s);
+    blocks_shift(w, s.xx, T, C, state, off, s.sx);
+    s.step = FFN_MIX;
+    blocks_rows(w, T, ffn_rows_run, &s);
+    blocks_linear(w, &ffn->receptance, s.rx, T, s.r);
+    blocks_linear(w, &ffn->key, s.kx, T, s.k);
+    s.step = FFN_RELU_SQ;
+    blocks_rows(w, T, ffn_rows_run, &s);
+    blocks_linear(w, &ffn->value, s.k, T, s.out);
+    s.step = FFN_OUT;
+    blocks_rows(w, T, ffn_rows_run, &s);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -115,6 +115,12 @@ void blocks_linear(const struct blocks_work *w, const struct kmat *W, const floa
                    float *Y);
 /* n independent products of T rows each, the same way. */
 void blocks_products(const struct blocks_work *w, const struct k_product *p, int n, int T);
+/* A step over the rows [t0, t1) of a chunk. */
+typedef void blocks_rows_fn(void *ctx, int t0, int t1);
+/* Runs fn over [0, T) in one span of rows per pool thread (inline for
+ * short chunks): for the per-token steps between the products, whose rows
+ * never read each other, so the split changes no result. */
+void blocks_rows(const struct blocks_work *w, int T, blocks_rows_fn *fn, void *ctx);
 /* y[T][n] = LayerNorm(x) row by row. */
 void blocks_layernorm(const struct blocks_norm *norm, const float *x, int T, int n, float *y);
 /* Token shift, prev being the n floats at offset off of the layer state:

@@ -158,15 +158,30 @@ static void rwkv4_state_init(const struct rwkv_info *info, float *state)
 /* The per-channel recurrence over T tokens: wkv[T][C] from k, v and the
  * (aa, bb, pp) state at C, 2C, 3C of the layer state (each row's own in a
  * batch), which it advances. */
-static void wkv4(const struct rwkv4_layer *l, const struct blocks_work *w, int T, int C,
-                 const float *k, const float *v, float *state, float *wkv)
-{
-    for (int t = 0; t < T; t++) {
-        const float *kt = k + (size_t)t * C, *vt = v + (size_t)t * C;
-        float *out = wkv + (size_t)t * C;
-        float *aa = blocks_state(w, state, t, (size_t)C), *bb = aa + C, *pp = aa + 2 * C;
+struct wkv4_job {
+    const struct rwkv4_layer *l;
+    const struct blocks_work *w;
+    int T, C, n;
+    const float *k, *v;
+    float *state, *wkv;
+};
 
-        for (int c = 0; c < C; c++) {
+/* The recurrence of the channels [c0, c1) over all T tokens (the channels
+ * never read each other, so they split across the pool). */
+static void wkv4_span(void *ctx, int i)
+{
+    const struct wkv4_job *job = ctx;
+    const struct rwkv4_layer *l = job->l;
+    int C = job->C;
+    int c0 = (int)((int64_t)C * i / job->n), c1 = (int)((int64_t)C * (i + 1) / job->n);
+
+    for (int t = 0; t < job->T; t++) {
+        const float *kt = job->k + (size_t)t * C, *vt = job->v + (size_t)t * C;
+        float *out = job->wkv + (size_t)t * C;
+        float *aa = blocks_state(job->w, job->state, t, (size_t)C), *bb = aa + C;
+        float *pp = aa + 2 * C;
+
+        for (int c = c0; c < c1; c++) {
             float ww = l->first[c] + kt[c];
             float p = fmaxf(pp[c], ww);
             float e1 = expf(pp[c] - p);
@@ -184,33 +199,91 @@ static void wkv4(const struct rwkv4_layer *l, const struct blocks_work *w, int T
     }
 }
 
-/* x[T][C] += TimeMix(ln1(x)); advances att x_prev, aa, bb, pp. */
+/* The per-channel recurrence over T tokens: wkv[T][C] from k, v and the
+ * (aa, bb, pp) state at C, 2C, 3C of the layer state (each row's own in a
+ * batch), which it advances. */
+static void wkv4(const struct rwkv4_layer *l, const struct blocks_work *w, int T, int C,
+                 const float *k, const float *v, float *state, float *wkv)
+{
+    struct wkv4_job job = { l, w, T, C, kpool_threads(w->pool), k, v, state, wkv };
+
+    /* Short chunks are not worth a thread hand-off. */
+    if ((size_t)T * C < 4096 || job.n <= 1) {
+        job.n = 1;
+        wkv4_span(&job, 0);
+        return;
+    }
+    kpool_run(w->pool, wkv4_span, &job, job.n);
+}
+
+/* The time mix's per-token steps, in the order time_mix runs them. */
+enum tm_step { TM_NORM, TM_MIX, TM_GATE, TM_ADD };
+
+struct tm_rows {
+    const struct rwkv4_layer *l;
+    enum tm_step step;
+    int C;
+    float *x, *xx, *sx, *kx, *vx, *rx, *r, *wkv, *out;
+};
+
+K_CLONES
+static void tm_rows_run(void *ctx, int t0, int t1)
+{
+    const struct tm_rows *s = ctx;
+    const struct rwkv4_layer *l = s->l;
+    int C = s->C, n = t1 - t0;
+    size_t o = (size_t)t0 * C, nC = (size_t)n * C;
+
+    switch (s->step) {
+    case TM_NORM:
+        blocks_layernorm(&l->ln1, s->x + o, n, C, s->xx + o);
+        break;
+    case TM_MIX:
+        blocks_mix(s->xx + o, s->sx + o, l->mix_k, n, C, s->kx + o);
+        blocks_mix(s->xx + o, s->sx + o, l->mix_v, n, C, s->vx + o);
+        blocks_mix(s->xx + o, s->sx + o, l->mix_r, n, C, s->rx + o);
+        break;
+    case TM_GATE: {
+        float *wkv = s->wkv + o, *r = s->r + o;
+
+        blocks_sigmoid(r, nC);
+        for (size_t i = 0; i < nC; i++) {
+            wkv[i] *= r[i];
+        }
+        break;
+    }
+    case TM_ADD:
+        blocks_add(s->x + o, s->out + o, nC);
+        break;
+    }
+}
+
+static void tm_step(struct blocks_work *w, struct tm_rows *s, enum tm_step step, int T)
+{
+    s->step = step;
+    blocks_rows(w, T, tm_rows_run, s);
+}
+
 static void time_mix(const struct rwkv4_layer *l, struct blocks_work *w, float *x, int T,
                      int C, float *state)
 {
-    float *xx = w->buf[0], *sx = w->buf[1], *kx = w->buf[2], *vx = w->buf[3];
-    float *rx = w->buf[4], *r = w->buf[5], *k = w->buf[6], *v = w->buf[7];
-    float *wkv = w->buf[8], *out = w->buf[9];
-    size_t TC = (size_t)T * C;
+    struct tm_rows s = { l, TM_NORM, C, x, w->buf[0], w->buf[1], w->buf[2], w->buf[3],
+                         w->buf[4], w->buf[5], w->buf[8], w->buf[9] };
+    float *k = w->buf[6], *v = w->buf[7];
 
-    blocks_layernorm(&l->ln1, x, T, C, xx);
-    blocks_shift(w, xx, T, C, state, 0, sx);
-    blocks_mix(xx, sx, l->mix_k, T, C, kx);
-    blocks_mix(xx, sx, l->mix_v, T, C, vx);
-    blocks_mix(xx, sx, l->mix_r, T, C, rx);
+    tm_step(w, &s, TM_NORM, T);
+    blocks_shift(w, s.xx, T, C, state, 0, s.sx);
+    tm_step(w, &s, TM_MIX, T);
     {
-        struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
-                                 { &l->value, vx, v } };
+        struct k_product p[] = { { &l->receptance, s.rx, s.r }, { &l->key, s.kx, k },
+                                 { &l->value, s.vx, v } };
 
         blocks_products(w, p, 3, T);
     }
-    blocks_sigmoid(r, TC);
-    wkv4(l, w, T, C, k, v, state, wkv);
-    for (size_t i = 0; i < TC; i++) {
-        wkv[i] *= r[i];
-    }
-    blocks_linear(w, &l->output, wkv, T, out);
-    blocks_add(x, out, TC);
+    wkv4(l, w, T, C, k, v, state, s.wkv);
+    tm_step(w, &s, TM_GATE, T);
+    blocks_linear(w, &l->output, s.wkv, T, s.out);
+    tm_step(w, &s, TM_ADD, T);
 }
 
 static void rwkv4_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens, float *x,

@@ -204,35 +204,74 @@ static int rwkv5_prepare(rwkv_model *m, char *err, size_t errlen)
 }
 
 /* x[T][C] += TimeMix(ln1(x)); advances att x_prev and the wkv state. */
+/* The time mix's per-token steps, in the order time_mix runs them. */
+enum tm_step { TM_NORM, TM_MIX, TM_GATE, TM_ADD };
+
+struct tm_rows {
+    const struct rwkv5_layer *l;
+    enum tm_step step;
+    int C, H;
+    float *x, *xx, *sx, *kx, *vx, *rx, *gx, *g, *out, *y;
+};
+
+K_CLONES
+static void tm_rows_run(void *ctx, int t0, int t1)
+{
+    const struct tm_rows *s = ctx;
+    const struct rwkv5_layer *l = s->l;
+    int C = s->C, n = t1 - t0;
+    size_t o = (size_t)t0 * C, nC = (size_t)n * C;
+
+    switch (s->step) {
+    case TM_NORM:
+        blocks_layernorm(&l->ln1, s->x + o, n, C, s->xx + o);
+        break;
+    case TM_MIX:
+        blocks_mix(s->xx + o, s->sx + o, l->mix_k, n, C, s->kx + o);
+        blocks_mix(s->xx + o, s->sx + o, l->mix_v, n, C, s->vx + o);
+        blocks_mix(s->xx + o, s->sx + o, l->mix_r, n, C, s->rx + o);
+        if (l->has_gate) {
+            blocks_mix(s->xx + o, s->sx + o, l->mix_g, n, C, s->gx + o);
+        }
+        break;
+    case TM_GATE:
+        if (l->has_gate) {
+            blocks_silu(s->g + o, nC);
+        }
+        blocks_lnx_gate(&l->ln_x, s->out + o, l->has_gate ? s->g + o : NULL, n, C, s->H);
+        break;
+    case TM_ADD:
+        blocks_add(s->x + o, s->y + o, nC);
+        break;
+    }
+}
+
+static void tm_step(struct blocks_work *w, struct tm_rows *s, enum tm_step step, int T)
+{
+    s->step = step;
+    blocks_rows(w, T, tm_rows_run, s);
+}
+
 static void time_mix(const struct rwkv5_layer *l, struct blocks_work *w, float *x, int T,
                      int C, int H, float *state)
 {
-    float *xx = w->buf[0], *sx = w->buf[1], *kx = w->buf[2], *vx = w->buf[3];
-    float *rx = w->buf[4], *gx = w->buf[5], *r = w->buf[6], *k = w->buf[7];
-    float *v = w->buf[8], *g = w->buf[9], *out = w->buf[10], *y = w->buf[11];
-    size_t TC = (size_t)T * C;
+    struct tm_rows s = { l, TM_NORM, C, H, x, w->buf[0], w->buf[1], w->buf[2], w->buf[3],
+                         w->buf[4], w->buf[5], w->buf[9], w->buf[10], w->buf[11] };
+    float *r = w->buf[6], *k = w->buf[7], *v = w->buf[8];
 
-    blocks_layernorm(&l->ln1, x, T, C, xx);
-    blocks_shift(w, xx, T, C, state, 0, sx);
-    blocks_mix(xx, sx, l->mix_k, T, C, kx);
-    blocks_mix(xx, sx, l->mix_v, T, C, vx);
-    blocks_mix(xx, sx, l->mix_r, T, C, rx);
-    if (l->has_gate) {
-        blocks_mix(xx, sx, l->mix_g, T, C, gx);
-    }
+    tm_step(w, &s, TM_NORM, T);
+    blocks_shift(w, s.xx, T, C, state, 0, s.sx);
+    tm_step(w, &s, TM_MIX, T);
     {
-        struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
-                                 { &l->value, vx, v }, { &l->gate, gx, g } };
+        struct k_product p[] = { { &l->receptance, s.rx, r }, { &l->key, s.kx, k },
+                                 { &l->value, s.vx, v }, { &l->gate, s.gx, s.g } };
 
         blocks_products(w, p, l->has_gate ? 4 : 3, T);
     }
-    if (l->has_gate) {
-        blocks_silu(g, TC);
-    }
-    blocks_wkv5(w, T, H, C / H, r, k, v, l->decay, 0, l->first, state, (size_t)C, out);
-    blocks_lnx_gate(&l->ln_x, out, l->has_gate ? g : NULL, T, C, H);
-    blocks_linear(w, &l->output, out, T, y);
-    blocks_add(x, y, TC);
+    blocks_wkv5(w, T, H, C / H, r, k, v, l->decay, 0, l->first, state, (size_t)C, s.out);
+    tm_step(w, &s, TM_GATE, T);
+    blocks_linear(w, &l->output, s.out, T, s.y);
+    tm_step(w, &s, TM_ADD, T);
 }
 
 static void rwkv5_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens, float *x,

@@ -220,80 +220,138 @@ static void tanh_all(float *x, size_t count)
     }
 }
 
-/* The data-dependent token shift: inputs[j][T][C] = xx + sx' (maa_j + m_j)
- * for j = w, k, v, r, g, with m_j from the maa LoRA.  tmp: [T][C]. */
-static void ddlerp(const struct rwkv6_layer *l, struct blocks_work *w, const float *xx,
-                   const float *sx, int T, int C, float *tmp, float *inputs[RWKV6_N_MIX])
-{
-    int D = l->lora_maa;
-    float *h = w->wide, *hj = w->wide + (size_t)T * RWKV6_N_MIX * D;
+/* The time mix's per-token steps, in the order time_mix runs them. */
+enum tm_step { TM_NORM, TM_MIX_X, TM_TANH, TM_MIX_J, TM_DECAY, TM_GATE, TM_ADD };
 
-    blocks_maa(xx, sx, l->maa_x, 0, T, C, tmp);
-    blocks_linear(w, &l->maa_w1, tmp, T, h);
-    tanh_all(h, (size_t)T * RWKV6_N_MIX * D);
-    for (int j = 0; j < RWKV6_N_MIX; j++) {
-        for (int t = 0; t < T; t++) {
-            memcpy(hj + (size_t)t * D, h + ((size_t)t * RWKV6_N_MIX + j) * D,
-                   (size_t)D * sizeof *hj);
-        }
-        blocks_linear(w, &l->maa_w2[j], hj, T, tmp);
-        for (int t = 0; t < T; t++) {
-            float *row = tmp + (size_t)t * C;
+struct tm_rows {
+    const struct rwkv6_layer *l;
+    enum tm_step step;
+    int C, H;
+    int j;              /* TM_MIX_J: which of w, k, v, r, g */
+    int width;          /* TM_TANH: floats per row of h */
+    float *x, *xx, *sx, *tmp, *h, *decay, *g, *out, *y;
+    float *inputs[RWKV6_N_MIX];
+};
+
+K_CLONES
+static void tm_rows_run(void *ctx, int t0, int t1)
+{
+    const struct tm_rows *s = ctx;
+    const struct rwkv6_layer *l = s->l;
+    int C = s->C, n = t1 - t0;
+    size_t o = (size_t)t0 * C, nC = (size_t)n * C;
+
+    switch (s->step) {
+    case TM_NORM:
+        blocks_layernorm(&l->ln1, s->x + o, n, C, s->xx + o);
+        break;
+    case TM_MIX_X:
+        blocks_maa(s->xx + o, s->sx + o, l->maa_x, 0, n, C, s->tmp + o);
+        break;
+    case TM_TANH:
+        tanh_all(s->h + (size_t)t0 * s->width, (size_t)n * s->width);
+        break;
+    case TM_MIX_J: {
+        const float *maa = l->maa[s->j];
+
+        for (int t = 0; t < n; t++) {
+            float *row = s->tmp + o + (size_t)t * C;
 
             for (int c = 0; c < C; c++) {
-                row[c] += l->maa[j][c];
+                row[c] += maa[c];
             }
         }
-        blocks_maa(xx, sx, tmp, 1, T, C, inputs[j]);
+        blocks_maa(s->xx + o, s->sx + o, s->tmp + o, 1, n, C, s->inputs[s->j] + o);
+        break;
+    }
+    case TM_DECAY:
+        for (int t = 0; t < n; t++) {
+            float *row = s->decay + o + (size_t)t * C;
+
+            for (int c = 0; c < C; c++) {
+                row[c] = expf(-expf(l->decay[c] + row[c]));
+            }
+        }
+        break;
+    case TM_GATE:
+        blocks_silu(s->g + o, nC);
+        blocks_lnx_gate(&l->ln_x, s->out + o, s->g + o, n, C, s->H);
+        break;
+    case TM_ADD:
+        blocks_add(s->x + o, s->y + o, nC);
+        break;
+    }
+}
+
+static void tm_step(struct blocks_work *w, struct tm_rows *s, enum tm_step step, int T)
+{
+    s->step = step;
+    blocks_rows(w, T, tm_rows_run, s);
+}
+
+/* The data-dependent token shift: inputs[j][T][C] = xx + sx' (maa_j + m_j)
+ * for j = w, k, v, r, g, with m_j from the maa LoRA. */
+static void ddlerp(const struct rwkv6_layer *l, struct blocks_work *w, struct tm_rows *s, int T)
+{
+    int D = l->lora_maa;
+    float *hj = w->wide + (size_t)T * RWKV6_N_MIX * D;
+
+    tm_step(w, s, TM_MIX_X, T);
+    s->h = w->wide;
+    s->width = RWKV6_N_MIX * D;
+    blocks_linear(w, &l->maa_w1, s->tmp, T, s->h);
+    tm_step(w, s, TM_TANH, T);
+    for (int j = 0; j < RWKV6_N_MIX; j++) {
+        for (int t = 0; t < T; t++) {
+            memcpy(hj + (size_t)t * D, s->h + ((size_t)t * RWKV6_N_MIX + j) * D,
+                   (size_t)D * sizeof *hj);
+        }
+        blocks_linear(w, &l->maa_w2[j], hj, T, s->tmp);
+        s->j = j;
+        tm_step(w, s, TM_MIX_J, T);
     }
 }
 
 /* decay[T][C] = exp(-exp(time_decay + tanh(wx Wd1) Wd2)). */
-K_CLONES
-static void decay_lora(const struct rwkv6_layer *l, struct blocks_work *w, const float *wx,
-                       int T, int C, float *decay)
+static void decay_lora(const struct rwkv6_layer *l, struct blocks_work *w, struct tm_rows *s,
+                       int T)
 {
-    float *h = w->wide;
-
-    blocks_linear(w, &l->decay_w1, wx, T, h);
-    tanh_all(h, (size_t)T * l->lora_decay);
-    blocks_linear(w, &l->decay_w2, h, T, decay);
-    for (int t = 0; t < T; t++) {
-        float *row = decay + (size_t)t * C;
-
-        for (int c = 0; c < C; c++) {
-            row[c] = expf(-expf(l->decay[c] + row[c]));
-        }
-    }
+    s->h = w->wide;
+    s->width = l->lora_decay;
+    blocks_linear(w, &l->decay_w1, s->inputs[0], T, s->h);
+    tm_step(w, s, TM_TANH, T);
+    blocks_linear(w, &l->decay_w2, s->h, T, s->decay);
+    tm_step(w, s, TM_DECAY, T);
 }
 
 /* x[T][C] += TimeMix(ln1(x)); advances att x_prev and the wkv state. */
 static void time_mix(const struct rwkv6_layer *l, struct blocks_work *w, float *x, int T,
                      int C, int H, float *state)
 {
-    float *xx = w->buf[0], *sx = w->buf[1], *decay = w->buf[2], *tmp = w->buf[3];
-    float *wx = w->buf[4], *kx = w->buf[5], *vx = w->buf[6], *rx = w->buf[7];
-    float *gx = w->buf[8], *k = w->buf[9], *v = w->buf[10], *g = w->buf[11];
-    float *inputs[RWKV6_N_MIX] = { wx, kx, vx, rx, gx };
-    float *r = tmp, *out = xx, *y = sx;
-    size_t TC = (size_t)T * C;
+    float *xx = w->buf[0], *sx = w->buf[1], *tmp = w->buf[3];
+    float *k = w->buf[9], *v = w->buf[10];
+    struct tm_rows s = { .l = l, .C = C, .H = H, .x = x, .xx = xx, .sx = sx, .tmp = tmp,
+                         .decay = w->buf[2], .g = w->buf[11],
+                         .inputs = { w->buf[4], w->buf[5], w->buf[6], w->buf[7], w->buf[8] } };
+    float *r = tmp;
 
-    blocks_layernorm(&l->ln1, x, T, C, xx);
+    tm_step(w, &s, TM_NORM, T);
     blocks_shift(w, xx, T, C, state, 0, sx);
-    ddlerp(l, w, xx, sx, T, C, tmp, inputs);
-    decay_lora(l, w, wx, T, C, decay);
+    ddlerp(l, w, &s, T);
+    decay_lora(l, w, &s, T);
     /* xx, sx and tmp are free from here on. */
     {
-        struct k_product p[] = { { &l->receptance, rx, r }, { &l->key, kx, k },
-                                 { &l->value, vx, v }, { &l->gate, gx, g } };
+        struct k_product p[] = { { &l->receptance, s.inputs[3], r }, { &l->key, s.inputs[1], k },
+                                 { &l->value, s.inputs[2], v }, { &l->gate, s.inputs[4], s.g } };
 
         blocks_products(w, p, 4, T);
     }
-    blocks_silu(g, TC);
-    blocks_wkv5(w, T, H, C / H, r, k, v, decay, (size_t)C, l->first, state, (size_t)C, out);
-    blocks_lnx_gate(&l->ln_x, out, g, T, C, H);
-    blocks_linear(w, &l->output, out, T, y);
-    blocks_add(x, y, TC);
+    s.out = xx;
+    s.y = sx;
+    blocks_wkv5(w, T, H, C / H, r, k, v, s.decay, (size_t)C, l->first, state, (size_t)C, s.out);
+    tm_step(w, &s, TM_GATE, T);
+    blocks_linear(w, &l->output, s.out, T, s.y);
+    tm_step(w, &s, TM_ADD, T);
 }
 
 static void rwkv6_layer(const rwkv_model *m, void *work, int i, const int32_t *tokens, float *x,
