@@ -3,7 +3,8 @@
 # a conversation reads only its new tokens (cached_tokens and the /health
 # count of tokens read), the cache stays within --state-cache-mb, and the
 # named states: state_save, state_from, download and upload in the state
-# file format, delete, and refusals of what is not a state file.
+# file format, delete, refusals of what is not a state file, and the
+# named states' budget (--states-mb: 507 past it).
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/serve_lib.sh"
 
@@ -85,5 +86,31 @@ ok "$([ "$(req d1 DELETE /v1/states/conv-1)" = 200 ] && [ "$(req d2 GET /v1/stat
       echo $?)" "DELETE /v1/states/ID: gone (404 after)"
 ok "$([ "$(req d5 POST /v1/states/x '{}')" = 405 ] && [ "$(req d6 GET '/v1/states/a%2Fb')" = 400 ]; echo $?)" \
     "/v1/states/ID: a wrong method (405) or id (400)"
+
+# Named states have their own budget (--states-mb): past it a save is
+# refused with 507 and nothing grows; a delete makes room again.
+t "a server with --states-mb 1 starts" start_server capped --states-mb 1
+codes=
+for n in 0 1 2 3 4 5 6 7 8 9 10 11; do
+    codes="$codes $(curl -s -o "$T/cap$n" -w '%{http_code}' -X PUT --data-binary "@$T/conv.state" \
+        "$URL/v1/states/s$n")"
+done
+kept=$(health '["states"]')
+ok "$(echo "$codes" | grep -q '^ 201 .*201 507 .*507$' && [ "$kept" -ge 1 ] && [ "$kept" -lt 12 ] &&
+      [ "$(health '["states_bytes"]')" -le 1048576 ] &&
+      [ "$(health '["states_max_bytes"]')" = 1048576 ] &&
+      [ "$(jget cap11 'j["error"]["code"]')" = insufficient_storage ]; echo $?)" \
+    "--states-mb 1: $kept states kept in $(health '["states_bytes"]') bytes, the rest refused (507)"
+st=$(req cs POST /v1/chat/completions "$(chat_body '{"state_save":"one-more"}' -- "$q1")")
+ok "$([ "$st" = 507 ] && [ "$(jget cs 'j["error"]["code"]')" = insufficient_storage ] &&
+      [ "$(req cs2 GET /v1/states/one-more)" = 404 ] && [ "$(health '["states"]')" = "$kept" ]
+      echo $?)" "state_save past the budget: 507, nothing kept"
+ok "$([ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary "@$T/conv.state" "$URL/v1/states/s0")" = 201 ] &&
+      [ "$(req cd DELETE /v1/states/s1)" = 200 ] &&
+      [ "$(req cs3 POST /v1/chat/completions "$(chat_body '{"state_save":"one-more"}' -- "$q1")")" = 200 ] &&
+      [ "$(health '["states"]')" = "$kept" ] && [ "$(health '["states_bytes"]')" -le 1048576 ]
+      echo $?)" "replacing a state fits; after a delete a new one fits again"
+"$CHAT" --serve --states-mb -1 >/dev/null 2>"$T/opt.err"
+ok "$([ $? = 2 ] && grep -q 'states-mb' "$T/opt.err"; echo $?)" "--states-mb -1 is a usage error"
 
 tap_done

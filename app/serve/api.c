@@ -198,12 +198,33 @@ static char *strip(char *s)
     return s;
 }
 
+/* Appends a turn (a copy of text) to j's messages; NULL when out of memory. */
+static struct chat_turn *add_turn(struct job *j, enum chat_role role, const char *text)
+{
+    struct chat_turn *grown = realloc(j->turns, (j->n_turns + 1) * sizeof *grown), *t;
+
+    if (!grown) {
+        return NULL;
+    }
+    j->turns = grown;
+    t = &grown[j->n_turns];
+    t->role = role;
+    t->reasoning = NULL;
+    if (!(t->text = strdup(text))) {
+        return NULL;
+    }
+    j->n_turns++;
+    return t;
+}
+
 /* The chat's turns as pieces: the intro and system turn (unless the
  * request starts from a named state), then each message as the chat
  * feeds it: "User: MSG\n\nAssistant:" and the reply " TEXT\n\n". */
 static int render_chat(const struct api_config *a, json_object *messages, int sep,
-                       int from_state, struct pieces *p, char **prefix, struct api_error *e)
+                       int from_state, struct pieces *p, struct job *j, struct api_error *e)
 {
+    struct chat_turn *turn;
+    char *hist_turn = NULL;
     const struct chat_template *t = a->tmpl;
     const char *sysname = t->system ? t->system : "System";
     size_t i, n = json_object_array_length(messages);
@@ -234,7 +255,8 @@ static int render_chat(const struct api_config *a, json_object *messages, int se
             break;
         }
     }
-    if (!from_state && t->intro[0] && piece_add(a, p, t->intro, strlen(t->intro)) < 0) {
+    if (!from_state && a->start == API_START_INTRO && t->intro[0] &&
+        piece_add(a, p, t->intro, strlen(t->intro)) < 0) {
         return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     }
     for (i = 0; i < n && rc == 0; i++) {
@@ -270,7 +292,7 @@ static int render_chat(const struct api_config *a, json_object *messages, int se
             size_t tl;
             char *tail;
 
-            if (!have_system && !from_state && a->system) {
+            if (!have_system && !from_state && a->start != API_START_CONVERSATION && a->system) {
                 char *sys = chat_normalize(a->system);
 
                 if (sys && sys[0]) {
@@ -297,6 +319,22 @@ static int render_chat(const struct api_config *a, json_object *messages, int se
                 rc = turn_add(a, p, sep, t->user, norm, tail);
                 free(tail);
             }
+            if (rc == 0 && last && (*suffix || *pre)) {
+                /* A follow-up sends this turn back as an answered one:
+                 * "USER: MSG\n\nASSISTANT:", without the think prefix. */
+                size_t hl = strlen(t->user) + strlen(norm) + strlen(t->assistant) + 16;
+
+                if (!(hist_turn = malloc(hl))) {
+                    rc = -1;
+                } else {
+                    snprintf(hist_turn, hl, "%s%s: %s\n\n%s:",
+                             sep == 2 ? "\n\n" : sep == 1 ? "\n" : "", t->user, norm,
+                             t->assistant);
+                }
+            }
+            if (rc == 0 && (turn = add_turn(j, CHAT_USER, norm)) == NULL) {
+                rc = -1;
+            }
             sep = 0;
             have_system = 1;
             free(norm);
@@ -317,6 +355,9 @@ static int render_chat(const struct api_config *a, json_object *messages, int se
                 rc = piece_add(a, p, reply, (size_t)snprintf(reply, bl, " %s\n\n", body));
                 free(reply);
             }
+            if (rc == 0 && (turn = add_turn(j, CHAT_ASSISTANT, body)) == NULL) {
+                rc = -1;
+            }
         } else {
             free(text);
             return api_fail(e, 400, "invalid_request_error", NULL, param,
@@ -330,10 +371,27 @@ static int render_chat(const struct api_config *a, json_object *messages, int se
         }
         free(text);
     }
+    if (rc == 0 && hist_turn) {
+        struct pieces h = { 0 };
+        size_t before = p->n_end >= 2 ? p->end[p->n_end - 2] : 0;
+
+        rc = piece_add(a, &h, hist_turn, strlen(hist_turn));
+        if (rc == 0 && !(j->hist_tokens = malloc((before + h.n) * sizeof *j->hist_tokens))) {
+            rc = -1;
+        }
+        if (rc == 0) {
+            memcpy(j->hist_tokens, p->tokens, before * sizeof *j->hist_tokens);
+            memcpy(j->hist_tokens + before, h.tokens, h.n * sizeof *j->hist_tokens);
+            j->n_hist = before + h.n;
+        }
+        free(h.tokens);
+        free(h.end);
+    }
+    free(hist_turn);
     if (rc < 0) {
         return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     }
-    if (*pre && !(*prefix = strdup(pre))) {
+    if (*pre && !(j->prefix = strdup(pre))) {
         return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     }
     return 0;
@@ -509,7 +567,10 @@ int api_parse(const struct api_config *a, enum job_kind kind, const char *body, 
         read_id(root, "state_save", j->save_id, e) < 0) {
         goto out;
     }
-    if (j->from_id[0] && sched_state_get(a->s, j->from_id, NULL, &sep) < 0) {
+    if (!j->from_id[0] && a->start == API_START_CONVERSATION) {
+        sep = a->start_sep;
+    }
+    if (j->from_id[0] && a->s && sched_state_get(a->s, j->from_id, NULL, &sep, NULL, NULL) < 0) {
         api_fail(e, 404, "invalid_request_error", "state_not_found", "state_from",
                  "no state named '%s'", j->from_id);
         goto out;
@@ -521,7 +582,7 @@ int api_parse(const struct api_config *a, enum job_kind kind, const char *body, 
                      "messages must be an array of messages");
             goto out;
         }
-        if (render_chat(a, v, sep, j->from_id[0] != 0, &p, &j->prefix, e) < 0) {
+        if (render_chat(a, v, sep, j->from_id[0] != 0, &p, j, e) < 0) {
             goto out;
         }
     } else {

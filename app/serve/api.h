@@ -12,6 +12,12 @@
 #include "app/serve/sched.h"
 #include "app/session/chat.h"
 
+/* Where a request without state_from starts: the template's intro is
+ * read; a state-tuned start replaces it (--state-tuned); or a saved
+ * conversation continues (--state-in: no intro, no system turn, its owed
+ * newlines first). */
+enum api_start { API_START_INTRO, API_START_TUNED, API_START_CONVERSATION };
+
 /* What requests are read against. */
 struct api_config {
     const tokenizer *tok;
@@ -21,7 +27,9 @@ struct api_config {
     struct sampler_settings defaults;   /* the options' knobs */
     int max_tokens_cap;
     const char *model_name;
-    sched *s;                           /* for the sep of a named state */
+    sched *s;                           /* for the sep of a named state (NULL: 0) */
+    enum api_start start;
+    int start_sep;                      /* API_START_CONVERSATION: "\n" bytes owed */
 };
 
 /* An OpenAI error object: {"error":{"message","type","param","code"}}. */

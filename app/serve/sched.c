@@ -34,6 +34,9 @@ struct named {
     char id[SERVE_ID_MAX + 1];
     rwkv_state *state;
     int sep;
+    struct chat_turn *turns;
+    size_t n_turns;
+    size_t bytes;               /* what it holds (named_bytes) */
 };
 
 struct sched {
@@ -58,6 +61,7 @@ struct sched {
     struct sched_stats stats;
     struct named *named;
     size_t n_named;
+    size_t named_bytes;         /* the sum of their bytes */
 };
 
 struct job *job_new(void)
@@ -78,6 +82,8 @@ static void job_free(struct job *j)
     free(j->tokens);
     free(j->piece_end);
     free(j->prefix);
+    free(j->hist_tokens);
+    sched_turns_free(j->turns, j->n_turns);
     for (i = 0; i < j->n_stops; i++) {
         free(j->stops[i]);
     }
@@ -215,6 +221,65 @@ static void end_job(sched *s, struct slot *sl, const char *finish, int status, c
 
 /* --- named states ------------------------------------------------------- */
 
+void sched_turns_free(struct chat_turn *turns, size_t n)
+{
+    size_t i;
+
+    for (i = 0; turns && i < n; i++) {
+        free(turns[i].text);
+        free(turns[i].reasoning);
+    }
+    free(turns);
+}
+
+/* Appends copies of src[0..n) to *dst (*n_dst turns); 0, or -1 when out
+ * of memory (*dst as before). */
+static int turns_append(struct chat_turn **dst, size_t *n_dst, const struct chat_turn *src,
+                        size_t n)
+{
+    struct chat_turn *grown;
+    size_t i;
+
+    if (n == 0) {
+        return 0;
+    }
+    if (!(grown = realloc(*dst, (*n_dst + n) * sizeof *grown))) {
+        return -1;
+    }
+    *dst = grown;
+    for (i = 0; i < n; i++) {
+        struct chat_turn *t = &grown[*n_dst + i];
+
+        t->role = src[i].role;
+        t->text = strdup(src[i].text ? src[i].text : "");
+        t->reasoning = src[i].reasoning ? strdup(src[i].reasoning) : NULL;
+        if (!t->text || (src[i].reasoning && !t->reasoning)) {
+            free(t->text);
+            free(t->reasoning);
+            while (i > 0) {
+                i--;
+                free(grown[*n_dst + i].text);
+                free(grown[*n_dst + i].reasoning);
+            }
+            return -1;
+        }
+    }
+    *n_dst += n;
+    return 0;
+}
+
+/* The memory a named state holds: the state and the turns' text. */
+static size_t named_bytes(const rwkv_state *state, const struct chat_turn *turns, size_t n)
+{
+    size_t b = sizeof(struct named) + rwkv_state_bytes(state), i;
+
+    for (i = 0; i < n; i++) {
+        b += sizeof *turns + strlen(turns[i].text) + 1 +
+             (turns[i].reasoning ? strlen(turns[i].reasoning) + 1 : 0);
+    }
+    return b;
+}
+
 static struct named *find_named(sched *s, const char *id)
 {
     size_t i;
@@ -227,46 +292,73 @@ static struct named *find_named(sched *s, const char *id)
     return NULL;
 }
 
-int sched_state_get(sched *s, const char *id, rwkv_state *state, int *sep)
+int sched_state_get(sched *s, const char *id, rwkv_state *state, int *sep,
+                    struct chat_turn **turns, size_t *n_turns)
 {
     struct named *n;
+    int rc = 0;
 
+    if (turns) {
+        *turns = NULL;
+        *n_turns = 0;
+    }
     pthread_mutex_lock(&s->mu);
     n = find_named(s, id);
-    if (n) {
-        if (state) {
-            rwkv_state_copy(state, n->state);
+    if (!n) {
+        rc = -1;
+    } else {
+        if (state && rwkv_state_copy(state, n->state) != 0) {
+            rc = -1;        /* no memory for an RWKV-7b history */
         }
         if (sep) {
             *sep = n->sep;
         }
+        if (turns && turns_append(turns, n_turns, n->turns, n->n_turns) < 0) {
+            rc = -1;
+        }
     }
     pthread_mutex_unlock(&s->mu);
-    return n ? 0 : -1;
+    return rc;
 }
 
-int sched_state_put(sched *s, const char *id, const rwkv_state *state, int sep, char *err,
-                    size_t errlen)
+int sched_state_put(sched *s, const char *id, const rwkv_state *state, int sep,
+                    const struct chat_turn *turns, size_t n_turns, char *err, size_t errlen)
 {
     struct named *n, *grown;
     rwkv_state *copy = rwkv_state_clone(state);
+    struct chat_turn *tc = NULL;
+    size_t n_tc = 0, bytes = named_bytes(state, turns, n_turns), others;
 
-    if (!copy) {
+    if (!copy || turns_append(&tc, &n_tc, turns, n_turns) < 0) {
+        rwkv_state_free(copy);
         snprintf(err, errlen, "out of memory for state '%s'", id);
         return -1;
     }
     pthread_mutex_lock(&s->mu);
     n = find_named(s, id);
+    others = s->named_bytes - (n ? n->bytes : 0);
+    if (others + bytes > s->cfg.states_bytes) {
+        pthread_mutex_unlock(&s->mu);
+        rwkv_state_free(copy);
+        sched_turns_free(tc, n_tc);
+        snprintf(err, errlen, "the named states would hold %zu KiB, more than --states-mb "
+                 "allows (%zu KiB): delete one first", (others + bytes) >> 10,
+                 s->cfg.states_bytes >> 10);
+        return -1;
+    }
     if (n) {
         rwkv_state_free(n->state);
+        sched_turns_free(n->turns, n->n_turns);
     } else if (s->n_named >= SERVE_STATES_MAX) {
         pthread_mutex_unlock(&s->mu);
         rwkv_state_free(copy);
+        sched_turns_free(tc, n_tc);
         snprintf(err, errlen, "%d states are kept already: delete one first", SERVE_STATES_MAX);
         return -1;
     } else if (!(grown = realloc(s->named, (s->n_named + 1) * sizeof *grown))) {
         pthread_mutex_unlock(&s->mu);
         rwkv_state_free(copy);
+        sched_turns_free(tc, n_tc);
         snprintf(err, errlen, "out of memory for state '%s'", id);
         return -1;
     } else {
@@ -276,7 +368,12 @@ int sched_state_put(sched *s, const char *id, const rwkv_state *state, int sep, 
     }
     n->state = copy;
     n->sep = sep;
+    n->turns = tc;
+    n->n_turns = n_tc;
+    n->bytes = bytes;
+    s->named_bytes = others + bytes;
     s->stats.states = s->n_named;
+    s->stats.states_bytes = s->named_bytes;
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -289,8 +386,11 @@ int sched_state_delete(sched *s, const char *id)
     n = find_named(s, id);
     if (n) {
         rwkv_state_free(n->state);
+        sched_turns_free(n->turns, n->n_turns);
+        s->named_bytes -= n->bytes;
         *n = s->named[--s->n_named];
         s->stats.states = s->n_named;
+        s->stats.states_bytes = s->named_bytes;
     }
     pthread_mutex_unlock(&s->mu);
     return n ? 0 : -1;
@@ -390,14 +490,19 @@ static void prefill_step(sched *s, struct slot *sl)
         size_t start = 0;
 
         if (j->from_id[0]) {
-            if (sched_state_get(s, j->from_id, sl->state, NULL) < 0) {
+            if (sched_state_get(s, j->from_id, sl->state, NULL, NULL, NULL) < 0) {
                 snprintf(err, sizeof err, "no state named '%s'", j->from_id);
                 end_job(s, sl, NULL, 404, err);
                 return;
             }
         } else {
             start = state_cache_lookup(s->cache, j->tokens, j->n_tokens, sl->state, sl->logits);
-            if (start == 0) {
+            if (start == 0 && s->cfg.start) {
+                if (rwkv_state_copy(sl->state, s->cfg.start) != 0) {
+                    end_job(s, sl, NULL, 507, "out of memory for the state's history");
+                    return;
+                }
+            } else if (start == 0) {
                 rwkv_state_reset(sl->state);
             }
             cache_stats_update(s);
@@ -515,6 +620,44 @@ static int take_output(struct job *j, int reasoning, const char *bytes, size_t n
     return 0;
 }
 
+/* Keeps the state after slot's reply under its job's save_id, with the
+ * conversation's turns (those of the state it started from, the
+ * request's, the reply); 0, or -1 when the job ended with a 507. */
+static int save_named(sched *s, struct slot *sl, int stop)
+{
+    struct job *j = sl->job;
+    struct chat_turn *turns = NULL, reply;
+    size_t n = 0;
+    char err[RWKV_ERRLEN];
+    int sep = stop == CHAT_STOP_END ? 0
+            : sl->raw_len > 0 && sl->raw[sl->raw_len - 1] == '\n' ? 1 : 2, rc = 0;
+
+    if (j->kind == JOB_COMPLETION) {
+        sep = 0;
+    } else {
+        reply.role = CHAT_ASSISTANT;
+        reply.text = j->text ? j->text : "";
+        reply.reasoning = j->reasoning_len > 0 ? j->reasoning : NULL;
+        if ((j->from_id[0] ? sched_state_get(s, j->from_id, NULL, NULL, &turns, &n)
+                           : turns_append(&turns, &n, s->cfg.start_turns,
+                                          s->cfg.n_start_turns)) < 0 ||
+            turns_append(&turns, &n, j->turns, j->n_turns) < 0 ||
+            turns_append(&turns, &n, &reply, 1) < 0) {
+            rc = -1;
+            snprintf(err, sizeof err, "out of memory for state '%s'", j->save_id);
+        }
+    }
+    if (rc == 0) {
+        rc = sched_state_put(s, j->save_id, chat_eval_state(sl->c), sep, turns, n, err,
+                             sizeof err);
+    }
+    sched_turns_free(turns, n);
+    if (rc < 0) {
+        end_job(s, sl, NULL, 507, err);
+    }
+    return rc;
+}
+
 /* The reply is over (stop: the chat's reason, or CHAT_STOP_INTERRUPT for a
  * stop string): the state is kept where asked, and in the cache under the
  * tokens a follow-up request will send, then the job ends. */
@@ -522,35 +665,41 @@ static void finish_reply(sched *s, struct slot *sl, int stop, const char *finish
 {
     struct job *j = sl->job;
     chat *c = sl->c;
-    char err[RWKV_ERRLEN];
     int32_t *key = NULL, *ids = NULL;
     size_t n_ids = 0;
 
     if (chat_generating(c)) {
         chat_interrupt(c);
     }
-    if (j->save_id[0]) {
-        int sep = stop == CHAT_STOP_END ? 0
-                : sl->raw_len > 0 && sl->raw[sl->raw_len - 1] == '\n' ? 1 : 2;
-
-        if (j->kind == JOB_COMPLETION) {
-            sep = 0;
-        }
-        if (sched_state_put(s, j->save_id, chat_eval_state(c), sep, err, sizeof err) < 0) {
-            end_job(s, sl, NULL, 507, err);
-            return;
-        }
+    if (j->save_id[0] && save_named(s, sl, stop) < 0) {
+        return;
     }
     if (!j->from_id[0]) {
-        if (j->kind == JOB_CHAT && stop == CHAT_STOP_END && j->reasoning_len == 0 &&
-            sl->raw_len == j->text_len + 3 && sl->raw[0] == ' ' &&
-            memcmp(sl->raw + 1, j->text, j->text_len) == 0 &&
-            memcmp(sl->raw + 1 + j->text_len, "\n\n", 2) == 0) {
-            /* The next request sends the reply back as its text: it is
-             * read as the piece " TEXT\n\n", whose tokens key the state. */
-            if (tokenizer_encode(s->cfg.tok, (const uint8_t *)sl->raw, sl->raw_len, &ids,
-                             &n_ids) < 0) {
-                n_ids = 0;
+        const int32_t *hist = j->hist_tokens ? j->hist_tokens : j->tokens;
+        size_t n_hist = j->hist_tokens ? j->n_hist : j->n_tokens;
+        int thinking = j->prefix || j->reasoning_len > 0;
+
+        /* The next request sends the reply back as its text: it is read
+         * as the piece " TEXT\n\n", whose tokens key the state.  Without
+         * a think block the state must be that piece's exactly; a
+         * thinking reply's state keeps its think block, as the chat's
+         * does, and continues from there. */
+        if (j->kind == JOB_CHAT && stop == CHAT_STOP_END && j->text_len > 0 &&
+            sl->raw_len >= j->text_len + 2 &&
+            memcmp(sl->raw + sl->raw_len - j->text_len - 2, j->text, j->text_len) == 0 &&
+            memcmp(sl->raw + sl->raw_len - 2, "\n\n", 2) == 0 &&
+            (thinking || (sl->raw_len == j->text_len + 3 && sl->raw[0] == ' '))) {
+            char *piece = malloc(j->text_len + 4);
+
+            if (piece) {
+                piece[0] = ' ';
+                memcpy(piece + 1, j->text, j->text_len);
+                memcpy(piece + 1 + j->text_len, "\n\n", 2);
+                if (tokenizer_encode(s->cfg.tok, (const uint8_t *)piece, j->text_len + 3, &ids,
+                                     &n_ids) < 0) {
+                    n_ids = 0;
+                }
+                free(piece);
             }
         } else if (j->kind == JOB_COMPLETION && sl->n_gen > 0) {
             ids = malloc(sl->n_gen * sizeof *ids);
@@ -559,10 +708,10 @@ static void finish_reply(sched *s, struct slot *sl, int stop, const char *finish
                 n_ids = sl->n_gen;
             }
         }
-        if (n_ids > 0 && (key = malloc((j->n_tokens + n_ids) * sizeof *key))) {
-            memcpy(key, j->tokens, j->n_tokens * sizeof *key);
-            memcpy(key + j->n_tokens, ids, n_ids * sizeof *key);
-            state_cache_put(s->cache, key, j->n_tokens + n_ids, chat_eval_state(c),
+        if (n_ids > 0 && (key = malloc((n_hist + n_ids) * sizeof *key))) {
+            memcpy(key, hist, n_hist * sizeof *key);
+            memcpy(key + n_hist, ids, n_ids * sizeof *key);
+            state_cache_put(s->cache, key, n_hist + n_ids, chat_eval_state(c),
                             chat_eval_logits(c));
             cache_stats_update(s);
         }
@@ -809,6 +958,7 @@ sched *sched_new(const struct sched_config *cfg, char *err, size_t errlen)
     }
     s->stats.parallel = cfg->parallel;
     s->stats.cache_max_bytes = cfg->cache_bytes;
+    s->stats.states_max_bytes = cfg->states_bytes;
     if (pthread_create(&s->thread, NULL, sched_thread, s) != 0) {
         snprintf(err, errlen, "cannot start the scheduler thread: %s", strerror(errno));
         sched_free(s);
@@ -853,6 +1003,7 @@ void sched_free(sched *s)
     }
     for (k = 0; k < s->n_named; k++) {
         rwkv_state_free(s->named[k].state);
+        sched_turns_free(s->named[k].turns, s->named[k].n_turns);
     }
     free(s->named);
     free(s->slots);

@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "app/session/chat.h"
 #include "app/session/template.h"
 #include "engine/rwkv.h"
 #include "engine/sampling/knobs.h"
@@ -39,6 +40,12 @@ struct job {
     size_t *piece_end;          /* piece i is tokens[piece_end[i-1] .. piece_end[i]) */
     size_t n_pieces;
     char *prefix;               /* fed after "Assistant:" (thinking templates), or NULL */
+    int32_t *hist_tokens;       /* the prompt as a follow-up sends it back (a thinking
+                                   template's last turn without its think prefix), or
+                                   NULL: tokens */
+    size_t n_hist;
+    struct chat_turn *turns;    /* the request's messages (normalised), for a named state */
+    size_t n_turns;
     struct sampler_settings settings;
     int seed_given;
     char *stops[SERVE_STOPS_MAX];
@@ -73,6 +80,10 @@ struct sched_config {
     const struct chat_template *tmpl;
     int parallel;               /* jobs generated at once */
     size_t cache_bytes;         /* the state cache's budget */
+    size_t states_bytes;        /* the named states' budget */
+    const rwkv_state *start;    /* where a request starts (NULL: all zeros) */
+    const struct chat_turn *start_turns;        /* the conversation start holds */
+    size_t n_start_turns;
     size_t queue_max;           /* jobs that may wait */
     int n_threads;              /* of the evaluation context; 0: default */
 };
@@ -108,17 +119,23 @@ struct sched_stats {
     uint64_t tokens_generated, prompt_tokens, prompt_tokens_read;
     size_t cache_entries, cache_bytes, cache_max_bytes;
     uint64_t cache_hits, cache_tokens_reused;
-    size_t states;
+    size_t states, states_bytes, states_max_bytes;
 };
 void sched_stats(sched *s, struct sched_stats *st);
 
 /* Named states: a copy of the state after a job (its save_id), or one
- * uploaded.  sep: "\n" bytes a chat owes before its next turn (the reply
- * did not end its turn).  get: 0, or -1 when there is no such id.  put: 0,
- * or -1 with err (too many states, out of memory).  delete: 0 or -1. */
-int sched_state_get(sched *s, const char *id, rwkv_state *state, int *sep);
-int sched_state_put(sched *s, const char *id, const rwkv_state *state, int sep, char *err,
-                    size_t errlen);
+ * uploaded, with the conversation's turns.  sep: "\n" bytes a chat owes
+ * before its next turn (the reply did not end its turn).  They hold at
+ * most states_bytes together (the state, the turns' text) and
+ * SERVE_STATES_MAX of them.  get: 0, or -1 when there is no such id;
+ * turns (when not NULL) receives a malloc'd copy (sched_turns_free).
+ * put: 0, or -1 with err (past the budget or the count: 507, out of
+ * memory).  delete: 0 or -1. */
+int sched_state_get(sched *s, const char *id, rwkv_state *state, int *sep,
+                    struct chat_turn **turns, size_t *n_turns);
+int sched_state_put(sched *s, const char *id, const rwkv_state *state, int sep,
+                    const struct chat_turn *turns, size_t n_turns, char *err, size_t errlen);
+void sched_turns_free(struct chat_turn *turns, size_t n);
 int sched_state_delete(sched *s, const char *id);
 /* The ids, a NULL-terminated malloc'd array of malloc'd strings (free
  * each and the array); NULL when out of memory. */

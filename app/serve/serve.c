@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +29,8 @@ struct server {
     struct api_config api;
     sched *s;
     rwkv_model *model;
+    chat *files;                        /* writes downloaded states (chat_save) */
+    pthread_mutex_t files_mu;
     const char *api_key;
     size_t max_body;
     size_t max_state_body;              /* a state file upload */
@@ -105,6 +108,12 @@ static enum MHD_Result fail(struct MHD_Connection *conn, int status, const char 
     return send_error(conn, &e);
 }
 
+/* The error code of a job that failed with HTTP status. */
+static const char *job_error_code(int status)
+{
+    return status == 404 ? "state_not_found" : status == 507 ? "insufficient_storage" : NULL;
+}
+
 /* Whether the client of conn has closed its side (it went away). */
 static int hung_up(struct MHD_Connection *conn)
 {
@@ -134,14 +143,15 @@ static enum MHD_Result health(struct server *srv, struct MHD_Connection *conn)
              "\"requests\":%llu,\"cancelled\":%llu,\"failed\":%llu,\"tokens_generated\":%llu,"
              "\"prompt_tokens\":%llu,\"prompt_tokens_read\":%llu,"
              "\"cache\":{\"entries\":%zu,\"bytes\":%zu,\"max_bytes\":%zu,\"hits\":%llu,"
-             "\"tokens_reused\":%llu},\"states\":%zu}",
+             "\"tokens_reused\":%llu},\"states\":%zu,\"states_bytes\":%zu,"
+             "\"states_max_bytes\":%zu}",
              srv->api.model_name, st.parallel, st.active, st.queued,
              (unsigned long long)st.requests, (unsigned long long)st.cancelled,
              (unsigned long long)st.failed, (unsigned long long)st.tokens_generated,
              (unsigned long long)st.prompt_tokens, (unsigned long long)st.prompt_tokens_read,
              st.cache_entries, st.cache_bytes, st.cache_max_bytes,
              (unsigned long long)st.cache_hits, (unsigned long long)st.cache_tokens_reused,
-             st.states);
+             st.states, st.states_bytes, st.states_max_bytes);
     return send_text(conn, 200, "application/json", buf, strlen(buf));
 }
 
@@ -210,7 +220,7 @@ static int stream_fill(struct stream *st)
             struct api_error e;
 
             api_fail(&e, j->status, j->status == 404 ? "invalid_request_error" : "server_error",
-                     NULL, NULL, "%s", j->err);
+                     job_error_code(j->status), NULL, "%s", j->err);
             rc |= stream_event(st, api_error_json(&e));
         } else {
             rc |= stream_event(st, api_chunk_json(&srv->api, kind, st->id, st->created, 0, "", 0,
@@ -323,7 +333,7 @@ static enum MHD_Result completions(struct server *srv, struct MHD_Connection *co
     }
     if (j->status) {
         api_fail(&e, j->status, j->status == 404 ? "invalid_request_error" : "server_error",
-                 j->status == 404 ? "state_not_found" : NULL, NULL, "%s", j->err);
+                 job_error_code(j->status), NULL, "%s", j->err);
         json = api_error_json(&e);
     } else {
         json = api_response_json(&srv->api, j, id, created);
@@ -370,13 +380,16 @@ static void temp_path(struct server *srv, char *path, size_t len)
              (unsigned long)atomic_fetch_add(&srv->next_id, 1));
 }
 
+/* GET /v1/states/ID: a chat state file (share/state-format.md) that
+ * rwkv-chat --state-in continues: the state, the conversation's turns,
+ * the template, the knobs and the start of this server. */
 static enum MHD_Result state_get(struct server *srv, struct MHD_Connection *conn, const char *id)
 {
     rwkv_state *st = rwkv_state_new(srv->model);
-    char path[320], err[1024];
-    struct rwkv_statefile_section sec;
-    unsigned char sep;
-    int sep_i = 0;
+    char path[320], err[1024] = "";
+    struct chat_turn *turns = NULL;
+    size_t n_turns = 0;
+    int sep = 0, saved;
     FILE *f = NULL;
     char *data = NULL;
     long size = -1;
@@ -385,16 +398,18 @@ static enum MHD_Result state_get(struct server *srv, struct MHD_Connection *conn
     if (!st) {
         return fail(conn, 500, "server_error", NULL, NULL, "out of memory");
     }
-    if (sched_state_get(srv->s, id, st, &sep_i) < 0) {
+    if (sched_state_get(srv->s, id, st, &sep, &turns, &n_turns) < 0) {
         rwkv_state_free(st);
         snprintf(err, sizeof err, "no state named '%s'", id);
         return fail(conn, 404, "invalid_request_error", "state_not_found", NULL, err);
     }
-    sep = (unsigned char)sep_i;
-    sec = (struct rwkv_statefile_section){ STATE_SECTION, &sep, 1 };
     temp_path(srv, path, sizeof path);
-    if (rwkv_statefile_save(path, srv->model, st, &sec, 1, err, sizeof err) == 0 &&
-        (f = fopen(path, "rb")) && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 &&
+    pthread_mutex_lock(&srv->files_mu);
+    saved = chat_adopt(srv->files, st, turns, n_turns, sep, err, sizeof err) == 0 &&
+            chat_save(srv->files, path, err, sizeof err) == 0;
+    pthread_mutex_unlock(&srv->files_mu);
+    sched_turns_free(turns, n_turns);
+    if (saved && (f = fopen(path, "rb")) && fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 &&
         fseek(f, 0, SEEK_SET) == 0 && (data = malloc((size_t)size)) &&
         fread(data, 1, (size_t)size, f) == (size_t)size) {
         struct MHD_Response *r = MHD_create_response_from_buffer((size_t)size, data,
@@ -432,6 +447,7 @@ static enum MHD_Result state_put(struct server *srv, struct MHD_Connection *conn
     char path[320], err[1024] = "";
     const unsigned char *sep;
     size_t seplen = 0;
+    int owed = 0;
     FILE *f;
     enum MHD_Result rc;
 
@@ -456,13 +472,19 @@ static enum MHD_Result state_put(struct server *srv, struct MHD_Connection *conn
                  why ? why + 2 : err);
         return fail(conn, 400, "invalid_request_error", "invalid_state", NULL, msg);
     }
-    sep = rwkv_statefile_section(sf, STATE_SECTION, &seplen);
+    /* The newlines owed: a chat file's "chat" section starts with them
+     * (u32), files of older servers have a "serve" byte. */
+    sep = rwkv_statefile_section(sf, "chat", &seplen);
+    if (sep && seplen >= 4) {
+        owed = sep[1] == 0 && sep[2] == 0 && sep[3] == 0 && sep[0] <= 2 ? sep[0] : 0;
+    } else if ((sep = rwkv_statefile_section(sf, STATE_SECTION, &seplen)) && seplen == 1) {
+        owed = *sep <= 2 ? *sep : 0;
+    }
     if (rwkv_statefile_get_state(sf, st) != 0) {
         snprintf(err, sizeof err, "out of memory for the state's history");
-        rc = fail(conn, 507, "server_error", NULL, NULL, err);
-    } else if (sched_state_put(srv->s, id, st, sep && seplen == 1 && *sep <= 2 ? *sep : 0,
-                               err, sizeof err) < 0) {
-        rc = fail(conn, 507, "server_error", NULL, NULL, err);
+        rc = fail(conn, 507, "server_error", "insufficient_storage", NULL, err);
+    } else if (sched_state_put(srv->s, id, st, owed, NULL, 0, err, sizeof err) < 0) {
+        rc = fail(conn, 507, "server_error", "insufficient_storage", NULL, err);
     } else {
         char body[160];
 
@@ -647,7 +669,10 @@ int serve_run(struct session *s, const struct app_options *opts)
     size_t state_bytes = rwkv_model_info(s->model)->state_floats * sizeof(float);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL;
-    int sig, gai;
+    rwkv_state *start = NULL;
+    struct chat_turn *start_turns = NULL;
+    size_t n_start_turns = 0;
+    int sig, gai, rc = 0;
 
     memset(&srv, 0, sizeof srv);
     model_name(s, name, sizeof name);
@@ -663,12 +688,48 @@ int serve_run(struct session *s, const struct app_options *opts)
     srv.api.defaults = *chat_settings(s->chat);
     srv.api.max_tokens_cap = opts->max_tokens_cap;
     srv.api.model_name = name;
+    srv.files = s->chat;
+    pthread_mutex_init(&srv.files_mu, NULL);
+    /* Where requests start: as the chat would (a conversation --state-in
+     * loaded, or the --state-tuned start, or the template's intro). */
+    if (opts->state_in) {
+        size_t i;
+
+        srv.api.start = API_START_CONVERSATION;
+        srv.api.start_sep = chat_owed_newlines(s->chat);
+        start = rwkv_state_clone(chat_state(s->chat));
+        n_start_turns = chat_turn_count(s->chat);
+        start_turns = calloc(n_start_turns + 1, sizeof *start_turns);
+        for (i = 0; start_turns && i < n_start_turns; i++) {
+            const struct chat_turn *t = chat_turn_at(s->chat, i);
+
+            start_turns[i].role = t->role;
+            start_turns[i].text = strdup(t->text);
+            start_turns[i].reasoning = t->reasoning ? strdup(t->reasoning) : NULL;
+            if (!start_turns[i].text || (t->reasoning && !start_turns[i].reasoning)) {
+                break;
+            }
+        }
+        if (!start || !start_turns || i < n_start_turns) {
+            fprintf(stderr, "rwkv-chat: out of memory\n");
+            rc = 1;
+            goto out;
+        }
+    } else if (chat_tuned_state(s->chat)) {
+        srv.api.start = API_START_TUNED;
+        if (!(start = rwkv_state_clone(chat_tuned_state(s->chat)))) {
+            fprintf(stderr, "rwkv-chat: out of memory\n");
+            rc = 1;
+            goto out;
+        }
+    }
     atomic_init(&srv.next_id, 1);
     snprintf(srv.tmpdir, sizeof srv.tmpdir, "%s/rwkv-serve.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(srv.tmpdir)) {
         fprintf(stderr, "rwkv-chat: %s: cannot make a temporary directory: %s\n", srv.tmpdir,
                 strerror(errno));
-        return 1;
+        rc = 1;
+        goto out;
     }
 
     /* The threads started from here (the scheduler, libmicrohttpd's) leave
@@ -688,16 +749,28 @@ int serve_run(struct session *s, const struct app_options *opts)
     if ((gai = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
         fprintf(stderr, "rwkv-chat: --host %s: %s\n", host, gai_strerror(gai));
         rmdir(srv.tmpdir);
-        return 2;
+        rc = 2;
+        goto out;
     }
-    cfg = (struct sched_config){ s->model, s->tok, srv.api.tmpl, opts->parallel,
-                                 (size_t)opts->state_cache_mb << 20, 256, opts->n_threads };
+    memset(&cfg, 0, sizeof cfg);
+    cfg.model = s->model;
+    cfg.tok = s->tok;
+    cfg.tmpl = srv.api.tmpl;
+    cfg.parallel = opts->parallel;
+    cfg.cache_bytes = (size_t)opts->state_cache_mb << 20;
+    cfg.states_bytes = (size_t)opts->states_mb << 20;
+    cfg.queue_max = 256;
+    cfg.n_threads = opts->n_threads;
+    cfg.start = start;
+    cfg.start_turns = start_turns;
+    cfg.n_start_turns = n_start_turns;
     srv.s = sched_new(&cfg, err, sizeof err);
     if (!srv.s) {
         fprintf(stderr, "rwkv-chat: %s\n", err);
         freeaddrinfo(ai);
         rmdir(srv.tmpdir);
-        return 1;
+        rc = 1;
+        goto out;
     }
     srv.api.s = srv.s;
     if (ai->ai_family == AF_INET6) {
@@ -715,7 +788,8 @@ int serve_run(struct session *s, const struct app_options *opts)
                 "--port 0 picks a free one)\n", host, opts->port, strerror(errno));
         sched_free(srv.s);
         rmdir(srv.tmpdir);
-        return 1;
+        rc = 1;
+        goto out;
     }
     di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     fprintf(stderr, "rwkv-chat: serving %s on http://%s%s%s:%u/v1\n", name,
@@ -732,5 +806,9 @@ int serve_run(struct session *s, const struct app_options *opts)
     MHD_stop_daemon(d);
     sched_free(srv.s);
     rmdir(srv.tmpdir);
-    return 0;
+out:
+    pthread_mutex_destroy(&srv.files_mu);
+    sched_turns_free(start_turns, n_start_turns);
+    rwkv_state_free(start);
+    return rc;
 }

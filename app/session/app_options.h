@@ -68,6 +68,7 @@ struct app_options {
     int port;               /* --port P (0: any free port, printed) */
     int parallel;           /* --parallel N: conversations generated at once */
     long state_cache_mb;    /* --state-cache-mb MB: the LRU of conversation states */
+    long states_mb;         /* --states-mb MB: named states (/v1/states) */
     char *api_key;          /* --api-key KEY: required as "Authorization: Bearer KEY" */
     int max_tokens_cap;     /* --max-tokens-cap N: the most a request may ask for */
     long max_body_kb;       /* --max-body-kb KB: the largest request body */
@@ -77,6 +78,7 @@ struct app_options {
 #define OPTIONS_DEFAULT_PORT 8080
 #define OPTIONS_DEFAULT_PARALLEL 4
 #define OPTIONS_DEFAULT_STATE_CACHE_MB 1024
+#define OPTIONS_DEFAULT_STATES_MB 256
 #define OPTIONS_DEFAULT_MAX_TOKENS_CAP 16384
 #define OPTIONS_DEFAULT_MAX_BODY_KB 4096
 #define OPTIONS_DEFAULT_IDLE_TIMEOUT 60

@@ -231,6 +231,18 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen);
 int chat_load_tuned_state(chat *c, const char *path, char *err, size_t errlen);
 /* The file the tuned start came from, or NULL when there is none. */
 const char *chat_tuned_name(const chat *c);
+/* The tuned start's state (what replaces the intro), or NULL. */
+const rwkv_state *chat_tuned_state(const chat *c);
+/* The "\n" bytes (0 to 2) owed before the next message because the last
+ * reply did not end its turn. */
+int chat_owed_newlines(const chat *c);
+/* Makes c the conversation turns[0..n) (texts and reasoning copied) whose
+ * state after it is state, with sep "\n" bytes owed before the next
+ * message; template, settings, start and system stay c's, the undo steps
+ * are cleared (the server writes its named states with chat_save so).
+ * 0, or -1 with err (nothing changed). */
+int chat_adopt(chat *c, const rwkv_state *state, const struct chat_turn *turns, size_t n,
+               int sep, char *err, size_t errlen);
 /* The model's file (path NULL: none).  State files chat_save writes keep
  * its name ("rwkv7-g1a-1.5b.pth", the "model" section) and path
  * ("model_path"); chat_load names the model of a file another model

@@ -1110,6 +1110,50 @@ const char *chat_tuned_name(const chat *c)
     return c->tuned_name;
 }
 
+const rwkv_state *chat_tuned_state(const chat *c)
+{
+    return c->tuned ? c->tuned->state : NULL;
+}
+
+int chat_owed_newlines(const chat *c)
+{
+    return c->sep;
+}
+
+int chat_adopt(chat *c, const rwkv_state *state, const struct chat_turn *turns, size_t n,
+               int sep, char *err, size_t errlen)
+{
+    struct transcript tr = { 0 };
+    size_t i;
+
+    settle(c);
+    if (rwkv_state_floats(state) != rwkv_state_floats(c->state) || sep < 0 || sep > 2) {
+        snprintf(err, errlen, "a state of another model");
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        const char *r = turns[i].reasoning;
+
+        if (transcript_add(&tr, turns[i].role, turns[i].text, strlen(turns[i].text)) < 0 ||
+            transcript_set_reasoning(&tr, r ? r : "", r ? strlen(r) : 0) < 0) {
+            transcript_free(&tr);
+            oom(err, errlen);
+            return -1;
+        }
+    }
+    if (rwkv_state_copy(c->state, state) != 0) {
+        transcript_free(&tr);
+        snprintf(err, errlen, "out of memory for the state's history");
+        return -1;
+    }
+    transcript_free(&c->tr);
+    c->tr = tr;
+    exchanges_clear(c);
+    set_current(c, NULL);
+    c->sep = sep;
+    return 0;
+}
+
 int chat_set_model_file(chat *c, const char *path)
 {
     char *copy = NULL;

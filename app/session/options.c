@@ -18,7 +18,7 @@ enum {
     OPT_STATE_IN = 256, OPT_STATE_OUT, OPT_GREEDY, OPT_BATCH,
     OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
     OPT_STATE_TUNED, OPT_LORA, OPT_SYSTEM, OPT_THINK,
-    OPT_SERVE, OPT_HOST, OPT_PORT, OPT_PARALLEL, OPT_STATE_CACHE_MB, OPT_API_KEY,
+    OPT_SERVE, OPT_HOST, OPT_PORT, OPT_PARALLEL, OPT_STATE_CACHE_MB, OPT_STATES_MB, OPT_API_KEY,
     OPT_MAX_TOKENS_CAP, OPT_MAX_BODY_KB, OPT_IDLE_TIMEOUT,
     OPT_KNOB = 512,         /* + the knob's index in knobs.h's table */
 };
@@ -50,6 +50,7 @@ static const struct option fixed_opts[] = {
     { "port", required_argument, NULL, OPT_PORT },
     { "parallel", required_argument, NULL, OPT_PARALLEL },
     { "state-cache-mb", required_argument, NULL, OPT_STATE_CACHE_MB },
+    { "states-mb", required_argument, NULL, OPT_STATES_MB },
     { "api-key", required_argument, NULL, OPT_API_KEY },
     { "max-tokens-cap", required_argument, NULL, OPT_MAX_TOKENS_CAP },
     { "max-body-kb", required_argument, NULL, OPT_MAX_BODY_KB },
@@ -151,6 +152,8 @@ void options_usage(FILE *f)
         "      --state-cache-mb=MB\n"
         "                         memory for the states of past conversations, so that\n"
         "                         a new turn reads only its new tokens (default 1024)\n"
+        "      --states-mb=MB     memory for named states (state_save, PUT /v1/states/ID);\n"
+        "                         past it a save is refused with 507 (default 256)\n"
         "      --api-key=KEY      require \"Authorization: Bearer KEY\"\n"
         "      --max-tokens-cap=N the most max_tokens a request may ask for (default 16384)\n"
         "      --max-body-kb=KB   the largest request body (default 4096)\n"
@@ -183,6 +186,7 @@ void options_defaults(struct app_options *opts)
     opts->port = OPTIONS_DEFAULT_PORT;
     opts->parallel = OPTIONS_DEFAULT_PARALLEL;
     opts->state_cache_mb = OPTIONS_DEFAULT_STATE_CACHE_MB;
+    opts->states_mb = OPTIONS_DEFAULT_STATES_MB;
     opts->max_tokens_cap = OPTIONS_DEFAULT_MAX_TOKENS_CAP;
     opts->max_body_kb = OPTIONS_DEFAULT_MAX_BODY_KB;
     opts->idle_timeout = OPTIONS_DEFAULT_IDLE_TIMEOUT;
@@ -436,12 +440,14 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         case OPT_PORT:
         case OPT_PARALLEL:
         case OPT_STATE_CACHE_MB:
+        case OPT_STATES_MB:
         case OPT_MAX_TOKENS_CAP:
         case OPT_MAX_BODY_KB:
         case OPT_IDLE_TIMEOUT: {
             static const struct { int opt; const char *name; long lo, hi; } num[] = {
                 { OPT_PORT, "port", 0, 65535 }, { OPT_PARALLEL, "parallel", 1, 64 },
                 { OPT_STATE_CACHE_MB, "state-cache-mb", 0, 1048576 },
+                { OPT_STATES_MB, "states-mb", 0, 1048576 },
                 { OPT_MAX_TOKENS_CAP, "max-tokens-cap", 1, 1048576 },
                 { OPT_MAX_BODY_KB, "max-body-kb", 1, 1048576 },
                 { OPT_IDLE_TIMEOUT, "idle-timeout", 1, 86400 },
@@ -464,6 +470,7 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
             case OPT_PORT: opts->port = (int)l; break;
             case OPT_PARALLEL: opts->parallel = (int)l; break;
             case OPT_STATE_CACHE_MB: opts->state_cache_mb = l; break;
+            case OPT_STATES_MB: opts->states_mb = l; break;
             case OPT_MAX_TOKENS_CAP: opts->max_tokens_cap = (int)l; break;
             case OPT_MAX_BODY_KB: opts->max_body_kb = l; break;
             default: opts->idle_timeout = (int)l; break;
