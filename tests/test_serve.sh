@@ -88,6 +88,13 @@ err_case last_assistant 400 messages POST /v1/chat/completions \
     '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"x"}]}'
 err_case bad_role 400 'messages[0].role' POST /v1/chat/completions \
     '{"messages":[{"role":"tool","content":"hi"}]}'
+# A role with control bytes (tests/fuzz/regress/fuzz_serve_request-role-newline)
+# is named escaped: the message stays one line.
+err_case role_escaped 400 'messages[0].role' POST /v1/chat/completions \
+    '{"messages":[{"role":"u\n\u001b[31m","content":"hi"}]}'
+ok "$(jget role_escaped 'j["error"]["message"]' | grep -q "role 'u.n.x1b.31m' is not supported" &&
+      [ "$(jget role_escaped 'j["error"]["message"]' | wc -l)" = 1 ]; echo $?)" \
+    "a role with a newline and an escape is shown escaped, on one line"
 err_case empty_msg 400 'messages[0].content' POST /v1/chat/completions \
     '{"messages":[{"role":"user","content":"  \n "}]}'
 err_case stop_many 400 stop POST /v1/completions '{"prompt":"a","stop":["a","b","c","d","e"]}'

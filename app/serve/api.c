@@ -8,6 +8,8 @@
 
 #include <json-c/json.h>
 
+#include "engine/base/escape.h"
+
 int api_fail(struct api_error *e, int status, const char *type, const char *code,
              const char *param, const char *fmt, ...)
 {
@@ -362,7 +364,7 @@ static int render_chat(const struct api_config *a, json_object *messages, int se
             free(text);
             return api_fail(e, 400, "invalid_request_error", NULL, param,
                             "messages[%zu]: role '%s' is not supported (system, user, "
-                            "assistant)", i, r);
+                            "assistant)", i, RWKV_ESC(r));
         }
         if (rc == 0 && last && strcmp(r, "user") != 0) {
             free(text);

@@ -46,6 +46,11 @@ target fuzz_template tests/fuzz/fuzz_template.c app/session/template.c app/sessi
 target fuzz_statefile tests/fuzz/fuzz_statefile.c engine/load/statefile.c app/session/chat_conversation.c app/session/chat_base.c app/session/chat_stream.c app/session/chat_sections.c app/session/template.c \
     app/session/paths.c -- "-DFUZZ_DEFAULT_MODEL=\"${FUZZ_MODEL:-${SHARED_DIR:-$src/../shared}/fixtures/models/v7-world.pth}\"" \
     ${FUZZ_LIBS:-}
+# The server's request reader (app/serve/api.c api_parse) with the chat's
+# normalising and the real vocabulary; the scheduler is a stand-in.
+target fuzz_serve_request tests/fuzz/fuzz_serve_request.c app/serve/api.c app/session/chat_conversation.c \
+    app/session/chat_base.c app/session/chat_stream.c app/session/chat_sections.c app/session/template.c \
+    app/session/paths.c -- ${FUZZ_LIBS:-}
 # The --batch reader and JSONL writer (app/cli/batch.c) against a stand-in chat.
 target fuzz_jsonl tests/fuzz/fuzz_jsonl.c app/cli/batch.c app/cli/errline.c -- ${FUZZ_LIBS:-}
 # Model loading and one forward step, on checkpoints made from fuzzed

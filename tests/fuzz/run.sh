@@ -57,6 +57,7 @@ ci_runs() {
     fuzz_jsonl) echo 90000 ;;
     fuzz_model) echo 30000 ;;
     fuzz_convcache) echo 1500000 ;;
+    fuzz_serve_request) echo 40000 ;;
     *) echo 20000 ;;
     esac
 }
