@@ -684,7 +684,7 @@ static void finish_reply(sched *s, struct slot *sl, int stop, const char *finish
          * a think block the state must be that piece's exactly; a
          * thinking reply's state keeps its think block, as the chat's
          * does, and continues from there. */
-        if (j->kind == JOB_CHAT && stop == CHAT_STOP_END && j->text_len > 0 &&
+        if (j->kind == JOB_CHAT && stop == CHAT_STOP_END && (j->text_len > 0 || !thinking) &&
             sl->raw_len >= j->text_len + 2 &&
             memcmp(sl->raw + sl->raw_len - j->text_len - 2, j->text, j->text_len) == 0 &&
             memcmp(sl->raw + sl->raw_len - 2, "\n\n", 2) == 0 &&

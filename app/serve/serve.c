@@ -135,7 +135,7 @@ static int hung_up(struct MHD_Connection *conn)
 static enum MHD_Result health(struct server *srv, struct MHD_Connection *conn)
 {
     struct sched_stats st;
-    char buf[1024];
+    char buf[2048];
 
     sched_stats(srv->s, &st);
     snprintf(buf, sizeof buf,
