@@ -375,237 +375,267 @@ static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d,
     }
 }
 
-/* Per-lane integer dot of codes and activations: 16 int32 lanes, lanes
- * 0-7 from the first block, 8-15 from the second. */
-__attribute__((target("avx512vnni")))
-static inline __m512i q4_dot_vnni(__m512i u, __m512i qx)
+/* ---- Q4 matrix-vector products: activations laid out as the codes unpack --
+ * A pair of blocks' codes unpacks in a few instructions to the bytes
+ * [b low nibbles | b+1 low | b high | b+1 high] (16 each), so each vector's
+ * int8 activation blocks (xq_fill's values) are stored in that order too
+ * (struct q4_xv), with, per int32 lane of the product, -8 times the sum of
+ * the lane's four activations: the product's starting value, which makes
+ * each lane the exact integer sum of (u - 8) qx over its four elements and
+ * leaves no per-block correction.  A lane's scale is its block's d (from
+ * the weights) times its block's dx (stored per lane).  Every y[r] is, in
+ * float, sum over lanes and pairs of scale * lane, two accumulators (even
+ * and odd pairs), the same for one vector as for four. */
+struct q4_xv {
+    int pairs;                  /* blocks / 2 */
+    int8_t *q;                  /* [pairs][64], then an odd last block's 32 in element order */
+    int32_t *bias;              /* [pairs][16] */
+    float *dx;                  /* [pairs][16] */
+    float tail_dx;              /* the odd last block's dx */
+    int32_t tail_sum;           /* ... and the sum of its activations */
+};
+
+/* Bytes of a q4_xv's arrays for nb blocks (64-byte aligned pieces). */
+static size_t q4_xv_bytes(int nb)
 {
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, qx);
+    return (size_t)(nb / 2) * (64 + 64 + 64) + 64;
 }
 
-static inline __m512i q4_dot_bw(__m512i u, __m512i qx)
+/* v's arrays in buf (64-byte aligned, q4_xv_bytes(nb)) from x[cols]. */
+static void q4_xv_fill(struct q4_xv *v, unsigned char *buf, const float *x, int cols, int nb)
 {
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, qx), _mm512_set1_epi16(1));
-}
+    const __m512i pat = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    float d[2];
+    int32_t s[2];
 
-#define Q4_ROWS(DOT) \
-    for (; r < r1; r++) { \
-        const struct q4_block *bl = base + (size_t)r * nb; \
-        __m512 acc = _mm512_setzero_ps(); \
-        float corr = 0, tail_sum = 0; \
-        int b = 0; \
-        for (; b + 2 <= nb; b += 2) { \
-            float s0 = _cvtsh_ss(bl[b].d) * dx[b], s1 = _cvtsh_ss(bl[b + 1].d) * dx[b + 1]; \
-            __m512 sc = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s0), _mm512_set1_ps(s1)); \
-            __m512i q = _mm512_loadu_si512(qx + 32 * b); \
-            _mm_prefetch((const char *)&bl[b] + PREFETCH_BYTES, _MM_HINT_T0); \
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(q4_codes2(&bl[b]), q)), sc, acc); \
-            corr += s0 * (float)sx[b] + s1 * (float)sx[b + 1]; \
-        } \
-        if (b < nb) { \
-            float s0 = _cvtsh_ss(bl[b].d) * dx[b]; \
-            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b)); \
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q4_codes(&bl[b]), q), \
-                                          _mm256_set1_epi16(1)); \
-            __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s0)); \
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1)); \
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h)); \
-            h = _mm_add_ss(h, _mm_movehdup_ps(h)); \
-            tail_sum = _mm_cvtss_f32(h); \
-            corr += s0 * (float)sx[b]; \
-        } \
-        y[r] = _mm512_reduce_add_ps(acc) + tail_sum - 8.0f * corr; \
+    v->pairs = nb / 2;
+    v->q = (int8_t *)buf;
+    v->bias = (int32_t *)(buf + (size_t)v->pairs * 64 + 64);
+    v->dx = (float *)(buf + (size_t)v->pairs * 128 + 64);
+    for (int p = 0; p < v->pairs; p++) {
+        int8_t *q = v->q + 64 * p;
+        __m512i qq, lane;
+
+        xq_fill(x + 64 * p, cols - 64 * p, 2, q, d, s);
+        qq = _mm512_shuffle_i64x2(_mm512_load_si512(q), _mm512_load_si512(q), 0xd8);
+        _mm512_store_si512(q, qq);
+        lane = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_set1_epi8(1), qq),
+                                 _mm512_set1_epi16(1));
+        _mm512_store_si512(v->bias + 16 * p, _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                              _mm512_slli_epi32(lane, 3)));
+        _mm512_store_ps(v->dx + 16 * p, _mm512_permutexvar_ps(pat, _mm512_castps128_ps512(
+                                            _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)d)))));
     }
+    if (nb & 1) {
+        xq_fill(x + 64 * v->pairs, cols - 64 * v->pairs, 1, v->q + 64 * v->pairs, &v->tail_dx,
+                &v->tail_sum);
+    }
+}
 
+/* The codes of blocks b[0], b[1] as [b0 low | b1 low | b0 high | b1 high]. */
+static inline __m512i q4_codes_pair(const struct q4_block *b)
+{
+    __m256i lo = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b[0].qs)),
+        _mm_loadu_si128((const __m128i *)b[1].qs), 1);
+    __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_srli_epi16(lo, 4), 1);
+
+    return _mm512_and_si512(both, _mm512_set1_epi8(15));
+}
+
+/* The scales d of blocks b[0], b[1] in their lanes of q4_codes_pair. */
+static inline __m512 q4_d_pair(const struct q4_block *b)
+{
+    return _mm512_cvtph_ps(_mm256_mask_blend_epi16(0xf0f0, _mm256_set1_epi16((short)b[0].d),
+                                                   _mm256_set1_epi16((short)b[1].d)));
+}
+
+/* The same for b[0..3] (72 bytes) with one 64-byte load: d of b[k] is
+ * 16-bit word 9k. */
+static inline void q4_d_quad(const struct q4_block *b, __m512 *d01, __m512 *d23)
+{
+    static const uint16_t idx[32] __attribute__((aligned(64))) = {
+        0, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0, 9, 9, 9, 9,
+        18, 18, 18, 18, 27, 27, 27, 27, 18, 18, 18, 18, 27, 27, 27, 27,
+    };
+    __m512i h = _mm512_permutexvar_epi16(_mm512_load_si512(idx), _mm512_loadu_si512(b));
+
+    *d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+}
+
+/* acc + per-lane dot of codes u and activations qx (groups of 4 bytes). */
 __attribute__((target("avx512vnni")))
-static void q4_rows_vnni(const struct q4_block *base, int nb, const int8_t *qx, const float *dx,
-                         const int32_t *sx, float *y, int r, int r1)
+static inline __m512i q4_dot_vnni(__m512i acc, __m512i u, __m512i qx)
 {
-    Q4_ROWS(q4_dot_vnni)
+    return _mm512_dpbusd_epi32(acc, u, qx);
 }
 
-static void q4_rows_bw(const struct q4_block *base, int nb, const int8_t *qx, const float *dx,
-                       const int32_t *sx, float *y, int r, int r1)
+static inline __m512i q4_dot_bw(__m512i acc, __m512i u, __m512i qx)
 {
-    Q4_ROWS(q4_dot_bw)
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, qx),
+                                                   _mm512_set1_epi16(1)));
 }
 
-/* Q4_ROWS for G vectors (activation blocks qx[g], dx[g], sx[g]): each
- * pair of blocks' codes unpacked once for all, every y[g][r] the same
- * sums in the same order as Q4_ROWS gives. */
-#define Q4_ROWS_MULTI(DOT, G) \
+/* The odd last block b of a row for v: d dx sum_j (u_j - 8) qx_j. */
+static inline float q4_tail(const struct q4_block *b, const struct q4_xv *v)
+{
+    __m256i q = _mm256_loadu_si256((const __m256i *)(v->q + 64 * v->pairs));
+    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q4_codes(b), q), _mm256_set1_epi16(1));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+
+    h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+    return _cvtsh_ss(b->d) * v->tail_dx * (float)(_mm_cvtsi128_si32(h) - 8 * v->tail_sum);
+}
+
+/* One pair of blocks' step for vector g into accumulator A. */
+#define Q4_XV_STEP(DOT, A, U, D, P) \
+    A = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(_mm512_load_si512(xv[g].bias + 16 * (P)), U, \
+                                               _mm512_load_si512(xv[g].q + 64 * (P)))), \
+                        _mm512_mul_ps(D, _mm512_load_ps(xv[g].dx + 16 * (P))), A)
+
+/* y[g][r] for G vectors xv[g], rows [r0, r1): each pair of blocks' codes
+ * and scales unpacked once for all G. */
+#define Q4_XV_ROWS(DOT, G) \
     for (int r = r0; r < r1; r++) { \
         const struct q4_block *bl = base + (size_t)r * nb; \
-        __m512 acc[G]; \
-        float corr[G], tail_sum[G]; \
-        int b = 0; \
-        _Pragma("GCC unroll 4") \
-        for (int g = 0; g < G; g++) { \
-            acc[g] = _mm512_setzero_ps(); \
-            corr[g] = tail_sum[g] = 0; \
+        __m512 a0[G], a1[G]; \
+        int p = 0; \
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+            a0[g] = a1[g] = _mm512_setzero_ps(); \
         } \
-        for (; b + 2 <= nb; b += 2) { \
-            __m512i u = q4_codes2(&bl[b]); \
-            float d0 = _cvtsh_ss(bl[b].d), d1 = _cvtsh_ss(bl[b + 1].d); \
-            _mm_prefetch((const char *)&bl[b] + PREFETCH_BYTES, _MM_HINT_T0); \
-            _Pragma("GCC unroll 4") \
-            for (int g = 0; g < G; g++) { \
-                float s0 = d0 * dx[g][b], s1 = d1 * dx[g][b + 1]; \
-                __m512 sc = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(s0), _mm512_set1_ps(s1)); \
-                __m512i q = _mm512_loadu_si512(qx[g] + 32 * b); \
-                acc[g] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(u, q)), sc, acc[g]); \
-                corr[g] += s0 * (float)sx[g][b] + s1 * (float)sx[g][b + 1]; \
+        for (; p + 2 <= pairs; p += 2) { \
+            const struct q4_block *k = bl + 2 * p; \
+            __m512i u0 = q4_codes_pair(k), u1 = q4_codes_pair(k + 2); \
+            __m512 d01, d23; \
+            _mm_prefetch((const char *)k + PREFETCH_BYTES, _MM_HINT_T0); \
+            q4_d_quad(k, &d01, &d23); \
+            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+                Q4_XV_STEP(DOT, a0[g], u0, d01, p); \
+                Q4_XV_STEP(DOT, a1[g], u1, d23, p + 1); \
             } \
         } \
-        if (b < nb) { \
-            __m256i u = q4_codes(&bl[b]); \
-            _Pragma("GCC unroll 4") \
-            for (int g = 0; g < G; g++) { \
-                float s0 = _cvtsh_ss(bl[b].d) * dx[g][b]; \
-                __m256i q = _mm256_loadu_si256((const __m256i *)(qx[g] + 32 * b)); \
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1)); \
-                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s0)); \
-                __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1)); \
-                h = _mm_add_ps(h, _mm_movehl_ps(h, h)); \
-                h = _mm_add_ss(h, _mm_movehdup_ps(h)); \
-                tail_sum[g] = _mm_cvtss_f32(h); \
-                corr[g] += s0 * (float)sx[g][b]; \
+        if (p < pairs) { \
+            const struct q4_block *k = bl + 2 * p; \
+            __m512i u0 = q4_codes_pair(k); \
+            __m512 d01 = q4_d_pair(k); \
+            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+                Q4_XV_STEP(DOT, a0[g], u0, d01, p); \
             } \
         } \
-        _Pragma("GCC unroll 4") \
-        for (int g = 0; g < G; g++) { \
-            y[g][r] = _mm512_reduce_add_ps(acc[g]) + tail_sum[g] - 8.0f * corr[g]; \
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[g], a1[g])); \
+            y[g][r] = (nb & 1) ? s + q4_tail(&bl[nb - 1], &xv[g]) : s; \
         } \
     }
 
-#define Q4_MULTI_SWITCH(DOT) \
+#define Q4_XV_SWITCH(DOT) \
+    const int pairs = nb / 2; \
     switch (G) { \
     case 1: \
-        Q4_ROWS_MULTI(DOT, 1) \
+        Q4_XV_ROWS(DOT, 1) \
         break; \
     case 2: \
-        Q4_ROWS_MULTI(DOT, 2) \
+        Q4_XV_ROWS(DOT, 2) \
         break; \
     case 3: \
-        Q4_ROWS_MULTI(DOT, 3) \
+        Q4_XV_ROWS(DOT, 3) \
         break; \
     default: \
-        Q4_ROWS_MULTI(DOT, 4) \
+        Q4_XV_ROWS(DOT, 4) \
         break; \
     }
 
+typedef void q4_xv_rows_fn(const struct q4_block *base, int nb, const struct q4_xv *xv,
+                           float *const *y, int G, int r0, int r1);
+
 __attribute__((target("avx512vnni")))
-static void q4_rows_multi_vnni(const struct q4_block *base, int nb, int8_t *const *qx,
-                               float *const *dx, int32_t *const *sx, float *const *y, int G,
-                               int r0, int r1)
+static void q4_xv_rows_vnni(const struct q4_block *base, int nb, const struct q4_xv *xv,
+                            float *const *y, int G, int r0, int r1)
 {
-    Q4_MULTI_SWITCH(q4_dot_vnni)
+    Q4_XV_SWITCH(q4_dot_vnni)
 }
 
-static void q4_rows_multi_bw(const struct q4_block *base, int nb, int8_t *const *qx,
-                             float *const *dx, int32_t *const *sx, float *const *y, int G,
-                             int r0, int r1)
+static void q4_xv_rows_bw(const struct q4_block *base, int nb, const struct q4_xv *xv,
+                          float *const *y, int G, int r0, int r1)
 {
-    Q4_MULTI_SWITCH(q4_dot_bw)
+    Q4_XV_SWITCH(q4_dot_bw)
 }
 
-static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1);
-
-typedef void q4_rows_multi_fn(const struct q4_block *base, int nb, int8_t *const *qx,
-                              float *const *dx, int32_t *const *sx, float *const *y, int G,
-                              int r0, int r1);
-
-/* kernel_format.matvec_multi_rows for Q4: four vectors at a time, each
- * quantised to activation blocks as q4_matvec_rows does; rows: the
- * kernel set's block products. */
-static void q4_matvec_multi(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
-                            q4_rows_multi_fn *rows)
-{
-    const int nb = quant_q4_blocks(W->cols);
-    int8_t *qbuf = aligned_alloc(64, (size_t)4 * nb * 32);
-    float *dbuf = malloc((size_t)4 * nb * sizeof *dbuf);
-    int32_t *sbuf = malloc((size_t)4 * nb * sizeof *sbuf);
-
-    if (!qbuf || !dbuf || !sbuf) {
-        for (int t = 0; t < T; t++) {
-            q4_matvec_rows(W, X + (size_t)t * W->cols, Y + (size_t)t * W->rows, r0, r1);
-        }
-    }
-    for (int t0 = 0; qbuf && dbuf && sbuf && t0 < T; t0 += 4) {
-        int G = T - t0 < 4 ? T - t0 : 4;
-        int8_t *qx[4];
-        float *dx[4], *y[4];
-        int32_t *sx[4];
-
-        for (int g = 0; g < G; g++) {
-            qx[g] = qbuf + (size_t)g * nb * 32;
-            dx[g] = dbuf + (size_t)g * nb;
-            sx[g] = sbuf + (size_t)g * nb;
-            y[g] = Y + (size_t)(t0 + g) * W->rows;
-            xq_fill(X + (size_t)(t0 + g) * W->cols, W->cols, nb, qx[g], dx[g], sx[g]);
-        }
-        rows(W->data, nb, qx, dx, sx, y, G, r0, r1);
-    }
-    free(qbuf);
-    free(dbuf);
-    free(sbuf);
-}
-
-static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
-                                 int r1)
-{
-    q4_matvec_multi(W, X, T, Y, r0, r1, q4_rows_multi_bw);
-}
-
-static void q4_matvec_multi_rows_vnni(const struct kmat *W, const float *X, int T, float *Y,
-                                      int r0, int r1)
-{
-    q4_matvec_multi(W, X, T, Y, r0, r1, q4_rows_multi_vnni);
-}
-
-typedef void q4_rows_fn(const struct q4_block *base, int nb, const int8_t *qx, const float *dx,
-                        const int32_t *sx, float *y, int r, int r1);
-
+/* kernel_format.matvec_rows for Q4; rows: the set's block products. */
 static void q4_matvec(const struct kmat *W, const float *x, float *y, int r0, int r1,
-                      q4_rows_fn *rows)
+                      q4_xv_rows_fn *rows)
 {
     const int nb = quant_q4_blocks(W->cols);
-    int8_t qstack[X_STACK] __attribute__((aligned(64)));
-    float dstack[X_STACK / 32];
-    int32_t sstack[X_STACK / 32];
-    int8_t *qx = qstack;
-    float *dx = dstack;
-    int32_t *sx = sstack;
+    unsigned char stack[(X_STACK / 64) * 192 + 64] __attribute__((aligned(64)));
+    unsigned char *buf = stack;
+    struct q4_xv xv;
 
-    if (nb * 32 > X_STACK) {
-        qx = malloc((size_t)nb * 32);
-        dx = malloc((size_t)nb * sizeof *dx);
-        sx = malloc((size_t)nb * sizeof *sx);
-        if (!qx || !dx || !sx) {
-            free(qx);
-            free(dx);
-            free(sx);
+    if (q4_xv_bytes(nb) > sizeof stack) {
+        buf = aligned_alloc(64, q4_xv_bytes(nb));
+        if (!buf) {
             kernel_set_quant.format[RWKV_DTYPE_Q4].matvec_rows(W, x, y, r0, r1);
             return;
         }
     }
-    xq_fill(x, W->cols, nb, qx, dx, sx);
-    rows(W->data, nb, qx, dx, sx, y, r0, r1);
-    if (qx != qstack) {
-        free(qx);
-        free(dx);
-        free(sx);
+    q4_xv_fill(&xv, buf, x, W->cols, nb);
+    rows(W->data, nb, &xv, &y, 1, r0, r1);
+    if (buf != stack) {
+        free(buf);
     }
 }
 
 static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
-    q4_matvec(W, x, y, r0, r1, q4_rows_bw);
+    q4_matvec(W, x, y, r0, r1, q4_xv_rows_bw);
 }
 
 static void q4_matvec_rows_vnni(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
-    q4_matvec(W, x, y, r0, r1, q4_rows_vnni);
+    q4_matvec(W, x, y, r0, r1, q4_xv_rows_vnni);
+}
+
+/* kernel_format.matvec_multi_rows for Q4: four vectors at a time through
+ * the same rows as q4_matvec (so the same sums, bit for bit). */
+static void q4_matvec_multi(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
+                            q4_xv_rows_fn *rows)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    const size_t each = q4_xv_bytes(nb);
+    unsigned char *buf = aligned_alloc(64, 4 * each);
+
+    if (!buf) {
+        for (int t = 0; t < T; t++) {
+            q4_matvec(W, X + (size_t)t * W->cols, Y + (size_t)t * W->rows, r0, r1, rows);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += 4) {
+        int G = T - t0 < 4 ? T - t0 : 4;
+        struct q4_xv xv[4];
+        float *y[4];
+
+        for (int g = 0; g < G; g++) {
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+            q4_xv_fill(&xv[g], buf + (size_t)g * each, X + (size_t)(t0 + g) * W->cols, W->cols,
+                       nb);
+        }
+        rows(W->data, nb, xv, y, G, r0, r1);
+    }
+    free(buf);
+}
+
+static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    q4_matvec_multi(W, X, T, Y, r0, r1, q4_xv_rows_bw);
+}
+
+static void q4_matvec_multi_rows_vnni(const struct kmat *W, const float *X, int T, float *Y,
+                                      int r0, int r1)
+{
+    q4_matvec_multi(W, X, T, Y, r0, r1, q4_xv_rows_vnni);
 }
 
 /* ---- Sequence mode: int8 activations, integer block products ------------
