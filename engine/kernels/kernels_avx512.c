@@ -54,6 +54,13 @@ static inline __m512 bf16_odd(__m512i v)
 /* One row at a time: a single stream per thread for the hardware
  * prefetcher (interleaving four rows was measurably slower with AVX2). */
 #define PREFETCH_BYTES 512
+/* The single-vector kernels prefetch further ahead: each weight is used
+ * once, and at 512 bytes the prefetches came too late to cover the memory
+ * latency (tests/bench_kernels, one thread: bf16 0.9-1.0x the plain
+ * streaming read at 512, 1.0-1.2x at 2048; q4 0.6-0.75x at 512, 0.8-0.95x
+ * at 2048).  The multi-vector kernels keep 512: they pass over blocks of
+ * rows that are then read again from cache. */
+#define MATVEC_PREFETCH 2048
 
 static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
@@ -75,7 +82,7 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
         for (; k + 2 <= chunks; k += 2) {
             __m512i v0 = _mm512_loadu_si512(w + 32 * k), v1 = _mm512_loadu_si512(w + 32 * k + 32);
 
-            _mm_prefetch((const char *)(w + 32 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 32 * k) + MATVEC_PREFETCH, _MM_HINT_T0);
             a0 = _mm512_fmadd_ps(bf16_even(v0), _mm512_loadu_ps(xs + 32 * k), a0);
             b0 = _mm512_fmadd_ps(bf16_odd(v0), _mm512_loadu_ps(xs + 32 * k + 16), b0);
             a1 = _mm512_fmadd_ps(bf16_even(v1), _mm512_loadu_ps(xs + 32 * k + 32), a1);
@@ -213,7 +220,7 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
         float s;
 
         for (int c = 0; c < tail; c += 16) {
-            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
             a = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + c))),
                                 _mm512_loadu_ps(x + c), a);
         }
@@ -244,7 +251,7 @@ static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r
         float s;
 
         for (; c + 32 <= tail; c += 32) {
-            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
             a0 = _mm512_fmadd_ps(q8_load16(w + c), _mm512_loadu_ps(x + c), a0);
             a1 = _mm512_fmadd_ps(q8_load16(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
         }
@@ -509,7 +516,8 @@ static inline float q4_tail(const struct q4_block *b, const struct q4_xv *v)
             const struct q4_block *k = bl + 2 * p; \
             __m512i u0 = q4_codes_pair(k), u1 = q4_codes_pair(k + 2); \
             __m512 d01, d23; \
-            _mm_prefetch((const char *)k + PREFETCH_BYTES, _MM_HINT_T0); \
+            _mm_prefetch((const char *)k + (G == 1 ? MATVEC_PREFETCH : PREFETCH_BYTES), \
+                         _MM_HINT_T0); \
             q4_d_quad(k, &d01, &d23); \
             _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
                 Q4_XV_STEP(DOT, a0[g], u0, d01, p); \
