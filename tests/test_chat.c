@@ -1193,6 +1193,222 @@ static void test_g1_stops(rwkv_model *m)
     }
 }
 
+/* One reply streamed to its stop: each part's bytes appended. */
+struct streamed {
+    char reasoning[4096], answer[4096];
+    int stop;
+};
+
+static void stream_more(chat *c, struct streamed *out)
+{
+    char err[RWKV_ERRLEN];
+    const char *b;
+    size_t n;
+
+    do {
+        out->stop = chat_step(c, &b, &n, err, sizeof err);
+        if (out->stop < 0) {
+            diag("chat_step: %s", err);
+            return;
+        }
+        if (n) {
+            char *dst = chat_step_part(c) == CHAT_PART_REASONING ? out->reasoning : out->answer;
+            size_t have = strlen(dst);
+
+            if (have + n < sizeof out->answer) {
+                memcpy(dst + have, b, n);
+                dst[have + n] = '\0';
+            }
+        }
+    } while (out->stop == CHAT_STOP_NONE);
+}
+
+/* /continue: a reply cut at max_tokens and continued, part after part,
+ * is the reply an uncut run gives (bytes handed out, turn, state, token
+ * count: sampled, penalties on), with thinking too; refused when the last
+ * reply was not cut or the state changed since. */
+static void test_continue(rwkv_model *m, const char *what, int g1)
+{
+    char err[RWKV_ERRLEN];
+    struct sampler_settings s;
+    struct streamed one, parts;
+    struct chat_stats whole;
+    const int total = 35, piece = 7;
+    chat *a, *b;
+    int n_parts = 0, continued_ok = 1;
+    double seconds = 0;
+
+    sampler_defaults(&s);
+    s.seed = 5;
+    s.max_tokens = total;
+    if (g1) {
+        a = g1_chat(m, NULL, CHAT_THINK_ON);
+        b = g1_chat(m, NULL, CHAT_THINK_ON);
+        chat_settings(a)->temperature = chat_settings(b)->temperature = 1.0f;
+        chat_settings(a)->seed = chat_settings(b)->seed = 5;
+        chat_settings(a)->max_tokens = total;
+        chat_settings_changed(a);
+    } else {
+        a = chat_new(m, tok, NULL, &s, err, sizeof err);
+        b = chat_new(m, tok, NULL, &s, err, sizeof err);
+    }
+    chat_settings(b)->max_tokens = piece;
+    chat_settings_changed(b);
+    memset(&one, 0, sizeof one);
+    memset(&parts, 0, sizeof parts);
+    chat_send(a, "Tell me about tar.", err, sizeof err);
+    stream_more(a, &one);
+    whole = *chat_get_stats(a);
+    chat_send(b, "Tell me about tar.", err, sizeof err);
+    ok(chat_continue(b, err, sizeof err) == -1 && strstr(err, "a reply is being generated"),
+       "%s: /continue during a reply is refused", what);
+    for (;;) {
+        stream_more(b, &parts);
+        n_parts++;
+        if (parts.stop != CHAT_STOP_LENGTH || chat_get_stats(b)->reply_tokens >= (size_t)total) {
+            break;
+        }
+        continued_ok &= chat_get_stats(b)->reply_seconds >= seconds;
+        seconds = chat_get_stats(b)->reply_seconds;
+        if (chat_continue(b, err, sizeof err) < 0) {
+            diag("%s", err);
+            continued_ok = 0;
+            break;
+        }
+        continued_ok &= chat_turn_count(b) == 1 && chat_generating(b);
+    }
+    ok(continued_ok && n_parts > 1, "%s: a reply cut every %d tokens continued %d times", what,
+       piece, n_parts - 1);
+    ok(parts.stop == one.stop && !strcmp(parts.answer, one.answer) &&
+       !strcmp(parts.reasoning, one.reasoning),
+       "%s: the parts handed out are the uncut reply's bytes (%zu answer, %zu reasoning), "
+       "stop %d", what, strlen(one.answer), strlen(one.reasoning), one.stop);
+    ok(chat_turn_count(b) == 2 && !strcmp(chat_turn_at(b, 1)->text, chat_turn_at(a, 1)->text) &&
+       ((!chat_turn_at(a, 1)->reasoning && !chat_turn_at(b, 1)->reasoning) ||
+        (chat_turn_at(a, 1)->reasoning && chat_turn_at(b, 1)->reasoning &&
+         !strcmp(chat_turn_at(a, 1)->reasoning, chat_turn_at(b, 1)->reasoning))),
+       "%s: one assistant turn holding the whole reply", what);
+    ok(same_state(b, chat_state(a)) && chat_get_stats(b)->reply_tokens == whole.reply_tokens &&
+       chat_get_stats(b)->context_tokens == whole.context_tokens &&
+       chat_get_stats(b)->reply_seconds >= seconds,
+       "%s: the same state, reply tokens (%zu) and context; the reply's time adds up", what,
+       chat_get_stats(b)->reply_tokens);
+    if (parts.stop != CHAT_STOP_LENGTH) {
+        ok(chat_continue(b, err, sizeof err) == -1 &&
+           strstr(err, "the last reply was not cut at max_tokens: nothing to continue") &&
+           !strchr(err, '\n'), "%s: /continue after a reply that ended: %s", what, err);
+    } else {
+        ok(1, "%s: (the uncut reply ran to max_tokens too)", what);
+    }
+    /* Only right after the cut. */
+    chat_reset(b);
+    chat_send(b, "Tell me about tar.", err, sizeof err);
+    memset(&parts, 0, sizeof parts);
+    stream_more(b, &parts);
+    ok(parts.stop == CHAT_STOP_LENGTH && chat_snapshot_take(b, "cut", err, sizeof err) == 0 &&
+       chat_save(b, "tests/tmp/cut.state", err, sizeof err) == 0 &&
+       chat_continue(b, err, sizeof err) == 0,
+       "%s: /snap and /save keep the chance to continue", what);
+    stream_more(b, &parts);
+    chat_send(b, "More.", err, sizeof err);
+    stream_more(b, &parts);
+    ok(chat_undo(b, err, sizeof err) == 0 && chat_continue(b, err, sizeof err) == -1,
+       "%s: after /undo there is nothing to continue", what);
+    ok(chat_snapshot_restore(b, "cut", err, sizeof err) == 0 &&
+       chat_continue(b, err, sizeof err) == -1 && chat_load(b, "tests/tmp/cut.state", err,
+                                                             sizeof err) == 0 &&
+       chat_continue(b, err, sizeof err) == -1,
+       "%s: nor after /restore or /load (%s)", what, err);
+    unlink("tests/tmp/cut.state");
+    chat_free(a);
+    chat_free(b);
+}
+
+/* force(), but with max_tokens 3 and /continue after each cut: the same
+ * text in pieces. */
+static int force_in_pieces(rwkv_model *m, chat *c, const char *text, struct forced *f)
+{
+    char err[RWKV_ERRLEN];
+    int32_t *ids = NULL, id;
+    size_t n = 0, k = 0;
+    int cuts = 0;
+
+    memset(f, 0, sizeof *f);
+    chat_settings(c)->max_tokens = 3;
+    chat_settings_changed(c);
+    tokenizer_encode(tok, (const uint8_t *)text, strlen(text), &ids, &n);
+    for (id = 1; id < rwkv_model_info(m)->n_vocab; id++) {
+        chat_ban(c, id, 1, err, sizeof err);
+    }
+    chat_ban(c, ids[0], 0, err, sizeof err);
+    for (;;) {
+        size_t before = chat_get_stats(c)->reply_tokens, len;
+        const char *out;
+        int rc = chat_step(c, &out, &len, err, sizeof err);
+
+        if (rc < 0) {
+            f->stop = -1;
+            break;
+        }
+        if (len) {
+            int reasoning = chat_step_part(c) == CHAT_PART_REASONING;
+            char *dst = reasoning ? f->reasoning : f->answer;
+            size_t have = strlen(dst);
+
+            if (have + len < sizeof f->reasoning) {
+                memcpy(dst + have, out, len);
+                dst[have + len] = '\0';
+            }
+            f->mixed |= reasoning && f->answer[0];
+        }
+        if (chat_get_stats(c)->reply_tokens > before && k + 1 < n) {
+            chat_ban(c, ids[k], 1, err, sizeof err);
+            chat_ban(c, ids[++k], 0, err, sizeof err);
+        }
+        f->stop = rc;
+        if (rc == CHAT_STOP_LENGTH && chat_continue(c, err, sizeof err) == 0) {
+            cuts++;
+            continue;
+        }
+        if (rc != CHAT_STOP_NONE) {
+            break;
+        }
+    }
+    f->tokens = chat_get_stats(c)->reply_tokens;
+    free(ids);
+    return cuts;
+}
+
+/* /continue through a think block: cut inside the reasoning, around
+ * "</think>" and inside the answer, the reply is split and ends as it does
+ * uncut. */
+static void test_continue_think(rwkv_model *m)
+{
+    const char *text = ">\nStep one.\n\nStep two.\n</think>\n\nThe answer, long enough to be cut "
+                       "a few times.\n\nUser: more";
+    char err[RWKV_ERRLEN];
+    struct forced whole, cut;
+    chat *a = g1_chat(m, NULL, CHAT_THINK_ON), *b = g1_chat(m, NULL, CHAT_THINK_ON);
+    int cuts;
+
+    chat_send(a, "Why?", err, sizeof err);
+    force(m, a, text, &whole);
+    chat_send(b, "Why?", err, sizeof err);
+    cuts = force_in_pieces(m, b, text, &cut);
+    ok(cuts > 5 && whole.stop == CHAT_STOP_END && cut.stop == CHAT_STOP_END &&
+       cut.tokens == whole.tokens && !strcmp(cut.reasoning, whole.reasoning) &&
+       !strcmp(cut.answer, whole.answer) && !cut.mixed && chat_turn_count(b) == 2 &&
+       same_text(chat_turn_at(b, 1)->reasoning, "Step one.\n\nStep two.") &&
+       same_text(chat_turn_at(b, 1)->text, chat_turn_at(a, 1)->text) &&
+       same_state(b, chat_state(a)),
+       "G1: cut every 3 tokens (%d times) through the think block and continued: the same "
+       "reasoning, answer, stop and state as uncut", cuts);
+    ok(chat_continue(b, err, sizeof err) == -1 && strstr(err, "not cut at max_tokens"),
+       "/continue after a reply that ended at its blank line: %s", err);
+    chat_free(a);
+    chat_free(b);
+}
+
 /* State files name their model (issue 21): the "model" and "model_path"
  * sections, a refusal that says which model a file belongs to, and files
  * without them (from before) still loading. */
@@ -1279,6 +1495,9 @@ int main(void)
         test_g1_stops(demo);
         test_nonfinite_logits(demo);
         test_snapshot_memory(demo);
+        test_continue(demo, "demo model", 0);
+        test_continue(demo, "demo model, G1 thinking on", 1);
+        test_continue_think(demo);
     } else {
         ok(0, "demo model %s loads", demo_path);
     }
@@ -1287,6 +1506,7 @@ int main(void)
         test_seeded(world, "v7-world (random weights)");
         test_stream_invariants(world);
         test_long_prompt(world, "v7-world");
+        test_continue(world, "v7-world (random weights)", 0);
         if (demo) {
             test_model_file(demo, world);
         }

@@ -690,8 +690,8 @@ static int resave(const rwkv_model *m, const char *from, const char *path, const
                   const void *data, size_t len, long nan_at, uint32_t version)
 {
     static const char *const tags[] = { "transcript", "template", "settings", "knobs",
-                                        "sampler", "chat", "tuned" };
-    struct rwkv_statefile_section sec[8];
+                                        "sampler", "chat", "tuned", "snapshots" };
+    struct rwkv_statefile_section sec[9];
     char err[RWKV_ERRLEN];
     rwkv_statefile *sf = rwkv_statefile_load(from, m, err, sizeof err);
     rwkv_state *st = rwkv_state_new(m);
@@ -978,6 +978,270 @@ static void test_intro_bounds(void)
     free(sec);
 }
 
+/* The third turn from snapshot name of c (raw: that raw prompt instead):
+ * its logits and reply, malloc'd (n_vocab floats, then the reply's bytes);
+ * NULL on failure. */
+static char *from_snapshot_raw(chat *c, const char *name, const char *raw, int n_vocab,
+                               size_t *len)
+{
+    char err[RWKV_ERRLEN], *r, *out;
+    size_t rl;
+
+    if (chat_snapshot_restore(c, name, err, sizeof err) < 0 ||
+        (raw ? chat_send_raw(c, raw, strlen(raw), err, sizeof err)
+             : chat_send(c, turns[2], err, sizeof err)) < 0) {
+        diag("%s: %s", name, err);
+        return NULL;
+    }
+    out = malloc((size_t)n_vocab * sizeof(float));
+    memcpy(out, chat_logits(c), (size_t)n_vocab * sizeof(float));
+    r = reply(c);
+    rl = strlen(r);
+    out = realloc(out, (size_t)n_vocab * sizeof(float) + rl);
+    memcpy(out + (size_t)n_vocab * sizeof(float), r, rl);
+    *len = (size_t)n_vocab * sizeof(float) + rl;
+    free(r);
+    return out;
+}
+
+static char *from_snapshot(chat *c, const char *name, int n_vocab, size_t *len)
+{
+    return from_snapshot_raw(c, name, NULL, n_vocab, len);
+}
+
+static const struct chat_template other_tmpl = { "other", "Q: hello\n\nA: Hi there.\n\n", "Q", "A",
+                                                 NULL, 0 };
+
+/* Snapshots in state files: two snapshots (one under another template)
+ * come back in a fresh chat with their names, turns and times; each
+ * continues exactly as before saving (sampled, temperature 1), /reset
+ * after one returns to its own start; a malformed snapshots section is
+ * refused with one line, changing nothing; a file without the section
+ * leaves the snapshots in memory. */
+static void test_snapshots(void)
+{
+    char err[RWKV_ERRLEN];
+    struct sampler_settings s = sampling();
+    rwkv_model *m = rwkv_model_load(shared_path("fixtures/models/v7-world.pth"), NULL, err,
+                                    sizeof err);
+    chat *c = m ? chat_new(m, tok, tmpl(), &s, err, sizeof err) : NULL, *b = NULL, *o = NULL;
+    const char *good = TMPDIR "/snaps.state", *bad = TMPDIR "/snaps-bad.state";
+    char *want[2] = { NULL, NULL }, *got;
+    size_t wlen[2] = { 0, 0 }, glen = 0, sec_len = 0, n_turns, i;
+    time_t taken[2];
+    rwkv_state *before;
+    unsigned char *sec = NULL;
+    int n_vocab;
+
+    if (!c) {
+        ok(0, "v7-world loads: %s", err);
+        return;
+    }
+    n_vocab = rwkv_model_info(m)->n_vocab;
+    chat_send(c, turns[0], err, sizeof err);
+    free(reply(c));
+    ok(chat_snapshot_take(c, "one", err, sizeof err) == 0, "snapshot 'one' after a turn");
+    chat_send(c, turns[1], err, sizeof err);
+    free(reply(c));
+    /* 'two' under another template: its /reset start is not the file's. */
+    chat_set_template(c, &other_tmpl, err, sizeof err);
+    chat_send(c, turns[1], err, sizeof err);
+    free(reply(c));
+    ok(chat_snapshot_take(c, "two", err, sizeof err) == 0, "snapshot 'two' under another template");
+    taken[0] = chat_snapshot_time(c, 0);
+    taken[1] = chat_snapshot_time(c, 1);
+    chat_snapshot_restore(c, "one", err, sizeof err);
+    ok(chat_save(c, good, err, sizeof err) == 0, "saved with two snapshots (%s)", err);
+    want[0] = from_snapshot(c, "one", n_vocab, &wlen[0]);
+    want[1] = from_snapshot(c, "two", n_vocab, &wlen[1]);
+
+    s.seed = 99;
+    b = chat_new(m, tok, NULL, &s, err, sizeof err);
+    ok(b && chat_load(b, good, err, sizeof err) == 0 && chat_snapshot_count(b) == 2 &&
+       !strcmp(chat_snapshot_name(b, 0), "one") && !strcmp(chat_snapshot_name(b, 1), "two") &&
+       chat_snapshot_turns(b, 0) == 2 && chat_snapshot_turns(b, 1) == 2 &&
+       chat_snapshot_time(b, 0) == taken[0] && chat_snapshot_time(b, 1) == taken[1],
+       "a fresh chat loads both snapshots: names, turns and times (%s)", err);
+    for (i = 0; i < 2; i++) {
+        got = from_snapshot(b, i ? "two" : "one", n_vocab, &glen);
+        ok(want[i] && got && glen == wlen[i] && !memcmp(got, want[i], glen),
+           "restoring loaded snapshot '%s': third-turn logits bit-identical, same sampled reply",
+           i ? "two" : "one");
+        free(got);
+    }
+    ok(!strcmp(chat_get_template(b)->name, "other"), "its template came back with it");
+    chat_reset(b);
+    o = chat_new(m, tok, &other_tmpl, &s, err, sizeof err);
+    ok(o && !memcmp(rwkv_state_cdata(chat_state(b)), rwkv_state_cdata(chat_state(o)),
+                    rwkv_state_floats(chat_state(o)) * sizeof(float)),
+       "/reset after restoring it starts from its own template's intro, read at load");
+    chat_free(o);
+
+    /* A snapshot is kept through a save of a loaded file: load, save, load. */
+    ok(chat_save(b, bad, err, sizeof err) == 0 && chat_load(c, bad, err, sizeof err) == 0 &&
+       chat_snapshot_count(c) == 2 && chat_snapshot_time(c, 1) == taken[1],
+       "saved again from the loaded chat: both still there (%s)", err);
+
+    /* Malformed snapshots sections: one line, nothing changes. */
+    {
+        rwkv_statefile *sf = rwkv_statefile_load(good, m, err, sizeof err);
+        const void *p = sf ? rwkv_statefile_section(sf, "snapshots", &sec_len) : NULL;
+
+        if (p) {
+            sec = malloc(sec_len + 8);
+            memcpy(sec, p, sec_len);
+        }
+        rwkv_statefile_free(sf);
+    }
+    ok(sec && sec_len > 2 * rwkv_state_floats(chat_state(b)) * sizeof(float),
+       "the file has a snapshots section (%zu bytes)", sec_len);
+    if (!sec) {
+        goto done;
+    }
+    chat_load(b, good, err, sizeof err);
+    n_turns = chat_turn_count(b);
+    before = rwkv_state_clone(chat_state(b));
+#define SAME(x)                                                                                \
+    (chat_turn_count(x) == n_turns && chat_snapshot_count(x) == 2 &&                           \
+     !memcmp(rwkv_state_cdata(chat_state(x)), rwkv_state_cdata(before),                        \
+             rwkv_state_floats(before) * sizeof(float)))
+#define REFUSED(what)                                                                          \
+    (chat_load(b, bad, err, sizeof err) == -1 && strstr(err, "snaps-bad.state: " what) &&      \
+     !strchr(err, '\n') && SAME(b))
+    {
+        /* Cut short anywhere: the first 64 bytes one by one, then ~300 cuts. */
+        size_t cut, n_ok = 0, n_tried = 0, stride = sec_len / 300 + 1;
+
+        for (cut = 0; cut < sec_len; cut += cut < 64 ? 1 : stride) {
+            n_tried++;
+            if (resave(m, good, bad, "snapshots", sec, cut, -1, 0) == 0 &&
+                REFUSED("corrupt 'snapshots' section")) {
+                n_ok++;
+            } else {
+                diag("cut at %zu of %zu: %s", cut, sec_len, err);
+            }
+        }
+        ok(n_ok == n_tried, "a snapshots section cut short anywhere is refused: corrupt "
+           "'snapshots' section, nothing changes (%zu of %zu cuts)", n_ok, n_tried);
+    }
+    {
+        unsigned char *x = malloc(sec_len + 8);
+        uint32_t v;
+        float nan = NAN;
+        unsigned char *at;
+
+        memcpy(x, sec, sec_len);
+        x[sec_len] = 0;
+        ok(resave(m, good, bad, "snapshots", x, sec_len + 1, -1, 0) == 0 &&
+           REFUSED("corrupt 'snapshots' section"), "a byte after the last snapshot: %s", err);
+        v = CHAT_SNAPSHOTS_MAX + 1;
+        memcpy(x, &v, 4);
+        ok(resave(m, good, bad, "snapshots", x, sec_len, -1, 0) == 0 &&
+           REFUSED("corrupt 'snapshots' section"), "a count over %d: %s", CHAT_SNAPSHOTS_MAX,
+           err);
+        memcpy(x, sec, sec_len);
+        v = 7;
+        memcpy(x + 4 + 4 + 3 + 8 + 4, &v, 4);
+        ok(resave(m, good, bad, "snapshots", x, sec_len, -1, 0) == 0 &&
+           REFUSED("corrupt 'snapshots' section"), "a turn of role 7: %s", err);
+        memcpy(x, sec, sec_len);
+        memcpy(x + sec_len - 8 - 4, &nan, 4);     /* the last float, before the history size */
+        ok(resave(m, good, bad, "snapshots", x, sec_len, -1, 0) == 0 &&
+           REFUSED("corrupt 'snapshots' section"), "a snapshot's state holding NaN: %s", err);
+        /* Both named "one": "two" is the second name, after the first snapshot. */
+        memcpy(x, sec, sec_len);
+        at = memmem(x + 11, sec_len - 11, "\x03\0\0\0two", 7);
+        if (at) {
+            memcpy(at + 4, "one", 3);
+        }
+        ok(at && resave(m, good, bad, "snapshots", x, sec_len, -1, 0) == 0 &&
+           REFUSED("corrupt 'snapshots' section"), "two snapshots of one name: %s", err);
+        memcpy(x, sec, sec_len);
+        at = memmem(x, sec_len, "top_p 0.300000012\n", 18);
+        if (at) {
+            memcpy(at + 6, "2.000000000", 11);
+        }
+        ok(at && resave(m, good, bad, "snapshots", x, sec_len, -1, 0) == 0 &&
+           REFUSED("'snapshots' section: snapshot 'one': knobs: top_p: '2.000000000' is not a "
+                   "number from 0 to 1"), "a snapshot's knob out of range names it: %s", err);
+        free(x);
+    }
+    ok(resave(m, good, bad, "snapshots", NULL, 0, -1, 0) == 0 &&
+       chat_snapshot_take(b, "mine", err, sizeof err) == 0 &&
+       chat_load(b, bad, err, sizeof err) == 0 && chat_snapshot_count(b) == 3 &&
+       chat_snapshot_exists(b, "mine"),
+       "a file without the section (from before) leaves the snapshots in memory (%s)", err);
+    ok(chat_load(b, good, err, sizeof err) == 0 && chat_snapshot_count(b) == 2 &&
+       !chat_snapshot_exists(b, "mine"), "a file with it replaces them (%s)", err);
+#undef REFUSED
+#undef SAME
+    rwkv_state_free(before);
+done:
+    free(sec);
+    free(want[0]);
+    free(want[1]);
+    chat_free(b);
+    chat_free(c);
+    rwkv_model_free(m);
+}
+
+/* RWKV-7b: a snapshot's state keeps its history (the DEA cache) through a
+ * state file, so restoring it continues exactly. */
+static void test_snapshots_history(void)
+{
+    char err[RWKV_ERRLEN], path[4096];
+    struct sampler_settings s = sampling();
+    rwkv_model *m;
+    chat *c, *b;
+    char *want, *got;
+    size_t wlen = 0, glen = 0;
+    int n_vocab;
+
+    snprintf(path, sizeof path, "%s/tests/golden/variants/v7b.pth",
+             getenv("TOP_SRCDIR") ? getenv("TOP_SRCDIR") : "..");
+    m = rwkv_model_load(path, NULL, err, sizeof err);
+    c = m ? chat_new(m, tok, NULL, &s, err, sizeof err) : NULL;
+    if (!c) {
+        ok(0, "v7b.pth loads: %s", err);
+        rwkv_model_free(m);
+        return;
+    }
+    n_vocab = rwkv_model_info(m)->n_vocab;
+    /* Its vocabulary has 61 ids: raw control bytes (single-byte tokens). */
+    chat_send_raw(c, "\x10\x11\x12", 3, err, sizeof err);
+    free(reply(c));
+    chat_snapshot_take(c, "h", err, sizeof err);
+    chat_send_raw(c, "\x13\x14", 2, err, sizeof err);
+    free(reply(c));
+    ok(chat_save(c, TMPDIR "/v7b-snaps.state", err, sizeof err) == 0 &&
+       rwkv_state_history(chat_state(c)) > 0, "RWKV-7b: saved with a snapshot (%s)", err);
+    want = from_snapshot_raw(c, "h", "\x15\x16", n_vocab, &wlen);
+    b = chat_new(m, tok, NULL, &s, err, sizeof err);
+    ok(b && chat_load(b, TMPDIR "/v7b-snaps.state", err, sizeof err) == 0 &&
+       chat_snapshot_count(b) == 1, "RWKV-7b: loaded (%s)", err);
+    got = b ? from_snapshot_raw(b, "h", "\x15\x16", n_vocab, &glen) : NULL;
+    {
+        /* The attention's derived keys and values are rebuilt from the
+         * history after loading: equal to float rounding, not bit for bit. */
+        float d = want && got ? 0 : INFINITY;
+        size_t k = (size_t)n_vocab * sizeof(float);
+        int i;
+
+        for (i = 0; want && got && i < n_vocab; i++) {
+            d = fmaxf(d, fabsf(((float *)want)[i] - ((float *)got)[i]));
+        }
+        ok(d < 1e-4f && glen == wlen && !memcmp(got + k, want + k, glen - k) &&
+           rwkv_state_history(chat_state(b)) == rwkv_state_history(chat_state(c)),
+           "RWKV-7b: the loaded snapshot keeps its history (%zu tokens): logits within %g, "
+           "the same sampled reply", rwkv_state_history(chat_state(b)), (double)d);
+    }
+    free(want);
+    free(got);
+    chat_free(b);
+    chat_free(c);
+    rwkv_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
     char err[WORLD_ERRLEN], demo[4096];
@@ -1006,6 +1270,8 @@ int main(int argc, char **argv)
     test_refusals();
     test_knobs_and_values();
     test_intro_bounds();
+    test_snapshots();
+    test_snapshots_history();
     tokenizer_free(tok);
     return tap_done();
 }

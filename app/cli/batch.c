@@ -418,9 +418,10 @@ static int write_json_reply(struct batch *b, struct sink *s, int stop, char *err
     return 0;
 }
 
-/* Streams the reply just started and reports it.  Returns 0, 1 on error
+/* Streams the reply just started (continued: /continue's, whose earlier
+ * part was written already) and reports it.  Returns 0, 1 on error
  * (printed) or BATCH_EXIT_INTERRUPTED. */
-static int finish_reply(struct batch *b)
+static int finish_reply(struct batch *b, int continued)
 {
     struct sink s;
     char err[RWKV_ERRLEN];
@@ -437,6 +438,9 @@ static int finish_reply(struct batch *b)
     } else {
         s.f = b->out;
         s.raw = b->opts->complete;
+        /* The rest of a reply keeps its leading white space: the cut
+         * reply's line and this one, joined, are the whole reply. */
+        s.started = continued;
     }
     stop = stream_reply(b, &s, err, sizeof(err));
     if (stop < 0) {
@@ -496,7 +500,7 @@ static int send_message(struct batch *b, const char *text)
     if (rc < 0) {
         return input_error(b->msg_line, "%s", err);
     }
-    return finish_reply(b);
+    return finish_reply(b, 0);
 }
 
 /* Runs a slash command.  Its text goes to stderr: info always, mere
@@ -535,7 +539,8 @@ static int run_command(struct batch *b, const char *line)
         b->quit = 1;
         break;
     case COMMAND_REPLY:
-        rc = finish_reply(b);
+    case COMMAND_CONTINUE:
+        rc = finish_reply(b, r.action == COMMAND_CONTINUE);
         break;
     case COMMAND_EDIT:
         rc = input_error(b->lineno, "/edit needs the new text in batch mode (/edit TEXT)");
@@ -836,7 +841,7 @@ static int run_complete(struct batch *b)
         error_line("%s", err, NULL);
         return 1;
     }
-    return finish_reply(b);
+    return finish_reply(b, 0);
 }
 
 int batch_run(struct session *s, const struct app_options *opts, FILE *in, FILE *out,

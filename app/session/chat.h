@@ -152,6 +152,18 @@ int chat_step(chat *c, const char **out, size_t *out_len, char *err, size_t errl
 enum chat_part { CHAT_PART_ANSWER = 0, CHAT_PART_REASONING };
 enum chat_part chat_step_part(const chat *c);
 
+/* Continues the last reply where max_tokens cut it: the same reply goes
+ * on (chat_step, the same stop rules, max_tokens more tokens), and when
+ * it stops the transcript's last turn is the whole reply; its tokens and
+ * time add to the reply's in chat_stats.  Only right after the cut:
+ * anything that changes the state (a message, /undo, /regen, /restore,
+ * /load, /reset) ends that chance.  0, or -1 with err ("the last reply
+ * was not cut at max_tokens ..."). */
+int chat_continue(chat *c, char *err, size_t errlen);
+/* The reply in progress as handed out so far (a continued reply's
+ * earlier part included): its reasoning or its answer; "" when none. */
+const char *chat_reply_so_far(const chat *c, enum chat_part part, size_t *len);
+
 /* For a front end that advances many chats in one rwkv_eval_batch (the
  * server).  chat_begin_at starts a reply from an outside state and its
  * logits (the transcript and undo steps are cleared; raw and prefix as in
@@ -205,7 +217,9 @@ int chat_edit_send(chat *c, const char *user_text, char *err, size_t errlen);
  * sampler (random state and counts) and the undo stack.  Taking one under
  * an existing name replaces it; refused while a reply is generated, and
  * past CHAT_SNAPSHOTS_MAX snapshots or CHAT_SNAPSHOT_BYTES of them.
- * Restoring one branches the conversation from there. */
+ * Restoring one branches the conversation from there.  State files keep
+ * them (all but their undo stacks): chat_load replaces the snapshots with
+ * the file's. */
 int chat_snapshot_take(chat *c, const char *name, char *err, size_t errlen);
 int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen);
 int chat_snapshot_delete(chat *c, const char *name, char *err, size_t errlen);
@@ -219,7 +233,8 @@ const char *chat_current_snapshot(const chat *c);  /* NULL if none */
 /* State files (format in share/state-format.md): atomic save (refused
  * while a reply is generated); load refuses another model, a
  * truncated/corrupt file or a newer version with one line and then
- * changes nothing.  The undo stack is not saved. */
+ * changes nothing.  The undo stack is not saved; the snapshots are (a
+ * file from before they were kept leaves those in memory as they are). */
 int chat_save(chat *c, const char *path, char *err, size_t errlen);
 int chat_load(chat *c, const char *path, char *err, size_t errlen);
 /* Starts from a state-tuned initial state file (.pth time_state,

@@ -31,7 +31,7 @@
 
 /* --- templates ---------------------------------------------------------- */
 
-static int template_copy(struct chat_template *dst, const struct chat_template *src)
+int template_copy(struct chat_template *dst, const struct chat_template *src)
 {
     dst->name = strdup(src->name ? src->name : "custom");
     dst->intro = strdup(src->intro ? src->intro : "");
@@ -256,7 +256,7 @@ chat *chat_new(rwkv_model *model, const tokenizer *tok, const struct chat_templa
     return c;
 }
 
-static void snapshot_release(struct snapshot *s)
+void snapshot_release(struct snapshot *s)
 {
     size_t i;
 
@@ -422,6 +422,7 @@ static int start_exchange(chat *c, const char *turn_text, size_t turn_len, const
     size_t n = 0;
     int rc;
 
+    c->cut = 0;                     /* the prompt changes the state and logits */
     memset(&e, 0, sizeof e);
     e.before = shared_new(c->state, NULL, c->n_vocab);
     if (!e.before) {
@@ -593,6 +594,7 @@ void chat_set_stop_poll(chat *c, chat_stop_fn fn, void *ctx)
 void chat_reset(chat *c)
 {
     settle(c);
+    c->cut = 0;
     rwkv_state_copy(c->state, c->base->state);
     transcript_truncate(&c->tr, 0);
     exchanges_clear(c);
@@ -703,6 +705,7 @@ int chat_think_parse(const char *name, enum chat_think *mode)
 static void pop_exchange(chat *c, struct exchange *e)
 {
     *e = c->ex[--c->n_ex];
+    c->cut = 0;
     rwkv_state_copy(c->state, e->before->state);
     c->stats.context_tokens = e->context_tokens;
     c->sep = e->sep;
@@ -844,7 +847,7 @@ static struct snapshot *find_snapshot(const chat *c, const char *name)
 /* The memory a snapshot holds of its own: the state, the sampler's state,
  * the transcript and template copies (the undo history it points to is
  * shared with the chat). */
-static size_t snapshot_bytes(const struct snapshot *s)
+size_t snapshot_bytes(const struct snapshot *s)
 {
     size_t n = sizeof *s + strlen(s->name) + rwkv_state_bytes(s->state->state) +
                s->smp_len + s->n_ex * sizeof *s->ex, i;
@@ -979,6 +982,7 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
         return -1;
     }
     rwkv_state_copy(c->state, s->state->state);
+    c->cut = 0;
     transcript_free(&c->tr);
     c->tr = tr;
     chat_template_free(&c->tmpl);

@@ -136,6 +136,18 @@ struct chat {
     double reply_started;
     int step_stop;                  /* step_sample's stop when it fed nothing */
     int step_fed;                   /* chat_step_token gave a token to feed */
+    size_t continued_from;          /* reply tokens before a /continue (max_tokens counts
+                                       from here) */
+    /* The last reply was cut at max_tokens and nothing has touched the
+     * state since: chat_continue can go on from cut_at, where the
+     * stream stood before the reply's final flush. */
+    int cut;
+    struct {
+        size_t pushed, scanned, think_from, think_to, think_scanned, shown_split, shown_len;
+        long end_at;
+        int think_state, reasoning_done;
+        struct world_stream stream;
+    } cut_at;
 };
 
 
@@ -158,6 +170,9 @@ void chat_begin_reply(chat *c, int raw, const char *prefix);
 void settle(chat *c);
 
 /* chat_conversation.c, for chat_sections.c */
+int template_copy(struct chat_template *dst, const struct chat_template *src);
+void snapshot_release(struct snapshot *s);
+size_t snapshot_bytes(const struct snapshot *s);
 struct shared *make_base(chat *c, const struct chat_template *t, const struct shared *tuned,
                           const char *system, size_t *n_tokens, char *err, size_t errlen);
 void exchanges_clear(chat *c);

@@ -117,11 +117,81 @@ static void put_knobs(struct buf *b, const struct sampler_settings *s)
     }
 }
 
+/* Tuned start of a snapshot in the snapshots section. */
+enum { SNAP_TUNED_NONE, SNAP_TUNED_FILE, SNAP_TUNED_OWN };
+
+static void buf_text(struct buf *b, const char *s, size_t n)
+{
+    buf_u32(b, (uint32_t)n);
+    buf_put(b, s, n);
+}
+
+/* One snapshot of the snapshots section (layout in share/state-format.md). */
+static void put_snapshot(struct buf *b, const chat *c, const struct snapshot *s)
+{
+    struct buf k = { 0 };
+    size_t i, hs, nf = rwkv_state_floats(s->state->state);
+
+    buf_str(b, s->name);
+    buf_u64(b, (uint64_t)(int64_t)s->taken);
+    buf_u32(b, (uint32_t)s->tr.n);
+    for (i = 0; i < s->tr.n; i++) {
+        buf_u32(b, (uint32_t)s->tr.turns[i].role);
+        buf_str(b, s->tr.turns[i].text);
+        buf_u32(b, s->tr.turns[i].reasoning != NULL);
+        if (s->tr.turns[i].reasoning) {
+            buf_str(b, s->tr.turns[i].reasoning);
+        }
+    }
+    buf_str(b, s->tmpl.name);
+    buf_str(b, s->tmpl.user);
+    buf_str(b, s->tmpl.assistant);
+    buf_str(b, s->tmpl.intro);
+    buf_str(b, s->tmpl.system ? s->tmpl.system : "System");
+    buf_u32(b, (uint32_t)s->tmpl.thinking);
+    put_knobs(&k, &s->settings);
+    if (k.failed) {
+        b->failed = 1;
+    }
+    buf_text(b, (const char *)k.p, k.len);
+    free(k.p);
+    buf_u64(b, s->seeded);
+    buf_text(b, s->smp_state, s->smp_len);
+    buf_u32(b, (uint32_t)s->sep);
+    buf_u64(b, s->stats.context_tokens);
+    buf_u32(b, (uint32_t)s->think);
+    buf_u32(b, s->system != NULL);
+    if (s->system) {
+        buf_str(b, s->system);
+    }
+    if (!s->tuned) {
+        buf_u32(b, SNAP_TUNED_NONE);
+    } else {
+        buf_u32(b, s->tuned == c->tuned ? SNAP_TUNED_FILE : SNAP_TUNED_OWN);
+        buf_str(b, s->tuned_name ? s->tuned_name : "");
+        if (s->tuned != c->tuned) {
+            buf_put(b, rwkv_state_cdata(s->tuned->state), nf * sizeof(float));
+        }
+    }
+    buf_put(b, rwkv_state_cdata(s->state->state), nf * sizeof(float));
+    /* An RWKV-7b state's history (the engine's form, as in 'history'). */
+    hs = rwkv_state_history_size(s->state->state);
+    buf_u64(b, hs);
+    if (hs && !b->failed) {
+        if (reserve((char **)&b->p, &b->cap, b->len + hs) < 0) {
+            b->failed = 1;
+        } else {
+            rwkv_state_history_write(s->state->state, b->p + b->len);
+            b->len += hs;
+        }
+    }
+}
+
 int chat_save(chat *c, const char *path, char *err, size_t errlen)
 {
     struct buf tr = { 0 }, tm = { 0 }, st = { 0 }, sm = { 0 }, cs = { 0 }, tx = { 0 };
-    struct buf rs = { 0 }, th = { 0 };
-    struct rwkv_statefile_section sec[13];
+    struct buf rs = { 0 }, th = { 0 }, sn = { 0 };
+    struct rwkv_statefile_section sec[14];
     uint32_t n_reasoning = 0;
     size_t i, n_sec = 0;
     int rc;
@@ -163,8 +233,14 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     buf_u64(&cs, c->stats.context_tokens);
     buf_u64(&cs, c->base_tokens);
     buf_u64(&cs, c->seeded);
+    /* Always written (count 0 too): a file with it replaces the snapshots
+     * in memory when loaded, one from before it leaves them. */
+    buf_u32(&sn, (uint32_t)c->n_snaps);
+    for (i = 0; i < c->n_snaps && !sn.failed; i++) {
+        put_snapshot(&sn, c, &c->snaps[i]);
+    }
     if (tr.failed || tm.failed || st.failed || sm.failed || cs.failed || tx.failed ||
-        rs.failed || th.failed) {
+        rs.failed || th.failed || sn.failed) {
         rc = -1;
         snprintf(err, errlen, "%s: out of memory", path);
     } else {
@@ -175,6 +251,7 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
         sec[n_sec++] = (struct rwkv_statefile_section){ "chat", cs.p, cs.len };
         sec[n_sec++] = (struct rwkv_statefile_section){ "template_ext", tx.p, tx.len };
         sec[n_sec++] = (struct rwkv_statefile_section){ "think", th.p, th.len };
+        sec[n_sec++] = (struct rwkv_statefile_section){ "snapshots", sn.p, sn.len };
         if (n_reasoning) {
             sec[n_sec++] = (struct rwkv_statefile_section){ "reasoning", rs.p, rs.len };
         }
@@ -207,6 +284,7 @@ int chat_save(chat *c, const char *path, char *err, size_t errlen)
     free(tx.p);
     free(rs.p);
     free(th.p);
+    free(sn.p);
     return rc;
 }
 
@@ -294,6 +372,281 @@ static int get_knobs(const struct reader *r, struct sampler_settings *s, char *w
     return rc;
 }
 
+/* A string without NUL bytes (malloc'd); NULL (and failed) otherwise. */
+static char *rd_text(struct reader *r)
+{
+    size_t at = r->pos;
+    char *s = rd_str(r);
+
+    if (s && strlen(s) != r->pos - at - 4) {
+        free(s);
+        r->failed = 1;
+        return NULL;
+    }
+    return s;
+}
+
+/* n bytes in place; NULL (and failed) on overrun. */
+static const uint8_t *rd_bytes(struct reader *r, size_t n)
+{
+    const uint8_t *p;
+
+    if (r->failed || r->len - r->pos < n) {
+        r->failed = 1;
+        return NULL;
+    }
+    p = r->p + r->pos;
+    r->pos += n;
+    return p;
+}
+
+/* A shared state holding the floats at p (unaligned), or NULL out of
+ * memory; *finite says whether they all are. */
+static struct shared *shared_floats(chat *c, const uint8_t *p, int *finite)
+{
+    struct shared *s = calloc(1, sizeof *s);
+    size_t nf = rwkv_state_floats(c->state);
+
+    if (!s || !(s->state = rwkv_state_new(c->model))) {
+        free(s);
+        return NULL;
+    }
+    s->refs = 1;
+    memcpy(rwkv_state_data(s->state), p, nf * sizeof(float));
+    *finite = all_finite(rwkv_state_data(s->state), nf);
+    return s;
+}
+
+/* Whether two starts (intro or tuned start, then the system turn) give
+ * the same base state. */
+static int same_start(const struct chat_template *ta, const struct shared *tua, const char *sya,
+                      const struct chat_template *tb, const struct shared *tub, const char *syb)
+{
+    if (tua != tub || (!tua && strcmp(ta->intro, tb->intro) != 0) || (!sya != !syb)) {
+        return 0;
+    }
+    return !sya || (!strcmp(sya, syb) && !strcmp(ta->system, tb->system));
+}
+
+/* Reads one snapshot of the snapshots section into s (zeroed); snaps[0..n)
+ * are those read before it.  0; 1 when the bytes are malformed; -1 with
+ * err on any other refusal. */
+static int get_snapshot(chat *c, struct reader *r, struct snapshot *s, const struct snapshot *snaps,
+                        size_t n, const char *shown, const struct chat_template *tm,
+                        struct shared *base, struct shared *tuned, const char *system, char *err,
+                        size_t errlen)
+{
+    size_t nf = rwkv_state_floats(c->state), i, len;
+    struct reader kr;
+    const uint8_t *p;
+    char why[256];
+    uint32_t nt, k, has, kind, think;
+    int finite = 1;
+
+    s->name = rd_text(r);
+    if (!s->name || !*s->name) {
+        return 1;
+    }
+    for (i = 0; i < n; i++) {
+        if (!strcmp(snaps[i].name, s->name)) {
+            return 1;
+        }
+    }
+    s->taken = (time_t)(int64_t)rd_u64(r);
+    nt = rd_u32(r);
+    for (k = 0; k < nt && !r->failed; k++) {
+        uint32_t role = rd_u32(r);
+        char *text = rd_str(r), *reasoning = NULL;
+
+        has = rd_u32(r);
+        if (has == 1) {
+            reasoning = rd_text(r);
+        }
+        if (r->failed || role > CHAT_ASSISTANT || has > 1 || (has && role != CHAT_ASSISTANT) ||
+            transcript_add(&s->tr, (enum chat_role)role, text, strlen(text)) < 0 ||
+            (reasoning && transcript_set_reasoning(&s->tr, reasoning, strlen(reasoning)) < 0)) {
+            r->failed = 1;
+        }
+        free(text);
+        free(reasoning);
+    }
+    s->tmpl.name = rd_text(r);
+    s->tmpl.user = rd_text(r);
+    s->tmpl.assistant = rd_text(r);
+    s->tmpl.intro = rd_text(r);
+    s->tmpl.system = rd_text(r);
+    k = rd_u32(r);
+    s->tmpl.thinking = k != 0;
+    if (r->failed || k > 1) {
+        return 1;
+    }
+    snprintf(why, sizeof why, "%s: 'snapshots' section: snapshot '%s'", shown,
+             RWKV_ESC(s->name));
+    if (chat_template_check(&s->tmpl, why, err, errlen) < 0) {
+        return -1;
+    }
+    len = rd_u32(r);
+    p = rd_bytes(r, len);
+    if (!p) {
+        return 1;
+    }
+    memset(&kr, 0, sizeof kr);
+    kr.p = p;
+    kr.len = len;
+    sampler_defaults(&s->settings);
+    if (get_knobs(&kr, &s->settings, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: 'snapshots' section: snapshot '%s': knobs: %s", shown,
+                 RWKV_ESC(s->name), why);
+        return -1;
+    }
+    s->seeded = rd_u64(r);
+    len = rd_u32(r);
+    p = rd_bytes(r, len);
+    if (!p) {
+        return 1;
+    }
+    {
+        /* The sampler's state is checked by loading it into a scratch one. */
+        sampler *chk = sampler_clone(c->smp);
+        int bad = !chk || sampler_state_load(chk, p, len) < 0;
+
+        sampler_free(chk);
+        if (!chk) {
+            oom(err, errlen);
+            return -1;
+        }
+        if (bad) {
+            return 1;
+        }
+    }
+    if (!(s->smp_state = malloc(len ? len : 1))) {
+        oom(err, errlen);
+        return -1;
+    }
+    memcpy(s->smp_state, p, len);
+    s->smp_len = len;
+    k = rd_u32(r);
+    s->sep = (int)k;
+    s->stats.context_tokens = (size_t)rd_u64(r);
+    think = rd_u32(r);
+    s->think = (enum chat_think)think;
+    has = rd_u32(r);
+    if (r->failed || k > 2 || think > CHAT_THINK_A_LOT || has > 1) {
+        return 1;
+    }
+    if (has) {
+        s->system = rd_text(r);
+        if (!s->system || !*s->system || strlen(s->system) > CHAT_INTRO_MAX) {
+            return 1;
+        }
+    }
+    kind = rd_u32(r);
+    if (r->failed || kind > SNAP_TUNED_OWN || (kind == SNAP_TUNED_FILE && !tuned)) {
+        return 1;
+    }
+    if (kind != SNAP_TUNED_NONE && !(s->tuned_name = rd_text(r))) {
+        return 1;
+    }
+    if (kind == SNAP_TUNED_FILE) {
+        s->tuned = shared_ref(tuned);
+    } else if (kind == SNAP_TUNED_OWN) {
+        if (!(p = rd_bytes(r, nf * sizeof(float)))) {
+            return 1;
+        }
+        if (!(s->tuned = shared_floats(c, p, &finite))) {
+            oom(err, errlen);
+            return -1;
+        }
+        if (!finite) {
+            return 1;
+        }
+    }
+    if (!(p = rd_bytes(r, nf * sizeof(float)))) {
+        return 1;
+    }
+    if (!(s->state = shared_floats(c, p, &finite))) {
+        oom(err, errlen);
+        return -1;
+    }
+    len = (size_t)rd_u64(r);
+    p = rd_bytes(r, len);
+    if (!finite || !p || (len && rwkv_state_history_check(c->model, p, len, why,
+                                                          sizeof why) < 0)) {
+        return 1;
+    }
+    if (len && rwkv_state_history_read(s->state->state, p, len, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: 'snapshots' section: snapshot '%s': %s", shown,
+                 RWKV_ESC(s->name), why);
+        return -1;
+    }
+    /* Its base (for /reset): the file's when it starts the same way, else
+     * that of an earlier snapshot that does, else read anew. */
+    if (same_start(tm, tuned, system, &s->tmpl, s->tuned, s->system)) {
+        s->base = shared_ref(base);
+    }
+    for (i = 0; i < n && !s->base; i++) {
+        if (same_start(&snaps[i].tmpl, snaps[i].tuned, snaps[i].system, &s->tmpl, s->tuned,
+                       s->system)) {
+            s->base = shared_ref(snaps[i].base);
+        }
+    }
+    if (!s->base && !(s->base = make_base(c, &s->tmpl, s->tuned, s->system, &len, why,
+                                          sizeof why))) {
+        snprintf(err, errlen, "%s: reading snapshot '%s''s intro: %s; nothing changed", shown,
+                 RWKV_ESC(s->name), why);
+        return -1;
+    }
+    s->bytes = snapshot_bytes(s);
+    return 0;
+}
+
+/* The snapshots section: a u32 count, then each snapshot.  At most
+ * CHAT_SNAPSHOTS_MAX of them, CHAT_SNAPSHOT_BYTES together.  0 with
+ * *out (malloc'd), *n_out and *bytes_out, or -1 with err. */
+static int get_snapshots(chat *c, const struct reader *section, const char *shown,
+                         const struct chat_template *tm, struct shared *base,
+                         struct shared *tuned, const char *system, struct snapshot **out,
+                         size_t *n_out, size_t *bytes_out, char *err, size_t errlen)
+{
+    struct reader r = *section;
+    struct snapshot *snaps = NULL;
+    size_t n = 0, bytes = 0, i;
+    uint32_t count = rd_u32(&r);
+    int rc = 1;
+
+    if (!r.failed && count <= CHAT_SNAPSHOTS_MAX) {
+        snaps = calloc(count ? count : 1, sizeof *snaps);
+        rc = snaps ? 0 : -1;
+        if (!snaps) {
+            oom(err, errlen);
+        }
+    }
+    for (n = 0; rc == 0 && n < count; n++) {
+        rc = get_snapshot(c, &r, &snaps[n], snaps, n, shown, tm, base, tuned, system, err,
+                          errlen);
+        if (rc == 0 && (bytes += snaps[n].bytes) > CHAT_SNAPSHOT_BYTES) {
+            rc = 1;
+        }
+    }
+    if (rc == 0 && r.pos != r.len) {
+        rc = 1;
+    }
+    if (rc != 0) {
+        if (rc == 1) {
+            snprintf(err, errlen, "%s: corrupt 'snapshots' section", shown);
+        }
+        for (i = 0; snaps && i < count && i <= n; i++) {
+            snapshot_release(&snaps[i]);
+        }
+        free(snaps);
+        return -1;
+    }
+    *out = snaps;
+    *n_out = count;
+    *bytes_out = bytes;
+    return 0;
+}
+
 int chat_load(chat *c, const char *path, char *err, size_t errlen)
 {
     rwkv_statefile *sf;
@@ -312,7 +665,9 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     char why[256];
     /* The name in messages: escaped, a long one shortened in the middle. */
     char shown[RWKV_ESCAPE_LEN];
-    int with_knobs;
+    int with_knobs, with_snaps;
+    struct snapshot *snaps = NULL;
+    size_t n_snaps = 0, snap_bytes = 0;
 
     settle(c);
     rwkv_escape_str(shown, sizeof shown, path);
@@ -525,12 +880,32 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: reading the saved intro: %s; nothing changed", path, why);
         goto fail;
     }
+    /* The snapshots (files from before they were kept have none). */
+    r.p = rwkv_statefile_section(sf, "snapshots", &r.len);
+    r.pos = 0;
+    r.failed = 0;
+    with_snaps = r.p != NULL;
+    if (with_snaps && get_snapshots(c, &r, shown, &tm, base, tuned, system, &snaps, &n_snaps,
+                                    &snap_bytes, err, errlen) < 0) {
+        goto fail;
+    }
     /* Commit (the state first: an RWKV-7b history may not fit in memory,
      * and then the state is unchanged). */
     if (rwkv_statefile_get_state(sf, c->state) != 0) {
         snprintf(err, errlen, "%s: out of memory for the saved state; nothing changed", path);
         goto fail;
     }
+    if (with_snaps) {
+        for (nb = 0; nb < c->n_snaps; nb++) {
+            snapshot_release(&c->snaps[nb]);
+        }
+        free(c->snaps);
+        c->snaps = snaps;
+        c->n_snaps = c->cap_snaps = n_snaps;
+        c->snap_bytes = snap_bytes;
+        snaps = NULL;
+    }
+    c->cut = 0;
     rwkv_statefile_free(sf);
     exchanges_clear(c);
     transcript_free(&c->tr);
@@ -560,6 +935,10 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
 corrupt:
     snprintf(err, errlen, "%s: corrupt '%s' section", shown, what);
 fail:
+    for (nb = 0; snaps && nb < n_snaps; nb++) {
+        snapshot_release(&snaps[nb]);
+    }
+    free(snaps);
     rwkv_statefile_free(sf);
     transcript_free(&tr);
     chat_template_free(&tm);

@@ -226,13 +226,43 @@ static size_t reasoning_bytes(const chat *c)
            ? c->shown_len : 0;
 }
 
-/* Ends the reply: the transcript gets what was shown. */
+/* Keeps where the stream stands (everything certain pushed, nothing
+ * flushed) for chat_continue. */
+static void keep_cut_point(chat *c)
+{
+    c->cut_at.pushed = c->pushed;
+    c->cut_at.scanned = c->scanned;
+    c->cut_at.end_at = c->end_at;
+    c->cut_at.think_state = (int)c->think_state;
+    c->cut_at.think_from = c->think_from;
+    c->cut_at.think_to = c->think_to;
+    c->cut_at.think_scanned = c->think_scanned;
+    c->cut_at.reasoning_done = c->reasoning_done;
+    c->cut_at.shown_split = c->shown_split;
+    c->cut_at.shown_len = c->shown_len;
+    c->cut_at.stream = c->stream;
+}
+
+/* Ends the reply: the transcript gets what was shown.  A reply cut at
+ * max_tokens first keeps where its stream stood, so that chat_continue
+ * can take it up as if it had never stopped. */
 static void finish(chat *c, enum chat_stop stop, size_t *from)
 {
-    size_t dummy, split;
+    size_t start = c->shown_len, dummy, split;
+    int rc = 0, keep = 0;
 
-    if (emit(c, 1, from ? from : &dummy) < 0 && from) {
-        *from = c->shown_len;
+    c->cut = 0;
+    if (stop == CHAT_STOP_LENGTH && (rc = emit(c, 0, &dummy)) == 0) {
+        keep_cut_point(c);
+        keep = 1;
+    }
+    if (rc < 0 || emit(c, 1, &dummy) < 0) {
+        keep = 0;
+        if (from) {
+            *from = c->shown_len;
+        }
+    } else if (from) {
+        *from = start;
     }
     /* Out of memory loses the turn (or its reasoning); the state stays
      * consistent. */
@@ -240,6 +270,7 @@ static void finish(chat *c, enum chat_stop stop, size_t *from)
     if (transcript_add(&c->tr, CHAT_ASSISTANT, c->shown ? c->shown + split : "",
                        c->shown_len - split) == 0) {
         transcript_set_reasoning(&c->tr, c->shown, split);
+        c->cut = keep;
     }
     if (stop == CHAT_STOP_END) {
         c->sep = 0;
@@ -288,7 +319,65 @@ void chat_begin_reply(chat *c, int raw, const char *prefix)
     sampler_reset_counts(c->smp);
     c->stats.reply_tokens = 0;
     c->stats.reply_seconds = 0;
+    c->continued_from = 0;
+    c->cut = 0;
     c->reply_started = chat_now();
+}
+
+int chat_continue(chat *c, char *err, size_t errlen)
+{
+    if (c->generating) {
+        snprintf(err, errlen, "a reply is being generated");
+        return -1;
+    }
+    if (!c->cut || c->tr.n == 0 || c->tr.turns[c->tr.n - 1].role != CHAT_ASSISTANT) {
+        snprintf(err, errlen, "the last reply was not cut at max_tokens: nothing to continue "
+                 "(/continue goes on only right after \"reply cut at max_tokens\")");
+        return -1;
+    }
+    /* The reply goes back to where the stream stood before its end; the
+     * state and logits are still those after its last token. */
+    transcript_truncate(&c->tr, c->tr.n - 1);
+    c->pushed = c->cut_at.pushed;
+    c->scanned = c->cut_at.scanned;
+    c->end_at = c->cut_at.end_at;
+    c->think_state = c->cut_at.think_state;
+    c->think_from = c->cut_at.think_from;
+    c->think_to = c->cut_at.think_to;
+    c->think_scanned = c->cut_at.think_scanned;
+    c->reasoning_done = c->cut_at.reasoning_done;
+    c->shown_split = c->cut_at.shown_split;
+    c->shown_len = c->cut_at.shown_len;
+    c->stream = c->cut_at.stream;
+    c->part = CHAT_PART_ANSWER;
+    c->pending = 0;
+    c->cut = 0;
+    c->sep = 0;
+    c->continued_from = c->stats.reply_tokens;
+    /* The reply's time so far counts, not the pause before /continue. */
+    c->reply_started = chat_now() - c->stats.reply_seconds;
+    atomic_store(&c->interrupt_req, 0);
+    c->generating = 1;
+    /* The conversation moves past the current snapshot, as a message does. */
+    free(c->current);
+    c->current = NULL;
+    return 0;
+}
+
+const char *chat_reply_so_far(const chat *c, enum chat_part part, size_t *len)
+{
+    size_t split = reasoning_bytes(c);
+
+    if (!c->generating || !c->shown) {
+        *len = 0;
+        return "";
+    }
+    if (part == CHAT_PART_REASONING) {
+        *len = split;
+        return c->shown;
+    }
+    *len = c->shown_len - split;
+    return c->shown + split;
 }
 
 /* The first half of a step: what ends the reply before a token, or the
@@ -306,7 +395,7 @@ static int step_sample(chat *c, int32_t *token, char *err, size_t errlen)
         c->step_stop = CHAT_STOP_INTERRUPT;
         return 0;
     }
-    if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
+    if (s->max_tokens > 0 && c->stats.reply_tokens - c->continued_from >= (size_t)s->max_tokens) {
         c->step_stop = CHAT_STOP_LENGTH;
         return 0;
     }
@@ -356,7 +445,8 @@ static int step_finish(chat *c, int fed, const char **out, size_t *out_len, char
         c->stats.context_tokens++;
         if (reply_end(c) >= 0) {
             stop = CHAT_STOP_END;
-        } else if (s->max_tokens > 0 && c->stats.reply_tokens >= (size_t)s->max_tokens) {
+        } else if (s->max_tokens > 0 &&
+                   c->stats.reply_tokens - c->continued_from >= (size_t)s->max_tokens) {
             stop = CHAT_STOP_LENGTH;
         }
     }

@@ -274,6 +274,20 @@ static int cmd_regen(struct session *s, const char *cmd, char *args, struct comm
     return 0;
 }
 
+static int cmd_continue(struct session *s, const char *cmd, char *args,
+                        struct command_result *out)
+{
+    char err[RWKV_ERRLEN];
+
+    (void)cmd, (void)args;
+    if (chat_continue(s->chat, err, sizeof(err)) < 0) {
+        return fail(out, "%s", err);
+    }
+    out->action = COMMAND_CONTINUE;
+    out->changed = COMMAND_CHANGED_TRANSCRIPT;
+    return 0;
+}
+
 static int cmd_undo(struct session *s, const char *cmd, char *args, struct command_result *out)
 {
     char err[RWKV_ERRLEN];
@@ -631,6 +645,8 @@ static const struct command_info table[] = {
       COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_reset },
     { "/regen", NULL, "", "generate the last reply again", COMMAND_ARGS_NONE, NULL,
       COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_regen },
+    { "/continue", NULL, "", "go on with the last reply where max_tokens cut it",
+      COMMAND_ARGS_NONE, NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_continue },
     { "/undo", NULL, "", "drop the last exchange (message and reply)", COMMAND_ARGS_NONE,
       NULL, COMMAND_IN_BATCH, COMMAND_COMPLETE_NONE, cmd_undo },
     /* In batch mode only "/edit TEXT": bare /edit is refused by batch.c. */

@@ -17,6 +17,8 @@ enum command_action {
     COMMAND_ERROR,          /* out->text is a one-line error; nothing changed */
     COMMAND_QUIT,           /* /quit: leave (the TUI saves the session) */
     COMMAND_REPLY,          /* a reply was started (/regen, /edit TEXT): stream chat_step */
+    COMMAND_CONTINUE,       /* /continue: the last reply goes on: stream chat_step; what
+                               it had (chat_reply_so_far) was shown already */
     COMMAND_EDIT,           /* /edit: the last exchange was dropped; put out->text in
                                the input line for re-editing */
     COMMAND_COPY,           /* /copy: put out->text (the last reply) on the clipboard

@@ -270,8 +270,16 @@ static void draw(struct tui *t)
 
 void tui_start_reply(struct tui *t)
 {
+    size_t n;
+    const char *so_far;
+
     tui_transcript_sync(t);
     tui_transcript_live_begin(t);
+    /* A continued reply shows what it had before it goes on. */
+    so_far = chat_reply_so_far(t->chat, CHAT_PART_REASONING, &n);
+    tui_transcript_live_append(t, so_far, n, CHAT_PART_REASONING);
+    so_far = chat_reply_so_far(t->chat, CHAT_PART_ANSWER, &n);
+    tui_transcript_live_append(t, so_far, n, CHAT_PART_ANSWER);
     t->generating = 1;
 }
 
@@ -285,7 +293,7 @@ static void finish_reply(struct tui *t, int stop, const char *err)
     } else if (stop == CHAT_STOP_INTERRUPT) {
         tui_transcript_note(t, TUI_NOTE_INFO, "reply stopped");
     } else if (stop == CHAT_STOP_LENGTH) {
-        tui_transcript_note(t, TUI_NOTE_INFO, "reply cut at max_tokens (/set max_tokens N)");
+        tui_transcript_note(t, TUI_NOTE_INFO, "reply cut at max_tokens (/continue goes on; /set max_tokens N)");
     }
 }
 
@@ -397,6 +405,7 @@ static void run_command(struct tui *t, const char *cmd, const char *line)
         t->quit = 1;
         break;
     case COMMAND_REPLY:
+    case COMMAND_CONTINUE:
         tui_start_reply(t);
         break;
     case COMMAND_EDIT:
