@@ -71,7 +71,8 @@ static void try_file(const uint8_t *data, size_t size)
     if (sf) {
         static const char *const tags[] = { "state", "transcript", "template", "settings", "knobs",
                                             "sampler", "chat", "tuned", "tuned_name",
-                                            "template_ext", "think", "system", "reasoning", "x" };
+                                            "template_ext", "think", "system", "reasoning",
+                                            "snapshots", "x" };
         volatile uint8_t sum = 0;
         size_t i, j, n;
 
