@@ -20,6 +20,11 @@ void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * malloc'd, or NULL with an error printed. */
 char *tool_vocab_path(const char *option_value);
 
+/* The model file a MODEL argument names, found as rwkv-chat --model finds
+ * it (models.h: a path, or a name from 'rwkv-tool models' or models.list).
+ * malloc'd, or NULL with an error printed. */
+char *tool_model_path(const char *name_or_path);
+
 int tool_tokenize(int argc, char **argv);
 int tool_detokenize(int argc, char **argv);
 int tool_bench(int argc, char **argv);

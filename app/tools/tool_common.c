@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/session/models.h"
 #include "app/session/paths.h"
 #include "app/tools/tool.h"
+#include "engine/rwkv.h"
 #include "tokenizer/world.h"
 
 void tool_error(const char *fmt, ...)
@@ -34,4 +36,15 @@ char *tool_vocab_path(const char *option_value)
                dirs ? dirs : "");
     free(dirs);
     return NULL;
+}
+
+char *tool_model_path(const char *name_or_path)
+{
+    char err[RWKV_ERRLEN];
+    char *path = models_find(name_or_path, err, sizeof err);
+
+    if (!path) {
+        tool_error("%s", err);
+    }
+    return path;
 }

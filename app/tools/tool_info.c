@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "app/tools/tool.h"
@@ -19,7 +20,8 @@ static const struct option long_options[] = {
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: rwkv-tool info [--dtype FORMAT] MODEL\n"
-               "Loads an RWKV checkpoint (.pth or .safetensors), checks every tensor and\n"
+               "Loads an RWKV checkpoint (.pth or .safetensors; a path, or a name from\n"
+               "'rwkv-tool models' as rwkv-chat --model takes it), checks every tensor and\n"
                "prints its version, sizes, parameter count and the weight bytes one\n"
                "generated token reads.  Tensors the version does not use are listed.\n\n"
                "Options:\n"
@@ -49,6 +51,7 @@ int tool_info(int argc, char **argv)
     const struct rwkv_version *version;
     char err[RWKV_ERRLEN], h[32];
     rwkv_model *model;
+    char *path;
     int c, i;
 
     optind = 1;
@@ -80,13 +83,18 @@ int tool_info(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    model = rwkv_model_load(argv[optind], &opts, err, sizeof(err));
+    if (!(path = tool_model_path(argv[optind]))) {
+        return 1;
+    }
+    model = rwkv_model_load(path, &opts, err, sizeof(err));
     if (!model) {
         tool_error("%s", err);
+        free(path);
         return 1;
     }
     info = rwkv_model_info(model);
-    printf("file:          %s\n", argv[optind]);
+    printf("file:          %s\n", path);
+    free(path);
     printf("version:       RWKV-%s\n", info->version_name);
     printf("layers:        %d\n", info->n_layer);
     printf("embedding:     %d\n", info->n_embd);

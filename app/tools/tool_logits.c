@@ -37,7 +37,8 @@ static void usage(FILE *f)
     fprintf(f, "Usage: rwkv-tool logits MODEL --tokens-file FILE -o OUT.f32 [OPTION]...\n"
                "Evaluates the token ids in FILE (whitespace separated) from the zero state\n"
                "(or a state-tuned start) and writes one row of n_vocab little-endian float32 logits per token to\n"
-               "OUT: row t holds the logits after tokens 0..t.\n\n"
+               "OUT: row t holds the logits after tokens 0..t.  MODEL is a path, or a name\n"
+               "from 'rwkv-tool models' as rwkv-chat --model takes it.\n\n"
                "Options:\n"
                "  -t, --tokens-file FILE  the token ids\n"
                "  -o, --output OUT        where the logits go\n"
@@ -259,6 +260,7 @@ int tool_logits(int argc, char **argv)
     rwkv_context *ctx;
     rwkv_state *state;
     int32_t *ids;
+    char *path;
     size_t n;
     long chunk = 0, threads;
     int c, rc = 1;
@@ -332,23 +334,29 @@ int tool_logits(int argc, char **argv)
         return 2;
     }
 
-    ids = read_tokens(tokens_path, &n);
-    if (!ids) {
+    if (!(path = tool_model_path(argv[optind]))) {
         options_free_lora(lora, n_lora);
         return 1;
     }
-    model = rwkv_model_load_lora(argv[optind], &opts, lora, n_lora, err, sizeof err);
+    ids = read_tokens(tokens_path, &n);
+    if (!ids) {
+        options_free_lora(lora, n_lora);
+        free(path);
+        return 1;
+    }
+    model = rwkv_model_load_lora(path, &opts, lora, n_lora, err, sizeof err);
     options_free_lora(lora, n_lora);
     ctx = model ? rwkv_context_new(model, 0, err, sizeof err) : NULL;
     if (!ctx) {
         tool_error("%s", err);
         rwkv_model_free(model);
         free(ids);
+        free(path);
         return 1;
     }
     state = rwkv_state_new(model);
     if (!state) {
-        tool_error("%s: out of memory for the state", argv[optind]);
+        tool_error("%s: out of memory for the state", path);
     } else if (tuned_path && rwkv_state_load_tuned(model, state, tuned_path, err, sizeof err)) {
         tool_error("%s", err);
     } else if (out_open(&out, out_path) == 0 &&
@@ -371,5 +379,6 @@ int tool_logits(int argc, char **argv)
     rwkv_context_free(ctx);
     rwkv_model_free(model);
     free(ids);
+    free(path);
     return rc;
 }
