@@ -130,7 +130,9 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
 /* The steps of a load, in order; each is reported from done 0 to done ==
  * total (steps a load does not need are not reported). */
 enum rwkv_load_step {
-    RWKV_LOAD_READ = 0,     /* reading the weights (and checking them for NaN/Inf): bytes */
+    RWKV_LOAD_VERIFY = 0,   /* checking the file's zip CRC-32s (the first start of
+                             * a .pth only, when the cache is on): bytes */
+    RWKV_LOAD_READ,         /* reading the weights (and checking them for NaN/Inf): bytes */
     RWKV_LOAD_CACHE_READ,   /* mapping and checking the conversion cache: 0 then 1 of 1 */
     RWKV_LOAD_CONVERT,      /* converting to the asked format (the first start
                              * only, when the cache is on): bytes of the source */

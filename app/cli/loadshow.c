@@ -23,6 +23,10 @@ static double now(void)
 static void step_name(const struct loadshow *l, enum rwkv_load_step step, char *buf, size_t len)
 {
     switch (step) {
+    case RWKV_LOAD_VERIFY:
+        snprintf(buf, len, "checking the file's CRC-32s%s",
+                 l->cached ? " (first start only)" : "");
+        break;
     case RWKV_LOAD_READ:
         snprintf(buf, len, "reading the weights");
         break;

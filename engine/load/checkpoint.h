@@ -40,6 +40,13 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen);
  * record_dir NULL: always check, record nothing (what ckpt_open does). */
 ckpt_file *ckpt_open_checked(const char *path, const char *record_dir, char *err,
                              size_t errlen);
+/* Progress of the CRC-32 check: bytes checked of total, from 0 to total,
+ * on the thread that opens the file (not called when nothing is checked). */
+typedef void (*ckpt_progress_fn)(void *data, uint64_t done, uint64_t total);
+/* ckpt_open_checked reporting the check's progress to progress (NULL: none). */
+ckpt_file *ckpt_open_progress(const char *path, const char *record_dir,
+                              ckpt_progress_fn progress, void *progress_data, char *err,
+                              size_t errlen);
 /* Bytes whose CRC-32 ckpt_open computed: 0 when the record vouched for
  * the file, and for safetensors (no checksums). */
 uint64_t ckpt_checked_bytes(const ckpt_file *file);

@@ -56,21 +56,49 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
 /* Below this many bytes the CRCs are computed on the calling thread. */
 #define CRC_THREADED_BYTES ((size_t)32 << 20)
 #define CRC_MAX_THREADS 8
+/* An entry's CRC is computed by slices of this many bytes, so that the
+ * calling thread reports its progress often. */
+#define CRC_SLICE ((size_t)8 << 20)
 
 struct crc_work {
     struct ckpt_check *checks;
     size_t n;
     _Atomic size_t next;
+    _Atomic uint64_t done;      /* bytes checked so far, by every thread */
+    uint64_t total;
+    ckpt_progress_fn progress;  /* called by the calling thread only */
+    void *progress_data;
 };
 
-static void *crc_worker(void *arg)
+/* Takes entries until none is left; report: this is the calling thread. */
+static void crc_run(struct crc_work *w, int report)
 {
-    struct crc_work *w = arg;
     size_t i;
 
     while ((i = atomic_fetch_add(&w->next, 1)) < w->n) {
-        w->checks[i].got = crc32_update(0, w->checks[i].data, w->checks[i].size);
+        const unsigned char *p = w->checks[i].data;
+        size_t left = w->checks[i].size;
+        uint32_t crc = 0;
+
+        while (left > 0) {
+            size_t k = left < CRC_SLICE ? left : CRC_SLICE;
+            uint64_t done;
+
+            crc = crc32_update(crc, p, k);
+            p += k;
+            left -= k;
+            done = atomic_fetch_add(&w->done, k) + k;
+            if (report && w->progress && done < w->total) {
+                w->progress(w->progress_data, done, w->total);
+            }
+        }
+        w->checks[i].got = crc;
     }
+}
+
+static void *crc_worker(void *arg)
+{
+    crc_run(arg, 0);
     return NULL;
 }
 
@@ -89,8 +117,10 @@ static int cmp_check_data(const void *a, const void *b)
 }
 
 /* Computes every registered CRC-32, the largest entries first, on up to
- * CRC_MAX_THREADS threads; names the first damaged entry in the file. */
-static int check_crcs(ckpt_file *file, char *err, size_t errlen)
+ * CRC_MAX_THREADS threads, reporting the bytes done to progress (from 0 to
+ * the total); names the first damaged entry in the file. */
+static int check_crcs(ckpt_file *file, ckpt_progress_fn progress, void *progress_data,
+                      char *err, size_t errlen)
 {
     struct crc_work w;
     pthread_t threads[CRC_MAX_THREADS];
@@ -105,6 +135,13 @@ static int check_crcs(ckpt_file *file, char *err, size_t errlen)
     w.checks = file->checks;
     w.n = file->n_checks;
     atomic_init(&w.next, 0);
+    atomic_init(&w.done, 0);
+    w.total = total;
+    w.progress = progress;
+    w.progress_data = progress_data;
+    if (progress) {
+        progress(progress_data, 0, total);
+    }
     if (total >= CRC_THREADED_BYTES) {
         for (started = 0; started + 1 < want && started + 1 < w.n; started++) {
             if (pthread_create(&threads[started], NULL, crc_worker, &w) != 0) {
@@ -112,9 +149,12 @@ static int check_crcs(ckpt_file *file, char *err, size_t errlen)
             }
         }
     }
-    crc_worker(&w);
+    crc_run(&w, 1);
     for (i = 0; i < started; i++) {
         pthread_join(threads[i], NULL);
+    }
+    if (progress) {
+        progress(progress_data, total, total);
     }
     file->checked_bytes = total;
     qsort(file->checks, file->n_checks, sizeof(*file->checks), cmp_check_data);
@@ -133,7 +173,8 @@ static int check_crcs(ckpt_file *file, char *err, size_t errlen)
 
 /* The CRC check of ckpt_open_checked: skipped when record_dir says this
  * very file passed before, recorded there when it passes now. */
-static int check_recorded(ckpt_file *file, const char *record_dir, char *err, size_t errlen)
+static int check_recorded(ckpt_file *file, const char *record_dir, ckpt_progress_fn progress,
+                          void *progress_data, char *err, size_t errlen)
 {
     if (file->n_checks == 0) {
         return 0;
@@ -141,7 +182,7 @@ static int check_recorded(ckpt_file *file, const char *record_dir, char *err, si
     if (record_dir && verified_has(record_dir, &file->id)) {
         return 0;
     }
-    if (check_crcs(file, err, errlen) != 0) {
+    if (check_crcs(file, progress, progress_data, err, errlen) != 0) {
         return -1;
     }
     if (record_dir) {
@@ -157,6 +198,13 @@ ckpt_file *ckpt_open(const char *path, char *err, size_t errlen)
 
 ckpt_file *ckpt_open_checked(const char *path, const char *record_dir, char *err,
                              size_t errlen)
+{
+    return ckpt_open_progress(path, record_dir, NULL, NULL, err, errlen);
+}
+
+ckpt_file *ckpt_open_progress(const char *path, const char *record_dir,
+                              ckpt_progress_fn progress, void *progress_data, char *err,
+                              size_t errlen)
 {
     ckpt_file *file;
     struct stat st;
@@ -250,7 +298,7 @@ ckpt_file *ckpt_open_checked(const char *path, const char *record_dir, char *err
         }
     }
     if (rc == 0) {
-        rc = check_recorded(file, record_dir, err, errlen);
+        rc = check_recorded(file, record_dir, progress, progress_data, err, errlen);
     }
     if (rc != 0) {
         /* names and globals in the message come from the file: keep the

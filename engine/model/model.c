@@ -765,6 +765,12 @@ static uint64_t convert_total(const rwkv_model *m, const unsigned char *used)
     return total;
 }
 
+/* The CRC check's progress as the load's first step. */
+static void verify_progress(void *data, uint64_t done, uint64_t total)
+{
+    weights_progress(data, RWKV_LOAD_VERIFY, done, total);
+}
+
 rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_options *opts,
                                      const struct rwkv_lora *lora, int n_lora,
                                      rwkv_load_progress_fn fn, void *data, char *err,
@@ -794,9 +800,9 @@ rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_op
     /* zip CRCs: checked at the first start, then vouched for by a record
      * in the user's cache directory (no directory, or --no-cache, which
      * writes nothing there: checked every time) */
-    m->file = ckpt_open_checked(path, (!opts || opts->cache != RWKV_CACHE_MODE_OFF) &&
-                                verified_dir(record_dir, sizeof record_dir) == 0 ?
-                                record_dir : NULL, err, errlen);
+    m->file = ckpt_open_progress(path, (!opts || opts->cache != RWKV_CACHE_MODE_OFF) &&
+                                 verified_dir(record_dir, sizeof record_dir) == 0 ?
+                                 record_dir : NULL, verify_progress, m, err, errlen);
     if (!m->file) {
         free(m);
         return NULL;
