@@ -90,6 +90,8 @@ struct rwkv_load_options {
     int n_threads;          /* threads of the load (conversion, checks), and the
                              * default of its contexts; 0: rwkv_default_threads() */
     enum rwkv_cache_mode cache;
+    uint64_t cache_max;     /* the most bytes the conversion caches may hold after
+                             * this load writes one; 0: rwkv_cache_limit() */
 };
 
 /* What the conversion cache did during a load. */
@@ -155,6 +157,9 @@ int rwkv_cache_dir(char *out, size_t len);
 /* The most bytes the conversion caches may hold: $RWKV_CHAT_CACHE_MAX
  * (K, M, G suffixes: powers of 1024), default 16 GiB. */
 uint64_t rwkv_cache_limit(void);
+/* A size as RWKV_CHAT_CACHE_MAX takes it ("8G", "500M", "1.5G", "0"):
+ * bytes, or with a K, M or G suffix (powers of 1024).  0, or -1. */
+int rwkv_cache_size_parse(const char *text, uint64_t *bytes);
 /* What the conversion cache did at load (valid while the model lives). */
 const struct rwkv_cache_info *rwkv_model_cache(const rwkv_model *model);
 /* Names of tensors present in the file but not used by the version (for

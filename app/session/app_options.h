@@ -13,6 +13,9 @@
 
 /* Reply length limit unless set (0 on the command line means none). */
 #define OPTIONS_DEFAULT_MAX_TOKENS 1000
+
+/* Where app_options.cache_max came from. */
+enum { OPTIONS_CACHE_MAX_UNSET = 0, OPTIONS_CACHE_MAX_CONFIG, OPTIONS_CACHE_MAX_OPTION };
 /* The name of the bundled demo model, found via paths_find_data. */
 #define OPTIONS_DEMO_MODEL "rwkv7-tiny-chat.pth"
 /* What rwkv-chat says about the demo model (status line, /info, --verbose). */
@@ -59,6 +62,8 @@ struct app_options {
     int n_threads;          /* -t/--threads, 0 = all CPUs */
     enum rwkv_dtype dtype;  /* --dtype */
     int no_cache;           /* --no-cache: no conversion cache */
+    uint64_t cache_max;     /* --cache-max or config cache_max: bytes */
+    int cache_max_from;     /* OPTIONS_CACHE_MAX_*: given where */
     struct rwkv_lora *lora; /* --lora FILE[:SCALE], in order (paths malloc'd) */
     int n_lora;
     struct app_colours colours;

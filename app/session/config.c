@@ -141,6 +141,15 @@ int config_apply(struct app_options *opts, const char *key, const char *value,
         }
         return 0;
     }
+    if (!strcmp(key, "cache_max")) {
+        if (rwkv_cache_size_parse(value, &opts->cache_max) < 0) {
+            snprintf(err, errlen, "cache_max: '%s' is not a size (bytes, or with a K, M or G "
+                     "suffix)", value);
+            return -1;
+        }
+        opts->cache_max_from = OPTIONS_CACHE_MAX_CONFIG;
+        return 0;
+    }
     if (!strcmp(key, "theme")) {
         if (strcmp(value, "colour") && strcmp(value, "color") && strcmp(value, "mono")) {
             snprintf(err, errlen, "theme: '%s' is not a theme (colour or mono)", value);

@@ -2,7 +2,7 @@
  * config.h - the config file (~/.config/rwkv-chat/config).
  *
  * Plain "key = value" lines; '#' starts a comment line, and '#' after
- * white space ends an unquoted value; blank lines are ignored.  Keys: model, prompt, vocab, data_dir, threads, dtype, the
+ * white space ends an unquoted value; blank lines are ignored.  Keys: model, prompt, vocab, data_dir, threads, dtype, cache_max, the
  * sampling knobs (the names of engine/sampling/knobs.h: temperature, top_p, ...) and TUI colours (colour.user, colour.assistant,
  * colour.status, colour.accent, colour.error; "color." also accepted).
  */

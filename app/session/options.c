@@ -19,7 +19,7 @@ enum {
     OPT_JSONL, OPT_COMPLETE, OPT_RESUME, OPT_VOCAB, OPT_DATA_DIR, OPT_DTYPE, OPT_NO_CACHE, OPT_CONFIG,
     OPT_STATE_TUNED, OPT_LORA, OPT_SYSTEM, OPT_THINK,
     OPT_SERVE, OPT_HOST, OPT_PORT, OPT_PARALLEL, OPT_STATE_CACHE_MB, OPT_STATES_MB, OPT_API_KEY,
-    OPT_MAX_TOKENS_CAP, OPT_MAX_BODY_KB, OPT_IDLE_TIMEOUT,
+    OPT_MAX_TOKENS_CAP, OPT_MAX_BODY_KB, OPT_IDLE_TIMEOUT, OPT_CACHE_MAX,
     OPT_KNOB = 512,         /* + the knob's index in knobs.h's table */
 };
 
@@ -43,6 +43,7 @@ static const struct option fixed_opts[] = {
     { "threads", required_argument, NULL, 't' },
     { "dtype", required_argument, NULL, OPT_DTYPE },
     { "no-cache", no_argument, NULL, OPT_NO_CACHE },
+    { "cache-max", required_argument, NULL, OPT_CACHE_MAX },
     { "lora", required_argument, NULL, OPT_LORA },
     { "config", required_argument, NULL, OPT_CONFIG },
     { "serve", no_argument, NULL, OPT_SERVE },
@@ -127,6 +128,9 @@ void options_usage(FILE *f)
         "  -t, --threads=N        worker threads (default: the CPUs it may run on)\n"
         "      --dtype=TYPE       weights as fp32, fp16, bf16, q8 or q4 (default: as stored)\n"
         "      --no-cache         convert the weights at every start; no conversion cache\n"
+        "      --cache-max=SIZE   the conversion caches keep under SIZE bytes together\n"
+        "                         (K, M, G suffixes; default RWKV_CHAT_CACHE_MAX, else\n"
+        "                         the config's cache_max, else 16G)\n"
         "      --lora=FILE[:SCALE]\n"
         "                         merge a LoRA adapter (RWKV-PEFT's lora_A/lora_B file)\n"
         "                         into the weights at load; SCALE is lora_alpha / r\n"
@@ -409,6 +413,14 @@ static int parse(struct app_options *opts, int argc, char **argv, const struct o
         case OPT_NO_CACHE:
             opts->no_cache = 1;
             break;
+        case OPT_CACHE_MAX:
+            if (rwkv_cache_size_parse(optarg, &opts->cache_max) < 0) {
+                short_usage("--cache-max: '%s' is not a size (bytes, or with a K, M or G "
+                            "suffix)", optarg, NULL);
+                return OPTIONS_USAGE;
+            }
+            opts->cache_max_from = OPTIONS_CACHE_MAX_OPTION;
+            break;
         case OPT_LORA: {
             char why[512];
 
@@ -595,4 +607,35 @@ void options_free_lora(struct rwkv_lora *list, int n)
         free((char *)list[i].path);
     }
     free(list);
+}
+
+uint64_t options_cache_limit(const struct app_options *opts, const char **from)
+{
+    uint64_t env;
+    const char *said = "the default";
+    uint64_t limit = rwkv_cache_limit();
+
+    if (opts->cache_max_from == OPTIONS_CACHE_MAX_OPTION) {
+        said = "--cache-max";
+        limit = opts->cache_max;
+    } else if (rwkv_cache_size_parse(getenv("RWKV_CHAT_CACHE_MAX"), &env) == 0) {
+        said = "RWKV_CHAT_CACHE_MAX";
+        limit = env;
+    } else if (opts->cache_max_from == OPTIONS_CACHE_MAX_CONFIG) {
+        said = "cache_max in the config file";
+        limit = opts->cache_max;
+    }
+    if (from) {
+        *from = said;
+    }
+    return limit;
+}
+
+uint64_t options_load_cache_max(const struct app_options *opts)
+{
+    uint64_t limit = options_cache_limit(opts, NULL);
+
+    /* 1 byte keeps what 0 would (only the cache just written: every cache
+     * is larger), and 0 means "unset" to rwkv_load_options */
+    return limit ? limit : 1;
 }

@@ -30,6 +30,14 @@ void options_free(struct app_options *opts);
 /* Prints the --help text to f. */
 void options_usage(FILE *f);
 
+/* The most bytes the conversion caches may hold: --cache-max, else
+ * RWKV_CHAT_CACHE_MAX, else the config file's cache_max, else the default
+ * (16 GiB).  *from (if not NULL) says which: "--cache-max",
+ * "RWKV_CHAT_CACHE_MAX", "cache_max in the config file" or "the default". */
+uint64_t options_cache_limit(const struct app_options *opts, const char **from);
+/* The same as rwkv_load_options.cache_max takes it (never 0, its "unset"). */
+uint64_t options_load_cache_max(const struct app_options *opts);
+
 /* Appends the adapter of a --lora argument, "FILE" or "FILE:SCALE" (a
  * suffix that is not a number belongs to the file name; SCALE defaults to
  * 1), to the list (grown with realloc).  0, or -1 with a one-line reason

@@ -12,6 +12,7 @@
 
 #include "app/session/blascore.h"
 #include "app/session/models.h"
+#include "app/session/options.h"
 #include "app/session/paths.h"
 #include "engine/rwkv.h"
 #include "engine/load/statefile.h"
@@ -126,7 +127,8 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
 {
     char *model_path, *vocab_path;
     struct rwkv_load_options load = { opts->dtype, opts->n_threads,
-                                      opts->no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON };
+                                      opts->no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON,
+                                      options_load_cache_max(opts) };
     const struct rwkv_info *info;
     struct chat_template t;
     const char *prompt;

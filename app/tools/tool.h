@@ -7,6 +7,8 @@
 #ifndef RWKV_TOOL_H
 #define RWKV_TOOL_H
 
+#include <stdint.h>
+
 struct tool_command {
     const char *name;
     const char *summary;        /* one line for --help */
@@ -24,6 +26,13 @@ char *tool_vocab_path(const char *option_value);
  * it (models.h: a path, or a name from 'rwkv-tool models' or models.list).
  * malloc'd, or NULL with an error printed. */
 char *tool_model_path(const char *name_or_path);
+
+/* The conversion caches' size limit as rwkv-chat sees it (options.h:
+ * RWKV_CHAT_CACHE_MAX, else the config file's cache_max, else 16 GiB), and
+ * where it came from (options_cache_limit). */
+uint64_t tool_cache_limit(const char **from);
+/* The same for rwkv_load_options.cache_max. */
+uint64_t tool_load_cache_max(void);
 
 int tool_tokenize(int argc, char **argv);
 int tool_detokenize(int argc, char **argv);

@@ -37,6 +37,25 @@ static const char *human(uint64_t n, char *buf, size_t len)
     return buf;
 }
 
+/* A limit as it is written (RWKV_CHAT_CACHE_MAX, cache_max): "16G",
+ * "1536M", "1000". */
+static const char *limit_text(uint64_t n, char *buf, size_t len)
+{
+    static const char units[] = "GMK";
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        uint64_t u = (uint64_t)1 << (10 * (3 - i));
+
+        if (n >= u && n % u == 0) {
+            snprintf(buf, len, "%llu%c", (unsigned long long)(n / u), units[i]);
+            return buf;
+        }
+    }
+    snprintf(buf, len, "%llu", (unsigned long long)n);
+    return buf;
+}
+
 static int is_cache(const char *name)
 {
     size_t n = strlen(name), s = strlen(SUFFIX);
@@ -109,9 +128,11 @@ static void usage(FILE *f)
                "The conversion caches: the weights --dtype q8, q4 (or another format than the\n"
                "file's) converted at a model's first start, kept for the next starts in\n"
                "$XDG_CACHE_HOME/rwkv-chat/ (~/.cache/rwkv-chat/).  The least recently used\n"
-               "are removed when they hold more than RWKV_CHAT_CACHE_MAX bytes (default 16G;\n"
-               "K, M, G suffixes).\n\n"
+               "are removed when they hold more than the limit: RWKV_CHAT_CACHE_MAX, else\n"
+               "cache_max in the config file (rwkv-chat --cache-max for one start), default\n"
+               "16G (K, M, G suffixes).\n\n"
                "  list    each cache (newest use first): size, last use, file; then the total\n"
+               "          and the limit, and where the limit comes from\n"
                "  clear   remove them all (the next start of each model converts again)\n"
                "  -h, --help  display this help and exit\n");
 }
@@ -148,8 +169,11 @@ int tool_cache(int argc, char **argv)
             printf("%9s  %s  %s\n", human(list[i].size, b, sizeof b), when, list[i].name);
             total += list[i].size;
         }
-        printf("%zu cache%s, %s in %s (limit %s)\n", n, n == 1 ? "" : "s",
-               human(total, b, sizeof b), dir, human(rwkv_cache_limit(), c, sizeof c));
+        const char *from;
+        uint64_t limit = tool_cache_limit(&from);
+
+        printf("%zu cache%s, %s in %s (limit %s: %s)\n", n, n == 1 ? "" : "s",
+               human(total, b, sizeof b), dir, limit_text(limit, c, sizeof c), from);
     } else {
         size_t removed = 0;
 

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/session/config.h"
 #include "app/session/models.h"
+#include "app/session/options.h"
 #include "app/session/paths.h"
 #include "app/tools/tool.h"
 #include "engine/rwkv.h"
@@ -47,4 +49,48 @@ char *tool_model_path(const char *name_or_path)
         tool_error("%s", err);
     }
     return path;
+}
+
+/* The options of the user's config file that rwkv-tool follows (only
+ * cache_max); a config file that cannot be read or has an error is
+ * skipped with a warning. */
+static void tool_config(struct app_options *opts)
+{
+    char err[512];
+    char *path = config_default_path();
+    int r;
+
+    options_defaults(opts);
+    if (!path) {
+        return;
+    }
+    r = config_load(opts, path, err, sizeof err);
+    if (r < 0) {
+        fprintf(stderr, "rwkv-tool: warning: %s (config file skipped)\n", err);
+        options_free(opts);
+        options_defaults(opts);
+    }
+    free(path);
+}
+
+uint64_t tool_cache_limit(const char **from)
+{
+    struct app_options opts;
+    uint64_t limit;
+
+    tool_config(&opts);
+    limit = options_cache_limit(&opts, from);
+    options_free(&opts);
+    return limit;
+}
+
+uint64_t tool_load_cache_max(void)
+{
+    struct app_options opts;
+    uint64_t limit;
+
+    tool_config(&opts);
+    limit = options_load_cache_max(&opts);
+    options_free(&opts);
+    return limit;
 }

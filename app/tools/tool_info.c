@@ -46,7 +46,7 @@ static const char *human(double v, const char *unit, char *buf, size_t len)
 
 int tool_info(int argc, char **argv)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON, 0 };
     const struct rwkv_info *info;
     const struct rwkv_version *version;
     char err[RWKV_ERRLEN], h[32];
@@ -86,6 +86,7 @@ int tool_info(int argc, char **argv)
     if (!(path = tool_model_path(argv[optind]))) {
         return 1;
     }
+    opts.cache_max = tool_load_cache_max();
     model = rwkv_model_load(path, &opts, err, sizeof(err));
     if (!model) {
         tool_error("%s", err);

@@ -250,7 +250,7 @@ static int evaluate(rwkv_context *ctx, rwkv_state *state, const int32_t *ids, si
 
 int tool_logits(int argc, char **argv)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 0, RWKV_CACHE_MODE_ON };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 0, RWKV_CACHE_MODE_ON, 0 };
     const char *tokens_path = NULL, *out_path = NULL, *state_path = NULL, *tuned_path = NULL;
     struct outfile out = { 0 }, state_out = { 0 };
     char err[RWKV_ERRLEN];
@@ -344,6 +344,7 @@ int tool_logits(int argc, char **argv)
         free(path);
         return 1;
     }
+    opts.cache_max = tool_load_cache_max();
     model = rwkv_model_load_lora(path, &opts, lora, n_lora, err, sizeof err);
     options_free_lora(lora, n_lora);
     ctx = model ? rwkv_context_new(model, 0, err, sizeof err) : NULL;

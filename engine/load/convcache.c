@@ -170,19 +170,18 @@ int convcache_path(const char *model_path, enum rwkv_dtype dtype, char *out, siz
     return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-uint64_t convcache_limit(void)
+int convcache_parse_size(const char *text, uint64_t *bytes)
 {
-    const char *v = getenv("RWKV_CHAT_CACHE_MAX");
     char *end;
     double x;
 
-    if (!v || !*v) {
-        return CONVCACHE_DEFAULT_MAX;
+    if (!text || !*text) {
+        return -1;
     }
     errno = 0;
-    x = strtod(v, &end);
-    if (errno || end == v || x < 0) {
-        return CONVCACHE_DEFAULT_MAX;
+    x = strtod(text, &end);
+    if (errno || end == text || !(x >= 0)) {
+        return -1;
     }
     switch (*end) {
     case 'k': case 'K': x *= 1024.0; end++; break;
@@ -191,9 +190,20 @@ uint64_t convcache_limit(void)
     default: break;
     }
     if (*end != '\0' || x >= 1.8e19) {
+        return -1;
+    }
+    *bytes = (uint64_t)x;
+    return 0;
+}
+
+uint64_t convcache_limit(void)
+{
+    uint64_t limit;
+
+    if (convcache_parse_size(getenv("RWKV_CHAT_CACHE_MAX"), &limit) != 0) {
         return CONVCACHE_DEFAULT_MAX;
     }
-    return (uint64_t)x;
+    return limit;
 }
 
 void convcache_touch(const char *path)

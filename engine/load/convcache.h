@@ -78,6 +78,8 @@ int convcache_path(const char *model_path, enum rwkv_dtype dtype, char *out, siz
 /* The limit on the caches' total size: RWKV_CHAT_CACHE_MAX (bytes, with
  * an optional K, M or G suffix of powers of 1024), else the default. */
 uint64_t convcache_limit(void);
+/* Parses a size as RWKV_CHAT_CACHE_MAX takes it; 0, or -1. */
+int convcache_parse_size(const char *text, uint64_t *bytes);
 /* Marks the cache at path as used now (its mtime). */
 void convcache_touch(const char *path);
 /* Removes the least recently used *.rwkvcache files of dir until they

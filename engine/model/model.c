@@ -550,6 +550,7 @@ static void cache_begin(rwkv_model *m, const struct rwkv_load_options *opts)
 
     c->info.path = c->path;
     c->info.reason = c->reason;
+    c->limit = opts && opts->cache_max ? opts->cache_max : convcache_limit();
     if (m->dtype == RWKV_DTYPE_AUTO || m->dtype == m->info.stored_dtype) {
         return;
     }
@@ -626,7 +627,7 @@ static void cache_finish(rwkv_model *m)
 
             c->info.result = RWKV_CACHE_WRITTEN;
             if (verified_dir(dir, sizeof dir) == 0) {
-                convcache_evict(dir, c->path, convcache_limit());
+                convcache_evict(dir, c->path, c->limit);
             }
         } else {
             snprintf(c->reason, sizeof c->reason, "%s", why);
@@ -896,6 +897,11 @@ int rwkv_cache_dir(char *out, size_t len)
 uint64_t rwkv_cache_limit(void)
 {
     return convcache_limit();
+}
+
+int rwkv_cache_size_parse(const char *text, uint64_t *bytes)
+{
+    return convcache_parse_size(text, bytes);
 }
 
 const struct rwkv_cache_info *rwkv_model_cache(const rwkv_model *model)

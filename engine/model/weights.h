@@ -42,6 +42,7 @@ struct weights_cache {
     struct convcache_key key;
     size_t n_from_cache, n_converted;
     int scan_skipped;           /* check_finite left tensors to the cache */
+    uint64_t limit;             /* the caches' size limit (rwkv_load_options) */
     struct rwkv_cache_info info;
     char path[PATH_MAX];
     char reason[RWKV_ERRLEN];
