@@ -52,8 +52,16 @@ int main(void)
         ok(strstr(r.text, line) && strstr(r.text, table[i].help),
            "/help lists %s with its synopsis and help", line);
     }
-    ok(r.text && strstr(r.text, "/help               this list\n/reset") == r.text,
-       "/help keeps its layout (name and synopsis in 20 columns)");
+    ok(r.text && strstr(r.text, "/help                this list\n/reset") == r.text,
+       "/help keeps its layout (name and synopsis in the widest one's columns)");
+    /* two spaces at least after each synopsis, the longest included: the
+     * TUI continues a wrapped line under the text after them */
+    for (i = 0, rc = 0; i < n && r.text; i++) {
+        snprintf(line, sizeof(line), "%s%s%s  ", table[i].name, *table[i].args ? " " : "",
+                 table[i].args);
+        rc |= !strstr(r.text, line);
+    }
+    ok(r.text && rc == 0, "/help: two spaces at least after every synopsis");
     command_result_free(&r);
     rc = commands_run(&s, "/? anything", &r);
     ok(rc == 0 && r.text && !strncmp(r.text, "/help ", 6), "/? is /help and takes any argument");

@@ -134,6 +134,12 @@ int main(void)
     check_wrap("  - one two three", 10, 0, "0:  - one|2:two|2:three");
     check_wrap("/x   does a thing", 12, 1, "0:/x   does a|5:thing");
     check_wrap("/x   does a thing", 12, 0, "0:/x   does a|0:thing");
+    /* "label: text" (/info) continues under its text; a ": " past the
+     * label width, or after the first two spaces, is the text's own */
+    check_wrap("key: one two three", 10, 1, "0:key: one|5:two|5:three");
+    check_wrap("knobs: top_p 0.3  top_k 0", 16, 1, "0:knobs: top_p 0.3|7:top_k 0");
+    check_wrap("abcdefghijklmnopqrstuvwxyz: a b", 30, 1, "0:abcdefghijklmnopqrstuvwxyz: a|0:b");
+    check_wrap("/x   does: a thing", 12, 1, "0:/x   does: a|5:thing");
 
     /* curses must count the same columns as we do, or panels drift. */
     FILE *out = fopen("/dev/null", "w"), *in = fopen("/dev/null", "r");

@@ -718,11 +718,20 @@ char *commands_help_text(void)
 {
     char *text = NULL, usage[64];
     size_t i;
+    int column = 0;
 
+    /* two spaces at least after the widest usage: the TUI continues a
+     * wrapped line under the text after the first two spaces */
+    for (i = 0; i < N_COMMANDS; i++) {
+        int n = snprintf(usage, sizeof(usage), "%s%s%s", table[i].name,
+                         *table[i].args ? " " : "", table[i].args);
+
+        column = n > column ? n : column;
+    }
     for (i = 0; i < N_COMMANDS; i++) {
         snprintf(usage, sizeof(usage), "%s%s%s", table[i].name, *table[i].args ? " " : "",
                  table[i].args);
-        append(&text, "%-19s %s\n", usage, table[i].help);
+        append(&text, "%-*s  %s\n", column, usage, table[i].help);
     }
     append(&text, "A message starting with / is written with //.");
     return text;

@@ -19,6 +19,27 @@ int tui_knobs_rows(void)
     return (int)knob_count() + 2;
 }
 
+/* Shortens an ASCII value wider than room to its start and end around
+ * "..": a long seed "18446744073709551615" in 14 columns is
+ * "184467..551615" (/info shows it whole).  Nothing fits below 5. */
+static void abbreviate(char *value, int room)
+{
+    int n = (int)strlen(value), head, tail;
+
+    if (n <= room) {
+        return;
+    }
+    if (room < 5) {
+        value[0] = '\0';
+        return;
+    }
+    head = (room - 2) / 2;
+    tail = room - 2 - head;
+    memmove(value + head + 2, value + n - tail, (size_t)tail + 1);
+    value[head] = '.';
+    value[head + 1] = '.';
+}
+
 static void knobs_draw(struct tui_panel *p, struct tui *t)
 {
     struct knobs_state *ks = p->data;
@@ -40,14 +61,15 @@ static void knobs_draw(struct tui_panel *p, struct tui *t)
         int vw;
 
         knob_display(k, s, value, sizeof(value));
-        vw = (int)strlen(value);
         wattron(p->win, a);
         wmove(p->win, (int)i + 1, 1);
         for (int c = 0; c < inner; c++) {
             waddch(p->win, ' ');
         }
         mvwaddnstr(p->win, (int)i + 1, 2, k->option, inner - 2);
-        if (inner - vw >= (int)strlen(k->option) + 3) {
+        abbreviate(value, inner - (int)strlen(k->option) - 3);
+        vw = (int)strlen(value);
+        if (vw > 0 && inner - vw >= (int)strlen(k->option) + 3) {
             mvwaddstr(p->win, (int)i + 1, inner - vw, value);
         }
         wattroff(p->win, a);

@@ -133,6 +133,9 @@ static void spans_push(struct spans *sp, const char *s, size_t off, size_t end, 
     sp->n++;
 }
 
+/* The widest "label" of a "label: text" line that continues under text. */
+#define COLUMN_LABEL_MAX 24
+
 /* Greedy wrap of one paragraph s[start..end) (no '\n' inside), one
  * character (grapheme cluster) at a time: a line never splits one.  A line may
  * break after a run of spaces (the spaces are dropped) or on either side
@@ -149,9 +152,18 @@ static void wrap_paragraph(struct spans *sp, const char *s, size_t start, size_t
         lead++;
     }
     if (columns) {
-        /* "NAME   text": continuation lines start under the text. */
-        const char *gap = memmem(s + start + lead, end - start - (size_t)lead, "  ", 2);
+        /* "NAME   text" or "label: text": continuation lines start under
+         * the text, after the first run of two spaces or the first ": ",
+         * whichever comes first (a label's ": " only within
+         * COLUMN_LABEL_MAX columns: later it is the text's own). */
+        const char *from = s + start + lead;
+        size_t rest = end - start - (size_t)lead;
+        const char *gap = memmem(from, rest, "  ", 2), *colon = memmem(from, rest, ": ", 2);
 
+        if (colon && (!gap || colon < gap) &&
+            tui_text_width(from, (size_t)(colon - from)) <= COLUMN_LABEL_MAX) {
+            gap = colon + 1;
+        }
         if (gap) {
             size_t after = (size_t)(gap - s);
 

@@ -306,6 +306,8 @@ void tui_transcript_scroll(struct tui *t, int lines, int pages)
 
     if (max < 0) {
         max = 0;
+    } else if (max > 0) {
+        max++;      /* scrolled back, a row less shows text (transcript_draw) */
     }
     if (s > max) {
         s = max;
@@ -384,7 +386,7 @@ static void transcript_draw(struct tui_panel *p, struct tui *t)
 {
     struct transcript *tr = p->data;
     size_t total, first, line = 0;
-    int row = 0;
+    int row = 0, rows;
 
     if (tr->wrapped_for != p->w) {
         wrap_all(t, p->w);
@@ -392,11 +394,19 @@ static void transcript_draw(struct tui_panel *p, struct tui *t)
     werase(p->win);
     tr->page = (size_t)p->h;
     total = total_lines(tr);
-    if (total > (size_t)p->h && tr->scroll > total - (size_t)p->h) {
-        tr->scroll = total - (size_t)p->h;
+    /* scrolled back, the last row is the "N more lines" line's own: it
+     * never covers text */
+    rows = p->h;
+    if (total <= (size_t)p->h) {
+        tr->scroll = 0;
+    } else if (tr->scroll > 0 && p->h > 1) {
+        rows = p->h - 1;
     }
-    first = total > (size_t)p->h ? total - (size_t)p->h - tr->scroll : 0;
-    for (size_t i = 0; i <= tr->n_entries + 1 && row < p->h; i++) {
+    if (total > (size_t)rows && tr->scroll > total - (size_t)rows) {
+        tr->scroll = total - (size_t)rows;
+    }
+    first = total > (size_t)rows ? total - (size_t)rows - tr->scroll : 0;
+    for (size_t i = 0; i <= tr->n_entries + 1 && row < rows; i++) {
         const struct entry *e;
         int live = i >= tr->n_entries;
 
@@ -413,7 +423,7 @@ static void transcript_draw(struct tui_panel *p, struct tui *t)
             }
             line++;
         }
-        for (size_t k = 0; k < e->n_spans && row < p->h; k++, line++) {
+        for (size_t k = 0; k < e->n_spans && row < rows; k++, line++) {
             if (line >= first) {
                 /* The cursor goes at the end of what streams now. */
                 int cursor = live && t->generating && k + 1 == e->n_spans &&
