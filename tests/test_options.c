@@ -276,6 +276,32 @@ static void test_config(void)
         ok(text && keys >= 20 && rc == 0 && o.model && o.colours.error && o.seed_set,
            "every key in share/config.example is accepted (%d keys%s%s)", keys, rc ? ": " : "",
            rc ? err : "");
+        {
+            /* the example shows each knob at its default (issue 21: it
+             * showed max_tokens = 0 where the default is 1000) */
+            struct app_options d;
+            char want[48], got[48], differ[256] = "";
+
+            options_defaults(&d);
+            for (size_t i = 0; i < knob_count(); i++) {
+                const struct knob *k = knob_at(i);
+
+                if (k->type == KNOB_SEED) {
+                    continue;   /* a new seed every run: the example shows one */
+                }
+                knob_format(k, &d.sampling, 0, want, sizeof want);
+                knob_format(k, &o.sampling, 0, got, sizeof got);
+                if (strcmp(want, got) != 0) {
+                    size_t used = strlen(differ);
+
+                    snprintf(differ + used, sizeof differ - used, " %s %s (default %s)",
+                             k->name, got, want);
+                }
+            }
+            ok(rc == 0 && !differ[0], "share/config.example shows every knob at its default%s",
+               differ[0] ? differ : "");
+            options_free(&d);
+        }
         options_free(&o);
         free(text);
         free(example);

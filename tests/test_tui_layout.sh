@@ -216,25 +216,53 @@ rows_of r | awk '{ a[NR] = $0 } $0 != "" { n = NR } END { for (i = 1; i <= n; i+
 total=$(wc -l <"$work/full")
 [ "$total" -gt 20 ] && [ "$total" -lt 66 ]
 ok $? "a long reply of $total lines, whole in a 70-row window"
-$T resize-window -t r -x 80 -y 16
+$T resize-window -t r -x 80 -y 10
+# the TUI has redrawn for 10 rows: its separator is on row 8
+i=0
+while [ "$i" -lt 50 ] && ! screen r | sed -n 8p | grep -q '^\342\224\200\342\224\200'; do
+    sleep 0.1
+    i=$((i + 1))
+done
+more_count() {
+    screen r | sed -n 's/.* \([0-9][0-9]*\) more lines (PgDn) *$/\1/p' | tail -n 1
+}
+# scroll_back N: PgUp until "M more lines" shows an M other than N (a key
+# that arrives before the TUI has seen the new size may scroll nothing).
+scroll_back() {
+    tries=0
+    while [ "$tries" -lt 5 ]; do
+        keys r PPage
+        i=0
+        while [ "$i" -lt 20 ]; do
+            c=$(more_count)
+            if [ -n "$c" ] && [ "$c" != "$1" ]; then
+                return 0
+            fi
+            sleep 0.1
+            i=$((i + 1))
+        done
+        tries=$((tries + 1))
+    done
+    return 1
+}
+N=
 for pages in 1 2; do
-    keys r PPage
-    wait_for r "[0-9]+ more lines \(PgDn\)" 5
+    scroll_back "$N"
     rows_of r >"$work/view"
     n=$(wc -l <"$work/view")
     more=$(tail -n 1 "$work/view")
     N=$(printf '%s\n' "$more" | sed -n 's/^ *\([0-9][0-9]*\) more lines (PgDn)$/\1/p')
     [ -n "$N" ]
-    ok $? "PgUp x$pages: the last row is the 'N more lines' line alone: '$more'"
+    ok $? "PgUp (view $pages): the last row is the 'N more lines' line alone: '$more'"
     head -n $((n - 1)) "$work/view" >"$work/shown"
     head -n $((total - N)) "$work/full" | tail -n $((n - 1)) >"$work/want"
     cmp -s "$work/shown" "$work/want"
-    ok $? "PgUp x$pages: the $((n - 1)) rows above it are the lines that end $N before the last, whole" ||
+    ok $? "PgUp (view $pages): the $((n - 1)) rows above it are the lines that end $N before the last, whole" ||
         diff "$work/want" "$work/shown" | sed 's/^/# /'
 done
-keys r NPage
-keys r NPage
-keys r NPage
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    keys r NPage
+done
 wait_for r "reply cut at max_tokens" 5
 ! screen r | grep -q "more lines (PgDn)"
 ok $? "PgDn back to the end: no 'more lines' line, the last line shown"

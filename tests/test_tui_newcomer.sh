@@ -174,6 +174,12 @@ keys a Tab
 wait_for a "conversation-one.state *$" 5
 ok $? "Tab completes a file name after /load"
 keys a C-u
+type_text a "/save $work/files/conv"
+keys a Tab
+wait_for a "^> /save .*conversation-one.state *$" 5
+ok $? "Tab completes a file name after /save"
+keys a C-u
+keys a C-u
 
 # --- a pasted message with blank lines: the joining is said ------------------
 $T set-buffer "$(printf 'first paragraph\n\nsecond paragraph')"
@@ -188,6 +194,18 @@ keys a Enter
 wait_for a "$IDLE" 30
 [ "$(screen a | grep -c 'blank lines of the message were joined')" -le 1 ]
 ok $? "a message without blank lines gets no such note"
+
+# --- Esc in the knobs panel during a reply does what its key bar says -----------
+type_text a "Tell me another long story please"
+keys a Enter
+wait_for a "$STREAMING" 10
+keys a F2
+wait_for a "Esc Stop reply +F2 Back" 5
+keys a Escape
+wait_for a "reply stopped" 5
+ok $? "Esc in the knobs panel during a reply stops the reply, as its key bar says"
+keys a F2
+wait_for a "$IDLE" 10
 
 keys a C-d
 wait_for a "EXITED 0" 10
