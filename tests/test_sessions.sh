@@ -112,8 +112,12 @@ if command -v tmux >/dev/null 2>&1; then
         sleep 0.1; i=$((i + 1))
     done
     tmux -L "$sock" send-keys 'hi there' Enter
+    # the reply has ended: the key bar is back and the reply is there (the
+    # bar alone is there before Enter is read, and Ctrl-D then quits a chat
+    # with nothing said, which names no session)
     i=0
-    while [ $i -lt 900 ] && ! tmux -L "$sock" capture-pane -p | grep -q '^F1 Help'; do
+    while [ $i -lt 900 ] && ! tmux -L "$sock" capture-pane -p |
+            awk '/Assistant:/ { a = 1 } /^F1 Help/ { f = 1 } END { exit !(a && f) }'; do
         sleep 0.1; i=$((i + 1))
     done
     tmux -L "$sock" send-keys C-d

@@ -196,13 +196,35 @@ wait_for a "$IDLE" 30
 ok $? "a message without blank lines gets no such note"
 
 # --- Esc in the knobs panel during a reply does what its key bar says -----------
+# after_user TEXT REGEX [PANEL]: REGEX is on a line after the message TEXT,
+# and the key bar says the chat is idle (the bar alone may be read before
+# Enter is), or with PANEL the knobs panel has the keys
+after_user() {
+    i=0
+    while [ "$i" -lt 300 ]; do
+        screen a | awk -v u="User: $1" -v r="$2" -v bar="${3:+^Up/Dn Select}" '
+            index($0, u) { seen = 1; found = 0 } seen && $0 ~ r { found = 1 }
+            $0 ~ (bar == "" ? "^F1 Help" : bar) { idle = 1 } END { exit !(found && idle) }' &&
+            return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "# timed out waiting for /$2/ after '$1' in:" >&2
+    screen a | sed 's/^/#   /' >&2
+    return 1
+}
+after_user "one line only" "reply cut at max_tokens"
+# (a reply long enough to be stopped however slow the machine: 2000 tokens
+# at 40 ms each)
+type_text a "/set max_tokens 2000"
+keys a Enter
 type_text a "Tell me another long story please"
 keys a Enter
 wait_for a "$STREAMING" 10
 keys a F2
 wait_for a "Esc Stop reply +F2 Back" 5
 keys a Escape
-wait_for a "reply stopped" 5
+after_user "Tell me another long story please" "reply stopped" panel
 ok $? "Esc in the knobs panel during a reply stops the reply, as its key bar says"
 keys a F2
 wait_for a "$IDLE" 10
