@@ -84,8 +84,8 @@ for rep in range(3):
     t0 = time.perf_counter()
     st, r3 = post(pb, "/v1/chat/completions", alone)
     res.setdefault("alone", []).append((time.perf_counter() - t0, r3["usage"]))
-print("\n(a) second turn of a %d-token conversation (16 new tokens generated)" %
-      res["cached"][0][1]["prompt_tokens"])
+print("\n(a) second turn of a conversation of about %d tokens (16 new tokens generated)" %
+      round(res["cached"][0][1]["prompt_tokens"], -2))
 print("| server | prompt tokens | read | from cache | turn 2 time (best of 3) |")
 print("|---|---|---|---|---|")
 names = {"cached": "state cache (default)", "nocache": "--state-cache-mb 0 (re-reads)",
