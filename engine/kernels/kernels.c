@@ -433,6 +433,10 @@ static void batch_task(void *ctx, int i)
         fmt->matvec_rows(W, p->X, p->Y, r0, r1);
         return;
     }
+    if (fmt->matvec_multi_rows && job->T <= fmt->multi_width) {
+        fmt->matvec_multi_rows(W, p->X, job->T, p->Y, r0, r1);
+        return;
+    }
     block = (int)((size_t)MANY_BLOCK_BYTES * (size_t)W->rows / (bytes ? bytes : 1));
     if (block < 1) {
         block = 1;

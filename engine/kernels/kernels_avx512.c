@@ -909,11 +909,11 @@ const struct kernel_set kernel_set_avx512 = {
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, NULL,
-                              bf16_matvec_multi_rows },
+                              bf16_matvec_multi_rows, 4 },
         [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8,
-                            quant_rows_to_f32, q8_matvec_multi_rows },
+                            quant_rows_to_f32, q8_matvec_multi_rows, 4 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
-                            quant_rows_to_f32, q4_matvec_multi_rows },
+                            quant_rows_to_f32, q4_matvec_multi_rows, 4 },
     },
 };
 
@@ -930,8 +930,8 @@ const struct kernel_set kernel_set_avx512vnni = {
     .usable = avx512vnni_usable,
     .format = {
         [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows_vnni, quant_bytes_q8,
-                            quant_rows_to_f32, q8_matvec_multi_rows },
+                            quant_rows_to_f32, q8_matvec_multi_rows, 4 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows_vnni, q4_matmul_rows_vnni,
-                            quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows_vnni },
+                            quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows_vnni, 4 },
     },
 };

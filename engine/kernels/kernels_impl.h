@@ -54,6 +54,12 @@ struct kernel_format {
      * bit. */
     void (*matvec_multi_rows)(const struct kmat *W, const float *X, int T, float *Y, int r0,
                               int r1);
+    /* The vectors matvec_multi_rows takes in one pass over the rows.  For
+     * T up to this, k_matvec_many hands it a task's rows in one call, not
+     * in cache-sized blocks: each row is read once anyway, and what it
+     * prepares per vector (split or quantised copies of X) is done once.
+     * 0: always in blocks. */
+    int multi_width;
 };
 
 struct kernel_set {
