@@ -4,9 +4,9 @@
  * state, give bit-identical logits and states to the same conversations
  * run one after the other; rwkv_eval_batch equals single evaluations,
  * bit for bit, for batches of 1 to 5 states at different histories, every
- * weight format, RWKV-7/6/5/4, and batches longer than a chunk, and really
- * runs them through the batched layer; and the context and batch error
- * paths.
+ * weight format, RWKV-7/6/5/4 (and RWKV-7a/8 stored, q8 or q4), and batches
+ * longer than a chunk, and really runs them through the batched layer; and
+ * the context and batch error paths.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -235,12 +235,14 @@ static uint32_t lcg(uint32_t *x)
 }
 
 /* Whether the version of m runs batches through a batched layer (one
- * without would loop over the states: see context.c).  All four do. */
+ * without would loop over the states: see context.c): RWKV-4, 5, 6, 7 and
+ * the RWKV-7 family's 7a and 8; not RWKV-7b (minor 2). */
 static int batched_version(const rwkv_model *m)
 {
-    int v = rwkv_model_info(m)->version;
+    const struct rwkv_info *info = rwkv_model_info(m);
+    int v = info->version;
 
-    return v == 4 || v == 5 || v == 6 || v == 7;
+    return v == 4 || v == 5 || v == 6 || (v == 7 && info->minor != 2) || v == 8;
 }
 
 /* Batches of 1..5 states, each with a history of its own (prompts of
@@ -263,8 +265,12 @@ static void test_batch_sizes(const char *file, enum rwkv_dtype dtype, int thread
     uint32_t x = 99;
     int good = 1, batched = 1, moved = 1;
 
-    snprintf(path, sizeof path, "%s", shared_path("fixtures/models/"));
+    /* a file name is a fixture; a path, a model of the source tree */
+    snprintf(path, sizeof path, "%s", file[0] == '/' ? "" : shared_path("fixtures/models/"));
     strncat(path, file, sizeof path - strlen(path) - 1);
+    if (strrchr(file, '/')) {
+        file = strrchr(file, '/') + 1;
+    }
     m = rwkv_model_load(path, &opts, err, sizeof err);
     ctx = m ? rwkv_context_new(m, threads, err, sizeof err) : NULL;
     if (!ok(ctx != NULL, "%s (%s, %d threads): model and context", file, fmt, threads)) {
@@ -471,6 +477,11 @@ int main(void)
         }
     }
     test_batch_sizes("v7.pth", RWKV_DTYPE_BF16, 1);
+    /* the RWKV-7 family's variants, their per-token tables read per row */
+    test_batch_sizes(ABS_TOP_SRCDIR "/tests/golden/variants/v7a.pth", RWKV_DTYPE_AUTO, 2);
+    test_batch_sizes(ABS_TOP_SRCDIR "/tests/golden/variants/v8.pth", RWKV_DTYPE_AUTO, 2);
+    test_batch_sizes(ABS_TOP_SRCDIR "/tests/golden/variants/v7a.pth", RWKV_DTYPE_Q4, 2);
+    test_batch_sizes(ABS_TOP_SRCDIR "/tests/golden/variants/v8.pth", RWKV_DTYPE_Q8, 2);
     test_batch_sizes("v7.pth", RWKV_DTYPE_Q4, 3);
     test_batch_long("v7.pth", 515);
     test_batch_long("v5.2.pth", 515);

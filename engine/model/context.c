@@ -224,7 +224,7 @@ static void forward_batch(rwkv_context *ctx, rwkv_state *const *states, const in
                 ctx->rows[t] = rwkv_state_data(states[done + (size_t)t]) +
                                (size_t)i * m->layer_floats;
             }
-            m->version->layer_batch(m, ctx->work, i, ctx->x, T, ctx->rows);
+            m->version->layer_batch(m, ctx->work, i, tokens + done, ctx->x, T, ctx->rows);
         }
         if (logits) {
             head(ctx, 0, T, 1, logits + done * V);

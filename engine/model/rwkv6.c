@@ -367,13 +367,13 @@ static void rwkv6_layer(const rwkv_model *m, void *work, int i, const int32_t *t
 }
 
 /* A batch (rwkv_version.layer_batch): row t is one token of states[t]. */
-static void rwkv6_layer_batch(const rwkv_model *m, void *work, int i, float *x, int T,
-                              float *const *states)
+static void rwkv6_layer_batch(const rwkv_model *m, void *work, int i, const int32_t *tokens,
+                              float *x, int T, float *const *states)
 {
     struct blocks_work *w = work;
 
     w->rows = states;
-    rwkv6_layer(m, work, i, NULL, x, T, NULL);
+    rwkv6_layer(m, work, i, tokens, x, T, NULL);
     w->rows = NULL;
 }
 

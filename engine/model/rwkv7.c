@@ -86,6 +86,7 @@ struct work {
     struct scratch s;
     float *mem;
     struct layer_state *rows;   /* a batch's per-row states [chunk] */
+    int batch;                  /* the pieces run a batch (rwkv7_batch_rows) */
     struct kpool *pool;
     unsigned dropped;           /* test hook: enum rwkv7_term mask */
     const float *extra;         /* [T][C] added after the time mix (RWKV-7b), or NULL */
@@ -924,23 +925,42 @@ static void rwkv7_layer(const rwkv_model *m, void *work, int i, const int32_t *t
     layer_forward(W, wk, i, &ls, 0, T);
 }
 
+/* Row t's state views: layer floats states[t]. */
+static void set_rows(const struct weights *W, struct work *wk, float *const *states, int T)
+{
+    for (int t = 0; t < T; t++) {
+        wk->rows[t] = layer_state(W, states[t]);
+    }
+}
+
 /* One layer over a batch: row t of x[T][C] is one token of its own
  * conversation, whose layer floats are states[t] (rwkv_version.layer_batch). */
-static void rwkv7_layer_batch(const rwkv_model *m, void *work, int i, float *x, int T,
-                              float *const *states)
+static void rwkv7_layer_batch(const rwkv_model *m, void *work, int i, const int32_t *tokens,
+                              float *x, int T, float *const *states)
 {
     const struct weights *W = m->weights;
     struct work *wk = work;
 
-    for (int t = 0; t < T; t++) {
-        wk->rows[t] = layer_state(W, states[t]);
-    }
+    (void)tokens;
+    set_rows(W, wk, states, T);
     wk->s.x = x;
     layer_forward(W, wk, i, wk->rows, 1, T);
 }
 
 /* ------------------------------------------------------------------------ */
 /* The pieces the variants use (rwkv7_family.h), over a chunk of one state   */
+
+/* The states the pieces run on: wk->rows in a batch, else state's views
+ * in *one. */
+static struct layer_state *piece_states(const struct weights *W, struct work *wk, float *state,
+                                        struct layer_state *one)
+{
+    if (wk->batch) {
+        return wk->rows;
+    }
+    *one = layer_state(W, state);
+    return one;
+}
 
 void rwkv7_time_mix(const rwkv_model *m, void *work, int i, float *x, int T, float *state)
 {
@@ -952,11 +972,11 @@ void rwkv7_time_mix_plus(const rwkv_model *m, void *work, int i, float *x, int T
 {
     const struct weights *W = m->weights;
     struct work *wk = work;
-    struct layer_state ls = layer_state(W, state);
+    struct layer_state one;
 
     wk->s.x = x;
     wk->extra = extra;
-    time_mix(W, wk, i, &ls, 0, T);
+    time_mix(W, wk, i, piece_states(W, wk, state, &one), wk->batch, T);
     wk->extra = NULL;
 }
 
@@ -964,9 +984,9 @@ float *rwkv7_ffn_hidden(const rwkv_model *m, void *work, int i, int T, float *st
 {
     const struct weights *W = m->weights;
     struct work *wk = work;
-    struct layer_state ls = layer_state(W, state);
+    struct layer_state one;
 
-    ffn_hidden(W, wk, i, &ls, 0, T);
+    ffn_hidden(W, wk, i, piece_states(W, wk, state, &one), wk->batch, T);
     return wk->s.ffn;
 }
 
@@ -974,13 +994,38 @@ float *rwkv7_ffn_value(const rwkv_model *m, void *work, int i, int T)
 {
     struct work *wk = work;
 
-    ffn_value(m->weights, wk, i, NULL, 0, T);
+    ffn_value(m->weights, wk, i, wk->rows, wk->batch, T);
     return wk->s.ln;
 }
 
 void rwkv7_ffn_residual(const rwkv_model *m, void *work, int i, int T)
 {
-    ffn_residual(m->weights, work, i, NULL, 0, T);
+    struct work *wk = work;
+
+    ffn_residual(m->weights, wk, i, wk->rows, wk->batch, T);
+}
+
+void rwkv7_batch_rows(const rwkv_model *m, void *work, float *const *states, int T)
+{
+    struct work *wk = work;
+
+    wk->batch = states != NULL;
+    if (states) {
+        set_rows(m->weights, wk, states, T);
+    }
+}
+
+void rwkv7_products(void *work, const struct k_product *p, int n, int T)
+{
+    struct work *wk = work;
+
+    if (wk->batch) {
+        k_matvec_many(wk->pool, p, n, T);
+    } else {
+        for (int i = 0; i < n; i++) {
+            k_matmul(wk->pool, p[i].W, p[i].X, T, p[i].Y);
+        }
+    }
 }
 
 const float *rwkv7_ln2(const void *work)

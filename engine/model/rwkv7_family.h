@@ -104,6 +104,15 @@ float *rwkv7_ffn_value(const struct rwkv_model *m, void *work, int layer, int T)
 void rwkv7_ffn_residual(const struct rwkv_model *m, void *work, int layer, int T);
 const float *rwkv7_ln2(const void *work);
 struct kpool *rwkv7_pool(const void *work);
+/* Until called again with NULL, the pieces above run a batch
+ * (rwkv_version.layer_batch): row t of their T rows is one token of its
+ * own conversation, whose layer floats are states[t] (their state
+ * argument is then ignored), each row bit-identical to the piece on that
+ * token alone. */
+void rwkv7_batch_rows(const struct rwkv_model *m, void *work, float *const *states, int T);
+/* n independent products Y = X W^T over T rows as the pieces run them:
+ * in a batch each row as RNN mode's product (k_matvec_many), else k_matmul. */
+void rwkv7_products(void *work, const struct k_product *p, int n, int T);
 
 /* RWKV-7a's DeepEmbed channel mix (rwkv7a.c), which RWKV-7b keeps:
  * its weights (after rwkv7_prepare; owned by the model, NULL with err),

@@ -204,15 +204,17 @@ void rwkv7a_cmix(const rwkv_model *m, const void *cmix, void *work, int i,
     const struct de_weights *D = cmix;
     const struct de_layer *l = &D->layers[i];
     struct de_work *wk = work;
-    struct kpool *pool = rwkv7_pool(wk->base);
     size_t F = (size_t)rwkv7_ffn_size(m);
     float *hidden;
 
     hidden = rwkv7_ffn_hidden(m, wk->base, i, T, state);
-    k_matmul(pool, &l->s1, rwkv7_ln2(wk->base), T, wk->h);
-    k_matmul(pool, &l->s_emb_x, wk->e, T, wk->mat);
+    struct k_product in[2] = { { &l->s1, rwkv7_ln2(wk->base), wk->h },
+                               { &l->s_emb_x, wk->e, wk->mat } };
+    struct k_product out = { &l->s2, wk->ss, wk->mod };
+
+    rwkv7_products(wk->base, in, 2, T);
     modulation_rows(l, wk, tokens, T);
-    k_matmul(pool, &l->s2, wk->ss, T, wk->mod);
+    rwkv7_products(wk->base, &out, 1, T);
     for (size_t t = 0; t < (size_t)T; t++) {
         float *k = hidden + t * F;
         const float *mod = wk->mod + t * F;
@@ -240,6 +242,17 @@ static void rwkv7a_layer(const rwkv_model *m, void *work, int i, const int32_t *
     rwkv7a_cmix(m, rwkv7_variant(m), wk, i, tokens, T, state);
 }
 
+/* A batch (rwkv_version.layer_batch): row t is one token of states[t]. */
+static void rwkv7a_layer_batch(const rwkv_model *m, void *work, int i, const int32_t *tokens,
+                               float *x, int T, float *const *states)
+{
+    struct de_work *wk = work;
+
+    rwkv7_batch_rows(m, wk->base, states, T);
+    rwkv7a_layer(m, work, i, tokens, x, T, NULL);
+    rwkv7_batch_rows(m, wk->base, NULL, T);
+}
+
 const struct rwkv_version rwkv7a_version = {
     .version = 7,
     .minor_first = 1,
@@ -258,5 +271,6 @@ const struct rwkv_version rwkv7a_version = {
     .work_new = rwkv7a_work_new,
     .work_free = rwkv7a_work_free,
     .layer = rwkv7a_layer,
+    .layer_batch = rwkv7a_layer_batch,
     .test_drop_terms = NULL,
 };

@@ -97,6 +97,15 @@ static void rwkv8_layer(const rwkv_model *m, void *work, int i, const int32_t *t
     rwkv7_ffn_residual(m, work, i, T);
 }
 
+/* A batch (rwkv_version.layer_batch): row t is one token of states[t]. */
+static void rwkv8_layer_batch(const rwkv_model *m, void *work, int i, const int32_t *tokens,
+                              float *x, int T, float *const *states)
+{
+    rwkv7_batch_rows(m, work, states, T);
+    rwkv8_layer(m, work, i, tokens, x, T, NULL);
+    rwkv7_batch_rows(m, work, NULL, T);
+}
+
 const struct rwkv_version rwkv8_version = {
     .version = 8,
     .seq_chunk = RWKV_SEQ_CHUNK,
@@ -114,5 +123,6 @@ const struct rwkv_version rwkv8_version = {
     .work_new = rwkv7_work_new,
     .work_free = rwkv7_work_free,
     .layer = rwkv8_layer,
+    .layer_batch = rwkv8_layer_batch,
     .test_drop_terms = rwkv7_drop_terms,
 };

@@ -149,11 +149,11 @@ struct rwkv_version {
      * token of its own conversation, whose floats of that layer are
      * states[t] (T <= the work's chunk).  Every row must come out
      * bit-identical to layer() on that token alone, with each weight
-     * matrix read once for all T (k_matvec_many).  NULL: the driver runs
-     * the states one after the other instead (a new version may start
-     * that way). */
-    void (*layer_batch)(const struct rwkv_model *m, void *work, int layer, float *x, int T,
-                        float *const *states);
+     * matrix read once for all T (k_matvec_many).  tokens[t]: row t's
+     * token (for per-token tables).  NULL: the driver runs the states one
+     * after the other instead (a new version may start that way). */
+    void (*layer_batch)(const struct rwkv_model *m, void *work, int layer,
+                        const int32_t *tokens, float *x, int T, float *const *states);
     /* Sizes of a state's history (history.h) per token: the saved floats
      * (rwkv_info.history_floats) and the derived ones; NULL: the version
      * keeps no history. */
