@@ -52,14 +52,15 @@ static inline __m512 bf16_odd(__m512i v)
 }
 
 /* One row at a time: a single stream per thread for the hardware
- * prefetcher (interleaving four rows was measurably slower with AVX2). */
-#define PREFETCH_BYTES 512
-/* The single-vector kernels prefetch further ahead: each weight is used
- * once, and at 512 bytes the prefetches came too late to cover the memory
+ * prefetcher (interleaving four rows was measurably slower with AVX2).
+ * The kernels prefetch 2048 bytes ahead: each weight is used once, and at
+ * 512 bytes the prefetches came too late to cover the memory
  * latency (tests/bench_kernels, one thread: bf16 0.9-1.0x the plain
  * streaming read at 512, 1.0-1.2x at 2048; q4 0.6-0.75x at 512, 0.8-0.95x
- * at 2048).  The multi-vector kernels keep 512: they pass over blocks of
- * rows that are then read again from cache. */
+ * at 2048).  The multi-vector kernels too: k_matvec_many hands them a
+ * task's rows in one pass when its vectors fit in one group (4 streams),
+ * and 2048 gave 4 streams of the 0.1B model, 2 threads, 3-10 % (bf16) and
+ * 10-27 % (q8, q4) more tokens per second than 512. */
 #define MATVEC_PREFETCH 2048
 
 static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
@@ -131,7 +132,7 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
             __m512i v0 = _mm512_loadu_si512(w + 32 * k), v1 = _mm512_loadu_si512(w + 32 * k + 32);
             __m512 e0 = bf16_even(v0), o0 = bf16_odd(v0), e1 = bf16_even(v1), o1 = bf16_odd(v1);
 
-            _mm_prefetch((const char *)(w + 32 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 32 * k) + MATVEC_PREFETCH, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm512_fmadd_ps(e0, _mm512_loadu_ps(xs[g] + 32 * k), a0[g]);
@@ -288,7 +289,7 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
         for (; c + 32 <= tail; c += 32) {
             __m512 w0 = q8_load16(w + c), w1 = q8_load16(w + c + 16);
 
-            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
@@ -516,7 +517,7 @@ static inline float q4_tail(const struct q4_block *b, const struct q4_xv *v)
             const struct q4_block *k = bl + 2 * p; \
             __m512i u0 = q4_codes_pair(k), u1 = q4_codes_pair(k + 2); \
             __m512 d01, d23; \
-            _mm_prefetch((const char *)k + (G == 1 ? MATVEC_PREFETCH : PREFETCH_BYTES), \
+            _mm_prefetch((const char *)k + MATVEC_PREFETCH, \
                          _MM_HINT_T0); \
             q4_d_quad(k, &d01, &d23); \
             _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
