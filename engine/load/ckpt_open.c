@@ -53,6 +53,30 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
     return 0;
 }
 
+/* Drops the whole pages of [ptr, ptr + nbytes) of file's mapping from
+ * resident memory (its neighbours stay as they are); random: no read-ahead
+ * around them afterwards either. */
+static void drop_pages(const ckpt_file *file, const void *ptr, size_t nbytes, int random)
+{
+    const unsigned char *data = ptr;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t first, last;
+
+    if (!file->map || data < file->map || data + nbytes > file->map + file->size) {
+        return;
+    }
+    first = ((size_t)(data - file->map) + page - 1) / page * page;
+    last = (size_t)(data + nbytes - file->map) / page * page;
+    if (last > first) {
+        /* The mapping is private and never written: dropped pages are read
+         * from the file again when touched.  A failure only costs memory. */
+        (void)madvise((void *)(file->map + first), last - first, MADV_DONTNEED);
+        if (random) {
+            (void)madvise((void *)(file->map + first), last - first, MADV_RANDOM);
+        }
+    }
+}
+
 /* Below this many bytes the CRCs are computed on the calling thread. */
 #define CRC_THREADED_BYTES ((size_t)32 << 20)
 #define CRC_MAX_THREADS 8
@@ -61,6 +85,7 @@ static int build_index(ckpt_file *file, char *err, size_t errlen)
 #define CRC_SLICE ((size_t)8 << 20)
 
 struct crc_work {
+    const ckpt_file *file;
     struct ckpt_check *checks;
     size_t n;
     _Atomic size_t next;
@@ -85,6 +110,9 @@ static void crc_run(struct crc_work *w, int report)
             uint64_t done;
 
             crc = crc32_update(crc, p, k);
+            /* read once here: resident memory does not grow to the file's
+             * size (the load reads again what it uses, from the page cache) */
+            drop_pages(w->file, p, k, 0);
             p += k;
             left -= k;
             done = atomic_fetch_add(&w->done, k) + k;
@@ -132,6 +160,7 @@ static int check_crcs(ckpt_file *file, ckpt_progress_fn progress, void *progress
         total += file->checks[i].size;
     }
     qsort(file->checks, file->n_checks, sizeof(*file->checks), cmp_check_size);
+    w.file = file;
     w.checks = file->checks;
     w.n = file->n_checks;
     atomic_init(&w.next, 0);
@@ -318,21 +347,5 @@ ckpt_file *ckpt_open_progress(const char *path, const char *record_dir,
 
 void ckpt_release(const ckpt_file *file, const void *ptr, size_t nbytes)
 {
-    const unsigned char *data = ptr;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t first, last;
-
-    if (!file->map || data < file->map || data + nbytes > file->map + file->size) {
-        return;
-    }
-    /* Whole pages inside the range only: its neighbours stay as they are. */
-    first = ((size_t)(data - file->map) + page - 1) / page * page;
-    last = (size_t)(data + nbytes - file->map) / page * page;
-    if (last > first) {
-        /* The mapping is private and never written: dropped pages are read
-         * from the file again when touched.  A failure only costs memory. */
-        (void)madvise((void *)(file->map + first), last - first, MADV_DONTNEED);
-        /* Rows are read at random: no read-ahead around each one. */
-        (void)madvise((void *)(file->map + first), last - first, MADV_RANDOM);
-    }
+    drop_pages(file, ptr, nbytes, 1);
 }
