@@ -58,7 +58,8 @@ struct rwkv_info {
     int n_lora;                     /* adapters merged at load */
     size_t state_floats;            /* floats in a state, official order */
     size_t history_floats;          /* RWKV-7b: floats a state keeps per token of
-                                     * its history (n_layer x 64); 0: none */
+                                     * its history (n_layer x 2 x Dk, Dk the
+                                     * compact width, qkv.k1's); 0: none */
     size_t history_max;             /* RWKV-7b: the most tokens a state's history
                                      * holds (RWKV_HISTORY_MAX); 0: no bound */
     int n_extra_tensors;            /* tensors present but not used */
@@ -132,8 +133,9 @@ rwkv_model *rwkv_model_load_lora(const char *path, const struct rwkv_load_option
 /* The steps of a load, in order; each is reported from done 0 to done ==
  * total (steps a load does not need are not reported). */
 enum rwkv_load_step {
-    RWKV_LOAD_VERIFY = 0,   /* checking the file's zip CRC-32s (the first start of
-                             * a .pth only, when the cache is on): bytes */
+    RWKV_LOAD_VERIFY = 0,   /* checking the file's zip CRC-32s (a .pth's first
+                             * start with the cache on, every start with it
+                             * off): bytes */
     RWKV_LOAD_READ,         /* reading the weights (and checking them for NaN/Inf): bytes */
     RWKV_LOAD_CACHE_READ,   /* mapping and checking the conversion cache: 0 then 1 of 1 */
     RWKV_LOAD_CONVERT,      /* converting to the asked format (the first start
@@ -174,8 +176,8 @@ const char *rwkv_model_extra_tensor(const rwkv_model *model, int i);
  *
  * RWKV-7b states also hold a history that grows with every token fed: the
  * token ids and, per token and layer, the DEA attention's compact key and
- * value (2 x 32 floats).  It is part of the state's value: clone, copy,
- * reset and state files carry it.  It holds at most RWKV_HISTORY_MAX
+ * value (2 x Dk floats, Dk 32 in the released model).  It is part of the
+ * state's value: clone, copy, reset and state files carry it.  It holds at most RWKV_HISTORY_MAX
  * tokens (rwkv_info.history_max): an rwkv_eval or rwkv_eval_batch that
  * would pass that is refused (-1, err says so, state unchanged); reset the
  * state or start a new conversation.  Besides, such a state keeps the
@@ -203,8 +205,8 @@ size_t rwkv_state_history(const rwkv_state *state);
 /* The history as bytes, for state files: rwkv_state_history_size bytes
  * (0 when the model keeps no history), little-endian: u64 n_tokens, n
  * i32 token ids, zero bytes to a multiple of 8, then per token the
- * history_floats float32 of rwkv_info (per layer the compact key [32],
- * then the compact value [32]).  rwkv_state_history_write fills out. */
+ * history_floats float32 of rwkv_info (per layer the compact key [Dk],
+ * then the compact value [Dk]).  rwkv_state_history_write fills out. */
 size_t rwkv_state_history_size(const rwkv_state *state);
 void rwkv_state_history_write(const rwkv_state *state, void *out);
 /* Checks such bytes against model: 0, or -1 with err (sizes that do not

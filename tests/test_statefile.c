@@ -1235,6 +1235,58 @@ static void test_snapshots_history(void)
            "RWKV-7b: the loaded snapshot keeps its history (%zu tokens): logits within %g, "
            "the same sampled reply", rwkv_state_history(chat_state(b)), (double)d);
     }
+    /* A snapshot of an RWKV-7b model without its history (its size 0) is
+     * refused: its floats would go on without the attention's tokens. */
+    {
+        rwkv_statefile *sf = rwkv_statefile_load(TMPDIR "/v7b-snaps.state", m, err, sizeof err);
+        size_t sec_len = 0, q = 0, at = 0;
+        const unsigned char *p = sf ? rwkv_statefile_section(sf, "snapshots", &sec_len) : NULL;
+        unsigned char *x = p ? malloc(sec_len + 8) : NULL;
+        uint64_t zero = 0;
+
+        /* the last snapshot's history: a u64 size, then that many bytes to the end */
+        for (q = sec_len >= 16 ? sec_len - 16 : 0; x && q > 0 && !at; q--) {
+            uint64_t len;
+
+            memcpy(&len, p + q, 8);
+            if (len >= 8 && len == sec_len - q - 8) {
+                at = q;
+            }
+        }
+        if (at) {
+            memcpy(x, p, at);
+            memcpy(x + at, &zero, 8);
+        }
+        ok(at && resave(m, TMPDIR "/v7b-snaps.state", TMPDIR "/v7b-snaps-bad.state", "snapshots",
+                        x, at + 8, -1, 0) == 0 &&
+           chat_load(b, TMPDIR "/v7b-snaps-bad.state", err, sizeof err) == -1 &&
+           strstr(err, "corrupt 'snapshots' section") && chat_snapshot_count(b) == 1,
+           "RWKV-7b: a snapshot whose history is left out is refused: %s", err);
+        free(x);
+        rwkv_statefile_free(sf);
+    }
+    /* /reset gives a long history's memory back: the state is the size of a
+     * new chat's again. */
+    {
+        chat *fresh = chat_new(m, tok, NULL, &s, err, sizeof err);
+        char msg[200];
+        size_t i, before;
+
+        for (i = 0; i < sizeof msg; i++) {
+            msg[i] = (char)(0x10 + i % 16);
+        }
+        chat_send_raw(c, msg, sizeof msg, err, sizeof err);
+        free(reply(c));
+        before = rwkv_state_bytes(chat_state(c));
+        chat_reset(c);
+        ok(fresh && rwkv_state_history(chat_state(c)) == rwkv_state_history(chat_state(fresh)) &&
+           rwkv_state_bytes(chat_state(c)) == rwkv_state_bytes(chat_state(fresh)) &&
+           rwkv_state_bytes(chat_state(c)) < before,
+           "RWKV-7b: /reset after %zu bytes of state gives it back: %zu, as a new chat's %zu",
+           before, rwkv_state_bytes(chat_state(c)),
+           fresh ? rwkv_state_bytes(chat_state(fresh)) : 0);
+        chat_free(fresh);
+    }
     free(want);
     free(got);
     chat_free(b);

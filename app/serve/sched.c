@@ -308,13 +308,13 @@ int sched_state_get(sched *s, const char *id, rwkv_state *state, int *sep,
         rc = -1;
     } else {
         if (state && rwkv_state_copy(state, n->state) != 0) {
-            rc = -1;        /* no memory for an RWKV-7b history */
+            rc = -2;        /* no memory for an RWKV-7b history */
         }
         if (sep) {
             *sep = n->sep;
         }
         if (turns && turns_append(turns, n_turns, n->turns, n->n_turns) < 0) {
-            rc = -1;
+            rc = -2;
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -490,7 +490,14 @@ static void prefill_step(sched *s, struct slot *sl)
         size_t start = 0;
 
         if (j->from_id[0]) {
-            if (sched_state_get(s, j->from_id, sl->state, NULL, NULL, NULL) < 0) {
+            int got = sched_state_get(s, j->from_id, sl->state, NULL, NULL, NULL);
+
+            if (got == -2) {
+                snprintf(err, sizeof err, "out of memory for state '%s'", j->from_id);
+                end_job(s, sl, NULL, 507, err);
+                return;
+            }
+            if (got < 0) {
                 snprintf(err, sizeof err, "no state named '%s'", j->from_id);
                 end_job(s, sl, NULL, 404, err);
                 return;

@@ -127,8 +127,9 @@ void sched_stats(sched *s, struct sched_stats *st);
  * uploaded, with the conversation's turns.  sep: "\n" bytes a chat owes
  * before its next turn (the reply did not end its turn).  They hold at
  * most states_bytes together (the state, the turns' text) and
- * SERVE_STATES_MAX of them.  get: 0, or -1 when there is no such id;
- * turns (when not NULL) receives a malloc'd copy (sched_turns_free).
+ * SERVE_STATES_MAX of them.  get: 0, -1 when there is no such id, or -2
+ * when out of memory for the copies; turns (when not NULL) receives a
+ * malloc'd copy (sched_turns_free).
  * put: 0, or -1 with err (past the budget or the count: 507, out of
  * memory).  delete: 0 or -1. */
 int sched_state_get(sched *s, const char *id, rwkv_state *state, int *sep,

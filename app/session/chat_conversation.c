@@ -593,9 +593,22 @@ void chat_set_stop_poll(chat *c, chat_stop_fn fn, void *ctx)
 
 void chat_reset(chat *c)
 {
+    rwkv_state *fresh = NULL;
+
     settle(c);
     c->cut = 0;
-    rwkv_state_copy(c->state, c->base->state);
+    /* A new state gives a long RWKV-7b history's memory back.  Without the
+     * memory for one the copy reuses the old state's arrays: they hold the
+     * base already (the state went on from it), so it cannot fail. */
+    if (rwkv_state_history(c->state) > rwkv_state_history(c->base->state)) {
+        fresh = rwkv_state_clone(c->base->state);
+    }
+    if (fresh) {
+        rwkv_state_free(c->state);
+        c->state = fresh;
+    } else {
+        (void)rwkv_state_copy(c->state, c->base->state);
+    }
     transcript_truncate(&c->tr, 0);
     exchanges_clear(c);
     memset(&c->stats, 0, sizeof c->stats);
@@ -966,8 +979,12 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
     tr.turns = NULL;
     tr.n = tr.cap = 0;
     tmpl.name = tmpl.intro = tmpl.user = tmpl.assistant = tmpl.system = NULL;
+    /* the state last: a snapshot read from a file may hold a longer RWKV-7b
+     * history than this chat's state ever did, and a copy that fails leaves
+     * the state as it was */
     if (!smp || !ex || (s->tuned_name && !tuned_name) || (s->system && !system) ||
-        transcript_copy(&tr, &s->tr) < 0 || template_copy(&tmpl, &s->tmpl) < 0) {
+        transcript_copy(&tr, &s->tr) < 0 || template_copy(&tmpl, &s->tmpl) < 0 ||
+        rwkv_state_copy(c->state, s->state->state) != 0) {
         size_t i;
 
         free(tuned_name);
@@ -978,10 +995,10 @@ int chat_snapshot_restore(chat *c, const char *name, char *err, size_t errlen)
         }
         free(ex);
         transcript_free(&tr);
+        chat_template_free(&tmpl);
         oom(err, errlen);
         return -1;
     }
-    rwkv_state_copy(c->state, s->state->state);
     c->cut = 0;
     transcript_free(&c->tr);
     c->tr = tr;

@@ -570,8 +570,9 @@ static int get_snapshot(chat *c, struct reader *r, struct snapshot *s, const str
     }
     len = (size_t)rd_u64(r);
     p = rd_bytes(r, len);
-    if (!finite || !p || (len && rwkv_state_history_check(c->model, p, len, why,
-                                                          sizeof why) < 0)) {
+    /* an RWKV-7b snapshot always has a history (at least its count), others never */
+    if (!finite || !p || (len != 0) != (rwkv_model_info(c->model)->history_floats != 0) ||
+        (len && rwkv_state_history_check(c->model, p, len, why, sizeof why) < 0)) {
         return 1;
     }
     if (len && rwkv_state_history_read(s->state->state, p, len, why, sizeof why) < 0) {
