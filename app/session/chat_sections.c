@@ -433,8 +433,8 @@ static int same_start(const struct chat_template *ta, const struct shared *tua, 
  * err on any other refusal. */
 static int get_snapshot(chat *c, struct reader *r, struct snapshot *s, const struct snapshot *snaps,
                         size_t n, const char *shown, const struct chat_template *tm,
-                        struct shared *base, struct shared *tuned, const char *system, char *err,
-                        size_t errlen)
+                        struct shared *base, struct shared *tuned, const char *system,
+                        size_t *start_bytes, char *err, size_t errlen)
 {
     size_t nf = rwkv_state_floats(c->state), i, len;
     struct reader kr;
@@ -591,11 +591,13 @@ static int get_snapshot(chat *c, struct reader *r, struct snapshot *s, const str
             s->base = shared_ref(snaps[i].base);
         }
     }
-    if (!s->base && !(s->base = make_base(c, &s->tmpl, s->tuned, s->system, &len, why,
-                                          sizeof why))) {
-        snprintf(err, errlen, "%s: reading snapshot '%s''s intro: %s; nothing changed", shown,
-                 RWKV_ESC(s->name), why);
-        return -1;
+    if (!s->base) {
+        if (!(s->base = make_base(c, &s->tmpl, s->tuned, s->system, &len, why, sizeof why))) {
+            snprintf(err, errlen, "%s: reading snapshot '%s''s intro: %s; nothing changed",
+                     shown, RWKV_ESC(s->name), why);
+            return -1;
+        }
+        *start_bytes += rwkv_state_bytes(s->base->state);
     }
     s->bytes = snapshot_bytes(s);
     return 0;
@@ -611,7 +613,7 @@ static int get_snapshots(chat *c, const struct reader *section, const char *show
 {
     struct reader r = *section;
     struct snapshot *snaps = NULL;
-    size_t n = 0, bytes = 0, i;
+    size_t n = 0, bytes = 0, i, start_bytes = 0;
     uint32_t count = rd_u32(&r);
     int rc = 1;
 
@@ -623,9 +625,12 @@ static int get_snapshots(chat *c, const struct reader *section, const char *show
         }
     }
     for (n = 0; rc == 0 && n < count; n++) {
-        rc = get_snapshot(c, &r, &snaps[n], snaps, n, shown, tm, base, tuned, system, err,
-                          errlen);
-        if (rc == 0 && (bytes += snaps[n].bytes) > CHAT_SNAPSHOT_BYTES) {
+        rc = get_snapshot(c, &r, &snaps[n], snaps, n, shown, tm, base, tuned, system,
+                          &start_bytes, err, errlen);
+        /* the states of the intros read anew (snapshots that start their own
+         * way) stay with the snapshots: as much again at most */
+        if (rc == 0 && ((bytes += snaps[n].bytes) > CHAT_SNAPSHOT_BYTES ||
+                        start_bytes > CHAT_SNAPSHOT_BYTES)) {
             rc = 1;
         }
     }
