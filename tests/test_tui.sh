@@ -5,38 +5,21 @@
 # quitting.
 # Every wait polls capture-pane with a deadline; nothing sleeps blindly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tmux.sh"
 
-if ! command -v tmux >/dev/null 2>&1; then
-    skip_all "tmux not installed"
-fi
 B=${TOP_BUILDDIR:-.}
 model=${SHARED_DIR:-../shared}/fixtures/models/v7-world.pth
 if [ ! -f "$model" ]; then
     skip_all "$model not found"
 fi
 
-# A private server, whether or not make check runs inside tmux.
-unset TMUX
+tmux_setup test_tui
 # The crash test must not leave a core file.
 ulimit -c 0 2>/dev/null
-# Wide characters need a UTF-8 locale, in tmux as in rwkv-chat.
-LC_ALL=C.UTF-8
-export LC_ALL
-work=$(mktemp -d "${TMPDIR:-/tmp}/test_tui.XXXXXX") || exit 1
-XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data XDG_STATE_HOME=$work/state
-export XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME
 # Replies wait this long for keys between tokens, so a test can watch one
 # stream and act in the middle of it.
 RWKV_CHAT_TUI_TOKEN_DELAY_MS=40
 export RWKV_CHAT_TUI_TOKEN_DELAY_MS
-sock=rwkvtest-$$
-T="tmux -L $sock -f /dev/null"
-cleanup() {
-    $T kill-server >/dev/null 2>&1
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
 prog="$B/rwkv-chat --model $model --seed 11 --max-tokens 48"
 # start SESSION [OPTION...]: rwkv-chat in a new 100x30 session; its exit
@@ -47,24 +30,6 @@ start() {
     $T new-session -d -s "$s" -x 100 -y 30 \
         "sh -c 'echo \$\$ >$work/pid.$s; exec $prog $*'; echo \"EXITED \$?\"; sleep 30" ||
         return 1
-}
-screen() { # screen SESSION: the visible text
-    $T capture-pane -p -t "$1"
-}
-# wait_for SESSION EXTENDED-REGEX [SECONDS]: polls the screen until it matches.
-wait_for() {
-    i=0
-    limit=$(( ${3:-10} * 10 ))
-    while [ "$i" -lt "$limit" ]; do
-        if screen "$1" | grep -Eq -- "$2"; then
-            return 0
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "# timed out waiting for /$2/ in:" >&2
-    screen "$1" | sed 's/^/#   /' >&2
-    return 1
 }
 # wait_gone SESSION EXTENDED-REGEX [SECONDS]: polls until it no longer matches.
 wait_gone() {
@@ -79,18 +44,6 @@ wait_gone() {
     done
     return 1
 }
-keys() { # keys SESSION KEY...: tmux key names
-    s=$1
-    shift
-    $T send-keys -t "$s" "$@"
-}
-type_text() { # type_text SESSION TEXT: literal text
-    $T send-keys -t "$1" -l -- "$2"
-}
-# The reply is streaming while the key bar offers to stop it; it has ended
-# when the key bar is back to the idle keys.
-STREAMING='^Esc Stop'
-IDLE='^F1 Help'
 
 start a
 wait_for a "v7-world.pth" 20

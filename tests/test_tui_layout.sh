@@ -5,31 +5,15 @@
 # continuing under its text (no row broken mid-paragraph into a ragged
 # line); the knobs panel's seed row shows a 20-digit seed at 80 columns;
 # the "N more lines" line of a scrolled-back transcript hides no text.
-# Every wait polls capture-pane with a deadline; nothing sleeps blindly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tmux.sh"
 
-if ! command -v tmux >/dev/null 2>&1; then
-    skip_all "tmux not installed"
-fi
 B=${TOP_BUILDDIR:-.}
 model=${SHARED_DIR:-../shared}/fixtures/models/v7-world.pth
 if [ ! -f "$model" ]; then
     skip_all "$model not found"
 fi
-unset TMUX
-LC_ALL=C.UTF-8
-export LC_ALL
-work=$(mktemp -d "${TMPDIR:-/tmp}/test_tui_layout.XXXXXX") || exit 1
-XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data XDG_STATE_HOME=$work/state
-export XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME
-sock=rwkvlay-$$
-T="tmux -L $sock -f /dev/null"
-cleanup() {
-    $T kill-server >/dev/null 2>&1
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
+tmux_setup test_tui_layout
 
 SEED=18446744073709551615
 prog="$B/rwkv-chat --model $model --seed $SEED"
@@ -40,32 +24,6 @@ start() {
     $T new-session -d -s "$s" -x "$x" -y "$y" \
         "$prog $*; echo \"EXITED \$?\"; sleep 30" || return 1
 }
-screen() {
-    $T capture-pane -p -t "$1"
-}
-wait_for() {
-    i=0
-    limit=$(( ${3:-10} * 10 ))
-    while [ "$i" -lt "$limit" ]; do
-        if screen "$1" | grep -Eq -- "$2"; then
-            return 0
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "# timed out waiting for /$2/ in:" >&2
-    screen "$1" | sed 's/^/#   /' >&2
-    return 1
-}
-keys() {
-    s=$1
-    shift
-    $T send-keys -t "$s" "$@"
-}
-type_text() {
-    $T send-keys -t "$1" -l -- "$2"
-}
-IDLE='^F1 Help'
 
 # What /help and /info say, one row a line, as batch mode prints them.
 # (on standard error, where batch mode writes what commands say)

@@ -4,30 +4,14 @@
 # (the same reply grows in place, whole it is the uncut reply), /snap on a
 # taken name and /snapshots' turns and times, and snapshots that survive
 # quitting (--resume) and a state file (--state-in).
-# Every wait polls capture-pane with a deadline; nothing sleeps blindly.
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tmux.sh"
 
-if ! command -v tmux >/dev/null 2>&1; then
-    skip_all "tmux not installed"
-fi
 B=${TOP_BUILDDIR:-.}
-unset TMUX
-LC_ALL=C.UTF-8
-export LC_ALL
-work=$(mktemp -d "${TMPDIR:-/tmp}/test_tui_snap.XXXXXX") || exit 1
-XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/data XDG_STATE_HOME=$work/state
-export XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME
+tmux_setup test_tui_snap
 # Slow enough replies that a test sees one while it streams.
 RWKV_CHAT_TUI_TOKEN_DELAY_MS=100
 export RWKV_CHAT_TUI_TOKEN_DELAY_MS
-sock=rwkvsnap-$$
-T="tmux -L $sock -f /dev/null"
-cleanup() {
-    $T kill-server >/dev/null 2>&1
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
 
 prog="$B/rwkv-chat --greedy --max-tokens 5"
 # start SESSION [OPTION...]: rwkv-chat in a new 100x30 session.
@@ -37,33 +21,6 @@ start() {
     $T new-session -d -s "$s" -x 100 -y 30 \
         "$prog $*; echo \"EXITED \$?\"; sleep 30" || return 1
 }
-screen() {
-    $T capture-pane -p -t "$1"
-}
-wait_for() {
-    i=0
-    limit=$(( ${3:-10} * 10 ))
-    while [ "$i" -lt "$limit" ]; do
-        if screen "$1" | grep -Eq -- "$2"; then
-            return 0
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "# timed out waiting for /$2/ in:" >&2
-    screen "$1" | sed 's/^/#   /' >&2
-    return 1
-}
-keys() {
-    s=$1
-    shift
-    $T send-keys -t "$s" "$@"
-}
-type_text() {
-    $T send-keys -t "$1" -l -- "$2"
-}
-STREAMING='^Esc Stop'
-IDLE='^F1 Help'
 # command SESSION TEXT: types a line and presses Enter.
 command() {
     type_text "$1" "$2"
