@@ -285,7 +285,14 @@ int rwkv_state_load_tuned(const rwkv_model *model, rwkv_state *state, const char
  * affinity mask, as set by taskset or a container's cpuset), else the
  * online CPUs. */
 int rwkv_default_threads(void);
-/* The kernel set chosen for this CPU ("avx512-bf16", "avx2", "portable"). */
+/* The kernel set chosen for this CPU ("avx512vnni", "avx2", "portable"). */
 const char *rwkv_kernels_name(void);
+/* Makes the engine use kernel set `name` ("avx512vnni", "avx512", "avx2",
+ * "portable") instead of the best this CPU can run, with the sets after it
+ * for the formats it lacks: to measure a slower CPU's kernels on a faster
+ * one.  Call first, before any model loads and from one thread: it holds
+ * for the whole process.  0, or -1 and err when the name is unknown, this
+ * CPU cannot run the set, or the kernels were already chosen. */
+int rwkv_kernels_select(const char *name, char *err, size_t errlen);
 
 #endif

@@ -3,7 +3,9 @@
  * one thread, against a plain streaming read of the same memory, both timed
  * in thread CPU time so that other processes on a shared machine do not
  * count.  Not a test (no timed assertions in make check): build it with
- * `make tests/bench_kernels` and run `tests/bench_kernels [ROWS COLS]`.
+ * `make tests/bench_kernels` and run `tests/bench_kernels [--set NAME]
+ * [ROWS COLS]`; --set measures kernel set NAME (avx2 on an AVX-512 CPU,
+ * say: kernels_select) instead of the best the CPU can run.
  * The last column is k_matvec_many with four vectors (four conversations'
  * tokens, rwkv_eval_batch) in units of one matvec's time: 4.0 would mean
  * no gain from reading the weights once.
@@ -11,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "app/tools/membw.h"
@@ -27,12 +30,28 @@ static double cpu_now(void)
 
 int main(int argc, char **argv)
 {
-    int rows = argc > 2 ? atoi(argv[1]) : 131072, cols = argc > 2 ? atoi(argv[2]) : 768;
-    size_t n = (size_t)rows * (size_t)cols;
-    float *src = malloc(n * sizeof *src), *x = malloc((size_t)4 * cols * sizeof *x);
-    float *y = malloc((size_t)4 * rows * sizeof *y);
+    int rows, cols;
+    size_t n;
+    float *src, *x, *y;
     uint64_t state = 88172645463325252ull, sink = 0;
 
+    if (argc > 2 && strcmp(argv[1], "--set") == 0) {
+        int rc = kernels_select(argv[2]);
+
+        if (rc != 0) {
+            fprintf(stderr, "bench_kernels: kernel set '%s': %s\n", argv[2],
+                    rc == -1 ? "not in this build" : "this CPU cannot run it");
+            return 1;
+        }
+        argc -= 2;
+        argv += 2;
+    }
+    rows = argc > 2 ? atoi(argv[1]) : 131072;
+    cols = argc > 2 ? atoi(argv[2]) : 768;
+    n = (size_t)rows * (size_t)cols;
+    src = malloc(n * sizeof *src);
+    x = malloc((size_t)4 * cols * sizeof *x);
+    y = malloc((size_t)4 * rows * sizeof *y);
     if (!src || !x || !y || rows < 1 || cols < 1) {
         fprintf(stderr, "bench_kernels: bad size or out of memory\n");
         return 1;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/kernels_impl.h"
@@ -559,10 +561,74 @@ static void test_self_check(void)
     }
 }
 
+/* In a child process that has not chosen its kernels yet: selects set
+ * `name` and exits 0 if the active kernels of every format are that set's
+ * own where it has them (kernels.c's self-checks passing), 1 if not, 2 if
+ * the select failed. */
+static int select_in_child(const char *name, const struct kernel_set *set)
+{
+    pid_t pid = fork();
+    int status;
+
+    if (pid == 0) {
+        char err[RWKV_ERRLEN];
+        int same = 1;
+
+        if (rwkv_kernels_select(name, err, sizeof err) != 0) {
+            _exit(2);
+        }
+        same = strcmp(rwkv_kernels_name(), name) == 0;
+        for (int t = 0; t < KERNEL_N_FORMATS; t++) {
+            if (set->format[t].matvec_rows &&
+                kernels_format((enum rwkv_dtype)t)->matvec_rows != set->format[t].matvec_rows) {
+                same = 0;
+            }
+        }
+        _exit(same ? 0 : 1);
+    }
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+        return -1;
+    }
+    return WEXITSTATUS(status);
+}
+
+/* rwkv_kernels_select: a chosen set serves every format it has; errors
+ * for an unknown name and for a set other than the one already chosen.
+ * Runs first, while this process has not chosen its kernels. */
+static void test_select(void)
+{
+    char err[RWKV_ERRLEN];
+
+    ok(select_in_child("portable", &kernel_set_quant) == 0,
+       "rwkv_kernels_select(portable): the portable kernels serve every format");
+#ifdef __x86_64__
+    if (kernel_set_avx2.usable()) {
+        ok(select_in_child("avx2", &kernel_set_avx2) == 0,
+           "rwkv_kernels_select(avx2): the AVX2 kernels serve every format they have");
+    } else {
+        skip("rwkv_kernels_select(avx2): this CPU has no AVX2/FMA");
+    }
+    if (!kernel_set_avx512.usable()) {
+        ok(rwkv_kernels_select("avx512", err, sizeof err) != 0 && strstr(err, "cannot run"),
+           "rwkv_kernels_select(avx512) on a CPU without AVX-512 fails: %s", err);
+    }
+#endif
+    ok(rwkv_kernels_select("avx9", err, sizeof err) != 0 && strstr(err, "'avx9'"),
+       "rwkv_kernels_select of an unknown set fails: %s", err);
+    kernels_init();
+    ok(rwkv_kernels_select(rwkv_kernels_name(), err, sizeof err) == 0,
+       "rwkv_kernels_select of the set already chosen succeeds");
+    if (strcmp(rwkv_kernels_name(), "portable") != 0) {
+        ok(rwkv_kernels_select("portable", err, sizeof err) != 0 && strstr(err, "already chosen"),
+           "rwkv_kernels_select of another set after the kernels were chosen fails: %s", err);
+    }
+}
+
 int main(void)
 {
     struct kpool *pool;
 
+    test_select();
     kernels_init();
     kernels_init();
     ok(rwkv_kernels_name() && rwkv_kernels_name()[0], "kernel set: %s", rwkv_kernels_name());

@@ -47,6 +47,7 @@ struct opts {
     const char *text;           /* --text FILE: perplexity and KL on a text */
     const char *vocab;          /* --vocab PATH (for --text) */
     int text_ctx;               /* --text-ctx N */
+    const char *kernels;        /* --kernels SET, or NULL: the best the CPU runs */
     struct rwkv_lora *lora;     /* --lora FILE[:SCALE], in order */
     int n_lora;
     int streams[MAX_STREAM_COUNTS]; /* --streams: stream counts, 1 first */
@@ -281,6 +282,8 @@ static void usage(FILE *f)
         "                     streams stepped together (rwkv_eval_batch), against\n"
         "                     one stream, interleaved (up to 512 streams)\n"
         "      --no-reexec    keep the OpenBLAS core type the library detected\n"
+        "      --kernels SET  use kernel set SET (avx512vnni, avx512, avx2, portable)\n"
+        "                     instead of the best this CPU can run\n"
         "      --bandwidth G  take the read bandwidth as G GB/s instead of measuring\n"
         "      --quality N    only compare the logits of N tokens with fp32 weights\n"
         "                     (max and mean |logit error|, KL divergence)\n"
@@ -348,6 +351,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         { "text", required_argument, NULL, 'T' },
         { "text-ctx", required_argument, NULL, 'C' },
         { "vocab", required_argument, NULL, 'V' },
+        { "kernels", required_argument, NULL, 'K' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -424,6 +428,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case 'V':
             o->vocab = optarg;
+            break;
+        case 'K':
+            o->kernels = optarg;
             break;
         case 'C':
             if (parse_long(optarg, 8, 1 << 20, &v)) {
@@ -695,6 +702,10 @@ int main(int argc, char **argv)
     }
     if (!o.no_reexec) {
         blascore_pick(argv);
+    }
+    if (o.kernels && rwkv_kernels_select(o.kernels, err, sizeof err) != 0) {
+        fprintf(stderr, "rwkv-bench: %s\n", err);
+        return 2;
     }
     /* (the engine sets OpenBLAS to one thread: products are split over
      * its own pool of --threads) */

@@ -39,6 +39,10 @@ static const struct kernel_set *const candidates[] = {
 static struct kernel_format active[KERNEL_N_FORMATS];
 static const char *active_name = "portable";
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+/* The candidate kernels_choose starts from (kernels_select), and whether
+ * it has run. */
+static size_t first_candidate;
+static int chosen;
 
 /* Plain 16-bit [rows][cols] matrices (as mapped from a bf16/f16 file) to
  * float32, rows [r0, r1). */
@@ -169,6 +173,7 @@ static void kernels_choose(void)
      * the cores and spin between calls (and each would want a work buffer
      * of its own: blas.h).  Set before the self-checks call sgemm. */
     openblas_set_num_threads(1);
+    chosen = 1;
     for (int t = 0; t < KERNEL_N_FORMATS; t++) {
         const struct kernel_format *ref = NULL;
 
@@ -178,7 +183,7 @@ static void kernels_choose(void)
                 break;
             }
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = first_candidate; i < n; i++) {
             const struct kernel_set *s = candidates[i];
 
             if (s->usable && !s->usable()) {
@@ -211,6 +216,28 @@ static void kernels_choose(void)
 void kernels_init(void)
 {
     pthread_once(&init_once, kernels_choose);
+}
+
+int kernels_select(const char *name)
+{
+    size_t n = sizeof candidates / sizeof candidates[0];
+
+    for (size_t i = 0; i < n; i++) {
+        const struct kernel_set *s = candidates[i];
+
+        if (strcmp(s->name, name) != 0) {
+            continue;
+        }
+        if (s->usable && !s->usable()) {
+            return -2;
+        }
+        if (chosen) {
+            return i == first_candidate ? 0 : -3;
+        }
+        first_candidate = i;
+        return 0;
+    }
+    return -1;
 }
 
 const struct kernel_format *kernels_format(enum rwkv_dtype t)

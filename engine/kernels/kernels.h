@@ -63,6 +63,14 @@ void k_groupnorm(const float *x, const float *w, const float *b, int n, int n_gr
 
 /* Called once; picks the implementation.  Safe to call repeatedly. */
 void kernels_init(void);
+/* Makes kernels_init take kernel set `name` (kernels_impl.h: "avx512vnni",
+ * "avx512", "avx2", "portable") as the best, the sets after it serving
+ * the formats it lacks, instead of the best the CPU can run: to measure
+ * or test a set on a CPU that has a faster one.  Call before kernels_init
+ * (before any model loads), from one thread.  0; -1 for a name this
+ * build does not have, -2 when this CPU cannot run the set, -3 when the
+ * kernels were already chosen from another set. */
+int kernels_select(const char *name);
 /* The kernel set chosen for this CPU (rwkv_kernels_name). */
 const char *kernels_name(void);
 

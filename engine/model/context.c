@@ -343,3 +343,24 @@ const char *rwkv_kernels_name(void)
 {
     return kernels_name();
 }
+
+int rwkv_kernels_select(const char *name, char *err, size_t errlen)
+{
+    switch (kernels_select(name)) {
+    case 0:
+        return 0;
+    case -1:
+        err_set(err, errlen, "kernel set '%s': no such set in this build (on x86-64: "
+                "avx512vnni, avx512, avx2, portable)", name);
+        break;
+    case -2:
+        err_set(err, errlen, "kernel set '%s': this CPU cannot run it; choose a slower set "
+                "(avx512vnni, avx512, avx2, portable: the best first)", name);
+        break;
+    default:
+        err_set(err, errlen, "kernel set '%s': the kernels were already chosen (%s); "
+                "select the set before loading a model", name, kernels_name());
+        break;
+    }
+    return -1;
+}
