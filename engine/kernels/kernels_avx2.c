@@ -77,9 +77,10 @@ static void split_even_odd(const float *x, int chunks, float *xs)
 #define X_STACK 4096
 
 /* How far ahead of the loads the rows are prefetched: one row at a time
- * keeps a single stream per thread for the hardware prefetcher, and this
- * hint covers the start of the next row. */
-#define PREFETCH_BYTES 512
+ * keeps a single stream per thread for the hardware prefetcher, and these
+ * hints run 2048 bytes ahead of it (as in kernels_avx512.c: at 512 they
+ * came too late to cover the memory latency). */
+#define MATVEC_PREFETCH 2048
 
 static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
@@ -103,7 +104,7 @@ static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int
             __m256i v0 = _mm256_loadu_si256((const __m256i *)(w + 16 * k));
             __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 16 * k + 16));
 
-            _mm_prefetch((const char *)(w + 16 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 16 * k) + MATVEC_PREFETCH, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(bf16_even(v0), _mm256_loadu_ps(xs + 16 * k), a0);
             b0 = _mm256_fmadd_ps(bf16_odd(v0), _mm256_loadu_ps(xs + 16 * k + 8), b0);
             a1 = _mm256_fmadd_ps(bf16_even(v1), _mm256_loadu_ps(xs + 16 * k + 16), a1);
@@ -151,7 +152,7 @@ bf16_rows_multi(const struct kmat *W, const float *const *x, const float *const 
             __m256i v1 = _mm256_loadu_si256((const __m256i *)(w + 16 * k + 16));
             __m256 e0 = bf16_even(v0), o0 = bf16_odd(v0), e1 = bf16_even(v1), o1 = bf16_odd(v1);
 
-            _mm_prefetch((const char *)(w + 16 * k) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + 16 * k) + MATVEC_PREFETCH, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm256_fmadd_ps(e0, _mm256_loadu_ps(xs[g] + 16 * k), a0[g]);
@@ -231,7 +232,7 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
         float s;
 
         for (; c + 16 <= tail; c += 16) {
-            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
             a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c))),
                                 _mm256_loadu_ps(x + c), a);
             b = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + c + 8))),
@@ -268,7 +269,7 @@ static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r
         float s;
 
         for (; c + 32 <= tail; c += 32) {
-            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a0);
             a1 = _mm256_fmadd_ps(q8_load8(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
             a2 = _mm256_fmadd_ps(q8_load8(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
@@ -308,7 +309,7 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
             __m256 w0 = q8_load8(w + c), w1 = q8_load8(w + c + 8);
             __m256 w2 = q8_load8(w + c + 16), w3 = q8_load8(w + c + 24);
 
-            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[g] + c), a0[g]);
@@ -455,7 +456,7 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
             __m256i q1 = _mm256_loadu_si256((const __m256i *)(qx + 32 * b + 32));
             float s0 = _cvtsh_ss(b0[b].d) * dx[b], s1 = _cvtsh_ss(b0[b + 1].d) * dx[b + 1];
 
-            _mm_prefetch((const char *)&b0[b] + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)&b0[b] + MATVEC_PREFETCH, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
                                  _mm256_set1_ps(s0), a0);
             a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b + 1]), q1)),
@@ -719,7 +720,7 @@ static void f32_matvec_rows(const struct kmat *W, const float *x, float *y, int 
         float s;
 
         for (; c + 32 <= tail; c += 32) {
-            _mm_prefetch((const char *)(w + c) + PREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
             a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
             a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
             a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
