@@ -420,64 +420,237 @@ static inline __m256i q4_dot(__m256i u, __m256i qx)
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, qx), _mm256_set1_epi16(1));
 }
 
+/* ---- Q4 matrix-vector products: activations laid out as the codes unpack --
+ * A pair of blocks' codes unpacks in a few instructions to two registers,
+ * [b low nibbles | b+1 low] and [b high | b+1 high] (16 bytes each), so
+ * each vector's int8 activation blocks (xq_fill's values) are stored in
+ * that order too (struct q4_xv), with, per int32 lane of the product,
+ * -8 times the sum of the lane's eight activations: added to the lane's
+ * products, it makes each lane the exact integer sum of (u - 8) qx over
+ * its eight elements (four from each register), and leaves no per-block
+ * correction and no scalar work in the loop.  A lane's scale is its
+ * block's d (from the weights, lanes 0-3 block b, 4-7 block b+1) times
+ * its block's dx (stored per lane).  Every y[r] is, in float, the sum over
+ * lanes and pairs of scale * lane, two accumulators (even and odd pairs),
+ * then an odd last block's product: the same for one vector as for four. */
+struct q4_xv {
+    int pairs;                  /* blocks / 2 */
+    int8_t *q;                  /* [pairs][64], then an odd last block's 32 in element order */
+    int32_t *bias;              /* [pairs][8] */
+    float *dx;                  /* [pairs][8] */
+    float tail_dx;              /* the odd last block's dx */
+    int32_t tail_sum;           /* ... and the sum of its activations */
+};
+
+/* Bytes of a q4_xv's arrays for nb blocks (32-byte aligned pieces). */
+static size_t q4_xv_bytes(int nb)
+{
+    return (size_t)(nb / 2) * (64 + 32 + 32) + 32;
+}
+
+/* The pair's int32 lanes of u . q (u unsigned codes, q signed), both
+ * registers of the pair: the four-product sums of lo and hi added as int16
+ * (at most 2 * 4 * 15 * 127 = 15240: no overflow), then widened. */
+static inline __m256i q4_pair_dot(__m256i lo, __m256i hi, __m256i q0, __m256i q1)
+{
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, q0),
+                                              _mm256_maddubs_epi16(hi, q1)),
+                             _mm256_set1_epi16(1));
+}
+
+/* v's arrays in buf (32-byte aligned, q4_xv_bytes(nb)) from x[cols]. */
+static void q4_xv_fill(struct q4_xv *v, unsigned char *buf, const float *x, int cols, int nb)
+{
+    const __m256i one = _mm256_set1_epi8(1);
+    float d[2];
+    int32_t s[2];
+
+    v->pairs = nb / 2;
+    v->q = (int8_t *)buf;
+    v->bias = (int32_t *)(buf + (size_t)v->pairs * 64 + 32);
+    v->dx = (float *)(buf + (size_t)v->pairs * 96 + 32);
+    for (int p = 0; p < v->pairs; p++) {
+        int8_t *q = v->q + 64 * p;
+        __m256i a, b, q0, q1, lane;
+
+        xq_fill(x + 64 * p, cols - 64 * p, 2, q, d, s);
+        /* element order [b 0-15 | b 16-31 | b+1 0-15 | b+1 16-31] to
+         * [b 0-15 | b+1 0-15] [b 16-31 | b+1 16-31] */
+        a = _mm256_load_si256((const __m256i *)q);
+        b = _mm256_load_si256((const __m256i *)(q + 32));
+        q0 = _mm256_permute2x128_si256(a, b, 0x20);
+        q1 = _mm256_permute2x128_si256(a, b, 0x31);
+        _mm256_store_si256((__m256i *)q, q0);
+        _mm256_store_si256((__m256i *)(q + 32), q1);
+        lane = q4_pair_dot(one, one, q0, q1);
+        _mm256_store_si256((__m256i *)(v->bias + 8 * p),
+                           _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lane, 3)));
+        _mm256_store_ps(v->dx + 8 * p, _mm256_set_m128(_mm_set1_ps(d[1]), _mm_set1_ps(d[0])));
+    }
+    if (nb & 1) {
+        xq_fill(x + 64 * v->pairs, cols - 64 * v->pairs, 1, v->q + 64 * v->pairs, &v->tail_dx,
+                &v->tail_sum);
+    }
+}
+
+/* The codes of blocks b[0], b[1] as *lo = [b0 low | b1 low], *hi =
+ * [b0 high | b1 high] (low nibbles: elements 0-15, high: 16-31). */
+static inline void q4_codes_pair(const struct q4_block *b, __m256i *lo, __m256i *hi)
+{
+    __m256i v = _mm256_loadu2_m128i((const __m128i *)b[1].qs, (const __m128i *)b[0].qs);
+    const __m256i m = _mm256_set1_epi8(15);
+
+    *lo = _mm256_and_si256(v, m);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
+}
+
+/* The scales d of blocks b[0], b[1] in their lanes (0-3, 4-7): one 32-byte
+ * load covers both (d of b[1] is bytes 18-19). */
+static inline __m256 q4_d_pair(const struct q4_block *b)
+{
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
+    __m256i h = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)b), pick);
+
+    h = _mm256_permute4x64_epi64(h, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+}
+
+/* The odd last block b of a row for v: d dx sum_j (u_j - 8) qx_j. */
+static inline float q4_tail(const struct q4_block *b, const struct q4_xv *v)
+{
+    __m256i q = _mm256_load_si256((const __m256i *)(v->q + 64 * v->pairs));
+    __m256i p = q4_dot(q4_codes(b), q);
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+
+    h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+    return _cvtsh_ss(b->d) * v->tail_dx * (float)(_mm_cvtsi128_si32(h) - 8 * v->tail_sum);
+}
+
+/* One pair P's step for vector g into accumulator A. */
+#define Q4_XV_STEP(A, LO, HI, D, P) \
+    A = _mm256_fmadd_ps( \
+        _mm256_cvtepi32_ps(_mm256_add_epi32( \
+            q4_pair_dot(LO, HI, _mm256_load_si256((const __m256i *)(xv[g].q + 64 * (P))), \
+                        _mm256_load_si256((const __m256i *)(xv[g].q + 64 * (P) + 32))), \
+            _mm256_load_si256((const __m256i *)(xv[g].bias + 8 * (P))))), \
+        _mm256_mul_ps(D, _mm256_load_ps(xv[g].dx + 8 * (P))), A)
+
+/* y[g][r] for G <= 4 vectors xv[g] (G constant where called), rows
+ * [r0, r1): each pair of blocks' codes and scales unpacked once for all
+ * G, each vector's sums in the same order. */
+static inline __attribute__((always_inline)) void
+q4_xv_rows(const struct q4_block *base, int nb, const struct q4_xv *xv, float *const *y,
+           const int G, int r0, int r1)
+{
+    const int pairs = nb / 2;
+
+    for (int r = r0; r < r1; r++) {
+        const struct q4_block *bl = base + (size_t)r * nb;
+        __m256 a0[4], a1[4];
+        int p = 0;
+
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            a0[g] = a1[g] = _mm256_setzero_ps();
+        }
+        for (; p + 2 <= pairs; p += 2) {
+            const struct q4_block *k = bl + 2 * p;
+            __m256i lo0, hi0, lo1, hi1;
+            __m256 d01 = q4_d_pair(k), d23 = q4_d_pair(k + 2);
+
+            _mm_prefetch((const char *)k + MATVEC_PREFETCH, _MM_HINT_T0);
+            q4_codes_pair(k, &lo0, &hi0);
+            q4_codes_pair(k + 2, &lo1, &hi1);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                Q4_XV_STEP(a0[g], lo0, hi0, d01, p);
+                Q4_XV_STEP(a1[g], lo1, hi1, d23, p + 1);
+            }
+        }
+        if (p < pairs) {
+            const struct q4_block *k = bl + 2 * p;
+            __m256i lo0, hi0;
+            __m256 d01 = q4_d_pair(k);
+
+            q4_codes_pair(k, &lo0, &hi0);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                Q4_XV_STEP(a0[g], lo0, hi0, d01, p);
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            float s = hsum(_mm256_add_ps(a0[g], a1[g]));
+
+            y[g][r] = (nb & 1) ? s + q4_tail(&bl[nb - 1], &xv[g]) : s;
+        }
+    }
+}
+
 static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
     const int nb = quant_q4_blocks(W->cols);
-    int8_t qstack[X_STACK] __attribute__((aligned(32)));
-    float dstack[X_STACK / 32];
-    int32_t sstack[X_STACK / 32];
-    int8_t *qx = qstack;
-    float *dx = dstack;
-    int32_t *sx = sstack;
-    const struct q4_block *base = W->data;
-    int r = r0;
+    unsigned char stack[(X_STACK / 64) * 128 + 32] __attribute__((aligned(32)));
+    unsigned char *buf = stack;
+    struct q4_xv xv;
 
-    if (nb * 32 > X_STACK) {
-        qx = malloc((size_t)nb * 32);
-        dx = malloc((size_t)nb * sizeof *dx);
-        sx = malloc((size_t)nb * sizeof *sx);
-        if (!qx || !dx || !sx) {
-            free(qx);
-            free(dx);
-            free(sx);
+    if (q4_xv_bytes(nb) > sizeof stack) {
+        buf = aligned_alloc(32, (q4_xv_bytes(nb) + 31) & ~(size_t)31);
+        if (!buf) {
             kernel_set_quant.format[RWKV_DTYPE_Q4].matvec_rows(W, x, y, r0, r1);
             return;
         }
     }
-    xq_fill(x, W->cols, nb, qx, dx, sx);
-    for (; r < r1; r++) {
-        const struct q4_block *b0 = base + (size_t)r * nb;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-        float c0 = 0;
-        int b = 0;
-
-        for (; b + 2 <= nb; b += 2) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
-            __m256i q1 = _mm256_loadu_si256((const __m256i *)(qx + 32 * b + 32));
-            float s0 = _cvtsh_ss(b0[b].d) * dx[b], s1 = _cvtsh_ss(b0[b + 1].d) * dx[b + 1];
-
-            _mm_prefetch((const char *)&b0[b] + MATVEC_PREFETCH, _MM_HINT_T0);
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
-                                 _mm256_set1_ps(s0), a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b + 1]), q1)),
-                                 _mm256_set1_ps(s1), a1);
-            c0 += s0 * (float)sx[b] + s1 * (float)sx[b + 1];
-        }
-        if (b < nb) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(qx + 32 * b));
-            float s0 = _cvtsh_ss(b0[b].d) * dx[b];
-
-            a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_dot(q4_codes(&b0[b]), q)),
-                                 _mm256_set1_ps(s0), a0);
-            c0 += s0 * (float)sx[b];
-        }
-        y[r] = hsum(_mm256_add_ps(a0, a1)) - 8.0f * c0;
+    q4_xv_fill(&xv, buf, x, W->cols, nb);
+    q4_xv_rows(W->data, nb, &xv, &y, 1, r0, r1);
+    if (buf != stack) {
+        free(buf);
     }
-    if (qx != qstack) {
-        free(qx);
-        free(dx);
-        free(sx);
+}
+
+/* kernel_format.matvec_multi_rows for Q4: four vectors at a time through
+ * the same steps as q4_matvec_rows (so the same sums, bit for bit). */
+static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    const size_t each = q4_xv_bytes(nb);
+    unsigned char *buf = aligned_alloc(32, 4 * each);
+
+    if (!buf) {
+        for (int t = 0; t < T; t++) {
+            q4_matvec_rows(W, X + (size_t)t * W->cols, Y + (size_t)t * W->rows, r0, r1);
+        }
+        return;
     }
+    for (int t0 = 0; t0 < T; t0 += 4) {
+        int G = T - t0 < 4 ? T - t0 : 4;
+        struct q4_xv xv[4];
+        float *y[4];
+
+        for (int g = 0; g < G; g++) {
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+            q4_xv_fill(&xv[g], buf + (size_t)g * each, X + (size_t)(t0 + g) * W->cols, W->cols,
+                       nb);
+        }
+        switch (G) {
+        case 1:
+            q4_xv_rows(W->data, nb, xv, y, 1, r0, r1);
+            break;
+        case 2:
+            q4_xv_rows(W->data, nb, xv, y, 2, r0, r1);
+            break;
+        case 3:
+            q4_xv_rows(W->data, nb, xv, y, 3, r0, r1);
+            break;
+        default:
+            q4_xv_rows(W->data, nb, xv, y, 4, r0, r1);
+            break;
+        }
+    }
+    free(buf);
 }
 
 /* ---- Sequence mode: int8 activations, integer block products ------------
@@ -902,6 +1075,6 @@ const struct kernel_set kernel_set_avx2 = {
         [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8, q8_rows_to_f32,
                             q8_matvec_multi_rows, 2 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
-                            q4_rows_to_f32 },
+                            q4_rows_to_f32, q4_matvec_multi_rows, 4 },
     },
 };
