@@ -1,7 +1,9 @@
 /*
  * test_quant.c - every weight format and every kernel set this CPU can run,
  * against the float64 value quant.h defines for it, on sizes that are not
- * multiples of 16, 32 or 64; the conversions of kmat_from_tensor; and the
+ * multiples of 16, 32 or 64 and on some that are (no partial block, pairs
+ * of Q4 blocks with and without an odd last one, the kernels' on-stack
+ * limit of 4096 columns); the conversions of kmat_from_tensor; and the
  * quality of each format on the v7 fixture model (max / mean absolute logit
  * error and KL divergence against float32, printed as diagnostics).
  */
@@ -156,26 +158,35 @@ static double check_kernel(const struct kernel_set *set, enum rwkv_dtype t, int 
         free(ref);
     }
     if (set->format[t].matvec_multi_rows) {
-        /* six vectors (a group of four and one of two), each bit-identical
-         * to the set's matvec on it; rows outside [r0, r1) untouched */
-        enum { T = 6 };
-        float *X = malloc((size_t)T * cols * sizeof *X), *Y = malloc((size_t)T * rows * sizeof *Y);
+        /* 1 to 9 vectors (every group size of kernels that take 2 or 4 at
+         * a time, and groups after a full one), each bit-identical to the
+         * set's matvec on it; rows outside [r0, r1) untouched */
+        static const int Ts[] = { 1, 2, 3, 4, 5, 6, 9 };
+        enum { T_MAX = 9 };
+        float *X = malloc((size_t)T_MAX * cols * sizeof *X);
+        float *Y = malloc((size_t)T_MAX * rows * sizeof *Y);
         float *one = malloc((size_t)rows * sizeof *one);
 
-        for (size_t i = 0; i < (size_t)T * cols; i++) {
-            X[i] = (float)(urand() * 4 - 2);
+        for (size_t i = 0; i < (size_t)T_MAX * cols; i++) {
+            /* a spread of magnitudes, as a LayerNorm output or relu^2 has */
+            X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
         }
-        for (size_t i = 0; i < (size_t)T * rows; i++) {
-            Y[i] = NAN;
-        }
-        set->format[t].matvec_multi_rows(&W, X, T, Y, r0, r1);
-        for (int v = 0; v < T; v++) {
-            set->format[t].matvec_rows(&W, X + (size_t)v * cols, one, r0, r1);
-            for (int r = 0; r < rows; r++) {
-                float got = Y[(size_t)v * rows + r];
+        for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
+            int T = Ts[k];
 
-                if (r < r0 || r >= r1 ? !isnan(got) : memcmp(&got, &one[r], sizeof got) != 0) {
-                    worst = 1e9;
+            for (size_t i = 0; i < (size_t)T * rows; i++) {
+                Y[i] = NAN;
+            }
+            set->format[t].matvec_multi_rows(&W, X, T, Y, r0, r1);
+            for (int v = 0; v < T; v++) {
+                set->format[t].matvec_rows(&W, X + (size_t)v * cols, one, r0, r1);
+                for (int r = 0; r < rows; r++) {
+                    float got = Y[(size_t)v * rows + r];
+
+                    if (r < r0 || r >= r1 ? !isnan(got)
+                                          : memcmp(&got, &one[r], sizeof got) != 0) {
+                        worst = 1e9;
+                    }
                 }
             }
         }
@@ -260,6 +271,7 @@ static void test_kernel_sets(void)
 {
     static const int sizes[][2] = {
         { 1, 1 }, { 3, 7 }, { 5, 17 }, { 37, 45 }, { 67, 131 }, { 13, 1037 }, { 9, 4133 }, { 6, 5003 },
+        { 4, 32 }, { 5, 64 }, { 3, 96 }, { 7, 192 }, { 5, 768 }, { 3, 4096 }, { 3, 4160 },
     };
     const struct kernel_set *sets[4];
     int n_sets = 0;
@@ -298,11 +310,11 @@ static void test_kernel_sets(void)
                     at = (int)k;
                 }
             }
-            ok(worst <= 1.0, "%s %s matvec (and rows_to_f32) match the exact value on 8 odd shapes "
+            ok(worst <= 1.0, "%s %s matvec (and rows_to_f32) match the exact value on 15 shapes "
                "(worst %.2f of tolerance 2e-6*sum|wx|, at %dx%d)%s", sets[s]->name,
                format_names[t], worst, sizes[at][0], sizes[at][1],
                sets[s]->format[t].matvec_multi_rows
-                   ? "; matvec_multi_rows bit-identical to matvec for 6 vectors" : "");
+                   ? "; matvec_multi_rows bit-identical to matvec for 1-9 vectors" : "");
             if ((t == RWKV_DTYPE_Q8 || t == RWKV_DTYPE_Q4) && sets[s]->format[t].matmul_rows) {
                 /* token counts around the kernels' tiles (4, 8, 16) */
                 static const int Ts[] = { 1, 2, 3, 5, 17, 37 };
@@ -322,7 +334,7 @@ static void test_kernel_sets(void)
                         }
                     }
                 }
-                ok(worst <= 1.0, "%s %s matmul (int8 activations) matches the exact value on 8 odd "
+                ok(worst <= 1.0, "%s %s matmul (int8 activations) matches the exact value on 15 "
                    "shapes x 6 token counts (worst %.2f of tolerance, at %dx%d T=%d)",
                    sets[s]->name, format_names[t], worst, sizes[at][0], sizes[at][1], at_T);
             } else if (t == RWKV_DTYPE_Q8 || t == RWKV_DTYPE_Q4) {
