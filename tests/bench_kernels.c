@@ -8,7 +8,10 @@
  * say: kernels_select) instead of the best the CPU can run.
  * The last column is k_matvec_many with four vectors (four conversations'
  * tokens, rwkv_eval_batch) in units of one matvec's time: 4.0 would mean
- * no gain from reading the weights once.
+ * no gain from reading the weights once.  A second table times sequence
+ * mode (k_matmul: a prompt's chunk of T tokens, default 128) on a matrix of
+ * at most 3072 of those rows, in multiply-adds per second of CPU time:
+ * `tests/bench_kernels ROWS COLS T`.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -102,6 +105,44 @@ int main(int argc, char **argv)
         if (t != RWKV_DTYPE_F32) {
             kmat_free(&W);
         }
+    }
+    {
+        int T = argc > 3 ? atoi(argv[3]) : 128, mrows = rows < 3072 ? rows : 3072;
+        float *X = malloc((size_t)T * cols * sizeof *X), *Y = malloc((size_t)T * mrows * sizeof *Y);
+
+        if (!X || !Y || T < 1) {
+            fprintf(stderr, "bench_kernels: bad token count or out of memory\n");
+            return 1;
+        }
+        for (size_t i = 0; i < (size_t)T * cols; i++) {
+            X[i] = src[(i * 7919) % n] * 64.0f;
+        }
+        printf("\nsequence mode: %d x %d matrix, %d tokens, one thread, CPU time, best of 3\n"
+               "| format | GMAC/s | ms |\n|---|---|---|\n", mrows, cols, T);
+        for (int t = RWKV_DTYPE_F32; t <= RWKV_DTYPE_Q4; t++) {
+            struct kmat W = { .type = (enum rwkv_dtype)t, .rows = mrows, .cols = cols };
+            double best = 1e30;
+
+            if (t == RWKV_DTYPE_F32) {
+                W.data = src;
+            } else if (kernels_format(W.type)->pack(&W, src) != 0) {
+                fprintf(stderr, "bench_kernels: out of memory\n");
+                return 1;
+            }
+            for (int r = 0; r < 3; r++) {
+                double t0 = cpu_now();
+
+                k_matmul(NULL, &W, X, T, Y);
+                best = best < cpu_now() - t0 ? best : cpu_now() - t0;
+            }
+            printf("| %s | %.1f | %.2f |\n", rwkv_dtype_name(W.type),
+                   (double)mrows * cols * T / best / 1e9, best * 1e3);
+            if (t != RWKV_DTYPE_F32) {
+                kmat_free(&W);
+            }
+        }
+        free(X);
+        free(Y);
     }
     free(src);
     free(x);

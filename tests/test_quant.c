@@ -616,6 +616,103 @@ static void test_pool_products(void)
     free(y1);
 }
 
+/* Sequence mode in two steps (kernel_format.seq_fill, seq_rows): tokens
+ * prepared in uneven pieces and rows taken in two ranges give matmul_rows's
+ * products bit for bit, for every set that has them, on odd shapes (tiles
+ * of 16 rows and groups of 8 tokens with tails); and k_matmul on 2 threads,
+ * which takes that path, gives them too. */
+static void test_seq_two_steps(void)
+{
+    static const int shapes[][3] = { { 1, 1, 2 }, { 17, 45, 9 }, { 45, 301, 37 }, { 33, 1037, 8 } };
+    const struct kernel_set *sets[3];
+    int n_sets = 0, tested = 0, same = 1;
+    struct kpool *pool = kpool_new(2);
+
+#ifdef __x86_64__
+    if (kernel_set_avx2.usable()) {
+        sets[n_sets++] = &kernel_set_avx2;
+    }
+    if (kernel_set_avx512.usable()) {
+        sets[n_sets++] = &kernel_set_avx512;
+    }
+    if (kernel_set_avx512vnni.usable()) {
+        sets[n_sets++] = &kernel_set_avx512vnni;
+    }
+#endif
+    for (int s = 0; s < n_sets; s++) {
+        for (int t = RWKV_DTYPE_Q8; t <= RWKV_DTYPE_Q4; t++) {
+            const struct kernel_format *f = &sets[s]->format[t];
+
+            if (!f->seq_rows) {
+                continue;
+            }
+            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+                int rows = shapes[k][0], cols = shapes[k][1], T = shapes[k][2], cut = T / 3;
+                struct kmat W = { .type = (enum rwkv_dtype)t, .rows = rows, .cols = cols };
+                float *src = malloc((size_t)rows * cols * sizeof *src);
+                float *X = malloc((size_t)T * cols * sizeof *X);
+                float *Y1 = malloc((size_t)T * rows * sizeof *Y1);
+                float *Y2 = malloc((size_t)T * rows * sizeof *Y2);
+                void *buf = aligned_alloc(64, (f->seq_bytes(cols, T) + 63) & ~(size_t)63);
+
+                for (size_t i = 0; i < (size_t)rows * cols; i++) {
+                    src[i] = wrand();
+                }
+                for (size_t i = 0; i < (size_t)T * cols; i++) {
+                    X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+                }
+                f->pack(&W, src);
+                f->matmul_rows(&W, X, T, Y1, 0, rows);
+                f->seq_fill(X, cols, T, cut, T, buf);
+                f->seq_fill(X, cols, T, 0, cut, buf);
+                f->seq_rows(&W, X, buf, T, Y2, rows / 2, rows);
+                f->seq_rows(&W, X, buf, T, Y2, 0, rows / 2);
+                same &= !memcmp(Y1, Y2, (size_t)T * rows * sizeof *Y1);
+                tested++;
+                kmat_free(&W);
+                free(src);
+                free(X);
+                free(Y1);
+                free(Y2);
+                free(buf);
+            }
+        }
+    }
+    if (tested) {
+        ok(same, "seq_fill/seq_rows in pieces give matmul_rows's products bit for bit (%d set, "
+           "format and shape cases)", tested);
+    } else {
+        skip("no kernel set of this CPU has two-step sequence kernels");
+    }
+    for (int t = RWKV_DTYPE_Q8; t <= RWKV_DTYPE_Q4; t++) {
+        const int rows = 301, cols = 517, T = 37;
+        struct kmat W = { .type = (enum rwkv_dtype)t, .rows = rows, .cols = cols };
+        const struct kernel_format *f = kernels_format(W.type);
+        float *src = malloc((size_t)rows * cols * sizeof *src);
+        float *X = malloc((size_t)T * cols * sizeof *X);
+        float *Y1 = malloc((size_t)T * rows * sizeof *Y1), *Y2 = malloc((size_t)T * rows * sizeof *Y2);
+
+        for (size_t i = 0; i < (size_t)rows * cols; i++) {
+            src[i] = wrand();
+        }
+        for (size_t i = 0; i < (size_t)T * cols; i++) {
+            X[i] = (float)(urand() - 0.5);
+        }
+        f->pack(&W, src);
+        f->matmul_rows(&W, X, T, Y1, 0, rows);
+        k_matmul(pool, &W, X, T, Y2);
+        ok(!memcmp(Y1, Y2, (size_t)T * rows * sizeof *Y1),
+           "%s k_matmul on 2 threads (T=%d%s) gives matmul_rows's products bit for bit",
+           format_names[t], T, f->seq_rows ? ", tokens prepared in two halves" : "");
+        kmat_free(&W);
+        free(src);
+        free(X);
+        free(Y1);
+        free(Y2);
+    }
+    kpool_free(pool);
+}
+
 /* ---- quality on the fixture model ----------------------------------------- */
 
 static int read_tokens(const char *path, int32_t *tok, int max)
@@ -744,6 +841,7 @@ int main(void)
     test_q4_layout();
     test_from_tensor();
     test_pool_products();
+    test_seq_two_steps();
     test_quality("fixtures/models/v7.pth", 0);
     test_quality("fixtures/models/v7-world.pth", 0);
     test_quality("fixtures/models/v7.pth", 1);

@@ -333,6 +333,66 @@ static void matmul_task(void *ctx, int i)
     }
 }
 
+/* Sequence mode in two steps (kernel_format.seq_fill, seq_rows): the
+ * threads share the tokens' preparation, then the rows. */
+struct seq_job {
+    const struct kernel_format *fmt;
+    const struct kmat *W;
+    const float *X;
+    float *Y;
+    void *buf;
+    int T, n_tasks;
+};
+
+/* Tokens per fill task are a multiple of this: tasks never share a cache
+ * line of the buffer. */
+#define SEQ_FILL_GRAIN 16
+
+static void seq_fill_task(void *ctx, int i)
+{
+    const struct seq_job *job = ctx;
+    int groups = (job->T + SEQ_FILL_GRAIN - 1) / SEQ_FILL_GRAIN;
+    int t0 = (int)((int64_t)groups * i / job->n_tasks) * SEQ_FILL_GRAIN;
+    int t1 = (int)((int64_t)groups * (i + 1) / job->n_tasks) * SEQ_FILL_GRAIN;
+
+    if (t1 > job->T) {
+        t1 = job->T;
+    }
+    if (t1 > t0) {
+        job->fmt->seq_fill(job->X, job->W->cols, job->T, t0, t1, job->buf);
+    }
+}
+
+static void seq_rows_task(void *ctx, int i)
+{
+    const struct seq_job *job = ctx;
+    int rows = job->W->rows;
+    int r0 = (int)((int64_t)rows * i / job->n_tasks);
+    int r1 = (int)((int64_t)rows * (i + 1) / job->n_tasks);
+
+    if (r1 > r0) {
+        job->fmt->seq_rows(job->W, job->X, job->buf, job->T, job->Y, r0, r1);
+    }
+}
+
+/* Y = X W^T through seq_fill and seq_rows on the pool; -1 when the buffer
+ * cannot be had. */
+static int matmul_in_two_steps(struct kpool *pool, const struct kernel_format *fmt,
+                               const struct kmat *W, const float *X, int T, float *Y)
+{
+    size_t bytes = fmt->seq_bytes(W->cols, T) + 64;
+    char *raw = (char *)kpool_scratch(pool, (bytes + sizeof(float) - 1) / sizeof(float));
+    struct seq_job job = { fmt, W, X, Y, NULL, T, kpool_threads(pool) };
+
+    if (!raw) {
+        return -1;
+    }
+    job.buf = raw + ((64 - (uintptr_t)raw % 64) % 64);
+    kpool_run(pool, seq_fill_task, &job, job.n_tasks);
+    kpool_run(pool, seq_rows_task, &job, job.n_tasks);
+    return 0;
+}
+
 /* Tokens from which converting weights to float32 for sgemm pays off. */
 #define DEQUANT_MIN_T 4
 /* Float32 tile of converted rows: about 2 MB. */
@@ -410,6 +470,10 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
     }
     if (T == 1) {
         k_matvec(pool, W, X, Y);
+        return;
+    }
+    if (job.fmt->seq_rows && pool && split_tasks(pool, W) > 1 &&
+        matmul_in_two_steps(pool, job.fmt, W, X, T, Y) == 0) {
         return;
     }
     if (job.fmt->matmul_rows) {

@@ -775,50 +775,6 @@ ATTR static inline __attribute__((always_inline)) void NAME( \
     } \
 }
 
-/* Q4: codes u in [0, 15] are the unsigned operand; the -8 offset enters as
- * the accumulator's start, -sum(qx) per block spread over its 8 lanes. */
-#define Q4_TILE(NAME, ATTR, DOT) \
-ATTR static inline __attribute__((always_inline)) void NAME( \
-    const struct kmat *W, int r, const struct xq_tile *xt, int t, int t0, float *Y, \
-    const int RN, const int TN) \
-{ \
-    const int nb = quant_q4_blocks(W->cols); \
-    const struct q4_block *bl = (const struct q4_block *)W->data + (size_t)r * nb; \
-    __m512 acc[MM_RN][MM_TN]; \
-    _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
-        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
-            acc[i][j] = _mm512_setzero_ps(); \
-        } \
-    } \
-    for (int k = 0; k < xt->steps; k++) { \
-        int b = 2 * k, two = b + 1 < nb; \
-        __m512i u[MM_RN]; \
-        __m512 dw[MM_RN]; \
-        _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
-            const struct q4_block *p = bl + (size_t)i * nb + b; \
-            float d1 = two ? _cvtsh_ss(p[1].d) : 0.0f; \
-            u[i] = two ? q4_codes2(p) : _mm512_zextsi256_si512(q4_codes(p)); \
-            dw[i] = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(_cvtsh_ss(p[0].d)), \
-                                         _mm512_set1_ps(d1)); \
-        } \
-        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
-            __m512i qx = _mm512_load_si512(xt->q + (size_t)(t + j) * 64 * xt->steps + 64 * k); \
-            __m512 dx = pair_ps(xt->d + (size_t)(t + j) * 2 * xt->steps + b); \
-            __m512i s0 = pair_epi32(xt->negsum + (size_t)(t + j) * 2 * xt->steps + b); \
-            _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
-                __m512i p = DOT(s0, u[i], qx); \
-                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], dx), \
-                                            acc[i][j]); \
-            } \
-        } \
-    } \
-    _Pragma("GCC unroll 4") for (int i = 0; i < RN; i++) { \
-        _Pragma("GCC unroll 4") for (int j = 0; j < TN; j++) { \
-            Y[(size_t)(t0 + t + j) * W->rows + r + i] = _mm512_reduce_add_ps(acc[i][j]); \
-        } \
-    } \
-}
-
 /* One format's sequence-mode rows: tokens MM_TOKENS at a time, then tiles
  * of MM_RN x MM_TN, smaller tiles at the edges. */
 #define MATMUL_ROWS(NAME, ATTR, TILE) \
@@ -849,14 +805,8 @@ ATTR static void NAME(const struct kmat *W, const struct xq_tile *xt, int t0, in
 #define VNNI __attribute__((target("avx512vnni")))
 #define NO_ATTR
 
-Q8_TILE(q8_tile_vnni, VNNI, DOT_VNNI)
 Q8_TILE(q8_tile_bw, NO_ATTR, DOT_BW)
-Q4_TILE(q4_tile_vnni, VNNI, DOT_VNNI)
-Q4_TILE(q4_tile_bw, NO_ATTR, DOT_BW)
-MATMUL_ROWS(q8_seq_vnni, VNNI, q8_tile_vnni)
 MATMUL_ROWS(q8_seq_bw, NO_ATTR, q8_tile_bw)
-MATMUL_ROWS(q4_seq_vnni, VNNI, q4_tile_vnni)
-MATMUL_ROWS(q4_seq_bw, NO_ATTR, q4_tile_bw)
 
 typedef void rows_fn(const struct kmat *W, const struct xq_tile *xt, int t0, int n, float *Y,
                      int r0, int r1);
@@ -887,22 +837,329 @@ static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y
     matmul_int8(W, X, T, Y, r0, r1, q8_seq_bw);
 }
 
-static void q4_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+/* ---- Sequence mode, packed tiles ------------------------------------------
+ * The same values as above (quant.h), computed with each int32 lane a whole
+ * block product of one row and one token: a tile of 16 rows is unpacked once
+ * per call into signed int8 weights laid out [block][group of 4 columns]
+ * [row][4], and every token of the call passes over it, 8 at a time: one
+ * vpdpbusd takes a group's 16 rows and one token's 4 activations (broadcast).
+ * After a block's 8 groups each lane holds its block's exact integer sum,
+ * and only then does float arithmetic start (convert, scale, add): once per
+ * block and token for 16 rows, not once per two blocks of one row.
+ * vpdpbusd wants one unsigned operand: the activations qx + 128 (in
+ * [1, 255]); the 128 * sum of the block's weights (Q4: u - 8, Q8: q) this
+ * adds is taken off through the accumulator's start, one vector per block
+ * and tile, made when the tile is unpacked.  The tile (nb * 640 bytes)
+ * stays in L1 or L2 while the tokens pass, so the weights are unpacked once
+ * per call however many tokens it has, and the activations need nothing
+ * per block but their codes and scale. */
+
+#define PT_ROWS 16
+#define PT_TOK 8
+
+/* Activations of T tokens quantised per block (xq_fill's values) as
+ * qx + 128, in groups of PT_TOK tokens: for group g and block b the PT_TOK
+ * tokens' 32 codes one after the other, and their scales.  A last, partial
+ * group's missing tokens are never read. */
+struct pt_x {
+    int nb;
+    uint8_t *q;                 /* [groups][nb][PT_TOK][32] */
+    float *d;                   /* [groups][nb][PT_TOK] */
+};
+
+static size_t pt_x_bytes(int cols, int T)
 {
-    matmul_int8(W, X, T, Y, r0, r1, q4_seq_bw);
+    size_t n = (size_t)((T + PT_TOK - 1) / PT_TOK) * PT_TOK * (size_t)quant_q4_blocks(cols);
+
+    return n * (32 + sizeof(float));
 }
 
-static void q8_matmul_rows_vnni(const struct kmat *W, const float *X, int T, float *Y, int r0,
-                                int r1)
+/* buf: pt_x_bytes(cols, T) bytes, 64-byte aligned. */
+static void pt_x_init(struct pt_x *xs, void *buf, int cols, int T)
 {
-    matmul_int8(W, X, T, Y, r0, r1, q8_seq_vnni);
+    size_t n = (size_t)((T + PT_TOK - 1) / PT_TOK) * PT_TOK * (size_t)quant_q4_blocks(cols);
+
+    xs->nb = quant_q4_blocks(cols);
+    xs->q = buf;
+    xs->d = (float *)(xs->q + n * 32);
 }
 
-static void q4_matmul_rows_vnni(const struct kmat *W, const float *X, int T, float *Y, int r0,
-                                int r1)
+/* kernel_format.seq_fill: tokens [t0, t1) of X[T][cols] into buf. */
+static void pt_seq_fill(const float *X, int cols, int T, int t0, int t1, void *buf)
 {
-    matmul_int8(W, X, T, Y, r0, r1, q4_seq_vnni);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    struct pt_x xs;
+
+    pt_x_init(&xs, buf, cols, T);
+    for (int t = t0; t < t1; t++) {
+        const float *x = X + (size_t)t * cols;
+        size_t at = (size_t)(t / PT_TOK) * xs.nb * PT_TOK + (size_t)(t % PT_TOK);
+
+        for (int b = 0; b < xs.nb; b++, at += PT_TOK) {
+            int n = cols - 32 * b;
+            __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+            __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+            __m512 v0 = _mm512_maskz_loadu_ps(m0, x + 32 * b);
+            __m512 v1 = _mm512_maskz_loadu_ps(m1, x + 32 * b + 16);
+            float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+            __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
+            __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
+
+            _mm_storeu_si128((__m128i *)(xs.q + at * 32), _mm_xor_si128(q0, flip));
+            _mm_storeu_si128((__m128i *)(xs.q + at * 32 + 16), _mm_xor_si128(q1, flip));
+            xs.d[at] = amax / 127.0f;
+        }
+    }
 }
+
+/* The 16 rows' dwords k (bytes 4k .. 4k + 3 of v[i]) as z[k], lane i row
+ * i: a 16 x 4 transpose. */
+static inline void pt_transpose(const __m128i *v, __m512i *z)
+{
+    const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m512i b[4], c[4];
+
+    for (int a = 0; a < 4; a++) {
+        __m512i t = _mm512_castsi128_si512(v[4 * a]);
+
+        t = _mm512_inserti32x4(t, v[4 * a + 1], 1);
+        t = _mm512_inserti32x4(t, v[4 * a + 2], 2);
+        t = _mm512_inserti32x4(t, v[4 * a + 3], 3);
+        b[a] = _mm512_permutexvar_epi32(perm, t);   /* 128-bit chunk k: rows 4a..4a+3, dword k */
+    }
+    c[0] = _mm512_shuffle_i32x4(b[0], b[1], 0x44);
+    c[1] = _mm512_shuffle_i32x4(b[0], b[1], 0xee);
+    c[2] = _mm512_shuffle_i32x4(b[2], b[3], 0x44);
+    c[3] = _mm512_shuffle_i32x4(b[2], b[3], 0xee);
+    z[0] = _mm512_shuffle_i32x4(c[0], c[2], 0x88);
+    z[1] = _mm512_shuffle_i32x4(c[0], c[2], 0xdd);
+    z[2] = _mm512_shuffle_i32x4(c[1], c[3], 0x88);
+    z[3] = _mm512_shuffle_i32x4(c[1], c[3], 0xdd);
+}
+
+/* A tile: rows [r, r + n), n <= 16, as signed weights wt[nb][8][16][4],
+ * per block the accumulators' start bias[nb][16] (-128 * the row's block
+ * sum) and, for Q4, the block scales dw[nb][16]; lanes past n repeat the
+ * last row. */
+struct pt_tile {
+    int8_t *wt;
+    int32_t *bias;
+    float *dw;
+};
+
+static inline void pt_store_group(const struct pt_tile *tl, int b, int k, __m512i w, __m512i *sum)
+{
+    _mm512_store_si512(tl->wt + (size_t)b * 512 + 64 * k, w);
+    *sum = _mm512_add_epi32(*sum, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_set1_epi8(1), w),
+                                                    _mm512_set1_epi16(1)));
+}
+
+static void pt_unpack_q4(const struct kmat *W, int r, int n, const struct pt_tile *tl)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    const __m512i low = _mm512_set1_epi8(15), eight = _mm512_set1_epi8(8);
+    const struct q4_block *row[PT_ROWS];
+
+    for (int i = 0; i < PT_ROWS; i++) {
+        row[i] = (const struct q4_block *)W->data + (size_t)(r + (i < n ? i : n - 1)) * nb;
+    }
+    for (int b = 0; b < nb; b++) {
+        __m128i v[PT_ROWS];
+        __m512i z[4], sum = _mm512_setzero_si512();
+        uint16_t h[PT_ROWS];
+
+        for (int i = 0; i < PT_ROWS; i++) {
+            v[i] = _mm_loadu_si128((const __m128i *)row[i][b].qs);
+            h[i] = row[i][b].d;
+        }
+        pt_transpose(v, z);
+        for (int k = 0; k < 4; k++) {
+            pt_store_group(tl, b, k, _mm512_sub_epi8(_mm512_and_si512(z[k], low), eight), &sum);
+            pt_store_group(tl, b, k + 4,
+                           _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(z[k], 4), low), eight),
+                           &sum);
+        }
+        _mm512_store_si512(tl->bias + 16 * b, _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                                _mm512_slli_epi32(sum, 7)));
+        _mm512_store_ps(tl->dw + 16 * b, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h)));
+    }
+}
+
+/* Q8: columns past cols are zero weights. */
+static void pt_unpack_q8(const struct kmat *W, int r, int n, const struct pt_tile *tl)
+{
+    const int cols = W->cols, nb = quant_q4_blocks(cols);
+    const int8_t *row[PT_ROWS];
+
+    for (int i = 0; i < PT_ROWS; i++) {
+        row[i] = (const int8_t *)W->data + (size_t)(r + (i < n ? i : n - 1)) * cols;
+    }
+    for (int b = 0; b < nb; b++) {
+        __m512i sum = _mm512_setzero_si512();
+
+        for (int h = 0; h < 2; h++) {
+            int c = 32 * b + 16 * h, left = cols - c;
+            __mmask16 m = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            __m128i v[PT_ROWS];
+            __m512i z[4];
+
+            for (int i = 0; i < PT_ROWS; i++) {
+                v[i] = _mm_maskz_loadu_epi8(m, row[i] + c);
+            }
+            pt_transpose(v, z);
+            for (int k = 0; k < 4; k++) {
+                pt_store_group(tl, b, 4 * h + k, z[k], &sum);
+            }
+        }
+        _mm512_store_si512(tl->bias + 16 * b, _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                                _mm512_slli_epi32(sum, 7)));
+    }
+}
+
+/* Y[j * ystride + i] for the tile's rows (lanes in mask m) and TN tokens of
+ * group g: Q4 (Q4 = 1, block scales tl->dw), or Q8 with its rows' scales s. */
+#define PT_TILE(NAME, ATTR, DOT) \
+ATTR static inline __attribute__((always_inline)) void NAME( \
+    const struct pt_tile *tl, const struct pt_x *xs, int g, const int TN, const int Q4, float *Y, \
+    size_t ystride, __mmask16 m, __m512 s) \
+{ \
+    const int nb = xs->nb; \
+    const uint8_t *xq = xs->q + (size_t)g * nb * PT_TOK * 32; \
+    const float *xd = xs->d + (size_t)g * nb * PT_TOK; \
+    __m512 f[PT_TOK]; \
+    _Pragma("GCC unroll 8") for (int j = 0; j < TN; j++) { \
+        f[j] = _mm512_setzero_ps(); \
+    } \
+    for (int b = 0; b < nb; b++) { \
+        const int8_t *w = tl->wt + (size_t)b * 512; \
+        const uint8_t *x = xq + (size_t)b * PT_TOK * 32; \
+        const __m512i bias = _mm512_load_si512(tl->bias + 16 * b); \
+        __m512i a[PT_TOK]; \
+        _Pragma("GCC unroll 8") for (int j = 0; j < TN; j++) { \
+            a[j] = bias; \
+        } \
+        _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) { \
+            __m512i wv = _mm512_load_si512(w + 64 * k); \
+            _Pragma("GCC unroll 8") for (int j = 0; j < TN; j++) { \
+                int32_t v; \
+                memcpy(&v, x + 32 * j + 4 * k, sizeof v); \
+                a[j] = DOT(a[j], _mm512_set1_epi32(v), wv); \
+            } \
+        } \
+        if (Q4) { \
+            __m512 d = _mm512_load_ps(tl->dw + 16 * b); \
+            _Pragma("GCC unroll 8") for (int j = 0; j < TN; j++) { \
+                f[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j]), \
+                                       _mm512_mul_ps(d, _mm512_set1_ps(xd[b * PT_TOK + j])), f[j]); \
+            } \
+        } else { \
+            _Pragma("GCC unroll 8") for (int j = 0; j < TN; j++) { \
+                f[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[j]), \
+                                       _mm512_set1_ps(xd[b * PT_TOK + j]), f[j]); \
+            } \
+        } \
+    } \
+    _Pragma("GCC unroll 8") for (int j = 0; j < TN; j++) { \
+        _mm512_mask_storeu_ps(Y + (size_t)j * ystride, m, Q4 ? f[j] : _mm512_mul_ps(f[j], s)); \
+    } \
+}
+
+/* Every token of xs (T of them) against one unpacked tile. */
+#define PT_TOKENS(NAME, ATTR, TILE, Q4) \
+ATTR static void NAME(const struct pt_tile *tl, const struct pt_x *xs, int T, float *Y, \
+                      size_t ystride, __mmask16 m, __m512 s) \
+{ \
+    for (int g = 0; g * PT_TOK < T; g++) { \
+        float *y = Y + (size_t)g * PT_TOK * ystride; \
+        switch (T - g * PT_TOK >= PT_TOK ? PT_TOK : T - g * PT_TOK) { \
+        case 8: TILE(tl, xs, g, 8, Q4, y, ystride, m, s); break; \
+        case 7: TILE(tl, xs, g, 7, Q4, y, ystride, m, s); break; \
+        case 6: TILE(tl, xs, g, 6, Q4, y, ystride, m, s); break; \
+        case 5: TILE(tl, xs, g, 5, Q4, y, ystride, m, s); break; \
+        case 4: TILE(tl, xs, g, 4, Q4, y, ystride, m, s); break; \
+        case 3: TILE(tl, xs, g, 3, Q4, y, ystride, m, s); break; \
+        case 2: TILE(tl, xs, g, 2, Q4, y, ystride, m, s); break; \
+        default: TILE(tl, xs, g, 1, Q4, y, ystride, m, s); break; \
+        } \
+    } \
+}
+
+/* vpmaddubsw cannot saturate here: |u - 8| <= 8, so a pair is at most
+ * 2 * 255 * 8.  (Q8's weights could: the avx512 set keeps its own Q8.) */
+PT_TILE(pt_tile_vnni, VNNI, DOT_VNNI)
+PT_TILE(pt_tile_bw, NO_ATTR, DOT_BW)
+PT_TOKENS(pt_q4_vnni, VNNI, pt_tile_vnni, 1)
+PT_TOKENS(pt_q8_vnni, VNNI, pt_tile_vnni, 0)
+PT_TOKENS(pt_q4_bw, NO_ATTR, pt_tile_bw, 1)
+
+typedef void pt_tokens_fn(const struct pt_tile *tl, const struct pt_x *xs, int T, float *Y,
+                          size_t ystride, __mmask16 m, __m512 s);
+
+/* Rows [r0, r1) of W times the T tokens X prepared in buf (pt_seq_fill). */
+static void pt_rows(const struct kmat *W, const float *X, const void *buf, int T, float *Y,
+                    int r0, int r1, pt_tokens_fn *tokens)
+{
+    const int q4 = W->type == RWKV_DTYPE_Q4, nb = quant_q4_blocks(W->cols);
+    struct pt_x xs;
+    struct pt_tile tl;
+
+    tl.wt = aligned_alloc(64, (size_t)nb * (512 + 128));
+    if (!tl.wt) {
+        /* Out of memory: the portable kernel allocates less. */
+        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
+        return;
+    }
+    tl.bias = (int32_t *)(tl.wt + (size_t)nb * 512);
+    tl.dw = (float *)(tl.bias + (size_t)nb * 16);
+    pt_x_init(&xs, (void *)buf, W->cols, T);
+    for (int r = r0; r < r1; r += PT_ROWS) {
+        int n = r1 - r < PT_ROWS ? r1 - r : PT_ROWS;
+        __mmask16 m = (__mmask16)((1u << n) - 1);
+        __m512 s = _mm512_setzero_ps();
+
+        if (q4) {
+            pt_unpack_q4(W, r, n, &tl);
+        } else {
+            pt_unpack_q8(W, r, n, &tl);
+            s = _mm512_maskz_loadu_ps(m, W->scales + r);
+        }
+        tokens(&tl, &xs, T, Y + r, (size_t)W->rows, m, s);
+    }
+    free(tl.wt);
+}
+
+/* kernel_format.matmul_rows: pt_seq_fill and pt_rows on one thread. */
+static void pt_matmul(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
+                      pt_tokens_fn *tokens)
+{
+    size_t bytes = pt_x_bytes(W->cols, T);
+    void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+
+    if (!buf) {
+        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
+        return;
+    }
+    pt_seq_fill(X, W->cols, T, 0, T, buf);
+    pt_rows(W, X, buf, T, Y, r0, r1, tokens);
+    free(buf);
+}
+
+#define PT_ENTRIES(FMT, TOKENS, ATTR) \
+ATTR static void FMT##_matmul_rows_##TOKENS(const struct kmat *W, const float *X, int T, \
+                                            float *Y, int r0, int r1) \
+{ \
+    pt_matmul(W, X, T, Y, r0, r1, TOKENS); \
+} \
+ATTR static void FMT##_seq_rows_##TOKENS(const struct kmat *W, const float *X, const void *buf, \
+                                         int T, float *Y, int r0, int r1) \
+{ \
+    pt_rows(W, X, buf, T, Y, r0, r1, TOKENS); \
+}
+
+PT_ENTRIES(q4, pt_q4_vnni, NO_ATTR)
+PT_ENTRIES(q8, pt_q8_vnni, NO_ATTR)
+PT_ENTRIES(q4, pt_q4_bw, NO_ATTR)
 
 const struct kernel_set kernel_set_avx512 = {
     .name = "avx512",
@@ -913,8 +1170,9 @@ const struct kernel_set kernel_set_avx512 = {
                               bf16_matvec_multi_rows, 4 },
         [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8,
                             quant_rows_to_f32, q8_matvec_multi_rows, 4 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
-                            quant_rows_to_f32, q4_matvec_multi_rows, 4 },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows_pt_q4_bw, quant_bytes_q4,
+                            quant_rows_to_f32, q4_matvec_multi_rows, 4, pt_x_bytes, pt_seq_fill,
+                            q4_seq_rows_pt_q4_bw },
     },
 };
 
@@ -930,9 +1188,11 @@ const struct kernel_set kernel_set_avx512vnni = {
     .name = "avx512vnni",
     .usable = avx512vnni_usable,
     .format = {
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows_vnni, quant_bytes_q8,
-                            quant_rows_to_f32, q8_matvec_multi_rows, 4 },
-        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows_vnni, q4_matmul_rows_vnni,
-                            quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows_vnni, 4 },
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows_pt_q8_vnni,
+                            quant_bytes_q8, quant_rows_to_f32, q8_matvec_multi_rows, 4, pt_x_bytes,
+                            pt_seq_fill, q8_seq_rows_pt_q8_vnni },
+        [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows_vnni, q4_matmul_rows_pt_q4_vnni,
+                            quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows_vnni, 4,
+                            pt_x_bytes, pt_seq_fill, q4_seq_rows_pt_q4_vnni },
     },
 };

@@ -60,6 +60,17 @@ struct kernel_format {
      * prepares per vector (split or quantised copies of X) is done once.
      * 0: always in blocks. */
     int multi_width;
+    /* Sequence mode in two steps, so that k_matmul's threads share the
+     * activations' preparation instead of each doing all of it (NULL:
+     * k_matmul calls matmul_rows).  seq_bytes(cols, T): the buffer's size
+     * (64-byte aligned); seq_fill prepares tokens [t0, t1) of X[T][cols]
+     * into it (any split of [0, T) among threads gives the same buffer);
+     * seq_rows then gives for rows [r0, r1) exactly what matmul_rows gives
+     * (X: for a fallback that needs no memory of its own). */
+    size_t (*seq_bytes)(int cols, int T);
+    void (*seq_fill)(const float *X, int cols, int T, int t0, int t1, void *buf);
+    void (*seq_rows)(const struct kmat *W, const float *X, const void *buf, int T, float *Y,
+                     int r0, int r1);
 };
 
 struct kernel_set {
