@@ -30,6 +30,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,6 +422,10 @@ static struct layer_state layer_state(const struct weights *W, float *p)
  * pool runs it with one range per thread, in RNN mode it runs inline.
  * Every step only reads rows that earlier steps finished, except the token
  * shift, which reads the previous token's row: it runs as a step of its own.
+ * What comes between the projections and the output product (decay, key
+ * and value terms, the wkv, GroupNorm, bonus and gate) stays within a head,
+ * so it runs in the wkv's per-head tasks (wkv_head), on every thread even
+ * for the few rows of RNN mode or a batch.
  *
  * The rows are either one conversation's consecutive tokens (state ls[0])
  * or, in a batch (rwkv_eval_batch), one token each of T conversations, row
@@ -477,6 +482,39 @@ static struct layer_state *row_state(const struct span *sp, int t)
     return &sp->ls[sp->batch ? t : 0];
 }
 
+/* o = cur + (prev - cur) * mix over n floats, eight lanes at a time so
+ * that GCC -O2 vectorises it (its cheap cost model leaves loops that need
+ * a remainder loop scalar); each element computed as the plain loop would. */
+static inline void mix_row(float *restrict o, const float *restrict cur,
+                           const float *restrict prev, const float *restrict mix, int n)
+{
+    int c = 0;
+
+    for (; c + 8 <= n; c += 8) {
+        for (int l = 0; l < 8; l++) {
+            o[c + l] = cur[c + l] + (prev[c + l] - cur[c + l]) * mix[c + l];
+        }
+    }
+    for (; c < n; c++) {
+        o[c] = cur[c] + (prev[c] - cur[c]) * mix[c];
+    }
+}
+
+/* x += y over n floats (eight lanes, as mix_row). */
+static inline void add_row(float *restrict x, const float *restrict y, size_t n)
+{
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            x[i + l] += y[i + l];
+        }
+    }
+    for (; i < n; i++) {
+        x[i] += y[i];
+    }
+}
+
 /* Token shift of rows [t0, t1): each token mixed with the one before it in
  * its conversation (the row above, or x_prev from the state for a chunk's
  * first row and every row of a batch; ffn picks the channel mix's x_prev),
@@ -493,11 +531,7 @@ static void token_shift(const struct span *sp, const float *x, int t0, int t1, i
         const float *prev = t && !sp->batch ? cur - C : ffn ? ls->ffn_x_prev : ls->att_x_prev;
 
         for (int j = 0; j < n_mix; j++) {
-            float *o = out[j] + (size_t)t * C;
-
-            for (int c = 0; c < C; c++) {
-                o[c] = cur[c] + (prev[c] - cur[c]) * mix[j][c];
-            }
+            mix_row(out[j] + (size_t)t * C, cur, prev, mix[j], C);
         }
     }
 }
@@ -552,59 +586,88 @@ static void step_hidden(const struct span *sp, int t0, int t1)
     }
 }
 
-/* After the projections, per token:
+/* After the projections, per token, for the channels of head h:
  *   decay         w = exp(-e^-0.5 sigmoid(w0 + w2 tanh(w1 xw)))
  *   in-context lr a = sigmoid(a0 + a2 a1 xa)
  *   key           kk = k * k_k normalised to unit L2 norm per head (torch
  *                 F.normalize, eps 1e-12); k = k * (1 + (a - 1) * k_a)
  *   value         layer 0 keeps v as v_first; later layers
- *                 v += (v_first - v) * sigmoid(v0 + v2 v1 xv). */
-K_CLONES
-static void step_after_proj(const struct span *sp, int t0, int t1)
+ *                 v += (v_first - v) * sigmoid(v0 + v2 v1 xv).
+ * Every term stays within its head, so each head's wkv task does its own
+ * (wkv_head), on every thread of the pool, even for a few rows. */
+static inline __attribute__((always_inline)) void
+after_proj_head(const struct span *sp, int t, int h)
 {
     const struct weights *W = sp->W;
     const struct layer *l = sp->l;
     const struct scratch *s = &sp->wk->s;
-    int C = W->C, N = W->N;
+    int C = W->C, N = W->N, c0 = h * N, c1 = c0 + N;
+    size_t o = (size_t)t * C;
+    float *w = s->w + o, *a = s->a + o, *k = s->k + o, *kk = s->kk + o, *v = s->v + o;
+    float sum = 0;
 
-    for (int t = t0; t < t1; t++) {
-        size_t o = (size_t)t * C;
-        float *w = s->w + o, *a = s->a + o, *k = s->k + o, *kk = s->kk + o, *v = s->v + o;
+    if (!sp->with_decay) {
+        memset(w + c0, 0, (size_t)N * sizeof *w);
+    }
+    for (int c = c0; c < c1; c++) {
+        w[c] = expf(-DECAY_SCALE * sigmoid(l->w0[c] + w[c]));
+        a[c] = sigmoid(l->a0[c] + a[c]);
+    }
+    for (int j = c0; j < c1; j++) {
+        kk[j] = k[j] * l->k_k[j];
+        sum += kk[j] * kk[j];
+    }
+    float inv = 1.0f / fmaxf(sqrtf(sum), 1e-12f);
 
-        if (!sp->with_decay) {
-            memset(w, 0, (size_t)C * sizeof *w);
+    for (int j = c0; j < c1; j++) {
+        kk[j] *= inv;
+    }
+    if (!(sp->wk->dropped & RWKV7_TERM_K_A)) {
+        for (int c = c0; c < c1; c++) {
+            k[c] = k[c] * (1.0f + (a[c] - 1.0f) * l->k_a[c]);
         }
-        for (int c = 0; c < C; c++) {
-            w[c] = expf(-DECAY_SCALE * sigmoid(l->w0[c] + w[c]));
-            a[c] = sigmoid(l->a0[c] + a[c]);
-        }
-        for (int h = 0; h < W->H; h++) {
-            float sum = 0;
+    }
+    if (sp->layer == 0) {
+        memcpy(s->v_first + o + c0, v + c0, (size_t)N * sizeof *v);
+    } else if (sp->with_vres) {
+        const float *vf = s->v_first + o;
+        const float *y = s->y + o;
 
-            for (int j = h * N; j < (h + 1) * N; j++) {
-                kk[j] = k[j] * l->k_k[j];
-                sum += kk[j] * kk[j];
-            }
-            float inv = 1.0f / fmaxf(sqrtf(sum), 1e-12f);
-
-            for (int j = h * N; j < (h + 1) * N; j++) {
-                kk[j] *= inv;
-            }
+        for (int c = c0; c < c1; c++) {
+            v[c] += (vf[c] - v[c]) * sigmoid(l->v0[c] + y[c]);
         }
-        if (!(sp->wk->dropped & RWKV7_TERM_K_A)) {
-            for (int c = 0; c < C; c++) {
-                k[c] = k[c] * (1.0f + (a[c] - 1.0f) * l->k_a[c]);
-            }
-        }
-        if (sp->layer == 0) {
-            memcpy(s->v_first + o, v, (size_t)C * sizeof *v);
-        } else if (sp->with_vres) {
-            const float *vf = s->v_first + o;
-            float *y = s->y + o;
+    }
+}
 
-            for (int c = 0; c < C; c++) {
-                v[c] += (vf[c] - v[c]) * sigmoid(l->v0[c] + y[c]);
-            }
+/* Output of the attention for head h of row t: GroupNorm (head h is
+ * group h: k_groupnorm's own k_layernorm call), the r_k bonus
+ * ((r * k * r_k).sum over the head) v, times the gate g. */
+static inline __attribute__((always_inline)) void
+wkv_output_head(const struct span *sp, int t, int h)
+{
+    const struct weights *W = sp->W;
+    const struct layer *l = sp->l;
+    const struct scratch *s = &sp->wk->s;
+    int C = W->C, N = W->N, c0 = h * N, c1 = c0 + N;
+    size_t o = (size_t)t * C;
+    float *y = s->y + o;
+    const float *r = s->r + o, *k = s->k + o, *v = s->v + o, *g = s->g + o;
+
+    assert(W->H * N == C);
+    k_layernorm(y + c0, l->ln_x_w + c0, l->ln_x_b + c0, N, GROUPNORM_EPS, y + c0);
+    if (!(sp->wk->dropped & RWKV7_TERM_BONUS)) {
+        float bonus = 0;
+
+        for (int j = c0; j < c1; j++) {
+            bonus += r[j] * k[j] * l->r_k[j];
+        }
+        for (int j = c0; j < c1; j++) {
+            y[j] += bonus * v[j];
+        }
+    }
+    if (!(sp->wk->dropped & RWKV7_TERM_GATE)) {
+        for (int c = c0; c < c1; c++) {
+            y[c] *= g[c];
         }
     }
 }
@@ -655,8 +718,10 @@ static inline float state_row(float *restrict Si, const float *restrict w, const
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-/* The wkv recurrence of one head over the chunk, token by token:
- *   S = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S r. */
+/* Head h over the chunk, token by token: the terms after the
+ * projections (after_proj_head), the wkv recurrence
+ *   S = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S r,
+ * and the attention's output (wkv_output_head). */
 K_CLONES
 static void wkv_head(void *ctx, int h)
 {
@@ -675,6 +740,7 @@ static void wkv_head(void *ctx, int h)
         float *y = s->y + o;
         float b[N];
 
+        after_proj_head(sp, t, h);
         for (int j = 0; j < N; j++) {
             b[j] = kk[j] * a[j];
         }
@@ -684,42 +750,7 @@ static void wkv_head(void *ctx, int h)
 
             y[i] = state_row(Si, w, b, k, r, sa, v[i], N);
         }
-    }
-}
-
-/* Output of the attention: GroupNorm over heads, the r_k bonus
- * ((r * k * r_k).sum per head) v, times the gate g. */
-K_CLONES
-static void step_wkv_output(const struct span *sp, int t0, int t1)
-{
-    const struct weights *W = sp->W;
-    const struct layer *l = sp->l;
-    const struct scratch *s = &sp->wk->s;
-    int C = W->C, N = W->N;
-
-    for (int t = t0; t < t1; t++) {
-        size_t o = (size_t)t * C;
-        float *y = s->y + o;
-        const float *r = s->r + o, *k = s->k + o, *v = s->v + o, *g = s->g + o;
-
-        k_groupnorm(y, l->ln_x_w, l->ln_x_b, C, W->H, GROUPNORM_EPS, y);
-        if (!(sp->wk->dropped & RWKV7_TERM_BONUS)) {
-            for (int h = 0; h < W->H; h++) {
-                float bonus = 0;
-
-                for (int j = h * N; j < (h + 1) * N; j++) {
-                    bonus += r[j] * k[j] * l->r_k[j];
-                }
-                for (int j = h * N; j < (h + 1) * N; j++) {
-                    y[j] += bonus * v[j];
-                }
-            }
-        }
-        if (!(sp->wk->dropped & RWKV7_TERM_GATE)) {
-            for (int c = 0; c < C; c++) {
-                y[c] *= g[c];
-            }
-        }
+        wkv_output_head(sp, t, h);
     }
 }
 
@@ -732,11 +763,9 @@ static void step_att_residual(const struct span *sp, int t0, int t1)
     size_t C = (size_t)sp->W->C;
     const float *extra = sp->wk->extra;
 
-    for (size_t i = t0 * C; i < t1 * C; i++) {
-        s->x[i] += s->ln[i];
-    }
-    for (size_t i = t0 * C; extra && i < t1 * C; i++) {
-        s->x[i] += extra[i];
+    add_row(s->x + t0 * C, s->ln + t0 * C, (t1 - t0) * C);
+    if (extra) {
+        add_row(s->x + t0 * C, extra + t0 * C, (t1 - t0) * C);
     }
     layernorm_rows(s->x + t0 * C, t1 - t0, (int)C, sp->l->ln2_w, sp->l->ln2_b, s->ln + t0 * C);
 }
@@ -751,17 +780,32 @@ static void step_ffn_shift(const struct span *sp, int t0, int t1)
     token_shift(sp, s->ln, t0, t1, 1, mix, out, 1);
 }
 
-/* ffn = relu(ffn)^2. */
+/* relu(v)^2: v where v > 0, else +0 (NaN too), squared; the select as a
+ * mask so that it vectorises. */
+static inline float relu_sq(float v)
+{
+    uint32_t u;
+
+    memcpy(&u, &v, sizeof u);
+    u &= -(uint32_t)(v > 0);
+    memcpy(&v, &u, sizeof v);
+    return v * v;
+}
+
+/* ffn = relu(ffn)^2 (eight lanes, as mix_row). */
 K_CLONES
 static void step_relu_sq(const struct span *sp, int t0, int t1)
 {
-    float *f = sp->wk->s.ffn;
-    size_t F = (size_t)sp->W->F;
+    float *restrict f = sp->wk->s.ffn;
+    size_t F = (size_t)sp->W->F, i = t0 * F, end = t1 * F;
 
-    for (size_t i = t0 * F; i < t1 * F; i++) {
-        float h = f[i] > 0 ? f[i] : 0;
-
-        f[i] = h * h;
+    for (; i + 8 <= end; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            f[i + l] = relu_sq(f[i + l]);
+        }
+    }
+    for (; i < end; i++) {
+        f[i] = relu_sq(f[i]);
     }
 }
 
@@ -772,9 +816,7 @@ static void step_ffn_residual(const struct span *sp, int t0, int t1)
     struct scratch *s = &sp->wk->s;
     size_t C = (size_t)sp->W->C;
 
-    for (size_t i = t0 * C; i < t1 * C; i++) {
-        s->x[i] += s->ln[i];
-    }
+    add_row(s->x + t0 * C, s->ln + t0 * C, (t1 - t0) * C);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -862,9 +904,7 @@ static void time_mix(const struct weights *W, struct work *wk, int i, struct lay
     for_tokens(&sp, step_att_shift);
     save_prev(&sp, 0);
     projections(&sp);
-    for_tokens(&sp, step_after_proj);
     kpool_run(wk->pool, wkv_head, &job, W->H);
-    for_tokens(&sp, step_wkv_output);
     /* s->ln is free again: the projected output lands there. */
     product(&sp, &l->output, s->y, s->ln);
     for_tokens(&sp, step_att_residual);
