@@ -610,22 +610,37 @@ void k_matvec_many(struct kpool *pool, const struct k_product *p, int n, int T)
 /* Normalisations                                                             */
 
 /* y = (x - mean) / sqrt(var + eps) * w + b over n elements (torch
- * layer_norm: biased variance). */
+ * layer_norm: biased variance).  The sums are in double, in eight lanes
+ * (lane l takes elements l, l + 8, ...; added in a fixed order): one chain
+ * of dependent additions was the norm's whole cost. */
 K_CLONES
 void k_layernorm(const float *x, const float *w, const float *b, int n, float eps, float *y)
 {
-    double mean = 0, var = 0;
+    double sum[8] = { 0 }, sq[8] = { 0 }, mean, var;
+    int i = 0;
 
-    for (int i = 0; i < n; i++) {
-        mean += x[i];
+    for (; i + 8 <= n; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            sum[l] += x[i + l];
+        }
     }
-    mean /= n;
-    for (int i = 0; i < n; i++) {
-        double d = x[i] - mean;
+    for (int l = 0; i + l < n; l++) {
+        sum[l] += x[i + l];
+    }
+    mean = (((sum[0] + sum[1]) + (sum[2] + sum[3])) + ((sum[4] + sum[5]) + (sum[6] + sum[7]))) / n;
+    for (i = 0; i + 8 <= n; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            double d = x[i + l] - mean;
 
-        var += d * d;
+            sq[l] += d * d;
+        }
     }
-    var /= n;
+    for (int l = 0; i + l < n; l++) {
+        double d = x[i + l] - mean;
+
+        sq[l] += d * d;
+    }
+    var = (((sq[0] + sq[1]) + (sq[2] + sq[3])) + ((sq[4] + sq[5]) + (sq[6] + sq[7]))) / n;
     float inv = (float)(1.0 / sqrt(var + (double)eps));
     float m = (float)mean;
 

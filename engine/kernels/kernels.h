@@ -17,12 +17,15 @@
 #include "engine/kernels/matrix.h"
 #include "engine/kernels/pool.h"
 
-/* Put before a function of plain C loops to have it compiled twice, for
- * x86-64-v3 (AVX2, FMA) and for the baseline, the copy picked once at load
- * time (function multi-versioning).  For the vector steps that are not
- * worth hand-written kernels; elsewhere it expands to nothing. */
+/* Put before a function of plain C loops to have it compiled three times,
+ * for x86-64-v4 (AVX-512), x86-64-v3 (AVX2, FMA) and the baseline, the copy
+ * picked once at load time (function multi-versioning).  For the vector
+ * steps that are not worth hand-written kernels; elsewhere it expands to
+ * nothing.  The copies compute the same values (element-wise loops, sums
+ * in the order written). */
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(RWKV_NO_CLONES)
-#define K_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define K_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define K_CLONES
 #endif
