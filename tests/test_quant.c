@@ -267,6 +267,73 @@ static double check_matmul(const struct kernel_set *set, enum rwkv_dtype t, int 
     return worst;
 }
 
+/* One set's BF16 matmul_rows (float32 products of the exact weights) on
+ * T tokens against the exact value, rows outside [r0, r1) unwritten; with
+ * the set's f32_matmul_rows, the same products from a float32 copy of the
+ * weights must agree to the bit.  Worst error in units of the tolerance;
+ * *same is cleared when the two differ. */
+static double check_matmul_bf16(const struct kernel_set *set, int rows, int cols, int T,
+                                int *same)
+{
+    struct kmat W = { .type = RWKV_DTYPE_BF16, .rows = rows, .cols = cols };
+    struct kmat F = { .type = RWKV_DTYPE_F32, .rows = rows, .cols = cols };
+    float *src = malloc((size_t)rows * cols * sizeof *src), *X = malloc((size_t)T * cols * 4);
+    float *Y = malloc((size_t)T * rows * sizeof *Y), *Y2 = malloc((size_t)T * rows * sizeof *Y2);
+    double worst = 0;
+    int r0 = rows > 2 ? 1 : 0, r1 = rows > 2 ? rows - 1 : rows;
+
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        src[i] = wrand();
+    }
+    for (size_t i = 0; i < (size_t)T * cols; i++) {
+        X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+    }
+    if (kernel_set_quant.format[RWKV_DTYPE_BF16].pack(&W, src) != 0) {
+        return 1e9;
+    }
+    for (int r = 0; r < rows; r++) {
+        quant_dequant_row(&W, r, src + (size_t)r * cols);
+    }
+    if (kernel_set_portable.format[RWKV_DTYPE_F32].pack(&F, src) != 0) {
+        return 1e9;
+    }
+    for (size_t i = 0; i < (size_t)T * rows; i++) {
+        Y[i] = Y2[i] = NAN;
+    }
+    set->format[RWKV_DTYPE_BF16].matmul_rows(&W, X, T, Y, r0, r1);
+    for (int k = 0; k < T; k++) {
+        for (int r = 0; r < rows; r++) {
+            double mag, ref = reference_row(&W, r, X + (size_t)k * cols, NULL, &mag), e;
+            double tol = 2e-6 * mag + 1e-6;
+            float y = Y[(size_t)k * rows + r];
+
+            if (r < r0 || r >= r1) {
+                e = isnan(y) ? 0 : 1e9;
+            } else {
+                e = isfinite(y) ? fabs(y - ref) / tol : 1e9;
+            }
+            worst = fmax(worst, e);
+        }
+    }
+    if (set->f32_matmul_rows) {
+        set->f32_matmul_rows(&F, X, T, Y2, r0, r1);
+        for (int k = 0; k < T; k++) {
+            for (int r = r0; r < r1; r++) {
+                if (memcmp(&Y[(size_t)k * rows + r], &Y2[(size_t)k * rows + r], sizeof *Y)) {
+                    *same = 0;
+                }
+            }
+        }
+    }
+    kmat_free(&W);
+    kmat_free(&F);
+    free(src);
+    free(X);
+    free(Y);
+    free(Y2);
+    return worst;
+}
+
 static void test_kernel_sets(void)
 {
     static const int sizes[][2] = {
@@ -339,6 +406,33 @@ static void test_kernel_sets(void)
                    sets[s]->name, format_names[t], worst, sizes[at][0], sizes[at][1], at_T);
             } else if (t == RWKV_DTYPE_Q8 || t == RWKV_DTYPE_Q4) {
                 ok(0, "%s %s has a sequence-mode kernel", sets[s]->name, format_names[t]);
+            }
+            if (t == RWKV_DTYPE_BF16 && sets[s]->format[t].matmul_rows) {
+                /* token counts around the avx512 kernel's panels (16, 48) */
+                static const int Ts[] = { 1, 2, 3, 17, 47, 49, 97 };
+                int at_T = 0, same = 1;
+
+                worst = 0;
+                at = 0;
+                for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+                    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+                        double e = check_matmul_bf16(sets[s], sizes[k][0], sizes[k][1], Ts[i],
+                                                     &same);
+
+                        if (e > worst) {
+                            worst = e;
+                            at = (int)k;
+                            at_T = Ts[i];
+                        }
+                    }
+                }
+                ok(worst <= 1.0, "%s bf16 matmul matches the exact value on 8 odd shapes x 7 "
+                   "token counts (worst %.2f of tolerance, at %dx%d T=%d)", sets[s]->name, worst,
+                   sizes[at][0], sizes[at][1], at_T);
+                if (sets[s]->f32_matmul_rows) {
+                    ok(same, "%s f32 matmul gives the bf16 matmul's values to the bit on the "
+                       "same weights", sets[s]->name);
+                }
             }
         }
     }

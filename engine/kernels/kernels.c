@@ -205,6 +205,20 @@ static void kernels_choose(void)
             active[t].matvec_multi_rows = NULL;
         }
     }
+    for (size_t i = 0; i < n; i++) {
+        const struct kernel_set *s = candidates[i];
+        struct kernel_format f32 = active[RWKV_DTYPE_F32];
+
+        if (!s->f32_matmul_rows || !active[RWKV_DTYPE_BF16].matmul_rows ||
+            active[RWKV_DTYPE_BF16].matmul_rows != s->format[RWKV_DTYPE_BF16].matmul_rows) {
+            continue;
+        }
+        f32.matmul_rows = s->f32_matmul_rows;
+        if (kernels_self_check(&f32, &kernel_set_portable.format[RWKV_DTYPE_F32],
+                               RWKV_DTYPE_F32)) {
+            active[RWKV_DTYPE_F32] = f32;
+        }
+    }
     if (!active[RWKV_DTYPE_BF16].rows_to_f32) {
         active[RWKV_DTYPE_BF16].rows_to_f32 = bf16_rows_to_f32;
     }

@@ -208,6 +208,244 @@ static void bf16_matvec_multi_rows(const struct kmat *W, const float *X, int T, 
     }
 }
 
+/* ---- BF16 sequence mode: float32 products of the exact weights -----------
+ * Y = X W^T as outer products: a panel of up to 48 tokens is transposed
+ * (xt[c][t], zero past the last token), eight rows of weights at a time
+ * are widened into a float32 copy, and for each column c the tile of 8
+ * rows by 48 tokens takes Y[t][r] += W[r][c] xt[c][t] in 24 accumulators
+ * (each weight broadcast, three vectors of tokens).  No float32 copy of
+ * the matrix and no separate conversion pass as the generic rows_to_f32 +
+ * sgemm path makes.  Each Y[t][r] is the plain sum over c in order, one
+ * FMA per column: it depends on nothing but row r and token t. */
+
+#define BS_RN 8
+#define BS_TV 3                         /* vectors of 16 tokens per panel */
+#define BS_PANEL (16 * BS_TV)
+/* Floats ahead that bs_transpose prefetches in each row of x. */
+#define BS_AHEAD 64
+/* Transposed activations of one block of tokens: at most this many bytes. */
+#define BS_BLOCK_BYTES (1024 * 1024)
+
+/* Transposes 16 rows of 16 floats: r[i][j] becomes r[j][i]. */
+static inline void bs_transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16], v[8], w[8];
+
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4 g + j]: rows 4g..4g+3 of columns j, j + 4, j + 8, j + 12. */
+    for (int g = 0; g < 4; g++) {
+        u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+    }
+    /* v: rows 0-7, w: rows 8-15; [2 j] columns j and j + 8, [2 j + 1]
+     * columns j + 4 and j + 12. */
+    for (int j = 0; j < 4; j++) {
+        v[2 * j] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88);
+        v[2 * j + 1] = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xdd);
+        w[2 * j] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88);
+        w[2 * j + 1] = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(v[2 * j], w[2 * j], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(v[2 * j], w[2 * j], 0xdd);
+        r[j + 4] = _mm512_shuffle_f32x4(v[2 * j + 1], w[2 * j + 1], 0x88);
+        r[j + 12] = _mm512_shuffle_f32x4(v[2 * j + 1], w[2 * j + 1], 0xdd);
+    }
+}
+
+/* Panels of the n tokens of X: xt[p][c][t] = X[48 p + t][c], zero past
+ * the last token. */
+static void bs_transpose(const float *X, int cols, int n, float *xt)
+{
+    for (int t0 = 0; t0 < n; t0 += 16) {
+        float *panel = xt + (size_t)(t0 / BS_PANEL) * cols * BS_PANEL + t0 % BS_PANEL;
+
+        for (int c0 = 0; c0 < cols; c0 += 16) {
+            int w = cols - c0 < 16 ? cols - c0 : 16;
+            const __mmask16 m = (__mmask16)((1u << w) - 1);
+            __m512 r[16];
+
+            for (int i = 0; i < 16; i++) {
+                const float *row = X + (size_t)(t0 + i) * cols + c0;
+
+                if (t0 + i < n) {
+                    /* Sixteen rows read side by side: the prefetcher
+                     * does not follow them all. */
+                    _mm_prefetch((const char *)(row + BS_AHEAD), _MM_HINT_T0);
+                    r[i] = _mm512_maskz_loadu_ps(m, row);
+                } else {
+                    r[i] = _mm512_setzero_ps();
+                }
+            }
+            bs_transpose16(r);
+            for (int c = 0; c < w; c++) {
+                _mm512_store_ps(panel + (size_t)(c0 + c) * BS_PANEL, r[c]);
+            }
+        }
+    }
+    /* The rest of the last panel. */
+    if (n % BS_PANEL) {
+        int t1 = (n + 15) / 16 * 16;
+        float *panel = xt + (size_t)(n / BS_PANEL) * cols * BS_PANEL;
+
+        for (int c = 0; c < cols && t1 % BS_PANEL; c++) {
+            memset(panel + (size_t)c * BS_PANEL + t1 % BS_PANEL, 0,
+                   (size_t)(BS_PANEL - t1 % BS_PANEL) * sizeof *panel);
+        }
+    }
+}
+
+/* wf[i][c] = W row i as float32, for nr rows of cols. */
+static void bs_widen(const uint16_t *w, int cols, int nr, float *wf)
+{
+    size_t n = (size_t)nr * cols, i = 0;
+
+    for (; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
+
+        _mm_prefetch((const char *)(w + i) + MATVEC_PREFETCH, _MM_HINT_T0);
+
+        _mm512_storeu_ps(wf + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+    }
+    for (; i < n; i++) {
+        wf[i] = half_bf16_to_f32(w[i]);
+    }
+}
+
+/* Y[t][i] (row stride ldy) = wf[i] . X[t] for i < RN and the n tokens of
+ * the panel xt.  RN is a constant where it is called. */
+static inline __attribute__((always_inline)) void
+bs_tile(const float *wf, int cols, const float *xt, int n, float *Y, size_t ldy, const int RN)
+{
+    __m512 acc[BS_RN][BS_TV];
+    float out[BS_PANEL];
+
+#pragma GCC unroll 8
+    for (int i = 0; i < RN; i++) {
+#pragma GCC unroll 3
+        for (int v = 0; v < BS_TV; v++) {
+            acc[i][v] = _mm512_setzero_ps();
+        }
+    }
+    for (int c = 0; c < cols; c++) {
+        const float *x = xt + (size_t)c * BS_PANEL;
+        __m512 x0 = _mm512_load_ps(x), x1 = _mm512_load_ps(x + 16), x2 = _mm512_load_ps(x + 32);
+
+#pragma GCC unroll 8
+        for (int i = 0; i < RN; i++) {
+            __m512 w = _mm512_set1_ps(wf[(size_t)i * cols + c]);
+
+            acc[i][0] = _mm512_fmadd_ps(w, x0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(w, x1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(w, x2, acc[i][2]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < RN; i++) {
+        _mm512_storeu_ps(out, acc[i][0]);
+        _mm512_storeu_ps(out + 16, acc[i][1]);
+        _mm512_storeu_ps(out + 32, acc[i][2]);
+        for (int t = 0; t < n; t++) {
+            Y[(size_t)t * ldy + i] = out[t];
+        }
+    }
+}
+
+static void bs_tile8(const float *wf, int cols, const float *xt, int n, float *Y, size_t ldy)
+{
+    bs_tile(wf, cols, xt, n, Y, ldy, 8);
+}
+
+static void bs_tile1(const float *wf, int cols, const float *xt, int n, float *Y, size_t ldy)
+{
+    bs_tile(wf, cols, xt, n, Y, ldy, 1);
+}
+
+/* Y = X W^T for rows [r0, r1): tokens in blocks of whole panels (up to
+ * BS_BLOCK_BYTES transposed, so they stay in L2), every eight rows of
+ * weights widened (BF16) once per block or read in place (F32). */
+static void bs_matmul(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    const int cols = W->cols, bf16 = W->type == RWKV_DTYPE_BF16;
+    const size_t ldy = (size_t)W->rows, panel_floats = (size_t)cols * BS_PANEL;
+    int panels = (int)(BS_BLOCK_BYTES / (panel_floats * sizeof(float))), block;
+    float *xt, *wf = NULL;
+
+    if (panels < 1) {
+        panels = 1;
+    }
+    if (panels > (T + BS_PANEL - 1) / BS_PANEL) {
+        panels = (T + BS_PANEL - 1) / BS_PANEL;
+    }
+    block = panels * BS_PANEL;
+    xt = aligned_alloc(64, (size_t)panels * panel_floats * sizeof *xt);
+    if (bf16) {
+        wf = malloc((size_t)BS_RN * cols * sizeof *wf);
+    }
+    if (!xt || (bf16 && !wf)) {
+        free(xt);
+        free(wf);
+        for (int t = 0; t < T; t++) {
+            if (bf16) {
+                bf16_matvec_rows(W, X + (size_t)t * cols, Y + (size_t)t * ldy, r0, r1);
+            } else {
+                kernel_set_portable.format[RWKV_DTYPE_F32].matvec_rows(
+                    W, X + (size_t)t * cols, Y + (size_t)t * ldy, r0, r1);
+            }
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += block) {
+        int n = T - t0 < block ? T - t0 : block, r = r0;
+        float *y = Y + (size_t)t0 * ldy;
+
+        bs_transpose(X + (size_t)t0 * cols, cols, n, xt);
+        for (; r < r1; r += BS_RN) {
+            int nr = r1 - r < BS_RN ? r1 - r : BS_RN;
+            const float *w;
+
+            if (bf16) {
+                bs_widen((const uint16_t *)W->data + (size_t)r * cols, cols, nr, wf);
+                w = wf;
+            } else {
+                w = (const float *)W->data + (size_t)r * cols;
+            }
+            for (int p = 0; p * BS_PANEL < n; p++) {
+                int np = n - p * BS_PANEL < BS_PANEL ? n - p * BS_PANEL : BS_PANEL;
+                float *yp = y + (size_t)p * BS_PANEL * ldy + r;
+                const float *xp = xt + (size_t)p * panel_floats;
+
+                if (nr == BS_RN) {
+                    bs_tile8(w, cols, xp, np, yp, ldy);
+                    continue;
+                }
+                for (int i = 0; i < nr; i++) {
+                    bs_tile1(w + (size_t)i * cols, cols, xp, np, yp + i, ldy);
+                }
+            }
+        }
+    }
+    free(xt);
+    free(wf);
+}
+
+/* kernel_format.matmul_rows for BF16 and F32. */
+static void bf16_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                             int r1)
+{
+    bs_matmul(W, X, T, Y, r0, r1);
+}
+
+static void f32_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    bs_matmul(W, X, T, Y, r0, r1);
+}
+
 /* ---- F16 ------------------------------------------------------------------ */
 
 static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
@@ -1166,7 +1404,8 @@ const struct kernel_set kernel_set_avx512 = {
     .usable = avx512_usable,
     .format = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
-        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, NULL,
+        [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, bf16_matmul_rows,
+                              quant_bytes_half, NULL,
                               bf16_matvec_multi_rows, 4 },
         [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8,
                             quant_rows_to_f32, q8_matvec_multi_rows, 4 },
@@ -1174,6 +1413,7 @@ const struct kernel_set kernel_set_avx512 = {
                             quant_rows_to_f32, q4_matvec_multi_rows, 4, pt_x_bytes, pt_seq_fill,
                             q4_seq_rows_pt_q4_bw },
     },
+    .f32_matmul_rows = f32_matmul_rows,
 };
 
 /* The same with AVX512-VNNI (Ice Lake, Zen 4 and later): vpdpbusd for the
