@@ -4,14 +4,13 @@
  * in thread CPU time so that other processes on a shared machine do not
  * count.  Not a test (no timed assertions in make check): build it with
  * `make tests/bench_kernels` and run `tests/bench_kernels [--set NAME]
- * [ROWS COLS]`; --set measures kernel set NAME (avx2 on an AVX-512 CPU,
+ * [ROWS COLS [T]]`; --set measures kernel set NAME (avx2 on an AVX-512 CPU,
  * say: kernels_select) instead of the best the CPU can run.
  * The last column is k_matvec_many with four vectors (four conversations'
  * tokens, rwkv_eval_batch) in units of one matvec's time: 4.0 would mean
  * no gain from reading the weights once.  A second table times sequence
  * mode (k_matmul: a prompt's chunk of T tokens, default 128) on a matrix of
- * at most 3072 of those rows, in multiply-adds per second of CPU time:
- * `tests/bench_kernels ROWS COLS T`.
+ * at most 3072 of those rows, in multiply-adds per second of CPU time.
  */
 #include <stdint.h>
 #include <stdio.h>

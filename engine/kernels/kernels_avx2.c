@@ -764,57 +764,6 @@ static inline __attribute__((always_inline)) void q8_tile(
     }
 }
 
-/* Q4: codes u in [0, 15] are the unsigned operand; the -8 offset enters as
- * -sum(qx) of the block spread over its 8 lanes. */
-static inline __attribute__((always_inline)) void q4_tile(
-    const struct kmat *W, int r, const struct xq_tile *xt, int t, int t0, float *Y,
-    const int RN, const int TN)
-{
-    const int nb = xt->nb;
-    const struct q4_block *bl = (const struct q4_block *)W->data + (size_t)r * nb;
-    __m256 acc[MM_RN][MM_TN];
-
-#pragma GCC unroll 4
-    for (int i = 0; i < RN; i++) {
-#pragma GCC unroll 4
-        for (int j = 0; j < TN; j++) {
-            acc[i][j] = _mm256_setzero_ps();
-        }
-    }
-    for (int b = 0; b < nb; b++) {
-        __m256i u[MM_RN];
-        __m256 dw[MM_RN];
-
-#pragma GCC unroll 4
-        for (int i = 0; i < RN; i++) {
-            u[i] = q4_codes(&bl[(size_t)i * nb + b]);
-            dw[i] = _mm256_set1_ps(_cvtsh_ss(bl[(size_t)i * nb + b].d));
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < TN; j++) {
-            size_t tb = (size_t)(t + j) * nb + b;
-            __m256i qx = _mm256_load_si256((const __m256i *)(xt->q + tb * 32));
-            __m256 dx = _mm256_broadcast_ss(xt->d + tb);
-            __m256i s0 = _mm256_set1_epi32(xt->negsum[tb]);
-
-#pragma GCC unroll 4
-            for (int i = 0; i < RN; i++) {
-                __m256i p = _mm256_add_epi32(dot_u8s8(u[i], qx), s0);
-
-                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[i], dx),
-                                            acc[i][j]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < RN; i++) {
-#pragma GCC unroll 4
-        for (int j = 0; j < TN; j++) {
-            Y[(size_t)(t0 + t + j) * W->rows + r + i] = hsum(acc[i][j]);
-        }
-    }
-}
-
 /* Tiles of MM_RN x MM_TN over rows [r0, r1) and the tile's n tokens,
  * smaller tiles at the edges. */
 #define MATMUL_ROWS(NAME, TILE) \
@@ -843,7 +792,6 @@ static void NAME(const struct kmat *W, const struct xq_tile *xt, int t0, int n, 
 }
 
 MATMUL_ROWS(q8_seq, q8_tile)
-MATMUL_ROWS(q4_seq, q4_tile)
 
 typedef void rows_fn(const struct kmat *W, const struct xq_tile *xt, int t0, int n, float *Y,
                      int r0, int r1);
@@ -874,9 +822,234 @@ static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y
     matmul_int8(W, X, T, Y, r0, r1, q8_seq);
 }
 
+/* ---- Q4 sequence mode, packed tiles -----------------------------------------
+ * As the avx512 sets do it (kernels_avx512.c explains): a tile of 8 rows is
+ * unpacked once per call into signed weights u - 8, laid out [block][group
+ * of 4 columns][row][4], with -128 times each row's block sum as the int32
+ * start; the tokens' activations are qx + 128 (unsigned), in groups of 8
+ * tokens.  A block's 8 vpmaddubsw (one per group: 8 rows by one token's 4
+ * activations, broadcast) are summed in 16 bits, which cannot overflow
+ * (|pair| <= 2 * 255 * 8, eight of them 32640), then widened once: every
+ * int32 lane is a whole block product of one row and one token before any
+ * float work. */
+
+#define PT_ROWS 8
+#define PT_TOK 8
+
+struct pt_x {
+    int nb;
+    uint8_t *q;                 /* [groups][nb][PT_TOK][32] */
+    float *d;                   /* [groups][nb][PT_TOK] */
+};
+
+static size_t pt_x_bytes(int cols, int T)
+{
+    size_t n = (size_t)((T + PT_TOK - 1) / PT_TOK) * PT_TOK * (size_t)quant_q4_blocks(cols);
+
+    return n * (32 + sizeof(float));
+}
+
+static void pt_x_init(struct pt_x *xs, void *buf, int cols, int T)
+{
+    size_t n = (size_t)((T + PT_TOK - 1) / PT_TOK) * PT_TOK * (size_t)quant_q4_blocks(cols);
+
+    xs->nb = quant_q4_blocks(cols);
+    xs->q = buf;
+    xs->d = (float *)(xs->q + n * 32);
+}
+
+/* kernel_format.seq_fill: tokens [t0, t1) of X[T][cols] into buf. */
+static void pt_seq_fill(const float *X, int cols, int T, int t0, int t1, void *buf)
+{
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    struct pt_x xs;
+
+    pt_x_init(&xs, buf, cols, T);
+    for (int t = t0; t < t1; t++) {
+        const float *x = X + (size_t)t * cols;
+        size_t at = (size_t)(t / PT_TOK) * xs.nb * PT_TOK + (size_t)(t % PT_TOK);
+
+        for (int b = 0; b < xs.nb; b++, at += PT_TOK) {
+            int8_t q[32];
+            int32_t sum;
+
+            xq_fill(x + 32 * b, cols - 32 * b, 1, q, &xs.d[at], &sum);
+            _mm256_storeu_si256((__m256i *)(xs.q + at * 32),
+                                _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), flip));
+        }
+    }
+}
+
+/* A tile: rows [r, r + n), n <= 8, as wt[nb][8][8][4], the int32 starts
+ * bias[nb][8] and the block scales dw[nb][8]; lanes past n repeat the last
+ * row. */
+struct pt_tile {
+    int8_t *wt;
+    int32_t *bias;
+    float *dw;
+};
+
+static void pt_unpack_q4(const struct kmat *W, int r, int n, const struct pt_tile *tl)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    const __m256i low = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const struct q4_block *row[PT_ROWS];
+
+    for (int i = 0; i < PT_ROWS; i++) {
+        row[i] = (const struct q4_block *)W->data + (size_t)(r + (i < n ? i : n - 1)) * nb;
+    }
+    for (int b = 0; b < nb; b++) {
+        __m256i p[4], z[4], sum = _mm256_setzero_si256();
+        uint16_t h[PT_ROWS];
+
+        /* 8 rows x 4 dwords to z[k], lane i row i's dword k */
+        for (int a = 0; a < 4; a++) {
+            p[a] = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)row[a][b].qs)),
+                _mm_loadu_si128((const __m128i *)row[a + 4][b].qs), 1);
+        }
+        for (int i = 0; i < PT_ROWS; i++) {
+            h[i] = row[i][b].d;
+        }
+        {
+            __m256i lo01 = _mm256_unpacklo_epi32(p[0], p[1]), hi01 = _mm256_unpackhi_epi32(p[0], p[1]);
+            __m256i lo23 = _mm256_unpacklo_epi32(p[2], p[3]), hi23 = _mm256_unpackhi_epi32(p[2], p[3]);
+
+            z[0] = _mm256_unpacklo_epi64(lo01, lo23);
+            z[1] = _mm256_unpackhi_epi64(lo01, lo23);
+            z[2] = _mm256_unpacklo_epi64(hi01, hi23);
+            z[3] = _mm256_unpackhi_epi64(hi01, hi23);
+        }
+        for (int k = 0; k < 4; k++) {
+            __m256i w0 = _mm256_sub_epi8(_mm256_and_si256(z[k], low), eight);
+            __m256i w1 = _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(z[k], 4), low), eight);
+
+            _mm256_store_si256((__m256i *)(tl->wt + (size_t)b * 256 + 32 * k), w0);
+            _mm256_store_si256((__m256i *)(tl->wt + (size_t)b * 256 + 32 * (k + 4)), w1);
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w0), ones16));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w1), ones16));
+        }
+        _mm256_store_si256((__m256i *)(tl->bias + 8 * b),
+                           _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7)));
+        _mm256_store_ps(tl->dw + 8 * b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)));
+    }
+}
+
+/* Y[j * ystride + i] for the tile's n rows and TN tokens of group g. */
+static inline __attribute__((always_inline)) void
+pt_tile_q4(const struct pt_tile *tl, const struct pt_x *xs, int g, const int TN, float *Y,
+           size_t ystride, int n)
+{
+    const int nb = xs->nb;
+    const uint8_t *xq = xs->q + (size_t)g * nb * PT_TOK * 32;
+    const float *xd = xs->d + (size_t)g * nb * PT_TOK;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 f[PT_TOK];
+
+#pragma GCC unroll 8
+    for (int j = 0; j < TN; j++) {
+        f[j] = _mm256_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++) {
+        const int8_t *w = tl->wt + (size_t)b * 256;
+        const uint8_t *x = xq + (size_t)b * PT_TOK * 32;
+        const __m256i bias = _mm256_load_si256((const __m256i *)(tl->bias + 8 * b));
+        const __m256 d = _mm256_load_ps(tl->dw + 8 * b);
+
+#pragma GCC unroll 8
+        for (int j = 0; j < TN; j++) {
+            __m256i s[2];
+
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                int32_t v;
+                __m256i p;
+
+                memcpy(&v, x + 32 * j + 4 * k, sizeof v);
+                p = _mm256_maddubs_epi16(_mm256_set1_epi32(v),
+                                         _mm256_load_si256((const __m256i *)(w + 32 * k)));
+                s[k & 1] = k < 2 ? p : _mm256_add_epi16(s[k & 1], p);
+            }
+            __m256i a = _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), ones16), bias);
+
+            f[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a),
+                                   _mm256_mul_ps(d, _mm256_set1_ps(xd[b * PT_TOK + j])), f[j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < TN; j++) {
+        if (n == PT_ROWS) {
+            _mm256_storeu_ps(Y + (size_t)j * ystride, f[j]);
+        } else {
+            float tmp[PT_ROWS];
+
+            _mm256_storeu_ps(tmp, f[j]);
+            memcpy(Y + (size_t)j * ystride, tmp, (size_t)n * sizeof *tmp);
+        }
+    }
+}
+
+static void pt_tokens_q4(const struct pt_tile *tl, const struct pt_x *xs, int T, float *Y,
+                         size_t ystride, int n)
+{
+    for (int g = 0; g * PT_TOK < T; g++) {
+        float *y = Y + (size_t)g * PT_TOK * ystride;
+
+        switch (T - g * PT_TOK >= PT_TOK ? PT_TOK : T - g * PT_TOK) {
+        case 8: pt_tile_q4(tl, xs, g, 8, y, ystride, n); break;
+        case 7: pt_tile_q4(tl, xs, g, 7, y, ystride, n); break;
+        case 6: pt_tile_q4(tl, xs, g, 6, y, ystride, n); break;
+        case 5: pt_tile_q4(tl, xs, g, 5, y, ystride, n); break;
+        case 4: pt_tile_q4(tl, xs, g, 4, y, ystride, n); break;
+        case 3: pt_tile_q4(tl, xs, g, 3, y, ystride, n); break;
+        case 2: pt_tile_q4(tl, xs, g, 2, y, ystride, n); break;
+        default: pt_tile_q4(tl, xs, g, 1, y, ystride, n); break;
+        }
+    }
+}
+
+/* kernel_format.seq_rows for Q4: rows [r0, r1) times the T tokens X
+ * prepared in buf. */
+static void q4_seq_rows(const struct kmat *W, const float *X, const void *buf, int T, float *Y,
+                        int r0, int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    struct pt_x xs;
+    struct pt_tile tl;
+
+    tl.wt = aligned_alloc(64, (size_t)nb * (256 + 64));
+    if (!tl.wt) {
+        /* Out of memory: the portable kernel allocates less. */
+        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
+        return;
+    }
+    tl.bias = (int32_t *)(tl.wt + (size_t)nb * 256);
+    tl.dw = (float *)(tl.bias + (size_t)nb * 8);
+    pt_x_init(&xs, (void *)buf, W->cols, T);
+    for (int r = r0; r < r1; r += PT_ROWS) {
+        int n = r1 - r < PT_ROWS ? r1 - r : PT_ROWS;
+
+        pt_unpack_q4(W, r, n, &tl);
+        pt_tokens_q4(&tl, &xs, T, Y + r, (size_t)W->rows, n);
+    }
+    free(tl.wt);
+}
+
+/* kernel_format.matmul_rows for Q4: pt_seq_fill and q4_seq_rows on one
+ * thread. */
 static void q4_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
 {
-    matmul_int8(W, X, T, Y, r0, r1, q4_seq);
+    size_t bytes = pt_x_bytes(W->cols, T);
+    void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+
+    if (!buf) {
+        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
+        return;
+    }
+    pt_seq_fill(X, W->cols, T, 0, T, buf);
+    q4_seq_rows(W, X, buf, T, Y, r0, r1);
+    free(buf);
 }
 
 /* ---- F32 (the LoRA matrices, kept in float32 in every format) -------------- */
@@ -1075,6 +1248,7 @@ const struct kernel_set kernel_set_avx2 = {
         [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8, q8_rows_to_f32,
                             q8_matvec_multi_rows, 2 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
-                            q4_rows_to_f32, q4_matvec_multi_rows, 4 },
+                            q4_rows_to_f32, q4_matvec_multi_rows, 4, pt_x_bytes, pt_seq_fill,
+                            q4_seq_rows },
     },
 };
