@@ -712,12 +712,14 @@ static void test_pool_products(void)
 
 /* Sequence mode in two steps (kernel_format.seq_fill, seq_rows): tokens
  * prepared in uneven pieces and rows taken in two ranges give matmul_rows's
- * products bit for bit, for every set that has them, on odd shapes (tiles
- * of 16 rows and groups of 8 tokens with tails); and k_matmul on 2 threads,
+ * products bit for bit, for every set and format (bf16, q8, q4) that has
+ * them, on odd shapes (tiles of 16 rows and groups of 8 tokens with tails;
+ * bf16: 16-token transposes, 48-token panels); and k_matmul on 2 threads,
  * which takes that path, gives them too. */
 static void test_seq_two_steps(void)
 {
-    static const int shapes[][3] = { { 1, 1, 2 }, { 17, 45, 9 }, { 45, 301, 37 }, { 33, 1037, 8 } };
+    static const int shapes[][3] = { { 1, 1, 2 }, { 17, 45, 9 }, { 45, 301, 37 }, { 33, 1037, 8 },
+                                     { 19, 70, 100 } };
     const struct kernel_set *sets[3];
     int n_sets = 0, tested = 0, same = 1;
     struct kpool *pool = kpool_new(2);
@@ -734,7 +736,7 @@ static void test_seq_two_steps(void)
     }
 #endif
     for (int s = 0; s < n_sets; s++) {
-        for (int t = RWKV_DTYPE_Q8; t <= RWKV_DTYPE_Q4; t++) {
+        for (int t = RWKV_DTYPE_BF16; t <= RWKV_DTYPE_Q4; t++) {
             const struct kernel_format *f = &sets[s]->format[t];
 
             if (!f->seq_rows) {

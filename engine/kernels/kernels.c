@@ -214,6 +214,9 @@ static void kernels_choose(void)
             continue;
         }
         f32.matmul_rows = s->f32_matmul_rows;
+        f32.seq_bytes = active[RWKV_DTYPE_BF16].seq_bytes;
+        f32.seq_fill = active[RWKV_DTYPE_BF16].seq_fill;
+        f32.seq_rows = active[RWKV_DTYPE_BF16].seq_rows;
         if (kernels_self_check(&f32, &kernel_set_portable.format[RWKV_DTYPE_F32],
                                RWKV_DTYPE_F32)) {
             active[RWKV_DTYPE_F32] = f32;

@@ -258,12 +258,29 @@ static inline void bs_transpose16(__m512 r[16])
     }
 }
 
-/* Panels of the n tokens of X: xt[p][c][t] = X[48 p + t][c], zero past
- * the last token. */
-static void bs_transpose(const float *X, int cols, int n, float *xt)
+/* One token's column of the panels (for pieces that do not start or end
+ * at a multiple of 16 tokens). */
+static void bs_transpose_one(const float *X, int cols, int t, float *xt)
 {
-    for (int t0 = 0; t0 < n; t0 += 16) {
-        float *panel = xt + (size_t)(t0 / BS_PANEL) * cols * BS_PANEL + t0 % BS_PANEL;
+    float *lane = xt + (size_t)(t / BS_PANEL) * cols * BS_PANEL + t % BS_PANEL;
+
+    for (int c = 0; c < cols; c++) {
+        lane[(size_t)c * BS_PANEL] = X[(size_t)t * cols + c];
+    }
+}
+
+/* Tokens [t0, t1) of X[T][cols] into panels: xt[p][c][t] = X[48 p + t][c],
+ * writing only those tokens' lanes, so any split of [0, T) gives the same
+ * panels; the piece that reaches T also zeroes the lanes past T. */
+static void bs_transpose(const float *X, int cols, int T, int t0, int t1, float *xt)
+{
+    int g = (t0 + 15) / 16 * 16;
+
+    for (int t = t0; t < g && t < t1; t++) {
+        bs_transpose_one(X, cols, t, xt);
+    }
+    for (; g < t1 && (g + 16 <= t1 || t1 == T); g += 16) {
+        float *panel = xt + (size_t)(g / BS_PANEL) * cols * BS_PANEL + g % BS_PANEL;
 
         for (int c0 = 0; c0 < cols; c0 += 16) {
             int w = cols - c0 < 16 ? cols - c0 : 16;
@@ -271,9 +288,9 @@ static void bs_transpose(const float *X, int cols, int n, float *xt)
             __m512 r[16];
 
             for (int i = 0; i < 16; i++) {
-                const float *row = X + (size_t)(t0 + i) * cols + c0;
+                const float *row = X + (size_t)(g + i) * cols + c0;
 
-                if (t0 + i < n) {
+                if (g + i < t1) {
                     /* Sixteen rows read side by side: the prefetcher
                      * does not follow them all. */
                     _mm_prefetch((const char *)(row + BS_AHEAD), _MM_HINT_T0);
@@ -288,14 +305,15 @@ static void bs_transpose(const float *X, int cols, int n, float *xt)
             }
         }
     }
-    /* The rest of the last panel. */
-    if (n % BS_PANEL) {
-        int t1 = (n + 15) / 16 * 16;
-        float *panel = xt + (size_t)(n / BS_PANEL) * cols * BS_PANEL;
+    for (int t = g > t0 ? g : t0; t < t1; t++) {
+        bs_transpose_one(X, cols, t, xt);
+    }
+    if (t1 == T && T % BS_PANEL) {
+        float *panel = xt + (size_t)(T / BS_PANEL) * cols * BS_PANEL;
 
-        for (int c = 0; c < cols && t1 % BS_PANEL; c++) {
-            memset(panel + (size_t)c * BS_PANEL + t1 % BS_PANEL, 0,
-                   (size_t)(BS_PANEL - t1 % BS_PANEL) * sizeof *panel);
+        for (int c = 0; c < cols; c++) {
+            memset(panel + (size_t)c * BS_PANEL + T % BS_PANEL, 0,
+                   (size_t)(BS_PANEL - T % BS_PANEL) * sizeof *panel);
         }
     }
 }
@@ -366,15 +384,47 @@ static void bs_tile1(const float *wf, int cols, const float *xt, int n, float *Y
     bs_tile(wf, cols, xt, n, Y, ldy, 1);
 }
 
-/* Y = X W^T for rows [r0, r1): tokens in blocks of whole panels (up to
- * BS_BLOCK_BYTES transposed, so they stay in L2), every eight rows of
- * weights widened (BF16) once per block or read in place (F32). */
-static void bs_matmul(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+/* Y = X W^T for rows [r0, r1) and the n tokens from t0 whose panels are
+ * at xt: every eight rows of weights widened (BF16) once or read in place
+ * (F32), then multiplied by each panel. */
+static void bs_rows(const struct kmat *W, const float *xt, int t0, int n, float *Y, int r0,
+                    int r1, float *wf)
 {
-    const int cols = W->cols, bf16 = W->type == RWKV_DTYPE_BF16;
+    const int cols = W->cols;
     const size_t ldy = (size_t)W->rows, panel_floats = (size_t)cols * BS_PANEL;
-    int panels = (int)(BS_BLOCK_BYTES / (panel_floats * sizeof(float))), block;
-    float *xt, *wf = NULL;
+    float *y = Y + (size_t)t0 * ldy;
+
+    for (int r = r0; r < r1; r += BS_RN) {
+        int nr = r1 - r < BS_RN ? r1 - r : BS_RN;
+        const float *w;
+
+        if (W->type == RWKV_DTYPE_BF16) {
+            bs_widen((const uint16_t *)W->data + (size_t)r * cols, cols, nr, wf);
+            w = wf;
+        } else {
+            w = (const float *)W->data + (size_t)r * cols;
+        }
+        for (int p = 0; p * BS_PANEL < n; p++) {
+            int np = n - p * BS_PANEL < BS_PANEL ? n - p * BS_PANEL : BS_PANEL;
+            float *yp = y + (size_t)p * BS_PANEL * ldy + r;
+            const float *xp = xt + (size_t)p * panel_floats;
+
+            if (nr == BS_RN) {
+                bs_tile8(w, cols, xp, np, yp, ldy);
+                continue;
+            }
+            for (int i = 0; i < nr; i++) {
+                bs_tile1(w + (size_t)i * cols, cols, xp, np, yp + i, ldy);
+            }
+        }
+    }
+}
+
+/* Panels per block of tokens: up to BS_BLOCK_BYTES, so that a block stays
+ * in L2 while the rows pass. */
+static int bs_block_panels(int cols, int T)
+{
+    int panels = (int)(BS_BLOCK_BYTES / ((size_t)cols * BS_PANEL * sizeof(float)));
 
     if (panels < 1) {
         panels = 1;
@@ -382,55 +432,76 @@ static void bs_matmul(const struct kmat *W, const float *X, int T, float *Y, int
     if (panels > (T + BS_PANEL - 1) / BS_PANEL) {
         panels = (T + BS_PANEL - 1) / BS_PANEL;
     }
-    block = panels * BS_PANEL;
-    xt = aligned_alloc(64, (size_t)panels * panel_floats * sizeof *xt);
-    if (bf16) {
-        wf = malloc((size_t)BS_RN * cols * sizeof *wf);
+    return panels;
+}
+
+/* One product row by row, for when no memory can be had. */
+static void bs_fallback(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    for (int t = 0; t < T; t++) {
+        const float *x = X + (size_t)t * W->cols;
+        float *y = Y + (size_t)t * W->rows;
+
+        if (W->type == RWKV_DTYPE_BF16) {
+            bf16_matvec_rows(W, x, y, r0, r1);
+        } else {
+            kernel_set_portable.format[RWKV_DTYPE_F32].matvec_rows(W, x, y, r0, r1);
+        }
     }
-    if (!xt || (bf16 && !wf)) {
+}
+
+/* kernel_format.matmul_rows for BF16 and F32: transposes one block of
+ * tokens at a time itself. */
+static void bs_matmul(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    const int cols = W->cols, block = bs_block_panels(cols, T) * BS_PANEL;
+    float *xt = aligned_alloc(64, (size_t)block * cols * sizeof *xt);
+    float *wf = malloc((size_t)BS_RN * cols * sizeof *wf);
+
+    if (!xt || !wf) {
         free(xt);
         free(wf);
-        for (int t = 0; t < T; t++) {
-            if (bf16) {
-                bf16_matvec_rows(W, X + (size_t)t * cols, Y + (size_t)t * ldy, r0, r1);
-            } else {
-                kernel_set_portable.format[RWKV_DTYPE_F32].matvec_rows(
-                    W, X + (size_t)t * cols, Y + (size_t)t * ldy, r0, r1);
-            }
-        }
+        bs_fallback(W, X, T, Y, r0, r1);
         return;
     }
     for (int t0 = 0; t0 < T; t0 += block) {
-        int n = T - t0 < block ? T - t0 : block, r = r0;
-        float *y = Y + (size_t)t0 * ldy;
+        int n = T - t0 < block ? T - t0 : block;
 
-        bs_transpose(X + (size_t)t0 * cols, cols, n, xt);
-        for (; r < r1; r += BS_RN) {
-            int nr = r1 - r < BS_RN ? r1 - r : BS_RN;
-            const float *w;
-
-            if (bf16) {
-                bs_widen((const uint16_t *)W->data + (size_t)r * cols, cols, nr, wf);
-                w = wf;
-            } else {
-                w = (const float *)W->data + (size_t)r * cols;
-            }
-            for (int p = 0; p * BS_PANEL < n; p++) {
-                int np = n - p * BS_PANEL < BS_PANEL ? n - p * BS_PANEL : BS_PANEL;
-                float *yp = y + (size_t)p * BS_PANEL * ldy + r;
-                const float *xp = xt + (size_t)p * panel_floats;
-
-                if (nr == BS_RN) {
-                    bs_tile8(w, cols, xp, np, yp, ldy);
-                    continue;
-                }
-                for (int i = 0; i < nr; i++) {
-                    bs_tile1(w + (size_t)i * cols, cols, xp, np, yp + i, ldy);
-                }
-            }
-        }
+        bs_transpose(X + (size_t)t0 * cols, cols, n, 0, n, xt);
+        bs_rows(W, xt, t0, n, Y, r0, r1, wf);
     }
     free(xt);
+    free(wf);
+}
+
+/* kernel_format.seq_bytes, seq_fill and seq_rows for BF16 and F32: the
+ * threads share the transposition of all T tokens (buf), then each takes
+ * its rows over it, block by block.  Same values as bs_matmul. */
+static size_t bs_seq_bytes(int cols, int T)
+{
+    return (size_t)((T + BS_PANEL - 1) / BS_PANEL) * BS_PANEL * cols * sizeof(float);
+}
+
+static void bs_seq_fill(const float *X, int cols, int T, int t0, int t1, void *buf)
+{
+    bs_transpose(X, cols, T, t0, t1, buf);
+}
+
+static void bs_seq_rows(const struct kmat *W, const float *X, const void *buf, int T, float *Y,
+                        int r0, int r1)
+{
+    const int cols = W->cols, block = bs_block_panels(cols, T) * BS_PANEL;
+    float *wf = malloc((size_t)BS_RN * cols * sizeof *wf);
+
+    if (!wf) {
+        bs_fallback(W, X, T, Y, r0, r1);
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += block) {
+        int n = T - t0 < block ? T - t0 : block;
+
+        bs_rows(W, (const float *)buf + (size_t)t0 * cols, t0, n, Y, r0, r1, wf);
+    }
     free(wf);
 }
 
@@ -1406,7 +1477,8 @@ const struct kernel_set kernel_set_avx512 = {
         [RWKV_DTYPE_F16] = { quant_pack_f16, f16_matvec_rows, NULL, quant_bytes_half },
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, bf16_matmul_rows,
                               quant_bytes_half, NULL,
-                              bf16_matvec_multi_rows, 4 },
+                              bf16_matvec_multi_rows, 4, bs_seq_bytes, bs_seq_fill,
+                              bs_seq_rows },
         [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8,
                             quant_rows_to_f32, q8_matvec_multi_rows, 4 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows_pt_q4_bw, quant_bytes_q4,

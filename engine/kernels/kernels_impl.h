@@ -79,7 +79,9 @@ struct kernel_set {
     struct kernel_format format[KERNEL_N_FORMATS];
     /* NULL, or an F32 matmul_rows with the same sums as this set's BF16
      * one: wherever kernels_init takes that BF16 kernel it takes this for
-     * F32 too (the F32 entry's other kernels stay as chosen), so that a
+     * F32 too, with the BF16 entry's seq_bytes, seq_fill and seq_rows
+     * (they must take both types; the F32 entry's other kernels stay as
+     * chosen), so that a
      * bf16 file read as bf16 or as float32 gives the same values. */
     void (*f32_matmul_rows)(const struct kmat *W, const float *X, int T, float *Y, int r0,
                             int r1);
