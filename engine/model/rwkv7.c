@@ -718,10 +718,72 @@ static inline float state_row(float *restrict Si, const float *restrict w, const
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* Tokens from which a chunk's wkv runs on the transposed state (and head
+ * sizes up to which it fits on the stack). */
+#define WKV_T_MIN 16
+#define WKV_T_MAX_N 128
+
+/* The wkv recurrence of one token on St = S^T (St[j][i] = S[i][j]):
+ * with S's rows as St's columns, both products S (-kk) and S r become
+ * sums of St's rows, vectors over i, with no sums across lanes. */
+static inline void wkv_step_transposed(float *restrict St, const float *restrict w,
+                                       const float *restrict k, const float *restrict v,
+                                       const float *restrict kk, const float *restrict a,
+                                       const float *restrict r, int use_kk, int N,
+                                       float *restrict y)
+{
+    float sa[WKV_T_MAX_N], acc[WKV_T_MAX_N];
+
+    for (int i = 0; i < N; i++) {
+        sa[i] = 0;
+        acc[i] = 0;
+    }
+    if (use_kk) {
+        for (int j = 0; j < N; j++) {
+            const float *restrict row = St + (size_t)j * N;
+            float kkj = kk[j];
+
+            for (int i = 0; i < N; i++) {
+                sa[i] += row[i] * kkj;
+            }
+        }
+    }
+    for (int j = 0; j < N; j++) {
+        float *restrict row = St + (size_t)j * N;
+        float wj = w[j], bj = -kk[j] * a[j], kj = k[j], rj = r[j];
+
+        if (!use_kk) {
+            bj = 0;
+        }
+        for (int i = 0; i < N; i++) {
+            float x = row[i] * wj + sa[i] * bj + v[i] * kj;
+
+            row[i] = x;
+            acc[i] += x * rj;
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        y[i] = acc[i];
+    }
+}
+
+/* dst[j][i] = src[i][j], N x N. */
+static void transpose_head(const float *restrict src, float *restrict dst, int N)
+{
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < N; j++) {
+            dst[(size_t)j * N + i] = src[(size_t)i * N + j];
+        }
+    }
+}
+
 /* Head h over the chunk, token by token: the terms after the
  * projections (after_proj_head), the wkv recurrence
  *   S = S diag(w) + (S (-kk)) (kk a)^T + v k^T,   y = S r,
- * and the attention's output (wkv_output_head). */
+ * and the attention's output (wkv_output_head).  A chunk of one
+ * conversation's tokens (WKV_T_MIN or more) runs on the state transposed
+ * once for the chunk (wkv_step_transposed): the same terms, summed in
+ * another order. */
 K_CLONES
 static void wkv_head(void *ctx, int h)
 {
@@ -732,6 +794,22 @@ static void wkv_head(void *ctx, int h)
     int C = W->C, N = W->N;
     int use_kk = !(sp->wk->dropped & RWKV7_TERM_STATE_KK);
 
+    if (!sp->batch && sp->T >= WKV_T_MIN && N <= WKV_T_MAX_N) {
+        float *S = row_state(sp, 0)->wkv + (size_t)h * N * N;
+        float St[WKV_T_MAX_N * WKV_T_MAX_N];
+
+        transpose_head(S, St, N);
+        for (int t = 0; t < sp->T; t++) {
+            size_t o = (size_t)t * C + (size_t)h * N;
+
+            after_proj_head(sp, t, h);
+            wkv_step_transposed(St, s->w + o, s->k + o, s->v + o, s->kk + o, s->a + o,
+                                s->r + o, use_kk, N, s->y + o);
+            wkv_output_head(sp, t, h);
+        }
+        transpose_head(St, S, N);
+        return;
+    }
     for (int t = 0; t < sp->T; t++) {
         float *S = row_state(sp, t)->wkv + (size_t)h * N * N;
         size_t o = (size_t)t * C + (size_t)h * N;
