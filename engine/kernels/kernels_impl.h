@@ -8,9 +8,10 @@
  * entries of the first set whose usable() says the CPU can run it and that
  * fills that entry.  Missing entries fall through to the next set, ending
  * at the portable set, so a new file may implement only what it speeds up.
- * Sequence-mode products (k_matmul) use, in order: the format's matmul_rows;
- * else rows_to_f32 + OpenBLAS sgemm on blocks of rows; else matvec_rows
- * once per token.
+ * Sequence-mode products (k_matmul) use, in order: the format's seq_fill and
+ * seq_rows (on a pool of several threads: the tokens prepared once, shared
+ * by the threads); its matmul_rows; else rows_to_f32 + OpenBLAS sgemm on
+ * blocks of rows; else matvec_rows once per token.
  *
  * To add a set: write engine/kernels/kernels_NAME.c defining
  *     const struct kernel_set kernel_set_NAME = { "NAME", usable, { ... } };
