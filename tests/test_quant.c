@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine/kernels/kernels.h"
 #include "engine/kernels/kernels_impl.h"
@@ -867,33 +869,32 @@ static float *run_model(const char *path, enum rwkv_dtype d, const int32_t *tok,
     return out;
 }
 
-/* Quality of each format against float32 (KL divergence over the
- * fixture's tokens).  Sequence mode rounds Q8/Q4 activations to 8 bits
- * (quant.h); the bounds are the same for both modes. */
-static void test_quality(const char *name, int sequence)
+/* KL divergence from float32 of each format d in [F16, Q4] (kl[d], and
+ * the largest logit error maxe[d]) over the fixture's tokens, with the
+ * kernels this process chose.  0, or -1 if a run failed. */
+static int quality_kl(const char *name, int sequence, double *kl, double *maxe)
 {
     char path[512], tpath[512];
     int32_t tok[256];
     int n, vocab = 0;
     float *ref;
-    static const double kl_bound[] = { 0, 0, 1e-6, 1e-6, 3e-3, 0.3 };
 
     snprintf(path, sizeof path, "%s", shared_path(name));
     snprintf(tpath, sizeof tpath, "%.*s.tokens", (int)(strlen(path) - 4), path);
     n = read_tokens(tpath, tok, 256);
     ref = n > 0 ? run_model(path, RWKV_DTYPE_F32, tok, n, &vocab, 0) : NULL;
     if (!ref) {
-        ok(0, "%s: float32 run for the quality reference", name);
-        return;
+        return -1;
     }
     for (int d = RWKV_DTYPE_F16; d <= RWKV_DTYPE_Q4; d++) {
         float *q = run_model(path, (enum rwkv_dtype)d, tok, n, &vocab, sequence);
-        double maxe = 0, meane = 0, kl = 0;
+        double meane = 0;
 
         if (!q) {
-            ok(0, "%s: %s run", name, format_names[d]);
-            continue;
+            free(ref);
+            return -1;
         }
+        kl[d] = maxe[d] = 0;
         for (int i = 0; i < n; i++) {
             const float *a = ref + (size_t)i * vocab, *b = q + (size_t)i * vocab;
             double ma = a[0], mb = b[0], za = 0, zb = 0;
@@ -901,7 +902,7 @@ static void test_quality(const char *name, int sequence)
             for (int v = 0; v < vocab; v++) {
                 double e = fabs(a[v] - b[v]);
 
-                maxe = fmax(maxe, e);
+                maxe[d] = fmax(maxe[d], e);
                 meane += e;
                 ma = fmax(ma, a[v]);
                 mb = fmax(mb, b[v]);
@@ -913,23 +914,92 @@ static void test_quality(const char *name, int sequence)
             for (int v = 0; v < vocab; v++) {
                 double la = a[v] - ma - log(za), lb = b[v] - mb - log(zb);
 
-                kl += exp(la) * (la - lb);
+                kl[d] += exp(la) * (la - lb);
             }
         }
         meane /= (double)n * vocab;
-        kl /= n;
+        kl[d] /= n;
         diag("%s %-4s %s vs fp32: max |dlogit| %.4f, mean |dlogit| %.5f, KL %.2e nats/token "
-             "(%d tokens)", name, format_names[d], sequence ? "sequence" : "RNN", maxe, meane,
-             kl, n);
-        ok(kl <= kl_bound[d], "%s %s quality (%s mode): KL %.2e <= %.0e", name, format_names[d],
-           sequence ? "sequence" : "RNN", kl, kl_bound[d]);
+             "(%d tokens, %s kernels)", name, format_names[d], sequence ? "sequence" : "RNN",
+             maxe[d], meane, kl[d], n, rwkv_kernels_name());
         free(q);
     }
     free(ref);
+    return 0;
+}
+
+static const double kl_bound[] = { 0, 0, 1e-6, 1e-6, 3e-3, 0.3 };
+
+/* Quality of each format against float32 (KL divergence over the
+ * fixture's tokens).  Sequence mode rounds Q8/Q4 activations to 8 bits
+ * (quant.h); the bounds are the same for both modes. */
+static void test_quality(const char *name, int sequence)
+{
+    double kl[KERNEL_N_FORMATS], maxe[KERNEL_N_FORMATS];
+
+    if (quality_kl(name, sequence, kl, maxe) != 0) {
+        ok(0, "%s: the runs for the quality check", name);
+        return;
+    }
+    for (int d = RWKV_DTYPE_F16; d <= RWKV_DTYPE_Q4; d++) {
+        ok(kl[d] <= kl_bound[d], "%s %s quality (%s mode): KL %.2e <= %.0e", name,
+           format_names[d], sequence ? "sequence" : "RNN", kl[d], kl_bound[d]);
+    }
+}
+
+/* The same through kernel set `set` chosen for the whole model
+ * (rwkv_kernels_select, in a child process that has not chosen its
+ * kernels): the whole forward pass of a slower CPU, e.g. the AVX2 set on
+ * an AVX-512 machine, in both modes.  Call before this process chooses. */
+static void test_quality_set(const char *name, const char *set)
+{
+    double kl[2][KERNEL_N_FORMATS];
+    int fd[2], status;
+    pid_t pid;
+
+    if (pipe(fd) != 0 || (pid = fork()) < 0) {
+        ok(0, "%s through the %s kernels: a child process", name, set);
+        return;
+    }
+    if (pid == 0) {
+        char err[RWKV_ERRLEN];
+        double maxe[KERNEL_N_FORMATS];
+        int bad = rwkv_kernels_select(set, err, sizeof err) != 0 ||
+                  strcmp(rwkv_kernels_name(), set) != 0 ||
+                  quality_kl(name, 0, kl[0], maxe) != 0 || quality_kl(name, 1, kl[1], maxe) != 0;
+
+        close(fd[0]);
+        if (bad || write(fd[1], kl, sizeof kl) != (ssize_t)sizeof kl) {
+            _exit(1);
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    if (read(fd[0], kl, sizeof kl) != (ssize_t)sizeof kl || waitpid(pid, &status, 0) != pid ||
+        !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        ok(0, "%s through the %s kernels: the child's runs", name, set);
+        close(fd[0]);
+        return;
+    }
+    close(fd[0]);
+    for (int mode = 0; mode < 2; mode++) {
+        for (int d = RWKV_DTYPE_F16; d <= RWKV_DTYPE_Q4; d++) {
+            ok(kl[mode][d] <= kl_bound[d], "%s %s quality (%s mode) with every product on the "
+               "%s kernels: KL %.2e <= %.0e", name, format_names[d],
+               mode ? "sequence" : "RNN", set, kl[mode][d], kl_bound[d]);
+        }
+    }
 }
 
 int main(void)
 {
+#ifdef __x86_64__
+    if (kernel_set_avx2.usable()) {
+        test_quality_set("fixtures/models/v7-world.pth", "avx2");
+    } else {
+        skip("the v7 model through the avx2 kernels: this CPU has no AVX2/FMA");
+    }
+#endif
     kernels_init();
     diag("kernels chosen for this CPU: %s", rwkv_kernels_name());
     test_kernel_sets();
