@@ -3,8 +3,8 @@
 # a conversation reads only its new tokens (cached_tokens and the /health
 # count of tokens read), the cache stays within --state-cache-mb, and the
 # named states: state_save, state_from, download and upload in the state
-# file format, delete, refusals of what is not a state file, and the
-# named states' budget (--states-mb: 507 past it).
+# file format (an upload keeps the file's turns), delete, refusals of what
+# is not a state file, and the named states' budget (--states-mb: 507 past it).
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tap.sh"
 . "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/serve_lib.sh"
 
@@ -70,6 +70,15 @@ ok "$([ "$st" = 201 ]; echo $?)" "PUT /v1/states/ID uploads it (201)"
 req f2 POST /v1/chat/completions "$(chat_body '{"state_from":"copy.2"}' -- "$q2")" >/dev/null
 ok "$([ "$(jget f2 'j["choices"][0]["message"]["content"]')" = "$a2" ]; echo $?)" \
     "the uploaded copy continues the conversation the same way"
+# The upload keeps the file's turns: a state saved from it holds the whole
+# conversation (the uploaded turns, then the new ones).
+has() { # has FILE TEXT...: every TEXT's UTF-8 bytes are in FILE
+    python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); sys.exit(0 if all(t.encode() in d for t in sys.argv[2:]) else 1)' "$@"
+}
+req f3 POST /v1/chat/completions "$(chat_body '{"state_from":"copy.2","state_save":"copy.3"}' -- "$q2")" >/dev/null
+st=$(curl -s -o "$T/copy3.state" -w '%{http_code}' "$URL/v1/states/copy.3")
+ok "$([ "$st" = 200 ] && has "$T/conv.state" "$q1" "$a1" && has "$T/copy3.state" "$q1" "$a1" "$q2" "$a2"
+      echo $?)" "PUT keeps the file's turns: a state saved from the upload downloads with all four"
 cp "$T/conv.state" "$T/bad.state"
 printf 'X' | dd of="$T/bad.state" bs=1 seek=200 conv=notrunc 2>/dev/null
 st=$(curl -s -o "$T/bad" -w '%{http_code}' -X PUT --data-binary "@$T/bad.state" "$URL/v1/states/bad")

@@ -446,7 +446,8 @@ static enum MHD_Result state_put(struct server *srv, struct MHD_Connection *conn
     rwkv_statefile *sf = NULL;
     char path[320], err[1024] = "";
     const unsigned char *sep;
-    size_t seplen = 0;
+    size_t seplen = 0, n_turns = 0;
+    struct chat_turn *turns = NULL;
     int owed = 0;
     FILE *f;
     enum MHD_Result rc;
@@ -480,10 +481,17 @@ static enum MHD_Result state_put(struct server *srv, struct MHD_Connection *conn
     } else if ((sep = rwkv_statefile_section(sf, STATE_SECTION, &seplen)) && seplen == 1) {
         owed = *sep <= 2 ? *sep : 0;
     }
-    if (rwkv_statefile_get_state(sf, st) != 0) {
+    /* Its turns too: a request from it that saves its state adds to them,
+     * and a download gives the whole conversation back. */
+    if (chat_file_turns(sf, "the body", &turns, &n_turns, err, sizeof err) < 0) {
+        char msg[1200];
+
+        snprintf(msg, sizeof msg, "the body is not a state file of this model: %s", err);
+        rc = fail(conn, 400, "invalid_request_error", "invalid_state", NULL, msg);
+    } else if (rwkv_statefile_get_state(sf, st) != 0) {
         snprintf(err, sizeof err, "out of memory for the state's history");
         rc = fail(conn, 507, "server_error", "insufficient_storage", NULL, err);
-    } else if (sched_state_put(srv->s, id, st, owed, NULL, 0, err, sizeof err) < 0) {
+    } else if (sched_state_put(srv->s, id, st, owed, turns, n_turns, err, sizeof err) < 0) {
         rc = fail(conn, 507, "server_error", "insufficient_storage", NULL, err);
     } else {
         char body[160];
@@ -491,6 +499,7 @@ static enum MHD_Result state_put(struct server *srv, struct MHD_Connection *conn
         snprintf(body, sizeof body, "{\"id\":\"%s\",\"object\":\"state\"}", id);
         rc = send_text(conn, 201, "application/json", body, strlen(body));
     }
+    sched_turns_free(turns, n_turns);
     rwkv_statefile_free(sf);
     rwkv_state_free(st);
     return rc;

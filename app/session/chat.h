@@ -258,6 +258,14 @@ int chat_owed_newlines(const chat *c);
  * 0, or -1 with err (nothing changed). */
 int chat_adopt(chat *c, const rwkv_state *state, const struct chat_turn *turns, size_t n,
                int sep, char *err, size_t errlen);
+/* The turns of a state file's transcript (texts and reasoning, read as
+ * chat_load reads them) into *turns (n of them; the caller frees each
+ * text and reasoning, then the array); a file without a transcript (a
+ * state file of an older server) has none.  0, or -1 with err (name in it)
+ * for a corrupt section. */
+struct rwkv_statefile;
+int chat_file_turns(const struct rwkv_statefile *sf, const char *name, struct chat_turn **turns,
+                    size_t *n, char *err, size_t errlen);
 /* The model's file (path NULL: none).  State files chat_save writes keep
  * its name ("rwkv7-g1a-1.5b.pth", the "model" section) and path
  * ("model_path"); chat_load names the model of a file another model

@@ -653,6 +653,86 @@ static int get_snapshots(chat *c, const struct reader *section, const char *show
     return 0;
 }
 
+/* The transcript and reasoning sections of sf into tr (empty on entry):
+ * 0; -1 with err when there is no transcript; 1 when a section is
+ * corrupt, *what naming it. */
+static int read_turns(const rwkv_statefile *sf, const char *shown, struct transcript *tr,
+                      const char **what, char *err, size_t errlen)
+{
+    struct reader r;
+    uint32_t n, i;
+    size_t nb;
+
+    if (section(sf, shown, "transcript", &r, err, errlen) < 0) {
+        return -1;
+    }
+    n = rd_u32(&r);
+    for (i = 0; i < n && !r.failed; i++) {
+        uint32_t role = rd_u32(&r);
+        char *text = rd_str(&r);
+
+        if (!r.failed && (role > CHAT_ASSISTANT || transcript_add(tr, (enum chat_role)role, text,
+                                                                   strlen(text)) < 0)) {
+            r.failed = 1;
+        }
+        free(text);
+    }
+    if (r.failed || r.pos != r.len) {
+        *what = "transcript";
+        return 1;
+    }
+    if (rwkv_statefile_section(sf, "reasoning", &nb)) {
+        section(sf, shown, "reasoning", &r, err, errlen);
+        n = rd_u32(&r);
+        for (i = 0; i < n && !r.failed; i++) {
+            uint32_t at = rd_u32(&r);
+            char *text = rd_str(&r);
+            struct chat_turn *t = !r.failed && at < tr->n ? &tr->turns[at] : NULL;
+
+            if (!t || t->role != CHAT_ASSISTANT || t->reasoning) {
+                r.failed = 1;
+            } else {
+                t->reasoning = text;
+                text = NULL;
+            }
+            free(text);
+        }
+        if (r.failed || r.pos != r.len) {
+            *what = "reasoning";
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int chat_file_turns(const rwkv_statefile *sf, const char *name, struct chat_turn **turns,
+                    size_t *n, char *err, size_t errlen)
+{
+    struct transcript tr = { 0 };
+    const char *what = NULL;
+    char shown[RWKV_ESCAPE_LEN];
+    size_t nb;
+    int rc;
+
+    *turns = NULL;
+    *n = 0;
+    if (!rwkv_statefile_section(sf, "transcript", &nb)) {
+        return 0;
+    }
+    rwkv_escape_str(shown, sizeof shown, name);
+    rc = read_turns(sf, shown, &tr, &what, err, errlen);
+    if (rc != 0) {
+        if (rc > 0) {
+            snprintf(err, errlen, "%s: corrupt '%s' section", shown, what);
+        }
+        transcript_free(&tr);
+        return -1;
+    }
+    *turns = tr.turns;
+    *n = tr.n;
+    return 0;
+}
+
 int chat_load(chat *c, const char *path, char *err, size_t errlen)
 {
     rwkv_statefile *sf;
@@ -665,13 +745,13 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
     uint32_t think = CHAT_THINK_AUTO;
     sampler *smp = NULL;
     uint64_t seeded = 0, context = 0, base_tokens = 0;
-    uint32_t n, i, sep = 0;
+    uint32_t sep = 0;
     size_t nb;
     const char *what = NULL;
     char why[256];
     /* The name in messages: escaped, a long one shortened in the middle. */
     char shown[RWKV_ESCAPE_LEN];
-    int with_knobs, with_snaps;
+    int with_knobs, with_snaps, rc;
     struct snapshot *snaps = NULL;
     size_t n_snaps = 0, snap_bytes = 0;
 
@@ -691,22 +771,11 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         return -1;
     }
     /* Parse everything into temporaries; the chat changes only at the end. */
-    if (section(sf, shown, "transcript", &r, err, errlen) < 0) {
+    rc = read_turns(sf, shown, &tr, &what, err, errlen);
+    if (rc < 0) {
         goto fail;
     }
-    n = rd_u32(&r);
-    for (i = 0; i < n && !r.failed; i++) {
-        uint32_t role = rd_u32(&r);
-        char *text = rd_str(&r);
-
-        if (!r.failed && (role > CHAT_ASSISTANT || transcript_add(&tr, (enum chat_role)role, text,
-                                                                   strlen(text)) < 0)) {
-            r.failed = 1;
-        }
-        free(text);
-    }
-    if (r.failed || r.pos != r.len) {
-        what = "transcript";
+    if (rc > 0) {
         goto corrupt;
     }
     if (section(sf, shown, "template", &r, err, errlen) < 0) {
@@ -841,27 +910,6 @@ int chat_load(chat *c, const char *path, char *err, size_t errlen)
         think = rd_u32(&r);
         if (r.failed || r.pos != r.len || think > CHAT_THINK_A_LOT) {
             what = "think";
-            goto corrupt;
-        }
-    }
-    if (rwkv_statefile_section(sf, "reasoning", &nb)) {
-        section(sf, path, "reasoning", &r, err, errlen);
-        n = rd_u32(&r);
-        for (i = 0; i < n && !r.failed; i++) {
-            uint32_t at = rd_u32(&r);
-            char *text = rd_str(&r);
-            struct chat_turn *t = !r.failed && at < tr.n ? &tr.turns[at] : NULL;
-
-            if (!t || t->role != CHAT_ASSISTANT || t->reasoning) {
-                r.failed = 1;
-            } else {
-                t->reasoning = text;
-                text = NULL;
-            }
-            free(text);
-        }
-        if (r.failed || r.pos != r.len) {
-            what = "reasoning";
             goto corrupt;
         }
     }
