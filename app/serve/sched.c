@@ -472,6 +472,21 @@ static void start_reply(sched *s, struct slot *sl)
     sl->phase = SLOT_GEN;
 }
 
+/* Whether more tokens would take state (RWKV-7b) past the tokens its
+ * history may hold: then err says so. */
+static int prompt_too_long(const sched *s, const rwkv_state *state, size_t more, char *err,
+                           size_t errlen)
+{
+    size_t max = s->info->history_max, n = rwkv_state_history(state) + more;
+
+    if (!max || n <= max) {
+        return 0;
+    }
+    snprintf(err, errlen, "the conversation would hold %zu tokens, more than the %zu an RWKV-7b "
+             "state keeps: start a new one", n, max);
+    return 1;
+}
+
 /* Reads one piece of the slot's prompt (at most RWKV_SEQ_CHUNK tokens,
  * cut where one rwkv_eval of the whole piece would cut it, so that the
  * state is bit-identical to the chat's). */
@@ -517,6 +532,12 @@ static void prefill_step(sched *s, struct slot *sl)
         pthread_mutex_lock(&s->mu);
         j->cached_tokens = start;
         pthread_mutex_unlock(&s->mu);
+        if (prompt_too_long(s, sl->state, j->n_tokens - start, err, sizeof err)) {
+            /* Refused before anything is read: the model would refuse the
+             * piece that passes the bound, after reading all before it. */
+            end_job(s, sl, NULL, 400, err);
+            return;
+        }
         sl->pos = start;
         while (sl->piece < j->n_pieces && j->piece_end[sl->piece] <= sl->pos) {
             sl->piece++;

@@ -111,7 +111,15 @@ static enum MHD_Result fail(struct MHD_Connection *conn, int status, const char 
 /* The error code of a job that failed with HTTP status. */
 static const char *job_error_code(int status)
 {
-    return status == 404 ? "state_not_found" : status == 507 ? "insufficient_storage" : NULL;
+    return status == 404   ? "state_not_found"
+           : status == 400 ? "context_length_exceeded" /* past an RWKV-7b history */
+           : status == 507 ? "insufficient_storage" : NULL;
+}
+
+/* The error type of a job's status: the client's (4xx) or the server's. */
+static const char *job_error_type(int status)
+{
+    return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
 }
 
 /* Whether the client of conn has closed its side (it went away). */
@@ -219,7 +227,7 @@ static int stream_fill(struct stream *st)
         if (j->status) {
             struct api_error e;
 
-            api_fail(&e, j->status, j->status == 404 ? "invalid_request_error" : "server_error",
+            api_fail(&e, j->status, job_error_type(j->status),
                      job_error_code(j->status), NULL, "%s", j->err);
             rc |= stream_event(st, api_error_json(&e));
         } else {
@@ -332,7 +340,7 @@ static enum MHD_Result completions(struct server *srv, struct MHD_Connection *co
         }
     }
     if (j->status) {
-        api_fail(&e, j->status, j->status == 404 ? "invalid_request_error" : "server_error",
+        api_fail(&e, j->status, job_error_type(j->status),
                  job_error_code(j->status), NULL, "%s", j->err);
         json = api_error_json(&e);
     } else {
