@@ -693,92 +693,91 @@ static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d,
 }
 
 /* ---- Q4 matrix-vector products: activations laid out as the codes unpack --
- * A pair of blocks' codes unpacks in a few instructions to the bytes
- * [b low nibbles | b+1 low | b high | b+1 high] (16 each), so each vector's
- * int8 activation blocks (xq_fill's values) are stored in that order too
- * (struct q4_xv), with, per int32 lane of the product, -8 times the sum of
- * the lane's four activations: the product's starting value, which makes
- * each lane the exact integer sum of (u - 8) qx over its four elements and
- * leaves no per-block correction.  A lane's scale is its block's d (from
- * the weights) times its block's dx (stored per lane).  Every y[r] is, in
- * float, sum over lanes and pairs of scale * lane, two accumulators (even
- * and odd pairs), the same for one vector as for four. */
+ * Four blocks (a quad, 128 weights, 72 bytes) at a time: their 64 code
+ * bytes, gathered into one register, give the low nibbles (elements 0-15
+ * of each block) with an AND and the high nibbles (16-31) with a shift and
+ * an AND, so int32 lane l of both products belongs to block l / 4.  Each
+ * vector's int8 activation blocks (xq_fill's values) are stored in that
+ * order (struct q4_xv: 64 bytes for the low halves, 64 for the high), with,
+ * per lane, -8 times the sum of the lane's eight activations: the
+ * products' starting value, which makes each lane the exact integer sum of
+ * (u - 8) qx over its eight elements, both halves in one integer sum.  A
+ * lane's scale is its block's d (from the weights) times its block's dx
+ * (stored per lane), one multiply per quad.  Every y[r] is, in float, the
+ * sum over lanes of one accumulator of scale * lane over the quads in
+ * order, the same for one vector as for four.  A row's last, partial quad
+ * is read from a zero-padded copy against zero activations (zero scale):
+ * it adds exact zeros. */
 struct q4_xv {
-    int pairs;                  /* blocks / 2 */
-    int8_t *q;                  /* [pairs][64], then an odd last block's 32 in element order */
-    int32_t *bias;              /* [pairs][16] */
-    float *dx;                  /* [pairs][16] */
-    float tail_dx;              /* the odd last block's dx */
-    int32_t tail_sum;           /* ... and the sum of its activations */
+    int quads;                  /* ceil(blocks / 4) */
+    int8_t *q;                  /* [quads][128]: low halves, then high halves */
+    int32_t *bias;              /* [quads][16] */
+    float *dx;                  /* [quads][16] */
 };
 
 /* Bytes of a q4_xv's arrays for nb blocks (64-byte aligned pieces). */
 static size_t q4_xv_bytes(int nb)
 {
-    return (size_t)(nb / 2) * (64 + 64 + 64) + 64;
+    return (size_t)((nb + 3) / 4) * (128 + 64 + 64);
 }
 
 /* v's arrays in buf (64-byte aligned, q4_xv_bytes(nb)) from x[cols]. */
 static void q4_xv_fill(struct q4_xv *v, unsigned char *buf, const float *x, int cols, int nb)
 {
-    const __m512i pat = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-    float d[2];
-    int32_t s[2];
+    const __m512i four = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    int8_t tmp[128] __attribute__((aligned(64)));
+    float d[4];
+    int32_t s[4];
 
-    v->pairs = nb / 2;
+    v->quads = (nb + 3) / 4;
     v->q = (int8_t *)buf;
-    v->bias = (int32_t *)(buf + (size_t)v->pairs * 64 + 64);
-    v->dx = (float *)(buf + (size_t)v->pairs * 128 + 64);
-    for (int p = 0; p < v->pairs; p++) {
-        int8_t *q = v->q + 64 * p;
-        __m512i qq, lane;
+    v->bias = (int32_t *)(buf + (size_t)v->quads * 128);
+    v->dx = (float *)(buf + (size_t)v->quads * 192);
+    for (int j = 0; j < v->quads; j++) {
+        __m512i a, b, lo, hi, lane;
 
-        xq_fill(x + 64 * p, cols - 64 * p, 2, q, d, s);
-        qq = _mm512_shuffle_i64x2(_mm512_load_si512(q), _mm512_load_si512(q), 0xd8);
-        _mm512_store_si512(q, qq);
-        lane = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_set1_epi8(1), qq),
+        /* blocks past nb: zero codes and dx (xq_fill reads nothing there) */
+        xq_fill(x + 128 * j, cols - 128 * j, 4, tmp, d, s);
+        a = _mm512_load_si512(tmp);
+        b = _mm512_load_si512(tmp + 64);
+        lo = _mm512_shuffle_i64x2(a, b, 0x88);
+        hi = _mm512_shuffle_i64x2(a, b, 0xdd);
+        _mm512_store_si512(v->q + 128 * j, lo);
+        _mm512_store_si512(v->q + 128 * j + 64, hi);
+        lane = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_set1_epi8(1), lo),
                                  _mm512_set1_epi16(1));
-        _mm512_store_si512(v->bias + 16 * p, _mm512_sub_epi32(_mm512_setzero_si512(),
+        lane = _mm512_add_epi32(lane, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_set1_epi8(1), hi),
+                                                        _mm512_set1_epi16(1)));
+        _mm512_store_si512(v->bias + 16 * j, _mm512_sub_epi32(_mm512_setzero_si512(),
                                                               _mm512_slli_epi32(lane, 3)));
-        _mm512_store_ps(v->dx + 16 * p, _mm512_permutexvar_ps(pat, _mm512_castps128_ps512(
-                                            _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)d)))));
-    }
-    if (nb & 1) {
-        xq_fill(x + 64 * v->pairs, cols - 64 * v->pairs, 1, v->q + 64 * v->pairs, &v->tail_dx,
-                &v->tail_sum);
+        _mm512_store_ps(v->dx + 16 * j, _mm512_permutexvar_ps(four, _mm512_castps128_ps512(
+                                                                 _mm_loadu_ps(d))));
     }
 }
 
-/* The codes of blocks b[0], b[1] as [b0 low | b1 low | b0 high | b1 high]. */
-static inline __m512i q4_codes_pair(const struct q4_block *b)
+/* The 64 code bytes of blocks b[0..3], in block order. */
+static inline __m512i q4_codes_quad(const struct q4_block *b)
 {
-    __m256i lo = _mm256_inserti128_si256(
+    __m256i c01 = _mm256_inserti128_si256(
         _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b[0].qs)),
         _mm_loadu_si128((const __m128i *)b[1].qs), 1);
-    __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_srli_epi16(lo, 4), 1);
+    __m256i c23 = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)b[2].qs)),
+        _mm_loadu_si128((const __m128i *)b[3].qs), 1);
 
-    return _mm512_and_si512(both, _mm512_set1_epi8(15));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(c01), c23, 1);
 }
 
-/* The scales d of blocks b[0], b[1] in their lanes of q4_codes_pair. */
-static inline __m512 q4_d_pair(const struct q4_block *b)
-{
-    return _mm512_cvtph_ps(_mm256_mask_blend_epi16(0xf0f0, _mm256_set1_epi16((short)b[0].d),
-                                                   _mm256_set1_epi16((short)b[1].d)));
-}
-
-/* The same for b[0..3] (72 bytes) with one 64-byte load: d of b[k] is
- * 16-bit word 9k. */
-static inline void q4_d_quad(const struct q4_block *b, __m512 *d01, __m512 *d23)
+/* The scales d of blocks b[0..3] (72 bytes; d of b[k] is 16-bit word 9k),
+ * block k's in lanes 4k..4k+3. */
+static inline __m512 q4_d_quad(const struct q4_block *b)
 {
     static const uint16_t idx[32] __attribute__((aligned(64))) = {
-        0, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0, 9, 9, 9, 9,
-        18, 18, 18, 18, 27, 27, 27, 27, 18, 18, 18, 18, 27, 27, 27, 27,
+        0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27,
     };
     __m512i h = _mm512_permutexvar_epi16(_mm512_load_si512(idx), _mm512_loadu_si512(b));
 
-    *d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
-    *d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(h));
 }
 
 /* acc + per-lane dot of codes u and activations qx (groups of 4 bytes). */
@@ -794,62 +793,54 @@ static inline __m512i q4_dot_bw(__m512i acc, __m512i u, __m512i qx)
                                                    _mm512_set1_epi16(1)));
 }
 
-/* The odd last block b of a row for v: d dx sum_j (u_j - 8) qx_j. */
-static inline float q4_tail(const struct q4_block *b, const struct q4_xv *v)
-{
-    __m256i q = _mm256_loadu_si256((const __m256i *)(v->q + 64 * v->pairs));
-    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q4_codes(b), q), _mm256_set1_epi16(1));
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+/* One quad's step for vector g: codes LO, HI, weight scales D, quad J. */
+#define Q4_XV_STEP(DOT, LO, HI, D, J) \
+    a[g] = _mm512_fmadd_ps( \
+        _mm512_cvtepi32_ps(DOT(DOT(_mm512_load_si512(xv[g].bias + 16 * (J)), LO, \
+                                   _mm512_load_si512(xv[g].q + 128 * (J))), \
+                               HI, _mm512_load_si512(xv[g].q + 128 * (J) + 64))), \
+        _mm512_mul_ps(D, _mm512_load_ps(xv[g].dx + 16 * (J))), a[g])
 
-    h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
-    return _cvtsh_ss(b->d) * v->tail_dx * (float)(_mm_cvtsi128_si32(h) - 8 * v->tail_sum);
-}
+/* The codes and scales of quad K (blocks at k), then every vector's step. */
+#define Q4_XV_QUAD(DOT, G, K, J) \
+    { \
+        __m512i u = q4_codes_quad(K); \
+        __m512i lo = _mm512_and_si512(u, _mm512_set1_epi8(15)); \
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(u, 4), _mm512_set1_epi8(15)); \
+        __m512 d = q4_d_quad(K); \
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+            Q4_XV_STEP(DOT, lo, hi, d, J); \
+        } \
+    }
 
-/* One pair of blocks' step for vector g into accumulator A. */
-#define Q4_XV_STEP(DOT, A, U, D, P) \
-    A = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DOT(_mm512_load_si512(xv[g].bias + 16 * (P)), U, \
-                                               _mm512_load_si512(xv[g].q + 64 * (P)))), \
-                        _mm512_mul_ps(D, _mm512_load_ps(xv[g].dx + 16 * (P))), A)
-
-/* y[g][r] for G vectors xv[g], rows [r0, r1): each pair of blocks' codes
- * and scales unpacked once for all G. */
+/* y[g][r] for G vectors xv[g], rows [r0, r1): each quad's codes and
+ * scales unpacked once for all G. */
 #define Q4_XV_ROWS(DOT, G) \
     for (int r = r0; r < r1; r++) { \
         const struct q4_block *bl = base + (size_t)r * nb; \
-        __m512 a0[G], a1[G]; \
-        int p = 0; \
+        __m512 a[G]; \
+        int j = 0; \
         _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
-            a0[g] = a1[g] = _mm512_setzero_ps(); \
+            a[g] = _mm512_setzero_ps(); \
         } \
-        for (; p + 2 <= pairs; p += 2) { \
-            const struct q4_block *k = bl + 2 * p; \
-            __m512i u0 = q4_codes_pair(k), u1 = q4_codes_pair(k + 2); \
-            __m512 d01, d23; \
-            _mm_prefetch((const char *)k + MATVEC_PREFETCH, \
-                         _MM_HINT_T0); \
-            q4_d_quad(k, &d01, &d23); \
-            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
-                Q4_XV_STEP(DOT, a0[g], u0, d01, p); \
-                Q4_XV_STEP(DOT, a1[g], u1, d23, p + 1); \
-            } \
+        for (; j < full; j++) { \
+            const struct q4_block *k = bl + 4 * j; \
+            _mm_prefetch((const char *)k + MATVEC_PREFETCH, _MM_HINT_T0); \
+            Q4_XV_QUAD(DOT, G, k, j) \
         } \
-        if (p < pairs) { \
-            const struct q4_block *k = bl + 2 * p; \
-            __m512i u0 = q4_codes_pair(k); \
-            __m512 d01 = q4_d_pair(k); \
-            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
-                Q4_XV_STEP(DOT, a0[g], u0, d01, p); \
-            } \
+        if (j < quads) { \
+            struct q4_block pad[4]; \
+            memset(pad, 0, sizeof pad); \
+            memcpy(pad, bl + 4 * j, (size_t)(nb - 4 * j) * sizeof *pad); \
+            Q4_XV_QUAD(DOT, G, pad, j) \
         } \
         _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
-            float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[g], a1[g])); \
-            y[g][r] = (nb & 1) ? s + q4_tail(&bl[nb - 1], &xv[g]) : s; \
+            y[g][r] = _mm512_reduce_add_ps(a[g]); \
         } \
     }
 
 #define Q4_XV_SWITCH(DOT) \
-    const int pairs = nb / 2; \
+    const int quads = (nb + 3) / 4, full = nb / 4; \
     switch (G) { \
     case 1: \
         Q4_XV_ROWS(DOT, 1) \
@@ -886,7 +877,7 @@ static void q4_matvec(const struct kmat *W, const float *x, float *y, int r0, in
                       q4_xv_rows_fn *rows)
 {
     const int nb = quant_q4_blocks(W->cols);
-    unsigned char stack[(X_STACK / 64) * 192 + 64] __attribute__((aligned(64)));
+    unsigned char stack[(X_STACK / 128) * 256] __attribute__((aligned(64)));
     unsigned char *buf = stack;
     struct q4_xv xv;
 
