@@ -549,6 +549,9 @@ static inline __m512 q8_load16(const int8_t *p)
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
 
+/* Four accumulators, 64 weights a step: with two, each FMA waited for the
+ * previous one on its accumulator (tests/bench_kernels, in cache: 24 GB/s,
+ * the FMA latency's limit). */
 static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
     const int cols = W->cols, tail = cols & ~15;
@@ -556,19 +559,21 @@ static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r
 
     for (int r = r0; r < r1; r++) {
         const int8_t *w = base + (size_t)r * cols;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         int c = 0;
         float s;
 
-        for (; c + 32 <= tail; c += 32) {
+        for (; c + 64 <= tail; c += 64) {
             _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
             a0 = _mm512_fmadd_ps(q8_load16(w + c), _mm512_loadu_ps(x + c), a0);
             a1 = _mm512_fmadd_ps(q8_load16(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
+            a2 = _mm512_fmadd_ps(q8_load16(w + c + 32), _mm512_loadu_ps(x + c + 32), a2);
+            a3 = _mm512_fmadd_ps(q8_load16(w + c + 48), _mm512_loadu_ps(x + c + 48), a3);
         }
         for (; c < tail; c += 16) {
             a0 = _mm512_fmadd_ps(q8_load16(w + c), _mm512_loadu_ps(x + c), a0);
         }
-        s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         for (; c < cols; c++) {
             s += (float)w[c] * x[c];
         }
@@ -588,21 +593,24 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
 
     for (int r = r0; r < r1; r++) {
         const int8_t *w = base + (size_t)r * cols;
-        __m512 a0[4], a1[4];
+        __m512 a0[4], a1[4], a2[4], a3[4];
         int c = 0;
 
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
-            a0[g] = a1[g] = _mm512_setzero_ps();
+            a0[g] = a1[g] = a2[g] = a3[g] = _mm512_setzero_ps();
         }
-        for (; c + 32 <= tail; c += 32) {
+        for (; c + 64 <= tail; c += 64) {
             __m512 w0 = q8_load16(w + c), w1 = q8_load16(w + c + 16);
+            __m512 w2 = q8_load16(w + c + 32), w3 = q8_load16(w + c + 48);
 
             _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
 #pragma GCC unroll 4
             for (int g = 0; g < G; g++) {
                 a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
                 a1[g] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[g] + c + 16), a1[g]);
+                a2[g] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x[g] + c + 32), a2[g]);
+                a3[g] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x[g] + c + 48), a3[g]);
             }
         }
         for (; c < tail; c += 16) {
@@ -615,7 +623,8 @@ q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, cons
         }
 #pragma GCC unroll 4
         for (int g = 0; g < G; g++) {
-            float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[g], a1[g]));
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0[g], a1[g]),
+                                                         _mm512_add_ps(a2[g], a3[g])));
 
             for (int k = c; k < cols; k++) {
                 s += (float)w[k] * x[g][k];
