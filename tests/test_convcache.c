@@ -23,6 +23,7 @@
 #include "engine/kernels/kernels_impl.h"
 #include "engine/kernels/kmat.h"
 #include "engine/kernels/quant.h"
+#include "engine/model/weights.h"
 #include "engine/rwkv.h"
 #include "tests/evalonce.h"
 #include "testutil.h"
@@ -984,6 +985,68 @@ static void test_reader(void)
     free(img);
 }
 
+/* weights_gather (model.c, at the end of every load): each kernel
+ * matrix's weights lie in the model's one 2 MiB-aligned arena, none is
+ * left in memory of its own (owned), and those read in place hold the
+ * checkpoint's bytes; converted (q8, cache off) and read from the cache
+ * (q4, the second load) alike.  Results: the logits tests above and the
+ * fixtures' tests load through it too. */
+static void test_gather(void)
+{
+    static const struct {
+        enum rwkv_dtype dtype;
+        enum rwkv_cache_mode cache;
+        const char *what;
+    } cases[] = {
+        { RWKV_DTYPE_AUTO, RWKV_CACHE_MODE_OFF, "bf16 in place" },
+        { RWKV_DTYPE_Q8, RWKV_CACHE_MODE_OFF, "q8 converted" },
+        { RWKV_DTYPE_Q4, RWKV_CACHE_MODE_ON, "q4 from the cache" },
+    };
+    char err[RWKV_ERRLEN];
+    ckpt_file *f = ckpt_open(model, err, sizeof err);
+
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct rwkv_load_options lo = { cases[c].dtype, 1, cases[c].cache, 0 };
+        rwkv_model *m;
+        size_t inside = 0, unowned = 0, inplace = 0, same = 0;
+        int from_cache = 0;
+
+        if (cases[c].cache == RWKV_CACHE_MODE_ON) {
+            rwkv_model_free(rwkv_model_load(model, &lo, err, sizeof err));  /* writes it */
+        }
+        m = rwkv_model_load(model, &lo, err, sizeof err);
+        if (!f || !m) {
+            ok(0, "gather %s: %s", cases[c].what, err);
+            rwkv_model_free(m);
+            continue;
+        }
+        from_cache = m->cache.n_from_cache > 0;
+        for (size_t i = 0; i < m->n_recs; i++) {
+            const struct kmat *k = m->recs[i].k;
+            const unsigned char *d = k->data, *a = m->arena;
+            size_t n = (size_t)k->rows * quant_row_bytes(k->type, k->cols);
+
+            inside += a && d >= a && d + n <= a + m->arena_bytes;
+            unowned += k->owned == NULL;
+            if (!m->recs[i].converted) {
+                const struct ckpt_tensor *t = ckpt_find(f, m->recs[i].item.name);
+
+                inplace++;
+                same += t && t->nbytes == n && memcmp(d, t->data, n) == 0;
+            }
+        }
+        ok(m->arena && (uintptr_t)m->arena % (2u << 20) == 0 && m->n_recs > 0 &&
+           inside == m->n_recs && unowned == m->n_recs && same == inplace &&
+           (cases[c].dtype == RWKV_DTYPE_AUTO ? inplace > 0 : inplace < m->n_recs) &&
+           from_cache == (cases[c].cache == RWKV_CACHE_MODE_ON),
+           "%s: the %zu matrices' weights in the model's arena (%zu), none owned apart (%zu), "
+           "%zu of %zu read in place the checkpoint's bytes", cases[c].what, m->n_recs, inside,
+           unowned, same, inplace);
+        rwkv_model_free(m);
+    }
+    ckpt_close(f);
+}
+
 int main(void)
 {
     struct load q8, q4;
@@ -999,6 +1062,7 @@ int main(void)
     test_round_trip(RWKV_DTYPE_Q8, &q8);
     test_round_trip(RWKV_DTYPE_Q4, &q4);
     test_bytes_per_token();
+    test_gather();
     test_versions();
     test_reader();
     test_damage(&q8);

@@ -497,6 +497,26 @@ void convcache_close(convcache *c)
     free(c);
 }
 
+void convcache_release(const convcache *c, const void *data, size_t n)
+{
+    const unsigned char *p = data, *map;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), first, last;
+
+    if (!c || !c->map || !page) {
+        return;
+    }
+    map = c->map;
+    if (p < map || p + n > map + c->size) {
+        return;
+    }
+    first = ((size_t)(p - map) + page - 1) / page * page;
+    last = (size_t)(p + n - map) / page * page;
+    if (last > first) {
+        /* private, never written: a failure only costs memory */
+        (void)madvise((void *)(map + first), last - first, MADV_DONTNEED);
+    }
+}
+
 size_t convcache_count(const convcache *c)
 {
     return c ? c->n : 0;

@@ -97,6 +97,10 @@ convcache *convcache_open(const char *path, const struct convcache_key *key,
 convcache *convcache_parse(const void *buf, size_t size, const struct convcache_key *key,
                            struct kpool *pool, char *why, size_t whylen);
 void convcache_close(convcache *cache);
+/* Drops the whole pages of [data, data + n) from resident memory when they
+ * lie in cache's mapping (read again from the file if touched); else, or
+ * with cache NULL, nothing. */
+void convcache_release(const convcache *cache, const void *data, size_t n);
 size_t convcache_count(const convcache *cache);
 /* Whether some entry was made from the tensor called name. */
 int convcache_has_name(const convcache *cache, const char *name);

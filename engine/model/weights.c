@@ -7,8 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/kernels/kmat.h"
+#include "engine/kernels/pool.h"
+#include "engine/kernels/quant.h"
 #include "engine/model/weights.h"
 
 void *weights_alloc(rwkv_model *m, size_t n)
@@ -204,6 +208,92 @@ void weights_progress(const rwkv_model *m, enum rwkv_load_step step, uint64_t do
     }
 }
 
+/* Bytes of a kernel matrix's data array (its weights, not Q8's scales). */
+static size_t data_bytes(const struct kmat *k)
+{
+    return (size_t)k->rows * quant_row_bytes(k->type, k->cols);
+}
+
+#define GATHER_ALIGN 64
+#define HUGE_PAGE (2u << 20)
+
+struct gather_job {
+    rwkv_model *m;
+    unsigned char *dst;
+    size_t *off;
+};
+
+/* Matrix i into its place in the arena; its old memory freed or its file
+ * pages dropped. */
+static void gather_task(void *ctx, int i)
+{
+    const struct gather_job *job = ctx;
+    struct kmat *k = job->m->recs[i].k;
+    size_t n = data_bytes(k);
+    unsigned char *to = job->dst + job->off[i];
+
+    memcpy(to, k->data, n);
+    if (k->owned && k->owned == k->data) {
+        free(k->owned);
+        k->owned = NULL;
+    } else if (!k->owned) {
+        ckpt_release(job->m->file, k->data, n);
+        convcache_release(job->m->cache.cache, k->data, n);
+    } else {
+        return;         /* data inside a larger allocation: leave it be */
+    }
+    k->data = to;
+}
+
+void weights_gather(rwkv_model *m)
+{
+    size_t total = 0, phys, *off;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    unsigned char *raw, *base;
+
+    if (m->n_recs == 0 || m->arena || pages <= 0 || page <= 0) {
+        return;
+    }
+    off = malloc(m->n_recs * sizeof *off);
+    if (!off) {
+        return;
+    }
+    for (size_t i = 0; i < m->n_recs; i++) {
+        off[i] = total;
+        total += (data_bytes(m->recs[i].k) + GATHER_ALIGN - 1) / GATHER_ALIGN * GATHER_ALIGN;
+    }
+    phys = (size_t)pages * (size_t)page;
+    total = (total + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (total == 0 || total > phys / 2 || m->n_recs > INT_MAX) {
+        free(off);
+        return;
+    }
+    /* 2 MiB-aligned: map a huge page more and trim the ends */
+    raw = mmap(NULL, total + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+               0);
+    if (raw == MAP_FAILED) {
+        free(off);
+        return;
+    }
+    base = (unsigned char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (base > raw) {
+        munmap(raw, (size_t)(base - raw));
+    }
+    munmap(base + total, HUGE_PAGE - (size_t)(base - raw));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(base, total, MADV_HUGEPAGE);  /* a failure costs speed only */
+#endif
+    {
+        struct gather_job job = { m, base, off };
+
+        kpool_run(m->pool, gather_task, &job, (int)m->n_recs);
+    }
+    (void)mprotect(base, total, PROT_READ);
+    m->arena = base;
+    m->arena_bytes = total;
+    free(off);
+}
+
 void weights_free(rwkv_model *m)
 {
     for (size_t i = 0; i < m->n_recs; i++) {
@@ -212,6 +302,11 @@ void weights_free(rwkv_model *m)
     free(m->recs);
     m->recs = NULL;
     m->n_recs = m->cap_recs = 0;
+    if (m->arena) {
+        munmap(m->arena, m->arena_bytes);
+        m->arena = NULL;
+        m->arena_bytes = 0;
+    }
     for (size_t i = 0; i < m->n_blocks; i++) {
         free(m->blocks[i]);
     }
