@@ -430,6 +430,34 @@ static void test_batch(struct kpool *pool, const char *pname)
         ok(same, "%s: k_matvec_many T=%d equals k_matvec per vector, bit for bit", pname, T);
     }
     {
+        /* Q8 rows too wide for four vectors in one call (k_matvec_many
+         * takes them two at a time over row blocks): still k_matvec's
+         * results, for a group of four, and one of five (2 + 2 + 1). */
+        enum { R = 70, C = 3072 };
+        float *wq = random_vec((size_t)R * C), *xq = random_vec((size_t)5 * C);
+        float *yq = calloc((size_t)5 * R, sizeof *yq), *rq = calloc((size_t)5 * R, sizeof *rq);
+        struct ckpt_tensor tq = tensor("wide", CKPT_F32, R, C, wq);
+        struct kmat mq;
+        int same = kmat_from_tensor(&mq, &tq, 0, RWKV_DTYPE_Q8, err, sizeof err) == 0;
+
+        for (int T = 4; same && T <= 5; T++) {
+            struct k_product pq = { &mq, xq, yq };
+
+            for (int t = 0; t < T; t++) {
+                k_matvec(pool, &mq, xq + (size_t)t * C, rq + (size_t)t * R);
+            }
+            k_matvec_many(pool, &pq, 1, T);
+            same &= memcmp(yq, rq, (size_t)T * R * sizeof *yq) == 0;
+        }
+        ok(same, "%s: k_matvec_many on wide Q8 rows (%d columns), 4 and 5 vectors, equals "
+           "k_matvec per vector, bit for bit", pname, C);
+        kmat_free(&mq);
+        free(wq);
+        free(xq);
+        free(yq);
+        free(rq);
+    }
+    {
         const struct kernel_format *bf = kernels_format(RWKV_DTYPE_BF16);
 
         if (!strcmp(kernels_name(), "avx512") || !strcmp(kernels_name(), "avx2")) {

@@ -517,6 +517,29 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
  * read once for all of them. */
 #define MANY_BLOCK_BYTES (64 * 1024)
 
+/* Activations a Q8 multi-vector kernel call may sweep for each row: it
+ * reads every vector's columns once per row, and for wide rows four of
+ * them no longer stay in the L1 cache beside the streaming weights
+ * (tests/bench_kernels, 768 x 3072, one thread, CPU time: four vectors in
+ * one call 3.9-4.4 matvecs, two calls of two over 64 KiB blocks 3.3-3.6).
+ * The bf16 and q4 kernels lose from the second pass (bf16 1.9 -> 2.6), so
+ * they keep their full group. */
+#define MANY_Q8_X_BYTES (24 * 1024)
+
+/* Vectors one multi-vector kernel call takes for W (0: it has none). */
+static int many_group(const struct kernel_format *fmt, const struct kmat *W)
+{
+    int fit = (int)(MANY_Q8_X_BYTES / ((size_t)W->cols * sizeof(float)));
+
+    if (!fmt->matvec_multi_rows) {
+        return 0;
+    }
+    if (W->type != RWKV_DTYPE_Q8 || fit >= fmt->multi_width) {
+        return fmt->multi_width;
+    }
+    return fit < 1 ? 1 : fit;
+}
+
 struct batch_job {
     const struct k_product *p;
     int T;                      /* vectors per product */
@@ -535,13 +558,14 @@ static void batch_task(void *ctx, int i)
     const struct kernel_format *fmt = kernels_format(W->type);
     int r0 = job->task[i].r0, r1 = job->task[i].r1;
     size_t bytes = kmat_bytes(W);
-    int block;
+    int block, group;
 
     if (job->T == 1) {
         fmt->matvec_rows(W, p->X, p->Y, r0, r1);
         return;
     }
-    if (fmt->matvec_multi_rows && job->T <= fmt->multi_width) {
+    group = many_group(fmt, W);
+    if (group && job->T <= group) {
         fmt->matvec_multi_rows(W, p->X, job->T, p->Y, r0, r1);
         return;
     }
@@ -552,8 +576,12 @@ static void batch_task(void *ctx, int i)
     for (int b0 = r0; b0 < r1; b0 += block) {
         int b1 = b0 + block < r1 ? b0 + block : r1;
 
-        if (fmt->matvec_multi_rows) {
-            fmt->matvec_multi_rows(W, p->X, job->T, p->Y, b0, b1);
+        for (int t = 0; group && t < job->T; t += group) {
+            fmt->matvec_multi_rows(W, p->X + (size_t)t * W->cols,
+                                   job->T - t < group ? job->T - t : group,
+                                   p->Y + (size_t)t * W->rows, b0, b1);
+        }
+        if (group) {
             continue;
         }
         for (int t = 0; t < job->T; t++) {
