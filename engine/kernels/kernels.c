@@ -249,7 +249,9 @@ int kernels_select(const char *name)
             return -2;
         }
         if (chosen) {
-            return i == first_candidate ? 0 : -3;
+            /* the set in use, not the one the search started from: a CPU
+             * without the first candidates' instructions chose a later one */
+            return strcmp(name, active_name) == 0 ? 0 : -3;
         }
         first_candidate = i;
         return 0;
