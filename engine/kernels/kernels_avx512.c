@@ -666,20 +666,6 @@ static void q8_matvec_multi_rows(const struct kmat *W, const float *X, int T, fl
 
 /* ---- Q4: two blocks per 512-bit register ---------------------------------- */
 
-/* The 32 codes of a block as unsigned bytes, element order. */
-static inline __m256i q4_codes(const struct q4_block *b)
-{
-    __m128i raw = _mm_loadu_si128((const __m128i *)b->qs);
-    __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1);
-
-    return _mm256_and_si256(both, _mm256_set1_epi8(15));
-}
-
-static inline __m512i q4_codes2(const struct q4_block *b)
-{
-    return _mm512_inserti64x4(_mm512_castsi256_si512(q4_codes(b)), q4_codes(b + 1), 1);
-}
-
 /* Activation blocks (quant.h): dx = max|x| / 127, qx = round(x / dx). */
 static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d, int32_t *sum)
 {
@@ -1026,13 +1012,6 @@ static inline __m512 pair_ps(const float *p)
 
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(
                                           _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)p))));
-}
-
-static inline __m512i pair_epi32(const int32_t *p)
-{
-    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-
-    return _mm512_permutexvar_epi32(idx, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)p)));
 }
 
 /* acc + u . s in 16 int32 lanes (u unsigned, s signed bytes, groups of 4). */
