@@ -219,6 +219,13 @@ static void end_job(sched *s, struct slot *sl, const char *finish, int status, c
     pthread_mutex_unlock(&s->mu);
 }
 
+/* end_job for a conversation that would pass its state's history bound. */
+static void end_job_too_long(sched *s, struct slot *sl, const char *err)
+{
+    sl->job->code = "context_length_exceeded";
+    end_job(s, sl, NULL, 400, err);
+}
+
 /* --- named states ------------------------------------------------------- */
 
 void sched_turns_free(struct chat_turn *turns, size_t n)
@@ -535,7 +542,7 @@ static void prefill_step(sched *s, struct slot *sl)
         if (prompt_too_long(s, sl->state, j->n_tokens - start, err, sizeof err)) {
             /* Refused before anything is read: the model would refuse the
              * piece that passes the bound, after reading all before it. */
-            end_job(s, sl, NULL, 400, err);
+            end_job_too_long(s, sl, err);
             return;
         }
         sl->pos = start;
@@ -796,7 +803,7 @@ static void round_run(sched *s)
         }
         if (r == 1 && full_history(s, chat_eval_state(sl->c), err, sizeof err)) {
             /* Refused alone: in the batch it would fail everyone's step. */
-            end_job(s, sl, NULL, 400, err);
+            end_job_too_long(s, sl, err);
             continue;
         }
         sl->stepped = 1;
@@ -987,7 +994,20 @@ sched *sched_new(const struct sched_config *cfg, char *err, size_t errlen)
     s->stats.parallel = cfg->parallel;
     s->stats.cache_max_bytes = cfg->cache_bytes;
     s->stats.states_max_bytes = cfg->states_bytes;
-    if (pthread_create(&s->thread, NULL, sched_thread, s) != 0) {
+    /* it runs the forward passes: a stack as large as the engine's workers' */
+    pthread_attr_t attr;
+    size_t stack;
+    int have_attr = pthread_attr_init(&attr) == 0, rc;
+
+    if (have_attr && pthread_attr_getstacksize(&attr, &stack) == 0 && stack < ((size_t)1 << 20)) {
+        (void)pthread_attr_setstacksize(&attr, (size_t)1 << 20);
+    }
+    rc = pthread_create(&s->thread, have_attr ? &attr : NULL, sched_thread, s);
+    if (have_attr) {
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        errno = rc;
         snprintf(err, errlen, "cannot start the scheduler thread: %s", strerror(errno));
         sched_free(s);
         return NULL;

@@ -62,6 +62,7 @@ struct job {
     size_t prompt_tokens, cached_tokens, completion_tokens;
     int done;
     int status;                 /* 0, or the HTTP status of err */
+    const char *code;           /* err's OpenAI error code when it has its own, or NULL */
     char err[512];
     const char *finish;         /* "stop" or "length" */
 

@@ -108,12 +108,12 @@ static enum MHD_Result fail(struct MHD_Connection *conn, int status, const char 
     return send_error(conn, &e);
 }
 
-/* The error code of a job that failed with HTTP status. */
-static const char *job_error_code(int status)
+/* The error code of a failed job: its own, else its HTTP status's. */
+static const char *job_error_code(const struct job *j)
 {
-    return status == 404   ? "state_not_found"
-           : status == 400 ? "context_length_exceeded" /* past an RWKV-7b history */
-           : status == 507 ? "insufficient_storage" : NULL;
+    return j->code              ? j->code
+           : j->status == 404   ? "state_not_found"
+           : j->status == 507   ? "insufficient_storage" : NULL;
 }
 
 /* The error type of a job's status: the client's (4xx) or the server's. */
@@ -228,7 +228,7 @@ static int stream_fill(struct stream *st)
             struct api_error e;
 
             api_fail(&e, j->status, job_error_type(j->status),
-                     job_error_code(j->status), NULL, "%s", j->err);
+                     job_error_code(j), NULL, "%s", j->err);
             rc |= stream_event(st, api_error_json(&e));
         } else {
             rc |= stream_event(st, api_chunk_json(&srv->api, kind, st->id, st->created, 0, "", 0,
@@ -341,7 +341,7 @@ static enum MHD_Result completions(struct server *srv, struct MHD_Connection *co
     }
     if (j->status) {
         api_fail(&e, j->status, job_error_type(j->status),
-                 job_error_code(j->status), NULL, "%s", j->err);
+                 job_error_code(j), NULL, "%s", j->err);
         json = api_error_json(&e);
     } else {
         json = api_response_json(&srv->api, j, id, created);
