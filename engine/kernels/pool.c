@@ -175,6 +175,15 @@ int kpool_default_threads(void)
     return n > 0 ? (int)n : 1;
 }
 
+void kpool_stack_attr(pthread_attr_t *attr)
+{
+    size_t cur;
+
+    if (pthread_attr_getstacksize(attr, &cur) == 0 && cur < KPOOL_STACK) {
+        (void)pthread_attr_setstacksize(attr, KPOOL_STACK);  /* else: the default */
+    }
+}
+
 struct kpool *kpool_new(int n_threads)
 {
     struct kpool *p;
@@ -205,11 +214,20 @@ struct kpool *kpool_new(int n_threads)
          * program's handlers always run on its own threads. */
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_t attr;
+        int have_attr = pthread_attr_init(&attr) == 0;
+
+        if (have_attr) {
+            kpool_stack_attr(&attr);
+        }
         for (int i = 0; i < n_threads - 1; i++) {
-            if (pthread_create(&p->threads[i], NULL, kpool_main, p) != 0) {
+            if (pthread_create(&p->threads[i], have_attr ? &attr : NULL, kpool_main, p) != 0) {
                 break;          /* run with the threads we got */
             }
             p->n_threads++;
+        }
+        if (have_attr) {
+            pthread_attr_destroy(&attr);
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }

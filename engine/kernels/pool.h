@@ -10,12 +10,19 @@
 #ifndef RWKV_POOL_H
 #define RWKV_POOL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 struct kpool;
 
 /* A pool of n_threads threads counting the caller (n_threads - 1 workers);
  * n_threads <= 0: kpool_default_threads().  NULL when out of memory. */
+/* The stack a thread that runs the forward's steps needs: they keep a
+ * head's state (up to 64 KiB) on it.  glibc's default is 8 MiB, musl's
+ * 128 KiB. */
+#define KPOOL_STACK ((size_t)1 << 20)
+/* Raises attr's stack size to KPOOL_STACK when its default is smaller. */
+void kpool_stack_attr(pthread_attr_t *attr);
 struct kpool *kpool_new(int n_threads);
 void kpool_free(struct kpool *pool);
 /* Threads that run a job, the caller included; 1 for a NULL pool. */
