@@ -93,6 +93,9 @@ struct rwkv_load_options {
     enum rwkv_cache_mode cache;
     uint64_t cache_max;     /* the most bytes the conversion caches may hold after
                              * this load writes one; 0: rwkv_cache_limit() */
+    int keep_mapped;        /* 1: the weights stay where the load read them (for
+                             * programs that only read the model's facts); 0:
+                             * they move into one huge-page mapping for speed */
 };
 
 /* What the conversion cache did during a load. */

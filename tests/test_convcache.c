@@ -1006,7 +1006,7 @@ static void test_gather(void)
     ckpt_file *f = ckpt_open(model, err, sizeof err);
 
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        struct rwkv_load_options lo = { cases[c].dtype, 1, cases[c].cache, 0 };
+        struct rwkv_load_options lo = { cases[c].dtype, 1, cases[c].cache, 0, 0 };
         rwkv_model *m;
         size_t inside = 0, unowned = 0, inplace = 0, same = 0;
         int from_cache = 0;
@@ -1042,6 +1042,26 @@ static void test_gather(void)
            "%s: the %zu matrices' weights in the model's arena (%zu), none owned apart (%zu), "
            "%zu of %zu read in place the checkpoint's bytes", cases[c].what, m->n_recs, inside,
            unowned, same, inplace);
+        rwkv_model_free(m);
+    }
+    {
+        /* keep_mapped (rwkv-tool models and info): nothing moves */
+        struct rwkv_load_options lo = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_OFF, 0, 1 };
+        rwkv_model *m = rwkv_model_load(model, &lo, err, sizeof err);
+        size_t held = 0, inplace = 0;
+
+        for (size_t i = 0; m && i < m->n_recs; i++) {
+            const struct kmat *k = m->recs[i].k;
+
+            if (!m->recs[i].converted) {
+                inplace++;
+                held += ckpt_holds(m->file, k->data,
+                                   (size_t)k->rows * quant_row_bytes(k->type, k->cols));
+            }
+        }
+        ok(m && !m->arena && inplace > 0 && held == inplace,
+           "keep_mapped: no arena, %zu of the %zu matrices read in place still in the file's "
+           "mapping", held, inplace);
         rwkv_model_free(m);
     }
     ckpt_close(f);

@@ -128,7 +128,7 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
     char *model_path, *vocab_path;
     struct rwkv_load_options load = { opts->dtype, opts->n_threads,
                                       opts->no_cache ? RWKV_CACHE_MODE_OFF : RWKV_CACHE_MODE_ON,
-                                      options_load_cache_max(opts) };
+                                      options_load_cache_max(opts), 0 };
     const struct rwkv_info *info;
     struct chat_template t;
     const char *prompt;

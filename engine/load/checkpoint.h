@@ -79,6 +79,9 @@ void ckpt_to_f32(enum ckpt_dtype dtype, const void *src, float *dst, size_t n);
  * load has read them (the NaN scan).  Does nothing for data that is not in
  * the mapping. */
 void ckpt_release(const ckpt_file *file, const void *data, size_t nbytes);
+/* 1 if [data, data + nbytes) lies in file's mapping (a tensor read in
+ * place), 0 if not (a copy the load made, or no mapping). */
+int ckpt_holds(const ckpt_file *file, const void *data, size_t nbytes);
 
 /* The mapped file (size bytes). */
 const unsigned char *ckpt_bytes(const ckpt_file *file, size_t *size);

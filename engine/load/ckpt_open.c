@@ -345,6 +345,14 @@ ckpt_file *ckpt_open_progress(const char *path, const char *record_dir,
     return file;
 }
 
+int ckpt_holds(const ckpt_file *file, const void *ptr, size_t nbytes)
+{
+    const unsigned char *data = ptr;
+
+    return file && file->map && data >= file->map && nbytes <= file->size &&
+           (size_t)(data - file->map) <= file->size - nbytes;
+}
+
 void ckpt_release(const ckpt_file *file, const void *ptr, size_t nbytes)
 {
     drop_pages(file, ptr, nbytes, 1);

@@ -497,6 +497,17 @@ void convcache_close(convcache *c)
     free(c);
 }
 
+int convcache_holds(const convcache *c, const void *data, size_t n)
+{
+    const unsigned char *p = data, *map;
+
+    if (!c || !c->map) {
+        return 0;
+    }
+    map = c->map;
+    return p >= map && n <= c->size && (size_t)(p - map) <= c->size - n;
+}
+
 void convcache_release(const convcache *c, const void *data, size_t n)
 {
     const unsigned char *p = data, *map;

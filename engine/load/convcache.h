@@ -101,6 +101,8 @@ void convcache_close(convcache *cache);
  * lie in cache's mapping (read again from the file if touched); else, or
  * with cache NULL, nothing. */
 void convcache_release(const convcache *cache, const void *data, size_t n);
+/* 1 if [data, data + n) lies in cache's mapping, else (or cache NULL) 0. */
+int convcache_holds(const convcache *cache, const void *data, size_t n);
 size_t convcache_count(const convcache *cache);
 /* Whether some entry was made from the tensor called name. */
 int convcache_has_name(const convcache *cache, const char *name);

@@ -868,7 +868,9 @@ rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_op
         }
     }
     cache_finish(m);
-    weights_gather(m);
+    if (!opts || !opts->keep_mapped) {
+        weights_gather(m);
+    }
     m->info.bytes_per_token = bytes_per_token(m, used);
     free(used);
     kpool_free(m->pool);

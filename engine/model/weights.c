@@ -4,10 +4,12 @@
  */
 #include <assert.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "engine/kernels/kmat.h"
@@ -223,6 +225,21 @@ struct gather_job {
     size_t *off;
 };
 
+/* 1 if matrix k can move into the arena without its bytes staying
+ * resident twice: memory of its own that is freed, or bytes read in place
+ * from the checkpoint's or the cache's mapping whose pages are dropped.
+ * Bytes inside a larger buffer (a LoRA merge's, a copy the checkpoint
+ * reader made) stay where they are. */
+static int movable(const rwkv_model *m, const struct kmat *k)
+{
+    size_t n = data_bytes(k);
+
+    if (k->owned) {
+        return k->owned == k->data;
+    }
+    return ckpt_holds(m->file, k->data, n) || convcache_holds(m->cache.cache, k->data, n);
+}
+
 /* Matrix i into its place in the arena; its old memory freed or its file
  * pages dropped. */
 static void gather_task(void *ctx, int i)
@@ -232,26 +249,56 @@ static void gather_task(void *ctx, int i)
     size_t n = data_bytes(k);
     unsigned char *to = job->dst + job->off[i];
 
+    if (job->off[i] == SIZE_MAX) {
+        return;
+    }
     memcpy(to, k->data, n);
-    if (k->owned && k->owned == k->data) {
+    if (k->owned) {
         free(k->owned);
         k->owned = NULL;
-    } else if (!k->owned) {
+    } else {
         ckpt_release(job->m->file, k->data, n);
         convcache_release(job->m->cache.cache, k->data, n);
-    } else {
-        return;         /* data inside a larger allocation: leave it be */
     }
     k->data = to;
 }
 
+/* The most bytes the arena may take: half of the memory the process may
+ * use (physical memory, or a cgroup v2 limit below it), and none when an
+ * address-space or data limit is set (the copy would count against it
+ * while the file mapping still does). */
+static size_t gather_budget(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t mem;
+    struct rlimit rl;
+    FILE *f;
+
+    if (pages <= 0 || page <= 0) {
+        return 0;
+    }
+    mem = (size_t)pages * (size_t)page;
+    if ((getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) ||
+        (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)) {
+        return 0;
+    }
+    if ((f = fopen("/sys/fs/cgroup/memory.max", "r"))) {
+        unsigned long long lim;
+
+        if (fscanf(f, "%llu", &lim) == 1 && lim < mem) {
+            mem = (size_t)lim;
+        }
+        fclose(f);
+    }
+    return mem / 2;
+}
+
 void weights_gather(rwkv_model *m)
 {
-    size_t total = 0, phys, *off;
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t total = 0, *off;
     unsigned char *raw, *base;
 
-    if (m->n_recs == 0 || m->arena || pages <= 0 || page <= 0) {
+    if (m->n_recs == 0 || m->arena || m->n_recs > INT_MAX) {
         return;
     }
     off = malloc(m->n_recs * sizeof *off);
@@ -259,12 +306,15 @@ void weights_gather(rwkv_model *m)
         return;
     }
     for (size_t i = 0; i < m->n_recs; i++) {
+        if (!movable(m, m->recs[i].k)) {
+            off[i] = SIZE_MAX;
+            continue;
+        }
         off[i] = total;
         total += (data_bytes(m->recs[i].k) + GATHER_ALIGN - 1) / GATHER_ALIGN * GATHER_ALIGN;
     }
-    phys = (size_t)pages * (size_t)page;
     total = (total + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    if (total == 0 || total > phys / 2 || m->n_recs > INT_MAX) {
+    if (total == 0 || total > gather_budget()) {
         free(off);
         return;
     }

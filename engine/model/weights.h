@@ -120,8 +120,11 @@ size_t weights_nonfinite(enum ckpt_dtype dtype, const void *data, size_t n);
  * one anonymous mapping the kernel may back with 2 MiB pages, dropping the
  * file pages they came from (the checkpoint's or the conversion cache's):
  * reads from a file mapping of 4 KiB pages ran at about 0.8x the speed of
- * huge-page memory.  Nothing happens when they exceed half of physical
- * memory or the mapping fails: the matrices stay where they were. */
+ * huge-page memory.  Matrices inside a larger buffer (a LoRA merge's, a
+ * copy the checkpoint reader made) stay where they are.  Nothing moves
+ * when the rest exceeds half of the memory the process may use (physical,
+ * or a cgroup's limit), when an address-space or data limit is set, or
+ * when the mapping fails. */
 void weights_gather(rwkv_model *m);
 
 /* Frees everything weights_alloc and weights_matrix made. */
