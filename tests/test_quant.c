@@ -44,6 +44,13 @@ static float wrand(void)
     return (float)(s * 0.1);
 }
 
+/* An activation: a spread of magnitudes, as a LayerNorm output or relu^2
+ * has. */
+static float xrand(void)
+{
+    return (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+}
+
 static const char *const format_names[] = { "auto", "f32", "f16", "bf16", "q8", "q4" };
 
 /* The exact value of row r of W times x (quant.h), in float64, and the sum
@@ -171,7 +178,7 @@ static double check_kernel(const struct kernel_set *set, enum rwkv_dtype t, int 
 
         for (size_t i = 0; i < (size_t)T_MAX * cols; i++) {
             /* a spread of magnitudes, as a LayerNorm output or relu^2 has */
-            X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+            X[i] = xrand();
         }
         for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
             int T = Ts[k];
@@ -237,8 +244,7 @@ static double check_matmul(const struct kernel_set *set, enum rwkv_dtype t, int 
         src[i] = wrand();
     }
     for (size_t i = 0; i < (size_t)T * cols; i++) {
-        /* a spread of magnitudes, as a LayerNorm output or relu^2 has */
-        X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+        X[i] = xrand();
     }
     if (kernel_set_quant.format[t].pack(&W, src) != 0 || quant_xq_alloc(&xq, cols) != 0) {
         return 1e9;
@@ -288,7 +294,7 @@ static double check_matmul_bf16(const struct kernel_set *set, int rows, int cols
         src[i] = wrand();
     }
     for (size_t i = 0; i < (size_t)T * cols; i++) {
-        X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+        X[i] = xrand();
     }
     if (kernel_set_quant.format[RWKV_DTYPE_BF16].pack(&W, src) != 0) {
         return 1e9;
@@ -757,7 +763,7 @@ static void test_seq_two_steps(void)
                     src[i] = wrand();
                 }
                 for (size_t i = 0; i < (size_t)T * cols; i++) {
-                    X[i] = (float)((urand() * 4 - 2) * (urand() < 0.05 ? 20 : 1));
+                    X[i] = xrand();
                 }
                 f->pack(&W, src);
                 f->matmul_rows(&W, X, T, Y1, 0, rows);
