@@ -60,8 +60,8 @@ static double reference_row(const struct kmat *W, int r, const float *x,
 {
     double s = 0, m = 0;
 
-    if (W->type == RWKV_DTYPE_Q8 && !x) {
-        /* sequence mode: x rounded per block too (quant.h) */
+    if (W->type == RWKV_DTYPE_Q8) {
+        /* x rounded per block (xq), in both modes (quant.h) */
         const int8_t *q = (const int8_t *)W->data + (size_t)r * W->cols;
 
         for (int b = 0; b < xq->n_blocks; b++) {
@@ -937,8 +937,8 @@ static int quality_kl(const char *name, int sequence, double *kl, double *maxe)
 static const double kl_bound[] = { 0, 0, 1e-6, 1e-6, 3e-3, 0.3 };
 
 /* Quality of each format against float32 (KL divergence over the
- * fixture's tokens).  Sequence mode rounds Q8/Q4 activations to 8 bits
- * (quant.h); the bounds are the same for both modes. */
+ * fixture's tokens).  Q8/Q4 products round activations to 8 bits per
+ * block in both modes (quant.h); the bounds are the same for both. */
 static void test_quality(const char *name, int sequence)
 {
     double kl[KERNEL_N_FORMATS], maxe[KERNEL_N_FORMATS];

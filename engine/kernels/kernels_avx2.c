@@ -250,110 +250,6 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
     }
 }
 
-/* ---- Q8: int8 widened to float, exact against the per-row scale --------- */
-
-static inline __m256 q8_load8(const int8_t *p)
-{
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
-static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
-{
-    const int cols = W->cols, tail = cols & ~7;
-    const int8_t *base = W->data;
-
-    for (int r = r0; r < r1; r++) {
-        const int8_t *w = base + (size_t)r * cols;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int c = 0;
-        float s;
-
-        for (; c + 32 <= tail; c += 32) {
-            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
-            a0 = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a0);
-            a1 = _mm256_fmadd_ps(q8_load8(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
-            a2 = _mm256_fmadd_ps(q8_load8(w + c + 16), _mm256_loadu_ps(x + c + 16), a2);
-            a3 = _mm256_fmadd_ps(q8_load8(w + c + 24), _mm256_loadu_ps(x + c + 24), a3);
-        }
-        for (; c < tail; c += 8) {
-            a0 = _mm256_fmadd_ps(q8_load8(w + c), _mm256_loadu_ps(x + c), a0);
-        }
-        s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-        for (; c < cols; c++) {
-            s += (float)w[c] * x[c];
-        }
-        y[r] = W->scales[r] * s;
-    }
-}
-
-/* q8_matvec_rows for G <= 2 vectors (G constant where called): each
- * 8-weight load widened once for both, every y[g][r] summed as
- * q8_matvec_rows sums it (eight accumulators, four widened loads). */
-static inline __attribute__((always_inline)) void
-q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, const int G, int r0,
-              int r1)
-{
-    const int cols = W->cols, tail = cols & ~7;
-    const int8_t *base = W->data;
-
-    for (int r = r0; r < r1; r++) {
-        const int8_t *w = base + (size_t)r * cols;
-        __m256 a0[2], a1[2], a2[2], a3[2];
-        int c = 0;
-
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) {
-            a0[g] = a1[g] = a2[g] = a3[g] = _mm256_setzero_ps();
-        }
-        for (; c + 32 <= tail; c += 32) {
-            __m256 w0 = q8_load8(w + c), w1 = q8_load8(w + c + 8);
-            __m256 w2 = q8_load8(w + c + 16), w3 = q8_load8(w + c + 24);
-
-            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                a0[g] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[g] + c), a0[g]);
-                a1[g] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[g] + c + 8), a1[g]);
-                a2[g] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x[g] + c + 16), a2[g]);
-                a3[g] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x[g] + c + 24), a3[g]);
-            }
-        }
-        for (; c < tail; c += 8) {
-            __m256 w0 = q8_load8(w + c);
-
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                a0[g] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[g] + c), a0[g]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) {
-            float s = hsum(_mm256_add_ps(_mm256_add_ps(a0[g], a1[g]), _mm256_add_ps(a2[g], a3[g])));
-
-            for (int k = c; k < cols; k++) {
-                s += (float)w[k] * x[g][k];
-            }
-            y[g][r] = W->scales[r] * s;
-        }
-    }
-}
-
-/* kernel_format.matvec_multi_rows for Q8: two vectors at a time. */
-static void q8_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
-                                 int r1)
-{
-    for (int t0 = 0; t0 < T; t0 += 2) {
-        const float *x[2] = { X + (size_t)t0 * W->cols, X + (size_t)(t0 + 1) * W->cols };
-        float *y[2] = { Y + (size_t)t0 * W->rows, Y + (size_t)(t0 + 1) * W->rows };
-
-        if (T - t0 >= 2) {
-            q8_rows_multi(W, x, y, 2, r0, r1);
-        } else {
-            q8_rows_multi(W, x, y, 1, r0, r1);
-        }
-    }
-}
-
 /* ---- Q4: 4-bit codes times int8 activation blocks ------------------------ */
 
 /* quant_xq_fill with AVX2: dx = max|x| / 127, qx = round(x / dx). */
@@ -403,6 +299,180 @@ static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d,
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
     }
+}
+
+/* Eight int8 weights widened to float (exact): Q8's rows_to_f32. */
+static inline __m256 q8_load8(const int8_t *p)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* ---- Q8 matrix-vector products: int8 weights times int8 activations -----
+ * quant.h defines the value: x quantised per block of 32 (xq_fill), an
+ * exact integer product per block, the row's scale s[r] at the end.  A
+ * block is one 256-bit step: the weights' magnitudes times the activations
+ * carrying the weights' signs (vpsignb) through vpmaddubsw (at most
+ * 2 * 127 * 127 per pair: no saturation), then vpmaddwd to eight int32
+ * lanes of four products each, scaled by the block's dx.  Every y[r] is, in
+ * float, s[r] times the sum of the lanes of two accumulators (even and odd
+ * blocks) after all blocks in order, the same for one vector as for four.
+ * A row's last, partial block is read from a zero-padded copy; the
+ * activations there are zero. */
+struct q8_xv {
+    int8_t *q;                  /* [blocks][32] */
+    float *dx;                  /* [blocks] */
+};
+
+/* Bytes of a q8_xv's arrays for nb blocks (32-byte aligned pieces). */
+static size_t q8_xv_bytes(int nb)
+{
+    return (size_t)nb * 32 + (((size_t)nb * sizeof(float) + 31) & ~(size_t)31);
+}
+
+/* v's arrays in buf (32-byte aligned, q8_xv_bytes(nb)) from x[cols]. */
+static void q8_xv_fill(struct q8_xv *v, unsigned char *buf, const float *x, int cols, int nb)
+{
+    int32_t sum[1];
+
+    v->q = (int8_t *)buf;
+    v->dx = (float *)(buf + (size_t)nb * 32);
+    for (int b = 0; b < nb; b++) {
+        xq_fill(x + 32 * b, cols - 32 * b, 1, v->q + 32 * b, v->dx + b, sum);
+    }
+}
+
+/* Block B's step (weights W) for vector g into accumulator A. */
+#define Q8_XV_STEP(A, W, B) \
+    A[g] = _mm256_fmadd_ps( \
+        _mm256_cvtepi32_ps(_mm256_madd_epi16( \
+            _mm256_maddubs_epi16(_mm256_sign_epi8(W, W), \
+                                 _mm256_sign_epi8(_mm256_load_si256( \
+                                                      (const __m256i *)(xv[g].q + 32 * (B))), \
+                                                  W)), \
+            _mm256_set1_epi16(1))), \
+        _mm256_broadcast_ss(xv[g].dx + (B)), A[g])
+
+/* y[g][r] for G vectors xv[g] (G constant where called), rows [r0, r1):
+ * each block's weights loaded once for all G. */
+static inline __attribute__((always_inline)) void
+q8_xv_rows(const struct kmat *W, const struct q8_xv *xv, float *const *y, const int G, int r0,
+           int r1)
+{
+    const int cols = W->cols, nb = quant_q4_blocks(cols), full = cols / 32;
+    const int8_t *base = W->data;
+
+    for (int r = r0; r < r1; r++) {
+        const int8_t *w = base + (size_t)r * cols;
+        __m256 a[4], b[4];
+        int k = 0;
+
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            a[g] = b[g] = _mm256_setzero_ps();
+        }
+        for (; k + 2 <= full; k += 2) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 32 * k));
+            __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 32 * k + 32));
+
+            _mm_prefetch((const char *)(w + 32 * k) + MATVEC_PREFETCH, _MM_HINT_T0);
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                Q8_XV_STEP(a, w0, k);
+                Q8_XV_STEP(b, w1, k + 1);
+            }
+        }
+        for (; k < nb; k++) {
+            int8_t pad[32] __attribute__((aligned(32)));
+            __m256i wk;
+
+            if (k < full) {
+                wk = _mm256_loadu_si256((const __m256i *)(w + 32 * k));
+            } else {
+                memset(pad, 0, sizeof pad);
+                memcpy(pad, w + 32 * k, (size_t)(cols - 32 * k));
+                wk = _mm256_load_si256((const __m256i *)pad);
+            }
+            if (k & 1) {
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) {
+                    Q8_XV_STEP(b, wk, k);
+                }
+            } else {
+#pragma GCC unroll 4
+                for (int g = 0; g < G; g++) {
+                    Q8_XV_STEP(a, wk, k);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            y[g][r] = W->scales[r] * hsum(_mm256_add_ps(a[g], b[g]));
+        }
+    }
+}
+
+static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    unsigned char stack[(X_STACK / 32) * 36 + 32] __attribute__((aligned(32)));
+    unsigned char *buf = stack;
+    struct q8_xv xv;
+
+    if (q8_xv_bytes(nb) > sizeof stack) {
+        buf = aligned_alloc(32, q8_xv_bytes(nb));
+        if (!buf) {
+            kernel_set_quant.format[RWKV_DTYPE_Q8].matvec_rows(W, x, y, r0, r1);
+            return;
+        }
+    }
+    q8_xv_fill(&xv, buf, x, W->cols, nb);
+    q8_xv_rows(W, &xv, &y, 1, r0, r1);
+    if (buf != stack) {
+        free(buf);
+    }
+}
+
+/* kernel_format.matvec_multi_rows for Q8: four vectors at a time through
+ * the same steps as q8_matvec_rows (so the same sums, bit for bit). */
+static void q8_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    const int nb = quant_q4_blocks(W->cols);
+    const size_t each = q8_xv_bytes(nb);
+    unsigned char *buf = aligned_alloc(32, 4 * each);
+
+    if (!buf) {
+        for (int t = 0; t < T; t++) {
+            q8_matvec_rows(W, X + (size_t)t * W->cols, Y + (size_t)t * W->rows, r0, r1);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += 4) {
+        int G = T - t0 < 4 ? T - t0 : 4;
+        struct q8_xv xv[4];
+        float *y[4];
+
+        for (int g = 0; g < G; g++) {
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+            q8_xv_fill(&xv[g], buf + (size_t)g * each, X + (size_t)(t0 + g) * W->cols, W->cols,
+                       nb);
+        }
+        switch (G) {
+        case 1:
+            q8_xv_rows(W, xv, y, 1, r0, r1);
+            break;
+        case 2:
+            q8_xv_rows(W, xv, y, 2, r0, r1);
+            break;
+        case 3:
+            q8_xv_rows(W, xv, y, 3, r0, r1);
+            break;
+        default:
+            q8_xv_rows(W, xv, y, 4, r0, r1);
+            break;
+        }
+    }
+    free(buf);
 }
 
 /* The 32 codes of a block as unsigned bytes, element order. */
@@ -1246,7 +1316,7 @@ const struct kernel_set kernel_set_avx2 = {
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32,
                               bf16_matvec_multi_rows, 2 },
         [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8, q8_rows_to_f32,
-                            q8_matvec_multi_rows, 2 },
+                            q8_matvec_multi_rows, 4 },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
                             q4_rows_to_f32, q4_matvec_multi_rows, 4, pt_x_bytes, pt_seq_fill,
                             q4_seq_rows },

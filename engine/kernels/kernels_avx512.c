@@ -542,128 +542,6 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
     }
 }
 
-/* ---- Q8 ------------------------------------------------------------------- */
-
-static inline __m512 q8_load16(const int8_t *p)
-{
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
-}
-
-/* Four accumulators, 64 weights a step: with two, each FMA waited for the
- * previous one on its accumulator (tests/bench_kernels, in cache: 24 GB/s,
- * the FMA latency's limit). */
-static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
-{
-    const int cols = W->cols, tail = cols & ~15;
-    const int8_t *base = W->data;
-
-    for (int r = r0; r < r1; r++) {
-        const int8_t *w = base + (size_t)r * cols;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int c = 0;
-        float s;
-
-        for (; c + 64 <= tail; c += 64) {
-            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
-            a0 = _mm512_fmadd_ps(q8_load16(w + c), _mm512_loadu_ps(x + c), a0);
-            a1 = _mm512_fmadd_ps(q8_load16(w + c + 16), _mm512_loadu_ps(x + c + 16), a1);
-            a2 = _mm512_fmadd_ps(q8_load16(w + c + 32), _mm512_loadu_ps(x + c + 32), a2);
-            a3 = _mm512_fmadd_ps(q8_load16(w + c + 48), _mm512_loadu_ps(x + c + 48), a3);
-        }
-        for (; c < tail; c += 16) {
-            a0 = _mm512_fmadd_ps(q8_load16(w + c), _mm512_loadu_ps(x + c), a0);
-        }
-        s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-        for (; c < cols; c++) {
-            s += (float)w[c] * x[c];
-        }
-        y[r] = W->scales[r] * s;
-    }
-}
-
-/* q8_matvec_rows for G <= 4 vectors (G constant where called): each
- * 16-weight load widened once for all, every y[g][r] summed as
- * q8_matvec_rows sums it. */
-static inline __attribute__((always_inline)) void
-q8_rows_multi(const struct kmat *W, const float *const *x, float *const *y, const int G, int r0,
-              int r1)
-{
-    const int cols = W->cols, tail = cols & ~15;
-    const int8_t *base = W->data;
-
-    for (int r = r0; r < r1; r++) {
-        const int8_t *w = base + (size_t)r * cols;
-        __m512 a0[4], a1[4], a2[4], a3[4];
-        int c = 0;
-
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) {
-            a0[g] = a1[g] = a2[g] = a3[g] = _mm512_setzero_ps();
-        }
-        for (; c + 64 <= tail; c += 64) {
-            __m512 w0 = q8_load16(w + c), w1 = q8_load16(w + c + 16);
-            __m512 w2 = q8_load16(w + c + 32), w3 = q8_load16(w + c + 48);
-
-            _mm_prefetch((const char *)(w + c) + MATVEC_PREFETCH, _MM_HINT_T0);
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
-                a1[g] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[g] + c + 16), a1[g]);
-                a2[g] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(x[g] + c + 32), a2[g]);
-                a3[g] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(x[g] + c + 48), a3[g]);
-            }
-        }
-        for (; c < tail; c += 16) {
-            __m512 w0 = q8_load16(w + c);
-
-#pragma GCC unroll 4
-            for (int g = 0; g < G; g++) {
-                a0[g] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[g] + c), a0[g]);
-            }
-        }
-#pragma GCC unroll 4
-        for (int g = 0; g < G; g++) {
-            float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0[g], a1[g]),
-                                                         _mm512_add_ps(a2[g], a3[g])));
-
-            for (int k = c; k < cols; k++) {
-                s += (float)w[k] * x[g][k];
-            }
-            y[g][r] = W->scales[r] * s;
-        }
-    }
-}
-
-/* kernel_format.matvec_multi_rows for Q8: four vectors at a time. */
-static void q8_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
-                                 int r1)
-{
-    for (int t0 = 0; t0 < T; t0 += 4) {
-        int G = T - t0 < 4 ? T - t0 : 4;
-        const float *x[4];
-        float *y[4];
-
-        for (int g = 0; g < G; g++) {
-            x[g] = X + (size_t)(t0 + g) * W->cols;
-            y[g] = Y + (size_t)(t0 + g) * W->rows;
-        }
-        switch (G) {
-        case 1:
-            q8_rows_multi(W, x, y, 1, r0, r1);
-            break;
-        case 2:
-            q8_rows_multi(W, x, y, 2, r0, r1);
-            break;
-        case 3:
-            q8_rows_multi(W, x, y, 3, r0, r1);
-            break;
-        default:
-            q8_rows_multi(W, x, y, 4, r0, r1);
-            break;
-        }
-    }
-}
-
 /* ---- Q4: two blocks per 512-bit register ---------------------------------- */
 
 /* Activation blocks (quant.h): dx = max|x| / 127, qx = round(x / dx). */
@@ -685,6 +563,233 @@ static void xq_fill(const float *x, int cols, int n_blocks, int8_t *q, float *d,
         _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtsepi32_epi8(i0));
         _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtsepi32_epi8(i1));
     }
+}
+
+/* ---- Q8 matrix-vector products: int8 weights times int8 activations -----
+ * quant.h defines the value: x quantised per block of 32 (xq_fill), an
+ * exact integer product per block, the row's scale s[r] at the end.  Each
+ * 512-bit step covers 64 columns, two blocks: int32 lane l holds the sum
+ * of four products of block l / 8 of the step, and a lane's scale is its
+ * block's dx (struct q8_xv stores it per lane).  With VNNI the weights
+ * become unsigned by flipping their sign bit (q + 128, what vpdpbusd
+ * wants), and each lane starts at -128 times the sum of its four
+ * activations, which takes the offset back out exactly; without VNNI, the
+ * weights' magnitudes times the activations carrying the weights' signs go
+ * through vpmaddubsw (at most 2 * 127 * 127 per pair: no saturation).  Both
+ * give every lane the same exact integer.  Every y[r] is, in float, s[r]
+ * times the sum of the lanes of two accumulators (even and odd steps)
+ * after all steps in order, the same for one vector as for four.  A row's
+ * last, partial step loads its weights with a mask (zeros past cols), and
+ * the activations there are zero. */
+struct q8_xv {
+    int steps;                  /* ceil(cols / 64) */
+    int8_t *q;                  /* [steps][64] */
+    int32_t *bias;              /* [steps][16] (VNNI's -128 offsets) */
+    float *dx;                  /* [steps][16] */
+};
+
+/* Bytes of a q8_xv's arrays for cols columns (64-byte aligned pieces). */
+static size_t q8_xv_bytes(int cols)
+{
+    return (size_t)((cols + 63) / 64) * (64 + 64 + 64);
+}
+
+/* v's arrays in buf (64-byte aligned, q8_xv_bytes(cols)) from x[cols]. */
+static void q8_xv_fill(struct q8_xv *v, unsigned char *buf, const float *x, int cols)
+{
+    float d[2];
+    int32_t s[2];
+
+    v->steps = (cols + 63) / 64;
+    v->q = (int8_t *)buf;
+    v->bias = (int32_t *)(buf + (size_t)v->steps * 64);
+    v->dx = (float *)(buf + (size_t)v->steps * 128);
+    for (int j = 0; j < v->steps; j++) {
+        __m512i q, lane;
+
+        /* a block past cols: zero activations and dx */
+        xq_fill(x + 64 * j, cols - 64 * j, 2, v->q + 64 * j, d, s);
+        q = _mm512_load_si512(v->q + 64 * j);
+        lane = _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_set1_epi8(1), q),
+                                 _mm512_set1_epi16(1));
+        _mm512_store_si512(v->bias + 16 * j, _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                              _mm512_slli_epi32(lane, 7)));
+        _mm512_store_ps(v->dx + 16 * j, _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d[0]),
+                                                             _mm512_set1_ps(d[1])));
+    }
+}
+
+/* The lanes of one step: weights w (signed), activations qx, VNNI's
+ * starting value bias. */
+__attribute__((target("avx512vnni")))
+static inline __m512i q8_dot_vnni(__m512i w, __m512i qx, __m512i bias)
+{
+    return _mm512_dpbusd_epi32(bias, _mm512_xor_si512(w, _mm512_set1_epi8((char)0x80)), qx);
+}
+
+static inline __m512i q8_dot_bw(__m512i w, __m512i qx, __m512i bias)
+{
+    __m512i sx = _mm512_mask_sub_epi8(qx, _mm512_movepi8_mask(w), _mm512_setzero_si512(), qx);
+
+    (void)bias;
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(w), sx), _mm512_set1_epi16(1));
+}
+
+/* Step J (weights W) for vector g into accumulator A. */
+#define Q8_XV_STEP(DOT, A, W, J) \
+    A[g] = _mm512_fmadd_ps( \
+        _mm512_cvtepi32_ps(DOT(W, _mm512_load_si512(xv[g].q + 64 * (J)), \
+                               _mm512_load_si512(xv[g].bias + 16 * (J)))), \
+        _mm512_load_ps(xv[g].dx + 16 * (J)), A[g])
+
+/* y[g][r] for G vectors xv[g], rows [r0, r1): each step's weights loaded
+ * once for all G. */
+#define Q8_XV_ROWS(DOT, G) \
+    for (int r = r0; r < r1; r++) { \
+        const int8_t *w = base + (size_t)r * cols; \
+        __m512 a[G], b[G]; \
+        int j = 0; \
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+            a[g] = b[g] = _mm512_setzero_ps(); \
+        } \
+        for (; j + 2 <= full; j += 2) { \
+            __m512i w0 = _mm512_loadu_si512(w + 64 * j), w1 = _mm512_loadu_si512(w + 64 * j + 64); \
+            _mm_prefetch((const char *)(w + 64 * j) + MATVEC_PREFETCH, _MM_HINT_T0); \
+            _mm_prefetch((const char *)(w + 64 * j) + MATVEC_PREFETCH + 64, _MM_HINT_T0); \
+            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+                Q8_XV_STEP(DOT, a, w0, j); \
+                Q8_XV_STEP(DOT, b, w1, j + 1); \
+            } \
+        } \
+        if (j < full) { \
+            __m512i w0 = _mm512_loadu_si512(w + 64 * j); \
+            _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+                Q8_XV_STEP(DOT, a, w0, j); \
+            } \
+            j++; \
+        } \
+        if (j < steps) { \
+            __m512i wt = _mm512_maskz_loadu_epi8(tail, w + 64 * j); \
+            if (j & 1) { \
+                _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+                    Q8_XV_STEP(DOT, b, wt, j); \
+                } \
+            } else { \
+                _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+                    Q8_XV_STEP(DOT, a, wt, j); \
+                } \
+            } \
+        } \
+        _Pragma("GCC unroll 4") for (int g = 0; g < G; g++) { \
+            y[g][r] = W->scales[r] * _mm512_reduce_add_ps(_mm512_add_ps(a[g], b[g])); \
+        } \
+    }
+
+#define Q8_XV_SWITCH(DOT) \
+    const int cols = W->cols, steps = xv[0].steps, full = cols / 64; \
+    const __mmask64 tail = (cols & 63) ? ((__mmask64)1 << (cols & 63)) - 1 : 0; \
+    const int8_t *base = W->data; \
+    switch (G) { \
+    case 1: \
+        Q8_XV_ROWS(DOT, 1) \
+        break; \
+    case 2: \
+        Q8_XV_ROWS(DOT, 2) \
+        break; \
+    case 3: \
+        Q8_XV_ROWS(DOT, 3) \
+        break; \
+    default: \
+        Q8_XV_ROWS(DOT, 4) \
+        break; \
+    }
+
+typedef void q8_xv_rows_fn(const struct kmat *W, const struct q8_xv *xv, float *const *y, int G,
+                           int r0, int r1);
+
+__attribute__((target("avx512vnni")))
+static void q8_xv_rows_vnni(const struct kmat *W, const struct q8_xv *xv, float *const *y, int G,
+                            int r0, int r1)
+{
+    Q8_XV_SWITCH(q8_dot_vnni)
+}
+
+static void q8_xv_rows_bw(const struct kmat *W, const struct q8_xv *xv, float *const *y, int G,
+                          int r0, int r1)
+{
+    Q8_XV_SWITCH(q8_dot_bw)
+}
+
+/* kernel_format.matvec_rows for Q8; rows: the set's step products. */
+static void q8_matvec(const struct kmat *W, const float *x, float *y, int r0, int r1,
+                      q8_xv_rows_fn *rows)
+{
+    unsigned char stack[(X_STACK / 64) * 192] __attribute__((aligned(64)));
+    unsigned char *buf = stack;
+    struct q8_xv xv;
+
+    if (q8_xv_bytes(W->cols) > sizeof stack) {
+        buf = aligned_alloc(64, q8_xv_bytes(W->cols));
+        if (!buf) {
+            kernel_set_quant.format[RWKV_DTYPE_Q8].matvec_rows(W, x, y, r0, r1);
+            return;
+        }
+    }
+    q8_xv_fill(&xv, buf, x, W->cols);
+    rows(W, &xv, &y, 1, r0, r1);
+    if (buf != stack) {
+        free(buf);
+    }
+}
+
+static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    q8_matvec(W, x, y, r0, r1, q8_xv_rows_bw);
+}
+
+static void q8_matvec_rows_vnni(const struct kmat *W, const float *x, float *y, int r0, int r1)
+{
+    q8_matvec(W, x, y, r0, r1, q8_xv_rows_vnni);
+}
+
+/* kernel_format.matvec_multi_rows for Q8: four vectors at a time through
+ * the same rows as q8_matvec (so the same sums, bit for bit). */
+static void q8_matvec_multi(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
+                            q8_xv_rows_fn *rows)
+{
+    const size_t each = q8_xv_bytes(W->cols);
+    unsigned char *buf = aligned_alloc(64, 4 * each);
+
+    if (!buf) {
+        for (int t = 0; t < T; t++) {
+            q8_matvec(W, X + (size_t)t * W->cols, Y + (size_t)t * W->rows, r0, r1, rows);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += 4) {
+        int G = T - t0 < 4 ? T - t0 : 4;
+        struct q8_xv xv[4];
+        float *y[4];
+
+        for (int g = 0; g < G; g++) {
+            y[g] = Y + (size_t)(t0 + g) * W->rows;
+            q8_xv_fill(&xv[g], buf + (size_t)g * each, X + (size_t)(t0 + g) * W->cols, W->cols);
+        }
+        rows(W, xv, y, G, r0, r1);
+    }
+    free(buf);
+}
+
+static void q8_matvec_multi_rows(const struct kmat *W, const float *X, int T, float *Y, int r0,
+                                 int r1)
+{
+    q8_matvec_multi(W, X, T, Y, r0, r1, q8_xv_rows_bw);
+}
+
+static void q8_matvec_multi_rows_vnni(const struct kmat *W, const float *X, int T, float *Y,
+                                      int r0, int r1)
+{
+    q8_matvec_multi(W, X, T, Y, r0, r1, q8_xv_rows_vnni);
 }
 
 /* ---- Q4 matrix-vector products: activations laid out as the codes unpack --
@@ -1479,8 +1584,8 @@ const struct kernel_set kernel_set_avx512vnni = {
     .name = "avx512vnni",
     .usable = avx512vnni_usable,
     .format = {
-        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows, q8_matmul_rows_pt_q8_vnni,
-                            quant_bytes_q8, quant_rows_to_f32, q8_matvec_multi_rows, 4, pt_x_bytes,
+        [RWKV_DTYPE_Q8] = { quant_pack_q8, q8_matvec_rows_vnni, q8_matmul_rows_pt_q8_vnni,
+                            quant_bytes_q8, quant_rows_to_f32, q8_matvec_multi_rows_vnni, 4, pt_x_bytes,
                             pt_seq_fill, q8_seq_rows_pt_q8_vnni },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows_vnni, q4_matmul_rows_pt_q4_vnni,
                             quant_bytes_q4, quant_rows_to_f32, q4_matvec_multi_rows_vnni, 4,

@@ -301,22 +301,55 @@ static void f16_matvec_rows(const struct kmat *W, const float *x, float *y, int 
     }
 }
 
+/* sum_j w_j * qx_j over one block of n <= 32 int8 weights (Q8). */
+static int q8_block_dot(const int8_t *w, const int8_t *qx, int n)
+{
+    int s = 0;
+
+    for (int j = 0; j < n; j++) {
+        s += w[j] * qx[j];
+    }
+    return s;
+}
+
+/* sum_b dx_b * sum_j w[32 b + j] * qx_bj for one row w of cols int8
+ * weights and x quantised in xq (quant.h); the row's scale not applied. */
+static float q8_row_xq(const int8_t *w, int cols, const struct quant_xq *xq)
+{
+    float s = 0;
+
+    for (int b = 0; b < xq->n_blocks; b++) {
+        int c = b * QUANT_Q4_GROUP;
+        int len = cols - c < QUANT_Q4_GROUP ? cols - c : QUANT_Q4_GROUP;
+
+        s += xq->d[b] * (float)q8_block_dot(w + c, xq->q + c, len);
+    }
+    return s;
+}
+
 static void q8_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
-    for (int r = r0; r < r1; r++) {
-        const int8_t *q = (const int8_t *)W->data + (size_t)r * W->cols;
-        float s0 = 0, s1 = 0;
-        int c = 0;
+    struct quant_xq xq;
 
-        for (; c + 2 <= W->cols; c += 2) {
-            s0 += (float)q[c] * x[c];
-            s1 += (float)q[c + 1] * x[c + 1];
+    if (quant_xq_alloc(&xq, W->cols) != 0) {
+        /* Out of memory mid-product: no error path here; fall back on the
+         * exact dequantised product (float x). */
+        for (int r = r0; r < r1; r++) {
+            const int8_t *q = (const int8_t *)W->data + (size_t)r * W->cols;
+            float s = 0;
+
+            for (int c = 0; c < W->cols; c++) {
+                s += (float)q[c] * x[c];
+            }
+            y[r] = W->scales[r] * s;
         }
-        for (; c < W->cols; c++) {
-            s0 += (float)q[c] * x[c];
-        }
-        y[r] = W->scales[r] * (s0 + s1);
+        return;
     }
+    quant_xq_fill(&xq, x);
+    for (int r = r0; r < r1; r++) {
+        y[r] = W->scales[r] * q8_row_xq((const int8_t *)W->data + (size_t)r * W->cols, W->cols, &xq);
+    }
+    quant_xq_free(&xq);
 }
 
 /* The integer inner product of one Q4 block with one activation block. */
@@ -377,17 +410,6 @@ static void q4_matvec_rows(const struct kmat *W, const float *x, float *y, int r
  * cache while the rows pass over them. */
 #define MM_TOKENS 8
 
-/* sum_j w_j * qx_j over one block of n <= 32 int8 weights (Q8). */
-static int q8_block_dot(const int8_t *w, const int8_t *qx, int n)
-{
-    int s = 0;
-
-    for (int j = 0; j < n; j++) {
-        s += w[j] * qx[j];
-    }
-    return s;
-}
-
 /* The activations of tokens [t0, t0 + n) quantised into xq[0 .. n). */
 static int xq_tile_alloc(struct quant_xq *xq, int cols)
 {
@@ -416,7 +438,7 @@ static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y
     struct quant_xq xq[MM_TOKENS];
 
     if (xq_tile_alloc(xq, cols) != 0) {
-        /* Out of memory: no error path here; the exact product instead. */
+        /* Out of memory: no error path here; the matvec's own fallback. */
         for (int t = 0; t < T; t++) {
             q8_matvec_rows(W, X + (size_t)t * cols, Y + (size_t)t * W->rows, r0, r1);
         }
@@ -432,14 +454,7 @@ static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y
             const int8_t *w = (const int8_t *)W->data + (size_t)r * cols;
 
             for (int i = 0; i < n; i++) {
-                float s = 0;
-
-                for (int b = 0; b < xq[i].n_blocks; b++) {
-                    int c = b * QUANT_Q4_GROUP, len = cols - c < QUANT_Q4_GROUP ? cols - c : QUANT_Q4_GROUP;
-
-                    s += xq[i].d[b] * (float)q8_block_dot(w + c, xq[i].q + c, len);
-                }
-                Y[(size_t)(t0 + i) * W->rows + r] = W->scales[r] * s;
+                Y[(size_t)(t0 + i) * W->rows + r] = W->scales[r] * q8_row_xq(w, cols, &xq[i]);
             }
         }
     }

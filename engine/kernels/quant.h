@@ -12,8 +12,13 @@
  *  Q8    int8 q[rows][cols], float s[rows] (kmat.scales):
  *            w[r][c] = s[r] * q[r][c],   q in [-127, 127],
  *        s[r] = max_c |W[r][c]| / 127, q = round-to-nearest(W / s).
- *        y[r] = s[r] * sum_c q[r][c] * x[c]   (x float32: the
- *        dequantisation is exact; only W is rounded).
+ *        The product quantises x per block of 32 as Q4's does (below):
+ *            y[r] = s[r] * sum_b dx_b * sum_j q[r][32 b + j] * qx_bj,
+ *        the inner sums exact integers.  Before issue 19 it took x in
+ *        float32 (only W rounded); the integer form reads int8 weights
+ *        with integer dot products (AVX-512 VNNI vpdpbusd, AVX2
+ *        vpmaddubsw) instead of widening each to float, and rounds x
+ *        about as much as W (tests/test_quant.c measures both).
  *  Q4    rows of ceil(cols / 32) blocks of 18 bytes (struct q4_block): an
  *        IEEE binary16 scale d and 32 four-bit codes u in [0, 15]:
  *            w[r][32 b + j] = d * (u_j - 8),
@@ -31,16 +36,11 @@
  *        the inner sum an exact integer, so every implementation gives the
  *        same value up to the float32 sum over blocks.
  *
- * Sequence mode (kernel_format.matmul_rows, several tokens at once) reads
- * prompts with integer products: each token's x is quantised per block of
- * 32 as above (struct quant_xq), for Q8 as for Q4, and
- *    Q8  Y[t][r] = s[r] * sum_b dx_tb * sum_j q[r][32 b + j] * qx_tbj,
- *    Q4  Y[t][r] = the Q4 matrix-vector value above for token t,
- * each block's sum an exact integer (so kernel sets agree up to the float32
- * sum over blocks).  For Q8 this rounds x as well as W: a prompt's outputs
- * differ from those of the same tokens fed one at a time (matvec_rows,
- * float x) by the activation rounding, about as much as Q8's own weight
- * rounding (tests/test_quant.c measures both against float32).
+ * Sequence mode (kernel_format.matmul_rows, several tokens at once) gives
+ * every token the matrix-vector value above (Q8 and Q4: each token's x
+ * quantised per block of 32, struct quant_xq), each block's sum an exact
+ * integer, so kernel sets, and a prompt against the same tokens fed one at
+ * a time, agree up to the float32 sum over blocks.
  */
 #ifndef RWKV_QUANT_H
 #define RWKV_QUANT_H
