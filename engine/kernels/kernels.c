@@ -519,27 +519,15 @@ void k_matmul(struct kpool *pool, const struct kmat *W, const float *X, int T, f
  * read once for all of them. */
 #define MANY_BLOCK_BYTES (64 * 1024)
 
-/* Activations a Q8 multi-vector kernel call may sweep for each row: it
- * reads every vector's columns once per row, and for wide rows four of
- * them no longer stay in the L1 cache beside the streaming weights
- * (tests/bench_kernels, 768 x 3072, one thread, CPU time: four vectors in
- * one call 3.9-4.4 matvecs, two calls of two over 64 KiB blocks 3.3-3.6).
- * The bf16 and q4 kernels lose from the second pass (bf16 1.9 -> 2.6), so
- * they keep their full group. */
-#define MANY_Q8_X_BYTES (24 * 1024)
-
-/* Vectors one multi-vector kernel call takes for W (0: it has none). */
-static int many_group(const struct kernel_format *fmt, const struct kmat *W)
+/* Vectors one multi-vector kernel call takes for W (0: it has none).
+ * Every format's takes its full group: the Q8 kernels once took fewer for
+ * wide rows, when their float32 activations (4 bytes a column per vector)
+ * no longer stayed in the L1 cache beside the weights; their int8
+ * activations take 1-3 bytes, and 4 streams of the 0.1B and 0.4B models
+ * ran 1.15-1.37x faster with the full group (2 threads, q8). */
+static int many_group(const struct kernel_format *fmt)
 {
-    int fit = (int)(MANY_Q8_X_BYTES / ((size_t)W->cols * sizeof(float)));
-
-    if (!fmt->matvec_multi_rows) {
-        return 0;
-    }
-    if (W->type != RWKV_DTYPE_Q8 || fit >= fmt->multi_width) {
-        return fmt->multi_width;
-    }
-    return fit < 1 ? 1 : fit;
+    return fmt->matvec_multi_rows ? fmt->multi_width : 0;
 }
 
 struct batch_job {
@@ -566,7 +554,7 @@ static void batch_task(void *ctx, int i)
         fmt->matvec_rows(W, p->X, p->Y, r0, r1);
         return;
     }
-    group = many_group(fmt, W);
+    group = many_group(fmt);
     if (group && job->T <= group) {
         fmt->matvec_multi_rows(W, p->X, job->T, p->Y, r0, r1);
         return;
