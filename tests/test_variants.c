@@ -376,6 +376,37 @@ static int cancel_cb(void *data)
     return cancel_after-- <= 0;
 }
 
+/* RWKV-7b: rwkv_load_options.history_max lowers the bound a state's
+ * history keeps (0 and values past RWKV_HISTORY_MAX leave it), and an
+ * evaluation past it is refused. */
+static void test_7b_history_option(void)
+{
+    static const size_t asked[] = { 7, 0, (size_t)RWKV_HISTORY_MAX + 1 };
+    static const size_t want[] = { 7, RWKV_HISTORY_MAX, RWKV_HISTORY_MAX };
+
+    for (size_t i = 0; i < 3; i++) {
+        struct rwkv_load_options lo = { .dtype = RWKV_DTYPE_F32, .n_threads = 1,
+                                        .cache = RWKV_CACHE_MODE_OFF, .history_max = asked[i] };
+        char err[RWKV_ERRLEN] = "";
+        rwkv_model *m = rwkv_model_load(GOLDEN "v7b.pth", &lo, err, sizeof err);
+        rwkv_context *ctx = m ? rwkv_context_new(m, 1, err, sizeof err) : NULL;
+        rwkv_state *s = ctx ? rwkv_state_new(m) : NULL;
+        int refused = 0;
+
+        if (s && i == 0) {
+            refused = rwkv_eval(ctx, s, tokens, 8, NULL, 0, err, sizeof err) == -1 &&
+                      strstr(err, "more than the 7") && rwkv_state_history(s) == 0 &&
+                      rwkv_eval(ctx, s, tokens, 7, NULL, 0, err, sizeof err) == 0;
+        }
+        ok(s && rwkv_model_info(m)->history_max == want[i] && (i != 0 || refused),
+           "v7b loaded with history_max %zu: the bound is %zu%s", asked[i], want[i],
+           i == 0 ? ", 8 tokens refused, 7 taken" : "");
+        rwkv_state_free(s);
+        rwkv_context_free(ctx);
+        rwkv_model_free(m);
+    }
+}
+
 /* RWKV-7b: what the history of a state does (variants[1] read). */
 static void test_7b_history(void)
 {
@@ -553,6 +584,7 @@ int main(void)
         test_bad_files(v);
         if (v->minor == 2) {
             test_7b_history();
+            test_7b_history_option();
         }
     }
     test_7b_told_apart();

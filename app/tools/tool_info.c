@@ -46,7 +46,7 @@ static const char *human(double v, const char *unit, char *buf, size_t len)
 
 int tool_info(int argc, char **argv)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON, 0, 1 };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON, 0, 1, 0 };
     const struct rwkv_info *info;
     const struct rwkv_version *version;
     char err[RWKV_ERRLEN], h[32];

@@ -250,7 +250,7 @@ static int evaluate(rwkv_context *ctx, rwkv_state *state, const int32_t *ids, si
 
 int tool_logits(int argc, char **argv)
 {
-    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 0, RWKV_CACHE_MODE_ON, 0, 0 };
+    struct rwkv_load_options opts = { RWKV_DTYPE_AUTO, 0, RWKV_CACHE_MODE_ON, 0, 0, 0 };
     const char *tokens_path = NULL, *out_path = NULL, *state_path = NULL, *tuned_path = NULL;
     struct outfile out = { 0 }, state_out = { 0 };
     char err[RWKV_ERRLEN];

@@ -40,7 +40,7 @@ int tool_models(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    struct rwkv_load_options load = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON, 0, 1 };
+    struct rwkv_load_options load = { RWKV_DTYPE_AUTO, 1, RWKV_CACHE_MODE_ON, 0, 1, 0 };
     struct models_entry *list;
     char *dirs, err[RWKV_ERRLEN], params[32], size[32], version[16];
     /* names and paths come from directory listings: shown escaped, whole

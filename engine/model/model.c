@@ -856,15 +856,8 @@ rwkv_model *rwkv_model_load_progress(const char *path, const struct rwkv_load_op
     if (m->version->history_sizes) {
         m->version->history_sizes(m, &m->info.history_floats, &m->history_derived);
         m->info.history_max = RWKV_HISTORY_MAX;
-        /* Test hook: the programs' tests reach the bound in a few tokens
-         * (a whole number from 1 to RWKV_HISTORY_MAX; anything else is
-         * ignored). */
-        const char *t = getenv("RWKV_CHAT_TEST_HISTORY_MAX");
-        char *end;
-        unsigned long v = t ? strtoul(t, &end, 10) : 0;
-
-        if (t && *t && !*end && v >= 1 && v <= RWKV_HISTORY_MAX) {
-            m->info.history_max = (size_t)v;
+        if (opts && opts->history_max >= 1 && opts->history_max <= RWKV_HISTORY_MAX) {
+            m->info.history_max = opts->history_max;
         }
     }
     cache_finish(m);
