@@ -87,18 +87,8 @@ if ! command -v tmux >/dev/null 2>&1; then
 fi
 LC_ALL=C.UTF-8
 export LC_ALL
-screen() { $T capture-pane -p -t "$1"; }
-wait_for() { # wait_for SESSION REGEX [SECONDS]
-    i=0
-    while [ $i -lt $(( ${3:-15} * 10 )) ]; do
-        screen "$1" | grep -Eq -- "$2" && return 0
-        sleep 0.1
-        i=$((i + 1))
-    done
-    echo "# timed out waiting for /$2/ in:" >&2
-    screen "$1" | sed 's/^/#   /' >&2
-    return 1
-}
+# screen and wait_for of the TUI tests' harness (they use $T above)
+. "${TOP_SRCDIR:-$(dirname "$0")/..}/tests/tmux.sh"
 for sig in TERM HUP; do
     s=s$sig
     # (the server of the previous round may still be exiting after its
