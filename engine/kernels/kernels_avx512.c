@@ -216,7 +216,13 @@ static void bf16_matvec_multi_rows(const struct kmat *W, const float *X, int T, 
  * (each weight broadcast, three vectors of tokens).  No float32 copy of
  * the matrix and no separate conversion pass as the generic rows_to_f32 +
  * sgemm path makes.  Each Y[t][r] is the plain sum over c in order, one
- * FMA per column: it depends on nothing but row r and token t. */
+ * FMA per column: it depends on nothing but row r and token t.
+ * At 1024 or 4096 columns (the 0.4B shapes) three things cost: the eight
+ * widened rows a multiple of 4 KiB apart share one set of the L1 cache
+ * (they are a line apart now, bs_ldw), the tile's 384 single-float stores
+ * of Y hit lines 4 KiB apart (the tile is transposed and stored as one
+ * 8-float vector per token), and bs_widen waited for the next rows from
+ * memory (they are prefetched into L2 while the first panel passes). */
 
 #define BS_RN 8
 #define BS_TV 3                         /* vectors of 16 tokens per panel */
@@ -318,30 +324,33 @@ static void bs_transpose(const float *X, int cols, int T, int t0, int t1, float 
     }
 }
 
-/* wf[i][c] = W row i as float32, for nr rows of cols. */
-static void bs_widen(const uint16_t *w, int cols, int nr, float *wf)
+/* wf[i * ldw + c] = W row i as float32, for nr rows of cols. */
+static void bs_widen(const uint16_t *w, int cols, int nr, float *wf, size_t ldw)
 {
-    size_t n = (size_t)nr * cols, i = 0;
+    for (int r = 0; r < nr; r++, w += cols, wf += ldw) {
+        int i = 0;
 
-    for (; i + 16 <= n; i += 16) {
-        __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
+        for (; i + 16 <= cols; i += 16) {
+            __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
 
-        _mm_prefetch((const char *)(w + i) + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + i) + MATVEC_PREFETCH, _MM_HINT_T0);
 
-        _mm512_storeu_ps(wf + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
-    }
-    for (; i < n; i++) {
-        wf[i] = half_bf16_to_f32(w[i]);
+            _mm512_storeu_ps(wf + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+        }
+        for (; i < cols; i++) {
+            wf[i] = half_bf16_to_f32(w[i]);
+        }
     }
 }
 
 /* Y[t][i] (row stride ldy) = wf[i] . X[t] for i < RN and the n tokens of
- * the panel xt.  RN is a constant where it is called. */
+ * the panel xt; row i of the weights at wf + i * ldw.  RN is a constant
+ * where it is called. */
 static inline __attribute__((always_inline)) void
-bs_tile(const float *wf, int cols, const float *xt, int n, float *Y, size_t ldy, const int RN)
+bs_tile(const float *wf, size_t ldw, int cols, const float *xt, int n, float *Y, size_t ldy,
+        const char *pf, const int RN)
 {
     __m512 acc[BS_RN][BS_TV];
-    float out[BS_PANEL];
 
 #pragma GCC unroll 8
     for (int i = 0; i < RN; i++) {
@@ -354,34 +363,73 @@ bs_tile(const float *wf, int cols, const float *xt, int n, float *Y, size_t ldy,
         const float *x = xt + (size_t)c * BS_PANEL;
         __m512 x0 = _mm512_load_ps(x), x1 = _mm512_load_ps(x + 16), x2 = _mm512_load_ps(x + 32);
 
+        if (pf && c % 4 == 0) {
+            /* The next rows' BF16 weights, 16 bytes a column, into L2. */
+            _mm_prefetch(pf + (size_t)c * 16, _MM_HINT_T1);
+        }
 #pragma GCC unroll 8
         for (int i = 0; i < RN; i++) {
-            __m512 w = _mm512_set1_ps(wf[(size_t)i * cols + c]);
+            __m512 w = _mm512_set1_ps(wf[(size_t)i * ldw + c]);
 
             acc[i][0] = _mm512_fmadd_ps(w, x0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(w, x1, acc[i][1]);
             acc[i][2] = _mm512_fmadd_ps(w, x2, acc[i][2]);
         }
     }
+    if (RN == BS_RN) {
+        /* Eight rows of a token side by side: one store per token. */
+        __m512 r[16];
+
+        for (int v = 0; v < BS_TV; v += 2) {
 #pragma GCC unroll 8
-    for (int i = 0; i < RN; i++) {
-        _mm512_storeu_ps(out, acc[i][0]);
-        _mm512_storeu_ps(out + 16, acc[i][1]);
-        _mm512_storeu_ps(out + 32, acc[i][2]);
-        for (int t = 0; t < n; t++) {
-            Y[(size_t)t * ldy + i] = out[t];
+            for (int i = 0; i < BS_RN; i++) {
+                r[i] = acc[i][v];
+                r[i + 8] = v + 1 < BS_TV ? acc[i][v + 1] : _mm512_setzero_ps();
+            }
+            bs_transpose16(r);
+            /* r[j]: token 16 v + j in the low half, 16 (v + 1) + j in
+             * the high half. */
+            for (int j = 0; j < 16 && 16 * v + j < n; j++) {
+                _mm256_storeu_ps(Y + (size_t)(16 * v + j) * ldy, _mm512_castps512_ps256(r[j]));
+            }
+            for (int j = 0; j < 16 && 16 * (v + 1) + j < n; j++) {
+                _mm256_storeu_ps(Y + (size_t)(16 * (v + 1) + j) * ldy,
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r[j]), 1)));
+            }
+        }
+        return;
+    }
+    {
+        float out[BS_PANEL];
+
+#pragma GCC unroll 8
+        for (int i = 0; i < RN; i++) {
+            _mm512_storeu_ps(out, acc[i][0]);
+            _mm512_storeu_ps(out + 16, acc[i][1]);
+            _mm512_storeu_ps(out + 32, acc[i][2]);
+            for (int t = 0; t < n; t++) {
+                Y[(size_t)t * ldy + i] = out[t];
+            }
         }
     }
 }
 
-static void bs_tile8(const float *wf, int cols, const float *xt, int n, float *Y, size_t ldy)
+static void bs_tile8(const float *wf, size_t ldw, int cols, const float *xt, int n, float *Y,
+                     size_t ldy, const char *pf)
 {
-    bs_tile(wf, cols, xt, n, Y, ldy, 8);
+    bs_tile(wf, ldw, cols, xt, n, Y, ldy, pf, 8);
 }
 
 static void bs_tile1(const float *wf, int cols, const float *xt, int n, float *Y, size_t ldy)
 {
-    bs_tile(wf, cols, xt, n, Y, ldy, 1);
+    bs_tile(wf, (size_t)cols, cols, xt, n, Y, ldy, NULL, 1);
+}
+
+/* Row stride of the widened rows: a line past the row, so that rows of
+ * 1024 or 4096 columns do not all fall into one set of the L1 cache. */
+static size_t bs_ldw(int cols)
+{
+    return ((size_t)cols + 15) / 16 * 16 + 16;
 }
 
 /* Y = X W^T for rows [r0, r1) and the n tokens from t0 whose panels are
@@ -397,11 +445,14 @@ static void bs_rows(const struct kmat *W, const float *xt, int t0, int n, float 
     for (int r = r0; r < r1; r += BS_RN) {
         int nr = r1 - r < BS_RN ? r1 - r : BS_RN;
         const float *w;
+        size_t ldw;
 
         if (W->type == RWKV_DTYPE_BF16) {
-            bs_widen((const uint16_t *)W->data + (size_t)r * cols, cols, nr, wf);
+            ldw = bs_ldw(cols);
+            bs_widen((const uint16_t *)W->data + (size_t)r * cols, cols, nr, wf, ldw);
             w = wf;
         } else {
+            ldw = (size_t)cols;
             w = (const float *)W->data + (size_t)r * cols;
         }
         for (int p = 0; p * BS_PANEL < n; p++) {
@@ -410,11 +461,17 @@ static void bs_rows(const struct kmat *W, const float *xt, int t0, int n, float 
             const float *xp = xt + (size_t)p * panel_floats;
 
             if (nr == BS_RN) {
-                bs_tile8(w, cols, xp, np, yp, ldy);
+                /* While the first panel passes, the next eight rows
+                 * come into L2 for bs_widen. */
+                const char *pf = W->type == RWKV_DTYPE_BF16 && p == 0 && r + 2 * BS_RN <= r1
+                                     ? (const char *)W->data + (size_t)(r + BS_RN) * cols * 2
+                                     : NULL;
+
+                bs_tile8(w, ldw, cols, xp, np, yp, ldy, pf);
                 continue;
             }
             for (int i = 0; i < nr; i++) {
-                bs_tile1(w + (size_t)i * cols, cols, xp, np, yp + i, ldy);
+                bs_tile1(w + (size_t)i * ldw, cols, xp, np, yp + i, ldy);
             }
         }
     }
@@ -456,7 +513,7 @@ static void bs_matmul(const struct kmat *W, const float *X, int T, float *Y, int
 {
     const int cols = W->cols, block = bs_block_panels(cols, T) * BS_PANEL;
     float *xt = aligned_alloc(64, (size_t)block * cols * sizeof *xt);
-    float *wf = malloc((size_t)BS_RN * cols * sizeof *wf);
+    float *wf = malloc((size_t)BS_RN * bs_ldw(cols) * sizeof *wf);
 
     if (!xt || !wf) {
         free(xt);
@@ -491,7 +548,7 @@ static void bs_seq_rows(const struct kmat *W, const float *X, const void *buf, i
                         int r0, int r1)
 {
     const int cols = W->cols, block = bs_block_panels(cols, T) * BS_PANEL;
-    float *wf = malloc((size_t)BS_RN * cols * sizeof *wf);
+    float *wf = malloc((size_t)BS_RN * bs_ldw(cols) * sizeof *wf);
 
     if (!wf) {
         bs_fallback(W, X, T, Y, r0, r1);
