@@ -222,13 +222,16 @@ static void bf16_matvec_multi_rows(const struct kmat *W, const float *X, int T, 
  * (they are a line apart now, bs_ldw), the tile's 384 single-float stores
  * of Y hit lines 4 KiB apart (the tile is transposed and stored as one
  * 8-float vector per token), and bs_widen waited for the next rows from
- * memory (they are prefetched into L2 while the first panel passes). */
+ * memory (they are prefetched into L2 while the first panel passes).
+ * The tile also prefetches its panel of tokens a few columns ahead. */
 
 #define BS_RN 8
 #define BS_TV 3                         /* vectors of 16 tokens per panel */
 #define BS_PANEL (16 * BS_TV)
 /* Floats ahead that bs_transpose prefetches in each row of x. */
 #define BS_AHEAD 64
+/* Columns ahead that bs_tile prefetches in its panel of tokens. */
+#define BS_AHEADX 8
 /* Transposed activations of one block of tokens: at most this many bytes. */
 #define BS_BLOCK_BYTES (1024 * 1024)
 
@@ -363,6 +366,11 @@ bs_tile(const float *wf, size_t ldw, int cols, const float *xt, int n, float *Y,
         const float *x = xt + (size_t)c * BS_PANEL;
         __m512 x0 = _mm512_load_ps(x), x1 = _mm512_load_ps(x + 16), x2 = _mm512_load_ps(x + 32);
 
+        /* Three lines a column come from L2: the prefetcher alone falls
+         * behind. */
+        _mm_prefetch((const char *)(x + BS_AHEADX * BS_PANEL), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + BS_AHEADX * BS_PANEL + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(x + BS_AHEADX * BS_PANEL + 32), _MM_HINT_T0);
         if (pf && c % 4 == 0) {
             /* The next rows' BF16 weights, 16 bytes a column, into L2. */
             _mm_prefetch(pf + (size_t)c * 16, _MM_HINT_T1);
