@@ -137,6 +137,64 @@ static void test_products(struct kpool *pool, const char *pname)
     }
 }
 
+/* A product on the pool is cut into pieces of shrinking size (the larger
+ * the matrix, the more pieces): every row written once, each exactly as
+ * the row kernel over all rows in one call gives it; so for a batch of
+ * products in one job (k_matmul_batch, T = 1). */
+static void test_cut(struct kpool *pool, const char *pname)
+{
+    static const int shapes[][2] = { { 4099, 96 }, { 20011, 64 }, { 513, 1024 }, { 3, 40000 } };
+    static const enum rwkv_dtype types[] = { RWKV_DTYPE_BF16, RWKV_DTYPE_Q4, RWKV_DTYPE_F32,
+                                             RWKV_DTYPE_Q8 };
+    enum { NP = 4 };
+    struct kmat m[NP];
+    struct k_product p[NP];
+    float *w[NP], *x[NP], *y[NP], *ref[NP];
+    char err[256];
+    int built = 1, same = 1, batch_same = 1;
+
+    for (int i = 0; i < NP; i++) {
+        int rows = shapes[i][0], cols = shapes[i][1];
+        struct ckpt_tensor t;
+
+        w[i] = random_vec((size_t)rows * cols);
+        x[i] = random_vec((size_t)cols);
+        y[i] = malloc((size_t)rows * sizeof *y[i]);
+        ref[i] = malloc((size_t)rows * sizeof *ref[i]);
+        t = tensor("cut", CKPT_F32, rows, cols, w[i]);
+        built &= kmat_from_tensor(&m[i], &t, 0, types[i], err, sizeof err) == 0;
+        p[i] = (struct k_product){ &m[i], x[i], y[i] };
+    }
+    ok(built, "%s: four large matrices in four formats", pname);
+    for (int i = 0; built && i < NP; i++) {
+        kernels_format(m[i].type)->matvec_rows(&m[i], x[i], ref[i], 0, m[i].rows);
+        for (int r = 0; r < m[i].rows; r++) {
+            y[i][r] = NAN;
+        }
+        k_matvec(pool, &m[i], x[i], y[i]);
+        same &= memcmp(y[i], ref[i], (size_t)m[i].rows * sizeof *y[i]) == 0;
+        for (int r = 0; r < m[i].rows; r++) {
+            y[i][r] = NAN;
+        }
+    }
+    ok(built && same, "%s: k_matvec of 4099x96 bf16, 20011x64 q4, 513x1024 f32, 3x40000 q8 "
+       "equals the row kernel over all rows, bit for bit", pname);
+    if (built) {
+        k_matmul_batch(pool, p, NP, 1);
+    }
+    for (int i = 0; built && i < NP; i++) {
+        batch_same &= memcmp(y[i], ref[i], (size_t)m[i].rows * sizeof *y[i]) == 0;
+    }
+    ok(built && batch_same, "%s: the four in one k_matmul_batch job, the same, bit for bit", pname);
+    for (int i = 0; i < NP; i++) {
+        kmat_free(&m[i]);
+        free(w[i]);
+        free(x[i]);
+        free(y[i]);
+        free(ref[i]);
+    }
+}
+
 /* Conversions: bf16 and f16 stored data, and the LoRA transpose. */
 static void test_kmat(void)
 {
@@ -671,6 +729,10 @@ int main(void)
     test_batch(pool, "pool3");
     test_half_products(pool);
     test_half_products(NULL);
+    test_cut(pool, "pool3");
+    kpool_free(pool);
+    pool = kpool_new(2);
+    test_cut(pool, "pool2");
     kpool_free(pool);
     return tap_done();
 }
