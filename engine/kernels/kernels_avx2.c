@@ -723,173 +723,216 @@ static void q4_matvec_multi_rows(const struct kmat *W, const float *X, int T, fl
     free(buf);
 }
 
-/* ---- Sequence mode: int8 activations, integer block products ------------
- * quant.h defines the value: each token's x quantised per block of 32, an
- * exact integer product per block (vpmaddubsw, then vpmaddwd to int32), a
- * float scale per block.  Tiles of 2 rows by 4 tokens keep 8 accumulators
- * in registers; tokens are quantised MM_TOKENS at a time so that their
- * blocks stay in cache while the rows pass over them. */
+/* ---- Q8 sequence mode, packed 16-bit tiles ---------------------------------
+ * quant.h defines the value: each token's x quantised per block of 32
+ * (xq_fill), an exact integer product per block, the block's dx, the row's
+ * scale s[r] at the end.  Both operands are signed (weights and activations
+ * in [-127, 127]), so the Q4 tiles' vpmaddubsw on unsigned activations would
+ * saturate (2 * 255 * 127 per pair); the weights' signs moved onto the
+ * activations (vpsignb) cost an instruction per row-token pair and their
+ * pairs (up to 2 * 127 * 127) cannot be summed in 16 bits.  Here both sides
+ * are widened to int16 once instead: a tile of 8 rows is unpacked once per
+ * call into wt[nb][16][8][2] (block, pair of columns, row), the tokens once
+ * per chunk (p8_seq_fill, on the pool) into [group of P8_TOK][nb][token][32],
+ * and one vpmaddwd multiplies 8 rows' column pair by one token's broadcast
+ * pair: 16 per block and token, summed in int32 (at most 32 * 127 * 127)
+ * into one block product per row and token before any float work. */
 
-#define MM_TOKENS 16
-#define MM_RN 2
-#define MM_TN 4
+#define P8_ROWS 8
+#define P8_TOK 4
 
-struct xq_tile {
+struct p8_x {
     int nb;
-    int8_t *q;                  /* [MM_TOKENS][32 * nb] */
-    float *d;                   /* [MM_TOKENS][nb] */
-    int32_t *negsum;            /* [MM_TOKENS][nb]: -sum of the block's codes */
+    int16_t *q;                 /* [groups][nb][P8_TOK][32] */
+    float *d;                   /* [groups][nb][P8_TOK] */
 };
 
-static int xq_tile_alloc(struct xq_tile *xt, int cols)
+static size_t p8_x_bytes(int cols, int T)
 {
-    xt->nb = quant_q4_blocks(cols);
-    xt->q = aligned_alloc(32, (size_t)MM_TOKENS * 32 * xt->nb);
-    xt->d = malloc((size_t)MM_TOKENS * xt->nb * sizeof *xt->d);
-    xt->negsum = malloc((size_t)MM_TOKENS * xt->nb * sizeof *xt->negsum);
-    if (!xt->q || !xt->d || !xt->negsum) {
-        free(xt->q);
-        free(xt->d);
-        free(xt->negsum);
-        return -1;
-    }
-    return 0;
+    size_t n = (size_t)((T + P8_TOK - 1) / P8_TOK) * P8_TOK * (size_t)quant_q4_blocks(cols);
+
+    return n * (64 + sizeof(float));
 }
 
-static void xq_tile_free(struct xq_tile *xt)
+static void p8_x_init(struct p8_x *xs, void *buf, int cols, int T)
 {
-    free(xt->q);
-    free(xt->d);
-    free(xt->negsum);
+    size_t n = (size_t)((T + P8_TOK - 1) / P8_TOK) * P8_TOK * (size_t)quant_q4_blocks(cols);
+
+    xs->nb = quant_q4_blocks(cols);
+    xs->q = buf;
+    xs->d = (float *)(xs->q + n * 32);
 }
 
-static void xq_tile_fill(struct xq_tile *xt, int i, const float *x, int cols)
+/* kernel_format.seq_fill for Q8: tokens [t0, t1) of X[T][cols] into buf. */
+static void p8_seq_fill(const float *X, int cols, int T, int t0, int t1, void *buf)
 {
-    int32_t *s = xt->negsum + (size_t)i * xt->nb;
+    struct p8_x xs;
 
-    xq_fill(x, cols, xt->nb, xt->q + (size_t)i * 32 * xt->nb, xt->d + (size_t)i * xt->nb, s);
-    for (int b = 0; b < xt->nb; b++) {
-        s[b] = -s[b];
-    }
-}
+    p8_x_init(&xs, buf, cols, T);
+    for (int t = t0; t < t1; t++) {
+        const float *x = X + (size_t)t * cols;
+        size_t at = (size_t)(t / P8_TOK) * xs.nb * P8_TOK + (size_t)(t % P8_TOK);
 
-/* sum of u . s over pairs, as 8 int32 lanes (u unsigned bytes). */
-static inline __m256i dot_u8s8(__m256i u, __m256i s)
-{
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
+        for (int b = 0; b < xs.nb; b++, at += P8_TOK) {
+            int8_t q[32];
+            int32_t sum;
 
-/* Q8: |w| times qx with the sign of w (|w| <= 127: vpmaddubsw cannot
- * saturate); the per-row scale is applied once at the end. */
-static inline __attribute__((always_inline)) void q8_tile(
-    const struct kmat *W, int r, const struct xq_tile *xt, int t, int t0, float *Y,
-    const int RN, const int TN)
-{
-    const int cols = W->cols, full = cols / 32;
-    const int8_t *w = (const int8_t *)W->data + (size_t)r * cols;
-    __m256 acc[MM_RN][MM_TN];
-
-#pragma GCC unroll 4
-    for (int i = 0; i < RN; i++) {
-#pragma GCC unroll 4
-        for (int j = 0; j < TN; j++) {
-            acc[i][j] = _mm256_setzero_ps();
+            xq_fill(x + 32 * b, cols - 32 * b, 1, q, &xs.d[at], &sum);
+            _mm256_store_si256((__m256i *)(xs.q + at * 32),
+                               _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q)));
+            _mm256_store_si256((__m256i *)(xs.q + at * 32 + 16),
+                               _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16))));
         }
     }
-    for (int b = 0; b < xt->nb; b++) {
-        __m256i wv[MM_RN], aw[MM_RN];
+}
 
-#pragma GCC unroll 4
-        for (int i = 0; i < RN; i++) {
-            if (b < full) {
-                wv[i] = _mm256_loadu_si256((const __m256i *)(w + (size_t)i * cols + 32 * b));
-            } else {
-                /* the last, partial block: no read past the row */
-                int8_t tmp[32] = { 0 };
+/* Rows [r, r + n), n <= 8, as wt[nb][16][8][2] (int16); rows past n repeat
+ * the last row; a row's partial last block is zero-padded. */
+static void p8_unpack(const struct kmat *W, int r, int n, int16_t *wt)
+{
+    const int cols = W->cols, nb = quant_q4_blocks(cols);
 
-                memcpy(tmp, w + (size_t)i * cols + 32 * b, (size_t)(cols - 32 * b));
-                wv[i] = _mm256_loadu_si256((const __m256i *)tmp);
+    for (int i = 0; i < P8_ROWS; i++) {
+        const int8_t *row = (const int8_t *)W->data + (size_t)(r + (i < n ? i : n - 1)) * cols;
+
+        for (int b = 0; b < nb; b++) {
+            int8_t tmp[32] = { 0 };
+            const int8_t *src = row + 32 * b;
+            int32_t pair[16];
+
+            if (32 * b + 32 > cols) {
+                memcpy(tmp, src, (size_t)(cols - 32 * b));
+                src = tmp;
             }
-            aw[i] = _mm256_abs_epi8(wv[i]);
-        }
-#pragma GCC unroll 4
-        for (int j = 0; j < TN; j++) {
-            __m256i qx = _mm256_load_si256((const __m256i *)(xt->q + ((size_t)(t + j) * xt->nb + b) * 32));
-            __m256 dx = _mm256_broadcast_ss(xt->d + (size_t)(t + j) * xt->nb + b);
-
-#pragma GCC unroll 4
-            for (int i = 0; i < RN; i++) {
-                __m256i p = dot_u8s8(aw[i], _mm256_sign_epi8(qx, wv[i]));
-
-                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dx, acc[i][j]);
+            _mm256_storeu_si256((__m256i *)pair,
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)src)));
+            _mm256_storeu_si256((__m256i *)(pair + 8),
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + 16))));
+            for (int k = 0; k < 16; k++) {
+                memcpy(wt + ((size_t)b * 128 + (size_t)k * P8_ROWS + i) * 2, &pair[k], sizeof pair[k]);
             }
         }
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < RN; i++) {
-#pragma GCC unroll 4
+}
+
+/* Y[j * ystride + i] = s[i] * (row i . token j) for the tile's n rows and
+ * the TN tokens of group g. */
+static inline __attribute__((always_inline)) void
+p8_tile(const int16_t *wt, const struct p8_x *xs, int g, const int TN, const float *s, float *Y,
+        size_t ystride, int n)
+{
+    const int nb = xs->nb;
+    const int16_t *xq = xs->q + (size_t)g * nb * P8_TOK * 32;
+    const float *xd = xs->d + (size_t)g * nb * P8_TOK;
+    __m256 f[P8_TOK], sc;
+
+#pragma GCC unroll 8
+    for (int j = 0; j < TN; j++) {
+        f[j] = _mm256_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++) {
+        const int16_t *w = wt + (size_t)b * 256;
+        const int16_t *x = xq + (size_t)b * P8_TOK * 32;
+        __m256i a[P8_TOK];
+
+#pragma GCC unroll 8
         for (int j = 0; j < TN; j++) {
-            Y[(size_t)(t0 + t + j) * W->rows + r + i] = W->scales[r + i] * hsum(acc[i][j]);
+            a[j] = _mm256_setzero_si256();
+        }
+        /* two column pairs a step: unrolled further, GCC reassociates the
+         * sums into trees and spills the products to the stack */
+#pragma GCC unroll 1
+        for (int k = 0; k < 16; k += 2) {
+#pragma GCC unroll 2
+            for (int kk = k; kk < k + 2; kk++) {
+                const __m256i wk = _mm256_load_si256((const __m256i *)(w + 16 * kk));
+
+#pragma GCC unroll 8
+                for (int j = 0; j < TN; j++) {
+                    int32_t v;
+
+                    memcpy(&v, x + 32 * j + 2 * kk, sizeof v);
+                    a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(wk, _mm256_set1_epi32(v)));
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < TN; j++) {
+            f[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a[j]), _mm256_set1_ps(xd[b * P8_TOK + j]),
+                                   f[j]);
+        }
+    }
+    if (n == P8_ROWS) {
+        sc = _mm256_loadu_ps(s);
+    } else {
+        float tmp[P8_ROWS] = { 0 };
+
+        memcpy(tmp, s, (size_t)n * sizeof *tmp);
+        sc = _mm256_loadu_ps(tmp);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < TN; j++) {
+        __m256 y = _mm256_mul_ps(sc, f[j]);
+
+        if (n == P8_ROWS) {
+            _mm256_storeu_ps(Y + (size_t)j * ystride, y);
+        } else {
+            float tmp[P8_ROWS];
+
+            _mm256_storeu_ps(tmp, y);
+            memcpy(Y + (size_t)j * ystride, tmp, (size_t)n * sizeof *tmp);
         }
     }
 }
 
-/* Tiles of MM_RN x MM_TN over rows [r0, r1) and the tile's n tokens,
- * smaller tiles at the edges. */
-#define MATMUL_ROWS(NAME, TILE) \
-static void NAME(const struct kmat *W, const struct xq_tile *xt, int t0, int n, float *Y, \
-                 int r0, int r1) \
-{ \
-    int r = r0; \
-    for (; r + MM_RN <= r1; r += MM_RN) { \
-        int t = 0; \
-        for (; t + MM_TN <= n; t += MM_TN) { \
-            TILE(W, r, xt, t, t0, Y, MM_RN, MM_TN); \
-        } \
-        for (; t < n; t++) { \
-            TILE(W, r, xt, t, t0, Y, MM_RN, 1); \
-        } \
-    } \
-    for (; r < r1; r++) { \
-        int t = 0; \
-        for (; t + MM_TN <= n; t += MM_TN) { \
-            TILE(W, r, xt, t, t0, Y, 1, MM_TN); \
-        } \
-        for (; t < n; t++) { \
-            TILE(W, r, xt, t, t0, Y, 1, 1); \
-        } \
-    } \
-}
-
-MATMUL_ROWS(q8_seq, q8_tile)
-
-typedef void rows_fn(const struct kmat *W, const struct xq_tile *xt, int t0, int n, float *Y,
-                     int r0, int r1);
-
-static void matmul_int8(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
-                        rows_fn *rows)
+/* kernel_format.seq_rows for Q8: rows [r0, r1) times the T tokens X
+ * prepared in buf. */
+static void q8_seq_rows(const struct kmat *W, const float *X, const void *buf, int T, float *Y,
+                        int r0, int r1)
 {
-    struct xq_tile xt;
+    const int nb = quant_q4_blocks(W->cols);
+    int16_t *wt = aligned_alloc(64, (size_t)nb * 512);
+    struct p8_x xs;
 
-    if (xq_tile_alloc(&xt, W->cols) != 0) {
+    if (!wt) {
         /* Out of memory: the portable kernel allocates less. */
         kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
         return;
     }
-    for (int t0 = 0; t0 < T; t0 += MM_TOKENS) {
-        int n = T - t0 < MM_TOKENS ? T - t0 : MM_TOKENS;
+    p8_x_init(&xs, (void *)buf, W->cols, T);
+    for (int r = r0; r < r1; r += P8_ROWS) {
+        int n = r1 - r < P8_ROWS ? r1 - r : P8_ROWS;
 
-        for (int i = 0; i < n; i++) {
-            xq_tile_fill(&xt, i, X + (size_t)(t0 + i) * W->cols, W->cols);
+        p8_unpack(W, r, n, wt);
+        for (int g = 0; g * P8_TOK < T; g++) {
+            float *y = Y + (size_t)g * P8_TOK * W->rows + r;
+            const float *s = W->scales + r;
+
+            switch (T - g * P8_TOK >= P8_TOK ? P8_TOK : T - g * P8_TOK) {
+            case 4: p8_tile(wt, &xs, g, 4, s, y, (size_t)W->rows, n); break;
+            case 3: p8_tile(wt, &xs, g, 3, s, y, (size_t)W->rows, n); break;
+            case 2: p8_tile(wt, &xs, g, 2, s, y, (size_t)W->rows, n); break;
+            default: p8_tile(wt, &xs, g, 1, s, y, (size_t)W->rows, n); break;
+            }
         }
-        rows(W, &xt, t0, n, Y, r0, r1);
     }
-    xq_tile_free(&xt);
+    free(wt);
 }
 
+/* kernel_format.matmul_rows for Q8: p8_seq_fill and q8_seq_rows on one
+ * thread. */
 static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
 {
-    matmul_int8(W, X, T, Y, r0, r1, q8_seq);
+    size_t bytes = p8_x_bytes(W->cols, T);
+    void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+
+    if (!buf) {
+        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
+        return;
+    }
+    p8_seq_fill(X, W->cols, T, 0, T, buf);
+    q8_seq_rows(W, X, buf, T, Y, r0, r1);
+    free(buf);
 }
 
 /* ---- Q4 sequence mode, packed tiles -----------------------------------------
@@ -1316,7 +1359,7 @@ const struct kernel_set kernel_set_avx2 = {
         [RWKV_DTYPE_BF16] = { quant_pack_bf16, bf16_matvec_rows, NULL, quant_bytes_half, bf16_rows_to_f32,
                               bf16_matvec_multi_rows, 2 },
         [RWKV_DTYPE_Q8] = { q8_pack, q8_matvec_rows, q8_matmul_rows, quant_bytes_q8, q8_rows_to_f32,
-                            q8_matvec_multi_rows, 4 },
+                            q8_matvec_multi_rows, 4, p8_x_bytes, p8_seq_fill, q8_seq_rows },
         [RWKV_DTYPE_Q4] = { quant_pack_q4, q4_matvec_rows, q4_matmul_rows, quant_bytes_q4,
                             q4_rows_to_f32, q4_matvec_multi_rows, 4, pt_x_bytes, pt_seq_fill,
                             q4_seq_rows },
