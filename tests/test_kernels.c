@@ -137,10 +137,9 @@ static void test_products(struct kpool *pool, const char *pname)
     }
 }
 
-/* A product on the pool is cut into pieces of shrinking size (the larger
- * the matrix, the more pieces): every row written once, each exactly as
- * the row kernel over all rows in one call gives it; so for a batch of
- * products in one job (k_matmul_batch, T = 1). */
+/* A large product on the pool is cut into pieces: every row written, each
+ * exactly as the row kernel over all rows in one call gives it; so for a
+ * batch of products in one job (k_matmul_batch, T = 1). */
 static void test_cut(struct kpool *pool, const char *pname)
 {
     static const int shapes[][2] = { { 4099, 96 }, { 20011, 64 }, { 513, 1024 }, { 3, 40000 } };

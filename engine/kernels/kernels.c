@@ -295,47 +295,15 @@ static void row_range(const struct rows_job *job, int i, int *r0, int *r1)
     *r1 = (int)((int64_t)rows * (i + 1) / job->n_tasks);
 }
 
-/* Tasks one matrix-vector product may be cut into (see guided_piece). */
-#define MATVEC_TASKS 128
-/* The smallest piece guided_piece makes, in weight bytes. */
-#define TASK_MIN_BYTES (32 * 1024)
-
-/* The next piece of a product cut for `threads` threads that take pieces
- * in turn, largest first: a 1/(2 threads) share of the `left` bytes still
- * to cut, at least TASK_MIN_BYTES, and at least left / room when only
- * `room` pieces may follow.  With equal pieces (a few per thread) one
- * thread sat idle at the end of every product for up to a whole piece
- * while the other finished its last one, and generation ends about six
- * products a layer that way; with shrinking pieces the last ones are
- * small, so the threads finish together, and there are still few pieces
- * to claim. */
-static size_t guided_piece(size_t left, int threads, int room)
-{
-    size_t piece = left / ((size_t)threads * 2);
-
-    if (piece < TASK_MIN_BYTES) {
-        piece = TASK_MIN_BYTES;
-    }
-    if (room > 0 && piece < left / (size_t)room + 1) {
-        piece = left / (size_t)room + 1;
-    }
-    return piece < left ? piece : left;
-}
-
-/* Rows [bound[i], bound[i + 1]) for task i of a matrix-vector product. */
-struct matvec_job {
-    const struct kernel_format *fmt;
-    const struct kmat *W;
-    const float *x;
-    float *y;
-    int bound[MATVEC_TASKS + 1];
-};
-
 static void matvec_task(void *ctx, int i)
 {
-    const struct matvec_job *job = ctx;
+    const struct rows_job *job = ctx;
+    int r0, r1;
 
-    job->fmt->matvec_rows(job->W, job->x, job->y, job->bound[i], job->bound[i + 1]);
+    row_range(job, i, &r0, &r1);
+    if (r1 > r0) {
+        job->fmt->matvec_rows(job->W, job->x, job->y, r0, r1);
+    }
 }
 
 /* Task count for a product: one per thread, a few more for balance. */
@@ -355,39 +323,13 @@ static int split_tasks(struct kpool *pool, const struct kmat *W)
     return n;
 }
 
-/* Every row of y comes from one matvec_rows call over some range of rows,
- * and a row's value does not depend on the range: the split changes no
- * output. */
 void k_matvec(struct kpool *pool, const struct kmat *W, const float *x, float *y)
 {
-    struct matvec_job job;
-    size_t bytes = kmat_bytes(W), left = bytes;
-    int threads = kpool_threads(pool), n = 0;
+    struct rows_job job = { kernels_format(W->type), W, x, y, 1, 0 };
 
-    job.fmt = kernels_format(W->type);
-    job.W = W;
-    job.x = x;
-    job.y = y;
     assert(job.fmt->matvec_rows);
-    if (split_tasks(pool, W) == 1) {
-        job.fmt->matvec_rows(W, x, y, 0, W->rows);
-        return;
-    }
-    job.bound[0] = 0;
-    while (job.bound[n] < W->rows) {
-        int rows;
-
-        left -= guided_piece(left, threads, MATVEC_TASKS - n);
-        rows = W->rows - (int)((uint64_t)left * (uint64_t)W->rows / bytes);
-        if (rows <= job.bound[n]) {
-            rows = job.bound[n] + 1;
-        }
-        if (n == MATVEC_TASKS - 1) {
-            rows = W->rows;
-        }
-        job.bound[++n] = rows;
-    }
-    kpool_run(pool, matvec_task, &job, n);
+    job.n_tasks = split_tasks(pool, W);
+    kpool_run(pool, matvec_task, &job, job.n_tasks);
 }
 
 static void matmul_task(void *ctx, int i)
@@ -638,44 +580,6 @@ static void batch_task(void *ctx, int i)
     }
 }
 
-/* Cuts job->p[0..n) (total weight bytes) into pieces of shrinking size
- * (guided_piece), in order, never a piece across two matrices. */
-static void batch_cut_guided(struct batch_job *job, size_t total, int threads, int n)
-{
-    size_t left = total;
-
-    for (int i = 0; i < n; i++) {
-        const struct kmat *W = job->p[i].W;
-        size_t bytes = kmat_bytes(W), mine = bytes;
-        int r = 0;
-
-        while (r < W->rows) {
-            size_t piece = guided_piece(left, threads, BATCH_TASKS - job->n_tasks - (n - 1 - i));
-            int r1;
-
-            if (piece > mine) {
-                piece = mine;
-            }
-            mine -= piece;
-            left -= piece;
-            r1 = W->rows - (int)((uint64_t)mine * (uint64_t)W->rows / (bytes ? bytes : 1));
-            if (r1 <= r) {
-                r1 = r + 1;
-            }
-            /* room for a piece of every matrix still to come */
-            if (job->n_tasks >= BATCH_TASKS - (n - 1 - i) - 1) {
-                r1 = W->rows;
-            }
-            job->task[job->n_tasks].product = (unsigned short)i;
-            job->task[job->n_tasks].r0 = r;
-            job->task[job->n_tasks].r1 = r1;
-            job->n_tasks++;
-            r = r1;
-        }
-        left -= mine;
-    }
-}
-
 /* One pool job for n <= BATCH_PRODUCTS products of T vectors each. */
 static void batch_run(struct kpool *pool, const struct k_product *p, int n, int T)
 {
@@ -696,11 +600,6 @@ static void batch_run(struct kpool *pool, const struct k_product *p, int n, int 
     job.p = p;
     job.T = T;
     job.n_tasks = 0;
-    if (T == 1) {
-        batch_cut_guided(&job, total, threads, n);
-        kpool_run(pool, batch_task, &job, job.n_tasks);
-        return;
-    }
     for (int i = 0; i < n; i++) {
         int rows = p[i].W->rows;
         size_t pieces = kmat_bytes(p[i].W) / grain + 1;
