@@ -21,6 +21,9 @@ A=${2:?usage: MODELS="A.pth B.pth" bench_ceiling.sh BEFORE_BUILD AFTER_BUILD [RO
 ROUNDS=${3:-1}
 MODELS=${MODELS:?MODELS: the model files to run, e.g. made with rwkv-tool mkmodel --version 7 --layers 12 --embd 768}
 REPS=${REPS:-3}
+for m in $MODELS; do
+    [ -f "$m" ] || { echo "bench_ceiling.sh: no model $m" >&2; exit 1; }
+done
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -32,10 +35,11 @@ echo "read bandwidth (GB/s): 1 thread $(cat "$TMP/bw1"), 2 threads $(cat "$TMP/b
 
 # one run: prints "tok/s pct MB/token"
 one() {
-    "$1/rwkv-bench" "$2" --dtype "$3" -t "$4" -p 0 -n 64 -r "$REPS" --bandwidth "$(cat "$TMP/bw$4")" |
-        awk '/MB read per token/ { for (i = 1; i <= NF; i++) if ($i == "MB") mb = $(i - 1) }
+    "$1/rwkv-bench" "$2" --dtype "$3" -t "$4" -p 0 -n 64 -r "$REPS" --bandwidth "$(cat "$TMP/bw$4")" >"$TMP/out" ||
+        { echo "bench_ceiling.sh: $1/rwkv-bench $2 --dtype $3 -t $4 failed:" >&2; cat "$TMP/out" >&2; exit 1; }
+    awk '/MB read per token/ { for (i = 1; i <= NF; i++) if ($i == "MB") mb = $(i - 1) }
              / tg64 / { split($0, f, "|"); split(f[4], s, " "); sub(/ *%.*/, "", f[6]); gsub(/ /, "", f[6]);
-                        print s[1], f[6], mb }'
+                        print s[1], f[6], mb }' "$TMP/out"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -17,8 +17,8 @@
 # timed run (a fresh server per build, 128 tokens per stream, temperature 1,
 # the prompt's state already cached by a warm-up request).
 set -u
-A=${1:?usage: bench-batch20.sh BEFORE_BUILD AFTER_BUILD}
-B=${2:?usage: bench-batch20.sh BEFORE_BUILD AFTER_BUILD}
+A=${1:?usage: MODEL=M.pth bench_streams.sh BEFORE_BUILD AFTER_BUILD}
+B=${2:?usage: MODEL=M.pth bench_streams.sh BEFORE_BUILD AFTER_BUILD}
 M=${MODEL:?MODEL: the model file, e.g. rwkv-tool mkmodel --version 7 --layers 12 --embd 768 -o v7-0.1B.pth}
 R=${ROUNDS:-2}
 SERVE=${SERVE:-1}
