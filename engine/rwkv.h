@@ -96,9 +96,9 @@ struct rwkv_load_options {
     int keep_mapped;        /* 1: the weights stay where the load read them (for
                              * programs that only read the model's facts); 0:
                              * they move into one huge-page mapping for speed */
-    size_t history_max;     /* RWKV-7b: a lower bound on a state's history than
-                             * RWKV_HISTORY_MAX (1 to it; 0: RWKV_HISTORY_MAX),
-                             * so that tests reach it in a few tokens */
+    size_t history_max;     /* RWKV-7b: a smaller limit on a state's history
+                             * than RWKV_HISTORY_MAX (1 to it; 0: that), so
+                             * that tests reach it in a few tokens */
 };
 
 /* What the conversion cache did during a load. */

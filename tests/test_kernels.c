@@ -487,9 +487,10 @@ static void test_batch(struct kpool *pool, const char *pname)
         ok(same, "%s: k_matvec_many T=%d equals k_matvec per vector, bit for bit", pname, T);
     }
     {
-        /* Q8 rows too wide for four vectors in one call (k_matvec_many
-         * takes them two at a time over row blocks): still k_matvec's
-         * results, for a group of four, and one of five (2 + 2 + 1). */
+        /* Wide Q8 rows (once taken two vectors at a time over row
+         * blocks; now four at a time like every format): still
+         * k_matvec's results, for a group of four, and one of five
+         * (4 + 1). */
         enum { R = 70, C = 3072 };
         float *wq = random_vec((size_t)R * C), *xq = random_vec((size_t)5 * C);
         float *yq = calloc((size_t)5 * R, sizeof *yq), *rq = calloc((size_t)5 * R, sizeof *rq);

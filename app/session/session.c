@@ -138,7 +138,7 @@ static int set_up(struct session *s, struct app_options *opts, session_note_fn n
     const char *prompt;
     double t0, load_seconds;
 
-    if (hook && *hook) {
+    if (hook && *hook >= '0' && *hook <= '9') {
         char *end;
         unsigned long long v = strtoull(hook, &end, 10);
 

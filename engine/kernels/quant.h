@@ -31,7 +31,8 @@
  *        computed with d rounded to binary16.  Columns past cols
  *        (last block) are zero weights.  kmat.scales is NULL.
  *        The product quantises x per block of 32 the same way ggml's Q8_0
- *        does (dx = max |x| / 127, qx = round(x / dx) in [-127, 127]):
+ *        does: dx = max |x| / 127 and qx = round(x * (127 / max |x|)) in
+ *        [-127, 127] (that form in every kernel, ties to even):
  *            y[r] = sum_b d_b * dx_b * sum_j (u_j - 8) * qx_j,
  *        the inner sum an exact integer, so every implementation gives the
  *        same value up to the float32 sum over blocks.
