@@ -53,15 +53,21 @@ static inline __m512 bf16_odd(__m512i v)
 
 /* One row at a time: a single stream per thread for the hardware
  * prefetcher (interleaving four rows was measurably slower with AVX2).
- * The kernels prefetch 2048 bytes ahead: each weight is used once, and at
- * 512 bytes the prefetches came too late to cover the memory
- * latency (tests/bench_kernels, one thread: bf16 0.9-1.0x the plain
- * streaming read at 512, 1.0-1.2x at 2048; q4 0.6-0.75x at 512, 0.8-0.95x
- * at 2048).  The multi-vector kernels too: k_matvec_many hands them a
- * task's rows in one pass when its vectors fit in one group (4 streams),
- * and 2048 gave 4 streams of the 0.1B model, 2 threads, 3-10 % (bf16) and
- * 10-27 % (q8, q4) more tokens per second than 512. */
-#define MATVEC_PREFETCH 2048
+ * The kernels prefetch 4096 bytes ahead: each weight is used once, and
+ * closer prefetches come too late to cover the memory latency.  On the
+ * Xeon (15 GB/s a core) 2048 was enough (tests/bench_kernels, one thread:
+ * bf16 0.9-1.0x the plain streaming read at 512, 1.0-1.2x at 2048; q4
+ * 0.6-0.75x at 512, 0.8-0.95x at 2048); a Zen 4 core reads 27-30 GB/s and
+ * wants 4096 (bf16 matvec 23.6 -> 29.0 GB/s, q8 24.0 -> 25.8, q4 19.3 ->
+ * 20.9; 8192 and 6144 were slower again).  The multi-vector kernels too:
+ * k_matvec_many hands them a task's rows in one pass when its vectors fit
+ * in one group (4 streams), and 2048 gave 4 streams of the 0.1B model,
+ * 2 threads, 3-10 % (bf16) and 10-27 % (q8, q4) more tokens per second
+ * than 512 on the Xeon. */
+#define MATVEC_PREFETCH 4096
+/* bs_widen's distance: 4096 read v7-0.4B bf16 prompts 4 % slower on Zen 4
+ * (the tile already fetches the next rows into L2). */
+#define WIDEN_PREFETCH 2048
 
 static void bf16_matvec_rows(const struct kmat *W, const float *x, float *y, int r0, int r1)
 {
@@ -336,7 +342,7 @@ static void bs_widen(const uint16_t *w, int cols, int nr, float *wf, size_t ldw)
         for (; i + 16 <= cols; i += 16) {
             __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i)));
 
-            _mm_prefetch((const char *)(w + i) + MATVEC_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch((const char *)(w + i) + WIDEN_PREFETCH, _MM_HINT_T0);
 
             _mm512_storeu_ps(wf + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
         }
