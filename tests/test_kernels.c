@@ -137,6 +137,19 @@ static void test_products(struct kpool *pool, const char *pname)
     }
 }
 
+/* Frees the np matrices of test_cut and test_batch with their weights,
+ * inputs, outputs and reference outputs. */
+static void free_products(int np, struct kmat *m, float **w, float **x, float **y, float **ref)
+{
+    for (int i = 0; i < np; i++) {
+        kmat_free(&m[i]);
+        free(w[i]);
+        free(x[i]);
+        free(y[i]);
+        free(ref[i]);
+    }
+}
+
 /* A large product on the pool is cut into pieces: every row written, each
  * exactly as the row kernel over all rows in one call gives it; so for a
  * batch of products in one job (k_matmul_batch, T = 1). */
@@ -185,13 +198,7 @@ static void test_cut(struct kpool *pool, const char *pname)
         batch_same &= memcmp(y[i], ref[i], (size_t)m[i].rows * sizeof *y[i]) == 0;
     }
     ok(built && batch_same, "%s: the four in one k_matmul_batch job, the same, bit for bit", pname);
-    for (int i = 0; i < NP; i++) {
-        kmat_free(&m[i]);
-        free(w[i]);
-        free(x[i]);
-        free(y[i]);
-        free(ref[i]);
-    }
+    free_products(NP, m, w, x, y, ref);
 }
 
 /* Conversions: bf16 and f16 stored data, and the LoRA transpose. */
@@ -523,13 +530,7 @@ static void test_batch(struct kpool *pool, const char *pname)
                "its start-up check and is in use", pname, kernels_name());
         }
     }
-    for (int i = 0; i < NP; i++) {
-        kmat_free(&m[i]);
-        free(w[i]);
-        free(x[i]);
-        free(y[i]);
-        free(ref[i]);
-    }
+    free_products(NP, m, w, x, y, ref);
 }
 
 /* Half-precision files at dtype auto keep their format (where a kernel set

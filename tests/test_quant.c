@@ -901,20 +901,28 @@ static double mean_kl(const float *a, const float *b, int n, int vocab)
     return kl / n;
 }
 
+/* The shared fixture `name`: its path (path[512]), its tokens (tok[256],
+ * *n of them) and float32's logits over them in RNN mode, or NULL. */
+static float *fixture_f32(const char *name, char *path, int32_t *tok, int *n, int *vocab)
+{
+    char tpath[512];
+
+    snprintf(path, 512, "%s", shared_path(name));
+    snprintf(tpath, sizeof tpath, "%.*s.tokens", (int)(strlen(path) - 4), path);
+    *n = read_tokens(tpath, tok, 256);
+    return *n > 0 ? run_model(path, RWKV_DTYPE_F32, tok, *n, vocab, 0) : NULL;
+}
+
 /* KL divergence from float32 of each format d in [F16, Q4] (kl[d], and
  * the largest logit error maxe[d]) over the fixture's tokens, with the
  * kernels this process chose.  0, or -1 if a run failed. */
 static int quality_kl(const char *name, int sequence, double *kl, double *maxe)
 {
-    char path[512], tpath[512];
+    char path[512];
     int32_t tok[256];
     int n, vocab = 0;
-    float *ref;
+    float *ref = fixture_f32(name, path, tok, &n, &vocab);
 
-    snprintf(path, sizeof path, "%s", shared_path(name));
-    snprintf(tpath, sizeof tpath, "%.*s.tokens", (int)(strlen(path) - 4), path);
-    n = read_tokens(tpath, tok, 256);
-    ref = n > 0 ? run_model(path, RWKV_DTYPE_F32, tok, n, &vocab, 0) : NULL;
     if (!ref) {
         return -1;
     }
@@ -971,15 +979,11 @@ static void test_quality(const char *name, int sequence)
  * differed by the activation rounding, as much as q8 differs from fp32. */
 static void test_modes_agree(const char *name)
 {
-    char path[512], tpath[512];
+    char path[512];
     int32_t tok[256];
     int n, vocab = 0;
-    float *ref;
+    float *ref = fixture_f32(name, path, tok, &n, &vocab);
 
-    snprintf(path, sizeof path, "%s", shared_path(name));
-    snprintf(tpath, sizeof tpath, "%.*s.tokens", (int)(strlen(path) - 4), path);
-    n = read_tokens(tpath, tok, 256);
-    ref = n > 0 ? run_model(path, RWKV_DTYPE_F32, tok, n, &vocab, 0) : NULL;
     for (int d = RWKV_DTYPE_Q8; d <= RWKV_DTYPE_Q4; d++) {
         float *rnn = ref ? run_model(path, (enum rwkv_dtype)d, tok, n, &vocab, 0) : NULL;
         float *seq = rnn ? run_model(path, (enum rwkv_dtype)d, tok, n, &vocab, 1) : NULL;
