@@ -747,20 +747,23 @@ struct p8_x {
     float *d;                   /* [groups][nb][P8_TOK] */
 };
 
+/* Blocks of 32 activations in the buffer of T tokens in groups of tok
+ * (the p8_x and pt_x layouts: a last, partial group takes a whole group). */
+static size_t x_slots(int cols, int T, int tok)
+{
+    return (size_t)((T + tok - 1) / tok) * (size_t)tok * (size_t)quant_q4_blocks(cols);
+}
+
 static size_t p8_x_bytes(int cols, int T)
 {
-    size_t n = (size_t)((T + P8_TOK - 1) / P8_TOK) * P8_TOK * (size_t)quant_q4_blocks(cols);
-
-    return n * (64 + sizeof(float));
+    return x_slots(cols, T, P8_TOK) * (64 + sizeof(float));
 }
 
 static void p8_x_init(struct p8_x *xs, void *buf, int cols, int T)
 {
-    size_t n = (size_t)((T + P8_TOK - 1) / P8_TOK) * P8_TOK * (size_t)quant_q4_blocks(cols);
-
     xs->nb = quant_q4_blocks(cols);
     xs->q = buf;
-    xs->d = (float *)(xs->q + n * 32);
+    xs->d = (float *)(xs->q + x_slots(cols, T, P8_TOK) * 32);
 }
 
 /* kernel_format.seq_fill for Q8: tokens [t0, t1) of X[T][cols] into buf. */
@@ -919,20 +922,33 @@ static void q8_seq_rows(const struct kmat *W, const float *X, const void *buf, i
     free(wt);
 }
 
-/* kernel_format.matmul_rows for Q8: p8_seq_fill and q8_seq_rows on one
- * thread. */
-static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+/* kernel_format.matmul_rows through a format's seq_bytes, seq_fill and
+ * seq_rows on one thread (the portable kernel where the buffer cannot be
+ * had). */
+static void seq_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1,
+                            size_t (*seq_bytes)(int cols, int T),
+                            void (*seq_fill)(const float *X, int cols, int T, int t0, int t1,
+                                             void *buf),
+                            void (*seq_rows)(const struct kmat *W, const float *X,
+                                             const void *buf, int T, float *Y, int r0, int r1))
 {
-    size_t bytes = p8_x_bytes(W->cols, T);
+    size_t bytes = seq_bytes(W->cols, T);
     void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
 
     if (!buf) {
         kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
         return;
     }
-    p8_seq_fill(X, W->cols, T, 0, T, buf);
-    q8_seq_rows(W, X, buf, T, Y, r0, r1);
+    seq_fill(X, W->cols, T, 0, T, buf);
+    seq_rows(W, X, buf, T, Y, r0, r1);
     free(buf);
+}
+
+/* kernel_format.matmul_rows for Q8: p8_seq_fill and q8_seq_rows on one
+ * thread. */
+static void q8_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
+{
+    seq_matmul_rows(W, X, T, Y, r0, r1, p8_x_bytes, p8_seq_fill, q8_seq_rows);
 }
 
 /* ---- Q4 sequence mode, packed tiles -----------------------------------------
@@ -957,18 +973,14 @@ struct pt_x {
 
 static size_t pt_x_bytes(int cols, int T)
 {
-    size_t n = (size_t)((T + PT_TOK - 1) / PT_TOK) * PT_TOK * (size_t)quant_q4_blocks(cols);
-
-    return n * (32 + sizeof(float));
+    return x_slots(cols, T, PT_TOK) * (32 + sizeof(float));
 }
 
 static void pt_x_init(struct pt_x *xs, void *buf, int cols, int T)
 {
-    size_t n = (size_t)((T + PT_TOK - 1) / PT_TOK) * PT_TOK * (size_t)quant_q4_blocks(cols);
-
     xs->nb = quant_q4_blocks(cols);
     xs->q = buf;
-    xs->d = (float *)(xs->q + n * 32);
+    xs->d = (float *)(xs->q + x_slots(cols, T, PT_TOK) * 32);
 }
 
 /* kernel_format.seq_fill: tokens [t0, t1) of X[T][cols] into buf. */
@@ -1153,16 +1165,7 @@ static void q4_seq_rows(const struct kmat *W, const float *X, const void *buf, i
  * thread. */
 static void q4_matmul_rows(const struct kmat *W, const float *X, int T, float *Y, int r0, int r1)
 {
-    size_t bytes = pt_x_bytes(W->cols, T);
-    void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-
-    if (!buf) {
-        kernel_set_quant.format[W->type].matmul_rows(W, X, T, Y, r0, r1);
-        return;
-    }
-    pt_seq_fill(X, W->cols, T, 0, T, buf);
-    q4_seq_rows(W, X, buf, T, Y, r0, r1);
-    free(buf);
+    seq_matmul_rows(W, X, T, Y, r0, r1, pt_x_bytes, pt_seq_fill, q4_seq_rows);
 }
 
 /* ---- F32 (the LoRA matrices, kept in float32 in every format) -------------- */
