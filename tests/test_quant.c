@@ -21,6 +21,7 @@
 #include "engine/kernels/quant.h"
 #include "engine/rwkv.h"
 #include "tests/evalonce.h"
+#include "tests/kl.h"
 #include "tests/tap.h"
 
 static uint64_t rng_state = 88172645463325252ull;
@@ -881,22 +882,7 @@ static double mean_kl(const float *a, const float *b, int n, int vocab)
     double kl = 0;
 
     for (int i = 0; i < n; i++) {
-        const float *x = a + (size_t)i * vocab, *y = b + (size_t)i * vocab;
-        double mx = x[0], my = y[0], zx = 0, zy = 0;
-
-        for (int v = 0; v < vocab; v++) {
-            mx = fmax(mx, x[v]);
-            my = fmax(my, y[v]);
-        }
-        for (int v = 0; v < vocab; v++) {
-            zx += exp(x[v] - mx);
-            zy += exp(y[v] - my);
-        }
-        for (int v = 0; v < vocab; v++) {
-            double lx = x[v] - mx - log(zx), ly = y[v] - my - log(zy);
-
-            kl += exp(lx) * (lx - ly);
-        }
+        kl += row_kl(a + (size_t)i * vocab, b + (size_t)i * vocab, (size_t)vocab);
     }
     return kl / n;
 }

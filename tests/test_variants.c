@@ -25,6 +25,7 @@
 #include "engine/model/context_test.h"
 #include "engine/load/statefile.h"
 #include "tests/evalonce.h"
+#include "tests/kl.h"
 #include "tests/testutil.h"
 
 #define GOLDEN ABS_TOP_SRCDIR "/tests/golden/variants/"
@@ -177,24 +178,13 @@ static void test_quantised(const struct variant *v, const float *ref, enum rwkv_
     } else {
         for (int t = 0; t < n_tokens; t++) {
             const float *a = ref + t * V, *b = out + t * V;
-            double ma = a[0], mb = b[0], za = 0, zb = 0;
             size_t ia = 0, ib = 0;
 
             for (size_t i = 0; i < V; i++) {
                 ia = a[i] > a[ia] ? i : ia;
                 ib = b[i] > b[ib] ? i : ib;
-                ma = fmax(ma, a[i]);
-                mb = fmax(mb, b[i]);
             }
-            for (size_t i = 0; i < V; i++) {
-                za += exp(a[i] - ma);
-                zb += exp(b[i] - mb);
-            }
-            for (size_t i = 0; i < V; i++) {
-                double la = a[i] - ma - log(za), lb = b[i] - mb - log(zb);
-
-                kl += exp(la) * (la - lb);
-            }
+            kl += row_kl(a, b, V);
             same_argmax += ia == ib;
         }
         kl /= n_tokens;
